@@ -1,0 +1,54 @@
+"""Classifier-free guidance (Ho & Salimans 2022) in DreamRec's convention (Yang et al. 2023).
+
+Training: the condition c is replaced by a learned null embedding with probability p_u
+(:func:`drop_condition`). Sampling: the denoiser's output is combined as
+f~ = (1 + w) f(x_t, c, t) - w f(x_t, null, t) (:func:`guided`); w = 0 is purely conditional and
+skips the unconditional pass. Both passes run as one batch of twice the size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .gaussian import ModelFn
+
+__all__ = ["ConditionalModelFn", "drop_condition", "guided"]
+
+ConditionalModelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def drop_condition(
+    cond: torch.Tensor,
+    null: torch.Tensor,
+    prob: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Replace each row of ``cond`` [b, ...] by ``null`` [...] with probability ``prob``."""
+    if not 0 <= prob <= 1:
+        raise ValueError(f"condition drop probability must lie in [0, 1], got {prob}")
+    if prob == 0:
+        return cond
+    draw = torch.rand(cond.shape[0], generator=generator, device=cond.device)
+    mask = (draw < prob).reshape((-1,) + (1,) * (cond.dim() - 1))
+    return torch.where(mask, null.to(cond.dtype).expand_as(cond), cond)
+
+
+def guided(
+    model: ConditionalModelFn, cond: torch.Tensor, null: torch.Tensor, scale: float
+) -> ModelFn:
+    """A ``model_fn(x_t, t)`` giving (1 + w) f(x_t, c, t) - w f(x_t, null, t) with w = ``scale``."""
+    if scale < 0:
+        raise ValueError(f"guidance scale w must be >= 0, got {scale}")
+
+    def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if scale == 0:
+            return model(x_t, t, cond)
+        batch = x_t.shape[0]
+        null_batch = null.to(cond.dtype).expand_as(cond)
+        both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null_batch]))
+        conditional, unconditional = both[:batch], both[batch:]
+        return (1 + scale) * conditional - scale * unconditional
+
+    return model_fn

@@ -1,0 +1,164 @@
+"""Reverse-process samplers, kept apart from the process and from the network.
+
+A sampler is a ``step`` from x_t to x_{t-1} (or to the previous kept step of a respaced schedule)
+plus one loop that calls the model. Respacing is a property of the process
+(``GaussianDiffusion(schedule.spaced(k))``), so either sampler runs on any subsequence of steps.
+
+- :class:`DDPMSampler`: Algorithm 2 of Ho et al. (2020); ``add_noise=False`` follows the posterior
+  mean only, as DiffRec does at inference.
+- :class:`DDIMSampler`: Song et al. (2021), Eq. 12:
+  x_{t'} = sqrt(abar_{t'}) x0_hat + sqrt(1 - abar_{t'} - sigma^2) eps_hat + sigma z, with
+  sigma = eta sqrt((1-abar_{t'})/(1-abar_t)) sqrt(1 - abar_t/abar_{t'}); eta = 0 is deterministic.
+- :func:`noise_to`: start the reverse process from the input noised to step T' (DiffRec's
+  acceleration) instead of from pure noise.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+from tqdm.auto import tqdm
+
+from .gaussian import GaussianDiffusion, ModelFn
+
+__all__ = ["DDIMSampler", "DDPMSampler", "Sampler", "SamplerState", "noise_to"]
+
+
+class SamplerState(NamedTuple):
+    """After a reverse step: the step index reached from, the new sample and the x0 prediction."""
+
+    t: int
+    sample: torch.Tensor
+    pred_x0: torch.Tensor
+
+
+def noise_to(
+    process: GaussianDiffusion,
+    x0: torch.Tensor,
+    noise_steps: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """x0 corrupted by ``noise_steps`` forward steps (T'); T' = 0 returns x0 unchanged."""
+    if not 0 <= noise_steps <= process.num_steps:
+        raise ValueError(f"noise_steps must lie in 0..{process.num_steps}, got {noise_steps}")
+    if noise_steps == 0:
+        return x0
+    t = torch.full((x0.shape[0],), noise_steps - 1, dtype=torch.long, device=x0.device)
+    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    return process.q_sample(x0, t, noise)
+
+
+class Sampler(abc.ABC):
+    """The reverse loop over a process; subclasses define one ``step``."""
+
+    def __init__(self, process: GaussianDiffusion, clip_x0: tuple[float, float] | None = None):
+        self.process = process
+        self.clip_x0 = clip_x0
+
+    @abc.abstractmethod
+    def step(
+        self,
+        model_fn: ModelFn,
+        x_t: torch.Tensor,
+        t: int,
+        generator: torch.Generator | None = None,
+    ) -> SamplerState:
+        """One reverse step from step index ``t`` (0-based) to ``t - 1``."""
+
+    def _noise(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+
+    def iterate(
+        self,
+        model_fn: ModelFn,
+        x: torch.Tensor,
+        start: int | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> Iterator[SamplerState]:
+        """Yield the state after each step, from step ``start`` (default T) down to step 1."""
+        start = self.process.num_steps if start is None else start
+        if not 0 <= start <= self.process.num_steps:
+            raise ValueError(f"start must lie in 0..{self.process.num_steps}, got {start}")
+        steps = range(start - 1, -1, -1)
+        for t in tqdm(steps, desc="sampling", disable=not progress, leave=False):
+            state = self.step(model_fn, x, t, generator)
+            x = state.sample
+            yield state
+
+    @torch.no_grad()
+    def sample(
+        self,
+        model_fn: ModelFn,
+        x: torch.Tensor,
+        start: int | None = None,
+        generator: torch.Generator | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Run the reverse process from ``x`` at step ``start`` (default: x = x_T, pure noise)."""
+        for state in self.iterate(model_fn, x, start, generator, progress):
+            x = state.sample
+        return x
+
+    def _step_t(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        """The step as a 0-d tensor: one step for the whole batch."""
+        return torch.tensor(t, dtype=torch.long, device=x.device)
+
+
+class DDPMSampler(Sampler):
+    """Ancestral sampling, x_{t-1} = mu_theta(x_t, t) + sigma_t z (z = 0 at t = 1 or without noise)."""
+
+    def __init__(
+        self,
+        process: GaussianDiffusion,
+        add_noise: bool = True,
+        clip_x0: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__(process, clip_x0)
+        self.add_noise = add_noise
+
+    def step(self, model_fn, x_t, t, generator=None):
+        out = self.process.p_mean_variance(model_fn, x_t, self._step_t(x_t, t), self.clip_x0)
+        if not self.add_noise or t == 0:
+            return SamplerState(t, out.mean, out.pred_x0)
+        noise = self._noise(x_t, generator)
+        return SamplerState(t, out.mean + torch.exp(0.5 * out.log_variance) * noise, out.pred_x0)
+
+
+class DDIMSampler(Sampler):
+    """DDIM with stochasticity ``eta`` (0: deterministic; 1 on all steps: DDPM's posterior variance)."""
+
+    def __init__(
+        self,
+        process: GaussianDiffusion,
+        eta: float = 0.0,
+        clip_x0: tuple[float, float] | None = None,
+    ) -> None:
+        super().__init__(process, clip_x0)
+        if eta < 0:
+            raise ValueError(f"eta must be >= 0, got {eta}")
+        self.eta = eta
+
+    def sigma(self, t: int) -> float:
+        """sigma_t of Song et al. Eq. 16 for the step t -> t-1 of this (possibly respaced) process."""
+        abar = float(self.process.alpha_bar[t])
+        abar_prev = float(self.process.alpha_bar_prev[t])
+        return self.eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)) ** 0.5
+
+    def step(self, model_fn, x_t, t, generator=None):
+        batch_t = self._step_t(x_t, t)
+        output = model_fn(x_t, self.process.model_t(batch_t, x_t.shape[0]))
+        pred_x0, pred_eps = self.process.to_x0_eps(output, x_t, batch_t)
+        if self.clip_x0 is not None:
+            pred_x0 = pred_x0.clamp(*self.clip_x0)
+            pred_eps = self.process.eps_from_x0(x_t, batch_t, pred_x0)
+        abar_prev = float(self.process.alpha_bar_prev[t])
+        sigma = self.sigma(t)
+        direction = max(1.0 - abar_prev - sigma**2, 0.0) ** 0.5
+        mean = abar_prev**0.5 * pred_x0 + direction * pred_eps
+        if sigma == 0.0:
+            return SamplerState(t, mean, pred_x0)
+        return SamplerState(t, mean + sigma * self._noise(x_t, generator), pred_x0)

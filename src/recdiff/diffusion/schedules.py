@@ -1,0 +1,234 @@
+"""Noise schedules as data (Ho et al. 2020; Nichol & Dhariwal 2021; Wang et al. 2023; Yang et al. 2023).
+
+A schedule is the sequence beta_1..beta_T and everything derived from it, computed once in float64.
+Named constructors never change meaning once released; invalid parameters raise
+:class:`ScheduleError` naming the parameter and what to fix.
+
+Notation (paper symbol -> code name). Code indices are 0-based: index ``i`` is the paper's step
+``t = i + 1``, so ``alpha_bar[0]`` is abar_1 and ``alpha_bar_prev[0]`` is abar_0 = 1.
+
+=====================  ===========================
+beta_t                 ``betas``
+alpha_t = 1 - beta_t   ``alphas``
+abar_t                 ``alpha_bar``
+abar_{t-1}             ``alpha_bar_prev``
+beta~_t (posterior)    ``posterior_variance``
+SNR(t) = abar/(1-abar) ``snr``
+=====================  ===========================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["NoiseSchedule", "ScheduleError"]
+
+
+class ScheduleError(ValueError):
+    """An invalid noise-schedule parameter; the message names the parameter and the fix."""
+
+
+def _check_steps(steps: int) -> None:
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ScheduleError(f"steps must be a positive integer, got {steps!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class NoiseSchedule:
+    """beta_1..beta_T and the quantities derived from them, in float64 numpy arrays.
+
+    ``timesteps`` maps each step of this schedule to the step of the schedule it was respaced from
+    (the identity for a schedule built directly); a denoiser is always called with these original
+    step indices, so a network trained on T steps can sample on any subsequence of them.
+    """
+
+    betas: np.ndarray
+    name: str = "custom"
+    timesteps: np.ndarray | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        betas = np.asarray(self.betas, dtype=np.float64)
+        if betas.ndim != 1 or betas.size == 0:
+            raise ScheduleError(f"betas must be a non-empty 1-D sequence, got shape {betas.shape}")
+        if not np.all(np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas >= 1):
+            bad = betas[~((betas > 0) & (betas < 1))][:3]
+            raise ScheduleError(
+                f"every beta must lie in (0, 1); found {bad.tolist()} in {self.name!r}"
+            )
+        steps = (
+            np.arange(betas.size, dtype=np.int64)
+            if self.timesteps is None
+            else np.asarray(self.timesteps, dtype=np.int64)
+        )
+        if steps.shape != betas.shape or np.any(np.diff(steps) <= 0):
+            raise ScheduleError("timesteps must be strictly increasing, one per beta")
+        betas.setflags(write=False)
+        steps.setflags(write=False)
+        object.__setattr__(self, "betas", betas)
+        object.__setattr__(self, "timesteps", steps)
+
+    # ----------------------------------------------------------------------------- derived
+    @property
+    def num_steps(self) -> int:
+        """T, the number of diffusion steps."""
+        return int(self.betas.size)
+
+    @property
+    def alphas(self) -> np.ndarray:
+        return 1.0 - self.betas
+
+    @property
+    def alpha_bar(self) -> np.ndarray:
+        """abar_t = prod_{s<=t} alpha_s for t = 1..T."""
+        return np.cumprod(self.alphas)
+
+    @property
+    def alpha_bar_prev(self) -> np.ndarray:
+        """abar_{t-1} for t = 1..T, with abar_0 = 1."""
+        return np.concatenate([[1.0], self.alpha_bar[:-1]])
+
+    @property
+    def snr(self) -> np.ndarray:
+        """Signal-to-noise ratio SNR(t) = abar_t / (1 - abar_t)."""
+        return self.alpha_bar / (1.0 - self.alpha_bar)
+
+    @property
+    def posterior_variance(self) -> np.ndarray:
+        """beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t); zero at t = 1."""
+        return self.betas * (1.0 - self.alpha_bar_prev) / (1.0 - self.alpha_bar)
+
+    # ------------------------------------------------------------------------ constructors
+    @classmethod
+    def linear(cls, steps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
+        """DDPM's linear betas from ``beta_start`` to ``beta_end`` (Ho et al. use T = 1000)."""
+        _check_steps(steps)
+        if not 0 < beta_start <= beta_end < 1:
+            raise ScheduleError(
+                f"need 0 < beta_start <= beta_end < 1, got beta_start={beta_start}, beta_end={beta_end}"
+            )
+        return cls(np.linspace(beta_start, beta_end, steps, dtype=np.float64), name="linear")
+
+    @classmethod
+    def from_alpha_bar(
+        cls,
+        alpha_bar_fn: Callable[[float], float],
+        steps: int,
+        max_beta: float = 0.999,
+        name: str = "alpha_bar",
+    ) -> NoiseSchedule:
+        """Discretise a continuous abar(tau), tau in [0, 1]: beta_t = 1 - abar(t/T) / abar((t-1)/T).
+
+        ``max_beta`` clips the last betas, which approach 1 when abar(1) ~ 0.
+        """
+        _check_steps(steps)
+        if not 0 < max_beta < 1:
+            raise ScheduleError(f"max_beta must lie in (0, 1), got {max_beta}")
+        tau = np.arange(steps + 1, dtype=np.float64) / steps
+        abar = np.array([alpha_bar_fn(float(x)) for x in tau], dtype=np.float64)
+        if np.any(abar[1:] <= 0) or np.any(np.diff(abar) > 0):
+            raise ScheduleError("alpha_bar_fn must be positive and non-increasing on [0, 1]")
+        betas = np.minimum(1.0 - abar[1:] / abar[:-1], max_beta)
+        return cls(betas, name=name)
+
+    @classmethod
+    def cosine(cls, steps: int, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
+        """Nichol & Dhariwal's cosine schedule, abar(tau) proportional to cos^2((tau + s)/(1 + s) pi/2)."""
+        if s < 0:
+            raise ScheduleError(f"cosine offset s must be >= 0, got {s}")
+
+        def f(tau: float) -> float:
+            return math.cos((tau + s) / (1 + s) * math.pi / 2) ** 2
+
+        return cls.from_alpha_bar(f, steps, max_beta=max_beta, name="cosine")
+
+    @classmethod
+    def diffrec(
+        cls,
+        steps: int,
+        noise_scale: float,
+        noise_min: float,
+        noise_max: float,
+        first_beta: float | None = 1e-5,
+    ) -> NoiseSchedule:
+        """DiffRec's linear-variance schedule (Wang et al. 2023, Eq. 4).
+
+        1 - abar_t = s [a_min + (t-1)/(T-1) (a_max - a_min)] for t = 1..T; betas follow from
+        consecutive abar. The released code then fixes beta_1 to ``first_beta`` = 1e-5, which
+        scales every abar_t by (1 - 1e-5) / (1 - s a_min); ``first_beta=None`` keeps Eq. 4 exact.
+        """
+        _check_steps(steps)
+        if not 0 <= noise_scale <= 1:
+            raise ScheduleError(f"noise_scale s must lie in [0, 1], got {noise_scale}")
+        if noise_scale == 0:
+            raise ScheduleError(
+                "noise_scale s = 0 adds no noise: use s > 0 (DiffRec uses 1e-4..1e-2)"
+            )
+        if not 0 < noise_min < noise_max < 1:
+            raise ScheduleError(
+                f"need 0 < noise_min < noise_max < 1, got noise_min={noise_min}, noise_max={noise_max}"
+            )
+        if first_beta is not None and not 0 < first_beta < 1:
+            raise ScheduleError(f"first_beta must lie in (0, 1) or be None, got {first_beta}")
+        one_minus_abar = noise_scale * np.linspace(noise_min, noise_max, steps, dtype=np.float64)
+        abar = 1.0 - one_minus_abar
+        betas = np.empty(steps, dtype=np.float64)
+        betas[0] = one_minus_abar[0] if first_beta is None else first_beta
+        betas[1:] = 1.0 - abar[1:] / abar[:-1]
+        return cls(betas, name="diffrec")
+
+    @classmethod
+    def exp(cls, steps: int, beta_min: float = 0.1, beta_max: float = 10.0) -> NoiseSchedule:
+        """DreamRec's "exp" schedule: beta_i = 1 - exp(-b_min/T - x_i (b_max - b_min) / (2 T^2)),
+        x = linspace(1, 2T + 1, T)."""
+        _check_steps(steps)
+        if not 0 < beta_min < beta_max:
+            raise ScheduleError(f"need 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
+        x = np.linspace(1, 2 * steps + 1, steps, dtype=np.float64)
+        betas = 1.0 - np.exp(-beta_min / steps - x * (beta_max - beta_min) / (2 * steps**2))
+        return cls(betas, name="exp")
+
+    @classmethod
+    def named(cls, name: str, steps: int, **params: float) -> NoiseSchedule:
+        """Build a schedule by name: ``linear``, ``cosine``, ``diffrec`` or ``exp``."""
+        builders = {
+            "linear": cls.linear,
+            "cosine": cls.cosine,
+            "diffrec": cls.diffrec,
+            "exp": cls.exp,
+        }
+        if name not in builders:
+            raise ScheduleError(f"unknown schedule {name!r}; choose one of {sorted(builders)}")
+        return builders[name](steps, **params)
+
+    # ---------------------------------------------------------------------------- respacing
+    def respace(self, keep: Sequence[int]) -> NoiseSchedule:
+        """The schedule over a subsequence of steps (0-based indices into this schedule).
+
+        The new betas reproduce this schedule's abar exactly at the kept steps:
+        beta'_k = 1 - abar[keep_k] / abar[keep_{k-1}] (Nichol & Dhariwal 2021, Sec. 4).
+        """
+        keep_arr = np.unique(np.asarray(list(keep), dtype=np.int64))
+        if keep_arr.size == 0 or keep_arr[0] < 0 or keep_arr[-1] >= self.num_steps:
+            raise ScheduleError(
+                f"respaced steps must be a non-empty subset of 0..{self.num_steps - 1}"
+            )
+        abar = self.alpha_bar[keep_arr]
+        prev = np.concatenate([[1.0], abar[:-1]])
+        return NoiseSchedule(
+            1.0 - abar / prev,
+            name=f"{self.name}[{keep_arr.size}]",
+            timesteps=self.timesteps[keep_arr],
+        )
+
+    def spaced(self, count: int) -> NoiseSchedule:
+        """Respace to ``count`` evenly spaced steps; the last is always kept, the first if count > 1."""
+        if not 1 <= count <= self.num_steps:
+            raise ScheduleError(f"count must lie in 1..{self.num_steps}, got {count}")
+        if count == 1:
+            return self.respace([self.num_steps - 1])
+        # The stride (T-1)/(count-1) >= 1, so rounding keeps the steps distinct; 0 and T-1 stay in.
+        return self.respace(np.round(np.linspace(0, self.num_steps - 1, count)).astype(np.int64))

@@ -1,0 +1,43 @@
+"""Timestep embeddings (Vaswani et al. 2017's sinusoids, as DDPM and DiffRec use them)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["SinusoidalTimeEmbedding", "timestep_embedding"]
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """[cos(t w_k), sin(t w_k)] with frequencies w_k = max_period^(-k / (dim // 2)); shape [b, dim].
+
+    An odd ``dim`` is padded with one zero column.
+    """
+    if dim < 1:
+        raise ValueError(f"embedding dim must be >= 1, got {dim}")
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period)
+        * torch.arange(half, dtype=torch.float32, device=t.device)
+        / max(half, 1)
+    )
+    angles = t.float()[:, None] * freqs[None, :]
+    emb = torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+    return emb
+
+
+class SinusoidalTimeEmbedding(nn.Module):
+    """Sinusoids of ``t`` followed by a learned linear map (DiffRec: size 10)."""
+
+    def __init__(self, dim: int, max_period: float = 10000.0) -> None:
+        super().__init__()
+        self.dim = dim
+        self.max_period = max_period
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.proj(timestep_embedding(t, self.dim, self.max_period))
