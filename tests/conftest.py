@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(config, items):
         reason=f"datasets folder {_datasets_root()} not found (set RECDIFF_DATASETS)"
     )
     for item in items:
-        if "data" in item.keywords:
+        if item.get_closest_marker("data") is not None:
             item.add_marker(skip)
 
 

@@ -1,0 +1,301 @@
+"""Readers for user-item interaction files.
+
+- :func:`read_diffrec_splits`: DiffRec's ``train_list.npy`` / ``valid_list.npy`` / ``test_list.npy``
+- :func:`read_interactions`: CSV, TSV, Parquet files or a DataFrame, with configurable columns
+- :func:`read_movielens`: MovieLens ``ratings.dat`` (``::``), ``u.data`` (tab), ``ratings.csv``
+- :func:`read_recbole_inter`: RecBole atomic ``.inter`` files (typed header ``user_id:token``)
+
+Malformed files raise :class:`~recdiff.data.errors.DataFormatError` naming the file, the line
+(1-based, counting the header) and what to do about it. Sequence formats live in
+:mod:`recdiff.data.sequences`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recdiff.data.errors import DataFormatError
+from recdiff.data.interactions import DuplicatePolicy, Interactions, UnknownPolicy
+from recdiff.data.splits import DatasetSplits
+from recdiff.data.vocab import Vocabulary
+
+PathLike = str | os.PathLike[str]
+
+_SPLIT_NAMES = ("train", "valid", "test")
+
+
+# --------------------------------------------------------------------------------- DiffRec npy
+def _load_pairs(path: Path) -> np.ndarray:
+    """A DiffRec ``*_list.npy`` file: an integer array of ``[user, item]`` rows."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found; a DiffRec split folder must hold "
+            + ", ".join(f"{n}_list.npy" for n in _SPLIT_NAMES)
+        )
+    try:
+        pairs = np.load(path, allow_pickle=False)  # never unpickle: npy object arrays are refused
+    except ValueError as err:
+        raise DataFormatError(f"{path} is not a plain numeric .npy array ({err})") from None
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise DataFormatError(
+            f"{path} has shape {pairs.shape}; a DiffRec split must be an (N, 2) array of "
+            "[user, item] rows"
+        )
+    if pairs.dtype.kind not in "iu":
+        raise DataFormatError(f"{path} has dtype {pairs.dtype}; user and item ids must be ints")
+    pairs = pairs.astype(np.int64, copy=False)
+    if pairs.size and pairs.min() < 0:
+        row = int(np.flatnonzero((pairs < 0).any(axis=1))[0])
+        raise DataFormatError(f"{path} row {row} has a negative id {pairs[row].tolist()}")
+    return pairs
+
+
+def read_diffrec_splits(
+    folder: PathLike, *, row_order_as_time: bool = True, allow_overlap: bool = False
+) -> DatasetSplits:
+    """Read DiffRec's ``{train,valid,test}_list.npy`` into splits sharing one vocabulary each.
+
+    Ids in these files are already contiguous 0-based indices, so the vocabularies are
+    ``0..max_id`` over all three files (users or items seen only in valid/test still get a row).
+
+    Args:
+        folder: the dataset folder (e.g. ``.../diffrec/ml-1m_clean``).
+        row_order_as_time: store every row's position in its file as its ``timestamps`` value.
+            The files have no times, but DiffRec wrote each user's train rows in time order and
+            T-DiffRec's weights use that order; with this, ``time_weights(splits.train)`` works.
+            These are row positions, not seconds.
+        allow_overlap: accept a (user, item) pair that is in more than one split (a leak);
+            by default that is an error.
+    """
+    folder = Path(folder)
+    pairs = {name: _load_pairs(folder / f"{name}_list.npy") for name in _SPLIT_NAMES}
+    stacked = np.concatenate(list(pairs.values()))
+    if stacked.size == 0:
+        raise DataFormatError(f"the DiffRec split files in {folder} are all empty")
+    n_users, n_items = (int(x) + 1 for x in stacked.max(axis=0))
+    users, items = Vocabulary.range(n_users), Vocabulary.range(n_items)
+    parts = {
+        name: Interactions.from_indices(
+            users,
+            items,
+            p[:, 0],
+            p[:, 1],
+            timestamps=np.arange(len(p), dtype=np.float64) if row_order_as_time else None,
+            source=folder / f"{name}_list.npy",
+        )
+        for name, p in pairs.items()
+    }
+    if not allow_overlap:
+        for a, b in (("train", "valid"), ("train", "test"), ("valid", "test")):
+            shared = parts[a].binarize().matrix.multiply(parts[b].binarize().matrix).nnz
+            if shared:
+                raise DataFormatError(
+                    f"{shared} (user, item) pairs of {folder} are in both {a} and {b}: the "
+                    f"evaluation would leak; remove them, or pass allow_overlap=True"
+                )
+    return DatasetSplits(parts["train"], parts["valid"], parts["test"])
+
+
+# --------------------------------------------------------------------------------- tables
+def _guess_format(path: Path, sep: str | None) -> tuple[str, str | None]:
+    """``("parquet", None)`` or ``("text", separator)`` from the file name."""
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet", None
+    if sep is not None:
+        return "text", sep
+    guessed = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}.get(suffix)
+    if guessed is None:
+        raise DataFormatError(f"cannot tell the separator of {path} from its name; pass sep=...")
+    return "text", guessed
+
+
+def read_table(
+    path: PathLike,
+    *,
+    sep: str | None = None,
+    header: bool = True,
+    names: list[str] | None = None,
+    dtype: Any = None,
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Read a delimited text or Parquet file into a frame, and the file line of every row.
+
+    Blank lines are skipped (line numbers stay exact); for Parquet the line numbers are None
+    (errors then name row positions). ``names`` replaces the header (or names headerless
+    columns); ``dtype`` is passed to pandas (e.g. ``str`` to keep zero-padded ids).
+    """
+    path = Path(path)
+    kind, sep = _guess_format(path, sep)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path} is empty; expected one interaction per line")
+    if kind == "parquet":
+        frame = pd.read_parquet(path)
+        if names is not None:
+            frame.columns = names
+        return _non_empty(frame, path), None
+    source: Any = path
+    if len(sep) > 1:  # e.g. MovieLens "::": map to a tab so pandas' fast C parser can read it
+        source = io.StringIO(path.read_text(encoding="latin-1").replace(sep, "\t"))
+        sep = "\t"
+    try:
+        frame = pd.read_csv(
+            source,
+            sep=sep,
+            header=0 if header else None,
+            names=names,
+            dtype=dtype,
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(
+            f"{path} has no header and no data; expected one interaction per line"
+        ) from None
+    except pd.errors.ParserError as err:
+        raise DataFormatError(
+            f"cannot parse {path}: {str(err).strip()}. Check the separator (sep={sep!r}) and "
+            "that every line has the same number of fields"
+        ) from None
+    line_numbers = frame.index.to_numpy(dtype=np.int64) + (2 if header else 1)
+    blank = frame.isna().all(axis=1).to_numpy()
+    frame, line_numbers = frame.loc[~blank].reset_index(drop=True), line_numbers[~blank]
+    return _non_empty(frame, path), line_numbers
+
+
+def _non_empty(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if len(frame) == 0:
+        raise DataFormatError(
+            f"{path} has no data rows (only a header?); expected one interaction per line"
+        )
+    return frame
+
+
+def read_interactions(
+    source: PathLike | pd.DataFrame,
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    rating_col: str | None = None,
+    time_col: str | None = None,
+    sep: str | None = None,
+    header: bool = True,
+    names: list[str] | None = None,
+    dtype: Any = None,
+    users: Vocabulary | None = None,
+    items: Vocabulary | None = None,
+    duplicates: DuplicatePolicy = "raise",
+    unknown: UnknownPolicy = "raise",
+) -> Interactions:
+    """Read interactions from a CSV/TSV/Parquet file (format from the suffix) or a DataFrame.
+
+    Example: ``read_interactions("ratings.csv", user_col="userId", item_col="movieId",
+    rating_col="rating", time_col="timestamp")``. See :meth:`Interactions.from_frame` for
+    ``users``/``items``/``duplicates``/``unknown``.
+    """
+    if isinstance(source, pd.DataFrame):
+        frame, lines, where = source, None, None
+    else:
+        frame, lines = read_table(source, sep=sep, header=header, names=names, dtype=dtype)
+        where = source
+    return Interactions.from_frame(
+        frame,
+        user_col,
+        item_col,
+        rating_col,
+        time_col,
+        users,
+        items,
+        duplicates=duplicates,
+        unknown=unknown,
+        source=where,
+        line_numbers=lines,
+    )
+
+
+def read_movielens(path: PathLike, duplicates: DuplicatePolicy = "raise") -> Interactions:
+    """MovieLens ratings with ratings and timestamps (matrix values are the ratings).
+
+    Accepts ML-1M/10M ``ratings.dat`` (``user::item::rating::time``), ML-100K ``u.data``
+    (tab-separated, no header) and ML-20M+ ``ratings.csv`` (``userId,movieId,rating,timestamp``).
+    """
+    path = Path(path)
+    cols = ["user", "item", "rating", "timestamp"]
+    if path.suffix.lower() == ".csv":
+        return read_interactions(
+            path,
+            user_col="userId",
+            item_col="movieId",
+            rating_col="rating",
+            time_col="timestamp",
+            duplicates=duplicates,
+        )
+    sep = "::" if path.suffix.lower() == ".dat" else "\t"
+    return read_interactions(
+        path,
+        sep=sep,
+        header=False,
+        names=cols,
+        rating_col="rating",
+        time_col="timestamp",
+        duplicates=duplicates,
+    )
+
+
+def _canonical_ints(series: pd.Series) -> pd.Series:
+    """RecBole tokens are strings; turn them into ints only when that loses nothing."""
+    if series.isna().any():
+        return series  # leave NaN for the id check, which reports the line
+    as_str = series.astype(str)
+    numbers = pd.to_numeric(as_str, errors="coerce")
+    if numbers.isna().any():
+        return as_str
+    ints = numbers.astype(np.int64)
+    return ints if bool((ints.astype(str) == as_str).all()) else as_str
+
+
+def read_recbole_inter(
+    path: PathLike,
+    *,
+    user_col: str = "user_id",
+    item_col: str = "item_id",
+    rating_col: str | None = "rating",
+    time_col: str | None = "timestamp",
+    duplicates: DuplicatePolicy = "raise",
+) -> Interactions:
+    """A RecBole atomic ``.inter`` file: tab-separated with a typed header ``name:type``.
+
+    Token ids become ints when every token is a plain integer (``"196"``), else stay strings
+    (``"007"`` stays ``"007"``). ``rating_col``/``time_col`` are used only if the file has them.
+    """
+    path = Path(path)
+    frame, lines = read_table(path, sep="\t", dtype=str)
+    fields = [str(c).split(":", 1) for c in frame.columns]
+    untyped = [":".join(f) for f in fields if len(f) != 2]
+    if untyped:
+        raise DataFormatError(
+            f"{path} line 1: header field(s) {untyped} lack a RecBole type; every header field "
+            "must look like name:token or name:float"
+        )
+    frame.columns = [name for name, _ in fields]
+    types = dict(fields)
+    for name, kind in types.items():
+        if kind == "token":
+            frame[name] = _canonical_ints(frame[name])
+    return Interactions.from_frame(
+        frame,
+        user_col,
+        item_col,
+        rating_col if rating_col in types else None,
+        time_col if time_col in types else None,
+        duplicates=duplicates,
+        source=path,
+        line_numbers=lines,
+    )

@@ -1,0 +1,207 @@
+"""Readers for sequential-recommendation data files.
+
+- :func:`read_dreamrec` / :func:`read_dreamrec_frame`: DreamRec's pandas pickles (``*.df``),
+  columns ``seq, seq_len, tgt`` or the original release's ``seq, len_seq, next``.
+- :func:`read_user_sequences`: ICLRec/SASRec ``user item_1 ... item_n`` lines.
+- :func:`read_user_item_lines`: SASRec's ``user item`` per line (e.g. ``Video.txt``).
+- :func:`read_diffurec`: DiffuRec's ``dataset.pkl`` dict (``train``, ``val``, ``test``, ...).
+
+Pickles are read with :func:`~recdiff.data.safe_pickle.safe_load`, never ``pickle.load``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recdiff.data import frames
+from recdiff.data.batches import SequenceExamples
+from recdiff.data.errors import DataFormatError, describe_rows
+from recdiff.data.readers import read_table
+from recdiff.data.safe_pickle import SAFE_GLOBALS, safe_load
+from recdiff.data.sequences import SequenceDataset, UserSequences
+from recdiff.data.vocab import Vocabulary
+
+PathLike = str | os.PathLike[str]
+
+# Column names of the two DreamRec releases: (history length, target).
+_DREAMREC_COLUMNS = (("seq_len", "tgt"), ("len_seq", "next"))
+
+
+def _integral(values: pd.Series, path: Path, col: str) -> np.ndarray:
+    """Finite integral numbers (DreamRec stored some targets as floats) as int64."""
+    numbers = frames.numeric_column(values.to_frame(), col, source=path)
+    frac = np.flatnonzero(numbers != np.round(numbers))
+    if frac.size:
+        raise DataFormatError(
+            f"column {col!r} in {path} must hold whole numbers; "
+            f"{describe_rows(frac)} do not (e.g. {numbers[frac[0]]})"
+        )
+    return numbers.astype(np.int64)
+
+
+def read_dreamrec_frame(
+    path: PathLike,
+    n_items: int,
+    pad_id: int | None = None,
+    allowed: Iterable[tuple[str, str]] = SAFE_GLOBALS,
+) -> SequenceExamples:
+    """One DreamRec split file: right-padded histories, their lengths and the next item.
+
+    ``lengths`` counts the real items (0 for an empty history); the files' own length column
+    says 1 for an empty history, which is checked (and accepted) but not copied. ``allowed``
+    is the unpickling allow-list (see :mod:`recdiff.data.safe_pickle`).
+    """
+    path = Path(path)
+    pad = n_items if pad_id is None else pad_id
+    frame = safe_load(path, allowed)
+    if not isinstance(frame, pd.DataFrame):
+        raise DataFormatError(f"{path} holds a {type(frame).__name__}, not a pandas DataFrame")
+    names = next((c for c in _DREAMREC_COLUMNS if set(c) <= set(frame.columns)), None)
+    if "seq" not in frame.columns or names is None:
+        raise DataFormatError(
+            f"{path} has columns {list(frame.columns)}; a DreamRec file needs 'seq' and either "
+            "'seq_len' and 'tgt' or 'len_seq' and 'next'"
+        )
+    len_col, target_col = names
+    width = frame["seq"].map(len).to_numpy()
+    if len(frame) and (width != width[0]).any():
+        bad = np.flatnonzero(width != width[0])
+        raise DataFormatError(
+            f"histories in {path} must all have {width[0]} slots; {describe_rows(bad)} differ"
+        )
+    history = np.array(frame["seq"].tolist(), dtype=np.int64).reshape(len(frame), -1)
+    real = history != pad
+    lengths = real.sum(axis=1)
+    slots = np.arange(history.shape[1])[None, :]
+    not_right_padded = np.flatnonzero((real != (slots < lengths[:, None])).any(axis=1))
+    if not_right_padded.size:
+        raise DataFormatError(
+            f"histories in {path} must be right-padded with pad id {pad}; "
+            f"{describe_rows(not_right_padded)} are not"
+        )
+    declared = _integral(frame[len_col], path, len_col)
+    wrong = np.flatnonzero((declared != lengths) & (declared != np.maximum(lengths, 1)))
+    if wrong.size:
+        raise DataFormatError(
+            f"{len_col!r} in {path} disagrees with the non-pad items of 'seq' "
+            f"at {describe_rows(wrong)}"
+        )
+    targets = _integral(frame[target_col], path, target_col)
+    bad_item = np.flatnonzero(
+        ((history >= n_items) & real).any(axis=1)
+        | (targets < 0)
+        | (targets >= n_items)
+        | (real & (history < 0)).any(axis=1)
+    )
+    if bad_item.size:
+        raise DataFormatError(
+            f"{path} has item ids outside 0..{n_items - 1} at "
+            f"{describe_rows(bad_item)}; is n_items (item_num) right?"
+        )
+    return SequenceExamples(history, lengths.astype(np.int64), targets)
+
+
+def read_dreamrec(
+    folder: PathLike, allowed: Iterable[tuple[str, str]] = SAFE_GLOBALS
+) -> SequenceDataset:
+    """A DreamRec data folder: ``data_statis.df`` + ``train_data.df``, ``val_data.df``,
+    ``test_data.df``. Items are ``0..item_num-1``, the pad id is ``item_num``, padding right."""
+    folder = Path(folder)
+    statis = safe_load(folder / "data_statis.df", allowed)
+    if not isinstance(statis, pd.DataFrame) or "item_num" not in statis.columns:
+        raise DataFormatError(f"{folder / 'data_statis.df'} must be a DataFrame with 'item_num'")
+    n_items = int(statis["item_num"].iloc[0])
+    parts = [
+        read_dreamrec_frame(folder / f"{name}_data.df", n_items, allowed=allowed)
+        for name in ("train", "val", "test")
+    ]
+    return SequenceDataset(*parts, items=Vocabulary.range(n_items), pad_id=n_items, padding="right")
+
+
+def _tokens_to_ids(tokens: np.ndarray) -> np.ndarray:
+    """Integer ids when every token is an integer, else the tokens as strings."""
+    try:
+        return tokens.astype(np.int64)
+    except ValueError:
+        return tokens
+
+
+def read_user_sequences(path: PathLike) -> UserSequences:
+    """ICLRec/SASRec files: one line per user, ``user_id item_1 ... item_n`` (oldest first).
+
+    A line with only a user id gives that user an empty sequence; a user on two lines is an
+    error. Ids become ints when all tokens are integers, else strings.
+    """
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    parts = [line.split() for line in lines]  # parsing text: one pass over the file's lines
+    line_no = np.flatnonzero([bool(p) for p in parts]) + 1
+    parts = [p for p in parts if p]
+    if not parts:
+        raise DataFormatError(f"{path} is empty; expected lines 'user_id item_1 ... item_n'")
+    counts = np.array([len(p) for p in parts], dtype=np.int64)
+    tokens = _tokens_to_ids(np.array([tok for p in parts for tok in p]))
+    first = np.cumsum(counts) - counts
+    is_user = np.zeros(tokens.size, dtype=bool)
+    is_user[first] = True
+    user_ids, item_ids = tokens[first], tokens[~is_user]
+    unique, inverse, n_lines = np.unique(user_ids, return_inverse=True, return_counts=True)
+    if (n_lines > 1).any():
+        dup = unique[np.flatnonzero(n_lines > 1)[0]]
+        rows = np.flatnonzero(inverse == np.flatnonzero(unique == dup)[0])
+        raise DataFormatError(
+            f"user {dup.item()!r} has several lines in {path} "
+            f"({describe_rows(rows, line_no)}); merge them into one line"
+        )
+    sequences = UserSequences.from_pairs(np.repeat(user_ids, counts - 1), item_ids)
+    if len(sequences.users) == len(user_ids):
+        return sequences
+    users = Vocabulary.from_ids(user_ids)  # keep users whose line has no items
+    lengths = np.zeros(len(users), dtype=np.int64)
+    lengths[users.index(sequences.users.ids)] = sequences.lengths()
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    return UserSequences(indptr, sequences.item_idx, users, sequences.items)
+
+
+def read_user_item_lines(path: PathLike, sep: str = " ") -> UserSequences:
+    """SASRec ``user item`` lines (e.g. ``Video.txt``), each user's lines in time order."""
+    frame, lines = read_table(path, sep=sep, header=False, names=["user", "item"])
+    user_ids = frames.id_column(frame, "user", path, lines)
+    item_ids = frames.id_column(frame, "item", path, lines)
+    return UserSequences.from_pairs(user_ids, item_ids)
+
+
+def read_diffurec(path: PathLike) -> UserSequences:
+    """DiffuRec's ``dataset.pkl``: each user's sequence is ``train + val + test``.
+
+    With one valid and one test item per user (as in the released files),
+    ``UserSequences.leave_one_out`` reproduces DiffuRec's split. Item ids stay the file's
+    1-based ids (the vocabulary maps them to ``0..n_items-1``); items listed in ``smap`` but
+    never seen keep a column.
+    """
+    path = Path(path)
+    data = safe_load(path)
+    if not isinstance(data, dict) or not {"train", "val", "test"} <= set(data):
+        keys = list(data) if isinstance(data, dict) else type(data).__name__
+        raise DataFormatError(
+            f"{path} must be a dict with 'train', 'val' and 'test' "
+            f"(user -> item list) entries, got {keys}"
+        )
+    train, val, test = data["train"], data["val"], data["test"]
+    extra = set(val) | set(test)
+    if not extra <= set(train):
+        raise DataFormatError(
+            f"{path}: {len(extra - set(train))} val/test users have no train sequence"
+        )
+    sequences = {
+        u: list(s) + list(val.get(u, ())) + list(test.get(u, ())) for u, s in train.items()
+    }
+    smap = data.get("smap") or {}
+    seen = [x for s in sequences.values() for x in s]
+    items = Vocabulary.from_ids(seen + list(smap.values()), what="item id")
+    return UserSequences.from_lists(sequences, items=items)

@@ -1,0 +1,203 @@
+"""Sequential data: per-user item sequences and the next-item dataset built from them.
+
+Two representations:
+
+- :class:`UserSequences`: every user's items in time order (oldest first) as one ragged array
+  (``indptr`` + ``item_idx``, CSR style). Repeated items are allowed: a sequence is a history,
+  not a set. This is what the SASRec/ICLRec text files and DiffuRec's pickles hold.
+- :class:`SequenceDataset`: the train/valid/test :class:`~recdiff.data.batches.SequenceExamples`
+  (history windows + lengths + targets) a sequential model consumes, with the item vocabulary,
+  ``pad_id`` and the padding side. DreamRec's pickles are stored this way already.
+
+Conventions: items are contiguous indices ``0..n_items-1``; the pad id defaults to ``n_items``
+(an extra embedding row, DreamRec's choice), so it can never collide with an item.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recdiff.data._ragged import indptr_from_counts, position_in_row, rank_within_rows
+from recdiff.data.batches import (
+    Padding,
+    SequenceExamples,
+    WindowedExamples,
+    examples_from_sequences,
+    prefix_target_positions,
+)
+from recdiff.data.interactions import Interactions
+from recdiff.data.vocab import Vocabulary, as_id_array
+
+Examples = SequenceExamples | WindowedExamples
+
+
+@dataclass(frozen=True)
+class SequenceDataset:
+    """Next-item examples per split over one item vocabulary.
+
+    Attributes:
+        train, valid, test: the examples; histories are ``[n, max_len]`` item indices.
+            Built from :class:`UserSequences` they are :class:`WindowedExamples` (windows
+            built per mini-batch with ``take``); read from DreamRec files, plain arrays.
+        items: item vocabulary (``n_items = len(items)``).
+        pad_id: the id filling empty history slots (not an item index).
+        padding: ``"left"`` (newest item last) or ``"right"`` (oldest item first, pads after);
+            see :mod:`recdiff.data.batches`.
+    """
+
+    train: Examples
+    valid: Examples
+    test: Examples
+    items: Vocabulary
+    pad_id: int
+    padding: Padding
+
+    def __post_init__(self) -> None:
+        if 0 <= self.pad_id < self.n_items:
+            raise ValueError(
+                f"pad_id {self.pad_id} collides with an item index (0.."
+                f"{self.n_items - 1}); use pad_id=n_items"
+            )
+        for name in ("train", "valid", "test"):
+            targets = getattr(self, name).targets
+            if targets.size and (targets.min() < 0 or targets.max() >= self.n_items):
+                raise ValueError(f"{name} targets fall outside 0..{self.n_items - 1}")
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def max_len(self) -> int:
+        return self.train.max_len
+
+
+@dataclass(frozen=True)
+class UserSequences:
+    """Per-user item sequences, oldest first, as a ragged array.
+
+    Attributes:
+        indptr: int64 ``[n_users + 1]``; user ``u``'s items are ``item_idx[indptr[u]:indptr[u+1]]``.
+        item_idx: int64 item indices of all users, concatenated.
+        users: user vocabulary (row ``u`` is user ``users.ids[u]``).
+        items: item vocabulary.
+    """
+
+    indptr: np.ndarray
+    item_idx: np.ndarray
+    users: Vocabulary
+    items: Vocabulary
+
+    def __post_init__(self) -> None:
+        if self.indptr.shape != (len(self.users) + 1,) or self.indptr[-1] != self.item_idx.size:
+            raise ValueError("indptr must have n_users + 1 entries ending at len(item_idx)")
+        if self.item_idx.size and (
+            self.item_idx.min() < 0 or self.item_idx.max() >= len(self.items)
+        ):
+            raise ValueError(f"item indices must be in 0..{len(self.items) - 1}")
+
+    @property
+    def n_users(self) -> int:
+        return len(self.users)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def lengths(self) -> np.ndarray:
+        """Sequence length per user."""
+        return np.diff(self.indptr)
+
+    def sequence(self, user: int) -> np.ndarray:
+        """Item indices of one user, oldest first."""
+        return self.item_idx[self.indptr[user] : self.indptr[user + 1]]
+
+    # ------------------------------------------------------------------------------ building
+    @classmethod
+    def from_pairs(
+        cls,
+        user_ids: Iterable[object],
+        item_ids: Iterable[object],
+        users: Vocabulary | None = None,
+        items: Vocabulary | None = None,
+    ) -> UserSequences:
+        """From parallel external ids whose order within each user is the time order."""
+        u_ext, i_ext = as_id_array(user_ids, "user id"), as_id_array(item_ids, "item id")
+        users = users if users is not None else Vocabulary.from_ids(u_ext)
+        items = items if items is not None else Vocabulary.from_ids(i_ext)
+        u, i = users.index(u_ext, what="user id"), items.index(i_ext, what="item id")
+        order = np.argsort(u, kind="stable")  # group by user, keep each user's order
+        counts = np.bincount(u, minlength=len(users))
+        return cls(indptr_from_counts(counts), i[order], users, items)
+
+    @classmethod
+    def from_lists(
+        cls, sequences: Mapping[object, Sequence[object]], items: Vocabulary | None = None
+    ) -> UserSequences:
+        """From ``{user_id: [item_id, ...]}`` (oldest first)."""
+        lens = [len(s) for s in sequences.values()]
+        user_ids = np.repeat(as_id_array(list(sequences.keys()), "user id"), lens)
+        flat = [x for s in sequences.values() for x in s]
+        item_ids = as_id_array(flat, "item id") if flat else np.zeros(0, dtype=np.int64)
+        seqs = cls.from_pairs(user_ids, item_ids, items=items)
+        if len(seqs.users) < len(sequences):  # users with empty sequences keep a (empty) row
+            all_users = Vocabulary.from_ids(list(sequences.keys()))
+            counts = np.zeros(len(all_users), dtype=np.int64)
+            counts[all_users.index(seqs.users.ids)] = seqs.lengths()
+            seqs = cls(indptr_from_counts(counts), seqs.item_idx, all_users, seqs.items)
+        return seqs
+
+    @classmethod
+    def from_interactions(cls, data: Interactions) -> UserSequences:
+        """Each user's interactions ordered by timestamp (ties by item index)."""
+        if data.timestamps is None:
+            raise ValueError(
+                "sequences need timestamps to order interactions; read the data with time_col=..."
+            )
+        rows = data.user_indices()
+        rank = rank_within_rows(rows, data.timestamps.data, data.n_users)
+        ordered = np.empty(data.nnz, dtype=np.int64)
+        ordered[data.matrix.indptr[rows] + rank] = data.matrix.indices
+        return cls(data.matrix.indptr.astype(np.int64), ordered, data.users, data.items)
+
+    def to_interactions(self) -> Interactions:
+        """Implicit interactions; a repeated item keeps its latest position as its timestamp."""
+        rows = np.repeat(np.arange(self.n_users), self.lengths())
+        return Interactions.from_indices(
+            self.users,
+            self.items,
+            rows,
+            self.item_idx,
+            timestamps=position_in_row(self.indptr).astype(np.float64),
+            duplicates="last",
+        )
+
+    # ------------------------------------------------------------------------------ splitting
+    def leave_one_out(
+        self,
+        max_len: int,
+        pad_id: int | None = None,
+        padding: Padding = "left",
+        min_history: int = 1,
+    ) -> SequenceDataset:
+        """SASRec/DiffuRec protocol: per user, last item test, second-to-last valid.
+
+        Test histories end before the last item, valid ones before the second-to-last; train
+        has one example per earlier item with at least ``min_history`` items before it.
+        """
+        pad = self.n_items if pad_id is None else pad_id
+        counts = self.lengths()
+        ends = self.indptr[1:]
+        test_pos = (ends - 1)[counts >= min_history + 1]
+        valid_pos = (ends - 2)[counts >= min_history + 2]
+        train_pos = prefix_target_positions(self.indptr, min_history, exclude_last=2)
+
+        def build(pos: np.ndarray) -> WindowedExamples:
+            return examples_from_sequences(self.indptr, self.item_idx, pos, max_len, pad, padding)
+
+        return SequenceDataset(
+            build(train_pos), build(valid_pos), build(test_pos), self.items, pad, padding
+        )

@@ -1,0 +1,193 @@
+"""Train/valid/test splits that share one user and one item vocabulary.
+
+Every splitter returns a :class:`DatasetSplits` whose three matrices have the shape of the input,
+so a user's row means the same thing in all three. Ratio splits cut at
+``floor(n * cumulative_ratio)`` (DiffRec's ``int(0.7 * n)``), with a tiny tolerance so that
+``0.7 + 0.1`` of 10 cuts at 8, not 7.
+
+Temporal splits need timestamps; ties keep a deterministic order (the CSR order, i.e. by user
+then item index), so the same data always splits the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from recdiff.data._ragged import rank_within_rows
+from recdiff.data.interactions import Interactions
+from recdiff.data.vocab import Vocabulary
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """Train, validation and test interactions over one shared user and item vocabulary.
+
+    ``valid`` may be empty (nnz 0) for protocols without a validation set.
+    """
+
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+
+    def __post_init__(self) -> None:
+        for name in ("valid", "test"):
+            part: Interactions = getattr(self, name)
+            if part.users != self.train.users or part.items != self.train.items:
+                raise ValueError(
+                    f"{name} does not share the train vocabularies ({part.shape} vs "
+                    f"{self.train.shape}); build all splits with the same users/items Vocabulary"
+                )
+
+    @property
+    def users(self) -> Vocabulary:
+        return self.train.users
+
+    @property
+    def items(self) -> Vocabulary:
+        return self.train.items
+
+    @property
+    def n_users(self) -> int:
+        return self.train.n_users
+
+    @property
+    def n_items(self) -> int:
+        return self.train.n_items
+
+    def __iter__(self) -> Iterator[tuple[str, Interactions]]:
+        """``("train", train), ("valid", valid), ("test", test)``."""
+        return iter((("train", self.train), ("valid", self.valid), ("test", self.test)))
+
+    def summary(self) -> dict[str, int]:
+        """Sizes for logs: users, items and nnz per split."""
+        return {
+            "n_users": self.n_users,
+            "n_items": self.n_items,
+            **{f"{name}_nnz": part.nnz for name, part in self},
+        }
+
+
+def _check_ratios(ratios: Sequence[float]) -> np.ndarray:
+    r = np.asarray(ratios, dtype=np.float64)
+    if r.shape != (3,) or (r < 0).any() or abs(r.sum() - 1.0) > 1e-6:
+        raise ValueError(
+            f"ratios must be three non-negative numbers summing to 1 (train, valid, "
+            f"test), got {list(ratios)}"
+        )
+    return r
+
+
+def _cuts(n: np.ndarray | int, ratios: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Train end and valid end for groups of size ``n``."""
+    n = np.asarray(n, dtype=np.float64)
+    train_end = np.floor(n * ratios[0] + _EPS).astype(np.int64)
+    valid_end = np.floor(n * (ratios[0] + ratios[1]) + _EPS).astype(np.int64)
+    return train_end, valid_end
+
+
+def _require_times(data: Interactions) -> np.ndarray:
+    if data.timestamps is None:
+        raise ValueError(
+            "a temporal split needs timestamps; read the data with time_col=... (or use "
+            "split_random)"
+        )
+    return data.timestamps.data
+
+
+def _from_labels(data: Interactions, label: np.ndarray, drop_unseen: bool) -> DatasetSplits:
+    """Split entries by ``label`` (0 train, 1 valid, 2 test; CSR order)."""
+    train = data.select_entries(label == 0)
+    valid_mask, test_mask = label == 1, label == 2
+    if drop_unseen:
+        # Valid/test entries whose user or item never occurs in train cannot be scored by a
+        # collaborative model; DiffRec removed them.
+        seen = (train.user_counts() > 0)[data.user_indices()] & (train.item_counts() > 0)[
+            data.item_indices()
+        ]
+        valid_mask &= seen
+        test_mask &= seen
+    return DatasetSplits(train, data.select_entries(valid_mask), data.select_entries(test_mask))
+
+
+def split_global_temporal(
+    data: Interactions, ratios: Sequence[float] = (0.7, 0.1, 0.2), drop_unseen: bool = False
+) -> DatasetSplits:
+    """Sort all interactions by time and cut the timeline by ``ratios`` (DiffRec's 7:1:2).
+
+    Every train interaction is no later than every valid one, and valid no later than test.
+    ``drop_unseen=True`` removes valid/test interactions of users or items absent from train
+    (what DiffRec did).
+    """
+    r = _check_ratios(ratios)
+    times = _require_times(data)
+    order = np.argsort(times, kind="stable")
+    train_end, valid_end = _cuts(data.nnz, r)
+    label = np.empty(data.nnz, dtype=np.int8)
+    label[order] = np.searchsorted([train_end, valid_end], np.arange(data.nnz), side="right")
+    return _from_labels(data, label, drop_unseen)
+
+
+def _per_user_labels(data: Interactions, keys: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+    """Per user, rank entries by ``keys`` and cut each user's list by ``ratios``."""
+    rows = data.user_indices()
+    rank = rank_within_rows(rows, keys, data.n_users)
+    train_end, valid_end = _cuts(data.user_counts(), ratios)
+    label = (rank >= train_end[rows]).astype(np.int8) + (rank >= valid_end[rows])
+    return label
+
+
+def split_user_temporal(
+    data: Interactions, ratios: Sequence[float] = (0.8, 0.1, 0.1), drop_unseen: bool = False
+) -> DatasetSplits:
+    """Per user: oldest ``ratios[0]`` of the interactions train, then valid, newest test.
+
+    A user with ``n`` interactions gets ``floor(n * r_train)`` train interactions, and
+    ``floor(n * (r_train + r_valid))`` train + valid ones; the rest are test.
+    """
+    r = _check_ratios(ratios)
+    return _from_labels(data, _per_user_labels(data, _require_times(data), r), drop_unseen)
+
+
+def split_leave_one_out(data: Interactions, drop_unseen: bool = False) -> DatasetSplits:
+    """Per user in time order: last interaction test, second-to-last valid, the rest train.
+
+    Users with 2 interactions have no valid one; users with 1 only a train one.
+    """
+    times = _require_times(data)
+    rows = data.user_indices()
+    counts = data.user_counts()
+    from_end = counts[rows] - 1 - rank_within_rows(rows, times, data.n_users)  # 0 = newest
+    label = np.zeros(data.nnz, dtype=np.int8)
+    label[(from_end == 1) & (counts[rows] >= 3)] = 1
+    label[(from_end == 0) & (counts[rows] >= 2)] = 2
+    return _from_labels(data, label, drop_unseen)
+
+
+def split_random(
+    data: Interactions,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    per_user: bool = False,
+    drop_unseen: bool = False,
+) -> DatasetSplits:
+    """Random split, reproducible by ``seed``.
+
+    ``per_user=False`` cuts one random permutation of all interactions; ``per_user=True`` cuts
+    every user's interactions by ``ratios`` in a random order (every user with enough
+    interactions gets train, valid and test items).
+    """
+    r = _check_ratios(ratios)
+    rng = np.random.default_rng(seed)
+    keys = rng.random(data.nnz)
+    if per_user:
+        return _from_labels(data, _per_user_labels(data, keys, r), drop_unseen)
+    train_end, valid_end = _cuts(data.nnz, r)
+    rank = np.empty(data.nnz, dtype=np.int64)
+    rank[np.argsort(keys, kind="stable")] = np.arange(data.nnz)
+    label = (rank >= train_end).astype(np.int8) + (rank >= valid_end)
+    return _from_labels(data, label, drop_unseen)

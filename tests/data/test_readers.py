@@ -1,0 +1,196 @@
+"""Readers: CSV/TSV/Parquet/DataFrame, MovieLens, RecBole, DiffRec npy; malformed input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recdiff.data import (
+    DataFormatError,
+    Vocabulary,
+    read_diffrec_splits,
+    read_interactions,
+    read_movielens,
+    read_recbole_inter,
+)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# ------------------------------------------------------------------------------- happy paths
+def test_csv_with_custom_columns(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", "uid,iid,stars,when\n7,a,4,100\n3,b,5,50\n7,b,1,70\n")
+    data = read_interactions(
+        path, user_col="uid", item_col="iid", rating_col="stars", time_col="when"
+    )
+    assert data.users.ids.tolist() == [3, 7] and data.items.ids.tolist() == ["a", "b"]
+    np.testing.assert_array_equal(data.matrix.toarray(), [[0, 5], [4, 1]])
+    np.testing.assert_array_equal(data.timestamps.toarray(), [[0, 50], [100, 70]])
+
+
+def test_tsv_parquet_and_frame_agree(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"user": [1, 2, 2], "item": [5, 5, 6]})
+    frame.to_csv(tmp_path / "r.tsv", sep="\t", index=False)
+    frame.to_parquet(tmp_path / "r.parquet")
+    results = [
+        read_interactions(tmp_path / "r.tsv"),
+        read_interactions(tmp_path / "r.parquet"),
+        read_interactions(frame),
+    ]
+    for data in results:
+        np.testing.assert_array_equal(data.matrix.toarray(), [[1, 0], [1, 1]])
+
+
+def test_str_dtype_keeps_zero_padded_ids(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", "user,item\n007,1\n7,1\n")
+    assert read_interactions(path, dtype=str).users.ids.tolist() == ["007", "7"]
+
+
+def test_movielens_dat_and_udata(tmp_path: Path) -> None:
+    dat = write(
+        tmp_path / "ratings.dat",
+        "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n",
+    )
+    data = read_movielens(dat)
+    assert data.users.ids.tolist() == [1, 2] and data.items.ids.tolist() == [661, 1193]
+    np.testing.assert_array_equal(data.matrix.toarray(), [[3, 5], [0, 4]])
+    assert data.timestamps.toarray()[1, 1] == 978298413
+
+    udata = write(tmp_path / "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n")
+    data = read_movielens(udata)
+    assert data.nnz == 2 and data.ratings.data.tolist() == [3.0, 3.0]
+    assert data.to_frame().values.tolist()[0] == [186, 302, 3.0, 891717742.0]
+
+
+def test_recbole_inter_typed_header(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "x.inter", "user_id:token\titem_id:token\trating:float\nu1\t10\t4\nu2\t010\t5\n"
+    )
+    data = read_recbole_inter(path)
+    assert data.users.ids.tolist() == ["u1", "u2"]
+    assert data.items.ids.tolist() == ["010", "10"]  # "010" cannot become an int losslessly
+    assert data.ratings is not None and data.timestamps is None
+
+
+# ------------------------------------------------------------------------------- malformed
+def test_missing_column_names_file_columns_and_fix(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", "user,product\n1,2\n")
+    with pytest.raises(DataFormatError) as info:
+        read_interactions(path)
+    message = str(info.value)
+    assert "r.csv" in message and "['item']" in message and "'product'" in message
+    assert "item_col='item'" in message
+
+
+def test_non_numeric_rating_names_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", "user,item,rating\n1,1,4\n1,2,five\n2,1,3\n")
+    with pytest.raises(DataFormatError, match=r"'rating'.*r\.csv at line 3 .*'five'"):
+        read_interactions(path, rating_col="rating")
+
+
+def test_empty_file_and_header_only(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="empty"):
+        read_interactions(write(tmp_path / "e.csv", ""))
+    with pytest.raises(DataFormatError, match="no data rows"):
+        read_interactions(write(tmp_path / "h.csv", "user,item\n"))
+    with pytest.raises(DataFormatError, match="empty"):
+        read_interactions(pd.DataFrame({"user": [], "item": []}))
+
+
+def test_duplicate_rows_name_lines(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", "user,item\n1,1\n2,1\n1,1\n")
+    with pytest.raises(DataFormatError, match=r"\(1, 1\) at lines 2, 4.*duplicates='last'"):
+        read_interactions(path)
+    assert read_interactions(path, duplicates="last").nnz == 2
+
+
+def test_nan_ids_name_lines(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", "user,item\n1,1\n,2\n3,3\n")
+    with pytest.raises(DataFormatError, match=r"'user' in .*r\.csv at line 3; drop or fill"):
+        read_interactions(path)
+
+
+def test_blank_lines_keep_line_numbers_exact(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", "user,item,rating\n1,1,4\n\n1,2,bad\n")
+    with pytest.raises(DataFormatError, match="line 4"):
+        read_interactions(path, rating_col="rating")
+
+
+def test_ragged_line_is_a_parse_error(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", "user,item\n1,1\n1,2,3,4\n")
+    with pytest.raises(DataFormatError, match=r"cannot parse .*r\.csv.*line 3"):
+        read_interactions(path)
+
+
+def test_unknown_suffix_asks_for_sep(tmp_path: Path) -> None:
+    with pytest.raises(DataFormatError, match="sep="):
+        read_interactions(write(tmp_path / "r.weird", "user,item\n1,1\n"))
+
+
+def test_untyped_recbole_header(tmp_path: Path) -> None:
+    path = write(tmp_path / "x.inter", "user_id\titem_id:token\n1\t2\n")
+    with pytest.raises(DataFormatError, match=r"line 1.*user_id"):
+        read_recbole_inter(path)
+
+
+# ------------------------------------------------------------------------------- DiffRec npy
+def test_diffrec_splits_tiny(tmp_path: Path) -> None:
+    np.save(tmp_path / "train_list.npy", np.array([[0, 2], [0, 0], [1, 1]]))
+    np.save(tmp_path / "valid_list.npy", np.array([[1, 0]]))
+    np.save(tmp_path / "test_list.npy", np.array([[2, 3]]))  # user 2, item 3 only in test
+    splits = read_diffrec_splits(tmp_path)
+    assert (splits.n_users, splits.n_items) == (3, 4)
+    assert splits.train.users is splits.test.users and splits.train.items is splits.valid.items
+    np.testing.assert_array_equal(
+        splits.train.matrix.toarray(), [[1, 0, 1, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+    )
+    # row order within the file is kept as the time key: item 2 came before item 0
+    np.testing.assert_array_equal(splits.train.timestamps.toarray()[0], [1, 0, 0, 0])
+
+
+def test_diffrec_overlap_and_bad_arrays(tmp_path: Path) -> None:
+    np.save(tmp_path / "train_list.npy", np.array([[0, 0]]))
+    np.save(tmp_path / "valid_list.npy", np.array([[0, 0]]))
+    np.save(tmp_path / "test_list.npy", np.zeros((0, 2), dtype=np.int64))
+    with pytest.raises(DataFormatError, match="both train and valid"):
+        read_diffrec_splits(tmp_path)
+    assert read_diffrec_splits(tmp_path, allow_overlap=True).valid.nnz == 1
+    np.save(tmp_path / "test_list.npy", np.array([1.5, 2.0]))
+    with pytest.raises(DataFormatError, match=r"\(N, 2\)"):
+        read_diffrec_splits(tmp_path)
+    np.save(tmp_path / "test_list.npy", np.array([[0, 1], [0, 1]]))
+    with pytest.raises(DataFormatError, match="duplicate"):
+        read_diffrec_splits(tmp_path)
+    (tmp_path / "test_list.npy").unlink()
+    with pytest.raises(FileNotFoundError, match=r"test_list\.npy"):
+        read_diffrec_splits(tmp_path)
+
+
+@pytest.mark.data
+def test_diffrec_ml1m_clean_known_sizes(datasets_root: Path) -> None:
+    splits = read_diffrec_splits(datasets_root / "diffrec" / "ml-1m_clean")
+    assert (splits.n_users, splits.n_items) == (5949, 2810)
+    assert (splits.train.nnz, splits.valid.nnz, splits.test.nnz) == (403277, 110722, 57532)
+    assert splits.users == Vocabulary.range(5949)
+    # README: every valid and test user and item occurs in train
+    for part in (splits.valid, splits.test):
+        assert np.all(splits.train.user_counts()[part.user_counts() > 0] > 0)
+        assert np.all(splits.train.item_counts()[part.item_counts() > 0] > 0)
+    first = np.load(datasets_root / "diffrec" / "ml-1m_clean" / "train_list.npy")[:3]
+    assert splits.train.row(int(first[0, 0]))[:3].tolist() == sorted(first[:, 1].tolist())
+
+
+@pytest.mark.data
+def test_recbole_ml100k(datasets_root: Path) -> None:
+    data = read_recbole_inter(datasets_root / "recbole_ml-100k" / "ml-100k.inter")
+    assert (data.n_users, data.n_items, data.nnz) == (943, 1682, 100000)
+    assert data.users.kind == "int"
+    # first data line: 196 242 3 881250949
+    u, i = data.users.index([196])[0], data.items.index([242])[0]
+    assert data.ratings[u, i] == 3.0 and data.timestamps[u, i] == 881250949.0

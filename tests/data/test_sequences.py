@@ -1,0 +1,203 @@
+"""UserSequences, leave-one-out examples and the sequence readers (synthetic + real files)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recdiff.data import (
+    DataFormatError,
+    Interactions,
+    UserSequences,
+    read_diffurec,
+    read_dreamrec,
+    read_dreamrec_frame,
+    read_user_item_lines,
+    read_user_sequences,
+)
+
+
+def test_from_pairs_groups_users_and_keeps_order() -> None:
+    seqs = UserSequences.from_pairs(["b", "a", "b", "a"], [30, 10, 20, 30])
+    assert seqs.users.ids.tolist() == ["a", "b"] and seqs.items.ids.tolist() == [10, 20, 30]
+    assert seqs.sequence(0).tolist() == [0, 2]  # a: 10 then 30
+    assert seqs.sequence(1).tolist() == [2, 1]  # b: 30 then 20
+    assert seqs.lengths().tolist() == [2, 2]
+
+
+def test_from_interactions_orders_by_time_and_back() -> None:
+    frame = pd.DataFrame({"user": [1, 1, 1, 2], "item": [5, 6, 7, 5], "t": [3, 1, 2, 9]})
+    seqs = UserSequences.from_interactions(Interactions.from_frame(frame, time_col="t"))
+    assert seqs.items.external(seqs.sequence(0)).tolist() == [6, 7, 5]
+    back = seqs.to_interactions()
+    assert back.matrix.toarray().tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_repeated_items_keep_their_latest_position() -> None:
+    seqs = UserSequences.from_lists({"u": [1, 2, 1]})
+    assert seqs.sequence(0).tolist() == [0, 1, 0]
+    inter = seqs.to_interactions()
+    assert inter.nnz == 2 and inter.timestamps.toarray().tolist() == [[2.0, 1.0]]
+
+
+def test_leave_one_out_examples() -> None:
+    # a: 1 2 3 4, b: 5 6, c: 7; item index = id - 1; pad = n_items = 7
+    seqs = UserSequences.from_lists({"a": [1, 2, 3, 4], "b": [5, 6], "c": [7]})
+    data = seqs.leave_one_out(max_len=3)
+    assert data.pad_id == 7 and data.padding == "left" and data.n_items == 7
+    test = data.test.materialize()
+    np.testing.assert_array_equal(test.history, [[0, 1, 2], [7, 7, 4]])
+    assert test.targets.tolist() == [3, 5] and test.users.tolist() == [0, 1]
+    valid = data.valid.materialize()
+    np.testing.assert_array_equal(valid.history, [[7, 0, 1]])
+    assert valid.targets.tolist() == [2]
+    train = data.train.materialize()
+    np.testing.assert_array_equal(train.history, [[7, 7, 0]])
+    assert train.targets.tolist() == [1] and train.lengths.tolist() == [1]
+
+
+def test_from_lists_keeps_users_without_items() -> None:
+    seqs = UserSequences.from_lists({1: [3], 2: []})
+    assert seqs.n_users == 2 and seqs.lengths().tolist() == [1, 0]
+
+
+# ------------------------------------------------------------------------------ text files
+def test_user_sequences_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.txt"
+    path.write_text("1 5 6 7\n2 6\n\n3\n")
+    seqs = read_user_sequences(path)
+    assert seqs.users.ids.tolist() == [1, 2, 3]
+    assert [seqs.items.external(seqs.sequence(u)).tolist() for u in range(3)] == [
+        [5, 6, 7],
+        [6],
+        [],
+    ]
+
+
+def test_user_sequences_duplicate_user_and_empty(tmp_path: Path) -> None:
+    path = tmp_path / "x.txt"
+    path.write_text("1 5\n2 6\n1 7\n")
+    with pytest.raises(DataFormatError, match=r"user 1 .*lines 1, 3"):
+        read_user_sequences(path)
+    path.write_text("\n\n")
+    with pytest.raises(DataFormatError, match="empty"):
+        read_user_sequences(path)
+
+
+def test_user_item_lines(tmp_path: Path) -> None:
+    path = tmp_path / "video.txt"
+    path.write_text("1 9\n1 3\n2 3\n1 4\n")
+    seqs = read_user_item_lines(path)
+    assert seqs.items.external(seqs.sequence(0)).tolist() == [9, 3, 4]
+    path.write_text("1 9\n1\n")
+    with pytest.raises(DataFormatError, match=r"'item'.*line 2"):
+        read_user_item_lines(path)
+
+
+# ------------------------------------------------------------------------------ DreamRec
+def dreamrec_frame(**columns: object) -> pd.DataFrame:
+    base: dict[str, object] = {
+        "seq": [[9, 9, 9], [4, 9, 9], [4, 2, 9]],
+        "seq_len": [1, 1, 2],
+        "tgt": [4, 2, 0],
+    }
+    base.update(columns)
+    return pd.DataFrame({k: v for k, v in base.items() if v is not None})
+
+
+def test_dreamrec_frame_both_namings(tmp_path: Path) -> None:
+    dreamrec_frame().to_pickle(tmp_path / "a.df")
+    new = read_dreamrec_frame(tmp_path / "a.df", n_items=9)
+    assert new.lengths.tolist() == [0, 1, 2]  # true counts; the file says 1 for empty
+    assert new.targets.tolist() == [4, 2, 0]
+    old = dreamrec_frame(seq_len=None, tgt=None, len_seq=[1, 1, 2], next=[4.0, 2.0, 0.0])
+    old.to_pickle(tmp_path / "b.df")
+    same = read_dreamrec_frame(tmp_path / "b.df", n_items=9)
+    np.testing.assert_array_equal(same.history, new.history)
+    np.testing.assert_array_equal(same.targets, new.targets)
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"tgt": None}, "needs 'seq'"),
+        ({"seq": [[9, 9, 9], [4, 9], [4, 2, 9]]}, "3 slots"),
+        ({"seq": [[9, 9, 9], [9, 4, 9], [4, 2, 9]]}, "right-padded"),
+        ({"tgt": [4.5, 2, 0]}, "whole numbers"),
+        ({"tgt": [4, 2, 12]}, "outside 0..8"),
+        ({"seq_len": [1, 3, 2]}, "disagrees"),
+    ],
+)
+def test_dreamrec_frame_malformed(tmp_path: Path, columns: dict[str, object], message: str) -> None:
+    dreamrec_frame(**columns).to_pickle(tmp_path / "bad.df")
+    with pytest.raises(DataFormatError, match=message):
+        read_dreamrec_frame(tmp_path / "bad.df", n_items=9)
+
+
+def test_diffurec_tiny(tmp_path: Path) -> None:
+    data = {
+        "train": {0: [1, 2], 1: [3]},
+        "val": {0: [3], 1: [1]},
+        "test": {0: [4], 1: [2]},
+        "umap": {10: 0, 11: 1},
+        "smap": {7: 1, 8: 2, 9: 3, 6: 4, 5: 5},
+    }
+    (tmp_path / "dataset.pkl").write_bytes(pickle.dumps(data))
+    seqs = read_diffurec(tmp_path / "dataset.pkl")
+    assert seqs.n_items == 5  # item 5 of smap never occurs but keeps a column
+    assert seqs.items.external(seqs.sequence(0)).tolist() == [1, 2, 3, 4]
+    loo = seqs.leave_one_out(max_len=5)
+    assert seqs.items.external(loo.test.targets).tolist() == [4, 2]
+    assert seqs.items.external(loo.valid.targets).tolist() == [3, 1]
+
+
+# ------------------------------------------------------------------------------ real files
+@pytest.mark.data
+def test_real_dreamrec_zhihu(datasets_root: Path) -> None:
+    data = read_dreamrec(datasets_root / "dreamrec" / "zhihu")
+    assert (len(data.train), len(data.valid), len(data.test)) == (61641, 8160, 7911)
+    assert data.n_items == 4838 and data.pad_id == 4838 and data.padding == "right"
+    assert data.max_len == 10
+    assert data.test.targets[:3].tolist() == [4707, 4631, 4447]
+    assert data.test.lengths[:3].tolist() == [0, 1, 2]
+    assert data.test.history[2, :3].tolist() == [4707, 4631, 4838]
+    for split in ("val", "test"):
+        old = read_dreamrec_frame(
+            datasets_root / "dreamrec" / "zhihu-original-columns" / f"{split}_data.df", 4838
+        )
+        new = data.valid if split == "val" else data.test
+        np.testing.assert_array_equal(old.history, new.history)
+        np.testing.assert_array_equal(old.targets, new.targets)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize(
+    ("name", "users", "items", "total"),
+    [("Beauty", 22363, 12101, 198502), ("Toys_and_Games", 19412, 11924, 167597)],
+)
+def test_real_iclrec_and_diffurec_agree(
+    datasets_root: Path, name: str, users: int, items: int, total: int
+) -> None:
+    seqs = read_user_sequences(datasets_root / "iclrec" / f"{name}.txt")
+    assert (seqs.n_users, seqs.n_items, int(seqs.lengths().sum())) == (users, items, total)
+    folder = {"Beauty": "amazon_beauty", "Toys_and_Games": "toys"}[name]
+    diffurec = read_diffurec(datasets_root / "diffurec" / folder / "dataset.pkl")
+    np.testing.assert_array_equal(diffurec.indptr, seqs.indptr)  # README: same sequences
+    np.testing.assert_array_equal(
+        diffurec.items.external(diffurec.item_idx), seqs.items.external(seqs.item_idx)
+    )
+    loo = seqs.leave_one_out(max_len=50)
+    assert len(loo.test) == users and len(loo.valid) == users  # 5-core: all users qualify
+    assert len(loo.train) == total - 3 * users
+
+
+@pytest.mark.data
+def test_real_video_and_diffurec_ml1m(datasets_root: Path) -> None:
+    video = read_user_item_lines(datasets_root / "sasrec" / "Video.txt")
+    assert (video.n_users, video.n_items, int(video.lengths().sum())) == (31013, 23715, 287107)
+    ml = read_diffurec(datasets_root / "diffurec" / "ml-1m" / "dataset.pkl")
+    assert (ml.n_users, ml.n_items, int(ml.lengths().sum())) == (6040, 3706, 1000209)
