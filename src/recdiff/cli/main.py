@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 import recdiff
+from recdiff.cli.runs import register as register_run_commands
 
 app = typer.Typer(
     name="recdiff",
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 demo_app = typer.Typer(help="Small demonstrations that run on any machine, no downloads.")
 app.add_typer(demo_app, name="demo")
+register_run_commands(app)
 
 
 @app.command()

@@ -221,16 +221,20 @@ class GaussianDiffusion(nn.Module):
             - self._at(self.sqrt_one_minus_alpha_bar, t, x_t) * v
         )
 
+    def to_x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x0 from a model output of this process's prediction type."""
+        if self.prediction is Prediction.EPS:
+            return self.x0_from_eps(x_t, t, output)
+        if self.prediction is Prediction.X0:
+            return output
+        return self.x0_from_v(x_t, t, output)
+
     def to_x0_eps(
         self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both x0 and eps from a model output of this process's prediction type."""
-        if self.prediction is Prediction.EPS:
-            return self.x0_from_eps(x_t, t, output), output
-        if self.prediction is Prediction.X0:
-            return output, self.eps_from_x0(x_t, t, output)
-        x0 = self.x0_from_v(x_t, t, output)
-        return x0, self.eps_from_x0(x_t, t, x0)
+        x0 = self.to_x0(output, x_t, t)
+        return x0, output if self.prediction is Prediction.EPS else self.eps_from_x0(x_t, t, x0)
 
     def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The regression target of the denoiser for this prediction type."""
@@ -290,7 +294,7 @@ class GaussianDiffusion(nn.Module):
         output = model_fn(x_t, self.model_t(t))
         reduce_dims = tuple(range(1, x0.dim()))
         mse = (output - self.target(x0, t, noise)).pow(2).mean(dim=reduce_dims)
-        pred_x0, _ = self.to_x0_eps(output, x_t, t)
+        pred_x0 = self.to_x0(output, x_t, t)
         if LossWeighting(weighting) is LossWeighting.SNR_DIFF:
             x0_mse = (pred_x0 - x0).pow(2).mean(dim=reduce_dims)
             loss = self.loss_weights(t, x0_mse) * x0_mse

@@ -1,0 +1,164 @@
+"""``recdiff train | evaluate | recommend | reproduce | presets``: thin wrappers over the library."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recdiff.config import ConfigError, list_presets, load_config
+
+__all__ = ["register"]
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a setting, e.g. --set train.epochs=5 (repeatable)."),
+]
+
+# The paper's numbers beside which `reproduce` prints recdiff's (PAPERS.md, Table 2 of DiffRec).
+PAPER_RESULTS = {
+    "diffrec-ml1m": {
+        "recall@10": 0.1058,
+        "recall@20": 0.1787,
+        "ndcg@10": 0.0901,
+        "ndcg@20": 0.1148,
+    },
+}
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
+    header = f"{'':<14}" + "".join(f"{m:>13}" for m in metrics)
+    lines = [header]
+    for label, values in rows.items():
+        cells = "".join(f"{values[m]:>13.4f}" if m in values else f"{'-':>13}" for m in metrics)
+        lines.append(f"{label:<14.14}{cells}")
+    return "\n".join(lines)
+
+
+def train(
+    config: Annotated[
+        str, typer.Argument(help="A preset name (see `recdiff presets`) or a YAML file.")
+    ],
+    overrides: SetOption = None,
+    runs_dir: Annotated[Path, typer.Option(help="Folder that receives the run directory.")] = Path(
+        "runs"
+    ),
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train a model, select its epoch on validation, evaluate on test, write a run directory."""
+    from recdiff.train.run import run_training
+
+    try:
+        run_config = load_config(config, overrides or [])
+        result = run_training(run_config, runs_dir, progress=not quiet)
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    metrics = result.metrics
+    shown = [f"{m}@{k}" for m in ("recall", "ndcg") for k in run_config.eval.ks]
+    typer.echo(_table({"valid": metrics["valid"], "test": metrics["test"]}, shown))
+    typer.echo(f"best epoch {metrics['best_epoch']}, {metrics['seconds']['total']:.1f} s")
+    typer.echo(f"run: {result.directory}")
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `recdiff train`.")],
+    averaging: Annotated[str, typer.Option(help="all_users or test_users")] = "all_users",
+) -> None:
+    """Re-evaluate a saved run's model on its data (valid and test) and print the metrics."""
+    from recdiff.serving.predictor import Predictor
+
+    try:
+        predictor = Predictor.load(run)
+        results = predictor.evaluate(averaging=averaging)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    metrics = sorted({name for r in results.values() for name in r})
+    typer.echo(_table(results, metrics))
+
+
+def recommend(
+    run: Annotated[Path, typer.Argument(help="A run directory written by `recdiff train`.")],
+    user: Annotated[str | None, typer.Option(help="A known user's external id.")] = None,
+    history: Annotated[
+        str | None, typer.Option(help="Comma-separated external item ids of a new user.")
+    ] = None,
+    k: Annotated[int, typer.Option(min=1, help="How many items.")] = 10,
+    ignore_unknown: Annotated[
+        bool, typer.Option(help="Drop unknown items from --history.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Top-k items for a known user (--user) or a new user's history (--history)."""
+    from recdiff.serving.predictor import Predictor
+
+    if (user is None) == (history is None):
+        _fail("give exactly one of --user ID or --history ITEM,ITEM,...")
+    try:
+        predictor = Predictor.load(run)
+        if user is not None:
+            recs = predictor.recommend(user=predictor.parse_user(user), k=k)
+        else:
+            items = [s.strip() for s in history.split(",") if s.strip()]
+            recs = predictor.recommend(history=items, k=k, ignore_unknown=ignore_unknown)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        _fail(str(error.args[0] if isinstance(error, KeyError) and error.args else error))
+    if as_json:
+        typer.echo(json.dumps(recs.to_dict()))
+        return
+    for rank, (item, score) in enumerate(zip(recs.items, recs.scores, strict=True), start=1):
+        typer.echo(f"{rank:>3}  {item!s:<12} {score:.4f}")
+
+
+def reproduce(
+    preset: Annotated[str, typer.Argument(help="A paper preset, e.g. diffrec-ml1m.")],
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Train with seeds 1..N; report mean ± std.")
+    ] = 1,
+    overrides: SetOption = None,
+    runs_dir: Annotated[
+        Path, typer.Option(help="Folder that receives the run directories.")
+    ] = Path("runs"),
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Run a paper's setting (over seeds) and print recdiff's test metrics beside the paper's."""
+    import numpy as np
+
+    from recdiff.train.run import run_training
+
+    if preset not in PAPER_RESULTS:
+        _fail(f"no paper numbers for {preset!r}; reproducible presets: {sorted(PAPER_RESULTS)}")
+    paper = PAPER_RESULTS[preset]
+    tests = []
+    for seed in range(1, seeds + 1):
+        try:
+            config = load_config(preset, [*(overrides or []), f"train.seed={seed}"])
+            result = run_training(config, runs_dir, progress=not quiet)
+        except (ConfigError, FileNotFoundError, ValueError) as error:
+            _fail(str(error))
+        tests.append(result.metrics["test"])
+        typer.echo(
+            f"seed {seed}: best epoch {result.metrics['best_epoch']}, run {result.directory}"
+        )
+    mean = {m: float(np.mean([t[m] for t in tests])) for m in paper}
+    typer.echo(_table({"paper": paper, f"recdiff (n={seeds})": mean}, list(paper)))
+    if seeds > 1:
+        std = {m: float(np.std([t[m] for t in tests], ddof=1)) for m in paper}
+        typer.echo(_table({"std": std}, list(paper)).splitlines()[1])
+
+
+def presets() -> None:
+    """List the shipped presets."""
+    for name in list_presets():
+        typer.echo(name)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (train, evaluate, recommend, reproduce, presets):
+        app.command()(command)

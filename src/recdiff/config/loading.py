@@ -1,0 +1,87 @@
+"""Loading run configs: preset names or YAML files, plus dotted ``key=value`` overrides."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from recdiff.config.schema import RunConfig
+
+__all__ = ["ConfigError", "apply_overrides", "list_presets", "load_config"]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message says which key and how to fix it."""
+
+
+def list_presets() -> list[str]:
+    """Names of the shipped presets (``recdiff train NAME``)."""
+    folder = resources.files("recdiff.config") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{where} is not valid YAML: {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _raw_config(preset_or_path: str) -> dict[str, Any]:
+    path = Path(preset_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file {path} not found")
+        return _read_yaml(path.read_text(encoding="utf-8"), str(path))
+    if preset_or_path not in list_presets():
+        raise ConfigError(
+            f"{preset_or_path!r} is neither a config file nor a preset; presets: {list_presets()}"
+        )
+    preset = resources.files("recdiff.config") / "presets" / f"{preset_or_path}.yaml"
+    return _read_yaml(preset.read_text(encoding="utf-8"), f"preset {preset_or_path}")
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict, in place."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        *parents, leaf = key.strip().split(".")
+        node = config
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
+            node = child
+        node[leaf] = _read_value(text, item)
+    return config
+
+
+def _read_value(text: str, item: str) -> Any:
+    try:
+        return yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+
+
+def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunConfig:
+    """Validate a preset or YAML file with overrides; errors name the offending key."""
+    raw = apply_overrides(_raw_config(preset_or_path), list(overrides or []))
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            for e in error.errors()
+        ]
+        raise ConfigError(f"invalid config {preset_or_path!r}:\n" + "\n".join(lines)) from None

@@ -1,0 +1,80 @@
+"""Model names in run configs -> validated settings and a constructed recommender."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from recdiff.config.schema import validate_dataclass
+from recdiff.models.base import Recommender
+from recdiff.train.trainer import TrainConfig
+
+__all__ = ["MODEL_NAMES", "build_model", "validate_model_params"]
+
+
+class EASESpec(BaseModel):
+    """EASE's settings: one lambda, or a grid searched on validation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    l2_lambda: float | None = Field(None, gt=0, description="fixed L2 penalty")
+    l2_lambda_grid: list[float] | None = Field(
+        None, min_length=1, description="lambdas tried on validation (default grid if neither)"
+    )
+
+
+class PopularitySpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _diffrec_config(params: dict[str, Any]):
+    from recdiff.models.diffrec import DiffRecConfig
+
+    return DiffRecConfig(**params)
+
+
+def _multvae_config(params: dict[str, Any]):
+    from recdiff.models.multvae import MultVAEConfig
+
+    return validate_dataclass(MultVAEConfig, params, "model (multvae)")
+
+
+_VALIDATORS = {
+    "diffrec": _diffrec_config,
+    "ease": lambda params: EASESpec(**params),
+    "multvae": _multvae_config,
+    "popularity": lambda params: PopularitySpec(**params),
+}
+MODEL_NAMES = tuple(sorted(_VALIDATORS))
+
+
+def validate_model_params(name: str, params: dict[str, Any]) -> Any:
+    """The model's own settings object; raises ValueError naming unknown models or keys."""
+    if name not in _VALIDATORS:
+        raise ValueError(f"unknown model {name!r}; choose one of {list(MODEL_NAMES)}")
+    try:
+        return _VALIDATORS[name](params)
+    except ValidationError as error:
+        raise ValueError(f"invalid settings for model {name!r}: {error}") from None
+
+
+def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> Recommender:
+    """An unfitted recommender from a run config's model section and training settings."""
+    settings = validate_model_params(name, params)
+    if name == "diffrec":
+        from recdiff.models.diffrec import DiffRec
+
+        return DiffRec(settings, train)
+    if name == "multvae":
+        from recdiff.models.multvae import MultVAE
+
+        overrides = {} if "seed" in params else {"seed": train.seed}
+        return MultVAE(settings, **overrides)
+    if name == "ease":
+        from recdiff.models.ease import EASE
+
+        return EASE(l2_lambda=settings.l2_lambda) if settings.l2_lambda else EASE()
+    from recdiff.models.popularity import Popularity
+
+    return Popularity()

@@ -1,0 +1,152 @@
+"""The typed configuration of a training run: data, model, training and evaluation.
+
+A run config is YAML (or a preset name) validated by pydantic: unknown keys and wrong types fail
+with the dotted path of the offending key. ``model`` names a recommender and carries its own
+settings; each model's settings class is the one its module defines.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+
+from recdiff.train.trainer import TrainConfig
+
+__all__ = [
+    "DataConfig",
+    "EvalConfig",
+    "ModelSpec",
+    "RunConfig",
+    "TimeWeightConfig",
+    "resolve_source",
+]
+
+DATASETS_PREFIX = "datasets:"
+
+
+class TimeWeightConfig(BaseModel):
+    """T-DiffRec's weights w_m = w_min + (m-1)/(M-1) (w_max - w_min), oldest to newest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    w_min: float = Field(0.1, gt=0, le=1, description="weight of a user's oldest interaction")
+    w_max: float = Field(1.0, gt=0, le=1, description="weight of a user's newest interaction")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeWeightConfig:
+        if self.w_min > self.w_max:
+            raise ValueError(f"w_min ({self.w_min}) must not exceed w_max ({self.w_max})")
+        return self
+
+
+class DataConfig(BaseModel):
+    """Where the interactions come from and how they are split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["demo", "diffrec", "csv", "tsv", "parquet", "movielens", "recbole"] = Field(
+        "demo", description="demo = built-in synthetic data; diffrec = train/valid/test_list.npy"
+    )
+    source: str | None = Field(
+        None, description="file or folder; 'datasets:REL' resolves under $RECDIFF_DATASETS"
+    )
+    user_col: str = Field("user", description="user id column (tables)")
+    item_col: str = Field("item", description="item id column (tables)")
+    rating_col: str | None = Field(None, description="rating column, if any")
+    time_col: str | None = Field(None, description="timestamp column, if any")
+    min_rating: float | None = Field(None, description="keep ratings >= this (DiffRec: 4)")
+    k_core: int | None = Field(None, ge=1, description="iterative k-core on users and items")
+    split: Literal["global_temporal", "user_temporal", "random"] = Field(
+        "global_temporal", description="how tables are split (ignored for diffrec/demo)"
+    )
+    ratios: tuple[float, float, float] = Field((0.7, 0.1, 0.2), description="train/valid/test")
+    seed: int = Field(0, description="seed of the random split and the demo data")
+    time_weights: TimeWeightConfig | None = Field(
+        None, description="T-DiffRec: weight train rows by time order (None = binary)"
+    )
+
+    @model_validator(mode="after")
+    def _source_needed(self) -> DataConfig:
+        if self.format != "demo" and not self.source:
+            raise ValueError(f"data.source is required for format {self.format!r}")
+        return self
+
+
+class EvalConfig(BaseModel):
+    """How models are evaluated: full ranking, seen items masked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ks: list[int] = Field([10, 20], min_length=1, description="cut-offs")
+    metrics: list[str] = Field(["recall", "ndcg", "precision", "mrr", "hit_rate", "coverage"])
+    averaging: Literal["all_users", "test_users"] = Field(
+        "all_users", description="all_users counts users without held-out items as 0 (papers)"
+    )
+    batch_size: int = Field(1024, ge=1, description="users per score block")
+
+    @field_validator("ks")
+    @classmethod
+    def _positive(cls, ks: list[int]) -> list[int]:
+        if min(ks) < 1:
+            raise ValueError("every cut-off in ks must be >= 1")
+        return ks
+
+
+class ModelSpec(BaseModel):
+    """A recommender by name plus its settings (validated by the model's own config class)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(description="diffrec, ldiffrec, ease, multvae or popularity")
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RunConfig(BaseModel):
+    """Everything that defines a training run; written resolved into the run directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("run", description="run name, used for the run directory")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelSpec = Field(default_factory=lambda: ModelSpec(name="diffrec"))
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _model_settings_valid(self) -> RunConfig:
+        from recdiff.config.models import validate_model_params
+
+        validate_model_params(self.model.name, self.model.params())
+        return self
+
+
+def validate_dataclass(cls: type, params: dict[str, Any], where: str) -> Any:
+    """Build a dataclass config, failing on unknown keys with the allowed ones listed."""
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
+    return TypeAdapter(cls).validate_python(params)
+
+
+def resolve_source(source: str) -> Path:
+    """A data path; ``datasets:REL`` is looked up under $RECDIFF_DATASETS, then ./shared/datasets
+    and ../shared/datasets."""
+    if not source.startswith(DATASETS_PREFIX):
+        return Path(source).expanduser()
+    relative = source[len(DATASETS_PREFIX) :]
+    roots = [os.environ.get("RECDIFF_DATASETS"), "shared/datasets", "../shared/datasets"]
+    for root in roots:
+        if root and (Path(root) / relative).exists():
+            return Path(root) / relative
+    raise FileNotFoundError(
+        f"dataset {relative!r} not found under $RECDIFF_DATASETS, ./shared/datasets or "
+        "../shared/datasets: set RECDIFF_DATASETS to the datasets folder, or pass "
+        "--set data.source=PATH"
+    )

@@ -1,0 +1,1 @@
+"""Inference from run directories: the Predictor (and, with the serve extra, HTTP)."""

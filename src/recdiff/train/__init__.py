@@ -1,0 +1,1 @@
+"""recdiff.train."""

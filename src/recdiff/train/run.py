@@ -1,0 +1,204 @@
+"""A training run, end to end: data -> model -> validation-selected fit -> test -> run directory.
+
+Run directory (``runs/NAME-YYYYmmdd-HHMMSS/``), written under a hidden temporary name and renamed
+only when complete, so an interrupted run leaves nothing half-written behind::
+
+    config.yaml     the resolved config (re-run it with ``recdiff train config.yaml``)
+    events.jsonl    one JSON line per epoch and per evaluation
+    metrics.json    selected epoch, valid/test metrics under both averagings, timings, versions
+    model/          the fitted recommender (config.json + weights.safetensors)
+    data/           vocabularies (users.json, items.json), model inputs and seen items (.npz)
+    curves.png      training loss and validation/test metrics per epoch
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import yaml
+
+import recdiff
+from recdiff.atomic import atomic_write_text
+from recdiff.config.models import build_model
+from recdiff.config.schema import RunConfig
+from recdiff.data import DatasetSplits, time_weights
+from recdiff.eval.multi import evaluate_many
+from recdiff.eval.protocol import EvalTask
+from recdiff.models.base import Recommender
+from recdiff.train.datasets import load_splits
+
+__all__ = ["RunResult", "run_training"]
+
+
+@dataclass
+class RunResult:
+    """Where the run was written and what it measured."""
+
+    directory: Path
+    metrics: dict[str, Any]
+    model: Recommender
+
+
+def model_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
+    """The rows the model sees: binary train rows, or T-DiffRec's time-weighted ones."""
+    weights = config.data.time_weights
+    if weights is None:
+        return splits.train.binarize().matrix
+    return time_weights(splits.train, w_min=weights.w_min, w_max=weights.w_max)
+
+
+def _evaluate(model_score, inputs, tasks, config: RunConfig, averaging: str | None = None):
+    ev = config.eval
+    return evaluate_many(
+        model_score,
+        inputs,
+        tasks,
+        ks=ev.ks,
+        metrics=ev.metrics,
+        batch_size=ev.batch_size,
+        averaging=averaging or ev.averaging,
+    )
+
+
+class _EventLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+def _fit(model: Recommender, inputs, splits: DatasetSplits, tasks, config: RunConfig, log) -> None:
+    name = config.model.name
+    valid = splits.valid.matrix if splits.valid.nnz else None
+    if name == "diffrec":
+        selection_tasks = tasks if valid is not None else {}
+
+        def evaluate(score_fn):
+            results = _evaluate(score_fn, inputs, selection_tasks, config)
+            return {split: result.means for split, result in results.items()}
+
+        model.fit(inputs, valid, evaluate=evaluate if valid is not None else None, on_event=log)
+    elif name == "ease" and valid is not None and not config.model.params().get("l2_lambda"):
+        from recdiff.models.ease import DEFAULT_LAMBDA_GRID, select_ease_lambda
+
+        grid = config.model.params().get("l2_lambda_grid") or DEFAULT_LAMBDA_GRID
+        selection = select_ease_lambda(inputs, valid, grid, metric=config.train.metric)
+        model.weights, model.config = selection.model.weights, selection.model.config
+        log(
+            {
+                "event": "select",
+                "l2_lambda": selection.best_lambda,
+                "valid": {str(k): v for k, v in selection.valid_scores.items()},
+            }
+        )
+    else:
+        model.fit(inputs, valid)
+
+
+def run_training(
+    config: RunConfig, runs_dir: str | Path = "runs", progress: bool | None = None
+) -> RunResult:
+    """Train, select on validation, evaluate on test, and write the run directory."""
+    if progress is not None:
+        config = config.model_copy(
+            update={"train": config.train.model_copy(update={"progress": progress})}
+        )
+    runs_dir = Path(runs_dir)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    final = runs_dir / f"{config.name}-{stamp}"
+    suffix = 1
+    while final.exists():
+        suffix += 1
+        final = runs_dir / f"{config.name}-{stamp}-{suffix}"
+    work = runs_dir / f".{final.name}.incomplete"
+    work.mkdir(parents=True)
+    try:
+        result = _run_into(config, work)
+        work.rename(final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    result.directory = final
+    return result
+
+
+def _run_into(config: RunConfig, work: Path) -> RunResult:
+    started = time.perf_counter()
+    atomic_write_text(
+        work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    )
+    splits = load_splits(config.data)
+    inputs = model_inputs(splits, config)
+    tasks = {"valid": EvalTask.validation(inputs, splits.valid.matrix)}
+    tasks["test"] = EvalTask.test(inputs, splits.valid.matrix, splits.test.matrix)
+    log = _EventLog(work / "events.jsonl")
+    model = build_model(config.model.name, config.model.params(), config.train)
+    fit_start = time.perf_counter()
+    _fit(model, inputs, splits, tasks, config, log)
+    fit_seconds = time.perf_counter() - fit_start
+    eval_start = time.perf_counter()
+    final = {}
+    for averaging in ("all_users", "test_users"):
+        results = _evaluate(model.score, inputs, tasks, config, averaging)
+        final[averaging] = {split: result.means for split, result in results.items()}
+    trained = getattr(model, "result", None)
+    metrics = {
+        "name": config.name,
+        "model": config.model.name,
+        "averaging": config.eval.averaging,
+        "valid": final[config.eval.averaging]["valid"],
+        "test": final[config.eval.averaging]["test"],
+        "by_averaging": final,
+        "best_epoch": getattr(trained, "best_epoch", None),
+        "epochs_run": getattr(trained, "epochs_run", None),
+        "seconds": {
+            "fit": fit_seconds,
+            "final_eval": time.perf_counter() - eval_start,
+            "total": time.perf_counter() - started,
+        },
+        "data": {
+            "n_users": splits.n_users,
+            "n_items": splits.n_items,
+            "train": splits.train.nnz,
+            "valid": splits.valid.nnz,
+            "test": splits.test.nnz,
+        },
+        "versions": {
+            "recdiff": recdiff.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    }
+    atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    model.save(work / "model")
+    _save_data(work / "data", splits, inputs)
+    if log.records:
+        from recdiff.train.curves import plot_curves
+
+        plot_curves(log.records, work / "curves.png", config.train.metric)
+    return RunResult(work, metrics, model)
+
+
+def _save_data(folder: Path, splits: DatasetSplits, inputs: sp.csr_matrix) -> None:
+    """What inference needs besides the weights: id vocabularies, input rows and seen items."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "users.json", splits.users.to_json())
+    atomic_write_text(folder / "items.json", splits.items.to_json())
+    seen = (splits.train.matrix + splits.valid.matrix + splits.test.matrix).tocsr()
+    seen.data[:] = 1.0
+    sp.save_npz(folder / "inputs.npz", inputs.astype(np.float32))
+    sp.save_npz(folder / "seen.npz", seen.astype(np.float32))

@@ -1,0 +1,212 @@
+"""The training loop shared by recdiff's neural recommenders.
+
+The trainer owns what a model should not: the optimizer, the epoch loop over shuffled user rows,
+mixed precision, periodic validation, early stopping on a validation metric, and restoring the
+best weights. It is thrown away after ``fit``; the model keeps only what inference needs.
+
+A model is trained through the small :class:`Trainable` protocol: a ``module`` whose parameters are
+optimised, ``loss(rows)`` for a dense batch of user rows, and ``score(history)`` for evaluation.
+Selection uses the validation split only; other splits (e.g. test) may be evaluated in the same
+pass for the curves, never for choosing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tqdm.auto import tqdm
+
+__all__ = ["TrainConfig", "TrainResult", "Trainable", "Trainer", "autocast", "seed_everything"]
+
+
+class TrainConfig(BaseModel):
+    """How a model is trained (the released DiffRec settings are the defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW)")
+    optimizer: Literal["adamw", "adam"] = Field("adamw", description="optimizer")
+    batch_size: int = Field(400, ge=1, description="users per gradient step (last partial kept)")
+    epochs: int = Field(1000, ge=1, description="upper bound on epochs")
+    eval_every: int = Field(5, ge=1, description="validate every k epochs")
+    patience: int = Field(20, ge=0, description="stop after this many epochs without gain")
+    metric: str = Field("recall@20", description="validation metric that selects the epoch")
+    seed: int = Field(1, description="seed of initialisation, shuffling, dropout and noise")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: autocast matmuls to bfloat16 (several times faster on AMX CPUs)"
+    )
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
+    progress: bool = Field(True, description="show progress bars")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_has_cutoff(cls, value: str) -> str:
+        name, _, k = value.partition("@")
+        if not name or not k.isdigit():
+            raise ValueError(f"metric must look like 'recall@20', got {value!r}")
+        return value
+
+
+class Trainable(Protocol):
+    """What the trainer needs from a model."""
+
+    module: torch.nn.Module
+
+    def loss(self, rows: torch.Tensor) -> torch.Tensor:
+        """Scalar training loss for a dense ``[batch, n_items]`` block of user rows."""
+
+    def score(self, history: sp.csr_matrix) -> Any:
+        """``[batch, n_items]`` scores for a CSR batch of histories (module in eval mode)."""
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """State outside the module that belongs to a checkpoint (e.g. loss history)."""
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`extra_state`."""
+
+
+@dataclass
+class TrainResult:
+    """What happened: the selected epoch, its metrics, and the record of every evaluation."""
+
+    best_epoch: int = 0
+    best_metric: float = -math.inf
+    best_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epochs_run: int = 0
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch and numpy; return a numpy-independent torch generator for shuffling."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (seeds any legacy numpy RNG use downstream)
+    return torch.Generator().manual_seed(seed)
+
+
+def autocast(
+    precision: str, device: str | torch.device = "cpu"
+) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast for ``bf16`` (matmuls in bf16, reductions in fp32); no-op for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, device: str) -> torch.Tensor:
+    return torch.from_numpy(matrix[rows].toarray().astype(np.float32, copy=False)).to(device)
+
+
+Evaluate = Callable[[Callable[[sp.csr_matrix], Any]], dict[str, dict[str, float]]]
+OnEvent = Callable[[dict[str, Any]], None]
+
+
+class Trainer:
+    """Epochs of shuffled mini-batches, validation every ``eval_every`` epochs, early stopping.
+
+    Args:
+        config: the training settings.
+        evaluate: maps a score function to ``{"valid": {metric: value}, ...}``; only ``valid``
+            selects. None trains for ``epochs`` without selection.
+        on_event: called with each epoch's and evaluation's record (for run logs).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        evaluate: Evaluate | None = None,
+        on_event: OnEvent | None = None,
+    ) -> None:
+        self.config = config
+        self.evaluate = evaluate
+        self.on_event = on_event or (lambda record: None)
+
+    def _optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
+        kind = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
+        # The fused kernel updates all parameters in one pass: on CPU it is several times faster
+        # than the per-tensor loop, which otherwise costs as much as the forward/backward here.
+        return kind(
+            module.parameters(),
+            lr=self.config.lr,
+            weight_decay=self.config.weight_decay,
+            fused=True,
+        )
+
+    def _batches(self, n_rows: int, generator: torch.Generator) -> Iterator[np.ndarray]:
+        order = torch.randperm(n_rows, generator=generator).numpy()
+        for start in range(0, n_rows, self.config.batch_size):
+            yield order[start : start + self.config.batch_size]
+
+    def fit(self, model: Trainable, train: sp.csr_matrix) -> TrainResult:
+        """Train ``model`` on the rows of ``train`` (users x items; rows may be weighted)."""
+        cfg = self.config
+        generator = seed_everything(cfg.seed)
+        model.module.to(cfg.device)
+        optimizer = self._optimizer(model.module)
+        rows_with_data = np.flatnonzero(np.diff(train.indptr) > 0)  # empty rows teach nothing
+        if rows_with_data.size == 0:
+            raise ValueError("train has no interactions: every user row is empty")
+        result = TrainResult()
+        best_state: dict[str, Any] | None = None
+        start = time.perf_counter()
+        epochs = tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=not cfg.progress)
+        for epoch in epochs:
+            model.module.train()
+            epoch_start, total, count = time.perf_counter(), 0.0, 0
+            for batch in self._batches(rows_with_data.size, generator):
+                x0 = _dense_rows(train, rows_with_data[batch], cfg.device)
+                with autocast(cfg.precision, cfg.device):
+                    loss = model.loss(x0)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(batch)
+                count += len(batch)
+            record = {
+                "epoch": epoch,
+                "loss": total / count,
+                "seconds": time.perf_counter() - epoch_start,
+            }
+            self.on_event({"event": "epoch", **record})
+            epochs.set_postfix(loss=f"{record['loss']:.4f}")
+            result.epochs_run = epoch
+            if self.evaluate is None or epoch % cfg.eval_every:
+                continue
+            model.module.eval()
+            eval_start = time.perf_counter()
+            with torch.no_grad():
+                metrics = self.evaluate(model.score)
+            value = metrics["valid"][cfg.metric]
+            event = {"event": "eval", "epoch": epoch, "seconds": time.perf_counter() - eval_start}
+            event.update(
+                {f"{split}/{name}": v for split, ms in metrics.items() for name, v in ms.items()}
+            )
+            result.history.append(event)
+            self.on_event(event)
+            if value > result.best_metric:
+                result.best_epoch, result.best_metric, result.best_metrics = epoch, value, metrics
+                best_state = {
+                    "module": copy.deepcopy(model.module.state_dict()),
+                    "extra": copy.deepcopy(model.extra_state()),
+                }
+            elif epoch - result.best_epoch >= cfg.patience:
+                result.stopped_early = True
+                break
+        if best_state is not None:
+            model.module.load_state_dict(best_state["module"])
+            model.load_extra_state(best_state["extra"])
+        model.module.eval()
+        result.seconds = time.perf_counter() - start
+        return result

@@ -1,0 +1,81 @@
+"""`recdiff train / recommend / evaluate / presets` on the demo data, and their errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from recdiff.cli.main import app
+
+runner = CliRunner()
+FAST = [
+    "--set",
+    "train.epochs=5",
+    "--set",
+    "model.hidden_dims=[32]",
+    "--set",
+    "model.diffusion.steps=4",
+]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    result = runner.invoke(
+        app, ["train", "demo-diffrec", *FAST, "--runs-dir", str(runs), "--quiet"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "recall@20" in result.output and "run:" in result.output
+    (path,) = list(runs.iterdir())
+    return path
+
+
+def test_recommend_known_and_new_user(run_dir):
+    result = runner.invoke(app, ["recommend", str(run_dir), "--user", "3", "--k", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    known = json.loads(result.output)
+    assert len(known["items"]) == 4 and known["scores"] == sorted(known["scores"], reverse=True)
+    result = runner.invoke(
+        app, ["recommend", str(run_dir), "--history", "1,2,3", "--k", "4", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not {1, 2, 3} & set(json.loads(result.output)["items"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--history", "1,2,99999"], "not in the catalogue"),
+        (["--user", "99999"], "99999"),
+        (["--user", "abc"], "integers"),
+        ([], "exactly one"),
+        (["--user", "1", "--history", "2"], "exactly one"),
+    ],
+)
+def test_recommend_errors_are_clear(run_dir, args, message):
+    result = runner.invoke(app, ["recommend", str(run_dir), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_evaluate_reproduces_the_run_metrics(run_dir):
+    result = runner.invoke(app, ["evaluate", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    test_line = next(line for line in result.output.splitlines() if line.startswith("test"))
+    assert f"{stored['test']['recall@20']:.4f}" in test_line
+
+
+def test_train_rejects_bad_config(tmp_path):
+    result = runner.invoke(
+        app, ["train", "demo-diffrec", "--set", "train.epochz=1", "--runs-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "train.epochz" in result.output
+    assert list(tmp_path.iterdir()) == []
+    result = runner.invoke(app, ["recommend", str(tmp_path), "--user", "1"])
+    assert result.exit_code == 2 and "not a complete run directory" in result.output
+
+
+def test_presets_listed():
+    result = runner.invoke(app, ["presets"])
+    assert "diffrec-ml1m" in result.output.split()

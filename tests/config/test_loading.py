@@ -1,0 +1,73 @@
+"""Presets, YAML files and dotted overrides; unknown keys and bad values fail with their path."""
+
+import pytest
+
+from recdiff.config import ConfigError, apply_overrides, list_presets, load_config
+
+
+def test_every_preset_validates():
+    names = list_presets()
+    assert {"diffrec-ml1m", "diffrec-yelp", "diffrec-amazon-book", "demo-diffrec"} <= set(names)
+    for name in names:
+        assert load_config(name).name == name
+
+
+def test_released_ml1m_settings():
+    config = load_config("diffrec-ml1m")
+    diffusion = config.model.params()["diffusion"]
+    assert config.model.params()["hidden_dims"] == [600, 200, 600]
+    assert (diffusion["steps"], diffusion["noise_scale"]) == (40, 0.005)
+    assert (diffusion["noise_min"], diffusion["noise_max"]) == (0.005, 0.01)
+    assert (config.train.lr, config.train.batch_size, config.train.patience) == (1e-3, 400, 20)
+    assert config.eval.averaging == "all_users"
+
+
+def test_overrides_set_nested_values_parsed_as_yaml():
+    config = load_config(
+        "demo-diffrec", ["train.epochs=3", "model.diffusion.steps=4", "model.hidden_dims=[8, 4]"]
+    )
+    assert config.train.epochs == 3
+    assert config.model.params()["diffusion"]["steps"] == 4
+    assert config.model.params()["hidden_dims"] == [8, 4]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.epochz=3"], "train.epochz"),
+        (["model.diffusion.noise_min=0.5", "model.diffusion.noise_max=0.1"], "noise_min"),
+        (["train.lr=-1"], "train.lr"),
+        (["model.name=transformer"], "unknown model"),
+        (["model.hiden_dims=[3]"], "hiden_dims"),
+        (["data.format=csv"], "data.source"),
+        (["eval.averaging=some_users"], "eval.averaging"),
+        (["data.time_weights.w_min=0.9", "data.time_weights.w_max=0.5"], "w_min"),
+    ],
+)
+def test_bad_settings_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("demo-diffrec", overrides)
+
+
+def test_bad_override_syntax_and_unknown_preset(tmp_path):
+    with pytest.raises(ConfigError, match=r"key\.path=value"):
+        apply_overrides({}, ["epochs"])
+    with pytest.raises(ConfigError, match="not a section"):
+        apply_overrides({"train": 3}, ["train.epochs=1"])
+    with pytest.raises(ConfigError, match="presets"):
+        load_config("no-such-preset")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(bad))
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(str(listed))
+
+
+def test_yaml_file_round_trip(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("name: mine\nmodel:\n  name: ease\n  l2_lambda: 100\n")
+    config = load_config(str(path))
+    assert config.name == "mine" and config.model.params() == {"l2_lambda": 100}

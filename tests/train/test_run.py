@@ -1,0 +1,102 @@
+"""A whole run on the demo data: the run directory, its metrics, and reloading for inference."""
+
+import json
+
+import numpy as np
+import pytest
+
+from recdiff.config import load_config
+from recdiff.eval.ranking import topk_items
+from recdiff.serving.predictor import Predictor
+from recdiff.train.run import run_training
+
+FAST = [
+    "train.epochs=10",
+    "train.eval_every=5",
+    "model.hidden_dims=[64]",
+    "model.diffusion.steps=5",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return run_training(
+        load_config("demo-diffrec", FAST), tmp_path_factory.mktemp("runs"), progress=False
+    )
+
+
+def test_run_directory_is_complete(run):
+    names = {p.relative_to(run.directory).as_posix() for p in run.directory.rglob("*")}
+    assert {
+        "config.yaml",
+        "events.jsonl",
+        "metrics.json",
+        "curves.png",
+        "model/config.json",
+        "model/weights.safetensors",
+        "data/users.json",
+        "data/items.json",
+        "data/inputs.npz",
+        "data/seen.npz",
+    } <= names
+    assert not [p for p in run.directory.parent.iterdir() if p.name.startswith(".")]
+    events = [
+        json.loads(line) for line in (run.directory / "events.jsonl").read_text().splitlines()
+    ]
+    assert [e["epoch"] for e in events if e["event"] == "eval"] == [5, 10]
+    assert all(
+        "valid/recall@20" in e and "test/recall@20" in e for e in events if e["event"] == "eval"
+    )
+
+
+def test_metrics_record_the_selected_epoch_and_both_averagings(run):
+    metrics = json.loads((run.directory / "metrics.json").read_text())
+    assert metrics["best_epoch"] in (5, 10)
+    best = next(
+        e
+        for e in map(json.loads, (run.directory / "events.jsonl").read_text().splitlines())
+        if e.get("epoch") == metrics["best_epoch"] and e["event"] == "eval"
+    )
+    # The final evaluation of the restored best weights reproduces the selection-time numbers.
+    assert metrics["valid"]["recall@20"] == pytest.approx(best["valid/recall@20"], abs=1e-9)
+    assert metrics["test"]["recall@20"] == pytest.approx(best["test/recall@20"], abs=1e-9)
+    assert set(metrics["by_averaging"]) == {"all_users", "test_users"}
+    # Users without test items count as 0 under all_users averaging, so it can only be lower.
+    assert metrics["by_averaging"]["all_users"]["test"]["recall@20"] <= (
+        metrics["by_averaging"]["test_users"]["test"]["recall@20"] + 1e-12
+    )
+
+
+def test_predictor_matches_the_model_and_serves_new_users(run):
+    predictor = Predictor.load(run.directory)
+    user = predictor.users.external([7])[0]
+    recs = predictor.recommend(user=user, k=5)
+    # Same as ranking the model's scores for the user's input row with every seen item masked.
+    expected, _ = topk_items(run.model.score(predictor.inputs[7]), 5, predictor.seen[7])
+    assert recs.items == predictor.items.external(expected[0]).tolist()
+    history = predictor.items.external(predictor.inputs[7].indices[:4]).tolist()
+    new_user = predictor.recommend(history=history, k=5)
+    assert len(new_user.items) == 5 and not set(history) & set(new_user.items)
+    assert np.all(np.diff(new_user.scores) <= 0)
+
+
+def test_predictor_reports_bad_requests(run):
+    predictor = Predictor.load(run.directory)
+    with pytest.raises(KeyError, match="not in the catalogue"):
+        predictor.recommend(history=[10**9], k=3)
+    with pytest.raises(ValueError, match="empty"):
+        predictor.recommend(history=[], k=3)
+    with pytest.raises(ValueError, match="k must lie"):
+        predictor.recommend(user=predictor.users.external([0])[0], k=0)
+    with pytest.raises(KeyError):
+        predictor.recommend(user=10**9, k=3)
+    known = predictor.items.external([1, 2]).tolist()
+    recs = predictor.recommend(history=[*known, 10**9], k=3, ignore_unknown=True)
+    assert recs.unknown_items == [10**9]
+
+
+def test_failed_run_leaves_nothing_behind(tmp_path):
+    config = load_config("demo-diffrec", [*FAST, "data.format=diffrec", "data.source=/nonexistent"])
+    with pytest.raises(FileNotFoundError):
+        run_training(config, tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
