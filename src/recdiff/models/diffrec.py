@@ -123,14 +123,15 @@ class DiffRec(Recommender):
         self.training = training or TrainConfig()
         self.process = self.config.diffusion.process()
         self.timesteps = self.config.diffusion.timestep_sampler()
-        self.module: MLPDenoiser | None = None
+        self.denoiser: MLPDenoiser | None = None
+        self.module: torch.nn.Module | None = None  # what the trainer optimises
         self.result: TrainResult | None = None
 
     # ---------------------------------------------------------------- building and training
     def build(self, n_items: int) -> DiffRec:
         """Create the denoiser for ``n_items`` (seeded by the training seed)."""
         torch.manual_seed(self.training.seed)
-        self.module = MLPDenoiser(
+        self.module = self.denoiser = MLPDenoiser(
             n_items,
             self.config.hidden_dims,
             time_dim=self.config.time_dim,
@@ -142,15 +143,15 @@ class DiffRec(Recommender):
 
     @property
     def n_items(self) -> int:
-        if self.module is None:
+        if self.denoiser is None:
             raise RuntimeError("DiffRec is not fitted: call fit() or load() first")
-        return self.module.dim
+        return self.denoiser.dim
 
     def loss(self, rows: torch.Tensor) -> torch.Tensor:
         """The importance-weighted training loss of a batch of rows (Algorithm 1)."""
         t, weights = self.timesteps.sample(rows.shape[0], rows.device)
         terms = self.process.training_losses(
-            self.module, rows, t, weighting=self.config.diffusion.loss_weighting
+            self.denoiser, rows, t, weighting=self.config.diffusion.loss_weighting
         )
         self.timesteps.update(t, terms["loss"])
         return (terms["loss"].float() * weights).mean()
@@ -174,7 +175,7 @@ class DiffRec(Recommender):
         task (train masked, Recall@20 at all-users averaging).
         """
         train = _check_rows(train, "train")
-        if self.module is None or self.module.dim != train.shape[1]:
+        if self.denoiser is None or self.n_items != train.shape[1]:
             self.build(train.shape[1])
         if evaluate is None and valid is not None:
             task = EvalTask.validation(train, valid)
@@ -205,10 +206,13 @@ class DiffRec(Recommender):
     ) -> torch.Tensor:
         """Noise ``x0`` to T', then denoise for T steps with the posterior mean (Sec. 3.4)."""
         self.module.eval()
-        x_t = noise_to(self.process, x0, self.config.diffusion.inference_noise_steps, generator)
         with autocast(self.training.precision, x0.device):
-            out = DDPMSampler(self.process, add_noise=False).sample(self.module, x_t)
+            out = self._denoise(x0, generator)
         return out.float()
+
+    def _denoise(self, x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        x_t = noise_to(self.process, x0, self.config.diffusion.inference_noise_steps, generator)
+        return DDPMSampler(self.process, add_noise=False).sample(self.denoiser, x_t)
 
     # ------------------------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:

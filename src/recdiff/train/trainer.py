@@ -137,12 +137,8 @@ class Trainer:
         kind = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
         # The fused kernel updates all parameters in one pass: on CPU it is several times faster
         # than the per-tensor loop, which otherwise costs as much as the forward/backward here.
-        return kind(
-            module.parameters(),
-            lr=self.config.lr,
-            weight_decay=self.config.weight_decay,
-            fused=True,
-        )
+        trainable = [p for p in module.parameters() if p.requires_grad]  # frozen parts stay put
+        return kind(trainable, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=True)
 
     def _batches(self, n_rows: int, generator: torch.Generator) -> Iterator[np.ndarray]:
         order = torch.randperm(n_rows, generator=generator).numpy()

@@ -1,0 +1,265 @@
+"""Full-ranking evaluation over all items, batched over users so memory stays bounded.
+
+For each batch of users the evaluator asks for a ``[batch, n_items]`` block of scores, masks the
+items to exclude (``-inf``), keeps the top ``max(ks)`` items (ties: lower item index first), turns
+them into a hit matrix against the held-out items, and computes every metric from
+:mod:`recdiff.eval.metrics`. Peak memory is about ``batch_size x n_items`` scores.
+
+Which users are evaluated: those with at least one held-out item (a ranking for the others can
+not score anything). Their per-user values are NaN; ``averaging`` decides whether the means skip
+them (``"test_users"``) or count them as 0 (``"all_users"``, the DiffRec paper's convention).
+Coverage is computed over the lists of the evaluated users.
+
+Held-out items that are also excluded can never be hit; the usual protocols keep the splits
+disjoint (see :mod:`recdiff.eval.protocol` for train/valid/test masking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from recdiff.eval.metrics import (
+    AVERAGING_MODES,
+    PER_USER_METRICS,
+    Averaging,
+    average,
+    metric_names,
+    per_user_metrics,
+)
+from recdiff.eval.ranking import ScoreBlock, topk_items
+
+DEFAULT_METRICS: tuple[str, ...] = ("recall", "ndcg")
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Outcome of one evaluation.
+
+    Attributes:
+        means: metric name (``"recall@20"``) -> mean over users under ``averaging``; list-level
+            metrics (``"coverage@20"``) appear here only.
+        per_user: metric name -> float64 ``[n_users]`` (every row of ``truth``), NaN for users
+            without held-out items; aligned by user index for paired significance tests.
+        n_relevant: int64 ``[n_users]`` held-out items per user.
+        averaging: the averaging mode used for ``means``.
+        ks: the cut-offs evaluated.
+        in_scope: bool ``[n_users]``, the users the means are over (all, or a ``users`` subset).
+    """
+
+    means: dict[str, float]
+    per_user: dict[str, np.ndarray] = field(repr=False)
+    n_relevant: np.ndarray = field(repr=False)
+    averaging: str
+    ks: tuple[int, ...]
+    in_scope: np.ndarray = field(repr=False)
+
+    @property
+    def n_users_evaluated(self) -> int:
+        """Users in scope with at least one held-out item (the ones that were ranked)."""
+        return int(((self.n_relevant > 0) & self.in_scope).sum())
+
+    def __getitem__(self, name: str) -> float:
+        """Shortcut: ``result["recall@20"]`` is ``result.means["recall@20"]``."""
+        return self.means[name]
+
+    def with_averaging(self, averaging: Averaging) -> EvalResult:
+        """The same evaluation averaged the other way (no re-ranking needed)."""
+        means = {
+            name: average(values[self.in_scope], averaging)
+            for name, values in self.per_user.items()
+        }
+        for name, value in self.means.items():
+            if name not in self.per_user:  # list-level metrics do not depend on averaging
+                means[name] = value
+        ordered = {name: means[name] for name in self.means}
+        return EvalResult(
+            ordered, self.per_user, self.n_relevant, averaging, self.ks, self.in_scope
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready summary (means only, no per-user arrays)."""
+        return {
+            "averaging": self.averaging,
+            "ks": list(self.ks),
+            "n_users_evaluated": self.n_users_evaluated,
+            "n_users_in_scope": int(self.in_scope.sum()),
+            "means": dict(self.means),
+        }
+
+
+def as_binary_csr(matrix: sp.spmatrix | sp.sparray, name: str) -> sp.csr_matrix:
+    """Canonical 0/1 CSR copy: duplicates merged, explicit zeros dropped, indices sorted."""
+    if not sp.issparse(matrix):
+        raise TypeError(f"{name} must be a scipy sparse matrix (users x items), got {type(matrix)}")
+    out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    out.sum_duplicates()
+    out.eliminate_zeros()
+    out.sort_indices()
+    out.data[:] = 1.0
+    return out
+
+
+def _hits(items: np.ndarray, truth_rows: sp.csr_matrix) -> np.ndarray:
+    """``hits[u, r]`` = ``items[u, r]`` is a stored entry of ``truth_rows[u]`` (vectorised)."""
+    n_items = truth_rows.shape[1]
+    row_of_entry = np.repeat(np.arange(truth_rows.shape[0]), np.diff(truth_rows.indptr))
+    # Sorted CSR => keys (row * n_items + item) are sorted, so one searchsorted tests membership.
+    truth_keys = row_of_entry.astype(np.int64) * n_items + truth_rows.indices
+    query = np.arange(items.shape[0], dtype=np.int64)[:, None] * n_items + items
+    pos = np.searchsorted(truth_keys, query).clip(max=max(len(truth_keys) - 1, 0))
+    found = truth_keys[pos] == query if len(truth_keys) else np.zeros(items.shape, dtype=bool)
+    return found & (items >= 0)
+
+
+def _check_options(ks: Sequence[int], averaging: str, batch_size: int) -> tuple[int, ...]:
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) < 1:
+        raise ValueError(f"ks must be a non-empty sequence of positive cut-offs, got {ks}")
+    if averaging not in AVERAGING_MODES:
+        raise ValueError(f"averaging must be one of {AVERAGING_MODES}, got {averaging!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    return ks
+
+
+def _run(
+    scores_for: Callable[[np.ndarray], ScoreBlock],
+    truth: sp.csr_matrix,
+    exclude: sp.csr_matrix | None,
+    ks: Sequence[int],
+    metrics: Iterable[str],
+    batch_size: int,
+    averaging: Averaging,
+    users: np.ndarray | None,
+) -> EvalResult:
+    """Shared loop: ``scores_for(user_indices) -> [len(users), n_items]`` scores."""
+    ks = _check_options(ks, averaging, batch_size)
+    metrics = tuple(metrics)
+    names = metric_names(metrics, ks)
+    truth = as_binary_csr(truth, "truth")
+    n_users, n_items = truth.shape
+    if exclude is not None:
+        if exclude.shape != truth.shape:
+            raise ValueError(
+                f"exclude has shape {exclude.shape} but truth has {truth.shape}: "
+                "both must be users x items over the same catalogue"
+            )
+        exclude = sp.csr_matrix(exclude)
+    n_relevant = np.diff(truth.indptr).astype(np.int64)
+    in_scope = np.ones(n_users, dtype=bool)
+    if users is not None:
+        users = np.asarray(users, dtype=np.int64)
+        if users.size and (users.min() < 0 or users.max() >= n_users):
+            raise ValueError(f"users must be row indices in [0, {n_users})")
+        in_scope[:] = False
+        in_scope[users] = True
+    candidates = np.flatnonzero((n_relevant > 0) & in_scope)
+
+    k_max = max(ks)
+    per_user = {n: np.full(n_users, np.nan) for n in names if n.split("@")[0] in PER_USER_METRICS}
+    shown = {k: np.zeros(n_items, dtype=bool) for k in ks}
+    for start in range(0, len(candidates), batch_size):
+        rows = candidates[start : start + batch_size]
+        block = scores_for(rows)
+        if tuple(block.shape) != (len(rows), n_items):
+            raise ValueError(
+                f"scores for a batch of {len(rows)} users have shape {tuple(block.shape)}, "
+                f"expected ({len(rows)}, {n_items})"
+            )
+        items, _ = topk_items(block, k_max, exclude[rows] if exclude is not None else None)
+        hits = _hits(items, truth[rows])
+        for name, values in per_user_metrics(hits, n_relevant[rows], ks, metrics).items():
+            per_user[name][rows] = values
+        for k in ks:
+            top = items[:, :k].ravel()
+            shown[k][top[top >= 0]] = True
+
+    means = {name: average(values[in_scope], averaging) for name, values in per_user.items()}
+    if "coverage" in metrics:
+        for k in ks:
+            means[f"coverage@{k}"] = float(shown[k].mean())
+    ordered = {name: means[name] for name in names}
+    return EvalResult(ordered, per_user, n_relevant, averaging, ks, in_scope)
+
+
+def evaluate(
+    score_fn: Callable[[sp.csr_matrix], ScoreBlock],
+    inputs: sp.csr_matrix,
+    truth: sp.csr_matrix,
+    exclude: sp.csr_matrix | None = None,
+    ks: Sequence[int] = (10, 20),
+    metrics: Iterable[str] = DEFAULT_METRICS,
+    batch_size: int = 1024,
+    averaging: Averaging = "test_users",
+    users: np.ndarray | None = None,
+) -> EvalResult:
+    """Evaluate a recommender by full ranking over all items.
+
+    Args:
+        score_fn: maps a CSR batch of input rows (user histories) to ``[batch, n_items]``
+            scores, numpy or torch; e.g. ``model.score``.
+        inputs: users x items CSR of model inputs (for test: the train matrix).
+        truth: users x items CSR of held-out items (any non-zero counts as relevant).
+        exclude: users x items CSR of items never to rank (for test: train + valid), or None.
+        ks: cut-offs; every metric is computed at each.
+        metrics: names from :data:`recdiff.eval.metrics.ALL_METRICS`.
+        batch_size: users per score block; memory is about ``batch_size x n_items`` floats.
+        averaging: ``"test_users"`` (skip users without held-out items) or ``"all_users"``
+            (count them as 0, for parity with published numbers).
+        users: optional subset of user rows to evaluate (e.g. a sample for quick validation).
+    """
+    if not sp.issparse(inputs):
+        raise TypeError(f"inputs must be a scipy sparse matrix, got {type(inputs).__name__}")
+    if inputs.shape[0] != truth.shape[0]:
+        raise ValueError(
+            f"inputs has {inputs.shape[0]} users but truth has {truth.shape[0]}: "
+            "rows must be the same users in the same order"
+        )
+    inputs = sp.csr_matrix(inputs)
+    return _run(
+        lambda rows: score_fn(inputs[rows]),
+        truth,
+        exclude,
+        ks,
+        metrics,
+        batch_size,
+        averaging,
+        users,
+    )
+
+
+def evaluate_scores(
+    scores: ScoreBlock | Callable[[np.ndarray], ScoreBlock],
+    truth: sp.csr_matrix,
+    exclude: sp.csr_matrix | None = None,
+    ks: Sequence[int] = (10, 20),
+    metrics: Iterable[str] = DEFAULT_METRICS,
+    batch_size: int = 2048,
+    averaging: Averaging = "test_users",
+    users: np.ndarray | None = None,
+) -> EvalResult:
+    """Evaluate precomputed scores: a dense ``[n_users, n_items]`` array/tensor, or a callable
+    mapping an int64 array of user rows to their ``[len(rows), n_items]`` scores.
+
+    Same semantics and arguments as :func:`evaluate`, minus the input histories.
+    """
+    if callable(scores):
+        scores_for = scores
+    else:
+        if tuple(scores.shape) != tuple(truth.shape):
+            raise ValueError(f"scores have shape {tuple(scores.shape)} but truth has {truth.shape}")
+        if isinstance(scores, torch.Tensor):
+
+            def scores_for(rows: np.ndarray) -> ScoreBlock:
+                return scores[torch.from_numpy(rows).to(scores.device)]
+        else:
+
+            def scores_for(rows: np.ndarray) -> ScoreBlock:
+                return scores[rows]
+
+    return _run(scores_for, truth, exclude, ks, metrics, batch_size, averaging, users)

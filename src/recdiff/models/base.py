@@ -1,0 +1,190 @@
+"""The interface every recdiff recommender implements, and its on-disk format.
+
+Models are *inductive*: they score a user from the user's interaction row (a CSR ``history``),
+never from a user id, so new users need no retraining and the same call serves validation,
+test and production.
+
+A subclass provides five things::
+
+    fit(train, valid=None) -> self        learn from a users x items CSR
+    n_items                               catalogue size the model was fitted on
+    score(history) -> [batch, n_items]    numpy array or torch tensor, larger = better
+    _config() -> dict                     JSON-able hyper-parameters (+ n_items)
+    _tensors() -> dict[str, Tensor]       learned state
+    _from_saved(config, tensors) -> model (classmethod) rebuild from the two above
+
+and inherits ``recommend`` (shared top-K with seen-item masking) and ``save``/``load``.
+
+On disk a model is a folder with ``config.json`` (model class, format version, recdiff
+version, hyper-parameters) and ``weights.safetensors`` — no pickles, so loading runs no code.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+
+from recdiff import __version__
+from recdiff.eval.evaluator import as_binary_csr
+from recdiff.eval.ranking import ScoreBlock, topk_items
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+R = TypeVar("R", bound="Recommender")
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+class Recommender(abc.ABC):
+    """Base class of all recommenders: fit on a CSR, score histories, recommend, save/load."""
+
+    #: Name written to ``config.json``; defaults to the class name.
+    model_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Abstract intermediates register too (ABCMeta has not computed abstractness yet at this
+        # point); they are simply never named in a saved config.
+        cls.model_name = cls.__dict__.get("model_name") or cls.__name__
+        _REGISTRY[cls.model_name] = cls
+
+    # --- what a model implements -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def fit(self: R, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> R:
+        """Learn from ``train`` (users x items); ``valid`` is for early stopping / selection."""
+
+    @property
+    @abc.abstractmethod
+    def n_items(self) -> int:
+        """Number of items (columns) the model scores."""
+
+    @abc.abstractmethod
+    def score(self, history: sp.csr_matrix) -> ScoreBlock:
+        """Scores ``[batch, n_items]`` for a CSR batch of user histories (larger = better)."""
+
+    @abc.abstractmethod
+    def _config(self) -> dict[str, Any]:
+        """JSON-able hyper-parameters that rebuild the model (with :meth:`_from_saved`)."""
+
+    @abc.abstractmethod
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """The learned state to store in safetensors."""
+
+    @classmethod
+    @abc.abstractmethod
+    def _from_saved(cls: type[R], config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> R:
+        """Rebuild a fitted model from :meth:`_config` and :meth:`_tensors` output."""
+
+    # --- shared behaviour --------------------------------------------------------------------
+
+    def recommend(
+        self, history: sp.csr_matrix, k: int, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` items per history row, best first; ties go to the lower item index.
+
+        Returns int64 item indices and their scores, both ``[batch, k]``; when fewer than ``k``
+        items can be recommended the rest is padded with item ``-1`` / score ``-inf``.
+        """
+        history = self._check_history(history)
+        return topk_items(self.score(history), k, exclude=history if exclude_seen else None)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``weights.safetensors`` into ``directory`` (created)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "model": self.model_name,
+            "format_version": FORMAT_VERSION,
+            "recdiff_version": __version__,
+            "config": self._config(),
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        tensors = {name: t.detach().cpu().contiguous() for name, t in self._tensors().items()}
+        save_file(tensors, str(directory / WEIGHTS_FILE))
+        return directory
+
+    @classmethod
+    def load(cls: type[R], directory: str | Path) -> R:
+        """Load a model saved by :meth:`save`.
+
+        ``Recommender.load`` picks the class named in ``config.json``; ``EASE.load`` also checks
+        that the folder holds an EASE model.
+        """
+        directory = Path(directory)
+        config_path = directory / CONFIG_FILE
+        if not config_path.is_file():
+            raise FileNotFoundError(
+                f"{config_path} not found: is {directory} a saved model folder?"
+            )
+        meta = json.loads(config_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{config_path} has format_version {meta.get('format_version')}, this recdiff "
+                f"reads {FORMAT_VERSION}"
+            )
+        name = meta.get("model")
+        target = _REGISTRY.get(name)
+        if target is None:
+            raise ValueError(
+                f"{config_path} names unknown model {name!r}; known: {sorted(_REGISTRY)} "
+                "(import the module that defines it first)"
+            )
+        if not issubclass(target, cls):
+            raise TypeError(
+                f"{directory} holds a {name} model, which {cls.__name__}.load cannot return; "
+                "use Recommender.load or the matching class"
+            )
+        tensors = load_file(str(directory / WEIGHTS_FILE))
+        return target._from_saved(meta["config"], tensors)
+
+    # --- helpers for subclasses --------------------------------------------------------------
+
+    def _check_history(self, history: sp.spmatrix) -> sp.csr_matrix:
+        """Validate a history batch and return it as CSR."""
+        if not sp.issparse(history):
+            raise TypeError(
+                f"history must be a scipy sparse users x items matrix, got {type(history).__name__}"
+                " (wrap a dense row with scipy.sparse.csr_matrix)"
+            )
+        if history.ndim != 2 or history.shape[1] != self.n_items:
+            raise ValueError(
+                f"history has shape {history.shape} but {self.model_name} was fitted on "
+                f"{self.n_items} items: pass rows over the same item vocabulary"
+            )
+        return sp.csr_matrix(history)
+
+
+def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_matrix:
+    """Validate fit() inputs (sparse, non-empty, same shape); return a binary float32 CSR copy.
+
+    Implicit-feedback baselines treat any stored non-zero as one interaction; the copy means
+    fitting never changes the caller's matrix.
+    """
+    if not sp.issparse(train):
+        raise TypeError(f"train must be a scipy sparse users x items matrix, got {type(train)}")
+    if train.shape[0] == 0 or train.shape[1] == 0:
+        raise ValueError(f"train must have users and items, got shape {train.shape}")
+    if valid is not None:
+        if not sp.issparse(valid):
+            raise TypeError(f"valid must be a scipy sparse matrix or None, got {type(valid)}")
+        if valid.shape != train.shape:
+            raise ValueError(
+                f"valid has shape {valid.shape} but train has {train.shape}: "
+                "splits must share the users x items shape"
+            )
+    return as_binary_csr(train, "train")
+
+
+def registered_models() -> dict[str, type[Recommender]]:
+    """Model name -> class, for every concrete Recommender imported so far."""
+    return dict(_REGISTRY)

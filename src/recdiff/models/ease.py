@@ -1,0 +1,163 @@
+"""EASE: embarrassingly shallow autoencoder (Steck, WWW 2019).
+
+A closed-form item-item linear model: scores = X B, with the diagonal of B forced to zero so
+that an item cannot recommend itself.
+
+=================  ===========================  =========================================
+paper              code                         meaning
+=================  ===========================  =========================================
+X                  ``train`` (binary CSR)       users x items interactions
+G = X^T X          ``gram``                     item co-occurrence counts
+lambda             ``l2_lambda``                L2 penalty on B
+P = (G + λI)^-1    ``precision``                solved in float64 (Cholesky)
+B = I - P / diag   ``weights``                  B_ij = -P_ij / P_jj (i != j), B_jj = 0
+=================  ===========================  =========================================
+
+``select_ease_lambda`` picks lambda on validation (valid Recall@20, train masked), computing the
+Gram matrix once for the whole grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+import torch
+
+from recdiff.eval.evaluator import as_binary_csr
+from recdiff.eval.protocol import EvalTask
+from recdiff.models.base import Recommender, check_train
+
+DEFAULT_LAMBDA_GRID: tuple[float, ...] = (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0, 5000.0)
+
+
+@dataclass(frozen=True)
+class EASEConfig:
+    """Hyper-parameters of EASE."""
+
+    #: L2 penalty lambda on the item-item weights; larger = smoother. Choose on validation.
+    l2_lambda: float = 500.0
+
+    def __post_init__(self) -> None:
+        if not self.l2_lambda > 0:
+            raise ValueError(
+                f"l2_lambda must be positive (it keeps G + λI invertible), got {self.l2_lambda}"
+            )
+
+
+def gram_matrix(train: sp.csr_matrix) -> np.ndarray:
+    """Dense float64 item co-occurrence matrix ``X^T X`` of a binary CSR."""
+    train = as_binary_csr(train, "train")
+    return np.asarray((train.T @ train).toarray(), dtype=np.float64)
+
+
+def ease_weights(gram: np.ndarray, l2_lambda: float) -> np.ndarray:
+    """Closed-form ``B`` (float32) from a Gram matrix; the Gram matrix is not modified."""
+    n_items = gram.shape[0]
+    regularised = gram + l2_lambda * np.eye(n_items)
+    # G + λI is symmetric positive definite, so a Cholesky solve is both exact and fastest.
+    precision = scipy.linalg.cho_solve(
+        scipy.linalg.cho_factor(regularised, lower=True, check_finite=False),
+        np.eye(n_items),
+        check_finite=False,
+    )
+    weights = precision / (-np.diag(precision))[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return weights.astype(np.float32)
+
+
+class EASE(Recommender):
+    """EASE item-item model; ``score(history) = binary(history) @ B``."""
+
+    def __init__(self, config: EASEConfig | None = None, **overrides: Any) -> None:
+        base = asdict(config) if config is not None else {}
+        self.config = EASEConfig(**{**base, **overrides})
+        self.weights: np.ndarray | None = None
+
+    def fit(self, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> EASE:
+        """Solve for B on ``train``; ``valid`` is unused (see :func:`select_ease_lambda`)."""
+        train = check_train(train, valid)
+        self.weights = ease_weights(gram_matrix(train), self.config.l2_lambda)
+        return self
+
+    @property
+    def n_items(self) -> int:
+        return self._fitted_weights().shape[0]
+
+    def score(self, history: sp.csr_matrix) -> np.ndarray:
+        """``[batch, n_items]`` float32 scores of a CSR batch of histories."""
+        history = as_binary_csr(self._check_history(history), "history")
+        return np.asarray(history @ self._fitted_weights(), dtype=np.float32)
+
+    def _fitted_weights(self) -> np.ndarray:
+        if self.weights is None:
+            raise RuntimeError("EASE is not fitted: call fit(train) first")
+        return self.weights
+
+    def _config(self) -> dict[str, Any]:
+        return {**asdict(self.config), "n_items": self.n_items}
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {"weights": torch.from_numpy(self._fitted_weights())}
+
+    @classmethod
+    def _from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> EASE:
+        config = dict(config)
+        n_items = config.pop("n_items")
+        model = cls(EASEConfig(**config))
+        model.weights = tensors["weights"].numpy()
+        if model.weights.shape != (n_items, n_items):
+            raise ValueError(
+                f"saved weights have shape {model.weights.shape}, expected ({n_items}, {n_items})"
+            )
+        return model
+
+
+@dataclass(frozen=True)
+class EASESelection:
+    """Outcome of :func:`select_ease_lambda`."""
+
+    best_lambda: float
+    #: lambda -> validation metric value, in grid order.
+    valid_scores: dict[float, float]
+    metric: str
+    #: EASE fitted on train with ``best_lambda``.
+    model: EASE
+
+
+def select_ease_lambda(
+    train: sp.csr_matrix,
+    valid: sp.csr_matrix,
+    grid: Sequence[float] = DEFAULT_LAMBDA_GRID,
+    metric: str = "recall@20",
+    batch_size: int = 1024,
+) -> EASESelection:
+    """Fit EASE for every lambda in ``grid`` and keep the best by a validation metric.
+
+    Validation protocol: input = train rows, train items masked, truth = valid. Ties in the
+    metric go to the earlier grid value.
+    """
+    if not grid:
+        raise ValueError("grid must hold at least one lambda")
+    train = check_train(train, valid)
+    name, _, k = metric.partition("@")
+    if not k.isdigit():
+        raise ValueError(f"metric must look like 'recall@20', got {metric!r}")
+    task = EvalTask.validation(train, valid)
+    gram = gram_matrix(train)
+    scores: dict[float, float] = {}
+    best: EASE | None = None
+    for l2_lambda in grid:
+        model = EASE(l2_lambda=float(l2_lambda))
+        model.weights = ease_weights(gram, model.config.l2_lambda)
+        result = task.evaluate(model.score, ks=(int(k),), metrics=(name,), batch_size=batch_size)
+        value = result[metric]
+        scores[float(l2_lambda)] = value
+        if best is None or value > scores[best.config.l2_lambda]:
+            best = model
+    assert best is not None
+    return EASESelection(best.config.l2_lambda, scores, metric, best)

@@ -1,0 +1,249 @@
+"""Mult-VAE: variational autoencoder with a multinomial likelihood (Liang et al., WWW 2018).
+
+=====================  =========================  ============================================
+paper                  code                       meaning
+=====================  =========================  ============================================
+x_u                    ``x``                      user's binary interaction row
+g_phi (encoder)        ``MultVAENet.encoder``     L2-normalise, dropout, tanh MLP -> mu, logvar
+z_u ~ N(mu, sigma^2)   ``z``                      reparameterised sample (training); mu at eval
+f_theta (decoder)      ``MultVAENet.decoder``     z -> tanh MLP -> logits over all items
+pi(z) = softmax(f(z))  ``log_softmax(logits)``    multinomial item probabilities
+beta                   ``beta``                   KL weight, annealed 0 -> beta_max over
+                                                  ``total_anneal_steps`` gradient steps (Eq. 9)
+=====================  =========================  ============================================
+
+Loss per batch (Eq. 6 with annealing): ``-mean_u sum_i x_ui log pi_i + beta * mean_u KL``.
+Architecture and training follow the paper: [n_items -> 600 -> 200] encoder and its mirror as
+decoder, tanh, dropout 0.5 on the L2-normalised input, Adam lr 1e-3, batch 500 (the last partial
+batch is kept), beta capped at 0.2. Early stopping keeps the weights of the epoch with the best
+validation metric (train items masked) and restores them at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recdiff.eval.evaluator import as_binary_csr
+from recdiff.eval.protocol import EvalTask
+from recdiff.models.base import Recommender, check_train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MultVAEConfig:
+    """Hyper-parameters of Mult-VAE; defaults are the paper's."""
+
+    #: Encoder hidden sizes between the item layer and the latent (the decoder mirrors them).
+    hidden_dims: tuple[int, ...] = (600,)
+    #: Size of the latent z.
+    latent_dim: int = 200
+    #: Dropout probability on the normalised input (the paper's only regulariser besides KL).
+    dropout: float = 0.5
+    #: Cap of the KL weight; the paper found partial regularisation (0.2) best.
+    beta_max: float = 0.2
+    #: Gradient steps over which beta rises linearly from 0 to ``beta_max``.
+    total_anneal_steps: int = 200_000
+    #: Adam learning rate.
+    lr: float = 1e-3
+    #: Adam (L2) weight decay; 0 in the paper's Mult-VAE.
+    weight_decay: float = 0.0
+    #: Users per gradient step.
+    batch_size: int = 500
+    #: Upper bound on training epochs.
+    max_epochs: int = 200
+    #: Stop after this many validation rounds without improvement (needs ``valid`` in fit).
+    patience: int = 20
+    #: Validation metric used for early stopping, e.g. ``"recall@20"`` or ``"ndcg@20"``.
+    valid_metric: str = "recall@20"
+    #: Seed of initialisation, shuffling, dropout and the reparameterisation noise.
+    seed: int = 0
+    #: Torch device for training and scoring (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_dims", tuple(int(d) for d in self.hidden_dims))
+        if min((self.latent_dim, *self.hidden_dims)) < 1:
+            raise ValueError("hidden_dims and latent_dim must be positive layer sizes")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.beta_max < 0 or self.total_anneal_steps < 1:
+            raise ValueError("beta_max must be >= 0 and total_anneal_steps >= 1")
+        if min(self.batch_size, self.max_epochs, self.patience) < 1:
+            raise ValueError("batch_size, max_epochs and patience must be >= 1")
+        if not self.valid_metric.partition("@")[2].isdigit():
+            raise ValueError(f"valid_metric must look like 'recall@20', got {self.valid_metric!r}")
+
+
+class MultVAENet(nn.Module):
+    """Encoder/decoder pair; ``forward(x) -> (logits, mu, logvar)``."""
+
+    def __init__(
+        self, n_items: int, hidden_dims: tuple[int, ...], latent_dim: int, dropout: float
+    ) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.dropout = nn.Dropout(dropout)
+        # The last encoder layer emits mu and logvar side by side.
+        self.encoder = _tanh_mlp([n_items, *hidden_dims, 2 * latent_dim])
+        self.decoder = _tanh_mlp([latent_dim, *reversed(hidden_dims), n_items])
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.dropout(F.normalize(x, p=2.0, dim=1))  # an empty row stays all zeros
+        mu, logvar = self.encoder(h).split(self.latent_dim, dim=1)
+        if self.training:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        else:
+            z = mu  # the posterior mean: deterministic scores
+        return self.decoder(z), mu, logvar
+
+
+def _tanh_mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (d_in, d_out) in enumerate(itertools.pairwise(sizes)):
+        linear = nn.Linear(d_in, d_out)
+        # The paper's initialisation: Xavier weights, small normal biases.
+        nn.init.xavier_uniform_(linear.weight)
+        nn.init.normal_(linear.bias, std=0.001)
+        layers.append(linear)
+        if i < len(sizes) - 2:
+            layers.append(nn.Tanh())
+    return nn.Sequential(*layers)
+
+
+def multvae_loss(
+    logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, x: torch.Tensor, beta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Annealed negative ELBO (batch means); returns ``(loss, kl)``."""
+    neg_ll = -(F.log_softmax(logits, dim=1) * x).sum(dim=1).mean()
+    kl = (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+    return neg_ll + beta * kl, kl
+
+
+class MultVAE(Recommender):
+    """Mult-VAE recommender; ``score`` returns the decoder logits (a torch tensor)."""
+
+    def __init__(self, config: MultVAEConfig | None = None, **overrides: Any) -> None:
+        base = asdict(config) if config is not None else {}
+        self.config = MultVAEConfig(**{**base, **overrides})
+        self.net: MultVAENet | None = None
+        #: One dict per epoch (loss, beta, validation metric, seconds), filled by fit.
+        self.fit_log_: list[dict[str, float]] = []
+        #: Epoch (1-based) whose weights were restored; 0 before fitting.
+        self.best_epoch_: int = 0
+
+    @property
+    def n_items(self) -> int:
+        return self._fitted_net().decoder[-1].out_features
+
+    def fit(self, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> MultVAE:
+        """Train on ``train``; with ``valid``, early-stop on ``config.valid_metric``."""
+        train = check_train(train, valid)
+        cfg = self.config
+        device = torch.device(cfg.device)
+        devices = [device.index or 0] if device.type == "cuda" else []
+        # fork_rng: the seed governs this fit only and leaves the caller's global RNG untouched.
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(cfg.seed)
+            self.net = MultVAENet(train.shape[1], cfg.hidden_dims, cfg.latent_dim, cfg.dropout)
+            self.net.to(device)
+            self._train_loop(train, valid, device)
+        return self
+
+    def _train_loop(
+        self, train: sp.csr_matrix, valid: sp.csr_matrix | None, device: torch.device
+    ) -> None:
+        cfg, net = self.config, self._fitted_net()
+        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        shuffle = torch.Generator().manual_seed(cfg.seed)
+        task = EvalTask.validation(train, valid) if valid is not None else None
+        metric, _, k = cfg.valid_metric.partition("@")
+        best_value, best_state, rounds_without_gain = -np.inf, None, 0
+        steps, self.fit_log_, self.best_epoch_ = 0, [], 0
+        for epoch in range(1, cfg.max_epochs + 1):
+            start = time.perf_counter()
+            net.train()
+            order = torch.randperm(train.shape[0], generator=shuffle).numpy()
+            total, beta = 0.0, 0.0
+            # range() up to n_users keeps the last partial batch.
+            for first in range(0, len(order), cfg.batch_size):
+                rows = order[first : first + cfg.batch_size]
+                x = torch.from_numpy(train[rows].toarray()).to(device)
+                beta = min(cfg.beta_max, steps / cfg.total_anneal_steps)
+                loss, _ = multvae_loss(*net(x), x, beta)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                steps += 1
+                total += loss.item() * len(rows)
+            entry = {"epoch": epoch, "loss": total / len(order), "beta": beta, "steps": steps}
+            if task is not None:
+                value = task.evaluate(self.score, ks=(int(k),), metrics=(metric,))[cfg.valid_metric]
+                entry[f"valid_{cfg.valid_metric}"] = value
+                if value > best_value:
+                    best_value, self.best_epoch_, rounds_without_gain = value, epoch, 0
+                    best_state = copy.deepcopy(net.state_dict())
+                else:
+                    rounds_without_gain += 1
+            entry["seconds"] = time.perf_counter() - start
+            self.fit_log_.append(entry)
+            log.info("MultVAE %s", entry)
+            if task is not None and rounds_without_gain >= cfg.patience:
+                break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        else:
+            self.best_epoch_ = len(self.fit_log_)
+        net.eval()
+
+    @torch.no_grad()
+    def score(self, history: sp.csr_matrix) -> torch.Tensor:
+        """Decoder logits ``[batch, n_items]`` (float32, on ``config.device``) at z = mu."""
+        net = self._fitted_net()
+        history = as_binary_csr(self._check_history(history), "history")
+        net.eval()  # dropout off and z = mu, however the model was left
+        x = torch.from_numpy(history.toarray()).to(next(net.parameters()).device)
+        logits, _, _ = net(x)
+        return logits
+
+    def _fitted_net(self) -> MultVAENet:
+        if self.net is None:
+            raise RuntimeError("MultVAE is not fitted: call fit(train) first")
+        return self.net
+
+    def _config(self) -> dict[str, Any]:
+        # The device is where this process runs, not a property of the model: a model trained
+        # on a GPU loads on the CPU (move it with .to(device) after loading).
+        config = {k: v for k, v in asdict(self.config).items() if k != "device"}
+        return {**config, "n_items": self.n_items}
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self._fitted_net().state_dict())
+
+    def to(self, device: str | torch.device) -> MultVAE:
+        """Move the network (and future scoring) to ``device``; returns self."""
+        self.config = MultVAEConfig(**{**asdict(self.config), "device": str(device)})
+        self._fitted_net().to(torch.device(device))
+        return self
+
+    @classmethod
+    def _from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> MultVAE:
+        config = dict(config)
+        n_items = config.pop("n_items")
+        model = cls(MultVAEConfig(**config))
+        cfg = model.config
+        model.net = MultVAENet(n_items, cfg.hidden_dims, cfg.latent_dim, cfg.dropout)
+        model.net.load_state_dict(tensors, strict=True)
+        model.net.to(torch.device(cfg.device)).eval()
+        return model
