@@ -34,6 +34,12 @@ def _diffrec_config(params: dict[str, Any]):
     return DiffRecConfig(**params)
 
 
+def _ldiffrec_config(params: dict[str, Any]):
+    from recdiff.models.ldiffrec import LDiffRecConfig
+
+    return LDiffRecConfig(**params)
+
+
 def _multvae_config(params: dict[str, Any]):
     from recdiff.models.multvae import MultVAEConfig
 
@@ -42,6 +48,7 @@ def _multvae_config(params: dict[str, Any]):
 
 _VALIDATORS = {
     "diffrec": _diffrec_config,
+    "ldiffrec": _ldiffrec_config,
     "ease": lambda params: EASESpec(**params),
     "multvae": _multvae_config,
     "popularity": lambda params: PopularitySpec(**params),
@@ -66,6 +73,10 @@ def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> Recomm
         from recdiff.models.diffrec import DiffRec
 
         return DiffRec(settings, train)
+    if name == "ldiffrec":
+        from recdiff.models.ldiffrec import LDiffRec
+
+        return LDiffRec(settings, train)
     if name == "multvae":
         from recdiff.models.multvae import MultVAE
 

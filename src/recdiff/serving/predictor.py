@@ -17,7 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 import yaml
 
-import recdiff.models.diffrec  # noqa: F401  (registers the model class for loading)
+import recdiff.models.diffrec  # noqa: F401  (registers the model classes for loading)
+import recdiff.models.ldiffrec  # noqa: F401
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
 from recdiff.models.base import Recommender

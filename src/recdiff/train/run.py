@@ -84,7 +84,7 @@ class _EventLog:
 def _fit(model: Recommender, inputs, splits: DatasetSplits, tasks, config: RunConfig, log) -> None:
     name = config.model.name
     valid = splits.valid.matrix if splits.valid.nnz else None
-    if name == "diffrec":
+    if name in ("diffrec", "ldiffrec"):
         selection_tasks = tasks if valid is not None else {}
 
         def evaluate(score_fn):

@@ -1,0 +1,148 @@
+"""Speed and memory of DiffRec on the ML-1M clean split, in float32 and bfloat16 autocast.
+
+For each precision, in a fresh subprocess (so peak memory is that precision's own):
+
+- seconds per training epoch (released settings: batch 400, dims [600, 200, 600], T = 40),
+  median over ``--epochs`` epochs after one warm-up epoch;
+- seconds for one evaluation pass: the T = 40-step reverse process for all 5,949 users;
+- peak resident memory of the process.
+
+With ``--reproduce`` it also times the whole `recdiff reproduce diffrec-ml1m` run (one seed).
+
+Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
+
+    python3 benchmarks/diffrec_speed.py [--epochs 3] [--threads 2] [--reproduce]
+
+Writes ``benchmarks/results/diffrec_speed.json`` and ``.md``. Targets (issue 4): epoch <= 0.5 s,
+evaluation pass <= 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def measure(precision: str, epochs: int, threads: int) -> dict:
+    """Runs inside the subprocess: one precision's timings and peak memory."""
+    import torch
+
+    from recdiff.config import load_config
+    from recdiff.config.schema import resolve_source
+    from recdiff.data import read_diffrec_splits
+    from recdiff.models.diffrec import DiffRec, DiffRecConfig
+    from recdiff.train.trainer import TrainConfig
+
+    torch.set_num_threads(threads)
+    config = load_config("diffrec-ml1m", [f"train.precision={precision}", "train.progress=false"])
+    splits = read_diffrec_splits(resolve_source(config.data.source))
+    train = splits.train.matrix
+    seconds: list[float] = []
+    model = DiffRec(
+        DiffRecConfig(**config.model.params()),
+        config.train.model_copy(update={"epochs": epochs + 1}),
+    )
+    model.fit(train, on_event=lambda r: seconds.append(r["seconds"]))
+    start = time.perf_counter()
+    for first in range(0, train.shape[0], 1024):
+        model.score(train[first : first + 1024])
+    eval_seconds = time.perf_counter() - start
+    assert isinstance(model.training, TrainConfig)
+    return {
+        "precision": precision,
+        "epoch_seconds": statistics.median(seconds[1:]),
+        "epoch_seconds_all": seconds,
+        "eval_pass_seconds": eval_seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def reproduce_wall_time(precision: str) -> dict:
+    start = time.perf_counter()
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recdiff",
+            "reproduce",
+            "diffrec-ml1m",
+            "--quiet",
+            "--runs-dir",
+            str(RESULTS / "runs"),
+            "--set",
+            f"train.precision={precision}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {"seconds": time.perf_counter() - start, "output": out.stdout}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--reproduce", action="store_true", help="also time a full reproduction")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child, args.epochs, args.threads)))
+        return
+    rows = []
+    for precision in ("fp32", "bf16"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                precision,
+                "--epochs",
+                str(args.epochs),
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        if args.reproduce:
+            row["reproduce"] = reproduce_wall_time(precision)
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "reproduce"}), flush=True)
+    result = {
+        "benchmark": "diffrec_speed",
+        "dataset": "diffrec/ml-1m_clean",
+        "threads": args.threads,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "diffrec_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        "| precision | s / epoch | s / eval pass (T=40) | peak RSS MiB | reproduce wall s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        wall = f"{row['reproduce']['seconds']:.0f}" if "reproduce" in row else "-"
+        lines.append(
+            f"| {row['precision']} | {row['epoch_seconds']:.2f} | {row['eval_pass_seconds']:.2f} "
+            f"| {row['peak_rss_mib']:.0f} | {wall} |"
+        )
+    (RESULTS / "diffrec_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""L-DiffRec: DiffRec in the latent space of item-cluster autoencoders (Wang et al., SIGIR 2023, Sec. 4.2).
+
+Items are clustered into C groups (k-means on item embeddings: given, e.g. the paper's LightGCN
+ones, or a truncated SVD of the training matrix). One variational encoder per group compresses the
+user's slice of the interaction row to a latent whose size is proportional to the group's size;
+the concatenated latents (``latent_dim`` in all) are diffused and denoised exactly as DiffRec does;
+per-group decoders map the denoised latent back to item scores. Because each group only sees its
+own items, the autoencoders are block-diagonal, which is where the parameter saving comes from.
+
+Training follows the paper's advice: the autoencoders first (multinomial likelihood + annealed
+KL, as Mult-VAE), then the diffusion on their frozen latent means (joint training is unstable).
+LT-DiffRec is this model fed time-weighted rows.
+
+==========================  ====================================
+paper                       code
+==========================  ====================================
+C                           ``latent.n_clusters``
+z = [z_1 ; ... ; z_C]       ``ClusterAutoencoder.encode``
+L_vae + lambda L_diff       ``vae_loss`` then ``loss`` (staged)
+==========================  ====================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.cluster.vq import kmeans2
+from scipy.sparse.linalg import svds
+from torch import nn
+
+from recdiff.eval.protocol import EvalTask
+from recdiff.models.diffrec import DiffRec, DiffusionConfig, _check_rows, _prefixed
+from recdiff.nn import MLPDenoiser
+from recdiff.train.trainer import TrainConfig, Trainer, autocast
+
+__all__ = ["ClusterAutoencoder", "LDiffRec", "LDiffRecConfig", "LatentConfig", "cluster_items"]
+
+
+class LatentConfig(BaseModel):
+    """The item-cluster autoencoders."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_clusters: int = Field(2, ge=1, description="C, item groups (paper: 2 on ML-1M)")
+    latent_dim: int = Field(300, ge=1, description="total latent size, split by group size")
+    hidden_dim: int = Field(
+        0, ge=0, description="total hidden width of each encoder/decoder (0: linear, as released)"
+    )
+    item_embeddings: str | None = Field(
+        None, description=".npy of item embeddings to cluster (None: truncated SVD of train)"
+    )
+    svd_dim: int = Field(64, ge=1, description="SVD embedding size when none is given")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the normalised input")
+    beta_max: float = Field(0.2, ge=0, description="cap of the annealed KL weight")
+    anneal_steps: int = Field(2000, ge=1, description="gradient steps to reach beta_max")
+    epochs: int = Field(100, ge=1, description="autoencoder pre-training epochs (best by valid)")
+    lr: float = Field(1e-3, gt=0, description="autoencoder learning rate")
+
+
+class LDiffRecConfig(BaseModel):
+    """L-DiffRec: autoencoders plus DiffRec's process on their latents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latent: LatentConfig = Field(default_factory=LatentConfig)
+    hidden_dims: list[int] = Field([300], min_length=1, description="latent denoiser widths")
+    time_dim: int = Field(10, ge=1, description="size of the step embedding")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the latent x_t")
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
+
+
+def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    """k-means (k-means++ start) labels in 0..C-1 for each item; empty clusters are refilled."""
+    if n_clusters > embeddings.shape[0]:
+        raise ValueError(f"cannot cluster {embeddings.shape[0]} items into {n_clusters} groups")
+    if n_clusters == 1:
+        return np.zeros(embeddings.shape[0], dtype=np.int64)
+    _, labels = kmeans2(embeddings.astype(np.float64), n_clusters, minit="++", seed=seed)
+    labels = labels.astype(np.int64)
+    for c in range(n_clusters):  # k-means can leave a group empty: give it the farthest items
+        if not (labels == c).any():
+            biggest = np.bincount(labels, minlength=n_clusters).argmax()
+            members = np.flatnonzero(labels == biggest)
+            labels[members[: max(1, members.size // 2)]] = c
+    return labels
+
+
+def item_embeddings(train: sp.csr_matrix, config: LatentConfig) -> np.ndarray:
+    if config.item_embeddings is not None:
+        emb = np.load(Path(config.item_embeddings), allow_pickle=False)
+        if emb.ndim != 2 or emb.shape[0] != train.shape[1]:
+            raise ValueError(
+                f"item embeddings {config.item_embeddings} have shape {emb.shape}; expected "
+                f"({train.shape[1]}, dim), one row per item in vocabulary order"
+            )
+        return emb
+    k = min(config.svd_dim, min(train.shape) - 1)
+    _, s, vt = svds(train.astype(np.float64), k=k, random_state=0)
+    return (vt.T * s).astype(np.float32)
+
+
+def _split(total: int, sizes: np.ndarray) -> list[int]:
+    """``total`` units shared by groups in proportion to their sizes (at least 1 each)."""
+    dims = np.maximum(1, np.floor(total * sizes / sizes.sum()).astype(np.int64))
+    dims[-1] = max(1, dims[-1] + total - dims.sum())  # the remainder goes to the last group
+    return [int(d) for d in dims]
+
+
+def _mlp(widths: list[int]) -> nn.Module:
+    """Linear layers through the non-zero widths, tanh between them."""
+    widths = [w for w in widths if w]
+    layers: list[nn.Module] = []
+    for i in range(len(widths) - 1):
+        if i:
+            layers.append(nn.Tanh())
+        layers.append(nn.Linear(widths[i], widths[i + 1]))
+    return nn.Sequential(*layers)
+
+
+class ClusterAutoencoder(nn.Module):
+    """One variational encoder/decoder pair per item group; latents concatenated in group order."""
+
+    def __init__(
+        self, labels: np.ndarray, latent_dim: int, dropout: float, hidden_dim: int = 0
+    ) -> None:
+        super().__init__()
+        labels = np.asarray(labels, dtype=np.int64)
+        n_groups = int(labels.max()) + 1
+        sizes = np.bincount(labels, minlength=n_groups)
+        if latent_dim < n_groups:
+            raise ValueError(f"latent_dim ({latent_dim}) must be >= n_clusters ({n_groups})")
+        dims = _split(latent_dim, sizes)
+        hidden = _split(hidden_dim, sizes) if hidden_dim else [0] * n_groups
+        self.register_buffer("labels", torch.from_numpy(labels))
+        self.groups = [np.flatnonzero(labels == c) for c in range(n_groups)]
+        for c, members in enumerate(self.groups):
+            self.register_buffer(f"items_{c}", torch.from_numpy(members))
+        self.latent_dims = dims
+        self.encoders = nn.ModuleList(
+            _mlp([int(n), int(h), 2 * int(d)]) for n, h, d in zip(sizes, hidden, dims, strict=True)
+        )
+        self.decoders = nn.ModuleList(
+            _mlp([int(d), int(h), int(n)]) for n, h, d in zip(sizes, hidden, dims, strict=True)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.n_items = int(labels.size)
+        for layer in self.modules():
+            if isinstance(layer, nn.Linear):
+                nn.init.xavier_normal_(layer.weight)
+                nn.init.normal_(layer.bias, std=1e-3)
+
+    def _items(self, c: int) -> torch.Tensor:
+        return getattr(self, f"items_{c}")
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latent means and log-variances [b, latent_dim] of each group's normalised slice."""
+        mus, logvars = [], []
+        for c, encoder in enumerate(self.encoders):
+            part = self.dropout(F.normalize(x[:, self._items(c)], dim=1))
+            mu, logvar = encoder(part).chunk(2, dim=1)
+            mus.append(mu)
+            logvars.append(logvar)
+        return torch.cat(mus, dim=1), torch.cat(logvars, dim=1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Item logits [b, n_items] in item order from concatenated latents."""
+        out = z.new_empty(z.shape[0], self.n_items)
+        for c, (part, decoder) in enumerate(
+            zip(z.split(self.latent_dims, dim=1), self.decoders, strict=True)
+        ):
+            out[:, self._items(c)] = decoder(part).to(out.dtype)
+        return out
+
+
+class LDiffRec(DiffRec):
+    """L-DiffRec; reuses DiffRec's process, sampler and training contract on latents."""
+
+    model_name = "ldiffrec"
+
+    def __init__(
+        self, config: LDiffRecConfig | None = None, training: TrainConfig | None = None
+    ) -> None:
+        # LDiffRecConfig keeps its process settings under ``diffusion`` as DiffRecConfig does.
+        super().__init__(config or LDiffRecConfig(), training)
+        self.autoencoder: ClusterAutoencoder | None = None
+        self.stage = "diffusion"  # "autoencoder" while the autoencoders pre-train
+        self.vae_steps = 0
+
+    def build(self, n_items: int, labels: np.ndarray | None = None) -> LDiffRec:
+        torch.manual_seed(self.training.seed)
+        if labels is None:
+            labels = np.arange(n_items) % self.lconfig.latent.n_clusters
+        latent = self.config.latent
+        self.autoencoder = ClusterAutoencoder(
+            labels, latent.latent_dim, latent.dropout, latent.hidden_dim
+        )
+        self.denoiser = MLPDenoiser(
+            latent.latent_dim,
+            self.config.hidden_dims,
+            self.config.time_dim,
+            dropout=self.config.dropout,
+            activation="tanh",
+        )
+        self.module = nn.ModuleDict({"autoencoder": self.autoencoder, "denoiser": self.denoiser})
+        return self
+
+    @property
+    def n_items(self) -> int:
+        if self.autoencoder is None:
+            raise RuntimeError("LDiffRec is not fitted: call fit() or load() first")
+        return self.autoencoder.n_items
+
+    def loss(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.stage == "autoencoder":
+            return self.vae_loss(rows)
+        self.autoencoder.eval()  # targets are the latents inference will see: no input dropout
+        with torch.no_grad():
+            z0, _ = self.autoencoder.encode(rows)
+        t, weights = self.timesteps.sample(rows.shape[0], rows.device)
+        terms = self.process.training_losses(
+            self.denoiser, z0.float(), t, weighting=self.config.diffusion.loss_weighting
+        )
+        self.timesteps.update(t, terms["loss"])
+        return (terms["loss"].float() * weights).mean()
+
+    def vae_loss(self, rows: torch.Tensor) -> torch.Tensor:
+        """Multinomial negative log-likelihood plus the annealed KL (Mult-VAE's objective)."""
+        mu, logvar = self.autoencoder.encode(rows)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.module.training else mu
+        logits = self.autoencoder.decode(z)
+        nll = -(F.log_softmax(logits.float(), dim=1) * rows).sum(dim=1).mean()
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(dim=1).mean()
+        cfg = self.config.latent
+        beta = min(cfg.beta_max, cfg.beta_max * self.vae_steps / cfg.anneal_steps)
+        if self.module.training:
+            self.vae_steps += 1
+        return nll + beta * kl
+
+    def fit(self, train, valid=None, evaluate=None, on_event=None) -> LDiffRec:
+        train = _check_rows(train, "train")
+        latent = self.config.latent
+        embeddings = item_embeddings(train, latent)
+        self.build(train.shape[1], cluster_items(embeddings, latent.n_clusters, self.training.seed))
+        if evaluate is None and valid is not None:
+            task = EvalTask.validation(train, valid)
+
+            def evaluate(score_fn):
+                return {"valid": task.evaluate(score_fn, ks=(20,), averaging="all_users").means}
+
+        # Stage 1: the autoencoders alone, selected on validation of their own reconstruction.
+        self.stage = "autoencoder"
+        self.denoiser.requires_grad_(False)
+        vae_training = self.training.model_copy(update={"epochs": latent.epochs, "lr": latent.lr})
+        log = on_event or (lambda record: None)
+        stage_log = lambda record: log({**record, "stage": "autoencoder"})  # noqa: E731
+        self.vae_result = Trainer(vae_training, evaluate, stage_log).fit(self, train)
+        # Stage 2: DiffRec's process on the frozen latent means.
+        self.stage = "diffusion"
+        self.denoiser.requires_grad_(True)
+        self.autoencoder.requires_grad_(False)
+        self.result = Trainer(self.training, evaluate, on_event).fit(self, train)
+        self.autoencoder.requires_grad_(True)
+        return self
+
+    @torch.no_grad()
+    def reconstruct(
+        self, x0: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        self.module.eval()
+        with autocast(self.training.precision, x0.device):
+            z, _ = self.autoencoder.encode(x0)
+            if self.stage == "diffusion":
+                z = self._denoise(z.float(), generator)
+            return self.autoencoder.decode(z).float()
+
+    # ------------------------------------------------------------------------ persistence
+    def _config(self) -> dict[str, Any]:
+        return {
+            "n_items": self.n_items,
+            "model": self.config.model_dump(),
+            "training": self.training.model_dump(),
+        }
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        state = {f"module.{k}": v for k, v in self.module.state_dict().items()}
+        state.update({f"timesteps.{k}": v for k, v in self.extra_state().items()})
+        return state
+
+    @classmethod
+    def _from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> LDiffRec:
+        model = cls(LDiffRecConfig(**config["model"]), TrainConfig(**config["training"]))
+        model.build(int(config["n_items"]), tensors["module.autoencoder.labels"].numpy())
+        model.module.load_state_dict(_prefixed(tensors, "module."))
+        extra = _prefixed(tensors, "timesteps.")
+        if extra:
+            model.load_extra_state(extra)
+        model.module.eval()
+        return model
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
