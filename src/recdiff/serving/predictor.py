@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 import yaml
 
-import recdiff.models.diffrec  # noqa: F401  (registers the model classes for loading)
+import recdiff.models.diffrec  # (registers the model classes for loading)
 import recdiff.models.ldiffrec  # noqa: F401
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
