@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recdiff.config.schema import validate_dataclass
+from recdiff.config.schema import resolve_source, validate_dataclass
 from recdiff.models.base import Recommender
 from recdiff.train.trainer import TrainConfig
 
@@ -76,6 +76,10 @@ def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> Recomm
     if name == "ldiffrec":
         from recdiff.models.ldiffrec import LDiffRec
 
+        if settings.latent.item_embeddings:  # "datasets:..." paths resolve like data sources
+            path = str(resolve_source(settings.latent.item_embeddings))
+            latent = settings.latent.model_copy(update={"item_embeddings": path})
+            settings = settings.model_copy(update={"latent": latent})
         return LDiffRec(settings, train)
     if name == "multvae":
         from recdiff.models.multvae import MultVAE
