@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
+from tqdm.auto import tqdm
 
 from recdiff.eval.evaluator import DEFAULT_METRICS, EvalResult, _check_options, _hits, as_binary_csr
 from recdiff.eval.metrics import (
@@ -90,10 +91,12 @@ def evaluate_many(
     metrics: Iterable[str] = DEFAULT_METRICS,
     batch_size: int = 1024,
     averaging: Averaging = "test_users",
+    progress: bool = False,
 ) -> dict[str, EvalResult]:
     """Evaluate every task from one scoring of ``inputs``; all tasks must use these inputs.
 
-    Each user with held-out items in any task is scored once, in batches of ``batch_size``.
+    Each user with held-out items in any task is scored once, in batches of ``batch_size``
+    (with a progress bar over the batches if ``progress``).
     """
     ks = _check_options(ks, averaging, batch_size)
     metrics = tuple(metrics)
@@ -109,7 +112,8 @@ def evaluate_many(
     for acc in accumulators.values():
         wanted |= acc.n_relevant > 0
     candidates = np.flatnonzero(wanted)
-    for start in range(0, len(candidates), batch_size):
+    starts = range(0, len(candidates), batch_size)
+    for start in tqdm(starts, desc="evaluating", unit="batch", disable=not progress, leave=False):
         rows = candidates[start : start + batch_size]
         block = score_fn(inputs[rows])
         if tuple(block.shape) != (len(rows), inputs.shape[1]):

@@ -67,6 +67,7 @@ def _evaluate(model_score, inputs, tasks, config: RunConfig, averaging: str | No
         metrics=ev.metrics,
         batch_size=ev.batch_size,
         averaging=averaging or ev.averaging,
+        progress=config.train.progress,
     )
 
 
