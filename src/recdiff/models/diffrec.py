@@ -113,6 +113,7 @@ class DiffRec(Recommender):
     """DiffRec on user rows; ``fit`` trains with :class:`Trainer` and keeps the best epoch."""
 
     model_name = "diffrec"
+    config_class: type[BaseModel] = DiffRecConfig
 
     def __init__(
         self,
@@ -227,10 +228,14 @@ class DiffRec(Recommender):
         state.update({f"timesteps.{k}": v for k, v in self.extra_state().items()})
         return state
 
+    def _build_for_load(self, n_items: int, tensors: dict[str, torch.Tensor]) -> None:
+        """Create the modules a saved state will be loaded into."""
+        self.build(n_items)
+
     @classmethod
     def _from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> DiffRec:
-        model = cls(DiffRecConfig(**config["model"]), TrainConfig(**config["training"]))
-        model.build(int(config["n_items"]))
+        model = cls(cls.config_class(**config["model"]), TrainConfig(**config["training"]))
+        model._build_for_load(int(config["n_items"]), tensors)
         model.module.load_state_dict(_prefixed(tensors, "module."))
         extra = _prefixed(tensors, "timesteps.")
         if extra:

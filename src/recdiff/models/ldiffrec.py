@@ -23,7 +23,6 @@ L_vae + lambda L_diff       ``vae_loss`` then ``loss`` (staged)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,7 +34,7 @@ from scipy.sparse.linalg import svds
 from torch import nn
 
 from recdiff.eval.protocol import EvalTask
-from recdiff.models.diffrec import DiffRec, DiffusionConfig, _check_rows, _prefixed
+from recdiff.models.diffrec import DiffRec, DiffusionConfig, _check_rows
 from recdiff.nn import MLPDenoiser
 from recdiff.train.trainer import TrainConfig, Trainer, autocast
 
@@ -182,6 +181,7 @@ class LDiffRec(DiffRec):
     """L-DiffRec; reuses DiffRec's process, sampler and training contract on latents."""
 
     model_name = "ldiffrec"
+    config_class = LDiffRecConfig
 
     def __init__(
         self, config: LDiffRecConfig | None = None, training: TrainConfig | None = None
@@ -279,29 +279,8 @@ class LDiffRec(DiffRec):
                 z = self._denoise(z.float(), generator)
             return self.autoencoder.decode(z).float()
 
-    # ------------------------------------------------------------------------ persistence
-    def _config(self) -> dict[str, Any]:
-        return {
-            "n_items": self.n_items,
-            "model": self.config.model_dump(),
-            "training": self.training.model_dump(),
-        }
-
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        state = {f"module.{k}": v for k, v in self.module.state_dict().items()}
-        state.update({f"timesteps.{k}": v for k, v in self.extra_state().items()})
-        return state
-
-    @classmethod
-    def _from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> LDiffRec:
-        model = cls(LDiffRecConfig(**config["model"]), TrainConfig(**config["training"]))
-        model.build(int(config["n_items"]), tensors["module.autoencoder.labels"].numpy())
-        model.module.load_state_dict(_prefixed(tensors, "module."))
-        extra = _prefixed(tensors, "timesteps.")
-        if extra:
-            model.load_extra_state(extra)
-        model.module.eval()
-        return model
+    def _build_for_load(self, n_items: int, tensors: dict[str, torch.Tensor]) -> None:
+        self.build(n_items, tensors["module.autoencoder.labels"].numpy())
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
