@@ -72,13 +72,12 @@ class Posterior(NamedTuple):
 
 
 class ReverseStep(NamedTuple):
-    """The reverse-process Gaussian at one step, plus the predictions it was built from."""
+    """The reverse-process Gaussian at one step, plus the x0 prediction it was built from."""
 
     mean: torch.Tensor
     variance: torch.Tensor
     log_variance: torch.Tensor
     pred_x0: torch.Tensor
-    pred_eps: torch.Tensor
 
 
 def _as_tensor(values: np.ndarray) -> torch.Tensor:
@@ -254,17 +253,15 @@ class GaussianDiffusion(nn.Module):
     ) -> ReverseStep:
         """p_theta(x_{t-1} | x_t): the posterior mean at the predicted x0, with the fixed variance."""
         output = model_fn(x_t, self.model_t(t, x_t.shape[0]))
-        pred_x0, pred_eps = self.to_x0_eps(output, x_t, t)
+        pred_x0 = self.to_x0(output, x_t, t)
         if clip_x0 is not None:
             pred_x0 = pred_x0.clamp(*clip_x0)
-            pred_eps = self.eps_from_x0(x_t, t, pred_x0)
         mean = self.q_posterior(pred_x0, x_t, t).mean
         return ReverseStep(
             mean,
             self._at(self.reverse_variance, t, x_t),
             self._at(self.reverse_log_variance, t, x_t),
             pred_x0,
-            pred_eps,
         )
 
     # ------------------------------------------------------------------------- training
