@@ -186,10 +186,14 @@ class GaussianDiffusion(nn.Module):
 
     def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> Posterior:
         """q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I); log-variance clipped at t = 1."""
-        mean = (
-            self._at(self.posterior_coef_x0, t, x_t) * x0
-            + self._at(self.posterior_coef_xt, t, x_t) * x_t
-        )
+        if t.dim() == 0:  # one step for the batch (samplers): scalar coefficients, two passes
+            coef_x0, coef_xt = float(self.posterior_coef_x0[t]), float(self.posterior_coef_xt[t])
+            mean = (x_t * coef_xt).add_(x0.to(x_t.dtype), alpha=coef_x0)
+        else:
+            mean = (
+                self._at(self.posterior_coef_x0, t, x_t) * x0
+                + self._at(self.posterior_coef_xt, t, x_t) * x_t
+            )
         return Posterior(
             mean,
             self._at(self.posterior_variance, t, x_t),

@@ -17,7 +17,7 @@ from torch import nn
 
 from .embeddings import SinusoidalTimeEmbedding
 
-__all__ = ["ACTIVATIONS", "MLPDenoiser"]
+__all__ = ["ACTIVATIONS", "Dropout", "MLPDenoiser"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
@@ -26,6 +26,20 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "sigmoid": nn.Sigmoid,
 }
+
+
+class Dropout(nn.Dropout):
+    """Inverted dropout with the mask drawn by ``rand >= p``.
+
+    Same distribution as :class:`torch.nn.Dropout`, but torch's CPU Bernoulli sampler is about
+    3x slower than uniform draws, and on DiffRec's wide input rows it took a third of an epoch.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand_like(x) >= self.p
+        return x * keep * (1.0 / (1.0 - self.p))
 
 
 class MLPDenoiser(nn.Module):
@@ -64,7 +78,7 @@ class MLPDenoiser(nn.Module):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.dim, self.cond_dim, self.normalize_input = dim, cond_dim, normalize_input
         self.time_embedding = SinusoidalTimeEmbedding(time_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         widths = [dim + time_dim + cond_dim, *hidden_dims, dim]
         layers: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
@@ -86,10 +100,22 @@ class MLPDenoiser(nn.Module):
     ) -> torch.Tensor:
         if x_t.shape[-1] != self.dim:
             raise ValueError(f"expected x_t of width {self.dim}, got {x_t.shape[-1]}")
+        if self.cond_dim and (cond is None or cond.shape[-1] != self.cond_dim):
+            raise ValueError(f"this denoiser needs a condition of width {self.cond_dim}")
         h = F.normalize(x_t, dim=-1) if self.normalize_input else x_t
-        parts = [self.dropout(h), self.time_embedding(t).to(x_t.dtype)]
+        # The first layer acts on [x_t ; emb(t) ; c] but is applied blockwise, which avoids
+        # copying x_t into a concatenation, and embeds each distinct step once (a sampler
+        # passes one step for the whole batch).
+        first = self.layers[0]
+        time_dim = self.time_embedding.dim
+        out = F.linear(self.dropout(h), first.weight[:, : self.dim], first.bias)
+        steps, which = torch.unique(t, return_inverse=True)
+        step_term = F.linear(
+            self.time_embedding(steps), first.weight[:, self.dim : self.dim + time_dim]
+        )
+        out = out + step_term[which].to(out.dtype)
         if self.cond_dim:
-            if cond is None or cond.shape[-1] != self.cond_dim:
-                raise ValueError(f"this denoiser needs a condition of width {self.cond_dim}")
-            parts.append(cond.to(x_t.dtype))
-        return self.layers(torch.cat(parts, dim=-1))
+            out = out + F.linear(cond.to(out.dtype), first.weight[:, self.dim + time_dim :]).to(
+                out.dtype
+            )
+        return self.layers[1:](out)
