@@ -71,3 +71,10 @@ def test_yaml_file_round_trip(tmp_path):
     path.write_text("name: mine\nmodel:\n  name: ease\n  l2_lambda: 100\n")
     config = load_config(str(path))
     assert config.name == "mine" and config.model.params() == {"l2_lambda": 100}
+
+
+def test_selection_metric_must_be_evaluated():
+    with pytest.raises(ConfigError, match=r"train\.metric"):
+        load_config("demo-diffrec", ["train.metric=recall@50"])
+    with pytest.raises(ConfigError, match=r"eval\.metrics"):
+        load_config("demo-diffrec", ["train.metric=ndcg@20", "eval.metrics=[recall]"])

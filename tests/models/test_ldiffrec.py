@@ -85,3 +85,18 @@ def test_autoencoders_train_first_then_the_diffusion():
     stages = [e.get("stage", "diffusion") for e in events if e["event"] == "epoch"]
     assert stages == ["autoencoder"] * TINY.latent.epochs + ["diffusion"] * 3
     assert model.vae_result.epochs_run == TINY.latent.epochs and model.result.epochs_run == 3
+
+
+def test_latent_split_always_sums_to_the_total():
+    from recdiff.models.ldiffrec import _split
+
+    assert _split(3, np.array([100, 1, 1])) == [1, 1, 1]
+    assert _split(10, np.array([5, 5])) == [5, 5]
+    assert sum(_split(300, np.array([1000, 7, 3]))) == 300
+    with pytest.raises(ValueError, match="at least one"):
+        _split(2, np.array([1, 1, 1]))
+
+
+def test_build_without_labels_round_robins_items():
+    model = LDiffRec(TINY).build(10)
+    assert model.autoencoder.latent_dims == [4, 4] and model.n_items == 10

@@ -119,6 +119,16 @@ class RunConfig(BaseModel):
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
+    def _selection_metric_evaluated(self) -> RunConfig:
+        name, _, k = self.train.metric.partition("@")
+        if name not in self.eval.metrics or int(k) not in self.eval.ks:
+            raise ValueError(
+                f"train.metric {self.train.metric!r} selects the epoch, so eval must compute it: "
+                f"add {name!r} to eval.metrics and {k} to eval.ks"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _model_settings_valid(self) -> RunConfig:
         from recdiff.config.models import validate_model_params
 

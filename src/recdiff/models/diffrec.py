@@ -176,8 +176,9 @@ class DiffRec(Recommender):
         task (train masked, Recall@20 at all-users averaging).
         """
         train = _check_rows(train, "train")
-        if self.denoiser is None or self.n_items != train.shape[1]:
-            self.build(train.shape[1])
+        # Every fit starts fresh: new weights and an empty loss history for the timesteps.
+        self.build(train.shape[1])
+        self.timesteps = self.config.diffusion.timestep_sampler()
         if evaluate is None and valid is not None:
             task = EvalTask.validation(train, valid)
             k = int(self.training.metric.split("@")[1])

@@ -105,9 +105,15 @@ def item_embeddings(train: sp.csr_matrix, config: LatentConfig) -> np.ndarray:
 
 
 def _split(total: int, sizes: np.ndarray) -> list[int]:
-    """``total`` units shared by groups in proportion to their sizes (at least 1 each)."""
-    dims = np.maximum(1, np.floor(total * sizes / sizes.sum()).astype(np.int64))
-    dims[-1] = max(1, dims[-1] + total - dims.sum())  # the remainder goes to the last group
+    """``total`` units shared by groups in proportion to their sizes: one each first, the rest
+    by largest remainder, so the parts always sum to ``total``."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if total < sizes.size:
+        raise ValueError(f"cannot give {sizes.size} groups at least one of {total} units")
+    share = (total - sizes.size) * sizes / sizes.sum()
+    dims = 1 + np.floor(share).astype(np.int64)
+    leftover = total - int(dims.sum())
+    dims[np.argsort(-(share - np.floor(share)), kind="stable")[:leftover]] += 1
     return [int(d) for d in dims]
 
 
@@ -195,13 +201,13 @@ class LDiffRec(DiffRec):
     def build(self, n_items: int, labels: np.ndarray | None = None) -> LDiffRec:
         torch.manual_seed(self.training.seed)
         if labels is None:
-            labels = np.arange(n_items) % self.lconfig.latent.n_clusters
+            labels = np.arange(n_items) % self.config.latent.n_clusters
         latent = self.config.latent
         self.autoencoder = ClusterAutoencoder(
             labels, latent.latent_dim, latent.dropout, latent.hidden_dim
         )
         self.denoiser = MLPDenoiser(
-            latent.latent_dim,
+            sum(self.autoencoder.latent_dims),
             self.config.hidden_dims,
             self.config.time_dim,
             dropout=self.config.dropout,
@@ -249,23 +255,28 @@ class LDiffRec(DiffRec):
         self.build(train.shape[1], cluster_items(embeddings, latent.n_clusters, self.training.seed))
         if evaluate is None and valid is not None:
             task = EvalTask.validation(train, valid)
+            k = int(self.training.metric.split("@")[1])
 
             def evaluate(score_fn):
-                return {"valid": task.evaluate(score_fn, ks=(20,), averaging="all_users").means}
+                return {"valid": task.evaluate(score_fn, ks=(k,), averaging="all_users").means}
 
         # Stage 1: the autoencoders alone, selected on validation of their own reconstruction.
-        self.stage = "autoencoder"
-        self.denoiser.requires_grad_(False)
+        # Stage 2: DiffRec's process on the frozen latent means. Flags are restored on any exit.
         vae_training = self.training.model_copy(update={"epochs": latent.epochs, "lr": latent.lr})
         log = on_event or (lambda record: None)
         stage_log = lambda record: log({**record, "stage": "autoencoder"})  # noqa: E731
-        self.vae_result = Trainer(vae_training, evaluate, stage_log).fit(self, train)
-        # Stage 2: DiffRec's process on the frozen latent means.
-        self.stage = "diffusion"
-        self.denoiser.requires_grad_(True)
-        self.autoencoder.requires_grad_(False)
-        self.result = Trainer(self.training, evaluate, on_event).fit(self, train)
-        self.autoencoder.requires_grad_(True)
+        try:
+            self.stage = "autoencoder"
+            self.denoiser.requires_grad_(False)
+            self.vae_result = Trainer(vae_training, evaluate, stage_log).fit(self, train)
+            self.stage = "diffusion"
+            self.denoiser.requires_grad_(True)
+            self.autoencoder.requires_grad_(False)
+            self.result = Trainer(self.training, evaluate, on_event).fit(self, train)
+        finally:
+            self.stage = "diffusion"
+            self.denoiser.requires_grad_(True)
+            self.autoencoder.requires_grad_(True)
         return self
 
     @torch.no_grad()

@@ -63,7 +63,16 @@ class Predictor:
     @classmethod
     def load(cls, run: str | Path) -> Predictor:
         run = Path(run)
-        needed = ["config.yaml", "metrics.json", "model/config.json", "data/items.json"]
+        needed = [
+            "config.yaml",
+            "metrics.json",
+            "model/config.json",
+            "model/weights.safetensors",
+            "data/users.json",
+            "data/items.json",
+            "data/inputs.npz",
+            "data/seen.npz",
+        ]
         missing = [name for name in needed if not (run / name).is_file()]
         if missing:
             raise FileNotFoundError(
@@ -168,8 +177,13 @@ class Predictor:
         from recdiff.train.datasets import load_splits
 
         splits = load_splits(self.config.data)
-        if splits.items != self.items:
-            raise ValueError("the run's data changed since training: its item vocabulary differs")
+        if splits.items != self.items or splits.users != self.users:
+            raise ValueError("the run's data changed since training: its vocabularies differ")
+        if (
+            splits.train.matrix.shape != self.inputs.shape
+            or ((splits.train.matrix != 0) != (self.inputs != 0)).nnz
+        ):
+            raise ValueError("the run's data changed since training: its train interactions differ")
         tasks = {
             "valid": EvalTask.validation(self.inputs, splits.valid.matrix),
             "test": EvalTask.test(self.inputs, splits.valid.matrix, splits.test.matrix),

@@ -14,6 +14,7 @@ only when complete, so an interrupted run leaves nothing half-written behind::
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import time
@@ -118,23 +119,32 @@ def run_training(
         config = config.model_copy(
             update={"train": config.train.model_copy(update={"progress": progress})}
         )
-    runs_dir = Path(runs_dir)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    final = runs_dir / f"{config.name}-{stamp}"
-    suffix = 1
-    while final.exists():
-        suffix += 1
-        final = runs_dir / f"{config.name}-{stamp}-{suffix}"
-    work = runs_dir / f".{final.name}.incomplete"
-    work.mkdir(parents=True)
+    final = _reserve(Path(runs_dir), config.name)
+    work = final.parent / f".{final.name}.incomplete"
+    work.mkdir()
     try:
         result = _run_into(config, work)
-        work.rename(final)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
+        final.rmdir()
         raise
+    os.replace(work, final)  # onto the empty reserved directory: the run appears complete
     result.directory = final
     return result
+
+
+def _reserve(runs_dir: Path, name: str) -> Path:
+    """Create an empty, uniquely named run directory (exclusive mkdir: safe between processes)."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for suffix in range(1, 10_000):
+        final = runs_dir / (f"{name}-{stamp}" if suffix == 1 else f"{name}-{stamp}-{suffix}")
+        try:
+            final.mkdir()
+            return final
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"no free run directory name for {name} in {runs_dir}")
 
 
 def _run_into(config: RunConfig, work: Path) -> RunResult:

@@ -44,7 +44,8 @@ class TrainConfig(BaseModel):
     metric: str = Field("recall@20", description="validation metric that selects the epoch")
     seed: int = Field(1, description="seed of initialisation, shuffling, dropout and noise")
     precision: Literal["fp32", "bf16"] = Field(
-        "fp32", description="bf16: autocast matmuls to bfloat16 (faster on CPUs with bf16 units, GPUs)"
+        "fp32",
+        description="bf16: autocast matmuls to bfloat16 (faster on CPUs with bf16 units, GPUs)",
     )
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
     progress: bool = Field(True, description="show progress bars")
