@@ -149,7 +149,8 @@ class DiffRec(Recommender):
         return self.denoiser.dim
 
     def loss(self, rows: torch.Tensor) -> torch.Tensor:
-        """The importance-weighted training loss of a batch of rows (Algorithm 1)."""
+        """The importance-weighted training loss of a batch of x0 (Algorithm 1): user rows here,
+        their latents in L-DiffRec."""
         t, weights = self.timesteps.sample(rows.shape[0], rows.device)
         terms = self.process.training_losses(
             self.denoiser, rows, t, weighting=self.config.diffusion.loss_weighting

@@ -228,12 +228,7 @@ class LDiffRec(DiffRec):
         self.autoencoder.eval()  # targets are the latents inference will see: no input dropout
         with torch.no_grad():
             z0, _ = self.autoencoder.encode(rows)
-        t, weights = self.timesteps.sample(rows.shape[0], rows.device)
-        terms = self.process.training_losses(
-            self.denoiser, z0.float(), t, weighting=self.config.diffusion.loss_weighting
-        )
-        self.timesteps.update(t, terms["loss"])
-        return (terms["loss"].float() * weights).mean()
+        return super().loss(z0.float())
 
     def vae_loss(self, rows: torch.Tensor) -> torch.Tensor:
         """Multinomial negative log-likelihood plus the annealed KL (Mult-VAE's objective)."""
