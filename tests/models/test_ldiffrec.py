@@ -100,3 +100,22 @@ def test_latent_split_always_sums_to_the_total():
 def test_build_without_labels_round_robins_items():
     model = LDiffRec(TINY).build(10)
     assert model.autoencoder.latent_dims == [4, 4] and model.n_items == 10
+
+
+def test_reconstruction_weight_trains_decoders_but_not_encoders_in_stage_two():
+    config = TINY.model_copy(
+        update={"latent": TINY.latent.model_copy(update={"recon_weight": 1.0, "epochs": 5})}
+    )
+    model = LDiffRec(config, FAST.model_copy(update={"epochs": 4}))
+    snapshots = {}
+
+    def on_event(record):
+        if record.get("stage") == "autoencoder" and record["event"] == "epoch":
+            snapshots["after_stage_1"] = {
+                k: v.clone() for k, v in model.autoencoder.state_dict().items()
+            }
+
+    model.fit(checkerboard(), on_event=on_event)
+    before, after = snapshots["after_stage_1"], model.autoencoder.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith("decoders.") for k in changed), changed

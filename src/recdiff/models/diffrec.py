@@ -149,14 +149,18 @@ class DiffRec(Recommender):
         return self.denoiser.dim
 
     def loss(self, rows: torch.Tensor) -> torch.Tensor:
-        """The importance-weighted training loss of a batch of x0 (Algorithm 1): user rows here,
-        their latents in L-DiffRec."""
-        t, weights = self.timesteps.sample(rows.shape[0], rows.device)
+        """The importance-weighted training loss of a batch of rows (Algorithm 1)."""
+        return self._diffusion_loss(rows)[0]
+
+    def _diffusion_loss(self, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Algorithm 1 on a batch of x0 (user rows, or L-DiffRec's latents): the importance-
+        weighted loss and the denoiser's x0 prediction."""
+        t, weights = self.timesteps.sample(x0.shape[0], x0.device)
         terms = self.process.training_losses(
-            self.denoiser, rows, t, weighting=self.config.diffusion.loss_weighting
+            self.denoiser, x0, t, weighting=self.config.diffusion.loss_weighting
         )
         self.timesteps.update(t, terms["loss"])
-        return (terms["loss"].float() * weights).mean()
+        return (terms["loss"].float() * weights).mean(), terms["pred_x0"]
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         return self.timesteps.state_dict()

@@ -60,6 +60,12 @@ class LatentConfig(BaseModel):
     anneal_steps: int = Field(2000, ge=1, description="gradient steps to reach beta_max")
     epochs: int = Field(100, ge=1, description="autoencoder pre-training epochs (best by valid)")
     lr: float = Field(1e-3, gt=0, description="autoencoder learning rate")
+    recon_weight: float = Field(
+        0.0,
+        ge=0,
+        description="stage 2 also trains the decoders on decode(denoised latent) with this weight "
+        "of the multinomial loss (0: decoders frozen, diffusion loss only)",
+    )
 
 
 class LDiffRecConfig(BaseModel):
@@ -228,7 +234,14 @@ class LDiffRec(DiffRec):
         self.autoencoder.eval()  # targets are the latents inference will see: no input dropout
         with torch.no_grad():
             z0, _ = self.autoencoder.encode(rows)
-        return super().loss(z0.float())
+        loss, pred_z0 = self._diffusion_loss(z0.float())
+        weight = self.config.latent.recon_weight
+        if weight == 0:
+            return loss
+        # Decoding the denoiser's latent lets it mix information across item clusters.
+        logits = self.autoencoder.decode(pred_z0)
+        nll = -(F.log_softmax(logits.float(), dim=1) * rows).sum(dim=1).mean()
+        return loss + weight * nll
 
     def vae_loss(self, rows: torch.Tensor) -> torch.Tensor:
         """Multinomial negative log-likelihood plus the annealed KL (Mult-VAE's objective)."""
@@ -267,6 +280,7 @@ class LDiffRec(DiffRec):
             self.stage = "diffusion"
             self.denoiser.requires_grad_(True)
             self.autoencoder.requires_grad_(False)
+            self.autoencoder.decoders.requires_grad_(self.config.latent.recon_weight > 0)
             self.result = Trainer(self.training, evaluate, on_event).fit(self, train)
         finally:
             self.stage = "diffusion"
