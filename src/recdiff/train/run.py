@@ -83,7 +83,10 @@ class _EventLog:
             fh.write(json.dumps(record) + "\n")
 
 
-def _fit(model: Recommender, inputs, splits: DatasetSplits, tasks, config: RunConfig, log) -> None:
+def _fit(
+    model: Recommender, inputs, splits: DatasetSplits, tasks, config: RunConfig, log
+) -> Recommender:
+    """Fit as the model needs (selection always on validation); returns the fitted model."""
     name = config.model.name
     valid = splits.valid.matrix if splits.valid.nnz else None
     if name in ("diffrec", "ldiffrec"):
@@ -93,13 +96,14 @@ def _fit(model: Recommender, inputs, splits: DatasetSplits, tasks, config: RunCo
             results = _evaluate(score_fn, inputs, selection_tasks, config)
             return {split: result.means for split, result in results.items()}
 
-        model.fit(inputs, valid, evaluate=evaluate if valid is not None else None, on_event=log)
-    elif name == "ease" and valid is not None and not config.model.params().get("l2_lambda"):
+        return model.fit(
+            inputs, valid, evaluate=evaluate if valid is not None else None, on_event=log
+        )
+    if name == "ease" and valid is not None and not config.model.params().get("l2_lambda"):
         from recdiff.models.ease import DEFAULT_LAMBDA_GRID, select_ease_lambda
 
         grid = config.model.params().get("l2_lambda_grid") or DEFAULT_LAMBDA_GRID
         selection = select_ease_lambda(inputs, valid, grid, metric=config.train.metric)
-        model.weights, model.config = selection.model.weights, selection.model.config
         log(
             {
                 "event": "select",
@@ -107,8 +111,8 @@ def _fit(model: Recommender, inputs, splits: DatasetSplits, tasks, config: RunCo
                 "valid": {str(k): v for k, v in selection.valid_scores.items()},
             }
         )
-    else:
-        model.fit(inputs, valid)
+        return selection.model
+    return model.fit(inputs, valid)
 
 
 def run_training(
@@ -159,7 +163,7 @@ def _run_into(config: RunConfig, work: Path) -> RunResult:
     log = _EventLog(work / "events.jsonl")
     model = build_model(config.model.name, config.model.params(), config.train)
     fit_start = time.perf_counter()
-    _fit(model, inputs, splits, tasks, config, log)
+    model = _fit(model, inputs, splits, tasks, config, log)
     fit_seconds = time.perf_counter() - fit_start
     eval_start = time.perf_counter()
     final = {}
