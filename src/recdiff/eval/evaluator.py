@@ -31,7 +31,7 @@ from recdiff.eval.metrics import (
     metric_names,
     per_user_metrics,
 )
-from recdiff.eval.ranking import ScoreBlock, topk_items
+from recdiff.eval.ranking import ScoreBlock, as_score_tensor, topk_items
 
 DEFAULT_METRICS: tuple[str, ...] = ("recall", "ndcg")
 
@@ -127,6 +127,72 @@ def _check_options(ks: Sequence[int], averaging: str, batch_size: int) -> tuple[
     return ks
 
 
+class RankingAccumulator:
+    """Per-user metrics of one task, collected from score blocks of users given in any order.
+
+    Shared by :func:`evaluate` and :func:`recdiff.eval.multi.evaluate_many`.
+    """
+
+    def __init__(
+        self,
+        truth: sp.csr_matrix,
+        exclude: sp.csr_matrix | None,
+        ks: Sequence[int],
+        metrics: Iterable[str],
+    ) -> None:
+        self.truth = as_binary_csr(truth, "truth")
+        if exclude is not None and exclude.shape != self.truth.shape:
+            raise ValueError(
+                f"exclude has shape {exclude.shape} but truth has {self.truth.shape}: "
+                "both must be users x items over the same catalogue"
+            )
+        self.exclude = None if exclude is None else sp.csr_matrix(exclude)
+        self.ks, self.metrics = tuple(ks), tuple(metrics)
+        self.names = metric_names(self.metrics, self.ks)
+        n_users, n_items = self.truth.shape
+        self.n_relevant = np.diff(self.truth.indptr).astype(np.int64)
+        self.per_user = {
+            n: np.full(n_users, np.nan) for n in self.names if n.split("@")[0] in PER_USER_METRICS
+        }
+        self.shown = {k: np.zeros(n_items, dtype=bool) for k in self.ks}
+
+    def add(self, rows: np.ndarray, block: ScoreBlock) -> None:
+        """Rank ``block`` (the scores of users ``rows``); users without held-out items are
+        skipped."""
+        n_items = self.truth.shape[1]
+        if tuple(block.shape) != (len(rows), n_items):
+            raise ValueError(
+                f"scores for a batch of {len(rows)} users have shape {tuple(block.shape)}, "
+                f"expected ({len(rows)}, {n_items})"
+            )
+        keep = self.n_relevant[rows] > 0
+        if not keep.any():
+            return
+        if not keep.all():
+            block = as_score_tensor(block)[torch.from_numpy(np.flatnonzero(keep))]
+            rows = rows[keep]
+        exclude = self.exclude[rows] if self.exclude is not None else None
+        items, _ = topk_items(block, max(self.ks), exclude)
+        hits = _hits(items, self.truth[rows])
+        per_user = per_user_metrics(hits, self.n_relevant[rows], self.ks, self.metrics)
+        for name, values in per_user.items():
+            self.per_user[name][rows] = values
+        for k in self.ks:
+            top = items[:, :k].ravel()
+            self.shown[k][top[top >= 0]] = True
+
+    def result(self, averaging: Averaging, in_scope: np.ndarray | None = None) -> EvalResult:
+        """Means over the users ``in_scope`` (default: all) under ``averaging``."""
+        if in_scope is None:
+            in_scope = np.ones(self.truth.shape[0], dtype=bool)
+        means = {n: average(v[in_scope], averaging) for n, v in self.per_user.items()}
+        if "coverage" in self.metrics:
+            for k in self.ks:
+                means[f"coverage@{k}"] = float(self.shown[k].mean())
+        ordered = {name: means[name] for name in self.names}
+        return EvalResult(ordered, self.per_user, self.n_relevant, averaging, self.ks, in_scope)
+
+
 def _run(
     scores_for: Callable[[np.ndarray], ScoreBlock],
     truth: sp.csr_matrix,
@@ -139,18 +205,8 @@ def _run(
 ) -> EvalResult:
     """Shared loop: ``scores_for(user_indices) -> [len(users), n_items]`` scores."""
     ks = _check_options(ks, averaging, batch_size)
-    metrics = tuple(metrics)
-    names = metric_names(metrics, ks)
-    truth = as_binary_csr(truth, "truth")
-    n_users, n_items = truth.shape
-    if exclude is not None:
-        if exclude.shape != truth.shape:
-            raise ValueError(
-                f"exclude has shape {exclude.shape} but truth has {truth.shape}: "
-                "both must be users x items over the same catalogue"
-            )
-        exclude = sp.csr_matrix(exclude)
-    n_relevant = np.diff(truth.indptr).astype(np.int64)
+    accumulator = RankingAccumulator(truth, exclude, ks, metrics)
+    n_users = accumulator.truth.shape[0]
     in_scope = np.ones(n_users, dtype=bool)
     if users is not None:
         users = np.asarray(users, dtype=np.int64)
@@ -158,33 +214,11 @@ def _run(
             raise ValueError(f"users must be row indices in [0, {n_users})")
         in_scope[:] = False
         in_scope[users] = True
-    candidates = np.flatnonzero((n_relevant > 0) & in_scope)
-
-    k_max = max(ks)
-    per_user = {n: np.full(n_users, np.nan) for n in names if n.split("@")[0] in PER_USER_METRICS}
-    shown = {k: np.zeros(n_items, dtype=bool) for k in ks}
+    candidates = np.flatnonzero((accumulator.n_relevant > 0) & in_scope)
     for start in range(0, len(candidates), batch_size):
         rows = candidates[start : start + batch_size]
-        block = scores_for(rows)
-        if tuple(block.shape) != (len(rows), n_items):
-            raise ValueError(
-                f"scores for a batch of {len(rows)} users have shape {tuple(block.shape)}, "
-                f"expected ({len(rows)}, {n_items})"
-            )
-        items, _ = topk_items(block, k_max, exclude[rows] if exclude is not None else None)
-        hits = _hits(items, truth[rows])
-        for name, values in per_user_metrics(hits, n_relevant[rows], ks, metrics).items():
-            per_user[name][rows] = values
-        for k in ks:
-            top = items[:, :k].ravel()
-            shown[k][top[top >= 0]] = True
-
-    means = {name: average(values[in_scope], averaging) for name, values in per_user.items()}
-    if "coverage" in metrics:
-        for k in ks:
-            means[f"coverage@{k}"] = float(shown[k].mean())
-    ordered = {name: means[name] for name in names}
-    return EvalResult(ordered, per_user, n_relevant, averaging, ks, in_scope)
+        accumulator.add(rows, scores_for(rows))
+    return accumulator.result(averaging, in_scope)
 
 
 def evaluate(
