@@ -126,10 +126,10 @@ class Predictor:
         index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
         if index.size == 0:
             raise ValueError("no item of the history is in the catalogue")
-        # The last occurrence of a repeated item is its most recent interaction.
-        order = np.arange(index.size)
-        last = {int(item): int(pos) for pos, item in zip(order, index, strict=True)}
-        columns = np.array(sorted(last, key=last.get), dtype=np.int64)
+        # The last occurrence of a repeated item is its most recent interaction: keep those, in
+        # history order (np.unique on the reversed history finds each item's last position).
+        _, from_end = np.unique(index[::-1], return_index=True)
+        columns = index[np.sort(index.size - 1 - from_end)]
         values = np.ones(columns.size, dtype=np.float32)
         weights = self.config.data.time_weights
         if weights is not None:
