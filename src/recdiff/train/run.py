@@ -37,6 +37,7 @@ from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
 from recdiff.train.datasets import load_splits
+from recdiff.train.trainer import OnEvent
 
 __all__ = ["RunResult", "run_training"]
 
@@ -73,14 +74,20 @@ def _evaluate(model_score, inputs, tasks, config: RunConfig, averaging: str | No
 
 
 class _EventLog:
-    def __init__(self, path: Path) -> None:
+    """Appends each event to ``events.jsonl`` and hands it to an optional listener (which may
+    raise to stop training, e.g. a hyper-parameter search pruning a hopeless trial)."""
+
+    def __init__(self, path: Path, listener: OnEvent | None = None) -> None:
         self.path = path
+        self.listener = listener
         self.records: list[dict[str, Any]] = []
 
     def __call__(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
+        if self.listener is not None:
+            self.listener(record)
 
 
 def _fit(
@@ -116,9 +123,16 @@ def _fit(
 
 
 def run_training(
-    config: RunConfig, runs_dir: str | Path = "runs", progress: bool | None = None
+    config: RunConfig,
+    runs_dir: str | Path = "runs",
+    progress: bool | None = None,
+    on_event: OnEvent | None = None,
 ) -> RunResult:
-    """Train, select on validation, evaluate on test, and write the run directory."""
+    """Train, select on validation, evaluate on test, and write the run directory.
+
+    ``on_event`` receives every epoch and evaluation record as it is logged; an exception it
+    raises stops the run, and the partial run directory is removed.
+    """
     if progress is not None:
         config = config.model_copy(
             update={"train": config.train.model_copy(update={"progress": progress})}
@@ -127,7 +141,7 @@ def run_training(
     work = final.parent / f".{final.name}.incomplete"
     work.mkdir()
     try:
-        result = _run_into(config, work)
+        result = _run_into(config, work, on_event)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         final.rmdir()
@@ -151,7 +165,7 @@ def _reserve(runs_dir: Path, name: str) -> Path:
     raise RuntimeError(f"no free run directory name for {name} in {runs_dir}")
 
 
-def _run_into(config: RunConfig, work: Path) -> RunResult:
+def _run_into(config: RunConfig, work: Path, on_event: OnEvent | None = None) -> RunResult:
     started = time.perf_counter()
     atomic_write_text(
         work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
@@ -160,7 +174,7 @@ def _run_into(config: RunConfig, work: Path) -> RunResult:
     inputs = model_inputs(splits, config)
     tasks = {"valid": EvalTask.validation(inputs, splits.valid.matrix)}
     tasks["test"] = EvalTask.test(inputs, splits.valid.matrix, splits.test.matrix)
-    log = _EventLog(work / "events.jsonl")
+    log = _EventLog(work / "events.jsonl", on_event)
     model = build_model(config.model.name, config.model.params(), config.train)
     fit_start = time.perf_counter()
     model = _fit(model, inputs, splits, tasks, config, log)

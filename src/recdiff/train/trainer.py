@@ -26,7 +26,15 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
-__all__ = ["TrainConfig", "TrainResult", "Trainable", "Trainer", "autocast", "seed_everything"]
+__all__ = [
+    "OnEvent",
+    "TrainConfig",
+    "TrainResult",
+    "Trainable",
+    "Trainer",
+    "autocast",
+    "seed_everything",
+]
 
 
 class TrainConfig(BaseModel):
