@@ -5,7 +5,9 @@ mixed precision, periodic validation, early stopping on a validation metric, and
 best weights. It is thrown away after ``fit``; the model keeps only what inference needs.
 
 A model is trained through the small :class:`Trainable` protocol: a ``module`` whose parameters are
-optimised, ``loss(rows)`` for a dense batch of user rows, and ``score(history)`` for evaluation.
+optimised and ``loss(batch)``. What a batch is comes from the training data (:class:`TrainData`):
+a dense block of user rows for the DiffRec family (:class:`RowBatches`, built from a CSR), a dict
+of history/target tensors for next-item models (:class:`ExampleBatches`).
 Selection uses the validation split only; other splits (e.g. test) may be evaluated in the same
 pass for the curves, never for choosing.
 """
@@ -27,8 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
 __all__ = [
+    "ExampleBatches",
     "OnEvent",
+    "RowBatches",
     "TrainConfig",
+    "TrainData",
     "TrainResult",
     "Trainable",
     "Trainer",
@@ -72,11 +77,11 @@ class Trainable(Protocol):
 
     module: torch.nn.Module
 
-    def loss(self, rows: torch.Tensor) -> torch.Tensor:
-        """Scalar training loss for a dense ``[batch, n_items]`` block of user rows."""
+    def loss(self, batch: Any) -> torch.Tensor:
+        """Scalar training loss of one batch from :meth:`TrainData.batch`."""
 
-    def score(self, history: sp.csr_matrix) -> Any:
-        """``[batch, n_items]`` scores for a CSR batch of histories (module in eval mode)."""
+    def score(self, *inputs: Any) -> Any:
+        """``[batch, n_items]`` scores (module in eval mode), for the caller's ``evaluate``."""
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         """State outside the module that belongs to a checkpoint (e.g. loss history)."""
@@ -114,8 +119,49 @@ def autocast(
     return contextlib.nullcontext()
 
 
-def _dense_rows(matrix: sp.csr_matrix, rows: np.ndarray, device: str) -> torch.Tensor:
-    return torch.from_numpy(matrix[rows].toarray().astype(np.float32, copy=False)).to(device)
+class TrainData(Protocol):
+    """Training examples the trainer shuffles and batches."""
+
+    def __len__(self) -> int:
+        """Number of examples."""
+
+    def batch(self, index: np.ndarray, device: str) -> Any:
+        """The examples at ``index`` in the form the model's ``loss`` takes."""
+
+
+class RowBatches:
+    """User rows of a users x items CSR (rows may be weighted) as dense float32 batches.
+
+    Empty rows are left out: a user with no training interaction teaches nothing.
+    """
+
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        self.matrix = sp.csr_matrix(matrix)
+        self.rows = np.flatnonzero(np.diff(self.matrix.indptr) > 0)
+        if self.rows.size == 0:
+            raise ValueError("train has no interactions: every user row is empty")
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def batch(self, index: np.ndarray, device: str) -> torch.Tensor:
+        block = self.matrix[self.rows[index]].toarray().astype(np.float32, copy=False)
+        return torch.from_numpy(block).to(device)
+
+
+class ExampleBatches:
+    """Next-item examples (:mod:`recdiff.data.batches`) as dicts of int64 tensors."""
+
+    def __init__(self, examples: Any) -> None:
+        if len(examples) == 0:
+            raise ValueError("train has no next-item examples")
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def batch(self, index: np.ndarray, device: str) -> dict[str, torch.Tensor]:
+        return self.examples.take(index).to_torch(device)
 
 
 Evaluate = Callable[[Callable[[sp.csr_matrix], Any]], dict[str, dict[str, float]]]
@@ -149,20 +195,19 @@ class Trainer:
         trainable = [p for p in module.parameters() if p.requires_grad]  # frozen parts stay put
         return kind(trainable, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=True)
 
-    def _batches(self, n_rows: int, generator: torch.Generator) -> Iterator[np.ndarray]:
-        order = torch.randperm(n_rows, generator=generator).numpy()
-        for start in range(0, n_rows, self.config.batch_size):
+    def _batches(self, n_examples: int, generator: torch.Generator) -> Iterator[np.ndarray]:
+        order = torch.randperm(n_examples, generator=generator).numpy()
+        for start in range(0, n_examples, self.config.batch_size):
             yield order[start : start + self.config.batch_size]
 
-    def fit(self, model: Trainable, train: sp.csr_matrix) -> TrainResult:
-        """Train ``model`` on the rows of ``train`` (users x items; rows may be weighted)."""
+    def fit(self, model: Trainable, train: sp.csr_matrix | TrainData) -> TrainResult:
+        """Train ``model`` on ``train``: a users x items CSR (rows may be weighted), or any
+        :class:`TrainData`."""
         cfg = self.config
+        data = RowBatches(train) if sp.issparse(train) else train
         generator = seed_everything(cfg.seed)
         model.module.to(cfg.device)
         optimizer = self._optimizer(model.module)
-        rows_with_data = np.flatnonzero(np.diff(train.indptr) > 0)  # empty rows teach nothing
-        if rows_with_data.size == 0:
-            raise ValueError("train has no interactions: every user row is empty")
         result = TrainResult()
         best_state: dict[str, Any] | None = None
         start = time.perf_counter()
@@ -170,15 +215,15 @@ class Trainer:
         for epoch in epochs:
             model.module.train()
             epoch_start, total, count = time.perf_counter(), 0.0, 0
-            for batch in self._batches(rows_with_data.size, generator):
-                x0 = _dense_rows(train, rows_with_data[batch], cfg.device)
+            for index in self._batches(len(data), generator):
+                batch = data.batch(index, cfg.device)
                 with autocast(cfg.precision, cfg.device):
-                    loss = model.loss(x0)
+                    loss = model.loss(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * len(batch)
-                count += len(batch)
+                total += float(loss.detach()) * len(index)
+                count += len(index)
             record = {
                 "epoch": epoch,
                 "loss": total / count,
