@@ -55,7 +55,7 @@ def train(
     except (ConfigError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
     metrics = result.metrics
-    shown = [f"{m}@{k}" for m in ("recall", "ndcg") for k in run_config.eval.ks]
+    shown = [f"{m}@{k}" for m in run_config.eval.metrics[:2] for k in run_config.eval.ks]
     typer.echo(_table({"valid": metrics["valid"], "test": metrics["test"]}, shown))
     typer.echo(f"best epoch {metrics['best_epoch']}, {metrics['seconds']['total']:.1f} s")
     typer.echo(f"run: {result.directory}")

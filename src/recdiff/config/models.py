@@ -7,10 +7,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from recdiff.config.schema import resolve_source, validate_dataclass
-from recdiff.models.base import Recommender
+from recdiff.models.base import SavedModel
 from recdiff.train.trainer import TrainConfig
 
-__all__ = ["MODEL_NAMES", "build_model", "validate_model_params"]
+__all__ = ["MODEL_NAMES", "SEQUENTIAL_MODELS", "build_model", "validate_model_params"]
 
 
 class EASESpec(BaseModel):
@@ -46,7 +46,21 @@ def _multvae_config(params: dict[str, Any]):
     return validate_dataclass(MultVAEConfig, params, "model (multvae)")
 
 
+def _sasrec_config(params: dict[str, Any]):
+    from recdiff.models.sasrec import SASRecConfig
+
+    return SASRecConfig(**params)
+
+
+def _dreamrec_config(params: dict[str, Any]):
+    from recdiff.models.dreamrec import DreamRecConfig
+
+    return DreamRecConfig(**params)
+
+
 _VALIDATORS = {
+    "dreamrec": _dreamrec_config,
+    "sasrec": _sasrec_config,
     "diffrec": _diffrec_config,
     "ldiffrec": _ldiffrec_config,
     "ease": lambda params: EASESpec(**params),
@@ -54,6 +68,8 @@ _VALIDATORS = {
     "popularity": lambda params: PopularitySpec(**params),
 }
 MODEL_NAMES = tuple(sorted(_VALIDATORS))
+#: Models that score item sequences (next-item examples) rather than user rows.
+SEQUENTIAL_MODELS = frozenset({"sasrec", "dreamrec"})
 
 
 def validate_model_params(name: str, params: dict[str, Any]) -> Any:
@@ -66,9 +82,17 @@ def validate_model_params(name: str, params: dict[str, Any]) -> Any:
         raise ValueError(f"invalid settings for model {name!r}: {error}") from None
 
 
-def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> Recommender:
+def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> SavedModel:
     """An unfitted recommender from a run config's model section and training settings."""
     settings = validate_model_params(name, params)
+    if name == "sasrec":
+        from recdiff.models.sasrec import SASRec
+
+        return SASRec(settings, train)
+    if name == "dreamrec":
+        from recdiff.models.dreamrec import DreamRec
+
+        return DreamRec(settings, train)
     if name == "diffrec":
         from recdiff.models.diffrec import DiffRec
 

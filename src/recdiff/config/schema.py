@@ -48,8 +48,12 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["demo", "diffrec", "csv", "tsv", "parquet", "movielens", "recbole"] = Field(
-        "demo", description="demo = built-in synthetic data; diffrec = train/valid/test_list.npy"
+    format: Literal[
+        "demo", "diffrec", "dreamrec", "sequences", "csv", "tsv", "parquet", "movielens", "recbole"
+    ] = Field(
+        "demo",
+        description="demo = built-in synthetic data; diffrec = train/valid/test_list.npy; "
+        "dreamrec = train/val/test_data.df; sequences = 'user item item ...' lines",
     )
     source: str | None = Field(
         None, description="file or folder; 'datasets:REL' resolves under $RECDIFF_DATASETS"
@@ -60,8 +64,13 @@ class DataConfig(BaseModel):
     time_col: str | None = Field(None, description="timestamp column, if any")
     min_rating: float | None = Field(None, description="keep ratings >= this (DiffRec: 4)")
     k_core: int | None = Field(None, ge=1, description="iterative k-core on users and items")
-    split: Literal["global_temporal", "user_temporal", "random"] = Field(
-        "global_temporal", description="how tables are split (ignored for diffrec/demo)"
+    split: Literal["global_temporal", "user_temporal", "random", "leave_one_out"] = Field(
+        "global_temporal",
+        description="how tables are split (ignored for diffrec/demo); next-item models on "
+        "tables and sequence files: leave_one_out (last item test, second-to-last valid)",
+    )
+    max_len: int = Field(
+        10, ge=1, description="next-item models: the last N items kept as the history"
     )
     ratios: tuple[float, float, float] = Field((0.7, 0.1, 0.2), description="train/valid/test")
     seed: int = Field(0, description="seed of the random split and the demo data")

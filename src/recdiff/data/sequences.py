@@ -15,6 +15,7 @@ Conventions: items are contiguous indices ``0..n_items-1``; the pad id defaults 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from recdiff.data.batches import (
     SequenceExamples,
     WindowedExamples,
     examples_from_sequences,
+    history_windows,
     prefix_target_positions,
 )
 from recdiff.data.interactions import Interactions
@@ -73,6 +75,33 @@ class SequenceDataset:
     @property
     def max_len(self) -> int:
         return self.train.max_len
+
+    def with_layout(self, padding: Padding, pad_id: int | None = None) -> SequenceDataset:
+        """The same examples with histories padded on ``padding``'s side with ``pad_id``
+        (default ``n_items``); models take one layout, files come in either."""
+        pad = self.n_items if pad_id is None else pad_id
+        if (padding, pad) == (self.padding, self.pad_id):
+            return self
+        parts = [
+            _relayout(getattr(self, name), self.padding, padding, pad)
+            for name in ("train", "valid", "test")
+        ]
+        return SequenceDataset(*parts, items=self.items, pad_id=pad, padding=padding)
+
+
+def _relayout(examples: Examples, old: Padding, new: Padding, pad_id: int) -> Examples:
+    if isinstance(examples, WindowedExamples):  # windows are built per batch: just re-describe
+        return dataclasses.replace(examples, padding=new, pad_id=pad_id)
+    lengths, max_len = examples.lengths, examples.max_len
+    columns = np.arange(max_len)[None, :]
+    if old == "left":
+        real = columns >= (max_len - lengths)[:, None]
+    else:
+        real = columns < lengths[:, None]
+    flat = examples.history[real]  # row-major: each row's real items, oldest first
+    ends = np.cumsum(lengths)
+    history, _ = history_windows(flat, ends - lengths, ends, max_len, pad_id, new)
+    return SequenceExamples(history, lengths, examples.targets, examples.users)
 
 
 @dataclass(frozen=True)

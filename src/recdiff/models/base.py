@@ -39,13 +39,17 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 
-R = TypeVar("R", bound="Recommender")
+R = TypeVar("R", bound="SavedModel")
 
-_REGISTRY: dict[str, type[Recommender]] = {}
+_REGISTRY: dict[str, type[SavedModel]] = {}
 
 
-class Recommender(abc.ABC):
-    """Base class of all recommenders: fit on a CSR, score histories, recommend, save/load."""
+class SavedModel(abc.ABC):
+    """A fitted model that saves to and loads from a folder, found again by its registered name.
+
+    The common root of :class:`Recommender` (scores user rows) and
+    :class:`~recdiff.models.sequential.SequentialRecommender` (scores item sequences).
+    """
 
     #: Name written to ``config.json``; defaults to the class name.
     model_name: ClassVar[str] = ""
@@ -57,20 +61,10 @@ class Recommender(abc.ABC):
         cls.model_name = cls.__dict__.get("model_name") or cls.__name__
         _REGISTRY[cls.model_name] = cls
 
-    # --- what a model implements -------------------------------------------------------------
-
-    @abc.abstractmethod
-    def fit(self: R, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> R:
-        """Learn from ``train`` (users x items); ``valid`` is for early stopping / selection."""
-
     @property
     @abc.abstractmethod
     def n_items(self) -> int:
         """Number of items (columns) the model scores."""
-
-    @abc.abstractmethod
-    def score(self, history: sp.csr_matrix) -> ScoreBlock:
-        """Scores ``[batch, n_items]`` for a CSR batch of user histories (larger = better)."""
 
     @abc.abstractmethod
     def _config(self) -> dict[str, Any]:
@@ -84,19 +78,6 @@ class Recommender(abc.ABC):
     @abc.abstractmethod
     def _from_saved(cls: type[R], config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> R:
         """Rebuild a fitted model from :meth:`_config` and :meth:`_tensors` output."""
-
-    # --- shared behaviour --------------------------------------------------------------------
-
-    def recommend(
-        self, history: sp.csr_matrix, k: int, exclude_seen: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``k`` items per history row, best first; ties go to the lower item index.
-
-        Returns int64 item indices and their scores, both ``[batch, k]``; when fewer than ``k``
-        items can be recommended the rest is padded with item ``-1`` / score ``-inf``.
-        """
-        history = self._check_history(history)
-        return topk_items(self.score(history), k, exclude=history if exclude_seen else None)
 
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``weights.safetensors`` into ``directory`` (created)."""
@@ -142,10 +123,35 @@ class Recommender(abc.ABC):
         if not issubclass(target, cls):
             raise TypeError(
                 f"{directory} holds a {name} model, which {cls.__name__}.load cannot return; "
-                "use Recommender.load or the matching class"
+                "use SavedModel.load or the matching class"
             )
         tensors = load_file(str(directory / WEIGHTS_FILE))
         return target._from_saved(meta["config"], tensors)
+
+
+class Recommender(SavedModel):
+    """Base class of the user-row recommenders: fit on a CSR, score histories, recommend."""
+
+    @abc.abstractmethod
+    def fit(self: R, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> R:
+        """Learn from ``train`` (users x items); ``valid`` is for early stopping / selection."""
+
+    @abc.abstractmethod
+    def score(self, history: sp.csr_matrix) -> ScoreBlock:
+        """Scores ``[batch, n_items]`` for a CSR batch of user histories (larger = better)."""
+
+    # --- shared behaviour --------------------------------------------------------------------
+
+    def recommend(
+        self, history: sp.csr_matrix, k: int, exclude_seen: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` items per history row, best first; ties go to the lower item index.
+
+        Returns int64 item indices and their scores, both ``[batch, k]``; when fewer than ``k``
+        items can be recommended the rest is padded with item ``-1`` / score ``-inf``.
+        """
+        history = self._check_history(history)
+        return topk_items(self.score(history), k, exclude=history if exclude_seen else None)
 
     # --- helpers for subclasses --------------------------------------------------------------
 
@@ -185,6 +191,6 @@ def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_
     return as_binary_csr(train, "train")
 
 
-def registered_models() -> dict[str, type[Recommender]]:
-    """Model name -> class, for every concrete Recommender imported so far."""
+def registered_models() -> dict[str, type[SavedModel]]:
+    """Model name -> class, for every model class imported so far."""
     return dict(_REGISTRY)

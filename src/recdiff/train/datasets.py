@@ -17,8 +17,11 @@ from recdiff.data import (
     split_random,
     split_user_temporal,
 )
+from recdiff.data.sequence_readers import read_dreamrec, read_user_sequences
+from recdiff.data.sequences import SequenceDataset, UserSequences
+from recdiff.data.synthetic_sequences import make_sequences
 
-__all__ = ["load_splits"]
+__all__ = ["load_sequences", "load_splits"]
 
 
 def _read_table(data: DataConfig) -> Interactions:
@@ -43,6 +46,11 @@ def load_splits(data: DataConfig) -> DatasetSplits:
         return demo_splits(seed=data.seed)
     if data.format == "diffrec":
         return read_diffrec_splits(resolve_source(data.source))
+    if data.format in ("dreamrec", "sequences") or data.split == "leave_one_out":
+        raise ValueError(
+            f"format {data.format!r} / split {data.split!r} give next-item examples: use a "
+            "next-item model (sasrec, dreamrec), or a table with another split"
+        )
     interactions = _read_table(data)
     if data.min_rating is not None:
         interactions = filter_ratings(interactions, data.min_rating)
@@ -57,3 +65,32 @@ def load_splits(data: DataConfig) -> DatasetSplits:
     if data.split == "user_temporal":
         return split_user_temporal(interactions, data.ratios)
     return split_global_temporal(interactions, data.ratios, drop_unseen=True)
+
+
+def load_sequences(data: DataConfig) -> tuple[SequenceDataset, UserSequences | None]:
+    """Next-item examples as configured, and the users' full sequences when the data has them
+    (DreamRec folders hold examples only). Sequences are split leave-one-out."""
+    if data.format == "dreamrec":
+        return read_dreamrec(resolve_source(data.source)), None
+    if data.format == "demo":
+        sequences = make_sequences(seed=data.seed)
+    elif data.format == "sequences":
+        sequences = read_user_sequences(resolve_source(data.source))
+    elif data.format == "diffrec":
+        raise ValueError(
+            "DiffRec folders hold unordered train/valid/test pairs; next-item models need "
+            "time-ordered data (format: dreamrec, sequences, or a table with time_col)"
+        )
+    else:
+        if data.split != "leave_one_out":
+            raise ValueError(
+                f"next-item models split each user's sequence: set data.split=leave_one_out "
+                f"(got {data.split!r})"
+            )
+        interactions = _read_table(data)
+        if data.min_rating is not None:
+            interactions = filter_ratings(interactions, data.min_rating)
+        if data.k_core:
+            interactions = k_core(interactions, data.k_core)
+        sequences = UserSequences.from_interactions(interactions)
+    return sequences.leave_one_out(max_len=data.max_len), sequences

@@ -30,7 +30,7 @@ import yaml
 
 import recdiff
 from recdiff.atomic import atomic_write_text
-from recdiff.config.models import build_model
+from recdiff.config.models import SEQUENTIAL_MODELS, build_model
 from recdiff.config.schema import RunConfig
 from recdiff.data import DatasetSplits, time_weights
 from recdiff.eval.multi import evaluate_many
@@ -170,11 +170,18 @@ def _run_into(config: RunConfig, work: Path, on_event: OnEvent | None = None) ->
     atomic_write_text(
         work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     )
+    log = _EventLog(work / "events.jsonl", on_event)
+    if config.model.name in SEQUENTIAL_MODELS:
+        from recdiff.train.run_sequential import run_sequential_into
+
+        metrics, model = run_sequential_into(config, work, log)
+        metrics["versions"] = _versions()
+        _finish(work, metrics, log, config)
+        return RunResult(work, metrics, model)
     splits = load_splits(config.data)
     inputs = model_inputs(splits, config)
     tasks = {"valid": EvalTask.validation(inputs, splits.valid.matrix)}
     tasks["test"] = EvalTask.test(inputs, splits.valid.matrix, splits.test.matrix)
-    log = _EventLog(work / "events.jsonl", on_event)
     model = build_model(config.model.name, config.model.params(), config.train)
     fit_start = time.perf_counter()
     model = _fit(model, inputs, splits, tasks, config, log)
@@ -206,20 +213,29 @@ def _run_into(config: RunConfig, work: Path, on_event: OnEvent | None = None) ->
             "valid": splits.valid.nnz,
             "test": splits.test.nnz,
         },
-        "versions": {
-            "recdiff": recdiff.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "versions": _versions(),
     }
-    atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     model.save(work / "model")
     _save_data(work / "data", splits, inputs)
+    _finish(work, metrics, log, config)
+    return RunResult(work, metrics, model)
+
+
+def _versions() -> dict[str, str]:
+    return {
+        "recdiff": recdiff.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _finish(work: Path, metrics: dict[str, Any], log: _EventLog, config: RunConfig) -> None:
+    """metrics.json and the curves, common to every kind of model."""
+    atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if log.records:
         from recdiff.train.curves import plot_curves
 
         plot_curves(log.records, work / "curves.png", config.train.metric)
-    return RunResult(work, metrics, model)
 
 
 def _save_data(folder: Path, splits: DatasetSplits, inputs: sp.csr_matrix) -> None:

@@ -1,0 +1,205 @@
+"""The interface of next-item recommenders (SASRec, DreamRec), which score item sequences.
+
+Where a :class:`~recdiff.models.base.Recommender` scores a user's interaction *row*, a
+:class:`SequentialRecommender` scores a user's recent *history* in time order, so it is inductive
+in the same way: a new user is served from their history with no retraining.
+
+Histories reach the network left-padded (newest item in the last column) with the pad id
+``n_items``; :meth:`SequentialRecommender.fit` converts a dataset to that layout and
+:meth:`SequentialRecommender.windows` builds it from lists of item indices. A subclass provides
+``build`` (its network, whose ``forward(history, targets)`` returns the training loss, so that a
+distributed wrapper sees every forward) and ``_score_batch``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from recdiff.data.batches import history_windows
+from recdiff.data.sequences import SequenceDataset
+from recdiff.eval.ranking import topk_items
+from recdiff.models.base import SavedModel
+from recdiff.train.trainer import ExampleBatches, OnEvent, TrainConfig, Trainer, TrainResult
+from recdiff.train.trainer import autocast as precision_context
+
+__all__ = ["SequentialRecommender"]
+
+S = TypeVar("S", bound="SequentialRecommender")
+
+Evaluate = Callable[[Callable[..., Any]], dict[str, dict[str, float]]]
+
+
+class SequentialRecommender(SavedModel):
+    """Base class of next-item models: fit on a :class:`SequenceDataset`, score histories."""
+
+    #: The pydantic settings class of the subclass.
+    config_class: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: BaseModel | None = None, training: TrainConfig | None = None):
+        self.config = config or self.config_class()
+        self.training = training or TrainConfig()
+        self.net: nn.Module | None = None
+        self.module: nn.Module | None = None  # what the trainer optimises (the net)
+        self.result: TrainResult | None = None
+        self._n_items = 0
+        self.max_len = 0
+
+    # ------------------------------------------------------------------ what subclasses define
+    @abc.abstractmethod
+    def _build_net(self, n_items: int, max_len: int) -> nn.Module:
+        """The network; its ``forward(history, targets)`` returns the scalar training loss."""
+
+    @abc.abstractmethod
+    def _score_batch(
+        self, history: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """``[batch, n_items]`` scores of left-padded histories (the net is in eval mode)."""
+
+    # ------------------------------------------------------------------------------- training
+    @property
+    def n_items(self) -> int:
+        return self._n_items
+
+    def build(self: S, n_items: int, max_len: int) -> S:
+        """Create the network for ``n_items`` and histories of ``max_len`` (seeded)."""
+        if n_items < 1 or max_len < 1:
+            raise ValueError(f"n_items and max_len must be >= 1, got {n_items} and {max_len}")
+        torch.manual_seed(self.training.seed)
+        self._n_items, self.max_len = n_items, max_len
+        self.module = self.net = self._build_net(n_items, max_len)
+        return self
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.module(batch["history"], batch["targets"])
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        del state
+
+    def fit(
+        self: S,
+        data: SequenceDataset,
+        evaluate: Evaluate | None = None,
+        on_event: OnEvent | None = None,
+    ) -> S:
+        """Train on ``data.train``; ``evaluate`` (validation metrics of a score function)
+        selects the epoch. The histories are converted to this model's layout first."""
+        data = data.with_layout("left")
+        self.build(data.n_items, data.max_len)
+        trainer = Trainer(self.training, evaluate=evaluate, on_event=on_event)
+        self.result = trainer.fit(self, ExampleBatches(data.train))
+        self.module = self.net
+        return self
+
+    # ------------------------------------------------------------------------------ inference
+    def _check_fitted(self) -> nn.Module:
+        if self.net is None:
+            raise RuntimeError(f"{self.model_name} is not fitted: call fit() or load() first")
+        return self.net
+
+    def score(
+        self,
+        history: torch.Tensor | np.ndarray,
+        lengths: torch.Tensor | np.ndarray | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Scores ``[batch, n_items]`` for left-padded histories (pad id ``n_items``).
+
+        ``lengths`` is accepted for the evaluators' calling convention and checked against the
+        pads; ``generator`` seeds any sampling (diffusion models).
+        """
+        net = self._check_fitted()
+        history = torch.as_tensor(history, dtype=torch.long)
+        if history.dim() != 2:
+            raise ValueError(f"history must be [batch, length], got shape {tuple(history.shape)}")
+        if history.numel() and (history.min() < 0 or history.max() > self.n_items):
+            raise ValueError(
+                f"history holds ids outside 0..{self.n_items} (items 0..{self.n_items - 1}, "
+                f"pad {self.n_items}); map external ids with the run's item vocabulary"
+            )
+        if history.shape[1] > self.max_len:
+            history = history[:, -self.max_len :]
+        if lengths is not None:
+            real = (history != self.n_items).sum(dim=1)
+            if not torch.equal(real, torch.as_tensor(lengths).clamp(max=self.max_len).to(real)):
+                raise ValueError("lengths disagree with the pads of history: pass left-padded rows")
+        device = next(net.parameters()).device
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad(), precision_context(self.training.precision, device):
+                return self._score_batch(history.to(device), generator).float()
+        finally:
+            net.train(was_training)
+
+    def windows(self, histories: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Left-padded ``[n, max_len]`` windows (last ``max_len`` items) and lengths from
+        lists of item indices, oldest first."""
+        lengths = np.array([len(h) for h in histories], dtype=np.int64)
+        flat = np.fromiter((i for h in histories for i in h), dtype=np.int64, count=lengths.sum())
+        if flat.size and (flat.min() < 0 or flat.max() >= self.n_items):
+            raise ValueError(f"item indices must lie in 0..{self.n_items - 1}")
+        ends = np.cumsum(lengths)
+        return history_windows(flat, ends - lengths, ends, self.max_len, self.n_items, "left")
+
+    def recommend(
+        self,
+        histories: Sequence[Sequence[int]],
+        k: int,
+        exclude_seen: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` items (indices, scores; ``[n, k]``) after each history (oldest first).
+
+        Items already in a history are ranked too unless ``exclude_seen`` (users re-consume).
+        """
+        self._check_fitted()
+        history, _ = self.windows(histories)
+        scores = self.score(history, generator=generator)
+        exclude = None
+        if exclude_seen:
+            from recdiff.eval.next_item import history_matrix
+
+            exclude = history_matrix(_full_histories(histories, self.n_items), self.n_items)
+        return topk_items(scores, k, exclude=exclude)
+
+    # ------------------------------------------------------------------------------- on disk
+    def _config(self) -> dict[str, Any]:
+        return {
+            "settings": self.config.model_dump(mode="json"),
+            "training": self.training.model_dump(mode="json"),
+            "n_items": self.n_items,
+            "max_len": self.max_len,
+        }
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return dict(self._check_fitted().state_dict())
+
+    @classmethod
+    def _from_saved(cls: type[S], config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> S:
+        model = cls(
+            cls.config_class.model_validate(config["settings"]),
+            TrainConfig.model_validate(config["training"]),
+        )
+        model.build(int(config["n_items"]), int(config["max_len"]))
+        model.net.load_state_dict(tensors)
+        model.net.eval()
+        return model
+
+
+def _full_histories(histories: Sequence[Sequence[int]], n_items: int) -> np.ndarray:
+    """All items of each history as a padded matrix (for masking every seen item)."""
+    width = max((len(h) for h in histories), default=0)
+    out = np.full((len(histories), max(width, 1)), n_items, dtype=np.int64)
+    for row, items in enumerate(histories):
+        out[row, : len(items)] = items
+    return out

@@ -1,0 +1,111 @@
+"""A causal Transformer over item histories (SASRec, Kang & McAuley 2018; DreamRec's guidance).
+
+Histories are left-padded: ``history[b, -1]`` is the newest item and pads (id ``n_items``, an
+extra embedding row) fill the front. Each position attends to itself and to the real items
+before it, never to later positions or to pads, so the output at the last position summarises the
+whole history. An empty history (all pads) gives a finite vector computed from the pad embedding.
+
+==========================  ===================================
+paper                       code
+==========================  ===================================
+item embedding M_i          ``item_embedding.weight[i]``
+positional embedding P_j    ``position_embedding.weight[j]``
+self-attention blocks b     ``blocks`` (``heads``, ``ff_dim``)
+F_n (last position)         ``HistoryEncoder.forward``
+==========================  ===================================
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["HistoryEncoder", "attention_mask"]
+
+
+def attention_mask(is_pad: torch.Tensor, heads: int) -> torch.Tensor:
+    """Boolean ``[batch * heads, L, L]`` mask, True where attention is *not* allowed.
+
+    Query i may attend key j when j <= i and key j is a real item, and always to itself (so no
+    row is fully masked: a pad query then only sees itself, and nothing reads its output).
+    """
+    length = is_pad.shape[1]
+    future = torch.ones(length, length, dtype=torch.bool, device=is_pad.device).triu(1)
+    self_only = torch.eye(length, dtype=torch.bool, device=is_pad.device)
+    blocked = future | (is_pad[:, None, :] & ~self_only)
+    return blocked.repeat_interleave(heads, dim=0)
+
+
+class HistoryEncoder(nn.Module):
+    """Item embeddings + learned positions + causal self-attention blocks; returns the last state.
+
+    Args:
+        n_items: catalogue size; the embedding table has one more row, the pad.
+        dim: embedding and hidden size.
+        max_len: the longest history (positions embedded).
+        blocks: number of self-attention blocks.
+        heads: attention heads (must divide ``dim``).
+        dropout: dropout on embeddings, attention and feed-forward outputs.
+        ff_dim: feed-forward width (default ``dim``, as SASRec).
+        embedding_std: initial std of the item embeddings (DreamRec diffuses them, so their
+            scale against the unit noise matters: it uses 1).
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        dim: int,
+        max_len: int,
+        blocks: int = 1,
+        heads: int = 1,
+        dropout: float = 0.1,
+        ff_dim: int | None = None,
+        embedding_std: float | None = None,
+    ) -> None:
+        super().__init__()
+        if n_items < 1 or dim < 1 or max_len < 1 or blocks < 0 or heads < 1:
+            raise ValueError(
+                "n_items, dim, max_len and heads must be >= 1 and blocks >= 0, got "
+                f"{n_items}, {dim}, {max_len}, {heads}, {blocks}"
+            )
+        if dim % heads:
+            raise ValueError(f"heads ({heads}) must divide dim ({dim})")
+        self.n_items, self.dim, self.max_len, self.heads = n_items, dim, max_len, heads
+        self.pad_id = n_items
+        self.item_embedding = nn.Embedding(n_items + 1, dim)
+        self.position_embedding = nn.Embedding(max_len, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(
+                dim,
+                heads,
+                dim_feedforward=ff_dim or dim,
+                dropout=dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(blocks)
+        )
+        self.norm = nn.LayerNorm(dim)
+        nn.init.normal_(self.item_embedding.weight, std=embedding_std or dim**-0.5)
+        nn.init.normal_(self.position_embedding.weight, std=dim**-0.5)
+
+    @property
+    def items(self) -> torch.Tensor:
+        """The ``[n_items, dim]`` item embeddings (without the pad row)."""
+        return self.item_embedding.weight[: self.n_items]
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        """``[batch, dim]`` summary of left-padded ``[batch, L]`` histories (L <= max_len)."""
+        length = history.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"histories of length {length} exceed max_len {self.max_len}")
+        positions = torch.arange(self.max_len - length, self.max_len, device=history.device)
+        x = self.item_embedding(history) + self.position_embedding(positions)
+        x = self.dropout(x)
+        if self.blocks:
+            mask = attention_mask(history == self.pad_id, self.heads)
+            for block in self.blocks:
+                x = block(x, src_mask=mask)
+        return self.norm(x[:, -1])

@@ -1,0 +1,123 @@
+"""The run of a next-item model (SASRec, DreamRec): examples -> fit -> valid/test -> files.
+
+It writes the same run directory as the user-row models (see :mod:`recdiff.train.run`), with the
+sequence data inference needs under ``data/``::
+
+    data/items.json         item vocabulary
+    data/users.json         user vocabulary      (when the data has users)
+    data/sequences.npz      users' full sequences (indptr, items; oldest first)
+    test_per_example.npz    per-example test metrics (for paired significance tests)
+
+The epoch is selected on validation only; test is ranked once, after training. Diffusion models
+sample with a generator seeded by ``model.sample_seed`` at every evaluation pass, so re-evaluating
+a checkpoint gives the same metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recdiff.atomic import atomic_path, atomic_write_text
+from recdiff.config.models import build_model
+from recdiff.config.schema import RunConfig
+from recdiff.data.sequences import SequenceDataset, UserSequences
+from recdiff.eval.evaluator import EvalResult
+from recdiff.eval.next_item import evaluate_next_item
+from recdiff.models.sequential import SequentialRecommender
+from recdiff.train.datasets import load_sequences
+
+__all__ = ["evaluate_sequential", "run_sequential_into"]
+
+
+def evaluate_sequential(
+    model: SequentialRecommender,
+    data: SequenceDataset,
+    config: RunConfig,
+    splits: tuple[str, ...] = ("valid", "test"),
+) -> dict[str, EvalResult]:
+    """Full-ranking metrics of ``model`` on the named splits of (left-padded) ``data``."""
+    seed = getattr(model.config, "sample_seed", 0)
+    results = {}
+    for split in splits:
+        generator = torch.Generator().manual_seed(seed)
+
+        def score(history, lengths, generator=generator):
+            return model.score(history, lengths, generator=generator)
+
+        results[split] = evaluate_next_item(
+            score,
+            getattr(data, split),
+            data.n_items,
+            ks=config.eval.ks,
+            metrics=config.eval.metrics,
+            batch_size=config.eval.batch_size,
+            progress=config.train.progress,
+        )
+    return results
+
+
+def run_sequential_into(
+    config: RunConfig, work: Path, log
+) -> tuple[dict[str, Any], SequentialRecommender]:
+    """Train and evaluate as configured, writing into the run folder ``work``."""
+    started = time.perf_counter()
+    data, sequences = load_sequences(config.data)
+    data = data.with_layout("left")
+    model = build_model(config.model.name, config.model.params(), config.train)
+
+    def evaluate(_score) -> dict[str, dict[str, float]]:
+        return {"valid": evaluate_sequential(model, data, config, ("valid",))["valid"].means}
+
+    fit_start = time.perf_counter()
+    model.fit(data, evaluate=evaluate if len(data.valid) else None, on_event=log)
+    fit_seconds = time.perf_counter() - fit_start
+    eval_start = time.perf_counter()
+    final = evaluate_sequential(model, data, config)
+    valid, test = final["valid"].means, final["test"].means
+    trained = model.result
+    metrics = {
+        "name": config.name,
+        "model": config.model.name,
+        "averaging": config.eval.averaging,
+        "valid": valid,
+        "test": test,
+        # one target per example: both averagings agree
+        "by_averaging": {a: {"valid": valid, "test": test} for a in ("all_users", "test_users")},
+        "best_epoch": trained.best_epoch if trained else None,
+        "epochs_run": trained.epochs_run if trained else None,
+        "seconds": {
+            "fit": fit_seconds,
+            "final_eval": time.perf_counter() - eval_start,
+            "total": time.perf_counter() - started,
+        },
+        "data": {
+            "n_users": len(sequences.users) if sequences is not None else None,
+            "n_items": data.n_items,
+            "train": len(data.train),
+            "valid": len(data.valid),
+            "test": len(data.test),
+            "max_len": data.max_len,
+        },
+    }
+    model.save(work / "model")
+    _save_sequence_data(work / "data", data, sequences)
+    with atomic_path(work / "test_per_example.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **final["test"].per_user)
+    return metrics, model
+
+
+def _save_sequence_data(
+    folder: Path, data: SequenceDataset, sequences: UserSequences | None
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "items.json", data.items.to_json())
+    if sequences is None:
+        return
+    atomic_write_text(folder / "users.json", sequences.users.to_json())
+    with atomic_path(folder / "sequences.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, indptr=sequences.indptr, items=sequences.item_idx)

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from recdiff.nn.sequence import HistoryEncoder, attention_mask
+
+
+def test_attention_mask_hand_case():
+    # one history [pad, a, b]: query 0 (pad) sees only itself; 1 sees itself; 2 sees 1 and 2
+    mask = attention_mask(torch.tensor([[True, False, False]]), heads=1)[0]
+    allowed = ~mask
+    assert allowed.tolist() == [
+        [True, False, False],
+        [False, True, False],
+        [False, True, True],
+    ]
+
+
+def test_attention_mask_repeats_per_head():
+    mask = attention_mask(torch.tensor([[False, False], [True, False]]), heads=3)
+    assert mask.shape == (6, 2, 2)
+    assert torch.equal(mask[0], mask[2]) and torch.equal(mask[3], mask[5])
+    assert not torch.equal(mask[0], mask[3])
+
+
+@pytest.fixture
+def encoder():
+    torch.manual_seed(0)
+    return HistoryEncoder(n_items=20, dim=8, max_len=5, blocks=2, heads=2, dropout=0.0).eval()
+
+
+def test_output_depends_on_items_not_on_extra_padding(encoder):
+    pad = encoder.pad_id
+    long = torch.tensor([[pad, pad, pad, 3, 7]])
+    short = torch.tensor([[pad, 3, 7]])  # same items at the same (end-anchored) positions
+    assert torch.allclose(encoder(long), encoder(short), atol=1e-6)
+
+
+def test_pad_embedding_does_not_leak_into_real_histories(encoder):
+    pad = encoder.pad_id
+    history = torch.tensor([[pad, pad, 1, 2, 3]])
+    before = encoder(history)
+    with torch.no_grad():
+        encoder.item_embedding.weight[pad] += 5.0
+    assert torch.allclose(encoder(history), before, atol=1e-6)
+
+
+def test_order_matters_and_empty_history_is_finite(encoder):
+    pad = encoder.pad_id
+    a = encoder(torch.tensor([[pad, pad, pad, 1, 2]]))
+    b = encoder(torch.tensor([[pad, pad, pad, 2, 1]]))
+    assert not torch.allclose(a, b)
+    empty = encoder(torch.full((2, 5), pad))
+    assert torch.isfinite(empty).all()
+
+
+def test_invalid_settings_and_lengths():
+    with pytest.raises(ValueError, match="must divide"):
+        HistoryEncoder(10, dim=6, max_len=4, heads=4)
+    encoder = HistoryEncoder(10, dim=4, max_len=3)
+    with pytest.raises(ValueError, match="exceed max_len"):
+        encoder(torch.zeros(1, 4, dtype=torch.long))
