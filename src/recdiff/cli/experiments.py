@@ -1,0 +1,164 @@
+"""``recdiff tune | experiment``: hyper-parameter search and multi-seed comparisons."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recdiff.config import ConfigError, load_config
+
+__all__ = ["register"]
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a setting, e.g. --set train.epochs=5 (repeatable)."),
+]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=code)
+
+
+def _interrupted() -> None:
+    _fail("interrupted; run the same command again to continue where it stopped", code=130)
+
+
+def tune(
+    config: Annotated[str, typer.Argument(help="The base config: a preset name or a YAML file.")],
+    space: Annotated[
+        str, typer.Option(help="A shipped search space (e.g. diffrec-paper) or a YAML file.")
+    ],
+    trials: Annotated[
+        int,
+        typer.Option(min=1, help="Finished (completed or pruned) trials the study should hold."),
+    ] = 20,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: tuning/<config name>).")
+    ] = None,
+    metric: Annotated[
+        str, typer.Option(help="Validation metric to maximise, e.g. valid/recall@20.")
+    ] = "valid/recall@20",
+    seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=1, help="Start no new trial after this many seconds of this call."),
+    ] = None,
+    prune: Annotated[
+        bool, typer.Option(help="Stop trials below the median of earlier ones at the same epoch.")
+    ] = True,
+    warmup_epochs: Annotated[
+        int, typer.Option(min=0, help="Epochs of a trial before it may be pruned.")
+    ] = 0,
+    overrides: SetOption = None,
+) -> None:
+    """Search hyper-parameters with Optuna, selected on validation; writes OUT/best.yaml.
+
+    The study lives in OUT/study.db: the same command run again continues it (a larger
+    --trials extends it).
+    """
+    from recdiff.experiments.space import load_space
+    from recdiff.experiments.tune import tune as run_search
+
+    sets = list(overrides or [])
+    try:
+        base = load_config(config, sets)
+        search_space = load_space(space)
+        folder = out or Path("tuning") / base.name
+        command = shlex.join(
+            ["recdiff", "tune", config, "--space", space, "--metric", metric, "--seed", str(seed)]
+            + [part for item in sets for part in ("--set", item)]
+        )
+        typer.echo(f"searching {len(search_space.params)} settings; study {folder / 'study.db'}")
+        result = run_search(
+            base,
+            search_space,
+            trials,
+            folder,
+            metric=metric,
+            seed=seed,
+            timeout=timeout,
+            prune=prune,
+            warmup_epochs=warmup_epochs,
+            report=typer.echo,
+            command=command,
+        )
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _interrupted()
+    counts = result.counts
+    typer.echo(
+        f"study {folder / 'study.db'}: {counts['complete']} complete, {counts['pruned']} pruned, "
+        f"{counts['invalid']} invalid (skipped)"
+        + (f", {counts['fail']} failed" if counts["fail"] else "")
+        + (f", {counts['running']} left running" if counts["running"] else "")
+    )
+    typer.echo(f"trials: {result.trials_path}")
+    if result.best_number is None:
+        typer.echo("no trial completed yet: nothing to select")
+        return
+    typer.echo(f"best trial {result.best_number}: valid/{result.metric} {result.best_value:.4f}")
+    for key, value in (result.best_settings or {}).items():
+        typer.echo(f"  {key} = {value}")
+    typer.echo(f"best config: {result.best_path}")
+    typer.echo(f"next: recdiff experiment {result.best_path} {config} --seeds 5")
+
+
+def experiment(
+    configs: Annotated[
+        list[str], typer.Argument(help="Presets or YAML files to compare (baselines included).")
+    ],
+    seeds: Annotated[int, typer.Option(min=1, help="Train each config with seeds 1..N.")] = 5,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: experiments/<config names>).")
+    ] = None,
+    overrides: SetOption = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Runs trained at once (processes).")] = 1,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            help="Picks the best baseline on validation and is tested per user on test "
+            "(default: the first config's train.metric, e.g. recall@20)."
+        ),
+    ] = None,
+    test: Annotated[str, typer.Option(help="Paired test: wilcoxon or ttest.")] = "wilcoxon",
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train configs over seeds; write OUT/results.csv and OUT/results.md (mean ± std, p-values).
+
+    --set applies to every config. Run again to continue an interrupted experiment.
+    """
+    from recdiff.experiments.experiment import label_configs, run_experiment
+
+    if test not in ("wilcoxon", "ttest"):
+        _fail(f"--test must be wilcoxon or ttest, got {test!r}")
+    try:
+        loaded = [load_config(c, list(overrides or [])) for c in configs]
+        labels = [label for label, _ in label_configs(loaded)]
+        folder = out or Path("experiments") / "_".join(labels)[:100]
+        result = run_experiment(
+            loaded,
+            seeds,
+            folder,
+            jobs=jobs,
+            metric=metric.removeprefix("valid/") if metric else None,
+            test=test,
+            progress=not quiet,
+            report=typer.echo,
+        )
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _interrupted()
+    typer.echo("")
+    typer.echo(result.markdown)
+    typer.echo(f"wrote {result.csv_path} and {result.md_path}")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (tune, experiment):
+        app.command()(command)

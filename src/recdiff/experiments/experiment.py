@@ -1,0 +1,269 @@
+"""Multi-seed experiments: each config trained with ``train.seed = 1..N``, compared on test.
+
+Output folder::
+
+    runs/                       the run directories (``recdiff train``'s layout)
+    records/LABEL/seed-S.json   the run's valid/test means, its directory and its config
+    records/LABEL/seed-S.npz    per-user test metrics (NaN: user without test items)
+    results.csv                 one row per config and seed: valid and test metrics
+    results.md                  mean ± std per config; paired tests against the best baseline
+
+A config's label is its ``name`` (made unique with a suffix). Re-running the same command skips
+the (config, seed) pairs whose record exists with the same resolved config, so an interrupted
+experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recdiff.atomic import atomic_path, atomic_write_text
+from recdiff.config.loading import ConfigError
+from recdiff.config.schema import RunConfig
+
+__all__ = [
+    "BASELINE_MODELS",
+    "ExperimentError",
+    "ExperimentResult",
+    "SeedRecord",
+    "label_configs",
+    "results_table",
+    "run_experiment",
+]
+
+#: Models that count as baselines when picking the one the others are tested against.
+BASELINE_MODELS = frozenset({"popularity", "ease", "multvae", "sasrec"})
+
+
+class ExperimentError(ConfigError):
+    """An experiment that cannot run as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class SeedRecord:
+    """One trained (config, seed): its means, where it lives, and its per-user test values."""
+
+    label: str
+    model: str
+    seed: int
+    run_dir: str
+    valid: dict[str, float]
+    test: dict[str, float]
+    per_user_path: str | None = None
+    per_user_error: str | None = None
+    per_user_gap: float = 0.0
+
+    def per_user(self) -> dict[str, np.ndarray] | None:
+        """Per-user test metrics, or None when they could not be computed for this model."""
+        if self.per_user_path is None:
+            return None
+        with np.load(self.per_user_path) as data:
+            return {name: data[name] for name in data.files}
+
+
+@dataclass
+class ExperimentResult:
+    """The records of every run and the written tables."""
+
+    out: Path
+    records: list[SeedRecord]
+    csv_path: Path
+    md_path: Path
+    markdown: str
+    best_baseline: str | None = None
+    tests: dict[str, Any] = field(default_factory=dict)
+
+
+def label_configs(configs: Sequence[RunConfig]) -> list[tuple[str, RunConfig]]:
+    """Pair each config with a unique label: its name, then ``name-2``, ``name-3``..."""
+    labelled, used = [], set()
+    for config in configs:
+        label, n = config.name, 1
+        while label in used:
+            n += 1
+            label = f"{config.name}-{n}"
+        used.add(label)
+        labelled.append((label, config))
+    return labelled
+
+
+def _seeded(config: RunConfig, label: str, seed: int) -> dict[str, Any]:
+    raw = config.model_dump(mode="json")
+    raw["name"] = f"{label}-seed{seed}"
+    raw["train"]["seed"] = seed
+    return json.loads(json.dumps(raw))  # as it reads back from a record
+
+
+def _record_paths(out: Path, label: str, seed: int) -> tuple[Path, Path]:
+    folder = out / "records" / label
+    return folder / f"seed-{seed}.json", folder / f"seed-{seed}.npz"
+
+
+def _load_record(path: Path) -> SeedRecord:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.pop("config")
+    return SeedRecord(**data)
+
+
+def _run_one(task: dict[str, Any]) -> dict[str, Any]:
+    """Train one (config, seed), score its users on test, write its record (a process-pool job)."""
+    if task["threads"]:
+        import torch
+
+        torch.set_num_threads(task["threads"])
+    from recdiff.experiments.per_user import check_against_run, per_user_test_metrics
+    from recdiff.train.run import run_training
+
+    config = RunConfig.model_validate(task["config"])
+    out = Path(task["out"])
+    json_path, npz_path = _record_paths(out, task["label"], config.train.seed)
+    result = run_training(config, out / "runs", progress=task["progress"])
+    record: dict[str, Any] = {
+        "label": task["label"],
+        "model": config.model.name,
+        "seed": config.train.seed,
+        "run_dir": str(result.directory),
+        "valid": result.metrics["valid"],
+        "test": result.metrics["test"],
+    }
+    try:
+        per_user = per_user_test_metrics(result.model, config)
+    except NotImplementedError as error:
+        record["per_user_error"] = str(error)
+    else:
+        npz_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(npz_path) as tmp, tmp.open("wb") as fh:
+            np.savez_compressed(fh, **per_user)
+        record["per_user_path"] = str(npz_path)
+        record["per_user_gap"] = check_against_run(per_user, result.metrics)
+    atomic_write_text(json_path, json.dumps({**record, "config": task["config"]}, indent=2))
+    return record
+
+
+def _existing(json_path: Path, config: dict[str, Any]) -> SeedRecord | None:
+    if not json_path.is_file():
+        return None
+    data = json.loads(json_path.read_text(encoding="utf-8"))
+    if data.get("config") != config:
+        return None
+    path = data.get("per_user_path")
+    if path is not None and not Path(path).is_file():
+        return None
+    return _load_record(json_path)
+
+
+def run_experiment(
+    configs: Sequence[RunConfig],
+    seeds: int | Sequence[int],
+    out: str | Path,
+    jobs: int = 1,
+    metric: str | None = None,
+    test: str = "wilcoxon",
+    progress: bool = False,
+    report: Callable[[str], None] | None = None,
+) -> ExperimentResult:
+    """Train every config with each seed (``seeds`` = N means 1..N), then write results.csv and
+    results.md. ``metric`` (default: the first config's ``train.metric``) picks the best baseline
+    on validation and is the per-user test metric of the paired tests (``test``: wilcoxon or
+    ttest). ``jobs > 1`` trains in that many processes, each with a share of the CPU threads."""
+    from recdiff.experiments.report import render_markdown
+
+    report = report or (lambda line: None)
+    if not configs:
+        raise ExperimentError("give at least one config")
+    if jobs < 1:
+        raise ExperimentError(f"jobs must be at least 1, got {jobs}")
+    seed_list = list(range(1, seeds + 1)) if isinstance(seeds, int) else list(seeds)
+    if not seed_list:
+        raise ExperimentError("give at least one seed")
+    metric = metric or configs[0].train.metric
+    labelled = label_configs(configs)
+    for label, config in labelled:
+        kind, _, k = metric.partition("@")
+        if kind not in config.eval.metrics or not k.isdigit() or int(k) not in config.eval.ks:
+            raise ExperimentError(
+                f"metric {metric!r} is not computed by config {label!r} (eval.metrics "
+                f"{config.eval.metrics}, eval.ks {config.eval.ks}); pick one all configs compute"
+            )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    records: dict[tuple[str, int], SeedRecord] = {}
+    tasks = []
+    for label, config in labelled:
+        for seed in seed_list:
+            raw = _seeded(config, label, seed)
+            done = _existing(_record_paths(out, label, seed)[0], raw)
+            if done is not None:
+                records[label, seed] = done
+                report(f"{label} seed {seed}: done before ({done.run_dir})")
+                continue
+            tasks.append(
+                {
+                    "config": raw,
+                    "label": label,
+                    "out": str(out),
+                    "threads": threads,
+                    "progress": progress and jobs == 1,
+                }
+            )
+    if jobs == 1:
+        finished = (_run_one(task) for task in tasks)
+        _collect(finished, records, metric, report)
+    else:
+        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            _collect(pool.map(_run_one, tasks), records, metric, report)
+    ordered = [records[label, seed] for label, _ in labelled for seed in seed_list]
+    csv_path, md_path = out / "results.csv", out / "results.md"
+    atomic_write_text(csv_path, results_table(ordered))
+    markdown, best, tests = render_markdown(labelled, ordered, metric, test)
+    atomic_write_text(md_path, markdown)
+    return ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests)
+
+
+def _collect(finished, records, metric: str, report: Callable[[str], None]) -> None:
+    for data in finished:
+        record = SeedRecord(**data)
+        records[record.label, record.seed] = record
+        report(
+            f"{record.label} seed {record.seed}: valid {metric} {record.valid[metric]:.4f}, "
+            f"test {metric} {record.test[metric]:.4f} ({record.run_dir})"
+        )
+
+
+def results_table(records: Sequence[SeedRecord]) -> str:
+    """CSV text: label, model, seed, run_dir, then valid/* and test/* metrics."""
+    names: list[str] = []
+    for record in records:
+        for split in ("valid", "test"):
+            for name in getattr(record, split):
+                if f"{split}/{name}" not in names:
+                    names.append(f"{split}/{name}")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["label", "model", "seed", "run_dir", *names])
+    for record in records:
+        values = {f"valid/{k}": v for k, v in record.valid.items()}
+        values.update({f"test/{k}": v for k, v in record.test.items()})
+        writer.writerow(
+            [
+                record.label,
+                record.model,
+                record.seed,
+                record.run_dir,
+                *(repr(float(values[n])) if n in values else "" for n in names),
+            ]
+        )
+    return buffer.getvalue()

@@ -1,0 +1,335 @@
+"""Search spaces: which settings a hyper-parameter search varies, and over what values.
+
+A space file is YAML mapping dotted setting paths (as in ``--set``) to distributions::
+
+    train.lr: {type: float, low: 1e-5, high: 1e-3, log: true}
+    model.hidden_dims: {type: categorical, choices: [[300], [600, 200, 600], [1000]]}
+    model.diffusion.steps: {type: int, low: 2, high: 100, log: true}
+    model.diffusion.inference_noise_steps:
+      {type: categorical, choices: [0, 0.25, 0.5], fraction_of: model.diffusion.steps}
+
+``fraction_of`` makes a setting a fraction of another integer setting, rounded down (DiffRec's
+T' in {0, T/4, T/2}). Shipped spaces live in ``recdiff/config/spaces`` and are named like presets.
+Optuna's categorical parameters hold only None/bool/int/float/str, so choices that are lists or
+mappings are stored in the study as JSON text and decoded back when applied.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from recdiff.config.loading import ConfigError
+
+__all__ = [
+    "CategoricalParam",
+    "FloatParam",
+    "IntParam",
+    "SearchSpace",
+    "SpaceError",
+    "get_dotted",
+    "list_spaces",
+    "load_space",
+    "set_dotted",
+]
+
+_KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_PRIMITIVES = (type(None), bool, int, float, str)
+
+
+class SpaceError(ConfigError):
+    """A search space that cannot be used; the message names the key and what to change."""
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML reads ``1e-5`` (no dot) as a string; a space file means the number."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+class FloatParam(BaseModel):
+    """A real-valued setting drawn from [low, high] (log-uniform if ``log``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["float"]
+    low: float = Field(description="smallest value")
+    high: float = Field(description="largest value")
+    log: bool = Field(False, description="sample on a log scale (learning rates, noise scales)")
+    step: float | None = Field(None, gt=0, description="discretisation step (not with log)")
+    fraction_of: str | None = Field(None, description="the value times this integer setting")
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatParam:
+        _check_range(self.low, self.high)
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0, got low={self.low}")
+        if self.log and self.step is not None:
+            raise ValueError("step cannot be combined with log: true; drop one of them")
+        return self
+
+    def candidates(self) -> list[Any]:
+        """A few values across the range (to check that the key can be set at all)."""
+        middle = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
+        return [self.low, middle, self.high]
+
+
+class IntParam(BaseModel):
+    """An integer setting drawn from [low, high] (log-uniform if ``log``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["int"]
+    low: int = Field(description="smallest value")
+    high: int = Field(description="largest value")
+    log: bool = Field(False, description="sample on a log scale (e.g. diffusion steps)")
+    step: int = Field(1, ge=1, description="spacing of the values (1 with log)")
+
+    @model_validator(mode="after")
+    def _check(self) -> IntParam:
+        _check_range(self.low, self.high)
+        if self.log and self.low < 1:
+            raise ValueError(f"log: true needs low >= 1, got low={self.low}")
+        if self.log and self.step != 1:
+            raise ValueError("step cannot be combined with log: true; drop one of them")
+        return self
+
+    def candidates(self) -> list[Any]:
+        return [self.low, self.high]
+
+
+class CategoricalParam(BaseModel):
+    """A setting taking one of listed values (numbers, strings, lists such as hidden sizes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["categorical"]
+    choices: list[Any] = Field(min_length=1, description="the values to choose from")
+    fraction_of: str | None = Field(None, description="each choice times this integer setting")
+
+    @model_validator(mode="after")
+    def _check(self) -> CategoricalParam:
+        texts = [json.dumps(c, sort_keys=True) for c in self.choices]
+        repeated = sorted({t for t in texts if texts.count(t) > 1})
+        if repeated:
+            raise ValueError(f"choices must be distinct; repeated: {', '.join(repeated)}")
+        return self
+
+    @property
+    def encoded(self) -> bool:
+        """Whether optuna stores the choices as JSON text (some are lists or mappings)."""
+        return not all(isinstance(c, _PRIMITIVES) for c in self.choices)
+
+    def optuna_choices(self) -> list[Any]:
+        return [json.dumps(c) for c in self.choices] if self.encoded else list(self.choices)
+
+    def candidates(self) -> list[Any]:
+        return self.optuna_choices()
+
+
+def _check_range(low: float, high: float) -> None:
+    if not low < high:
+        raise ValueError(f"low ({low}) must be smaller than high ({high})")
+
+
+Parameter = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+_SPACE = TypeAdapter(dict[str, Parameter])
+
+
+def _explain(error: dict[str, Any]) -> str:
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        got = error.get("input", {}).get("type") if isinstance(error.get("input"), dict) else None
+        return f"type must be float, int or categorical (got {got!r})"
+    where = ".".join(str(p) for p in error["loc"][2:])  # past the key and the type tag
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Dotted setting path -> distribution, in file order."""
+
+    params: dict[str, FloatParam | IntParam | CategoricalParam]
+    source: str = "<space>"
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<space>") -> SearchSpace:
+        """Validate a mapping of dotted keys to distributions; errors name the key."""
+        if not isinstance(data, dict) or not data:
+            raise SpaceError(
+                f"{source} must map setting paths to distributions, e.g. "
+                "'train.lr: {type: float, low: 1e-5, high: 1e-3, log: true}'"
+            )
+        bad = [str(k) for k in data if not isinstance(k, str) or not _KEY.match(k)]
+        if bad:
+            raise SpaceError(f"{source}: {bad} are not dotted setting paths like model.dropout")
+        for key, spec in data.items():
+            if not isinstance(spec, dict):
+                raise SpaceError(
+                    f"{source}: key {key!r} must be a mapping like {{type: float, low: .., "
+                    f"high: ..}}, got {spec!r}"
+                )
+        try:
+            params = _SPACE.validate_python(data)
+        except ValidationError as error:
+            lines = [f"  {e['loc'][0]}: {_explain(e)}" for e in error.errors()]
+            raise SpaceError(f"invalid search space {source}:\n" + "\n".join(lines)) from None
+        for key, param in params.items():
+            target = getattr(param, "fraction_of", None)
+            if target is None:
+                continue
+            if target == key:
+                raise SpaceError(f"{source}: key {key!r} cannot be a fraction of itself")
+            if getattr(params.get(target), "fraction_of", None):
+                raise SpaceError(
+                    f"{source}: key {key!r} is a fraction of {target!r}, which is itself a "
+                    "fraction; point fraction_of at a plain setting"
+                )
+        return cls(dict(params), source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: p.model_dump(exclude_none=True) for k, p in self.params.items()}
+
+    # ------------------------------------------------------------------- sampling
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Ask an optuna trial for every parameter; returns optuna's (encoded) values."""
+        values = {}
+        for key, p in self.params.items():
+            if isinstance(p, FloatParam):
+                values[key] = trial.suggest_float(key, p.low, p.high, log=p.log, step=p.step)
+            elif isinstance(p, IntParam):
+                values[key] = trial.suggest_int(key, p.low, p.high, log=p.log, step=p.step)
+            else:
+                values[key] = trial.suggest_categorical(key, p.optuna_choices())
+        return values
+
+    def settings(self, values: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+        """Setting path -> value to apply: JSON choices decoded, fractions resolved against
+        the other sampled values or, for settings outside the space, the ``base`` config."""
+        decoded = {}
+        for key, p in self.params.items():
+            value = values[key]
+            if isinstance(p, CategoricalParam) and p.encoded:
+                value = json.loads(value)
+            decoded[key] = value
+        for key, p in self.params.items():
+            target = getattr(p, "fraction_of", None)
+            if target is None:
+                continue
+            try:
+                whole = decoded[target] if target in decoded else get_dotted(base, target)
+            except KeyError:
+                raise SpaceError(
+                    f"{self.source}: key {key!r} is a fraction of {target!r}, which is neither "
+                    "in the space nor in the config: add it to one of them"
+                ) from None
+            if isinstance(whole, bool) or not isinstance(whole, int):
+                raise SpaceError(
+                    f"{self.source}: key {key!r} is a fraction of {target!r}, which must be an "
+                    f"integer setting; it is {whole!r}"
+                )
+            decoded[key] = math.floor(float(decoded[key]) * whole)
+        return decoded
+
+    def check_against(
+        self, base: dict[str, Any], lookup: dict[str, Any], validate: Callable[[dict], Any]
+    ) -> None:
+        """Fail early on a key that no value of its range can set in ``base`` (a typo, or a
+        setting of another model). ``lookup`` resolves ``fraction_of`` references (the config
+        with defaults filled in); ``validate(raw)`` raises ValueError for an invalid config."""
+        for key, p in self.params.items():
+            errors = []
+            for candidate in p.candidates():
+                values = {k: _first(q) for k, q in self.params.items()}
+                values[key] = candidate
+                raw = copy.deepcopy(base)
+                try:
+                    settings = self.settings(values, lookup)
+                    for k in (key, getattr(p, "fraction_of", None)):
+                        if k in settings:
+                            set_dotted(raw, k, settings[k])
+                    validate(raw)
+                    break
+                except ValueError as error:
+                    errors.append(str(error))
+            else:
+                raise SpaceError(
+                    f"{self.source}: no value of key {key!r} gives a valid config (is the path "
+                    f"right for this model?): {errors[-1]}"
+                )
+
+
+def _first(param: FloatParam | IntParam | CategoricalParam) -> Any:
+    if isinstance(param, CategoricalParam):
+        return param.optuna_choices()[0]
+    return param.low
+
+
+def get_dotted(config: dict[str, Any], key: str) -> Any:
+    """The value at ``a.b.c`` in a nested dict; KeyError names the missing part."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"setting {key!r} is not in the config ({part!r} missing)")
+        node = node[part]
+    return node
+
+
+def set_dotted(config: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict in place, creating sections as needed."""
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise SpaceError(f"cannot set {key!r}: {part!r} is a value, not a section")
+        node = child
+    node[leaf] = copy.deepcopy(value)
+
+
+def _spaces_folder():
+    return resources.files("recdiff.config") / "spaces"
+
+
+def list_spaces() -> list[str]:
+    """Names of the shipped search spaces (``recdiff tune CONFIG --space NAME``)."""
+    return sorted(
+        p.name[: -len(".yaml")] for p in _spaces_folder().iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def load_space(name_or_path: str | Path) -> SearchSpace:
+    """A shipped space by name, or a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in {".yaml", ".yml"} or path.exists():
+        if not path.is_file():
+            raise SpaceError(f"search space file {path} not found")
+        text, source = path.read_text(encoding="utf-8"), str(path)
+    elif str(name_or_path) in list_spaces():
+        text = (_spaces_folder() / f"{name_or_path}.yaml").read_text(encoding="utf-8")
+        source = f"space {name_or_path}"
+    else:
+        raise SpaceError(
+            f"{str(name_or_path)!r} is neither a space file nor a shipped space; shipped: "
+            f"{list_spaces()}"
+        )
+    try:
+        data = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
+    except yaml.YAMLError as error:
+        raise SpaceError(f"{source} is not valid YAML: {error}") from None
+    return SearchSpace.from_dict(data, source)

@@ -1,0 +1,439 @@
+"""Hyper-parameter search with Optuna, selected on a validation metric only.
+
+Each trial samples settings from a :class:`~recdiff.experiments.space.SearchSpace`, applies them
+to the base config (re-validated: a combination such as ``noise_min >= noise_max`` is skipped
+as INVALID with the reason, and the search goes on), and trains with
+:func:`recdiff.train.run.run_training`. Every validation evaluation during training is reported to
+the trial, and a median pruner stops trials that fall below the median of earlier trials at the
+same epoch. The trial's value is the run's validation metric at its selected epoch; test metrics
+are recorded for the report but never read for choosing.
+
+``trials`` counts completed and pruned trials only. A trial that raises (e.g. out of memory)
+stops the search, marked FAIL; a trial whose process was killed stays RUNNING. Neither counts,
+and the same command continues the search.
+
+Output folder (re-running the same command continues the study)::
+
+    study.db     the Optuna study (SQLite, study name "recdiff-tune")
+    runs/        one run directory per completed trial (other trials leave none)
+    trials.csv   every trial: state, validation metric, sampled settings, run directory
+    best.yaml    the best trial's full config as a preset: ``recdiff train OUT/best.yaml``
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import logging
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from recdiff.atomic import atomic_write_text
+from recdiff.config.loading import ConfigError
+from recdiff.config.schema import RunConfig
+from recdiff.experiments.space import SearchSpace, set_dotted
+
+__all__ = [
+    "STUDY_NAME",
+    "PruningReporter",
+    "TrialConfigError",
+    "TuneError",
+    "TuneResult",
+    "import_optuna",
+    "selection_metric",
+    "trial_config",
+    "tune",
+]
+
+STUDY_NAME = "recdiff-tune"
+#: Invalid trials in a row after which the search gives up (the space hardly fits together).
+MAX_INVALID_STREAK = 25
+
+
+class TuneError(ConfigError):
+    """A search that cannot run as asked; the message says what to change."""
+
+
+class TrialConfigError(ValueError):
+    """The sampled settings make an invalid config (the trial is skipped, the search goes on)."""
+
+
+def import_optuna() -> Any:
+    """Optuna is an optional dependency (the ``tune`` extra)."""
+    try:
+        import optuna
+    except ImportError:
+        raise TuneError(
+            "hyper-parameter search needs optuna: pip install 'recdiff[tune]'"
+        ) from None
+    return optuna
+
+
+def selection_metric(metric: str, config: RunConfig) -> str:
+    """``valid/recall@20`` -> ``recall@20``; anything but a computed validation metric fails."""
+    split, sep, name = metric.partition("/")
+    if not sep:
+        split, name = "valid", metric
+    if split != "valid":
+        raise TuneError(
+            f"metric {metric!r}: the search selects on validation only; use valid/{name}"
+        )
+    kind, _, k = name.partition("@")
+    if not k.isdigit() or kind not in config.eval.metrics or int(k) not in config.eval.ks:
+        raise TuneError(
+            f"metric {metric!r} is not computed by this config: it evaluates "
+            f"{config.eval.metrics} at {config.eval.ks}; use e.g. valid/recall@20"
+        )
+    return name
+
+
+class PruningReporter:
+    """An ``on_event`` listener: reports each validation evaluation of a run to an Optuna trial
+    and raises ``optuna.TrialPruned`` (which stops the run) when the pruner gives up on it."""
+
+    def __init__(self, trial: Any, metric: str) -> None:
+        self.trial = trial
+        self.key = f"valid/{metric}"
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if record.get("event") != "eval" or self.key not in record:
+            return
+        epoch, value = int(record["epoch"]), float(record[self.key])
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            optuna = import_optuna()
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.key} {value:.4f})")
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem, ``path: message``, without pydantic's links and type tags."""
+    parts = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"])
+        message = _flatten(e["msg"].removeprefix("Value error, "))
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def _flatten(message: str) -> str:
+    """A nested pydantic error text (a model's own settings) as one short line."""
+    message = re.sub(r"\s*\[type=[^\]]*\]", "", message)
+    message = re.sub(r"\s*For further information visit \S+", "", message)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) < 3 or len(lines) % 2 == 0:
+        return " ".join(lines)
+    head = re.sub(r":?\s*\d+ validation errors? for \w+$", "", lines[0])
+    details = [
+        f"{loc}: {text.removeprefix('Value error, ')}"
+        for loc, text in zip(lines[1::2], lines[2::2], strict=True)
+    ]
+    return f"{head}: " + "; ".join(details)
+
+
+def trial_config(base: dict[str, Any], settings: dict[str, Any], name: str) -> RunConfig:
+    """The base config (a ``model_dump``) with ``settings`` applied, validated."""
+    raw = copy.deepcopy(base)
+    for key, value in settings.items():
+        set_dotted(raw, key, value)
+    raw["name"] = name
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise TrialConfigError(_describe(error)) from None
+
+
+def _lookup_view(config: RunConfig) -> dict[str, Any]:
+    """The config with the model's defaults filled in (for ``fraction_of`` references only:
+    trials apply settings to the config as written, so seeds etc. keep their usual source)."""
+    from pydantic import TypeAdapter
+
+    from recdiff.config.models import validate_model_params
+
+    view = config.model_dump(mode="json")
+    settings = validate_model_params(config.model.name, config.model.params())
+    resolved = TypeAdapter(type(settings)).dump_python(settings, mode="json")
+    view["model"] = _merged({"name": config.model.name, **resolved}, view["model"])
+    return view
+
+
+def _merged(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` over ``defaults``, section by section."""
+    out = dict(defaults)
+    for key, value in given.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
+
+
+@dataclass
+class TuneResult:
+    """What the search found; ``best_*`` are None while no trial has completed."""
+
+    out: Path
+    metric: str
+    counts: dict[str, int]
+    best_number: int | None = None
+    best_value: float | None = None
+    best_settings: dict[str, Any] | None = None
+    best_path: Path | None = None
+    trials_path: Path | None = None
+
+
+class _Search:
+    """The objective and the after-trial bookkeeping of one ``tune`` call."""
+
+    def __init__(self, config, space, trials, out, metric, report, header) -> None:
+        self.config, self.space, self.trials, self.out = config, space, trials, out
+        self.metric = metric
+        self.report = report or (lambda line: None)
+        self.header = header
+        self.base = config.model_dump(mode="json")
+        self.base["train"]["progress"] = False
+        self.view = _lookup_view(config)
+        self.invalid_streak: list[str] = []
+
+    def objective(self, trial: Any) -> float:
+        settings = self.space.settings(self.space.suggest(trial), self.view)
+        trial.set_user_attr("settings", settings)
+        try:
+            config = trial_config(self.base, settings, f"{self.config.name}-trial{trial.number}")
+        except TrialConfigError as error:
+            # Pruned, not failed: TPE ranks pruned trials below completed ones, so it learns to
+            # avoid the combination (failed trials it would ignore, and propose again).
+            trial.set_user_attr("invalid", True)
+            trial.set_user_attr("error", str(error))
+            raise import_optuna().TrialPruned(str(error)) from None
+        from recdiff.train.run import run_training
+
+        result = run_training(
+            config,
+            self.out / "runs",
+            progress=False,
+            on_event=PruningReporter(trial, self.metric),
+        )
+        metrics = result.metrics
+        trial.set_user_attr("run_dir", str(result.directory))
+        trial.set_user_attr("best_epoch", metrics.get("best_epoch"))
+        trial.set_user_attr("seconds", round(metrics["seconds"]["total"], 1))
+        trial.set_user_attr("test", metrics["test"].get(self.metric))  # recorded, not selected on
+        return float(metrics["valid"][self.metric])
+
+    def after_trial(self, study: Any, trial: Any) -> None:
+        if trial.user_attrs.get("invalid"):
+            self.invalid_streak.append(trial.user_attrs["error"])
+        else:
+            self.invalid_streak.clear()
+        self.report(_trial_line(trial, self.metric))
+        write_outputs(study, self.space, self.base, self.metric, self.out, self.header)
+        counts = _count(study)
+        if counts["complete"] + counts["pruned"] >= self.trials:
+            study.stop()
+        elif len(self.invalid_streak) >= MAX_INVALID_STREAK:
+            study.stop()
+
+
+def _state(trial: Any) -> str:
+    """COMPLETE, PRUNED, FAIL, RUNNING, WAITING, or INVALID (settings that do not fit)."""
+    return "INVALID" if trial.user_attrs.get("invalid") else trial.state.name
+
+
+def _trial_line(trial: Any, metric: str) -> str:
+    state = _state(trial)
+    settings = ", ".join(f"{k}={v}" for k, v in trial.user_attrs.get("settings", {}).items())
+    if state == "COMPLETE":
+        what = f"valid/{metric} {trial.value:.4f} in {trial.user_attrs.get('seconds')} s"
+    elif state == "PRUNED":
+        what = f"pruned at epoch {trial.last_step}"
+    elif state == "INVALID":
+        what = f"invalid settings, skipped: {trial.user_attrs['error']}"
+    else:
+        what = "failed"
+    return f"trial {trial.number}: {what} ({settings})"
+
+
+def _count(study: Any) -> dict[str, int]:
+    """Trials by state; ``pruned`` excludes the invalid ones (counted apart)."""
+    counts = {"complete": 0, "pruned": 0, "invalid": 0, "fail": 0, "running": 0, "waiting": 0}
+    for trial in study.get_trials(deepcopy=False):
+        counts[_state(trial).lower()] += 1
+    return counts
+
+
+def _sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path.resolve()}"
+
+
+def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, warmup: int):
+    optuna = import_optuna()
+    study = optuna.create_study(
+        study_name=STUDY_NAME,
+        storage=_sqlite_url(out / "study.db"),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from the database
+    stored = study.user_attrs.get("fingerprint")
+    if stored is None:
+        study.set_user_attr("fingerprint", fingerprint)
+    elif stored != fingerprint:
+        differ = [k for k in fingerprint if stored.get(k) != fingerprint[k]]
+        raise TuneError(
+            f"{out / 'study.db'} holds a search with another {' and '.join(differ)}; "
+            "continue it with the same command, or pass a new --out"
+        )
+    n_before = len(study.get_trials(deepcopy=False))
+    # Seeded by the trials already run, so a resumed search does not replay the first samples.
+    study.sampler = optuna.samplers.TPESampler(seed=seed + n_before, n_startup_trials=5)
+    study.pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
+        if prune
+        else optuna.pruners.NopPruner()
+    )
+    return study
+
+
+def tune(
+    config: RunConfig,
+    space: SearchSpace,
+    trials: int,
+    out: str | Path,
+    metric: str = "valid/recall@20",
+    seed: int = 0,
+    timeout: float | None = None,
+    prune: bool = True,
+    warmup_epochs: int = 0,
+    report: Callable[[str], None] | None = None,
+    command: str | None = None,
+) -> TuneResult:
+    """Search ``space`` around ``config`` until the study in ``out`` holds ``trials`` finished
+    (completed or pruned) trials, or ``timeout`` seconds pass; returns the best so far.
+
+    Re-running with the same config, space and metric continues the study (a larger ``trials``
+    extends it). ``report`` receives one line per trial. Pruning starts after 5 trials and,
+    within a trial, after ``warmup_epochs`` epochs.
+    """
+    optuna = import_optuna()
+    if trials < 1:
+        raise TuneError(f"trials must be at least 1, got {trials}")
+    name = selection_metric(metric, config)
+    out = Path(out)
+    search = _Search(config, space, trials, out, name, report, command)
+    space.check_against(search.base, search.view, lambda raw: trial_config(raw, {}, config.name))
+    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = {"config": search.base, "space": space.to_dict(), "metric": name}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(logging.ERROR)  # one line per trial comes from `report`
+    try:
+        study = _open_study(out, fingerprint, seed, prune, warmup_epochs)
+        done = _count(study)
+        if done["complete"] + done["pruned"] < trials:
+            study.optimize(search.objective, timeout=timeout, callbacks=[search.after_trial])
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    write_outputs(study, space, search.base, name, out, command)
+    result = _result(study, space, search.base, name, out)
+    if len(search.invalid_streak) >= MAX_INVALID_STREAK:
+        raise TuneError(
+            f"{len(search.invalid_streak)} trials in a row had invalid settings; the last: "
+            f"{search.invalid_streak[-1]}. Narrow the space so that its values fit together"
+        )
+    return result
+
+
+# --------------------------------------------------------------------------- outputs
+def _best(study: Any) -> Any:
+    optuna = import_optuna()
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return None
+    return max(complete, key=lambda t: (t.value, -t.number))  # ties: the earlier trial
+
+
+def _result(study, space, base, metric, out: Path) -> TuneResult:
+    best = _best(study)
+    result = TuneResult(out, metric, _count(study), trials_path=out / "trials.csv")
+    if best is not None:
+        result.best_number, result.best_value = best.number, best.value
+        result.best_settings = best.user_attrs.get("settings")
+        result.best_path = out / "best.yaml"
+    return result
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    return value
+
+
+def trials_table(study: Any, space: SearchSpace, metric: str) -> str:
+    """CSV text: one row per trial (number, state, valid metric, test metric, settings...)."""
+    keys = list(space.params)
+    columns = [
+        "number",
+        "state",
+        f"valid/{metric}",
+        f"test/{metric}",
+        "pruned_at_epoch",
+        *keys,
+        "best_epoch",
+        "seconds",
+        "run_dir",
+        "error",
+    ]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        settings = attrs.get("settings", {})
+        state = _state(trial)
+        row = [
+            trial.number,
+            state,
+            trial.value if state == "COMPLETE" else None,
+            attrs.get("test") if state == "COMPLETE" else None,
+            trial.last_step if state == "PRUNED" else None,
+            *(settings.get(k) for k in keys),
+            attrs.get("best_epoch"),
+            attrs.get("seconds"),
+            attrs.get("run_dir"),
+            attrs.get("error"),
+        ]
+        writer.writerow([_cell(v) for v in row])
+    return buffer.getvalue()
+
+
+def best_config_yaml(base: dict[str, Any], best: Any, metric: str, header: str | None) -> str:
+    """The best trial's config as preset YAML, with a comment on how it was chosen."""
+    name = f"{base['name']}-tuned"
+    config = trial_config(base, best.user_attrs["settings"], name)
+    data = config.model_dump(mode="json")
+    data["train"]["progress"] = True
+    lines = [
+        f"# {base['name']} tuned on VALIDATION {metric} = {best.value:.4f} (trial {best.number});",
+        "# not a paper setting. Test metrics were not used for choosing.",
+    ]
+    if header:
+        lines.append(f"# search: {header}")
+    return "\n".join(lines) + "\n" + yaml.safe_dump(data, sort_keys=False)
+
+
+def write_outputs(study, space, base, metric: str, out: Path, header: str | None) -> None:
+    """trials.csv always; best.yaml once a trial has completed."""
+    atomic_write_text(out / "trials.csv", trials_table(study, space, metric))
+    best = _best(study)
+    if best is not None:
+        atomic_write_text(out / "best.yaml", best_config_yaml(base, best, metric, header))

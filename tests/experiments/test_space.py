@@ -1,0 +1,135 @@
+"""Search-space files: validation errors that name the key, shipped spaces, sampling and decoding."""
+
+import pytest
+
+from recdiff.config import load_config
+from recdiff.experiments.space import (
+    CategoricalParam,
+    FloatParam,
+    SearchSpace,
+    SpaceError,
+    get_dotted,
+    list_spaces,
+    load_space,
+)
+from recdiff.experiments.tune import trial_config
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("train.lr: {type: uniform, low: 1, high: 2}", ["train.lr", "float, int or categorical"]),
+        ("train.lr: {low: 1, high: 2}", ["train.lr", "float, int or categorical"]),
+        ("train.lr: {type: float, low: 1e-2, high: 1e-3}", ["train.lr", "low (0.01) must be"]),
+        ("model.diffusion.steps: {type: int, low: 5, high: 5}", ["diffusion.steps", "low (5)"]),
+        (
+            "model.hidden_dims: {type: categorical, choices: []}",
+            ["model.hidden_dims", "at least 1"],
+        ),
+        ("train.lr: {type: float, low: 0, high: 1, log: true}", ["train.lr", "low > 0"]),
+        ("train.lr: {type: float, low: 1, high: 2, hgih: 3}", ["train.lr", "hgih"]),
+        ("model.dropout: {type: categorical, choices: [0.1, 0.1]}", ["model.dropout", "distinct"]),
+        ("train.lr: 0.001", ["train.lr", "must be a mapping"]),
+        ("train..lr: {type: float, low: 1, high: 2}", ["train..lr", "dotted setting paths"]),
+        ("", ["must map setting paths"]),
+        ("[1, 2]", ["must map setting paths"]),
+        ("a: {type: categorical, choices: [1], fraction_of: a}", ["'a'", "fraction of itself"]),
+        ("a: [unclosed", ["not valid YAML"]),
+    ],
+)
+def test_invalid_space_files_fail_naming_the_key(tmp_path, text, expected):
+    with pytest.raises(SpaceError) as error:
+        load_space(_write(tmp_path, text))
+    for part in expected:
+        assert part in str(error.value)
+
+
+def test_unknown_space_names_list_the_shipped_ones(tmp_path):
+    with pytest.raises(SpaceError, match="diffrec-paper"):
+        load_space("no-such-space")
+    with pytest.raises(SpaceError, match="not found"):
+        load_space(tmp_path / "missing.yaml")
+
+
+def test_shipped_spaces_load_with_numbers_as_numbers():
+    assert {"diffrec-paper", "dreamrec-paper"} <= set(list_spaces())
+    space = load_space("diffrec-paper")
+    lr = space.params["train.lr"]
+    assert isinstance(lr, FloatParam) and (lr.low, lr.high, lr.log) == (1e-5, 1e-3, True)
+    scale = space.params["model.diffusion.noise_scale"]
+    assert isinstance(scale, CategoricalParam) and scale.choices == [1e-5, 1e-4, 5e-3, 1e-2, 1e-1]
+    assert space.params["model.hidden_dims"].choices == [[300], [600, 200, 600], [1000]]
+    assert space.params["model.diffusion.inference_noise_steps"].fraction_of == (
+        "model.diffusion.steps"
+    )
+
+
+def test_list_choices_reach_optuna_as_text_and_come_back_as_lists():
+    optuna = pytest.importorskip("optuna")
+    space = load_space("diffrec-paper")
+    hidden = space.params["model.hidden_dims"]
+    assert hidden.encoded and hidden.optuna_choices() == ["[300]", "[600, 200, 600]", "[1000]"]
+    fixed = {
+        "train.lr": 3e-4,
+        "model.hidden_dims": "[600, 200, 600]",
+        "model.diffusion.steps": 50,
+        "model.diffusion.noise_scale": 1e-2,
+        "model.diffusion.noise_min": 1e-3,
+        "model.diffusion.noise_max": 1e-2,
+        "model.diffusion.inference_noise_steps": 0.25,
+    }
+    values = space.suggest(optuna.trial.FixedTrial(fixed))
+    base = load_config("diffrec-ml1m").model_dump(mode="json")
+    settings = space.settings(values, base)
+    assert settings["model.hidden_dims"] == [600, 200, 600]
+    assert settings["model.diffusion.inference_noise_steps"] == 12  # floor(0.25 * 50): T/4
+    config = trial_config(base, settings, "trial")
+    assert config.model.params()["hidden_dims"] == [600, 200, 600]
+    assert config.model.params()["diffusion"]["inference_noise_steps"] == 12
+    assert config.train.lr == 3e-4
+
+
+def test_invalid_combinations_are_reported_with_the_reason():
+    base = load_config("demo-diffrec").model_dump(mode="json")
+    settings = {"model.diffusion.noise_min": 1e-2, "model.diffusion.noise_max": 5e-3}
+    with pytest.raises(ValueError, match=r"noise_min .* must be smaller than noise_max"):
+        trial_config(base, settings, "trial")
+
+
+def test_keys_that_fit_no_config_are_caught_before_the_search():
+    space = SearchSpace.from_dict(
+        {"model.diffusion.steps": {"type": "int", "low": 2, "high": 10}}, "test space"
+    )
+    base = load_config("demo-ease").model_dump(mode="json")
+    with pytest.raises(SpaceError, match=r"model\.diffusion\.steps"):
+        space.check_against(base, base, lambda raw: trial_config(raw, {}, "x"))
+    # A key is fine as long as some value of its range fits (noise_max 5e-3 alone would not).
+    diffrec = load_config("demo-diffrec").model_dump(mode="json")
+    fits = SearchSpace.from_dict(
+        {"model.diffusion.noise_max": {"type": "categorical", "choices": [5e-3, 1e-2]}}
+    )
+    fits.check_against(diffrec, diffrec, lambda raw: trial_config(raw, {}, "x"))
+    assert get_dotted(diffrec, "model.diffusion.noise_min") == 0.005
+
+
+def test_fractions_resolve_against_model_defaults_when_the_config_omits_them():
+    from recdiff.experiments.tune import _lookup_view
+
+    config = load_config("demo-diffrec", ["model.diffusion={noise_scale: 0.01}"])  # no steps
+    space = SearchSpace.from_dict(
+        {
+            "model.diffusion.inference_noise_steps": {
+                "type": "categorical",
+                "choices": [0, 0.5],
+                "fraction_of": "model.diffusion.steps",
+            }
+        }
+    )
+    settings = space.settings({"model.diffusion.inference_noise_steps": 0.5}, _lookup_view(config))
+    assert settings == {"model.diffusion.inference_noise_steps": 20}  # half of the default T = 40

@@ -1,0 +1,218 @@
+"""`recdiff tune`: a resumable Optuna search selected on validation, with pruning.
+
+The end-to-end tests train tiny DiffRec models on the demo data; the selection and pruning tests
+replace training by a stand-in whose validation and test numbers are chosen to disagree.
+"""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from recdiff.cli.main import app
+from recdiff.config import load_config
+from recdiff.experiments.space import SearchSpace, get_dotted
+from recdiff.experiments.tune import STUDY_NAME, PruningReporter, TuneError, tune
+from recdiff.train.run import RunResult
+
+optuna = pytest.importorskip("optuna")
+runner = CliRunner()
+
+SPACE = """\
+train.lr: {type: float, low: 1e-4, high: 3e-3, log: true}
+model.hidden_dims: {type: categorical, choices: [[16], [32, 16, 32]]}
+model.diffusion.inference_noise_steps:
+  {type: categorical, choices: [0, 0.5], fraction_of: model.diffusion.steps}
+"""
+TINY = ["train.epochs=2", "train.eval_every=1", "model.diffusion.steps=4"]
+
+
+def _sets(overrides):
+    return [part for item in overrides for part in ("--set", item)]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def _study(out: Path):
+    return optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    """Three real trials, then the same command with --trials 5 (a resumed study)."""
+    folder = tmp_path_factory.mktemp("tune")
+    space = folder / "space.yaml"
+    space.write_text(SPACE)
+    out = folder / "out"
+    command = ["tune", "demo-diffrec", "--space", str(space), "--out", str(out), *_sets(TINY)]
+    first = runner.invoke(app, [*command, "--trials", "3"])
+    assert first.exit_code == 0, first.output
+    before = _rows(out / "trials.csv")
+    second = runner.invoke(app, [*command, "--trials", "5"])
+    assert second.exit_code == 0, second.output
+    return {"out": out, "space": space, "before": before, "output": second.output}
+
+
+def test_resuming_adds_trials_to_the_same_study(search):
+    out = search["out"]
+    assert (out / "study.db").is_file()
+    after = _rows(out / "trials.csv")
+    assert len(search["before"]) == 3 and len(after) == 5
+    assert after[:3] == search["before"]  # the first trials are kept, not re-run
+    assert [r["number"] for r in after] == ["0", "1", "2", "3", "4"]
+    complete = [r for r in after if r["state"] == "COMPLETE"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(
+        Path(r["run_dir"]).name for r in complete
+    )
+    assert "best trial" in search["output"] and "best.yaml" in search["output"]
+
+
+def test_best_yaml_is_a_preset_holding_the_best_trials_settings(search):
+    out = search["out"]
+    rows = [r for r in _rows(out / "trials.csv") if r["state"] == "COMPLETE"]
+    best_row = max(rows, key=lambda r: float(r["valid/recall@20"]))
+    best = _study(out).best_trial
+    assert best.number == int(best_row["number"])
+    config = load_config(str(out / "best.yaml"))
+    assert config.name == "demo-diffrec-tuned"
+    dumped = config.model_dump(mode="json")
+    settings = best.user_attrs["settings"]
+    assert set(settings) == {
+        "train.lr",
+        "model.hidden_dims",
+        "model.diffusion.inference_noise_steps",
+    }
+    for key, value in settings.items():
+        assert get_dotted(dumped, key) == value
+    assert settings["model.diffusion.inference_noise_steps"] in (0, 2)  # 0 or half of T = 4
+    assert config.train.epochs == 2  # the base config's overrides are kept
+
+
+def test_a_study_refuses_another_metric_and_a_test_metric(search, tmp_path):
+    result = runner.invoke(
+        app,
+        ["tune", "demo-diffrec", "--space", str(search["space"]), "--out", str(search["out"]),
+         "--metric", "valid/ndcg@20", *_sets(TINY)],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "another metric" in result.output
+    result = runner.invoke(
+        app,
+        ["tune", "demo-diffrec", "--space", "diffrec-paper", "--metric", "test/recall@20",
+         "--out", str(tmp_path / "t")],
+    )  # fmt: skip
+    assert result.exit_code == 2 and "validation only" in result.output
+    assert not (tmp_path / "t").exists()
+
+
+def test_missing_optuna_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna -> ImportError
+    result = runner.invoke(
+        app, ["tune", "demo-diffrec", "--space", "diffrec-paper", "--out", str(tmp_path / "t")]
+    )
+    assert result.exit_code == 2
+    assert "pip install 'recdiff[tune]'" in result.output
+
+
+# ----------------------------------------------------------- selection and pruning, no training
+def _stand_in(curve_for, reached=None):
+    """A run_training replacement: validation curve from the config, test = 1 - validation."""
+
+    def run_training(config, runs_dir, progress=None, on_event=None):
+        curve = curve_for(config)
+        for epoch, value in enumerate(curve, start=1):
+            if reached is not None:
+                reached[config.name] = epoch
+            on_event({"event": "epoch", "epoch": epoch, "loss": 1.0})
+            on_event({"event": "eval", "epoch": epoch, "valid/recall@20": value})
+        directory = Path(runs_dir) / config.name
+        directory.mkdir(parents=True)
+        metrics = {
+            "valid": {"recall@20": curve[-1]},
+            "test": {"recall@20": 1 - curve[-1]},
+            "best_epoch": len(curve),
+            "seconds": {"total": 0.0},
+        }
+        return RunResult(directory, metrics, model=None)
+
+    return run_training
+
+
+LR_SPACE = SearchSpace.from_dict(
+    {
+        "train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+        "model.diffusion.noise_min": {"type": "categorical", "choices": [5e-4, 5e-3, 1e-2]},
+    }
+)
+
+
+def test_selection_uses_validation_even_when_test_disagrees(monkeypatch, tmp_path):
+    monkeypatch.setattr("recdiff.train.run.run_training", _stand_in(lambda c: [c.train.lr * 50]))
+    result = tune(load_config("demo-diffrec"), LR_SPACE, 8, tmp_path, seed=3, prune=False)
+    rows = _rows(tmp_path / "trials.csv")
+    complete = [r for r in rows if r["state"] == "COMPLETE"]
+    assert len(complete) == 8
+    by_valid = max(complete, key=lambda r: float(r["valid/recall@20"]))
+    by_test = max(complete, key=lambda r: float(r["test/recall@20"]))
+    assert by_valid["number"] != by_test["number"]
+    assert result.best_number == int(by_valid["number"])
+    assert load_config(str(tmp_path / "best.yaml")).train.lr == float(by_valid["train.lr"])
+    # noise_min 1e-2 with the preset's noise_max 1e-2 is invalid: skipped with the reason.
+    invalid = [r for r in rows if r["state"] == "INVALID"]
+    assert invalid and all("noise_min (0.01) must be smaller" in r["error"] for r in invalid)
+    assert result.counts["invalid"] == len(invalid)
+
+
+def test_pruning_stops_trials_below_the_median(monkeypatch, tmp_path):
+    reached = {}
+
+    def curve(config):  # noise-like in lr, so the sampler cannot learn to avoid bad trials
+        level = (config.train.lr * 1e6) % 1
+        return [level * epoch / 4 for epoch in range(1, 5)]
+
+    monkeypatch.setattr("recdiff.train.run.run_training", _stand_in(curve, reached))
+    result = tune(load_config("demo-diffrec"), LR_SPACE, 14, tmp_path, seed=0)
+    rows = _rows(tmp_path / "trials.csv")
+    pruned = [r for r in rows if r["state"] == "PRUNED"]
+    assert result.counts["pruned"] == len(pruned) >= 1
+    for row in pruned:
+        epoch = int(row["pruned_at_epoch"])
+        assert reached[f"demo-diffrec-trial{row['number']}"] == epoch < 4  # stopped there
+        assert row["run_dir"] == "" and row["valid/recall@20"] == ""
+    assert result.counts["complete"] + result.counts["pruned"] == 14
+
+
+class _FakeTrial:
+    def __init__(self, prune_at: int) -> None:
+        self.prune_at, self.reports = prune_at, []
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+
+    def should_prune(self):
+        return self.reports[-1][0] >= self.prune_at
+
+
+def test_pruning_reporter_reports_validation_only_and_raises_when_told():
+    trial = _FakeTrial(prune_at=10)
+    reporter = PruningReporter(trial, "recall@20")
+    reporter({"event": "epoch", "epoch": 5, "loss": 0.3})
+    reporter({"event": "eval", "epoch": 5, "valid/recall@20": 0.1, "test/recall@20": 0.9})
+    assert trial.reports == [(5, 0.1)]
+    with pytest.raises(optuna.TrialPruned, match="epoch 10"):
+        reporter({"event": "eval", "epoch": 10, "valid/recall@20": 0.05})
+    assert trial.reports == [(5, 0.1), (10, 0.05)]
+
+
+def test_bad_trial_counts_and_metrics_fail_clearly(tmp_path):
+    config = load_config("demo-diffrec")
+    with pytest.raises(TuneError, match="at least 1"):
+        tune(config, LR_SPACE, 0, tmp_path)
+    with pytest.raises(TuneError, match="not computed"):
+        tune(config, LR_SPACE, 2, tmp_path, metric="valid/recall@7")
+    assert json.loads(json.dumps(LR_SPACE.to_dict()))["train.lr"]["log"] is True
