@@ -38,6 +38,7 @@ def test_run_directory_is_complete(run):
         "data/items.json",
         "data/inputs.npz",
         "data/seen.npz",
+        "test_per_user.npz",
     } <= names
     assert not [p for p in run.directory.parent.iterdir() if p.name.startswith(".")]
     events = [

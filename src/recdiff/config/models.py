@@ -52,6 +52,12 @@ def _sasrec_config(params: dict[str, Any]):
     return SASRecConfig(**params)
 
 
+def _mostpop_config(params: dict[str, Any]):
+    from recdiff.models.sasrec import MostPopularConfig
+
+    return MostPopularConfig(**params)
+
+
 def _dreamrec_config(params: dict[str, Any]):
     from recdiff.models.dreamrec import DreamRecConfig
 
@@ -61,6 +67,7 @@ def _dreamrec_config(params: dict[str, Any]):
 _VALIDATORS = {
     "dreamrec": _dreamrec_config,
     "sasrec": _sasrec_config,
+    "mostpop": _mostpop_config,
     "diffrec": _diffrec_config,
     "ldiffrec": _ldiffrec_config,
     "ease": lambda params: EASESpec(**params),
@@ -69,7 +76,7 @@ _VALIDATORS = {
 }
 MODEL_NAMES = tuple(sorted(_VALIDATORS))
 #: Models that score item sequences (next-item examples) rather than user rows.
-SEQUENTIAL_MODELS = frozenset({"sasrec", "dreamrec"})
+SEQUENTIAL_MODELS = frozenset({"sasrec", "dreamrec", "mostpop"})
 
 
 def validate_model_params(name: str, params: dict[str, Any]) -> Any:
@@ -93,6 +100,10 @@ def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> SavedM
         from recdiff.models.dreamrec import DreamRec
 
         return DreamRec(settings, train)
+    if name == "mostpop":
+        from recdiff.models.sasrec import MostPopular
+
+        return MostPopular(settings, train)
     if name == "diffrec":
         from recdiff.models.diffrec import DiffRec
 

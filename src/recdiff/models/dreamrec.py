@@ -29,6 +29,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
@@ -107,6 +108,12 @@ class DreamRecConfig(BaseModel):
         "minimised by shrinking all embeddings to one point (they collapse within tens of "
         "epochs); without it, embeddings learn only as guidance inputs",
     )
+    rounding_weight: float = Field(
+        0.0,
+        ge=0,
+        description="weight of a cross-entropy 'rounding' term scoring the predicted x0 against "
+        "every item (Diffusion-LM's anchor for learned embeddings); 0 = the paper's MSE only",
+    )
     hidden_dims: list[int] = Field(
         [128], description="denoiser MLP hidden widths ([] = one linear layer)"
     )
@@ -162,7 +169,11 @@ class DreamRecNet(nn.Module):
         out = self.process.training_losses(
             lambda x_t, steps: self.denoiser(x_t, steps, cond), x0, t
         )
-        return out["loss"].float().mean()
+        loss = out["loss"].float().mean()
+        if self.config.rounding_weight:
+            logits = out["pred_x0"] @ self.encoder.items.T.to(out["pred_x0"].dtype)
+            loss = loss + self.config.rounding_weight * F.cross_entropy(logits.float(), targets)
+        return loss
 
 
 class DreamRec(SequentialRecommender):

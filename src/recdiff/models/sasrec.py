@@ -1,4 +1,5 @@
-"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the history, full softmax.
+"""SASRec (Kang & McAuley, ICDM 2018): causal self-attention over the history, full softmax;
+and :class:`MostPopular`, the next-item floor every model must beat.
 
 The history encoder (:class:`~recdiff.nn.sequence.HistoryEncoder`) summarises the items before the
 target; its output is scored against every item embedding (shared input/output table) and trained
@@ -16,7 +17,7 @@ from torch import nn
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.nn.sequence import HistoryEncoder
 
-__all__ = ["SASRec", "SASRecConfig"]
+__all__ = ["MostPopular", "MostPopularConfig", "SASRec", "SASRecConfig"]
 
 
 class SASRecConfig(BaseModel):
@@ -35,6 +36,10 @@ class SASRecConfig(BaseModel):
         if self.dim % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
         return self
+
+
+class MostPopularConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
 class SASRecNet(nn.Module):
@@ -71,3 +76,30 @@ class SASRec(SequentialRecommender):
     def _score_batch(self, history, generator):
         del generator  # deterministic
         return self.net.logits(history)
+
+
+class _Counts(nn.Module):
+    def __init__(self, n_items: int) -> None:
+        super().__init__()
+        self.register_buffer("counts", torch.zeros(n_items))
+
+
+class MostPopular(SequentialRecommender):
+    """The next-item floor: every history gets the items most often seen as train targets."""
+
+    model_name = "mostpop"
+    config_class = MostPopularConfig
+
+    def _build_net(self, n_items: int, max_len: int) -> nn.Module:
+        return _Counts(n_items)
+
+    def fit(self, data, evaluate=None, on_event=None):
+        del evaluate, on_event  # nothing to select
+        self.build(data.n_items, data.max_len)
+        counts = torch.bincount(torch.as_tensor(data.train.targets), minlength=data.n_items)
+        self.net.counts.copy_(counts.float())
+        return self
+
+    def _score_batch(self, history, generator):
+        del generator
+        return self.net.counts.expand(history.shape[0], -1)

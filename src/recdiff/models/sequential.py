@@ -14,6 +14,7 @@ distributed wrapper sees every forward) and ``_score_batch``.
 from __future__ import annotations
 
 import abc
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -132,7 +133,7 @@ class SequentialRecommender(SavedModel):
             real = (history != self.n_items).sum(dim=1)
             if not torch.equal(real, torch.as_tensor(lengths).clamp(max=self.max_len).to(real)):
                 raise ValueError("lengths disagree with the pads of history: pass left-padded rows")
-        device = next(net.parameters()).device
+        device = next(itertools.chain(net.parameters(), net.buffers())).device
         was_training = net.training
         net.eval()
         try:

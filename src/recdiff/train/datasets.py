@@ -13,6 +13,7 @@ from recdiff.data import (
     read_interactions,
     read_movielens,
     read_recbole_inter,
+    read_table,
     split_global_temporal,
     split_random,
     split_user_temporal,
@@ -87,10 +88,34 @@ def load_sequences(data: DataConfig) -> tuple[SequenceDataset, UserSequences | N
                 f"next-item models split each user's sequence: set data.split=leave_one_out "
                 f"(got {data.split!r})"
             )
-        interactions = _read_table(data)
+        sequences = _table_sequences(data)
+    return sequences.leave_one_out(max_len=data.max_len), sequences
+
+
+def _table_sequences(data: DataConfig) -> UserSequences:
+    """Each user's rows of a table in time order; repeated (user, item) rows are kept, since a
+    sequence is a history, not a set."""
+    if data.format in ("movielens", "recbole"):
+        interactions = _read_table(data)  # these formats hold one row per (user, item)
         if data.min_rating is not None:
             interactions = filter_ratings(interactions, data.min_rating)
-        if data.k_core:
-            interactions = k_core(interactions, data.k_core)
-        sequences = UserSequences.from_interactions(interactions)
-    return sequences.leave_one_out(max_len=data.max_len), sequences
+        return UserSequences.from_interactions(interactions)
+    if data.time_col is None:
+        raise ValueError("next-item models order each user's rows by time: set data.time_col")
+    if data.k_core:
+        raise ValueError("data.k_core is not applied to sequences; filter the table first")
+    path = resolve_source(data.source)
+    frame, _ = read_table(path, sep="\t" if data.format == "tsv" else None)
+    missing = {data.user_col, data.item_col, data.time_col} - set(frame.columns)
+    if missing:
+        raise ValueError(
+            f"{path} has no column(s) {sorted(missing)}; columns: {list(frame.columns)}"
+        )
+    if data.min_rating is not None:
+        if data.rating_col is None:
+            raise ValueError("data.min_rating needs data.rating_col")
+        frame = frame[frame[data.rating_col] >= data.min_rating]
+    frame = frame.sort_values(data.time_col, kind="stable")
+    return UserSequences.from_pairs(
+        frame[data.user_col].to_numpy(), frame[data.item_col].to_numpy()
+    )

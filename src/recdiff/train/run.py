@@ -6,6 +6,7 @@ only when complete, so an interrupted run leaves nothing half-written behind::
     config.yaml     the resolved config (re-run it with ``recdiff train config.yaml``)
     events.jsonl    one JSON line per epoch and per evaluation
     metrics.json    selected epoch, valid/test metrics under both averagings, timings, versions
+    test_per_user.npz  per-user test metrics (per example for next-item models)
     model/          the fitted recommender (config.json + weights.safetensors)
     data/           vocabularies (users.json, items.json), model inputs and seen items (.npz)
     curves.png      training loss and validation/test metrics per epoch
@@ -29,14 +30,16 @@ import torch
 import yaml
 
 import recdiff
-from recdiff.atomic import atomic_write_text
+from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.models import SEQUENTIAL_MODELS, build_model
 from recdiff.config.schema import RunConfig
 from recdiff.data import DatasetSplits, time_weights
+from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
 from recdiff.train.datasets import load_splits
+from recdiff.train.distributed import broadcast_object, init_from_env, is_main_process
 from recdiff.train.trainer import OnEvent
 
 __all__ = ["RunResult", "run_training"]
@@ -137,6 +140,11 @@ def run_training(
         config = config.model_copy(
             update={"train": config.train.model_copy(update={"progress": progress})}
         )
+    if init_from_env(config.train.device) and not is_main_process():
+        # Another torchrun process: it trains beside rank 0, which evaluates and writes the run.
+        result = _run_into(config, None, on_event)
+        result.directory, result.metrics = broadcast_object(None)
+        return result
     final = _reserve(Path(runs_dir), config.name)
     work = final.parent / f".{final.name}.incomplete"
     work.mkdir()
@@ -148,6 +156,7 @@ def run_training(
         raise
     os.replace(work, final)  # onto the empty reserved directory: the run appears complete
     result.directory = final
+    broadcast_object((final, result.metrics))  # releases the other torchrun processes, if any
     return result
 
 
@@ -165,16 +174,23 @@ def _reserve(runs_dir: Path, name: str) -> Path:
     raise RuntimeError(f"no free run directory name for {name} in {runs_dir}")
 
 
-def _run_into(config: RunConfig, work: Path, on_event: OnEvent | None = None) -> RunResult:
+def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = None) -> RunResult:
+    """The run, written into ``work``; ``None``: a torchrun process other than rank 0, which only
+    trains (the trainer evaluates on rank 0 alone) and writes nothing."""
     started = time.perf_counter()
-    atomic_write_text(
-        work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    )
-    log = _EventLog(work / "events.jsonl", on_event)
+    if work is None:
+        log = on_event or (lambda record: None)
+    else:
+        atomic_write_text(
+            work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+        )
+        log = _EventLog(work / "events.jsonl", on_event)
     if config.model.name in SEQUENTIAL_MODELS:
         from recdiff.train.run_sequential import run_sequential_into
 
         metrics, model = run_sequential_into(config, work, log)
+        if work is None:
+            return RunResult(work, {}, model)
         metrics["versions"] = _versions()
         _finish(work, metrics, log, config)
         return RunResult(work, metrics, model)
@@ -186,11 +202,14 @@ def _run_into(config: RunConfig, work: Path, on_event: OnEvent | None = None) ->
     fit_start = time.perf_counter()
     model = _fit(model, inputs, splits, tasks, config, log)
     fit_seconds = time.perf_counter() - fit_start
+    if work is None:
+        return RunResult(work, {}, model)
     eval_start = time.perf_counter()
     final = {}
     for averaging in ("all_users", "test_users"):
         results = _evaluate(model.score, inputs, tasks, config, averaging)
         final[averaging] = {split: result.means for split, result in results.items()}
+    save_per_user(work / PER_USER_FILE, results["test"])
     trained = getattr(model, "result", None)
     metrics = {
         "name": config.name,
@@ -219,6 +238,15 @@ def _run_into(config: RunConfig, work: Path, on_event: OnEvent | None = None) ->
     _save_data(work / "data", splits, inputs)
     _finish(work, metrics, log, config)
     return RunResult(work, metrics, model)
+
+
+PER_USER_FILE = "test_per_user.npz"
+
+
+def save_per_user(path: Path, result: EvalResult) -> None:
+    """Per-user test metrics (NaN for users without test items), for paired tests."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **result.per_user)
 
 
 def _versions() -> dict[str, str]:

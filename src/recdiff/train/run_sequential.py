@@ -6,7 +6,7 @@ sequence data inference needs under ``data/``::
     data/items.json         item vocabulary
     data/users.json         user vocabulary      (when the data has users)
     data/sequences.npz      users' full sequences (indptr, items; oldest first)
-    test_per_example.npz    per-example test metrics (for paired significance tests)
+    test_per_user.npz       per-example test metrics (for paired significance tests)
 
 The epoch is selected on validation only; test is ranked once, after training. Diffusion models
 sample with a generator seeded by ``model.sample_seed`` at every evaluation pass, so re-evaluating
@@ -62,9 +62,10 @@ def evaluate_sequential(
 
 
 def run_sequential_into(
-    config: RunConfig, work: Path, log
+    config: RunConfig, work: Path | None, log
 ) -> tuple[dict[str, Any], SequentialRecommender]:
-    """Train and evaluate as configured, writing into the run folder ``work``."""
+    """Train and evaluate as configured, writing into the run folder ``work``; ``None``: a
+    torchrun process other than rank 0, which only trains."""
     started = time.perf_counter()
     data, sequences = load_sequences(config.data)
     data = data.with_layout("left")
@@ -76,6 +77,8 @@ def run_sequential_into(
     fit_start = time.perf_counter()
     model.fit(data, evaluate=evaluate if len(data.valid) else None, on_event=log)
     fit_seconds = time.perf_counter() - fit_start
+    if work is None:
+        return {}, model
     eval_start = time.perf_counter()
     final = evaluate_sequential(model, data, config)
     valid, test = final["valid"].means, final["test"].means
@@ -106,8 +109,9 @@ def run_sequential_into(
     }
     model.save(work / "model")
     _save_sequence_data(work / "data", data, sequences)
-    with atomic_path(work / "test_per_example.npz") as tmp, open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **final["test"].per_user)
+    from recdiff.train.run import PER_USER_FILE, save_per_user
+
+    save_per_user(work / PER_USER_FILE, final["test"])
     return metrics, model
 
 

@@ -1,0 +1,120 @@
+"""Runs of next-item models: the run directory, selection on validation, data configs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recdiff.config import load_config
+from recdiff.config.schema import DataConfig
+from recdiff.data.sequences import UserSequences
+from recdiff.models.base import SavedModel
+from recdiff.train.datasets import load_sequences, load_splits
+from recdiff.train.run import run_training
+from recdiff.train.run_sequential import evaluate_sequential
+
+FAST = ["train.epochs=4", "train.eval_every=2", "model.dim=16"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return run_training(
+        load_config("demo-sasrec", FAST), tmp_path_factory.mktemp("runs"), progress=False
+    )
+
+
+def test_run_directory_is_complete(run):
+    names = {p.relative_to(run.directory).as_posix() for p in run.directory.rglob("*")}
+    assert {
+        "config.yaml",
+        "events.jsonl",
+        "metrics.json",
+        "curves.png",
+        "model/config.json",
+        "model/weights.safetensors",
+        "data/items.json",
+        "data/users.json",
+        "data/sequences.npz",
+        "test_per_user.npz",
+    } <= names
+    assert not any(name.endswith(".tmp") for name in names)
+
+
+def test_metrics_select_on_validation_and_match_a_reload(run):
+    metrics = json.loads((run.directory / "metrics.json").read_text())
+    events = [
+        json.loads(line)
+        for line in (run.directory / "events.jsonl").read_text().split("\n")
+        if line
+    ]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["epoch"] for e in evals] == [2, 4]
+    assert not any(key.startswith("test/") for e in evals for key in e)  # test is never looked at
+    best = max(evals, key=lambda e: e["valid/hit_rate@10"])
+    assert metrics["best_epoch"] == best["epoch"]
+    config = load_config(str(run.directory / "config.yaml"), [])
+    data = load_sequences(config.data)[0].with_layout("left")
+    reloaded = evaluate_sequential(SavedModel.load(run.directory / "model"), data, config)
+    assert reloaded["test"].means == pytest.approx(metrics["test"])
+    per_example = np.load(run.directory / "test_per_user.npz")
+    assert per_example["hit_rate@10"].mean() == pytest.approx(metrics["test"]["hit_rate@10"])
+    assert len(per_example["hit_rate@10"]) == metrics["data"]["test"]
+
+
+def test_saved_sequences_round_trip(run):
+    folder = run.directory / "data"
+    saved = np.load(folder / "sequences.npz")
+    config = load_config(str(run.directory / "config.yaml"), [])
+    _, sequences = load_sequences(config.data)
+    assert np.array_equal(saved["indptr"], sequences.indptr)
+    assert np.array_equal(saved["items"], sequences.item_idx)
+
+
+def test_leave_one_out_from_a_table(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "user": ["a", "a", "a", "a", "b", "b", "b"],
+            "item": ["x", "y", "z", "x", "y", "z", "w"],
+            "ts": [1, 2, 3, 4, 5, 6, 7],
+        }
+    )
+    frame = frame.sample(frac=1.0, random_state=0)  # file order must not matter, time does
+    path = tmp_path / "log.csv"
+    frame.to_csv(path, index=False)
+    config = DataConfig(
+        format="csv", source=str(path), time_col="ts", split="leave_one_out", max_len=2
+    )
+    data, sequences = load_sequences(config)
+    items = data.items
+    assert isinstance(sequences, UserSequences)
+    # user a: x y z x -> test target x after [y, z]; valid target z after [x, y]
+    test = data.test.materialize()
+    row = int(np.flatnonzero(test.targets == items.index(["x"])[0])[0])
+    assert items.ids[test.history[row]].tolist() == ["y", "z"]
+    assert len(data.valid) == 2 and len(data.test) == 2
+
+
+def test_data_configs_that_cannot_work_say_why(tmp_path):
+    with pytest.raises(ValueError, match="next-item models split"):
+        load_sequences(DataConfig(format="csv", source="x.csv", split="random"))
+    with pytest.raises(ValueError, match="time-ordered"):
+        load_sequences(DataConfig(format="diffrec", source="x"))
+    with pytest.raises(ValueError, match="next-item model"):
+        load_splits(DataConfig(format="sequences", source="x.txt"))
+
+
+@pytest.mark.data
+def test_most_popular_on_zhihu_matches_the_paper(tmp_path):
+    """A known answer: DreamRec's paper reports most-popular at 1.43% HR@20, 0.54% NDCG@20."""
+    result = run_training(load_config("mostpop-zhihu", []), tmp_path, progress=False)
+    assert result.metrics["test"]["hit_rate@20"] == pytest.approx(0.0143, abs=5e-5)
+    assert result.metrics["test"]["ndcg@20"] == pytest.approx(0.0054, abs=5e-5)
+    assert result.metrics["data"] == {
+        "n_users": None,
+        "n_items": 4838,
+        "train": 61641,
+        "valid": 8160,
+        "test": 7911,
+        "max_len": 10,
+    }
