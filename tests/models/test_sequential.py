@@ -1,0 +1,157 @@
+"""SASRec and DreamRec on planted sequences: learning, determinism, persistence and bad input."""
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from recdiff.data.synthetic_sequences import demo_sequences, make_sequences
+from recdiff.eval.next_item import evaluate_next_item
+from recdiff.models.base import SavedModel
+from recdiff.models.dreamrec import DreamRec, DreamRecConfig, GuidedDiffusionConfig
+from recdiff.models.sasrec import SASRec, SASRecConfig
+from recdiff.train.trainer import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def data():
+    return demo_sequences(seed=0).with_layout("left")
+
+
+def _train(**overrides):
+    base = {"lr": 3e-3, "batch_size": 256, "epochs": 15, "progress": False, "seed": 1}
+    return TrainConfig(**{**base, **overrides})
+
+
+def _hr10(model, examples, n_items, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    result = evaluate_next_item(
+        lambda h, n: model.score(h, n, generator=generator), examples, n_items, ks=(10,)
+    )
+    return result["hit_rate@10"]
+
+
+@pytest.fixture(scope="module")
+def sasrec(data):
+    return SASRec(SASRecConfig(dim=32), _train()).fit(data)
+
+
+@pytest.fixture(scope="module")
+def dreamrec(data):
+    config = DreamRecConfig(
+        dim=32, hidden_dims=[64], guidance_weight=2.0, diffusion=GuidedDiffusionConfig(steps=50)
+    )
+    return DreamRec(config, _train(epochs=20)).fit(data)
+
+
+def _most_popular_hr10(data):
+    counts = np.bincount(data.train.targets, minlength=data.n_items)
+    top = np.argsort(-counts, kind="stable")[:10]
+    return np.isin(data.test.targets, top).mean()
+
+
+def test_planted_successors_are_learned(data, sasrec, dreamrec):
+    # items are walked in a planted order (successor with p = 0.7); popularity is flat
+    popular = _most_popular_hr10(data)
+    assert popular < 0.15
+    assert _hr10(sasrec, data.test, data.n_items) > 0.6
+    assert _hr10(dreamrec, data.test, data.n_items) > 0.4
+
+
+def test_dreamrec_scores_are_seeded(data, dreamrec):
+    batch = data.test.take(np.arange(20)).to_torch()
+    first = dreamrec.score(batch["history"], batch["lengths"])
+    again = dreamrec.score(batch["history"], batch["lengths"])
+    other = dreamrec.score(batch["history"], generator=torch.Generator().manual_seed(7))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_dreamrec_guidance_and_samplers_change_the_oracle(data, dreamrec):
+    history = data.test.take(np.arange(8)).to_torch()["history"]
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    base = dreamrec.score_with(history, g(), guidance_weight=0.0)
+    guided = dreamrec.score_with(history, g(), guidance_weight=4.0)
+    ddim = dreamrec.score_with(history, g(), sampler="ddim", sampling_steps=10)
+    assert not torch.allclose(base, guided)
+    assert ddim.shape == base.shape and torch.isfinite(ddim).all()
+    # the configured weight (2.0) through score_with equals score
+    assert torch.allclose(dreamrec.score_with(history, g()), dreamrec.score(history, None, g()))
+
+
+def test_respaced_ddim_keeps_most_of_the_accuracy(data, dreamrec):
+    """10 DDIM steps instead of 50 DDPM ones: wiring check on toy data (the <= 5% gap on Zhihu
+    is measured in benchmarks/dreamrec_sampling.py)."""
+    full = _hr10(dreamrec, data.valid, data.n_items)
+    generator = torch.Generator().manual_seed(0)
+    fast = evaluate_next_item(
+        lambda h, n: dreamrec.score_with(h, generator, sampler="ddim", sampling_steps=10),
+        data.valid,
+        data.n_items,
+        ks=(10,),
+    )["hit_rate@10"]
+    assert fast > 0.6 * full
+    assert fast > 3 * _most_popular_hr10(data)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "dreamrec"])
+def test_save_load_round_trip(name, data, request, tmp_path):
+    model = request.getfixturevalue(name)
+    model.save(tmp_path / name)
+    loaded = SavedModel.load(tmp_path / name)
+    assert type(loaded) is type(model) and loaded.n_items == data.n_items
+    batch = data.valid.take(np.arange(16)).to_torch()
+    assert torch.allclose(
+        loaded.score(batch["history"], batch["lengths"]),
+        model.score(batch["history"], batch["lengths"]),
+        atol=1e-5,
+    )
+
+
+def test_recommend_from_item_lists(sasrec, data):
+    history = [[1, 2, 3], [], list(range(30))]  # longer than max_len: the last 10 are used
+    items, scores = sasrec.recommend(history, k=5)
+    assert items.shape == (3, 5) and np.all(np.diff(scores, axis=1) <= 0)
+    long_tail = sasrec.recommend([list(range(20, 30))], k=5)[0]
+    assert np.array_equal(items[2], long_tail[0])
+    seen, _ = sasrec.recommend([[1, 2, 3]], k=data.n_items - 3, exclude_seen=True)
+    assert not set(seen[0].tolist()) & {1, 2, 3}
+
+
+def test_bad_histories_say_what_to_fix(sasrec, data):
+    with pytest.raises(ValueError, match="outside"):
+        sasrec.score(torch.tensor([[data.n_items + 1]]))
+    with pytest.raises(ValueError, match="item indices"):
+        sasrec.recommend([[-1]], k=3)
+    with pytest.raises(ValueError, match="lengths disagree"):
+        sasrec.score(torch.tensor([[data.n_items, 1]]), torch.tensor([2]))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SASRec().score(torch.tensor([[0]]))
+
+
+def test_invalid_configs():
+    with pytest.raises(ValidationError, match="must divide"):
+        SASRecConfig(dim=10, heads=3)
+    with pytest.raises(ValidationError, match="beta_start"):
+        GuidedDiffusionConfig(beta_start=0.1, beta_end=0.01)
+    with pytest.raises(ValidationError, match="sampling_steps"):
+        GuidedDiffusionConfig(steps=10, sampling_steps=20)
+    with pytest.raises(ValidationError):
+        DreamRecConfig(p_uncond=1.5)
+
+
+def test_make_sequences_plants_successors():
+    seqs = make_sequences(n_users=300, n_items=50, n_groups=5, follow=0.7, stay=0.2, seed=3)
+    again = make_sequences(n_users=300, n_items=50, n_groups=5, follow=0.7, stay=0.2, seed=3)
+    assert np.array_equal(seqs.item_idx, again.item_idx)
+    # the most frequent successor of each item accounts for ~70% + a share of the rest
+    pairs = [
+        (a, b)
+        for u in range(seqs.n_users)
+        for a, b in zip(seqs.sequence(u)[:-1], seqs.sequence(u)[1:], strict=True)
+    ]
+    following = np.zeros((50, 50))
+    for a, b in pairs:
+        following[a, b] += 1
+    top_share = following.max(axis=1).sum() / following.sum()
+    assert 0.65 < top_share < 0.85
