@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 import recdiff
+from recdiff.cli.experiments import register as register_experiment_commands
 from recdiff.cli.runs import register as register_run_commands
+from recdiff.cli.serve import register as register_serve_commands
 
 app = typer.Typer(
     name="recdiff",
@@ -20,6 +22,8 @@ app = typer.Typer(
 demo_app = typer.Typer(help="Small demonstrations that run on any machine, no downloads.")
 app.add_typer(demo_app, name="demo")
 register_run_commands(app)
+register_serve_commands(app)
+register_experiment_commands(app)
 
 
 @app.command()

@@ -19,7 +19,15 @@ SetOption = Annotated[
 
 # The paper's numbers beside which `reproduce` prints recdiff's (PAPERS.md, Table 2 of DiffRec).
 _DIFFREC_ML1M = {"recall@10": 0.1058, "recall@20": 0.1787, "ndcg@10": 0.0901, "ndcg@20": 0.1148}
-PAPER_RESULTS = {"diffrec-ml1m": _DIFFREC_ML1M, "diffrec-ml1m-tuned": _DIFFREC_ML1M}
+# DreamRec's Table 2 (Zhihu, HR@20 / NDCG@20) for DreamRec and its SASRec baseline; most-popular
+# from PAPERS.md.
+PAPER_RESULTS = {
+    "diffrec-ml1m": _DIFFREC_ML1M,
+    "diffrec-ml1m-tuned": _DIFFREC_ML1M,
+    "dreamrec-zhihu": {"hit_rate@20": 0.0226, "ndcg@20": 0.0079},
+    "sasrec-zhihu": {"hit_rate@20": 0.0162, "ndcg@20": 0.0060},
+    "mostpop-zhihu": {"hit_rate@20": 0.0143, "ndcg@20": 0.0054},
+}
 
 
 def _fail(message: str) -> None:

@@ -21,9 +21,13 @@ import recdiff.models.diffrec  # (registers the model classes for loading)
 import recdiff.models.ldiffrec  # noqa: F401
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
+from recdiff.data.errors import UnknownIdError
 from recdiff.models.base import Recommender
 
-__all__ = ["Predictor", "Recommendations"]
+__all__ = ["Predictor", "Query", "Recommendations"]
+
+# How many unknown ids an error message lists; the total count is always given.
+_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,30 @@ class Recommendations:
         return {"items": self.items, "scores": self.scores, "unknown_items": self.unknown_items}
 
 
+@dataclass(frozen=True)
+class Query:
+    """Prepared model input for one or more users: what to score and what never to recommend.
+
+    Built by :meth:`Predictor.query` (one user) or :meth:`Predictor.query_users` (many known
+    users); queries are stacked into one model call by :meth:`Predictor.recommend_queries`, which
+    is how the HTTP service batches concurrent requests.
+    """
+
+    inputs: sp.csr_matrix  # [rows, n_items] model input rows
+    exclude: sp.csr_matrix  # [rows, n_items] items never to return (no entries: exclude nothing)
+    unknown_items: tuple[Any, ...] = ()  # history ids dropped because the catalogue lacks them
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+
 def _python(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _shown(ids: Sequence[Any]) -> str:
+    more = f" (and {len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else ""
+    return f"{[_python(i) for i in ids[:_SHOWN]]}{more}"
 
 
 class Predictor:
@@ -92,14 +118,26 @@ class Predictor:
         )
 
     # --------------------------------------------------------------------------- ids
-    def parse_user(self, text: str) -> Any:
-        """A user id typed on a command line, as the vocabulary's type."""
-        if self.users.kind == "int":
-            try:
-                return int(text)
-            except ValueError:
-                raise ValueError(f"user ids of this run are integers, got {text!r}") from None
-        return text
+    def parse_user(self, value: Any) -> Any:
+        """A user id (typed on a command line, or from JSON) as the vocabulary's type."""
+        if self.users.kind != "int":
+            return str(value)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return int(value)
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ValueError(f"user ids of this run are integers, got {value!r}") from None
+
+    def parse_users(self, values: Sequence[Any]) -> np.ndarray:
+        """Many user ids (e.g. lines of a file) as an array of the vocabulary's type."""
+        if self.users.kind != "int":
+            return np.asarray([str(v) for v in values], dtype=str)
+        try:
+            return np.asarray([int(str(v).strip()) for v in values], dtype=np.int64)
+        except ValueError:
+            bad = [v for v in values if not str(v).strip().lstrip("+-").isdigit()]
+            raise ValueError(f"user ids of this run are integers, got {_shown(bad)}") from None
 
     def _parse_items(self, items: Sequence[Any]) -> list[Any]:
         if self.items.kind != "int":
@@ -108,6 +146,23 @@ class Predictor:
             return [int(i) for i in items]
         except (TypeError, ValueError):
             raise ValueError(f"item ids of this run are integers, got {list(items)[:5]}") from None
+
+    def user_rows(self, users: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Row indices of known users (external ids of the vocabulary's type).
+
+        Raises :class:`UnknownIdError` (a ``KeyError``) naming the unknown ids.
+        """
+        rows = self.users.index(users, missing="mask", what="user id")
+        if (rows < 0).any():
+            unknown = list(dict.fromkeys(np.asarray(users)[rows < 0].tolist()))
+            raise UnknownIdError(
+                f"{len(unknown)} user id(s) not among the {len(self.users)} users of this model: "
+                f"{_shown(unknown)}; check the ids (the raw data's user ids), or score a new user "
+                "from their item history",
+                unknown=unknown[:_SHOWN],
+                n_unknown=len(unknown),
+            )
+        return rows
 
     def history_row(
         self, history: Sequence[Any], ignore_unknown: bool = False
@@ -119,9 +174,11 @@ class Predictor:
         known = self.items.contains(ids)
         unknown = [ids[i] for i in np.flatnonzero(~known)]
         if unknown and not ignore_unknown:
-            raise KeyError(
-                f"{len(unknown)} item id(s) not in the catalogue: {unknown[:5]}; remove them or "
-                "pass ignore_unknown=True (--ignore-unknown)"
+            raise UnknownIdError(
+                f"{len(unknown)} item id(s) not in the catalogue: {_shown(unknown)}; remove them "
+                "or pass ignore_unknown=True (--ignore-unknown)",
+                unknown=unknown[:_SHOWN],
+                n_unknown=len(unknown),
             )
         index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
         if index.size == 0:
@@ -151,24 +208,75 @@ class Predictor:
         ignore_unknown: bool = False,
     ) -> Recommendations:
         """Top ``k`` items for a known ``user`` or a new user's ``history`` (external ids)."""
-        if (user is None) == (history is None):
-            raise ValueError("give exactly one of user= or history=")
+        self.check_k(k)
+        query = self.query(user, history, exclude_seen, ignore_unknown)
+        return self.recommend_queries([query], [k])[0]
+
+    def check_k(self, k: int) -> None:
         if not 1 <= k <= len(self.items):
             raise ValueError(f"k must lie in 1..{len(self.items)} (the catalogue size), got {k}")
-        unknown: list[Any] = []
+
+    def query(
+        self,
+        user: Any = None,
+        history: Sequence[Any] | None = None,
+        exclude_seen: bool = True,
+        ignore_unknown: bool = False,
+    ) -> Query:
+        """The model input of a known ``user`` or of a new user's ``history``; checks the ids."""
+        if (user is None) == (history is None):
+            raise ValueError("give exactly one of user= or history=")
         if user is not None:
-            row = int(self.users.index([user], what="user id")[0])
-            inputs, exclude = self.inputs[row], self.seen[row]
+            return self.query_users([user], exclude_seen)
+        inputs, unknown = self.history_row(history, ignore_unknown)
+        exclude = inputs if exclude_seen else sp.csr_matrix(inputs.shape, dtype=np.float32)
+        return Query(inputs, exclude, tuple(_python(x) for x in unknown))
+
+    def query_users(self, users: Sequence[Any] | np.ndarray, exclude_seen: bool = True) -> Query:
+        """The model inputs of many known users at once (external ids)."""
+        rows = self.user_rows(users)
+        inputs = self.inputs[rows]
+        exclude = self.seen[rows] if exclude_seen else sp.csr_matrix(inputs.shape, dtype=np.float32)
+        return Query(inputs, exclude)
+
+    def top_k(self, queries: Sequence[Query], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices and scores ``[rows, k]`` of all the queries' rows, in one model call.
+
+        Padding (fewer than ``k`` recommendable items) is item ``-1`` with score ``-inf``.
+        """
+        from recdiff.eval.ranking import topk_items
+
+        if len(queries) == 1:
+            inputs, exclude = queries[0].inputs, queries[0].exclude
         else:
-            inputs, unknown = self.history_row(history, ignore_unknown)
-            exclude = inputs
-        items, scores = _top_k(self.model, inputs, k, exclude if exclude_seen else None)
-        keep = items[0] >= 0
-        return Recommendations(
-            [_python(x) for x in self.items.external(items[0][keep])],
-            [float(s) for s in scores[0][keep]],
-            [_python(x) for x in unknown],
-        )
+            inputs = sp.vstack([q.inputs for q in queries], format="csr")
+            exclude = sp.vstack([q.exclude for q in queries], format="csr")
+        return topk_items(self.model.score(inputs), k, exclude)
+
+    def recommend_queries(
+        self, queries: Sequence[Query], ks: Sequence[int]
+    ) -> list[Recommendations]:
+        """One :class:`Recommendations` per row of the queries (each with its own ``k``).
+
+        The first ``k`` of a top-``max(ks)`` list are the top ``k``: ranking is a total order
+        (score, then lower item index), so one batched call serves requests of any sizes.
+        """
+        rows = sum(len(q) for q in queries)
+        if len(ks) != rows:
+            raise ValueError(f"give one k per query row: {rows} rows but {len(ks)} values of k")
+        items, scores = self.top_k(queries, max(ks))
+        unknown = [q.unknown_items for q in queries for _ in range(len(q))]
+        results = []
+        for row, k in enumerate(ks):
+            keep = items[row, :k] >= 0
+            results.append(
+                Recommendations(
+                    self.items.external(items[row, :k][keep]).tolist(),
+                    scores[row, :k][keep].astype(np.float64).tolist(),
+                    list(unknown[row]),
+                )
+            )
+        return results
 
     def evaluate(self, averaging: str = "all_users") -> dict[str, dict[str, float]]:
         """Valid and test metrics of the model on the run's data, re-computed."""
@@ -199,9 +307,3 @@ class Predictor:
             averaging=averaging,
         )
         return {split: result.means for split, result in results.items()}
-
-
-def _top_k(model: Recommender, inputs: sp.csr_matrix, k: int, exclude: sp.csr_matrix | None):
-    from recdiff.eval.ranking import topk_items
-
-    return topk_items(model.score(inputs), k, exclude)

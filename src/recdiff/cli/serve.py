@@ -1,0 +1,139 @@
+"""``recdiff export | serve | report``: getting recommendations and results out of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+__all__ = ["register"]
+
+RunArgument = Annotated[
+    Path, typer.Argument(help="A run directory written by `recdiff train`.", show_default=False)
+]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def export(
+    run: RunArgument,
+    out: Annotated[
+        Path, typer.Option(help="Output file; .parquet or .csv (the format follows the suffix).")
+    ],
+    k: Annotated[int, typer.Option(min=1, help="Items per user.")] = 20,
+    users: Annotated[
+        str | None,
+        typer.Option(
+            help="Only these users: a comma-separated list, a file with one id per line, or a "
+            ".csv/.parquet file with a 'user' column. Default: every user of the run."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Users scored per model call.")] = 1024,
+    include_seen: Annotated[
+        bool, typer.Option("--include-seen", help="Also recommend items the user already has.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Write the top-k items of every (or each listed) user: columns user, rank, item, score."""
+    from recdiff.serving.export import export_recommendations, read_user_list
+    from recdiff.serving.predictor import Predictor
+
+    try:
+        predictor = Predictor.load(run)
+        ids = None if users is None else predictor.parse_users(read_user_list(users))
+        result = export_recommendations(
+            predictor,
+            out,
+            k=k,
+            users=ids,
+            batch_size=batch_size,
+            exclude_seen=not include_seen,
+            progress=not quiet,
+        )
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        _fail(str(error.args[0] if isinstance(error, KeyError) and error.args else error))
+    typer.echo(
+        f"wrote {result.rows:,} rows for {result.users:,} users to {result.path} "
+        f"in {result.seconds:.1f} s"
+    )
+
+
+def serve(
+    run: RunArgument,
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; 0.0.0.0 exposes the service to the network.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    max_k: Annotated[int, typer.Option(min=1, help="Largest k a request may ask for.")] = 1000,
+    max_history: Annotated[
+        int, typer.Option(min=1, help="Most history items a request may send.")
+    ] = 10_000,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=64, help="Largest request body, in bytes.")
+    ] = 1_000_000,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="Most concurrent requests scored in one model call.")
+    ] = 32,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(min=0, help="How long a batch may wait for as many requests as the last."),
+    ] = 10.0,
+    threads: Annotated[
+        int | None,
+        typer.Option(min=1, help="Torch threads for scoring. Default: torch's (one per core)."),
+    ] = None,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+) -> None:
+    """Serve a run over HTTP: GET /health, GET /model, POST /recommend (needs the serve extra)."""
+    try:
+        import uvicorn
+
+        from recdiff.serving.service import create_app
+    except ImportError as error:
+        _fail(f"{error}; `recdiff serve` needs the serve extra: pip install 'recdiff[serve]'")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    try:
+        app = create_app(
+            run,
+            max_history=max_history,
+            max_k=max_k,
+            max_body_bytes=max_body_bytes,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    typer.echo(f"serving {run} on http://{host}:{port} (POST /recommend; Ctrl-C stops)")
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+def report(
+    run: RunArgument,
+    out: Annotated[
+        Path | None, typer.Option(help="The HTML file. Default: report.html in the run directory.")
+    ] = None,
+    compare: Annotated[
+        Path | None,
+        typer.Option(help="Compare with the runs in this folder. Default: the run's parent."),
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report: config, data, metrics, curves, runs on the same data."""
+    from recdiff.serving.report import write_report
+
+    try:
+        path = write_report(run, out, compare)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+    typer.echo(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (export, serve, report):
+        app.command()(command)

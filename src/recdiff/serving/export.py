@@ -1,0 +1,141 @@
+"""Top-k recommendations for many known users, written to a Parquet or CSV file.
+
+One row per recommendation, in external ids: ``user, rank, item, score`` (rank 1 is the best).
+Users are scored in batches (one model call per batch, as in evaluation), and the file is streamed
+batch by batch into a temporary file beside the target that replaces it only when complete.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from recdiff.atomic import atomic_path
+from recdiff.serving.predictor import Predictor
+
+__all__ = ["ExportResult", "export_recommendations", "read_user_list"]
+
+FORMATS = {".parquet": "parquet", ".csv": "csv"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What was written: the file, how many users and rows, and how long it took."""
+
+    path: Path
+    users: int
+    rows: int
+    seconds: float
+
+
+def read_user_list(spec: str) -> list[str]:
+    """User ids from a file (one per line, or a CSV / Parquet file with a ``user`` column) or
+    from a comma-separated list; blank entries are skipped."""
+    path = Path(spec)
+    if path.suffix.lower() in FORMATS and path.is_file():
+        table = pq.read_table(path) if path.suffix.lower() == ".parquet" else pa_csv.read_csv(path)
+        if "user" not in table.column_names:
+            raise ValueError(
+                f"{path} has columns {table.column_names} but no 'user' column; name the column "
+                "of user ids 'user', or give a text file with one id per line"
+            )
+        values = [str(v) for v in table.column("user").to_pylist()]
+    elif path.is_file():
+        values = path.read_text(encoding="utf-8").splitlines()
+    else:
+        values = spec.split(",")
+    users = [v.strip() for v in values if v.strip()]
+    if not users:
+        raise ValueError(f"no user ids in {spec!r}: give a file with one id per line or 1,2,3")
+    return users
+
+
+def export_recommendations(
+    predictor: Predictor,
+    out: str | Path,
+    k: int = 20,
+    users: Sequence[Any] | np.ndarray | None = None,
+    batch_size: int = 1024,
+    exclude_seen: bool = True,
+    progress: bool = True,
+) -> ExportResult:
+    """Write the top ``k`` items of every known user (or of ``users``, external ids) to ``out``.
+
+    The format follows the suffix (``.parquet`` or ``.csv``). Unknown user ids raise before
+    anything is written; so does a ``k`` outside 1..n_items. Duplicate ids are exported once.
+    """
+    from tqdm.auto import tqdm
+
+    started = time.perf_counter()
+    out = Path(out)
+    kind = FORMATS.get(out.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{out} must end in .parquet or .csv (the format follows the suffix)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    predictor.check_k(k)
+    ids = predictor.users.ids if users is None else _unique(users)
+    if len(ids) == 0:
+        raise ValueError("no users to export: give at least one user id")
+    predictor.user_rows(ids)  # every id is checked before a file is opened
+    written = 0
+    with atomic_path(out) as tmp, _TableWriter(tmp, kind) as writer:
+        bar = tqdm(total=len(ids), unit="user", desc="export", disable=not progress)
+        with bar:
+            for start in range(0, len(ids), batch_size):
+                batch = ids[start : start + batch_size]
+                query = predictor.query_users(batch, exclude_seen)
+                items, scores = predictor.top_k([query], k)
+                written += writer.write(_table(predictor, batch, items, scores))
+                bar.update(len(batch))
+    return ExportResult(out, len(ids), written, time.perf_counter() - started)
+
+
+def _unique(users: Sequence[Any] | np.ndarray) -> np.ndarray:
+    ids = np.asarray(users)
+    _, first = np.unique(ids, return_index=True)
+    return ids[np.sort(first)]
+
+
+def _table(predictor: Predictor, users: np.ndarray, items: np.ndarray, scores: np.ndarray):
+    """The long ``user, rank, item, score`` table of one batch (padding rows dropped)."""
+    keep = items >= 0
+    k = items.shape[1]
+    return pa.table(
+        {
+            "user": np.repeat(users, k)[keep.ravel()],
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(users))[keep.ravel()],
+            "item": predictor.items.external(items[keep]),
+            "score": scores[keep].astype(np.float32),
+        }
+    )
+
+
+class _TableWriter:
+    """Appends Arrow tables to one Parquet or CSV file (the schema comes from the first)."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path, self.kind = path, kind
+        self._writer: pq.ParquetWriter | pa_csv.CSVWriter | None = None
+
+    def __enter__(self) -> _TableWriter:
+        return self
+
+    def write(self, table: pa.Table) -> int:
+        if self._writer is None:
+            make = pq.ParquetWriter if self.kind == "parquet" else pa_csv.CSVWriter
+            self._writer = make(str(self.path), table.schema)
+        self._writer.write_table(table)
+        return table.num_rows
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()

@@ -1,0 +1,257 @@
+"""A self-contained HTML report of a run, with a comparison to other runs on the same data.
+
+The report reads only the run directory's text files and ``curves.png`` (embedded as a base64
+data URI), so it opens anywhere, offline, as a single file. Runs are compared when their
+``config.yaml`` data sections are equal (time weights aside): same source, format, split and
+seed, hence the same test set. The comparison is sorted by the *validation* value of the run's
+selection metric; test numbers are shown beside it, never used to rank.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recdiff.atomic import atomic_write_text
+
+__all__ = ["RunSummary", "build_report", "comparable_runs", "write_report"]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The parts of a run directory a report shows."""
+
+    directory: Path
+    config_text: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+    @classmethod
+    def read(cls, directory: str | Path) -> RunSummary:
+        directory = Path(directory)
+        missing = [n for n in ("config.yaml", "metrics.json") if not (directory / n).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{directory} is not a complete run directory (missing {missing}); "
+                "pass a folder written by `recdiff train`"
+            )
+        text = (directory / "config.yaml").read_text(encoding="utf-8")
+        metrics = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
+        return cls(directory, text, yaml.safe_load(text) or {}, metrics)
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    @property
+    def selection_metric(self) -> str:
+        return self.config.get("train", {}).get("metric", "recall@20")
+
+
+def comparable_runs(run: RunSummary, folder: str | Path) -> tuple[list[RunSummary], int]:
+    """Runs in ``folder`` (``run`` included) with ``run``'s data section, best on validation
+    first; and how many other complete runs were left out because their data differ."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder of run directories")
+    same, other = [run], 0
+    for directory in sorted(folder.iterdir()):
+        if directory.name.startswith(".") or not directory.is_dir():
+            continue  # hidden: a run still being written
+        if directory.resolve() == run.directory.resolve():
+            continue
+        try:
+            candidate = RunSummary.read(directory)
+        except (FileNotFoundError, ValueError, yaml.YAMLError):
+            continue
+        if _dataset(candidate) == _dataset(run):
+            same.append(candidate)
+        else:
+            other += 1
+    metric = run.selection_metric
+    same.sort(key=lambda r: -float(r.metrics.get("valid", {}).get(metric, float("-inf"))))
+    return same, other
+
+
+def _dataset(run: RunSummary) -> dict[str, Any]:
+    """The data section that fixes the splits; time weights only reweight the model's input
+    (T-DiffRec), so T-DiffRec and DiffRec runs on the same splits are compared."""
+    data = dict(run.config.get("data") or {})
+    data.pop("time_weights", None)
+    return data
+
+
+def build_report(run: str | Path, compare: str | Path | None = None) -> str:
+    """The HTML text of the report of ``run`` (compared with runs in ``compare``, default: the
+    run's parent folder)."""
+    summary = RunSummary.read(run)
+    folder = Path(compare) if compare is not None else summary.directory.parent
+    runs, other = comparable_runs(summary, folder)
+    metrics = summary.metrics
+    title = f"{summary.name}: {metrics.get('model', '?')}"
+    sections = [
+        f"<h1>{_e(title)}</h1>",
+        _overview(summary),
+        "<h2>Metrics</h2>",
+        _metric_tables(metrics),
+        _curves(summary.directory / "curves.png"),
+        "<h2>Data</h2>",
+        _data_table(metrics.get("data", {})),
+        "<h2>Timings</h2>",
+        _key_values({k: f"{v:.2f} s" for k, v in metrics.get("seconds", {}).items()}),
+        f"<h2>Runs on the same data ({len(runs)})</h2>",
+        _comparison(summary, runs, other, folder),
+        "<h2>Config</h2>",
+        f"<pre>{_e(summary.config_text)}</pre>",
+    ]
+    return _PAGE.format(title=_e(title), body="\n".join(sections))
+
+
+def write_report(
+    run: str | Path, out: str | Path | None = None, compare: str | Path | None = None
+) -> Path:
+    """Write the report of ``run`` to ``out`` (default ``RUN/report.html``), atomically."""
+    out = Path(out) if out is not None else Path(run) / "report.html"
+    atomic_write_text(out, build_report(run, compare))
+    return out
+
+
+# ------------------------------------------------------------------------------------ sections
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "-" if value is None else _e(value)
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "-"
+
+
+def _key_values(pairs: dict[str, Any]) -> str:
+    if not pairs:
+        return "<p>(not recorded)</p>"
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in pairs.items())
+    return f"<table>{rows}</table>"
+
+
+def _table(header: list[str], rows: list[list[str]], marked: int | None = None) -> str:
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join(
+        f"<tr{' class=this' if i == marked else ''}>"
+        + "".join(f"<td>{c}</td>" for c in row)
+        + "</tr>"
+        for i, row in enumerate(rows)
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _overview(run: RunSummary) -> str:
+    metrics = run.metrics
+    return _key_values(
+        {
+            "run directory": run.directory,
+            "model": metrics.get("model"),
+            "selected on": f"validation {run.selection_metric}",
+            "best epoch": metrics.get("best_epoch", "-"),
+            "epochs run": metrics.get("epochs_run", "-"),
+            "user averaging": metrics.get("averaging"),
+            "versions": ", ".join(f"{k} {v}" for k, v in metrics.get("versions", {}).items()),
+        }
+    )
+
+
+def _metric_tables(metrics: dict[str, Any]) -> str:
+    by_averaging = metrics.get("by_averaging") or {
+        metrics.get("averaging", "?"): {s: metrics.get(s, {}) for s in ("valid", "test")}
+    }
+    parts = []
+    for averaging, splits in by_averaging.items():
+        names = list(dict.fromkeys(n for values in splits.values() for n in values))
+        rows = [
+            [_e(split), *(_number(values.get(n)) for n in names)]
+            for split, values in splits.items()
+        ]
+        chosen = " (reported)" if averaging == metrics.get("averaging") else ""
+        parts.append(f"<h3>{_e(averaging)} averaging{chosen}</h3>")
+        parts.append(_table(["split", *map(_e, names)], rows))
+    return "\n".join(parts)
+
+
+def _curves(path: Path) -> str:
+    if not path.is_file():
+        return "<p>(no curves.png in the run directory)</p>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<h2>Curves</h2><img alt="training curves" src="data:image/png;base64,{data}">'
+
+
+def _data_table(data: dict[str, Any]) -> str:
+    if not data:
+        return "<p>(not recorded)</p>"
+    users, items = data.get("n_users", 0), data.get("n_items", 0)
+    total = sum(data.get(split, 0) for split in ("train", "valid", "test"))
+    shown = {
+        "users": _number(users),
+        "items": _number(items),
+        **{
+            f"{split} interactions": _number(data.get(split))
+            for split in ("train", "valid", "test")
+        },
+    }
+    if users and items:
+        shown["density"] = f"{total / (users * items):.4%}"
+        shown["interactions per user"] = f"{total / users:.1f}"
+    return _key_values(shown)
+
+
+def _comparison(run: RunSummary, runs: list[RunSummary], other: int, folder: Path) -> str:
+    metric = run.selection_metric
+    tested = [n for n in run.metrics.get("test", {}) if n.split("@")[0] in ("recall", "ndcg")]
+    rows = []
+    for candidate in runs:
+        m = candidate.metrics
+        rows.append(
+            [
+                _e(candidate.name),
+                _e(m.get("model", "?")),
+                _number(m.get("best_epoch")),
+                _number(m.get("valid", {}).get(metric)),
+                *(_number(m.get("test", {}).get(n)) for n in tested),
+                _seconds(m.get("seconds", {}).get("fit")),
+            ]
+        )
+    header = ["run", "model", "best epoch", f"valid {metric}", *(f"test {n}" for n in tested)]
+    note = (
+        f"<p>Sorted by validation {_e(metric)}; the highlighted row is this run. {other} other "
+        f"run(s) in {_e(folder)} used "
+        "different data and are left out.</p>"
+    )
+    return _table([*map(_e, header), "fit s"], rows, marked=runs.index(run)) + note
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }}
+th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
+tr.this td {{ font-weight: bold; background: #fff7d6; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
+img {{ max-width: 100%; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""

@@ -1,0 +1,170 @@
+"""The real HTTP service (uvicorn on a loopback port) against the Python API, and its 4xx answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+uvicorn = pytest.importorskip("uvicorn")
+
+from recdiff.serving.predictor import Predictor  # noqa: E402
+from recdiff.serving.service import create_app  # noqa: E402
+
+MAX_HISTORY, MAX_K, MAX_BODY = 50, 100, 2_000
+
+
+@pytest.fixture(scope="module")
+def predictor(run_dir):
+    return Predictor.load(run_dir)
+
+
+@pytest.fixture(scope="module")
+def client(run_dir):
+    """A client of the service of ``run_dir``, served by uvicorn in a background thread."""
+    app = create_app(run_dir, max_history=MAX_HISTORY, max_k=MAX_K, max_body_bytes=MAX_BODY)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn serves on this socket
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.01)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        yield http
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+    assert not thread.is_alive(), "the service did not shut down"
+
+
+def test_health_and_model_describe_the_run(client, run_dir, predictor):
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    assert health["scored"]["model_calls"] <= health["scored"]["requests"]
+    info = client.get("/model").json()
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    assert info["model"] == "diffrec" and info["run"] == run_dir.name
+    assert info["n_items"] == len(predictor.items) == 500
+    assert info["n_users"] == len(predictor.users) == 1000
+    assert info["metrics"]["test"] == stored["test"]
+    assert info["metrics"]["valid"]["recall@20"] == stored["valid"]["recall@20"]
+
+
+@pytest.mark.parametrize(
+    ("body", "call"),
+    [
+        ({"user": 3, "k": 7}, {"user": 3, "k": 7}),
+        ({"user": 3}, {"user": 3, "k": 10}),  # k defaults to 10
+        ({"user": "3", "k": 5}, {"user": 3, "k": 5}),  # ids typed as text still match
+        ({"user": 3, "k": 5, "exclude_seen": False}, {"user": 3, "k": 5, "exclude_seen": False}),
+        ({"history": [4, 17, 230], "k": 8}, {"history": [4, 17, 230], "k": 8}),
+        (
+            {"history": [4, 17, 99999], "k": 8, "ignore_unknown": True},
+            {"history": [4, 17, 99999], "k": 8, "ignore_unknown": True},
+        ),
+    ],
+)
+def test_answers_equal_the_python_api(client, predictor, body, call):
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 200, response.text
+    expected = predictor.recommend(**call)
+    answer = response.json()
+    assert answer["items"] == expected.items and len(answer["items"]) == call["k"]
+    assert answer["scores"] == pytest.approx(expected.scores, rel=1e-6, abs=1e-7)
+    assert answer["unknown_items"] == expected.unknown_items
+    if call.get("ignore_unknown"):
+        assert answer["unknown_items"] == [99999]
+    if call.get("exclude_seen", True) and "history" in call:
+        assert not set(answer["items"]) & set(call["history"])
+
+
+def test_concurrent_requests_are_batched_without_changing_answers(client, predictor):
+    users = predictor.users.external(list(range(0, 1000, 41))).tolist()
+
+    def ask(user):
+        return client.post("/recommend", json={"user": user, "k": 4 + user % 5}).json()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(ask, users))
+    for user, answer in zip(users, answers, strict=True):
+        expected = predictor.recommend(user=user, k=4 + user % 5)
+        assert answer["items"] == expected.items
+        assert answer["scores"] == pytest.approx(expected.scores, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"user": 99999}, 404, "user 99999 is not among the 1000 users"),
+        ({"user": "abc"}, 422, "integers"),
+        ({"history": [4, 99999, 99998]}, 422, "2 history item id(s) not in the catalogue"),
+        ({"history": [4, 99999]}, 422, '"ignore_unknown": true'),
+        ({"history": [99999], "ignore_unknown": True}, 422, "no item of the history"),
+        ({"history": []}, 400, "history is empty"),
+        ({"history": [1] * (MAX_HISTORY + 1)}, 413, f"limit of {MAX_HISTORY}"),
+        ({"user": 3, "k": 0}, 422, "k: Input should be greater than or equal to 1"),
+        ({"user": 3, "k": MAX_K + 1}, 422, f"k: Input should be less than or equal to {MAX_K}"),
+        ({"user": 3, "k": "ten"}, 422, "k: Input should be a valid integer"),
+        ({"k": 3}, 422, 'exactly one of "user"'),
+        ({"user": 3, "history": [4]}, 422, 'exactly one of "user"'),
+        ({"usr": 3}, 422, "usr: Extra inputs are not permitted"),
+        ({"history": [4, [5]]}, 422, "history.1"),
+        ([3], 422, "valid dictionary"),
+    ],
+)
+def test_bad_requests_get_a_4xx_that_says_what_to_fix(client, body, status, message):
+    response = client.post("/recommend", json=body)
+    assert response.status_code == status, response.text
+    assert message in response.json()["detail"]
+
+
+def test_malformed_or_missing_json(client):
+    response = client.post(
+        "/recommend", content=b'{"user": 3,', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert "the body is not valid JSON" in response.json()["detail"]
+    assert '{"user": 3, "k": 10}' in response.json()["detail"]  # shows what a good body is
+    response = client.post("/recommend")
+    assert response.status_code == 422 and "no JSON body" in response.json()["detail"]
+
+
+def test_oversized_bodies_are_refused(client):
+    padded = json.dumps({"user": 3, "k": 5}) + " " * MAX_BODY  # valid JSON, over the limit
+    response = client.post(
+        "/recommend", content=padded, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert f"limit of {MAX_BODY} bytes" in response.json()["detail"]
+
+    def chunks():  # no Content-Length: the limit holds on the bytes that arrive
+        yield b'{"user": 3, "k": 5'
+        for _ in range(MAX_BODY // 100 + 1):
+            yield b" " * 100
+        yield b"}"
+
+    response = client.post(
+        "/recommend", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413 and "exceeds" in response.json()["detail"]
+    # A body just under the limit still works.
+    response = client.post("/recommend", json={"user": 3, "k": 5})
+    assert response.status_code == 200
+
+
+def test_k_is_capped_at_the_catalogue_size(run_dir, predictor):
+    app = create_app(predictor, max_k=10**6)
+    assert app.state.predictor is predictor  # a loaded predictor is served as is
+    schema = app.openapi()["components"]["schemas"]["RecommendRequest"]
+    assert schema["properties"]["k"]["maximum"] == len(predictor.items)
+    with pytest.raises(ValueError, match="max_history must be >= 1"):
+        create_app(predictor, max_history=0)
