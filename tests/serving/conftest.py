@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+
 import pytest
 
 from recdiff.config import load_config
@@ -15,3 +20,35 @@ FAST = ["train.epochs=4", "train.eval_every=2", "model.hidden_dims=[32]", "model
 def run_dir(tmp_path_factory):
     runs = tmp_path_factory.mktemp("serving-runs")
     return run_training(load_config("demo-diffrec", FAST), runs, progress=False).directory
+
+
+@contextlib.contextmanager
+def serving(app):
+    """An httpx client of ``app`` served by a real uvicorn on a free loopback port."""
+    import httpx
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn serves on this socket
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.01)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            yield http
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+    assert not thread.is_alive(), "the service did not shut down"
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """``with serve_app(app) as http:`` serves ``app`` for the block."""
+    return serving

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -25,25 +22,11 @@ def predictor(run_dir):
 
 
 @pytest.fixture(scope="module")
-def client(run_dir):
+def client(run_dir, serve_app):
     """A client of the service of ``run_dir``, served by uvicorn in a background thread."""
     app = create_app(run_dir, max_history=MAX_HISTORY, max_k=MAX_K, max_body_bytes=MAX_BODY)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))  # the OS picks a free port; uvicorn serves on this socket
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
-        time.sleep(0.01)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+    with serve_app(app) as http:
         yield http
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-    assert not thread.is_alive(), "the service did not shut down"
 
 
 def test_health_and_model_describe_the_run(client, run_dir, predictor):

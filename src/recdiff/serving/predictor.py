@@ -19,6 +19,7 @@ import yaml
 
 import recdiff.models.diffrec  # (registers the model classes for loading)
 import recdiff.models.ldiffrec  # noqa: F401
+from recdiff.config.models import SEQUENTIAL_MODELS
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
 from recdiff.data.errors import UnknownIdError
@@ -88,7 +89,14 @@ class Predictor:
 
     @classmethod
     def load(cls, run: str | Path) -> Predictor:
+        """The predictor of a run directory (next-item runs get a :class:`SequencePredictor`)."""
         run = Path(run)
+        if (run / "config.yaml").is_file():
+            config = RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+            if config.model.name in SEQUENTIAL_MODELS and cls is Predictor:
+                from recdiff.serving.sequence_predictor import SequencePredictor
+
+                return SequencePredictor.load(run)
         needed = [
             "config.yaml",
             "metrics.json",

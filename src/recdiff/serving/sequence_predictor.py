@@ -1,0 +1,153 @@
+"""Inference for next-item runs (SASRec, DreamRec): recommendations after an item sequence.
+
+A known user is served from their whole recorded sequence (train, valid and test items, oldest
+first); a new user from the history they give, in order, repeats kept — order is what these models
+read. The last ``max_len`` items are used. DreamRec samples with a fixed seed per call, so the same
+history always gets the same list.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import yaml
+
+import recdiff.models.dreamrec  # (registers the model classes for loading)
+import recdiff.models.sasrec  # noqa: F401
+from recdiff.config.schema import RunConfig
+from recdiff.data import Vocabulary
+from recdiff.data.errors import UnknownIdError
+from recdiff.eval.next_item import history_matrix
+from recdiff.models.base import SavedModel
+from recdiff.models.sequential import SequentialRecommender
+from recdiff.serving.predictor import _SHOWN, Predictor, Query, _python, _shown
+
+__all__ = ["SequencePredictor"]
+
+
+class SequencePredictor(Predictor):
+    """A :class:`Predictor` whose queries are item sequences instead of interaction rows."""
+
+    def __init__(
+        self,
+        model: SequentialRecommender,
+        users: Vocabulary,
+        items: Vocabulary,
+        indptr: np.ndarray,
+        sequence_items: np.ndarray,
+        config: RunConfig,
+        metrics: dict[str, Any],
+        directory: Path | None = None,
+    ) -> None:
+        self.model, self.users, self.items = model, users, items
+        self.indptr, self.sequence_items = indptr, sequence_items
+        self.config, self.metrics, self.directory = config, metrics, directory
+
+    @classmethod
+    def load(cls, run: str | Path) -> SequencePredictor:
+        run = Path(run)
+        needed = ["config.yaml", "metrics.json", "model/config.json", "data/items.json"]
+        missing = [name for name in needed if not (run / name).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{run} is not a complete run directory (missing {missing}); "
+                "pass a folder written by `recdiff train`"
+            )
+        config = RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+        users, indptr, sequence_items = Vocabulary.range(0), np.zeros(1, np.int64), np.zeros(0)
+        if (run / "data/sequences.npz").is_file():  # data with users (not DreamRec's example files)
+            users = Vocabulary.from_json((run / "data/users.json").read_text())
+            saved = np.load(run / "data/sequences.npz")
+            indptr, sequence_items = saved["indptr"], saved["items"]
+        return cls(
+            SavedModel.load(run / "model"),
+            users,
+            Vocabulary.from_json((run / "data/items.json").read_text()),
+            indptr,
+            sequence_items,
+            config,
+            json.loads((run / "metrics.json").read_text()),
+            run,
+        )
+
+    def history_indices(
+        self, history: Sequence[Any], ignore_unknown: bool = False
+    ) -> tuple[np.ndarray, list[Any]]:
+        """Item indices of a history of external ids (order and repeats kept), unknown ids."""
+        if len(history) == 0:
+            raise ValueError("history is empty: give at least one item the user interacted with")
+        ids = self._parse_items(history)
+        known = self.items.contains(ids)
+        unknown = [ids[i] for i in np.flatnonzero(~known)]
+        if unknown and not ignore_unknown:
+            raise UnknownIdError(
+                f"{len(unknown)} item id(s) not in the catalogue: {_shown(unknown)}; remove them "
+                "or pass ignore_unknown=True (--ignore-unknown)",
+                unknown=unknown[:_SHOWN],
+                n_unknown=len(unknown),
+            )
+        index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
+        if index.size == 0:
+            raise ValueError("no item of the history is in the catalogue")
+        return index, unknown
+
+    def _query_from(self, histories: list[np.ndarray], exclude_seen: bool, unknown=()) -> Query:
+        windows, _ = self.model.windows(histories)
+        n_items = len(self.items)
+        if exclude_seen:
+            width = max(len(h) for h in histories)
+            padded = np.full((len(histories), width), n_items, dtype=np.int64)
+            for row, items in enumerate(histories):
+                padded[row, : len(items)] = items
+            exclude = history_matrix(padded, n_items)
+        else:
+            exclude = sp.csr_matrix((len(histories), n_items), dtype=np.float32)
+        return Query(windows, exclude, tuple(_python(x) for x in unknown))
+
+    def query(
+        self,
+        user: Any = None,
+        history: Sequence[Any] | None = None,
+        exclude_seen: bool = True,
+        ignore_unknown: bool = False,
+    ) -> Query:
+        if (user is None) == (history is None):
+            raise ValueError("give exactly one of user= or history=")
+        if user is not None:
+            return self.query_users([user], exclude_seen)
+        index, unknown = self.history_indices(history, ignore_unknown)
+        return self._query_from([index], exclude_seen, unknown)
+
+    def query_users(self, users: Sequence[Any] | np.ndarray, exclude_seen: bool = True) -> Query:
+        if len(self.users) == 0:
+            raise ValueError(
+                "this run's data holds next-item examples without user ids; recommend from a "
+                "history instead"
+            )
+        rows = self.user_rows(users)
+        histories = [self.sequence_items[self.indptr[r] : self.indptr[r + 1]] for r in rows]
+        return self._query_from(histories, exclude_seen)
+
+    def top_k(self, queries: Sequence[Query], k: int) -> tuple[np.ndarray, np.ndarray]:
+        from recdiff.eval.ranking import topk_items
+
+        windows = np.concatenate([q.inputs for q in queries])
+        exclude = sp.vstack([q.exclude for q in queries], format="csr")
+        return topk_items(self.model.score(windows), k, exclude)
+
+    def evaluate(self, averaging: str = "all_users") -> dict[str, dict[str, float]]:
+        """Valid and test metrics of the model on the run's data, re-computed."""
+        from recdiff.train.datasets import load_sequences
+        from recdiff.train.run_sequential import evaluate_sequential
+
+        del averaging  # one target per example: both averagings agree
+        data, _ = load_sequences(self.config.data)
+        if data.items != self.items:
+            raise ValueError("the run's data changed since training: its item vocabulary differs")
+        results = evaluate_sequential(self.model, data.with_layout("left"), self.config)
+        return {split: result.means for split, result in results.items()}
