@@ -244,5 +244,6 @@ class DreamRec(SequentialRecommender):
         net = self._check_fitted()
         net.eval()
         with torch.no_grad():
-            oracle = self.generate(history.to(self.device), generator, guidance_weight, chosen)
+            history = torch.as_tensor(history, dtype=torch.long, device=self.device)
+            oracle = self.generate(history, generator, guidance_weight, chosen)
             return (oracle @ net.encoder.items.T.to(oracle.dtype)).float()
