@@ -19,6 +19,18 @@ def test_blockwise_first_layer_equals_the_concatenated_mlp(cond_dim):
     torch.testing.assert_close(net(x, t, cond), expected)
 
 
+def test_checkpoints_with_one_first_layer_matrix_still_load():
+    torch.manual_seed(0)
+    net = MLPDenoiser(7, [5], time_dim=6, cond_dim=3).eval()
+    legacy = {k: v for k, v in net.state_dict().items() if not k.startswith("layers.0.")}
+    legacy["layers.0.weight"] = net.layers[0].weight.detach().clone()  # nn.Linear's layout
+    legacy["layers.0.bias"] = net.layers[0].bias.detach().clone()
+    other = MLPDenoiser(7, [5], time_dim=6, cond_dim=3).eval()
+    other.load_state_dict(legacy)
+    x, t, c = torch.randn(4, 7), torch.tensor([0, 1, 2, 3]), torch.randn(4, 3)
+    torch.testing.assert_close(other(x, t, c), net(x, t, c))
+
+
 def test_denoiser_input_checks():
     net = MLPDenoiser(4, [8], cond_dim=2)
     with pytest.raises(ValueError, match="width 4"):
