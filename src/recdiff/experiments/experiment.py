@@ -122,7 +122,7 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(task["threads"])
-    from recdiff.experiments.per_user import check_against_run, per_user_test_metrics
+    from recdiff.experiments.per_user import check_against_run, per_user_test_metrics_from_run
     from recdiff.train.run import run_training
 
     config = RunConfig.model_validate(task["config"])
@@ -138,7 +138,7 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
         "test": result.metrics["test"],
     }
     try:
-        per_user = per_user_test_metrics(result.model, config)
+        per_user = per_user_test_metrics_from_run(result.directory)
     except NotImplementedError as error:
         record["per_user_error"] = str(error)
     else:

@@ -1,7 +1,7 @@
 """Per-user test metrics of a fitted model, for paired significance tests between models.
 
-A run directory stores mean metrics only; the per-user values come from scoring the test split
-again with the run's model, under the same protocol as :func:`recdiff.train.run.run_training`
+Runs store them (``test_per_user.npz``); for older run directories they come from scoring the
+test split again with the run's model, under the same protocol as :func:`recdiff.train.run.run_training`
 (input = train rows, train + valid masked, test as truth). Users without test items get NaN.
 Models whose scoring draws noise (DiffRec with T' > 0) give slightly different values on each
 scoring; :func:`check_against_run` measures the gap to the run's stored means.
@@ -50,8 +50,15 @@ def per_user_test_metrics(model: Any, config: RunConfig) -> dict[str, np.ndarray
 
 
 def per_user_test_metrics_from_run(run: str | Path) -> dict[str, np.ndarray]:
-    """:func:`per_user_test_metrics` of a run directory written by ``recdiff train``."""
+    """Per-user (per-example for next-item models) test metrics of a run directory: the ones
+    the run stored, or, for runs written before runs stored them, :func:`per_user_test_metrics`."""
     from recdiff.serving.predictor import Predictor
+    from recdiff.train.run import PER_USER_FILE
+
+    stored = Path(run) / PER_USER_FILE
+    if stored.is_file():
+        with np.load(stored) as saved:
+            return {name: saved[name].astype(np.float64) for name in saved.files}
 
     predictor = Predictor.load(run)  # checks that the directory is complete
     return per_user_test_metrics(predictor.model, predictor.config)
