@@ -21,15 +21,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
-import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+from _common import (
+    RESULTS,
+    machine,
+    markdown_table,
+    median_after_warmup,
+    peak_rss_mib,
+    python_child,
+    write_results,
+)
 
 
 def measure(precision: str, epochs: int, threads: int) -> dict:
@@ -59,10 +63,10 @@ def measure(precision: str, epochs: int, threads: int) -> dict:
     assert isinstance(model.training, TrainConfig)
     return {
         "precision": precision,
-        "epoch_seconds": statistics.median(seconds[1:]),
+        "epoch_seconds": median_after_warmup(seconds),
         "epoch_seconds_all": seconds,
         "eval_pass_seconds": eval_seconds,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
     }
 
 
@@ -100,22 +104,15 @@ def main() -> None:
         return
     rows = []
     for precision in ("fp32", "bf16"):
-        out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--child",
-                precision,
-                "--epochs",
-                str(args.epochs),
-                "--threads",
-                str(args.threads),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
+        row = python_child(
+            __file__,
+            "--child",
+            precision,
+            "--epochs",
+            str(args.epochs),
+            "--threads",
+            str(args.threads),
         )
-        row = json.loads(out.stdout.strip().splitlines()[-1])
         if args.reproduce:
             row["reproduce"] = reproduce_wall_time(precision)
         rows.append(row)
@@ -123,25 +120,24 @@ def main() -> None:
     result = {
         "benchmark": "diffrec_speed",
         "dataset": "diffrec/ml-1m_clean",
-        "threads": args.threads,
-        "machine": platform.machine(),
-        "python": platform.python_version(),
+        **machine(args.threads),
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "diffrec_speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = [
-        "| precision | s / epoch | s / eval pass (T=40) | peak RSS MiB | reproduce wall s |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        wall = f"{row['reproduce']['seconds']:.0f}" if "reproduce" in row else "-"
-        lines.append(
-            f"| {row['precision']} | {row['epoch_seconds']:.2f} | {row['eval_pass_seconds']:.2f} "
-            f"| {row['peak_rss_mib']:.0f} | {wall} |"
-        )
-    (RESULTS / "diffrec_speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    table = markdown_table(
+        ["precision", "s / epoch", "s / eval pass (T=40)", "peak RSS MiB", "reproduce wall s"],
+        [
+            [
+                row["precision"],
+                f"{row['epoch_seconds']:.2f}",
+                f"{row['eval_pass_seconds']:.2f}",
+                f"{row['peak_rss_mib']:.0f}",
+                f"{row['reproduce']['seconds']:.0f}" if "reproduce" in row else "-",
+            ]
+            for row in rows
+        ],
+    )
+    write_results("diffrec_speed", result, table)
+    print("\n".join(table))
 
 
 if __name__ == "__main__":

@@ -59,8 +59,13 @@ def problems(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(problems(), st.sampled_from(["test_users", "all_users"]), st.integers(1, 5))
-def test_matches_brute_force(problem, averaging, batch_size) -> None:
+@given(
+    problems(),
+    st.sampled_from(["test_users", "all_users"]),
+    st.integers(1, 5),
+    st.one_of(st.none(), st.integers(1, 5)),
+)
+def test_matches_brute_force(problem, averaging, batch_size, item_chunk) -> None:
     scores, truth, exclude, k = problem
     result = evaluate_scores(
         scores,
@@ -70,6 +75,7 @@ def test_matches_brute_force(problem, averaging, batch_size) -> None:
         metrics=ALL_METRICS,
         batch_size=batch_size,
         averaging=averaging,
+        item_chunk=item_chunk,
     )
     reference = brute_force(scores, truth, exclude, k)
     for metric, values in reference.items():

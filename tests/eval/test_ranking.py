@@ -61,3 +61,27 @@ def test_rejects_nan_bad_k_and_bad_mask_shape() -> None:
 def test_empty_batch() -> None:
     items, values = topk_items(np.zeros((0, 4), dtype=np.float32), 2)
     assert items.shape == (0, 2) and values.shape == (0, 2)
+
+
+@pytest.mark.parametrize("item_chunk", [1, 2, 3, 7, 64, 1000])
+@pytest.mark.parametrize("k", [1, 5, 20, 90])
+def test_item_chunks_rank_exactly_like_one_pass(item_chunk: int, k: int) -> None:
+    rng = np.random.default_rng(item_chunk * 100 + k)
+    scores = rng.integers(0, 3, size=(6, 80)).astype(np.float32)  # many ties across chunks
+    scores[0] = -np.inf  # a row with nothing to recommend
+    exclude = sp.random(6, 80, density=0.3, format="lil", random_state=k)
+    exclude[1] = 1.0  # a fully masked row
+    exclude = exclude.tocsr()
+    whole = topk_items(scores, k, exclude)
+    chunked = topk_items(scores, k, exclude, item_chunk=item_chunk)
+    np.testing.assert_array_equal(chunked[0], whole[0])
+    np.testing.assert_array_equal(chunked[1], whole[1])
+    assert (whole[0][:2] == -1).all()
+
+
+def test_item_chunks_keep_the_lowest_index_on_ties_across_chunks() -> None:
+    scores = np.array([[0.5, 0.9, 0.5, 0.9, 0.9, 0.5]], dtype=np.float32)
+    items, _ = topk_items(scores, 4, item_chunk=2)  # chunks [0, 1], [2, 3], [4, 5]
+    np.testing.assert_array_equal(items, [[1, 3, 4, 0]])
+    with pytest.raises(ValueError, match="item_chunk"):
+        topk_items(scores, 4, item_chunk=0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
-from recommender_contract import N_ITEMS, RecommenderContract, checkerboard
+from recommender_contract import N_ITEMS, N_USERS, RecommenderContract, checkerboard
 
 from recdiff.models import Recommender
 from recdiff.models.diffrec import DiffRec, DiffusionConfig
@@ -14,10 +15,11 @@ from recdiff.models.ldiffrec import (
     LatentConfig,
     LDiffRec,
     LDiffRecConfig,
+    _multinomial_nll,
     cluster_items,
     item_embeddings,
 )
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.trainer import TrainConfig, sparse_rows
 
 TINY = LDiffRecConfig(
     latent=LatentConfig(n_clusters=2, latent_dim=8, svd_dim=4, epochs=80, lr=1e-2, dropout=0.2),
@@ -27,9 +29,17 @@ TINY = LDiffRecConfig(
 FAST = TrainConfig(lr=1e-2, batch_size=8, epochs=20, progress=False, seed=3)
 
 
+SPARSE = TINY.model_copy(update={"latent": TINY.latent.model_copy(update={"sparse_input": True})})
+
+
 class TestLDiffRec(RecommenderContract):
     def make_model(self) -> Recommender:
         return LDiffRec(TINY, FAST)
+
+
+class TestSparseInputLDiffRec(RecommenderContract):
+    def make_model(self) -> Recommender:
+        return LDiffRec(SPARSE, FAST)
 
 
 def test_svd_embeddings_cluster_the_checkerboard_halves():
@@ -119,3 +129,41 @@ def test_reconstruction_weight_trains_decoders_but_not_encoders_in_stage_two():
     before, after = snapshots["after_stage_1"], model.autoencoder.state_dict()
     changed = {k for k in after if not torch.equal(after[k], before[k])}
     assert changed and all(k.startswith("decoders.") for k in changed), changed
+
+
+def test_sparse_rows_encode_like_dense_rows():
+    labels = np.array([0, 1, 1, 2, 0, 1, 2, 2, 0])
+    autoencoder = ClusterAutoencoder(labels, latent_dim=6, dropout=0.5, hidden_dim=6).eval()
+    rows = sp.random(5, 9, density=0.4, format="lil", dtype=np.float32, random_state=1)
+    rows[2] = 0.0  # an empty row stays all zeros, as F.normalize leaves it
+    rows = rows.tocsr()
+    rows.eliminate_zeros()
+    dense = autoencoder.encode(torch.from_numpy(rows.toarray()))
+    sparse = autoencoder.encode(sparse_rows(rows, "cpu"))
+    for a, b in zip(dense, sparse, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_sparse_input_scores_like_dense_input_with_the_same_weights():
+    train = checkerboard()
+    dense = LDiffRec(TINY, FAST.model_copy(update={"epochs": 2})).fit(train)
+    sparse = LDiffRec(SPARSE, dense.training)
+    sparse.build(N_ITEMS, dense.autoencoder.labels.numpy())
+    sparse.module.load_state_dict(dense.module.state_dict())
+    torch.testing.assert_close(sparse.score(train), dense.score(train), rtol=1e-5, atol=1e-5)
+    # The multinomial likelihood of sparse rows (logits in group order) is the dense one too.
+    z = torch.randn(N_USERS, sum(sparse.autoencoder.latent_dims))
+    x = torch.from_numpy(train.toarray())
+    torch.testing.assert_close(
+        sparse._reconstruction_nll(z, sparse_rows(train, "cpu")), dense._reconstruction_nll(z, x)
+    )
+    logits = torch.randn(N_USERS, N_ITEMS)
+    torch.testing.assert_close(
+        _multinomial_nll(logits, sparse_rows(train, "cpu")), _multinomial_nll(logits, x)
+    )
+
+
+def test_sparse_input_trains_in_bf16():
+    model = LDiffRec(SPARSE, FAST.model_copy(update={"epochs": 2, "precision": "bf16"}))
+    scores = model.fit(checkerboard()).score(checkerboard()[:3])
+    assert scores.shape == (3, N_ITEMS) and torch.isfinite(scores).all()

@@ -105,3 +105,11 @@ def test_config_rejects_bad_values() -> None:
         MultVAEConfig(valid_metric="recall")
     with pytest.raises(TypeError):
         MultVAE(not_a_field=1)
+
+
+def test_empty_rows_are_trained_on_and_the_result_is_kept() -> None:
+    """The paper's objective covers every user: an empty row still takes part (its KL term)."""
+    train = sp.vstack([checkerboard(), sp.csr_matrix((1, checkerboard().shape[1]))]).tocsr()
+    model = MultVAE(TINY, batch_size=N_USERS, max_epochs=2).fit(train)
+    assert [e["steps"] for e in model.fit_log_] == [2, 4]  # 41 rows: batches of 40 and 1
+    assert model.result.epochs_run == 2 and model.best_epoch_ == 2

@@ -58,9 +58,7 @@ def make_sequences(
         )
     keep = np.arange(max_length)[None, :] < lengths[:, None]
     indptr = np.concatenate([[0], np.cumsum(lengths)])
-    return UserSequences(
-        indptr, walk[keep], Vocabulary.range(n_users), Vocabulary.range(n_items)
-    )
+    return UserSequences(indptr, walk[keep], Vocabulary.range(n_users), Vocabulary.range(n_items))
 
 
 def demo_sequences(seed: int = 0, max_len: int = 10) -> SequenceDataset:

@@ -18,6 +18,7 @@ loss / p_t                 ``loss * weights``
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import torch
 
@@ -26,6 +27,10 @@ __all__ = ["LossAwareSampler", "TimestepSampler", "UniformSampler"]
 
 class TimestepSampler(abc.ABC):
     """Draws training steps and the importance weights that keep the loss unbiased."""
+
+    #: Whether :meth:`update` uses the losses (callers can skip collecting them otherwise, e.g.
+    #: the all-gather of every process's losses in data-parallel training).
+    records_losses: ClassVar[bool] = False
 
     def __init__(self, num_steps: int) -> None:
         if num_steps < 1:
@@ -72,7 +77,13 @@ class LossAwareSampler(TimestepSampler):
         num_steps: T.
         history: losses kept per step (DiffRec: 10).
         uniform_prob: the share of uniform probability mixed in (DiffRec: 0.001).
+
+    In data-parallel training every process must hold the same history, so that all sample from
+    the same p_t: update it with every process's ``(t, loss)`` pairs of the step, concatenated in
+    rank order (:func:`recdiff.train.distributed.gather_timestep_losses` does it for DiffRec).
     """
+
+    records_losses = True
 
     def __init__(self, num_steps: int, history: int = 10, uniform_prob: float = 0.001) -> None:
         super().__init__(num_steps)

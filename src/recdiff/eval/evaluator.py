@@ -10,6 +10,11 @@ not score anything). Their per-user values are NaN; ``averaging`` decides whethe
 them (``"test_users"``) or count them as 0 (``"all_users"``, the DiffRec paper's convention).
 Coverage is computed over the lists of the evaluated users.
 
+Large catalogues: only ``batch_size`` users are scored at a time (the score function gets a CSR
+slice of the inputs, never the whole matrix), and ``item_chunk`` also splits the ranking over
+items, so memory stays about ``batch_size x n_items`` scores plus ``batch_size x item_chunk`` of
+ranking temporaries. (EASE's item x item weight matrix is its model, not evaluation memory.)
+
 Held-out items that are also excluded can never be hit; the usual protocols keep the splits
 disjoint (see :mod:`recdiff.eval.protocol` for train/valid/test masking).
 """
@@ -139,7 +144,9 @@ class RankingAccumulator:
         exclude: sp.csr_matrix | None,
         ks: Sequence[int],
         metrics: Iterable[str],
+        item_chunk: int | None = None,
     ) -> None:
+        self.item_chunk = item_chunk
         self.truth = as_binary_csr(truth, "truth")
         if exclude is not None and exclude.shape != self.truth.shape:
             raise ValueError(
@@ -172,7 +179,7 @@ class RankingAccumulator:
             block = as_score_tensor(block)[torch.from_numpy(np.flatnonzero(keep))]
             rows = rows[keep]
         exclude = self.exclude[rows] if self.exclude is not None else None
-        items, _ = topk_items(block, max(self.ks), exclude)
+        items, _ = topk_items(block, max(self.ks), exclude, item_chunk=self.item_chunk)
         hits = _hits(items, self.truth[rows])
         per_user = per_user_metrics(hits, self.n_relevant[rows], self.ks, self.metrics)
         for name, values in per_user.items():
@@ -202,10 +209,11 @@ def _run(
     batch_size: int,
     averaging: Averaging,
     users: np.ndarray | None,
+    item_chunk: int | None = None,
 ) -> EvalResult:
     """Shared loop: ``scores_for(user_indices) -> [len(users), n_items]`` scores."""
     ks = _check_options(ks, averaging, batch_size)
-    accumulator = RankingAccumulator(truth, exclude, ks, metrics)
+    accumulator = RankingAccumulator(truth, exclude, ks, metrics, item_chunk)
     n_users = accumulator.truth.shape[0]
     in_scope = np.ones(n_users, dtype=bool)
     if users is not None:
@@ -231,6 +239,7 @@ def evaluate(
     batch_size: int = 1024,
     averaging: Averaging = "test_users",
     users: np.ndarray | None = None,
+    item_chunk: int | None = None,
 ) -> EvalResult:
     """Evaluate a recommender by full ranking over all items.
 
@@ -246,6 +255,8 @@ def evaluate(
         averaging: ``"test_users"`` (skip users without held-out items) or ``"all_users"``
             (count them as 0, for parity with published numbers).
         users: optional subset of user rows to evaluate (e.g. a sample for quick validation).
+        item_chunk: rank at most this many items at a time (see :func:`topk_items`); for very
+            wide catalogues. None ranks each block whole.
     """
     if not sp.issparse(inputs):
         raise TypeError(f"inputs must be a scipy sparse matrix, got {type(inputs).__name__}")
@@ -264,6 +275,7 @@ def evaluate(
         batch_size,
         averaging,
         users,
+        item_chunk,
     )
 
 
@@ -276,6 +288,7 @@ def evaluate_scores(
     batch_size: int = 2048,
     averaging: Averaging = "test_users",
     users: np.ndarray | None = None,
+    item_chunk: int | None = None,
 ) -> EvalResult:
     """Evaluate precomputed scores: a dense ``[n_users, n_items]`` array/tensor, or a callable
     mapping an int64 array of user rows to their ``[len(rows), n_items]`` scores.
@@ -296,4 +309,4 @@ def evaluate_scores(
             def scores_for(rows: np.ndarray) -> ScoreBlock:
                 return scores[rows]
 
-    return _run(scores_for, truth, exclude, ks, metrics, batch_size, averaging, users)
+    return _run(scores_for, truth, exclude, ks, metrics, batch_size, averaging, users, item_chunk)

@@ -35,11 +35,13 @@ def evaluate_many(
     batch_size: int = 1024,
     averaging: Averaging = "test_users",
     progress: bool = False,
+    item_chunk: int | None = None,
 ) -> dict[str, EvalResult]:
     """Evaluate every task from one scoring of ``inputs``; all tasks must use these inputs.
 
     Each user with held-out items in any task is scored once, in batches of ``batch_size``
-    (with a progress bar over the batches if ``progress``).
+    (with a progress bar over the batches if ``progress``); ``item_chunk`` splits the ranking
+    of each block over items (see :func:`recdiff.eval.ranking.topk_items`).
     """
     ks = _check_options(ks, averaging, batch_size)
     metrics = tuple(metrics)
@@ -48,7 +50,7 @@ def evaluate_many(
         if task.inputs.shape != inputs.shape or (task.inputs != inputs).nnz:
             raise ValueError(f"task {name!r} has other inputs: evaluate it separately")
     accumulators = {
-        name: RankingAccumulator(task.truth, task.exclude, ks, metrics)
+        name: RankingAccumulator(task.truth, task.exclude, ks, metrics, item_chunk)
         for name, task in tasks.items()
     }
     wanted = np.zeros(inputs.shape[0], dtype=bool)

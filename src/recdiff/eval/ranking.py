@@ -15,6 +15,11 @@ Policy:
 
 Works on numpy arrays and torch tensors (any device; the work stays on that device and only
 the ``[batch, k]`` result comes back to the host as numpy).
+
+Memory: ranking a ``[batch, n_items]`` block needs about five times the block in temporaries
+(the masked copy, comparison masks, a cumulative count). For very wide catalogues ``item_chunk``
+ranks the items in column chunks and merges the per-chunk top-k lists, so the temporaries are
+``batch x item_chunk``; the result is the same.
 """
 
 from __future__ import annotations
@@ -49,6 +54,17 @@ def mask_items(scores: torch.Tensor, exclude: sp.csr_matrix, copy: bool = True) 
     ``exclude`` must have the same shape as ``scores`` (one row per score row). Only the sparsity
     pattern counts, not the stored values. With ``copy=False`` the tensor is changed in place.
     """
+    rows, cols = _excluded_entries(exclude, scores)
+    if copy:
+        scores = scores.clone()
+    scores[rows, cols] = float("-inf")
+    return scores
+
+
+def _excluded_entries(
+    exclude: sp.csr_matrix, scores: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices (on the scores' device) of the stored entries of ``exclude``."""
     if not sp.issparse(exclude):
         raise TypeError(f"exclude must be a scipy sparse matrix, got {type(exclude).__name__}")
     if tuple(exclude.shape) != tuple(scores.shape):
@@ -57,17 +73,17 @@ def mask_items(scores: torch.Tensor, exclude: sp.csr_matrix, copy: bool = True) 
             "pass the exclude rows of exactly the users that were scored"
         )
     exclude = exclude.tocsr()
-    if copy:
-        scores = scores.clone()
     rows = np.repeat(np.arange(exclude.shape[0]), np.diff(exclude.indptr))
     rows_t = torch.from_numpy(rows).to(scores.device)
     cols_t = torch.from_numpy(exclude.indices.astype(np.int64)).to(scores.device)
-    scores[rows_t, cols_t] = float("-inf")
-    return scores
+    return rows_t, cols_t
 
 
 def topk_items(
-    scores: ScoreBlock, k: int, exclude: sp.csr_matrix | None = None
+    scores: ScoreBlock,
+    k: int,
+    exclude: sp.csr_matrix | None = None,
+    item_chunk: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` items per row, best first.
 
@@ -75,6 +91,8 @@ def topk_items(
         scores: ``[batch, n_items]`` scores (numpy or torch); larger is better. Not modified.
         k: list length; may exceed ``n_items`` (the rest is padding).
         exclude: optional ``[batch, n_items]`` CSR of items never to recommend (seen items).
+        item_chunk: rank at most this many items at a time (None: all at once); bounds the
+            temporaries at ``batch x item_chunk`` for very wide catalogues. Same result.
 
     Returns:
         ``(items, item_scores)``: int64 ``[batch, k]`` item indices (``-1`` = padding) and
@@ -82,17 +100,23 @@ def topk_items(
     """
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k}")
+    if item_chunk is not None and item_chunk < 1:
+        raise ValueError(f"item_chunk must be a positive number of items or None, got {item_chunk}")
     tensor = as_score_tensor(scores)
     if torch.isnan(tensor).any():
         raise ValueError("scores contain NaN; check the model (diverged training?) before ranking")
-    if exclude is not None:
-        tensor = mask_items(tensor, exclude, copy=True)
     batch, n_items = tensor.shape
     k_eff = min(k, n_items)
     if batch == 0 or n_items == 0:
+        if exclude is not None:
+            _excluded_entries(exclude, tensor)  # the same shape check as a non-empty block's
         items = torch.empty((batch, 0), dtype=torch.int64, device=tensor.device)
         values = torch.empty((batch, 0), dtype=tensor.dtype, device=tensor.device)
+    elif item_chunk is not None and item_chunk < n_items:
+        items, values = _topk_in_item_chunks(tensor, k_eff, exclude, item_chunk)
     else:
+        if exclude is not None:
+            tensor = mask_items(tensor, exclude, copy=True)
         items, values = _topk_lowest_index_ties(tensor, k_eff)
     items_np = items.cpu().numpy()
     values_np = values.cpu().numpy()
@@ -107,17 +131,58 @@ def topk_items(
 def _topk_lowest_index_ties(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k where equal scores are ordered by ascending item index.
 
-    ``torch.topk`` alone gives no guarantee which of several equal scores survive the cut, so:
-    find each row's k-th largest value ``thr``; keep everything above it and, of the items equal
-    to it, the lowest-indexed ones until the row has ``k``; then stable-sort those ``k`` by score.
+    ``torch.topk`` alone gives no guarantee which of several equal scores survive the cut. Its
+    pick is the only possible one when exactly k items score at least the k-th largest value
+    ``thr``; only rows with more (ties at the cut) are redone: everything above ``thr`` and, of
+    the items equal to it, the lowest-indexed ones until the row has ``k``. Then the ``k`` items
+    are stable-sorted by score from ascending index order.
     """
-    thr = torch.topk(scores, k, dim=1, largest=True, sorted=False).values.amin(dim=1, keepdim=True)
+    values, items = torch.topk(scores, k, dim=1, largest=True, sorted=False)
+    thr = values.amin(dim=1, keepdim=True)
+    crowded = (scores >= thr).sum(dim=1) > k
+    if crowded.any():
+        rows = crowded.nonzero().squeeze(1)
+        items[rows] = _lowest_indices_at_the_cut(scores[rows], thr[rows], k)
+    items = torch.sort(items, dim=1).values
+    values = torch.gather(scores, 1, items)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices
+    return torch.gather(items, 1, order), torch.gather(values, 1, order)
+
+
+def _lowest_indices_at_the_cut(scores: torch.Tensor, thr: torch.Tensor, k: int) -> torch.Tensor:
+    """The top k items of rows with ties at the k-th value ``thr``, lowest indices among those."""
     above = scores > thr
     at_thr = scores == thr
     need = k - above.sum(dim=1, keepdim=True)
     chosen = above | (at_thr & (torch.cumsum(at_thr, dim=1) <= need))
     # nonzero() walks row-major, so each row's chosen items come out in ascending index order.
-    items = chosen.nonzero()[:, 1].reshape(scores.shape[0], k)
-    values = torch.gather(scores, 1, items)
-    order = torch.sort(values, dim=1, descending=True, stable=True).indices
-    return torch.gather(items, 1, order), torch.gather(values, 1, order)
+    return chosen.nonzero()[:, 1].reshape(scores.shape[0], k)
+
+
+def _topk_in_item_chunks(
+    scores: torch.Tensor, k: int, exclude: sp.csr_matrix | None, chunk: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_topk_lowest_index_ties` over column chunks, then over the chunks' winners.
+
+    An item in the overall top k under (score descending, index ascending) has fewer than k items
+    before it in that order within its own chunk too, so the chunks' top-k lists hold the answer.
+    """
+    masked = _excluded_entries(exclude, scores) if exclude is not None else None
+    found_items, found_values = [], []
+    for start in range(0, scores.shape[1], chunk):
+        part = scores[:, start : start + chunk]
+        if masked is not None:
+            rows, cols = masked
+            inside = (cols >= start) & (cols < start + part.shape[1])
+            if inside.any():
+                part = part.clone()
+                part[rows[inside], cols[inside] - start] = float("-inf")
+        items, values = _topk_lowest_index_ties(part, min(k, part.shape[1]))
+        found_items.append(items + start)
+        found_values.append(values)
+    items, values = torch.cat(found_items, dim=1), torch.cat(found_values, dim=1)
+    # Candidates by ascending item, then a stable sort by score: ties stay in item order.
+    by_item = torch.argsort(items, dim=1)
+    items, values = torch.gather(items, 1, by_item), torch.gather(values, 1, by_item)
+    best = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+    return torch.gather(items, 1, best), torch.gather(values, 1, best)

@@ -40,6 +40,7 @@ from recdiff.diffusion import (
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
 from recdiff.nn import MLPDenoiser
+from recdiff.train.distributed import gather_timestep_losses
 from recdiff.train.trainer import TrainConfig, Trainer, TrainResult, autocast
 
 __all__ = ["DiffRec", "DiffRecConfig", "DiffusionConfig"]
@@ -159,7 +160,10 @@ class DiffRec(Recommender):
         terms = self.process.training_losses(
             self.denoiser, x0, t, weighting=self.config.diffusion.loss_weighting
         )
-        self.timesteps.update(t, terms["loss"])
+        seen = (t, terms["loss"])
+        if self.timesteps.records_losses:  # under DDP: every process's losses, same histories
+            seen = gather_timestep_losses(*seen)
+        self.timesteps.update(*seen)
         return (terms["loss"].float() * weights).mean(), terms["pred_x0"]
 
     def extra_state(self) -> dict[str, torch.Tensor]:

@@ -16,19 +16,17 @@ Loss per batch (Eq. 6 with annealing): ``-mean_u sum_i x_ui log pi_i + beta * me
 Architecture and training follow the paper: [n_items -> 600 -> 200] encoder and its mirror as
 decoder, tanh, dropout 0.5 on the L2-normalised input, Adam lr 1e-3, batch 500 (the last partial
 batch is kept), beta capped at 0.2. Early stopping keeps the weights of the epoch with the best
-validation metric (train items masked) and restores them at the end.
+validation metric (train items masked) and restores them at the end. The epochs run in recdiff's
+:class:`~recdiff.train.trainer.Trainer`, so Mult-VAE trains data-parallel under torchrun too.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
 import logging
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
@@ -37,6 +35,7 @@ from torch import nn
 from recdiff.eval.evaluator import as_binary_csr
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender, check_train
+from recdiff.train.trainer import RowBatches, TrainConfig, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +141,17 @@ class MultVAE(Recommender):
         self.fit_log_: list[dict[str, float]] = []
         #: Epoch (1-based) whose weights were restored; 0 before fitting.
         self.best_epoch_: int = 0
+        #: The trainer's record of the last fit (selected epoch, evaluations), None before.
+        self.result: TrainResult | None = None
 
     @property
     def n_items(self) -> int:
         return self._fitted_net().decoder[-1].out_features
+
+    @property
+    def module(self) -> MultVAENet:
+        """The network the trainer optimises."""
+        return self._fitted_net()
 
     def fit(self, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> MultVAE:
         """Train on ``train``; with ``valid``, early-stop on ``config.valid_metric``."""
@@ -157,55 +163,62 @@ class MultVAE(Recommender):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(cfg.seed)
             self.net = MultVAENet(train.shape[1], cfg.hidden_dims, cfg.latent_dim, cfg.dropout)
-            self.net.to(device)
-            self._train_loop(train, valid, device)
+            self._train(train, valid)
         return self
 
-    def _train_loop(
-        self, train: sp.csr_matrix, valid: sp.csr_matrix | None, device: torch.device
-    ) -> None:
-        cfg, net = self.config, self._fitted_net()
-        optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        shuffle = torch.Generator().manual_seed(cfg.seed)
-        task = EvalTask.validation(train, valid) if valid is not None else None
-        metric, _, k = cfg.valid_metric.partition("@")
-        best_value, best_state, rounds_without_gain = -np.inf, None, 0
-        steps, self.fit_log_, self.best_epoch_ = 0, [], 0
-        for epoch in range(1, cfg.max_epochs + 1):
-            start = time.perf_counter()
-            net.train()
-            order = torch.randperm(train.shape[0], generator=shuffle).numpy()
-            total, beta = 0.0, 0.0
-            # range() up to n_users keeps the last partial batch.
-            for first in range(0, len(order), cfg.batch_size):
-                rows = order[first : first + cfg.batch_size]
-                x = torch.from_numpy(train[rows].toarray()).to(device)
-                beta = min(cfg.beta_max, steps / cfg.total_anneal_steps)
-                loss, _ = multvae_loss(*net(x), x, beta)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                steps += 1
-                total += loss.item() * len(rows)
-            entry = {"epoch": epoch, "loss": total / len(order), "beta": beta, "steps": steps}
-            if task is not None:
-                value = task.evaluate(self.score, ks=(int(k),), metrics=(metric,))[cfg.valid_metric]
-                entry[f"valid_{cfg.valid_metric}"] = value
-                if value > best_value:
-                    best_value, self.best_epoch_, rounds_without_gain = value, epoch, 0
-                    best_state = copy.deepcopy(net.state_dict())
-                else:
-                    rounds_without_gain += 1
-            entry["seconds"] = time.perf_counter() - start
+    def _train(self, train: sp.csr_matrix, valid: sp.csr_matrix | None) -> None:
+        cfg = self.config
+        training = TrainConfig(
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            optimizer="adam",
+            batch_size=cfg.batch_size,
+            epochs=cfg.max_epochs,
+            eval_every=1,
+            patience=cfg.patience,
+            metric=cfg.valid_metric,
+            seed=cfg.seed,
+            device=cfg.device,
+            progress=False,
+        )
+        evaluate = None
+        if valid is not None:
+            task = EvalTask.validation(train, valid)
+            metric, _, k = cfg.valid_metric.partition("@")
+
+            def evaluate(score_fn):
+                return {"valid": task.evaluate(score_fn, ks=(int(k),), metrics=(metric,)).means}
+
+        self.steps, self.beta, self.fit_log_ = 0, 0.0, []
+        # Every user row, empty ones too: their KL term is part of the paper's objective.
+        rows = RowBatches(train, skip_empty=False)
+        self.result = Trainer(training, evaluate, self._log_event).fit(self, rows)
+        self.best_epoch_ = self.result.best_epoch if valid is not None else self.result.epochs_run
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """The annealed negative ELBO of a batch of rows; counts the gradient step for beta."""
+        cfg = self.config
+        self.beta = min(cfg.beta_max, self.steps / cfg.total_anneal_steps)
+        loss, _ = multvae_loss(*self.module(x), x, self.beta)
+        self.steps += 1
+        return loss
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Mult-VAE keeps no state outside its network."""
+
+    def _log_event(self, record: dict[str, Any]) -> None:
+        if record["event"] == "epoch":
+            entry = {k: record[k] for k in ("epoch", "loss")}
+            entry.update(beta=self.beta, steps=self.steps, seconds=record["seconds"])
             self.fit_log_.append(entry)
             log.info("MultVAE %s", entry)
-            if task is not None and rounds_without_gain >= cfg.patience:
-                break
-        if best_state is not None:
-            net.load_state_dict(best_state)
-        else:
-            self.best_epoch_ = len(self.fit_log_)
-        net.eval()
+        elif record["event"] == "eval":
+            name = self.config.valid_metric
+            self.fit_log_[-1][f"valid_{name}"] = record[f"valid/{name}"]
+            self.fit_log_[-1]["seconds"] += record["seconds"]
 
     @torch.no_grad()
     def score(self, history: sp.csr_matrix) -> torch.Tensor:

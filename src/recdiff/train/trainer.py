@@ -10,6 +10,10 @@ a dense block of user rows for the DiffRec family (:class:`RowBatches`, built fr
 of history/target tensors for next-item models (:class:`ExampleBatches`).
 Selection uses the validation split only; other splits (e.g. test) may be evaluated in the same
 pass for the curves, never for choosing.
+
+Under torchrun the trainer is also where data-parallel training happens (:mod:`recdiff.train.
+distributed`): each process trains on its shard of every global batch through a DDP wrapper around
+``model.loss``, so any Trainable gets it without code of its own; rank 0 evaluates and logs.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -28,10 +32,23 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm.auto import tqdm
 
+from recdiff.train.distributed import (
+    all_reduce_sum,
+    broadcast_object,
+    data_parallel_loss,
+    epoch_batches,
+    init_from_env,
+    rank,
+    rank_seed,
+    shard,
+    world_size,
+)
+
 __all__ = [
     "ExampleBatches",
     "OnEvent",
     "RowBatches",
+    "SparseRowBatches",
     "TrainConfig",
     "TrainData",
     "TrainResult",
@@ -39,6 +56,7 @@ __all__ = [
     "Trainer",
     "autocast",
     "seed_everything",
+    "sparse_rows",
 ]
 
 
@@ -50,7 +68,12 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW)")
     optimizer: Literal["adamw", "adam"] = Field("adamw", description="optimizer")
-    batch_size: int = Field(400, ge=1, description="users per gradient step (last partial kept)")
+    batch_size: int = Field(
+        400,
+        ge=1,
+        description="examples per gradient step (last partial kept); under torchrun the global "
+        "batch over all processes, each taking about batch_size / world_size",
+    )
     epochs: int = Field(1000, ge=1, description="upper bound on epochs")
     eval_every: int = Field(5, ge=1, description="validate every k epochs")
     patience: int = Field(20, ge=0, description="stop after this many epochs without gain")
@@ -78,7 +101,11 @@ class Trainable(Protocol):
     module: torch.nn.Module
 
     def loss(self, batch: Any) -> torch.Tensor:
-        """Scalar training loss of one batch from :meth:`TrainData.batch`."""
+        """Mean training loss over the examples of one batch from :meth:`TrainData.batch`.
+
+        Under DDP it is called on each process's shard of the global batch; it must be a mean
+        over examples for the weighted shards to add up to the global batch's mean.
+        """
 
     def score(self, *inputs: Any) -> Any:
         """``[batch, n_items]`` scores (module in eval mode), for the caller's ``evaluate``."""
@@ -132,13 +159,17 @@ class TrainData(Protocol):
 class RowBatches:
     """User rows of a users x items CSR (rows may be weighted) as dense float32 batches.
 
-    Empty rows are left out: a user with no training interaction teaches nothing.
+    Only one batch is ever dense (``batch x n_items`` floats). Empty rows are left out unless
+    ``skip_empty=False``: a user with no training interaction teaches a diffusion model nothing.
     """
 
-    def __init__(self, matrix: sp.csr_matrix) -> None:
+    def __init__(self, matrix: sp.csr_matrix, skip_empty: bool = True) -> None:
         self.matrix = sp.csr_matrix(matrix)
-        self.rows = np.flatnonzero(np.diff(self.matrix.indptr) > 0)
-        if self.rows.size == 0:
+        if skip_empty:
+            self.rows = np.flatnonzero(np.diff(self.matrix.indptr) > 0)
+        else:
+            self.rows = np.arange(self.matrix.shape[0])
+        if self.rows.size == 0 or self.matrix.nnz == 0:
             raise ValueError("train has no interactions: every user row is empty")
 
     def __len__(self) -> int:
@@ -147,6 +178,31 @@ class RowBatches:
     def batch(self, index: np.ndarray, device: str) -> torch.Tensor:
         block = self.matrix[self.rows[index]].toarray().astype(np.float32, copy=False)
         return torch.from_numpy(block).to(device)
+
+
+def sparse_rows(block: sp.spmatrix, device: str | torch.device) -> torch.Tensor:
+    """A CSR block of rows as a coalesced float32 torch COO tensor (entries sorted row-major)."""
+    block = sp.csr_matrix(block, dtype=np.float32)
+    if not block.has_canonical_format:
+        block = block.copy()
+        block.sum_duplicates()  # also sorts the indices of every row
+    row_of_entry = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
+    indices = torch.from_numpy(np.vstack([row_of_entry, block.indices]).astype(np.int64))
+    return torch.sparse_coo_tensor(
+        indices,
+        torch.from_numpy(block.data),
+        block.shape,
+        is_coalesced=True,
+        check_invariants=False,
+    ).to(device)
+
+
+class SparseRowBatches(RowBatches):
+    """The rows of :class:`RowBatches` as sparse COO tensors, for models that take sparse input
+    (wide catalogues, where a dense ``batch x n_items`` block would dominate time and memory)."""
+
+    def batch(self, index: np.ndarray, device: str) -> torch.Tensor:
+        return sparse_rows(self.matrix[self.rows[index]], device)
 
 
 class ExampleBatches:
@@ -174,8 +230,10 @@ class Trainer:
     Args:
         config: the training settings.
         evaluate: maps a score function to ``{"valid": {metric: value}, ...}``; only ``valid``
-            selects. None trains for ``epochs`` without selection.
-        on_event: called with each epoch's and evaluation's record (for run logs).
+            selects. None trains for ``epochs`` without selection. Under torchrun it runs on rank
+            0 only, and its metrics are broadcast to the other processes.
+        on_event: called with each epoch's and evaluation's record (for run logs), with the same
+            records on every process (an epoch's loss is the mean over all processes' examples).
     """
 
     def __init__(
@@ -195,35 +253,45 @@ class Trainer:
         trainable = [p for p in module.parameters() if p.requires_grad]  # frozen parts stay put
         return kind(trainable, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=True)
 
-    def _batches(self, n_examples: int, generator: torch.Generator) -> Iterator[np.ndarray]:
-        order = torch.randperm(n_examples, generator=generator).numpy()
-        for start in range(0, n_examples, self.config.batch_size):
-            yield order[start : start + self.config.batch_size]
-
     def fit(self, model: Trainable, train: sp.csr_matrix | TrainData) -> TrainResult:
         """Train ``model`` on ``train``: a users x items CSR (rows may be weighted), or any
         :class:`TrainData`."""
         cfg = self.config
         data = RowBatches(train) if sp.issparse(train) else train
-        generator = seed_everything(cfg.seed)
+        init_from_env(cfg.device)
+        this_rank, world = rank(), world_size()
+        generator = seed_everything(cfg.seed)  # the same shuffling in every process
+        if world > 1:
+            torch.manual_seed(rank_seed(cfg.seed, this_rank))  # but each its own noise
         model.module.to(cfg.device)
         optimizer = self._optimizer(model.module)
+        compute_loss = data_parallel_loss(model, cfg.device)  # model.loss in one process
         result = TrainResult()
         best_state: dict[str, Any] | None = None
         start = time.perf_counter()
-        epochs = tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=not cfg.progress)
+        epochs = tqdm(
+            range(1, cfg.epochs + 1), desc="epochs", disable=not cfg.progress or this_rank > 0
+        )
         for epoch in epochs:
             model.module.train()
             epoch_start, total, count = time.perf_counter(), 0.0, 0
-            for index in self._batches(len(data), generator):
-                batch = data.batch(index, cfg.device)
+            order = torch.randperm(len(data), generator=generator).numpy()
+            for index in epoch_batches(order, cfg.batch_size, world):
+                local = shard(index, this_rank, world)
+                batch = data.batch(local, cfg.device)
                 with autocast(cfg.precision, cfg.device):
-                    loss = model.loss(batch)
+                    loss = compute_loss(batch)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if world > 1:
+                    # DDP averages the processes' gradients; weighting each shard's mean loss by
+                    # world x its share of the batch makes that the global batch mean's gradient.
+                    (loss * (world * len(local) / len(index))).backward()
+                else:
+                    loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * len(index)
-                count += len(index)
+                total += float(loss.detach()) * len(local)
+                count += len(local)
+            total, count = all_reduce_sum([total, count], cfg.device)
             record = {
                 "epoch": epoch,
                 "loss": total / count,
@@ -234,17 +302,15 @@ class Trainer:
             result.epochs_run = epoch
             if self.evaluate is None or epoch % cfg.eval_every:
                 continue
-            model.module.eval()
-            eval_start = time.perf_counter()
-            with torch.no_grad():
-                metrics = self.evaluate(model.score)
+            metrics, seconds = broadcast_object(self._validate(model) if this_rank == 0 else None)
             value = metrics["valid"][cfg.metric]
-            event = {"event": "eval", "epoch": epoch, "seconds": time.perf_counter() - eval_start}
+            event = {"event": "eval", "epoch": epoch, "seconds": seconds}
             event.update(
                 {f"{split}/{name}": v for split, ms in metrics.items() for name, v in ms.items()}
             )
             result.history.append(event)
             self.on_event(event)
+            # Every process holds the same weights and metrics, so all decide alike.
             if value > result.best_metric:
                 result.best_epoch, result.best_metric, result.best_metrics = epoch, value, metrics
                 best_state = {
@@ -260,3 +326,11 @@ class Trainer:
         model.module.eval()
         result.seconds = time.perf_counter() - start
         return result
+
+    def _validate(self, model: Trainable) -> tuple[dict[str, dict[str, float]], float]:
+        """The evaluation callback's metrics for the current weights, and its seconds."""
+        model.module.eval()
+        eval_start = time.perf_counter()
+        with torch.no_grad():
+            metrics = self.evaluate(model.score)
+        return metrics, time.perf_counter() - eval_start
