@@ -62,6 +62,10 @@ def train(
         result = run_training(run_config, runs_dir, progress=not quiet)
     except (ConfigError, FileNotFoundError, ValueError) as error:
         _fail(str(error))
+    from recdiff.train.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun every rank returns; rank 0 reports
+        return
     metrics = result.metrics
     shown = [f"{m}@{k}" for m in run_config.eval.metrics[:2] for k in run_config.eval.ks]
     typer.echo(_table({"valid": metrics["valid"], "test": metrics["test"]}, shown))

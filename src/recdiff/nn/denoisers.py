@@ -141,12 +141,15 @@ class InputLayer(nn.Module):
         self.bias = nn.Parameter(torch.empty(out_dim).uniform_(-bound, bound))
         self.weight_x = nn.Parameter(whole[:, :x_dim].clone())
         self.weight_t = nn.Parameter(whole[:, x_dim : x_dim + t_dim].clone())
-        self.weight_c = nn.Parameter(whole[:, x_dim + t_dim :].clone())
+        # No condition, no parameter (a zero-width one would never get a gradient, which
+        # DistributedDataParallel reports as unused).
+        self.weight_c = nn.Parameter(whole[:, x_dim + t_dim :].clone()) if c_dim else None
 
     @property
     def weight(self) -> torch.Tensor:
         """The whole ``[out, x + t + c]`` matrix (as ``nn.Linear`` would hold it)."""
-        return torch.cat([self.weight_x, self.weight_t, self.weight_c], dim=1)
+        blocks = [self.weight_x, self.weight_t]
+        return torch.cat(blocks if self.weight_c is None else [*blocks, self.weight_c], dim=1)
 
     def forward(self, concatenated: torch.Tensor) -> torch.Tensor:
         """The layer on an explicit concatenation ``[x_t ; emb(t) ; c]`` (reference path)."""
@@ -160,7 +163,8 @@ class InputLayer(nn.Module):
         with torch.no_grad():
             self.weight_x.copy_(whole[:, :x_dim])
             self.weight_t.copy_(whole[:, x_dim : x_dim + t_dim])
-            self.weight_c.copy_(whole[:, x_dim + t_dim :])
+            if self.weight_c is not None:
+                self.weight_c.copy_(whole[:, x_dim + t_dim :])
         nn.init.normal_(self.bias, std=1e-3)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -169,5 +173,6 @@ class InputLayer(nn.Module):
             x_dim, t_dim, _ = self.in_dims
             state_dict[prefix + "weight_x"] = whole[:, :x_dim]
             state_dict[prefix + "weight_t"] = whole[:, x_dim : x_dim + t_dim]
-            state_dict[prefix + "weight_c"] = whole[:, x_dim + t_dim :]
+            if self.weight_c is not None:
+                state_dict[prefix + "weight_c"] = whole[:, x_dim + t_dim :]
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
