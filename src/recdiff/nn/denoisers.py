@@ -168,6 +168,10 @@ class InputLayer(nn.Module):
         nn.init.normal_(self.bias, std=1e-3)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        if self.weight_c is None:  # checkpoints of unconditional denoisers with a 0-wide block
+            empty = state_dict.get(prefix + "weight_c")
+            if empty is not None and empty.numel() == 0:
+                del state_dict[prefix + "weight_c"]
         whole = state_dict.pop(prefix + "weight", None)
         if whole is not None:  # a checkpoint written when this layer was one nn.Linear
             x_dim, t_dim, _ = self.in_dims
