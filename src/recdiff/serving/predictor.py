@@ -172,10 +172,11 @@ class Predictor:
             )
         return rows
 
-    def history_row(
+    def history_indices(
         self, history: Sequence[Any], ignore_unknown: bool = False
-    ) -> tuple[sp.csr_matrix, list[Any]]:
-        """A model input row from external item ids, oldest first; returns it and unknown ids."""
+    ) -> tuple[np.ndarray, list[Any]]:
+        """Item indices of a history of external ids (order and repeats kept), and the ids the
+        catalogue lacks (an error unless ``ignore_unknown``)."""
         if len(history) == 0:
             raise ValueError("history is empty: give at least one item the user interacted with")
         ids = self._parse_items(history)
@@ -191,6 +192,13 @@ class Predictor:
         index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
         if index.size == 0:
             raise ValueError("no item of the history is in the catalogue")
+        return index, unknown
+
+    def history_row(
+        self, history: Sequence[Any], ignore_unknown: bool = False
+    ) -> tuple[sp.csr_matrix, list[Any]]:
+        """A model input row from external item ids, oldest first; returns it and unknown ids."""
+        index, unknown = self.history_indices(history, ignore_unknown)
         # The last occurrence of a repeated item is its most recent interaction: keep those, in
         # history order (np.unique on the reversed history finds each item's last position).
         _, from_end = np.unique(index[::-1], return_index=True)
@@ -236,6 +244,12 @@ class Predictor:
             raise ValueError("give exactly one of user= or history=")
         if user is not None:
             return self.query_users([user], exclude_seen)
+        return self.query_history(history, exclude_seen, ignore_unknown)
+
+    def query_history(
+        self, history: Sequence[Any], exclude_seen: bool = True, ignore_unknown: bool = False
+    ) -> Query:
+        """The model input of a new user's ``history`` (external ids, oldest first)."""
         inputs, unknown = self.history_row(history, ignore_unknown)
         exclude = inputs if exclude_seen else sp.csr_matrix(inputs.shape, dtype=np.float32)
         return Query(inputs, exclude, tuple(_python(x) for x in unknown))

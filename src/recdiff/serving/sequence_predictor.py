@@ -21,11 +21,10 @@ import recdiff.models.dreamrec  # (registers the model classes for loading)
 import recdiff.models.sasrec  # noqa: F401
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary
-from recdiff.data.errors import UnknownIdError
 from recdiff.eval.next_item import history_matrix
 from recdiff.models.base import SavedModel
 from recdiff.models.sequential import SequentialRecommender
-from recdiff.serving.predictor import _SHOWN, Predictor, Query, _python, _shown
+from recdiff.serving.predictor import Predictor, Query, _python
 
 __all__ = ["SequencePredictor"]
 
@@ -75,27 +74,6 @@ class SequencePredictor(Predictor):
             run,
         )
 
-    def history_indices(
-        self, history: Sequence[Any], ignore_unknown: bool = False
-    ) -> tuple[np.ndarray, list[Any]]:
-        """Item indices of a history of external ids (order and repeats kept), unknown ids."""
-        if len(history) == 0:
-            raise ValueError("history is empty: give at least one item the user interacted with")
-        ids = self._parse_items(history)
-        known = self.items.contains(ids)
-        unknown = [ids[i] for i in np.flatnonzero(~known)]
-        if unknown and not ignore_unknown:
-            raise UnknownIdError(
-                f"{len(unknown)} item id(s) not in the catalogue: {_shown(unknown)}; remove them "
-                "or pass ignore_unknown=True (--ignore-unknown)",
-                unknown=unknown[:_SHOWN],
-                n_unknown=len(unknown),
-            )
-        index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
-        if index.size == 0:
-            raise ValueError("no item of the history is in the catalogue")
-        return index, unknown
-
     def _query_from(self, histories: list[np.ndarray], exclude_seen: bool, unknown=()) -> Query:
         windows, _ = self.model.windows(histories)
         n_items = len(self.items)
@@ -109,17 +87,9 @@ class SequencePredictor(Predictor):
             exclude = sp.csr_matrix((len(histories), n_items), dtype=np.float32)
         return Query(windows, exclude, tuple(_python(x) for x in unknown))
 
-    def query(
-        self,
-        user: Any = None,
-        history: Sequence[Any] | None = None,
-        exclude_seen: bool = True,
-        ignore_unknown: bool = False,
+    def query_history(
+        self, history: Sequence[Any], exclude_seen: bool = True, ignore_unknown: bool = False
     ) -> Query:
-        if (user is None) == (history is None):
-            raise ValueError("give exactly one of user= or history=")
-        if user is not None:
-            return self.query_users([user], exclude_seen)
         index, unknown = self.history_indices(history, ignore_unknown)
         return self._query_from([index], exclude_seen, unknown)
 
