@@ -39,7 +39,11 @@ def sasrec(data):
 @pytest.fixture(scope="module")
 def dreamrec(data):
     config = DreamRecConfig(
-        dim=32, hidden_dims=[64], guidance_weight=2.0, diffusion=GuidedDiffusionConfig(steps=50)
+        dim=32,
+        hidden_dims=[64],
+        guidance_weight=2.0,
+        detach_target=True,  # see demo-dreamrec: the paper's gradient collapses this data
+        diffusion=GuidedDiffusionConfig(steps=50),
     )
     return DreamRec(config, _train(epochs=20)).fit(data)
 
