@@ -119,6 +119,11 @@ def main() -> None:
         valid, _ = _evaluate(model, data, "valid", args.seed, guidance_weight=w)
         sweep.append({"w": w, "test": means, "valid": valid, "seconds": seconds})
         print(json.dumps(sweep[-1]), flush=True)
+    chosen = max(sweep, key=lambda row: row["valid"]["hit_rate@20"])  # validation only
+    print(
+        f"w chosen on validation HR@20: {chosen['w']:g} -> test HR@20 "
+        f"{100 * chosen['test']['hit_rate@20']:.2f}%, NDCG@20 {100 * chosen['test']['ndcg@20']:.2f}%"
+    )
     faiss_row = _faiss_recall(model, data, args.seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {
@@ -127,6 +132,7 @@ def main() -> None:
         "threads": args.threads,
         "samplers": rows,
         "guidance": sweep,
+        "guidance_chosen_on_valid": chosen,
         "faiss": faiss_row,
     }
     (RESULTS / "dreamrec_sampling.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -174,6 +180,12 @@ def _markdown(result) -> str:
             f"| {r['w']:g} | {100 * r['valid']['hit_rate@20']:.2f} | "
             f"{100 * r['test']['hit_rate@20']:.2f} | {100 * r['test']['ndcg@20']:.2f} |"
         )
+    best = result["guidance_chosen_on_valid"]
+    lines += [
+        "",
+        f"w chosen on validation HR@20: {best['w']:g} (test HR@20 "
+        f"{100 * best['test']['hit_rate@20']:.2f}%, NDCG@20 {100 * best['test']['ndcg@20']:.2f}%)",
+    ]
     if result["faiss"]:
         f = result["faiss"]
         lines += [
