@@ -60,6 +60,17 @@ class Query:
         return int(self.inputs.shape[0])
 
 
+def read_run_config(run: Path, needed: Sequence[str]) -> RunConfig:
+    """The run's config, after checking that the files inference needs are all there."""
+    missing = [name for name in needed if not (run / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{run} is not a complete run directory (missing {missing}); "
+            "pass a folder written by `recdiff train`"
+        )
+    return RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+
+
 def _python(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -107,13 +118,7 @@ class Predictor:
             "data/inputs.npz",
             "data/seen.npz",
         ]
-        missing = [name for name in needed if not (run / name).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"{run} is not a complete run directory (missing {missing}); "
-                "pass a folder written by `recdiff train`"
-            )
-        config = RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+        config = read_run_config(run, needed)
         return cls(
             Recommender.load(run / "model"),
             Vocabulary.from_json((run / "data/users.json").read_text()),

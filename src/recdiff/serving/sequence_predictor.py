@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import yaml
 
 import recdiff.models.dreamrec  # (registers the model classes for loading)
 import recdiff.models.sasrec  # noqa: F401
@@ -24,7 +23,7 @@ from recdiff.data import Vocabulary
 from recdiff.eval.next_item import history_matrix
 from recdiff.models.base import SavedModel
 from recdiff.models.sequential import SequentialRecommender
-from recdiff.serving.predictor import Predictor, Query, _python
+from recdiff.serving.predictor import Predictor, Query, _python, read_run_config
 
 __all__ = ["SequencePredictor"]
 
@@ -51,13 +50,7 @@ class SequencePredictor(Predictor):
     def load(cls, run: str | Path) -> SequencePredictor:
         run = Path(run)
         needed = ["config.yaml", "metrics.json", "model/config.json", "data/items.json"]
-        missing = [name for name in needed if not (run / name).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"{run} is not a complete run directory (missing {missing}); "
-                "pass a folder written by `recdiff train`"
-            )
-        config = RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+        config = read_run_config(run, needed)
         users, indptr, sequence_items = Vocabulary.range(0), np.zeros(1, np.int64), np.zeros(0)
         if (run / "data/sequences.npz").is_file():  # data with users (not DreamRec's example files)
             users = Vocabulary.from_json((run / "data/users.json").read_text())
