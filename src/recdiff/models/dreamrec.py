@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -228,23 +229,31 @@ class DreamRec(SequentialRecommender):
         model_fn = guided(net.denoiser, cond, net.null, w)
         return (sampler or self.sampler()).sample(model_fn, noise, generator=generator)
 
-    def _score_batch(self, history, generator):
-        oracle = self.generate(history, generator)
+    def _score_batch(
+        self,
+        history: torch.Tensor,
+        generator: torch.Generator | None,
+        guidance_weight: float | None = None,
+        sampler: str | None = None,
+        sampling_steps: int | None = None,
+    ) -> torch.Tensor:
+        chosen = self.sampler(sampler, sampling_steps)
+        oracle = self.generate(history, generator, guidance_weight, chosen)
         return oracle @ self.net.encoder.items.T.to(oracle.dtype)
 
     def score_with(
         self,
-        history: torch.Tensor,
+        history: torch.Tensor | np.ndarray,
         generator: torch.Generator | None = None,
         guidance_weight: float | None = None,
         sampler: str | None = None,
         sampling_steps: int | None = None,
     ) -> torch.Tensor:
         """Scores under another guidance weight or sampler than configured (for sweeps)."""
-        chosen = self.sampler(sampler, sampling_steps)
-        net = self._check_fitted()
-        net.eval()
-        with torch.no_grad():
-            history = torch.as_tensor(history, dtype=torch.long, device=self.device)
-            oracle = self.generate(history, generator, guidance_weight, chosen)
-            return (oracle @ net.encoder.items.T.to(oracle.dtype)).float()
+        return self.score(
+            history,
+            generator=generator,
+            guidance_weight=guidance_weight,
+            sampler=sampler,
+            sampling_steps=sampling_steps,
+        )

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from pydantic import BaseModel
 from torch import nn
@@ -30,7 +31,7 @@ from recdiff.models.base import SavedModel
 from recdiff.train.trainer import ExampleBatches, OnEvent, TrainConfig, Trainer, TrainResult
 from recdiff.train.trainer import autocast as precision_context
 
-__all__ = ["SequentialRecommender"]
+__all__ = ["SequentialRecommender", "seen_matrix"]
 
 S = TypeVar("S", bound="SequentialRecommender")
 
@@ -59,9 +60,10 @@ class SequentialRecommender(SavedModel):
 
     @abc.abstractmethod
     def _score_batch(
-        self, history: torch.Tensor, generator: torch.Generator | None
+        self, history: torch.Tensor, generator: torch.Generator | None, **options: Any
     ) -> torch.Tensor:
-        """``[batch, n_items]`` scores of left-padded histories (the net is in eval mode)."""
+        """``[batch, n_items]`` scores of left-padded histories (the net is in eval mode);
+        ``options`` are model-specific inference settings (e.g. DreamRec's sampler)."""
 
     # ------------------------------------------------------------------------------- training
     @property
@@ -112,11 +114,13 @@ class SequentialRecommender(SavedModel):
         history: torch.Tensor | np.ndarray,
         lengths: torch.Tensor | np.ndarray | None = None,
         generator: torch.Generator | None = None,
+        **options: Any,
     ) -> torch.Tensor:
         """Scores ``[batch, n_items]`` for left-padded histories (pad id ``n_items``).
 
         ``lengths`` is accepted for the evaluators' calling convention and checked against the
-        pads; ``generator`` seeds any sampling (diffusion models).
+        pads; ``generator`` seeds any sampling (diffusion models); ``options`` go to the model's
+        inference (e.g. DreamRec's ``guidance_weight``, ``sampler``, ``sampling_steps``).
         """
         net = self._check_fitted()
         history = torch.as_tensor(history, dtype=torch.long)
@@ -138,7 +142,7 @@ class SequentialRecommender(SavedModel):
         net.eval()
         try:
             with torch.no_grad(), precision_context(self.training.precision, device):
-                return self._score_batch(history.to(device), generator).float()
+                return self._score_batch(history.to(device), generator, **options).float()
         finally:
             net.train(was_training)
 
@@ -168,9 +172,7 @@ class SequentialRecommender(SavedModel):
         scores = self.score(history, generator=generator)
         exclude = None
         if exclude_seen:
-            from recdiff.eval.next_item import history_matrix
-
-            exclude = history_matrix(_full_histories(histories, self.n_items), self.n_items)
+            exclude = seen_matrix(histories, self.n_items)
         return topk_items(scores, k, exclude=exclude)
 
     # ------------------------------------------------------------------------------- on disk
@@ -197,10 +199,14 @@ class SequentialRecommender(SavedModel):
         return model
 
 
-def _full_histories(histories: Sequence[Sequence[int]], n_items: int) -> np.ndarray:
-    """All items of each history as a padded matrix (for masking every seen item)."""
-    width = max((len(h) for h in histories), default=0)
-    out = np.full((len(histories), max(width, 1)), n_items, dtype=np.int64)
-    for row, items in enumerate(histories):
-        out[row, : len(items)] = items
-    return out
+def seen_matrix(histories: Sequence[Sequence[int]], n_items: int) -> sp.csr_matrix:
+    """``[n, n_items]`` rows marking every item of each history (for masking seen items)."""
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    items = np.fromiter((i for h in histories for i in h), dtype=np.int64, count=lengths.sum())
+    rows = np.repeat(np.arange(len(histories)), lengths)
+    matrix = sp.csr_matrix(
+        (np.ones(items.size, dtype=np.float32), (rows, items)), shape=(len(histories), n_items)
+    )
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix

@@ -20,9 +20,8 @@ import recdiff.models.dreamrec  # (registers the model classes for loading)
 import recdiff.models.sasrec  # noqa: F401
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary
-from recdiff.eval.next_item import history_matrix
 from recdiff.models.base import SavedModel
-from recdiff.models.sequential import SequentialRecommender
+from recdiff.models.sequential import SequentialRecommender, seen_matrix
 from recdiff.serving.predictor import Predictor, Query, _python, read_run_config
 
 __all__ = ["SequencePredictor"]
@@ -71,11 +70,7 @@ class SequencePredictor(Predictor):
         windows, _ = self.model.windows(histories)
         n_items = len(self.items)
         if exclude_seen:
-            width = max(len(h) for h in histories)
-            padded = np.full((len(histories), width), n_items, dtype=np.int64)
-            for row, items in enumerate(histories):
-                padded[row, : len(items)] = items
-            exclude = history_matrix(padded, n_items)
+            exclude = seen_matrix(histories, n_items)
         else:
             exclude = sp.csr_matrix((len(histories), n_items), dtype=np.float32)
         return Query(windows, exclude, tuple(_python(x) for x in unknown))
