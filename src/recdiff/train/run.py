@@ -80,17 +80,30 @@ class _EventLog:
     """Appends each event to ``events.jsonl`` and hands it to an optional listener (which may
     raise to stop training, e.g. a hyper-parameter search pruning a hopeless trial)."""
 
-    def __init__(self, path: Path, listener: OnEvent | None = None) -> None:
+    def __init__(
+        self, path: Path, listener: OnEvent | None = None, tensorboard: bool = False
+    ) -> None:
         self.path = path
         self.listener = listener
         self.records: list[dict[str, Any]] = []
+        self.tensorboard = None
+        if tensorboard:
+            from recdiff.train.tensorboard import TensorBoardLog
+
+            self.tensorboard = TensorBoardLog(path.parent / "tensorboard")
 
     def __call__(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard(record)
         if self.listener is not None:
             self.listener(record)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
 
 def _fit(
@@ -184,7 +197,7 @@ def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = N
         atomic_write_text(
             work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
         )
-        log = _EventLog(work / "events.jsonl", on_event)
+        log = _EventLog(work / "events.jsonl", on_event, config.train.tensorboard)
     if config.model.name in SEQUENTIAL_MODELS:
         from recdiff.train.run_sequential import run_sequential_into
 
@@ -259,6 +272,7 @@ def _versions() -> dict[str, str]:
 
 def _finish(work: Path, metrics: dict[str, Any], log: _EventLog, config: RunConfig) -> None:
     """metrics.json and the curves, common to every kind of model."""
+    log.close()
     atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if log.records:
         from recdiff.train.curves import plot_curves

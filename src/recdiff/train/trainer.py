@@ -85,6 +85,11 @@ class TrainConfig(BaseModel):
     )
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
     progress: bool = Field(True, description="show progress bars")
+    tensorboard: bool = Field(
+        False,
+        description="also log each epoch's and evaluation's scalars for TensorBoard, into the "
+        "run directory's tensorboard/ (needs the tensorboard extra)",
+    )
 
     @field_validator("metric")
     @classmethod
