@@ -74,3 +74,14 @@ def test_to_torch() -> None:
 def test_sequence_examples_validate_shapes() -> None:
     with pytest.raises(ValueError, match="disagree"):
         SequenceExamples(np.zeros((2, 3), np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64))
+
+
+def test_last_per_user_keeps_each_users_longest_window() -> None:
+    # unsorted positions of users 0 (1, 2, 3) and 1 (5): the latest are 3 and 5
+    examples = examples_from_sequences(INDPTR, ITEMS, np.array([2, 5, 1, 3]), max_len=3, pad_id=P)
+    last = examples.last_per_user()
+    assert last.target_positions.tolist() == [3, 5]
+    np.testing.assert_array_equal(last.history, [[10, 11, 12], [P, P, 20]])
+    assert last.targets.tolist() == [13, 21]
+    empty = examples_from_sequences(INDPTR, ITEMS, np.array([], dtype=np.int64), 3, P)
+    assert len(empty.last_per_user()) == 0

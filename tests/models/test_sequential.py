@@ -98,6 +98,32 @@ def test_respaced_ddim_keeps_most_of_the_accuracy(data, dreamrec):
     assert fast > 3 * _most_popular_hr10(data)
 
 
+def test_sasrec_all_positions_loss_is_the_mean_cross_entropy_of_every_next_item():
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(dim=8, dropout=0.0, all_positions=True), _train())
+    model.build(n_items=6, max_len=4)
+    net = model.net.eval()
+    pad = 6
+    history = torch.tensor([[pad, 1, 2, 3], [4, 0, 5, 1]])
+    targets = torch.tensor([4, 2])
+    states = net.encoder(history, all_positions=True)
+    logits = states @ net.encoder.items.T
+    # (batch row, position) -> the item that came next: 3 + 4 pairs, the pad position skipped
+    pairs = [(0, 1, 2), (0, 2, 3), (0, 3, 4), (1, 0, 0), (1, 1, 5), (1, 2, 1), (1, 3, 2)]
+    expected = torch.stack(
+        [-torch.log_softmax(logits[b, j], dim=0)[item] for b, j, item in pairs]
+    ).mean()
+    assert torch.allclose(net(history, targets), expected, atol=1e-6)
+
+
+def test_sasrec_all_positions_learns_from_one_window_per_user(data):
+    model = SASRec(SASRecConfig(dim=32, all_positions=True), _train(epochs=40))
+    examples = model._training_examples(data.train)
+    assert len(examples) == len(np.unique(data.train.users)) < len(data.train)
+    model.fit(data)
+    assert _hr10(model, data.test, data.n_items) > 0.6
+
+
 @pytest.mark.parametrize("name", ["sasrec", "dreamrec"])
 def test_save_load_round_trip(name, data, request, tmp_path):
     model = request.getfixturevalue(name)

@@ -59,3 +59,18 @@ def test_invalid_settings_and_lengths():
     encoder = HistoryEncoder(10, dim=4, max_len=3)
     with pytest.raises(ValueError, match="exceed max_len"):
         encoder(torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_all_positions_are_causal_and_end_with_the_summary(encoder):
+    # The state at position j depends on the items up to j only; the last one is forward's.
+    pad = encoder.pad_id
+    history = torch.tensor([[pad, 4, 9, 2, 6]])
+    states = encoder(history, all_positions=True)
+    assert states.shape == (1, 5, 8)
+    assert torch.allclose(states[:, -1], encoder(history), atol=1e-6)
+    for j in range(1, 5):
+        changed = history.clone()
+        changed[0, j] = 11
+        after = encoder(changed, all_positions=True)
+        assert torch.allclose(after[:, 1:j], states[:, 1:j], atol=1e-6)  # earlier: unchanged
+        assert not torch.allclose(after[:, j], states[:, j], atol=1e-4)  # its own: changed

@@ -14,6 +14,7 @@ example at once with numpy; nothing loops over examples in Python.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -172,6 +173,14 @@ class WindowedExamples:
 
     def materialize(self) -> SequenceExamples:
         return self.take(slice(None))
+
+    def last_per_user(self) -> WindowedExamples:
+        """Only each user's latest example (its longest window): for objectives that predict
+        every position of a window at once, where all prefixes would repeat the same pairs."""
+        positions = np.sort(self.target_positions)
+        users = np.searchsorted(self.indptr, positions, side="right") - 1
+        keep = np.append(users[1:] != users[:-1], True) if positions.size else positions > 0
+        return dataclasses.replace(self, target_positions=positions[keep])
 
     def to_torch(self, device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
         return self.materialize().to_torch(device)

@@ -5,6 +5,14 @@ The history encoder (:class:`~recdiff.nn.sequence.HistoryEncoder`) summarises th
 target; its output is scored against every item embedding (shared input/output table) and trained
 with cross-entropy over the whole catalogue, as in DreamRec's SASRec baseline, rather than with the
 original paper's sampled binary loss.
+
+Two ways to train:
+
+- ``all_positions=False`` (default): one prediction per example, the target after the whole
+  history, as DreamRec's SASRec baseline does on its fixed (history, next) examples.
+- ``all_positions=True``: SASRec's own objective. Every position of a window predicts the item
+  after it (the last one the target) in one forward pass; on per-user sequences only each user's
+  latest window is used, so an epoch is one pass per user instead of one per prefix.
 """
 
 from __future__ import annotations
@@ -30,6 +38,11 @@ class SASRecConfig(BaseModel):
     heads: int = Field(1, ge=1, description="attention heads (must divide dim)")
     ff_dim: int | None = Field(None, ge=1, description="feed-forward width (None = dim)")
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout in the encoder")
+    all_positions: bool = Field(
+        False,
+        description="train every position of a window to predict its next item (SASRec's "
+        "objective; per-user data: one window per user) instead of the last position only",
+    )
 
     @model_validator(mode="after")
     def _heads_divide(self) -> SASRecConfig:
@@ -47,6 +60,7 @@ class SASRecNet(nn.Module):
 
     def __init__(self, n_items: int, max_len: int, config: SASRecConfig) -> None:
         super().__init__()
+        self.all_positions = config.all_positions
         self.encoder = HistoryEncoder(
             n_items,
             config.dim,
@@ -61,7 +75,13 @@ class SASRecNet(nn.Module):
         return self.encoder(history) @ self.encoder.items.T
 
     def forward(self, history: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.logits(history).float(), targets)
+        if not self.all_positions:
+            return F.cross_entropy(self.logits(history).float(), targets)
+        # Left-padded: the real items are a suffix, so a real position's next item is real too.
+        real = history != self.encoder.pad_id
+        following = torch.cat([history[:, 1:], targets[:, None]], dim=1)
+        states = self.encoder(history, all_positions=True)[real]
+        return F.cross_entropy((states @ self.encoder.items.T).float(), following[real])
 
 
 class SASRec(SequentialRecommender):
@@ -72,6 +92,11 @@ class SASRec(SequentialRecommender):
 
     def _build_net(self, n_items: int, max_len: int) -> nn.Module:
         return SASRecNet(n_items, max_len, self.config)
+
+    def _training_examples(self, train):
+        if self.config.all_positions and hasattr(train, "last_per_user"):
+            return train.last_per_user()
+        return train
 
     def _score_batch(self, history, generator):
         del generator  # deterministic

@@ -79,6 +79,10 @@ class SequentialRecommender(SavedModel):
         self.module = self.net = self._build_net(n_items, max_len)
         return self
 
+    def _training_examples(self, train):
+        """The examples an epoch iterates (all of ``train``; a subclass may keep fewer)."""
+        return train
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.module(batch["history"], batch["targets"])
 
@@ -99,7 +103,7 @@ class SequentialRecommender(SavedModel):
         data = data.with_layout("left")
         self.build(data.n_items, data.max_len)
         trainer = Trainer(self.training, evaluate=evaluate, on_event=on_event)
-        self.result = trainer.fit(self, ExampleBatches(data.train))
+        self.result = trainer.fit(self, ExampleBatches(self._training_examples(data.train)))
         self.module = self.net
         return self
 

@@ -96,8 +96,10 @@ class HistoryEncoder(nn.Module):
         """The ``[n_items, dim]`` item embeddings (without the pad row)."""
         return self.item_embedding.weight[: self.n_items]
 
-    def forward(self, history: torch.Tensor) -> torch.Tensor:
-        """``[batch, dim]`` summary of left-padded ``[batch, L]`` histories (L <= max_len)."""
+    def forward(self, history: torch.Tensor, all_positions: bool = False) -> torch.Tensor:
+        """``[batch, dim]`` summary of left-padded ``[batch, L]`` histories (L <= max_len); with
+        ``all_positions``, the ``[batch, L, dim]`` state after every prefix (position j has seen
+        items up to j only; pad positions hold values nothing should read)."""
         length = history.shape[1]
         if length > self.max_len:
             raise ValueError(f"histories of length {length} exceed max_len {self.max_len}")
@@ -108,4 +110,4 @@ class HistoryEncoder(nn.Module):
             mask = attention_mask(history == self.pad_id, self.heads)
             for block in self.blocks:
                 x = block(x, src_mask=mask)
-        return self.norm(x[:, -1])
+        return self.norm(x if all_positions else x[:, -1])
