@@ -185,3 +185,37 @@ def test_make_sequences_plants_successors():
         following[a, b] += 1
     top_share = following.max(axis=1).sum() / following.sum()
     assert 0.65 < top_share < 0.85
+
+
+def test_training_items_of_windowed_and_fixed_examples():
+    from recdiff.data import SequenceExamples, examples_from_sequences
+    from recdiff.models.dreamrec import training_items
+
+    # user 0: items 0 1 2 3, training targets at positions 1, 2 (3 is held out); user 1: 5 6
+    windowed = examples_from_sequences(
+        np.array([0, 4, 6]), np.array([0, 1, 2, 3, 5, 6]), np.array([1, 2, 5]), 3, pad_id=8
+    )
+    assert np.flatnonzero(training_items(windowed, 8)).tolist() == [0, 1, 2, 5, 6]
+    fixed = SequenceExamples(
+        history=np.array([[8, 1, 2], [8, 8, 4]]),
+        lengths=np.array([2, 1]),
+        targets=np.array([7, 2]),
+    )
+    assert np.flatnonzero(training_items(fixed, 8)).tolist() == [1, 2, 4, 7]
+
+
+def test_dreamrec_can_exclude_items_it_never_trained(dreamrec, data, tmp_path):
+    history = data.test.take(np.arange(4)).to_torch()["history"]
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert dreamrec.net.trained.all()  # every demo item occurs in training
+    dreamrec.save(tmp_path / "m")
+    model = SavedModel.load(tmp_path / "m")
+    model.net.trained[:5] = False
+    assert torch.isfinite(model.score(history, generator=g())).all()  # the paper: all ranked
+    model.config = model.config.model_copy(update={"exclude_untrained_items": True})
+    scores = model.score(history, generator=g())
+    assert torch.isneginf(scores[:, :5]).all() and torch.isfinite(scores[:, 5:]).all()
+    # checkpoints from before the buffer existed load with every item counted as trained
+    tensors = {k: v for k, v in dreamrec.net.state_dict().items() if k != "trained"}
+    old = DreamRec._from_saved(dreamrec._config(), tensors)
+    assert old.net.trained.all()

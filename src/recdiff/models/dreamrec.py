@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from recdiff.data._ragged import concat_ranges
+from recdiff.data.batches import WindowedExamples
 from recdiff.diffusion import (
     DDIMSampler,
     DDPMSampler,
@@ -125,6 +127,13 @@ class DreamRecConfig(BaseModel):
     time_dim: int = Field(64, ge=1, description="size of the step embedding")
     p_uncond: float = Field(0.1, ge=0, le=1, description="p_u, guidance dropped in training")
     guidance_weight: float = Field(4.0, ge=0, description="w at inference")
+    exclude_untrained_items: bool = Field(
+        False,
+        description="never rank items absent from the training data (neither a target nor in a "
+        "history): their embeddings keep their random initialisation, and once the paper's loss "
+        "has shrunk the trained ones, those random vectors win every inner product (on Zhihu, "
+        "87 such items take every top-20 slot); False ranks all items, as the paper does",
+    )
     sample_seed: int = Field(0, description="seed of inference sampling when none is given")
     diffusion: GuidedDiffusionConfig = Field(default_factory=GuidedDiffusionConfig)
 
@@ -161,6 +170,8 @@ class DreamRecNet(nn.Module):
             activation=config.activation,
         )
         self.process = GaussianDiffusion(config.diffusion.noise_schedule(), prediction="x0")
+        # Items that occurred in the training data (set by fit; all True until then).
+        self.register_buffer("trained", torch.ones(n_items, dtype=torch.bool))
 
     def forward(self, history: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         x0 = self.encoder.item_embedding(targets)
@@ -178,6 +189,18 @@ class DreamRecNet(nn.Module):
         return loss
 
 
+def training_items(train, n_items: int) -> np.ndarray:
+    """Boolean ``[n_items]``: which items occur in the training examples (target or history)."""
+    if isinstance(train, WindowedExamples):  # per-user sequences: each user's items up to
+        last = train.last_per_user()  # their latest training target, without building windows
+        starts = last.indptr[last.users]
+        items = last.items[concat_ranges(starts, last.target_positions - starts + 1)]
+    else:
+        history = np.asarray(train.history)
+        items = np.concatenate([history[history < n_items], np.asarray(train.targets)])
+    return np.bincount(items, minlength=n_items)[:n_items] > 0
+
+
 class DreamRec(SequentialRecommender):
     """Guided diffusion over item embeddings; recommends the items nearest the generated one."""
 
@@ -187,6 +210,16 @@ class DreamRec(SequentialRecommender):
     def _build_net(self, n_items: int, max_len: int) -> nn.Module:
         self._samplers: dict[tuple, Sampler] = {}
         return DreamRecNet(n_items, max_len, self.config)
+
+    def _prepare(self, data) -> None:
+        self.net.trained.copy_(torch.from_numpy(training_items(data.train, data.n_items)))
+
+    @classmethod
+    def _from_saved(cls, config, tensors):
+        # Checkpoints written before the ``trained`` buffer existed: every item counts as trained.
+        if "trained" not in tensors:
+            tensors = {**tensors, "trained": torch.ones(int(config["n_items"]), dtype=torch.bool)}
+        return super()._from_saved(config, tensors)
 
     def sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:
         """The reverse process used at inference (configured one by default)."""
@@ -239,7 +272,10 @@ class DreamRec(SequentialRecommender):
     ) -> torch.Tensor:
         chosen = self.sampler(sampler, sampling_steps)
         oracle = self.generate(history, generator, guidance_weight, chosen)
-        return oracle @ self.net.encoder.items.T.to(oracle.dtype)
+        scores = oracle @ self.net.encoder.items.T.to(oracle.dtype)
+        if self.config.exclude_untrained_items:
+            scores = scores.masked_fill(~self.net.trained, float("-inf"))
+        return scores
 
     def score_with(
         self,

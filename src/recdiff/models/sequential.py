@@ -79,6 +79,10 @@ class SequentialRecommender(SavedModel):
         self.module = self.net = self._build_net(n_items, max_len)
         return self
 
+    def _prepare(self, data: SequenceDataset) -> None:
+        """Called after :meth:`build`, before training, with the (left-padded) dataset."""
+        del data
+
     def _training_examples(self, train):
         """The examples an epoch iterates (all of ``train``; a subclass may keep fewer)."""
         return train
@@ -102,6 +106,7 @@ class SequentialRecommender(SavedModel):
         selects the epoch. The histories are converted to this model's layout first."""
         data = data.with_layout("left")
         self.build(data.n_items, data.max_len)
+        self._prepare(data)
         trainer = Trainer(self.training, evaluate=evaluate, on_event=on_event)
         self.result = trainer.fit(self, ExampleBatches(self._training_examples(data.train)))
         self.module = self.net
