@@ -171,6 +171,19 @@ def test_hand_made_significance_cases(tmp_path):
     assert best is None and "no significance test" in no_baseline
 
 
+def test_table_shows_the_selection_metric_on_test(tmp_path):
+    # next-item runs compute hit rate, not recall: the table must still show test hit rate
+    configs = [("sas", load_config("demo-sasrec"))]
+    record = SeedRecord(
+        "sas", "sasrec", 1, "", {"hit_rate@20": 0.3},
+        {"hit_rate@10": 0.2, "hit_rate@20": 0.25, "ndcg@10": 0.1, "ndcg@20": 0.12},
+    )  # fmt: skip
+    text, _, _ = render_markdown(configs, [record], "hit_rate@20", "wilcoxon")
+    header = next(line for line in text.splitlines() if line.startswith("| config | model"))
+    assert "test hit_rate@10 | test hit_rate@20 | test ndcg@10 | test ndcg@20" in header
+    assert "| sas | sasrec | 1 | 0.3000 | 0.2000 | 0.2500 | 0.1000 | 0.1200 |" in text
+
+
 def test_parallel_jobs_and_bad_requests(tmp_path):
     configs = [load_config("demo-popularity")]
     result = run_experiment(configs, 2, tmp_path / "out", jobs=2)

@@ -35,8 +35,14 @@ def _p(value: float) -> str:
     return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
 
 
-def _shown_metrics(configs: Sequence[RunConfig], records) -> list[str]:
-    wanted = [f"{m}@{k}" for m in ("recall", "ndcg") for k in configs[0].eval.ks]
+def _shown_metrics(configs: Sequence[RunConfig], records, metric: str) -> list[str]:
+    """Test columns: recall and NDCG at each cutoff, and the selection metric's family (e.g.
+    hit rate for next-item runs, where recall is not computed)."""
+    families = ["recall", "ndcg"]
+    selected = metric.split("@")[0]
+    if selected not in families:
+        families.insert(0, selected)
+    wanted = [f"{m}@{k}" for m in families for k in configs[0].eval.ks]
     available = set.intersection(*(set(r.test) for r in records))
     return [m for m in wanted if m in available]
 
@@ -89,7 +95,7 @@ def render_markdown(
     groups = {label: [r for r in records if r.label == label] for label, _ in labelled}
     models = {label: config.model.name for label, config in labelled}
     seeds = sorted({r.seed for r in records})
-    shown = _shown_metrics(configs, records)
+    shown = _shown_metrics(configs, records, metric)
     averaging = sorted({c.eval.averaging for c in configs})
     lines = [
         "# Multi-seed experiment",
