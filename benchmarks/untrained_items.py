@@ -63,21 +63,20 @@ def analyse(run: Path, seed: int) -> dict:
         examples = getattr(data, split)
         share = float((~trained[examples.targets]).mean())
         slots: list[float] = []
+        passed: list[torch.Tensor] = []  # the first pass's scores, replayed masked (no resampling)
+        generator = torch.Generator().manual_seed(seed)
 
-        def scorer(exclude: bool, slots: list[float] = slots):
-            generator = torch.Generator().manual_seed(seed)
+        def score(history, lengths, generator=generator, slots=slots, passed=passed):
+            scores = model.score(history, lengths, generator=generator)
+            slots.append(untrained[scores.topk(K, dim=1).indices].float().mean().item())
+            passed.append(scores)
+            return scores
 
-            def score(history, lengths):
-                scores = model.score(history, lengths, generator=generator)
-                if exclude:
-                    return scores.masked_fill(untrained, float("-inf"))
-                slots.append(untrained[scores.topk(K, dim=1).indices].float().mean().item())
-                return scores
+        def excluded(history, lengths, passed=passed):
+            return passed.pop(0).masked_fill(untrained, float("-inf"))
 
-            return score
-
-        ranked = evaluate_next_item(scorer(False), examples, n, ks=(K,), batch_size=4096)
-        masked = evaluate_next_item(scorer(True), examples, n, ks=(K,), batch_size=4096)
+        ranked = evaluate_next_item(score, examples, n, ks=(K,), batch_size=4096)
+        masked = evaluate_next_item(excluded, examples, n, ks=(K,), batch_size=4096)
         row[split] = {
             "untrained_target_share": share,
             "random_untrained_hr": share * min(1.0, K / max(1, int((~trained).sum()))),

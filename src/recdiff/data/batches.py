@@ -179,7 +179,8 @@ class WindowedExamples:
         every position of a window at once, where all prefixes would repeat the same pairs."""
         positions = np.sort(self.target_positions)
         users = np.searchsorted(self.indptr, positions, side="right") - 1
-        keep = np.append(users[1:] != users[:-1], True) if positions.size else positions > 0
+        keep = np.ones(positions.size, dtype=bool)  # a user's last position ends its run
+        keep[:-1] = users[1:] != users[:-1]
         return dataclasses.replace(self, target_positions=positions[keep])
 
     def to_torch(self, device: str | torch.device | None = None) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
+from recdiff.data.batches import WindowedExamples
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.nn.sequence import HistoryEncoder
 
@@ -94,7 +95,7 @@ class SASRec(SequentialRecommender):
         return SASRecNet(n_items, max_len, self.config)
 
     def _training_examples(self, train):
-        if self.config.all_positions and hasattr(train, "last_per_user"):
+        if self.config.all_positions and isinstance(train, WindowedExamples):
             return train.last_per_user()
         return train
 
