@@ -4,7 +4,9 @@ For each precision, in a fresh subprocess (so peak memory is that precision's ow
 
 - seconds per training epoch (released settings: batch 400, dims [600, 200, 600], T = 40),
   median over ``--epochs`` epochs after one warm-up epoch;
-- seconds for one evaluation pass: the T = 40-step reverse process for all 5,949 users;
+- seconds for one evaluation pass: the T = 40-step reverse process for all 5,949 users, chained
+  in the first hidden layer's width (the default, ``model.chain_inference``) and step by step over
+  all items, with how far the two score matrices differ;
 - peak resident memory of the process.
 
 With ``--reproduce`` it also times the whole `recdiff reproduce diffrec-ml1m` run (one seed).
@@ -56,17 +58,28 @@ def measure(precision: str, epochs: int, threads: int) -> dict:
         config.train.model_copy(update={"epochs": epochs + 1}),
     )
     model.fit(train, on_event=lambda r: seconds.append(r["seconds"]))
-    start = time.perf_counter()
-    for first in range(0, train.shape[0], 1024):
-        model.score(train[first : first + 1024])
-    eval_seconds = time.perf_counter() - start
+    passes = {}
+    for chain in (True, False):  # the chained reverse process, then step by step over all items
+        model.config.chain_inference = chain
+        start = time.perf_counter()
+        scores = [model.score(train[i : i + 1024]) for i in range(0, train.shape[0], 1024)]
+        passes[chain] = (time.perf_counter() - start, torch.cat(scores))
+        if chain:  # training plus one pass holding its scores; the comparison holds two
+            peak = peak_rss_mib()
+    chained, stepwise = passes[True][1], passes[False][1]
+    top_chained = chained.topk(20).indices.sort().values
+    top_stepwise = stepwise.topk(20).indices.sort().values
     assert isinstance(model.training, TrainConfig)
     return {
         "precision": precision,
         "epoch_seconds": median_after_warmup(seconds),
         "epoch_seconds_all": seconds,
-        "eval_pass_seconds": eval_seconds,
-        "peak_rss_mib": peak_rss_mib(),
+        "eval_pass_seconds": passes[True][0],
+        "eval_pass_seconds_stepwise": passes[False][0],
+        "max_abs_score_difference": float((chained - stepwise).abs().max()),
+        "max_abs_score": float(stepwise.abs().max()),
+        "users_with_same_top20": float((top_chained == top_stepwise).all(dim=1).float().mean()),
+        "peak_rss_mib": peak,
     }
 
 
@@ -124,12 +137,22 @@ def main() -> None:
         "rows": rows,
     }
     table = markdown_table(
-        ["precision", "s / epoch", "s / eval pass (T=40)", "peak RSS MiB", "reproduce wall s"],
+        [
+            "precision",
+            "s / epoch",
+            "s / eval pass (T=40), chained",
+            "same, step by step",
+            "users with the same top-20",
+            "peak RSS MiB",
+            "reproduce wall s",
+        ],
         [
             [
                 row["precision"],
                 f"{row['epoch_seconds']:.2f}",
                 f"{row['eval_pass_seconds']:.2f}",
+                f"{row['eval_pass_seconds_stepwise']:.2f}",
+                f"{100 * row['users_with_same_top20']:.1f}%",
                 f"{row['peak_rss_mib']:.0f}",
                 f"{row['reproduce']['seconds']:.0f}" if "reproduce" in row else "-",
             ]

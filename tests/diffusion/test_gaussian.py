@@ -177,3 +177,26 @@ def test_prediction_enum_accepts_strings():
     assert GaussianDiffusion(NoiseSchedule.linear(5), "v").prediction is Prediction.V
     with pytest.raises(ValueError):
         GaussianDiffusion(NoiseSchedule.linear(5), "score")
+
+
+@pytest.mark.parametrize("prediction", ["x0", "eps", "v"])
+def test_mean_coefficients_hand_computed(prediction):
+    # T = 2 with betas (0.1, 0.2): abar = (0.9, 0.72). At t index 1 the posterior mean is
+    # c0 x0_hat + ct x_t with c0 = 0.2 sqrt(0.9) / 0.28 and ct = 0.1 sqrt(0.8) / 0.28.
+    process = GaussianDiffusion(NoiseSchedule(np.array([0.1, 0.2])), prediction)
+    c0, ct = 0.2 * np.sqrt(0.9) / 0.28, 0.1 * np.sqrt(0.8) / 0.28
+    sab, s1m = np.sqrt(0.72), np.sqrt(0.28)
+    expected = {  # x0_hat = p x_t + q f, so the mean is (ct + c0 p) x_t + c0 q f
+        "x0": (ct, c0),
+        "eps": (ct + c0 / sab, -c0 * s1m / sab),
+        "v": (ct + c0 * sab, -c0 * s1m),
+    }[prediction]
+    np.testing.assert_allclose(process.mean_coefficients(1), expected, rtol=1e-12)
+    # At t index 0 the mean is x0_hat itself (abar_prev = 1): x0_hat's own two weights.
+    sab0, s1m0 = np.sqrt(0.9), np.sqrt(0.1)
+    expected_0 = {"x0": (0.0, 1.0), "eps": (1 / sab0, -s1m0 / sab0), "v": (sab0, -s1m0)}
+    np.testing.assert_allclose(
+        process.mean_coefficients(0), expected_0[prediction], rtol=1e-12, atol=1e-15
+    )
+    with pytest.raises(ValueError, match=r"0\.\.1"):
+        process.mean_coefficients(2)

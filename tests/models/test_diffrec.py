@@ -98,3 +98,13 @@ def test_inference_from_noised_history_uses_the_generator():
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, c)
     assert a.shape == (2, N_ITEMS)
+
+
+def test_chained_inference_scores_equal_step_by_step_scores(demo):
+    config = DiffRecConfig(hidden_dims=[32, 8, 32], diffusion=DiffusionConfig(steps=10))
+    model = DiffRec(config, FAST.model_copy(update={"epochs": 3})).fit(demo.train.matrix)
+    assert model.denoiser.chain_is_cheaper
+    chained = model.score(demo.train.matrix)
+    model.config.chain_inference = False
+    stepwise = model.score(demo.train.matrix)
+    torch.testing.assert_close(chained, stepwise, rtol=1e-4, atol=1e-5)

@@ -67,3 +67,47 @@ def test_dropout_keeps_the_expectation_and_the_rate():
     assert float((out == 0).float().mean()) == pytest.approx(0.3, abs=0.005)
     assert float(out.mean()) == pytest.approx(1.0, abs=0.01)
     assert torch.equal(layer.eval()(torch.ones(3, 3)), torch.ones(3, 3))
+
+
+@pytest.mark.parametrize("prediction", ["x0", "eps", "v"])
+@pytest.mark.parametrize("cond_dim", [0, 3])
+def test_reverse_mean_chain_equals_the_step_by_step_posterior_mean(prediction, cond_dim):
+    from recdiff.diffusion import DDPMSampler, GaussianDiffusion, NoiseSchedule
+
+    torch.manual_seed(0)
+    net = MLPDenoiser(40, [12, 6, 12], cond_dim=cond_dim, dropout=0.5).eval()
+    process = GaussianDiffusion(NoiseSchedule.linear(8, 1e-3, 0.3), prediction)
+    x = torch.rand(5, 40)
+    cond = torch.randn(5, cond_dim) if cond_dim else None
+    model_fn = (lambda x_t, t: net(x_t, t, cond)) if cond_dim else net
+    expected = DDPMSampler(process, add_noise=False).sample(model_fn, x)
+    steps = [
+        (int(process.model_t(torch.tensor(t))), *process.mean_coefficients(t))
+        for t in reversed(range(process.num_steps))
+    ]
+    got = net.reverse_mean_chain(x, steps, cond)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # A respaced process calls the network with its original step indices.
+    spaced = GaussianDiffusion(process.schedule.spaced(3), prediction)
+    expected = DDPMSampler(spaced, add_noise=False).sample(model_fn, x)
+    steps = [
+        (int(spaced.model_t(torch.tensor(t))), *spaced.mean_coefficients(t))
+        for t in reversed(range(spaced.num_steps))
+    ]
+    torch.testing.assert_close(
+        net.reverse_mean_chain(x, steps, cond), expected, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_reverse_mean_chain_applies_only_where_it_is_exact_and_cheaper():
+    assert MLPDenoiser(2810, [600, 200, 600]).chain_is_cheaper
+    assert not MLPDenoiser(50, []).chain_is_cheaper  # no hidden layer: nothing to regroup
+    assert not MLPDenoiser(50, [20], normalize_input=True).chain_is_cheaper  # not affine in x_t
+    assert not MLPDenoiser(10, [400, 400]).chain_is_cheaper  # 400 x 400 > 10 x 800
+    net = MLPDenoiser(50, [20], dropout=0.5)  # training mode: dropout would be skipped
+    with pytest.raises(RuntimeError, match="eval"):
+        net.reverse_mean_chain(torch.zeros(1, 50), [(0, 0.0, 1.0)])
+    with pytest.raises(ValueError, match="normalize_input"):
+        MLPDenoiser(50, [20], normalize_input=True).eval().reverse_mean_chain(
+            torch.zeros(1, 50), [(0, 0.0, 1.0)]
+        )

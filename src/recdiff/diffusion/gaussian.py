@@ -248,6 +248,22 @@ class GaussianDiffusion(nn.Module):
         return self.v_target(x0, t, noise)
 
     # -------------------------------------------------------------------- reverse process
+    def mean_coefficients(self, t: int) -> tuple[float, float]:
+        """(a, b) with mu_theta(x_t, t) = a x_t + b f for the model output f at step index ``t``.
+
+        Every prediction type makes x0_hat affine in x_t and f without a constant term
+        (x0: f; eps: (x_t - sqrt(1-abar) f) / sqrt(abar); v: sqrt(abar) x_t - sqrt(1-abar) f),
+        and the posterior mean is linear in x0_hat and x_t, so two probes give both weights.
+        """
+        if not 0 <= t < self.num_steps:
+            raise ValueError(f"t must lie in 0..{self.num_steps - 1}, got {t}")
+        step = torch.tensor(t)
+        one = torch.ones(1, dtype=torch.float64, device=self.betas.device)
+        zero = torch.zeros_like(one)
+        a = self.q_posterior(self.to_x0(zero, one, step), one, step).mean
+        b = self.q_posterior(self.to_x0(one, zero, step), zero, step).mean
+        return float(a), float(b)
+
     def p_mean_variance(
         self,
         model_fn: ModelFn,

@@ -119,6 +119,71 @@ class MLPDenoiser(nn.Module):
             out = out + F.linear(cond.to(out.dtype), first.weight_c).to(out.dtype)
         return self.layers[1:](out)
 
+    @property
+    def chain_is_cheaper(self) -> bool:
+        """Whether :meth:`reverse_mean_chain` applies here and saves matmul work.
+
+        It needs an affine map from x_t into the first layer (no input normalisation) and at
+        least one hidden layer; it pays when the two outer layers, ``dim x (h_1 + h_L)`` per
+        step, outweigh the ``h_1 x h_L`` matrix that replaces them.
+        """
+        hidden = [m.out_features for m in self.layers if isinstance(m, nn.Linear)]
+        if self.normalize_input or not hidden:
+            return False
+        h_first, h_last = self.layers[0].bias.shape[0], self.layers[-1].in_features
+        return h_first * h_last < self.dim * (h_first + h_last)
+
+    @torch.no_grad()
+    def reverse_mean_chain(
+        self,
+        x: torch.Tensor,
+        steps: Sequence[tuple[int, float, float]],
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Iterate ``x <- a x + b f(x, t)`` over ``steps`` = [(model step t, a, b), ...].
+
+        This is a deterministic reverse process (the posterior mean only, as DiffRec infers),
+        with each step's mean written as ``a x_t + b f`` (:meth:`GaussianDiffusion.
+        mean_coefficients`). Since f ends in an affine layer (``W_L h + b_L``) and x_t enters
+        the network only through ``W_x x_t``, the chain can be carried in the first layer's
+        width: ``z = W_x x`` follows ``z <- a z + b (M h + W_x b_L)`` with ``M = W_x W_L``, and
+        the item-space result is rebuilt once at the end from a running sum of the h's.
+        On DiffRec's ML-1M network this replaces two 2,810 x 600 matmuls per step by one
+        600 x 600 one, the same arithmetic regrouped (equal up to floating-point rounding).
+        Dropout must be inactive (``eval()``).
+        """
+        if self.training and self.dropout.p > 0:
+            raise RuntimeError("reverse_mean_chain needs the denoiser in eval() mode")
+        if self.normalize_input:
+            raise ValueError("reverse_mean_chain needs x_t to enter affinely (normalize_input off)")
+        if self.cond_dim and (cond is None or cond.shape[-1] != self.cond_dim):
+            raise ValueError(f"this denoiser needs a condition of width {self.cond_dim}")
+        first, last = self.layers[0], self.layers[-1]
+        if not isinstance(last, nn.Linear):
+            raise ValueError("reverse_mean_chain needs at least one hidden layer")
+        hidden = self.layers[1:-1]
+        with torch.autocast(x.device.type, enabled=False):
+            w_x = first.weight_x.float()
+            through = w_x @ last.weight.float()  # M = W_x W_L: [h_1, h_L]
+            through_bias = w_x @ last.bias.float()
+        z = F.linear(x, first.weight_x).float()
+        offset = first.bias.float() + (
+            0.0 if cond is None else F.linear(cond, first.weight_c).float()
+        )
+        model_steps = torch.tensor([t for t, _, _ in steps], dtype=torch.long, device=x.device)
+        distinct, which = torch.unique(model_steps, return_inverse=True)
+        step_terms = F.linear(self.time_embedding(distinct), first.weight_t).float()
+        scale_x, scale_bias = 1.0, 0.0
+        summed = x.new_zeros((x.shape[0], last.in_features), dtype=torch.float32)
+        for i, (_, a, b) in enumerate(steps):
+            h = hidden(z + offset + step_terms[which[i]]).float()
+            if i + 1 < len(steps):  # the last step's z is never used
+                z = a * z + b * F.linear(h, through, through_bias).float()
+            summed = summed.mul_(a).add_(h, alpha=b)
+            scale_x, scale_bias = a * scale_x, a * scale_bias + b
+        out = F.linear(summed, last.weight).float() + scale_bias * last.bias.float()
+        return out if scale_x == 0 else out.add_(x.float(), alpha=scale_x)
+
 
 class InputLayer(nn.Module):
     """The first linear layer over [x_t ; emb(t) ; c], its weight kept as one block per input.
