@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
@@ -54,3 +55,25 @@ def test_run_all_on_the_demo_data(tmp_path):
     assert diffrec["train_gflop_per_s"] > 0 and diffrec["eval_gflop_per_s"] > 0
     assert set(diffrec["ddp"]) == {"1", "2"} and diffrec["ddp"]["2"]["train"] > 0
     assert result["matmul_peak"]["fp32"] > 0 and result["matmul_peak"]["bf16"] > 0
+
+
+def test_untrained_selection_simulation_on_a_hand_computed_case():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from untrained_selection import simulate
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    # 21 untrained items: every 20-subset leaves out one item, uniformly at random.
+    valid = np.linspace(0.001, 0.021, 21)  # item 0 is the rarest on validation
+    test = np.full(21, 0.002)
+    test[0], test[5] = 0.010, 0.0005  # ... but frequent on test; item 5 is the rarest on test
+    result = simulate(valid, test, draws=20_000, evaluations=[1, 300], trials=2000, seed=0)
+    assert result["subset_test_mean"] == pytest.approx(test.sum() * 20 / 21, rel=0.01)
+    assert result["subset_test_max"] == pytest.approx(test.sum() - 0.0005)
+    # Among 300 evaluations the best on validation almost surely drops item 0, the best on
+    # test item 5.
+    many = result["selected_by_valid"][300]
+    assert many["test_mean"] == pytest.approx(test.sum() - 0.010, rel=1e-3)
+    assert many["test_peak_mean"] == pytest.approx(test.sum() - 0.0005, rel=1e-3)
+    one = result["selected_by_valid"][1]
+    assert one["test_mean"] == pytest.approx(one["test_peak_mean"])

@@ -1,0 +1,133 @@
+"""What a ranker that only returns never-trained items scores, and what epoch selection adds.
+
+Companion to ``untrained_items.py``. When a model's top-20 is filled by 20 never-trained items
+(their random embeddings outrank the shrunk trained ones) and its guidance carries little user
+information, the 20 items are nearly the same for every user, and they change from one
+evaluation to the next as training moves the oracle embedding. Each evaluation then scores the
+combined target share of a (roughly) random 20-subset of the untrained items. Choosing the
+evaluation with the best validation HR@20 among several picks the subset whose items are most
+frequent on validation; as the same new items trend in both later periods, that also raises
+test HR@20.
+
+This simulates it from the split alone (no model): it draws ``--draws`` random 20-subsets of the
+untrained items, reports their test HR@20 distribution, and, for ``--evaluations`` E, the mean test
+HR@20 of the subset with the best validation HR@20 among E draws, and of the best test HR@20
+among them (what reporting the test peak of a run would show), over ``--trials`` repetitions.
+
+Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
+
+    python3 benchmarks/untrained_selection.py [--preset dreamrec-zhihu]
+
+Writes ``benchmarks/results/untrained_selection.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from _common import RESULTS, machine, markdown_table, write_results
+
+K = 20
+
+
+def target_shares(preset: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each untrained item's share of the validation and of the test targets, and the catalogue."""
+    from recdiff.config import load_config
+    from recdiff.models.dreamrec import training_items
+    from recdiff.train.datasets import load_sequences
+
+    data = load_sequences(load_config(preset, []).data)[0]
+    n = data.n_items
+    untrained = np.flatnonzero(~training_items(data.train, n))
+
+    def shares(targets) -> np.ndarray:
+        targets = np.asarray(targets)
+        return np.bincount(targets, minlength=n)[untrained] / targets.size
+
+    return shares(data.valid.targets), shares(data.test.targets), n
+
+
+def simulate(
+    valid: np.ndarray, test: np.ndarray, draws: int, evaluations: list[int], trials: int, seed: int
+) -> dict:
+    rng = np.random.default_rng(seed)
+    k = min(K, valid.size)
+    subsets = np.argsort(rng.random((draws, valid.size)), axis=1)[:, :k]
+    hr_valid, hr_test = valid[subsets].sum(axis=1), test[subsets].sum(axis=1)
+    selected = {}
+    for e in evaluations:
+        picks = rng.integers(0, draws, (trials, e))
+        best = picks[np.arange(trials), hr_valid[picks].argmax(axis=1)]
+        peak = hr_test[picks].max(axis=1)  # what reporting the best test evaluation shows
+        selected[e] = {
+            "test_mean": float(hr_test[best].mean()),
+            "test_std": float(hr_test[best].std()),
+            "test_peak_mean": float(peak.mean()),
+            "test_peak_std": float(peak.std()),
+        }
+    return {
+        "untrained_items": int(valid.size),
+        "valid_share": float(valid.sum()),
+        "test_share": float(test.sum()),
+        "test_top5_item_shares": np.sort(test)[::-1][:5].tolist(),
+        "subset_valid_mean": float(hr_valid.mean()),
+        "subset_test_mean": float(hr_test.mean()),
+        "subset_test_std": float(hr_test.std()),
+        "subset_test_p95": float(np.quantile(hr_test, 0.95)),
+        "subset_test_max": float(hr_test.max()),
+        "valid_test_correlation": float(np.corrcoef(hr_valid, hr_test)[0, 1]),
+        "selected_by_valid": selected,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="dreamrec-zhihu", help="preset naming the split")
+    parser.add_argument("--draws", type=int, default=200_000, help="random 20-subsets drawn")
+    parser.add_argument(
+        "--evaluations",
+        type=int,
+        nargs="+",
+        default=[1, 10, 20, 40],
+        help="evaluations chosen among",
+    )
+    parser.add_argument("--trials", type=int, default=5000, help="repetitions of each choice")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    valid, test, n = target_shares(args.preset)
+    result = simulate(valid, test, args.draws, args.evaluations, args.trials, args.seed)
+    result.update({"preset": args.preset, "n_items": n, "draws": args.draws, "trials": args.trials})
+
+    def pct(value: float) -> str:
+        return f"{100 * value:.2f}"
+
+    table = markdown_table(
+        [
+            "evaluations chosen among",
+            "test HR@20 %, best valid evaluation",
+            "test HR@20 %, best test evaluation",
+        ],
+        [
+            [
+                str(e),
+                f"{pct(s['test_mean'])} ± {pct(s['test_std'])}",
+                f"{pct(s['test_peak_mean'])} ± {pct(s['test_peak_std'])}",
+            ]
+            for e, s in result["selected_by_valid"].items()
+        ],
+    )
+    summary = (
+        f"{result['untrained_items']} untrained items; {pct(result['valid_share'])}% of valid and "
+        f"{pct(result['test_share'])}% of test targets. A random 20-subset: test HR@20 "
+        f"{pct(result['subset_test_mean'])} ± {pct(result['subset_test_std'])}% (95th percentile "
+        f"{pct(result['subset_test_p95'])}, max {pct(result['subset_test_max'])}); correlation of "
+        f"its valid and test HR@20 {result['valid_test_correlation']:.2f}."
+    )
+    write_results("untrained_selection", {**result, **machine(1)}, [summary, "", *table], RESULTS)
+    print(summary)
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
