@@ -131,6 +131,61 @@ def test_reconstruction_weight_trains_decoders_but_not_encoders_in_stage_two():
     assert changed and all(k.startswith("decoders.") for k in changed), changed
 
 
+def _joint(epochs: int = 5, weight: float = 1.0) -> LDiffRecConfig:
+    latent = TINY.latent.model_copy(
+        update={"joint": True, "epochs": epochs, "diffusion_weight": weight}
+    )
+    return TINY.model_copy(update={"latent": latent})
+
+
+def test_joint_training_updates_encoders_denoiser_and_decoders_after_pretraining():
+    model = LDiffRec(_joint(epochs=5), FAST.model_copy(update={"epochs": 4}))
+    snapshots, stages = {}, []
+
+    def on_event(record):
+        if record["event"] == "epoch":
+            stages.append(record.get("stage", "joint"))
+            if record.get("stage") == "autoencoder":
+                snapshots["after_stage_1"] = {
+                    k: v.clone() for k, v in model.module.state_dict().items()
+                }
+
+    model.fit(checkerboard(), on_event=on_event)
+    assert stages == ["autoencoder"] * 5 + ["joint"] * 4
+    before, after = snapshots["after_stage_1"], model.module.state_dict()
+    changed = {k.split(".")[:2][1] for k in after if not torch.equal(after[k], before[k])}
+    assert {"encoders", "decoders", "layers"} <= changed, changed
+
+
+def test_joint_training_without_pretraining_learns_the_checkerboard():
+    model = LDiffRec(_joint(epochs=0), FAST.model_copy(update={"epochs": 60}))
+    model.fit(checkerboard())
+    assert model.vae_result is None and model.result.epochs_run > 0
+    half = N_ITEMS // 2
+    history = checkerboard()[:4]  # each user's history lies in one half; so should its scores
+    scores = model.score(history).numpy()
+    own = history.toarray()[:, :half].any(axis=1)
+    left, right = scores[:, :half].mean(axis=1), scores[:, half:].mean(axis=1)
+    np.testing.assert_array_equal(left > right, own)
+
+
+def test_joint_loss_is_the_decoded_prediction_plus_kl_plus_weighted_diffusion():
+    model = LDiffRec(_joint(weight=0.3), FAST).build(12)
+    model.stage = "joint"
+    model.module.eval()  # z is the latent mean, no dropout: the pieces can be recomputed
+    model.vae_steps = TINY.latent.anneal_steps  # annealed: beta = beta_max
+    rows = torch.from_numpy((np.random.default_rng(0).random((6, 12)) < 0.4).astype(np.float32))
+    torch.manual_seed(1)
+    got = model.loss(rows)
+    torch.manual_seed(1)
+    mu, logvar = model.autoencoder.encode(rows)
+    diffusion, pred = model._diffusion_loss(mu)
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1).mean()
+    nll = _multinomial_nll(model.autoencoder.decode(pred), rows)
+    expected = nll + TINY.latent.beta_max * kl + 0.3 * diffusion
+    torch.testing.assert_close(got, expected)
+
+
 def test_sparse_rows_encode_like_dense_rows():
     labels = np.array([0, 1, 1, 2, 0, 1, 2, 2, 0])
     autoencoder = ClusterAutoencoder(labels, latent_dim=6, dropout=0.5, hidden_dim=6).eval()

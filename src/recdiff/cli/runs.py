@@ -19,11 +19,14 @@ SetOption = Annotated[
 
 # The paper's numbers beside which `reproduce` prints recdiff's (PAPERS.md, Table 2 of DiffRec).
 _DIFFREC_ML1M = {"recall@10": 0.1058, "recall@20": 0.1787, "ndcg@10": 0.0901, "ndcg@20": 0.1148}
+_LDIFFREC_ML1M = {"recall@10": 0.1060, "recall@20": 0.1809, "ndcg@10": 0.0868, "ndcg@20": 0.1122}
 # DreamRec's Table 2 (Zhihu, HR@20 / NDCG@20) for DreamRec and its SASRec baseline; most-popular
 # from PAPERS.md.
 PAPER_RESULTS = {
     "diffrec-ml1m": _DIFFREC_ML1M,
     "diffrec-ml1m-tuned": _DIFFREC_ML1M,
+    "ldiffrec-ml1m": _LDIFFREC_ML1M,
+    "ldiffrec-ml1m-tuned": _LDIFFREC_ML1M,
     "dreamrec-zhihu": {"hit_rate@20": 0.0226, "ndcg@20": 0.0079},
     "sasrec-zhihu": {"hit_rate@20": 0.0162, "ndcg@20": 0.0060},
     "mostpop-zhihu": {"hit_rate@20": 0.0143, "ndcg@20": 0.0054},

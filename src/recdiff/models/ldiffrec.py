@@ -9,14 +9,15 @@ own items, the autoencoders are block-diagonal, which is where the parameter sav
 
 Training follows the paper's advice: the autoencoders first (multinomial likelihood + annealed
 KL, as Mult-VAE), then the diffusion on their frozen latent means (joint training is unstable).
-LT-DiffRec is this model fed time-weighted rows.
+``latent.joint`` instead trains all parts together after (or, with ``latent.epochs=0``, without)
+that pre-training. LT-DiffRec is this model fed time-weighted rows.
 
 ==========================  ====================================
 paper                       code
 ==========================  ====================================
 C                           ``latent.n_clusters``
 z = [z_1 ; ... ; z_C]       ``ClusterAutoencoder.encode``
-L_vae + lambda L_diff       ``vae_loss`` then ``loss`` (staged)
+L_vae + lambda L_diff       ``vae_loss`` then ``loss`` (staged), or ``joint_loss``
 ==========================  ====================================
 """
 
@@ -66,13 +67,27 @@ class LatentConfig(BaseModel):
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the normalised input")
     beta_max: float = Field(0.2, ge=0, description="cap of the annealed KL weight")
     anneal_steps: int = Field(2000, ge=1, description="gradient steps to reach beta_max")
-    epochs: int = Field(100, ge=1, description="autoencoder pre-training epochs (best by valid)")
+    epochs: int = Field(
+        100,
+        ge=0,
+        description="autoencoder pre-training epochs (best by valid; 0: none, joint only)",
+    )
     lr: float = Field(1e-3, gt=0, description="autoencoder learning rate")
     recon_weight: float = Field(
         0.0,
         ge=0,
         description="stage 2 also trains the decoders on decode(denoised latent) with this weight "
         "of the multinomial loss (0: decoders frozen, diffusion loss only)",
+    )
+    joint: bool = Field(
+        False,
+        description="stage 2 trains encoders, denoiser and decoders together on the multinomial "
+        "loss of decode(denoised latent) + annealed KL + diffusion_weight x the diffusion loss, "
+        "the encoders seeing dropped-out rows (false: the paper's advice, diffusion on frozen "
+        "latents)",
+    )
+    diffusion_weight: float = Field(
+        1.0, gt=0, description="lambda, the diffusion loss's weight in joint training"
     )
     sparse_input: bool = Field(
         False,
@@ -301,6 +316,8 @@ class LDiffRec(DiffRec):
     def loss(self, rows: torch.Tensor) -> torch.Tensor:
         if self.stage == "autoencoder":
             return self.vae_loss(rows)
+        if self.stage == "joint":
+            return self.joint_loss(rows)
         self.autoencoder.eval()  # targets are the latents inference will see: no input dropout
         with torch.no_grad():
             z0, _ = self.autoencoder.encode(rows)
@@ -313,15 +330,29 @@ class LDiffRec(DiffRec):
 
     def vae_loss(self, rows: torch.Tensor) -> torch.Tensor:
         """Multinomial negative log-likelihood plus the annealed KL (Mult-VAE's objective)."""
+        z, kl_term = self._encode_with_kl(rows)
+        return self._reconstruction_nll(z, rows) + kl_term
+
+    def joint_loss(self, rows: torch.Tensor) -> torch.Tensor:
+        """All parts at once: the denoiser's x0 prediction of the (dropped-out) row's latent is
+        decoded and scored against the whole row, so the denoiser, which sees every cluster's
+        latent, learns to fill one cluster's missing items from the others; plus the annealed
+        KL and lambda x the diffusion loss on that latent."""
+        z0, kl_term = self._encode_with_kl(rows)
+        diffusion, pred_z0 = self._diffusion_loss(z0.float())
+        nll = self._reconstruction_nll(pred_z0, rows)
+        return nll + kl_term + self.config.latent.diffusion_weight * diffusion
+
+    def _encode_with_kl(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A latent (sampled in training, the mean otherwise) and beta x KL, beta annealed."""
         mu, logvar = self.autoencoder.encode(rows)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.module.training else mu
-        nll = self._reconstruction_nll(z, rows)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).float().sum(dim=1).mean()
         cfg = self.config.latent
         beta = min(cfg.beta_max, cfg.beta_max * self.vae_steps / cfg.anneal_steps)
         if self.module.training:
             self.vae_steps += 1
-        return nll + beta * kl
+        return z, beta * kl
 
     def _reconstruction_nll(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Multinomial NLL of the rows under the decoded latents; sparse rows are scored against
@@ -353,13 +384,19 @@ class LDiffRec(DiffRec):
         stage_log = lambda record: log({**record, "stage": "autoencoder"})  # noqa: E731
         rows = SparseRowBatches(train) if latent.sparse_input else RowBatches(train)
         try:
-            self.stage = "autoencoder"
-            self.denoiser.requires_grad_(False)
-            self.vae_result = Trainer(vae_training, evaluate, stage_log).fit(self, rows)
-            self.stage = "diffusion"
+            self.vae_result = None
+            if latent.epochs:
+                self.stage = "autoencoder"
+                self.denoiser.requires_grad_(False)
+                self.vae_result = Trainer(vae_training, evaluate, stage_log).fit(self, rows)
             self.denoiser.requires_grad_(True)
-            self.autoencoder.requires_grad_(False)
-            self.autoencoder.decoders.requires_grad_(self.config.latent.recon_weight > 0)
+            if latent.joint:
+                self.stage = "joint"
+                self.autoencoder.requires_grad_(True)
+            else:
+                self.stage = "diffusion"
+                self.autoencoder.requires_grad_(False)
+                self.autoencoder.decoders.requires_grad_(self.config.latent.recon_weight > 0)
             self.result = Trainer(self.training, evaluate, on_event).fit(self, rows)
         finally:
             self.stage = "diffusion"
@@ -383,7 +420,7 @@ class LDiffRec(DiffRec):
         self.module.eval()
         with autocast(self.training.precision, x0.device):
             z, _ = self.autoencoder.encode(x0)
-            if self.stage == "diffusion":
+            if self.stage != "autoencoder":
                 z = self._denoise(z.float(), generator)
             return self.autoencoder.decode(z).float()
 
