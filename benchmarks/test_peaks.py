@@ -1,0 +1,178 @@
+"""Validation-selected against test-peak numbers: a next-item model's test curve over training.
+
+The recdiff runs select the epoch on validation and rank test once. Some released code instead
+evaluates test at every evaluation and reports it, which invites reading off the best one. This
+trains one configuration and, at every evaluation, also ranks test: as ranked, and with the items
+that never occur in training excluded (see ``untrained_items.py``), with the share of top-20 slots
+those items take. It reports test at the best-validation evaluation beside the best test seen, and
+plots the curves. Test never feeds back into training or selection here either: it is only
+recorded.
+
+Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
+
+    python3 benchmarks/test_peaks.py dreamrec-zhihu --set train.seed=1 [--set ...]
+
+Writes ``benchmarks/results/test_peaks_NAME.{json,md,png}`` (NAME: ``--name``, default the preset
+and seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from _common import RESULTS, machine, markdown_table, write_results
+
+K = 20
+
+
+def run(preset: str, overrides: list[str]) -> dict:
+    from recdiff.config import load_config
+    from recdiff.config.models import build_model
+    from recdiff.eval.next_item import evaluate_next_item
+    from recdiff.models.dreamrec import training_items
+    from recdiff.train.datasets import load_sequences
+
+    config = load_config(preset, overrides)
+    data = load_sequences(config.data)[0].with_layout("left")
+    n = data.n_items
+    untrained = torch.from_numpy(~training_items(data.train, n))
+    model = build_model(config.model.name, config.model.params(), config.train)
+    seed = getattr(model.config, "sample_seed", 0)
+    ks = tuple(sorted({K, int(config.train.metric.split("@")[1])}))
+    curve: list[dict] = []
+    epochs: list[int] = []
+
+    def on_event(record: dict) -> None:
+        if record.get("event") == "epoch":
+            epochs.append(int(record["epoch"]))
+
+    def split_metrics(split: str) -> dict:
+        generator = torch.Generator().manual_seed(seed)  # as every evaluation pass seeds it
+        passed: list[torch.Tensor] = []
+        slots: list[float] = []
+
+        def score(history, lengths):
+            scores = model.score(history, lengths, generator=generator)
+            slots.append(untrained[scores.topk(K, dim=1).indices].float().mean().item())
+            passed.append(scores)
+            return scores
+
+        def excluded(history, lengths):
+            return passed.pop(0).masked_fill(untrained, float("-inf"))
+
+        examples = getattr(data, split)
+        ranked = evaluate_next_item(score, examples, n, ks=ks, batch_size=4096)
+        masked = evaluate_next_item(excluded, examples, n, ks=(K,), batch_size=4096)
+        return {
+            "hr": ranked[f"hit_rate@{K}"],
+            "ndcg": ranked[f"ndcg@{K}"],
+            "hr_excluded": masked[f"hit_rate@{K}"],
+            "untrained_top_slots": float(np.mean(slots)),
+            "all": dict(ranked.means),
+        }
+
+    def evaluate(_score) -> dict:
+        point = {"epoch": epochs[-1] if epochs else 0}
+        point.update({split: split_metrics(split) for split in ("valid", "test")})
+        curve.append(point)
+        print(
+            f"epoch {point['epoch']}: valid HR@20 {100 * point['valid']['hr']:.2f}% "
+            f"test {100 * point['test']['hr']:.2f}% "
+            f"(untrained excluded {100 * point['test']['hr_excluded']:.2f}%)",
+            flush=True,
+        )
+        return {"valid": point["valid"]["all"]}  # selection uses the configured metric
+
+    start = time.perf_counter()
+    model.fit(data, evaluate=evaluate, on_event=on_event)
+    best = next(p for p in curve if p["epoch"] == model.result.best_epoch)
+    peak = max(curve, key=lambda p: p["test"]["hr"])
+    return {
+        "preset": preset,
+        "overrides": overrides,
+        "metric_note": "the trainer selects on valid (train.metric); test is only recorded",
+        "untrained_items": int(untrained.sum()),
+        "curve": curve,
+        "best_valid": best,
+        "test_peak": peak,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def plot(result: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [p["epoch"] for p in result["curve"]]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in [
+        (("valid", "hr"), "valid HR@20"),
+        (("test", "hr"), "test HR@20"),
+        (("test", "hr_excluded"), "test HR@20, untrained items excluded"),
+    ]:
+        ax.plot(epochs, [100 * p[key[0]][key[1]] for p in result["curve"]], marker=".", label=label)
+    ax.axvline(result["best_valid"]["epoch"], color="grey", ls="--", lw=0.8, label="best valid")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("%")
+    ax.set_title(f"{result['preset']} {' '.join(result['overrides'])}", fontsize=8)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("preset", help="a next-item preset or YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--name", help="results file name (default: test_peaks_PRESET_SEED)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    result = run(args.preset, args.overrides)
+    seed = next((o.split("=")[1] for o in args.overrides if o.startswith("train.seed=")), "0")
+    name = args.name or f"test_peaks_{args.preset}_seed{seed}"
+
+    def pct(value: float) -> str:
+        return f"{100 * value:.2f}"
+
+    rows = [
+        [
+            label,
+            point["epoch"],
+            pct(point["valid"]["hr"]),
+            pct(point["test"]["hr"]),
+            pct(point["test"]["ndcg"]),
+            pct(point["test"]["hr_excluded"]),
+            pct(point["test"]["untrained_top_slots"]),
+        ]
+        for label, point in [
+            ("best valid", result["best_valid"]),
+            ("best test", result["test_peak"]),
+        ]
+    ]
+    table = markdown_table(
+        [
+            "evaluation",
+            "epoch",
+            "valid HR@20 %",
+            "test HR@20 %",
+            "test NDCG@20 %",
+            "test HR@20 %, untrained excluded",
+            "top-20 slots untrained %",
+        ],
+        rows,
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(result, RESULTS / f"{name}.png")
+    write_results(name, {**result, **machine(args.threads)}, table, RESULTS)
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
