@@ -92,6 +92,11 @@ def machine(threads: int | None = None) -> dict[str, Any]:
     }
 
 
+def pct(value: float) -> str:
+    """A fraction as a percentage with two decimals (0.0165 -> "1.65")."""
+    return f"{100 * value:.2f}"
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     """A Markdown table; the first column left-aligned, the others right-aligned."""
     lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 import torch
-from _common import RESULTS, machine, markdown_table, write_results
+from _common import RESULTS, machine, markdown_table, pct, write_results
 
 K = 20
 
@@ -137,9 +137,6 @@ def main() -> None:
     result = run(args.preset, args.overrides)
     seed = next((o.split("=")[1] for o in args.overrides if o.startswith("train.seed=")), "0")
     name = args.name or f"test_peaks_{args.preset}_seed{seed}"
-
-    def pct(value: float) -> str:
-        return f"{100 * value:.2f}"
 
     rows = [
         [

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, machine, markdown_table, write_results
+from _common import RESULTS, machine, markdown_table, pct, write_results
 
 K = 20
 
@@ -98,9 +98,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = [analyse(run, args.seed) for run in args.runs]
-
-    def pct(value: float) -> str:
-        return f"{100 * value:.2f}"
 
     table = markdown_table(
         [

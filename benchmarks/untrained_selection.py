@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import RESULTS, machine, markdown_table, write_results
+from _common import RESULTS, machine, markdown_table, pct, write_results
 
 K = 20
 
@@ -98,9 +98,6 @@ def main() -> None:
     valid, test, n = target_shares(args.preset)
     result = simulate(valid, test, args.draws, args.evaluations, args.trials, args.seed)
     result.update({"preset": args.preset, "n_items": n, "draws": args.draws, "trials": args.trials})
-
-    def pct(value: float) -> str:
-        return f"{100 * value:.2f}"
 
     table = markdown_table(
         [
