@@ -209,6 +209,14 @@ def test_pruning_reporter_reports_validation_only_and_raises_when_told():
     assert trial.reports == [(5, 0.1), (10, 0.05)]
 
 
+def test_pruning_reporter_skips_pre_training_stages():
+    trial = _FakeTrial(prune_at=100)
+    reporter = PruningReporter(trial, "recall@20")
+    reporter({"event": "eval", "epoch": 5, "valid/recall@20": 0.08, "stage": "autoencoder"})
+    reporter({"event": "eval", "epoch": 5, "valid/recall@20": 0.1})  # the final model's epoch 5
+    assert trial.reports == [(5, 0.1)]
+
+
 def test_bad_trial_counts_and_metrics_fail_clearly(tmp_path):
     config = load_config("demo-diffrec")
     with pytest.raises(TuneError, match="at least 1"):

@@ -23,3 +23,32 @@ def test_five_epochs_of_released_settings_beat_popularity(datasets_root):
     # Measured: DiffRec 0.112 after 5 epochs (seed 1), popularity 0.079, EASE's best 0.118.
     assert ours["recall@20"] > 0.10 > pop["recall@20"]
     assert ours["recall@20"] == pytest.approx(model.result.best_metric, abs=1e-9)
+
+
+@pytest.mark.data
+def test_every_l_diffrec_search_setting_stays_under_60_percent_of_diffrec(datasets_root):
+    import itertools
+
+    import numpy as np
+
+    from recdiff.experiments.space import load_space
+    from recdiff.models.ldiffrec import LatentConfig, LDiffRec, LDiffRecConfig, cluster_items
+
+    root = datasets_root / "diffrec" / "ml-1m_clean"
+    n_items = read_diffrec_splits(root).train.matrix.shape[1]
+    labels = cluster_items(np.load(root / "item_emb.npy"), 2, seed=1)
+    diffrec = sum(p.numel() for p in DiffRec().build(n_items).module.parameters())
+    params = load_space("ldiffrec-autoencoders").params
+    sizes = [params[f"model.latent.{k}"].choices for k in ("hidden_dim", "latent_dim")]
+    counts = [
+        LDiffRec(
+            LDiffRecConfig(
+                latent=LatentConfig(hidden_dim=hidden, latent_dim=latent), hidden_dims=dims
+            )
+        )
+        .build(n_items, labels)
+        .parameter_count()
+        for hidden, latent in itertools.product(*sizes)
+        for dims in params["model.hidden_dims"].choices
+    ]
+    assert max(counts) / diffrec < 0.6, max(counts) / diffrec  # measured 0.57

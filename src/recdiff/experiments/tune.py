@@ -98,14 +98,19 @@ def selection_metric(metric: str, config: RunConfig) -> str:
 
 class PruningReporter:
     """An ``on_event`` listener: reports each validation evaluation of a run to an Optuna trial
-    and raises ``optuna.TrialPruned`` (which stops the run) when the pruner gives up on it."""
+    and raises ``optuna.TrialPruned`` (which stops the run) when the pruner gives up on it.
+
+    Evaluations of a pre-training stage (records with a ``stage``, e.g. L-DiffRec's autoencoders)
+    are not reported: their epochs restart the count that the final model's use, and a step
+    reported twice is ignored by Optuna, so pruning would judge the autoencoders instead.
+    """
 
     def __init__(self, trial: Any, metric: str) -> None:
         self.trial = trial
         self.key = f"valid/{metric}"
 
     def __call__(self, record: dict[str, Any]) -> None:
-        if record.get("event") != "eval" or self.key not in record:
+        if record.get("event") != "eval" or self.key not in record or "stage" in record:
             return
         epoch, value = int(record["epoch"]), float(record[self.key])
         self.trial.report(value, epoch)
