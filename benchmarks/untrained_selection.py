@@ -31,21 +31,46 @@ from _common import RESULTS, machine, markdown_table, pct, write_results
 K = 20
 
 
-def target_shares(preset: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Each untrained item's share of the validation and of the test targets, and the catalogue."""
+def load_split(preset: str) -> dict:
+    """Per split: targets and whether each history holds an untrained item; the untrained mask
+    and each item's most-popular rank (by training targets)."""
     from recdiff.config import load_config
     from recdiff.models.dreamrec import training_items
     from recdiff.train.datasets import load_sequences
 
-    data = load_sequences(load_config(preset, []).data)[0]
+    data = load_sequences(load_config(preset, []).data)[0].with_layout("left")
     n = data.n_items
-    untrained = np.flatnonzero(~training_items(data.train, n))
+    untrained = ~training_items(data.train, n)
+    order = np.argsort(-np.bincount(np.asarray(data.train.targets), minlength=n), kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    out = {"n_items": n, "untrained": untrained, "rank": rank}
+    for split in ("valid", "test"):
+        examples = getattr(data, split)
+        history = np.asarray(examples.history)  # pads are id n: extend the mask with False
+        flags = np.append(untrained, False)[history].any(axis=1)
+        out[split] = {"targets": np.asarray(examples.targets), "untrained_history": flags}
+    return out
 
-    def shares(targets) -> np.ndarray:
-        targets = np.asarray(targets)
-        return np.bincount(targets, minlength=n)[untrained] / targets.size
 
-    return shares(data.valid.targets), shares(data.test.targets), n
+def target_shares(split: dict, untrained: np.ndarray) -> np.ndarray:
+    """Each untrained item's share of the split's targets."""
+    targets = split["targets"]
+    return np.bincount(targets, minlength=untrained.size)[untrained] / targets.size
+
+
+def conditioned_mix(split: dict, untrained: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Expected HR@20 ``[k1, k2]`` of a ranker that returns k1 random untrained items to users
+    whose history holds one, k2 to the others, each list filled up with the most popular items."""
+    targets, flags = split["targets"], split["untrained_history"]
+    hit_untrained = untrained[targets] / untrained.sum()  # per random untrained slot
+    grid = np.zeros((K + 1, K + 1))
+    for k1 in range(K + 1):
+        for k2 in range(K + 1):
+            k = np.where(flags, k1, k2)
+            popular = ~untrained[targets] & (rank[targets] < K - k)
+            grid[k1, k2] = (hit_untrained * k + popular).mean()
+    return grid
 
 
 def simulate(
@@ -95,9 +120,24 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=5000, help="repetitions of each choice")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    valid, test, n = target_shares(args.preset)
+    data = load_split(args.preset)
+    untrained, n = data["untrained"], data["n_items"]
+    valid = target_shares(data["valid"], untrained)
+    test = target_shares(data["test"], untrained)
     result = simulate(valid, test, args.draws, args.evaluations, args.trials, args.seed)
     result.update({"preset": args.preset, "n_items": n, "draws": args.draws, "trials": args.trials})
+    grids = {s: conditioned_mix(data[s], untrained, data["rank"]) for s in ("valid", "test")}
+    chosen = np.unravel_index(grids["valid"].argmax(), grids["valid"].shape)
+    peak = np.unravel_index(grids["test"].argmax(), grids["test"].shape)
+    result["conditioned_mix"] = {
+        "untrained_history_share": {s: float(data[s]["untrained_history"].mean()) for s in grids},
+        "chosen_on_valid": {
+            "k": [int(x) for x in chosen],
+            "valid": float(grids["valid"][chosen]),
+            "test": float(grids["test"][chosen]),
+        },
+        "best_on_test": {"k": [int(x) for x in peak], "test": float(grids["test"][peak])},
+    }
 
     table = markdown_table(
         [
@@ -122,6 +162,13 @@ def main() -> None:
         f"its valid and test HR@20 {result['valid_test_correlation']:.2f}."
     )
     write_results("untrained_selection", {**result, **machine(1)}, [summary, "", *table], RESULTS)
+    mix = result["conditioned_mix"]
+    summary += (
+        f" History-conditioned mix (k1 untrained items for users with one in their history, k2"
+        f" for the others, then most popular): chosen on valid k = {mix['chosen_on_valid']['k']},"
+        f" valid {pct(mix['chosen_on_valid']['valid'])}%, test {pct(mix['chosen_on_valid']['test'])}%;"
+        f" best on test k = {mix['best_on_test']['k']}, {pct(mix['best_on_test']['test'])}%."
+    )
     print(summary)
     print("\n".join(table))
 

@@ -77,3 +77,26 @@ def test_untrained_selection_simulation_on_a_hand_computed_case():
     assert many["test_peak_mean"] == pytest.approx(test.sum() - 0.0005, rel=1e-3)
     one = result["selected_by_valid"][1]
     assert one["test_mean"] == pytest.approx(one["test_peak_mean"])
+
+
+def test_history_conditioned_mix_on_a_hand_computed_case():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from untrained_selection import conditioned_mix
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    # 40 untrained items (ids 0-39) and 30 trained ones (40-69), most popular first: 40, 41, ...
+    untrained = np.arange(70) < 40
+    rank = np.concatenate([np.arange(30, 70), np.arange(30)])
+    split = {
+        "targets": np.array([0, 45, 3, 60]),
+        "untrained_history": np.array([True, True, False, False]),
+    }
+    grid = conditioned_mix(split, untrained, rank)
+    # k1 = k2 = 0: the 20 most popular (ids 40-59) hit targets 45 only: 1 of 4.
+    assert grid[0, 0] == pytest.approx(0.25)
+    # k1 = 10: user 0 expects 10/40 on its untrained target, user 1 still has 45 in its top 10;
+    # k2 = 20: user 2 expects 20/40, user 3's popular item 60 is out either way.
+    assert grid[10, 20] == pytest.approx((10 / 40 + 1 + 20 / 40 + 0) / 4)
+    # k1 = 16: user 1's list keeps only 4 popular items (40-43), so 45 drops out.
+    assert grid[16, 0] == pytest.approx((16 / 40 + 0 + 0 + 0) / 4)
