@@ -161,7 +161,6 @@ def main() -> None:
         f"{pct(result['subset_test_p95'])}, max {pct(result['subset_test_max'])}); correlation of "
         f"its valid and test HR@20 {result['valid_test_correlation']:.2f}."
     )
-    write_results("untrained_selection", {**result, **machine(1)}, [summary, "", *table], RESULTS)
     mix = result["conditioned_mix"]
     summary += (
         f" History-conditioned mix (k1 untrained items for users with one in their history, k2"
@@ -169,6 +168,7 @@ def main() -> None:
         f" valid {pct(mix['chosen_on_valid']['valid'])}%, test {pct(mix['chosen_on_valid']['test'])}%;"
         f" best on test k = {mix['best_on_test']['k']}, {pct(mix['best_on_test']['test'])}%."
     )
+    write_results("untrained_selection", {**result, **machine(1)}, [summary, "", *table], RESULTS)
     print(summary)
     print("\n".join(table))
 

@@ -222,3 +222,9 @@ def test_sparse_input_trains_in_bf16():
     model = LDiffRec(SPARSE, FAST.model_copy(update={"epochs": 2, "precision": "bf16"}))
     scores = model.fit(checkerboard()).score(checkerboard()[:3])
     assert scores.shape == (3, N_ITEMS) and torch.isfinite(scores).all()
+
+
+def test_skipping_pre_training_needs_joint_training():
+    with pytest.raises(ValueError, match="joint=true"):
+        LatentConfig(epochs=0)  # frozen random encoders would feed the diffusion
+    assert LatentConfig(epochs=0, joint=True).epochs == 0

@@ -99,11 +99,15 @@ def test_reverse_mean_chain_equals_the_step_by_step_posterior_mean(prediction, c
     )
 
 
-def test_reverse_mean_chain_applies_only_where_it_is_exact_and_cheaper():
-    assert MLPDenoiser(2810, [600, 200, 600]).chain_is_cheaper
-    assert not MLPDenoiser(50, []).chain_is_cheaper  # no hidden layer: nothing to regroup
-    assert not MLPDenoiser(50, [20], normalize_input=True).chain_is_cheaper  # not affine in x_t
-    assert not MLPDenoiser(10, [400, 400]).chain_is_cheaper  # 400 x 400 > 10 x 800
+def test_reverse_mean_chain_applies_only_where_it_is_exact_and_saves_work():
+    ml1m = MLPDenoiser(2810, [600, 200, 600])
+    # Saves 2,810 x 1,200 - 600 x 600 = 3.012M per row and step; M costs 600 x 600 x 2,810 =
+    # 1,011.6M once: it pays from 336 row-steps on.
+    assert ml1m.chain_saves_work(batch=1024, steps=40) and ml1m.chain_saves_work(9, 40)
+    assert not ml1m.chain_saves_work(batch=8, steps=40)  # 320 row-steps
+    assert not MLPDenoiser(50, []).chain_saves_work(1024, 40)  # no hidden layer
+    assert not MLPDenoiser(50, [20], normalize_input=True).chain_saves_work(1024, 40)
+    assert not MLPDenoiser(10, [400, 400]).chain_saves_work(1024, 40)  # 400 x 400 > 10 x 800
     net = MLPDenoiser(50, [20], dropout=0.5)  # training mode: dropout would be skipped
     with pytest.raises(RuntimeError, match="eval"):
         net.reverse_mean_chain(torch.zeros(1, 50), [(0, 0.0, 1.0)])
@@ -111,3 +115,26 @@ def test_reverse_mean_chain_applies_only_where_it_is_exact_and_cheaper():
         MLPDenoiser(50, [20], normalize_input=True).eval().reverse_mean_chain(
             torch.zeros(1, 50), [(0, 0.0, 1.0)]
         )
+
+
+def test_reverse_mean_chain_under_bf16_autocast_stays_near_the_step_by_step_pass():
+    from recdiff.diffusion import DDPMSampler, GaussianDiffusion, NoiseSchedule
+
+    torch.manual_seed(0)
+    net = MLPDenoiser(300, [64, 16, 64]).eval()
+    process = GaussianDiffusion(NoiseSchedule.linear(10, 1e-3, 0.05), "x0")
+    x = (torch.rand(32, 300) < 0.1).float()
+    steps = [
+        (int(process.model_t(torch.tensor(t))), *process.mean_coefficients(t))
+        for t in reversed(range(process.num_steps))
+    ]
+    exact = DDPMSampler(process, add_noise=False).sample(net, x)  # fp32 reference
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        chained = net.reverse_mean_chain(x, steps)
+        stepwise = DDPMSampler(process, add_noise=False).sample(net, x).float()
+    assert chained.dtype == torch.float32
+    # Both bf16 passes are about equally far from fp32 (bf16 keeps 8 bits: ~0.4% relative).
+    scale = exact.abs().max()
+    err_chained = (chained - exact).abs().max() / scale
+    err_stepwise = (stepwise - exact).abs().max() / scale
+    assert err_chained < 0.03 and err_chained < 3 * err_stepwise + 1e-3

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy.cluster.vq import kmeans2
 from scipy.sparse.linalg import svds
 from torch import nn
@@ -84,7 +84,8 @@ class LatentConfig(BaseModel):
         description="stage 2 trains encoders, denoiser and decoders together on the multinomial "
         "loss of decode(denoised latent) + annealed KL + diffusion_weight x the diffusion loss, "
         "the encoders seeing dropped-out rows (false: the paper's advice, diffusion on frozen "
-        "latents)",
+        "latents). The diffusion target is the sampled latent itself, so with beta_max=0 "
+        "nothing but the reconstruction fixes the latents' scale",
     )
     diffusion_weight: float = Field(
         1.0, gt=0, description="lambda, the diffusion loss's weight in joint training"
@@ -95,6 +96,15 @@ class LatentConfig(BaseModel):
         "catalogues of ~20k+ items, where dense rows dominate time and memory; same outputs as "
         "dense rows up to float rounding, a different (equivalent) dropout draw in training",
     )
+
+    @model_validator(mode="after")
+    def _trained_somewhere(self) -> LatentConfig:
+        if self.epochs == 0 and not self.joint:
+            raise ValueError(
+                "latent.epochs=0 skips the autoencoder pre-training, which only joint training "
+                "(latent.joint=true) makes up for; set epochs >= 1 or joint=true"
+            )
+        return self
 
 
 class LDiffRecConfig(BaseModel):
