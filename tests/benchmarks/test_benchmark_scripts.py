@@ -100,3 +100,22 @@ def test_history_conditioned_mix_on_a_hand_computed_case():
     assert grid[10, 20] == pytest.approx((10 / 40 + 1 + 20 / 40 + 0) / 4)
     # k1 = 16: user 1's list keeps only 4 popular items (40-43), so 45 drops out.
     assert grid[16, 0] == pytest.approx((16 / 40 + 0 + 0 + 0) / 4)
+
+
+def test_released_style_encoder_ignores_padding_and_counts_positions_from_the_oldest():
+    import torch
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from dreamrec_released_encoder import ReleasedStyleEncoder
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    torch.manual_seed(0)
+    encoder = ReleasedStyleEncoder(n_items=20, dim=8, max_len=6, dropout=0.1).eval()
+    pad = 20
+    short = torch.tensor([[pad, pad, pad, 3, 7, 5]])
+    longer = torch.tensor([[pad, 3, 7, 5, pad, pad]])[:, :4]  # the same items, one pad, L = 4
+    torch.testing.assert_close(encoder(short), encoder(longer))
+    # An extra, older item shifts every position and joins the attention: the state changes.
+    assert not torch.allclose(encoder(short), encoder(torch.tensor([[pad, pad, 9, 3, 7, 5]])))
+    assert torch.isfinite(encoder(torch.full((1, 6), pad))).all()  # an empty history

@@ -1,0 +1,168 @@
+"""DreamRec with a history encoder built the way the released code builds its own (an experiment).
+
+recdiff's DreamRec encodes histories with a pre-norm ``nn.TransformerEncoderLayer`` (GELU), learned
+positions anchored at the newest item and initialised N(0, 1/dim), and a null guidance vector
+N(0, 1/dim). The released DreamRec code, read for facts, differs:
+
+- the attention's residual adds the layer-normalised input, not the raw embeddings;
+- a post-norm ReLU feed-forward with its own LayerNorm follows, then a final LayerNorm;
+- positions count from the oldest item (its histories are right-padded) and are initialised
+  N(0, 1) like the items;
+- the null embedding is initialised N(0, 1).
+
+This swaps in an encoder with those traits (written here, not taken from that code) and trains
+DreamRec with the preset's other settings, ranking with never-trained items excluded so that
+validation measures what was learned (see ``untrained_items.py``). It exists to test whether
+the encoder explains the gap to the paper; it is not a library option.
+
+Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
+
+    python3 benchmarks/dreamrec_released_encoder.py [--set model.hidden_dims=[]] [--epochs 30]
+
+Writes ``benchmarks/results/dreamrec_released_encoder[_NAME].json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+from _common import RESULTS, machine, markdown_table, pct, write_results
+from torch import nn
+
+
+class ReleasedStyleEncoder(nn.Module):
+    """One causal self-attention block with the released code's normalisation and residuals.
+
+    Takes left-padded ``[batch, L]`` histories (pad id ``n_items``) like
+    :class:`recdiff.nn.HistoryEncoder` and returns the state at the newest item.
+    """
+
+    def __init__(self, n_items: int, dim: int, max_len: int, dropout: float) -> None:
+        super().__init__()
+        self.n_items, self.dim, self.pad_id = n_items, dim, n_items
+        self.item_embedding = nn.Embedding(n_items + 1, dim)
+        self.position_embedding = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.item_embedding.weight, std=1.0)
+        nn.init.normal_(self.position_embedding.weight, std=1.0)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_query, self.norm_ff, self.norm_out = (nn.LayerNorm(dim) for _ in range(3))
+        self.query, self.key, self.value = (nn.Linear(dim, dim) for _ in range(3))
+        self.attention_dropout = nn.Dropout(dropout)
+        self.ff_in, self.ff_out = nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.ff_norm, self.ff_dropout = nn.LayerNorm(dim), nn.Dropout(dropout)
+
+    @property
+    def items(self) -> torch.Tensor:
+        return self.item_embedding.weight[: self.n_items]
+
+    def forward(self, history: torch.Tensor) -> torch.Tensor:
+        length = history.shape[1]
+        real = history != self.pad_id
+        pads = (~real).sum(dim=1, keepdim=True)
+        positions = (torch.arange(length, device=history.device) - pads).clamp(min=0)
+        x = self.item_embedding(history) + self.position_embedding(positions)
+        x = self.dropout(x) * real.unsqueeze(-1)
+        queries = self.norm_query(x)
+        scores = self.query(queries) @ self.key(x).transpose(1, 2) / math.sqrt(self.dim)
+        causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
+        scores = scores.masked_fill(
+            ~(real[:, None, :] & causal), -1e9
+        )  # finite: pad rows stay defined
+        weights = self.attention_dropout(scores.softmax(dim=-1) * real.unsqueeze(-1))
+        attended = self.norm_ff(weights @ self.value(x) + queries)
+        hidden = self.ff_out(F.relu(self.ff_in(attended)))
+        block = self.ff_norm(self.ff_dropout(hidden) + attended) * real.unsqueeze(-1)
+        return self.norm_out(block)[:, -1]
+
+
+def run(preset: str, overrides: list[str], epochs: int) -> dict:
+    from recdiff.config import load_config
+    from recdiff.models.dreamrec import DreamRec, DreamRecConfig
+    from recdiff.train.datasets import load_sequences
+    from recdiff.train.run_sequential import evaluate_sequential
+
+    class WithReleasedEncoder(DreamRec):
+        def _build_net(self, n_items: int, max_len: int) -> nn.Module:
+            net = super()._build_net(n_items, max_len)
+            dim = self.config.dim
+            net.encoder = ReleasedStyleEncoder(n_items, dim, max_len, self.config.dropout)
+            net.null = nn.Parameter(torch.randn(dim))
+            return net
+
+    settings = [
+        f"train.epochs={epochs}",
+        f"train.patience={epochs}",
+        "train.progress=false",
+        "model.exclude_untrained_items=true",
+        *overrides,
+    ]
+    config = load_config(preset, settings)
+    data = load_sequences(config.data)[0].with_layout("left")
+    model = WithReleasedEncoder(DreamRecConfig(**config.model.params()), config.train)
+    metric = config.train.metric
+    curve: list[dict] = []
+    epochs_seen: list[int] = []
+
+    def evaluate(_score) -> dict:
+        valid = evaluate_sequential(model, data, config, ("valid",))["valid"].means
+        curve.append({"epoch": epochs_seen[-1], "valid": valid[metric]})
+        print(f"epoch {epochs_seen[-1]}: valid {metric} {pct(valid[metric])}%", flush=True)
+        return {"valid": valid}
+
+    def on_event(record: dict) -> None:
+        if record.get("event") == "epoch":
+            epochs_seen.append(int(record["epoch"]))
+
+    start = time.perf_counter()
+    model.fit(data, evaluate=evaluate, on_event=on_event)
+    final = evaluate_sequential(model, data, config)
+    return {
+        "preset": preset,
+        "settings": settings,
+        "curve": curve,
+        "best_epoch": model.result.best_epoch,
+        "valid": final["valid"].means,
+        "test": final["test"].means,
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="dreamrec-zhihu")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--name", default="", help="suffix of the results file name")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    result = run(args.preset, args.overrides, args.epochs)
+    table = markdown_table(
+        [
+            "settings",
+            "valid HR@20 % over evaluations",
+            "best epoch",
+            "test HR@20 %",
+            "test NDCG@20 %",
+        ],
+        [
+            [
+                " ".join(args.overrides) or "preset",
+                " / ".join(pct(p["valid"]) for p in result["curve"]),
+                result["best_epoch"],
+                pct(result["test"]["hit_rate@20"]),
+                pct(result["test"]["ndcg@20"]),
+            ]
+        ],
+    )
+    name = "dreamrec_released_encoder" + (f"_{args.name}" if args.name else "")
+    write_results(name, {**result, **machine(args.threads)}, table, RESULTS)
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()
