@@ -81,19 +81,13 @@ def test_reverse_mean_chain_equals_the_step_by_step_posterior_mean(prediction, c
     cond = torch.randn(5, cond_dim) if cond_dim else None
     model_fn = (lambda x_t, t: net(x_t, t, cond)) if cond_dim else net
     expected = DDPMSampler(process, add_noise=False).sample(model_fn, x)
-    steps = [
-        (int(process.model_t(torch.tensor(t))), *process.mean_coefficients(t))
-        for t in reversed(range(process.num_steps))
-    ]
+    steps = process.mean_chain
     got = net.reverse_mean_chain(x, steps, cond)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     # A respaced process calls the network with its original step indices.
     spaced = GaussianDiffusion(process.schedule.spaced(3), prediction)
     expected = DDPMSampler(spaced, add_noise=False).sample(model_fn, x)
-    steps = [
-        (int(spaced.model_t(torch.tensor(t))), *spaced.mean_coefficients(t))
-        for t in reversed(range(spaced.num_steps))
-    ]
+    steps = spaced.mean_chain
     torch.testing.assert_close(
         net.reverse_mean_chain(x, steps, cond), expected, rtol=1e-5, atol=1e-5
     )
@@ -124,10 +118,7 @@ def test_reverse_mean_chain_under_bf16_autocast_stays_near_the_step_by_step_pass
     net = MLPDenoiser(300, [64, 16, 64]).eval()
     process = GaussianDiffusion(NoiseSchedule.linear(10, 1e-3, 0.05), "x0")
     x = (torch.rand(32, 300) < 0.1).float()
-    steps = [
-        (int(process.model_t(torch.tensor(t))), *process.mean_coefficients(t))
-        for t in reversed(range(process.num_steps))
-    ]
+    steps = process.mean_chain
     exact = DDPMSampler(process, add_noise=False).sample(net, x)  # fp32 reference
     with torch.autocast("cpu", dtype=torch.bfloat16):
         chained = net.reverse_mean_chain(x, steps)

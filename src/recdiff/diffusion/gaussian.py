@@ -19,6 +19,7 @@ L_simple / x0-MSE / SNR-difference weights      ``training_losses``             
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -248,6 +249,17 @@ class GaussianDiffusion(nn.Module):
         return self.v_target(x0, t, noise)
 
     # -------------------------------------------------------------------- reverse process
+    @functools.cached_property
+    def mean_chain(self) -> list[tuple[int, float, float]]:
+        """(model step, a, b) of every reverse step, T first: the deterministic reverse process
+        (posterior mean only) as ``x <- a x + b f(x, model step)``, for
+        :meth:`recdiff.nn.MLPDenoiser.reverse_mean_chain`. Fixed by the schedule, so computed
+        once per process."""
+        return [
+            (int(self.model_t(torch.tensor(t))), *self.mean_coefficients(t))
+            for t in reversed(range(self.num_steps))
+        ]
+
     def mean_coefficients(self, t: int) -> tuple[float, float]:
         """(a, b) with mu_theta(x_t, t) = a x_t + b f for the model output f at step index ``t``.
 

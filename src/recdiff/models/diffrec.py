@@ -230,19 +230,8 @@ class DiffRec(Recommender):
         x_t = noise_to(self.process, x0, self.config.diffusion.inference_noise_steps, generator)
         steps = self.process.num_steps
         if self.config.chain_inference and self.denoiser.chain_saves_work(x_t.shape[0], steps):
-            return self.denoiser.reverse_mean_chain(x_t, self._chain_steps())
+            return self.denoiser.reverse_mean_chain(x_t, self.process.mean_chain)
         return DDPMSampler(self.process, add_noise=False).sample(self.denoiser, x_t)
-
-    def _chain_steps(self) -> list[tuple[int, float, float]]:
-        """(model step, a, b) of every reverse step, T first; fixed by the process, so cached."""
-        cached = getattr(self, "_chain_cache", None)
-        if cached is None or cached[0] is not self.process:
-            steps = [
-                (int(self.process.model_t(torch.tensor(t))), *self.process.mean_coefficients(t))
-                for t in reversed(range(self.process.num_steps))
-            ]
-            self._chain_cache = cached = (self.process, steps)
-        return cached[1]
 
     # ------------------------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:

@@ -128,8 +128,8 @@ class MLPDenoiser(nn.Module):
         ``dim x (h_1 + h_L)``, by the ``h_1 x h_L`` matrix M = W_x W_L, which costs
         ``h_1 x h_L x dim`` once per call (on ML-1M it pays from about 9 rows at T = 40).
         """
-        if self.normalize_input or not any(isinstance(m, nn.Linear) for m in self.layers):
-            return False
+        if self.normalize_input or not isinstance(self.layers[-1], nn.Linear):
+            return False  # x_t not affine in, or no hidden layer (the input layer is the last)
         h_first, h_last = self.layers[0].bias.shape[0], self.layers[-1].in_features
         saved = batch * steps * (self.dim * (h_first + h_last) - h_first * h_last)
         return saved > h_first * h_last * self.dim
