@@ -23,14 +23,12 @@ import time
 
 import torch
 from _common import RESULTS, machine, markdown_table, pct, write_results
-
-K = 20
+from untrained_items import K, rank_with_and_without_untrained
 
 
 def run(preset: str, overrides: list[str]) -> dict:
     from recdiff.config import load_config
     from recdiff.config.models import build_model
-    from recdiff.eval.next_item import evaluate_next_item
     from recdiff.models.dreamrec import training_items
     from recdiff.train.datasets import load_sequences
 
@@ -39,7 +37,7 @@ def run(preset: str, overrides: list[str]) -> dict:
     n = data.n_items
     untrained = torch.from_numpy(~training_items(data.train, n))
     model = build_model(config.model.name, config.model.params(), config.train)
-    seed = getattr(model.config, "sample_seed", 0)
+    seed = getattr(model.config, "sample_seed", 0)  # as every evaluation pass seeds it
     ks = tuple(sorted({K, int(config.train.metric.split("@")[1])}))
     curve: list[dict] = []
     epochs: list[int] = []
@@ -49,32 +47,16 @@ def run(preset: str, overrides: list[str]) -> dict:
             epochs.append(int(record["epoch"]))
 
     def split_metrics(split: str) -> dict:
-        generator = torch.Generator().manual_seed(seed)  # as every evaluation pass seeds it
-        passed: list[torch.Tensor] = []
-        slots = [0.0, 0]  # untrained items among top-20 slots, slots
-
-        def score(history, lengths):
-            scores = model.score(history, lengths, generator=generator)
-            top = scores.topk(K, dim=1).indices
-            slots[0] += float(untrained.to(top.device)[top].sum())
-            slots[1] += top.numel()
-            passed.append(scores)
-            return scores
-
-        def excluded(history, lengths):
-            scores = passed.pop(0)
-            return scores.masked_fill(untrained.to(scores.device), float("-inf"))
-
-        examples = getattr(data, split)
         # The run's evaluation batch size: batching decides the sampler's noise draws.
-        batch = config.eval.batch_size
-        ranked = evaluate_next_item(score, examples, n, ks=ks, batch_size=batch)
-        masked = evaluate_next_item(excluded, examples, n, ks=(K,), batch_size=batch)
+        both = rank_with_and_without_untrained(
+            model, getattr(data, split), n, untrained, seed, ks, config.eval.batch_size
+        )
+        ranked = both["ranked"]
         return {
             "hr": ranked[f"hit_rate@{K}"],
             "ndcg": ranked[f"ndcg@{K}"],
-            "hr_excluded": masked[f"hit_rate@{K}"],
-            "untrained_top_slots": slots[0] / slots[1],
+            "hr_excluded": both["masked"][f"hit_rate@{K}"],
+            "untrained_top_slots": both["untrained_top_slots"],
             "all": dict(ranked.means),
         }
 

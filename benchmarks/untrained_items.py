@@ -27,16 +27,43 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 from _common import RESULTS, machine, markdown_table, pct, write_results
 
 K = 20
 
 
+def rank_with_and_without_untrained(
+    model, examples, n_items: int, untrained: torch.Tensor, seed: int, ks=(K,), batch_size=4096
+) -> dict:
+    """Score ``examples`` once (generator seeded as an evaluation pass seeds it) and rank them
+    twice: as scored, and with ``untrained`` items excluded (the same scores replayed masked, so
+    no second sampling). Also the share of top-K slots the untrained items take."""
+    from recdiff.eval.next_item import evaluate_next_item
+
+    generator = torch.Generator().manual_seed(seed)
+    passed: list[torch.Tensor] = []
+    slots = [0.0, 0]  # untrained items among top-K slots, slots
+
+    def score(history, lengths):
+        scores = model.score(history, lengths, generator=generator)
+        top = scores.topk(K, dim=1).indices
+        slots[0] += float(untrained.to(top.device)[top].sum())
+        slots[1] += top.numel()
+        passed.append(scores)
+        return scores
+
+    def excluded(history, lengths):
+        scores = passed.pop(0)
+        return scores.masked_fill(untrained.to(scores.device), float("-inf"))
+
+    ranked = evaluate_next_item(score, examples, n_items, ks=ks, batch_size=batch_size)
+    masked = evaluate_next_item(excluded, examples, n_items, ks=(K,), batch_size=batch_size)
+    return {"ranked": ranked, "masked": masked, "untrained_top_slots": slots[0] / slots[1]}
+
+
 def analyse(run: Path, seed: int) -> dict:
     from recdiff.config import load_config
-    from recdiff.eval.next_item import evaluate_next_item
     from recdiff.models.base import SavedModel
     from recdiff.models.dreamrec import training_items
     from recdiff.models.sasrec import SASRec  # noqa: F401  (registers sasrec, mostpop)
@@ -62,25 +89,12 @@ def analyse(run: Path, seed: int) -> dict:
     for split in ("valid", "test"):
         examples = getattr(data, split)
         share = float((~trained[examples.targets]).mean())
-        slots: list[float] = []
-        passed: list[torch.Tensor] = []  # the first pass's scores, replayed masked (no resampling)
-        generator = torch.Generator().manual_seed(seed)
-
-        def score(history, lengths, generator=generator, slots=slots, passed=passed):
-            scores = model.score(history, lengths, generator=generator)
-            slots.append(untrained[scores.topk(K, dim=1).indices].float().mean().item())
-            passed.append(scores)
-            return scores
-
-        def excluded(history, lengths, passed=passed):
-            return passed.pop(0).masked_fill(untrained, float("-inf"))
-
-        ranked = evaluate_next_item(score, examples, n, ks=(K,), batch_size=4096)
-        masked = evaluate_next_item(excluded, examples, n, ks=(K,), batch_size=4096)
+        both = rank_with_and_without_untrained(model, examples, n, untrained, seed)
+        ranked, masked = both["ranked"], both["masked"]
         row[split] = {
             "untrained_target_share": share,
             "random_untrained_hr": share * min(1.0, K / max(1, int((~trained).sum()))),
-            "untrained_top_slots": float(np.mean(slots)),
+            "untrained_top_slots": both["untrained_top_slots"],
             "hr": ranked["hit_rate@20"],
             "ndcg": ranked["ndcg@20"],
             "hr_excluded": masked["hit_rate@20"],
