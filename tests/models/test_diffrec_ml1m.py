@@ -37,7 +37,7 @@ def test_every_l_diffrec_search_setting_stays_under_60_percent_of_diffrec(datase
     root = datasets_root / "diffrec" / "ml-1m_clean"
     n_items = read_diffrec_splits(root).train.matrix.shape[1]
     labels = cluster_items(np.load(root / "item_emb.npy"), 2, seed=1)
-    diffrec = sum(p.numel() for p in DiffRec().build(n_items).module.parameters())
+    diffrec = DiffRec().build(n_items).parameter_count()
     params = load_space("ldiffrec-autoencoders").params
     sizes = [params[f"model.latent.{k}"].choices for k in ("hidden_dim", "latent_dim")]
     counts = [

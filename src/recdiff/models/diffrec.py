@@ -233,6 +233,10 @@ class DiffRec(Recommender):
             return self.denoiser.reverse_mean_chain(x_t, self.process.mean_chain)
         return DDPMSampler(self.process, add_noise=False).sample(self.denoiser, x_t)
 
+    def parameter_count(self) -> int:
+        """Trainable and frozen parameters of the built model (L-DiffRec: all its parts)."""
+        return sum(p.numel() for p in self.module.parameters())
+
     # ------------------------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:
         return {

@@ -437,9 +437,6 @@ class LDiffRec(DiffRec):
     def _build_for_load(self, n_items: int, tensors: dict[str, torch.Tensor]) -> None:
         self.build(n_items, tensors["module.autoencoder.labels"].numpy())
 
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.module.parameters())
-
 
 def _multinomial_nll(
     logits: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor | None = None
