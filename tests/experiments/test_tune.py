@@ -7,6 +7,7 @@ replace training by a stand-in whose validation and test numbers are chosen to d
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,23 @@ def test_bad_trial_counts_and_metrics_fail_clearly(tmp_path):
     with pytest.raises(TuneError, match="not computed"):
         tune(config, LR_SPACE, 2, tmp_path, metric="valid/recall@7")
     assert json.loads(json.dumps(LR_SPACE.to_dict()))["train.lr"]["log"] is True
+
+
+def test_a_trial_left_running_by_a_killed_process_is_marked_failed(monkeypatch, tmp_path):
+    """A killed process leaves its trial RUNNING with a heartbeat that no longer moves; the next
+    command fails it, says so, and goes on with the trials it was asked for."""
+    monkeypatch.setattr("recdiff.experiments.tune.HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr("recdiff.experiments.tune.STALE_AFTER_SECONDS", 1)
+    monkeypatch.setattr("recdiff.train.run.run_training", _stand_in(lambda c: [c.train.lr]))
+    config = load_config("demo-diffrec")
+    tune(config, LR_SPACE, 2, tmp_path, prune=False)
+    study = _study(tmp_path)
+    killed = study.ask()  # what a killed `recdiff tune` leaves: RUNNING, one old heartbeat
+    study._storage.record_heartbeat(killed._trial_id)
+    time.sleep(2.5)
+    lines = []
+    result = tune(config, LR_SPACE, 3, tmp_path, prune=False, report=lines.append)
+    states = {t.number: t.state.name for t in _study(tmp_path).get_trials()}
+    assert states[killed.number] == "FAIL"
+    assert f"trial {killed.number}: its process stopped while it ran" in lines[0]
+    assert result.counts["complete"] == 3 and result.counts["running"] == 0

@@ -9,8 +9,10 @@ same epoch. The trial's value is the run's validation metric at its selected epo
 are recorded for the report but never read for choosing.
 
 ``trials`` counts completed and pruned trials only. A trial that raises (e.g. out of memory)
-stops the search, marked FAIL; a trial whose process was killed stays RUNNING. Neither counts,
-and the same command continues the search.
+stops the search, marked FAIL. A running trial beats a heartbeat into the study; one whose
+process was killed stops beating, and the next command that opens the study marks it FAIL
+(after ``STALE_AFTER_SECONDS``) and says so. Neither counts, and the same command continues the
+search.
 
 Output folder (re-running the same command continues the study)::
 
@@ -29,6 +31,7 @@ import json
 import logging
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +60,8 @@ __all__ = [
 STUDY_NAME = "recdiff-tune"
 #: Invalid trials in a row after which the search gives up (the space hardly fits together).
 MAX_INVALID_STREAK = 25
+HEARTBEAT_SECONDS = 60  # a running trial's sign of life in the study
+STALE_AFTER_SECONDS = 180  # a RUNNING trial silent this long was killed: FAIL
 
 
 class TuneError(ConfigError):
@@ -279,9 +284,16 @@ def _sqlite_url(path: Path) -> str:
 
 def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, warmup: int):
     optuna = import_optuna()
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = optuna.storages.RDBStorage(
+            _sqlite_url(out / "study.db"),
+            heartbeat_interval=HEARTBEAT_SECONDS,
+            grace_period=STALE_AFTER_SECONDS,
+        )
     study = optuna.create_study(
         study_name=STUDY_NAME,
-        storage=_sqlite_url(out / "study.db"),
+        storage=storage,
         direction="maximize",
         load_if_exists=True,
     )
@@ -304,6 +316,18 @@ def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, 
         else optuna.pruners.NopPruner()
     )
     return study
+
+
+def _fail_stale_trials(study: Any) -> list[int]:
+    """Mark FAIL the RUNNING trials whose heartbeat stopped; returns their numbers."""
+    optuna = import_optuna()
+    running = (optuna.trial.TrialState.RUNNING,)
+    before = {t.number for t in study.get_trials(deepcopy=False, states=running)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    after = {t.number for t in study.get_trials(deepcopy=False, states=running)}
+    return sorted(before - after)
 
 
 def tune(
@@ -339,6 +363,11 @@ def tune(
     optuna.logging.set_verbosity(logging.ERROR)  # one line per trial comes from `report`
     try:
         study = _open_study(out, fingerprint, seed, prune, warmup_epochs)
+        for number in _fail_stale_trials(study):
+            search.report(
+                f"trial {number}: its process stopped while it ran (no heartbeat for "
+                f"{STALE_AFTER_SECONDS} s); marked FAIL, not counted"
+            )
         done = _count(study)
         if done["complete"] + done["pruned"] < trials:
             study.optimize(search.objective, timeout=timeout, callbacks=[search.after_trial])
