@@ -31,24 +31,31 @@ def test_every_l_diffrec_search_setting_stays_under_60_percent_of_diffrec(datase
 
     import numpy as np
 
+    from recdiff.config import load_config
     from recdiff.experiments.space import load_space
-    from recdiff.models.ldiffrec import LatentConfig, LDiffRec, LDiffRecConfig, cluster_items
+    from recdiff.models.ldiffrec import LDiffRec, LDiffRecConfig, cluster_items
 
     root = datasets_root / "diffrec" / "ml-1m_clean"
     n_items = read_diffrec_splits(root).train.matrix.shape[1]
     labels = cluster_items(np.load(root / "item_emb.npy"), 2, seed=1)
     diffrec = DiffRec().build(n_items).parameter_count()
     params = load_space("ldiffrec-autoencoders").params
-    sizes = [params[f"model.latent.{k}"].choices for k in ("hidden_dim", "latent_dim")]
+    spec = load_config("ldiffrec-ml1m").model.model_dump(exclude={"name"})
+    base = LDiffRecConfig.model_validate(spec)
+    names = ("decoder", "hidden_dim", "latent_dim")
+    sizes = [params[f"model.latent.{k}"].choices for k in names]
     counts = [
         LDiffRec(
-            LDiffRecConfig(
-                latent=LatentConfig(hidden_dim=hidden, latent_dim=latent), hidden_dims=dims
+            base.model_copy(
+                update={
+                    "latent": base.latent.model_copy(update=dict(zip(names, combo, strict=True))),
+                    "hidden_dims": dims,
+                }
             )
         )
         .build(n_items, labels)
         .parameter_count()
-        for hidden, latent in itertools.product(*sizes)
+        for combo in itertools.product(*sizes)
         for dims in params["model.hidden_dims"].choices
     ]
     assert max(counts) / diffrec < 0.6, max(counts) / diffrec  # measured 0.57

@@ -77,6 +77,61 @@ def test_latents_split_by_group_size_and_decode_in_item_order():
     assert out.shape == (6, 6)
 
 
+def test_shared_decoder_scores_every_group_from_the_whole_latent():
+    labels = np.array([0, 1, 1, 1, 0, 1])
+    per_group = ClusterAutoencoder(labels, latent_dim=6, dropout=0.0)
+    shared = ClusterAutoencoder(labels, latent_dim=6, dropout=0.0, decoder="shared")
+    # Linear encoders 2x4 + 4x8 (with biases) either way; decoders 2x2 + 4x4, or one 6x6.
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(per_group) == (2 * 4 + 4) + (4 * 8 + 8) + (2 * 2 + 2) + (4 * 4 + 4)
+    assert count(shared) == (2 * 4 + 4) + (4 * 8 + 8) + (6 * 6 + 6)
+    z = torch.randn(3, 6)
+    moved = z.clone()
+    moved[:, :2] += 1.0  # group 0's latent only
+    group_1 = torch.from_numpy(labels == 1)
+    torch.testing.assert_close(per_group.decode(moved)[:, group_1], per_group.decode(z)[:, group_1])
+    assert not torch.allclose(shared.decode(moved)[:, group_1], shared.decode(z)[:, group_1])
+    # One linear map in item order: logits = z W^T + b.
+    layer = shared.decoders[0][0]
+    torch.testing.assert_close(shared.decode(z), z @ layer.weight.T + layer.bias)
+    with pytest.raises(ValueError, match="item order"):
+        shared.decode_grouped(z)
+
+
+def test_raw_input_feeds_the_encoder_the_row_itself():
+    labels = np.array([0, 0, 1, 1])
+    normalized = ClusterAutoencoder(labels, latent_dim=2, dropout=0.0).eval()
+    raw = ClusterAutoencoder(labels, latent_dim=2, dropout=0.0, normalize_input=False).eval()
+    raw.load_state_dict(normalized.state_dict())
+    row = torch.tensor([[1.0, 1.0, 0.0, 1.0]])  # group 0's slice has norm sqrt(2), group 1's 1
+    first = raw.encoders[0][0]
+    mu_raw, mu_norm = raw.encode(row)[0], normalized.encode(row)[0]
+    torch.testing.assert_close(mu_raw[:, :1], (row[:, :2] @ first.weight.T + first.bias)[:, :1])
+    torch.testing.assert_close(
+        mu_norm[:, :1], (row[:, :2] / 2**0.5 @ first.weight.T + first.bias)[:, :1]
+    )
+    torch.testing.assert_close(mu_raw[:, 1:], mu_norm[:, 1:])  # a unit-norm slice is unchanged
+
+
+def test_shared_decoder_likelihood_is_the_same_for_sparse_and_dense_rows():
+    config = SPARSE.model_copy(
+        update={"latent": SPARSE.latent.model_copy(update={"decoder": "shared"})}
+    )
+    model = LDiffRec(config, FAST).build(N_ITEMS, np.arange(N_ITEMS) % 2)
+    train = checkerboard()
+    z = torch.randn(N_USERS, sum(model.autoencoder.latent_dims))
+    torch.testing.assert_close(
+        model._reconstruction_nll(z, sparse_rows(train, "cpu")),
+        model._reconstruction_nll(z, torch.from_numpy(train.toarray())),
+    )
+
+
+class TestSharedDecoderLDiffRec(RecommenderContract):
+    def make_model(self) -> Recommender:
+        latent = TINY.latent.model_copy(update={"decoder": "shared"})
+        return LDiffRec(TINY.model_copy(update={"latent": latent}), FAST)
+
+
 def test_two_clusters_need_under_60_percent_of_diffrec_parameters():
     """On ML-1M's 2,810 items with the released sizes: latent 300, denoiser [300]."""
     n_items = 2810
@@ -186,9 +241,12 @@ def test_joint_loss_is_the_decoded_prediction_plus_kl_plus_weighted_diffusion():
     torch.testing.assert_close(got, expected)
 
 
-def test_sparse_rows_encode_like_dense_rows():
+@pytest.mark.parametrize("normalize_input", [True, False])
+def test_sparse_rows_encode_like_dense_rows(normalize_input):
     labels = np.array([0, 1, 1, 2, 0, 1, 2, 2, 0])
-    autoencoder = ClusterAutoencoder(labels, latent_dim=6, dropout=0.5, hidden_dim=6).eval()
+    autoencoder = ClusterAutoencoder(
+        labels, latent_dim=6, dropout=0.5, hidden_dim=6, normalize_input=normalize_input
+    ).eval()
     rows = sp.random(5, 9, density=0.4, format="lil", dtype=np.float32, random_state=1)
     rows[2] = 0.0  # an empty row stays all zeros, as F.normalize leaves it
     rows = rows.tocsr()

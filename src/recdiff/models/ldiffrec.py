@@ -4,8 +4,11 @@ Items are clustered into C groups (k-means on item embeddings: given, e.g. the p
 ones, or a truncated SVD of the training matrix). One variational encoder per group compresses the
 user's slice of the interaction row to a latent whose size is proportional to the group's size;
 the concatenated latents (``latent_dim`` in all) are diffused and denoised exactly as DiffRec does;
-per-group decoders map the denoised latent back to item scores. Because each group only sees its
-own items, the autoencoders are block-diagonal, which is where the parameter saving comes from.
+decoders map the denoised latent back to item scores: per group (``latent.decoder="cluster"``,
+each group's items from its own latent) or one decoder from the whole latent to all items
+(``"shared"``, as the released code builds it when its decoder has no hidden layer), so that one
+group's items are scored from every group's latent. Because each encoder only sees its own items,
+the encoders are block-diagonal, which is where the parameter saving comes from.
 
 Training follows the paper's advice: the autoencoders first (multinomial likelihood + annealed
 KL, as Mult-VAE), then the diffusion on their frozen latent means (joint training is unstable).
@@ -24,6 +27,7 @@ L_vae + lambda L_diff       ``vae_loss`` then ``loss`` (staged), or ``joint_loss
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -60,11 +64,24 @@ class LatentConfig(BaseModel):
     hidden_dim: int = Field(
         0, ge=0, description="total hidden width of each encoder/decoder (0: linear, as released)"
     )
+    decoder_hidden_dim: int | None = Field(
+        None, ge=0, description="hidden width of the decoder(s) (None: hidden_dim; 0: linear)"
+    )
+    decoder: Literal["cluster", "shared"] = Field(
+        "cluster",
+        description="cluster: one decoder per group from its latent to its items; shared: one "
+        "decoder from the concatenated latent to all items (the released code's linear decoder)",
+    )
     item_embeddings: str | None = Field(
         None, description=".npy of item embeddings to cluster (None: truncated SVD of train)"
     )
     svd_dim: int = Field(64, ge=1, description="SVD embedding size when none is given")
-    dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the normalised input")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the encoders' input")
+    normalize_input: bool = Field(
+        True,
+        description="L2-normalise each group's slice of the row before its encoder (Mult-VAE); "
+        "false: the raw row, as the released code feeds it",
+    )
     beta_max: float = Field(0.2, ge=0, description="cap of the annealed KL weight")
     anneal_steps: int = Field(2000, ge=1, description="gradient steps to reach beta_max")
     epochs: int = Field(
@@ -180,7 +197,14 @@ class ClusterAutoencoder(nn.Module):
     """One variational encoder/decoder pair per item group; latents concatenated in group order."""
 
     def __init__(
-        self, labels: np.ndarray, latent_dim: int, dropout: float, hidden_dim: int = 0
+        self,
+        labels: np.ndarray,
+        latent_dim: int,
+        dropout: float,
+        hidden_dim: int = 0,
+        decoder: Literal["cluster", "shared"] = "cluster",
+        decoder_hidden_dim: int | None = None,
+        normalize_input: bool = True,
     ) -> None:
         super().__init__()
         labels = np.asarray(labels, dtype=np.int64)
@@ -190,6 +214,8 @@ class ClusterAutoencoder(nn.Module):
             raise ValueError(f"latent_dim ({latent_dim}) must be >= n_clusters ({n_groups})")
         dims = _split(latent_dim, sizes)
         hidden = _split(hidden_dim, sizes) if hidden_dim else [0] * n_groups
+        if decoder_hidden_dim is None:
+            decoder_hidden_dim = hidden_dim
         self.register_buffer("labels", torch.from_numpy(labels))
         self.groups = [np.flatnonzero(labels == c) for c in range(n_groups)]
         for c, members in enumerate(self.groups):
@@ -208,10 +234,19 @@ class ClusterAutoencoder(nn.Module):
         self.encoders = nn.ModuleList(
             _mlp([int(n), int(h), 2 * int(d)]) for n, h, d in zip(sizes, hidden, dims, strict=True)
         )
-        self.decoders = nn.ModuleList(
-            _mlp([int(d), int(h), int(n)]) for n, h, d in zip(sizes, hidden, dims, strict=True)
-        )
+        self.shared = decoder == "shared"
+        if self.shared:  # item order: logits need no scatter
+            self.decoders = nn.ModuleList(
+                [_mlp([latent_dim, decoder_hidden_dim, int(labels.size)])]
+            )
+        else:
+            out_hidden = _split(decoder_hidden_dim, sizes) if decoder_hidden_dim else [0] * n_groups
+            self.decoders = nn.ModuleList(
+                _mlp([int(d), int(h), int(n)])
+                for n, h, d in zip(sizes, out_hidden, dims, strict=True)
+            )
         self.dropout = nn.Dropout(dropout)
+        self.normalize_input = normalize_input
         self.n_items = int(labels.size)
         for layer in self.modules():
             if isinstance(layer, nn.Linear):
@@ -230,7 +265,10 @@ class ClusterAutoencoder(nn.Module):
             return self._encode_sparse(x)
         mus, logvars = [], []
         for c, encoder in enumerate(self.encoders):
-            part = self.dropout(F.normalize(x[:, self._items(c)], dim=1))
+            part = x[:, self._items(c)]
+            if self.normalize_input:
+                part = F.normalize(part, dim=1)
+            part = self.dropout(part)
             mu, logvar = encoder(part).chunk(2, dim=1)
             mus.append(mu)
             logvars.append(logvar)
@@ -248,8 +286,10 @@ class ClusterAutoencoder(nn.Module):
             r, v = rows[mine], values[mine]
             # F.normalize's row norm, clamped the same way; dropout acts on stored entries only,
             # as dense dropout of the zeros changes nothing.
-            norm = v.new_zeros(n_rows).index_add_(0, r, v * v).sqrt().clamp_min(1e-12)
-            v = self.dropout(v / norm[r])
+            if self.normalize_input:
+                norm = v.new_zeros(n_rows).index_add_(0, r, v * v).sqrt().clamp_min(1e-12)
+                v = v / norm[r]
+            v = self.dropout(v)
             # Group-local columns keep the row-major order: the slice stays coalesced.
             part = torch.sparse_coo_tensor(
                 torch.stack([r, self.position[items[mine]]]),
@@ -269,6 +309,8 @@ class ClusterAutoencoder(nn.Module):
     def decode_grouped(self, z: torch.Tensor) -> torch.Tensor:
         """Item logits [b, n_items] group after group (item i at ``grouped_column[i]``): a
         softmax over items needs no item order, and skips :meth:`decode`'s scatter."""
+        if self.shared:
+            raise ValueError("a shared decoder scores items in item order: call decode()")
         parts = z.split(self.latent_dims, dim=1)
         return torch.cat(
             [decoder(part) for part, decoder in zip(parts, self.decoders, strict=True)], 1
@@ -276,6 +318,8 @@ class ClusterAutoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Item logits [b, n_items] in item order from concatenated latents."""
+        if self.shared:
+            return self.decoders[0](z)
         out = z.new_empty(z.shape[0], self.n_items)
         for c, (part, decoder) in enumerate(
             zip(z.split(self.latent_dims, dim=1), self.decoders, strict=True)
@@ -305,7 +349,13 @@ class LDiffRec(DiffRec):
             labels = np.arange(n_items) % self.config.latent.n_clusters
         latent = self.config.latent
         self.autoencoder = ClusterAutoencoder(
-            labels, latent.latent_dim, latent.dropout, latent.hidden_dim
+            labels,
+            latent.latent_dim,
+            latent.dropout,
+            latent.hidden_dim,
+            latent.decoder,
+            latent.decoder_hidden_dim,
+            latent.normalize_input,
         )
         self.denoiser = MLPDenoiser(
             sum(self.autoencoder.latent_dims),
@@ -367,7 +417,7 @@ class LDiffRec(DiffRec):
     def _reconstruction_nll(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Multinomial NLL of the rows under the decoded latents; sparse rows are scored against
         logits in group order (same value, no scatter of a batch x n_items block)."""
-        if not rows.is_sparse:
+        if not rows.is_sparse or self.autoencoder.shared:
             return _multinomial_nll(self.autoencoder.decode(z), rows)
         logits = self.autoencoder.decode_grouped(z)
         return _multinomial_nll(logits, rows, self.autoencoder.grouped_column)
