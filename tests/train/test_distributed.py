@@ -24,10 +24,12 @@ import scipy.sparse as sp
 import torch
 
 from recdiff.data import demo_splits
+from recdiff.data.synthetic_sequences import demo_sequences
 from recdiff.diffusion import LossAwareSampler
 from recdiff.models.diffrec import DiffRec, DiffRecConfig, DiffusionConfig
 from recdiff.models.ldiffrec import LatentConfig, LDiffRec, LDiffRecConfig
 from recdiff.models.multvae import MultVAE, MultVAEConfig
+from recdiff.models.sasrec import SASRec, SASRecConfig
 from recdiff.train import distributed
 from recdiff.train.distributed import epoch_batches, shard
 from recdiff.train.trainer import TrainConfig, Trainer
@@ -56,6 +58,10 @@ SPARSE_LDIFFREC = LDiffRecConfig(
     hidden_dims=[16],
     diffusion=DiffusionConfig(steps=4),
 )
+# SASRec's own objective averages over every real position of each user's window; windows differ
+# in length, so shards of equal users hold unequal positions.
+EXACT_SASREC = SASRecConfig(dim=8, dropout=0.0, all_positions=True)
+SASREC_TRAINING = TrainConfig(lr=1e-2, batch_size=25, epochs=3, progress=False, seed=5)
 # (t, loss) pairs of one step on each rank; rank 1 has fewer, as uneven shards do.
 RANK_LOSSES = {0: ([0, 2, 2], [0.5, 1.5, 2.5]), 1: ([2, 1], [3.5, 4.5])}
 
@@ -120,6 +126,8 @@ def _train_all(splits) -> dict[str, object]:
     ldiffrec = LDiffRec(SPARSE_LDIFFREC, DIFFREC_TRAINING.model_copy(update={"epochs": 2}))
     ldiffrec.fit(train)
     out["ldiffrec"] = _state(ldiffrec.module)
+    sasrec = SASRec(EXACT_SASREC, SASREC_TRAINING).fit(demo_sequences(seed=0).with_layout("left"))
+    out["sasrec_all_positions"] = _state(sasrec.module)
     return out
 
 
@@ -277,6 +285,39 @@ def test_multvae_without_random_draws_matches_one_process(two_processes, one_pro
     for out in two_processes:
         _assert_same_weights(out["multvae"], one_process["multvae"], atol=1e-5)
         assert out["multvae_best"] == one_process["multvae_best"]
+
+
+def test_sasrec_all_positions_weighs_shards_by_positions_like_one_process(
+    two_processes, one_process
+):
+    """Shards weighted by examples miss one process by up to 7e-2 here; by positions, 4e-7."""
+    dim = EXACT_SASREC.dim
+
+    def without_key_bias(state):
+        # The key bias cannot change attention (softmax ignores a per-query constant): its true
+        # gradient is 0, and Adam turns the rounding noise in it into full-size steps.
+        state = dict(state)
+        bias = state.pop("encoder.blocks.0.self_attn.in_proj_bias")
+        state["query_and_value_bias"] = torch.cat([bias[:dim], bias[2 * dim :]])
+        return state
+
+    for out in two_processes:
+        _assert_same_weights(
+            without_key_bias(out["sasrec_all_positions"]),
+            without_key_bias(one_process["sasrec_all_positions"]),
+            atol=1e-5,
+        )
+
+
+def test_sasrec_loss_weight_counts_real_positions_with_all_positions():
+    model = SASRec(EXACT_SASREC).build(n_items=6, max_len=4)
+    pad = model.net.encoder.pad_id
+    batch = {
+        "history": torch.tensor([[pad, pad, 1, 2], [3, 4, 5, 0]]),
+        "targets": torch.tensor([3, 1]),
+    }
+    assert model.loss_weight(batch) == 6.0  # 2 + 4 real positions
+    assert SASRec(SASRecConfig(dim=8)).build(n_items=6, max_len=4).loss_weight(batch) == 2.0
 
 
 def test_noisy_training_keeps_every_process_identical(two_processes, one_process):

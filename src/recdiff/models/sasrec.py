@@ -99,6 +99,14 @@ class SASRec(SequentialRecommender):
             return train.last_per_user()
         return train
 
+    def loss_weight(self, batch: dict[str, torch.Tensor]) -> float:
+        """The terms the loss averages over (see ``Trainable``): every real position of the
+        windows with ``all_positions``, so DDP shards count by positions; else the examples."""
+        history = batch["history"]
+        if not self.config.all_positions:
+            return float(history.shape[0])
+        return float((history != self.net.encoder.pad_id).sum())
+
     def _score_batch(self, history, generator):
         del generator  # deterministic
         return self.net.logits(history)

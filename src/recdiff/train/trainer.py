@@ -115,6 +115,10 @@ class Trainable(Protocol):
     def score(self, *inputs: Any) -> Any:
         """``[batch, n_items]`` scores (module in eval mode), for the caller's ``evaluate``."""
 
+    # Optional: ``loss_weight(batch) -> float``, how many terms :meth:`loss` averages over when
+    # that is not the number of examples (e.g. every position of a sequence). Under DDP the
+    # shards are then weighted by it, so the step follows the global mean over those terms.
+
     def extra_state(self) -> dict[str, torch.Tensor]:
         """State outside the module that belongs to a checkpoint (e.g. loss history)."""
 
@@ -271,6 +275,7 @@ class Trainer:
         model.module.to(cfg.device)
         optimizer = self._optimizer(model.module)
         compute_loss = data_parallel_loss(model, cfg.device)  # model.loss in one process
+        loss_weight = getattr(model, "loss_weight", None)
         result = TrainResult()
         best_state: dict[str, Any] | None = None
         start = time.perf_counter()
@@ -287,15 +292,20 @@ class Trainer:
                 with autocast(cfg.precision, cfg.device):
                     loss = compute_loss(batch)
                 optimizer.zero_grad(set_to_none=True)
+                terms = float(loss_weight(batch)) if loss_weight else len(local)
                 if world > 1:
                     # DDP averages the processes' gradients; weighting each shard's mean loss by
-                    # world x its share of the batch makes that the global batch mean's gradient.
-                    (loss * (world * len(local) / len(index))).backward()
+                    # world x its share of the batch's terms makes that the global mean's gradient.
+                    if loss_weight:
+                        (all_terms,) = all_reduce_sum([terms], cfg.device)
+                    else:
+                        all_terms = len(index)
+                    (loss * (world * terms / all_terms)).backward()
                 else:
                     loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * len(local)
-                count += len(local)
+                total += float(loss.detach()) * terms
+                count += terms
             total, count = all_reduce_sum([total, count], cfg.device)
             record = {
                 "epoch": epoch,
