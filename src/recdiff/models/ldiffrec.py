@@ -62,7 +62,10 @@ class LatentConfig(BaseModel):
     n_clusters: int = Field(2, ge=1, description="C, item groups (paper: 2 on ML-1M)")
     latent_dim: int = Field(300, ge=1, description="total latent size, split by group size")
     hidden_dim: int = Field(
-        0, ge=0, description="total hidden width of each encoder/decoder (0: linear, as released)"
+        0,
+        ge=0,
+        description="total hidden width of the encoders, split by group size, and of the "
+        "decoders unless decoder_hidden_dim is set (0: linear, as released)",
     )
     decoder_hidden_dim: int | None = Field(
         None, ge=0, description="hidden width of the decoder(s) (None: hidden_dim; 0: linear)"
