@@ -46,7 +46,7 @@ def test_every_l_diffrec_search_setting_stays_under_60_percent_of_diffrec(
 
     root = datasets_root / "diffrec" / "ml-1m_clean"
     n_items = read_diffrec_splits(root).train.matrix.shape[1]
-    labels = cluster_items(np.load(root / "item_emb.npy"), 2, seed=1)
+    embeddings = np.load(root / "item_emb.npy")
     diffrec = DiffRec().build(n_items).parameter_count()
     params = load_space(space).params
     spec = load_config(preset).model.model_dump(exclude={"name"})
@@ -63,12 +63,13 @@ def test_every_l_diffrec_search_setting_stays_under_60_percent_of_diffrec(
                 }
             )
         )
-        .build(n_items, labels)
+        .build(n_items, cluster_items(embeddings, 2, seed))
         .parameter_count()
         for combo in itertools.product(*sizes)
         for dims in params["model.hidden_dims"].choices
+        for seed in (1, 2, 3)  # the clusters, hence the sizes, move with the seed
     ]
-    assert max(counts) / diffrec < 0.6, max(counts) / diffrec  # measured 0.57 and 0.53
+    assert max(counts) / diffrec < 0.6, max(counts) / diffrec  # measured 0.5998 and 0.54
 
 
 @pytest.mark.data
@@ -91,4 +92,4 @@ def test_l_diffrec_presets_stay_under_60_percent_of_diffrec(datasets_root, prese
         / diffrec
         for seed in (1, 2, 3)
     ]
-    assert max(shares) < 0.6, shares  # measured 0.52-0.57
+    assert max(shares) < 0.6, shares  # measured 0.52-0.54

@@ -127,9 +127,34 @@ def test_shared_decoder_likelihood_is_the_same_for_sparse_and_dense_rows():
 
 
 class TestSharedDecoderLDiffRec(RecommenderContract):
+    """The tuned preset's shape: a shared decoder with a hidden layer; here also raw rows."""
+
     def make_model(self) -> Recommender:
-        latent = TINY.latent.model_copy(update={"decoder": "shared"})
+        latent = TINY.latent.model_copy(
+            update={
+                "decoder": "shared",
+                "decoder_hidden_dim": 12,
+                "hidden_dim": 6,
+                "normalize_input": False,
+            }
+        )
         return LDiffRec(TINY.model_copy(update={"latent": latent}), FAST)
+
+
+@pytest.mark.parametrize("decoder", ["cluster", "shared"])
+def test_decoder_width_is_set_apart_from_the_encoders(decoder):
+    labels = np.array([0, 1, 1, 1, 0, 1])  # groups of 2 and 4 items, latents 2 and 4
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    # Encoders 2 -> 2 -> 4 and 4 -> 4 -> 8 (hidden 6 split 2 + 4), with biases.
+    encoders = (2 * 2 + 2) + (2 * 4 + 4) + (4 * 4 + 4) + (4 * 8 + 8)
+    linear = ClusterAutoencoder(labels, 6, 0.0, hidden_dim=6, decoder=decoder, decoder_hidden_dim=0)
+    wide = ClusterAutoencoder(labels, 6, 0.0, hidden_dim=6, decoder=decoder, decoder_hidden_dim=12)
+    if decoder == "shared":  # 6 -> 6, or 6 -> 12 -> 6
+        assert count(linear) == encoders + (6 * 6 + 6)
+        assert count(wide) == encoders + (6 * 12 + 12) + (12 * 6 + 6)
+    else:  # 2 -> 2 and 4 -> 4, or through hidden 12 split 4 + 8
+        assert count(linear) == encoders + (2 * 2 + 2) + (4 * 4 + 4)
+        assert count(wide) == encoders + (2 * 4 + 4) + (4 * 2 + 2) + (4 * 8 + 8) + (8 * 4 + 4)
 
 
 def test_two_clusters_need_under_60_percent_of_diffrec_parameters():

@@ -317,7 +317,12 @@ def test_sasrec_loss_weight_counts_real_positions_with_all_positions():
         "targets": torch.tensor([3, 1]),
     }
     assert model.loss_weight(batch) == 6.0  # 2 + 4 real positions
-    assert SASRec(SASRecConfig(dim=8)).build(n_items=6, max_len=4).loss_weight(batch) == 2.0
+    assert SASRec(SASRecConfig(dim=8)).build(n_items=6, max_len=4).loss_weight(batch) is None
+    # A shard of empty histories has nothing to predict: a zero loss that still backpropagates.
+    empty = {"history": torch.full((2, 4), pad), "targets": torch.tensor([3, 1])}
+    loss = model.loss(empty)
+    loss.backward()
+    assert model.loss_weight(empty) == 0.0 and loss.item() == 0.0
 
 
 def test_noisy_training_keeps_every_process_identical(two_processes, one_process):

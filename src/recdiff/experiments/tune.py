@@ -11,8 +11,9 @@ are recorded for the report but never read for choosing.
 ``trials`` counts completed and pruned trials only. A trial that raises (e.g. out of memory)
 stops the search, marked FAIL. A running trial beats a heartbeat into the study; one whose
 process was killed stops beating, and the next command that opens the study marks it FAIL
-(after ``STALE_AFTER_SECONDS``) and says so. Neither counts, and the same command continues the
-search.
+and says so. (Reopened within ``STALE_AFTER_SECONDS`` of the kill, the trial is still fresh;
+Optuna fails it later in the search without a line of its own, and ``trials.csv`` shows it.)
+Neither counts, and the same command continues the search.
 
 Output folder (re-running the same command continues the study)::
 

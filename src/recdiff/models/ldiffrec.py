@@ -68,7 +68,10 @@ class LatentConfig(BaseModel):
         "decoders unless decoder_hidden_dim is set (0: linear, as released)",
     )
     decoder_hidden_dim: int | None = Field(
-        None, ge=0, description="hidden width of the decoder(s) (None: hidden_dim; 0: linear)"
+        None,
+        ge=0,
+        description="hidden width of the decoders, split by group size for per-group ones "
+        "(None: hidden_dim; 0: linear)",
     )
     decoder: Literal["cluster", "shared"] = Field(
         "cluster",
@@ -197,7 +200,8 @@ def _mlp(widths: list[int]) -> nn.Module:
 
 
 class ClusterAutoencoder(nn.Module):
-    """One variational encoder/decoder pair per item group; latents concatenated in group order."""
+    """One variational encoder per item group, latents concatenated in group order; one decoder
+    per group (from its own latent) or one shared decoder (from the whole latent)."""
 
     def __init__(
         self,
@@ -260,7 +264,8 @@ class ClusterAutoencoder(nn.Module):
         return getattr(self, f"items_{c}")
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Latent means and log-variances [b, latent_dim] of each group's normalised slice.
+        """Latent means and log-variances [b, latent_dim] of each group's slice of the rows
+        (L2-normalised unless ``normalize_input`` is off).
 
         ``x`` is a dense [b, n_items] block or a coalesced sparse COO one (:func:`sparse_rows`).
         """

@@ -75,11 +75,17 @@ class SASRecNet(nn.Module):
     def logits(self, history: torch.Tensor) -> torch.Tensor:
         return self.encoder(history) @ self.encoder.items.T
 
+    def real_positions(self, history: torch.Tensor) -> torch.Tensor:
+        """[batch, length] mask of the items that are not padding."""
+        return history != self.encoder.pad_id
+
     def forward(self, history: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if not self.all_positions:
             return F.cross_entropy(self.logits(history).float(), targets)
         # Left-padded: the real items are a suffix, so a real position's next item is real too.
-        real = history != self.encoder.pad_id
+        real = self.real_positions(history)
+        if not real.any():  # nothing to predict (a DDP shard of empty histories): weight 0
+            return self.encoder.items.sum() * 0.0
         following = torch.cat([history[:, 1:], targets[:, None]], dim=1)
         states = self.encoder(history, all_positions=True)[real]
         return F.cross_entropy((states @ self.encoder.items.T).float(), following[real])
@@ -99,13 +105,13 @@ class SASRec(SequentialRecommender):
             return train.last_per_user()
         return train
 
-    def loss_weight(self, batch: dict[str, torch.Tensor]) -> float:
+    def loss_weight(self, batch: dict[str, torch.Tensor]) -> float | None:
         """The terms the loss averages over (see ``Trainable``): every real position of the
-        windows with ``all_positions``, so DDP shards count by positions; else the examples."""
-        history = batch["history"]
+        windows with ``all_positions``, so DDP shards count by positions; None (the examples)
+        otherwise."""
         if not self.config.all_positions:
-            return float(history.shape[0])
-        return float((history != self.net.encoder.pad_id).sum())
+            return None
+        return float(self.net.real_positions(batch["history"]).sum())
 
     def _score_batch(self, history, generator):
         del generator  # deterministic

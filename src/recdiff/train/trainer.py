@@ -115,9 +115,10 @@ class Trainable(Protocol):
     def score(self, *inputs: Any) -> Any:
         """``[batch, n_items]`` scores (module in eval mode), for the caller's ``evaluate``."""
 
-    # Optional: ``loss_weight(batch) -> float``, how many terms :meth:`loss` averages over when
-    # that is not the number of examples (e.g. every position of a sequence). Under DDP the
-    # shards are then weighted by it, so the step follows the global mean over those terms.
+    # Optional: ``loss_weight(batch) -> float | None``, how many terms :meth:`loss` averages
+    # over when that is not the number of examples (e.g. every position of a sequence; None: the
+    # examples). Under DDP the shards are then weighted by it, so the step follows the global
+    # mean over those terms.
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         """State outside the module that belongs to a checkpoint (e.g. loss history)."""
@@ -242,7 +243,8 @@ class Trainer:
             selects. None trains for ``epochs`` without selection. Under torchrun it runs on rank
             0 only, and its metrics are broadcast to the other processes.
         on_event: called with each epoch's and evaluation's record (for run logs), with the same
-            records on every process (an epoch's loss is the mean over all processes' examples).
+            records on every process (an epoch's loss is the mean over all processes' examples, or
+            over the loss terms a model's ``loss_weight`` counts).
     """
 
     def __init__(
@@ -292,15 +294,17 @@ class Trainer:
                 with autocast(cfg.precision, cfg.device):
                     loss = compute_loss(batch)
                 optimizer.zero_grad(set_to_none=True)
-                terms = float(loss_weight(batch)) if loss_weight else len(local)
+                counted = loss_weight(batch) if loss_weight else None
+                terms = len(local) if counted is None else counted
                 if world > 1:
                     # DDP averages the processes' gradients; weighting each shard's mean loss by
                     # world x its share of the batch's terms makes that the global mean's gradient.
-                    if loss_weight:
-                        (all_terms,) = all_reduce_sum([terms], cfg.device)
-                    else:
+                    # Whether a step reduces the count is the same on every rank (same config).
+                    if counted is None:
                         all_terms = len(index)
-                    (loss * (world * terms / all_terms)).backward()
+                    else:
+                        (all_terms,) = all_reduce_sum([counted], cfg.device)
+                    (loss * (world * terms / max(all_terms, 1))).backward()
                 else:
                     loss.backward()
                 optimizer.step()
@@ -309,7 +313,7 @@ class Trainer:
             total, count = all_reduce_sum([total, count], cfg.device)
             record = {
                 "epoch": epoch,
-                "loss": total / count,
+                "loss": total / max(count, 1),
                 "seconds": time.perf_counter() - epoch_start,
             }
             self.on_event({"event": "epoch", **record})
