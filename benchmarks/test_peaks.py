@@ -26,7 +26,13 @@ from _common import RESULTS, machine, markdown_table, pct, write_results
 from untrained_items import K, rank_with_and_without_untrained
 
 
-def run(preset: str, overrides: list[str]) -> dict:
+def keep_dropout_on(net: torch.nn.Module) -> None:
+    """Evaluate with dropout active, as released code that never calls ``model.eval()`` does:
+    every ``eval()``/``train(False)`` on ``net`` leaves it (and its children) in training mode."""
+    net.train = lambda mode=True: torch.nn.Module.train(net, True)
+
+
+def run(preset: str, overrides: list[str], eval_dropout: bool = False) -> dict:
     from recdiff.config import load_config
     from recdiff.config.models import build_model
     from recdiff.models.dreamrec import training_items
@@ -61,6 +67,8 @@ def run(preset: str, overrides: list[str]) -> dict:
         }
 
     def evaluate(_score) -> dict:
+        if eval_dropout and not curve:
+            keep_dropout_on(model.net)
         point = {"epoch": epochs[-1] if epochs else 0}
         point.update({split: split_metrics(split) for split in ("valid", "test")})
         curve.append(point)
@@ -79,6 +87,7 @@ def run(preset: str, overrides: list[str]) -> dict:
     return {
         "preset": preset,
         "overrides": overrides,
+        "eval_dropout": eval_dropout,
         "metric_note": "the trainer selects on valid (train.metric); test is only recorded",
         "untrained_items": int(untrained.sum()),
         "curve": curve,
@@ -118,9 +127,14 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--name", help="results file name (default: test_peaks_PRESET_SEED)")
+    parser.add_argument(
+        "--eval-dropout",
+        action="store_true",
+        help="keep dropout on while ranking (as DreamRec's released code evaluates)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result = run(args.preset, args.overrides)
+    result = run(args.preset, args.overrides, args.eval_dropout)
     seed = next((o.split("=")[1] for o in args.overrides if o.startswith("train.seed=")), "0")
     name = args.name or f"test_peaks_{args.preset}_seed{seed}"
 
