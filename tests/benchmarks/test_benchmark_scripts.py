@@ -119,3 +119,23 @@ def test_released_style_encoder_ignores_padding_and_counts_positions_from_the_ol
     # An extra, older item shifts every position and joins the attention: the state changes.
     assert not torch.allclose(encoder(short), encoder(torch.tensor([[pad, pad, 9, 3, 7, 5]])))
     assert torch.isfinite(encoder(torch.full((1, 6), pad))).all()  # an empty history
+
+
+def test_eval_dropout_keeps_every_dropout_layer_active_through_eval():
+    import torch
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from test_peaks import keep_dropout_on
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    net = torch.nn.Sequential(torch.nn.Linear(4, 64), torch.nn.Dropout(0.5))
+    keep_dropout_on(net)
+    net.eval()
+    assert net.training and net[1].training
+    x = torch.ones(1, 4)
+    torch.manual_seed(0)
+    first = net(x)
+    assert (first == 0).any() and not torch.equal(first, net(x))  # masks drawn anew each call
+    untouched = torch.nn.Sequential(torch.nn.Dropout(0.5)).eval()
+    assert torch.equal(untouched(x), x)  # the patch is per network, not global
