@@ -25,6 +25,7 @@ Output folder (re-running the same command continues the study)::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -33,7 +34,7 @@ import logging
 import math
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -283,10 +284,17 @@ def _sqlite_url(path: Path) -> str:
     return f"sqlite:///{path.resolve()}"
 
 
+@contextlib.contextmanager
+def _heartbeats_are_fine(optuna: Any) -> Iterator[None]:
+    """Silences Optuna's ExperimentalWarning for heartbeats (experimental since 2.9)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
 def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, warmup: int):
     optuna = import_optuna()
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with _heartbeats_are_fine(optuna):
         storage = optuna.storages.RDBStorage(
             _sqlite_url(out / "study.db"),
             heartbeat_interval=HEARTBEAT_SECONDS,
@@ -324,8 +332,7 @@ def _fail_stale_trials(study: Any) -> list[int]:
     optuna = import_optuna()
     running = (optuna.trial.TrialState.RUNNING,)
     before = {t.number for t in study.get_trials(deepcopy=False, states=running)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with _heartbeats_are_fine(optuna):
         optuna.storages.fail_stale_trials(study)
     after = {t.number for t in study.get_trials(deepcopy=False, states=running)}
     return sorted(before - after)

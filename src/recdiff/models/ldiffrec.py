@@ -177,8 +177,11 @@ def item_embeddings(train: sp.csr_matrix, config: LatentConfig) -> np.ndarray:
 
 def _split(total: int, sizes: np.ndarray) -> list[int]:
     """``total`` units shared by groups in proportion to their sizes: one each first, the rest
-    by largest remainder, so the parts always sum to ``total``."""
+    by largest remainder, so the parts always sum to ``total``. 0 units (no hidden layer): 0
+    each."""
     sizes = np.asarray(sizes, dtype=np.float64)
+    if total == 0:
+        return [0] * sizes.size
     if total < sizes.size:
         raise ValueError(f"cannot give {sizes.size} groups at least one of {total} units")
     share = (total - sizes.size) * sizes / sizes.sum()
@@ -220,7 +223,7 @@ class ClusterAutoencoder(nn.Module):
         if latent_dim < n_groups:
             raise ValueError(f"latent_dim ({latent_dim}) must be >= n_clusters ({n_groups})")
         dims = _split(latent_dim, sizes)
-        hidden = _split(hidden_dim, sizes) if hidden_dim else [0] * n_groups
+        hidden = _split(hidden_dim, sizes)
         if decoder_hidden_dim is None:
             decoder_hidden_dim = hidden_dim
         self.register_buffer("labels", torch.from_numpy(labels))
@@ -247,7 +250,7 @@ class ClusterAutoencoder(nn.Module):
                 [_mlp([latent_dim, decoder_hidden_dim, int(labels.size)])]
             )
         else:
-            out_hidden = _split(decoder_hidden_dim, sizes) if decoder_hidden_dim else [0] * n_groups
+            out_hidden = _split(decoder_hidden_dim, sizes)
             self.decoders = nn.ModuleList(
                 _mlp([int(d), int(h), int(n)])
                 for n, h, d in zip(sizes, out_hidden, dims, strict=True)

@@ -84,11 +84,12 @@ class SASRecNet(nn.Module):
             return F.cross_entropy(self.logits(history).float(), targets)
         # Left-padded: the real items are a suffix, so a real position's next item is real too.
         real = self.real_positions(history)
-        if not real.any():  # nothing to predict (a DDP shard of empty histories): weight 0
-            return self.encoder.items.sum() * 0.0
         following = torch.cat([history[:, 1:], targets[:, None]], dim=1)
         states = self.encoder(history, all_positions=True)[real]
-        return F.cross_entropy((states @ self.encoder.items.T).float(), following[real])
+        logits = (states @ self.encoder.items.T).float()
+        # The mean over real positions; a DDP shard of empty histories gives 0, not NaN.
+        total = F.cross_entropy(logits, following[real], reduction="sum")
+        return total / real.sum().clamp_min(1)
 
 
 class SASRec(SequentialRecommender):
