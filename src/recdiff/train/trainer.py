@@ -84,6 +84,14 @@ class TrainConfig(BaseModel):
         description="bf16: autocast matmuls to bfloat16 (faster on CPUs with bf16 units, GPUs)",
     )
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="validate, select and keep an exponential moving average of the weights "
+        "(DDPM's EMA) with this decay per step, warmed up as min(decay, (1 + n) / (10 + n)) "
+        "over the first n steps; None: the weights as trained",
+    )
     progress: bool = Field(True, description="show progress bars")
     tensorboard: bool = Field(
         False,
@@ -234,6 +242,43 @@ Evaluate = Callable[[Callable[[sp.csr_matrix], Any]], dict[str, dict[str, float]
 OnEvent = Callable[[dict[str, Any]], None]
 
 
+class WeightAverage:
+    """An exponential moving average of a module's trainable parameters (Polyak averaging).
+
+    ``update()`` after each optimizer step; ``applied()`` swaps the average into the module for
+    evaluation (and checkpointing) and the trained weights back afterwards. Buffers are shared,
+    not averaged. The decay warms up as min(decay, (1 + n) / (10 + n)) so that early averages are
+    not dominated by the initial weights.
+    """
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"ema decay must lie in (0, 1), got {decay}")
+        self.decay, self.updates = decay, 0
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.average = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1 - decay)
+
+    @torch.no_grad()
+    def copy_to_module(self) -> None:
+        torch._foreach_copy_([p.data for p in self.params], self.average)
+
+    @contextlib.contextmanager
+    def applied(self):
+        trained = [p.detach().clone() for p in self.params]
+        self.copy_to_module()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_([p.data for p in self.params], trained)
+
+
 class Trainer:
     """Epochs of shuffled mini-batches, validation every ``eval_every`` epochs, early stopping.
 
@@ -278,6 +323,7 @@ class Trainer:
         optimizer = self._optimizer(model.module)
         compute_loss = data_parallel_loss(model, cfg.device)  # model.loss in one process
         loss_weight = getattr(model, "loss_weight", None)
+        average = WeightAverage(model.module, cfg.ema_decay) if cfg.ema_decay else None
         result = TrainResult()
         best_state: dict[str, Any] | None = None
         start = time.perf_counter()
@@ -308,6 +354,8 @@ class Trainer:
                 else:
                     loss.backward()
                 optimizer.step()
+                if average is not None:
+                    average.update()
                 total += float(loss.detach()) * terms
                 count += terms
             total, count = all_reduce_sum([total, count], cfg.device)
@@ -321,30 +369,44 @@ class Trainer:
             result.epochs_run = epoch
             if self.evaluate is None or epoch % cfg.eval_every:
                 continue
-            metrics, seconds = broadcast_object(self._validate(model) if this_rank == 0 else None)
-            value = metrics["valid"][cfg.metric]
-            event = {"event": "eval", "epoch": epoch, "seconds": seconds}
-            event.update(
-                {f"{split}/{name}": v for split, ms in metrics.items() for name, v in ms.items()}
-            )
-            result.history.append(event)
-            self.on_event(event)
-            # Every process holds the same weights and metrics, so all decide alike.
-            if value > result.best_metric:
-                result.best_epoch, result.best_metric, result.best_metrics = epoch, value, metrics
-                best_state = {
-                    "module": copy.deepcopy(model.module.state_dict()),
-                    "extra": copy.deepcopy(model.extra_state()),
-                }
+            # With an average of the weights, it is what is validated and kept.
+            with average.applied() if average is not None else contextlib.nullcontext():
+                kept = self._validate_and_select(model, epoch, result)
+            if kept is not None:
+                best_state = kept
             elif epoch - result.best_epoch >= cfg.patience:
                 result.stopped_early = True
                 break
         if best_state is not None:
             model.module.load_state_dict(best_state["module"])
             model.load_extra_state(best_state["extra"])
+        elif average is not None:
+            average.copy_to_module()  # no selection: keep the average of the last steps
         model.module.eval()
         result.seconds = time.perf_counter() - start
         return result
+
+    def _validate_and_select(
+        self, model: Trainable, epoch: int, result: TrainResult
+    ) -> dict[str, Any] | None:
+        """Validate the module's weights as they are and record it; return a copy of their state
+        when they are the best so far, else None."""
+        metrics, seconds = broadcast_object(self._validate(model) if rank() == 0 else None)
+        value = metrics["valid"][self.config.metric]
+        event = {"event": "eval", "epoch": epoch, "seconds": seconds}
+        event.update(
+            {f"{split}/{name}": v for split, ms in metrics.items() for name, v in ms.items()}
+        )
+        result.history.append(event)
+        self.on_event(event)
+        # Every process holds the same weights and metrics, so all decide alike.
+        if value <= result.best_metric:
+            return None
+        result.best_epoch, result.best_metric, result.best_metrics = epoch, value, metrics
+        return {
+            "module": copy.deepcopy(model.module.state_dict()),
+            "extra": copy.deepcopy(model.extra_state()),
+        }
 
     def _validate(self, model: Trainable) -> tuple[dict[str, dict[str, float]], float]:
         """The evaluation callback's metrics for the current weights, and its seconds."""
