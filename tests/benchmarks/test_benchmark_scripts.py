@@ -139,3 +139,81 @@ def test_eval_dropout_keeps_every_dropout_layer_active_through_eval():
     assert (first == 0).any() and not torch.equal(first, net(x))  # masks drawn anew each call
     untouched = torch.nn.Sequential(torch.nn.Dropout(0.5)).eval()
     assert torch.equal(untouched(x), x)  # the patch is per network, not global
+
+
+def _released_loop():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import dreamrec_released_loop
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return dreamrec_released_loop
+
+
+def test_released_loop_process_matches_the_core_posterior():
+    import torch
+
+    from recdiff.diffusion import GaussianDiffusion, NoiseSchedule
+
+    loop = _released_loop()
+    process = loop.Process(50, 1e-4, 0.02)
+    core = GaussianDiffusion(NoiseSchedule.linear(50, 1e-4, 0.02), prediction="x0")
+    # Step 0 returns the x0 prediction itself, with no noise (beta~_0 = 0).
+    assert process.coef_x0[0].item() == pytest.approx(1.0)
+    assert process.coef_xt[0].item() == 0.0 and process.post_std[0].item() == 0.0
+    x0, x_t = torch.randn(3, 4), torch.randn(3, 4)
+    for n in (1, 17, 49):
+        t = torch.full((3,), n)
+        posterior = core.q_posterior(x0, x_t, t)
+        mean = process.coef_x0[n] * x0 + process.coef_xt[n] * x_t
+        torch.testing.assert_close(mean, posterior.mean)
+        torch.testing.assert_close(process.post_std[n] ** 2, posterior.variance[0, 0])
+
+
+def test_released_loop_reads_the_state_at_the_last_real_item_of_right_padded_histories():
+    import torch
+
+    loop = _released_loop()
+    torch.manual_seed(0)
+    model = loop.ReleasedDreamRec(n_items=20, dim=8, length=6, dropout=0.1, denoiser="mlp1").eval()
+    pad = 20
+    seq = torch.tensor([[3, 7, 5, pad, pad, pad], [3, 7, 5, 9, pad, pad]])
+    state = model.guidance(seq, torch.tensor([3, 3]))
+    # Causal attention: the state at the third item ignores what follows it.
+    torch.testing.assert_close(state[0], state[1])
+    assert not torch.allclose(state[1], model.guidance(seq[1:], torch.tensor([4]))[0])
+    # An empty history (seq_len 1, all padding) still gives a finite guidance vector.
+    assert torch.isfinite(model.guidance(torch.full((1, 6), pad), torch.tensor([1]))).all()
+
+
+def test_released_loop_metrics_on_a_hand_computed_case():
+    from types import SimpleNamespace
+
+    import torch
+
+    loop = _released_loop()
+    # Items 0-4 plus the padding row 5; the oracle e_0 + 2 e_1 ranks 1, 0, then the rest.
+    table = torch.nn.Embedding(6, 3)
+    with torch.no_grad():
+        table.weight.copy_(
+            torch.tensor(
+                [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.1, 0, 0], [0.2, 0, 0], [0, 0, 0.5]]
+            )
+        )
+    oracle = torch.tensor([[1.0, 2.0, 0.0]]).repeat(3, 1)
+    model = SimpleNamespace(items=table, guidance=lambda seq, seq_len: torch.zeros(len(seq), 3))
+    process = SimpleNamespace(sample=lambda model, c, w: oracle[: len(c)])
+    trained = torch.tensor([True, False, True, True, True])  # item 1 never trained
+    split = (
+        torch.zeros(3, 2, dtype=torch.long),
+        torch.ones(3, dtype=torch.long),
+        torch.tensor([1, 0, 2]),
+    )
+    # Batches of 2: the third example is dropped, as the released evaluation drops it.
+    got = loop.evaluate(model, process, split, trained, w=4.0, batch=2, k=3)
+    # Top-3 is items 1, 0, 4: item 1's example hits at rank 1, item 0's at rank 2.
+    assert got["hr@3"] == pytest.approx(1.0)
+    assert got["ndcg@3"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
+    # Without the untrained item 1 (and the padding row) the top-3 is 0, 4, 3.
+    assert got["hr@3_untrained_excluded"] == pytest.approx(0.5)
+    assert got["untrained_slots"] == pytest.approx(1 / 3)

@@ -119,7 +119,9 @@ class DreamRecConfig(BaseModel):
         "every item (Diffusion-LM's anchor for learned embeddings); 0 = the paper's MSE only",
     )
     hidden_dims: list[int] = Field(
-        [128], description="denoiser MLP hidden widths ([] = one linear layer)"
+        [],
+        description="denoiser MLP hidden widths; [] = one linear layer over [x_t ; c ; emb(t)], "
+        "the released code's 'mlp1', which its commands for all three datasets use",
     )
     activation: Literal["tanh", "relu", "silu", "gelu", "sigmoid"] = Field(
         "gelu", description="denoiser activation"
