@@ -86,12 +86,6 @@ class _PartlyUsed:
     def score(self, rows):
         raise NotImplementedError
 
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
-        del state
-
 
 @contextlib.contextmanager
 def no_gaussian_noise() -> Iterator[None]:

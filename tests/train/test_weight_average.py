@@ -28,12 +28,6 @@ class _Recorder:
     def score(self, rows):
         raise NotImplementedError
 
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
-        del state
-
 
 def _rows() -> sp.csr_matrix:
     rng = np.random.default_rng(0)

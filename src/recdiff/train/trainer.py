@@ -123,16 +123,14 @@ class Trainable(Protocol):
     def score(self, *inputs: Any) -> Any:
         """``[batch, n_items]`` scores (module in eval mode), for the caller's ``evaluate``."""
 
-    # Optional: ``loss_weight(batch) -> float | None``, how many terms :meth:`loss` averages
-    # over when that is not the number of examples (e.g. every position of a sequence; None: the
-    # examples). Under DDP the shards are then weighted by it, so the step follows the global
-    # mean over those terms.
-
-    def extra_state(self) -> dict[str, torch.Tensor]:
-        """State outside the module that belongs to a checkpoint (e.g. loss history)."""
-
-    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
-        """Restore :meth:`extra_state`."""
+    # Optional:
+    # - ``loss_weight(batch) -> float | None``, how many terms :meth:`loss` averages over when
+    #   that is not the number of examples (e.g. every position of a sequence; None: the
+    #   examples). Under DDP the shards are then weighted by it, so the step follows the global
+    #   mean over those terms.
+    # - ``extra_state() -> dict[str, Tensor]`` and ``load_extra_state(state)``: state outside
+    #   the module that belongs with the selected weights (e.g. a loss history); kept and
+    #   restored with them.
 
 
 @dataclass
@@ -379,7 +377,8 @@ class Trainer:
                 break
         if best_state is not None:
             model.module.load_state_dict(best_state["module"])
-            model.load_extra_state(best_state["extra"])
+            if best_state["extra"] is not None:
+                model.load_extra_state(best_state["extra"])
         elif average is not None:
             average.copy_to_module()  # no selection: keep the average of the last steps
         model.module.eval()
@@ -405,7 +404,7 @@ class Trainer:
         result.best_epoch, result.best_metric, result.best_metrics = epoch, value, metrics
         return {
             "module": copy.deepcopy(model.module.state_dict()),
-            "extra": copy.deepcopy(model.extra_state()),
+            "extra": copy.deepcopy(model.extra_state()) if hasattr(model, "extra_state") else None,
         }
 
     def _validate(self, model: Trainable) -> tuple[dict[str, dict[str, float]], float]:
