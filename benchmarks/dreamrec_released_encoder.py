@@ -17,7 +17,10 @@ the encoder explains the gap to the paper; it is not a library option.
 
 Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
 
-    python3 benchmarks/dreamrec_released_encoder.py [--set model.hidden_dims=[]] [--epochs 30]
+    python3 benchmarks/dreamrec_released_encoder.py [--set "model.hidden_dims=[128]"] [--epochs 30]
+
+(The preset's denoiser is one linear layer since 2026-11-28; the results in docs/results.md
+labelled MLP [128] were measured when that was the default.)
 
 Writes ``benchmarks/results/dreamrec_released_encoder[_NAME].json`` and ``.md``.
 """

@@ -168,6 +168,29 @@ def test_released_loop_process_matches_the_core_posterior():
         mean = process.coef_x0[n] * x0 + process.coef_xt[n] * x_t
         torch.testing.assert_close(mean, posterior.mean)
         torch.testing.assert_close(process.post_std[n] ** 2, posterior.variance[0, 0])
+    t = torch.tensor([0, 17, 49])
+    torch.manual_seed(3)
+    noised = process.q_sample(x0, t)
+    torch.manual_seed(3)
+    torch.testing.assert_close(noised, core.q_sample(x0, t, torch.randn_like(x0)))
+
+
+def test_released_loop_sampling_uses_the_guided_prediction():
+    import torch
+
+    loop = _released_loop()
+
+    class ReturnsItsCondition:
+        null = torch.tensor([1.0, -1.0])
+
+        def __call__(self, x, c, t):
+            return c
+
+    # One step: DDPM returns the guided x0 prediction itself, (1 + w) f(x, c) - w f(x, null),
+    # here (1 + w) c - w null.
+    c = torch.tensor([[2.0, 0.5], [0.0, 3.0]])
+    out = loop.Process(1, 1e-4, 0.02).sample(ReturnsItsCondition(), c, w=2.0)
+    torch.testing.assert_close(out, 3 * c - 2 * ReturnsItsCondition.null)
 
 
 def test_released_loop_reads_the_state_at_the_last_real_item_of_right_padded_histories():
@@ -192,12 +215,13 @@ def test_released_loop_metrics_on_a_hand_computed_case():
     import torch
 
     loop = _released_loop()
-    # Items 0-4 plus the padding row 5; the oracle e_0 + 2 e_1 ranks 1, 0, then the rest.
+    # Items 0-4 plus the padding row 5; the oracle e_0 + 2 e_1 ranks the padding row (6), then
+    # items 1 (2), 0 (1), 4, 3, 2.
     table = torch.nn.Embedding(6, 3)
     with torch.no_grad():
         table.weight.copy_(
             torch.tensor(
-                [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.1, 0, 0], [0.2, 0, 0], [0, 0, 0.5]]
+                [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.1, 0, 0], [0.2, 0, 0], [0, 3.0, 0]]
             )
         )
     oracle = torch.tensor([[1.0, 2.0, 0.0]]).repeat(3, 1)
@@ -211,9 +235,9 @@ def test_released_loop_metrics_on_a_hand_computed_case():
     )
     # Batches of 2: the third example is dropped, as the released evaluation drops it.
     got = loop.evaluate(model, process, split, trained, w=4.0, batch=2, k=3)
-    # Top-3 is items 1, 0, 4: item 1's example hits at rank 1, item 0's at rank 2.
+    # Top-3 is the padding row, 1, 0: item 1's example hits at rank 2, item 0's at rank 3.
     assert got["hr@3"] == pytest.approx(1.0)
-    assert got["ndcg@3"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
-    # Without the untrained item 1 (and the padding row) the top-3 is 0, 4, 3.
+    assert got["ndcg@3"] == pytest.approx((1 / np.log2(3) + 1 / np.log2(4)) / 2)
+    # Without the untrained item 1 and the padding row, the top-3 is 0, 4, 3.
     assert got["hr@3_untrained_excluded"] == pytest.approx(0.5)
-    assert got["untrained_slots"] == pytest.approx(1 / 3)
+    assert got["untrained_slots"] == pytest.approx(2 / 3)

@@ -6,6 +6,7 @@ replace training by a stand-in whose validation and test numbers are chosen to d
 
 import csv
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -109,6 +110,28 @@ def test_a_study_refuses_another_metric_and_a_test_metric(search, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2 and "validation only" in result.output
     assert not (tmp_path / "t").exists()
+
+
+def test_a_study_from_before_a_new_setting_resumes_but_a_changed_one_is_refused(search, tmp_path):
+    """Settings added to recdiff later (at their defaults) do not change a search; a setting the
+    user changed does."""
+    command = ["tune", "demo-diffrec", "--space", str(search["space"]), *_sets(TINY)]
+    for name, edit, accepted in (
+        ("older", lambda train: train.pop("ema_decay"), True),
+        ("changed", lambda train: train.update(lr=0.5), False),
+    ):
+        out = tmp_path / name
+        shutil.copytree(search["out"], out)
+        study = _study(out)
+        fingerprint = study.user_attrs["fingerprint"]
+        edit(fingerprint["config"]["train"])
+        study.set_user_attr("fingerprint", fingerprint)
+        result = runner.invoke(app, [*command, "--out", str(out), "--trials", "5"])
+        if accepted:
+            assert result.exit_code == 0, result.output
+            assert len(_rows(out / "trials.csv")) == 5  # nothing re-run
+        else:
+            assert result.exit_code == 2 and "another config" in result.output
 
 
 def test_missing_optuna_says_how_to_install_it(monkeypatch, tmp_path):

@@ -116,3 +116,29 @@ def test_without_validation_the_average_is_kept():
 def test_decay_outside_the_open_unit_interval_is_refused(decay):
     with pytest.raises(ValidationError, match="ema_decay"):
         TrainConfig(ema_decay=decay)
+
+
+def test_extra_state_without_its_loader_is_refused_before_training():
+    class Half(_Recorder):
+        def extra_state(self) -> dict[str, torch.Tensor]:
+            return {}
+
+    model = Half()
+    with pytest.raises(TypeError, match="extra_state / load_extra_state"):
+        Trainer(TrainConfig(epochs=1, progress=False)).fit(model, _rows())
+    assert model.seen == []  # refused before any step
+
+
+def test_an_evaluation_that_raises_leaves_the_trained_weights_in_place():
+    model, rows = _Recorder(), _rows()
+    training = TrainConfig(lr=0.05, batch_size=4, epochs=1, eval_every=1, ema_decay=0.5,
+                           progress=False)  # fmt: skip
+
+    def evaluate(score_fn):
+        raise RuntimeError("validation data went missing")
+
+    with pytest.raises(RuntimeError, match="went missing"):
+        Trainer(training, evaluate).fit(model, rows)
+    plain = _Recorder()
+    Trainer(training.model_copy(update={"ema_decay": None})).fit(plain, rows)
+    torch.testing.assert_close(model.module["w"].detach(), plain.module["w"].detach())

@@ -292,6 +292,18 @@ def _heartbeats_are_fine(optuna: Any) -> Iterator[None]:
         yield
 
 
+def _current_form(config: Any) -> Any:
+    """A stored search's config as this version writes it: settings added since (at their
+    defaults) must not make an unchanged search look different. Unreadable configs stay as they
+    are, and then differ."""
+    try:
+        current = RunConfig.model_validate(config).model_dump(mode="json")
+    except (ValidationError, TypeError, ValueError):
+        return config
+    current["train"]["progress"] = False  # as _Search's base
+    return json.loads(json.dumps(current))
+
+
 def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, warmup: int):
     optuna = import_optuna()
     with _heartbeats_are_fine(optuna):
@@ -308,6 +320,8 @@ def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, 
     )
     fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from the database
     stored = study.user_attrs.get("fingerprint")
+    if stored is not None:
+        stored = {**stored, "config": _current_form(stored.get("config"))}
     if stored is None:
         study.set_user_attr("fingerprint", fingerprint)
     elif stored != fingerprint:

@@ -321,6 +321,11 @@ class Trainer:
         optimizer = self._optimizer(model.module)
         compute_loss = data_parallel_loss(model, cfg.device)  # model.loss in one process
         loss_weight = getattr(model, "loss_weight", None)
+        if hasattr(model, "extra_state") != hasattr(model, "load_extra_state"):
+            raise TypeError(
+                f"{type(model).__name__} defines one of extra_state / load_extra_state; "
+                "a Trainable needs both (to restore what it keeps) or neither"
+            )
         average = WeightAverage(model.module, cfg.ema_decay) if cfg.ema_decay else None
         result = TrainResult()
         best_state: dict[str, Any] | None = None
