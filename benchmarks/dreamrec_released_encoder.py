@@ -19,8 +19,9 @@ Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
 
     python3 benchmarks/dreamrec_released_encoder.py [--set "model.hidden_dims=[128]"] [--epochs 30]
 
-(The preset's denoiser is one linear layer since 2026-11-28; the results in docs/results.md
-labelled MLP [128] were measured when that was the default.)
+(The preset's denoiser is one linear layer with the released step MLP since 2026-11-28; the
+results in docs/results.md labelled MLP [128] were measured with ``--set "model.hidden_dims=[128]"
+--set model.time_mlp=false``, the defaults then.)
 
 Writes ``benchmarks/results/dreamrec_released_encoder[_NAME].json`` and ``.md``.
 """

@@ -10,6 +10,7 @@ from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.base import SavedModel
 from recdiff.models.dreamrec import DreamRec, DreamRecConfig, GuidedDiffusionConfig
 from recdiff.models.sasrec import SASRec, SASRecConfig
+from recdiff.nn.embeddings import timestep_embedding
 from recdiff.train.trainer import TrainConfig
 
 
@@ -219,3 +220,31 @@ def test_dreamrec_can_exclude_items_it_never_trained(dreamrec, data, tmp_path):
     tensors = {k: v for k, v in dreamrec.net.state_dict().items() if k != "trained"}
     old = DreamRec._from_saved(dreamrec._config(), tensors)
     assert old.net.trained.all()
+
+
+def test_dreamrec_step_mlp_by_hand_and_checkpoints_from_before_it(data):
+    config = DreamRecConfig(
+        dim=8, time_dim=6, hidden_dims=[], diffusion=GuidedDiffusionConfig(steps=5)
+    )
+    with_mlp = DreamRec(config, _train(epochs=1)).fit(data)
+    linear = DreamRec(config.model_copy(update={"time_mlp": False}), _train(epochs=1)).fit(data)
+    step = lambda model: sum(  # noqa: E731
+        p.numel() for p in model.net.denoiser.time_embedding.parameters()
+    )
+    # The released step MLP: 6 -> 12 -> GELU -> 6; without it one 6 x 6 map.
+    assert step(with_mlp) == 6 * 12 + 12 + 12 * 6 + 6
+    assert step(linear) == 6 * 6 + 6
+    embed = with_mlp.net.denoiser.time_embedding
+    t = torch.tensor([0, 3])
+    hand = embed.proj[2](torch.nn.functional.gelu(embed.proj[0](timestep_embedding(t, 6))))
+    torch.testing.assert_close(embed(t), hand)
+    # A checkpoint written before the option existed has a linear step map: it loads as one.
+    saved = linear._config()
+    del saved["settings"]["time_mlp"]
+    old = DreamRec._from_saved(saved, dict(linear.net.state_dict()))
+    assert old.config.time_mlp is False
+    history = data.test.take(np.arange(3)).to_torch()["history"]
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    torch.testing.assert_close(
+        old.score(history, generator=g()), linear.score(history, generator=g())
+    )

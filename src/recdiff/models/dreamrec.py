@@ -127,6 +127,11 @@ class DreamRecConfig(BaseModel):
         "gelu", description="denoiser activation"
     )
     time_dim: int = Field(64, ge=1, description="size of the step embedding")
+    time_mlp: bool = Field(
+        True,
+        description="map the step's sinusoids through an MLP (time_dim -> 2 time_dim -> GELU -> "
+        "time_dim), as the released code does; False: one linear map",
+    )
     p_uncond: float = Field(0.1, ge=0, le=1, description="p_u, guidance dropped in training")
     guidance_weight: float = Field(4.0, ge=0, description="w at inference")
     exclude_untrained_items: bool = Field(
@@ -170,6 +175,7 @@ class DreamRecNet(nn.Module):
             time_dim=config.time_dim,
             cond_dim=config.dim,
             activation=config.activation,
+            time_hidden=2 * config.time_dim if config.time_mlp else 0,
         )
         self.process = GaussianDiffusion(config.diffusion.noise_schedule(), prediction="x0")
         # Items that occurred in the training data (set by fit; all True until then).
@@ -221,6 +227,9 @@ class DreamRec(SequentialRecommender):
         # Checkpoints written before the ``trained`` buffer existed: every item counts as trained.
         if "trained" not in tensors:
             tensors = {**tensors, "trained": torch.ones(int(config["n_items"]), dtype=torch.bool)}
+        # ... and before the step MLP existed: their step embedding is one linear map.
+        if "time_mlp" not in config["settings"]:
+            config = {**config, "settings": {**config["settings"], "time_mlp": False}}
         return super()._from_saved(config, tensors)
 
     def sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:

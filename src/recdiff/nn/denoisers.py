@@ -54,6 +54,8 @@ class MLPDenoiser(nn.Module):
         dropout: dropout on the input x_t (DiffRec: 0.5).
         activation: name in :data:`ACTIVATIONS`, used between layers (not after the last).
         normalize_input: L2-normalise x_t first (DiffRec's option for interaction vectors).
+        time_hidden: > 0 maps the step's sinusoids through an MLP with this hidden width (GELU)
+            instead of one linear layer (DreamRec's released step MLP: 2 x time_dim).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class MLPDenoiser(nn.Module):
         dropout: float = 0.0,
         activation: str = "tanh",
         normalize_input: bool = False,
+        time_hidden: int = 0,
     ) -> None:
         super().__init__()
         if dim < 1 or any(h < 1 for h in hidden_dims):
@@ -78,7 +81,7 @@ class MLPDenoiser(nn.Module):
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         self.dim, self.cond_dim, self.normalize_input = dim, cond_dim, normalize_input
-        self.time_embedding = SinusoidalTimeEmbedding(time_dim)
+        self.time_embedding = SinusoidalTimeEmbedding(time_dim, hidden=time_hidden)
         self.dropout = Dropout(dropout)
         widths = [dim + time_dim + cond_dim, *hidden_dims, dim]
         layers: list[nn.Module] = [InputLayer((dim, time_dim, cond_dim), widths[1])]

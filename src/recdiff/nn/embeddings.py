@@ -31,13 +31,21 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
 
 class SinusoidalTimeEmbedding(nn.Module):
-    """Sinusoids of ``t`` followed by a learned linear map (DiffRec: size 10)."""
+    """Sinusoids of ``t`` followed by a learned map: linear (DiffRec: size 10), or with
+    ``hidden > 0`` an MLP ``dim -> hidden -> GELU -> dim`` (DreamRec's released step MLP, hidden
+    = 2 dim)."""
 
-    def __init__(self, dim: int, max_period: float = 10000.0) -> None:
+    def __init__(self, dim: int, max_period: float = 10000.0, hidden: int = 0) -> None:
         super().__init__()
+        if hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {hidden}")
         self.dim = dim
         self.max_period = max_period
-        self.proj = nn.Linear(dim, dim)
+        self.proj: nn.Module = (
+            nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+            if hidden
+            else nn.Linear(dim, dim)
+        )
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         return self.proj(timestep_embedding(t, self.dim, self.max_period))
