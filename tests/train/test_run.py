@@ -1,6 +1,8 @@
 """A whole run on the demo data: the run directory, its metrics, and reloading for inference."""
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -101,3 +103,44 @@ def test_failed_run_leaves_nothing_behind(tmp_path):
     with pytest.raises(FileNotFoundError):
         run_training(config, tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_without_validation_or_test_data_is_refused(tmp_path):
+    # A global time split whose later periods hold only users unseen in training: nothing to
+    # validate or test on (the evaluation needs a user's training row).
+    rows = [(u, i, t) for t, (u, i) in enumerate([(0, 0), (0, 1), (1, 1), (1, 2), (0, 2), (1, 0)])]
+    rows += [(2, 0, 10), (2, 1, 11), (3, 2, 12), (3, 0, 13)]
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,ts\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    config = load_config(
+        "demo-diffrec",
+        [*FAST, "data.format=csv", f"data.source={log}", "data.time_col=ts",
+         "data.split=global_temporal", "data.ratios=[0.6,0.2,0.2]"],
+    )  # fmt: skip
+    runs = tmp_path / "runs"
+    with pytest.raises(ValueError, match="validation and test splits are empty"):
+        run_training(config, runs, progress=False)
+    assert list(runs.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", ".."])
+def test_a_run_name_cannot_leave_the_runs_folder(tmp_path, name):
+    runs = tmp_path / "runs"
+    config = load_config("demo-diffrec", [*FAST, f"name={name}"])
+    with pytest.raises(ValueError, match="plain folder name"):
+        run_training(config, runs, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == []  # nothing written, not even runs/
+
+
+def test_sigterm_removes_the_partial_run(tmp_path):
+    def terminate(record):
+        if record.get("event") == "epoch":
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(SystemExit) as stopped:
+        run_training(
+            load_config("demo-diffrec", FAST), tmp_path, progress=False, on_event=terminate
+        )
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again

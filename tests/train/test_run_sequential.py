@@ -10,6 +10,7 @@ from recdiff.config import load_config
 from recdiff.config.schema import DataConfig
 from recdiff.data.sequences import UserSequences
 from recdiff.models.base import SavedModel
+from recdiff.serving.predictor import Predictor
 from recdiff.train.datasets import load_sequences, load_splits
 from recdiff.train.run import run_training
 from recdiff.train.run_sequential import evaluate_sequential
@@ -118,3 +119,21 @@ def test_most_popular_on_zhihu_matches_the_paper(tmp_path):
         "test": 7911,
         "max_len": 10,
     }
+
+
+def test_evaluating_a_run_whose_data_changed_is_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        [(u, int(rng.integers(12)), t) for u in range(8) for t in range(6)],
+        columns=["user", "item", "ts"],
+    )
+    path = tmp_path / "log.csv"
+    frame.to_csv(path, index=False)
+    settings = [*FAST, "data.format=csv", f"data.source={path}", "data.time_col=ts",
+                "data.split=leave_one_out"]  # fmt: skip
+    run = run_training(load_config("demo-sasrec", settings), tmp_path / "runs", progress=False)
+    assert Predictor.load(run.directory).evaluate()["test"] == pytest.approx(run.metrics["test"])
+    # Same items, one user's history shortened by a row: the run no longer matches its data.
+    frame.drop(index=1).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="users' sequences differ"):
+        Predictor.load(run.directory).evaluate()

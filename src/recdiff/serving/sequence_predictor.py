@@ -104,8 +104,15 @@ class SequencePredictor(Predictor):
         from recdiff.train.run_sequential import evaluate_sequential
 
         del averaging  # one target per example: both averagings agree
-        data, _ = load_sequences(self.config.data)
+        data, sequences = load_sequences(self.config.data)
         if data.items != self.items:
             raise ValueError("the run's data changed since training: its item vocabulary differs")
+        if len(self.users) and (
+            sequences is None
+            or sequences.users != self.users
+            or not np.array_equal(sequences.indptr, self.indptr)
+            or not np.array_equal(sequences.item_idx, self.sequence_items)
+        ):
+            raise ValueError("the run's data changed since training: its users' sequences differ")
         results = evaluate_sequential(self.model, data.with_layout("left"), self.config)
         return {split: result.means for split, result in results.items()}

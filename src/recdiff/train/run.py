@@ -14,10 +14,13 @@ only when complete, so an interrupted run leaves nothing half-written behind::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -162,7 +165,8 @@ def run_training(
     work = final.parent / f".{final.name}.incomplete"
     work.mkdir()
     try:
-        result = _run_into(config, work, on_event)
+        with _sigterm_unwinds():
+            result = _run_into(config, work, on_event)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         final.rmdir()
@@ -173,8 +177,36 @@ def run_training(
     return result
 
 
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Let SIGTERM (what schedulers and ``docker stop`` send) unwind like Ctrl-C, so that the
+    partial run is removed; it exits with status 128 + 15 as an unhandled SIGTERM would. A handler
+    the caller installed is left alone, and so is any thread but the main one (signals are only
+    delivered there)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _reserve(runs_dir: Path, name: str) -> Path:
     """Create an empty, uniquely named run directory (exclusive mkdir: safe between processes)."""
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\", os.sep)):
+        raise ValueError(
+            f"the run name {name!r} must be a plain folder name (no '/', '\\', '.' or '..'): "
+            "set name to something like my-run"
+        )
     runs_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for suffix in range(1, 10_000):
@@ -208,6 +240,7 @@ def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = N
         _finish(work, metrics, log, config)
         return RunResult(work, metrics, model)
     splits = load_splits(config.data)
+    require_held_out(splits.valid.nnz, splits.test.nnz, "interactions")
     inputs = model_inputs(splits, config)
     tasks = {"valid": EvalTask.validation(inputs, splits.valid.matrix)}
     tasks["test"] = EvalTask.test(inputs, splits.valid.matrix, splits.test.matrix)
@@ -254,6 +287,18 @@ def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = N
 
 
 PER_USER_FILE = "test_per_user.npz"
+
+
+def require_held_out(valid: int, test: int, unit: str) -> None:
+    """A run selects on validation and reports test: refuse data that leaves either empty."""
+    empty = [name for name, size in (("validation", valid), ("test", test)) if not size]
+    if empty:
+        raise ValueError(
+            f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty (0 "
+            f"{unit}; validation {valid}, test {test}): check data.ratios and data.split, and "
+            "for a time split that users of the later periods also occur in training (only "
+            "they can be evaluated)"
+        )
 
 
 def save_per_user(path: Path, result: EvalResult) -> None:

@@ -68,6 +68,9 @@ def run_sequential_into(
     torchrun process other than rank 0, which only trains."""
     started = time.perf_counter()
     data, sequences = load_sequences(config.data)
+    from recdiff.train.run import require_held_out
+
+    require_held_out(len(data.valid), len(data.test), "next-item examples")
     data = data.with_layout("left")
     model = build_model(config.model.name, config.model.params(), config.train)
 
@@ -75,7 +78,7 @@ def run_sequential_into(
         return {"valid": evaluate_sequential(model, data, config, ("valid",))["valid"].means}
 
     fit_start = time.perf_counter()
-    model.fit(data, evaluate=evaluate if len(data.valid) else None, on_event=log)
+    model.fit(data, evaluate=evaluate, on_event=log)
     fit_seconds = time.perf_counter() - fit_start
     if work is None:
         return {}, model
