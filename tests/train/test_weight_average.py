@@ -142,3 +142,11 @@ def test_an_evaluation_that_raises_leaves_the_trained_weights_in_place():
     plain = _Recorder()
     Trainer(training.model_copy(update={"ema_decay": None})).fit(plain, rows)
     torch.testing.assert_close(model.module["w"].detach(), plain.module["w"].detach())
+
+
+def test_when_no_validation_runs_the_last_epoch_is_reported_and_kept():
+    model, rows = _Recorder(), _rows()
+    training = TrainConfig(lr=0.05, batch_size=4, epochs=2, eval_every=5, progress=False)
+    with pytest.warns(UserWarning, match="no validation ran: 2 epoch"):
+        result = Trainer(training, lambda score_fn: {"valid": {"recall@20": 1.0}}).fit(model, rows)
+    assert result.best_epoch == 2 and result.history == []

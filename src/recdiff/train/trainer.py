@@ -22,6 +22,7 @@ import contextlib
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -386,6 +387,14 @@ class Trainer:
                 model.load_extra_state(best_state["extra"])
         elif average is not None:
             average.copy_to_module()  # no selection: keep the average of the last steps
+        if self.evaluate is not None and not result.history:
+            warnings.warn(
+                f"no validation ran: {result.epochs_run} epoch(s) but train.eval_every is "
+                f"{cfg.eval_every}; the last epoch's weights are kept (lower train.eval_every "
+                "to select on validation)",
+                stacklevel=2,
+            )
+            result.best_epoch = result.epochs_run
         model.module.eval()
         result.seconds = time.perf_counter() - start
         return result
