@@ -68,6 +68,8 @@ def test_duplicates_raise_naming_pair_and_fix() -> None:
     message = str(info.value)
     assert "('a', 1)" in message and "rows 0, 2" in message
     assert "duplicates='last'" in message and "duplicates='sum'" in message
+    # a run config has no data.duplicates key: the fix for a CLI user is the data itself
+    assert "Remove the repeated rows" in message and "run config has no setting" in message
 
 
 @pytest.mark.parametrize(

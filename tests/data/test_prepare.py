@@ -17,8 +17,10 @@ def test_filter_ratings_keeps_at_least_threshold() -> None:
     assert kept.matrix.data.tolist() == [1.0, 1.0]  # binarized: implicit feedback
     assert kept.shape == data.shape  # vocabularies kept until compact / k_core
     assert filter_ratings(data, 4, binarize=False).matrix.data.tolist() == [4.0, 5.0]
-    with pytest.raises(ValueError, match="rating_col"):
-        filter_ratings(Interactions(data.matrix, data.users, data.items))  # no ratings
+    # no ratings: name what a run config sets (data.rating_col) and the Python argument
+    with pytest.raises(ValueError, match=r"set data\.rating_col .*rating_col=") as info:
+        filter_ratings(Interactions(data.matrix, data.users, data.items))
+    assert "data.min_rating" in str(info.value)  # ... or drop the threshold
 
 
 def test_k_core_iterates_until_stable() -> None:
@@ -30,6 +32,16 @@ def test_k_core_iterates_until_stable() -> None:
     np.testing.assert_array_equal(core.matrix.toarray(), np.ones((2, 2)))
     # separate thresholds: users need 2, items need 1 -> only d goes
     assert k_core(data, user_k=2, item_k=1).users.ids.tolist() == ["a", "b", "c"]
+
+
+def test_k_core_that_removes_everything_says_so() -> None:
+    # nobody has 3 interactions: an empty result would fail later as a shapeless matrix
+    data = Interactions.from_frame(pd.DataFrame({"user": [1, 1, 2], "item": [1, 2, 1]}))
+    with pytest.raises(ValueError, match=r"k-core .*removed every user and item") as info:
+        k_core(data, 3)
+    message = str(info.value)
+    assert "busiest user has 2" in message and "most popular item has 2" in message
+    assert "Lower data.k_core" in message and "user_k" in message
 
 
 def test_k_core_property_on_synthetic() -> None:

@@ -85,7 +85,7 @@ def test_missing_column_names_file_columns_and_fix(tmp_path: Path) -> None:
         read_interactions(path)
     message = str(info.value)
     assert "r.csv" in message and "['item']" in message and "'product'" in message
-    assert "item_col='item'" in message
+    assert "item_col='item'" in message and "data.item_col" in message  # Python and config
 
 
 def test_non_numeric_rating_names_line_and_column(tmp_path: Path) -> None:
@@ -129,7 +129,8 @@ def test_ragged_line_is_a_parse_error(tmp_path: Path) -> None:
 
 
 def test_unknown_suffix_asks_for_sep(tmp_path: Path) -> None:
-    with pytest.raises(DataFormatError, match="sep="):
+    # a run config cannot set sep: the file name is what a CLI user changes
+    with pytest.raises(DataFormatError, match=r"name the file .*\.csv.*sep="):
         read_interactions(write(tmp_path / "r.weird", "user,item\n1,1\n"))
 
 
@@ -158,8 +159,9 @@ def test_diffrec_overlap_and_bad_arrays(tmp_path: Path) -> None:
     np.save(tmp_path / "train_list.npy", np.array([[0, 0]]))
     np.save(tmp_path / "valid_list.npy", np.array([[0, 0]]))
     np.save(tmp_path / "test_list.npy", np.zeros((0, 2), dtype=np.int64))
-    with pytest.raises(DataFormatError, match="both train and valid"):
+    with pytest.raises(DataFormatError, match="both train and valid") as info:
         read_diffrec_splits(tmp_path)
+    assert "allow_overlap=True" in str(info.value) and "run config" in str(info.value)
     assert read_diffrec_splits(tmp_path, allow_overlap=True).valid.nnz == 1
     np.save(tmp_path / "test_list.npy", np.array([1.5, 2.0]))
     with pytest.raises(DataFormatError, match=r"\(N, 2\)"):

@@ -16,6 +16,8 @@ from recdiff.data import (
     read_diffurec,
     read_dreamrec,
     read_dreamrec_frame,
+    read_interactions,
+    read_table_sequences,
     read_user_item_lines,
     read_user_sequences,
 )
@@ -35,6 +37,8 @@ def test_from_interactions_orders_by_time_and_back() -> None:
     assert seqs.items.external(seqs.sequence(0)).tolist() == [6, 7, 5]
     back = seqs.to_interactions()
     assert back.matrix.toarray().tolist() == [[1, 1, 1], [1, 0, 0]]
+    with pytest.raises(ValueError, match=r"data\.time_col.*time_col="):
+        UserSequences.from_interactions(Interactions.from_frame(frame))  # no times to order by
 
 
 def test_repeated_items_keep_their_latest_position() -> None:
@@ -96,6 +100,88 @@ def test_user_item_lines(tmp_path: Path) -> None:
     path.write_text("1 9\n1\n")
     with pytest.raises(DataFormatError, match=r"'item'.*line 2"):
         read_user_item_lines(path)
+
+
+# ------------------------------------------------------------------------------ tables
+def write_table(path: Path, times: list[str], users: list[str] | None = None) -> Path:
+    """``user,item,rating,timestamp`` rows: user 1 has items 0..n-1 at ``times``, rating 5."""
+    users = users or ["1"] * len(times)
+    rows = [f"{u},{i},5,{t}" for i, (u, t) in enumerate(zip(users, times, strict=True))]
+    path.write_text("user,item,rating,timestamp\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_table_sequences_order_by_numeric_time(tmp_path: Path) -> None:
+    # times 0..11 out of file order: sorted as text, 10 and 11 would come right after 1
+    times = ["9", "10", "11", "0", "1", "2", "3", "4", "5", "6", "7", "8"]
+    seqs = read_table_sequences(write_table(tmp_path / "r.csv", times))
+    assert seqs.items.external(seqs.sequence(0)).tolist() == [3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1, 2]
+
+
+def test_table_sequences_keep_repeats_and_file_order_on_ties(tmp_path: Path) -> None:
+    # a sequence is a history: (1, 7) twice stays twice; equal times keep the file order
+    path = tmp_path / "r.csv"
+    path.write_text("user,item,timestamp\n1,7,5\n1,8,5\n2,7,1\n1,7,2\n")
+    seqs = read_table_sequences(path)
+    assert [seqs.items.external(seqs.sequence(u)).tolist() for u in range(2)] == [[7, 7, 8], [7]]
+    with pytest.raises(ValueError, match=r"ordered by time: set data\.time_col"):
+        read_table_sequences(path, time_col=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["junk", "yesterday", "2020-01-02", ""])
+def test_table_sequences_check_time_like_interactions(tmp_path: Path, bad: str) -> None:
+    # the matrix reader refuses a time that is not a number (text dates included, since it does
+    # not parse them); the sequence reader must refuse it with the same message, not sort the
+    # column as text. Line 4 = header + the third row.
+    path = write_table(tmp_path / "r.csv", ["0", "1", bad, "3"])
+    with pytest.raises(DataFormatError) as matrix_error:
+        read_interactions(path, time_col="timestamp")
+    with pytest.raises(DataFormatError, match=r"'timestamp' in .*r\.csv at line 4 ") as info:
+        read_table_sequences(path)
+    assert str(info.value) == str(matrix_error.value)
+
+
+def test_table_sequences_missing_user_names_file_and_line(tmp_path: Path) -> None:
+    # the same message as the matrix reader: the file and its line, not a row position
+    path = write_table(tmp_path / "r.csv", ["0", "1", "2", "3"], users=["1", "1", "", "2"])
+    with pytest.raises(DataFormatError) as matrix_error:
+        read_interactions(path, time_col="timestamp")
+    with pytest.raises(DataFormatError, match=r"'user' in .*r\.csv at line 4;") as info:
+        read_table_sequences(path)
+    assert str(info.value) == str(matrix_error.value)
+
+
+def test_table_sequences_datetimes_like_interactions(tmp_path: Path) -> None:
+    # real datetime columns (Parquet, or a frame) are accepted, as by the matrix reader
+    frame = pd.DataFrame(
+        {
+            "user": [1, 1, 1],
+            "item": [5, 6, 7],
+            "timestamp": pd.to_datetime(["2020-01-03", "2019-12-31", "2020-01-01"]),
+        }
+    )
+    frame.to_parquet(tmp_path / "r.parquet")
+    for source in (frame, tmp_path / "r.parquet"):
+        seqs = read_table_sequences(source)
+        assert seqs.items.external(seqs.sequence(0)).tolist() == [6, 7, 5]
+
+
+def test_table_sequences_min_rating(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("user,item,stars,timestamp\n1,5,4,3\n1,6,2,1\n1,7,5,2\n2,5,1,0\n")
+    seqs = read_table_sequences(path, rating_col="stars", min_rating=4)
+    assert seqs.users.ids.tolist() == [1]  # user 2 had no rating >= 4
+    assert seqs.items.external(seqs.sequence(0)).tolist() == [7, 5]
+    # the threshold needs the rating column: name the config key and the argument
+    with pytest.raises(ValueError, match=r"data\.rating_col.*rating_col="):
+        read_table_sequences(path, min_rating=4)
+    # a threshold nothing passes says so, instead of handing on an empty dataset
+    with pytest.raises(ValueError, match=r"no 'stars' rating .*>= 6.*lower data\.min_rating"):
+        read_table_sequences(path, rating_col="stars", min_rating=6)
+    # and a rating that is not a number names its line, as a time does
+    path.write_text("user,item,stars,timestamp\n1,5,4,3\n1,6,high,1\n")
+    with pytest.raises(DataFormatError, match=r"'stars' in .*r\.csv at line 3 "):
+        read_table_sequences(path, rating_col="stars", min_rating=4)
 
 
 # ------------------------------------------------------------------------------ DreamRec

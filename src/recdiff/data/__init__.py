@@ -42,6 +42,7 @@ from recdiff.data.sequence_readers import (
     read_diffurec,
     read_dreamrec,
     read_dreamrec_frame,
+    read_table_sequences,
     read_user_item_lines,
     read_user_sequences,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "read_movielens",
     "read_recbole_inter",
     "read_table",
+    "read_table_sequences",
     "read_user_item_lines",
     "read_user_sequences",
     "safe_load",

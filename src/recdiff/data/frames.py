@@ -25,11 +25,48 @@ def require_columns(
     missing = [(arg, col) for arg, col in columns if col is not None and col not in frame.columns]
     if missing:
         wanted = ", ".join(f"{arg}={col!r}" for arg, col in missing)
+        keys = ", ".join(f"data.{arg}" for arg, _ in missing)
         raise DataFormatError(
             f"column(s) {[c for _, c in missing]} not found{describe_source(source)}; the data "
             f"has columns {[str(c) for c in frame.columns]}. Pass the right names ({wanted} was "
-            f"asked for) or rename the columns"
+            f"asked for; {keys} in a run config) or rename the columns"
         )
+
+
+def interaction_columns(
+    frame: pd.DataFrame,
+    user_col: str,
+    item_col: str,
+    rating_col: str | None = None,
+    time_col: str | None = None,
+    source: Source = None,
+    line_numbers: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Checked user ids, item ids, ratings and times of a frame with one row per interaction.
+
+    The one check shared by the interaction matrix and the per-user sequences read from a
+    table, so both refuse the same rows with the same message. ``rating_col``/``time_col`` may
+    be None (that array is then None); an empty frame is an error.
+    """
+    require_columns(
+        frame,
+        [
+            ("user_col", user_col),
+            ("item_col", item_col),
+            ("rating_col", rating_col),
+            ("time_col", time_col),
+        ],
+        source,
+    )
+    if len(frame) == 0:
+        raise DataFormatError(f"no interactions{describe_source(source)}: the data is empty")
+    user_ids = id_column(frame, user_col, source, line_numbers)
+    item_ids = id_column(frame, item_col, source, line_numbers)
+    ratings = (
+        None if rating_col is None else numeric_column(frame, rating_col, source, line_numbers)
+    )
+    times = None if time_col is None else numeric_column(frame, time_col, source, line_numbers)
+    return user_ids, item_ids, ratings, times
 
 
 def id_column(

@@ -313,29 +313,8 @@ class Interactions:
         frame's ids. ``unknown="drop"`` skips rows whose ids are not in the given vocabularies.
         Matrix values are the ratings when ``rating_col`` is given, else 1.0.
         """
-        frames.require_columns(
-            frame,
-            [
-                ("user_col", user_col),
-                ("item_col", item_col),
-                ("rating_col", rating_col),
-                ("time_col", time_col),
-            ],
-            source,
-        )
-        if len(frame) == 0:
-            raise DataFormatError(f"no interactions{describe_source(source)}: the data is empty")
-        user_ids = frames.id_column(frame, user_col, source, line_numbers)
-        item_ids = frames.id_column(frame, item_col, source, line_numbers)
-        ratings = (
-            None
-            if rating_col is None
-            else frames.numeric_column(frame, rating_col, source, line_numbers)
-        )
-        times = (
-            None
-            if time_col is None
-            else frames.numeric_column(frame, time_col, source, line_numbers)
+        user_ids, item_ids, ratings, times = frames.interaction_columns(
+            frame, user_col, item_col, rating_col, time_col, source, line_numbers
         )
         users = users if users is not None else Vocabulary.from_ids(user_ids)
         items = items if items is not None else Vocabulary.from_ids(item_ids)
@@ -424,6 +403,8 @@ def _raise_duplicates(
     raise DataFormatError(
         f"{groups.size} duplicate (user, item) pair(s){describe_source(source)}, e.g. "
         + "; ".join(examples)
-        + ". Pass duplicates='last' (or 'first') to keep one row per pair, duplicates='sum' to "
-        "add them up, or deduplicate the data first"
+        + ". Remove the repeated rows from the data (a run config has no setting for this), or, "
+        "calling read_interactions / Interactions.from_frame from Python, pass "
+        "duplicates='last' (or 'first') to keep one row per pair or duplicates='sum' to add "
+        "them up"
     )

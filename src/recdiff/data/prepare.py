@@ -21,7 +21,11 @@ def filter_ratings(
     :func:`k_core` to drop users and items left without interactions.
     """
     if data.ratings is None:
-        raise ValueError("filter_ratings needs ratings; read the data with rating_col=...")
+        raise ValueError(
+            "a rating threshold needs ratings, but the data was read without a rating column: "
+            "set data.rating_col in the run config (rating_col=... when reading from Python; "
+            "RecBole .inter files need a 'rating:float' field), or drop data.min_rating"
+        )
     kept = data.select_entries(data.ratings.data >= min_rating)
     return kept.binarize() if binarize else kept
 
@@ -34,6 +38,7 @@ def k_core(
 
     ``item_k`` defaults to ``user_k``. Removing a user can push an item under the threshold and
     vice versa, hence the iteration; it converges because each pass only removes entries.
+    A core that removes every user and item is an error (nothing could be trained on it).
     """
     item_k = user_k if item_k is None else item_k
     if user_k < 0 or item_k < 0:
@@ -49,4 +54,17 @@ def k_core(
         keep = new_keep
     else:
         raise RuntimeError(f"k-core did not converge in {max_iter} passes; raise max_iter")
+    if not keep.any():
+        raise ValueError(
+            f"the k-core filter (user_k={user_k}, item_k={item_k}) removed every user and item "
+            f"of {data.nnz} interactions: its busiest user has {_most(rows, data.n_users)} and "
+            f"its most popular item has {_most(cols, data.n_items)} interactions, and removing "
+            "one user or item lowers the others' counts. Lower data.k_core in the run config "
+            "(user_k / item_k when calling k_core from Python)"
+        )
     return data.select_entries(keep).compact()
+
+
+def _most(indices: np.ndarray, n: int) -> int:
+    """The largest number of entries of one row (or column); 0 when there are none."""
+    return int(np.bincount(indices, minlength=n).max(initial=0))

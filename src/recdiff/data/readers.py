@@ -97,7 +97,8 @@ def read_diffrec_splits(
             if shared:
                 raise DataFormatError(
                     f"{shared} (user, item) pairs of {folder} are in both {a} and {b}: the "
-                    f"evaluation would leak; remove them, or pass allow_overlap=True"
+                    f"evaluation would leak; remove them from the files (a run config has no "
+                    "setting for this), or pass allow_overlap=True from Python"
                 )
     return DatasetSplits(parts["train"], parts["valid"], parts["test"])
 
@@ -112,7 +113,10 @@ def _guess_format(path: Path, sep: str | None) -> tuple[str, str | None]:
         return "text", sep
     guessed = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}.get(suffix)
     if guessed is None:
-        raise DataFormatError(f"cannot tell the separator of {path} from its name; pass sep=...")
+        raise DataFormatError(
+            f"cannot tell the separator of {path} from its name; name the file *.csv (commas), "
+            "*.tsv (tabs) or *.parquet, or pass sep=... from Python"
+        )
     return "text", guessed
 
 

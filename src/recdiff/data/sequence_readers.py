@@ -4,6 +4,7 @@
   columns ``seq, seq_len, tgt`` or the original release's ``seq, len_seq, next``.
 - :func:`read_user_sequences`: ICLRec/SASRec ``user item_1 ... item_n`` lines.
 - :func:`read_user_item_lines`: SASRec's ``user item`` per line (e.g. ``Video.txt``).
+- :func:`read_table_sequences`: CSV/TSV/Parquet tables (or a DataFrame) ordered by a time column.
 - :func:`read_diffurec`: DiffuRec's ``dataset.pkl`` dict (``train``, ``val``, ``test``, ...).
 
 Pickles are read with :func:`~recdiff.data.safe_pickle.safe_load`, never ``pickle.load``.
@@ -174,6 +175,38 @@ def read_user_item_lines(path: PathLike, sep: str = " ") -> UserSequences:
     user_ids = frames.id_column(frame, "user", path, lines)
     item_ids = frames.id_column(frame, "item", path, lines)
     return UserSequences.from_pairs(user_ids, item_ids)
+
+
+def read_table_sequences(
+    source: PathLike | pd.DataFrame,
+    *,
+    user_col: str = "user",
+    item_col: str = "item",
+    time_col: str = "timestamp",
+    rating_col: str | None = None,
+    min_rating: float | None = None,
+    sep: str | None = None,
+) -> UserSequences:
+    """Each user's rows of a CSV/TSV/Parquet file (format from the suffix) or a DataFrame,
+    ordered by ``time_col``: the next-item counterpart of
+    :func:`~recdiff.data.readers.read_interactions`, with the same checks and messages (file
+    and line). See :meth:`UserSequences.from_frame` for ``rating_col``/``min_rating``.
+    """
+    if isinstance(source, pd.DataFrame):
+        frame, lines, where = source, None, None
+    else:
+        frame, lines = read_table(source, sep=sep)
+        where = source
+    return UserSequences.from_frame(
+        frame,
+        user_col,
+        item_col,
+        time_col,
+        rating_col,
+        min_rating,
+        source=where,
+        line_numbers=lines,
+    )
 
 
 def read_diffurec(path: PathLike) -> UserSequences:

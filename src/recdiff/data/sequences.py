@@ -20,7 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from recdiff.data import frames
 from recdiff.data._ragged import indptr_from_counts, position_in_row, rank_within_rows
 from recdiff.data.batches import (
     Padding,
@@ -30,6 +32,7 @@ from recdiff.data.batches import (
     history_windows,
     prefix_target_positions,
 )
+from recdiff.data.errors import describe_source
 from recdiff.data.interactions import Interactions
 from recdiff.data.vocab import Vocabulary, as_id_array
 
@@ -180,11 +183,60 @@ class UserSequences:
         return seqs
 
     @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        user_col: str = "user",
+        item_col: str = "item",
+        time_col: str = "timestamp",
+        rating_col: str | None = None,
+        min_rating: float | None = None,
+        *,
+        source: frames.Source = None,
+        line_numbers: np.ndarray | None = None,
+    ) -> UserSequences:
+        """Each user's rows of a table (one row per interaction) in ``time_col`` order.
+
+        Repeated (user, item) rows are kept, since a sequence is a history, not a set; rows with
+        equal times keep their frame order. Ids, times and ratings are checked exactly as
+        :meth:`Interactions.from_frame` checks them, so a missing id or a time that is not a
+        number names the file line (``source``/``line_numbers``, as there); datetime columns
+        count as Unix seconds. With ``min_rating``, only rows whose ``rating_col`` value is
+        ``>= min_rating`` are kept (as :func:`~recdiff.data.prepare.filter_ratings` keeps them).
+        """
+        if time_col is None:
+            raise ValueError(
+                "sequences are ordered by time: set data.time_col in the run config (time_col=... "
+                "from Python) to the column holding each interaction's time"
+            )
+        if min_rating is not None and rating_col is None:
+            raise ValueError(
+                f"a rating threshold (min_rating={min_rating}) needs the rating column: set "
+                "data.rating_col in the run config (rating_col=... from Python), or drop "
+                "data.min_rating"
+            )
+        user_ids, item_ids, ratings, times = frames.interaction_columns(
+            frame, user_col, item_col, rating_col, time_col, source, line_numbers
+        )
+        keep = np.arange(len(frame))
+        if min_rating is not None:  # then rating_col was given (checked above): ratings is set
+            keep = np.flatnonzero(ratings >= min_rating)
+            if keep.size == 0:
+                raise ValueError(
+                    f"no {rating_col!r} rating{describe_source(source)} is >= "
+                    f"{min_rating} (they range from {ratings.min():g} to {ratings.max():g}): "
+                    "lower data.min_rating (min_rating=... from Python)"
+                )
+        order = keep[np.argsort(times[keep], kind="stable")]  # stable: ties keep frame order
+        return cls.from_pairs(user_ids[order], item_ids[order])
+
+    @classmethod
     def from_interactions(cls, data: Interactions) -> UserSequences:
         """Each user's interactions ordered by timestamp (ties by item index)."""
         if data.timestamps is None:
             raise ValueError(
-                "sequences need timestamps to order interactions; read the data with time_col=..."
+                "sequences need timestamps to order interactions: set data.time_col in the run "
+                "config (time_col=... when reading from Python)"
             )
         rows = data.user_indices()
         rank = rank_within_rows(rows, data.timestamps.data, data.n_users)

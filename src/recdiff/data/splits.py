@@ -93,8 +93,8 @@ def _cuts(n: np.ndarray | int, ratios: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _require_times(data: Interactions) -> np.ndarray:
     if data.timestamps is None:
         raise ValueError(
-            "a temporal split needs timestamps; read the data with time_col=... (or use "
-            "split_random)"
+            "a temporal split needs timestamps: set data.time_col in the run config (time_col=... "
+            "when reading from Python), or split at random (data.split=random, split_random)"
         )
     return data.timestamps.data
 

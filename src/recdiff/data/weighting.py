@@ -68,8 +68,10 @@ def time_weights(
     _check_bounds(w_min, w_max)
     if data.timestamps is None:
         raise ValueError(
-            "time weights need timestamps (or an order key) on the interactions; read the data "
-            "with time_col=..., or read DiffRec splits with row_order_as_time=True"
+            "time weights need timestamps (or an order key) on the interactions: set "
+            "data.time_col in the run config (time_col=... when reading from Python; DiffRec "
+            "splits carry their row order, unless read with row_order_as_time=False), or drop "
+            "data.time_weights"
         )
     rows = data.user_indices()
     rank = rank_within_rows(rows, data.timestamps.data, data.n_users)

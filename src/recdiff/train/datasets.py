@@ -13,12 +13,15 @@ from recdiff.data import (
     read_interactions,
     read_movielens,
     read_recbole_inter,
-    read_table,
     split_global_temporal,
     split_random,
     split_user_temporal,
 )
-from recdiff.data.sequence_readers import read_dreamrec, read_user_sequences
+from recdiff.data.sequence_readers import (
+    read_dreamrec,
+    read_table_sequences,
+    read_user_sequences,
+)
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.data.synthetic_sequences import make_sequences
 
@@ -104,18 +107,12 @@ def _table_sequences(data: DataConfig) -> UserSequences:
         raise ValueError("next-item models order each user's rows by time: set data.time_col")
     if data.k_core:
         raise ValueError("data.k_core is not applied to sequences; filter the table first")
-    path = resolve_source(data.source)
-    frame, _ = read_table(path, sep="\t" if data.format == "tsv" else None)
-    missing = {data.user_col, data.item_col, data.time_col} - set(frame.columns)
-    if missing:
-        raise ValueError(
-            f"{path} has no column(s) {sorted(missing)}; columns: {list(frame.columns)}"
-        )
-    if data.min_rating is not None:
-        if data.rating_col is None:
-            raise ValueError("data.min_rating needs data.rating_col")
-        frame = frame[frame[data.rating_col] >= data.min_rating]
-    frame = frame.sort_values(data.time_col, kind="stable")
-    return UserSequences.from_pairs(
-        frame[data.user_col].to_numpy(), frame[data.item_col].to_numpy()
+    return read_table_sequences(
+        resolve_source(data.source),
+        user_col=data.user_col,
+        item_col=data.item_col,
+        time_col=data.time_col,
+        rating_col=data.rating_col,
+        min_rating=data.min_rating,
+        sep="\t" if data.format == "tsv" else None,
     )
