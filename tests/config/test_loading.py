@@ -1,5 +1,7 @@
 """Presets, YAML files and dotted overrides; unknown keys and bad values fail with their path."""
 
+import re
+
 import pytest
 
 from recdiff.config import ConfigError, apply_overrides, list_presets, load_config
@@ -78,3 +80,62 @@ def test_selection_metric_must_be_evaluated():
         load_config("demo-diffrec", ["train.metric=recall@50"])
     with pytest.raises(ConfigError, match=r"eval\.metrics"):
         load_config("demo-diffrec", ["train.metric=ndcg@20", "eval.metrics=[recall]"])
+
+
+@pytest.mark.parametrize(
+    ("preset", "overrides", "line"),
+    [
+        (
+            "demo-diffrec",
+            ["model.diffusion.noise_min=0.1", "model.diffusion.noise_max=0.01"],
+            "  model.diffusion: noise_min (0.1) must be smaller than noise_max (0.01)",
+        ),
+        ("demo-diffrec", ["model.foo=1"], "  model.foo: Extra inputs are not permitted"),
+        ("demo-diffrec", ["model.dropout=2"], "  model.dropout: Input should be less than 1"),
+        ("demo-diffrec", ["model.hidden_dims=[]"], "  model.hidden_dims: List should have"),
+        ("demo-sasrec", ["model.dropout=2"], "  model.dropout: Input should be less than 1"),
+        ("demo-multvae", ["model.foo=1"], "  model: unknown key(s) ['foo']"),
+        ("demo-diffrec", ["model.name=transformer"], "  model.name: unknown model"),
+    ],
+)
+def test_model_errors_name_the_full_key_without_pydantic_noise(preset, overrides, line):
+    with pytest.raises(ConfigError) as caught:
+        load_config(preset, overrides)
+    message = str(caught.value)
+    assert message.splitlines()[1].startswith(line), message
+    for noise in ("pydantic.dev", "input_value", "validation error for", "(top level)"):
+        assert noise not in message
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.epochs=true", "train.epochs"),
+        ("train.lr=yes", "train.lr"),
+        ("eval.ks=[true, 20]", "eval.ks.0"),
+        ("model.diffusion.steps=yes", "model.diffusion.steps"),
+        ("model.hidden_dims=[true]", "model.hidden_dims.0"),
+    ],
+)
+def test_booleans_are_not_numbers(override, key):
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}: expected a number"):
+        load_config("demo-diffrec", [override])
+
+
+def test_boolean_settings_still_take_booleans():
+    config = load_config("demo-diffrec", ["train.progress=false", "train.tensorboard=true"])
+    assert config.train.progress is False and config.train.tensorboard is True
+
+
+def test_device_must_be_a_torch_device():
+    with pytest.raises(ConfigError, match=r"train\.device 'banana' is not a torch device"):
+        load_config("demo-diffrec", ["train.device=banana"])
+    # Whether the machine has the device is the CLI's check: a GPU run's config loads anywhere.
+    assert load_config("demo-diffrec", ["train.device=cuda:1"]).train.device == "cuda:1"
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))} is not UTF-8 text"):
+        load_config(str(path))

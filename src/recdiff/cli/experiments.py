@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from recdiff.cli.errors import check_device, fail, user_errors
 from recdiff.config import ConfigError, load_config
 
 __all__ = ["register"]
@@ -18,13 +19,8 @@ SetOption = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=code)
-
-
 def _interrupted() -> None:
-    _fail("interrupted; run the same command again to continue where it stopped", code=130)
+    fail("interrupted; run the same command again to continue where it stopped", code=130)
 
 
 def tune(
@@ -65,29 +61,32 @@ def tune(
 
     sets = list(overrides or [])
     try:
-        base = load_config(config, sets)
-        search_space = load_space(space)
-        folder = out or Path("tuning") / base.name
-        command = shlex.join(
-            ["recdiff", "tune", config, "--space", space, "--metric", metric, "--seed", str(seed)]
-            + [part for item in sets for part in ("--set", item)]
-        )
-        typer.echo(f"searching {len(search_space.params)} settings; study {folder / 'study.db'}")
-        result = run_search(
-            base,
-            search_space,
-            trials,
-            folder,
-            metric=metric,
-            seed=seed,
-            timeout=timeout,
-            prune=prune,
-            warmup_epochs=warmup_epochs,
-            report=typer.echo,
-            command=command,
-        )
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+        with user_errors(ConfigError, FileNotFoundError, ValueError):
+            base = load_config(config, sets)
+            check_device(base.train.device)
+            search_space = load_space(space)
+            folder = out or Path("tuning") / base.name
+            command = shlex.join(
+                ["recdiff", "tune", config, "--space", space, "--metric", metric]
+                + ["--seed", str(seed)]
+                + [part for item in sets for part in ("--set", item)]
+            )
+            typer.echo(
+                f"searching {len(search_space.params)} settings; study {folder / 'study.db'}"
+            )
+            result = run_search(
+                base,
+                search_space,
+                trials,
+                folder,
+                metric=metric,
+                seed=seed,
+                timeout=timeout,
+                prune=prune,
+                warmup_epochs=warmup_epochs,
+                report=typer.echo,
+                command=command,
+            )
     except KeyboardInterrupt:
         _interrupted()
     counts = result.counts
@@ -135,23 +134,24 @@ def experiment(
     from recdiff.experiments.experiment import label_configs, run_experiment
 
     if test not in ("wilcoxon", "ttest"):
-        _fail(f"--test must be wilcoxon or ttest, got {test!r}")
+        fail(f"--test must be wilcoxon or ttest, got {test!r}")
     try:
-        loaded = [load_config(c, list(overrides or [])) for c in configs]
-        labels = [label for label, _ in label_configs(loaded)]
-        folder = out or Path("experiments") / "_".join(labels)[:100]
-        result = run_experiment(
-            loaded,
-            seeds,
-            folder,
-            jobs=jobs,
-            metric=metric.removeprefix("valid/") if metric else None,
-            test=test,
-            progress=not quiet,
-            report=typer.echo,
-        )
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        _fail(str(error))
+        with user_errors(ConfigError, FileNotFoundError, ValueError):
+            loaded = [load_config(c, list(overrides or [])) for c in configs]
+            for run_config in loaded:
+                check_device(run_config.train.device)
+            labels = [label for label, _ in label_configs(loaded)]
+            folder = out or Path("experiments") / "_".join(labels)[:100]
+            result = run_experiment(
+                loaded,
+                seeds,
+                folder,
+                jobs=jobs,
+                metric=metric.removeprefix("valid/") if metric else None,
+                test=test,
+                progress=not quiet,
+                report=typer.echo,
+            )
     except KeyboardInterrupt:
         _interrupted()
     typer.echo("")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from recdiff.cli.errors import check_device, fail, user_errors
 from recdiff.config import ConfigError, list_presets, load_config
 
 __all__ = ["register"]
@@ -33,11 +34,6 @@ PAPER_RESULTS = {
 }
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
 def _table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
     header = f"{'':<14}" + "".join(f"{m:>13}" for m in metrics)
     lines = [header]
@@ -60,11 +56,10 @@ def train(
     """Train a model, select its epoch on validation, evaluate on test, write a run directory."""
     from recdiff.train.run import run_training
 
-    try:
+    with user_errors(ConfigError, FileNotFoundError, ValueError):
         run_config = load_config(config, overrides or [])
+        check_device(run_config.train.device)
         result = run_training(run_config, runs_dir, progress=not quiet)
-    except (ConfigError, FileNotFoundError, ValueError) as error:
-        _fail(str(error))
     from recdiff.train.distributed import is_main_process
 
     if not is_main_process():  # under torchrun every rank returns; rank 0 reports
@@ -83,11 +78,9 @@ def evaluate(
     """Re-evaluate a saved run's model on its data (valid and test) and print the metrics."""
     from recdiff.serving.predictor import Predictor
 
-    try:
+    with user_errors(FileNotFoundError, ValueError, run=run):
         predictor = Predictor.load(run)
         results = predictor.evaluate(averaging=averaging)
-    except (FileNotFoundError, ValueError) as error:
-        _fail(str(error))
     metrics = sorted({name for r in results.values() for name in r})
     typer.echo(_table(results, metrics))
 
@@ -108,16 +101,14 @@ def recommend(
     from recdiff.serving.predictor import Predictor
 
     if (user is None) == (history is None):
-        _fail("give exactly one of --user ID or --history ITEM,ITEM,...")
-    try:
+        fail("give exactly one of --user ID or --history ITEM,ITEM,...")
+    with user_errors(FileNotFoundError, KeyError, ValueError, run=run):
         predictor = Predictor.load(run)
         if user is not None:
             recs = predictor.recommend(user=predictor.parse_user(user), k=k)
         else:
             items = [s.strip() for s in history.split(",") if s.strip()]
             recs = predictor.recommend(history=items, k=k, ignore_unknown=ignore_unknown)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        _fail(str(error.args[0] if isinstance(error, KeyError) and error.args else error))
     if as_json:
         typer.echo(json.dumps(recs.to_dict()))
         return
@@ -142,15 +133,14 @@ def reproduce(
     from recdiff.train.run import run_training
 
     if preset not in PAPER_RESULTS:
-        _fail(f"no paper numbers for {preset!r}; reproducible presets: {sorted(PAPER_RESULTS)}")
+        fail(f"no paper numbers for {preset!r}; reproducible presets: {sorted(PAPER_RESULTS)}")
     paper = PAPER_RESULTS[preset]
     tests = []
     for seed in range(1, seeds + 1):
-        try:
+        with user_errors(ConfigError, FileNotFoundError, ValueError):
             config = load_config(preset, [*(overrides or []), f"train.seed={seed}"])
+            check_device(config.train.device)
             result = run_training(config, runs_dir, progress=not quiet)
-        except (ConfigError, FileNotFoundError, ValueError) as error:
-            _fail(str(error))
         tests.append(result.metrics["test"])
         typer.echo(
             f"seed {seed}: best epoch {result.metrics['best_epoch']}, run {result.directory}"

@@ -7,16 +7,13 @@ from typing import Annotated
 
 import typer
 
+from recdiff.cli.errors import fail, user_errors
+
 __all__ = ["register"]
 
 RunArgument = Annotated[
     Path, typer.Argument(help="A run directory written by `recdiff train`.", show_default=False)
 ]
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 def export(
@@ -42,7 +39,7 @@ def export(
     from recdiff.serving.export import export_recommendations, read_user_list
     from recdiff.serving.predictor import Predictor
 
-    try:
+    with user_errors(FileNotFoundError, KeyError, ValueError, run=run):
         predictor = Predictor.load(run)
         ids = None if users is None else predictor.parse_users(read_user_list(users))
         result = export_recommendations(
@@ -54,8 +51,6 @@ def export(
             exclude_seen=not include_seen,
             progress=not quiet,
         )
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        _fail(str(error.args[0] if isinstance(error, KeyError) and error.args else error))
     typer.echo(
         f"wrote {result.rows:,} rows for {result.users:,} users to {result.path} "
         f"in {result.seconds:.1f} s"
@@ -94,12 +89,12 @@ def serve(
 
         from recdiff.serving.service import create_app
     except ImportError as error:
-        _fail(f"{error}; `recdiff serve` needs the serve extra: pip install 'recdiff[serve]'")
+        fail(f"{error}; `recdiff serve` needs the serve extra: pip install 'recdiff[serve]'")
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    try:
+    with user_errors(FileNotFoundError, ValueError, run=run):
         app = create_app(
             run,
             max_history=max_history,
@@ -108,8 +103,6 @@ def serve(
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
         )
-    except (FileNotFoundError, ValueError) as error:
-        _fail(str(error))
     typer.echo(f"serving {run} on http://{host}:{port} (POST /recommend; Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
 
@@ -127,10 +120,8 @@ def report(
     """Write a self-contained HTML report: config, data, metrics, curves, runs on the same data."""
     from recdiff.serving.report import write_report
 
-    try:
+    with user_errors(FileNotFoundError, ValueError, run=run):
         path = write_report(run, out, compare)
-    except (FileNotFoundError, ValueError) as error:
-        _fail(str(error))
     typer.echo(f"wrote {path}")
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import ValidationError
 
-from recdiff.config.schema import RunConfig
+from recdiff.config.schema import RunConfig, coerced_booleans, validation_problems
 
 __all__ = ["ConfigError", "apply_overrides", "list_presets", "load_config"]
 
@@ -41,7 +41,13 @@ def _raw_config(preset_or_path: str) -> dict[str, Any]:
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file {path} not found")
-        return _read_yaml(path.read_text(encoding="utf-8"), str(path))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"{path} is not UTF-8 text ({error.reason} at byte {error.start})"
+            ) from None
+        return _read_yaml(text, str(path))
     if preset_or_path not in list_presets():
         raise ConfigError(
             f"{preset_or_path!r} is neither a config file nor a preset; presets: {list_presets()}"
@@ -78,10 +84,27 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     """Validate a preset or YAML file with overrides; errors name the offending key."""
     raw = apply_overrides(_raw_config(preset_or_path), list(overrides or []))
     try:
-        return RunConfig.model_validate(raw)
+        config = RunConfig.model_validate(raw)
     except ValidationError as error:
-        lines = [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-            for e in error.errors()
-        ]
-        raise ConfigError(f"invalid config {preset_or_path!r}:\n" + "\n".join(lines)) from None
+        _invalid(preset_or_path, validation_problems(error))
+    _refuse_booleans_as_numbers(preset_or_path, raw, config)
+    return config
+
+
+def _refuse_booleans_as_numbers(
+    preset_or_path: str, raw: dict[str, Any], config: RunConfig
+) -> None:
+    """pydantic reads ``true`` as 1 for a number: ``train.epochs=true`` would train one epoch."""
+    from recdiff.config.models import validate_model_params
+
+    keys = coerced_booleans(raw, config)
+    if isinstance(raw.get("model"), dict):
+        settings = validate_model_params(config.model.name, config.model.params())
+        keys += coerced_booleans(config.model.params(), settings, "model")
+    if keys:
+        _invalid(preset_or_path, [(key, "expected a number, not true/false") for key in keys])
+
+
+def _invalid(preset_or_path: str, problems: list[tuple[str, str]]) -> NoReturn:
+    lines = [f"  {key}: {message}" if key else f"  {message}" for key, message in problems]
+    raise ConfigError(f"invalid config {preset_or_path!r}:\n" + "\n".join(lines)) from None

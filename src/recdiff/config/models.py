@@ -6,7 +6,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recdiff.config.schema import resolve_source, validate_dataclass
+from recdiff.config.schema import (
+    ModelSettingsError,
+    resolve_source,
+    validate_dataclass,
+    validation_problems,
+)
 from recdiff.models.base import SavedModel
 from recdiff.train.trainer import TrainConfig
 
@@ -80,13 +85,20 @@ SEQUENTIAL_MODELS = frozenset({"sasrec", "dreamrec", "mostpop"})
 
 
 def validate_model_params(name: str, params: dict[str, Any]) -> Any:
-    """The model's own settings object; raises ValueError naming unknown models or keys."""
+    """The model's own settings object; raises :class:`ModelSettingsError` (a ValueError) naming
+    unknown models or the dotted keys (``model.diffusion.steps``) of invalid settings."""
     if name not in _VALIDATORS:
-        raise ValueError(f"unknown model {name!r}; choose one of {list(MODEL_NAMES)}")
+        raise ModelSettingsError(
+            [("model.name", f"unknown model {name!r}; choose one of {list(MODEL_NAMES)}")]
+        )
     try:
         return _VALIDATORS[name](params)
     except ValidationError as error:
-        raise ValueError(f"invalid settings for model {name!r}: {error}") from None
+        raise ModelSettingsError(validation_problems(error, ("model",))) from None
+    except ModelSettingsError:
+        raise
+    except ValueError as error:  # e.g. validate_dataclass's unknown keys
+        raise ModelSettingsError([("model", str(error))]) from None
 
 
 def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> SavedModel:

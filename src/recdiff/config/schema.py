@@ -12,20 +12,60 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from recdiff.train.trainer import TrainConfig
 
 __all__ = [
     "DataConfig",
     "EvalConfig",
+    "ModelSettingsError",
     "ModelSpec",
     "RunConfig",
     "TimeWeightConfig",
+    "coerced_booleans",
     "resolve_source",
+    "validation_problems",
 ]
 
 DATASETS_PREFIX = "datasets:"
+
+
+class ModelSettingsError(ValueError):
+    """Invalid settings in a run config's ``model`` section.
+
+    ``problems`` holds ``(dotted key, message)`` pairs with full paths (``model.diffusion``), so a
+    config error names the key the same way for every section.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+
+
+def validation_problems(
+    error: ValidationError, prefix: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """``(dotted key, message)`` per problem of a pydantic error, without pydantic's type tags,
+    input dumps and links; ``prefix`` is prepended to each key. A key is "" for a problem of the
+    whole object, whose message names the keys itself."""
+    problems = []
+    for e in error.errors():
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, ModelSettingsError):
+            problems += cause.problems
+            continue
+        key = ".".join(str(part) for part in (*prefix, *e["loc"]))
+        problems.append((key, e["msg"].removeprefix("Value error, ")))
+    return problems
 
 
 class TimeWeightConfig(BaseModel):
@@ -138,6 +178,19 @@ class RunConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _device_known(self) -> RunConfig:
+        import torch
+
+        try:
+            torch.device(self.train.device)
+        except RuntimeError:
+            raise ValueError(
+                f"train.device {self.train.device!r} is not a torch device: use cpu, cuda, "
+                "cuda:N or mps"
+            ) from None
+        return self
+
+    @model_validator(mode="after")
     def _model_settings_valid(self) -> RunConfig:
         from recdiff.config.models import validate_model_params
 
@@ -152,6 +205,32 @@ def validate_dataclass(cls: type, params: dict[str, Any], where: str) -> Any:
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
     return TypeAdapter(cls).validate_python(params)
+
+
+def coerced_booleans(raw: Any, value: Any, key: str = "") -> list[str]:
+    """Dotted keys where ``raw`` holds a boolean (YAML true/false, yes/no) that validation
+    turned into a number (pydantic's lax mode reads ``true`` as 1); ``value`` is the validated
+    object (a pydantic model, dataclass, dict or list) built from ``raw``."""
+    if isinstance(raw, bool):
+        return [] if isinstance(value, bool) else [key]
+    found = []
+    if isinstance(raw, dict):
+        for name, item in raw.items():
+            if isinstance(value, dict):
+                validated = value.get(name, _MISSING)
+            elif isinstance(value, BaseModel) or dataclasses.is_dataclass(value):
+                validated = getattr(value, str(name), _MISSING)
+            else:
+                continue
+            if validated is not _MISSING:
+                found += coerced_booleans(item, validated, f"{key}.{name}" if key else str(name))
+    elif isinstance(raw, list | tuple) and isinstance(value, list | tuple):
+        for index, (item, validated) in enumerate(zip(raw, value, strict=False)):
+            found += coerced_booleans(item, validated, f"{key}.{index}")
+    return found
+
+
+_MISSING = object()
 
 
 def resolve_source(source: str) -> Path:

@@ -1,0 +1,201 @@
+"""User mistakes and damaged run folders give one ``error: ...`` line (exit code 2) naming what to
+fix, never a traceback; the library's own bugs still raise."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from recdiff.cli.main import app
+
+runner = CliRunner()
+SMALL = {
+    "demo-diffrec": ["model.hidden_dims=[32]", "model.diffusion.steps=4"],
+    "demo-sasrec": ["model.dim=16"],
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A trained DiffRec and SASRec run (two epochs each)."""
+    folder = tmp_path_factory.mktemp("runs")
+    found = {}
+    for preset, overrides in SMALL.items():
+        sets = [
+            part
+            for item in ["train.epochs=2", "train.eval_every=1", *overrides]
+            for part in ("--set", item)
+        ]
+        args = ["train", preset, *sets, "--runs-dir", str(folder / preset), "--quiet"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        (found[preset],) = list((folder / preset).iterdir())
+    return found
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def _damage(run, tmp_path, name, how):
+    """A copy of ``run`` whose file ``name`` was changed by ``how(bytes) -> bytes``."""
+    copy = shutil.copytree(run, tmp_path / "damaged")
+    path = copy / name
+    path.write_bytes(how(path.read_bytes()))
+    return copy
+
+
+# ------------------------------------------------------------------------------ train.device
+@pytest.mark.parametrize(
+    ("device", "gpus", "message"),
+    [
+        ("cuda", 0, "no CUDA GPU"),
+        ("cuda:3", 2, "2 CUDA GPU(s)"),
+        ("banana", 0, "not a torch device"),
+    ],
+)
+def test_train_refuses_a_device_the_machine_lacks(tmp_path, monkeypatch, device, gpus, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    args = ["train", "demo-diffrec", "--set", f"train.device={device}"]
+    result = runner.invoke(app, [*args, "--runs-dir", str(tmp_path / "runs"), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "train.device" in result.output and message in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+# ------------------------------------------------------------------------ files in the way
+def test_train_refuses_a_runs_dir_under_a_file(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    for runs_dir in (blocker, blocker / "sub"):
+        args = ["train", "demo-diffrec", "--set", "train.epochs=1"]
+        result = runner.invoke(app, [*args, "--runs-dir", str(runs_dir), "--quiet"])
+        line = _one_error_line(result)
+        assert f"{blocker} is a file where a folder is needed" in line
+    assert blocker.read_text() == "not a folder"
+
+
+def test_report_and_export_refuse_outputs_that_cannot_be_written(runs, tmp_path):
+    run = runs["demo-diffrec"]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    line = _one_error_line(runner.invoke(app, ["report", str(run), "--out", str(folder)]))
+    assert f"{folder} is a folder, not a file" in line
+    assert list(folder.iterdir()) == []
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    for command in (["report", str(run)], ["export", str(run), "--quiet"]):
+        result = runner.invoke(app, [*command, "--out", str(blocker / "out.csv")])
+        assert f"{blocker} is a file where a folder is needed" in _one_error_line(result)
+
+
+# ------------------------------------------------------------------------ damaged run folders
+def _truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+COMMANDS = {
+    "evaluate": ["evaluate"],
+    "recommend": ["recommend", "--user", "1"],
+    "export": ["export", "--quiet", "--out"],  # the output path is appended
+    "report": ["report"],
+}
+
+
+def _invoke(command, run, tmp_path):
+    name, *options = COMMANDS[command]
+    args = [name, str(run), *options]
+    if command == "export":
+        args.append(str(tmp_path / "recs.csv"))
+    return runner.invoke(app, args)
+
+
+@pytest.mark.parametrize("preset", ["demo-diffrec", "demo-sasrec"])
+@pytest.mark.parametrize("command", ["evaluate", "recommend", "export"])
+@pytest.mark.parametrize("how", [_truncated, lambda data: data[:100]], ids=["half", "header"])
+def test_damaged_weights_are_named(runs, tmp_path, preset, command, how):
+    run = _damage(runs[preset], tmp_path, "model/weights.safetensors", how)
+    line = _one_error_line(_invoke(command, run, tmp_path))
+    assert str(run / "model" / "weights.safetensors") in line
+    assert "looks damaged" in line and "re-train" in line
+
+
+def _append(text: bytes):
+    return lambda data: data + text
+
+
+def _replace(old: bytes, new: bytes):
+    def how(data: bytes) -> bytes:
+        assert old in data
+        return data.replace(old, new)
+
+    return how
+
+
+def _bad_model_setting(data: bytes) -> bytes:
+    meta = json.loads(data)
+    meta["config"]["model"]["dropout"] = 5
+    return json.dumps(meta).encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "how", "commands", "reason"),
+    [
+        ("config.yaml", _append(b"train: [1, 2\n"), ["evaluate", "recommend", "report"], "YAML"),
+        ("config.yaml", _replace(b"epochs: 2", b"epochs: -1"), ["evaluate"], "train.epochs"),
+        ("config.yaml", _append(b"\xff\xfe"), ["evaluate", "report"], "not UTF-8"),
+        ("metrics.json", lambda data: b'{"a":\n', ["evaluate", "report"], "JSON"),
+        ("model/config.json", lambda data: data[:20], ["evaluate", "recommend"], "JSON"),
+        ("model/config.json", _bad_model_setting, ["evaluate"], "dropout: Input should be"),
+        ("data/users.json", lambda data: b"", ["evaluate"], "JSON"),
+        ("data/inputs.npz", _truncated, ["evaluate"], "cannot be read"),
+    ],
+    ids=[
+        "yaml",
+        "invalid-value",
+        "encoding",
+        "metrics",
+        "model-config",
+        "model-setting",
+        "users",
+        "npz",
+    ],
+)
+def test_damaged_run_files_are_named(runs, tmp_path, name, how, commands, reason):
+    run = _damage(runs["demo-diffrec"], tmp_path, name, how)
+    for command in commands:
+        line = _one_error_line(_invoke(command, run, tmp_path))
+        assert f"{run / name}: " in line and reason in line, line
+        assert "looks damaged" in line and "pydantic" not in line
+
+
+# ------------------------------------------------------------------------ model settings
+def test_model_errors_name_the_full_key(tmp_path):
+    sets = ["model.diffusion.noise_min=0.1", "model.diffusion.noise_max=0.01", "model.foo=1"]
+    args = ["train", "demo-diffrec", *(p for s in sets for p in ("--set", s))]
+    result = runner.invoke(app, [*args, "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[1:] == [
+        "  model.diffusion: noise_min (0.1) must be smaller than noise_max (0.01)",
+        "  model.foo: Extra inputs are not permitted",
+    ]
+
+
+# ------------------------------------------------------------------------ no bug is hidden
+def test_errors_that_are_not_the_users_keep_their_traceback(tmp_path):
+    from recdiff.cli.errors import describe, user_errors
+
+    assert describe(RuntimeError("a bug"), (ValueError,)) is None
+    assert describe(FileExistsError(17, "File exists", str(tmp_path))) is None  # a folder
+    assert describe(ValueError("no such user"), (ValueError,), run=tmp_path) == "no such user"
+    denied = PermissionError(13, "Permission denied", str(tmp_path / "x"))
+    assert describe(denied) == f"permission denied: {tmp_path / 'x'}"
+    with pytest.raises(KeyError), user_errors(ValueError):
+        raise KeyError("a bug")
