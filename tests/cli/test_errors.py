@@ -155,6 +155,7 @@ def _bad_model_setting(data: bytes) -> bytes:
         ("model/config.json", _bad_model_setting, ["evaluate"], "dropout: Input should be"),
         ("data/users.json", lambda data: b"", ["evaluate"], "JSON"),
         ("data/inputs.npz", _truncated, ["evaluate"], "cannot be read"),
+        ("data/inputs.npz", lambda data: b"\x93NUMPY garbage", ["evaluate"], "cannot be read"),
     ],
     ids=[
         "yaml",
@@ -165,6 +166,7 @@ def _bad_model_setting(data: bytes) -> bytes:
         "model-setting",
         "users",
         "npz",
+        "npz-garbage",
     ],
 )
 def test_damaged_run_files_are_named(runs, tmp_path, name, how, commands, reason):

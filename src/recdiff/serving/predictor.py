@@ -8,7 +8,8 @@ matters for time-weighted models), with no retraining.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,18 @@ class Query:
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
+
+
+def read_npz(path: Path, load: Callable[[Path], Any]) -> Any:
+    """``load(path)`` for an ``.npz`` of a run, with an error naming the file when it is damaged
+    (numpy says only "pickled data" or "not a zip file")."""
+    try:
+        return load(path)
+    except (ValueError, OSError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{path}: cannot be read ({error}); the run folder looks damaged: re-train the run "
+            "or restore the folder from a backup"
+        ) from None
 
 
 def read_run_config(run: Path, needed: Sequence[str]) -> RunConfig:
@@ -123,8 +136,8 @@ class Predictor:
             Recommender.load(run / "model"),
             Vocabulary.from_json((run / "data/users.json").read_text()),
             Vocabulary.from_json((run / "data/items.json").read_text()),
-            sp.load_npz(run / "data/inputs.npz").tocsr(),
-            sp.load_npz(run / "data/seen.npz").tocsr(),
+            read_npz(run / "data/inputs.npz", sp.load_npz).tocsr(),
+            read_npz(run / "data/seen.npz", sp.load_npz).tocsr(),
             config,
             json.loads((run / "metrics.json").read_text()),
             run,

@@ -22,7 +22,7 @@ from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary
 from recdiff.models.base import SavedModel
 from recdiff.models.sequential import SequentialRecommender, seen_matrix
-from recdiff.serving.predictor import Predictor, Query, _python, read_run_config
+from recdiff.serving.predictor import Predictor, Query, _python, read_npz, read_run_config
 
 __all__ = ["SequencePredictor"]
 
@@ -53,7 +53,7 @@ class SequencePredictor(Predictor):
         users, indptr, sequence_items = Vocabulary.range(0), np.zeros(1, np.int64), np.zeros(0)
         if (run / "data/sequences.npz").is_file():  # data with users (not DreamRec's example files)
             users = Vocabulary.from_json((run / "data/users.json").read_text())
-            saved = np.load(run / "data/sequences.npz")
+            saved = read_npz(run / "data/sequences.npz", np.load)
             indptr, sequence_items = saved["indptr"], saved["items"]
         return cls(
             SavedModel.load(run / "model"),
