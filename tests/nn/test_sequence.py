@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from recdiff.nn.sequence import HistoryEncoder, attention_mask
+from recdiff.nn.sequence import HistoryEncoder, attention_mask, trim_left_padding
 
 
 def test_attention_mask_hand_case():
@@ -74,3 +74,17 @@ def test_all_positions_are_causal_and_end_with_the_summary(encoder):
         after = encoder(changed, all_positions=True)
         assert torch.allclose(after[:, 1:j], states[:, 1:j], atol=1e-6)  # earlier: unchanged
         assert not torch.allclose(after[:, j], states[:, j], atol=1e-4)  # its own: changed
+
+
+def test_trim_left_padding_drops_only_columns_that_are_padding_in_every_row(encoder):
+    pad = encoder.pad_id
+    batch = torch.tensor([[pad, pad, pad, 3, 7], [pad, pad, 1, 2, 4], [pad, pad, pad, pad, pad]])
+    trimmed = trim_left_padding(batch, pad)
+    assert trimmed.tolist() == [[pad, 3, 7], [1, 2, 4], [pad, pad, pad]]
+    full = torch.tensor([[1, 2, 3], [pad, 4, 5]])
+    assert trim_left_padding(full, pad) is full  # nothing to drop
+    assert trim_left_padding(torch.full((2, 4), pad), pad).shape == (2, 1)  # all empty: one column
+    # The encoder gives the same states for every row, empty ones included.
+    torch.testing.assert_close(encoder(trimmed), encoder(batch), atol=1e-6, rtol=1e-6)
+    states = encoder(batch, all_positions=True)[:, -3:]
+    torch.testing.assert_close(encoder(trimmed, all_positions=True), states, atol=1e-6, rtol=1e-6)

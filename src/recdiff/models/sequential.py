@@ -28,6 +28,7 @@ from recdiff.data.batches import history_windows
 from recdiff.data.sequences import SequenceDataset
 from recdiff.eval.ranking import topk_items
 from recdiff.models.base import SavedModel
+from recdiff.nn.sequence import trim_left_padding
 from recdiff.train.trainer import ExampleBatches, OnEvent, TrainConfig, Trainer, TrainResult
 from recdiff.train.trainer import autocast as precision_context
 
@@ -88,7 +89,7 @@ class SequentialRecommender(SavedModel):
         return train
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.module(batch["history"], batch["targets"])
+        return self.module(trim_left_padding(batch["history"], self.n_items), batch["targets"])
 
     def extra_state(self) -> dict[str, torch.Tensor]:
         return {}
@@ -146,6 +147,7 @@ class SequentialRecommender(SavedModel):
             real = (history != self.n_items).sum(dim=1)
             if not torch.equal(real, torch.as_tensor(lengths).clamp(max=self.max_len).to(real)):
                 raise ValueError("lengths disagree with the pads of history: pass left-padded rows")
+        history = trim_left_padding(history, self.n_items)
         device = next(itertools.chain(net.parameters(), net.buffers())).device
         was_training = net.training
         net.eval()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["HistoryEncoder", "attention_mask"]
+__all__ = ["HistoryEncoder", "attention_mask", "trim_left_padding"]
 
 
 def attention_mask(is_pad: torch.Tensor, heads: int) -> torch.Tensor:
@@ -34,6 +34,18 @@ def attention_mask(is_pad: torch.Tensor, heads: int) -> torch.Tensor:
     self_only = torch.eye(length, dtype=torch.bool, device=is_pad.device)
     blocked = future | (is_pad[:, None, :] & ~self_only)
     return blocked.repeat_interleave(heads, dim=0)
+
+
+def trim_left_padding(history: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Left-padded ``[batch, L]`` histories without the leading columns that are padding in every
+    row (at least one column is kept). :class:`HistoryEncoder` anchors positions at the newest
+    item and masks pads, so its output is unchanged; the cost then follows the longest history
+    in the batch instead of ``max_len``."""
+    real = (history != pad_id).any(dim=0)
+    if bool(real[0]) or history.shape[1] <= 1:
+        return history
+    first = int(real.to(torch.int8).argmax()) if bool(real.any()) else history.shape[1] - 1
+    return history[:, first:]
 
 
 class HistoryEncoder(nn.Module):
