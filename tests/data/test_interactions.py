@@ -67,9 +67,10 @@ def test_duplicates_raise_naming_pair_and_fix() -> None:
         Interactions.from_frame(frame, rating_col="r")
     message = str(info.value)
     assert "('a', 1)" in message and "rows 0, 2" in message
-    assert "duplicates='last'" in message and "duplicates='sum'" in message
-    # a run config has no data.duplicates key: the fix for a CLI user is the data itself
-    assert "Remove the repeated rows" in message and "run config has no setting" in message
+    assert "'last'" in message and "'sum'" in message
+    # the fix names the run-config key as well as the Python argument
+    assert "Remove the repeated rows" in message and "data.duplicates" in message
+    assert "duplicates=..." in message
 
 
 @pytest.mark.parametrize(

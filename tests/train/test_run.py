@@ -144,3 +144,20 @@ def test_sigterm_removes_the_partial_run(tmp_path):
     assert stopped.value.code == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
+
+
+def test_data_duplicates_chooses_what_repeated_rows_become(tmp_path):
+    log = tmp_path / "log.csv"
+    rows = [(u, i) for u in range(30) for i in range(u % 5, u % 5 + 8)]
+    log.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in [*rows, rows[0]]))
+    settings = ["data.format=csv", f"data.source={log}", "data.split=random"]
+    with pytest.raises(ValueError, match=r"1 duplicate .*data\.duplicates"):
+        run_training(load_config("demo-ease", settings), tmp_path / "a", progress=False)
+    run = run_training(
+        load_config("demo-ease", [*settings, "data.duplicates=last"]),
+        tmp_path / "b",
+        progress=False,
+    )
+    assert run.metrics["data"]["train"] + run.metrics["data"]["valid"] + run.metrics["data"][
+        "test"
+    ] == len(rows)  # the repeated row counted once

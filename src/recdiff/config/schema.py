@@ -104,6 +104,11 @@ class DataConfig(BaseModel):
     time_col: str | None = Field(None, description="timestamp column, if any")
     min_rating: float | None = Field(None, description="keep ratings >= this (DiffRec: 4)")
     k_core: int | None = Field(None, ge=1, description="iterative k-core on users and items")
+    duplicates: Literal["raise", "first", "last", "sum"] = Field(
+        "raise",
+        description="repeated (user, item) rows of a table read as an interaction matrix: raise "
+        "an error naming them, keep the first or last row, or sum the values (counts)",
+    )
     split: Literal["global_temporal", "user_temporal", "random", "leave_one_out"] = Field(
         "global_temporal",
         description="how tables are split (ignored for diffrec/demo); next-item models on "

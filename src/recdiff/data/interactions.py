@@ -403,8 +403,7 @@ def _raise_duplicates(
     raise DataFormatError(
         f"{groups.size} duplicate (user, item) pair(s){describe_source(source)}, e.g. "
         + "; ".join(examples)
-        + ". Remove the repeated rows from the data (a run config has no setting for this), or, "
-        "calling read_interactions / Interactions.from_frame from Python, pass "
-        "duplicates='last' (or 'first') to keep one row per pair or duplicates='sum' to add "
-        "them up"
+        + ". Remove the repeated rows from the data, or choose what to do with them: "
+        "data.duplicates in a run config (duplicates=... from Python) set to 'last' or 'first' "
+        "keeps one row per pair, 'sum' adds them up"
     )

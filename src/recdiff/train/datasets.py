@@ -31,9 +31,9 @@ __all__ = ["load_sequences", "load_splits"]
 def _read_table(data: DataConfig) -> Interactions:
     path = resolve_source(data.source)
     if data.format == "movielens":
-        return read_movielens(path)
+        return read_movielens(path, duplicates=data.duplicates)
     if data.format == "recbole":
-        return read_recbole_inter(path)
+        return read_recbole_inter(path, duplicates=data.duplicates)
     return read_interactions(
         path,
         user_col=data.user_col,
@@ -41,6 +41,7 @@ def _read_table(data: DataConfig) -> Interactions:
         rating_col=data.rating_col,
         time_col=data.time_col,
         sep="\t" if data.format == "tsv" else None,
+        duplicates=data.duplicates,
     )
 
 
