@@ -21,6 +21,9 @@ def test_filter_ratings_keeps_at_least_threshold() -> None:
     with pytest.raises(ValueError, match=r"set data\.rating_col .*rating_col=") as info:
         filter_ratings(Interactions(data.matrix, data.users, data.items))
     assert "data.min_rating" in str(info.value)  # ... or drop the threshold
+    # a threshold no rating reaches leaves nothing to train on: say so, with the range
+    with pytest.raises(ValueError, match=r"no rating is >= 6 \(they range from 1 to 5\): lower"):
+        filter_ratings(data, 6)
 
 
 def test_k_core_iterates_until_stable() -> None:

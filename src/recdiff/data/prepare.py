@@ -27,6 +27,12 @@ def filter_ratings(
             "RecBole .inter files need a 'rating:float' field), or drop data.min_rating"
         )
     kept = data.select_entries(data.ratings.data >= min_rating)
+    if kept.nnz == 0 and data.nnz:
+        ratings = data.ratings.data
+        raise ValueError(
+            f"no rating is >= {min_rating} (they range from {ratings.min():g} to "
+            f"{ratings.max():g}): lower data.min_rating (min_rating=... from Python)"
+        )
     return kept.binarize() if binarize else kept
 
 
