@@ -161,3 +161,23 @@ def test_data_duplicates_chooses_what_repeated_rows_become(tmp_path):
     assert run.metrics["data"]["train"] + run.metrics["data"]["valid"] + run.metrics["data"][
         "test"
     ] == len(rows)  # the repeated row counted once
+
+
+def test_recbole_files_use_their_field_names_unless_the_config_names_others(tmp_path):
+    from recdiff.config.schema import DataConfig
+    from recdiff.train.datasets import load_splits
+
+    rows = [(u, i, 4.0 + (u + i) % 2) for u in range(20) for i in range(u % 4, u % 4 + 6)]
+    body = "".join(f"{u}\t{i}\t{r}\n" for u, i, r in rows)
+    default = tmp_path / "a.inter"
+    default.write_text("user_id:token\titem_id:token\trating:float\n" + body)
+    renamed = tmp_path / "b.inter"
+    renamed.write_text("uid:token\tiid:token\tstars:float\n" + body)
+    common = {"format": "recbole", "split": "random", "min_rating": 5.0}
+    kept = sum(r >= 5.0 for _, _, r in rows)
+    for source, names in ((default, {}), (renamed, {"user_col": "uid", "item_col": "iid",
+                                                    "rating_col": "stars"})):  # fmt: skip
+        splits = load_splits(DataConfig(source=str(source), **common, **names))
+        assert splits.train.nnz + splits.valid.nnz + splits.test.nnz == kept
+    with pytest.raises(ValueError, match="uid"):  # the renamed file without the names
+        load_splits(DataConfig(source=str(renamed), **common))

@@ -33,7 +33,10 @@ def _read_table(data: DataConfig) -> Interactions:
     if data.format == "movielens":
         return read_movielens(path, duplicates=data.duplicates)
     if data.format == "recbole":
-        return read_recbole_inter(path, duplicates=data.duplicates)
+        # RecBole's own field names (user_id, item_id, rating, timestamp) unless set explicitly.
+        columns = ("user_col", "item_col", "rating_col", "time_col")
+        names = {key: getattr(data, key) for key in columns if key in data.model_fields_set}
+        return read_recbole_inter(path, duplicates=data.duplicates, **names)
     return read_interactions(
         path,
         user_col=data.user_col,
