@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from recdiff.data.errors import describe_source
+from recdiff.data.frames import Source
 from recdiff.data.interactions import Interactions
 
 
@@ -20,20 +22,35 @@ def filter_ratings(
     available in ``ratings``. Vocabularies are unchanged; call :meth:`Interactions.compact` or
     :func:`k_core` to drop users and items left without interactions.
     """
-    if data.ratings is None:
+    keep = ratings_at_least(None if data.ratings is None else data.ratings.data, min_rating)
+    kept = data.select_entries(keep)
+    return kept.binarize() if binarize else kept
+
+
+def ratings_at_least(
+    ratings: np.ndarray | None,
+    min_rating: float,
+    rating_col: str | None = None,
+    source: Source = None,
+) -> np.ndarray:
+    """Boolean mask of ``ratings >= min_rating``: the one check behind every rating threshold
+    (the interaction matrix's and the per-user sequences'). No ratings, or ratings of which none
+    passes, is an error that says which setting to change."""
+    if ratings is None:
         raise ValueError(
             "a rating threshold needs ratings, but the data was read without a rating column: "
             "set data.rating_col in the run config (rating_col=... when reading from Python; "
             "RecBole .inter files need a 'rating:float' field), or drop data.min_rating"
         )
-    kept = data.select_entries(data.ratings.data >= min_rating)
-    if kept.nnz == 0 and data.nnz:
-        ratings = data.ratings.data
+    keep = ratings >= min_rating
+    if ratings.size and not keep.any():
+        name = f"{rating_col!r} " if rating_col else ""
         raise ValueError(
-            f"no rating is >= {min_rating} (they range from {ratings.min():g} to "
-            f"{ratings.max():g}): lower data.min_rating (min_rating=... from Python)"
+            f"no {name}rating{describe_source(source)} is >= {min_rating} (they range from "
+            f"{ratings.min():g} to {ratings.max():g}): lower data.min_rating (min_rating=... "
+            "from Python)"
         )
-    return kept.binarize() if binarize else kept
+    return keep
 
 
 def k_core(

@@ -32,8 +32,8 @@ from recdiff.data.batches import (
     history_windows,
     prefix_target_positions,
 )
-from recdiff.data.errors import describe_source
 from recdiff.data.interactions import Interactions
+from recdiff.data.prepare import ratings_at_least
 from recdiff.data.vocab import Vocabulary, as_id_array
 
 Examples = SequenceExamples | WindowedExamples
@@ -209,24 +209,12 @@ class UserSequences:
                 "sequences are ordered by time: set data.time_col in the run config (time_col=... "
                 "from Python) to the column holding each interaction's time"
             )
-        if min_rating is not None and rating_col is None:
-            raise ValueError(
-                f"a rating threshold (min_rating={min_rating}) needs the rating column: set "
-                "data.rating_col in the run config (rating_col=... from Python), or drop "
-                "data.min_rating"
-            )
         user_ids, item_ids, ratings, times = frames.interaction_columns(
             frame, user_col, item_col, rating_col, time_col, source, line_numbers
         )
         keep = np.arange(len(frame))
-        if min_rating is not None:  # then rating_col was given (checked above): ratings is set
-            keep = np.flatnonzero(ratings >= min_rating)
-            if keep.size == 0:
-                raise ValueError(
-                    f"no {rating_col!r} rating{describe_source(source)} is >= "
-                    f"{min_rating} (they range from {ratings.min():g} to {ratings.max():g}): "
-                    "lower data.min_rating (min_rating=... from Python)"
-                )
+        if min_rating is not None:
+            keep = np.flatnonzero(ratings_at_least(ratings, min_rating, rating_col, source))
         order = keep[np.argsort(times[keep], kind="stable")]  # stable: ties keep frame order
         return cls.from_pairs(user_ids[order], item_ids[order])
 

@@ -202,7 +202,7 @@ def _sigterm_unwinds():
 
 def _reserve(runs_dir: Path, name: str) -> Path:
     """Create an empty, uniquely named run directory (exclusive mkdir: safe between processes)."""
-    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\", os.sep)):
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")):
         raise ValueError(
             f"the run name {name!r} must be a plain folder name (no '/', '\\', '.' or '..'): "
             "set name to something like my-run"
