@@ -311,3 +311,126 @@ def test_skipping_pre_training_needs_joint_training():
     with pytest.raises(ValueError, match="joint=true"):
         LatentConfig(epochs=0)  # frozen random encoders would feed the diffusion
     assert LatentConfig(epochs=0, joint=True).epochs == 0
+
+
+def test_bounded_encoder_keeps_means_and_log_variances_in_the_unit_interval():
+    labels = np.array([0, 1, 1, 0, 0, 1])
+    rows = torch.full((3, 6), 50.0)  # raw rows this large drive linear outputs far past 1
+    linear = ClusterAutoencoder(labels, latent_dim=4, dropout=0.0, normalize_input=False)
+    bounded = ClusterAutoencoder(
+        labels, latent_dim=4, dropout=0.0, normalize_input=False, bounded_encoder=True
+    )
+    bounded.load_state_dict(linear.state_dict())  # a tanh has no parameters: same weights
+    for raw, squashed in zip(linear.encode(rows), bounded.encode(rows), strict=True):
+        assert raw.abs().max() > 1
+        torch.testing.assert_close(squashed, torch.tanh(raw))
+    # The sparse path squashes too.
+    sparse = bounded.encode(sparse_rows(sp.csr_matrix(rows.numpy()), "cpu"))
+    torch.testing.assert_close(sparse[0], bounded.encode(rows)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_bounded_encoder_survives_save_and_load(tmp_path):
+    latent = TINY.latent.model_copy(update={"bounded_encoder": True, "epochs": 2})
+    model = LDiffRec(
+        TINY.model_copy(update={"latent": latent}), FAST.model_copy(update={"epochs": 2})
+    )
+    model.fit(checkerboard())
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert isinstance(loaded.autoencoder.encoders[0][-1], torch.nn.Tanh)
+    torch.testing.assert_close(loaded.score(checkerboard()), model.score(checkerboard()))
+
+
+def test_lambda_decays_linearly_to_its_floor():
+    latent = LatentConfig(
+        joint=True,
+        diffusion_weight=0.03,
+        diffusion_weight_final=0.005,
+        diffusion_weight_decay_steps=500,
+    )
+    # max((1 - s / 500) * 0.03, 0.005): 0.03, 0.015 half-way, the floor from s = 416.7 on.
+    got = [latent.diffusion_weight_at(s) for s in (0, 250, 400, 417, 10_000)]
+    np.testing.assert_allclose(got, [0.03, 0.015, 0.006, 0.005, 0.005])
+    assert LatentConfig(diffusion_weight=0.3).diffusion_weight_at(10_000) == 0.3
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"diffusion_weight_final": 0.01}, "needs both"),
+        ({"diffusion_weight_decay_steps": 10}, "needs both"),
+        (
+            {
+                "diffusion_weight": 0.01,
+                "diffusion_weight_final": 0.03,
+                "diffusion_weight_decay_steps": 10,
+            },
+            "must not exceed",
+        ),
+    ],
+)
+def test_lambda_decay_settings_are_checked(settings, message):
+    with pytest.raises(ValueError, match=message):
+        LatentConfig(**settings)
+
+
+def test_joint_loss_uses_the_decayed_lambda_and_counts_training_steps():
+    latent = TINY.latent.model_copy(
+        update={
+            "joint": True,
+            "diffusion_weight": 0.4,
+            "diffusion_weight_final": 0.1,
+            "diffusion_weight_decay_steps": 4,
+        }
+    )
+    model = LDiffRec(TINY.model_copy(update={"latent": latent}), FAST).build(12)
+    model.stage = "joint"
+    rows = torch.from_numpy((np.random.default_rng(0).random((6, 12)) < 0.4).astype(np.float32))
+
+    def pieces():
+        torch.manual_seed(1)
+        mu, logvar = model.autoencoder.encode(rows)
+        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1).mean()
+        diffusion, pred = model._diffusion_loss(mu)
+        nll = _multinomial_nll(model.autoencoder.decode(pred), rows)
+        return nll + TINY.latent.beta_max * kl, diffusion
+
+    model.vae_steps = TINY.latent.anneal_steps
+    model.module.eval()
+    model.joint_steps = 2  # lambda = max((1 - 2/4) 0.4, 0.1) = 0.2; evaluation does not count
+    torch.manual_seed(1)
+    got = model.loss(rows)
+    rest, diffusion = pieces()
+    torch.testing.assert_close(got, rest + 0.2 * diffusion)
+    assert model.joint_steps == 2
+    model.module.train()
+    model.loss(rows)
+    model.loss(rows)
+    assert model.joint_steps == 4
+
+
+def test_joint_training_gives_the_autoencoders_and_the_denoiser_their_own_learning_rates():
+    # latent.lr tiny: after joint training from scratch the autoencoders have barely moved,
+    # while the denoiser (train.lr) has; and the other way round.
+    def moved(latent_lr: float, train_lr: float) -> tuple[float, float]:
+        latent = TINY.latent.model_copy(update={"joint": True, "epochs": 0, "lr": latent_lr})
+        model = LDiffRec(
+            TINY.model_copy(update={"latent": latent}),
+            FAST.model_copy(update={"epochs": 3, "lr": train_lr}),
+        )
+        # fit() builds from the same clusters and seed: these are its initial weights.
+        model.build(N_ITEMS, cluster_items(item_embeddings(checkerboard(), latent), 2, FAST.seed))
+        before = {k: v.clone() for k, v in model.module.state_dict().items()}
+        model.fit(checkerboard())
+        after = model.module.state_dict()
+
+        def change(prefix):
+            keys = [k for k in after if k.startswith(prefix) and after[k].is_floating_point()]
+            return max(float((after[k] - before[k]).abs().max()) for k in keys)
+
+        return change("autoencoder."), change("denoiser.")
+
+    ae, denoiser = moved(latent_lr=1e-9, train_lr=1e-2)
+    assert ae < 1e-6 < 1e-3 < denoiser
+    ae, denoiser = moved(latent_lr=1e-2, train_lr=1e-9)
+    assert denoiser < 1e-6 < 1e-3 < ae

@@ -88,6 +88,11 @@ class LatentConfig(BaseModel):
         description="L2-normalise each group's slice of the row before its encoder (Mult-VAE); "
         "false: the raw row, as the released code feeds it",
     )
+    bounded_encoder: bool = Field(
+        False,
+        description="tanh on the encoders' outputs too, so latent means and log-variances lie in "
+        "[-1, 1], as the released code builds its encoders (false: linear outputs, Mult-VAE)",
+    )
     beta_max: float = Field(0.2, ge=0, description="cap of the annealed KL weight")
     anneal_steps: int = Field(2000, ge=1, description="gradient steps to reach beta_max")
     epochs: int = Field(
@@ -95,7 +100,12 @@ class LatentConfig(BaseModel):
         ge=0,
         description="autoencoder pre-training epochs (best by valid; 0: none, joint only)",
     )
-    lr: float = Field(1e-3, gt=0, description="autoencoder learning rate")
+    lr: float = Field(
+        1e-3,
+        gt=0,
+        description="autoencoder learning rate, in pre-training and in joint training (where "
+        "train.lr is the denoiser's, as the released code's lr1 and lr2)",
+    )
     recon_weight: float = Field(
         0.0,
         ge=0,
@@ -113,6 +123,16 @@ class LatentConfig(BaseModel):
     diffusion_weight: float = Field(
         1.0, gt=0, description="lambda, the diffusion loss's weight in joint training"
     )
+    diffusion_weight_final: float | None = Field(
+        None,
+        gt=0,
+        description="lambda decays linearly from diffusion_weight towards this floor, reached "
+        "after diffusion_weight_decay_steps joint steps (None: constant lambda). The released "
+        "code decays 0.03 towards 0.005 over 500 epochs (~7,600 steps of 400 users on ML-1M)",
+    )
+    diffusion_weight_decay_steps: int = Field(
+        0, ge=0, description="joint-training steps over which lambda would reach 0"
+    )
     sparse_input: bool = Field(
         False,
         description="feed user rows to the encoders as sparse tensors (torch.sparse.mm): for "
@@ -127,7 +147,25 @@ class LatentConfig(BaseModel):
                 "latent.epochs=0 skips the autoencoder pre-training, which only joint training "
                 "(latent.joint=true) makes up for; set epochs >= 1 or joint=true"
             )
+        decays = self.diffusion_weight_final is not None
+        if decays != (self.diffusion_weight_decay_steps > 0):
+            raise ValueError(
+                "a decaying lambda needs both diffusion_weight_final and "
+                "diffusion_weight_decay_steps >= 1 (or neither, for a constant lambda)"
+            )
+        if decays and self.diffusion_weight_final > self.diffusion_weight:
+            raise ValueError(
+                f"diffusion_weight_final ({self.diffusion_weight_final}) must not exceed "
+                f"diffusion_weight ({self.diffusion_weight}): lambda decays towards it"
+            )
         return self
+
+    def diffusion_weight_at(self, step: int) -> float:
+        """lambda after ``step`` joint-training steps: max((1 - step / S) lambda, floor)."""
+        if self.diffusion_weight_final is None:
+            return self.diffusion_weight
+        fraction = 1.0 - step / self.diffusion_weight_decay_steps
+        return max(fraction * self.diffusion_weight, self.diffusion_weight_final)
 
 
 class LDiffRecConfig(BaseModel):
@@ -191,14 +229,17 @@ def _split(total: int, sizes: np.ndarray) -> list[int]:
     return [int(d) for d in dims]
 
 
-def _mlp(widths: list[int]) -> nn.Module:
-    """Linear layers through the non-zero widths, tanh between them."""
+def _mlp(widths: list[int], bounded: bool = False) -> nn.Module:
+    """Linear layers through the non-zero widths, tanh between them (and after the last when
+    ``bounded``)."""
     widths = [w for w in widths if w]
     layers: list[nn.Module] = []
     for i in range(len(widths) - 1):
         if i:
             layers.append(nn.Tanh())
         layers.append(nn.Linear(widths[i], widths[i + 1]))
+    if bounded:
+        layers.append(nn.Tanh())
     return nn.Sequential(*layers)
 
 
@@ -215,6 +256,7 @@ class ClusterAutoencoder(nn.Module):
         decoder: Literal["cluster", "shared"] = "cluster",
         decoder_hidden_dim: int | None = None,
         normalize_input: bool = True,
+        bounded_encoder: bool = False,
     ) -> None:
         super().__init__()
         labels = np.asarray(labels, dtype=np.int64)
@@ -242,7 +284,8 @@ class ClusterAutoencoder(nn.Module):
         )
         self.latent_dims = dims
         self.encoders = nn.ModuleList(
-            _mlp([int(n), int(h), 2 * int(d)]) for n, h, d in zip(sizes, hidden, dims, strict=True)
+            _mlp([int(n), int(h), 2 * int(d)], bounded_encoder)
+            for n, h, d in zip(sizes, hidden, dims, strict=True)
         )
         self.shared = decoder == "shared"
         if self.shared:  # item order: logits need no scatter
@@ -353,6 +396,7 @@ class LDiffRec(DiffRec):
         self.autoencoder: ClusterAutoencoder | None = None
         self.stage = "diffusion"  # "autoencoder" while the autoencoders pre-train
         self.vae_steps = 0
+        self.joint_steps = 0
 
     def build(self, n_items: int, labels: np.ndarray | None = None) -> LDiffRec:
         torch.manual_seed(self.training.seed)
@@ -367,6 +411,7 @@ class LDiffRec(DiffRec):
             latent.decoder,
             latent.decoder_hidden_dim,
             latent.normalize_input,
+            latent.bounded_encoder,
         )
         self.denoiser = MLPDenoiser(
             sum(self.autoencoder.latent_dims),
@@ -412,7 +457,18 @@ class LDiffRec(DiffRec):
         z0, kl_term = self._encode_with_kl(rows)
         diffusion, pred_z0 = self._diffusion_loss(z0.float())
         nll = self._reconstruction_nll(pred_z0, rows)
-        return nll + kl_term + self.config.latent.diffusion_weight * diffusion
+        weight = self.config.latent.diffusion_weight_at(self.joint_steps)
+        if self.module.training:
+            self.joint_steps += 1
+        return nll + kl_term + weight * diffusion
+
+    def parameter_groups(self) -> list[dict]:
+        """The autoencoders at ``latent.lr`` and the denoiser at ``train.lr``, in every stage
+        (each stage trains only its unfrozen part)."""
+        return [
+            {"params": list(self.autoencoder.parameters()), "lr": self.config.latent.lr},
+            {"params": list(self.denoiser.parameters()), "lr": self.training.lr},
+        ]
 
     def _encode_with_kl(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A latent (sampled in training, the mean otherwise) and beta x KL, beta annealed."""
@@ -454,6 +510,7 @@ class LDiffRec(DiffRec):
         log = on_event or (lambda record: None)
         stage_log = lambda record: log({**record, "stage": "autoencoder"})  # noqa: E731
         rows = SparseRowBatches(train) if latent.sparse_input else RowBatches(train)
+        self.vae_steps = self.joint_steps = 0  # the KL and lambda schedules start afresh
         try:
             self.vae_result = None
             if latent.epochs:

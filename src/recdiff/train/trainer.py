@@ -132,6 +132,9 @@ class Trainable(Protocol):
     # - ``extra_state() -> dict[str, Tensor]`` and ``load_extra_state(state)``: state outside
     #   the module that belongs with the selected weights (e.g. a loss history); kept and
     #   restored with them.
+    # - ``parameter_groups() -> list[dict]``: the optimizer's parameter groups (``params`` plus
+    #   settings such as ``lr`` that override the config's for that group), covering the module's
+    #   parameters; frozen ones are left out. Default: one group, the config's settings.
 
 
 @dataclass
@@ -301,12 +304,18 @@ class Trainer:
         self.evaluate = evaluate
         self.on_event = on_event or (lambda record: None)
 
-    def _optimizer(self, module: torch.nn.Module) -> torch.optim.Optimizer:
+    def _optimizer(self, model: Trainable) -> torch.optim.Optimizer:
         kind = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
+        custom = getattr(model, "parameter_groups", None)
+        groups = custom() if custom else [{"params": list(model.module.parameters())}]
+        # Frozen parts stay put; a group left with nothing to train is dropped.
+        groups = [
+            {**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups
+        ]
+        groups = [group for group in groups if group["params"]]
         # The fused kernel updates all parameters in one pass: on CPU it is several times faster
         # than the per-tensor loop, which otherwise costs as much as the forward/backward here.
-        trainable = [p for p in module.parameters() if p.requires_grad]  # frozen parts stay put
-        return kind(trainable, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=True)
+        return kind(groups, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=True)
 
     def fit(self, model: Trainable, train: sp.csr_matrix | TrainData) -> TrainResult:
         """Train ``model`` on ``train``: a users x items CSR (rows may be weighted), or any
@@ -319,7 +328,7 @@ class Trainer:
         if world > 1:
             torch.manual_seed(rank_seed(cfg.seed, this_rank))  # but each its own noise
         model.module.to(cfg.device)
-        optimizer = self._optimizer(model.module)
+        optimizer = self._optimizer(model)
         compute_loss = data_parallel_loss(model, cfg.device)  # model.loss in one process
         loss_weight = getattr(model, "loss_weight", None)
         if hasattr(model, "extra_state") != hasattr(model, "load_extra_state"):
