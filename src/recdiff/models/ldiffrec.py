@@ -128,7 +128,7 @@ class LatentConfig(BaseModel):
         gt=0,
         description="lambda decays linearly from diffusion_weight towards this floor, reached "
         "after diffusion_weight_decay_steps joint steps (None: constant lambda). The released "
-        "code decays 0.03 towards 0.005 over 500 epochs (~7,600 steps of 400 users on ML-1M)",
+        "code decays 0.03 towards 0.005 over 500 epochs (7,500 steps of 400 users on ML-1M clean)",
     )
     diffusion_weight_decay_steps: int = Field(
         0, ge=0, description="joint-training steps over which lambda would reach 0"
