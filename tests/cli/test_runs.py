@@ -47,6 +47,8 @@ def test_recommend_known_and_new_user(run_dir):
     [
         (["--history", "1,2,99999"], "not in the catalogue"),
         (["--user", "99999"], "99999"),
+        (["--user", "99999999999999999999"], "1 user id(s) not among the 1000 users"),
+        (["--history", "1,99999999999999999999"], "1 item id(s) not in the catalogue"),
         (["--user", "abc"], "integers"),
         ([], "exactly one"),
         (["--user", "1", "--history", "2"], "exactly one"),

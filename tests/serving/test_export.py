@@ -69,6 +69,7 @@ def test_unknown_users_fail_before_writing(tmp_path, run_dir):
     [
         (["--out", "recs.json"], "must end in .parquet or .csv"),
         (["--out", "recs.csv", "--users", "1,x"], "integers"),
+        (["--out", "recs.csv", "--users", "1,99999999999999999999"], "1 user id(s) not among"),
         (["--out", "recs.csv", "--k", "501"], "k must lie in 1..500"),
     ],
 )

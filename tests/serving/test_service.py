@@ -88,6 +88,13 @@ def test_concurrent_requests_are_batched_without_changing_answers(client, predic
     ("body", "status", "message"),
     [
         ({"user": 99999}, 404, "user 99999 is not among the 1000 users"),
+        # Ids beyond int64 are in no vocabulary (numpy cannot even look them up).
+        ({"user": 10**30}, 404, f"user {10**30} is not among the 1000 users"),
+        (
+            {"history": [4, -(10**30)]},
+            422,
+            f"1 history item id(s) not in the catalogue: [{-(10**30)}]",
+        ),
         ({"user": "abc"}, 422, "integers"),
         ({"history": [4, 99999, 99998]}, 422, "2 history item id(s) not in the catalogue"),
         ({"history": [4, 99999]}, 422, '"ignore_unknown": true'),
@@ -110,6 +117,14 @@ def test_bad_requests_get_a_4xx_that_says_what_to_fix(client, body, status, mess
     assert message in response.json()["detail"]
 
 
+def test_history_ids_beyond_int64_are_dropped_as_unknown(client, predictor):
+    body = {"history": [4, 10**30, 17], "k": 5, "ignore_unknown": True}
+    response = client.post("/recommend", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["unknown_items"] == [10**30]
+    assert response.json()["items"] == predictor.recommend(history=[4, 17], k=5).items
+
+
 def test_malformed_or_missing_json(client):
     response = client.post(
         "/recommend", content=b'{"user": 3,', headers={"content-type": "application/json"}
@@ -119,6 +134,22 @@ def test_malformed_or_missing_json(client):
     assert '{"user": 3, "k": 10}' in response.json()["detail"]  # shows what a good body is
     response = client.post("/recommend")
     assert response.status_code == 422 and "no JSON body" in response.json()["detail"]
+    # curl -d without -H 'content-type: application/json' sends a form: FastAPI reads no JSON.
+    for media, sent in [
+        ("application/x-www-form-urlencoded", "as application/x-www-form-urlencoded"),
+        (None, "without a Content-Type"),
+    ]:
+        headers = {"content-type": media} if media else {}
+        response = client.post("/recommend", content=b'{"user": 3}', headers=headers)
+        assert response.status_code == 422
+        assert f"the body was sent {sent}, not as JSON" in response.json()["detail"]
+        assert "Content-Type: application/json" in response.json()["detail"]
+    response = client.post(
+        "/recommend",
+        content=b'{"user": 3}',
+        headers={"content-type": "application/json; charset=utf-8"},
+    )
+    assert response.status_code == 200
 
 
 def test_oversized_bodies_are_refused(client):

@@ -88,6 +88,21 @@ def _python(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+_INT64 = np.iinfo(np.int64)
+
+
+def _beyond_int64(ids: Sequence[Any] | np.ndarray) -> np.ndarray:
+    """Which ids are integers too large for int64: no vocabulary holds them, and numpy cannot
+    look them up (it raises OverflowError)."""
+    if isinstance(ids, np.ndarray) and ids.dtype != object:
+        return np.zeros(len(ids), dtype=bool)
+    return np.fromiter(
+        (isinstance(i, int) and not _INT64.min <= i <= _INT64.max for i in ids),
+        dtype=bool,
+        count=len(ids),
+    )
+
+
 def _shown(ids: Sequence[Any]) -> str:
     more = f" (and {len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else ""
     return f"{[_python(i) for i in ids[:_SHOWN]]}{more}"
@@ -160,25 +175,36 @@ class Predictor:
         if self.users.kind != "int":
             return np.asarray([str(v) for v in values], dtype=str)
         try:
-            return np.asarray([int(str(v).strip()) for v in values], dtype=np.int64)
+            ids = [int(str(v).strip()) for v in values]
         except ValueError:
             bad = [v for v in values if not str(v).strip().lstrip("+-").isdigit()]
             raise ValueError(f"user ids of this run are integers, got {_shown(bad)}") from None
+        if _beyond_int64(ids).any():
+            self.user_rows(ids)  # raises: no user has such an id
+        return np.asarray(ids, dtype=np.int64)
 
     def _parse_items(self, items: Sequence[Any]) -> list[Any]:
         if self.items.kind != "int":
             return [str(i) for i in items]
         try:
-            return [int(i) for i in items]
+            ids = [int(i) for i in items]
         except (TypeError, ValueError):
             raise ValueError(f"item ids of this run are integers, got {list(items)[:5]}") from None
+        # int() truncates: 1.5 would silently become item 1.
+        bad = [i for i, j in zip(items, ids, strict=True) if not isinstance(i, str) and i != j]
+        if bad:
+            raise ValueError(f"item ids of this run are integers, got {_shown(bad)}")
+        return ids
 
     def user_rows(self, users: Sequence[Any] | np.ndarray) -> np.ndarray:
         """Row indices of known users (external ids of the vocabulary's type).
 
         Raises :class:`UnknownIdError` (a ``KeyError``) naming the unknown ids.
         """
-        rows = self.users.index(users, missing="mask", what="user id")
+        huge = _beyond_int64(users)
+        rows = np.full(len(huge), -1, dtype=np.int64)
+        lookup = [u for u, h in zip(users, huge, strict=True) if not h] if huge.any() else users
+        rows[~huge] = self.users.index(lookup, missing="mask", what="user id")
         if (rows < 0).any():
             unknown = list(dict.fromkeys(np.asarray(users)[rows < 0].tolist()))
             raise UnknownIdError(
@@ -198,7 +224,9 @@ class Predictor:
         if len(history) == 0:
             raise ValueError("history is empty: give at least one item the user interacted with")
         ids = self._parse_items(history)
-        known = self.items.contains(ids)
+        huge = _beyond_int64(ids)
+        known = np.zeros(len(ids), dtype=bool)
+        known[~huge] = self.items.contains([i for i, h in zip(ids, huge, strict=True) if not h])
         unknown = [ids[i] for i in np.flatnonzero(~known)]
         if unknown and not ignore_unknown:
             raise UnknownIdError(

@@ -3,8 +3,10 @@
 The report reads only the run directory's text files and ``curves.png`` (embedded as a base64
 data URI), so it opens anywhere, offline, as a single file. Runs are compared when their
 ``config.yaml`` data sections are equal (time weights aside): same source, format, split and
-seed, hence the same test set. The comparison is sorted by the *validation* value of the run's
-selection metric; test numbers are shown beside it, never used to rank.
+seed, and when the data statistics their ``metrics.json`` recorded agree (a next-item model and
+a matrix model read different data from the same section: sequences, with their own items and
+test targets), hence the same test set. The comparison is sorted by the *validation* value of
+the run's selection metric; test numbers are shown beside it, never used to rank.
 """
 
 from __future__ import annotations
@@ -43,7 +45,14 @@ class RunSummary:
             )
         text = (directory / "config.yaml").read_text(encoding="utf-8")
         metrics = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
-        return cls(directory, text, yaml.safe_load(text) or {}, metrics)
+        config = yaml.safe_load(text) or {}
+        for name, value in (("config.yaml", config), ("metrics.json", metrics)):
+            if not isinstance(value, dict):
+                raise ValueError(
+                    f"{directory / name} holds a {type(value).__name__}, not the mapping "
+                    "`recdiff train` writes; re-train the run or restore the folder from a backup"
+                )
+        return cls(directory, text, config, metrics)
 
     @property
     def name(self) -> str:
@@ -80,11 +89,12 @@ def comparable_runs(run: RunSummary, folder: str | Path) -> tuple[list[RunSummar
 
 
 def _dataset(run: RunSummary) -> dict[str, Any]:
-    """The data section that fixes the splits; time weights only reweight the model's input
-    (T-DiffRec), so T-DiffRec and DiffRec runs on the same splits are compared."""
+    """The data section that fixes the splits and the statistics of the data it gave; time
+    weights only reweight the model's input (T-DiffRec), so T-DiffRec and DiffRec runs on the
+    same splits are compared."""
     data = dict(run.config.get("data") or {})
     data.pop("time_weights", None)
-    return data
+    return {"section": data, "statistics": run.metrics.get("data")}
 
 
 def build_report(run: str | Path, compare: str | Path | None = None) -> str:
@@ -164,8 +174,8 @@ def _overview(run: RunSummary) -> str:
             "run directory": run.directory,
             "model": metrics.get("model"),
             "selected on": f"validation {run.selection_metric}",
-            "best epoch": metrics.get("best_epoch", "-"),
-            "epochs run": metrics.get("epochs_run", "-"),
+            "best epoch": _number(metrics.get("best_epoch")),  # None: fitted without epochs
+            "epochs run": _number(metrics.get("epochs_run")),
             "user averaging": metrics.get("averaging"),
             "versions": ", ".join(f"{k} {v}" for k, v in metrics.get("versions", {}).items()),
         }
@@ -217,7 +227,8 @@ def _data_table(data: dict[str, Any]) -> str:
 
 def _comparison(run: RunSummary, runs: list[RunSummary], other: int, folder: Path) -> str:
     metric = run.selection_metric
-    tested = [n for n in run.metrics.get("test", {}) if n.split("@")[0] in ("recall", "ndcg")]
+    families = {metric.split("@")[0], "recall", "ndcg"}  # hit_rate: next-item runs' metric
+    tested = [n for n in run.metrics.get("test", {}) if n.split("@")[0] in families]
     rows = []
     for candidate in runs:
         m = candidate.metrics

@@ -12,7 +12,8 @@ Every error answers ``{"detail": "<what is wrong and what to send instead>"}``:
 404    unknown user id
 413    body larger than ``max_body_bytes``, history longer than ``max_history``
 422    malformed JSON, missing or extra fields, wrong types, ``k`` outside 1..max_k, unknown
-       history items (unless ``ignore_unknown``), ids of the wrong type
+       history items (unless ``ignore_unknown``), ids of the wrong type, a user id for a run
+       whose data hold no user ids
 =====  =====================================================================================
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from fastapi import FastAPI, HTTPException
+    from fastapi import FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 except ImportError as error:  # pragma: no cover - depends on the installed extras
@@ -229,9 +230,6 @@ def _query(predictor: Predictor, request: RecommendRequest, max_history: int) ->
     if request.user is not None:
         try:
             user = predictor.parse_user(request.user)
-        except ValueError as error:
-            raise HTTPException(422, str(error)) from None
-        try:
             return predictor.query(user=user, exclude_seen=request.exclude_seen)
         except UnknownIdError:
             raise HTTPException(
@@ -239,6 +237,8 @@ def _query(predictor: Predictor, request: RecommendRequest, max_history: int) ->
                 f"user {request.user!r} is not among the {len(predictor.users)} users of this "
                 'model; send their items instead: {"history": [...]}',
             ) from None
+        except ValueError as error:  # not an id of this run's type, or a run without user ids
+            raise HTTPException(422, str(error)) from None
     history = request.history or []
     if not history:
         raise HTTPException(400, "history is empty: give at least one item id, oldest first")
@@ -288,12 +288,21 @@ def _model_info(predictor: Predictor, max_k: int, max_history: int) -> dict[str,
     }
 
 
-async def _invalid_request(_: Any, error: RequestValidationError) -> JSONResponse:
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
     """422 with one readable sentence per problem (FastAPI's list of errors kept in ``errors``)."""
     problems, errors = [], []
+    # FastAPI parses a body as JSON only when its Content-Type says so (curl -d sends a form).
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    is_json = media == "application/json" or media.endswith("+json")
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
-        if item["type"] == "json_invalid":
+        if where == "body" and item["type"] != "missing" and not is_json:
+            sent = f"as {media}" if media else "without a Content-Type"
+            problems.append(
+                f"the body was sent {sent}, not as JSON; send the header Content-Type: "
+                "application/json (curl: -H 'content-type: application/json')"
+            )
+        elif item["type"] == "json_invalid":
             reason = item.get("ctx", {}).get("error", "")
             at = item["loc"][-1] if isinstance(item["loc"][-1], int) else "?"
             problems.append(f"the body is not valid JSON ({reason} at character {at})")
