@@ -12,6 +12,7 @@ from recdiff.diffusion import (
     drop_condition,
     guided,
     noise_to,
+    randn_rows,
 )
 
 MEAN, STD = 0.5, 0.6  # data x0 ~ N(MEAN, STD^2), independently per dimension
@@ -138,3 +139,33 @@ def test_drop_condition_replaces_rows_with_the_null_embedding():
     rows = (dropped == 0).all(dim=1)
     assert ((dropped == 0).any(dim=1) == rows).all()  # whole rows, never parts
     assert float(rows.double().mean()) == pytest.approx(0.1, abs=0.01)
+
+
+def test_one_generator_per_row_draws_each_row_as_a_batch_of_one():
+    seeds = [5, 7, 5]
+    rows = randn_rows((3, 4), [torch.Generator().manual_seed(s) for s in seeds])
+    for row, seed in zip(rows, seeds, strict=True):
+        alone = torch.randn((1, 4), generator=torch.Generator().manual_seed(seed))[0]
+        torch.testing.assert_close(row, alone, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="one per row"):
+        randn_rows((3, 4), [torch.Generator()] * 2)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_per_row_generators_make_a_row_sample_independent_of_its_batch(sampler):
+    process = GaussianDiffusion(NoiseSchedule.linear(20), prediction="eps")
+    chosen = DDPMSampler(process) if sampler == "ddpm" else DDIMSampler(process, eta=0.7)
+
+    def model_fn(x, t):  # any row-wise function of (x_t, t)
+        return 0.3 * x + 0.01 * t[:, None].float()
+
+    def generators(n):
+        return [torch.Generator().manual_seed(11) for _ in range(n)]
+
+    x = randn_rows((5, 3), generators(5))
+    batch = chosen.sample(model_fn, x, generator=generators(5))
+    alone = chosen.sample(model_fn, x[2:3], generator=generators(1))
+    torch.testing.assert_close(batch[2:3], alone, rtol=0, atol=1e-6)
+    # One shared generator gives each row a different draw (the batched default).
+    shared = chosen.sample(model_fn, x, generator=torch.Generator().manual_seed(11))
+    assert not torch.allclose(shared[0], shared[1])

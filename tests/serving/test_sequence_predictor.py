@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from recdiff.config import load_config
@@ -89,3 +90,57 @@ def test_http_service_answers_like_the_python_api(run_dir, predictor, serve_app)
         assert answer.json()["items"] == predictor.recommend(user=user, k=4).items
         unknown = http.post("/recommend", json={"history": [10**9], "k": 4})
         assert unknown.status_code == 422 and "not in the catalogue" in unknown.text
+
+
+def test_a_run_without_user_ids_answers_user_requests_with_a_422(predictor, serve_app):
+    pytest.importorskip("fastapi")
+    from recdiff.data import Vocabulary
+    from recdiff.serving.service import create_app
+
+    # As DreamRec's example files load: next-item examples, no user ids.
+    examples_only = SequencePredictor(
+        predictor.model,
+        Vocabulary.range(0),
+        predictor.items,
+        np.zeros(1, np.int64),
+        np.zeros(0, np.int64),
+        predictor.config,
+        predictor.metrics,
+    )
+    with serve_app(create_app(examples_only)) as http:
+        answer = http.post("/recommend", json={"user": 3, "k": 4})
+        assert answer.status_code == 422, answer.text
+        assert "without user ids; recommend from a history" in answer.json()["detail"]
+        assert http.post("/recommend", json={"history": [3], "k": 4}).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def dreamrec(tmp_path_factory):
+    fast = ["model.dim=8", "model.hidden_dims=[16]", "model.diffusion.steps=8"]
+    config = load_config("demo-dreamrec", ["train.epochs=1", "train.eval_every=1", *fast])
+    runs = tmp_path_factory.mktemp("dreamrec-runs")
+    return Predictor.load(run_training(config, runs, progress=False).directory)
+
+
+def test_dreamrec_answers_do_not_depend_on_the_other_rows_of_a_batch(dreamrec, tmp_path):
+    # DreamRec samples from noise: with one generator for the batch, a row's noise would depend
+    # on its place in it, so concurrent requests (and export batches) would change each other's
+    # answers. Scores agree up to float rounding (batched matrix products).
+    users = dreamrec.users.ids[:5].tolist()
+    alone = [dreamrec.recommend(user=u, k=5) for u in users]
+    together = dreamrec.recommend_queries([dreamrec.query(user=u) for u in users], [5] * 5)
+    assert [r.items for r in together] == [r.items for r in alone]
+    for batched, single in zip(together, alone, strict=True):
+        np.testing.assert_allclose(batched.scores, single.scores, rtol=1e-5)
+    reversed_batch = dreamrec.recommend_queries(
+        [dreamrec.query(user=u) for u in users[::-1]], [5] * 5
+    )
+    assert [r.items for r in reversed_batch[::-1]] == [r.items for r in alone]
+
+    from recdiff.serving.export import export_recommendations
+
+    out = tmp_path / "recs.csv"
+    export_recommendations(dreamrec, out, k=5, users=users, batch_size=3, progress=False)
+    frame = pd.read_csv(out)
+    for user, expected in zip(users, alone, strict=True):
+        assert frame[frame["user"] == user]["item"].tolist() == expected.items

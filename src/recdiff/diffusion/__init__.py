@@ -19,7 +19,7 @@ from .gaussian import (
     VarianceType,
 )
 from .guidance import drop_condition, guided
-from .samplers import DDIMSampler, DDPMSampler, Sampler, SamplerState, noise_to
+from .samplers import DDIMSampler, DDPMSampler, Sampler, SamplerState, noise_to, randn_rows
 from .schedules import NoiseSchedule, ScheduleError
 from .timesteps import LossAwareSampler, TimestepSampler, UniformSampler
 
@@ -47,5 +47,6 @@ __all__ = [
     "noise_to",
     "normal_kl",
     "prior_kl",
+    "randn_rows",
     "vb_term",
 ]

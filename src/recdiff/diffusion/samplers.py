@@ -11,12 +11,16 @@ plus one loop that calls the model. Respacing is a property of the process
   sigma = eta sqrt((1-abar_{t'})/(1-abar_t)) sqrt(1 - abar_t/abar_{t'}); eta = 0 is deterministic.
 - :func:`noise_to`: start the reverse process from the input noised to step T' (DiffRec's
   acceleration) instead of from pure noise.
+
+Every ``generator`` may also be a sequence of generators, one per row (:func:`randn_rows`): each
+row's draws then come from its own generator alone, so a row gets the same sample whatever batch
+it is scored in (a service answering concurrent requests in one call needs that).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -24,7 +28,26 @@ from tqdm.auto import tqdm
 
 from .gaussian import GaussianDiffusion, ModelFn
 
-__all__ = ["DDIMSampler", "DDPMSampler", "Sampler", "SamplerState", "noise_to"]
+__all__ = ["DDIMSampler", "DDPMSampler", "Generators", "Sampler", "SamplerState", "noise_to", "randn_rows"]
+
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+def randn_rows(
+    shape: Sequence[int],
+    generator: Generators,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Standard normal draws of ``shape``; with a sequence of generators, row ``i`` (along the
+    first axis) is drawn from generator ``i`` alone, exactly as it would be in a batch of one."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for {shape[0]} rows: give one per row")
+    return torch.stack(
+        [torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype)[0] for g in generator]
+    )
 
 
 class SamplerState(NamedTuple):
@@ -39,7 +62,7 @@ def noise_to(
     process: GaussianDiffusion,
     x0: torch.Tensor,
     noise_steps: int,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> torch.Tensor:
     """x0 corrupted by ``noise_steps`` forward steps (T'); T' = 0 returns x0 unchanged."""
     if not 0 <= noise_steps <= process.num_steps:
@@ -47,7 +70,7 @@ def noise_to(
     if noise_steps == 0:
         return x0
     t = torch.full((x0.shape[0],), noise_steps - 1, dtype=torch.long, device=x0.device)
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    noise = randn_rows(x0.shape, generator, x0.device, x0.dtype)
     return process.q_sample(x0, t, noise)
 
 
@@ -64,19 +87,19 @@ class Sampler(abc.ABC):
         model_fn: ModelFn,
         x_t: torch.Tensor,
         t: int,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> SamplerState:
         """One reverse step from step index ``t`` (0-based) to ``t - 1``."""
 
-    def _noise(self, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        return torch.randn(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    def _noise(self, like: torch.Tensor, generator: Generators) -> torch.Tensor:
+        return randn_rows(like.shape, generator, like.device, like.dtype)
 
     def iterate(
         self,
         model_fn: ModelFn,
         x: torch.Tensor,
         start: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         progress: bool = False,
     ) -> Iterator[SamplerState]:
         """Yield the state after each step, from step ``start`` (default T) down to step 1."""
@@ -95,7 +118,7 @@ class Sampler(abc.ABC):
         model_fn: ModelFn,
         x: torch.Tensor,
         start: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         progress: bool = False,
     ) -> torch.Tensor:
         """Run the reverse process from ``x`` at step ``start`` (default: x = x_T, pure noise)."""

@@ -44,7 +44,9 @@ from recdiff.diffusion import (
     Sampler,
     drop_condition,
     guided,
+    randn_rows,
 )
+from recdiff.diffusion.samplers import Generators
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.nn import MLPDenoiser
 from recdiff.nn.sequence import HistoryEncoder
@@ -257,26 +259,25 @@ class DreamRec(SequentialRecommender):
     def generate(
         self,
         history: torch.Tensor,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         guidance_weight: float | None = None,
         sampler: Sampler | None = None,
     ) -> torch.Tensor:
-        """The generated "oracle" embeddings ``[batch, dim]`` for left-padded histories."""
+        """The generated "oracle" embeddings ``[batch, dim]`` for left-padded histories;
+        ``generator`` may be one per row (each row then samples as it would alone)."""
         net = self._check_fitted()
         w = self.config.guidance_weight if guidance_weight is None else guidance_weight
         if generator is None:
             generator = torch.Generator(device=history.device).manual_seed(self.config.sample_seed)
         cond = net.encoder(history)
-        noise = torch.randn(
-            cond.shape, generator=generator, device=cond.device, dtype=torch.float32
-        )
+        noise = randn_rows(cond.shape, generator, cond.device, torch.float32)
         model_fn = guided(net.denoiser, cond, net.null, w)
         return (sampler or self.sampler()).sample(model_fn, noise, generator=generator)
 
     def _score_batch(
         self,
         history: torch.Tensor,
-        generator: torch.Generator | None,
+        generator: Generators,
         guidance_weight: float | None = None,
         sampler: str | None = None,
         sampling_steps: int | None = None,
@@ -291,7 +292,7 @@ class DreamRec(SequentialRecommender):
     def score_with(
         self,
         history: torch.Tensor | np.ndarray,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         guidance_weight: float | None = None,
         sampler: str | None = None,
         sampling_steps: int | None = None,

@@ -26,6 +26,7 @@ from torch import nn
 
 from recdiff.data.batches import history_windows
 from recdiff.data.sequences import SequenceDataset
+from recdiff.diffusion.samplers import Generators
 from recdiff.eval.ranking import topk_items
 from recdiff.models.base import SavedModel
 from recdiff.nn.sequence import trim_left_padding
@@ -123,14 +124,15 @@ class SequentialRecommender(SavedModel):
         self,
         history: torch.Tensor | np.ndarray,
         lengths: torch.Tensor | np.ndarray | None = None,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         **options: Any,
     ) -> torch.Tensor:
         """Scores ``[batch, n_items]`` for left-padded histories (pad id ``n_items``).
 
         ``lengths`` is accepted for the evaluators' calling convention and checked against the
-        pads; ``generator`` seeds any sampling (diffusion models); ``options`` go to the model's
-        inference (e.g. DreamRec's ``guidance_weight``, ``sampler``, ``sampling_steps``).
+        pads; ``generator`` seeds any sampling (diffusion models; one per row makes each row's
+        draws independent of its batch); ``options`` go to the model's inference (e.g.
+        DreamRec's ``guidance_weight``, ``sampler``, ``sampling_steps``).
         """
         net = self._check_fitted()
         history = torch.as_tensor(history, dtype=torch.long)

@@ -3,7 +3,9 @@
 A known user is served from their whole recorded sequence (train, valid and test items, oldest
 first); a new user from the history they give, in order, repeats kept — order is what these models
 read. The last ``max_len`` items are used. DreamRec samples with a fixed seed per call, so the same
-history always gets the same list.
+history always gets the same list: each row of a batched call draws its noise from its own
+generator, seeded as a lone request's, so a list never depends on the other rows of a batch
+(concurrent requests, export).
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
-import recdiff.models.dreamrec  # (registers the model classes for loading)
-import recdiff.models.sasrec  # noqa: F401
+import recdiff.models.sasrec  # noqa: F401  (registers the model class for loading)
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary
 from recdiff.models.base import SavedModel
+from recdiff.models.dreamrec import DreamRec
 from recdiff.models.sequential import SequentialRecommender, seen_matrix
 from recdiff.serving.predictor import Predictor, Query, _python, read_npz, read_run_config
 
@@ -96,7 +99,11 @@ class SequencePredictor(Predictor):
 
         windows = np.concatenate([q.inputs for q in queries])
         exclude = sp.vstack([q.exclude for q in queries], format="csr")
-        return topk_items(self.model.score(windows), k, exclude)
+        generator = None
+        if isinstance(self.model, DreamRec):  # sampling: each row draws as a lone request would
+            seed, device = self.model.config.sample_seed, self.model.device
+            generator = [torch.Generator(device).manual_seed(seed) for _ in range(len(windows))]
+        return topk_items(self.model.score(windows, generator=generator), k, exclude)
 
     def evaluate(self, averaging: str = "all_users") -> dict[str, dict[str, float]]:
         """Valid and test metrics of the model on the run's data, re-computed."""
