@@ -28,7 +28,15 @@ from tqdm.auto import tqdm
 
 from .gaussian import GaussianDiffusion, ModelFn
 
-__all__ = ["DDIMSampler", "DDPMSampler", "Generators", "Sampler", "SamplerState", "noise_to", "randn_rows"]
+__all__ = [
+    "DDIMSampler",
+    "DDPMSampler",
+    "Generators",
+    "Sampler",
+    "SamplerState",
+    "noise_to",
+    "randn_rows",
+]
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
@@ -46,7 +54,10 @@ def randn_rows(
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for {shape[0]} rows: give one per row")
     return torch.stack(
-        [torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype)[0] for g in generator]
+        [
+            torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype)[0]
+            for g in generator
+        ]
     )
 
 
