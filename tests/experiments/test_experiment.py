@@ -195,3 +195,25 @@ def test_parallel_jobs_and_bad_requests(tmp_path):
     assert result.exit_code == 2 and "wilcoxon or ttest" in result.output
     result = runner.invoke(app, ["experiment", "demo-ease", "--set", "train.epochz=1"])
     assert result.exit_code == 2 and "train.epochz" in result.output
+
+
+def test_a_failed_run_is_named_and_the_finished_ones_are_kept(tmp_path):
+    """The second config cannot run (a time split of a table without times): the error stops the
+    experiment after a line naming that config and seed; the first config's records stay, so
+    the same command continues without training them again."""
+    table = tmp_path / "log.csv"
+    table.write_text("user,item\n1,2\n1,3\n2,3\n")
+    broken = load_config(
+        "demo-popularity", ["name=no-times", "data.format=csv", f"data.source={table}"]
+    )
+    configs = [load_config("demo-popularity"), broken]
+    lines: list[str] = []
+    with pytest.raises(ValueError, match="needs timestamps"):
+        run_experiment(configs, 1, tmp_path / "out", report=lines.append)
+    assert lines[0].startswith("demo-popularity seed 1: valid recall@20")
+    assert lines[1].startswith("no-times seed 1: failed;")
+    assert (tmp_path / "out" / "records" / "demo-popularity" / "seed-1.json").is_file()
+    lines.clear()
+    with pytest.raises(ValueError, match="needs timestamps"):
+        run_experiment(configs, 1, tmp_path / "out", report=lines.append)
+    assert lines[0].startswith("demo-popularity seed 1: done before")

@@ -268,3 +268,33 @@ def test_a_trial_left_running_by_a_killed_process_is_marked_failed(monkeypatch, 
     assert states[killed.number] == "FAIL"
     assert f"trial {killed.number}: its process stopped while it ran" in lines[0]
     assert result.counts["complete"] == 3 and result.counts["running"] == 0
+
+
+def test_a_search_under_torchrun_is_refused_before_the_study_is_opened(monkeypatch, tmp_path):
+    """Each torchrun process would run its own search on the same study, and DDP would join
+    processes training different settings: tune refuses, and writes nothing."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(TuneError, match=r"WORLD_SIZE=2 .* without torchrun"):
+        tune(load_config("demo-diffrec"), LR_SPACE, 2, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_trial_that_raises_stops_the_search_and_is_listed_as_failed(monkeypatch, tmp_path):
+    """The third trial that trains raises (e.g. out of memory): the error ends the search, and
+    trials.csv and best.yaml already hold it and the two trials before it."""
+    good, trained = _stand_in(lambda config: [config.train.lr]), []
+
+    def run_training(config, runs_dir, progress=None, on_event=None):
+        trained.append(config.name)
+        if len(trained) == 3:
+            raise RuntimeError("out of memory")
+        return good(config, runs_dir, progress, on_event)
+
+    monkeypatch.setattr("recdiff.train.run.run_training", run_training)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        tune(load_config("demo-diffrec"), LR_SPACE, 5, tmp_path, seed=3, prune=False)
+    rows = [r for r in _rows(tmp_path / "trials.csv") if r["state"] != "INVALID"]
+    assert [f"demo-diffrec-trial{r['number']}" for r in rows] == trained
+    assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAIL"]
+    best = max(rows[:2], key=lambda r: float(r["valid/recall@20"]))
+    assert f"(trial {best['number']})" in (tmp_path / "best.yaml").read_text()

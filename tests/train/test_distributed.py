@@ -373,3 +373,66 @@ def test_sparse_row_batches_hold_exactly_the_rows_of_a_shard():
     block = batches.batch(index, "cpu")
     assert block.is_sparse and block.shape == (len(index), 7)
     np.testing.assert_array_equal(block.to_dense().numpy(), rows[batches.rows[index]].toarray())
+
+
+# One rank of a torchrun job fails: in training (rank 1; rank 0 then waits in a gradient
+# all-reduce) or in validation (rank 0; rank 1 then waits for the broadcast metrics).
+_FAILING_RANK = """
+import sys
+from recdiff.cli.main import app
+from recdiff.train import trainer
+from recdiff.train.distributed import shard
+
+failing, where, steps = int(sys.argv[1]), sys.argv[2], []
+
+def failing_shard(batch, rank, world):
+    steps.append(rank)
+    if where == "training" and rank == failing and len(steps) == 3:
+        raise RuntimeError(f"rank {rank} fails in training")
+    return shard(batch, rank, world)
+
+def failing_validate(self, model):
+    raise RuntimeError("rank 0 fails in validation")
+
+trainer.shard = failing_shard
+if where == "validation":
+    trainer.Trainer._validate = failing_validate
+app(sys.argv[3:])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("failing", "where"), [(1, "training"), (0, "validation")])
+def test_a_failing_rank_ends_the_torchrun_job_at_once(tmp_path, failing, where):
+    """The failed process must exit (not meet the others at a barrier they never reach), so that
+    torchrun sees the failure and stops the rest instead of all waiting for the 2-hour collective
+    timeout; nothing is left in the runs folder."""
+    script = tmp_path / "failing_rank.py"
+    script.write_text(_FAILING_RANK)
+    runs = tmp_path / "runs"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+        str(script),
+        str(failing),
+        where,
+        *("train", "demo-diffrec", "--quiet", "--runs-dir", str(runs)),
+        *("--set", "train.epochs=3", "--set", "train.eval_every=1"),
+        *("--set", "model.hidden_dims=[32]", "--set", "model.diffusion.steps=4"),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "torchrun.log"  # a file, not a pipe: hung workers would hold a pipe open
+    with log.open("w") as out:
+        job = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            job.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            job.terminate()  # torchrun stops its workers (SIGTERM, then SIGKILL after 30 s)
+            job.wait(timeout=90)
+            pytest.fail(f"rank {failing} failed in {where} and the job still ran after 90 s")
+    assert job.returncode != 0
+    assert f"rank {failing} fails in {where}" in log.read_text()
+    assert list(runs.iterdir()) == []

@@ -181,3 +181,28 @@ def test_recbole_files_use_their_field_names_unless_the_config_names_others(tmp_
         assert splits.train.nnz + splits.valid.nnz + splits.test.nnz == kept
     with pytest.raises(ValueError, match="uid"):  # the renamed file without the names
         load_splits(DataConfig(source=str(renamed), **common))
+
+
+def test_reproduce_under_torchrun_reports_from_rank_0_only(monkeypatch, tmp_path):
+    """Every torchrun process runs `recdiff reproduce`; only rank 0 prints the seeds and table."""
+    from typer.testing import CliRunner
+
+    from recdiff.cli.main import app
+    from recdiff.train import distributed, run
+
+    def trained(config, runs_dir, progress=None, on_event=None):
+        test = {"recall@10": 0.1, "recall@20": 0.2, "ndcg@10": 0.05, "ndcg@20": 0.07}
+        metrics = {"best_epoch": 1, "test": test}
+        return run.RunResult(tmp_path / f"seed{config.train.seed}", metrics, None)
+
+    monkeypatch.setattr(run, "run_training", trained)
+    command = ["reproduce", "diffrec-ml1m", "--seeds", "2", "--runs-dir", str(tmp_path)]
+    monkeypatch.setattr(distributed, "is_main_process", lambda: False)
+    other = CliRunner().invoke(app, command)
+    assert other.exit_code == 0, other.output
+    assert other.output == ""
+    monkeypatch.setattr(distributed, "is_main_process", lambda: True)
+    main = CliRunner().invoke(app, command)
+    assert main.exit_code == 0, main.output
+    assert "seed 1: best epoch 1" in main.output and "seed 2: best epoch 1" in main.output
+    assert "recdiff (n=2)" in main.output

@@ -130,6 +130,7 @@ def reproduce(
     """Run a paper's setting (over seeds) and print recdiff's test metrics beside the paper's."""
     import numpy as np
 
+    from recdiff.train.distributed import is_main_process
     from recdiff.train.run import run_training
 
     if preset not in PAPER_RESULTS:
@@ -142,9 +143,12 @@ def reproduce(
             check_device(config.train.device)
             result = run_training(config, runs_dir, progress=not quiet)
         tests.append(result.metrics["test"])
-        typer.echo(
-            f"seed {seed}: best epoch {result.metrics['best_epoch']}, run {result.directory}"
-        )
+        if is_main_process():  # under torchrun every rank trains; rank 0 reports
+            typer.echo(
+                f"seed {seed}: best epoch {result.metrics['best_epoch']}, run {result.directory}"
+            )
+    if not is_main_process():
+        return
     mean = {m: float(np.mean([t[m] for t in tests])) for m in paper}
     typer.echo(_table({"paper": paper, f"recdiff (n={seeds})": mean}, list(paper)))
     if seeds > 1:

@@ -220,11 +220,11 @@ def run_experiment(
             )
     if jobs == 1:
         finished = (_run_one(task) for task in tasks)
-        _collect(finished, records, metric, report)
+        _collect(finished, tasks, records, metric, report)
     else:
         context = multiprocessing.get_context("spawn")  # no forked torch thread pools
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            _collect(pool.map(_run_one, tasks), records, metric, report)
+            _collect(pool.map(_run_one, tasks), tasks, records, metric, report)
     ordered = [records[label, seed] for label, _ in labelled for seed in seed_list]
     csv_path, md_path = out / "results.csv", out / "results.md"
     atomic_write_text(csv_path, results_table(ordered))
@@ -233,8 +233,19 @@ def run_experiment(
     return ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests)
 
 
-def _collect(finished, records, metric: str, report: Callable[[str], None]) -> None:
-    for data in finished:
+def _collect(finished, tasks, records, metric: str, report: Callable[[str], None]) -> None:
+    """Records of the ``finished`` runs, which come in the order of ``tasks``; a run that raised
+    is named before its error stops the experiment."""
+    finished = iter(finished)
+    for task in tasks:
+        try:
+            data = next(finished)
+        except Exception:
+            report(
+                f"{task['label']} seed {task['config']['train']['seed']}: failed; the runs that "
+                "finished keep their records (run the same command again to continue)"
+            )
+            raise
         record = SeedRecord(**data)
         records[record.label, record.seed] = record
         report(

@@ -375,6 +375,15 @@ def tune(
     optuna = import_optuna()
     if trials < 1:
         raise TuneError(f"trials must be at least 1, got {trials}")
+    from recdiff.train.distributed import env_world_size
+
+    if env_world_size() > 1:
+        # Every process would run its own search against the same study, and DDP would then
+        # join processes that train different settings.
+        raise TuneError(
+            f"a search runs in one process, but WORLD_SIZE={env_world_size()} (torchrun): start "
+            "recdiff tune without torchrun"
+        )
     name = selection_metric(metric, config)
     out = Path(out)
     search = _Search(config, space, trials, out, name, report, command)
@@ -385,17 +394,19 @@ def tune(
     optuna.logging.set_verbosity(logging.ERROR)  # one line per trial comes from `report`
     try:
         study = _open_study(out, fingerprint, seed, prune, warmup_epochs)
-        for number in _fail_stale_trials(study):
-            search.report(
-                f"trial {number}: its process stopped while it ran (no heartbeat for "
-                f"{STALE_AFTER_SECONDS} s); marked FAIL, not counted"
-            )
-        done = _count(study)
-        if done["complete"] + done["pruned"] < trials:
-            study.optimize(search.objective, timeout=timeout, callbacks=[search.after_trial])
+        try:
+            for number in _fail_stale_trials(study):
+                search.report(
+                    f"trial {number}: its process stopped while it ran (no heartbeat for "
+                    f"{STALE_AFTER_SECONDS} s); marked FAIL, not counted"
+                )
+            done = _count(study)
+            if done["complete"] + done["pruned"] < trials:
+                study.optimize(search.objective, timeout=timeout, callbacks=[search.after_trial])
+        finally:  # also when a trial raised (no after_trial then): trials.csv shows it FAIL
+            write_outputs(study, space, search.base, name, out, command)
     finally:
         optuna.logging.set_verbosity(verbosity)
-    write_outputs(study, space, search.base, name, out, command)
     result = _result(study, space, search.base, name, out)
     if len(search.invalid_streak) >= MAX_INVALID_STREAK:
         raise TuneError(

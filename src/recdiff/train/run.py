@@ -42,7 +42,12 @@ from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
 from recdiff.train.datasets import load_splits
-from recdiff.train.distributed import broadcast_object, init_from_env, is_main_process
+from recdiff.train.distributed import (
+    broadcast_object,
+    failure_is_final,
+    init_from_env,
+    is_main_process,
+)
 from recdiff.train.trainer import OnEvent
 
 __all__ = ["RunResult", "run_training"]
@@ -158,22 +163,24 @@ def run_training(
         )
     if init_from_env(config.train.device) and not is_main_process():
         # Another torchrun process: it trains beside rank 0, which evaluates and writes the run.
-        result = _run_into(config, None, on_event)
-        result.directory, result.metrics = broadcast_object(None)
+        with failure_is_final():
+            result = _run_into(config, None, on_event)
+            result.directory, result.metrics = broadcast_object(None)
         return result
-    final = _reserve(Path(runs_dir), config.name)
-    work = final.parent / f".{final.name}.incomplete"
-    work.mkdir()
-    try:
-        with _sigterm_unwinds():
-            result = _run_into(config, work, on_event)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        final.rmdir()
-        raise
-    os.replace(work, final)  # onto the empty reserved directory: the run appears complete
-    result.directory = final
-    broadcast_object((final, result.metrics))  # releases the other torchrun processes, if any
+    with failure_is_final():  # under torchrun, a failed rank 0 exits and stops the others
+        final = _reserve(Path(runs_dir), config.name)
+        work = final.parent / f".{final.name}.incomplete"
+        work.mkdir()
+        try:
+            with _sigterm_unwinds():
+                result = _run_into(config, work, on_event)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            final.rmdir()
+            raise
+        os.replace(work, final)  # onto the empty reserved directory: the run appears complete
+        result.directory = final
+        broadcast_object((final, result.metrics))  # releases the other torchrun processes
     return result
 
 

@@ -38,6 +38,7 @@ from recdiff.train.distributed import (
     broadcast_object,
     data_parallel_loss,
     epoch_batches,
+    failure_is_final,
     init_from_env,
     rank,
     rank_seed,
@@ -320,6 +321,10 @@ class Trainer:
     def fit(self, model: Trainable, train: sp.csr_matrix | TrainData) -> TrainResult:
         """Train ``model`` on ``train``: a users x items CSR (rows may be weighted), or any
         :class:`TrainData`."""
+        with failure_is_final():  # under torchrun, a failed process exits and stops the others
+            return self._fit(model, train)
+
+    def _fit(self, model: Trainable, train: sp.csr_matrix | TrainData) -> TrainResult:
         cfg = self.config
         data = RowBatches(train) if sp.issparse(train) else train
         init_from_env(cfg.device)
@@ -401,7 +406,7 @@ class Trainer:
                 f"no validation ran: {result.epochs_run} epoch(s) but train.eval_every is "
                 f"{cfg.eval_every}; the last epoch's weights are kept (lower train.eval_every "
                 "to select on validation)",
-                stacklevel=2,
+                stacklevel=3,  # the caller of fit
             )
             result.best_epoch = result.epochs_run
         model.module.eval()
