@@ -139,3 +139,36 @@ def test_a_config_file_that_is_not_utf8_is_named(tmp_path):
     path.write_bytes("name: caf\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=rf"{re.escape(str(path))} is not UTF-8 text"):
         load_config(str(path))
+
+
+def test_multvae_takes_the_train_settings_it_can_honour():
+    from recdiff.config.models import build_model
+    from recdiff.config.schema import RunConfig
+
+    config = load_config(
+        "demo-multvae", ["train.epochs=4", "train.lr=0.01", "train.metric=ndcg@20", "train.seed=7"]
+    )
+    model = build_model(config.model.name, config.model.params(), config.train)
+    cfg = model.config
+    assert (cfg.max_epochs, cfg.lr, cfg.valid_metric, cfg.seed) == (4, 0.01, "ndcg@20", 7)
+    assert (cfg.batch_size, cfg.patience) == (100, 5)  # the preset's train section
+    # model.* still works alone, and wins over train.* left at its default
+    config = load_config("multvae-ml1m", ["model.max_epochs=3", "model.seed=2"])
+    cfg = build_model(config.model.name, config.model.params(), config.train).config
+    assert (cfg.max_epochs, cfg.seed, cfg.lr) == (3, 2, 1e-3)
+    # A resolved config lists every train key, defaults too: it reloads as it was.
+    resolved = RunConfig.model_validate(load_config("demo-multvae").model_dump())
+    assert resolved.train.epochs == 100
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.precision=bf16"], "train.precision: does not apply to multvae"),
+        (["train.ema_decay=0.9"], "train.ema_decay: does not apply to multvae"),
+        (["train.epochs=4", "model.max_epochs=7"], "train.epochs: 4 contradicts model.max_epochs"),
+    ],
+)
+def test_multvae_refuses_train_settings_it_would_ignore(overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("demo-multvae", overrides)

@@ -15,7 +15,13 @@ from recdiff.config.schema import (
 from recdiff.models.base import SavedModel
 from recdiff.train.trainer import TrainConfig
 
-__all__ = ["MODEL_NAMES", "SEQUENTIAL_MODELS", "build_model", "validate_model_params"]
+__all__ = [
+    "MODEL_NAMES",
+    "SEQUENTIAL_MODELS",
+    "build_model",
+    "multvae_params",
+    "validate_model_params",
+]
 
 
 class EASESpec(BaseModel):
@@ -101,6 +107,56 @@ def validate_model_params(name: str, params: dict[str, Any]) -> Any:
         raise ModelSettingsError([("model", str(error))]) from None
 
 
+# Mult-VAE keeps its own training loop (Adam, validation every epoch, fp32): these train.* settings
+# reach it under its own names; the others do not apply to it.
+MULTVAE_TRAIN_KEYS = {
+    "epochs": "max_epochs",
+    "lr": "lr",
+    "batch_size": "batch_size",
+    "patience": "patience",
+    "weight_decay": "weight_decay",
+    "metric": "valid_metric",
+    "device": "device",
+}
+_ANY_MODEL_TRAIN_KEYS = {"seed", "progress", "tensorboard"}
+
+
+def multvae_params(params: dict[str, Any], train: TrainConfig) -> dict[str, Any]:
+    """Mult-VAE's model settings with the run config's ``train.*`` ones folded in: those the
+    config sets away from their defaults (``train.epochs`` becomes ``max_epochs``, ...), and the
+    seed unless ``model.seed`` is given. A ``train.*`` setting Mult-VAE cannot honour, or one that
+    contradicts the ``model.*`` key it maps to, is an error rather than silently ignored. (A
+    resolved config lists every ``train.*`` key; those at their defaults say nothing.)"""
+    merged, problems = dict(params), []
+    defaults = TrainConfig.model_fields
+    chosen = {k for k in train.model_fields_set if getattr(train, k) != defaults[k].default}
+    for key, field in MULTVAE_TRAIN_KEYS.items():
+        if key not in chosen:
+            continue
+        value = getattr(train, key)
+        if field in params and params[field] != value:
+            problems.append(
+                (
+                    f"train.{key}",
+                    f"{value!r} contradicts model.{field} ({params[field]!r}), which Mult-VAE "
+                    "reads: set one of them",
+                )
+            )
+        merged[field] = value
+    for key in sorted(chosen - MULTVAE_TRAIN_KEYS.keys() - _ANY_MODEL_TRAIN_KEYS):
+        problems.append(
+            (
+                f"train.{key}",
+                "does not apply to multvae, which trains with Adam in fp32 and validates every "
+                "epoch; remove it (its settings: model.max_epochs, lr, batch_size, patience, ...)",
+            )
+        )
+    if problems:
+        raise ModelSettingsError(problems)
+    merged.setdefault("seed", train.seed)
+    return merged
+
+
 def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> SavedModel:
     """An unfitted recommender from a run config's model section and training settings."""
     settings = validate_model_params(name, params)
@@ -131,8 +187,7 @@ def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> SavedM
     if name == "multvae":
         from recdiff.models.multvae import MultVAE
 
-        overrides = {} if "seed" in params else {"seed": train.seed}
-        return MultVAE(settings, **overrides)
+        return MultVAE(validate_model_params(name, multvae_params(params, train)))
     if name == "ease":
         from recdiff.models.ease import EASE
 

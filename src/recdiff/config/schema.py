@@ -197,9 +197,12 @@ class RunConfig(BaseModel):
 
     @model_validator(mode="after")
     def _model_settings_valid(self) -> RunConfig:
-        from recdiff.config.models import validate_model_params
+        from recdiff.config.models import multvae_params, validate_model_params
 
-        validate_model_params(self.model.name, self.model.params())
+        params = self.model.params()
+        if self.model.name == "multvae":  # its own loop: train.* settings map onto model.*
+            params = multvae_params(params, self.train)
+        validate_model_params(self.model.name, params)
         return self
 
 
