@@ -42,6 +42,22 @@ def test_recommend_known_and_new_user(run_dir):
     assert not {1, 2, 3} & set(json.loads(result.output)["items"])
 
 
+@pytest.mark.parametrize("who", [["--user", "3"], ["--history", "1,2,3"]])
+def test_recommend_can_include_the_seen_items(run_dir, who):
+    def ranked(*flags):
+        args = ["recommend", str(run_dir), *who, "--k", "500", "--json", *flags]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)["items"]
+
+    every, unseen = ranked("--include-seen"), ranked()
+    assert sorted(every) == list(range(500))  # the whole demo catalogue
+    seen = set(every) - set(unseen)
+    assert seen and [i for i in every if i not in seen] == unseen  # same order otherwise
+    if who[0] == "--history":
+        assert seen == {1, 2, 3}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -95,6 +95,9 @@ def recommend(
     ignore_unknown: Annotated[
         bool, typer.Option(help="Drop unknown items from --history.")
     ] = False,
+    include_seen: Annotated[
+        bool, typer.Option("--include-seen", help="Also recommend items the user already has.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Top-k items for a known user (--user) or a new user's history (--history)."""
@@ -105,10 +108,14 @@ def recommend(
     with user_errors(FileNotFoundError, KeyError, ValueError, run=run):
         predictor = Predictor.load(run)
         if user is not None:
-            recs = predictor.recommend(user=predictor.parse_user(user), k=k)
+            recs = predictor.recommend(
+                user=predictor.parse_user(user), k=k, exclude_seen=not include_seen
+            )
         else:
             items = [s.strip() for s in history.split(",") if s.strip()]
-            recs = predictor.recommend(history=items, k=k, ignore_unknown=ignore_unknown)
+            recs = predictor.recommend(
+                history=items, k=k, exclude_seen=not include_seen, ignore_unknown=ignore_unknown
+            )
     if as_json:
         typer.echo(json.dumps(recs.to_dict()))
         return
