@@ -35,6 +35,13 @@ from recdiff.train.distributed import epoch_batches, shard
 from recdiff.train.trainer import TrainConfig, Trainer
 
 WORLD = 2
+TORCHRUN = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    f"--nproc_per_node={WORLD}",
+]
 EXACT_DIFFREC = DiffRecConfig(hidden_dims=[32], dropout=0.0, diffusion=DiffusionConfig(steps=1))
 NOISY_DIFFREC = DiffRecConfig(hidden_dims=[32], dropout=0.2, diffusion=DiffusionConfig(steps=4))
 # Batches of 25 split 12 + 13: uneven shards. Both runs stop early (checked below), so the
@@ -338,11 +345,7 @@ def test_noisy_training_keeps_every_process_identical(two_processes, one_process
 def test_torchrun_writes_one_run_directory(tmp_path):
     """``torchrun --nproc_per_node=2 -m recdiff train``: rank 0 alone writes the run."""
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={WORLD}",
+        *TORCHRUN,
         "-m",
         "recdiff",
         "train",
@@ -411,11 +414,7 @@ def test_a_failing_rank_ends_the_torchrun_job_at_once(tmp_path, failing, where):
     script.write_text(_FAILING_RANK)
     runs = tmp_path / "runs"
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={WORLD}",
+        *TORCHRUN,
         str(script),
         str(failing),
         where,
