@@ -5,7 +5,7 @@ From one trained DreamRec run directory (`recdiff train dreamrec-zhihu`), on its
 1. test (and valid) HR@20 / NDCG@20 and the wall time of sampling every example, for DDPM over
    all T steps (the paper) and for each ``--fast`` sampler (e.g. ``ddim:50``, ``ddpm:50``);
 2. HR@20 for each guidance weight in ``--weights`` (default 0 2 4 6) with the configured sampler,
-   plotted to ``benchmarks/results/dreamrec_guidance.png``;
+   plotted to ``benchmarks/results/dreamrec_guidance.png`` (``NAME_guidance.png`` with ``--name``);
 3. with faiss installed, the recall of an HNSW index's top-20 against the exact top-20 of the
    generated embeddings, and both search times.
 
@@ -14,7 +14,8 @@ repository root::
 
     python3 benchmarks/dreamrec_sampling.py RUN_DIR [--fast ddim:50 ddpm:50] [--weights 0 2 4 6]
 
-Writes ``benchmarks/results/dreamrec_sampling.json`` and ``.md``.
+Writes ``benchmarks/results/NAME.json`` and ``.md``; ``--name`` (default ``dreamrec_sampling``)
+keeps runs on different data apart.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def main() -> None:
     parser.add_argument("--weights", nargs="*", type=float, default=[0, 2, 4, 6])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--name", default="dreamrec_sampling", help="results file name")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -135,9 +137,10 @@ def main() -> None:
         "guidance_chosen_on_valid": chosen,
         "faiss": faiss_row,
     }
-    (RESULTS / "dreamrec_sampling.json").write_text(json.dumps(result, indent=2) + "\n")
-    _plot(sweep, RESULTS / "dreamrec_guidance.png")
-    (RESULTS / "dreamrec_sampling.md").write_text(_markdown(result))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    default = args.name == "dreamrec_sampling"  # its plot keeps the name the docs cite
+    _plot(sweep, RESULTS / ("dreamrec_guidance.png" if default else f"{args.name}_guidance.png"))
+    (RESULTS / f"{args.name}.md").write_text(_markdown(result))
     print(_markdown(result))
 
 
