@@ -128,25 +128,27 @@ def test_table_sequences_keep_repeats_and_file_order_on_ties(tmp_path: Path) -> 
         read_table_sequences(path, time_col=None)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("bad", ["junk", "yesterday", "2020-01-02", ""])
-def test_table_sequences_check_time_like_interactions(tmp_path: Path, bad: str) -> None:
-    # the matrix reader refuses a time that is not a number (text dates included, since it does
-    # not parse them); the sequence reader must refuse it with the same message, not sort the
-    # column as text. Line 4 = header + the third row.
-    path = write_table(tmp_path / "r.csv", ["0", "1", bad, "3"])
+@pytest.mark.parametrize(
+    ("times", "users", "where"),
+    [
+        # the matrix reader refuses a time that is not a number (text dates included, since it
+        # does not parse them); the sequence reader must refuse it with the same message, not
+        # sort the column as text. Line 4 = header + the third row.
+        *[
+            (["0", "1", bad, "3"], None, "'timestamp' in .*r\\.csv at line 4 ")
+            for bad in ["junk", "yesterday", "2020-01-02", ""]
+        ],
+        # a missing user: the same message, the file and its line, not a row position
+        (["0", "1", "2", "3"], ["1", "1", "", "2"], "'user' in .*r\\.csv at line 4;"),
+    ],
+)
+def test_table_sequences_refuse_bad_rows_like_interactions(
+    tmp_path: Path, times: list[str], users: list[str] | None, where: str
+) -> None:
+    path = write_table(tmp_path / "r.csv", times, users=users)
     with pytest.raises(DataFormatError) as matrix_error:
         read_interactions(path, time_col="timestamp")
-    with pytest.raises(DataFormatError, match=r"'timestamp' in .*r\.csv at line 4 ") as info:
-        read_table_sequences(path)
-    assert str(info.value) == str(matrix_error.value)
-
-
-def test_table_sequences_missing_user_names_file_and_line(tmp_path: Path) -> None:
-    # the same message as the matrix reader: the file and its line, not a row position
-    path = write_table(tmp_path / "r.csv", ["0", "1", "2", "3"], users=["1", "1", "", "2"])
-    with pytest.raises(DataFormatError) as matrix_error:
-        read_interactions(path, time_col="timestamp")
-    with pytest.raises(DataFormatError, match=r"'user' in .*r\.csv at line 4;") as info:
+    with pytest.raises(DataFormatError, match=where) as info:
         read_table_sequences(path)
     assert str(info.value) == str(matrix_error.value)
 

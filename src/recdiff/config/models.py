@@ -159,6 +159,8 @@ def multvae_params(params: dict[str, Any], train: TrainConfig) -> dict[str, Any]
 
 def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> SavedModel:
     """An unfitted recommender from a run config's model section and training settings."""
+    if name == "multvae":  # its own loop: train.* settings map onto model.*
+        params = multvae_params(params, train)
     settings = validate_model_params(name, params)
     if name == "sasrec":
         from recdiff.models.sasrec import SASRec
@@ -187,7 +189,7 @@ def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> SavedM
     if name == "multvae":
         from recdiff.models.multvae import MultVAE
 
-        return MultVAE(validate_model_params(name, multvae_params(params, train)))
+        return MultVAE(settings)
     if name == "ease":
         from recdiff.models.ease import EASE
 

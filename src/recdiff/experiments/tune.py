@@ -377,11 +377,12 @@ def tune(
         raise TuneError(f"trials must be at least 1, got {trials}")
     from recdiff.train.distributed import env_world_size
 
-    if env_world_size() > 1:
+    world = env_world_size()
+    if world > 1:
         # Every process would run its own search against the same study, and DDP would then
         # join processes that train different settings.
         raise TuneError(
-            f"a search runs in one process, but WORLD_SIZE={env_world_size()} (torchrun): start "
+            f"a search runs in one process, but WORLD_SIZE={world} (torchrun): start "
             "recdiff tune without torchrun"
         )
     name = selection_metric(metric, config)
