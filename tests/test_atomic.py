@@ -1,6 +1,9 @@
 """Atomic writes leave either the old file or the whole new one, with the usual permissions."""
 
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -24,3 +27,72 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         raise RuntimeError("crash while writing")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def _interrupt_at(event: int):
+    """A trace function that raises KeyboardInterrupt (as a Ctrl-C would) before the
+    ``event``-th bytecode instruction that ``atomic_path`` executes, and never again after."""
+    code = atomic_path.__wrapped__.__code__
+    seen = 0
+
+    def local(frame, kind, arg):
+        nonlocal seen
+        if kind == "opcode":
+            seen += 1
+            if seen == event:
+                raise KeyboardInterrupt
+        return local
+
+    def tracer(frame, kind, arg):
+        if frame.f_code is not code or seen >= event:
+            return None
+        frame.f_trace_opcodes = True
+        return local
+
+    return tracer, lambda: seen
+
+
+def test_an_interrupt_at_any_instruction_leaves_no_temporary(tmp_path):
+    """A Ctrl-C lands between any two bytecode instructions: at each one in turn, the write must
+    leave the old file or the new one, and no temporary file either way."""
+    target = tmp_path / "file.txt"
+    outcomes = set()
+    event = 0
+    while True:
+        event += 1
+        target.write_text("old")
+        tracer, executed = _interrupt_at(event)
+        sys.settrace(tracer)
+        try:
+            with atomic_path(target) as tmp:
+                tmp.write_text("new")
+        except KeyboardInterrupt:
+            outcomes.add("interrupted")
+        else:
+            outcomes.add("written")
+        finally:
+            sys.settrace(None)
+        assert [p.name for p in tmp_path.iterdir()] == ["file.txt"], f"instruction {event}"
+        assert target.read_text() in ("old", "new")
+        if executed() < event:  # the write ran to its end before this instruction: all covered
+            break
+    assert outcomes == {"interrupted", "written"} and event > 10
+
+
+def test_sigterm_during_a_write_removes_the_temporary(tmp_path):
+    """SIGTERM (``kill``, ``timeout``) unwinds an open write: exit status 143, no temporary."""
+    target = tmp_path / "file.txt"
+    atomic_write_text(target, "old")
+    script = (
+        "import os, signal, sys, time\n"
+        "from recdiff.atomic import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_text('half')\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(target)], timeout=60)
+    assert done.returncode == 143
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+    assert target.read_text() == "old"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # nothing left installed here

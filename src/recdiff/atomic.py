@@ -1,37 +1,75 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never half of one."""
+"""Atomic file writes: a reader sees the old file or the complete new one, never half of one.
+
+The new file is written to a hidden temporary file beside the target (``.NAME.<random>.tmp``)
+that replaces the target only when complete. Whatever stops the write before that (an error,
+Ctrl-C, ``SystemExit``, or SIGTERM, which unwinds like Ctrl-C while a write is open) removes the
+temporary file; only a signal that cannot be handled (SIGKILL) or a power cut can leave one.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "sigterm_unwinds"]
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on any exception
+    (``KeyboardInterrupt`` and ``SystemExit`` included) it is removed."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    tmp: Path | None = None
+    with sigterm_unwinds():
+        try:
+            # The name is known before the file exists, so that an exception at any point after
+            # its creation (even one that lands before the next statement) finds it to remove.
+            while tmp is None:
+                tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+                try:
+                    # Mode 0o666 less the umask: the mode a plain open() gives a new file.
+                    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                except FileExistsError:  # someone else's file: never ours to remove
+                    tmp = None
+            yield tmp
+            os.replace(tmp, target)
+        except BaseException:
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            raise
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Inside the block, SIGTERM (what ``kill``, ``timeout``, schedulers and ``docker stop``
+    send) raises ``SystemExit(143)`` as Ctrl-C raises ``KeyboardInterrupt``, so that cleanup code
+    runs; the process still exits with 128 + 15, as an unhandled SIGTERM would make it.
+
+    A handler installed by someone else is left alone, and so is any thread but the main one
+    (Python delivers signals there only).
+    """
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
