@@ -2,6 +2,9 @@
 
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +220,58 @@ def test_a_failed_run_is_named_and_the_finished_ones_are_kept(tmp_path):
     with pytest.raises(ValueError, match="needs timestamps"):
         run_experiment(configs, 1, tmp_path / "out", report=lines.append)
     assert lines[0].startswith("demo-popularity seed 1: done before")
+
+
+def test_under_torchrun_only_rank_0_writes_and_reports(tmp_path):
+    """``torchrun --nproc_per_node=2 -m recdiff experiment``: both processes train each run (the
+    DiffRec one through DDP), but rank 0 alone writes the records and tables and prints, so each
+    line of the report comes once."""
+    tiny = load_config(
+        "demo-diffrec",
+        ["name=tiny", "model.hidden_dims=[32]", "model.diffusion.steps=4", "train.epochs=2"],
+    )
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny.model_dump(mode="json"), sort_keys=False))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += ["-m", "recdiff", "experiment", str(config_path), "demo-popularity", "--seeds", "1"]
+    command += ["--out", str(out), "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    records = [
+        json.loads((out / "records" / label / "seed-1.json").read_text())
+        for label in ("tiny", "demo-popularity")
+    ]
+    progress = [
+        f"{r['label']} seed 1: valid recall@20 {r['valid']['recall@20']:.4f}, "
+        f"test recall@20 {r['test']['recall@20']:.4f} ({r['run_dir']})"
+        for r in records
+    ]
+    markdown = (out / "results.md").read_text()
+    wrote = f"wrote {out / 'results.csv'} and {out / 'results.md'}"
+    assert done.stdout == "\n".join([*progress, "", markdown, wrote]) + "\n"
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == sorted(Path(r["run_dir"]).name for r in records)  # one run each
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if "runs" not in p.parts) == [
+        "records",
+        "records/demo-popularity",
+        "records/demo-popularity/seed-1.json",
+        "records/demo-popularity/seed-1.npz",
+        "records/tiny",
+        "records/tiny/seed-1.json",
+        "records/tiny/seed-1.npz",
+        "results.csv",
+        "results.md",
+    ]
+
+
+def test_parallel_jobs_are_refused_under_torchrun(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError) as caught:
+        run_experiment([load_config("demo-popularity")], 1, tmp_path / "out", jobs=2)
+    assert str(caught.value) == (
+        "jobs=2 trains in processes of its own, but under torchrun (WORLD_SIZE=2) the processes "
+        "train each run together: leave jobs (--jobs) at 1"
+    )
+    assert list(tmp_path.iterdir()) == []

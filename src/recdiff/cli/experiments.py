@@ -154,6 +154,10 @@ def experiment(
             )
     except KeyboardInterrupt:
         _interrupted()
+    from recdiff.train.distributed import is_main_process
+
+    if not is_main_process():  # under torchrun every rank trains; rank 0 writes and reports
+        return
     typer.echo("")
     typer.echo(result.markdown)
     typer.echo(f"wrote {result.csv_path} and {result.md_path}")

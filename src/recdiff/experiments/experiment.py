@@ -11,6 +11,10 @@ Output folder::
 A config's label is its ``name`` (made unique with a suffix). Re-running the same command skips
 the (config, seed) pairs whose record exists with the same resolved config, so an interrupted
 experiment continues where it stopped.
+
+Under torchrun (``WORLD_SIZE`` > 1) every process trains every run (DDP needs them all), but only
+rank 0 decides which runs are left, scores users, writes the folder and reports; the others write
+nothing and return rank 0's result.
 """
 
 from __future__ import annotations
@@ -31,6 +35,13 @@ import numpy as np
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.loading import ConfigError
 from recdiff.config.schema import RunConfig
+from recdiff.train.distributed import (
+    broadcast_object,
+    env_world_size,
+    failure_is_final,
+    init_from_env,
+    is_main_process,
+)
 
 __all__ = [
     "BASELINE_MODELS",
@@ -137,6 +148,8 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
         "valid": result.metrics["valid"],
         "test": result.metrics["test"],
     }
+    if not is_main_process():  # another torchrun process: it trained beside rank 0, which writes
+        return record
     try:
         per_user = per_user_test_metrics_from_run(result.directory)
     except NotImplementedError as error:
@@ -176,7 +189,9 @@ def run_experiment(
     """Train every config with each seed (``seeds`` = N means 1..N), then write results.csv and
     results.md. ``metric`` (default: the first config's ``train.metric``) picks the best baseline
     on validation and is the per-user test metric of the paired tests (``test``: wilcoxon or
-    ttest). ``jobs > 1`` trains in that many processes, each with a share of the CPU threads."""
+    ttest). ``jobs > 1`` trains in that many processes, each with a share of the CPU threads.
+
+    Under torchrun only rank 0 writes and calls ``report``; every process returns its result."""
     from recdiff.experiments.report import render_markdown
 
     report = report or (lambda line: None)
@@ -196,8 +211,21 @@ def run_experiment(
                 f"metric {metric!r} is not computed by config {label!r} (eval.metrics "
                 f"{config.eval.metrics}, eval.ks {config.eval.ks}); pick one all configs compute"
             )
+    world = env_world_size()
+    if world > 1:
+        if jobs > 1:
+            # Pool workers would inherit torchrun's environment and each join the process group.
+            raise ExperimentError(
+                f"jobs={jobs} trains in processes of its own, but under torchrun (WORLD_SIZE="
+                f"{world}) the processes train each run together: leave jobs (--jobs) at 1"
+            )
+        init_from_env(configs[0].train.device)  # the rank must be known before anything is written
+    main = is_main_process()
+    if not main:
+        report = lambda line: None  # noqa: E731
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     records: dict[tuple[str, int], SeedRecord] = {}
     tasks = []
@@ -218,6 +246,8 @@ def run_experiment(
                     "progress": progress and jobs == 1,
                 }
             )
+    # Rank 0's records decide which runs are left: every process must train the same ones.
+    tasks, records = broadcast_object((tasks, records))
     if jobs == 1:
         finished = (_run_one(task) for task in tasks)
         _collect(finished, tasks, records, metric, report)
@@ -225,12 +255,17 @@ def run_experiment(
         context = multiprocessing.get_context("spawn")  # no forked torch thread pools
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             _collect(pool.map(_run_one, tasks), tasks, records, metric, report)
+    if not main:
+        return broadcast_object(None)  # rank 0's result, once it has written it
     ordered = [records[label, seed] for label, _ in labelled for seed in seed_list]
     csv_path, md_path = out / "results.csv", out / "results.md"
-    atomic_write_text(csv_path, results_table(ordered))
-    markdown, best, tests = render_markdown(labelled, ordered, metric, test)
-    atomic_write_text(md_path, markdown)
-    return ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests)
+    with failure_is_final():  # under torchrun, a rank 0 that fails here lets the job end at once
+        atomic_write_text(csv_path, results_table(ordered))
+        markdown, best, tests = render_markdown(labelled, ordered, metric, test)
+        atomic_write_text(md_path, markdown)
+    return broadcast_object(
+        ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests)
+    )
 
 
 def _collect(finished, tasks, records, metric: str, report: Callable[[str], None]) -> None:
