@@ -1,11 +1,13 @@
 """`recdiff train / recommend / evaluate / presets` on the demo data, and their errors."""
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
 
 from recdiff.cli.main import app
+from recdiff.data import Vocabulary
 
 runner = CliRunner()
 FAST = [
@@ -63,7 +65,7 @@ def test_recommend_can_include_the_seen_items(run_dir, who):
     [
         (["--history", "1,2,99999"], "not in the catalogue"),
         (["--user", "99999"], "99999"),
-        (["--user", "99999999999999999999"], "1 user id(s) not among the 1000 users"),
+        (["--user", "99999999999999999999"], "user '99999999999999999999' is not among the 1000"),
         (["--history", "1,99999999999999999999"], "1 item id(s) not in the catalogue"),
         (["--user", "abc"], "integers"),
         ([], "exactly one"),
@@ -74,6 +76,68 @@ def test_recommend_errors_are_clear(run_dir, args, message):
     result = runner.invoke(app, ["recommend", str(run_dir), *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_ids_lose_surrounding_whitespace_for_every_id_kind(run_dir, tmp_path):
+    named = tmp_path / "named"  # the same run with string ids: u0000..u0999, i000..i499
+    shutil.copytree(run_dir, named)
+    users = Vocabulary.from_ids([f"u{i:04d}" for i in range(1000)])
+    (named / "data" / "users.json").write_text(users.to_json())
+    (named / "data" / "items.json").write_text(
+        Vocabulary.from_ids([f"i{i:03d}" for i in range(500)]).to_json()
+    )
+
+    def recommend(run, *args):
+        result = runner.invoke(app, ["recommend", str(run), *args, "--k", "4", "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert recommend(run_dir, "--user", " 3 ") == recommend(run_dir, "--user", "3")
+    assert recommend(named, "--user", " u0003\t") == recommend(named, "--user", "u0003")
+    assert recommend(named, "--history", " i001 , i002") == recommend(
+        named, "--history", "i001,i002"
+    )
+    assert recommend(named, "--user", "u0003")["items"] == [
+        f"i{i:03d}" for i in recommend(run_dir, "--user", "3")["items"]
+    ]
+    for run, user in [(named, " u9999 "), (run_dir, " 99999 ")]:
+        result = runner.invoke(app, ["recommend", str(run), "--user", user])
+        assert result.exit_code == 2
+        assert result.stderr == (
+            f"error: user {user!r} is not among the 1000 users of this model; check the id "
+            "(the raw data's user ids), or recommend from their items instead: "
+            "--history ITEM,ITEM,...\n"
+        )
+
+
+def test_a_history_that_leaves_fewer_than_k_items_gets_a_note(run_dir):
+    everything = ",".join(str(i) for i in range(500))
+    note = "every catalogue item is already in the history; pass --include-seen to rank them"
+    result = runner.invoke(app, ["recommend", str(run_dir), "--history", everything])
+    assert result.exit_code == 0
+    assert (result.stdout, result.stderr) == ("", f"note: {note}\n")
+    result = runner.invoke(app, ["recommend", str(run_dir), "--history", everything, "--json"])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert json.loads(result.stdout) == {
+        "items": [],
+        "scores": [],
+        "unknown_items": [],
+        "note": note,
+    }
+    # k above the unseen items: the ones there are, in their order among all items, and why.
+    most = ",".join(str(i) for i in range(497))
+    args = ["recommend", str(run_dir), "--history", most, "--json", "--include-seen", "--k", "500"]
+    ranked = json.loads(runner.invoke(app, args).stdout)
+    rest = [(i, s) for i, s in zip(ranked["items"], ranked["scores"], strict=True) if i >= 497]
+    result = runner.invoke(app, ["recommend", str(run_dir), "--history", most, "--k", "5"])
+    assert result.exit_code == 0
+    assert result.stdout == "".join(
+        f"{rank:>3}  {item!s:<12} {score:.4f}\n" for rank, (item, score) in enumerate(rest, 1)
+    )
+    assert result.stderr == (
+        "note: only 3 catalogue items are not already in the history; pass --include-seen to "
+        "rank the others too\n"
+    )
 
 
 def test_evaluate_reproduces_the_run_metrics(run_dir):

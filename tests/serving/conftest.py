@@ -52,3 +52,21 @@ def serving(app):
 def serve_app():
     """``with serve_app(app) as http:`` serves ``app`` for the block."""
     return serving
+
+
+@pytest.fixture(scope="session")
+def named_predictor(run_dir):
+    """The run's predictor with string ids: users u0000..u0999, items i000..i499."""
+    from recdiff.data import Vocabulary
+    from recdiff.serving.predictor import Predictor
+
+    loaded = Predictor.load(run_dir)
+    return Predictor(
+        loaded.model,
+        Vocabulary.from_ids([f"u{i:04d}" for i in range(len(loaded.users))]),
+        Vocabulary.from_ids([f"i{i:03d}" for i in range(len(loaded.items))]),
+        loaded.inputs,
+        loaded.seen,
+        loaded.config,
+        loaded.metrics,
+    )

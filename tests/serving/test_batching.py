@@ -30,14 +30,14 @@ class _Recording(Predictor):
         self.entered, self.release = threading.Event(), threading.Event()
         self.fail = False
 
-    def recommend_queries(self, queries, ks):
+    def recommend_queries(self, queries, ks, *rest):
         self.batches.append(len(queries))
         if len(self.batches) == 1:
             self.entered.set()
             assert self.release.wait(10)
         if self.fail:
             raise RuntimeError("model exploded")
-        return super().recommend_queries(queries, ks)
+        return super().recommend_queries(queries, ks, *rest)
 
 
 @pytest.fixture

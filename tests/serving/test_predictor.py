@@ -1,11 +1,13 @@
-"""The Predictor's id parsing: what a caller of the Python API passes as item ids."""
+"""The Predictor's id parsing (what a caller of the Python API passes as ids) and the note on
+lists shorter than k."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from recdiff.serving.predictor import Predictor
+from recdiff.data.errors import UnknownIdError
+from recdiff.serving.predictor import Predictor, Recommendations, shortfall_note
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +23,63 @@ def test_non_integral_item_ids_are_refused_not_truncated(predictor):
     expected = predictor.recommend(history=[1, 2], k=3).items
     assert predictor.recommend(history=np.array([1.0, 2.0]), k=3).items == expected
     assert predictor.recommend(history=["1", " 2"], k=3).items == expected
+
+
+def test_string_ids_lose_surrounding_whitespace_like_integer_ones(predictor, named_predictor):
+    named = named_predictor
+    assert named.parse_user(" u0003\t") == "u0003" and predictor.parse_user(" 3\t") == 3
+    assert named.parse_users([" u0003", "u0004 "]).tolist() == ["u0003", "u0004"]
+    assert named.recommend(user=named.parse_user(" u0003 "), k=4) == named.recommend(
+        user="u0003", k=4
+    )
+    assert named.recommend(history=[" i001", "i002 "], k=4) == named.recommend(
+        history=["i001", "i002"], k=4
+    )
+    with pytest.raises(UnknownIdError) as caught:
+        named.recommend(history=["i001", " i999 "], k=4)
+    assert str(caught.value) == (
+        "1 item id(s) not in the catalogue: [' i999 ']; remove them or pass "
+        "ignore_unknown=True (--ignore-unknown)"
+    )
+    assert caught.value.unknown == [" i999 "]  # as given
+
+
+def test_a_history_that_leaves_fewer_than_k_items_says_why(predictor):
+    everything = predictor.items.ids.tolist()
+    assert predictor.recommend(history=everything, k=5) == Recommendations(
+        [],
+        [],
+        [],
+        "every catalogue item is already in the history; pass exclude_seen=False to rank them",
+    )
+    most = everything[:-3]
+    ranked = predictor.recommend(history=most, k=len(everything), exclude_seen=False)
+    short = predictor.recommend(history=most, k=5)
+    assert short.items == [i for i in ranked.items if i in everything[-3:]]  # the 3 there are
+    assert short.scores == [
+        s for i, s in zip(ranked.items, ranked.scores, strict=True) if i in short.items
+    ]
+    assert short.note == (
+        "only 3 catalogue items are not already in the history; pass exclude_seen=False to "
+        "rank the others too"
+    )
+    assert predictor.recommend(history=most, k=3).note is None  # k came back
+    assert predictor.recommend(history=everything, k=5, exclude_seen=False).note is None
+
+
+@pytest.mark.parametrize(
+    ("returned", "k", "unseen", "note"),
+    [
+        (5, 5, 500, None),
+        (0, 5, 0, "every catalogue item is already in the history; REMEDY to rank them"),
+        (
+            1,
+            5,
+            1,
+            "only 1 catalogue item is not already in the history; REMEDY to rank the others too",
+        ),
+        (2, 5, 400, "the model ranks only 2 of the catalogue's items for this input"),
+    ],
+)
+def test_shortfall_notes(returned, k, unseen, note):
+    assert shortfall_note(returned, k, unseen, "REMEDY") == note

@@ -182,3 +182,57 @@ def test_k_is_capped_at_the_catalogue_size(run_dir, predictor):
     assert schema["properties"]["k"]["maximum"] == len(predictor.items)
     with pytest.raises(ValueError, match="max_history must be >= 1"):
         create_app(predictor, max_history=0)
+
+
+def test_ids_lose_surrounding_whitespace_and_errors_name_them_as_sent(named_predictor, serve_app):
+    with serve_app(create_app(named_predictor)) as http:
+
+        def answer(body):
+            response = http.post("/recommend", json=body)
+            return response.status_code, response.json()
+
+        assert answer({"user": " u0003 ", "k": 4}) == answer({"user": "u0003", "k": 4})
+        assert answer({"history": [" i004", "i017 "]}) == answer({"history": ["i004", "i017"]})
+        assert answer({"user": " u9999 "}) == (
+            404,
+            {
+                "detail": "user ' u9999 ' is not among the 1000 users of this model; send "
+                'their items instead: {"history": [...]}'
+            },
+        )
+        assert answer({"history": ["i004", " i999 "]}) == (
+            422,
+            {
+                "detail": "1 history item id(s) not in the catalogue: [' i999 ']; remove them, "
+                'or send "ignore_unknown": true to drop them'
+            },
+        )
+
+
+def test_a_history_that_leaves_fewer_than_k_items_is_answered_with_a_note(
+    named_predictor, serve_app
+):
+    everything = named_predictor.items.ids.tolist()
+    with serve_app(create_app(named_predictor)) as http:
+        response = http.post("/recommend", json={"history": everything, "k": 5})
+        assert response.status_code == 200
+        assert response.json() == {
+            "items": [],
+            "scores": [],
+            "unknown_items": [],
+            "note": 'every catalogue item is already in the history; send "exclude_seen": false '
+            "to rank them",
+        }
+        response = http.post("/recommend", json={"history": everything[:-3], "k": 5})
+        expected = named_predictor.recommend(history=everything[:-3], k=5)
+        assert response.status_code == 200
+        assert response.json()["items"] == expected.items and len(expected.items) == 3
+        assert response.json()["note"] == (
+            'only 3 catalogue items are not already in the history; send "exclude_seen": false '
+            "to rank the others too"
+        )
+        response = http.post("/recommend", json={"history": everything[:-3], "k": 3})
+        assert response.json()["note"] is None  # k came back
+    schema = create_app(named_predictor).openapi()["components"]["schemas"]["RecommendResponse"]
+    assert "note" not in schema["required"]  # optional: clients that ignore it keep working
+    assert schema["properties"]["note"]["description"].startswith("why fewer than k items came")

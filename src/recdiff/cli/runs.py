@@ -100,27 +100,49 @@ def recommend(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Top-k items for a known user (--user) or a new user's history (--history)."""
+    """Top-k items for a known user (--user) or a new user's history (--history).
+
+    Ids lose surrounding whitespace. Fewer than k items come back when fewer can be recommended
+    (e.g. the history holds every catalogue item); a note on stderr (in --json: "note") says why.
+    """
+    from recdiff.data.errors import UnknownIdError
     from recdiff.serving.predictor import Predictor
 
     if (user is None) == (history is None):
         fail("give exactly one of --user ID or --history ITEM,ITEM,...")
+    seen_remedy = "pass --include-seen"
     with user_errors(FileNotFoundError, KeyError, ValueError, run=run):
         predictor = Predictor.load(run)
         if user is not None:
-            recs = predictor.recommend(
-                user=predictor.parse_user(user), k=k, exclude_seen=not include_seen
-            )
+            try:
+                recs = predictor.recommend(
+                    user=predictor.parse_user(user),
+                    k=k,
+                    exclude_seen=not include_seen,
+                    seen_remedy=seen_remedy,
+                )
+            except UnknownIdError:
+                raise ValueError(
+                    f"user {user!r} is not among the {len(predictor.users)} users of this model; "
+                    "check the id (the raw data's user ids), or recommend from their items "
+                    "instead: --history ITEM,ITEM,..."
+                ) from None
         else:
             items = [s.strip() for s in history.split(",") if s.strip()]
             recs = predictor.recommend(
-                history=items, k=k, exclude_seen=not include_seen, ignore_unknown=ignore_unknown
+                history=items,
+                k=k,
+                exclude_seen=not include_seen,
+                ignore_unknown=ignore_unknown,
+                seen_remedy=seen_remedy,
             )
     if as_json:
         typer.echo(json.dumps(recs.to_dict()))
         return
     for rank, (item, score) in enumerate(zip(recs.items, recs.scores, strict=True), start=1):
         typer.echo(f"{rank:>3}  {item!s:<12} {score:.4f}")
+    if recs.note is not None:
+        typer.echo(f"note: {recs.note}", err=True)
 
 
 def reproduce(

@@ -28,7 +28,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from recdiff.serving.predictor import Predictor, Query, Recommendations
+from recdiff.serving.predictor import SEEN_REMEDY, Predictor, Query, Recommendations
 
 __all__ = ["MicroBatcher"]
 
@@ -50,9 +50,17 @@ class MicroBatcher:
         predictor: the loaded run; only the worker thread uses its model.
         max_rows: the most rows of one model call (1 disables batching).
         max_wait_ms: how long a batch may wait for as many requests as the last one had.
+        seen_remedy: how a short list's note says to rank the seen items too
+            (:meth:`Predictor.recommend_queries`).
     """
 
-    def __init__(self, predictor: Predictor, max_rows: int = 32, max_wait_ms: float = 10.0) -> None:
+    def __init__(
+        self,
+        predictor: Predictor,
+        max_rows: int = 32,
+        max_wait_ms: float = 10.0,
+        seen_remedy: str = SEEN_REMEDY,
+    ) -> None:
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         if max_wait_ms < 0:
@@ -60,6 +68,7 @@ class MicroBatcher:
         self.predictor = predictor
         self.max_rows = max_rows
         self.max_wait = max_wait_ms / 1000
+        self.seen_remedy = seen_remedy
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._start_lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -126,7 +135,9 @@ class MicroBatcher:
         self.model_calls += 1
         self.rows_scored += len(jobs)
         try:
-            results = self.predictor.recommend_queries([j.query for j in jobs], [j.k for j in jobs])
+            results = self.predictor.recommend_queries(
+                [j.query for j in jobs], [j.k for j in jobs], self.seen_remedy
+            )
         except Exception as error:  # every waiting request learns why, none hangs
             for job in jobs:
                 job.future.set_exception(error)

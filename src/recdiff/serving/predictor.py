@@ -26,22 +26,58 @@ from recdiff.data import Vocabulary, linear_time_weights
 from recdiff.data.errors import UnknownIdError
 from recdiff.models.base import Recommender
 
-__all__ = ["Predictor", "Query", "Recommendations"]
+__all__ = ["SEEN_REMEDY", "Predictor", "Query", "Recommendations", "shortfall_note"]
 
 # How many unknown ids an error message lists; the total count is always given.
 _SHOWN = 10
 
+#: How a shortfall note tells a Python caller to rank the seen items too; the CLI and the HTTP
+#: service name their own switch (``--include-seen``, ``"exclude_seen": false``).
+SEEN_REMEDY = "pass exclude_seen=False"
+
 
 @dataclass(frozen=True)
 class Recommendations:
-    """Top-k external item ids, best first, with their scores."""
+    """Top-k external item ids, best first, with their scores.
+
+    ``note`` says why fewer than ``k`` items came back (None when ``k`` did), e.g. that every
+    catalogue item is already in the history.
+    """
 
     items: list[Any]
     scores: list[float]
     unknown_items: list[Any]
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"items": self.items, "scores": self.scores, "unknown_items": self.unknown_items}
+        return {
+            "items": self.items,
+            "scores": self.scores,
+            "unknown_items": self.unknown_items,
+            "note": self.note,
+        }
+
+
+def shortfall_note(
+    returned: int, k: int, unseen: int, seen_remedy: str = SEEN_REMEDY
+) -> str | None:
+    """Why a list holds ``returned`` items instead of ``k`` (None when it holds ``k``).
+
+    ``unseen`` is the number of catalogue items left once the history's (or known user's) items
+    are excluded; ``seen_remedy`` says how to rank those too.
+    """
+    if returned >= k:
+        return None
+    if unseen == 0:
+        return f"every catalogue item is already in the history; {seen_remedy} to rank them"
+    if unseen < k:
+        verb = "is" if unseen == 1 else "are"
+        return (
+            f"only {unseen} catalogue item{'s' * (unseen != 1)} {verb} not already in the "
+            f"history; {seen_remedy} to rank the others too"
+        )
+    # The model itself declined to rank the rest (a score of -inf, e.g. items it never trained).
+    return f"the model ranks only {returned} of the catalogue's items for this input"
 
 
 @dataclass(frozen=True)
@@ -103,6 +139,13 @@ def _beyond_int64(ids: Sequence[Any] | np.ndarray) -> np.ndarray:
     )
 
 
+def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
+    """How many distinct columns each row of ``matrix`` stores (what ranking excludes)."""
+    matrix = matrix.tocsr(copy=True)
+    matrix.sum_duplicates()
+    return np.diff(matrix.indptr)
+
+
 def _shown(ids: Sequence[Any]) -> str:
     more = f" (and {len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else ""
     return f"{[_python(i) for i in ids[:_SHOWN]]}{more}"
@@ -160,9 +203,12 @@ class Predictor:
 
     # --------------------------------------------------------------------------- ids
     def parse_user(self, value: Any) -> Any:
-        """A user id (typed on a command line, or from JSON) as the vocabulary's type."""
+        """A user id (typed on a command line, or from JSON) as the vocabulary's type.
+
+        Surrounding whitespace is stripped, for string ids as for integer ones.
+        """
         if self.users.kind != "int":
-            return str(value)
+            return str(value).strip()
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             return int(value)
         try:
@@ -171,9 +217,10 @@ class Predictor:
             raise ValueError(f"user ids of this run are integers, got {value!r}") from None
 
     def parse_users(self, values: Sequence[Any]) -> np.ndarray:
-        """Many user ids (e.g. lines of a file) as an array of the vocabulary's type."""
+        """Many user ids (e.g. lines of a file) as an array of the vocabulary's type (surrounding
+        whitespace stripped)."""
         if self.users.kind != "int":
-            return np.asarray([str(v) for v in values], dtype=str)
+            return np.asarray([str(v).strip() for v in values], dtype=str)
         try:
             ids = [int(str(v).strip()) for v in values]
         except ValueError:
@@ -184,8 +231,10 @@ class Predictor:
         return np.asarray(ids, dtype=np.int64)
 
     def _parse_items(self, items: Sequence[Any]) -> list[Any]:
+        """Item ids as the vocabulary's type; surrounding whitespace is stripped (``int()``
+        strips it from integer ids typed as text)."""
         if self.items.kind != "int":
-            return [str(i) for i in items]
+            return [str(i).strip() for i in items]
         try:
             ids = [int(i) for i in items]
         except (TypeError, ValueError):
@@ -220,20 +269,23 @@ class Predictor:
         self, history: Sequence[Any], ignore_unknown: bool = False
     ) -> tuple[np.ndarray, list[Any]]:
         """Item indices of a history of external ids (order and repeats kept), and the ids the
-        catalogue lacks (an error unless ``ignore_unknown``)."""
+        catalogue lacks (an error, naming them as given, unless ``ignore_unknown``)."""
         if len(history) == 0:
             raise ValueError("history is empty: give at least one item the user interacted with")
         ids = self._parse_items(history)
         huge = _beyond_int64(ids)
         known = np.zeros(len(ids), dtype=bool)
         known[~huge] = self.items.contains([i for i, h in zip(ids, huge, strict=True) if not h])
-        unknown = [ids[i] for i in np.flatnonzero(~known)]
+        missing = np.flatnonzero(~known)
+        unknown = [ids[i] for i in missing]
         if unknown and not ignore_unknown:
+            as_given = list(history)
+            given = [as_given[i] for i in missing]
             raise UnknownIdError(
-                f"{len(unknown)} item id(s) not in the catalogue: {_shown(unknown)}; remove them "
+                f"{len(given)} item id(s) not in the catalogue: {_shown(given)}; remove them "
                 "or pass ignore_unknown=True (--ignore-unknown)",
-                unknown=unknown[:_SHOWN],
-                n_unknown=len(unknown),
+                unknown=[_python(i) for i in given[:_SHOWN]],
+                n_unknown=len(given),
             )
         index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
         if index.size == 0:
@@ -268,11 +320,17 @@ class Predictor:
         k: int = 10,
         exclude_seen: bool = True,
         ignore_unknown: bool = False,
+        seen_remedy: str = SEEN_REMEDY,
     ) -> Recommendations:
-        """Top ``k`` items for a known ``user`` or a new user's ``history`` (external ids)."""
+        """Top ``k`` items for a known ``user`` or a new user's ``history`` (external ids).
+
+        Fewer than ``k`` come back when fewer can be recommended (e.g. the history covers the
+        catalogue); their ``note`` then says why, ending with ``seen_remedy`` when including
+        the seen items would rank more.
+        """
         self.check_k(k)
         query = self.query(user, history, exclude_seen, ignore_unknown)
-        return self.recommend_queries([query], [k])[0]
+        return self.recommend_queries([query], [k], seen_remedy)[0]
 
     def check_k(self, k: int) -> None:
         if not 1 <= k <= len(self.items):
@@ -322,26 +380,30 @@ class Predictor:
         return topk_items(self.model.score(inputs), k, exclude)
 
     def recommend_queries(
-        self, queries: Sequence[Query], ks: Sequence[int]
+        self, queries: Sequence[Query], ks: Sequence[int], seen_remedy: str = SEEN_REMEDY
     ) -> list[Recommendations]:
         """One :class:`Recommendations` per row of the queries (each with its own ``k``).
 
         The first ``k`` of a top-``max(ks)`` list are the top ``k``: ranking is a total order
-        (score, then lower item index), so one batched call serves requests of any sizes.
+        (score, then lower item index), so one batched call serves requests of any sizes. A row
+        with fewer than ``k`` items gets a note saying why (see :func:`shortfall_note`).
         """
         rows = sum(len(q) for q in queries)
         if len(ks) != rows:
             raise ValueError(f"give one k per query row: {rows} rows but {len(ks)} values of k")
         items, scores = self.top_k(queries, max(ks))
         unknown = [q.unknown_items for q in queries for _ in range(len(q))]
+        unseen = len(self.items) - np.concatenate([_distinct_per_row(q.exclude) for q in queries])
         results = []
         for row, k in enumerate(ks):
             keep = items[row, :k] >= 0
+            returned = self.items.external(items[row, :k][keep]).tolist()
             results.append(
                 Recommendations(
-                    self.items.external(items[row, :k][keep]).tolist(),
+                    returned,
                     scores[row, :k][keep].astype(np.float64).tolist(),
                     list(unknown[row]),
+                    shortfall_note(len(returned), k, int(unseen[row]), seen_remedy),
                 )
             )
         return results

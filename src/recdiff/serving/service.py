@@ -15,6 +15,11 @@ Every error answers ``{"detail": "<what is wrong and what to send instead>"}``:
        history items (unless ``ignore_unknown``), ids of the wrong type, a user id for a run
        whose data hold no user ids
 =====  =====================================================================================
+
+Surrounding whitespace is stripped from ids sent as text, string and integer ids alike; an error
+names an id as it was sent. A valid request that leaves fewer than ``k`` items to recommend (a
+history that covers the catalogue, say) is still answered 200 with the items there are, and the
+answer's ``note`` says why.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoint's annotations at runtime,
@@ -53,6 +58,8 @@ __all__ = ["RecommendRequest", "RecommendResponse", "create_app"]
 
 Id = StrictInt | StrictStr
 EXAMPLE = '{"user": 3, "k": 10} or {"history": [12, 7, 40], "k": 10}'
+#: How a short list's note tells an HTTP client to rank the seen items too.
+HTTP_SEEN_REMEDY = 'send "exclude_seen": false'
 
 
 class RecommendRequest(BaseModel):
@@ -78,11 +85,17 @@ class RecommendRequest(BaseModel):
 
 
 class RecommendResponse(BaseModel):
-    """Top-k item ids, best first, their scores, and the history ids that were dropped."""
+    """Top-k item ids, best first, their scores, the history ids that were dropped, and a note
+    when fewer than k items came back."""
 
     items: list[Id]
     scores: list[float]
     unknown_items: list[Id]
+    note: str | None = Field(
+        None,
+        description='why fewer than k items came back, e.g. "every catalogue item is already '
+        'in the history; send "exclude_seen": false to rank them"; null when k came back',
+    )
 
 
 class BodySizeLimit:
@@ -180,7 +193,9 @@ def create_app(
         __base__=RecommendRequest,
         k=(StrictInt, Field(min(10, max_k), ge=1, le=max_k, description="how many items")),
     )
-    batcher = MicroBatcher(predictor, max_rows=max_batch, max_wait_ms=max_wait_ms)
+    batcher = MicroBatcher(
+        predictor, max_rows=max_batch, max_wait_ms=max_wait_ms, seen_remedy=HTTP_SEEN_REMEDY
+    )
     info = _model_info(predictor, max_k, max_history)
 
     @contextlib.asynccontextmanager
@@ -211,7 +226,10 @@ def create_app(
         query = _query(predictor, request, max_history)
         result = await asyncio.wrap_future(batcher.submit(query, request.k))
         return RecommendResponse(
-            items=result.items, scores=result.scores, unknown_items=result.unknown_items
+            items=result.items,
+            scores=result.scores,
+            unknown_items=result.unknown_items,
+            note=result.note,
         )
 
     return app
