@@ -44,6 +44,30 @@ def test_string_ids_lose_surrounding_whitespace_like_integer_ones(predictor, nam
     assert caught.value.unknown == [" i999 "]  # as given
 
 
+def test_a_padded_string_id_that_the_data_holds_is_looked_up_as_given(named_predictor):
+    from recdiff.data import Vocabulary
+    from recdiff.serving.predictor import Predictor
+
+    base = named_predictor
+    users = [f"u{i:04d}" for i in range(len(base.users))]
+    users[3] = " u0003 "  # the raw data's id itself carries the spaces
+    padded = Predictor(
+        base.model,
+        Vocabulary.from_ids(users),
+        base.items,
+        base.inputs,
+        base.seen,
+        base.config,
+        base.metrics,
+    )
+    assert padded.parse_user(" u0003 ") == " u0003 "
+    assert padded.parse_users([" u0003 ", " u0004 "]).tolist() == [" u0003 ", "u0004"]
+    row = int(padded.users.index([" u0003 "])[0])  # the vocabulary orders its ids
+    assert padded.recommend(user=padded.parse_user(" u0003 "), k=4) == base.recommend(
+        user=base.users.ids[row], k=4
+    )
+
+
 def test_a_history_that_leaves_fewer_than_k_items_says_why(predictor):
     everything = predictor.items.ids.tolist()
     assert predictor.recommend(history=everything, k=5) == Recommendations(

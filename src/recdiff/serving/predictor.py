@@ -139,6 +139,11 @@ def _beyond_int64(ids: Sequence[Any] | np.ndarray) -> np.ndarray:
     )
 
 
+def _as_known(value: str, vocabulary: Vocabulary) -> str:
+    """A string id as given when the vocabulary holds it, else without surrounding whitespace."""
+    return value if value == value.strip() or value in vocabulary else value.strip()
+
+
 def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
     """How many distinct columns each row of ``matrix`` stores (what ranking excludes)."""
     matrix = matrix.tocsr(copy=True)
@@ -205,10 +210,11 @@ class Predictor:
     def parse_user(self, value: Any) -> Any:
         """A user id (typed on a command line, or from JSON) as the vocabulary's type.
 
-        Surrounding whitespace is stripped, for string ids as for integer ones.
+        Surrounding whitespace is stripped, for string ids as for integer ones (a string id
+        that the vocabulary holds exactly, padding included, is kept as given).
         """
         if self.users.kind != "int":
-            return str(value).strip()
+            return _as_known(str(value), self.users)
         if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
             return int(value)
         try:
@@ -218,9 +224,9 @@ class Predictor:
 
     def parse_users(self, values: Sequence[Any]) -> np.ndarray:
         """Many user ids (e.g. lines of a file) as an array of the vocabulary's type (surrounding
-        whitespace stripped)."""
+        whitespace stripped unless the padded string id itself is known)."""
         if self.users.kind != "int":
-            return np.asarray([str(v).strip() for v in values], dtype=str)
+            return np.asarray([_as_known(str(v), self.users) for v in values], dtype=str)
         try:
             ids = [int(str(v).strip()) for v in values]
         except ValueError:
@@ -232,9 +238,10 @@ class Predictor:
 
     def _parse_items(self, items: Sequence[Any]) -> list[Any]:
         """Item ids as the vocabulary's type; surrounding whitespace is stripped (``int()``
-        strips it from integer ids typed as text)."""
+        strips it from integer ids typed as text); a padded string id the vocabulary holds
+        exactly is kept as given."""
         if self.items.kind != "int":
-            return [str(i).strip() for i in items]
+            return [_as_known(str(i), self.items) for i in items]
         try:
             ids = [int(i) for i in items]
         except (TypeError, ValueError):
