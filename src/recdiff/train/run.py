@@ -14,13 +14,10 @@ only when complete, so an interrupted run leaves nothing half-written behind::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
 import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +30,7 @@ import torch
 import yaml
 
 import recdiff
-from recdiff.atomic import atomic_path, atomic_write_text
+from recdiff.atomic import atomic_path, atomic_write_text, sigterm_unwinds
 from recdiff.config.models import SEQUENTIAL_MODELS, build_model
 from recdiff.config.schema import RunConfig
 from recdiff.data import DatasetSplits, time_weights
@@ -172,7 +169,7 @@ def run_training(
         work = final.parent / f".{final.name}.incomplete"
         work.mkdir()
         try:
-            with _sigterm_unwinds():
+            with sigterm_unwinds():
                 result = _run_into(config, work, on_event)
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
@@ -182,29 +179,6 @@ def run_training(
         result.directory = final
         broadcast_object((final, result.metrics))  # releases the other torchrun processes
     return result
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds():
-    """Let SIGTERM (what schedulers and ``docker stop`` send) unwind like Ctrl-C, so that the
-    partial run is removed; it exits with status 128 + 15 as an unhandled SIGTERM would. A handler
-    the caller installed is left alone, and so is any thread but the main one (signals are only
-    delivered there)."""
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
-        yield
-        return
-
-    def stop(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _reserve(runs_dir: Path, name: str) -> Path:
