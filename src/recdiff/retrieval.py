@@ -22,11 +22,12 @@ class ExactIndex:
     """Exact top-K by inner product (ties: lower item index first, as in evaluation)."""
 
     def __init__(self, items: np.ndarray | torch.Tensor) -> None:
-        self.items = torch.as_tensor(items, dtype=torch.float32)
+        self.items = torch.as_tensor(items, dtype=torch.float32).detach()
 
     def search(self, queries: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = torch.as_tensor(queries, dtype=torch.float32) @ self.items.T
-        return topk_items(scores, k)
+        # On the items' device: numpy queries against CUDA items (or the reverse) are moved.
+        queries = torch.as_tensor(queries, dtype=torch.float32, device=self.items.device)
+        return topk_items(queries.detach() @ self.items.T, k)
 
 
 class FaissIndex:
@@ -47,15 +48,23 @@ class FaissIndex:
             raise ImportError(
                 "the faiss index needs faiss: pip install 'recdiff[ann]' (or use exact retrieval)"
             ) from error
-        vectors = np.ascontiguousarray(torch.as_tensor(items).float().numpy())
+        vectors = _host_float32(items)
         self.index = faiss.IndexHNSWFlat(vectors.shape[1], neighbors, faiss.METRIC_INNER_PRODUCT)
         self.index.hnsw.efSearch = ef_search
         self.index.add(vectors)
 
     def search(self, queries: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-        vectors = np.ascontiguousarray(torch.as_tensor(queries).float().numpy())
+        vectors = _host_float32(queries)
         scores, ids = self.index.search(vectors, k)
         return ids.astype(np.int64), scores
+
+
+def _host_float32(vectors: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A C-contiguous float32 numpy copy of ``vectors`` for faiss, from any device (CUDA
+    tensors, bfloat16, tensors that require grad such as embedding weights)."""
+    if isinstance(vectors, torch.Tensor):
+        vectors = vectors.detach().to(device="cpu", dtype=torch.float32).numpy()
+    return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
 def build_index(

@@ -17,6 +17,7 @@ import math
 import torch
 
 from .gaussian import GaussianDiffusion, ModelFn
+from .samplers import randn_rows
 
 __all__ = ["gaussian_nll", "nll_bound", "normal_kl", "prior_kl", "vb_term"]
 
@@ -83,7 +84,7 @@ def nll_bound(
     terms = []
     for i in range(process.num_steps):
         t = torch.full((x0.shape[0],), i, dtype=torch.long, device=x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        noise = randn_rows(x0.shape, generator, x0.device, x0.dtype)
         terms.append(vb_term(process, model_fn, x0, process.q_sample(x0, t, noise), t))
     stacked = torch.stack(terms, dim=1)
     prior = prior_kl(process, x0)

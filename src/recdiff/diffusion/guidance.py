@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 
 from .gaussian import ModelFn
+from .samplers import draw_on_generator_device
 
 __all__ = ["ConditionalModelFn", "drop_condition", "guided"]
 
@@ -30,7 +31,7 @@ def drop_condition(
         raise ValueError(f"condition drop probability must lie in [0, 1], got {prob}")
     if prob == 0:
         return cond
-    draw = torch.rand(cond.shape[0], generator=generator, device=cond.device)
+    draw = draw_on_generator_device(torch.rand, (cond.shape[0],), generator, cond.device)
     mask = (draw < prob).reshape((-1,) + (1,) * (cond.dim() - 1))
     return torch.where(mask, null.to(cond.dtype).expand_as(cond), cond)
 

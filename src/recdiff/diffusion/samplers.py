@@ -14,13 +14,15 @@ plus one loop that calls the model. Respacing is a property of the process
 
 Every ``generator`` may also be a sequence of generators, one per row (:func:`randn_rows`): each
 row's draws then come from its own generator alone, so a row gets the same sample whatever batch
-it is scored in (a service answering concurrent requests in one call needs that).
+it is scored in (a service answering concurrent requests in one call needs that). A generator
+may live on another device than the tensors (a CPU one for CUDA sampling): its draws are then
+made where it lives and moved, so they are the numbers it gives on its own device.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -34,6 +36,7 @@ __all__ = [
     "Generators",
     "Sampler",
     "SamplerState",
+    "draw_on_generator_device",
     "noise_to",
     "randn_rows",
 ]
@@ -48,17 +51,39 @@ def randn_rows(
     dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Standard normal draws of ``shape``; with a sequence of generators, row ``i`` (along the
-    first axis) is drawn from generator ``i`` alone, exactly as it would be in a batch of one."""
+    first axis) is drawn from generator ``i`` alone, exactly as it would be in a batch of one.
+
+    ``device`` is where the result lives (None: torch's default device); a generator on another
+    device type draws there and the draws are moved (torch itself refuses, e.g. "Expected a
+    'cuda' device type for generator"), so a CPU generator also seeds CUDA sampling.
+    """
     if generator is None or isinstance(generator, torch.Generator):
-        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+        return draw_on_generator_device(torch.randn, tuple(shape), generator, device, dtype)
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for {shape[0]} rows: give one per row")
     return torch.stack(
         [
-            torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype)[0]
+            draw_on_generator_device(torch.randn, (1, *shape[1:]), g, device, dtype)[0]
             for g in generator
         ]
     )
+
+
+def draw_on_generator_device(
+    draw: Callable[..., torch.Tensor],
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device | str | None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """``draw(shape, generator=..., device=..., dtype=...)`` (``torch.randn``, ``torch.rand``)
+    with the result on ``device`` (None: torch's default device). torch only draws from a
+    generator of the result's device type; one of another type draws where it lives, and the
+    draws are moved."""
+    target = torch.get_default_device() if device is None else torch.device(device)
+    if generator is None or generator.device.type == target.type:
+        return draw(shape, generator=generator, device=device, dtype=dtype)
+    return draw(shape, generator=generator, device=generator.device, dtype=dtype).to(target)
 
 
 class SamplerState(NamedTuple):

@@ -47,8 +47,14 @@ class TimestepSampler(abc.ABC):
         device: torch.device | str = "cpu",
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``t`` [batch] (0-based) and ``weights`` [batch] = 1 / (T p_t)."""
+        """``t`` [batch] (0-based) and ``weights`` [batch] = 1 / (T p_t), on ``device``.
+
+        Steps are drawn where ``generator`` lives (a CUDA generator draws on the GPU, a CPU one
+        on the CPU, whatever ``device``); without one, on the CPU from torch's global generator.
+        """
         p = self.probabilities()
+        if generator is not None:  # torch draws only from a generator on the tensor's device
+            p = p.to(generator.device)
         t = torch.multinomial(p, batch, replacement=True, generator=generator)
         weights = 1.0 / (self.num_steps * p[t])
         return t.to(device), weights.to(device=device, dtype=torch.float32)

@@ -162,7 +162,7 @@ class DiffRec(Recommender):
         """Algorithm 1 on a batch of x0 (user rows, or L-DiffRec's latents): the importance-
         weighted loss and the denoiser's x0 prediction."""
         t, weights = self.timesteps.sample(x0.shape[0], x0.device)
-        terms = self.process.training_losses(
+        terms = self._process_on(x0.device).training_losses(
             self.denoiser, x0, t, weighting=self.config.diffusion.loss_weighting
         )
         seen = (t, terms["loss"])
@@ -212,9 +212,23 @@ class DiffRec(Recommender):
     ) -> torch.Tensor:
         """Reverse-process reconstruction of each history (higher = more likely next)."""
         history = self._check_history(history)
-        device = self.training.device
-        x0 = torch.from_numpy(history.toarray().astype(np.float32, copy=False)).to(device)
+        x0 = torch.from_numpy(history.toarray().astype(np.float32, copy=False)).to(self.device)
         return self.reconstruct(x0, generator)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are, hence where it scores: ``train.device`` after ``fit``,
+        the CPU after ``load`` (whatever device trained it) unless the module is moved."""
+        if self.module is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        return next(self.module.parameters()).device
+
+    def _process_on(self, device: torch.device) -> GaussianDiffusion:
+        """The process with its step tables on ``device`` (the trainer moves only the module:
+        tables left on the CPU would cost a device-to-host copy of the steps at every lookup)."""
+        if self.process.betas.device != device:
+            self.process.to(device)
+        return self.process
 
     @torch.no_grad()
     def reconstruct(
@@ -227,11 +241,12 @@ class DiffRec(Recommender):
         return out.float()
 
     def _denoise(self, x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        x_t = noise_to(self.process, x0, self.config.diffusion.inference_noise_steps, generator)
-        steps = self.process.num_steps
+        process = self._process_on(x0.device)
+        x_t = noise_to(process, x0, self.config.diffusion.inference_noise_steps, generator)
+        steps = process.num_steps
         if self.config.chain_inference and self.denoiser.chain_saves_work(x_t.shape[0], steps):
-            return self.denoiser.reverse_mean_chain(x_t, self.process.mean_chain)
-        return DDPMSampler(self.process, add_noise=False).sample(self.denoiser, x_t)
+            return self.denoiser.reverse_mean_chain(x_t, process.mean_chain)
+        return DDPMSampler(process, add_noise=False).sample(self.denoiser, x_t)
 
     def parameter_count(self) -> int:
         """Trainable and frozen parameters of the built model (L-DiffRec: all its parts)."""

@@ -240,7 +240,8 @@ class DreamRec(SequentialRecommender):
         diffusion = self.config.diffusion
         kind = sampler or diffusion.sampler
         steps = steps or diffusion.sampling_steps or diffusion.steps
-        key = (kind, steps)
+        # Keyed by device too: a sampler's process tables must follow the net when it moves.
+        key = (kind, steps, self.device)
         if key not in self._samplers:
             schedule = diffusion.noise_schedule()
             if steps != schedule.num_steps:
@@ -251,10 +252,6 @@ class DreamRec(SequentialRecommender):
             else:
                 self._samplers[key] = DDPMSampler(process)
         return self._samplers[key]
-
-    @property
-    def device(self) -> torch.device:
-        return next(self._check_fitted().parameters()).device
 
     def generate(
         self,

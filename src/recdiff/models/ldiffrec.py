@@ -539,7 +539,7 @@ class LDiffRec(DiffRec):
         if not self.config.latent.sparse_input:
             return super().score(history, generator)
         history = self._check_history(history)
-        return self.reconstruct(sparse_rows(history, self.training.device), generator)
+        return self.reconstruct(sparse_rows(history, self.device), generator)
 
     @torch.no_grad()
     def reconstruct(

@@ -120,6 +120,17 @@ class SequentialRecommender(SavedModel):
             raise RuntimeError(f"{self.model_name} is not fitted: call fit() or load() first")
         return self.net
 
+    @property
+    def device(self) -> torch.device:
+        """Where the network is, hence where it scores (the CPU after :meth:`load`)."""
+        net = self._check_fitted()
+        return next(itertools.chain(net.parameters(), net.buffers())).device
+
+    def sampling_generator(self, seed: int) -> torch.Generator:
+        """A generator seeded with ``seed`` on :attr:`device`, where sampling draws (torch
+        draws only from a generator of the tensors' device type)."""
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     def score(
         self,
         history: torch.Tensor | np.ndarray,
@@ -150,7 +161,7 @@ class SequentialRecommender(SavedModel):
             if not torch.equal(real, torch.as_tensor(lengths).clamp(max=self.max_len).to(real)):
                 raise ValueError("lengths disagree with the pads of history: pass left-padded rows")
         history = trim_left_padding(history, self.n_items)
-        device = next(itertools.chain(net.parameters(), net.buffers())).device
+        device = self.device
         was_training = net.training
         net.eval()
         try:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.models import build_model
@@ -44,7 +43,7 @@ def evaluate_sequential(
     seed = getattr(model.config, "sample_seed", 0)
     results = {}
     for split in splits:
-        generator = torch.Generator().manual_seed(seed)
+        generator = model.sampling_generator(seed)  # on the model's device (CUDA too)
 
         def score(history, lengths, generator=generator):
             return model.score(history, lengths, generator=generator)
