@@ -88,18 +88,8 @@ def test_user_lists_from_text_csv_and_parquet(tmp_path):
         read_user_list(str(tmp_path / "u.parquet"))
 
 
-def test_string_ids_round_trip(tmp_path, predictor):
-    from recdiff.data import Vocabulary
-
-    named = Predictor(
-        predictor.model,
-        Vocabulary.from_ids([f"u{i:04d}" for i in range(len(predictor.users))]),
-        Vocabulary.from_ids([f"i{i:03d}" for i in range(len(predictor.items))]),
-        predictor.inputs,
-        predictor.seen,
-        predictor.config,
-        predictor.metrics,
-    )
+def test_string_ids_round_trip(tmp_path, named_predictor):
+    named = named_predictor
     out = tmp_path / "recs.csv"
     export_recommendations(named, out, k=3, users=named.parse_users(["u0007", "u0001"]))
     frame = pd.read_csv(out, dtype={"user": str, "item": str})
