@@ -185,6 +185,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default="")
     args = parser.parse_args()
+    if not 1 <= args.eval_every <= args.epochs:
+        parser.error(
+            f"--eval-every {args.eval_every} must lie in 1..--epochs ({args.epochs}): the loop "
+            "evaluates every --eval-every epochs, as the released code does"
+        )
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 

@@ -241,3 +241,10 @@ def test_released_loop_metrics_on_a_hand_computed_case():
     # Without the untrained item 1 and the padding row, the top-3 is 0, 4, 3.
     assert got["hr@3_untrained_excluded"] == pytest.approx(0.5)
     assert got["untrained_slots"] == pytest.approx(2 / 3)
+
+
+def test_released_loop_refuses_fewer_epochs_than_one_evaluation_needs():
+    command = [sys.executable, str(BENCHMARKS / "dreamrec_released_loop.py"), "--epochs", "2"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2  # before the fix: a ValueError traceback after training
+    assert "--eval-every 10 must lie in 1..--epochs (2)" in done.stderr
