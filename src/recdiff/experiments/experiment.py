@@ -220,52 +220,54 @@ def run_experiment(
                 f"{world}) the processes train each run together: leave jobs (--jobs) at 1"
             )
         init_from_env(configs[0].train.device)  # the rank must be known before anything is written
-    main = is_main_process()
-    if not main:
-        report = lambda line: None  # noqa: E731
-    out = Path(out)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    records: dict[tuple[str, int], SeedRecord] = {}
-    tasks = []
-    for label, config in labelled:
-        for seed in seed_list:
-            raw = _seeded(config, label, seed)
-            done = _existing(_record_paths(out, label, seed)[0], raw)
-            if done is not None:
-                records[label, seed] = done
-                report(f"{label} seed {seed}: done before ({done.run_dir})")
-                continue
-            tasks.append(
-                {
-                    "config": raw,
-                    "label": label,
-                    "out": str(out),
-                    "threads": threads,
-                    "progress": progress and jobs == 1,
-                }
-            )
-    # Rank 0's records decide which runs are left: every process must train the same ones.
-    tasks, records = broadcast_object((tasks, records))
-    if jobs == 1:
-        finished = (_run_one(task) for task in tasks)
-        _collect(finished, tasks, records, metric, report)
-    else:
-        context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            _collect(pool.map(_run_one, tasks), tasks, records, metric, report)
-    if not main:
-        return broadcast_object(None)  # rank 0's result, once it has written it
-    ordered = [records[label, seed] for label, _ in labelled for seed in seed_list]
-    csv_path, md_path = out / "results.csv", out / "results.md"
-    with failure_is_final():  # under torchrun, a rank 0 that fails here lets the job end at once
+    # Under torchrun, a process that fails anywhere below (rank 0 alone reads old records, scores
+    # users and writes) must exit at once rather than leave the others waiting in a collective.
+    with failure_is_final():
+        main = is_main_process()
+        if not main:
+            report = lambda line: None  # noqa: E731
+        out = Path(out)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+        records: dict[tuple[str, int], SeedRecord] = {}
+        tasks = []
+        for label, config in labelled:
+            for seed in seed_list:
+                raw = _seeded(config, label, seed)
+                done = _existing(_record_paths(out, label, seed)[0], raw)
+                if done is not None:
+                    records[label, seed] = done
+                    report(f"{label} seed {seed}: done before ({done.run_dir})")
+                    continue
+                tasks.append(
+                    {
+                        "config": raw,
+                        "label": label,
+                        "out": str(out),
+                        "threads": threads,
+                        "progress": progress and jobs == 1,
+                    }
+                )
+        # Rank 0's records decide which runs are left: every process must train the same ones.
+        tasks, records = broadcast_object((tasks, records))
+        if jobs == 1:
+            finished = (_run_one(task) for task in tasks)
+            _collect(finished, tasks, records, metric, report)
+        else:
+            context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                _collect(pool.map(_run_one, tasks), tasks, records, metric, report)
+        if not main:
+            return broadcast_object(None)  # rank 0's result, once it has written it
+        ordered = [records[label, seed] for label, _ in labelled for seed in seed_list]
+        csv_path, md_path = out / "results.csv", out / "results.md"
         atomic_write_text(csv_path, results_table(ordered))
         markdown, best, tests = render_markdown(labelled, ordered, metric, test)
         atomic_write_text(md_path, markdown)
-    return broadcast_object(
-        ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests)
-    )
+        return broadcast_object(
+            ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests)
+        )
 
 
 def _collect(finished, tasks, records, metric: str, report: Callable[[str], None]) -> None:
