@@ -95,4 +95,15 @@ def test_sigterm_during_a_write_removes_the_temporary(tmp_path):
     assert done.returncode == 143
     assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
     assert target.read_text() == "old"
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # nothing left installed here
+
+
+def test_the_sigterm_handler_lives_exactly_as_long_as_the_write(tmp_path):
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with atomic_path(tmp_path / "a.txt") as tmp:
+        tmp.write_text("a")
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # unwinds while open
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "b.txt"):
+        raise KeyboardInterrupt
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]

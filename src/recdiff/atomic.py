@@ -65,8 +65,8 @@ def sigterm_unwinds() -> Iterator[None]:
     def stop(signum, frame):
         raise SystemExit(128 + signum)
 
-    signal.signal(signal.SIGTERM, stop)
-    try:
+    try:  # installed inside: a Ctrl-C right after installing still restores the default
+        signal.signal(signal.SIGTERM, stop)
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
