@@ -154,10 +154,13 @@ def _on_device(model, device: torch.device) -> dict[str, Any]:
         if kinds != {device.type}:
             raise AssertionError(f"weights on {kinds}, not on {device.type}")
     process = getattr(model, "process", None)
-    if process is not None:
-        details["process"] = process.betas.device.type
-        if process.betas.device.type != device.type:
-            raise AssertionError(f"diffusion tables on {process.betas.device}, not {device}")
+    if process is not None:  # DiffRec keeps its CPU process and a copy per device it ran on
+        kinds = {process.betas.device.type} | {
+            d.type for d in getattr(model, "_process_copies", {})
+        }
+        details["process"] = sorted(kinds)
+        if device.type not in kinds:
+            raise AssertionError(f"diffusion tables only on {sorted(kinds)}, not on {device}")
     return details
 
 

@@ -59,7 +59,12 @@ def test_the_diffusion_tables_follow_the_rows_to_their_device():
     model.denoiser = lambda x_t, t: x_t  # the meta device cannot run the MLP's torch.unique
     loss = model.loss(torch.zeros(3, 6, device="meta"))
     assert loss.device.type == "meta"
-    assert model.process.betas.device.type == "meta"
+    on_meta = model._process_on(torch.device("meta"))
+    assert on_meta.betas.device.type == "meta" and on_meta is not model.process
+    assert model._process_on(torch.device("meta")) is on_meta  # made once per device
+    # The CPU process is never moved in place: another thread may be scoring with it.
+    assert model.process.betas.device.type == "cpu"
+    assert model._process_on(torch.device("cpu")) is model.process
 
 
 def _dreamrec() -> DreamRec:

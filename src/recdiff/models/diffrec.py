@@ -21,6 +21,7 @@ p_t ~ sqrt(E[L_t^2])        ``importance_sampling=True``        Eq. 14
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 import numpy as np
@@ -129,6 +130,7 @@ class DiffRec(Recommender):
         self.config = config or DiffRecConfig()
         self.training = training or TrainConfig()
         self.process = self.config.diffusion.process()
+        self._process_copies: dict[torch.device, GaussianDiffusion] = {}  # see _process_on
         self.timesteps = self.config.diffusion.timestep_sampler()
         self.denoiser: MLPDenoiser | None = None
         self.module: torch.nn.Module | None = None  # what the trainer optimises
@@ -225,10 +227,18 @@ class DiffRec(Recommender):
 
     def _process_on(self, device: torch.device) -> GaussianDiffusion:
         """The process with its step tables on ``device`` (the trainer moves only the module:
-        tables left on the CPU would cost a device-to-host copy of the steps at every lookup)."""
-        if self.process.betas.device != device:
-            self.process.to(device)
-        return self.process
+        tables left on the CPU would cost a device-to-host copy of the steps at every lookup).
+
+        A copy per device, made whole before it is stored: ``self.process`` is never moved in
+        place, so a thread scoring on one device never sees tables half moved to another."""
+        device = torch.device(device)
+        if self.process.betas.device == device:
+            return self.process
+        process = self._process_copies.get(device)
+        if process is None:
+            process = copy.deepcopy(self.process).to(device)
+            self._process_copies[device] = process
+        return process
 
     @torch.no_grad()
     def reconstruct(
