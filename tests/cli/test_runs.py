@@ -100,6 +100,13 @@ def test_ids_lose_surrounding_whitespace_for_every_id_kind(run_dir, tmp_path):
     assert recommend(named, "--user", "u0003")["items"] == [
         f"i{i:03d}" for i in recommend(run_dir, "--user", "3")["items"]
     ]
+    padded = tmp_path / "padded"  # the data's item "i001" itself carries a space: " i001"
+    shutil.copytree(named, padded)
+    item_ids = [f"i{i:03d}" for i in range(500)]
+    item_ids[1] = " i001"
+    (padded / "data" / "items.json").write_text(Vocabulary.from_ids(item_ids).to_json())
+    # " i001" is found as typed and "i002 " once stripped (an unknown id would exit with 2).
+    assert recommend(padded, "--history", " i001,i002 ")["unknown_items"] == []
     for run, user in [(named, " u9999 "), (run_dir, " 99999 ")]:
         result = runner.invoke(app, ["recommend", str(run), "--user", user])
         assert result.exit_code == 2

@@ -103,7 +103,12 @@ def test_a_history_that_leaves_fewer_than_k_items_says_why(predictor):
             "only 1 catalogue item is not already in the history; REMEDY to rank the others too",
         ),
         (2, 5, 400, "the model ranks only 2 of the catalogue's items for this input"),
+        # Fewer unseen items than k, and the model declines some of those too: including the
+        # seen items would not fill the list, so the note must not promise it.
+        (1, 5, 3, "the model ranks only 1 of the catalogue's items for this input"),
+        # Nothing excluded (seen items included) and k above the catalogue's size.
+        (500, 600, 500, "the catalogue holds only 500 items"),
     ],
 )
 def test_shortfall_notes(returned, k, unseen, note):
-    assert shortfall_note(returned, k, unseen, "REMEDY") == note
+    assert shortfall_note(returned, k, unseen, "REMEDY", catalogue=500) == note

@@ -128,7 +128,8 @@ def recommend(
                     "instead: --history ITEM,ITEM,..."
                 ) from None
         else:
-            items = [s.strip() for s in history.split(",") if s.strip()]
+            # Pieces as typed: the predictor strips them unless the data holds a padded id.
+            items = [s for s in history.split(",") if s.strip()]
             recs = predictor.recommend(
                 history=items,
                 k=k,

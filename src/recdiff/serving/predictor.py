@@ -59,25 +59,30 @@ class Recommendations:
 
 
 def shortfall_note(
-    returned: int, k: int, unseen: int, seen_remedy: str = SEEN_REMEDY
+    returned: int,
+    k: int,
+    unseen: int,
+    seen_remedy: str = SEEN_REMEDY,
+    catalogue: int | None = None,
 ) -> str | None:
     """Why a list holds ``returned`` items instead of ``k`` (None when it holds ``k``).
 
     ``unseen`` is the number of catalogue items left once the history's (or known user's) items
-    are excluded; ``seen_remedy`` says how to rank those too.
+    are excluded, out of ``catalogue`` items in all; ``seen_remedy`` says how to rank those too.
     """
     if returned >= k:
         return None
+    if returned < unseen:  # the model declined some (a score of -inf, e.g. never-trained items)
+        return f"the model ranks only {returned} of the catalogue's items for this input"
+    if unseen == catalogue:  # nothing was excluded: k is simply above the catalogue's size
+        return f"the catalogue holds only {catalogue} item{'s' * (catalogue != 1)}"
     if unseen == 0:
         return f"every catalogue item is already in the history; {seen_remedy} to rank them"
-    if unseen < k:
-        verb = "is" if unseen == 1 else "are"
-        return (
-            f"only {unseen} catalogue item{'s' * (unseen != 1)} {verb} not already in the "
-            f"history; {seen_remedy} to rank the others too"
-        )
-    # The model itself declined to rank the rest (a score of -inf, e.g. items it never trained).
-    return f"the model ranks only {returned} of the catalogue's items for this input"
+    verb = "is" if unseen == 1 else "are"
+    return (
+        f"only {unseen} catalogue item{'s' * (unseen != 1)} {verb} not already in the "
+        f"history; {seen_remedy} to rank the others too"
+    )
 
 
 @dataclass(frozen=True)
@@ -410,7 +415,9 @@ class Predictor:
                     returned,
                     scores[row, :k][keep].astype(np.float64).tolist(),
                     list(unknown[row]),
-                    shortfall_note(len(returned), k, int(unseen[row]), seen_remedy),
+                    shortfall_note(
+                        len(returned), k, int(unseen[row]), seen_remedy, len(self.items)
+                    ),
                 )
             )
         return results
