@@ -31,3 +31,30 @@ def pytest_collection_modifyitems(config, items):
 def datasets_root() -> Path:
     """Root of the read-only real datasets (``../shared/datasets`` or ``$RECDIFF_DATASETS``)."""
     return _datasets_root()
+
+
+@pytest.fixture
+def torchrun_failing_job(tmp_path):
+    """Run ``torchrun --standalone --nproc_per_node=2 ARGS...`` that is expected to fail, and
+    return its output. The test fails if the job is still running after ``timeout`` seconds: a
+    failed process must end the job at once, not leave the others waiting in a collective."""
+    import subprocess
+    import sys
+
+    def run(*args: str, timeout: float = 90) -> str:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command += ["--nproc_per_node=2", *args]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        log = tmp_path / "torchrun.log"  # a file, not a pipe: hung workers would hold a pipe
+        with log.open("w") as sink:
+            job = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+            try:
+                job.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                job.terminate()  # torchrun stops its workers (SIGTERM, then SIGKILL after 30 s)
+                job.wait(timeout=90)
+                pytest.fail(f"the job was still running after {timeout:.0f} s: {args}")
+        assert job.returncode != 0, log.read_text()[-2000:]
+        return log.read_text()
+
+    return run

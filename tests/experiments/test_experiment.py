@@ -290,25 +290,17 @@ app(sys.argv[1:])
 """
 
 
-def test_under_torchrun_a_rank_0_failure_after_training_ends_the_job_at_once(tmp_path):
+def test_under_torchrun_a_rank_0_failure_after_training_ends_the_job_at_once(
+    tmp_path, torchrun_failing_job
+):
     """Rank 0 alone scores users and writes records after each run; if that fails, rank 0 must
     exit at once (torchrun then stops rank 1, which waits for it in a collective) instead of both
     waiting for the 2-hour collective timeout."""
     script = tmp_path / "rank0_fails.py"
     script.write_text(_RANK_0_FAILS_SCORING)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    command += [str(script), "experiment", "demo-popularity", "--seeds", "1"]
-    command += ["--out", str(tmp_path / "out"), "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    log = tmp_path / "torchrun.log"  # a file, not a pipe: hung workers would hold a pipe open
-    with log.open("w") as sink:
-        job = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-        try:
-            job.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            job.terminate()
-            job.wait(timeout=90)
-            pytest.fail("rank 0 failed after training and the job still ran after 90 s")
-    assert job.returncode != 0
-    assert "rank 0 fails scoring users" in log.read_text()
-    assert not (tmp_path / "out" / "results.csv").exists()
+    out = tmp_path / "out"
+    log = torchrun_failing_job(
+        str(script), "experiment", "demo-popularity", "--seeds", "1", "--out", str(out), "--quiet"
+    )
+    assert "rank 0 fails scoring users" in log
+    assert not (out / "results.csv").exists()

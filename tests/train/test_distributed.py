@@ -406,32 +406,22 @@ app(sys.argv[3:])
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("failing", "where"), [(1, "training"), (0, "validation")])
-def test_a_failing_rank_ends_the_torchrun_job_at_once(tmp_path, failing, where):
+def test_a_failing_rank_ends_the_torchrun_job_at_once(
+    tmp_path, torchrun_failing_job, failing, where
+):
     """The failed process must exit (not meet the others at a barrier they never reach), so that
     torchrun sees the failure and stops the rest instead of all waiting for the 2-hour collective
     timeout; nothing is left in the runs folder."""
     script = tmp_path / "failing_rank.py"
     script.write_text(_FAILING_RANK)
     runs = tmp_path / "runs"
-    command = [
-        *TORCHRUN,
+    log = torchrun_failing_job(
         str(script),
         str(failing),
         where,
         *("train", "demo-diffrec", "--quiet", "--runs-dir", str(runs)),
         *("--set", "train.epochs=3", "--set", "train.eval_every=1"),
         *("--set", "model.hidden_dims=[32]", "--set", "model.diffusion.steps=4"),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    log = tmp_path / "torchrun.log"  # a file, not a pipe: hung workers would hold a pipe open
-    with log.open("w") as out:
-        job = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        try:
-            job.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            job.terminate()  # torchrun stops its workers (SIGTERM, then SIGKILL after 30 s)
-            job.wait(timeout=90)
-            pytest.fail(f"rank {failing} failed in {where} and the job still ran after 90 s")
-    assert job.returncode != 0
-    assert f"rank {failing} fails in {where}" in log.read_text()
+    )
+    assert f"rank {failing} fails in {where}" in log
     assert list(runs.iterdir()) == []
