@@ -110,6 +110,6 @@ def write_results(
     """``NAME.json`` and ``NAME.md`` in ``folder`` (``results/``); returns the JSON path."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")  # paths, devices
     (folder / f"{name}.md").write_text("\n".join(table) + "\n")
     return path

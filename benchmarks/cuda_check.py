@@ -36,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _common
 import numpy as np
 import torch
 
@@ -469,23 +470,27 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 def write_results(out: Path, env: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     passed = all(row["ok"] for row in rows)
-    summary = {"passed": passed, "environment": env, "checks": rows}
-    (out / "cuda_check.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    lines = [
+    table = [
         f"# recdiff CUDA check: {'all passed' if passed else 'FAILED'}",
         "",
         ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
-        "| check | result | seconds | notes |",
-        "|---|---|---|---|",
     ]
-    for row in rows:
-        result = "skipped" if row.get("skipped") else ("ok" if row["ok"] else "**FAIL**")
-        note = row.get("error") or row.get("skipped") or _short(row["details"])
-        lines.append(f"| {row['check']} | {result} | {row['seconds']} | {note} |")
-    (out / "cuda_check.md").write_text("\n".join(lines) + "\n")
+    table += _common.markdown_table(
+        ["check", "result", "seconds", "notes"],
+        [
+            [
+                row["check"],
+                "skipped" if row.get("skipped") else ("ok" if row["ok"] else "**FAIL**"),
+                row["seconds"],
+                row.get("error") or row.get("skipped") or _short(row["details"]),
+            ]
+            for row in rows
+        ],
+    )
+    summary = {"passed": passed, "environment": env, "checks": rows}
+    _common.write_results("cuda_check", summary, table, out)
 
 
 def _short(details: dict[str, Any]) -> str:

@@ -235,7 +235,8 @@ def run_experiment(
         for label, config in labelled:
             for seed in seed_list:
                 raw = _seeded(config, label, seed)
-                done = _existing(_record_paths(out, label, seed)[0], raw)
+                # Only rank 0's reading counts (broadcast below); the others need not read.
+                done = _existing(_record_paths(out, label, seed)[0], raw) if main else None
                 if done is not None:
                     records[label, seed] = done
                     report(f"{label} seed {seed}: done before ({done.run_dir})")

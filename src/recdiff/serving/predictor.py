@@ -151,8 +151,10 @@ def _as_known(value: str, vocabulary: Vocabulary) -> str:
 
 def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
     """How many distinct columns each row of ``matrix`` stores (what ranking excludes)."""
-    matrix = matrix.tocsr(copy=True)
-    matrix.sum_duplicates()
+    matrix = matrix.tocsr()
+    if not matrix.has_canonical_format:  # duplicates would count twice: merge them in a copy
+        matrix = matrix.copy()
+        matrix.sum_duplicates()
     return np.diff(matrix.indptr)
 
 
