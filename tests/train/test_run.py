@@ -177,8 +177,12 @@ def test_recbole_files_use_their_field_names_unless_the_config_names_others(tmp_
     kept = sum(r >= 5.0 for _, _, r in rows)
     for source, names in ((default, {}), (renamed, {"user_col": "uid", "item_col": "iid",
                                                     "rating_col": "stars"})):  # fmt: skip
-        splits = load_splits(DataConfig(source=str(source), **common, **names))
-        assert splits.train.nnz + splits.valid.nnz + splits.test.nnz == kept
+        config = DataConfig(source=str(source), **common, **names)
+        # A resolved config, written out and read back (as `experiment` and saved runs do),
+        # still names the columns that were read.
+        for data in (config, DataConfig.model_validate(config.model_dump(mode="json"))):
+            splits = load_splits(data)
+            assert splits.train.nnz + splits.valid.nnz + splits.test.nnz == kept
     with pytest.raises(ValueError, match="uid"):  # the renamed file without the names
         load_splits(DataConfig(source=str(renamed), **common))
 

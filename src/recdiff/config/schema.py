@@ -83,6 +83,14 @@ class TimeWeightConfig(BaseModel):
         return self
 
 
+RECBOLE_FIELDS = {
+    "user_col": "user_id",
+    "item_col": "item_id",
+    "rating_col": "rating",
+    "time_col": "timestamp",
+}
+
+
 class DataConfig(BaseModel):
     """Where the interactions come from and how they are split."""
 
@@ -98,10 +106,18 @@ class DataConfig(BaseModel):
     source: str | None = Field(
         None, description="file or folder; 'datasets:REL' resolves under $RECDIFF_DATASETS"
     )
-    user_col: str = Field("user", description="user id column (tables)")
-    item_col: str = Field("item", description="item id column (tables)")
-    rating_col: str | None = Field(None, description="rating column, if any")
-    time_col: str | None = Field(None, description="timestamp column, if any")
+    user_col: str = Field(
+        "user", description="user id column (tables; RecBole files: user_id unless set)"
+    )
+    item_col: str = Field(
+        "item", description="item id column (tables; RecBole files: item_id unless set)"
+    )
+    rating_col: str | None = Field(
+        None, description="rating column, if any (RecBole files: rating unless set)"
+    )
+    time_col: str | None = Field(
+        None, description="timestamp column, if any (RecBole files: timestamp unless set)"
+    )
     min_rating: float | None = Field(None, description="keep ratings >= this (DiffRec: 4)")
     k_core: int | None = Field(None, ge=1, description="iterative k-core on users and items")
     duplicates: Literal["raise", "first", "last", "sum"] = Field(
@@ -127,6 +143,17 @@ class DataConfig(BaseModel):
     def _source_needed(self) -> DataConfig:
         if self.format != "demo" and not self.source:
             raise ValueError(f"data.source is required for format {self.format!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _recbole_names(self) -> DataConfig:
+        """RecBole files name their fields user_id, item_id, rating, timestamp: those are the
+        defaults there. Filled in here, so the resolved config says which columns were read and
+        reads the same when loaded again (a field left unset would take the tables' default)."""
+        if self.format == "recbole":
+            for key, name in RECBOLE_FIELDS.items():
+                if key not in self.model_fields_set:
+                    setattr(self, key, name)
         return self
 
 

@@ -205,7 +205,9 @@ def item_embeddings(train: sp.csr_matrix, config: LatentConfig) -> np.ndarray:
         if emb.ndim != 2 or emb.shape[0] != train.shape[1]:
             raise ValueError(
                 f"item embeddings {config.item_embeddings} have shape {emb.shape}; expected "
-                f"({train.shape[1]}, dim), one row per item in vocabulary order"
+                f"({train.shape[1]}, dim), one row per item in vocabulary order (they belong "
+                "to other data? set model.latent.item_embeddings=null to derive them from this "
+                "data's training matrix)"
             )
         return emb
     k = min(config.svd_dim, min(train.shape) - 1)

@@ -33,10 +33,15 @@ def _read_table(data: DataConfig) -> Interactions:
     if data.format == "movielens":
         return read_movielens(path, duplicates=data.duplicates)
     if data.format == "recbole":
-        # RecBole's own field names (user_id, item_id, rating, timestamp) unless set explicitly.
-        columns = ("user_col", "item_col", "rating_col", "time_col")
-        names = {key: getattr(data, key) for key in columns if key in data.model_fields_set}
-        return read_recbole_inter(path, duplicates=data.duplicates, **names)
+        # The config defaults these to RecBole's own names (user_id, item_id, rating, timestamp).
+        return read_recbole_inter(
+            path,
+            user_col=data.user_col,
+            item_col=data.item_col,
+            rating_col=data.rating_col,
+            time_col=data.time_col,
+            duplicates=data.duplicates,
+        )
     return read_interactions(
         path,
         user_col=data.user_col,
