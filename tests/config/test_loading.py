@@ -115,6 +115,11 @@ def test_model_errors_name_the_full_key_without_pydantic_noise(preset, overrides
         ("eval.ks=[true, 20]", "eval.ks.0"),
         ("model.diffusion.steps=yes", "model.diffusion.steps"),
         ("model.hidden_dims=[true]", "model.hidden_dims.0"),
+        # false reads as 0, which these settings' bounds refuse: still said as a type error
+        ("train.epochs=false", "train.epochs"),
+        ("train.ema_decay=true", "train.ema_decay"),
+        ("model.diffusion.steps=no", "model.diffusion.steps"),
+        ("model.dropout=true", "model.dropout"),
     ],
 )
 def test_booleans_are_not_numbers(override, key):

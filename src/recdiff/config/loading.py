@@ -9,7 +9,12 @@ from typing import Any, NoReturn
 import yaml
 from pydantic import ValidationError
 
-from recdiff.config.schema import RunConfig, coerced_booleans, validation_problems
+from recdiff.config.schema import (
+    BOOLEAN_FOR_NUMBER,
+    RunConfig,
+    coerced_booleans,
+    validation_problems,
+)
 
 __all__ = ["ConfigError", "apply_overrides", "list_presets", "load_config"]
 
@@ -102,7 +107,7 @@ def _refuse_booleans_as_numbers(
         settings = validate_model_params(config.model.name, config.model.params())
         keys += coerced_booleans(config.model.params(), settings, "model")
     if keys:
-        _invalid(preset_or_path, [(key, "expected a number, not true/false") for key in keys])
+        _invalid(preset_or_path, [(key, BOOLEAN_FOR_NUMBER) for key in keys])
 
 
 def _invalid(preset_or_path: str, problems: list[tuple[str, str]]) -> NoReturn:

@@ -64,8 +64,16 @@ def validation_problems(
             problems += cause.problems
             continue
         key = ".".join(str(part) for part in (*prefix, *e["loc"]))
+        if isinstance(e.get("input"), bool) and e["type"] in _BOUNDS:
+            # pydantic read true/false as 1/0 and then found it out of range
+            problems.append((key, BOOLEAN_FOR_NUMBER))
+            continue
         problems.append((key, e["msg"].removeprefix("Value error, ")))
     return problems
+
+
+BOOLEAN_FOR_NUMBER = "expected a number, not true/false"
+_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of"}
 
 
 class TimeWeightConfig(BaseModel):
