@@ -107,6 +107,9 @@ def test_ids_lose_surrounding_whitespace_for_every_id_kind(run_dir, tmp_path):
     (padded / "data" / "items.json").write_text(Vocabulary.from_ids(item_ids).to_json())
     # " i001" is found as typed and "i002 " once stripped (an unknown id would exit with 2).
     assert recommend(padded, "--history", " i001,i002 ")["unknown_items"] == []
+    # An unknown id is dropped under --ignore-unknown and named as typed, padding included.
+    dropped = recommend(padded, "--history", " i001, i999x ", "--ignore-unknown")
+    assert dropped["unknown_items"] == [" i999x "]
     for run, user in [(named, " u9999 "), (run_dir, " 99999 ")]:
         result = runner.invoke(app, ["recommend", str(run), "--user", user])
         assert result.exit_code == 2

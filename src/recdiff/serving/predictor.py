@@ -291,20 +291,19 @@ class Predictor:
         known = np.zeros(len(ids), dtype=bool)
         known[~huge] = self.items.contains([i for i, h in zip(ids, huge, strict=True) if not h])
         missing = np.flatnonzero(~known)
-        unknown = [ids[i] for i in missing]
-        if unknown and not ignore_unknown:
-            as_given = list(history)
-            given = [as_given[i] for i in missing]
+        as_given = list(history)
+        given = [_python(as_given[i]) for i in missing]  # named as the caller typed them
+        if given and not ignore_unknown:
             raise UnknownIdError(
                 f"{len(given)} item id(s) not in the catalogue: {_shown(given)}; remove them "
                 "or pass ignore_unknown=True (--ignore-unknown)",
-                unknown=[_python(i) for i in given[:_SHOWN]],
+                unknown=given[:_SHOWN],
                 n_unknown=len(given),
             )
         index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
         if index.size == 0:
             raise ValueError("no item of the history is in the catalogue")
-        return index, unknown
+        return index, given
 
     def history_row(
         self, history: Sequence[Any], ignore_unknown: bool = False
