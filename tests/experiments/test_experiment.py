@@ -304,3 +304,31 @@ def test_under_torchrun_a_rank_0_failure_after_training_ends_the_job_at_once(
     )
     assert "rank 0 fails scoring users" in log
     assert not (out / "results.csv").exists()
+
+
+def test_a_scoped_set_reaches_only_the_config_it_names(tmp_path):
+    """`--set CONFIG:key=value` overrides one config: popularity has no diffusion settings, so
+    the DiffRec-only key would fail it if applied to both."""
+    from recdiff.cli.experiments import overrides_for
+
+    out = tmp_path / "out"
+    command = ["experiment", "demo-diffrec", "demo-popularity", "--seeds", "1", "--out", str(out)]
+    command += ["--set", "train.epochs=1", "--set", "train.eval_every=1"]
+    command += ["--set", "demo-diffrec:model.diffusion.steps=3"]
+    result = runner.invoke(app, [*command, "--quiet"])
+    assert result.exit_code == 0, result.output
+    steps = {}
+    for row in _rows(out / "results.csv"):
+        config = yaml.safe_load((Path(row["run_dir"]) / "config.yaml").read_text())
+        assert config["train"]["epochs"] == 1
+        steps[row["label"]] = config["model"].get("diffusion", {}).get("steps")
+    assert steps == {"demo-diffrec": 3, "demo-popularity": None}
+    # ':' in a value is not a scope; a scope naming no compared config is refused.
+    configs = ["a.yaml", "demo-ease"]
+    assert overrides_for("demo-ease", ["data.source=datasets:x", "a.yaml:k=1"], configs) == [
+        "data.source=datasets:x"
+    ]
+    assert overrides_for("a.yaml", ["a.yaml:model.k=v:w"], configs) == ["model.k=v:w"]
+    result = runner.invoke(app, ["experiment", "demo-ease", "--set", "demo-eas:train.epochs=1"])
+    assert result.exit_code == 2
+    assert "'demo-eas' is not one of the configs compared (demo-ease)" in result.output

@@ -107,6 +107,26 @@ def tune(
     typer.echo(f"next: recdiff experiment {result.best_path} {config} --seeds 5")
 
 
+def overrides_for(config: str, overrides: list[str], configs: list[str]) -> list[str]:
+    """The ``--set`` entries that apply to ``config``: unscoped ones, and ``CONFIG:key=value``
+    ones whose CONFIG is ``config``. A scope that names none of ``configs`` is an error."""
+    chosen = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        scope, colon, bare = key.rpartition(":")  # values may hold ':' (datasets:...), keys not
+        if not colon:
+            chosen.append(item)
+            continue
+        if scope not in configs:
+            raise ConfigError(
+                f"--set {item!r}: {scope!r} is not one of the configs compared "
+                f"({', '.join(configs)}); write it as given on the command line"
+            )
+        if scope == config:
+            chosen.append(f"{bare}{sep}{value}")
+    return chosen
+
+
 def experiment(
     configs: Annotated[
         list[str], typer.Argument(help="Presets or YAML files to compare (baselines included).")
@@ -129,7 +149,9 @@ def experiment(
 ) -> None:
     """Train configs over seeds; write OUT/results.csv and OUT/results.md (mean ± std, p-values).
 
-    --set applies to every config. Run again to continue an interrupted experiment.
+    --set applies to every config; --set CONFIG:key=value to the config named CONFIG only (as
+    given here), e.g. a setting that only one model has. Run again to continue an interrupted
+    experiment.
     """
     from recdiff.experiments.experiment import label_configs, run_experiment
 
@@ -137,7 +159,7 @@ def experiment(
         fail(f"--test must be wilcoxon or ttest, got {test!r}")
     try:
         with user_errors(ConfigError, FileNotFoundError, ValueError):
-            loaded = [load_config(c, list(overrides or [])) for c in configs]
+            loaded = [load_config(c, overrides_for(c, overrides or [], configs)) for c in configs]
             for run_config in loaded:
                 check_device(run_config.train.device)
             labels = [label for label, _ in label_configs(loaded)]
