@@ -69,6 +69,27 @@ def test_seeded_and_leaves_global_rng_alone() -> None:
     assert not np.array_equal(to_numpy(a.score(train)), to_numpy(c.score(train)))
 
 
+@pytest.mark.parametrize(("device", "forked"), [("cuda", [3]), ("cuda:1", [1]), ("cpu", [])])
+def test_fit_forks_the_rng_of_the_gpu_it_trains_on(monkeypatch, device, forked) -> None:
+    """Under torchrun, train.device=cuda is GPU LOCAL_RANK (the current device), not GPU 0: its
+    RNG is the one to save and restore. No GPU is needed: the fork is where fit stops here."""
+
+    class Forked(Exception):
+        pass
+
+    seen = []
+
+    def fork_rng(devices):
+        seen.append(list(devices))
+        raise Forked
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    monkeypatch.setattr(torch.random, "fork_rng", fork_rng)
+    with pytest.raises(Forked):
+        MultVAE(TINY, device=device).fit(checkerboard())
+    assert seen == [forked]
+
+
 def test_keeps_last_partial_batch_and_anneals_to_cap() -> None:
     model = MultVAE(TINY, batch_size=15, max_epochs=10, total_anneal_steps=20).fit(checkerboard())
     steps_per_epoch = math.ceil(N_USERS / 15)  # 40 users -> 15 + 15 + 10

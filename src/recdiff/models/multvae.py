@@ -158,7 +158,9 @@ class MultVAE(Recommender):
         train = check_train(train, valid)
         cfg = self.config
         device = torch.device(cfg.device)
-        devices = [device.index or 0] if device.type == "cuda" else []
+        devices = []
+        if device.type == "cuda":  # 'cuda' alone is the current GPU (LOCAL_RANK's under torchrun)
+            devices = [torch.cuda.current_device() if device.index is None else device.index]
         # fork_rng: the seed governs this fit only and leaves the caller's global RNG untouched.
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(cfg.seed)
