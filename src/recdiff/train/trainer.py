@@ -79,6 +79,14 @@ class TrainConfig(BaseModel):
     epochs: int = Field(1000, ge=1, description="upper bound on epochs")
     eval_every: int = Field(5, ge=1, description="validate every k epochs")
     patience: int = Field(20, ge=0, description="stop after this many epochs without gain")
+    patience_steps: int | None = Field(
+        None,
+        ge=1,
+        description="and only once this many optimizer steps passed without gain (None: epochs "
+        "alone). An epoch of a small dataset is a few steps, so a patience in epochs alone stops "
+        "there long before the model has settled; the L-DiffRec presets set their patience x "
+        "their data's steps per epoch, which leaves their own runs as they were",
+    )
     metric: str = Field("recall@20", description="validation metric that selects the epoch")
     seed: int = Field(1, description="seed of initialisation, shuffling, dropout and noise")
     precision: Literal["fp32", "bf16"] = Field(
@@ -147,6 +155,8 @@ class TrainResult:
     best_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     epochs_run: int = 0
+    steps: int = 0  # optimizer steps taken
+    best_step: int = 0  # ... when the selected weights were validated
     seconds: float = 0.0
     stopped_early: bool = False
 
@@ -372,6 +382,7 @@ class Trainer:
                 else:
                     loss.backward()
                 optimizer.step()
+                result.steps += 1
                 if average is not None:
                     average.update()
                 total += float(loss.detach()) * terms
@@ -392,7 +403,7 @@ class Trainer:
                 kept = self._validate_and_select(model, epoch, result)
             if kept is not None:
                 best_state = kept
-            elif epoch - result.best_epoch >= cfg.patience:
+            elif self._patience_spent(epoch, result):
                 result.stopped_early = True
                 break
         if best_state is not None:
@@ -413,6 +424,13 @@ class Trainer:
         result.seconds = time.perf_counter() - start
         return result
 
+    def _patience_spent(self, epoch: int, result: TrainResult) -> bool:
+        """No gain for train.patience epochs, and for train.patience_steps steps if set."""
+        cfg = self.config
+        if epoch - result.best_epoch < cfg.patience:
+            return False
+        return cfg.patience_steps is None or result.steps - result.best_step >= cfg.patience_steps
+
     def _validate_and_select(
         self, model: Trainable, epoch: int, result: TrainResult
     ) -> dict[str, Any] | None:
@@ -430,6 +448,7 @@ class Trainer:
         if value <= result.best_metric:
             return None
         result.best_epoch, result.best_metric, result.best_metrics = epoch, value, metrics
+        result.best_step = result.steps
         return {
             "module": copy.deepcopy(model.module.state_dict()),
             "extra": copy.deepcopy(model.extra_state()) if hasattr(model, "extra_state") else None,

@@ -1,0 +1,58 @@
+"""Early stopping: patience in epochs, and optionally in optimizer steps (train.patience_steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from pydantic import ValidationError
+
+from recdiff.train.trainer import TrainConfig, Trainer
+
+
+class _LeastSquares:
+    module: torch.nn.Module
+
+    def __init__(self) -> None:
+        self.module = torch.nn.Linear(3, 1)
+
+    def loss(self, rows: torch.Tensor) -> torch.Tensor:
+        return (self.module(rows) - 1.0).pow(2).mean()
+
+    def score(self, rows):
+        raise NotImplementedError
+
+
+def _fit(**settings):
+    """12 rows in batches of 4 (3 steps an epoch), validated every epoch on a made-up curve
+    whose best is epoch 2."""
+    rows = sp.csr_matrix(np.random.default_rng(0).random((12, 3)))
+    curve = iter([0.1, 0.3, 0.2, 0.25, 0.2, 0.1, 0.15, 0.2, 0.1, 0.1, 0.1, 0.1])
+    training = TrainConfig(lr=0.01, batch_size=4, epochs=12, eval_every=1, progress=False)
+    return Trainer(
+        training.model_copy(update=settings), lambda score: {"valid": {"recall@20": next(curve)}}
+    ).fit(_LeastSquares(), rows)
+
+
+@pytest.mark.parametrize(
+    ("settings", "epochs_run"),
+    [
+        ({"patience": 3}, 5),  # 3 epochs after the best
+        ({"patience": 3, "patience_steps": 6}, 5),  # 6 steps is 2 epochs: the epochs decide
+        ({"patience": 3, "patience_steps": 9}, 5),  # 9 steps is the same 3 epochs
+        ({"patience": 3, "patience_steps": 10}, 6),  # 10 steps need a 4th epoch
+        ({"patience": 1, "patience_steps": 21}, 9),  # 7 epochs of 3 steps after epoch 2
+        ({"patience": 3, "patience_steps": 100}, 12),  # never: the epoch budget ends it
+    ],
+)
+def test_stopping_waits_for_both_epochs_and_steps_without_gain(settings, epochs_run):
+    result = _fit(**settings)
+    assert result.epochs_run == epochs_run
+    assert result.stopped_early == (epochs_run < 12)
+    assert (result.best_epoch, result.best_step, result.steps) == (2, 6, 3 * epochs_run)
+
+
+def test_patience_steps_must_be_positive():
+    with pytest.raises(ValidationError, match="patience_steps"):
+        TrainConfig(patience_steps=0)
