@@ -210,3 +210,23 @@ def test_reproduce_under_torchrun_reports_from_rank_0_only(monkeypatch, tmp_path
     assert main.exit_code == 0, main.output
     assert "seed 1: best epoch 1" in main.output and "seed 2: best epoch 1" in main.output
     assert "recdiff (n=2)" in main.output
+
+
+def test_users_and_items_below_the_rating_bar_leave_the_catalogue(tmp_path):
+    """min_rating drops interactions, and then the users and items left with none: the item
+    rated 1 by everyone and the user who rated everything 2 are not ranked or scored."""
+    from recdiff.config.schema import DataConfig
+    from recdiff.train.datasets import load_splits
+
+    rows = [(f"u{u}", f"i{i}", 5) for u in range(12) for i in range(u % 3, u % 3 + 5)]
+    rows += [(f"u{u}", "never-liked", 1) for u in range(12)]
+    rows += [("grumpy", f"i{i}", 2) for i in range(5)]
+    table = tmp_path / "ratings.csv"
+    table.write_text("user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows))
+    config = DataConfig(
+        format="csv", source=str(table), rating_col="rating", min_rating=4, split="random"
+    )
+    splits = load_splits(config)
+    assert "never-liked" not in splits.train.items.ids
+    assert "grumpy" not in splits.train.users.ids
+    assert (len(splits.train.users), len(splits.train.items)) == (12, 7)

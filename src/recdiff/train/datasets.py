@@ -66,7 +66,9 @@ def load_splits(data: DataConfig) -> DatasetSplits:
         )
     interactions = _read_table(data)
     if data.min_rating is not None:
-        interactions = filter_ratings(interactions, data.min_rating)
+        # Users and items with no rating above the bar are not in the data any more (as in
+        # DiffRec's ML-1M split, 2,810 of 3,706 items): catalogue and user counts follow.
+        interactions = filter_ratings(interactions, data.min_rating).compact()
     if data.k_core:
         interactions = k_core(interactions, data.k_core)
     if data.split == "random":
@@ -110,7 +112,7 @@ def _table_sequences(data: DataConfig) -> UserSequences:
     if data.format in ("movielens", "recbole"):
         interactions = _read_table(data)  # these formats hold one row per (user, item)
         if data.min_rating is not None:
-            interactions = filter_ratings(interactions, data.min_rating)
+            interactions = filter_ratings(interactions, data.min_rating).compact()
         return UserSequences.from_interactions(interactions)
     if data.time_col is None:
         raise ValueError("next-item models order each user's rows by time: set data.time_col")
