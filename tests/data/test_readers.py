@@ -196,3 +196,32 @@ def test_recbole_ml100k(datasets_root: Path) -> None:
     # first data line: 196 242 3 881250949
     u, i = data.users.index([196])[0], data.items.index([242])[0]
     assert data.ratings[u, i] == 3.0 and data.timestamps[u, i] == 881250949.0
+
+
+@pytest.mark.data
+def test_ml100k_above_a_rating_bar_split_per_user_in_time(datasets_root: Path) -> None:
+    """The run-config path (read, min_rating, user_temporal) against pandas counting by hand:
+    who and what has a rating >= 4 (942 users, 1,447 items), and floor(0.7 n) / floor(0.8 n)
+    of each user's n."""
+    import pandas as pd
+
+    from recdiff.config.schema import DataConfig
+    from recdiff.train.datasets import load_splits
+
+    path = datasets_root / "recbole_ml-100k" / "ml-100k.inter"
+    frame = pd.read_csv(path, sep="\t")
+    frame.columns = [c.split(":")[0] for c in frame.columns]
+    liked = frame[frame["rating"] >= 4]
+    n = liked.groupby("user_id").size().to_numpy()
+    train, upto_valid = n * 7 // 10, n * 8 // 10  # exact: 0.7 * 30 is 20.999... in floats
+    config = DataConfig(format="recbole", source=str(path), min_rating=4, split="user_temporal")
+    splits = load_splits(config)
+    assert (len(splits.train.users), len(splits.train.items)) == (
+        liked["user_id"].nunique(),
+        liked["item_id"].nunique(),
+    )
+    assert (splits.train.nnz, splits.valid.nnz, splits.test.nnz) == (
+        train.sum(),
+        (upto_valid - train).sum(),
+        (n - upto_valid).sum(),
+    )
