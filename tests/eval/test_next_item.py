@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from recdiff.data.batches import SequenceExamples
-from recdiff.eval.next_item import evaluate_next_item, history_matrix
+from recdiff.data.batches import SequenceExamples, examples_from_sequences
+from recdiff.eval.next_item import evaluate_next_item, history_matrix, past_items_matrix
 
 
 def _examples(targets, history=None):
@@ -55,6 +55,33 @@ def test_exclude_history_masks_items_of_each_history():
     )
     assert kept["hit_rate@1"] == 0.0  # item 0 outranks the target
     assert masked["hit_rate@1"] == 1.0  # item 0 was in the history
+
+
+def test_exclude_history_masks_the_whole_past_of_cut_sequences():
+    """User 0 had items 0, 1, 2, 3 and then 4; user 1 had 2 then 5 (6 items). With windows of 2
+    items, user 0's example sees [2, 3], but items 0 and 1 were hers too: all four are masked."""
+    indptr, items = np.array([0, 5, 7]), np.array([0, 1, 2, 3, 4, 2, 5])
+    examples = examples_from_sequences(indptr, items, np.array([4, 6]), max_len=2, pad_id=6)
+    assert examples.history.tolist() == [[2, 3], [6, 2]]
+    assert past_items_matrix(examples, 6).toarray().tolist() == [
+        [1, 1, 1, 1, 0, 0],
+        [0, 0, 1, 0, 0, 0],
+    ]
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.6, 0.5, 0.0]] * 2)  # targets 4 and 5 rank low
+    result = evaluate_next_item(
+        lambda h, n: scores, examples, n_items=6, ks=(1, 2), exclude_history=True
+    )
+    # user 0: items 0-3 masked, target 4 first; user 1: item 2 masked, order 0, 1, 3, 4, 5
+    assert result.per_user["hit_rate@1"].tolist() == [1.0, 0.0]
+    assert result.per_user["hit_rate@2"].tolist() == [1.0, 0.0]
+    windows_only = evaluate_next_item(
+        lambda h, n: scores,
+        SequenceExamples(examples.history, examples.lengths, examples.targets),
+        n_items=6,
+        ks=(1,),
+        exclude_history=True,
+    )
+    assert windows_only.per_user["hit_rate@1"].tolist() == [0.0, 0.0]  # item 0 not masked
 
 
 def test_batches_see_their_own_examples():

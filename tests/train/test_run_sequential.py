@@ -137,3 +137,28 @@ def test_evaluating_a_run_whose_data_changed_is_refused(tmp_path):
     frame.drop(index=1).to_csv(path, index=False)
     with pytest.raises(ValueError, match="users' sequences differ"):
         Predictor.load(run.directory).evaluate()
+
+
+def test_evaluate_can_mask_each_users_past_whatever_the_run_did(run):
+    """`recdiff evaluate RUN --exclude-history` scores the saved model with every item of the
+    user's past masked; --keep-history (the run's own setting here) gives the run's metrics."""
+    from typer.testing import CliRunner
+
+    from recdiff.cli.main import app
+
+    runner = CliRunner()
+    config = load_config(str(run.directory / "config.yaml"), [])
+    assert config.eval.exclude_history is False
+    masked_config = load_config(str(run.directory / "config.yaml"), ["eval.exclude_history=true"])
+    data = load_sequences(config.data)[0].with_layout("left")
+    model = SavedModel.load(run.directory / "model")
+    masked = evaluate_sequential(model, data, masked_config)["test"].means
+    predictor = Predictor.load(run.directory)
+    assert predictor.evaluate(exclude_history=False)["test"] == pytest.approx(run.metrics["test"])
+    assert predictor.evaluate(exclude_history=True)["test"] == pytest.approx(masked)
+    assert masked != pytest.approx(run.metrics["test"])  # past items ranked above targets
+    for flag, expected in (("--keep-history", run.metrics["test"]), ("--exclude-history", masked)):
+        result = runner.invoke(app, ["evaluate", str(run.directory), flag])
+        assert result.exit_code == 0, result.output
+        test_row = next(line for line in result.stdout.splitlines() if line.startswith("test"))
+        assert f"{expected['hit_rate@10']:.4f}" in test_row

@@ -74,13 +74,22 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run directory written by `recdiff train`.")],
     averaging: Annotated[str, typer.Option(help="all_users or test_users")] = "all_users",
+    exclude_history: Annotated[
+        bool | None,
+        typer.Option(
+            "--exclude-history/--keep-history",
+            help="Next-item runs: mask (or rank) the items each user had before the target "
+            "(default: as the run's eval.exclude_history).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Re-evaluate a saved run's model on its data (valid and test) and print the metrics."""
     from recdiff.serving.predictor import Predictor
 
     with user_errors(FileNotFoundError, ValueError, run=run):
         predictor = Predictor.load(run)
-        results = predictor.evaluate(averaging=averaging)
+        results = predictor.evaluate(averaging=averaging, exclude_history=exclude_history)
     metrics = sorted({name for r in results.values() for name in r})
     typer.echo(_table(results, metrics))
 

@@ -176,6 +176,13 @@ class EvalConfig(BaseModel):
         "all_users", description="all_users counts users without held-out items as 0 (papers)"
     )
     batch_size: int = Field(1024, ge=1, description="users per score block")
+    exclude_history: bool = Field(
+        False,
+        description="next-item models: rank only items the user has not had before the target "
+        "(all of their past when the data holds whole sequences, else the history window). "
+        "DreamRec's protocol masks nothing; SASRec's MovieLens evaluations mask. Models of "
+        "interaction rows always mask the items seen in their input",
+    )
 
     @field_validator("ks")
     @classmethod

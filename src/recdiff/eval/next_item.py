@@ -8,7 +8,9 @@ top k. Per-example values come back in :attr:`EvalResult.per_user`, aligned with
 for paired significance tests.
 
 By default nothing is masked: DreamRec's protocol ranks all items, and a user may consume an item
-again. ``exclude_history=True`` masks the items of each history (the target too, if it repeats).
+again. ``exclude_history=True`` masks every item the user had before the target (the target too,
+if it repeats): all of their past for examples cut from whole sequences, the history window for
+examples that hold only windows (DreamRec's files).
 """
 
 from __future__ import annotations
@@ -20,11 +22,18 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from recdiff.data.batches import WindowedExamples
 from recdiff.eval.evaluator import EvalResult, RankingAccumulator, _check_options
 from recdiff.eval.metrics import Averaging
 from recdiff.eval.ranking import ScoreBlock
 
-__all__ = ["NextItemScorer", "evaluate_next_item", "history_matrix", "target_matrix"]
+__all__ = [
+    "NextItemScorer",
+    "evaluate_next_item",
+    "history_matrix",
+    "past_items_matrix",
+    "target_matrix",
+]
 
 #: ``score(history [b, L] int64, lengths [b] int64) -> [b, n_items]`` scores.
 NextItemScorer = Callable[[torch.Tensor, torch.Tensor], ScoreBlock]
@@ -49,6 +58,24 @@ def history_matrix(history: np.ndarray, n_items: int) -> sp.csr_matrix:
     return matrix
 
 
+def past_items_matrix(examples, n_items: int) -> sp.csr_matrix:
+    """One row per example of the items its user had before the target: the user's whole past
+    for :class:`~recdiff.data.batches.WindowedExamples` (which keep the sequences), however
+    much longer than the window; the history window for examples that hold only windows."""
+    if not isinstance(examples, WindowedExamples):
+        return history_matrix(examples.history, n_items)
+    starts = examples.indptr[examples.users]
+    counts = examples.target_positions - starts
+    rows = np.repeat(np.arange(len(examples)), counts)
+    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    cols = examples.items[np.repeat(starts, counts) + within]
+    data = np.ones(len(rows), dtype=np.float32)
+    matrix = sp.csr_matrix((data, (rows, cols)), shape=(len(examples), n_items))
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
 def evaluate_next_item(
     score: NextItemScorer,
     examples,
@@ -67,12 +94,13 @@ def evaluate_next_item(
         score: maps a batch of histories (in the examples' layout) and lengths to scores.
         examples: :class:`~recdiff.data.batches.SequenceExamples` or ``WindowedExamples``.
         n_items: catalogue size (score columns).
-        exclude_history: mask each history's items before ranking.
+        exclude_history: mask the items each example's user had before its target (see
+            :func:`past_items_matrix`).
         averaging: every example has a target, so both modes agree; kept for the shared result.
     """
     ks = _check_options(ks, averaging, batch_size)
     truth = target_matrix(examples.targets, n_items)
-    exclude = history_matrix(examples.history, n_items) if exclude_history else None
+    exclude = past_items_matrix(examples, n_items) if exclude_history else None
     accumulator = RankingAccumulator(truth, exclude, ks, metrics)
     starts = range(0, len(examples), batch_size)
     for start in tqdm(starts, desc="ranking", disable=not progress, leave=False):

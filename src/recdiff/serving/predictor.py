@@ -423,8 +423,15 @@ class Predictor:
             )
         return results
 
-    def evaluate(self, averaging: str = "all_users") -> dict[str, dict[str, float]]:
+    def evaluate(
+        self, averaging: str = "all_users", exclude_history: bool | None = None
+    ) -> dict[str, dict[str, float]]:
         """Valid and test metrics of the model on the run's data, re-computed."""
+        if exclude_history is not None:
+            raise ValueError(
+                "--exclude-history applies to next-item runs; this model ranks interaction rows, "
+                "and their seen items are always masked"
+            )
         from recdiff.eval.multi import evaluate_many
         from recdiff.eval.protocol import EvalTask
         from recdiff.train.datasets import load_splits

@@ -105,8 +105,11 @@ class SequencePredictor(Predictor):
             generator = [torch.Generator(device).manual_seed(seed) for _ in range(len(windows))]
         return topk_items(self.model.score(windows, generator=generator), k, exclude)
 
-    def evaluate(self, averaging: str = "all_users") -> dict[str, dict[str, float]]:
-        """Valid and test metrics of the model on the run's data, re-computed."""
+    def evaluate(
+        self, averaging: str = "all_users", exclude_history: bool | None = None
+    ) -> dict[str, dict[str, float]]:
+        """Valid and test metrics of the model on the run's data, re-computed; with
+        ``exclude_history`` set, each user's past items masked or not, whatever the run did."""
         from recdiff.train.datasets import load_sequences
         from recdiff.train.run_sequential import evaluate_sequential
 
@@ -121,5 +124,9 @@ class SequencePredictor(Predictor):
             or not np.array_equal(sequences.item_idx, self.sequence_items)
         ):
             raise ValueError("the run's data changed since training: its users' sequences differ")
-        results = evaluate_sequential(self.model, data.with_layout("left"), self.config)
+        config = self.config
+        if exclude_history is not None:
+            protocol = config.eval.model_copy(update={"exclude_history": exclude_history})
+            config = config.model_copy(update={"eval": protocol})
+        results = evaluate_sequential(self.model, data.with_layout("left"), config)
         return {split: result.means for split, result in results.items()}

@@ -55,6 +55,7 @@ def evaluate_sequential(
             ks=config.eval.ks,
             metrics=config.eval.metrics,
             batch_size=config.eval.batch_size,
+            exclude_history=config.eval.exclude_history,
             progress=config.train.progress,
         )
     return results
