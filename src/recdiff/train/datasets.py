@@ -32,25 +32,14 @@ def _read_table(data: DataConfig) -> Interactions:
     path = resolve_source(data.source)
     if data.format == "movielens":
         return read_movielens(path, duplicates=data.duplicates)
+    # For RecBole files the config defaults the columns to RecBole's own names (user_id, ...).
+    columns = {
+        key: getattr(data, key) for key in ("user_col", "item_col", "rating_col", "time_col")
+    }
     if data.format == "recbole":
-        # The config defaults these to RecBole's own names (user_id, item_id, rating, timestamp).
-        return read_recbole_inter(
-            path,
-            user_col=data.user_col,
-            item_col=data.item_col,
-            rating_col=data.rating_col,
-            time_col=data.time_col,
-            duplicates=data.duplicates,
-        )
-    return read_interactions(
-        path,
-        user_col=data.user_col,
-        item_col=data.item_col,
-        rating_col=data.rating_col,
-        time_col=data.time_col,
-        sep="\t" if data.format == "tsv" else None,
-        duplicates=data.duplicates,
-    )
+        return read_recbole_inter(path, duplicates=data.duplicates, **columns)
+    sep = "\t" if data.format == "tsv" else None
+    return read_interactions(path, sep=sep, duplicates=data.duplicates, **columns)
 
 
 def load_splits(data: DataConfig) -> DatasetSplits:
