@@ -172,6 +172,14 @@ def test_hand_made_significance_cases(tmp_path):
     assert "| twin | 40 |" in text and "| 1.0000 |" in text
     no_baseline, best, _ = render_markdown(configs[:1], records[:1], "recall@20", "ttest")
     assert best is None and "no significance test" in no_baseline
+    # most-popular is a baseline of next-item runs like SASRec
+    sequential = [("sas", load_config("demo-sasrec")), ("top", load_config("mostpop-zhihu"))]
+    records = [
+        _record(tmp_path, "sas", "sasrec", 1, 0.1, users),
+        _record(tmp_path, "top", "mostpop", 1, 0.3, users / 2),
+    ]
+    _, best, tests = render_markdown(sequential, records, "recall@20", "wilcoxon")
+    assert best == "top" and tests["sas"].p_value < 1e-6
 
 
 def test_table_shows_the_selection_metric_on_test(tmp_path):

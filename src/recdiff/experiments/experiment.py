@@ -54,7 +54,7 @@ __all__ = [
 ]
 
 #: Models that count as baselines when picking the one the others are tested against.
-BASELINE_MODELS = frozenset({"popularity", "ease", "multvae", "sasrec"})
+BASELINE_MODELS = frozenset({"popularity", "ease", "multvae", "sasrec", "mostpop"})
 
 
 class ExperimentError(ConfigError):

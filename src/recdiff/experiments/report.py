@@ -116,9 +116,12 @@ def render_markdown(
     best, baselines = _best_baseline(groups, models, metric)
     lines += ["", "## Against the best baseline", ""]
     if best is None:
+        from recdiff.experiments.experiment import BASELINE_MODELS
+
         lines.append(
-            "No baseline among the configs (models popularity, ease, multvae, sasrec): "
-            "no significance test."
+            "No baseline among the configs (models "
+            + ", ".join(sorted(BASELINE_MODELS))
+            + "): no significance test."
         )
         return "\n".join(lines) + "\n", None, {}
     tests = _tests(groups, best, metric, method)
