@@ -199,3 +199,17 @@ def test_reproduce_prints_recdiff_beside_the_paper(tmp_path, datasets_root, monk
     assert "0.1787" in paper
     ours = next(line for line in result.output.splitlines() if line.startswith("recdiff (n=1)"))
     assert float(ours.split()[3]) > 0.1  # test Recall@20 after one epoch; popularity: 0.099
+
+
+def test_ctrl_c_during_training_says_nothing_was_written(monkeypatch, tmp_path):
+    from recdiff.train import run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "run_training", interrupted)
+    result = runner.invoke(app, ["train", "demo-diffrec", "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 130
+    assert result.stderr == (
+        "error: interrupted; no run was written (a run folder appears only when complete)\n"
+    )

@@ -56,10 +56,13 @@ def train(
     """Train a model, select its epoch on validation, evaluate on test, write a run directory."""
     from recdiff.train.run import run_training
 
-    with user_errors(ConfigError, FileNotFoundError, ValueError):
-        run_config = load_config(config, overrides or [])
-        check_device(run_config.train.device)
-        result = run_training(run_config, runs_dir, progress=not quiet)
+    try:
+        with user_errors(ConfigError, FileNotFoundError, ValueError):
+            run_config = load_config(config, overrides or [])
+            check_device(run_config.train.device)
+            result = run_training(run_config, runs_dir, progress=not quiet)
+    except KeyboardInterrupt:
+        fail("interrupted; no run was written (a run folder appears only when complete)", 130)
     from recdiff.train.distributed import is_main_process
 
     if not is_main_process():  # under torchrun every rank returns; rank 0 reports
