@@ -213,3 +213,49 @@ def test_ctrl_c_during_training_says_nothing_was_written(monkeypatch, tmp_path):
     assert result.stderr == (
         "error: interrupted; no run was written (a run folder appears only when complete)\n"
     )
+
+
+def test_a_note_says_when_all_users_averaging_counts_users_without_test_items(
+    monkeypatch, tmp_path
+):
+    """A global time split leaves most users without test items; all-users averaging (the
+    DiffRec paper's) counts them as 0, so train says how many and what the others score."""
+    from recdiff.train import run
+
+    by_averaging = {
+        "all_users": {"valid": {"recall@20": 0.01}, "test": {"recall@20": 0.009}},
+        "test_users": {"valid": {"recall@20": 0.12}, "test": {"recall@20": 0.1119}},
+    }
+    metrics = {
+        "averaging": "all_users",
+        **by_averaging["all_users"],
+        "by_averaging": by_averaging,
+        "best_epoch": 3,
+        "seconds": {"total": 1.0},
+        "data": {"n_users": 943, "test_users": 75},
+    }
+    monkeypatch.setattr(
+        run, "run_training", lambda *a, **k: run.RunResult(tmp_path / "r", metrics, None)
+    )
+    result = runner.invoke(app, ["train", "demo-diffrec", "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "note: only 75 of 943 users have test items; eval.averaging=all_users (the DiffRec "
+        "paper's protocol) counts the others as 0. Over the users with test items: test "
+        "recall@20 0.1119 (eval.averaging=test_users)\n"
+    )
+    for data, averaging in (({"n_users": 943, "test_users": 943}, "all_users"),
+                            ({"n_users": 943, "test_users": 75}, "test_users")):  # fmt: skip
+        metrics.update(data=data, averaging=averaging)
+        result = runner.invoke(app, ["train", "demo-diffrec", "--runs-dir", str(tmp_path)])
+        assert result.exit_code == 0 and result.stderr == ""
+
+
+def test_run_metrics_count_the_users_with_held_out_items(run_dir):
+    from recdiff.config import load_config
+    from recdiff.train.datasets import load_splits
+
+    stored = json.loads((run_dir / "metrics.json").read_text())
+    splits = load_splits(load_config(str(run_dir / "config.yaml")).data)
+    assert stored["data"]["valid_users"] == int((splits.valid.user_counts() > 0).sum())
+    assert stored["data"]["test_users"] == int((splits.test.user_counts() > 0).sum())

@@ -72,6 +72,27 @@ def train(
     typer.echo(_table({"valid": metrics["valid"], "test": metrics["test"]}, shown))
     typer.echo(f"best epoch {metrics['best_epoch']}, {metrics['seconds']['total']:.1f} s")
     typer.echo(f"run: {result.directory}")
+    note = _averaging_note(metrics, run_config.train.metric)
+    if note:
+        typer.echo(f"note: {note}", err=True)
+
+
+def _averaging_note(metrics: dict, metric: str) -> str | None:
+    """When all-users averaging counts users without test items as 0, say how many and what
+    the users with test items score."""
+    data = metrics.get("data", {})
+    users, tested = data.get("n_users"), data.get("test_users")
+    if metrics.get("averaging") != "all_users" or users is None or tested is None:
+        return None
+    if tested == users:
+        return None
+    value = metrics["by_averaging"]["test_users"]["test"].get(metric)
+    over = f": test {metric} {value:.4f}" if value is not None else ""
+    return (
+        f"only {tested} of {users} users have test items; eval.averaging=all_users (the DiffRec "
+        f"paper's protocol) counts the others as 0. Over the users with test items{over} "
+        "(eval.averaging=test_users)"
+    )
 
 
 def evaluate(

@@ -258,6 +258,9 @@ def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = N
             "train": splits.train.nnz,
             "valid": splits.valid.nnz,
             "test": splits.test.nnz,
+            # users with held-out items: the others count as 0 under all_users averaging
+            "valid_users": int((splits.valid.user_counts() > 0).sum()),
+            "test_users": int((splits.test.user_counts() > 0).sum()),
         },
         "versions": _versions(),
     }
