@@ -425,3 +425,22 @@ def test_a_failing_rank_ends_the_torchrun_job_at_once(
     )
     assert f"rank {failing} fails in {where}" in log
     assert list(runs.iterdir()) == []
+
+
+def test_a_group_made_by_the_caller_still_puts_each_process_on_its_local_gpu(monkeypatch):
+    """With an NCCL group already set up, train.device=cuda is still GPU LOCAL_RANK (no GPU
+    needed: the calls are recorded)."""
+    chosen = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert distributed.init_from_env("cuda")
+    assert chosen == [3]
+    monkeypatch.delenv("LOCAL_RANK")  # not started by torchrun: the caller's choice stands
+    assert distributed.init_from_env("cuda") and chosen == [3]
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    with pytest.raises(RuntimeError, match="LOCAL_RANK=5 but this machine has 4 GPUs"):
+        distributed.init_from_env("cuda")
