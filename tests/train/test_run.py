@@ -212,21 +212,47 @@ def test_reproduce_under_torchrun_reports_from_rank_0_only(monkeypatch, tmp_path
     assert "recdiff (n=2)" in main.output
 
 
+def _rated_table(tmp_path):
+    """12 users who liked 5 of 7 items each, an item rated 1 by all, a user who rated all 2."""
+    rows = [(f"u{u}", f"i{i}", 5) for u in range(12) for i in range(u % 3, u % 3 + 5)]
+    rows += [(f"u{u}", "never-liked", 1) for u in range(12)]
+    rows += [("grumpy", f"i{i}", 2) for i in range(5)]
+    table = tmp_path / "ratings.csv"
+    table.write_text("user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows))
+    return table
+
+
 def test_users_and_items_below_the_rating_bar_leave_the_catalogue(tmp_path):
     """min_rating drops interactions, and then the users and items left with none: the item
     rated 1 by everyone and the user who rated everything 2 are not ranked or scored."""
     from recdiff.config.schema import DataConfig
     from recdiff.train.datasets import load_splits
 
-    rows = [(f"u{u}", f"i{i}", 5) for u in range(12) for i in range(u % 3, u % 3 + 5)]
-    rows += [(f"u{u}", "never-liked", 1) for u in range(12)]
-    rows += [("grumpy", f"i{i}", 2) for i in range(5)]
-    table = tmp_path / "ratings.csv"
-    table.write_text("user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows))
     config = DataConfig(
-        format="csv", source=str(table), rating_col="rating", min_rating=4, split="random"
+        format="csv",
+        source=str(_rated_table(tmp_path)),
+        rating_col="rating",
+        min_rating=4,
+        split="random",
     )
     splits = load_splits(config)
     assert "never-liked" not in splits.train.items.ids
     assert "grumpy" not in splits.train.users.ids
     assert (len(splits.train.users), len(splits.train.items)) == (12, 7)
+    kept = load_splits(config, drop_emptied=False)  # as runs saved before this did
+    assert (len(kept.train.users), len(kept.train.items)) == (13, 8)
+
+
+def test_a_run_saved_before_min_rating_dropped_emptied_ids_still_evaluates(monkeypatch, tmp_path):
+    from recdiff.train import run
+    from recdiff.train.datasets import load_splits
+
+    settings = ["data.format=csv", f"data.source={_rated_table(tmp_path)}", "data.split=random",
+                "data.rating_col=rating", "data.min_rating=4"]  # fmt: skip
+    config = load_config("demo-popularity", settings)
+    monkeypatch.setattr(run, "load_splits", lambda data: load_splits(data, drop_emptied=False))
+    old = run_training(config, tmp_path / "runs", progress=False)
+    monkeypatch.undo()
+    predictor = Predictor.load(old.directory)
+    assert len(predictor.items) == 8  # the catalogue it was trained with
+    assert predictor.evaluate()["test"] == pytest.approx(old.metrics["test"])

@@ -162,3 +162,36 @@ def test_evaluate_can_mask_each_users_past_whatever_the_run_did(run):
         assert result.exit_code == 0, result.output
         test_row = next(line for line in result.stdout.splitlines() if line.startswith("test"))
         assert f"{expected['hit_rate@10']:.4f}" in test_row
+
+
+def test_sequences_above_a_rating_bar_and_a_run_saved_before_it_dropped_emptied_ids(
+    monkeypatch, tmp_path
+):
+    """A RecBole file read as sequences with min_rating: the item rated 1 by everyone and the
+    user who rated everything 2 leave the catalogue. A run saved when they stayed still
+    evaluates as it was trained."""
+    from recdiff.train import run_sequential
+
+    rows = [(u, i, 5, 10 * u + i) for u in range(6) for i in range(u % 2, u % 2 + 5)]
+    rows += [(u, 99, 1, 10 * u + 9) for u in range(6)] + [(7, i, 2, 80 + i) for i in range(4)]
+    path = tmp_path / "log.inter"
+    path.write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows)
+    )
+    settings = ["data.format=recbole", f"data.source={path}", "data.split=leave_one_out",
+                "data.min_rating=4"]  # fmt: skip
+    config = load_config("mostpop-zhihu", settings)
+    data, sequences = load_sequences(config.data)
+    assert 99 not in data.items.ids and 7 not in sequences.users.ids
+    assert (len(data.items), len(sequences.users)) == (6, 6)
+
+    def as_before(data_config):
+        return load_sequences(data_config, drop_emptied=False)
+
+    monkeypatch.setattr(run_sequential, "load_sequences", as_before)
+    old = run_training(config, tmp_path / "runs", progress=False)
+    monkeypatch.undo()
+    predictor = Predictor.load(old.directory)
+    assert len(predictor.items) == 7
+    assert predictor.evaluate()["test"] == pytest.approx(old.metrics["test"])

@@ -429,14 +429,19 @@ class Predictor:
         """Valid and test metrics of the model on the run's data, re-computed."""
         if exclude_history is not None:
             raise ValueError(
-                "--exclude-history applies to next-item runs; this model ranks interaction rows, "
-                "and their seen items are always masked"
+                "--exclude-history/--keep-history apply to next-item runs; this model ranks "
+                "interaction rows, and their seen items are always masked"
             )
         from recdiff.eval.multi import evaluate_many
         from recdiff.eval.protocol import EvalTask
         from recdiff.train.datasets import load_splits
 
         splits = load_splits(self.config.data)
+        if (splits.items != self.items or splits.users != self.users) and (
+            self.config.data.min_rating is not None
+        ):
+            # Saved before data.min_rating dropped the users and items it empties?
+            splits = load_splits(self.config.data, drop_emptied=False)
         if splits.items != self.items or splits.users != self.users:
             raise ValueError("the run's data changed since training: its vocabularies differ")
         if (

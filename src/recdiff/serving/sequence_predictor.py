@@ -115,6 +115,9 @@ class SequencePredictor(Predictor):
 
         del averaging  # one target per example: both averagings agree
         data, sequences = load_sequences(self.config.data)
+        if data.items != self.items and self.config.data.min_rating is not None:
+            # Saved before data.min_rating dropped the users and items it empties?
+            data, sequences = load_sequences(self.config.data, drop_emptied=False)
         if data.items != self.items:
             raise ValueError("the run's data changed since training: its item vocabulary differs")
         if len(self.users) and (

@@ -42,8 +42,12 @@ def _read_table(data: DataConfig) -> Interactions:
     return read_interactions(path, sep=sep, duplicates=data.duplicates, **columns)
 
 
-def load_splits(data: DataConfig) -> DatasetSplits:
-    """Read, filter and split as configured; DiffRec folders come already split."""
+def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
+    """Read, filter and split as configured; DiffRec folders come already split.
+
+    ``drop_emptied=False`` keeps the users and items ``data.min_rating`` leaves without
+    interactions, as runs saved before 2026-11-28 did (to evaluate those as they were trained).
+    """
     if data.format == "demo":
         return demo_splits(seed=data.seed)
     if data.format == "diffrec":
@@ -57,7 +61,7 @@ def load_splits(data: DataConfig) -> DatasetSplits:
     if data.min_rating is not None:
         # Users and items with no rating above the bar are not in the data any more (as in
         # DiffRec's ML-1M split, 2,810 of 3,706 items): catalogue and user counts follow.
-        interactions = filter_ratings(interactions, data.min_rating).compact()
+        interactions = _filtered(interactions, data.min_rating, drop_emptied)
     if data.k_core:
         interactions = k_core(interactions, data.k_core)
     if data.split == "random":
@@ -71,9 +75,17 @@ def load_splits(data: DataConfig) -> DatasetSplits:
     return split_global_temporal(interactions, data.ratios, drop_unseen=True)
 
 
-def load_sequences(data: DataConfig) -> tuple[SequenceDataset, UserSequences | None]:
+def _filtered(interactions: Interactions, min_rating: float, drop_emptied: bool) -> Interactions:
+    kept = filter_ratings(interactions, min_rating)
+    return kept.compact() if drop_emptied else kept
+
+
+def load_sequences(
+    data: DataConfig, drop_emptied: bool = True
+) -> tuple[SequenceDataset, UserSequences | None]:
     """Next-item examples as configured, and the users' full sequences when the data has them
-    (DreamRec folders hold examples only). Sequences are split leave-one-out."""
+    (DreamRec folders hold examples only). Sequences are split leave-one-out.
+    ``drop_emptied`` as for :func:`load_splits`."""
     if data.format == "dreamrec":
         return read_dreamrec(resolve_source(data.source)), None
     if data.format == "demo":
@@ -91,17 +103,17 @@ def load_sequences(data: DataConfig) -> tuple[SequenceDataset, UserSequences | N
                 f"next-item models split each user's sequence: set data.split=leave_one_out "
                 f"(got {data.split!r})"
             )
-        sequences = _table_sequences(data)
+        sequences = _table_sequences(data, drop_emptied)
     return sequences.leave_one_out(max_len=data.max_len), sequences
 
 
-def _table_sequences(data: DataConfig) -> UserSequences:
+def _table_sequences(data: DataConfig, drop_emptied: bool = True) -> UserSequences:
     """Each user's rows of a table in time order; repeated (user, item) rows are kept, since a
     sequence is a history, not a set."""
     if data.format in ("movielens", "recbole"):
         interactions = _read_table(data)  # these formats hold one row per (user, item)
         if data.min_rating is not None:
-            interactions = filter_ratings(interactions, data.min_rating).compact()
+            interactions = _filtered(interactions, data.min_rating, drop_emptied)
         return UserSequences.from_interactions(interactions)
     if data.time_col is None:
         raise ValueError("next-item models order each user's rows by time: set data.time_col")
