@@ -158,7 +158,8 @@ def test_evaluate_reproduces_the_run_metrics(run_dir):
     assert f"{stored['test']['recall@20']:.4f}" in test_line
     result = runner.invoke(app, ["evaluate", str(run_dir), "--exclude-history"])
     assert result.exit_code == 2
-    assert "applies to next-item runs" in result.stderr and "always masked" in result.stderr
+    assert "--keep-history apply to next-item runs" in result.stderr
+    assert "always masked" in result.stderr
 
 
 def test_train_rejects_bad_config(tmp_path):

@@ -177,3 +177,10 @@ def test_multvae_takes_the_train_settings_it_can_honour():
 def test_multvae_refuses_train_settings_it_would_ignore(overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config("demo-multvae", overrides)
+
+
+def test_masking_the_history_is_for_next_item_models():
+    with pytest.raises(ConfigError, match=r"eval\.exclude_history applies to next-item models"):
+        load_config("demo-diffrec", ["eval.exclude_history=true"])
+    assert load_config("demo-sasrec", ["eval.exclude_history=true"]).eval.exclude_history
+    assert not load_config("demo-diffrec", ["eval.exclude_history=false"]).eval.exclude_history

@@ -85,9 +85,13 @@ def test_fit_forks_the_rng_of_the_gpu_it_trains_on(monkeypatch, device, forked) 
 
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
     monkeypatch.setattr(torch.random, "fork_rng", fork_rng)
+    # under torchrun the process joins its group (and picks its GPU) before the fork
+    joined = []
+    monkeypatch.setattr("recdiff.models.multvae.init_from_env", joined.append)
     with pytest.raises(Forked):
         MultVAE(TINY, device=device).fit(checkerboard())
     assert seen == [forked]
+    assert [str(d) for d in joined] == ([device] if forked else [])
 
 
 def test_keeps_last_partial_batch_and_anneals_to_cap() -> None:

@@ -148,7 +148,7 @@ def test_evaluate_can_mask_each_users_past_whatever_the_run_did(run):
 
     runner = CliRunner()
     config = load_config(str(run.directory / "config.yaml"), [])
-    assert config.eval.exclude_history is False
+    assert config.eval.exclude_history is False and run.metrics["exclude_history"] is False
     masked_config = load_config(str(run.directory / "config.yaml"), ["eval.exclude_history=true"])
     data = load_sequences(config.data)[0].with_layout("left")
     model = SavedModel.load(run.directory / "model")

@@ -225,6 +225,18 @@ class RunConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _masking_asked_of_a_next_item_model(self) -> RunConfig:
+        from recdiff.config.models import SEQUENTIAL_MODELS
+
+        if self.eval.exclude_history and self.model.name not in SEQUENTIAL_MODELS:
+            raise ValueError(
+                f"eval.exclude_history applies to next-item models ({', '.join(sorted(SEQUENTIAL_MODELS))}); "
+                f"{self.model.name} ranks interaction rows and always masks the items in its input: "
+                "remove it"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _device_known(self) -> RunConfig:
         import torch
 

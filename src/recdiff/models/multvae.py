@@ -35,6 +35,7 @@ from torch import nn
 from recdiff.eval.evaluator import as_binary_csr
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender, check_train
+from recdiff.train.distributed import init_from_env
 from recdiff.train.trainer import RowBatches, TrainConfig, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,7 @@ class MultVAE(Recommender):
         device = torch.device(cfg.device)
         devices = []
         if device.type == "cuda":  # 'cuda' alone is the current GPU (LOCAL_RANK's under torchrun)
+            init_from_env(device)  # which the trainer would choose only after the fork
             devices = [torch.cuda.current_device() if device.index is None else device.index]
         # fork_rng: the seed governs this fit only and leaves the caller's global RNG untouched.
         with torch.random.fork_rng(devices=devices):

@@ -82,7 +82,11 @@ def init_from_env(device: str | torch.device = "cpu") -> bool:
     if dist.is_available() and dist.is_initialized():
         _check_backend(device)
         if dist.get_backend() == "nccl" and device.index is None and "LOCAL_RANK" in os.environ:
-            _use_local_gpu()  # a group the caller made: 'cuda' still means LOCAL_RANK's GPU
+            # A group the caller made: 'cuda' still means LOCAL_RANK's GPU, unless the launcher
+            # shows each process fewer GPUs than that (one bound GPU each): then it is the one.
+            local_rank = int(os.environ["LOCAL_RANK"])
+            if local_rank < torch.cuda.device_count():
+                torch.cuda.set_device(local_rank)
         return dist.get_world_size() > 1
     world = env_world_size()
     if world == 1:
@@ -121,12 +125,6 @@ def _backend_for(device: torch.device) -> str:
         raise RuntimeError("train.device=cuda but CUDA is not available: set train.device=cpu")
     if not dist.is_nccl_available():
         raise RuntimeError("train.device=cuda needs the nccl backend, which this torch lacks")
-    _use_local_gpu()
-    return "nccl"
-
-
-def _use_local_gpu() -> None:
-    """Make GPU ``LOCAL_RANK`` this process's current CUDA device."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if local_rank >= torch.cuda.device_count():
         raise RuntimeError(
@@ -134,6 +132,7 @@ def _use_local_gpu() -> None:
             "start at most one process per GPU (--nproc_per_node)"
         )
     torch.cuda.set_device(local_rank)
+    return "nccl"
 
 
 def _check_backend(device: torch.device) -> None:

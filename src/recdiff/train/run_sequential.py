@@ -90,6 +90,7 @@ def run_sequential_into(
         "name": config.name,
         "model": config.model.name,
         "averaging": config.eval.averaging,
+        "exclude_history": config.eval.exclude_history,  # whether each past was masked
         "valid": valid,
         "test": test,
         # one target per example: both averagings agree
