@@ -102,7 +102,35 @@ def test_data_configs_that_cannot_work_say_why(tmp_path):
     with pytest.raises(ValueError, match="time-ordered"):
         load_sequences(DataConfig(format="diffrec", source="x"))
     with pytest.raises(ValueError, match="next-item model"):
+        load_splits(DataConfig(format="dreamrec", source="x"))
+    # a sequence file read as users' rows: no times to compare users by, no ratings
+    with pytest.raises(ValueError, match="no times to compare users by"):
         load_splits(DataConfig(format="sequences", source="x.txt"))
+    with pytest.raises(ValueError, match="no ratings"):
+        load_splits(DataConfig(format="sequences", source="x.txt", split="random", min_rating=4))
+
+
+def test_a_sequence_file_gives_interaction_rows_split_leave_one_out(tmp_path):
+    """Users' rows from `user item item ...` lines (DiffRec, EASE, ... on SASRec's files): per
+    user the last item is test, the one before valid; items never in train leave valid/test."""
+    path = tmp_path / "seqs.txt"
+    path.write_text("1 10 11 12 13\n2 11 12 15\n3 10\n4 13 10 11 10\n5 12 14 10 11\n")
+    splits = load_splits(DataConfig(format="sequences", source=str(path), split="leave_one_out"))
+    users = (1, 2, 3, 4, 5)
+
+    def items(part, user):
+        row = part.matrix[part.users.index([user])[0]]
+        return sorted(part.items.ids[row.indices].tolist())
+
+    assert [items(splits.train, u) for u in users] == [[10, 11], [11], [10], [13], [12, 14]]
+    assert [items(splits.valid, u) for u in users] == [[12], [12], [], [11], [10]]
+    # user 2's 15 is in no train row; user 4's repeated 10 counts once, at its latest place
+    assert [items(splits.test, u) for u in users] == [[13], [], [], [10], [11]]
+    config = load_config(
+        "demo-ease", ["data.format=sequences", f"data.source={path}", "data.split=leave_one_out"]
+    )
+    result = run_training(config, tmp_path / "runs", progress=False)
+    assert result.metrics["data"]["test_users"] == 3
 
 
 @pytest.mark.data

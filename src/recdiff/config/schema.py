@@ -135,8 +135,10 @@ class DataConfig(BaseModel):
     )
     split: Literal["global_temporal", "user_temporal", "random", "leave_one_out"] = Field(
         "global_temporal",
-        description="how tables are split (ignored for diffrec/demo); next-item models on "
-        "tables and sequence files: leave_one_out (last item test, second-to-last valid)",
+        description="how tables and sequence files are split (ignored for diffrec/demo); "
+        "leave_one_out: each user's last item test, second-to-last valid (next-item models "
+        "need it; models of users' rows take it too). Sequence files have no times across "
+        "users, so not global_temporal",
     )
     max_len: int = Field(
         10, ge=1, description="next-item models: the last N items kept as the history"

@@ -14,6 +14,7 @@ from recdiff.data import (
     read_movielens,
     read_recbole_inter,
     split_global_temporal,
+    split_leave_one_out,
     split_random,
     split_user_temporal,
 )
@@ -52,12 +53,15 @@ def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
         return demo_splits(seed=data.seed)
     if data.format == "diffrec":
         return read_diffrec_splits(resolve_source(data.source))
-    if data.format in ("dreamrec", "sequences") or data.split == "leave_one_out":
+    if data.format == "dreamrec":
         raise ValueError(
-            f"format {data.format!r} / split {data.split!r} give next-item examples: use a "
-            "next-item model (sasrec, dreamrec), or a table with another split"
+            "DreamRec folders hold next-item examples, not users' rows: use a next-item model "
+            "(sasrec, dreamrec, mostpop)"
         )
-    interactions = _read_table(data)
+    if data.format == "sequences":
+        interactions = _sequence_rows(data)
+    else:
+        interactions = _read_table(data)
     if data.min_rating is not None:
         # Users and items with no rating above the bar are not in the data any more (as in
         # DiffRec's ML-1M split, 2,810 of 3,706 items): catalogue and user counts follow.
@@ -72,7 +76,22 @@ def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
         )
     if data.split == "user_temporal":
         return split_user_temporal(interactions, data.ratios)
+    if data.split == "leave_one_out":
+        return split_leave_one_out(interactions, drop_unseen=True)
     return split_global_temporal(interactions, data.ratios, drop_unseen=True)
+
+
+def _sequence_rows(data: DataConfig) -> Interactions:
+    """A sequence file as interaction rows, each item's position in its user's sequence as its
+    time (a repeated item keeps its latest). Positions order one user's items, not users."""
+    if data.split == "global_temporal":
+        raise ValueError(
+            "a sequence file orders each user's items but holds no times to compare users by: "
+            "set data.split to leave_one_out, user_temporal or random"
+        )
+    if data.min_rating is not None:
+        raise ValueError("a sequence file holds no ratings: remove data.min_rating")
+    return read_user_sequences(resolve_source(data.source)).to_interactions()
 
 
 def _filtered(interactions: Interactions, min_rating: float, drop_emptied: bool) -> Interactions:
