@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -9,7 +11,7 @@ from recommender_contract import RecommenderContract, checkerboard
 
 from recdiff.eval import EvalTask
 from recdiff.models import EASE, Recommender, select_ease_lambda
-from recdiff.models.ease import ease_weights, gram_matrix
+from recdiff.models.ease import ease_weights, gram_matrix, grid_edge_note
 
 
 class TestEASE(RecommenderContract):
@@ -61,3 +63,24 @@ def test_select_lambda_on_validation() -> None:
     assert again == pytest.approx(selection.valid_scores[selection.best_lambda])
     with pytest.raises(ValueError, match="recall@20"):
         select_ease_lambda(train, valid, grid=grid, metric="recall")
+    # The choice at an edge of the grid comes with a warning that names it.
+    edge = selection.best_lambda in (min(grid), max(grid))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        select_ease_lambda(train, valid, grid=grid, metric="recall@5")
+    assert [str(w.message) for w in caught] == (
+        [grid_edge_note(selection.best_lambda, grid)] if edge else []
+    )
+
+
+def test_a_choice_at_the_grid_edge_is_named():
+    grid = (50.0, 100.0, 1000.0)
+    assert grid_edge_note(50.0, grid) == (
+        "EASE's lambda chosen on validation, 50, is the smallest of the grid [50.0, 100.0, "
+        "1000.0]; a smaller one may do better: extend model.l2_lambda_grid"
+    )
+    assert "largest" in grid_edge_note(1000.0, grid) and "a larger one" in grid_edge_note(
+        1000.0, grid
+    )
+    assert grid_edge_note(100.0, grid) is None
+    assert grid_edge_note(50.0, (50.0,)) is None  # one value: nothing was searched

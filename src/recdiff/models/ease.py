@@ -19,6 +19,7 @@ Gram matrix once for the whole grid.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -160,4 +161,19 @@ def select_ease_lambda(
         if best is None or value > scores[best.config.l2_lambda]:
             best = model
     assert best is not None
+    note = grid_edge_note(best.config.l2_lambda, list(scores))
+    if note:
+        warnings.warn(note, stacklevel=2)
     return EASESelection(best.config.l2_lambda, scores, metric, best)
+
+
+def grid_edge_note(best: float, grid: Sequence[float]) -> str | None:
+    """A warning when the lambda chosen is the grid's smallest or largest (of two or more): the
+    validation optimum may lie beyond it."""
+    if len(set(grid)) < 2 or min(grid) < best < max(grid):
+        return None
+    side, beyond = ("smallest", "smaller") if best == min(grid) else ("largest", "larger")
+    return (
+        f"EASE's lambda chosen on validation, {best:g}, is the {side} of the grid "
+        f"{sorted(set(grid))}; a {beyond} one may do better: extend model.l2_lambda_grid"
+    )
