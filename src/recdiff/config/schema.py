@@ -231,10 +231,11 @@ class RunConfig(BaseModel):
         from recdiff.config.models import SEQUENTIAL_MODELS
 
         if self.eval.exclude_history and self.model.name not in SEQUENTIAL_MODELS:
+            models = ", ".join(sorted(SEQUENTIAL_MODELS))
             raise ValueError(
-                f"eval.exclude_history applies to next-item models ({', '.join(sorted(SEQUENTIAL_MODELS))}); "
-                f"{self.model.name} ranks interaction rows and always masks the items in its input: "
-                "remove it"
+                f"eval.exclude_history applies to next-item models ({models}); "
+                f"{self.model.name} ranks interaction rows and always masks the items in its "
+                "input: remove it"
             )
         return self
 

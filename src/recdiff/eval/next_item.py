@@ -22,6 +22,7 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+from recdiff.data._ragged import concat_ranges
 from recdiff.data.batches import WindowedExamples
 from recdiff.eval.evaluator import EvalResult, RankingAccumulator, _check_options
 from recdiff.eval.metrics import Averaging
@@ -48,14 +49,19 @@ def target_matrix(targets: np.ndarray, n_items: int) -> sp.csr_matrix:
     )
 
 
-def history_matrix(history: np.ndarray, n_items: int) -> sp.csr_matrix:
-    """Rows of the items in each history (pads, i.e. ids outside ``0..n_items-1``, dropped)."""
-    rows, cols = np.nonzero((history >= 0) & (history < n_items))
+def _binary_rows(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """0/1 CSR with a 1 at every ``(row, col)`` pair, repeats counted once."""
     data = np.ones(len(rows), dtype=np.float32)
-    matrix = sp.csr_matrix((data, (rows, history[rows, cols])), shape=(len(history), n_items))
+    matrix = sp.csr_matrix((data, (rows, cols)), shape=shape)
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return matrix
+
+
+def history_matrix(history: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """Rows of the items in each history (pads, i.e. ids outside ``0..n_items-1``, dropped)."""
+    rows, cols = np.nonzero((history >= 0) & (history < n_items))
+    return _binary_rows(rows, history[rows, cols], (len(history), n_items))
 
 
 def past_items_matrix(examples, n_items: int) -> sp.csr_matrix:
@@ -67,13 +73,8 @@ def past_items_matrix(examples, n_items: int) -> sp.csr_matrix:
     starts = examples.indptr[examples.users]
     counts = examples.target_positions - starts
     rows = np.repeat(np.arange(len(examples)), counts)
-    within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    cols = examples.items[np.repeat(starts, counts) + within]
-    data = np.ones(len(rows), dtype=np.float32)
-    matrix = sp.csr_matrix((data, (rows, cols)), shape=(len(examples), n_items))
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
+    cols = examples.items[concat_ranges(starts, counts)]
+    return _binary_rows(rows, cols, (len(examples), n_items))
 
 
 def evaluate_next_item(

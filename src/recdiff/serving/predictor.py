@@ -434,15 +434,13 @@ class Predictor:
             )
         from recdiff.eval.multi import evaluate_many
         from recdiff.eval.protocol import EvalTask
-        from recdiff.train.datasets import load_splits
+        from recdiff.train.datasets import load_as_saved, load_splits
 
-        splits = load_splits(self.config.data)
-        if (splits.items != self.items or splits.users != self.users) and (
-            self.config.data.min_rating is not None
-        ):
-            # Saved before data.min_rating dropped the users and items it empties?
-            splits = load_splits(self.config.data, drop_emptied=False)
-        if splits.items != self.items or splits.users != self.users:
+        def same_ids(splits) -> bool:
+            return splits.items == self.items and splits.users == self.users
+
+        splits = load_as_saved(load_splits, self.config.data, same_ids)
+        if not same_ids(splits):
             raise ValueError("the run's data changed since training: its vocabularies differ")
         if (
             splits.train.matrix.shape != self.inputs.shape

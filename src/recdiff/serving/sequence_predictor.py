@@ -110,14 +110,13 @@ class SequencePredictor(Predictor):
     ) -> dict[str, dict[str, float]]:
         """Valid and test metrics of the model on the run's data, re-computed; with
         ``exclude_history`` set, each user's past items masked or not, whatever the run did."""
-        from recdiff.train.datasets import load_sequences
+        from recdiff.train.datasets import load_as_saved, load_sequences
         from recdiff.train.run_sequential import evaluate_sequential
 
         del averaging  # one target per example: both averagings agree
-        data, sequences = load_sequences(self.config.data)
-        if data.items != self.items and self.config.data.min_rating is not None:
-            # Saved before data.min_rating dropped the users and items it empties?
-            data, sequences = load_sequences(self.config.data, drop_emptied=False)
+        data, sequences = load_as_saved(
+            load_sequences, self.config.data, lambda loaded: loaded[0].items == self.items
+        )
         if data.items != self.items:
             raise ValueError("the run's data changed since training: its item vocabulary differs")
         if len(self.users) and (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from recdiff.config.schema import DataConfig, resolve_source
 from recdiff.data import (
     DatasetSplits,
@@ -26,7 +29,9 @@ from recdiff.data.sequence_readers import (
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.data.synthetic_sequences import make_sequences
 
-__all__ = ["load_sequences", "load_splits"]
+__all__ = ["load_as_saved", "load_sequences", "load_splits"]
+
+T = TypeVar("T")
 
 
 def _read_table(data: DataConfig) -> Interactions:
@@ -92,6 +97,18 @@ def _sequence_rows(data: DataConfig) -> Interactions:
     if data.min_rating is not None:
         raise ValueError("a sequence file holds no ratings: remove data.min_rating")
     return read_user_sequences(resolve_source(data.source)).to_interactions()
+
+
+def load_as_saved(load: Callable[..., T], data: DataConfig, matches: Callable[[T], bool]) -> T:
+    """``load(data)`` (:func:`load_splits` or :func:`load_sequences`) for a saved run: when that
+    does not ``match`` what the run holds but the older reading does (a run saved before
+    ``data.min_rating`` dropped the users and items it empties), the older reading."""
+    loaded = load(data)
+    if not matches(loaded) and data.min_rating is not None:
+        older = load(data, drop_emptied=False)
+        if matches(older):
+            return older
+    return loaded
 
 
 def _filtered(interactions: Interactions, min_rating: float, drop_emptied: bool) -> Interactions:
