@@ -70,11 +70,19 @@ def train(
     metrics = result.metrics
     shown = [f"{m}@{k}" for m in run_config.eval.metrics[:2] for k in run_config.eval.ks]
     typer.echo(_table({"valid": metrics["valid"], "test": metrics["test"]}, shown))
-    typer.echo(f"best epoch {metrics['best_epoch']}, {metrics['seconds']['total']:.1f} s")
+    typer.echo(f"{_selection_line(metrics)}, {metrics['seconds']['total']:.1f} s")
     typer.echo(f"run: {result.directory}")
     note = _averaging_note(metrics, run_config.train.metric)
     if note:
         typer.echo(f"note: {note}", err=True)
+
+
+def _selection_line(metrics: dict) -> str:
+    """What validation chose: the epoch, or a setting for models without epochs (EASE)."""
+    if metrics.get("best_epoch") is not None:
+        return f"best epoch {metrics['best_epoch']}"
+    chosen = ", ".join(f"{key} {value:g}" for key, value in metrics.get("selected", {}).items())
+    return f"chosen on validation: {chosen}" if chosen else "no training loop"
 
 
 def _averaging_note(metrics: dict, metric: str) -> str | None:
@@ -208,7 +216,7 @@ def reproduce(
         tests.append(result.metrics["test"])
         if is_main_process():  # under torchrun every rank trains; rank 0 reports
             typer.echo(
-                f"seed {seed}: best epoch {result.metrics['best_epoch']}, run {result.directory}"
+                f"seed {seed}: {_selection_line(result.metrics)}, run {result.directory}"
             )
     if not is_main_process():
         return

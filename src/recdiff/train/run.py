@@ -247,6 +247,8 @@ def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = N
         "by_averaging": final,
         "best_epoch": getattr(trained, "best_epoch", None),
         "epochs_run": getattr(trained, "epochs_run", None),
+        # settings chosen on validation without epochs (EASE's lambda)
+        "selected": {"l2_lambda": model.config.l2_lambda} if config.model.name == "ease" else {},
         "seconds": {
             "fit": fit_seconds,
             "final_eval": time.perf_counter() - eval_start,
