@@ -3,9 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torch.distributions import Normal, kl_divergence
 
 from recdiff.diffusion import (
+    DDIMSampler,
     GaussianDiffusion,
     LossWeighting,
     NoiseSchedule,
@@ -16,9 +18,16 @@ from recdiff.diffusion import (
     vb_term,
 )
 
+# Two steps with betas (0.1, 0.2): abar = (0.9, 0.72), SNR = (9, 18/7).
+TWO = NoiseSchedule(np.array([0.1, 0.2]))
+
 
 def _process(prediction="eps", steps=50):
     return GaussianDiffusion(NoiseSchedule.linear(steps, 1e-3, 0.2), prediction)
+
+
+def _f64(*values):
+    return torch.tensor(values, dtype=torch.float64)
 
 
 def test_q_sample_moments_match_closed_form():
@@ -200,3 +209,126 @@ def test_mean_coefficients_hand_computed(prediction):
     )
     with pytest.raises(ValueError, match=r"0\.\.1"):
         process.mean_coefficients(2)
+
+
+class _Holder(nn.Module):
+    """A model that owns a process beside its weights, as DreamRec's does."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.linear = nn.Linear(2, 2)
+        self.process = GaussianDiffusion(schedule, "x0")
+
+
+@pytest.mark.parametrize(
+    ("cast", "dtype"),
+    [
+        (lambda m: m.float(), torch.float32),
+        (lambda m: m.half(), torch.float16),
+        (lambda m: m.bfloat16(), torch.bfloat16),
+        (lambda m: m.to(torch.bfloat16), torch.bfloat16),
+        (lambda m: m.to("cpu", torch.float32), torch.float32),
+    ],
+    ids=["float", "half", "bfloat16", "to-bfloat16", "to-cpu-float32"],
+)
+def test_dtype_casts_leave_the_schedule_in_float64(cast, dtype):
+    # DiffRec's schedule: 1 - abar_1 = 1e-5 would read 0 from a bfloat16 or float16 table (an
+    # infinite prior KL, a DDIM sigma dividing by 0) and be 0.14% off from a float32 one.
+    schedule = NoiseSchedule.diffrec(40, 5e-3, 5e-3, 1e-2)
+    reference = dict(GaussianDiffusion(schedule, "x0").named_buffers())
+    process, holder = GaussianDiffusion(schedule, "x0"), _Holder(schedule)
+    assert cast(process) is process
+    cast(holder)
+    assert holder.linear.weight.dtype == dtype  # the cast still reaches everything else
+    for cast_process in (process, holder.process):
+        buffers = dict(cast_process.named_buffers())
+        assert buffers.keys() == reference.keys()
+        for name, expected in reference.items():
+            assert buffers[name].dtype == torch.float64, name
+            assert torch.equal(buffers[name], expected), name
+        x0 = torch.ones(1, 3, dtype=dtype)
+        assert float(cast_process.q_mean_variance(x0, torch.tensor([0]))[1]) > 0
+        assert torch.isfinite(prior_kl(cast_process, x0)).all()
+        assert DDIMSampler(cast_process, eta=1.0).sigma(5) > 0
+
+
+def test_a_cast_with_a_device_move_moves_the_float64_tables():
+    process = GaussianDiffusion(TWO).to("meta", torch.bfloat16)
+    for name, buffer in process.named_buffers():
+        assert (buffer.device.type, buffer.dtype) == ("meta", torch.float64), name
+
+
+def test_schedule_tables_stay_out_of_checkpoints():
+    """Rebuilt from the config, never stored: a cast model saves and loads as before."""
+    holder = _Holder(TWO).to(torch.bfloat16)
+    state = holder.state_dict()
+    assert sorted(state) == ["linear.bias", "linear.weight"]
+    fresh = _Holder(TWO)
+    fresh.load_state_dict(state)
+    assert fresh.linear.weight.dtype == torch.float32
+    torch.testing.assert_close(fresh.process.alpha_bar, _f64(0.9, 0.72))
+
+
+def _constant(values):
+    def model_fn(x_t, model_t):
+        return values.expand_as(x_t).to(x_t.dtype)
+
+    return model_fn
+
+
+def test_p_mean_variance_clamps_the_x0_prediction_before_the_posterior_mean():
+    """At t = 2: mu = c0 clamp(x0_hat) + ct x_t, c0 = 0.2 sqrt(0.9) / 0.28, ct = 0.1 sqrt(0.8) / 0.28."""
+    process = GaussianDiffusion(TWO, "x0")
+    x_t, x0_hat = _f64(0.3, -1.1, 2.0)[None], _f64(2.0, -3.0, 0.5)
+    clipped = _f64(1.0, -1.0, 0.5)[None]
+    c0, ct = 0.2 * np.sqrt(0.9) / 0.28, 0.1 * np.sqrt(0.8) / 0.28
+    for t in (torch.tensor([1]), torch.tensor(1)):  # per example, and one step for all
+        out = process.p_mean_variance(_constant(x0_hat), x_t, t, clip_x0=(-1.0, 1.0))
+        torch.testing.assert_close(out.pred_x0, clipped)
+        torch.testing.assert_close(out.mean, c0 * clipped + ct * x_t)
+    unclipped = process.p_mean_variance(_constant(x0_hat), x_t, torch.tensor([1]))
+    torch.testing.assert_close(unclipped.mean, c0 * x0_hat[None] + ct * x_t)
+
+
+@pytest.mark.parametrize(
+    ("prediction", "expected"),
+    # Output = target + delta with mean(delta^2) = 0.125 on both rows. The x0 error is
+    # delta / sqrt(SNR_t) for eps and sqrt(1 - abar_t) delta for v. Row 0 (t = 1) has weight 1,
+    # row 1 (t = 2) has 1/2 (9 - 18/7) = 45/14: eps gives 0.125 / 9 and 45/14 * 7/18 * 0.125,
+    # v gives 0.1 * 0.125 and 45/14 * 0.28 * 0.125.
+    [("eps", (0.125 / 9, 0.15625)), ("v", (0.0125, 0.1125))],
+)
+def test_snr_difference_weights_apply_to_the_x0_error_by_hand(prediction, expected):
+    process = GaussianDiffusion(TWO, prediction)
+    x0 = _f64(1.0, -2.0, 0.5, 0.0).reshape(2, 2)
+    noise = _f64(0.5, 3.0, -1.0, 0.25).reshape(2, 2)
+    t = torch.tensor([0, 1])
+    abar = _f64(0.9, 0.72)[:, None]
+    if prediction == "eps":
+        target = noise
+    else:
+        target = abar.sqrt() * noise - (1 - abar).sqrt() * x0
+    delta = _f64(0.3, -0.4, -0.4, 0.3).reshape(2, 2)
+
+    def model_fn(x_t, model_t):
+        return target + delta
+
+    out = process.training_losses(model_fn, x0, t, noise, weighting="snr_diff")
+    torch.testing.assert_close(out["mse"], _f64(0.125, 0.125))
+    torch.testing.assert_close(out["loss"], _f64(*expected))
+
+
+def test_training_on_a_respaced_process_calls_the_model_with_original_steps():
+    # Keeping steps 1 and 3 of (0.1, 0.2, 0.3): the kept abar are (0.9, 0.504).
+    process = GaussianDiffusion(NoiseSchedule(np.array([0.1, 0.2, 0.3])).respace([0, 2]), "x0")
+    seen = []
+
+    def model_fn(x_t, model_t):
+        seen.append(model_t.tolist())
+        return torch.zeros_like(x_t)
+
+    x0, noise = _f64(1.0, 2.0)[:, None], _f64(0.5, -0.5)[:, None]
+    out = process.training_losses(model_fn, x0, torch.tensor([0, 1]), noise)
+    assert seen == [[0, 2]]
+    torch.testing.assert_close(out["pred_x0"], torch.zeros(2, 1, dtype=torch.float64))
+    torch.testing.assert_close(out["mse"], _f64(1.0, 4.0))

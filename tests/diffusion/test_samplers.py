@@ -169,3 +169,24 @@ def test_per_row_generators_make_a_row_sample_independent_of_its_batch(sampler):
     # One shared generator gives each row a different draw (the batched default).
     shared = chosen.sample(model_fn, x, generator=torch.Generator().manual_seed(11))
     assert not torch.allclose(shared[0], shared[1])
+
+
+@pytest.mark.parametrize("prediction", ["x0", "eps"])
+def test_ddim_recomputes_eps_from_the_clipped_x0(prediction):
+    """Betas (0.1, 0.2), from t = 2 (abar 0.72) to t = 1 (abar 0.9) with eta = 0:
+    x_1 = sqrt(0.9) x0_c + sqrt(0.1) (x_t - sqrt(0.72) x0_c) / sqrt(0.28), x0_c the clipped x0."""
+    process = GaussianDiffusion(NoiseSchedule(np.array([0.1, 0.2])), prediction)
+    x_t = torch.tensor([[3.0, -2.0, 0.2]], dtype=torch.float64)
+    output = torch.tensor([0.1, 0.5, -0.3], dtype=torch.float64)
+    if prediction == "x0":
+        x0_hat = output
+    else:
+        x0_hat = (x_t - np.sqrt(0.28) * output) / np.sqrt(0.72)
+    x0_clipped = x0_hat.clamp(-0.25, 0.25)
+    assert not torch.equal(x0_clipped, x0_hat)  # the clip binds on some entries
+    eps = (x_t - np.sqrt(0.72) * x0_clipped) / np.sqrt(0.28)
+    state = DDIMSampler(process, clip_x0=(-0.25, 0.25)).step(
+        lambda x, model_t: output.expand_as(x), x_t, 1
+    )
+    torch.testing.assert_close(state.pred_x0, x0_clipped.expand(1, 3))
+    torch.testing.assert_close(state.sample, np.sqrt(0.9) * x0_clipped + np.sqrt(0.1) * eps)

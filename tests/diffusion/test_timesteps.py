@@ -36,8 +36,27 @@ def test_loss_aware_probabilities_and_weights_hand_computed():
     np.testing.assert_allclose(sampler.probabilities().numpy(), expected)
     t, weights = sampler.sample(1000, generator=torch.Generator().manual_seed(0))
     np.testing.assert_allclose(weights.numpy(), 1.0 / (2 * expected[t.numpy()]), rtol=1e-6)
-    # The importance weights keep the expected loss unbiased: E_p[w L] = mean_t L_t.
-    assert float((expected * (1 / (2 * expected))).sum()) == pytest.approx(1.0)
+    # The weights the sampler returns keep the expected loss unbiased: E_p[w L] = mean_t L_t.
+    weight_of = dict(zip(t.tolist(), weights.tolist(), strict=True))
+    assert sorted(weight_of) == [0, 1]
+    losses = {0: 2.0, 1: 7.0}
+    unbiased = sum(expected[step] * weight_of[step] * losses[step] for step in (0, 1))
+    assert unbiased == pytest.approx(4.5, rel=1e-6)
+
+
+def test_loss_aware_sample_draws_steps_with_probability_p():
+    # One loss kept per step and no uniform share: p = (1, 2, 3, 4) / 10.
+    sampler = LossAwareSampler(4, history=1, uniform_prob=0.0)
+    sampler.update(torch.arange(4), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    p = np.array([0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(sampler.probabilities().numpy(), p, rtol=1e-12)
+    n = 100_000
+    t, weights = sampler.sample(n, generator=torch.Generator().manual_seed(0))
+    frequency = np.bincount(t.numpy(), minlength=4) / n
+    # A frequency's standard deviation is at most sqrt(0.25 / n) = 0.0016: 0.01 is over 6 of
+    # them, and drawing uniformly (0.25 each) misses p by 0.05 at least.
+    np.testing.assert_allclose(frequency, p, atol=0.01, rtol=0)
+    np.testing.assert_allclose(weights.numpy(), 1 / (4 * p[t.numpy()]), rtol=1e-6)
 
 
 def test_history_keeps_only_the_last_losses_per_step():

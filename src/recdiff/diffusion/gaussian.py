@@ -135,6 +135,21 @@ class GaussianDiffusion(nn.Module):
         for name, value in buffers.items():
             self.register_buffer(name, _as_tensor(value), persistent=False)
 
+    def _apply(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
+    ) -> GaussianDiffusion:
+        """Follow device moves but not dtype casts: ``.float()``, ``.half()``, ``.to(bf16)`` on this
+        process or on a module holding it would otherwise round the schedule (in bfloat16
+        1 - abar_1 of DiffRec's schedule becomes 0). Each table that came back in another dtype is
+        replaced by its float64 original, moved to where the cast one landed."""
+        originals = dict(self._buffers)
+        super()._apply(fn, recurse)
+        for name, original in originals.items():
+            moved = self._buffers[name]
+            if original is not None and moved is not None and moved.dtype != original.dtype:
+                self._buffers[name] = original.to(moved.device)
+        return self
+
     @property
     def num_steps(self) -> int:
         return self.schedule.num_steps

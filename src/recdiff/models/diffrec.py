@@ -9,14 +9,14 @@ for T steps with the posterior mean only, and rank items by the result.
 T-DiffRec is this model fed time-weighted rows (:func:`recdiff.data.time_weights`); L-DiffRec
 (:mod:`recdiff.models.ldiffrec`) wraps the same process around item-cluster autoencoders.
 
-==========================  ==================================  ==========
-paper                       code                                equation
-==========================  ==================================  ==========
-s, a_min, a_max, T          ``noise_scale, noise_min, noise_max, steps``  Eq. 4
-T'                          ``inference_noise_steps``           Sec. 3.4
-w_t = SNR(t-1) - SNR(t)     ``loss_weighting="snr_diff"``       Eq. 8-9
-p_t ~ sqrt(E[L_t^2])        ``importance_sampling=True``        Eq. 14
-==========================  ==================================  ==========
+==============================  ==================================  ==========
+paper                           code                                equation
+==============================  ==================================  ==========
+s, a_min, a_max, T              ``noise_scale, noise_min, noise_max, steps``  Eq. 4
+T'                              ``inference_noise_steps``           Sec. 3.4
+w_t = 1/2 (SNR(t-1) - SNR(t))   ``loss_weighting="snr_diff"``       Eq. 8-9
+p_t ~ sqrt(E[L_t^2])            ``importance_sampling=True``        Eq. 14
+==============================  ==================================  ==========
 """
 
 from __future__ import annotations
