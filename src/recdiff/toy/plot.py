@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: the CLI and tests draw to files only
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure  # no pyplot: the caller's backend stays as it was
 
 from ..atomic import atomic_path
 from .data import TOY_DATASETS
@@ -43,7 +40,8 @@ def plot_forward_reverse(
     for state in sampler.iterate(model.model_fn, x, generator=generator):
         if state.t in shown:  # after the step from index t the chain is at x_t in paper steps
             reverse[state.t] = state.sample
-    fig, axes = plt.subplots(2, len(shown), figsize=(3 * len(shown), 6.4), sharex=True, sharey=True)
+    fig = Figure(figsize=(3 * len(shown), 6.4))
+    axes = fig.subplots(2, len(shown), sharex=True, sharey=True, squeeze=False)
     for col, t in enumerate(shown):
         for row, (points, colour) in enumerate(
             [(forward[t], "tab:blue"), (reverse[t], "tab:orange")]
@@ -68,4 +66,3 @@ def plot_forward_reverse(
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format=os.path.splitext(str(path))[1].lstrip(".") or "png")
-    plt.close(fig)

@@ -1,4 +1,8 @@
-"""Training curves of a run: loss per epoch and validation/test metrics per evaluation."""
+"""Training curves of a run: loss per epoch and validation/test metrics per evaluation, or, for a
+model chosen without epochs (EASE), the validation metric over the settings tried.
+
+Figures are drawn on matplotlib's object API, never pyplot: training from a notebook must not
+switch the caller's backend."""
 
 from __future__ import annotations
 
@@ -6,10 +10,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from recdiff.atomic import atomic_path
 
@@ -19,10 +20,18 @@ __all__ = ["plot_curves"]
 def plot_curves(
     records: Sequence[dict[str, Any]], path: str | os.PathLike[str], metric: str
 ) -> None:
-    """Two panels: the training loss, and ``metric`` on every evaluated split."""
+    """Two panels: the training loss, and ``metric`` on every evaluated split. A run without
+    epochs but with a ``select`` record (EASE's lambda sweep) gets that sweep; a run with neither
+    gets no file."""
     epochs = [r for r in records if r.get("event") == "epoch"]
     evals = [r for r in records if r.get("event") == "eval"]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if not epochs and not evals:
+        sweep = next((r for r in records if r.get("event") == "select"), None)
+        if sweep is not None:
+            _plot_sweep(sweep, path, metric)
+        return
+    fig = Figure(figsize=(10, 3.8))
+    ax_loss, ax_metric = fig.subplots(1, 2)
     if epochs:
         ax_loss.plot([r["epoch"] for r in epochs], [r["loss"] for r in epochs], color="tab:blue")
     ax_loss.set_xlabel("epoch")
@@ -37,7 +46,26 @@ def plot_curves(
     ax_metric.set_xlabel("epoch")
     ax_metric.set_ylabel(metric)
     ax_metric.set_title(f"{metric} (selection on valid)")
+    _save(fig, path)
+
+
+def _plot_sweep(record: dict[str, Any], path: str | os.PathLike[str], metric: str) -> None:
+    """Validation ``metric`` against each value of the one setting a ``select`` record swept."""
+    (name,) = [key for key in record if key not in ("event", "valid")]
+    values = sorted((float(key), score) for key, score in record["valid"].items())
+    fig = Figure(figsize=(5, 3.8))
+    ax = fig.subplots()
+    ax.plot(*zip(*values, strict=True), marker="o", label="valid")
+    ax.axvline(float(record[name]), color="tab:gray", linestyle="--", label="chosen")
+    ax.set_xscale("log")
+    ax.set_xlabel(name)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} on valid over {name}")
+    ax.legend()
+    _save(fig, path)
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
