@@ -176,12 +176,16 @@ def test_train_rejects_bad_config(tmp_path):
 def test_train_says_what_validation_chose(tmp_path):
     """EASE has no epochs: train names the lambda it chose, which metrics.json records."""
     grid = ["--set", "model.l2_lambda_grid=[1e9,300]"]  # 1e9 ranks by popularity alone
-    result = runner.invoke(app, ["train", "demo-ease", *grid, "--runs-dir", str(tmp_path), "--quiet"])
+    result = runner.invoke(
+        app, ["train", "demo-ease", *grid, "--runs-dir", str(tmp_path), "--quiet"]
+    )
     assert result.exit_code == 0, result.output
     assert "chosen on validation: l2_lambda 300," in result.stdout
     (run,) = list(tmp_path.iterdir())
     assert json.loads((run / "metrics.json").read_text())["selected"] == {"l2_lambda": 300.0}
-    result = runner.invoke(app, ["train", "demo-popularity", "--runs-dir", str(tmp_path), "--quiet"])
+    result = runner.invoke(
+        app, ["train", "demo-popularity", "--runs-dir", str(tmp_path), "--quiet"]
+    )
     assert result.exit_code == 0 and "no training loop," in result.stdout
 
 

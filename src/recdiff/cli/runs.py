@@ -215,9 +215,7 @@ def reproduce(
             result = run_training(config, runs_dir, progress=not quiet)
         tests.append(result.metrics["test"])
         if is_main_process():  # under torchrun every rank trains; rank 0 reports
-            typer.echo(
-                f"seed {seed}: {_selection_line(result.metrics)}, run {result.directory}"
-            )
+            typer.echo(f"seed {seed}: {_selection_line(result.metrics)}, run {result.directory}")
     if not is_main_process():
         return
     mean = {m: float(np.mean([t[m] for t in tests])) for m in paper}

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
-from tqdm.auto import tqdm
+
+from recdiff.progress import progress_bar
 
 from .gaussian import GaussianDiffusion, ModelFn
 
@@ -143,7 +144,7 @@ class Sampler(abc.ABC):
         if not 0 <= start <= self.process.num_steps:
             raise ValueError(f"start must lie in 0..{self.process.num_steps}, got {start}")
         steps = range(start - 1, -1, -1)
-        for t in tqdm(steps, desc="sampling", disable=not progress, leave=False):
+        for t in progress_bar(steps, show=progress, desc="sampling", leave=False):
             state = self.step(model_fn, x, t, generator)
             x = state.sample
             yield state

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from recdiff.eval.evaluator import (
     DEFAULT_METRICS,
@@ -22,6 +21,7 @@ from recdiff.eval.evaluator import (
 from recdiff.eval.metrics import Averaging
 from recdiff.eval.protocol import EvalTask
 from recdiff.eval.ranking import ScoreBlock
+from recdiff.progress import progress_bar
 
 __all__ = ["evaluate_many"]
 
@@ -58,7 +58,7 @@ def evaluate_many(
         wanted |= acc.n_relevant > 0
     candidates = np.flatnonzero(wanted)
     starts = range(0, len(candidates), batch_size)
-    for start in tqdm(starts, desc="evaluating", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(starts, show=progress, desc="evaluating", unit="batch", leave=False):
         rows = candidates[start : start + batch_size]
         block = score_fn(inputs[rows])
         for acc in accumulators.values():

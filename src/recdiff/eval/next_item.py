@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 
 from recdiff.data._ragged import concat_ranges
 from recdiff.data.batches import WindowedExamples
 from recdiff.eval.evaluator import EvalResult, RankingAccumulator, _check_options
 from recdiff.eval.metrics import Averaging
 from recdiff.eval.ranking import ScoreBlock
+from recdiff.progress import progress_bar
 
 __all__ = [
     "NextItemScorer",
@@ -104,7 +104,7 @@ def evaluate_next_item(
     exclude = past_items_matrix(examples, n_items) if exclude_history else None
     accumulator = RankingAccumulator(truth, exclude, ks, metrics)
     starts = range(0, len(examples), batch_size)
-    for start in tqdm(starts, desc="ranking", disable=not progress, leave=False):
+    for start in progress_bar(starts, show=progress, desc="ranking", leave=False):
         rows = np.arange(start, min(start + batch_size, len(examples)))
         tensors = examples.take(rows).to_torch(device)
         accumulator.add(rows, score(tensors["history"], tensors["lengths"]))

@@ -72,7 +72,7 @@ def export_recommendations(
     The format follows the suffix (``.parquet`` or ``.csv``). Unknown user ids raise before
     anything is written; so does a ``k`` outside 1..n_items. Duplicate ids are exported once.
     """
-    from tqdm.auto import tqdm
+    from recdiff.progress import progress_bar
 
     started = time.perf_counter()
     out = Path(out)
@@ -88,7 +88,7 @@ def export_recommendations(
     predictor.user_rows(ids)  # every id is checked before a file is opened
     written = 0
     with atomic_path(out) as tmp, _TableWriter(tmp, kind) as writer:
-        bar = tqdm(total=len(ids), unit="user", desc="export", disable=not progress)
+        bar = progress_bar(total=len(ids), show=progress, unit="user", desc="export")
         with bar:
             for start in range(0, len(ids), batch_size):
                 batch = ids[start : start + batch_size]

@@ -31,8 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from tqdm.auto import tqdm
 
+from recdiff.progress import progress_bar
 from recdiff.train.distributed import (
     all_reduce_sum,
     broadcast_object,
@@ -102,7 +102,9 @@ class TrainConfig(BaseModel):
         "(DDPM's EMA) with this decay per step, warmed up as min(decay, (1 + n) / (10 + n)) "
         "over the first n steps; None: the weights as trained",
     )
-    progress: bool = Field(True, description="show progress bars")
+    progress: bool = Field(
+        True, description="show progress bars (on a terminal; never in a log file)"
+    )
     tensorboard: bool = Field(
         False,
         description="also log each epoch's and evaluation's scalars for TensorBoard, into the "
@@ -355,8 +357,8 @@ class Trainer:
         result = TrainResult()
         best_state: dict[str, Any] | None = None
         start = time.perf_counter()
-        epochs = tqdm(
-            range(1, cfg.epochs + 1), desc="epochs", disable=not cfg.progress or this_rank > 0
+        epochs = progress_bar(
+            range(1, cfg.epochs + 1), show=cfg.progress and this_rank == 0, desc="epochs"
         )
         for epoch in epochs:
             model.module.train()
