@@ -14,7 +14,8 @@ plus one loop that calls the model. Respacing is a property of the process
 
 Every ``generator`` may also be a sequence of generators, one per row (:func:`randn_rows`): each
 row's draws then come from its own generator alone, so a row gets the same sample whatever batch
-it is scored in (a service answering concurrent requests in one call needs that). A generator
+it is scored in (a service answering concurrent requests in one call needs that). When every row
+would be seeded alike, :class:`EachRowAlone` gives the same draws at the cost of one row. A generator
 may live on another device than the tensors (a CPU one for CUDA sampling): its draws are then
 made where it lives and moved, so they are the numbers it gives on its own device.
 """
@@ -34,6 +35,7 @@ from .gaussian import GaussianDiffusion, ModelFn
 __all__ = [
     "DDIMSampler",
     "DDPMSampler",
+    "EachRowAlone",
     "Generators",
     "Sampler",
     "SamplerState",
@@ -42,7 +44,17 @@ __all__ = [
     "randn_rows",
 ]
 
-Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+class EachRowAlone(NamedTuple):
+    """Every row draws what it would draw alone from ``generator`` (fresh, seeded): one row is
+    drawn and repeated. The same numbers as ``[copy of generator] * n``, at the cost of one,
+    and a row's sample no longer depends on its batch (its size, its neighbours)."""
+
+    generator: torch.Generator
+
+
+Generators = torch.Generator | Sequence[torch.Generator] | EachRowAlone | None
 
 
 def randn_rows(
@@ -60,6 +72,11 @@ def randn_rows(
     """
     if generator is None or isinstance(generator, torch.Generator):
         return draw_on_generator_device(torch.randn, tuple(shape), generator, device, dtype)
+    if isinstance(generator, EachRowAlone):
+        row = draw_on_generator_device(
+            torch.randn, (1, *shape[1:]), generator.generator, device, dtype
+        )
+        return row.expand(tuple(shape))
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for {shape[0]} rows: give one per row")
     return torch.stack(

@@ -46,7 +46,7 @@ from recdiff.diffusion import (
     guided,
     randn_rows,
 )
-from recdiff.diffusion.samplers import Generators
+from recdiff.diffusion.samplers import EachRowAlone, Generators
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.nn import MLPDenoiser
 from recdiff.nn.sequence import HistoryEncoder
@@ -261,11 +261,14 @@ class DreamRec(SequentialRecommender):
         sampler: Sampler | None = None,
     ) -> torch.Tensor:
         """The generated "oracle" embeddings ``[batch, dim]`` for left-padded histories;
-        ``generator`` may be one per row (each row then samples as it would alone)."""
+        ``generator`` may be one per row (each row then samples as it would alone). By default
+        every row samples as it would alone from ``sample_seed``: a history gets the same oracle
+        in evaluation, in any batch, and from the service."""
         net = self._check_fitted()
         w = self.config.guidance_weight if guidance_weight is None else guidance_weight
         if generator is None:
-            generator = torch.Generator(device=history.device).manual_seed(self.config.sample_seed)
+            seed = self.config.sample_seed
+            generator = EachRowAlone(torch.Generator(device=history.device).manual_seed(seed))
         cond = net.encoder(history)
         noise = randn_rows(cond.shape, generator, cond.device, torch.float32)
         model_fn = guided(net.denoiser, cond, net.null, w)

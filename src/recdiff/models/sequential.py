@@ -185,7 +185,7 @@ class SequentialRecommender(SavedModel):
         histories: Sequence[Sequence[int]],
         k: int,
         exclude_seen: bool = False,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` items (indices, scores; ``[n, k]``) after each history (oldest first).
 

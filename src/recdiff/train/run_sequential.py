@@ -40,16 +40,12 @@ def evaluate_sequential(
     splits: tuple[str, ...] = ("valid", "test"),
 ) -> dict[str, EvalResult]:
     """Full-ranking metrics of ``model`` on the named splits of (left-padded) ``data``."""
-    seed = getattr(model.config, "sample_seed", 0)
     results = {}
     for split in splits:
-        generator = model.sampling_generator(seed)  # on the model's device (CUDA too)
-
-        def score(history, lengths, generator=generator):
-            return model.score(history, lengths, generator=generator)
-
+        # No generator: a sampling model (DreamRec) draws each row as it would alone from its
+        # sample_seed, so metrics do not depend on eval.batch_size and match what is served.
         results[split] = evaluate_next_item(
-            score,
+            model.score,
             getattr(data, split),
             data.n_items,
             ks=config.eval.ks,
