@@ -190,3 +190,20 @@ def test_ddim_recomputes_eps_from_the_clipped_x0(prediction):
     )
     torch.testing.assert_close(state.pred_x0, x0_clipped.expand(1, 3))
     torch.testing.assert_close(state.sample, np.sqrt(0.9) * x0_clipped + np.sqrt(0.1) * eps)
+
+
+def test_row_blocks_give_each_row_its_draws_however_the_rows_are_batched():
+    from recdiff.diffusion.samplers import RowBlocks, randn_rows
+
+    def draws(first, n, steps=3):  # one sampling run over rows first..first+n-1
+        blocks = RowBlocks(seed=5, first=first, block=4)
+        return torch.stack([randn_rows((n, 2), blocks) for _ in range(steps)])
+
+    whole = draws(0, 10)
+    batched = torch.cat([draws(0, 3), draws(3, 6), draws(9, 1)], dim=1)  # straddles blocks
+    assert torch.equal(whole, batched)
+    rows = whole.permute(1, 0, 2).reshape(10, -1)
+    assert len({tuple(r.tolist()) for r in rows}) == 10  # no two rows share draws
+    assert not torch.equal(draws(0, 4), draws(4, 4))  # blocks draw apart
+    other_seed = torch.stack([randn_rows((10, 2), RowBlocks(seed=6, first=0, block=4))])
+    assert not torch.equal(whole[:1], other_seed)

@@ -1,10 +1,13 @@
 """SASRec and DreamRec on planted sequences: learning, determinism, persistence and bad input."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
 
+from recdiff.config import load_config
 from recdiff.data.synthetic_sequences import demo_sequences, make_sequences
 from recdiff.diffusion.samplers import EachRowAlone
 from recdiff.eval.next_item import evaluate_next_item
@@ -12,6 +15,7 @@ from recdiff.models.base import SavedModel
 from recdiff.models.dreamrec import DreamRec, DreamRecConfig, GuidedDiffusionConfig
 from recdiff.models.sasrec import SASRec, SASRecConfig
 from recdiff.nn.embeddings import timestep_embedding
+from recdiff.train.run_sequential import evaluate_sequential
 from recdiff.train.trainer import TrainConfig
 
 
@@ -74,8 +78,8 @@ def test_dreamrec_scores_are_seeded(data, dreamrec):
 
 
 def test_dreamrec_scores_a_history_alike_in_any_batch(data, dreamrec):
-    """By default each row samples as it would alone from sample_seed: evaluation's batch size
-    and a row's neighbours change nothing, and a service's single request gets the same list."""
+    """By default each row samples as it would alone from sample_seed: a row's neighbours
+    change nothing, and a service's single request gets the same list."""
     batch = data.test.take(np.arange(12)).to_torch()["history"]
     together = dreamrec.score(batch)
     alone = torch.cat([dreamrec.score(batch[i : i + 1]) for i in range(len(batch))])
@@ -86,14 +90,21 @@ def test_dreamrec_scores_a_history_alike_in_any_batch(data, dreamrec):
     torch.testing.assert_close(
         dreamrec.score(batch, generator=rows), dreamrec.score(batch, generator=fresh)
     )
-    metrics = [
-        evaluate_next_item(dreamrec.score, data.test, data.n_items, ks=(10,), batch_size=size)
-        for size in (7, 1024)
+
+
+def test_dreamrec_evaluation_does_not_depend_on_the_batch_size(data, dreamrec):
+    """Evaluation draws each example's noise by its row (RowBlocks): any eval.batch_size gives
+    the same samples, and rows get draws of their own. One generator per batch gave test HR@10
+    0.296 / 0.305 / 0.276 at 1024 / 256 / 7 on a demo run."""
+    sub = dataclasses.replace(data, test=data.test.take(np.arange(300)))  # > one 256-row block
+    results = [
+        evaluate_sequential(dreamrec, sub, load_config("demo-dreamrec", [f"eval.batch_size={b}"]))
+        for b in (7, 256, 1024)
     ]
-    # equal up to a rank flipped by that rounding (one shared generator: 0.02 apart on the demo)
-    assert metrics[0]["hit_rate@10"] == pytest.approx(
-        metrics[1]["hit_rate@10"], abs=2 / len(data.test)
-    )
+    hits = [r["test"].per_user["hit_rate@10"] for r in results]
+    # equal up to a rank flipped by batched matmul rounding
+    assert (hits[0] != hits[1]).sum() <= 1 and (hits[0] != hits[2]).sum() <= 1
+    assert 0.2 < hits[0].mean() < 0.9  # the samples are the model's, not degenerate
 
 
 def test_dreamrec_guidance_and_samplers_change_the_oracle(data, dreamrec):

@@ -15,7 +15,9 @@ plus one loop that calls the model. Respacing is a property of the process
 Every ``generator`` may also be a sequence of generators, one per row (:func:`randn_rows`): each
 row's draws then come from its own generator alone, so a row gets the same sample whatever batch
 it is scored in (a service answering concurrent requests in one call needs that). When every row
-would be seeded alike, :class:`EachRowAlone` gives the same draws at the cost of one row. A generator
+would be seeded alike, :class:`EachRowAlone` gives the same draws at the cost of one row. For an
+evaluation set, :class:`RowBlocks` gives every row its own draws, independent of the other rows
+and of how the set is batched, at the cost of a few generators a batch. A generator
 may live on another device than the tensors (a CPU one for CUDA sampling): its draws are then
 made where it lives and moved, so they are the numbers it gives on its own device.
 """
@@ -26,6 +28,7 @@ import abc
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from recdiff.progress import progress_bar
@@ -37,6 +40,7 @@ __all__ = [
     "DDPMSampler",
     "EachRowAlone",
     "Generators",
+    "RowBlocks",
     "Sampler",
     "SamplerState",
     "draw_on_generator_device",
@@ -54,7 +58,47 @@ class EachRowAlone(NamedTuple):
     generator: torch.Generator
 
 
-Generators = torch.Generator | Sequence[torch.Generator] | EachRowAlone | None
+class RowBlocks:
+    """Draws for rows ``first .. first + n - 1`` of a fixed sequence of rows (an evaluation set)
+    that do not depend on how the sequence is batched: each block of ``block`` consecutive rows
+    draws whole blocks from a generator of its own, seeded from ``seed`` and the block's index,
+    and a batch keeps its rows of the blocks it overlaps. Every row gets its own draws, unlike
+    :class:`EachRowAlone`, so a metric over the set averages over independent samples.
+
+    Make one per sampling run (a batch): it holds the blocks' generators between steps.
+    """
+
+    def __init__(
+        self, seed: int, first: int, device: torch.device | str = "cpu", block: int = 256
+    ) -> None:
+        if first < 0 or block < 1:
+            raise ValueError(f"first must be >= 0 and block >= 1, got {first} and {block}")
+        self.seed, self.first, self.device, self.block = seed, first, torch.device(device), block
+        self._generators: dict[int, torch.Generator] = {}
+
+    def _generator(self, index: int) -> torch.Generator:
+        if index not in self._generators:
+            # SeedSequence mixes (seed, block) into an unrelated stream for every pair
+            state = np.random.SeedSequence([self.seed, index]).generate_state(2, np.uint32)
+            seed = int(state[0]) << 32 | int(state[1])
+            self._generators[index] = torch.Generator(self.device).manual_seed(seed)
+        return self._generators[index]
+
+    def draw(
+        self, shape: Sequence[int], device: torch.device | str | None, dtype: torch.dtype | None
+    ) -> torch.Tensor:
+        first, last, size = self.first, self.first + shape[0], self.block
+        parts = []
+        for index in range(first // size, -(-last // size)):
+            whole = draw_on_generator_device(
+                torch.randn, (size, *shape[1:]), self._generator(index), device, dtype
+            )
+            start = index * size
+            parts.append(whole[max(first, start) - start : min(last, start + size) - start])
+        return torch.cat(parts) if parts else torch.empty(tuple(shape), device=device, dtype=dtype)
+
+
+Generators = torch.Generator | Sequence[torch.Generator] | EachRowAlone | RowBlocks | None
 
 
 def randn_rows(
@@ -72,6 +116,8 @@ def randn_rows(
     """
     if generator is None or isinstance(generator, torch.Generator):
         return draw_on_generator_device(torch.randn, tuple(shape), generator, device, dtype)
+    if isinstance(generator, RowBlocks):
+        return generator.draw(shape, device, dtype)
     if isinstance(generator, EachRowAlone):
         row = draw_on_generator_device(
             torch.randn, (1, *shape[1:]), generator.generator, device, dtype

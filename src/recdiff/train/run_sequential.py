@@ -25,6 +25,7 @@ from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.models import build_model
 from recdiff.config.schema import RunConfig
 from recdiff.data.sequences import SequenceDataset, UserSequences
+from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.sequential import SequentialRecommender
@@ -40,12 +41,20 @@ def evaluate_sequential(
     splits: tuple[str, ...] = ("valid", "test"),
 ) -> dict[str, EvalResult]:
     """Full-ranking metrics of ``model`` on the named splits of (left-padded) ``data``."""
+    seed = getattr(model.config, "sample_seed", 0)
     results = {}
     for split in splits:
-        # No generator: a sampling model (DreamRec) draws each row as it would alone from its
-        # sample_seed, so metrics do not depend on eval.batch_size and match what is served.
+        scored = [0]  # rows scored so far: evaluate_next_item takes the batches in order
+
+        def score(history, lengths, scored=scored):
+            # A sampling model (DreamRec) draws each example's noise by its row in the split,
+            # so its metrics do not depend on eval.batch_size; every row's draws are its own.
+            generator = RowBlocks(seed, scored[0])
+            scored[0] += len(history)
+            return model.score(history, lengths, generator=generator)
+
         results[split] = evaluate_next_item(
-            model.score,
+            score,
             getattr(data, split),
             data.n_items,
             ks=config.eval.ks,
