@@ -162,6 +162,31 @@ def test_evaluate_reproduces_the_run_metrics(run_dir):
     assert "always masked" in result.stderr
 
 
+def test_evaluate_averages_as_the_run_did_unless_told(tmp_path):
+    log = tmp_path / "log.csv"  # few items a user: a random split leaves many without test items
+    rows = [(u, (u * 7 + j) % 40) for u in range(60) for j in range(3 + u % 4)]
+    log.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    data = ["data.format=csv", f"data.source={log}", "data.split=random"]
+    settings = [arg for key in [*data, "eval.averaging=test_users"] for arg in ("--set", key)]
+    runs = tmp_path / "runs"
+    trained = runner.invoke(app, ["train", "demo-ease", *settings, "--runs-dir", str(runs)])
+    assert trained.exit_code == 0, trained.output
+    (run,) = list(runs.iterdir())
+    stored = json.loads((run / "metrics.json").read_text())["by_averaging"]
+    assert stored["all_users"]["test"]["recall@20"] < stored["test_users"]["test"]["recall@20"]
+
+    def test_recall(*options):
+        result = runner.invoke(app, ["evaluate", str(run), *options])
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        header, test = lines[0].split(), next(x for x in lines if x.startswith("test")).split()
+        return test[1 + header.index("recall@20")], lines[-1]
+
+    for options, averaging in [((), "test_users"), (("--averaging", "all_users"), "all_users")]:
+        value = f"{stored[averaging]['test']['recall@20']:.4f}"
+        assert test_recall(*options) == (value, f"averaging: {averaging}")
+
+
 def test_train_rejects_bad_config(tmp_path):
     result = runner.invoke(
         app, ["train", "demo-diffrec", "--set", "train.epochz=1", "--runs-dir", str(tmp_path)]

@@ -96,6 +96,10 @@ def test_selection_metric_must_be_evaluated():
         ("demo-sasrec", ["model.dropout=2"], "  model.dropout: Input should be less than 1"),
         ("demo-multvae", ["model.foo=1"], "  model: unknown key(s) ['foo']"),
         ("demo-diffrec", ["model.name=transformer"], "  model.name: unknown model"),
+        # caught before training, not after it
+        ("demo-diffrec", ["eval.metrics=[recall,foo]"], "  eval.metrics: unknown metrics ['foo']"),
+        ("demo-sasrec", ["eval.metrics=[ndcg,ndcg]"], "  eval.metrics: metrics repeat"),
+        ("demo-diffrec", ["eval.ks=[20,20]"], "  eval.ks: cut-offs repeat in [20, 20]"),
     ],
 )
 def test_model_errors_name_the_full_key_without_pydantic_noise(preset, overrides, line):

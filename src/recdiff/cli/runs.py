@@ -105,7 +105,10 @@ def _averaging_note(metrics: dict, metric: str) -> str | None:
 
 def evaluate(
     run: Annotated[Path, typer.Argument(help="A run directory written by `recdiff train`.")],
-    averaging: Annotated[str, typer.Option(help="all_users or test_users")] = "all_users",
+    averaging: Annotated[
+        str | None,
+        typer.Option(help="all_users or test_users (default: as the run's eval.averaging)."),
+    ] = None,
     exclude_history: Annotated[
         bool | None,
         typer.Option(
@@ -121,9 +124,11 @@ def evaluate(
 
     with user_errors(FileNotFoundError, ValueError, run=run):
         predictor = Predictor.load(run)
+        averaging = averaging or predictor.config.eval.averaging
         results = predictor.evaluate(averaging=averaging, exclude_history=exclude_history)
     metrics = sorted({name for r in results.values() for name in r})
     typer.echo(_table(results, metrics))
+    typer.echo(f"averaging: {averaging}")
 
 
 def recommend(

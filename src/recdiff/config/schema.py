@@ -191,7 +191,22 @@ class EvalConfig(BaseModel):
     def _positive(cls, ks: list[int]) -> list[int]:
         if min(ks) < 1:
             raise ValueError("every cut-off in ks must be >= 1")
+        if len(set(ks)) < len(ks):
+            raise ValueError(f"cut-offs repeat in {ks}: list each once")
         return ks
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, metrics: list[str]) -> list[str]:
+        # checked here, not after training: a typo should cost nothing
+        from recdiff.eval.metrics import ALL_METRICS
+
+        unknown = [name for name in metrics if name not in ALL_METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; choose from {list(ALL_METRICS)}")
+        if len(set(metrics)) < len(metrics):
+            raise ValueError(f"metrics repeat in {metrics}: list each once")
+        return metrics
 
 
 class ModelSpec(BaseModel):
