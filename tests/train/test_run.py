@@ -6,6 +6,7 @@ import signal
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from recdiff.config import load_config
 from recdiff.eval.ranking import topk_items
@@ -161,6 +162,23 @@ def test_data_duplicates_chooses_what_repeated_rows_become(tmp_path):
     assert run.metrics["data"]["train"] + run.metrics["data"]["valid"] + run.metrics["data"][
         "test"
     ] == len(rows)  # the repeated row counted once
+
+
+def test_a_rating_of_zero_is_still_an_interaction(tmp_path):
+    """Stored rows are interactions whatever their rating (it matters through min_rating
+    only): a 0 once dropped them from the held-out truth and the seen mask, silently."""
+    rows = [(u, i, (u + i) % 3) for u in range(40) for i in range(u % 5, u % 5 + 8)]
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows))
+    data = ["data.format=csv", f"data.source={log}", "data.split=random", "model.l2_lambda=100"]
+    rated = run_training(
+        load_config("demo-ease", [*data, "data.rating_col=rating"]), tmp_path / "a", False
+    )
+    plain = run_training(load_config("demo-ease", data), tmp_path / "b", False)
+    assert rated.metrics["test"] == plain.metrics["test"]
+    assert rated.metrics["valid"] == plain.metrics["valid"]
+    seen = sp.load_npz(rated.directory / "data" / "seen.npz")
+    assert seen.nnz == len(rows) and set(seen.data) == {1.0}
 
 
 def test_recbole_files_use_their_field_names_unless_the_config_names_others(tmp_path):

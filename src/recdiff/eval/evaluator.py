@@ -98,12 +98,16 @@ class EvalResult:
 
 
 def as_binary_csr(matrix: sp.spmatrix | sp.sparray, name: str) -> sp.csr_matrix:
-    """Canonical 0/1 CSR copy: duplicates merged, explicit zeros dropped, indices sorted."""
+    """Canonical 0/1 CSR copy: duplicates merged, indices sorted, every stored entry a 1.
+
+    A stored entry is an interaction whatever its value: a rating of 0 (a stored explicit zero)
+    is still one, as :meth:`~recdiff.data.interactions.Interactions.binarize` has it.
+    """
     if not sp.issparse(matrix):
         raise TypeError(f"{name} must be a scipy sparse matrix (users x items), got {type(matrix)}")
     out = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    out.data[:] = 1.0  # before merging: duplicates of rating 2 and -2 would sum to nothing
     out.sum_duplicates()
-    out.eliminate_zeros()
     out.sort_indices()
     out.data[:] = 1.0
     return out

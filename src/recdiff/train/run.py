@@ -316,7 +316,9 @@ def _save_data(folder: Path, splits: DatasetSplits, inputs: sp.csr_matrix) -> No
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "users.json", splits.users.to_json())
     atomic_write_text(folder / "items.json", splits.items.to_json())
-    seen = (splits.train.matrix + splits.valid.matrix + splits.test.matrix).tocsr()
+    # binary first: a stored rating of 0 is still an interaction, and sums could cancel
+    seen = sum(part.binarize().matrix for part in (splits.train, splits.valid, splits.test))
+    seen = sp.csr_matrix(seen)
     seen.data[:] = 1.0
     sp.save_npz(folder / "inputs.npz", inputs.astype(np.float32))
     sp.save_npz(folder / "seen.npz", seen.astype(np.float32))
