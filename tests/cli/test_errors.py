@@ -201,3 +201,19 @@ def test_errors_that_are_not_the_users_keep_their_traceback(tmp_path):
     assert describe(denied) == f"permission denied: {tmp_path / 'x'}"
     with pytest.raises(KeyError), user_errors(ValueError):
         raise KeyError("a bug")
+
+
+def test_warnings_read_as_advice_not_as_python_source(tmp_path):
+    """A warning on the command line is one line of advice: no file:line, no source code."""
+    import subprocess
+    import sys
+
+    args = ["train", "demo-ease", "--quiet", "--set", "model.l2_lambda_grid=[1e9,2e9]"]
+    done = subprocess.run(
+        [sys.executable, "-m", "recdiff", *args, "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: EASE's lambda chosen on validation, " in done.stderr
+    assert "UserWarning" not in done.stderr and ".py:" not in done.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +20,19 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _everywhere() -> None:
+    # A user reads a warning as a line of advice, not as Python's file:line and source code.
+    warnings.formatwarning = _warning_line
+
+
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    return f"warning{kind}: {message}\n"
+
+
 demo_app = typer.Typer(help="Small demonstrations that run on any machine, no downloads.")
 app.add_typer(demo_app, name="demo")
 register_run_commands(app)
