@@ -188,3 +188,14 @@ def test_masking_the_history_is_for_next_item_models():
         load_config("demo-diffrec", ["eval.exclude_history=true"])
     assert load_config("demo-sasrec", ["eval.exclude_history=true"]).eval.exclude_history
     assert not load_config("demo-diffrec", ["eval.exclude_history=false"]).eval.exclude_history
+
+
+def test_a_relative_data_source_is_kept_absolute(tmp_path, monkeypatch):
+    """The run's saved config finds its data from any folder (evaluate run elsewhere)."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config("demo-diffrec", ["data.format=csv", "data.source=logs/log.csv"])
+    assert config.data.source == str(tmp_path / "logs" / "log.csv")
+    portable = load_config("diffrec-ml1m", [])  # datasets: sources stay as written
+    assert portable.data.source == "datasets:diffrec/ml-1m_clean"
+    with pytest.raises(ConfigError, match=r"data\.source is required"):
+        load_config("demo-diffrec", ["data.format=csv", "data.source="])

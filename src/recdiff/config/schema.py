@@ -149,6 +149,16 @@ class DataConfig(BaseModel):
         None, description="T-DiffRec: weight train rows by time order (None = binary)"
     )
 
+    @field_validator("source")
+    @classmethod
+    def _absolute(cls, source: str | None) -> str | None:
+        """A relative path is made absolute where the config is read: the run's saved config
+        must find the data again from any folder (``recdiff evaluate`` elsewhere). A
+        ``datasets:`` source stays as written, portable between machines."""
+        if not source or source.startswith(DATASETS_PREFIX):
+            return source
+        return str(Path(source).expanduser().absolute())
+
     @model_validator(mode="after")
     def _source_needed(self) -> DataConfig:
         if self.format != "demo" and not self.source:
