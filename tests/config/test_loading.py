@@ -100,6 +100,8 @@ def test_selection_metric_must_be_evaluated():
         ("demo-diffrec", ["eval.metrics=[recall,foo]"], "  eval.metrics: unknown metrics ['foo']"),
         ("demo-sasrec", ["eval.metrics=[ndcg,ndcg]"], "  eval.metrics: metrics repeat"),
         ("demo-diffrec", ["eval.ks=[20,20]"], "  eval.ks: cut-offs repeat in [20, 20]"),
+        ("demo-diffrec", ["model.hidden_dims=[0]"], "  model.hidden_dims.0: Input should be"),
+        ("demo-dreamrec", ["model.hidden_dims=[-1]"], "  model.hidden_dims.0: Input should be"),
     ],
 )
 def test_model_errors_name_the_full_key_without_pydantic_noise(preset, overrides, line):
@@ -199,3 +201,12 @@ def test_a_relative_data_source_is_kept_absolute(tmp_path, monkeypatch):
     assert portable.data.source == "datasets:diffrec/ml-1m_clean"
     with pytest.raises(ConfigError, match=r"data\.source is required"):
         load_config("demo-diffrec", ["data.format=csv", "data.source="])
+
+
+def test_a_folder_is_not_a_config_but_does_not_hide_a_preset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ConfigError, match="adir is a folder, not a config"):
+        load_config("adir", [])
+    (tmp_path / "demo-ease").mkdir()  # e.g. a folder of that preset's runs
+    assert load_config("demo-ease", []).model.name == "ease"

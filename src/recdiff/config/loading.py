@@ -43,7 +43,12 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
 
 def _raw_config(preset_or_path: str) -> dict[str, Any]:
     path = Path(preset_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
+    is_file = path.suffix in {".yaml", ".yml"} or path.is_file()
+    if is_file or (path.exists() and preset_or_path not in list_presets()):
+        if path.is_dir():  # a folder of the preset's name (e.g. its runs) does not hide it
+            raise ConfigError(
+                f"{path} is a folder, not a config: give a preset (recdiff presets) or a YAML file"
+            )
         if not path.is_file():
             raise ConfigError(f"config file {path} not found")
         try:

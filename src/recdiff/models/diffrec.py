@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from recdiff.diffusion import (
     DDPMSampler,
@@ -102,7 +102,7 @@ class DiffRecConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    hidden_dims: list[int] = Field(
+    hidden_dims: list[PositiveInt] = Field(
         [600, 200, 600], min_length=1, description="MLP widths; the paper's ML-1M 'dims [200,600]'"
     )
     time_dim: int = Field(10, ge=1, description="size of the step embedding")

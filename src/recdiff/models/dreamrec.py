@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch import nn
 
 from recdiff.data._ragged import concat_ranges
@@ -120,7 +120,7 @@ class DreamRecConfig(BaseModel):
         description="weight of a cross-entropy 'rounding' term scoring the predicted x0 against "
         "every item (Diffusion-LM's anchor for learned embeddings); 0 = the paper's MSE only",
     )
-    hidden_dims: list[int] = Field(
+    hidden_dims: list[PositiveInt] = Field(
         [],
         description="denoiser MLP hidden widths; [] = one linear layer over [x_t ; c ; emb(t)], "
         "the released code's 'mlp1', which its commands for all three datasets use",

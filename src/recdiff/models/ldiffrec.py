@@ -33,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from scipy.cluster.vq import kmeans2
 from scipy.sparse.linalg import svds
 from torch import nn
@@ -174,7 +174,7 @@ class LDiffRecConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     latent: LatentConfig = Field(default_factory=LatentConfig)
-    hidden_dims: list[int] = Field([300], min_length=1, description="latent denoiser widths")
+    hidden_dims: list[PositiveInt] = Field([300], min_length=1, description="latent denoiser widths")
     time_dim: int = Field(10, ge=1, description="size of the step embedding")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the latent x_t")
     chain_inference: bool = Field(
