@@ -217,3 +217,17 @@ def test_warnings_read_as_advice_not_as_python_source(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "warning: EASE's lambda chosen on validation, " in done.stderr
     assert "UserWarning" not in done.stderr and ".py:" not in done.stderr
+
+
+def test_a_runs_folder_that_cannot_be_made_says_so(tmp_path):
+    from typer.testing import CliRunner
+
+    from recdiff.cli.main import app
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    args = ["train", "demo-ease", "--quiet", "--runs-dir", str(blocker / "runs")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert f"cannot create the runs folder {blocker / 'runs'}" in result.stderr
+    assert "choose another --runs-dir" in result.stderr

@@ -258,6 +258,29 @@ def test_ctrl_c_during_training_says_nothing_was_written(monkeypatch, tmp_path):
     )
 
 
+def test_ctrl_c_during_reproduce_says_which_seeds_are_complete(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from recdiff.train import run
+
+    calls = []
+
+    def second_seed_interrupted(config, *args, **kwargs):
+        calls.append(config.train.seed)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        metrics = {"test": {}, "best_epoch": 5}
+        return SimpleNamespace(metrics=metrics, directory=tmp_path / "seed1")
+
+    monkeypatch.setattr(run, "run_training", second_seed_interrupted)
+    args = ["reproduce", "diffrec-ml1m", "--seeds", "3", "--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130 and calls == [1, 2]
+    assert result.stderr == (
+        f"error: interrupted during seed 2; seed 1 is a complete run (in {tmp_path})\n"
+    )
+
+
 def test_a_note_says_when_all_users_averaging_counts_users_without_test_items(
     monkeypatch, tmp_path
 ):

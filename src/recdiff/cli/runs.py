@@ -214,10 +214,16 @@ def reproduce(
     paper = PAPER_RESULTS[preset]
     tests = []
     for seed in range(1, seeds + 1):
-        with user_errors(ConfigError, FileNotFoundError, ValueError):
-            config = load_config(preset, [*(overrides or []), f"train.seed={seed}"])
-            check_device(config.train.device)
-            result = run_training(config, runs_dir, progress=not quiet)
+        try:
+            with user_errors(ConfigError, FileNotFoundError, ValueError):
+                config = load_config(preset, [*(overrides or []), f"train.seed={seed}"])
+                check_device(config.train.device)
+                result = run_training(config, runs_dir, progress=not quiet)
+        except KeyboardInterrupt:
+            done = {1: "no run was written", 2: "seed 1 is a complete run"}.get(
+                seed, f"seeds 1-{seed - 1} are complete runs"
+            )
+            fail(f"interrupted during seed {seed}; {done} (in {runs_dir})", 130)
         tests.append(result.metrics["test"])
         if is_main_process():  # under torchrun every rank trains; rank 0 reports
             typer.echo(f"seed {seed}: {_selection_line(result.metrics)}, run {result.directory}")

@@ -188,7 +188,13 @@ def _reserve(runs_dir: Path, name: str) -> Path:
             f"the run name {name!r} must be a plain folder name (no '/', '\\', '.' or '..'): "
             "set name to something like my-run"
         )
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"cannot create the runs folder {runs_dir} ({error.strerror}): choose another "
+            "--runs-dir"
+        ) from None
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for suffix in range(1, 10_000):
         final = runs_dir / (f"{name}-{stamp}" if suffix == 1 else f"{name}-{stamp}-{suffix}")
