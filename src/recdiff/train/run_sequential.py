@@ -49,7 +49,7 @@ def evaluate_sequential(
         def score(history, lengths, scored=scored):
             # A sampling model (DreamRec) draws each example's noise by its row in the split,
             # so its metrics do not depend on eval.batch_size; every row's draws are its own.
-            generator = RowBlocks(seed, scored[0])
+            generator = RowBlocks(seed, scored[0], model.device)  # drawn where it samples
             scored[0] += len(history)
             return model.score(history, lengths, generator=generator)
 
