@@ -140,6 +140,81 @@ def test_untyped_recbole_header(tmp_path: Path) -> None:
         read_recbole_inter(path)
 
 
+# ------------------------------------------------------------------ ids as written, encodings
+def test_text_ids_keep_their_written_form(tmp_path: Path) -> None:
+    # "007" and "7" are two users: as ints they would merge (silently with duplicates="first")
+    csv = write(tmp_path / "r.csv", "user,item\n007,1\n7,1\n")
+    for data in (read_interactions(csv), read_interactions(csv, duplicates="first")):
+        assert data.users.ids.tolist() == ["007", "7"] and data.nnz == 2
+    dat = write(tmp_path / "ratings.dat", "1::05::4::10\n1::5::3::11\n")
+    assert read_movielens(dat).items.ids.tolist() == ["05", "5"]
+    tsv = write(tmp_path / "r.tsv", "user\titem\n1\t7.0\n1\t7\n2\t-3\n")
+    data = read_interactions(tsv)
+    assert data.users.ids.tolist() == [1, 2] and data.items.ids.tolist() == ["-3", "7", "7.0"]
+    # plain integers are ints, exactly, even beyond float64's precision
+    big = write(tmp_path / "b.csv", "user,item\n9007199254740993,1\n9007199254740992,1\n")
+    assert read_interactions(big).users.ids.tolist() == [9007199254740992, 9007199254740993]
+
+
+def test_parquet_ids_keep_their_stored_type(tmp_path: Path) -> None:
+    pd.DataFrame({"user": ["1", "2"], "item": [7, 8]}).to_parquet(tmp_path / "r.parquet")
+    data = read_interactions(tmp_path / "r.parquet")
+    assert data.users.ids.tolist() == ["1", "2"] and data.items.ids.tolist() == [7, 8]
+
+
+def test_spaces_around_ids_are_not_part_of_them(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.csv", "user_id, item_id, rating\nu0, i17, 1\nu1 , i17 ,2\n")
+    data = read_interactions(path, user_col="user_id", item_col="item_id", rating_col="rating")
+    assert data.users.ids.tolist() == ["u0", "u1"] and data.items.ids.tolist() == ["i17"]
+    numbers = write(tmp_path / "n.csv", "user,item\n 1,5 \n2, 5\n")
+    assert read_interactions(numbers).items.ids.tolist() == [5]
+    padded = write(tmp_path / "p.csv", "user, item\n1, 007\n1, 7\n")  # " item" is "item"
+    assert read_interactions(padded).items.ids.tolist() == ["007", "7"]
+    frame = pd.DataFrame({"user": [" a", "a "], "item": ["x", "y"]})
+    assert read_interactions(frame).users.ids.tolist() == ["a"]
+    blank = write(tmp_path / "blank.csv", 'user,item\nu0,i1\nu1," "\n')
+    with pytest.raises(DataFormatError, match=r"'item' in .*blank\.csv at line 3"):
+        read_interactions(blank)
+
+
+def test_byte_order_mark_is_not_part_of_the_first_id(tmp_path: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    dat = tmp_path / "ratings.dat"
+    dat.write_bytes(bom + b"0::17::1::1000\n0::33::3::1100\n")
+    assert read_movielens(dat).users.ids.tolist() == [0]
+    csv = tmp_path / "r.csv"
+    csv.write_bytes(bom + b"user,item\n007,1\n")
+    assert read_interactions(csv).users.ids.tolist() == ["007"]
+
+
+def test_movielens_dat_still_reads_latin1(tmp_path: Path) -> None:
+    dat = tmp_path / "ratings.dat"
+    dat.write_bytes("1::caf\xe9::5::1\n".encode("latin-1"))
+    assert read_movielens(dat).items.ids.tolist() == ["caf\xe9"]
+
+
+def test_file_that_is_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_bytes("user,item\n1,a\n1,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"r\.csv line 3 is not UTF-8.*save the file as UTF"):
+        read_interactions(path)
+
+
+def test_file_format_chooses_the_separator_and_must_match_the_suffix(tmp_path: Path) -> None:
+    log = write(tmp_path / "log.txt", "user,item\n1,5\n2,6\n")
+    assert read_interactions(log, file_format="csv").nnz == 2
+    tabs = write(tmp_path / "log.data", "user\titem\n1\t5\n")
+    assert read_interactions(tabs, file_format="tsv").nnz == 1
+    pd.DataFrame({"user": [1], "item": [2]}).to_parquet(tmp_path / "log.bin")
+    assert read_interactions(tmp_path / "log.bin", file_format="parquet").nnz == 1
+    tsv = write(tmp_path / "r.tsv", "user\titem\n1\t5\n")
+    with pytest.raises(DataFormatError, match=r"r\.tsv is named as a tsv file.*asked for is csv"):
+        read_interactions(tsv, file_format="csv")
+    csv = write(tmp_path / "r.csv", "user,item\n1,5\n")
+    with pytest.raises(DataFormatError, match=r"csv file.*asked for is parquet.*format=csv"):
+        read_interactions(csv, file_format="parquet")
+
+
 # ------------------------------------------------------------------------------- DiffRec npy
 def test_diffrec_splits_tiny(tmp_path: Path) -> None:
     np.save(tmp_path / "train_list.npy", np.array([[0, 2], [0, 0], [1, 1]]))
@@ -169,6 +244,7 @@ def test_diffrec_overlap_and_bad_arrays(tmp_path: Path) -> None:
     np.save(tmp_path / "test_list.npy", np.array([[0, 1], [0, 1]]))
     with pytest.raises(DataFormatError, match="duplicate"):
         read_diffrec_splits(tmp_path)
+    assert read_diffrec_splits(tmp_path, allow_overlap=True, duplicates="first").test.nnz == 1
     (tmp_path / "test_list.npy").unlink()
     with pytest.raises(FileNotFoundError, match=r"test_list\.npy"):
         read_diffrec_splits(tmp_path)

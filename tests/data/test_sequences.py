@@ -92,6 +92,36 @@ def test_user_sequences_duplicate_user_and_empty(tmp_path: Path) -> None:
         read_user_sequences(path)
 
 
+def test_user_sequences_keep_ids_as_written(tmp_path: Path) -> None:
+    # "007" and "7" are two users, "05" and "5" two items: as ints they would merge
+    path = tmp_path / "x.txt"
+    path.write_text("007 05 5\n7 5\n")
+    seqs = read_user_sequences(path)
+    assert seqs.users.ids.tolist() == ["007", "7"]
+    assert seqs.items.external(seqs.sequence(0)).tolist() == ["05", "5"]
+
+
+def test_user_sequences_ignore_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "x.txt"
+    path.write_bytes(b"\xef\xbb\xbf1 5 6\n2 6\n")
+    assert read_user_sequences(path).users.ids.tolist() == [1, 2]
+
+
+def test_user_sequences_not_utf8_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.txt"
+    path.write_bytes("1 5 6\n2 caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataFormatError, match=r"x\.txt line 2 is not UTF-8.*save the file as"):
+        read_user_sequences(path)
+
+
+def test_user_sequences_without_any_item_say_how_to_separate(tmp_path: Path) -> None:
+    # comma-separated lines are one token each: users without items, nothing to split
+    path = tmp_path / "x.txt"
+    path.write_text("1,37,55\n2,32\n")
+    with pytest.raises(DataFormatError, match=r"no line of .*x\.txt has an item.*line 1.*spaces"):
+        read_user_sequences(path)
+
+
 def test_user_item_lines(tmp_path: Path) -> None:
     path = tmp_path / "video.txt"
     path.write_text("1 9\n1 3\n2 3\n1 4\n")
@@ -100,6 +130,8 @@ def test_user_item_lines(tmp_path: Path) -> None:
     path.write_text("1 9\n1\n")
     with pytest.raises(DataFormatError, match=r"'item'.*line 2"):
         read_user_item_lines(path)
+    path.write_text("1 09\n1 9\n")
+    assert read_user_item_lines(path).items.ids.tolist() == ["09", "9"]
 
 
 # ------------------------------------------------------------------------------ tables
@@ -166,6 +198,13 @@ def test_table_sequences_datetimes_like_interactions(tmp_path: Path) -> None:
     for source in (frame, tmp_path / "r.parquet"):
         seqs = read_table_sequences(source)
         assert seqs.items.external(seqs.sequence(0)).tolist() == [6, 7, 5]
+
+
+def test_table_sequences_keep_ids_as_written_and_take_a_format(tmp_path: Path) -> None:
+    path = tmp_path / "log.txt"
+    path.write_text("user\titem\ttimestamp\n1\t007\t1\n1\t7\t2\n")
+    seqs = read_table_sequences(path, file_format="tsv")
+    assert seqs.items.external(seqs.sequence(0)).tolist() == ["007", "7"]
 
 
 def test_table_sequences_min_rating(tmp_path: Path) -> None:

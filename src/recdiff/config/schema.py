@@ -109,7 +109,8 @@ class DataConfig(BaseModel):
     ] = Field(
         "demo",
         description="demo = built-in synthetic data; diffrec = train/valid/test_list.npy; "
-        "dreamrec = train/val/test_data.df; sequences = 'user item item ...' lines",
+        "dreamrec = train/val/test_data.df; sequences = 'user item item ...' lines; csv / tsv "
+        "set the separator (a file suffix naming another format is refused)",
     )
     source: str | None = Field(
         None, description="file or folder; 'datasets:REL' resolves under $RECDIFF_DATASETS"

@@ -72,20 +72,35 @@ def interaction_columns(
 def id_column(
     frame: pd.DataFrame, col: str, source: Source = None, line_numbers: np.ndarray | None = None
 ) -> np.ndarray:
-    """External ids of column ``col`` (int64 or str array); missing ids are an error."""
+    """External ids of column ``col`` (int64 or str array); missing ids are an error.
+
+    Whitespace around a string id is dropped (``"u0, i17"`` in a CSV means item ``"i17"``),
+    so an id left empty by that is missing too.
+    """
     series = frame[col]
     missing = series.isna().to_numpy()
     if missing.any():
-        pos = np.flatnonzero(missing)
-        raise DataFormatError(
-            f"{pos.size} missing (NaN/empty) value(s) in id column {col!r}"
-            f"{describe_source(source)} at {describe_rows(pos, line_numbers)}; drop or fill "
-            "those rows"
-        )
+        raise _missing_ids(missing, col, source, line_numbers)
     try:
-        return as_id_array(series.to_numpy(), what=f"{col!r} value")
+        ids = as_id_array(series.to_numpy(), what=f"{col!r} value")
     except DataFormatError as err:
         raise DataFormatError(f"{err}{describe_source(source)}") from None
+    if ids.dtype.kind == "U":
+        ids = np.char.strip(ids)
+        if (ids == "").any():
+            raise _missing_ids(ids == "", col, source, line_numbers)
+    return ids
+
+
+def _missing_ids(
+    missing: np.ndarray, col: str, source: Source, line_numbers: np.ndarray | None
+) -> DataFormatError:
+    pos = np.flatnonzero(missing)
+    return DataFormatError(
+        f"{pos.size} missing (NaN/empty) value(s) in id column {col!r}"
+        f"{describe_source(source)} at {describe_rows(pos, line_numbers)}; drop or fill "
+        "those rows"
+    )
 
 
 def numeric_column(

@@ -12,10 +12,12 @@ Malformed files raise :class:`~recdiff.data.errors.DataFormatError` naming the f
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,7 @@ from recdiff.data.splits import DatasetSplits
 from recdiff.data.vocab import Vocabulary
 
 PathLike = str | os.PathLike[str]
+TableFormat = Literal["csv", "tsv", "parquet"]
 
 _SPLIT_NAMES = ("train", "valid", "test")
 
@@ -57,7 +60,11 @@ def _load_pairs(path: Path) -> np.ndarray:
 
 
 def read_diffrec_splits(
-    folder: PathLike, *, row_order_as_time: bool = True, allow_overlap: bool = False
+    folder: PathLike,
+    *,
+    row_order_as_time: bool = True,
+    allow_overlap: bool = False,
+    duplicates: DuplicatePolicy = "raise",
 ) -> DatasetSplits:
     """Read DiffRec's ``{train,valid,test}_list.npy`` into splits sharing one vocabulary each.
 
@@ -72,6 +79,8 @@ def read_diffrec_splits(
             These are row positions, not seconds.
         allow_overlap: accept a (user, item) pair that is in more than one split (a leak);
             by default that is an error.
+        duplicates: a (user, item) pair repeated within one file, as for
+            :meth:`Interactions.from_indices` (by default an error naming the rows).
     """
     folder = Path(folder)
     pairs = {name: _load_pairs(folder / f"{name}_list.npy") for name in _SPLIT_NAMES}
@@ -87,6 +96,7 @@ def read_diffrec_splits(
             p[:, 0],
             p[:, 1],
             timestamps=np.arange(len(p), dtype=np.float64) if row_order_as_time else None,
+            duplicates=duplicates,
             source=folder / f"{name}_list.npy",
         )
         for name, p in pairs.items()
@@ -103,21 +113,105 @@ def read_diffrec_splits(
     return DatasetSplits(parts["train"], parts["valid"], parts["test"])
 
 
+# --------------------------------------------------------------------------------- text
+# The format a suffix names outright; other suffixes (.txt, .log, .dat, ...) say nothing.
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_SEPARATORS = {"csv": ",", "tsv": "\t"}
+_SUFFIX_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
+
+# An integer as str(int) writes it: no sign on 0, no leading zeros, no '+', no spaces.
+_CANONICAL_INT = r"0|-?[1-9][0-9]*"
+
+
+def read_text(path: Path, fallback: str | None = None) -> str:
+    """A text file as UTF-8, without the byte-order mark some editors write at its start.
+
+    ``fallback`` (e.g. ``"latin-1"``, which older MovieLens files use) decodes a file that is not
+    UTF-8; without it such a file is a :class:`DataFormatError` naming the line.
+    """
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        if fallback is None:
+            raise _not_utf8(path, raw) from None
+        return raw.removeprefix(codecs.BOM_UTF8).decode(fallback)
+
+
+def _not_utf8(path: Path, raw: bytes) -> DataFormatError:
+    """The error for a file that does not decode as UTF-8, naming the first bad line."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        return DataFormatError(
+            f"{path} line {line} is not UTF-8 text (byte {raw[err.start]:#04x}); save the file "
+            "as UTF-8"
+        )
+    return DataFormatError(f"{path} is not UTF-8 text; save the file as UTF-8")
+
+
+def canonical_ints(series: pd.Series) -> pd.Series:
+    """Ids read as text: ints when every one is written as ``str(int)`` writes it, else strings.
+
+    ``"007"`` and ``"7"`` are two ids, so a column holding ``"007"`` stays strings (as ints they
+    would merge). Surrounding whitespace is not part of an id and is stripped.
+    """
+    if series.isna().any():
+        return series  # leave NaN for the id check, which reports the line
+    as_str = series.astype(str).str.strip()
+    if not as_str.str.fullmatch(_CANONICAL_INT).all():
+        return as_str
+    try:
+        return as_str.astype(np.int64)
+    except (OverflowError, ValueError):  # beyond int64: they stay strings
+        return as_str
+
+
 # --------------------------------------------------------------------------------- tables
-def _guess_format(path: Path, sep: str | None) -> tuple[str, str | None]:
-    """``("parquet", None)`` or ``("text", separator)`` from the file name."""
+def _guess_format(
+    path: Path, sep: str | None, file_format: TableFormat | None
+) -> tuple[str, str | None]:
+    """``("parquet", None)`` or ``("text", separator)`` from the format or the file name."""
+    if file_format not in (None, *_SUFFIX_FORMATS.values()):
+        raise ValueError(f"file_format must be csv, tsv or parquet, got {file_format!r}")
     suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
+    named = _SUFFIX_FORMATS.get(suffix)
+    if file_format is not None and named is not None and named != file_format:
+        raise DataFormatError(
+            f"{path} is named as a {named} file, but the format asked for is {file_format}: "
+            f"set data.format={named} in a run config (file_format={named!r} from Python), or "
+            "rename the file"
+        )
+    kind = file_format or named
+    if kind == "parquet":
         return "parquet", None
     if sep is not None:
         return "text", sep
-    guessed = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}.get(suffix)
+    guessed = _SEPARATORS.get(kind) if kind else _SUFFIX_SEPARATORS.get(suffix)
     if guessed is None:
         raise DataFormatError(
             f"cannot tell the separator of {path} from its name; name the file *.csv (commas), "
-            "*.tsv (tabs) or *.parquet, or pass sep=... from Python"
+            "*.tsv (tabs) or *.parquet, set data.format to csv, tsv or parquet in a run config, "
+            "or pass sep=... from Python"
         )
     return "text", guessed
+
+
+def _text_dtypes(dtype: Any, ids: Collection[str]) -> tuple[Any, list[str]]:
+    """pandas' ``dtype`` argument with the id columns read as strings (so that pandas cannot
+    turn ``"007"`` into 7), and the id columns to canonicalize: those ``dtype`` does not type."""
+    if dtype is not None and not isinstance(dtype, dict):
+        return dtype, []  # one dtype for every column: the caller's choice
+    typed = dtype or {}
+    untyped = [col for col in ids if col not in typed]
+    return {**dict.fromkeys(untyped, str), **typed}, untyped
 
 
 def read_table(
@@ -127,15 +221,21 @@ def read_table(
     header: bool = True,
     names: list[str] | None = None,
     dtype: Any = None,
+    ids: Collection[str] = (),
+    file_format: TableFormat | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Read a delimited text or Parquet file into a frame, and the file line of every row.
 
     Blank lines are skipped (line numbers stay exact); for Parquet the line numbers are None
     (errors then name row positions). ``names`` replaces the header (or names headerless
     columns); ``dtype`` is passed to pandas (e.g. ``str`` to keep zero-padded ids).
+    ``ids`` names the id columns: in a text file they are read as written, and become ints only
+    when every value is a plain integer (``"007"`` stays a string); spaces around them and around
+    header names are dropped. ``file_format`` (csv, tsv or parquet) overrides the suffix, which
+    must not name another format.
     """
     path = Path(path)
-    kind, sep = _guess_format(path, sep)
+    kind, sep = _guess_format(path, sep, file_format)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     if path.stat().st_size == 0:
@@ -147,16 +247,18 @@ def read_table(
         return _non_empty(frame, path), None
     source: Any = path
     if len(sep) > 1:  # e.g. MovieLens "::": map to a tab so pandas' fast C parser can read it
-        source = io.StringIO(path.read_text(encoding="latin-1").replace(sep, "\t"))
+        source = io.StringIO(read_text(path, fallback="latin-1").replace(sep, "\t"))
         sep = "\t"
+    dtypes, canonical = _text_dtypes(dtype, ids)
     try:
         frame = pd.read_csv(
             source,
             sep=sep,
             header=0 if header else None,
             names=names,
-            dtype=dtype,
+            dtype=dtypes,
             skip_blank_lines=False,
+            skipinitialspace=True,
             engine="c",
         )
     except pd.errors.EmptyDataError:
@@ -168,9 +270,15 @@ def read_table(
             f"cannot parse {path}: {str(err).strip()}. Check the separator (sep={sep!r}) and "
             "that every line has the same number of fields"
         ) from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path, path.read_bytes()) from None
+    frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     line_numbers = frame.index.to_numpy(dtype=np.int64) + (2 if header else 1)
     blank = frame.isna().all(axis=1).to_numpy()
     frame, line_numbers = frame.loc[~blank].reset_index(drop=True), line_numbers[~blank]
+    for col in canonical:
+        if col in frame.columns:
+            frame[col] = canonical_ints(frame[col])
     return _non_empty(frame, path), line_numbers
 
 
@@ -197,17 +305,27 @@ def read_interactions(
     items: Vocabulary | None = None,
     duplicates: DuplicatePolicy = "raise",
     unknown: UnknownPolicy = "raise",
+    file_format: TableFormat | None = None,
 ) -> Interactions:
-    """Read interactions from a CSV/TSV/Parquet file (format from the suffix) or a DataFrame.
+    """Read interactions from a CSV/TSV/Parquet file or a DataFrame.
 
     Example: ``read_interactions("ratings.csv", user_col="userId", item_col="movieId",
-    rating_col="rating", time_col="timestamp")``. See :meth:`Interactions.from_frame` for
-    ``users``/``items``/``duplicates``/``unknown``.
+    rating_col="rating", time_col="timestamp")``. The format comes from ``file_format`` or the
+    suffix; ids are kept as written (see :func:`read_table`). See
+    :meth:`Interactions.from_frame` for ``users``/``items``/``duplicates``/``unknown``.
     """
     if isinstance(source, pd.DataFrame):
         frame, lines, where = source, None, None
     else:
-        frame, lines = read_table(source, sep=sep, header=header, names=names, dtype=dtype)
+        frame, lines = read_table(
+            source,
+            sep=sep,
+            header=header,
+            names=names,
+            dtype=dtype,
+            ids=(user_col, item_col),
+            file_format=file_format,
+        )
         where = source
     return Interactions.from_frame(
         frame,
@@ -253,18 +371,6 @@ def read_movielens(path: PathLike, duplicates: DuplicatePolicy = "raise") -> Int
     )
 
 
-def _canonical_ints(series: pd.Series) -> pd.Series:
-    """RecBole tokens are strings; turn them into ints only when that loses nothing."""
-    if series.isna().any():
-        return series  # leave NaN for the id check, which reports the line
-    as_str = series.astype(str)
-    numbers = pd.to_numeric(as_str, errors="coerce")
-    if numbers.isna().any():
-        return as_str
-    ints = numbers.astype(np.int64)
-    return ints if bool((ints.astype(str) == as_str).all()) else as_str
-
-
 def read_recbole_inter(
     path: PathLike,
     *,
@@ -292,7 +398,7 @@ def read_recbole_inter(
     types = dict(fields)
     for name, kind in types.items():
         if kind == "token":
-            frame[name] = _canonical_ints(frame[name])
+            frame[name] = canonical_ints(frame[name])
     return Interactions.from_frame(
         frame,
         user_col,

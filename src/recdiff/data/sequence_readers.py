@@ -22,7 +22,7 @@ import pandas as pd
 from recdiff.data import frames
 from recdiff.data.batches import SequenceExamples
 from recdiff.data.errors import DataFormatError, describe_rows
-from recdiff.data.readers import read_table
+from recdiff.data.readers import TableFormat, canonical_ints, read_table, read_text
 from recdiff.data.safe_pickle import SAFE_GLOBALS, safe_load
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.data.vocab import Vocabulary
@@ -125,27 +125,33 @@ def read_dreamrec(
 
 
 def _tokens_to_ids(tokens: np.ndarray) -> np.ndarray:
-    """Integer ids when every token is an integer, else the tokens as strings."""
-    try:
-        return tokens.astype(np.int64)
-    except ValueError:
-        return tokens
+    """Integer ids when every token is written as an int (``"7"``), else the tokens as strings
+    (a file holding ``"007"`` and ``"7"`` has two users or items)."""
+    ids = canonical_ints(pd.Series(tokens, dtype=object))
+    return ids.to_numpy(dtype=np.int64) if pd.api.types.is_integer_dtype(ids) else tokens
 
 
 def read_user_sequences(path: PathLike) -> UserSequences:
     """ICLRec/SASRec files: one line per user, ``user_id item_1 ... item_n`` (oldest first).
 
     A line with only a user id gives that user an empty sequence; a user on two lines is an
-    error. Ids become ints when all tokens are integers, else strings.
+    error. Ids become ints when every token is written as an int (``"007"`` is not), else
+    strings. The file must be UTF-8 (a leading byte-order mark is ignored).
     """
     path = Path(path)
-    lines = path.read_text().splitlines()
+    lines = read_text(path).splitlines()
     parts = [line.split() for line in lines]  # parsing text: one pass over the file's lines
     line_no = np.flatnonzero([bool(p) for p in parts]) + 1
     parts = [p for p in parts if p]
     if not parts:
         raise DataFormatError(f"{path} is empty; expected lines 'user_id item_1 ... item_n'")
     counts = np.array([len(p) for p in parts], dtype=np.int64)
+    if (counts == 1).all():  # e.g. "1,37,55": one token, so a user without items
+        raise DataFormatError(
+            f"no line of {path} has an item after its user id (line {line_no[0]} reads "
+            f"{parts[0][0][:40]!r}); a sequence file holds 'user_id item_1 ... item_n' lines, "
+            "ids separated by spaces"
+        )
     tokens = _tokens_to_ids(np.array([tok for p in parts for tok in p]))
     first = np.cumsum(counts) - counts
     is_user = np.zeros(tokens.size, dtype=bool)
@@ -171,7 +177,9 @@ def read_user_sequences(path: PathLike) -> UserSequences:
 
 def read_user_item_lines(path: PathLike, sep: str = " ") -> UserSequences:
     """SASRec ``user item`` lines (e.g. ``Video.txt``), each user's lines in time order."""
-    frame, lines = read_table(path, sep=sep, header=False, names=["user", "item"])
+    frame, lines = read_table(
+        path, sep=sep, header=False, names=["user", "item"], ids=("user", "item")
+    )
     user_ids = frames.id_column(frame, "user", path, lines)
     item_ids = frames.id_column(frame, "item", path, lines)
     return UserSequences.from_pairs(user_ids, item_ids)
@@ -186,16 +194,19 @@ def read_table_sequences(
     rating_col: str | None = None,
     min_rating: float | None = None,
     sep: str | None = None,
+    file_format: TableFormat | None = None,
 ) -> UserSequences:
-    """Each user's rows of a CSV/TSV/Parquet file (format from the suffix) or a DataFrame,
-    ordered by ``time_col``: the next-item counterpart of
+    """Each user's rows of a CSV/TSV/Parquet file (format from ``file_format`` or the suffix)
+    or a DataFrame, ordered by ``time_col``: the next-item counterpart of
     :func:`~recdiff.data.readers.read_interactions`, with the same checks and messages (file
     and line). See :meth:`UserSequences.from_frame` for ``rating_col``/``min_rating``.
     """
     if isinstance(source, pd.DataFrame):
         frame, lines, where = source, None, None
     else:
-        frame, lines = read_table(source, sep=sep)
+        frame, lines = read_table(
+            source, sep=sep, ids=(user_col, item_col), file_format=file_format
+        )
         where = source
     return UserSequences.from_frame(
         frame,

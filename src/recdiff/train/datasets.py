@@ -44,8 +44,7 @@ def _read_table(data: DataConfig) -> Interactions:
     }
     if data.format == "recbole":
         return read_recbole_inter(path, duplicates=data.duplicates, **columns)
-    sep = "\t" if data.format == "tsv" else None
-    return read_interactions(path, sep=sep, duplicates=data.duplicates, **columns)
+    return read_interactions(path, file_format=data.format, duplicates=data.duplicates, **columns)
 
 
 def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
@@ -57,7 +56,7 @@ def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
     if data.format == "demo":
         return demo_splits(seed=data.seed)
     if data.format == "diffrec":
-        return read_diffrec_splits(resolve_source(data.source))
+        return read_diffrec_splits(resolve_source(data.source), duplicates=data.duplicates)
     if data.format == "dreamrec":
         raise ValueError(
             "DreamRec folders hold next-item examples, not users' rows: use a next-item model "
@@ -162,5 +161,5 @@ def _table_sequences(data: DataConfig, drop_emptied: bool = True) -> UserSequenc
         time_col=data.time_col,
         rating_col=data.rating_col,
         min_rating=data.min_rating,
-        sep="\t" if data.format == "tsv" else None,
+        file_format=data.format,
     )
