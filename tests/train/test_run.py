@@ -181,6 +181,23 @@ def test_a_rating_of_zero_is_still_an_interaction(tmp_path):
     assert seen.nnz == len(rows) and set(seen.data) == {1.0}
 
 
+def test_interactions_a_split_drops_are_still_seen(tmp_path):
+    """A held-out row whose user is not in train cannot be evaluated, but that user had the
+    item: the run's seen mask keeps it, so recommend never offers it back."""
+    rows = [(f"u{u}", f"i{(u + j) % 12}", j * 100 + u) for u in range(30) for j in range(8)]
+    rows += [("late", "i1", 10_000), ("late", "i2", 10_001)]  # only in the test period
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,time\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    data = ["data.format=csv", f"data.source={log}", "data.time_col=time"]
+    run = run_training(load_config("demo-ease", [*data, "model.l2_lambda=10"]), tmp_path, False)
+    predictor = Predictor.load(run.directory)
+    late = predictor.users.index(["late"])[0]
+    assert predictor.inputs[late].nnz == 0  # nothing of theirs is in train
+    seen = predictor.items.external(predictor.seen[late].indices).tolist()
+    assert sorted(seen) == ["i1", "i2"]
+    assert not {"i1", "i2"} & set(predictor.recommend(user="late", k=10).items)
+
+
 def test_recbole_files_use_their_field_names_unless_the_config_names_others(tmp_path):
     from recdiff.config.schema import DataConfig
     from recdiff.train.datasets import load_splits

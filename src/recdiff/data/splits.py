@@ -27,16 +27,21 @@ _EPS = 1e-9
 class DatasetSplits:
     """Train, validation and test interactions over one shared user and item vocabulary.
 
-    ``valid`` may be empty (nnz 0) for protocols without a validation set.
+    ``valid`` may be empty (nnz 0) for protocols without a validation set. ``dropped`` holds the
+    held-out interactions a split removed because their user or item is not in train (they
+    cannot be evaluated, but the user did have them: a service must not recommend them back).
     """
 
     train: Interactions
     valid: Interactions
     test: Interactions
+    dropped: Interactions | None = None
 
     def __post_init__(self) -> None:
-        for name in ("valid", "test"):
-            part: Interactions = getattr(self, name)
+        for name in ("valid", "test", "dropped"):
+            part: Interactions | None = getattr(self, name)
+            if part is None:
+                continue
             if part.users != self.train.users or part.items != self.train.items:
                 raise ValueError(
                     f"{name} does not share the train vocabularies ({part.shape} vs "
@@ -109,9 +114,13 @@ def _from_labels(data: Interactions, label: np.ndarray, drop_unseen: bool) -> Da
         seen = (train.user_counts() > 0)[data.user_indices()] & (train.item_counts() > 0)[
             data.item_indices()
         ]
+        dropped = data.select_entries((label != 0) & ~seen)
         valid_mask &= seen
         test_mask &= seen
-    return DatasetSplits(train, data.select_entries(valid_mask), data.select_entries(test_mask))
+    else:
+        dropped = None
+    valid, test = data.select_entries(valid_mask), data.select_entries(test_mask)
+    return DatasetSplits(train, valid, test, dropped)
 
 
 def split_global_temporal(

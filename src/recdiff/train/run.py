@@ -322,8 +322,10 @@ def _save_data(folder: Path, splits: DatasetSplits, inputs: sp.csr_matrix) -> No
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "users.json", splits.users.to_json())
     atomic_write_text(folder / "items.json", splits.items.to_json())
-    # binary first: a stored rating of 0 is still an interaction, and sums could cancel
-    seen = sum(part.binarize().matrix for part in (splits.train, splits.valid, splits.test))
+    # Every interaction the user had, held-out ones a split dropped included (their user or
+    # item is not in train). Binary first: a rating of 0 is still one, and sums could cancel.
+    parts = (splits.train, splits.valid, splits.test, splits.dropped)
+    seen = sum(part.binarize().matrix for part in parts if part is not None)
     seen = sp.csr_matrix(seen)
     seen.data[:] = 1.0
     sp.save_npz(folder / "inputs.npz", inputs.astype(np.float32))
