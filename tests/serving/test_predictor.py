@@ -112,3 +112,56 @@ def test_a_history_that_leaves_fewer_than_k_items_says_why(predictor):
 )
 def test_shortfall_notes(returned, k, unseen, note):
     assert shortfall_note(returned, k, unseen, "REMEDY", catalogue=500) == note
+
+
+@pytest.mark.parametrize("typed", ["1_0", "١٠", "1 0", "0x10", "10.0", "", "+", "True"])
+def test_integer_ids_typed_as_text_are_ascii_digits(predictor, typed):
+    # int() reads "1_0" and Arabic-Indic "١٠" as 10: a request for user 10 nobody sent.
+    with pytest.raises(ValueError, match="user ids of this run are integers"):
+        predictor.parse_user(typed)
+    with pytest.raises(ValueError, match="user ids of this run are integers"):
+        predictor.parse_users(["3", typed])
+    with pytest.raises(ValueError, match="item ids of this run are integers"):
+        predictor.recommend(history=["3", typed], k=3)
+
+
+def test_signed_and_padded_ascii_ids_still_parse(predictor):
+    assert predictor.parse_user("+10") == predictor.parse_user(" 10\t") == 10
+    assert predictor.parse_users(["0010", "-1"]).tolist() == [10, -1]
+    assert predictor.recommend(history=["+1", " 2 "], k=3) == predictor.recommend(
+        history=[1, 2], k=3
+    )
+
+
+def test_the_python_api_parses_user_ids_like_the_cli_and_http(predictor, named_predictor):
+    assert predictor.recommend(user="3", k=4) == predictor.recommend(user=3, k=4)
+    assert predictor.recommend(user=np.int64(3), k=4) == predictor.recommend(user=3, k=4)
+    named = named_predictor
+    assert named.recommend(user=" u0003 ", k=4) == named.recommend(user="u0003", k=4)
+    with pytest.raises(ValueError, match="user ids of this run are integers, got '1_0'"):
+        predictor.recommend(user="1_0", k=4)
+
+
+@pytest.mark.parametrize("history", ["123", b"123", 123])
+def test_a_history_that_is_not_a_list_is_refused(predictor, history):
+    # A string is a sequence: "123" would be scored as the items 1, 2 and 3.
+    with pytest.raises(TypeError, match=r"history must be a list of item ids.*pass a list"):
+        predictor.recommend(history=history, k=3)
+
+
+def test_booleans_are_not_ids(predictor, named_predictor):
+    # True == 1 to Python: history [True, 2] would be scored as the items 1 and 2.
+    booleans = r"item ids cannot be booleans \(true/false\), got \[True\]"
+    with pytest.raises(ValueError, match=booleans):
+        predictor.recommend(history=[True, 2], k=3)
+    with pytest.raises(ValueError, match="item ids cannot be booleans"):
+        predictor.recommend(history=np.array([True, False]), k=3)
+    with pytest.raises(ValueError, match="item ids cannot be booleans"):
+        named_predictor.recommend(history=["i001", False], k=3)
+    for parse in (predictor.parse_user, named_predictor.parse_user):
+        with pytest.raises(ValueError, match="user ids cannot be booleans"):
+            parse(True)
+    with pytest.raises(ValueError, match="user ids cannot be booleans"):
+        predictor.recommend(user=True, k=3)
+    with pytest.raises(ValueError, match="user ids cannot be booleans"):
+        predictor.parse_users([3, np.True_])

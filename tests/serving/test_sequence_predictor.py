@@ -144,3 +144,56 @@ def test_dreamrec_answers_do_not_depend_on_the_other_rows_of_a_batch(dreamrec, t
     frame = pd.read_csv(out)
     for user, expected in zip(users, alone, strict=True):
         assert frame[frame["user"] == user]["item"].tolist() == expected.items
+
+
+def _damaged_copy(run_dir, tmp_path, indptr=None, items=None):
+    """A copy of the run whose saved sequences are replaced (each array kept unless given)."""
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / "damaged")
+    path = run / "data/sequences.npz"
+    with np.load(path) as saved:
+        arrays = {"indptr": saved["indptr"], "items": saved["items"]}
+    arrays.update({k: v for k, v in {"indptr": indptr, "items": items}.items() if v is not None})
+    np.savez_compressed(path, **arrays)
+    return run
+
+
+def test_sequences_that_do_not_match_the_run_are_named_at_load(run_dir, predictor, tmp_path):
+    damaged = "looks damaged: re-train the run or restore the folder from a backup"
+    n_items = len(predictor.items)
+    items = predictor.sequence_items.copy()
+    items[-1] = n_items  # one index past the catalogue: a user's answer would fail
+    run = _damaged_copy(run_dir, tmp_path, items=items)
+    with pytest.raises(ValueError) as caught:
+        Predictor.load(run)
+    assert str(caught.value) == (
+        f"{run / 'data/sequences.npz'}: its 'items' are not all item indices in "
+        f"0..{n_items - 1} (data/items.json); the run folder {run} {damaged}"
+    )
+
+
+def test_sequences_of_another_user_count_are_named_at_load(run_dir, predictor, tmp_path):
+    run = _damaged_copy(run_dir, tmp_path, indptr=predictor.indptr[:-1])
+    with pytest.raises(ValueError, match=r"data/users\.json and .*data/sequences\.npz: holds"):
+        Predictor.load(run)
+
+
+def test_an_item_vocabulary_of_another_size_is_named_at_load(run_dir, tmp_path):
+    import json
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / "damaged")
+    vocabulary = json.loads((run / "data/items.json").read_text())
+    (run / "data/items.json").write_text(json.dumps({**vocabulary, "ids": vocabulary["ids"][:9]}))
+    with pytest.raises(ValueError, match=r"items.json: holds 9 item ids, but the model"):
+        Predictor.load(run)
+
+
+def test_sequences_without_an_array_are_named_at_load(run_dir, tmp_path):
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / "damaged")
+    np.savez_compressed(run / "data/sequences.npz", items=np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match=r"sequences\.npz: cannot be read .*indptr.*looks damaged"):
+        Predictor.load(run)

@@ -179,6 +179,8 @@ def test_a_rating_of_zero_is_still_an_interaction(tmp_path):
     assert rated.metrics["valid"] == plain.metrics["valid"]
     seen = sp.load_npz(rated.directory / "data" / "seen.npz")
     assert seen.nnz == len(rows) and set(seen.data) == {1.0}
+    # re-evaluation reads the zeros as interactions too (it said "the run's data changed")
+    assert Predictor.load(rated.directory).evaluate()["test"] == rated.metrics["test"]
 
 
 def test_interactions_a_split_drops_are_still_seen(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -103,8 +105,46 @@ def serve(
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
         )
-    typer.echo(f"serving {run} on http://{host}:{port} (POST /recommend; Ctrl-C stops)")
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    sock = _bound_socket(host, port)
+    port = sock.getsockname()[1]  # the one the system picked for --port 0
+    where = f"[{host}]" if ":" in host else host
+    typer.echo(f"serving {run} on http://{where}:{port} (POST /recommend; Ctrl-C stops)")
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, access_log=access_log, log_level="info")
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if not server.started:  # what uvicorn.run does (its log says why)
+        raise typer.Exit(code=3)
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on: binding it here turns a port in
+    use or an address this machine lacks into an error line before "serving ..." is printed
+    (uvicorn would log the problem after the model loaded and exit with code 3)."""
+    where = f"cannot listen on {host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except (socket.gaierror, UnicodeError) as error:  # UnicodeError: no valid host name at all
+        fail(f"{where}: --host {host!r} is not an address or a known host name ({error})")
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind(address)
+    except OSError as error:
+        sock.close()
+        fix = {
+            errno.EADDRINUSE: "the port is in use by another program; choose another --port",
+            errno.EADDRNOTAVAIL: f"{host} is not an address of this machine; choose another "
+            "--host (127.0.0.1 serves this machine only, 0.0.0.0 the network)",
+            errno.EACCES: "ports below 1024 need administrator rights; choose another --port",
+        }.get(error.errno, error.strerror or str(error))
+        fail(f"{where}: {fix}")
+    return sock
 
 
 def report(

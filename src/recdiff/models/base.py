@@ -125,8 +125,21 @@ class SavedModel(abc.ABC):
                 f"{directory} holds a {name} model, which {cls.__name__}.load cannot return; "
                 "use SavedModel.load or the matching class"
             )
-        tensors = load_file(str(directory / WEIGHTS_FILE))
-        return target._from_saved(meta["config"], tensors)
+        weights_path = directory / WEIGHTS_FILE
+        tensors = load_file(str(weights_path))
+        try:
+            return target._from_saved(meta["config"], tensors)
+        except (KeyError, RuntimeError) as error:
+            # A tensor missing or of the wrong shape (torch: "Error(s) in loading state_dict"),
+            # or a config without a key the model needs: the two files are not one model's.
+            if isinstance(error, RuntimeError) and "state_dict" not in str(error):
+                raise  # not a loading problem: a bug, keep its traceback
+            reason = f"{error.args[0]!r} is missing" if isinstance(error, KeyError) else error
+            raise ValueError(
+                f"{weights_path} and {config_path} do not describe the same {name} model "
+                f"({_one_line(str(reason))}); the folder {directory} looks damaged: re-train the "
+                "run or restore the folder from a backup"
+            ) from None
 
 
 class Recommender(SavedModel):
@@ -189,6 +202,11 @@ def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_
                 "splits must share the users x items shape"
             )
     return as_binary_csr(train, "train")
+
+
+def _one_line(text: str) -> str:
+    """torch's multi-line loading error as one line: its heading and the first problem."""
+    return " ".join([line.strip() for line in text.splitlines() if line.strip()][:2])
 
 
 def registered_models() -> dict[str, type[SavedModel]]:

@@ -8,8 +8,8 @@ matters for time-weighted models), with no retraining.
 from __future__ import annotations
 
 import json
-import zipfile
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +25,22 @@ from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
 from recdiff.data.errors import UnknownIdError
 from recdiff.models.base import Recommender
+from recdiff.serving.run_files import (
+    check_items,
+    damaged,
+    read_npz,
+    read_run_config,
+    read_vocabulary,
+)
 
 __all__ = ["SEEN_REMEDY", "Predictor", "Query", "Recommendations", "shortfall_note"]
 
 # How many unknown ids an error message lists; the total count is always given.
 _SHOWN = 10
+
+# An integer id as text: ASCII digits only. int() also reads "1_0" and other scripts' digits
+# ("١٠") as 10, which would serve an id nobody typed.
+_DECIMAL = re.compile(r"[+-]?[0-9]+")
 
 #: How a shortfall note tells a Python caller to rank the seen items too; the CLI and the HTTP
 #: service name their own switch (``--include-seen``, ``"exclude_seen": false``).
@@ -102,29 +113,6 @@ class Query:
         return int(self.inputs.shape[0])
 
 
-def read_npz(path: Path, load: Callable[[Path], Any]) -> Any:
-    """``load(path)`` for an ``.npz`` of a run, with an error naming the file when it is damaged
-    (numpy says only "pickled data" or "not a zip file")."""
-    try:
-        return load(path)
-    except (ValueError, OSError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"{path}: cannot be read ({error}); the run folder looks damaged: re-train the run "
-            "or restore the folder from a backup"
-        ) from None
-
-
-def read_run_config(run: Path, needed: Sequence[str]) -> RunConfig:
-    """The run's config, after checking that the files inference needs are all there."""
-    missing = [name for name in needed if not (run / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{run} is not a complete run directory (missing {missing}); "
-            "pass a folder written by `recdiff train`"
-        )
-    return RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
-
-
 def _python(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
@@ -142,6 +130,27 @@ def _beyond_int64(ids: Sequence[Any] | np.ndarray) -> np.ndarray:
         dtype=bool,
         count=len(ids),
     )
+
+
+def _integer(value: Any) -> int | None:
+    """An integer id given as an int or as its ASCII decimal text (surrounding whitespace
+    stripped); None for anything else."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def _is_integral_float(value: Any) -> bool:
+    return isinstance(value, (float, np.floating)) and float(value).is_integer()
+
+
+def _refuse_booleans(ids: Sequence[Any], what: str) -> None:
+    """Booleans are ints to Python (``True == 1``) but never an id anybody meant."""
+    bad = [i for i in ids if isinstance(i, (bool, np.bool_))]
+    if bad:
+        raise ValueError(f"{what} ids cannot be booleans (true/false), got {_shown(bad)}")
 
 
 def _as_known(value: str, vocabulary: Vocabulary) -> str:
@@ -202,12 +211,30 @@ class Predictor:
             "data/seen.npz",
         ]
         config = read_run_config(run, needed)
+        model = Recommender.load(run / "model")
+        users = read_vocabulary(run / "data/users.json")
+        items = read_vocabulary(run / "data/items.json")
+        check_items(run, model.n_items, len(items))
+        rows = {}
+        for name in ("inputs", "seen"):
+            path = run / f"data/{name}.npz"
+            rows[name] = read_npz(path, sp.load_npz).tocsr()
+            shape = rows[name].shape
+            if shape != (len(users), len(items)):
+                # Items were checked against the model: a row count off names users.json too.
+                files = [path] if shape[1] != len(items) else [run / "data/users.json", path]
+                raise damaged(
+                    run,
+                    f"holds a {shape[0]} x {shape[1]} matrix, but the run has {len(users)} users "
+                    f"(data/users.json) and {len(items)} items",
+                    *files,
+                )
         return cls(
-            Recommender.load(run / "model"),
-            Vocabulary.from_json((run / "data/users.json").read_text()),
-            Vocabulary.from_json((run / "data/items.json").read_text()),
-            read_npz(run / "data/inputs.npz", sp.load_npz).tocsr(),
-            read_npz(run / "data/seen.npz", sp.load_npz).tocsr(),
+            model,
+            users,
+            items,
+            rows["inputs"],
+            rows["seen"],
             config,
             json.loads((run / "metrics.json").read_text()),
             run,
@@ -218,44 +245,41 @@ class Predictor:
         """A user id (typed on a command line, or from JSON) as the vocabulary's type.
 
         Surrounding whitespace is stripped, for string ids as for integer ones (a string id
-        that the vocabulary holds exactly, padding included, is kept as given).
+        that the vocabulary holds exactly, padding included, is kept as given). Integer ids
+        typed as text are ASCII digits with an optional sign; booleans are no ids.
         """
+        _refuse_booleans([value], "user")
         if self.users.kind != "int":
             return _as_known(str(value), self.users)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return int(value)
-        try:
-            return int(str(value).strip())
-        except ValueError:
-            raise ValueError(f"user ids of this run are integers, got {value!r}") from None
+        user = _integer(value)
+        if user is None:
+            raise ValueError(f"user ids of this run are integers, got {_python(value)!r}")
+        return user
 
     def parse_users(self, values: Sequence[Any]) -> np.ndarray:
         """Many user ids (e.g. lines of a file) as an array of the vocabulary's type (surrounding
         whitespace stripped unless the padded string id itself is known)."""
+        _refuse_booleans(values, "user")
         if self.users.kind != "int":
             return np.asarray([_as_known(str(v), self.users) for v in values], dtype=str)
-        try:
-            ids = [int(str(v).strip()) for v in values]
-        except ValueError:
-            bad = [v for v in values if not str(v).strip().lstrip("+-").isdigit()]
-            raise ValueError(f"user ids of this run are integers, got {_shown(bad)}") from None
+        ids = [_integer(v) for v in values]
+        bad = [v for v, i in zip(values, ids, strict=True) if i is None]
+        if bad:
+            raise ValueError(f"user ids of this run are integers, got {_shown(bad)}")
         if _beyond_int64(ids).any():
             self.user_rows(ids)  # raises: no user has such an id
         return np.asarray(ids, dtype=np.int64)
 
     def _parse_items(self, items: Sequence[Any]) -> list[Any]:
-        """Item ids as the vocabulary's type; surrounding whitespace is stripped (``int()``
-        strips it from integer ids typed as text); a padded string id the vocabulary holds
-        exactly is kept as given."""
+        """Item ids as the vocabulary's type; surrounding whitespace is stripped; a padded
+        string id the vocabulary holds exactly is kept as given. Integer ids may come as ints,
+        integral floats (a pandas column read as float) or ASCII digits typed as text."""
+        _refuse_booleans(items, "item")
         if self.items.kind != "int":
             return [_as_known(str(i), self.items) for i in items]
-        try:
-            ids = [int(i) for i in items]
-        except (TypeError, ValueError):
-            raise ValueError(f"item ids of this run are integers, got {list(items)[:5]}") from None
-        # int() truncates: 1.5 would silently become item 1.
-        bad = [i for i, j in zip(items, ids, strict=True) if not isinstance(i, str) and i != j]
-        if bad:
+        ids = [_integer(i) if not _is_integral_float(i) else int(i) for i in items]
+        bad = [i for i, j in zip(items, ids, strict=True) if j is None]
+        if bad:  # e.g. 1.5: int() would silently truncate it to item 1
             raise ValueError(f"item ids of this run are integers, got {_shown(bad)}")
         return ids
 
@@ -284,6 +308,12 @@ class Predictor:
     ) -> tuple[np.ndarray, list[Any]]:
         """Item indices of a history of external ids (order and repeats kept), and the ids the
         catalogue lacks (an error, naming them as given, unless ``ignore_unknown``)."""
+        # A string is a sequence too: "123" would be read as the items 1, 2 and 3.
+        if isinstance(history, (str, bytes)) or not hasattr(history, "__len__"):
+            raise TypeError(
+                f"history must be a list of item ids, oldest first, got the "
+                f"{type(history).__name__} {history!r}; pass a list, e.g. history=[12, 7, 40]"
+            )
         if len(history) == 0:
             raise ValueError("history is empty: give at least one item the user interacted with")
         ids = self._parse_items(history)
@@ -356,11 +386,12 @@ class Predictor:
         exclude_seen: bool = True,
         ignore_unknown: bool = False,
     ) -> Query:
-        """The model input of a known ``user`` or of a new user's ``history``; checks the ids."""
+        """The model input of a known ``user`` or of a new user's ``history``; checks the ids,
+        which are parsed as the CLI and the HTTP service parse them (see :meth:`parse_user`)."""
         if (user is None) == (history is None):
             raise ValueError("give exactly one of user= or history=")
         if user is not None:
-            return self.query_users([user], exclude_seen)
+            return self.query_users([self.parse_user(user)], exclude_seen)
         return self.query_history(history, exclude_seen, ignore_unknown)
 
     def query_history(
@@ -432,6 +463,7 @@ class Predictor:
                 "--exclude-history/--keep-history apply to next-item runs; this model ranks "
                 "interaction rows, and their seen items are always masked"
             )
+        from recdiff.eval.evaluator import as_binary_csr
         from recdiff.eval.multi import evaluate_many
         from recdiff.eval.protocol import EvalTask
         from recdiff.train.datasets import load_as_saved, load_splits
@@ -444,7 +476,10 @@ class Predictor:
             raise ValueError("the run's data changed since training: its vocabularies differ")
         if (
             splits.train.matrix.shape != self.inputs.shape
-            or ((splits.train.matrix != 0) != (self.inputs != 0)).nnz
+            or (
+                # the stored entries, whatever their values (a rating of 0 is an interaction)
+                as_binary_csr(splits.train.matrix, "train") != as_binary_csr(self.inputs, "inputs")
+            ).nnz
         ):
             raise ValueError("the run's data changed since training: its train interactions differ")
         tasks = {

@@ -17,17 +17,52 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 import recdiff.models.sasrec  # noqa: F401  (registers the model class for loading)
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary
 from recdiff.models.base import SavedModel
-from recdiff.models.dreamrec import DreamRec
 from recdiff.models.sequential import SequentialRecommender, seen_matrix
-from recdiff.serving.predictor import Predictor, Query, _python, read_npz, read_run_config
+from recdiff.serving.predictor import Predictor, Query, _python
+from recdiff.serving.run_files import (
+    check_items,
+    damaged,
+    read_npz,
+    read_run_config,
+    read_vocabulary,
+)
 
 __all__ = ["SequencePredictor"]
+
+
+def _read_sequences(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as saved:
+        return saved["indptr"], saved["items"]
+
+
+def _check_sequences(
+    run: Path, n_users: int, n_items: int, indptr: np.ndarray, sequence_items: np.ndarray
+) -> None:
+    """Fail when the saved sequences cannot be the users' (one per user, items of the catalogue):
+    every request for a user would fail, or be served from the wrong items."""
+    path = run / "data/sequences.npz"
+    if indptr.ndim != 1 or sequence_items.ndim != 1 or indptr.dtype.kind not in "iu":
+        raise damaged(run, "its arrays 'indptr' and 'items' are not lists of indices", path)
+    if len(indptr) != n_users + 1:
+        raise damaged(
+            run,
+            f"holds {len(indptr) - 1} sequences, but data/users.json holds {n_users} users",
+            run / "data/users.json",
+            path,
+        )
+    if indptr[0] != 0 or (np.diff(indptr) < 0).any() or indptr[-1] != len(sequence_items):
+        raise damaged(run, "its 'indptr' does not delimit its 'items'", path)
+    if sequence_items.dtype.kind not in "iu" or (
+        len(sequence_items) and not 0 <= sequence_items.min() <= sequence_items.max() < n_items
+    ):
+        raise damaged(
+            run, f"its 'items' are not all item indices in 0..{n_items - 1} (data/items.json)", path
+        )
 
 
 class SequencePredictor(Predictor):
@@ -52,16 +87,22 @@ class SequencePredictor(Predictor):
     def load(cls, run: str | Path) -> SequencePredictor:
         run = Path(run)
         needed = ["config.yaml", "metrics.json", "model/config.json", "data/items.json"]
+        with_users = (run / "data/sequences.npz").is_file()  # not DreamRec's example files
+        if with_users:
+            needed.append("data/users.json")
         config = read_run_config(run, needed)
+        model = SavedModel.load(run / "model")
+        items = read_vocabulary(run / "data/items.json")
+        check_items(run, model.n_items, len(items))
         users, indptr, sequence_items = Vocabulary.range(0), np.zeros(1, np.int64), np.zeros(0)
-        if (run / "data/sequences.npz").is_file():  # data with users (not DreamRec's example files)
-            users = Vocabulary.from_json((run / "data/users.json").read_text())
-            saved = read_npz(run / "data/sequences.npz", np.load)
-            indptr, sequence_items = saved["indptr"], saved["items"]
+        if with_users:
+            users = read_vocabulary(run / "data/users.json")
+            indptr, sequence_items = read_npz(run / "data/sequences.npz", _read_sequences)
+            _check_sequences(run, len(users), len(items), indptr, sequence_items)
         return cls(
-            SavedModel.load(run / "model"),
+            model,
             users,
-            Vocabulary.from_json((run / "data/items.json").read_text()),
+            items,
             indptr,
             sequence_items,
             config,
@@ -99,11 +140,8 @@ class SequencePredictor(Predictor):
 
         windows = np.concatenate([q.inputs for q in queries])
         exclude = sp.vstack([q.exclude for q in queries], format="csr")
-        generator = None
-        if isinstance(self.model, DreamRec):  # sampling: each row draws as a lone request would
-            seed, device = self.model.config.sample_seed, self.model.device
-            generator = [torch.Generator(device).manual_seed(seed) for _ in range(len(windows))]
-        return topk_items(self.model.score(windows, generator=generator), k, exclude)
+        # DreamRec's default sampling draws each row as a lone request would (EachRowAlone)
+        return topk_items(self.model.score(windows), k, exclude)
 
     def evaluate(
         self, averaging: str = "all_users", exclude_history: bool | None = None

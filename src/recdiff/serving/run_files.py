@@ -1,0 +1,74 @@
+"""Reading a run folder for inference: its config, vocabularies and arrays, with errors that
+name the damaged file and say what to do (re-train, or restore the folder)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recdiff.config.schema import RunConfig
+from recdiff.data import Vocabulary
+
+__all__ = ["DAMAGED", "check_items", "damaged", "read_npz", "read_run_config", "read_vocabulary"]
+
+#: What a user can do about a run folder whose files are unreadable or disagree.
+DAMAGED = "looks damaged: re-train the run or restore the folder from a backup"
+
+
+def read_npz(path: Path, load: Callable[[Path], Any]) -> Any:
+    """``load(path)`` for an ``.npz`` of a run, with an error naming the file when it is damaged
+    (numpy says only "pickled data" or "not a zip file")."""
+    try:
+        return load(path)
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:  # KeyError: no such array
+        raise ValueError(
+            f"{path}: cannot be read ({error}); the run folder {path.parent.parent} {DAMAGED}"
+        ) from None
+
+
+def read_vocabulary(path: Path) -> Vocabulary:
+    """A run's id vocabulary, with an error naming the file when it is not one.
+
+    Text that is not JSON is left to the caller's damaged-file handling (the CLI names the line).
+    """
+    data = json.loads(path.read_text())
+    try:
+        return Vocabulary.from_json(data)
+    except ValueError as error:
+        raise damaged(path.parent.parent, str(error), path) from None
+
+
+def damaged(run: Path, reason: str, *files: Path) -> ValueError:
+    """The error for a run folder whose ``files`` are wrong in the way ``reason`` says."""
+    where = " and ".join(str(f) for f in files)
+    return ValueError(f"{where}: {reason}; the run folder {run} {DAMAGED}")
+
+
+def read_run_config(run: Path, needed: Sequence[str]) -> RunConfig:
+    """The run's config, after checking that the files inference needs are all there."""
+    if not run.is_dir():
+        state = "is a file, not a folder" if run.exists() else "does not exist"
+        raise FileNotFoundError(f"{run} {state}: pass a run folder written by `recdiff train`")
+    missing = [name for name in needed if not (run / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{run} is not a complete run directory (missing {missing}); "
+            "pass a folder written by `recdiff train`"
+        )
+    return RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+
+
+def check_items(run: Path, n_items: int, n_ids: int) -> None:
+    """Fail when the run's item vocabulary and its model disagree on the catalogue size (every
+    answer would then name the wrong items, or none)."""
+    if n_ids != n_items:
+        raise damaged(
+            run,
+            f"holds {n_ids} item ids, but the model (model/config.json) scores {n_items} items",
+            run / "data/items.json",
+        )
