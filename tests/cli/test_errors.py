@@ -2,7 +2,9 @@
 fix, never a traceback; the library's own bugs still raise."""
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -224,10 +226,11 @@ def test_a_runs_folder_that_cannot_be_made_says_so(tmp_path):
 
     from recdiff.cli.main import app
 
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    args = ["train", "demo-ease", "--quiet", "--runs-dir", str(blocker / "runs")]
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)  # no writing (root ignores modes: /proc refuses everyone)
+    runs = (locked if os.geteuid() != 0 else Path("/proc")) / "runs"
+    args = ["train", "demo-ease", "--quiet", "--runs-dir", str(runs)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
-    assert f"cannot create the runs folder {blocker / 'runs'}" in result.stderr
+    assert f"cannot create the runs folder {runs}" in result.stderr
     assert "choose another --runs-dir" in result.stderr

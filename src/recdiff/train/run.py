@@ -190,6 +190,8 @@ def _reserve(runs_dir: Path, name: str) -> Path:
         )
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise  # a file in the way: the CLI names it
     except OSError as error:
         raise ValueError(
             f"cannot create the runs folder {runs_dir} ({error.strerror}): choose another "
