@@ -6,7 +6,9 @@ replace training by a stand-in whose validation and test numbers are chosen to d
 
 import csv
 import json
+import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from recdiff.atomic import sigterm_unwinds
 from recdiff.cli.main import app
 from recdiff.config import load_config
 from recdiff.experiments.space import SearchSpace, get_dotted
@@ -298,3 +301,66 @@ def test_a_trial_that_raises_stops_the_search_and_is_listed_as_failed(monkeypatc
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE", "FAIL"]
     best = max(rows[:2], key=lambda r: float(r["valid/recall@20"]))
     assert f"(trial {best['number']})" in (tmp_path / "best.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("how", "raised", "reason"),
+    [
+        ("sigterm", SystemExit, "stopped by SIGTERM"),
+        ("ctrl-c", KeyboardInterrupt, "interrupted (Ctrl-C)"),
+    ],
+)
+def test_a_trial_stopped_by_a_signal_is_marked_failed_and_the_search_goes_on(
+    monkeypatch, tmp_path, how, raised, reason
+):
+    """SIGTERM during the second trial's training unwinds it (as ``run_training`` does) as
+    ``SystemExit(143)``, which Optuna lets through with the trial still RUNNING; Ctrl-C Optuna
+    fails itself. Either way the trial is FAIL with the reason, and the same command then
+    completes the trials asked for."""
+    good, trained = _stand_in(lambda config: [config.train.lr]), []
+
+    def run_training(config, runs_dir, progress=None, on_event=None):
+        trained.append(config.name)
+        if len(trained) == 2 and how == "ctrl-c":
+            raise KeyboardInterrupt
+        if len(trained) == 2:
+            with sigterm_unwinds():  # the real run_training's own, in case tune has none
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(30)  # the signal's handler raises before this ends
+        return good(config, runs_dir, progress, on_event)
+
+    monkeypatch.setattr("recdiff.train.run.run_training", run_training)
+    config = load_config("demo-diffrec")
+    with pytest.raises(raised) as stopped:
+        tune(config, LR_SPACE, 3, tmp_path, seed=3, prune=False)
+    assert how == "ctrl-c" or stopped.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    rows = [r for r in _rows(tmp_path / "trials.csv") if r["state"] != "INVALID"]
+    assert [(r["state"], r["error"]) for r in rows] == [("COMPLETE", ""), ("FAIL", reason)]
+    result = tune(config, LR_SPACE, 3, tmp_path, seed=3, prune=False)
+    assert (result.counts["complete"], result.counts["fail"], result.counts["running"]) == (3, 1, 0)
+
+
+def test_sigterm_to_the_command_fails_the_running_trial_and_exits_143(
+    tmp_path, signal_while_training
+):
+    """``recdiff tune`` sent SIGTERM while a trial trains: one line, exit status 143, the trial
+    FAIL in trials.csv and in the study (not RUNNING forever), and no run folder left."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "out"
+    long = ["train.epochs=100000", "train.patience=100000", "model.diffusion.steps=4"]
+    command = ["tune", "demo-diffrec", "--space", str(space), "--trials", "3", "--out", str(out)]
+    code, stderr = signal_while_training(
+        [*command, *_sets(long)], out / "runs", training=1, sig=signal.SIGTERM
+    )
+    assert code == 143, stderr[-2000:]
+    assert stderr.splitlines()[-1] == (
+        "error: stopped by SIGTERM; run the same command again to continue where it stopped"
+    )
+    rows = [r for r in _rows(out / "trials.csv") if r["state"] != "INVALID"]
+    assert [(r["state"], r["error"]) for r in rows] == [("FAIL", "stopped by SIGTERM")]
+    assert [t.state.name for t in _study(out).get_trials() if "invalid" not in t.user_attrs] == [
+        "FAIL"
+    ]
+    assert list((out / "runs").iterdir()) == []

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shlex
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
+from recdiff.atomic import sigterm_unwinds
 from recdiff.cli.errors import check_device, fail, user_errors
 from recdiff.config import ConfigError, load_config
 
@@ -19,8 +21,15 @@ SetOption = Annotated[
 ]
 
 
-def _interrupted() -> None:
-    fail("interrupted; run the same command again to continue where it stopped", code=130)
+def _interrupted(stop: KeyboardInterrupt | SystemExit) -> NoReturn:
+    """Ctrl-C, or SIGTERM (which ``sigterm_unwinds`` raises as ``SystemExit(143)``): one line,
+    and the exit status a shell gives the signal; any other ``SystemExit`` goes on as it is."""
+    again = "run the same command again to continue where it stopped"
+    if isinstance(stop, KeyboardInterrupt):
+        fail(f"interrupted; {again}", code=130)
+    if stop.code == 128 + signal.SIGTERM:
+        fail(f"stopped by SIGTERM; {again}", code=stop.code)
+    raise stop
 
 
 def tune(
@@ -61,7 +70,7 @@ def tune(
 
     sets = list(overrides or [])
     try:
-        with user_errors(ConfigError, FileNotFoundError, ValueError):
+        with sigterm_unwinds(), user_errors(ConfigError, FileNotFoundError, ValueError):
             base = load_config(config, sets)
             check_device(base.train.device)
             search_space = load_space(space)
@@ -87,8 +96,8 @@ def tune(
                 report=typer.echo,
                 command=command,
             )
-    except KeyboardInterrupt:
-        _interrupted()
+    except (KeyboardInterrupt, SystemExit) as stop:
+        _interrupted(stop)
     counts = result.counts
     typer.echo(
         f"study {folder / 'study.db'}: {counts['complete']} complete, {counts['pruned']} pruned, "
@@ -158,7 +167,7 @@ def experiment(
     if test not in ("wilcoxon", "ttest"):
         fail(f"--test must be wilcoxon or ttest, got {test!r}")
     try:
-        with user_errors(ConfigError, FileNotFoundError, ValueError):
+        with sigterm_unwinds(), user_errors(ConfigError, FileNotFoundError, ValueError):
             loaded = [load_config(c, overrides_for(c, overrides or [], configs)) for c in configs]
             for run_config in loaded:
                 check_device(run_config.train.device)
@@ -174,8 +183,8 @@ def experiment(
                 progress=not quiet,
                 report=typer.echo,
             )
-    except KeyboardInterrupt:
-        _interrupted()
+    except (KeyboardInterrupt, SystemExit) as stop:
+        _interrupted(stop)
     from recdiff.train.distributed import is_main_process
 
     if not is_main_process():  # under torchrun every rank trains; rank 0 writes and reports

@@ -3,6 +3,7 @@
 ``space``       search spaces (YAML, dotted setting paths -> distributions), shipped ones by name
 ``tune``        Optuna search selected on a validation metric, resumable, writes best.yaml
 ``experiment``  configs x seeds -> results.csv and results.md (mean ± std, paired tests)
+``workers``     the processes of ``experiment --jobs N``, which stop when the command stops
 ``per_user``    per-user test metrics of a fitted model or a run directory
 ``stats``       paired significance tests and mean ± std formatting
 """

@@ -12,6 +12,10 @@ A config's label is its ``name`` (made unique with a suffix). Re-running the sam
 the (config, seed) pairs whose record exists with the same resolved config, so an interrupted
 experiment continues where it stopped.
 
+With ``jobs > 1`` the runs train in worker processes (:mod:`recdiff.experiments.workers`): a
+failed run, Ctrl-C or SIGTERM cancels the queued runs and stops the running ones at once, and a
+stopped run leaves no folder behind; workers whose command has died stop too.
+
 Under torchrun (``WORLD_SIZE`` > 1) every process trains every run (DDP needs them all), but only
 rank 0 decides which runs are left, scores users, writes the folder and reports; the others write
 nothing and return rank 0's result.
@@ -19,13 +23,15 @@ nothing and return rank 0's result.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import io
 import json
-import multiprocessing
 import os
+import re
+import shutil
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,7 @@ import numpy as np
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.loading import ConfigError
 from recdiff.config.schema import RunConfig
+from recdiff.experiments.workers import stoppable, worker_pool
 from recdiff.train.distributed import (
     broadcast_object,
     env_world_size,
@@ -256,9 +263,13 @@ def run_experiment(
             finished = (_run_one(task) for task in tasks)
             _collect(finished, tasks, records, metric, report)
         else:
-            context = multiprocessing.get_context("spawn")  # no forked torch thread pools
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-                _collect(pool.map(_run_one, tasks), tasks, records, metric, report)
+            try:
+                with worker_pool(jobs) as pool:
+                    finished = pool.map(functools.partial(stoppable, _run_one), tasks)
+                    _collect(finished, tasks, records, metric, report)
+            except BaseException:  # the workers have stopped: see what they left
+                _remove_unfinished_runs(out / "runs", tasks, records)
+                raise
         if not main:
             return broadcast_object(None)  # rank 0's result, once it has written it
         ordered = [records[label, seed] for label, _ in labelled for seed in seed_list]
@@ -290,6 +301,26 @@ def _collect(finished, tasks, records, metric: str, report: Callable[[str], None
             f"{record.label} seed {record.seed}: valid {metric} {record.valid[metric]:.4f}, "
             f"test {metric} {record.test[metric]:.4f} ({record.run_dir})"
         )
+
+
+def _remove_unfinished_runs(runs: Path, tasks, records) -> None:
+    """Remove what a stopped worker left of a run without a record: its hidden
+    ``.NAME-STAMP.incomplete`` folder and the empty ``NAME-STAMP`` one reserved for it (see
+    :func:`recdiff.train.run.run_training`). A worker that unwinds removes both itself; only one
+    killed after the grace time leaves them."""
+    if not runs.is_dir():
+        return
+    for task in tasks:
+        if (task["label"], task["config"]["train"]["seed"]) in records:
+            continue
+        stamped = rf"{re.escape(task['config']['name'])}-\d{{8}}-\d{{6}}(?:-\d+)?"
+        for path in runs.iterdir():
+            match = re.fullmatch(rf"\.({stamped})\.incomplete", path.name)
+            if match is None:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):  # only while empty: never a finished run
+                (runs / match[1]).rmdir()
 
 
 def results_table(records: Sequence[SeedRecord]) -> str:

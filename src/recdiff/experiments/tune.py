@@ -9,11 +9,12 @@ same epoch. The trial's value is the run's validation metric at its selected epo
 are recorded for the report but never read for choosing.
 
 ``trials`` counts completed and pruned trials only. A trial that raises (e.g. out of memory)
-stops the search, marked FAIL. A running trial beats a heartbeat into the study; one whose
-process was killed stops beating, and the next command that opens the study marks it FAIL
-and says so. (Reopened within ``STALE_AFTER_SECONDS`` of the kill, the trial is still fresh;
-Optuna fails it later in the search without a line of its own, and ``trials.csv`` shows it.)
-Neither counts, and the same command continues the search.
+stops the search, marked FAIL; so does one stopped by Ctrl-C or SIGTERM. A running trial beats
+a heartbeat into the study; one whose process was killed (SIGKILL, a crash) stops beating, and
+the next command that opens the study marks it FAIL and says so. (Reopened within
+``STALE_AFTER_SECONDS`` of the kill, the trial is still fresh; Optuna fails it later in the
+search without a line of its own, and ``trials.csv`` shows it.) Neither counts, and the same
+command continues the search.
 
 Output folder (re-running the same command continues the study)::
 
@@ -33,6 +34,7 @@ import json
 import logging
 import math
 import re
+import signal
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from recdiff.atomic import atomic_write_text
+from recdiff.atomic import atomic_write_text, sigterm_unwinds
 from recdiff.config.loading import ConfigError
 from recdiff.config.schema import RunConfig
 from recdiff.experiments.space import SearchSpace, set_dotted
@@ -212,8 +214,10 @@ class _Search:
         self.base["train"]["progress"] = False
         self.view = _lookup_view(config)
         self.invalid_streak: list[str] = []
+        self.current: Any = None  # the trial last started by this call
 
     def objective(self, trial: Any) -> float:
+        self.current = trial
         settings = self.space.settings(self.space.suggest(trial), self.view)
         trial.set_user_attr("settings", settings)
         try:
@@ -226,12 +230,16 @@ class _Search:
             raise import_optuna().TrialPruned(str(error)) from None
         from recdiff.train.run import run_training
 
-        result = run_training(
-            config,
-            self.out / "runs",
-            progress=False,
-            on_event=PruningReporter(trial, self.metric),
-        )
+        try:
+            result = run_training(
+                config,
+                self.out / "runs",
+                progress=False,
+                on_event=PruningReporter(trial, self.metric),
+            )
+        except (KeyboardInterrupt, SystemExit) as stop:
+            trial.set_user_attr("error", _stop_reason(stop))  # Optuna fails it on Ctrl-C
+            raise
         metrics = result.metrics
         trial.set_user_attr("run_dir", str(result.directory))
         trial.set_user_attr("best_epoch", metrics.get("best_epoch"))
@@ -251,6 +259,29 @@ class _Search:
             study.stop()
         elif len(self.invalid_streak) >= MAX_INVALID_STREAK:
             study.stop()
+
+    def fail_unfinished(self, study: Any, stop: BaseException) -> None:
+        """Mark FAIL the trial that ``stop`` left RUNNING. Optuna finishes a trial that raises an
+        error or KeyboardInterrupt, but lets ``SystemExit`` (SIGTERM unwinding, see
+        :func:`recdiff.atomic.sigterm_unwinds`) pass with the trial still RUNNING: left so, it
+        would count as running until its heartbeat went stale."""
+        optuna = import_optuna()
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        trial = self.current
+        stored = next((t for t in running if trial is not None and t.number == trial.number), None)
+        if stored is None:
+            return
+        if "error" not in stored.user_attrs:  # stopped outside its training
+            trial.set_user_attr("error", _stop_reason(stop))
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _stop_reason(stop: BaseException) -> str:
+    if isinstance(stop, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(stop, SystemExit) and stop.code == 128 + signal.SIGTERM:
+        return "stopped by SIGTERM"
+    return f"stopped by {type(stop).__name__}"
 
 
 def _state(trial: Any) -> str:
@@ -396,14 +427,20 @@ def tune(
     try:
         study = _open_study(out, fingerprint, seed, prune, warmup_epochs)
         try:
-            for number in _fail_stale_trials(study):
-                search.report(
-                    f"trial {number}: its process stopped while it ran (no heartbeat for "
-                    f"{STALE_AFTER_SECONDS} s); marked FAIL, not counted"
-                )
-            done = _count(study)
-            if done["complete"] + done["pruned"] < trials:
-                study.optimize(search.objective, timeout=timeout, callbacks=[search.after_trial])
+            with sigterm_unwinds():
+                for number in _fail_stale_trials(study):
+                    search.report(
+                        f"trial {number}: its process stopped while it ran (no heartbeat for "
+                        f"{STALE_AFTER_SECONDS} s); marked FAIL, not counted"
+                    )
+                done = _count(study)
+                if done["complete"] + done["pruned"] < trials:
+                    study.optimize(
+                        search.objective, timeout=timeout, callbacks=[search.after_trial]
+                    )
+        except BaseException as stop:
+            search.fail_unfinished(study, stop)
+            raise
         finally:  # also when a trial raised (no after_trial then): trials.csv shows it FAIL
             write_outputs(study, space, search.base, name, out, command)
     finally:

@@ -1,0 +1,109 @@
+"""Worker processes for runs trained side by side, that stop when the command stops.
+
+A bare ``ProcessPoolExecutor`` outlives an interrupted command: on Ctrl-C its ``__exit__`` runs
+every queued task before returning, and a parent ended by SIGTERM leaves its workers (re-parented
+to PID 1) training the rest of the queue and writing results after the command has ended. Under
+:func:`worker_pool` instead:
+
+- an error, Ctrl-C or SIGTERM in the block (SIGTERM unwinds there as ``SystemExit(143)``, see
+  :func:`recdiff.atomic.sigterm_unwinds`) cancels the queued tasks and sends SIGTERM to the
+  workers; a worker still alive ``STOP_GRACE_SECONDS`` later is killed;
+- in a worker, SIGTERM always unwinds as ``SystemExit(143)``: a run removes its unfinished
+  folder, and the process exits through multiprocessing's own cleanup;
+- workers ignore Ctrl-C, which a terminal sends to every process of the command: the parent
+  decides, and stops them as above;
+- a worker whose parent is gone (even one killed by SIGKILL) sends itself SIGTERM within
+  ``PARENT_CHECK_SECONDS``.
+
+Tasks go through :func:`stoppable`: the executor's worker loop catches every exception, including
+the ``SystemExit`` of an unwound run, and would then start the next queued task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.util
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from recdiff.atomic import sigterm_unwinds
+
+__all__ = ["PARENT_CHECK_SECONDS", "STOP_GRACE_SECONDS", "stop_workers", "stoppable", "worker_pool"]
+
+STOP_GRACE_SECONDS = 5.0  # from SIGTERM to SIGKILL: time for a run to remove its folder
+PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its parent is still there
+
+
+@contextlib.contextmanager
+def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """``jobs`` spawned worker processes; leaving the block by an exception stops them at once."""
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),  # no forked torch thread pools
+        initializer=_start_worker,
+        initargs=(os.getpid(),),
+    )
+    try:
+        with sigterm_unwinds():
+            yield pool
+            pool.shutdown()
+    except BaseException:
+        stop_workers(pool)
+        raise
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued tasks, send SIGTERM to the workers, and SIGKILL to those still alive
+    after ``STOP_GRACE_SECONDS``; returns once all have ended."""
+    # No public handle on the workers before Python 3.14 (terminate_workers()); read it before
+    # shutdown() drops it.
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+def stoppable(fn: Callable[[Any], Any], task: Any) -> Any:
+    """``fn(task)`` in a worker; a ``SystemExit`` (SIGTERM unwound the task) ends the process
+    instead of passing to the executor, which would go on with the next queued task."""
+    try:
+        return fn(task)
+    except SystemExit as stop:
+        # What a worker process runs on its way out (multiprocessing's BaseProcess._bootstrap):
+        # finalizers remove the semaphores it made, or the resource tracker warns of leaks.
+        multiprocessing.util._exit_function()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(stop.code if isinstance(stop.code, int) else 1)
+
+
+def _start_worker(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _unwind)
+    threading.Thread(
+        target=_stop_when_orphaned, args=(parent,), name="recdiff-parent-check", daemon=True
+    ).start()
+
+
+def _unwind(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _stop_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os.kill(os.getpid(), signal.SIGTERM)  # unwinds a run as the parent's SIGTERM would

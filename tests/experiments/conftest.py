@@ -1,0 +1,59 @@
+"""A ``recdiff`` command signalled while it trains, for the tests of how it stops."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def signal_while_training():
+    """Start ``recdiff ARGS...``, send its process (alone) ``sig`` once ``training`` runs are
+    being written under ``runs`` (their hidden folders exist), and return its exit status and
+    stderr. The test fails if the output pipes are still open ``timeout`` seconds after the
+    signal: every process of the command holds them, workers included.
+
+    The command gets a process group of its own, killed if the test fails, so that a command
+    that leaves workers running cannot leave them behind the test run as well."""
+
+    def run(
+        args: list[str], runs: Path, training: int, sig: int, timeout: float = 20
+    ) -> tuple[int, str]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        command = [sys.executable, "-m", "recdiff", *args]
+        job = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while len(list(runs.glob(".*.incomplete"))) < training:
+                if job.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"{training} runs never trained at once (exit {job.poll()}): {args}"
+                    )
+                time.sleep(0.1)
+            job.send_signal(sig)
+            try:
+                _, stderr = job.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"processes of the command still ran {timeout:.0f} s after {sig!r}")
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(job.pid, signal.SIGKILL)  # its group: the command and its workers
+            job.communicate()
+            raise
+        return job.returncode, stderr
+
+    return run
