@@ -258,6 +258,18 @@ def test_ctrl_c_during_training_says_nothing_was_written(monkeypatch, tmp_path):
     )
 
 
+def test_sigterm_during_training_says_nothing_was_written(monkeypatch, tmp_path):
+    from recdiff.train import run
+
+    def terminated(*args, **kwargs):
+        raise SystemExit(143)  # what run_training's sigterm_unwinds raises
+
+    monkeypatch.setattr(run, "run_training", terminated)
+    result = runner.invoke(app, ["train", "demo-diffrec", "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 143
+    assert result.stderr.startswith("error: stopped by SIGTERM; no run was written")
+
+
 def test_ctrl_c_during_reproduce_says_which_seeds_are_complete(monkeypatch, tmp_path):
     from types import SimpleNamespace
 

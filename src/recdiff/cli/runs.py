@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -63,6 +64,12 @@ def train(
             result = run_training(run_config, runs_dir, progress=not quiet)
     except KeyboardInterrupt:
         fail("interrupted; no run was written (a run folder appears only when complete)", 130)
+    except SystemExit as stop:  # SIGTERM, raised by run_training's sigterm_unwinds
+        if stop.code != 128 + signal.SIGTERM:
+            raise
+        fail(
+            "stopped by SIGTERM; no run was written (a run folder appears only when complete)", 143
+        )
     from recdiff.train.distributed import is_main_process
 
     if not is_main_process():  # under torchrun every rank returns; rank 0 reports
