@@ -75,6 +75,8 @@ class RecommenderContract:
             "config.json",
             "weights.safetensors",
         ]
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "model").iterdir()}
+        assert modes["weights.safetensors"] == modes["config.json"]  # not safetensors' 0600
         for loader in (Recommender.load, type(fitted).load):
             loaded = loader(tmp_path / "model")
             assert type(loaded) is type(fitted)

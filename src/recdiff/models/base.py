@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import json
+import os
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -92,6 +93,9 @@ class SavedModel(abc.ABC):
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         tensors = {name: t.detach().cpu().contiguous() for name, t in self._tensors().items()}
         save_file(tensors, str(directory / WEIGHTS_FILE))
+        # safetensors writes 0600 whatever the umask; give the weights config.json's mode (a
+        # plain file's), so whoever may read the run (a service account) may read its weights
+        os.chmod(directory / WEIGHTS_FILE, (directory / CONFIG_FILE).stat().st_mode & 0o777)
         return directory
 
     @classmethod
