@@ -18,13 +18,14 @@ def signal_while_training():
     """Start ``recdiff ARGS...``, send its process (alone) ``sig`` once ``training`` runs are
     being written under ``runs`` (their hidden folders exist), and return its exit status and
     stderr. The test fails if the output pipes are still open ``timeout`` seconds after the
-    signal: every process of the command holds them, workers included.
+    signal: every process of the command holds them, workers included. (Stopping takes 1-5 s;
+    the margin is for a loaded CI machine. A worker left running would train for hours.)
 
     The command gets a process group of its own, killed if the test fails, so that a command
     that leaves workers running cannot leave them behind the test run as well."""
 
     def run(
-        args: list[str], runs: Path, training: int, sig: int, timeout: float = 20
+        args: list[str], runs: Path, training: int, sig: int, timeout: float = 60
     ) -> tuple[int, str]:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         command = [sys.executable, "-m", "recdiff", *args]

@@ -197,7 +197,10 @@ def test_interactions_a_split_drops_are_still_seen(tmp_path):
     assert predictor.inputs[late].nnz == 0  # nothing of theirs is in train
     seen = predictor.items.external(predictor.seen[late].indices).tolist()
     assert sorted(seen) == ["i1", "i2"]
-    assert not {"i1", "i2"} & set(predictor.recommend(user="late", k=10).items)
+    recs = predictor.recommend(user="late", k=10)
+    assert not {"i1", "i2"} & set(recs.items)
+    assert "no interactions in the model's input" in recs.note  # not a personal list
+    assert predictor.recommend(user="u3", k=3).note is None
 
 
 def test_recbole_files_use_their_field_names_unless_the_config_names_others(tmp_path):

@@ -47,12 +47,20 @@ _DECIMAL = re.compile(r"[+-]?[0-9]+")
 SEEN_REMEDY = "pass exclude_seen=False"
 
 
+#: The note on a list for a user whose model input is empty (a known user all of whose
+#: interactions fell in the held-out periods): it is no one's list in particular.
+EMPTY_INPUT_NOTE = (
+    "this user has no interactions in the model's input (all of theirs are held out), so the "
+    "list is the model's answer to an empty history, not personalised"
+)
+
+
 @dataclass(frozen=True)
 class Recommendations:
     """Top-k external item ids, best first, with their scores.
 
     ``note`` says why fewer than ``k`` items came back (None when ``k`` did), e.g. that every
-    catalogue item is already in the history.
+    catalogue item is already in the history, or that the user's input was empty.
     """
 
     items: list[Any]
@@ -165,6 +173,13 @@ def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
         matrix = matrix.copy()
         matrix.sum_duplicates()
     return np.diff(matrix.indptr)
+
+
+def _empty_rows(query: Query) -> np.ndarray:
+    """Rows of interaction input without any interaction (sequence windows are never empty)."""
+    if not sp.issparse(query.inputs):
+        return np.zeros(len(query), dtype=bool)
+    return np.diff(sp.csr_matrix(query.inputs).indptr) == 0
 
 
 def _shown(ids: Sequence[Any]) -> str:
@@ -438,18 +453,20 @@ class Predictor:
         items, scores = self.top_k(queries, max(ks))
         unknown = [q.unknown_items for q in queries for _ in range(len(q))]
         unseen = len(self.items) - np.concatenate([_distinct_per_row(q.exclude) for q in queries])
+        empty = np.concatenate([_empty_rows(q) for q in queries])
         results = []
         for row, k in enumerate(ks):
             keep = items[row, :k] >= 0
             returned = self.items.external(items[row, :k][keep]).tolist()
+            note = shortfall_note(len(returned), k, int(unseen[row]), seen_remedy, len(self.items))
+            if note is None and empty[row]:  # a known user the split left without training rows
+                note = EMPTY_INPUT_NOTE
             results.append(
                 Recommendations(
                     returned,
                     scores[row, :k][keep].astype(np.float64).tolist(),
                     list(unknown[row]),
-                    shortfall_note(
-                        len(returned), k, int(unseen[row]), seen_remedy, len(self.items)
-                    ),
+                    note,
                 )
             )
         return results
