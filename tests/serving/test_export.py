@@ -95,3 +95,11 @@ def test_string_ids_round_trip(tmp_path, named_predictor):
     frame = pd.read_csv(out, dtype={"user": str, "item": str})
     _check_against_predictor(frame, named, ["u0007", "u0001"], 3)
     assert frame["item"].str.startswith("i").all()
+
+
+def test_python_listed_users_are_parsed_as_the_cli_parses_them(tmp_path, predictor):
+    out = tmp_path / "recs.csv"
+    export_recommendations(predictor, out, k=3, users=["3", " 7", 3], progress=False)
+    assert pd.read_csv(out)["user"].unique().tolist() == [3, 7]  # "3" and 3 are one user
+    with pytest.raises(ValueError, match="user ids of this run are integers"):
+        export_recommendations(predictor, out, k=3, users=["1_0"], progress=False)

@@ -82,7 +82,8 @@ def export_recommendations(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     predictor.check_k(k)
-    ids = predictor.users.ids if users is None else _unique(users)
+    # parsed as the CLI and the service parse them ("3" is user 3 of an integer-id run)
+    ids = predictor.users.ids if users is None else _unique(predictor.parse_users(list(users)))
     if len(ids) == 0:
         raise ValueError("no users to export: give at least one user id")
     predictor.user_rows(ids)  # every id is checked before a file is opened
