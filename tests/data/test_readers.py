@@ -301,3 +301,18 @@ def test_ml100k_above_a_rating_bar_split_per_user_in_time(datasets_root: Path) -
         (upto_valid - train).sum(),
         (n - upto_valid).sum(),
     )
+
+
+def test_iso_dates_in_a_text_time_column_are_seconds(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text(
+        "user,item,when\n"
+        "a,x,1970-01-02\n"  # no offset: UTC
+        "a,y,1970-01-02T01:00:00+01:00\n"  # the same instant
+        "b,x,2024-05-01 13:00:00Z\n"
+    )
+    data = read_interactions(path, user_col="user", item_col="item", time_col="when")
+    assert sorted(data.timestamps.data.tolist()) == [86_400.0, 86_400.0, 1_714_568_400.0]
+    path.write_text("user,item,when\na,x,1970-01-02\nb,y,yesterday\n")
+    with pytest.raises(DataFormatError, match=r"line 3 are neither numbers nor ISO 8601 dates"):
+        read_interactions(path, user_col="user", item_col="item", time_col="when")

@@ -65,7 +65,7 @@ def interaction_columns(
     ratings = (
         None if rating_col is None else numeric_column(frame, rating_col, source, line_numbers)
     )
-    times = None if time_col is None else numeric_column(frame, time_col, source, line_numbers)
+    times = None if time_col is None else time_column(frame, time_col, source, line_numbers)
     return user_ids, item_ids, ratings, times
 
 
@@ -124,6 +124,30 @@ def numeric_column(
             f"every {col!r} value must be a finite number: fix or drop those rows"
         )
     return values
+
+
+def time_column(
+    frame: pd.DataFrame,
+    col: str,
+    source: Source = None,
+    line_numbers: np.ndarray | None = None,
+) -> np.ndarray:
+    """Times as float64 seconds: numbers as they are, datetimes (Parquet) and ISO 8601 text
+    (``2024-05-01 13:00:00``, with or without a UTC offset; none means UTC) since the epoch."""
+    series = frame[col]
+    text = pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+    if text and pd.to_numeric(series, errors="coerce").isna().all():
+        parsed = pd.to_datetime(series, format="ISO8601", utc=True, errors="coerce")
+        bad = np.flatnonzero(parsed.isna().to_numpy())
+        if bad.size:
+            examples = [str(v) for v in series.iloc[bad[:5]].tolist()]
+            raise DataFormatError(
+                f"{bad.size} time value(s) in column {col!r}{describe_source(source)} at "
+                f"{describe_rows(bad, line_numbers)} are neither numbers nor ISO 8601 dates "
+                f"(values {examples}): write them as seconds or as 2024-05-01T13:00:00"
+            )
+        return _datetime_seconds(parsed)
+    return numeric_column(frame, col, source, line_numbers)
 
 
 def _datetime_seconds(series: pd.Series) -> np.ndarray:
