@@ -36,6 +36,10 @@ def signal_while_training():
             text=True,
             env=env,
             start_new_session=True,
+            # A shell starts background jobs with SIGINT ignored, and so may a CI runner; the
+            # command would inherit that (Python then installs no Ctrl-C handler) and rightly
+            # ignore the test's SIGINT. Give it the default, as a terminal command has.
+            preexec_fn=_default_sigint,
         )
         try:
             deadline = time.monotonic() + 90
@@ -58,3 +62,7 @@ def signal_while_training():
         return job.returncode, stderr
 
     return run
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
