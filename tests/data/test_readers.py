@@ -278,7 +278,7 @@ def test_recbole_ml100k(datasets_root: Path) -> None:
 def test_ml100k_above_a_rating_bar_split_per_user_in_time(datasets_root: Path) -> None:
     """The run-config path (read, min_rating, user_temporal) against pandas counting by hand:
     who and what has a rating >= 4 (942 users, 1,447 items), and floor(0.7 n) / floor(0.8 n)
-    of each user's n."""
+    of each user's n; the held-out rows of items nobody has in train are dropped."""
     import pandas as pd
 
     from recdiff.config.schema import DataConfig
@@ -296,11 +296,14 @@ def test_ml100k_above_a_rating_bar_split_per_user_in_time(datasets_root: Path) -
         liked["user_id"].nunique(),
         liked["item_id"].nunique(),
     )
-    assert (splits.train.nnz, splits.valid.nnz, splits.test.nnz) == (
-        train.sum(),
-        (upto_valid - train).sum(),
-        (n - upto_valid).sum(),
-    )
+    assert splits.train.nnz == train.sum()
+    dropped = splits.dropped
+    assert splits.valid.nnz + splits.test.nnz + dropped.nnz == (n - train).sum()
+    assert (upto_valid - train).sum() - splits.valid.nnz == 61  # dropped, measured
+    assert (n - upto_valid).sum() - splits.test.nnz == 202
+    trained = splits.train.item_counts() > 0
+    assert not trained[dropped.item_indices()].any()  # only items new after training go
+    assert trained[splits.valid.item_indices()].all() and trained[splits.test.item_indices()].all()
 
 
 def test_iso_dates_in_a_text_time_column_are_seconds(tmp_path):

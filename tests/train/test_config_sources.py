@@ -51,3 +51,18 @@ def test_diffrec_folder_takes_data_duplicates(tmp_path: Path) -> None:
         load_splits(DataConfig(format="diffrec", source=str(tmp_path)))
     splits = load_splits(DataConfig(format="diffrec", source=str(tmp_path), duplicates="first"))
     assert splits.train.nnz == 3
+
+
+@pytest.mark.parametrize("split", ["user_temporal", "global_temporal", "leave_one_out"])
+def test_every_split_drops_held_out_items_never_trained_on(tmp_path: Path, split: str) -> None:
+    """An item first seen after training cannot be scored by a collaborative model: every split
+    drops it from valid/test (user_temporal kept it) and keeps it in ``dropped``."""
+    rows = [(u, (u + t) % 12, t) for u in range(12) for t in range(10)]
+    rows += [(u, 99, 100) for u in range(12)]  # every user's last item, new to everyone
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,ts\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
+    splits = load_splits(DataConfig(format="csv", source=str(log), time_col="ts", split=split))
+    new = splits.items.index([99])[0]
+    assert splits.train.matrix[:, new].nnz == 0
+    assert splits.valid.matrix[:, new].nnz == splits.test.matrix[:, new].nnz == 0
+    assert splits.dropped is not None and splits.dropped.matrix[:, new].nnz == 12

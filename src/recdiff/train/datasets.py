@@ -79,7 +79,7 @@ def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
             f"data.split={data.split!r} needs timestamps: set data.time_col, or use split: random"
         )
     if data.split == "user_temporal":
-        return split_user_temporal(interactions, data.ratios)
+        return split_user_temporal(interactions, data.ratios, drop_unseen=True)
     if data.split == "leave_one_out":
         return split_leave_one_out(interactions, drop_unseen=True)
     return split_global_temporal(interactions, data.ratios, drop_unseen=True)
