@@ -59,6 +59,21 @@ def test_cluster_items_known_blobs_and_bad_requests():
         cluster_items(blobs, 51, seed=0)
 
 
+def test_an_empty_cluster_gets_the_items_farthest_from_the_biggest_ones_centre(monkeypatch):
+    import recdiff.models.ldiffrec as ldiffrec
+
+    points = np.array([[0.0], [0.1], [0.2], [0.3], [0.4], [0.5], [10.0]])
+    centre = np.array([[points.mean()], [99.0]])
+
+    def left_one_empty(data, k, iter, minit, seed):  # k-means can end with a cluster empty
+        return centre, np.zeros(len(data), dtype=np.int64)
+
+    monkeypatch.setattr(ldiffrec, "kmeans2", left_one_empty)
+    labels = ldiffrec.cluster_items(points, 2, seed=0)
+    # centre 1.64: the three farthest are 10.0, 0.0 and 0.1
+    assert np.flatnonzero(labels == 1).tolist() == [0, 1, 6]
+
+
 def test_item_embedding_file_must_match_the_catalogue(tmp_path):
     path = tmp_path / "emb.npy"
     np.save(path, np.zeros((N_ITEMS + 1, 4), dtype=np.float32))

@@ -184,19 +184,31 @@ class LDiffRecConfig(BaseModel):
 
 
 def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-    """k-means (k-means++ start) labels in 0..C-1 for each item; empty clusters are refilled."""
+    """k-means (k-means++ start) labels in 0..C-1 for each item; empty clusters are refilled.
+
+    Lloyd's iterations run to a fixed point (at most ``KMEANS_ITERATIONS``): scipy's default of
+    10 stopped short of it on ML-1M's LightGCN embeddings (2026-11-28: seed 2 split 1862 / 948
+    items where the converged split is 1789 / 1021).
+    """
     if n_clusters > embeddings.shape[0]:
         raise ValueError(f"cannot cluster {embeddings.shape[0]} items into {n_clusters} groups")
     if n_clusters == 1:
         return np.zeros(embeddings.shape[0], dtype=np.int64)
-    _, labels = kmeans2(embeddings.astype(np.float64), n_clusters, minit="++", seed=seed)
+    points = embeddings.astype(np.float64)
+    centroids, labels = kmeans2(points, n_clusters, iter=KMEANS_ITERATIONS, minit="++", seed=seed)
     labels = labels.astype(np.int64)
-    for c in range(n_clusters):  # k-means can leave a group empty: give it the farthest items
-        if not (labels == c).any():
+    for c in range(n_clusters):  # k-means can leave a group empty: give it the biggest group's
+        if not (labels == c).any():  # half farthest from that group's centre
             biggest = np.bincount(labels, minlength=n_clusters).argmax()
             members = np.flatnonzero(labels == biggest)
-            labels[members[: max(1, members.size // 2)]] = c
+            distance = np.linalg.norm(points[members] - centroids[biggest], axis=1)
+            farthest = members[np.argsort(-distance, kind="stable")]
+            labels[farthest[: max(1, members.size // 2)]] = c
     return labels
+
+
+#: Lloyd's iterations of the item clustering (it converges in far fewer on the papers' data).
+KMEANS_ITERATIONS = 300
 
 
 def item_embeddings(train: sp.csr_matrix, config: LatentConfig) -> np.ndarray:
