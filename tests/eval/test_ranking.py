@@ -49,6 +49,13 @@ def test_numpy_and_torch_agree_and_float64_kept() -> None:
     assert a[1].dtype == np.float64
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_scores_rank_like_their_float32_values(dtype) -> None:
+    scores = torch.tensor([[0.5, 2.0, 1.0, 2.0]], dtype=dtype)  # a tie: lower index first
+    items, values = topk_items(scores, 3)
+    assert items.tolist() == [[1, 3, 2]] and values.dtype == np.float32
+
+
 def test_rejects_nan_bad_k_and_bad_mask_shape() -> None:
     with pytest.raises(ValueError, match="NaN"):
         topk_items(np.array([[0.0, np.nan]]), 1)

@@ -22,9 +22,10 @@ coverage@k         distinct items in all top-k lists / catalogue size (list leve
 Edge-case policy (the same everywhere in recdiff):
 
 - A user with no relevant items gets ``NaN`` for every per-user metric: there is nothing to
-  recall. :func:`average` then either drops those users (``averaging="test_users"``, the
-  default and the honest choice) or counts them as 0 (``averaging="all_users"``, which is how
-  the DiffRec paper averaged; keep it only to compare with published numbers).
+  recall. :func:`average` then either drops those users (``averaging="test_users"``, these
+  functions' default and the honest choice) or counts them as 0 (``averaging="all_users"``,
+  as the DiffRec paper averaged; the run configs' ``eval.averaging`` defaults to it, to compare
+  with published numbers).
 - ``K`` may exceed the number of recommendable items. Ranked lists are then padded with item
   ``-1`` (and a ``False`` hit); precision still divides by ``k`` because the user asked for ``k``.
 - Ties in scores are broken by the lower item index first (see :mod:`recdiff.eval.ranking`);

@@ -43,8 +43,8 @@ def as_score_tensor(scores: ScoreBlock) -> torch.Tensor:
         raise ValueError(
             f"scores must be a [batch, n_items] block, got shape {tuple(scores.shape)}"
         )
-    if not torch.is_floating_point(scores):
-        scores = scores.to(torch.float32)
+    if not torch.is_floating_point(scores) or scores.dtype in (torch.bfloat16, torch.float16):
+        scores = scores.to(torch.float32)  # half precision: numpy cannot hold bfloat16
     return scores.detach()
 
 
