@@ -164,6 +164,16 @@ def test_data_duplicates_chooses_what_repeated_rows_become(tmp_path):
     ] == len(rows)  # the repeated row counted once
 
 
+def test_both_averagings_come_from_one_scoring_pass(tmp_path):
+    """With T' > 0 DiffRec's scores draw noise: the two averagings must average the same draws
+    (on the demo data every user has test items, so they must agree exactly)."""
+    settings = [*FAST, "train.epochs=2", "model.diffusion.inference_noise_steps=2"]
+    run = run_training(load_config("demo-diffrec", settings), tmp_path, progress=False)
+    assert run.metrics["data"]["test_users"] == run.metrics["data"]["n_users"]
+    both = run.metrics["by_averaging"]
+    assert both["all_users"] == both["test_users"]
+
+
 def test_a_rating_of_zero_is_still_an_interaction(tmp_path):
     """Stored rows are interactions whatever their rating (it matters through min_rating
     only): a 0 once dropped them from the held-out truth and the seen mask, silently."""

@@ -240,10 +240,15 @@ def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = N
     if work is None:
         return RunResult(work, {}, model)
     eval_start = time.perf_counter()
-    final = {}
-    for averaging in ("all_users", "test_users"):
-        results = _evaluate(model.score, inputs, tasks, config, averaging)
-        final[averaging] = {split: result.means for split, result in results.items()}
+    # One scoring pass, averaged both ways: a model whose scoring draws noise (DiffRec with
+    # T' > 0) then reports both averagings of the same draws.
+    results = _evaluate(model.score, inputs, tasks, config)
+    final = {
+        averaging: {
+            split: result.with_averaging(averaging).means for split, result in results.items()
+        }
+        for averaging in ("all_users", "test_users")
+    }
     save_per_user(work / PER_USER_FILE, results["test"])
     trained = getattr(model, "result", None)
     metrics = {
