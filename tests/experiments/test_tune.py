@@ -20,7 +20,7 @@ from recdiff.atomic import sigterm_unwinds
 from recdiff.cli.main import app
 from recdiff.config import load_config
 from recdiff.experiments.space import SearchSpace, get_dotted
-from recdiff.experiments.tune import STUDY_NAME, PruningReporter, TuneError, tune
+from recdiff.experiments.tune import STUDY_NAME, PruningReporter, TuneError, selection_metric, tune
 from recdiff.train.run import RunResult
 
 optuna = pytest.importorskip("optuna")
@@ -242,6 +242,19 @@ def test_pruning_reporter_skips_pre_training_stages():
     reporter({"event": "eval", "epoch": 5, "valid/recall@20": 0.08, "stage": "autoencoder"})
     reporter({"event": "eval", "epoch": 5, "valid/recall@20": 0.1})  # the final model's epoch 5
     assert trial.reports == [(5, 0.1)]
+
+
+def test_a_search_selects_on_the_configs_own_metric_by_default(tmp_path):
+    """A next-item preset selects on hit_rate: the shipped dreamrec-paper space runs without
+    --metric (it failed asking for valid/recall@20, which such runs do not compute)."""
+    args = ["tune", "demo-dreamrec", "--space", "dreamrec-paper", "--trials", "1"]
+    args += ["--out", str(tmp_path / "t"), "--no-prune", *_sets(["train.epochs=1"])]
+    args += _sets(["train.eval_every=1", "model.diffusion.steps=5", "data.max_len=5"])
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "best trial 0: valid/hit_rate@10" in result.output
+    with pytest.raises(TuneError, match=r"use e\.g\. valid/hit_rate@20"):
+        selection_metric("valid/recall@20", load_config("demo-dreamrec"))
 
 
 def test_bad_trial_counts_and_metrics_fail_clearly(tmp_path):

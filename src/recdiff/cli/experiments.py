@@ -45,8 +45,12 @@ def tune(
         Path | None, typer.Option(help="Output folder (default: tuning/<config name>).")
     ] = None,
     metric: Annotated[
-        str, typer.Option(help="Validation metric to maximise, e.g. valid/recall@20.")
-    ] = "valid/recall@20",
+        str | None,
+        typer.Option(
+            help="Validation metric to maximise, e.g. valid/recall@20 (default: the config's "
+            "train.metric, the one its runs select epochs on)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
     timeout: Annotated[
         float | None,
@@ -73,6 +77,7 @@ def tune(
         with sigterm_unwinds(), user_errors(ConfigError, FileNotFoundError, ValueError):
             base = load_config(config, sets)
             check_device(base.train.device)
+            metric = metric or f"valid/{base.train.metric}"
             search_space = load_space(space)
             folder = out or Path("tuning") / base.name
             command = shlex.join(

@@ -100,7 +100,8 @@ def selection_metric(metric: str, config: RunConfig) -> str:
     if not k.isdigit() or kind not in config.eval.metrics or int(k) not in config.eval.ks:
         raise TuneError(
             f"metric {metric!r} is not computed by this config: it evaluates "
-            f"{config.eval.metrics} at {config.eval.ks}; use e.g. valid/recall@20"
+            f"{config.eval.metrics} at {config.eval.ks}; use e.g. "
+            f"valid/{config.eval.metrics[0]}@{config.eval.ks[-1]}"
         )
     return name
 
