@@ -210,3 +210,16 @@ def test_a_folder_is_not_a_config_but_does_not_hide_a_preset(tmp_path, monkeypat
         load_config("adir", [])
     (tmp_path / "demo-ease").mkdir()  # e.g. a folder of that preset's runs
     assert load_config("demo-ease", []).model.name == "ease"
+
+
+def test_an_invalid_config_lists_the_models_bad_keys_beside_the_others():
+    """The model's settings are checked by its own config class once the rest is valid; the
+    error still lists every bad key at once, not the model's only after the others are fixed."""
+    with pytest.raises(ConfigError) as caught:
+        load_config("demo-diffrec", ["model.diffusion.steps=-3", "train.epochs=0", "model.foo=1"])
+    lines = str(caught.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "train.epochs",
+        "model.diffusion.steps",
+        "model.foo",
+    ]

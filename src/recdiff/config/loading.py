@@ -96,9 +96,24 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
-        _invalid(preset_or_path, validation_problems(error))
+        _invalid(preset_or_path, validation_problems(error) + _model_problems(raw, error))
     _refuse_booleans_as_numbers(preset_or_path, raw, config)
     return config
+
+
+def _model_problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[str, str]]:
+    """The model section's own problems, when another section's hid them: the model's settings
+    are checked (by its config class) only once the rest of the run config is valid, and an
+    invalid config should list every bad key at once."""
+    if any(str(e["loc"][0]) == "model" for e in error.errors() if e["loc"]) or not isinstance(
+        raw.get("model"), dict
+    ):
+        return []
+    try:
+        RunConfig.model_validate({"name": "model-check", "model": raw["model"]})
+    except ValidationError as model_error:
+        return [p for p in validation_problems(model_error) if p[0].startswith("model")]
+    return []
 
 
 def _refuse_booleans_as_numbers(
