@@ -96,7 +96,9 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
-        _invalid(preset_or_path, validation_problems(error) + _model_problems(raw, error))
+        problems = validation_problems(error)
+        problems += [p for p in _model_problems(raw, error) if p not in problems]
+        _invalid(preset_or_path, problems)
     _refuse_booleans_as_numbers(preset_or_path, raw, config)
     return config
 
