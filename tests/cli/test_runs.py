@@ -293,6 +293,21 @@ def test_ctrl_c_during_reproduce_says_which_seeds_are_complete(monkeypatch, tmp_
     )
 
 
+def test_sigterm_during_reproduce_says_so_like_ctrl_c(monkeypatch, tmp_path):
+    from recdiff.train import run
+
+    def terminated(*args, **kwargs):
+        raise SystemExit(143)  # what run_training's sigterm_unwinds raises
+
+    monkeypatch.setattr(run, "run_training", terminated)
+    args = ["reproduce", "diffrec-ml1m", "--seeds", "2", "--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 143
+    assert result.stderr == (
+        f"error: stopped by SIGTERM during seed 1; no run was written (in {tmp_path})\n"
+    )
+
+
 def test_a_note_says_when_all_users_averaging_counts_users_without_test_items(
     monkeypatch, tmp_path
 ):

@@ -37,7 +37,7 @@ def test_sequential_evaluation_samples_from_the_models_own_seed_and_device():
     assert all(g.seed == 4 and g.device == model.device for g, _ in used)  # model's seed, device
     # each split's batches start where the previous batch ended: rows keep their draws
     for split, rows in (("valid", len(data.valid)), ("test", len(data.test))):
-        batches = used[:-(-rows // 8)]
+        batches = used[: -(-rows // 8)]
         del used[: len(batches)]
         assert [g.first for g, _ in batches] == list(range(0, rows, 8)), split
         assert sum(n for _, n in batches) == rows

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 
 from recdiff.config.schema import RunConfig, validation_problems
 
-__all__ = ["check_device", "fail", "user_errors"]
+__all__ = ["check_device", "fail", "stopped", "user_errors"]
 
 #: What a user can do about a run folder whose files cannot be read.
 _DAMAGED = "looks damaged: re-train the run or restore the folder from a backup"
@@ -32,6 +33,17 @@ _DAMAGED = "looks damaged: re-train the run or restore the folder from a backup"
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=code)
+
+
+def stopped(stop: KeyboardInterrupt | SystemExit, after: str, during: str = "") -> NoReturn:
+    """End a command that Ctrl-C or SIGTERM (``sigterm_unwinds`` raises it as
+    ``SystemExit(143)``) stopped: one line, ``interrupted{during}; {after}``, with the exit
+    status a shell gives the signal. Any other ``SystemExit`` goes on as it is."""
+    if isinstance(stop, KeyboardInterrupt):
+        fail(f"interrupted{during}; {after}", code=130)
+    if stop.code == 128 + signal.SIGTERM:
+        fail(f"stopped by SIGTERM{during}; {after}", code=stop.code)
+    raise stop
 
 
 @contextmanager

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shlex
-import signal
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 
 from recdiff.atomic import sigterm_unwinds
-from recdiff.cli.errors import check_device, fail, user_errors
+from recdiff.cli.errors import check_device, fail, stopped, user_errors
 from recdiff.config import ConfigError, load_config
 
 __all__ = ["register"]
@@ -21,15 +20,8 @@ SetOption = Annotated[
 ]
 
 
-def _interrupted(stop: KeyboardInterrupt | SystemExit) -> NoReturn:
-    """Ctrl-C, or SIGTERM (which ``sigterm_unwinds`` raises as ``SystemExit(143)``): one line,
-    and the exit status a shell gives the signal; any other ``SystemExit`` goes on as it is."""
-    again = "run the same command again to continue where it stopped"
-    if isinstance(stop, KeyboardInterrupt):
-        fail(f"interrupted; {again}", code=130)
-    if stop.code == 128 + signal.SIGTERM:
-        fail(f"stopped by SIGTERM; {again}", code=stop.code)
-    raise stop
+#: What an interrupted search or experiment leaves to do.
+_AGAIN = "run the same command again to continue where it stopped"
 
 
 def tune(
@@ -102,7 +94,7 @@ def tune(
                 command=command,
             )
     except (KeyboardInterrupt, SystemExit) as stop:
-        _interrupted(stop)
+        stopped(stop, _AGAIN)
     counts = result.counts
     typer.echo(
         f"study {folder / 'study.db'}: {counts['complete']} complete, {counts['pruned']} pruned, "
@@ -189,7 +181,7 @@ def experiment(
                 report=typer.echo,
             )
     except (KeyboardInterrupt, SystemExit) as stop:
-        _interrupted(stop)
+        stopped(stop, _AGAIN)
     from recdiff.train.distributed import is_main_process
 
     if not is_main_process():  # under torchrun every rank trains; rank 0 writes and reports

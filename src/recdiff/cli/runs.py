@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from recdiff.cli.errors import check_device, fail, user_errors
+from recdiff.cli.errors import check_device, fail, stopped, user_errors
 from recdiff.config import ConfigError, list_presets, load_config
 
 __all__ = ["register"]
@@ -62,14 +61,8 @@ def train(
             run_config = load_config(config, overrides or [])
             check_device(run_config.train.device)
             result = run_training(run_config, runs_dir, progress=not quiet)
-    except KeyboardInterrupt:
-        fail("interrupted; no run was written (a run folder appears only when complete)", 130)
-    except SystemExit as stop:  # SIGTERM, raised by run_training's sigterm_unwinds
-        if stop.code != 128 + signal.SIGTERM:
-            raise
-        fail(
-            "stopped by SIGTERM; no run was written (a run folder appears only when complete)", 143
-        )
+    except (KeyboardInterrupt, SystemExit) as stop:
+        stopped(stop, "no run was written (a run folder appears only when complete)")
     from recdiff.train.distributed import is_main_process
 
     if not is_main_process():  # under torchrun every rank returns; rank 0 reports
@@ -226,11 +219,11 @@ def reproduce(
                 config = load_config(preset, [*(overrides or []), f"train.seed={seed}"])
                 check_device(config.train.device)
                 result = run_training(config, runs_dir, progress=not quiet)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit) as stop:
             done = {1: "no run was written", 2: "seed 1 is a complete run"}.get(
                 seed, f"seeds 1-{seed - 1} are complete runs"
             )
-            fail(f"interrupted during seed {seed}; {done} (in {runs_dir})", 130)
+            stopped(stop, f"{done} (in {runs_dir})", during=f" during seed {seed}")
         tests.append(result.metrics["test"])
         if is_main_process():  # under torchrun every rank trains; rank 0 reports
             typer.echo(f"seed {seed}: {_selection_line(result.metrics)}, run {result.directory}")

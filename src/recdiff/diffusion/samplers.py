@@ -49,7 +49,6 @@ __all__ = [
 ]
 
 
-
 class EachRowAlone(NamedTuple):
     """Every row draws what it would draw alone from ``generator`` (fresh, seeded): one row is
     drawn and repeated. The same numbers as ``[copy of generator] * n``, at the cost of one,

@@ -23,14 +23,11 @@ nothing and return rank 0's result.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import functools
 import io
 import json
 import os
-import re
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,23 +301,13 @@ def _collect(finished, tasks, records, metric: str, report: Callable[[str], None
 
 
 def _remove_unfinished_runs(runs: Path, tasks, records) -> None:
-    """Remove what a stopped worker left of a run without a record: its hidden
-    ``.NAME-STAMP.incomplete`` folder and the empty ``NAME-STAMP`` one reserved for it (see
-    :func:`recdiff.train.run.run_training`). A worker that unwinds removes both itself; only one
-    killed after the grace time leaves them."""
-    if not runs.is_dir():
-        return
+    """What stopped workers left of the runs without a record (a worker killed after the grace
+    time cannot remove its own run's folders)."""
+    from recdiff.train.run import remove_unfinished_runs
+
     for task in tasks:
-        if (task["label"], task["config"]["train"]["seed"]) in records:
-            continue
-        stamped = rf"{re.escape(task['config']['name'])}-\d{{8}}-\d{{6}}(?:-\d+)?"
-        for path in runs.iterdir():
-            match = re.fullmatch(rf"\.({stamped})\.incomplete", path.name)
-            if match is None:
-                continue
-            shutil.rmtree(path, ignore_errors=True)
-            with contextlib.suppress(OSError):  # only while empty: never a finished run
-                (runs / match[1]).rmdir()
+        if (task["label"], task["config"]["train"]["seed"]) not in records:
+            remove_unfinished_runs(runs, task["config"]["name"])
 
 
 def results_table(records: Sequence[SeedRecord]) -> str:

@@ -267,9 +267,11 @@ class _Search:
         :func:`recdiff.atomic.sigterm_unwinds`) pass with the trial still RUNNING: left so, it
         would count as running until its heartbeat went stale."""
         optuna = import_optuna()
-        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         trial = self.current
-        stored = next((t for t in running if trial is not None and t.number == trial.number), None)
+        if trial is None:  # stopped before a trial started
+            return
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        stored = next((t for t in running if t.number == trial.number), None)
         if stored is None:
             return
         if "error" not in stored.user_attrs:  # stopped outside its training

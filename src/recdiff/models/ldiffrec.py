@@ -174,7 +174,9 @@ class LDiffRecConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     latent: LatentConfig = Field(default_factory=LatentConfig)
-    hidden_dims: list[PositiveInt] = Field([300], min_length=1, description="latent denoiser widths")
+    hidden_dims: list[PositiveInt] = Field(
+        [300], min_length=1, description="latent denoiser widths"
+    )
     time_dim: int = Field(10, ge=1, description="size of the step embedding")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the latent x_t")
     chain_inference: bool = Field(
@@ -183,13 +185,16 @@ class LDiffRecConfig(BaseModel):
     diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
 
 
+#: Lloyd's iterations of the item clustering (it converges in far fewer on the papers' data).
+KMEANS_ITERATIONS = 300
+
+
 def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
     """k-means (k-means++ start) labels in 0..C-1 for each item; empty clusters are refilled.
 
-    Lloyd's iterations run to a fixed point (at most ``KMEANS_ITERATIONS``): scipy's default of
-    10 stopped short of it on ML-1M's LightGCN embeddings (2026-11-28: seed 2 split 1862 / 948
-    items where the converged split is 1789 / 1021).
-    """
+    ``KMEANS_ITERATIONS`` Lloyd's iterations (scipy runs them all) reach the fixed point:
+    scipy's default of 10 stopped short of it on ML-1M's LightGCN embeddings (2026-11-28: seed
+    2 split 1862 / 948 items where the converged split is 1789 / 1021)."""
     if n_clusters > embeddings.shape[0]:
         raise ValueError(f"cannot cluster {embeddings.shape[0]} items into {n_clusters} groups")
     if n_clusters == 1:
@@ -205,10 +210,6 @@ def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndar
             farthest = members[np.argsort(-distance, kind="stable")]
             labels[farthest[: max(1, members.size // 2)]] = c
     return labels
-
-
-#: Lloyd's iterations of the item clustering (it converges in far fewer on the papers' data).
-KMEANS_ITERATIONS = 300
 
 
 def item_embeddings(train: sp.csr_matrix, config: LatentConfig) -> np.ndarray:

@@ -14,9 +14,11 @@ only when complete, so an interrupted run leaves nothing half-written behind::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -47,7 +49,7 @@ from recdiff.train.distributed import (
 )
 from recdiff.train.trainer import OnEvent
 
-__all__ = ["RunResult", "run_training"]
+__all__ = ["RunResult", "remove_unfinished_runs", "run_training"]
 
 
 @dataclass
@@ -166,7 +168,7 @@ def run_training(
         return result
     with failure_is_final():  # under torchrun, a failed rank 0 exits and stops the others
         final = _reserve(Path(runs_dir), config.name)
-        work = final.parent / f".{final.name}.incomplete"
+        work = _unfinished(final)
         work.mkdir()
         try:
             with sigterm_unwinds():
@@ -179,6 +181,28 @@ def run_training(
         result.directory = final
         broadcast_object((final, result.metrics))  # releases the other torchrun processes
     return result
+
+
+def _unfinished(final: Path) -> Path:
+    """Where the run that will become ``final`` is written until it is complete."""
+    return final.parent / f".{final.name}.incomplete"
+
+
+def remove_unfinished_runs(runs_dir: Path, name: str) -> None:
+    """Remove what a killed process left of runs named ``name``: their hidden unfinished
+    folders and the empty folders reserved beside them (a finished run is never touched: its
+    reserved folder is not empty). A run stopped by an exception or a signal removes both
+    itself (:func:`run_training`)."""
+    stamped = re.compile(rf"{re.escape(name)}-\d{{8}}-\d{{6}}(?:-\d+)?")  # as _reserve names
+    if not runs_dir.is_dir():
+        return
+    for hidden in runs_dir.glob(".*.incomplete"):
+        final = runs_dir / hidden.name[1:].removesuffix(".incomplete")
+        if _unfinished(final) != hidden or stamped.fullmatch(final.name) is None:
+            continue
+        shutil.rmtree(hidden, ignore_errors=True)
+        with contextlib.suppress(OSError):  # only while empty: never a finished run
+            final.rmdir()
 
 
 def _reserve(runs_dir: Path, name: str) -> Path:
