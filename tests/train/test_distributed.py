@@ -342,28 +342,31 @@ def test_noisy_training_keeps_every_process_identical(two_processes, one_process
     )
 
 
-def test_torchrun_writes_one_run_directory(tmp_path):
-    """``torchrun --nproc_per_node=2 -m recdiff train``: rank 0 alone writes the run."""
-    command = [
-        *TORCHRUN,
-        "-m",
-        "recdiff",
-        "train",
-        "demo-diffrec",
-        "--quiet",
-        "--runs-dir",
-        str(tmp_path),
-        *("--set", "train.epochs=2", "--set", "train.eval_every=1"),
-        *("--set", "model.hidden_dims=[32]", "--set", "model.diffusion.steps=4"),
-    ]
+def _torchrun_train(runs: Path, *settings: str) -> subprocess.CompletedProcess:
+    command = [*TORCHRUN, "-m", "recdiff", "train", "demo-diffrec", "--quiet"]
+    command += ["--runs-dir", str(runs), "--set", "model.hidden_dims=[32]"]
+    command += ["--set", "model.diffusion.steps=4", *settings]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def test_torchrun_writes_one_run_directory(tmp_path):
+    """``torchrun --nproc_per_node=2 -m recdiff train``: rank 0 alone writes the run."""
+    done = _torchrun_train(tmp_path, "--set", "train.epochs=2", "--set", "train.eval_every=1")
     runs = list(tmp_path.iterdir())
     assert len(runs) == 1, runs
     events = (runs[0] / "events.jsonl").read_text().splitlines()
     assert sum('"event": "eval"' in line for line in events) == 2
     assert (runs[0] / "metrics.json").is_file() and (runs[0] / "model").is_dir()
+    # DiffRec trains every parameter, so DDP neither searches for unused ones nor warns of it.
+    assert "find_unused_parameters" not in done.stderr
+
+
+def test_torchrun_says_a_warning_once(tmp_path):
+    done = _torchrun_train(tmp_path, "--set", "train.epochs=1", "--set", "train.eval_every=5")
+    assert done.stderr.count("warning: no validation ran") == 1, done.stderr[-4000:]
 
 
 def test_sparse_row_batches_hold_exactly_the_rows_of_a_shard():

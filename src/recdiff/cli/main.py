@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +27,10 @@ app = typer.Typer(
 def _everywhere() -> None:
     # A user reads a warning as a line of advice, not as Python's file:line and source code.
     warnings.formatwarning = _warning_line
+    # Under torchrun every process meets the same warnings; rank 0 alone says them, as it alone
+    # prints the results. (Errors still come from the process that has them.)
+    if os.environ.get("RANK", "0").strip() not in ("", "0"):
+        warnings.simplefilter("ignore")
 
 
 def _warning_line(message, category, filename, lineno, line=None) -> str:

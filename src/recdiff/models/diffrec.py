@@ -121,6 +121,9 @@ class DiffRec(Recommender):
 
     model_name = "diffrec"
     config_class: type[BaseModel] = DiffRecConfig
+    #: Each loss reaches every trainable parameter (L-DiffRec's too: each stage freezes what it
+    #: leaves out), so DDP need not search for unused ones (see ``Trainable``).
+    trains_every_parameter = True
 
     def __init__(
         self,

@@ -217,6 +217,11 @@ class DreamRec(SequentialRecommender):
     model_name = "dreamrec"
     config_class = DreamRecConfig
 
+    @property
+    def trains_every_parameter(self) -> bool:
+        """Whether each loss reaches every parameter: the null guidance only when p_u > 0."""
+        return self.config.p_uncond > 0
+
     def _build_net(self, n_items: int, max_len: int) -> nn.Module:
         self._samplers: dict[tuple, Sampler] = {}
         return DreamRecNet(n_items, max_len, self.config)

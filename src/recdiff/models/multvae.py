@@ -134,6 +134,9 @@ def multvae_loss(
 class MultVAE(Recommender):
     """Mult-VAE recommender; ``score`` returns the decoder logits (a torch tensor)."""
 
+    #: Each loss reaches every parameter, so DDP need not search for unused ones.
+    trains_every_parameter = True
+
     def __init__(self, config: MultVAEConfig | None = None, **overrides: Any) -> None:
         base = asdict(config) if config is not None else {}
         self.config = MultVAEConfig(**{**base, **overrides})

@@ -97,6 +97,8 @@ class SASRec(SequentialRecommender):
 
     model_name = "sasrec"
     config_class = SASRecConfig
+    #: Each loss reaches every parameter, so DDP need not search for unused ones.
+    trains_every_parameter = True
 
     def _build_net(self, n_items: int, max_len: int) -> nn.Module:
         return SASRecNet(n_items, max_len, self.config)

@@ -311,11 +311,11 @@ def data_parallel_loss(model: Any, device: str | torch.device) -> Callable[[Any]
 
     The wrapper broadcasts rank 0's parameters once (every process then starts from the same
     weights) and all-reduces gradients during each backward. Buffers are not re-broadcast each
-    step: recdiff's are constants (item groups, step tables). A step may leave a trainable
-    parameter without gradient (the zero-width condition block of an unconditional
-    MLPDenoiser, a condition embedding no example of the shard uses), so DDP looks for unused
-    parameters; the graph walk that costs was within noise on Mult-VAE (1.66-1.84 s per epoch
-    either way, 2 processes).
+    step: recdiff's are constants (item groups, step tables). A step of some models leaves a
+    trainable parameter without gradient (DreamRec's null guidance when p_u is 0), so DDP looks
+    for unused parameters unless the model says it ``trains_every_parameter``; the graph walk
+    that costs was within noise on Mult-VAE (1.66-1.84 s per epoch either way, 2 processes),
+    but DDP warns on every rank when it finds none.
     """
     if not is_distributed():
         return model.loss
@@ -323,7 +323,7 @@ def data_parallel_loss(model: Any, device: str | torch.device) -> Callable[[Any]
     return nn.parallel.DistributedDataParallel(
         _LossForward(model),
         device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None,
-        find_unused_parameters=True,
+        find_unused_parameters=not getattr(model, "trains_every_parameter", False),
         **{_NO_FORWARD_BUFFER_SYNC: False},
     )
 

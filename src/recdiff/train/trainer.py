@@ -146,6 +146,9 @@ class Trainable(Protocol):
     # - ``parameter_groups() -> list[dict]``: the optimizer's parameter groups (``params`` plus
     #   settings such as ``lr`` that override the config's for that group), covering the module's
     #   parameters; frozen ones are left out. Default: one group, the config's settings.
+    # - ``trains_every_parameter: bool``, True when every loss gives each trainable parameter a
+    #   gradient. DDP then skips its per-step search for unused parameters (and its warning that
+    #   it found none). Default: False, the search, right for any model.
 
 
 @dataclass
