@@ -39,7 +39,9 @@ def _dreamrec(p_uncond: float) -> DreamRec:
 
 ROW_MODELS = {
     "diffrec": lambda: DiffRec(DiffRecConfig(hidden_dims=[16]), TRAIN),
-    "multvae": lambda: MultVAE(MultVAEConfig(hidden_dims=(16,), latent_dim=8, max_epochs=2, batch_size=32)),
+    "multvae": lambda: MultVAE(
+        MultVAEConfig(hidden_dims=(16,), latent_dim=8, max_epochs=2, batch_size=32)
+    ),
     "ldiffrec": _ldiffrec,
     "ldiffrec cluster decoders": lambda: _ldiffrec(decoder="cluster"),
     "ldiffrec joint": lambda: _ldiffrec(joint=True),
