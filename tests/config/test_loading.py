@@ -185,6 +185,29 @@ def test_multvae_refuses_train_settings_it_would_ignore(overrides, message):
         load_config("demo-multvae", overrides)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.split=random"], "set data.split=leave_one_out (got 'random')"),
+        (["data.split=user_temporal"], "set data.split=leave_one_out (got 'user_temporal')"),
+        (["data.k_core=5"], "data.k_core is not applied to a sequence file"),
+        (["data.min_rating=3"], "a sequence file holds no ratings: remove data.min_rating"),
+        (["data.time_weights.w_min=0.2"], "a next-item model reads the order"),
+    ],
+)
+def test_next_item_models_refuse_data_settings_they_would_ignore(overrides, message, tmp_path):
+    source = tmp_path / "seq.txt"
+    source.write_text("u1 1 2 3 4\nu2 2 3 4 5\n")
+    on_file = ["data.format=sequences", f"data.source={source}"]
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("demo-sasrec", [*on_file, *overrides])
+    # the default split of a sequence file is written as what it is
+    assert load_config("demo-sasrec", on_file).data.split == "leave_one_out"
+    assert load_config("demo-dreamrec", []).data.split == "leave_one_out"
+    with pytest.raises(ConfigError, match=re.escape("data.k_core is not applied to sequences")):
+        load_config("demo-sasrec", ["data.format=csv", f"data.source={source}", "data.k_core=2"])
+
+
 def test_masking_the_history_is_for_next_item_models():
     with pytest.raises(ConfigError, match=r"eval\.exclude_history applies to next-item models"):
         load_config("demo-diffrec", ["eval.exclude_history=true"])

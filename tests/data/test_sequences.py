@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recdiff.config.schema import DataConfig
 from recdiff.data import (
     DataFormatError,
     Interactions,
@@ -21,6 +22,7 @@ from recdiff.data import (
     read_user_item_lines,
     read_user_sequences,
 )
+from recdiff.train.datasets import load_sequences
 
 
 def test_from_pairs_groups_users_and_keeps_order() -> None:
@@ -246,6 +248,24 @@ def test_dreamrec_frame_both_namings(tmp_path: Path) -> None:
     same = read_dreamrec_frame(tmp_path / "b.df", n_items=9)
     np.testing.assert_array_equal(same.history, new.history)
     np.testing.assert_array_equal(same.targets, new.targets)
+
+
+def test_a_dreamrec_folder_rewindowed_keeps_the_newest_items(tmp_path: Path) -> None:
+    frame = dreamrec_frame(seq=[[9, 9, 9], [4, 9, 9], [4, 2, 9]])
+    pd.DataFrame({"seq_size": [3], "item_num": [9]}).to_pickle(tmp_path / "data_statis.df")
+    for name in ("train", "val", "test"):
+        frame.to_pickle(tmp_path / f"{name}_data.df")
+    data = read_dreamrec(tmp_path)
+    short = data.with_max_len(1)
+    assert short.test.history.tolist() == [[9], [4], [2]]  # the newest of [4, 2] is 2
+    assert short.test.lengths.tolist() == [0, 1, 1] and short.max_len == 1
+    wide = data.with_max_len(5)  # longer windows: the same items, more padding
+    assert wide.test.history.tolist() == [[9] * 5, [4, 9, 9, 9, 9], [4, 2, 9, 9, 9]]
+    assert wide.test.lengths.tolist() == [0, 1, 2] and wide.padding == "right"
+    assert data.with_max_len(3) is data
+    # ... and a run reads a DreamRec folder with the history its data.max_len asks for
+    config = DataConfig(format="dreamrec", source=str(tmp_path), max_len=1)
+    assert load_sequences(config)[0].test.history.tolist() == [[9], [4], [2]]
 
 
 @pytest.mark.parametrize(

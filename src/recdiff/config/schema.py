@@ -136,10 +136,11 @@ class DataConfig(BaseModel):
     )
     split: Literal["global_temporal", "user_temporal", "random", "leave_one_out"] = Field(
         "global_temporal",
-        description="how tables and sequence files are split (ignored for diffrec/demo); "
-        "leave_one_out: each user's last item test, second-to-last valid (next-item models "
-        "need it; models of users' rows take it too). Sequence files have no times across "
-        "users, so not global_temporal",
+        description="how tables and sequence files are split (ignored for diffrec and "
+        "dreamrec folders, which hold their split, and for the demo's rows); leave_one_out: "
+        "each user's last item test, second-to-last valid (next-item models need it, and a "
+        "sequence file or the demo gets it by default; models of users' rows take it too). "
+        "Sequence files have no times across users, so not global_temporal",
     )
     max_len: int = Field(
         10, ge=1, description="next-item models: the last N items kept as the history"
@@ -263,6 +264,41 @@ class RunConfig(BaseModel):
                 f"{self.model.name} ranks interaction rows and always masks the items in its "
                 "input: remove it"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _data_a_next_item_model_reads(self) -> RunConfig:
+        """Settings a next-item model would otherwise ignore are refused, naming the key; the
+        default split of a sequence file or the demo is written as what it is, leave-one-out."""
+        from recdiff.config.models import SEQUENTIAL_MODELS
+
+        data = self.data
+        if self.model.name not in SEQUENTIAL_MODELS:
+            return self
+        if data.time_weights is not None:
+            raise ValueError(
+                "data.time_weights weights interaction rows (T-DiffRec); a next-item model "
+                "reads the order of the history itself: remove data.time_weights"
+            )
+        if data.format in ("sequences", "demo", "dreamrec"):
+            held = {"sequences": "a sequence file", "demo": "the demo"}.get(
+                data.format, "a DreamRec folder (the paper's examples, already filtered)"
+            )
+            if data.min_rating is not None:
+                raise ValueError(f"{held} holds no ratings: remove data.min_rating")
+            if data.k_core is not None:
+                raise ValueError(
+                    f"data.k_core is not applied to {held}: filter the data first, or remove it"
+                )
+        elif data.k_core is not None:
+            raise ValueError("data.k_core is not applied to sequences; filter the table first")
+        if data.format in ("sequences", "demo") and data.split != "leave_one_out":
+            if data.split != "global_temporal":  # the default: nothing was asked
+                raise ValueError(
+                    f"next-item models split each user's sequence leave-one-out: set "
+                    f"data.split=leave_one_out (got {data.split!r})"
+                )
+            data.split = "leave_one_out"
         return self
 
     @model_validator(mode="after")

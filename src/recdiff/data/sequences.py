@@ -91,20 +91,36 @@ class SequenceDataset:
         ]
         return SequenceDataset(*parts, items=self.items, pad_id=pad, padding=padding)
 
+    def with_max_len(self, max_len: int) -> SequenceDataset:
+        """The same examples with histories of ``max_len`` slots: the newest ``max_len`` items
+        of each, all of them when the histories are shorter (DreamRec folders come windowed)."""
+        if max_len == self.max_len:
+            return self
+        parts = [
+            _relayout(getattr(self, name), self.padding, self.padding, self.pad_id, max_len)
+            for name in ("train", "valid", "test")
+        ]
+        return dataclasses.replace(self, train=parts[0], valid=parts[1], test=parts[2])
 
-def _relayout(examples: Examples, old: Padding, new: Padding, pad_id: int) -> Examples:
+
+def _relayout(
+    examples: Examples, old: Padding, new: Padding, pad_id: int, max_len: int | None = None
+) -> Examples:
     if isinstance(examples, WindowedExamples):  # windows are built per batch: just re-describe
-        return dataclasses.replace(examples, padding=new, pad_id=pad_id)
-    lengths, max_len = examples.lengths, examples.max_len
-    columns = np.arange(max_len)[None, :]
+        width = examples.max_len if max_len is None else max_len
+        return dataclasses.replace(examples, padding=new, pad_id=pad_id, max_len=width)
+    lengths, width = examples.lengths, examples.max_len
+    columns = np.arange(width)[None, :]
     if old == "left":
-        real = columns >= (max_len - lengths)[:, None]
+        real = columns >= (width - lengths)[:, None]
     else:
         real = columns < lengths[:, None]
     flat = examples.history[real]  # row-major: each row's real items, oldest first
     ends = np.cumsum(lengths)
-    history, _ = history_windows(flat, ends - lengths, ends, max_len, pad_id, new)
-    return SequenceExamples(history, lengths, examples.targets, examples.users)
+    history, kept = history_windows(
+        flat, ends - lengths, ends, width if max_len is None else max_len, pad_id, new
+    )
+    return SequenceExamples(history, kept, examples.targets, examples.users)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ def load_sequences(
     (DreamRec folders hold examples only). Sequences are split leave-one-out.
     ``drop_emptied`` as for :func:`load_splits`."""
     if data.format == "dreamrec":
-        return read_dreamrec(resolve_source(data.source)), None
+        return read_dreamrec(resolve_source(data.source)).with_max_len(data.max_len), None
     if data.format == "demo":
         sequences = make_sequences(seed=data.seed)
     elif data.format == "sequences":
