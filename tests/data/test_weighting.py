@@ -14,6 +14,7 @@ from recdiff.data import (
     time_weights,
     time_weights_from_order,
 )
+from recdiff.data._ragged import dense_rank_within_rows
 
 
 def data() -> Interactions:
@@ -33,12 +34,29 @@ def test_known_weights() -> None:
         [
             [1.0, 0.1, 0.55, 0.0],  # newest (t=30) 1.0, oldest (t=10) 0.1, middle halfway
             [1.0, 0.0, 0.0, 0.0],  # a single interaction gets w_max
-            [0.0, 0.1, 0.0, 1.0],  # equal times: ordered by item index
+            [0.0, 1.0, 0.0, 1.0],  # equal times are equally recent: one moment, w_max
         ]
     )
     np.testing.assert_allclose(weights.toarray(), expected, rtol=1e-6)
     assert weights.dtype == np.float32
     np.testing.assert_array_equal(weights.indices, data().matrix.indices)
+
+
+def test_ties_share_a_weight_and_the_ends_stay_w_min_and_w_max() -> None:
+    frame = pd.DataFrame({"user": [0] * 5, "item": [4, 3, 2, 1, 0], "t": [1, 2, 2, 2, 3]})
+    weights = time_weights(Interactions.from_frame(frame, time_col="t"), w_min=0.2, w_max=1.0)
+    # three distinct times: 0.2 (t=1), 0.6 for the three at t=2, 1.0 (t=3), whatever the ids
+    np.testing.assert_allclose(weights.toarray()[0], [1.0, 0.6, 0.6, 0.6, 0.2], rtol=1e-6)
+
+
+def test_dense_ranks_match_pandas_on_random_ties() -> None:
+    rng = np.random.default_rng(0)
+    rows, keys = rng.integers(0, 30, 2000), rng.integers(0, 12, 2000).astype(float)
+    ranks, distinct = dense_rank_within_rows(rows, keys, 40)
+    frame = pd.DataFrame({"row": rows, "key": keys})
+    expected = frame.groupby("row")["key"].rank(method="dense").to_numpy() - 1
+    np.testing.assert_array_equal(ranks, expected.astype(np.int64))
+    np.testing.assert_array_equal(distinct, frame.groupby("row")["key"].transform("nunique"))
 
 
 def test_single_min_reproduces_linspace() -> None:

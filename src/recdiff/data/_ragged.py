@@ -49,3 +49,27 @@ def rank_within_rows(rows: np.ndarray, keys: np.ndarray, n_rows: int) -> np.ndar
     ranks = np.empty_like(ranks_sorted)
     ranks[order] = ranks_sorted
     return ranks
+
+
+def dense_rank_within_rows(
+    rows: np.ndarray, keys: np.ndarray, n_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """0-based rank of every entry among the *distinct* ``keys`` of its row (equal keys share
+    a rank), and the number of distinct keys in the entry's row; both aligned with the input."""
+    rows = np.asarray(rows, dtype=np.int64)
+    keys = np.asarray(keys)
+    order = np.lexsort((keys, rows))
+    sorted_rows, sorted_keys = rows[order], keys[order]
+    new_row = np.ones(rows.size, dtype=bool)
+    new_row[1:] = sorted_rows[1:] != sorted_rows[:-1]
+    new_key = new_row.copy()
+    new_key[1:] |= sorted_keys[1:] != sorted_keys[:-1]
+    level = np.cumsum(new_key) - 1  # global index of each (row, key) group
+    first_level = level[new_row]  # the first group of each row that has entries
+    row_start = np.repeat(first_level, np.diff(np.append(np.flatnonzero(new_row), rows.size)))
+    ranks_sorted = level - row_start
+    distinct = np.zeros(n_rows, dtype=np.int64)
+    np.maximum.at(distinct, sorted_rows, ranks_sorted + 1)
+    ranks = np.empty_like(ranks_sorted)
+    ranks[order] = ranks_sorted
+    return ranks, distinct[rows]

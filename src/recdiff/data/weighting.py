@@ -8,6 +8,9 @@ T-DiffRec feeds the diffusion model a user's row with older interactions down-we
 | m = 1..M, oldest to newest             | ``rank + 1``     |
 | w_m = w_min + (m-1)/(M-1) (w_max-w_min) | the CSR values   |
 
+Interactions logged at the same moment are equally recent, so they share a weight: m and M
+count a user's distinct times (the paper's data, ordered by row, has no ties).
+
 One deliberate difference from the released code, which used ``np.linspace(w_min, w_max, M)``:
 a user with a single interaction gets ``w_max`` here (linspace gives ``w_min``); the newest
 interaction is always the most trusted. Pass ``single="min"`` to reproduce the release exactly.
@@ -20,7 +23,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recdiff.data._ragged import rank_within_rows
+from recdiff.data._ragged import dense_rank_within_rows, rank_within_rows
 from recdiff.data.interactions import Interactions
 
 
@@ -60,8 +63,9 @@ def time_weights(
 ) -> sp.csr_matrix:
     """T-DiffRec's weighted user-item matrix (float32 CSR with the pattern of ``data.matrix``).
 
-    Each user's interactions are ordered by ``data.timestamps`` (ties by item index) and
-    weighted linearly from ``w_min`` (oldest) to ``w_max`` (newest). For DiffRec's npy splits
+    Each user's interactions are ordered by ``data.timestamps`` and weighted linearly from
+    ``w_min`` (oldest) to ``w_max`` (newest); interactions at the same time share a weight
+    (dense rank over the user's distinct times). For DiffRec's npy splits
     :func:`~recdiff.data.readers.read_diffrec_splits` stores the file row order as timestamps,
     which is the time order the paper used.
     """
@@ -74,8 +78,8 @@ def time_weights(
             "data.time_weights"
         )
     rows = data.user_indices()
-    rank = rank_within_rows(rows, data.timestamps.data, data.n_users)
-    weights = linear_time_weights(rank, data.user_counts()[rows], w_min, w_max, single)
+    rank, distinct_times = dense_rank_within_rows(rows, data.timestamps.data, data.n_users)
+    weights = linear_time_weights(rank, distinct_times, w_min, w_max, single)
     m = data.matrix
     return sp.csr_matrix(
         (weights.astype(np.float32), m.indices.copy(), m.indptr.copy()), shape=m.shape
