@@ -208,6 +208,18 @@ def test_next_item_models_refuse_data_settings_they_would_ignore(overrides, mess
         load_config("demo-sasrec", ["data.format=csv", f"data.source={source}", "data.k_core=2"])
 
 
+def test_a_relative_item_embeddings_file_is_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(
+        "demo-diffrec", ["model.name=ldiffrec", "model.latent.item_embeddings=e.npy"]
+    )
+    assert config.model.params()["latent"]["item_embeddings"] == str(tmp_path / "e.npy")
+    kept = load_config(
+        "demo-diffrec", ["model.name=ldiffrec", "model.latent.item_embeddings=datasets:x/e.npy"]
+    )
+    assert kept.model.params()["latent"]["item_embeddings"] == "datasets:x/e.npy"
+
+
 def test_masking_the_history_is_for_next_item_models():
     with pytest.raises(ConfigError, match=r"eval\.exclude_history applies to next-item models"):
         load_config("demo-diffrec", ["eval.exclude_history=true"])

@@ -82,6 +82,42 @@ def test_item_embedding_file_must_match_the_catalogue(tmp_path):
         item_embeddings(checkerboard(), config)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (np.array([{"a": 1}], dtype=object), "not an .npy file of numbers"),
+        (b"user,item\n", "not an .npy file of numbers"),
+        (np.array([["a", "b"]] * N_ITEMS), "holds <U1, not numbers"),
+        (np.where(np.eye(N_ITEMS, 4) > 0, np.nan, 1.0), r"NaN or infinite values in 4 row\(s\)"),
+    ],
+)
+def test_item_embedding_files_that_cannot_be_used_name_the_setting(tmp_path, content, message):
+    path = tmp_path / "emb.npy"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        np.save(path, content, allow_pickle=True)
+    config = TINY.latent.model_copy(update={"item_embeddings": str(path)})
+    with pytest.raises(ValueError, match=rf"model\.latent\.item_embeddings \({path}\).*{message}"):
+        item_embeddings(checkerboard(), config)
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"n_clusters": 30, "latent_dim": 10}, "latent_dim"),
+        ({"n_clusters": 5, "hidden_dim": 3}, "hidden_dim"),
+        ({"n_clusters": 5, "decoder_hidden_dim": 3}, "decoder_hidden_dim"),
+    ],
+)
+def test_widths_too_small_for_the_groups_are_invalid_settings(settings, key):
+    with pytest.raises(ValueError, match=rf"{key} \(\d+\) is shared out among the n_clusters"):
+        LatentConfig(**settings)
+    # a shared decoder is not split by group, and 0 means no hidden layer
+    LatentConfig(n_clusters=5, decoder="shared", decoder_hidden_dim=3, hidden_dim=0)
+
+
 def test_latents_split_by_group_size_and_decode_in_item_order():
     labels = np.array([0, 1, 1, 1, 0, 1])
     autoencoder = ClusterAutoencoder(labels, latent_dim=6, dropout=0.0)

@@ -76,6 +76,15 @@ BOOLEAN_FOR_NUMBER = "expected a number, not true/false"
 _BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of"}
 
 
+def absolute_source(source: str | None) -> str | None:
+    """A relative path made absolute where the config is read: the run's saved config must find
+    the file again from any folder (``recdiff evaluate`` elsewhere). A ``datasets:`` source
+    stays as written, portable between machines."""
+    if not source or source.startswith(DATASETS_PREFIX):
+        return source
+    return str(Path(source).expanduser().absolute())
+
+
 class TimeWeightConfig(BaseModel):
     """T-DiffRec's weights w_m = w_min + (m-1)/(M-1) (w_max - w_min), oldest to newest."""
 
@@ -154,12 +163,7 @@ class DataConfig(BaseModel):
     @field_validator("source")
     @classmethod
     def _absolute(cls, source: str | None) -> str | None:
-        """A relative path is made absolute where the config is read: the run's saved config
-        must find the data again from any folder (``recdiff evaluate`` elsewhere). A
-        ``datasets:`` source stays as written, portable between machines."""
-        if not source or source.startswith(DATASETS_PREFIX):
-            return source
-        return str(Path(source).expanduser().absolute())
+        return absolute_source(source)
 
     @model_validator(mode="after")
     def _source_needed(self) -> DataConfig:
@@ -318,6 +322,11 @@ class RunConfig(BaseModel):
     def _model_settings_valid(self) -> RunConfig:
         from recdiff.config.models import multvae_params, validate_model_params
 
+        latent = (self.model.model_extra or {}).get("latent")
+        if self.model.name == "ldiffrec" and isinstance(latent, dict):
+            embeddings = latent.get("item_embeddings")
+            if isinstance(embeddings, str):  # a file, found again from any folder as data is
+                latent["item_embeddings"] = absolute_source(embeddings)
         params = self.model.params()
         if self.model.name == "multvae":  # its own loop: train.* settings map onto model.*
             params = multvae_params(params, self.train)

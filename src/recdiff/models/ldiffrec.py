@@ -141,6 +141,22 @@ class LatentConfig(BaseModel):
     )
 
     @model_validator(mode="after")
+    def _every_group_gets_a_unit(self) -> LatentConfig:
+        """Widths are shared out by group, one unit at least each: checked here, so a search
+        skips such a combination as invalid instead of failing when the model is built."""
+        widths = {"latent_dim": self.latent_dim, "hidden_dim": self.hidden_dim}
+        if self.decoder == "cluster" and self.decoder_hidden_dim is not None:
+            widths["decoder_hidden_dim"] = self.decoder_hidden_dim
+        for key, width in widths.items():
+            if (key == "latent_dim" or width) and width < self.n_clusters:
+                raise ValueError(
+                    f"{key} ({width}) is shared out among the n_clusters "
+                    f"({self.n_clusters}) item groups, one unit at least each: raise it to "
+                    f">= {self.n_clusters}" + ("" if key == "latent_dim" else " or set it to 0")
+                )
+        return self
+
+    @model_validator(mode="after")
     def _trained_somewhere(self) -> LatentConfig:
         if self.epochs == 0 and not self.joint:
             raise ValueError(
@@ -214,7 +230,7 @@ def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndar
 
 def item_embeddings(train: sp.csr_matrix, config: LatentConfig) -> np.ndarray:
     if config.item_embeddings is not None:
-        emb = np.load(Path(config.item_embeddings), allow_pickle=False)
+        emb = _load_embeddings(Path(config.item_embeddings))
         if emb.ndim != 2 or emb.shape[0] != train.shape[1]:
             raise ValueError(
                 f"item embeddings {config.item_embeddings} have shape {emb.shape}; expected "
@@ -226,6 +242,30 @@ def item_embeddings(train: sp.csr_matrix, config: LatentConfig) -> np.ndarray:
     k = min(config.svd_dim, min(train.shape) - 1)
     _, s, vt = svds(train.astype(np.float64), k=k, random_state=0)
     return (vt.T * s).astype(np.float32)
+
+
+def _load_embeddings(path: Path) -> np.ndarray:
+    """A finite numeric array from an ``.npy`` file, or an error that names the setting."""
+    where = f"model.latent.item_embeddings ({path})"
+    try:
+        emb = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{where}: no such file") from None
+    except (ValueError, OSError):  # not an .npy file, or an object array (needs pickle)
+        raise ValueError(
+            f"{where} is not an .npy file of numbers: write the [items, dim] embeddings with "
+            "numpy.save"
+        ) from None
+    if not isinstance(emb, np.ndarray) or not np.issubdtype(emb.dtype, np.number):
+        raise ValueError(f"{where} holds {getattr(emb, 'dtype', type(emb))}, not numbers")
+    if not np.isfinite(emb).all():
+        rows = np.isfinite(emb).reshape(emb.shape[0] if emb.ndim else 1, -1).all(axis=1)
+        bad = np.flatnonzero(~rows)
+        raise ValueError(
+            f"{where} has NaN or infinite values in {bad.size} row(s) (item "
+            f"{', '.join(map(str, bad[:5]))}{', ...' if bad.size > 5 else ''})"
+        )
+    return emb
 
 
 def _split(total: int, sizes: np.ndarray) -> list[int]:
