@@ -224,6 +224,45 @@ def test_reproduce_refuses_settings_without_paper_numbers(tmp_path):
     assert result.exit_code == 2 and "reproducible presets" in result.output
 
 
+def test_reproduce_shows_the_paper_metrics_it_computed_and_says_what_differs(tmp_path, monkeypatch):
+    """Overrides may leave some of the paper's metrics uncomputed (eval.ks) or change the data
+    or the averaging: recdiff's row then shows what it computed, and notes say what is missing
+    and that the paper's row is for other data and evaluation. None computed: refused before
+    training. (EASE on the demo data stands in for a paper preset: a second's training.)"""
+    from recdiff.cli import runs
+
+    paper = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.15}
+    monkeypatch.setitem(runs.PAPER_RESULTS, "demo-ease", paper)
+    args = ["reproduce", "demo-ease", "--runs-dir", str(tmp_path), "--quiet"]
+    args += ["--set", "model.l2_lambda=500", "--set", "eval.ks=[5,20]"]
+    result = runner.invoke(app, [*args, "--set", "data.seed=3"])
+    assert result.exit_code == 0, result.output
+    (run,) = tmp_path.iterdir()
+    test = json.loads((run / "metrics.json").read_text())["test"]
+    table = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert table == [
+        ["recall@20", "ndcg@20"],
+        ["paper", "0.3000", "0.1500"],
+        ["recdiff", "(n=1)", f"{test['recall@20']:.4f}", f"{test['ndcg@20']:.4f}"],
+    ]
+    assert result.stderr == (
+        "note: the paper's recall@10 and ndcg@10 are not shown: eval.ks [5, 20] and "
+        "eval.metrics ['recall', 'ndcg', 'precision', 'mrr', 'hit_rate', 'coverage'] do not "
+        "compute them\n"
+        "note: these runs use data.seed=3 (preset 0): the paper's row is for the preset's data "
+        "and evaluation, not a like-for-like comparison\n"
+    )
+    result = runner.invoke(app, [*args, "--set", "eval.averaging=test_users"])
+    assert result.exit_code == 0, result.output
+    assert "eval.averaging=test_users (preset all_users)" in result.stderr
+    assert "data." not in result.stderr
+    result = runner.invoke(app, [*args, "--set", "eval.ks=[5]", "--set", "train.metric=recall@5"])
+    assert result.exit_code == 2 and len(list(tmp_path.iterdir())) == 2  # nothing trained
+    assert "compute none of the paper's metrics (recall@10, recall@20, ndcg@10, ndcg@20)" in (
+        result.stderr
+    )
+
+
 @pytest.mark.data
 def test_reproduce_prints_recdiff_beside_the_paper(tmp_path, datasets_root, monkeypatch):
     monkeypatch.setenv("RECDIFF_DATASETS", str(datasets_root))

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +174,8 @@ def test_hand_made_significance_cases(tmp_path):
     no_baseline, best, _ = render_markdown(configs[:1], records[:1], "recall@20", "ttest")
     assert best is None and "no significance test" in no_baseline
     # most-popular is a baseline of next-item runs like SASRec
-    sequential = [("sas", load_config("demo-sasrec")), ("top", load_config("mostpop-zhihu"))]
+    mostpop = load_config("mostpop-zhihu", ["data.format=demo", "data.source=null"])
+    sequential = [("sas", load_config("demo-sasrec")), ("top", mostpop)]
     records = [
         _record(tmp_path, "sas", "sasrec", 1, 0.1, users),
         _record(tmp_path, "top", "mostpop", 1, 0.3, users / 2),
@@ -253,7 +255,7 @@ def test_under_torchrun_only_rank_0_writes_and_reports(tmp_path):
     ]
     progress = [
         f"{r['label']} seed 1: valid recall@20 {r['valid']['recall@20']:.4f}, "
-        f"test recall@20 {r['test']['recall@20']:.4f} ({r['run_dir']})"
+        f"test recall@20 {r['test']['recall@20']:.4f} ({out / r['run_dir']})"
         for r in records
     ]
     markdown = (out / "results.md").read_text()
@@ -340,3 +342,107 @@ def test_a_scoped_set_reaches_only_the_config_it_names(tmp_path):
     result = runner.invoke(app, ["experiment", "demo-ease", "--set", "demo-eas:train.epochs=1"])
     assert result.exit_code == 2
     assert "'demo-eas' is not one of the configs compared (demo-ease)" in result.output
+
+
+def test_configs_on_other_data_or_protocols_are_not_paired(tmp_path):
+    """Per-user arrays of one length do not make one test set: next-item examples of the demo
+    sequences beside users of the demo rows, two demo datasets, runs whose data statistics
+    differ, or next-item runs that rank different items are named as not comparable. Time
+    weights only reweight the model's input, so T-DiffRec is still paired."""
+    users = np.linspace(0, 1, 40)
+    statistics = {"n_users": 40, "n_items": 500, "train": 900, "valid": 40, "test": 80}
+
+    def record(label, model, valid, values, **data):
+        made = _record(tmp_path, label, model, 1, valid, values)
+        return replace(made, data={**statistics, **data})
+
+    tdiffrec = ["data.time_weights={w_min: 0.5, w_max: 1.0}"]
+    configs = [
+        ("ease", load_config("demo-ease")),
+        ("sas", load_config("demo-sasrec")),
+        ("pop7", load_config("demo-popularity", ["data.seed=7"])),
+        ("other-items", load_config("demo-diffrec")),
+        ("tdiffrec", load_config("demo-diffrec", tdiffrec)),
+    ]
+    records = [
+        record("ease", "ease", 0.5, users),
+        record("sas", "sasrec", 0.1, users / 2),
+        record("pop7", "popularity", 0.2, users / 4),
+        record("other-items", "diffrec", 0.3, users / 3, n_items=400),
+        record("tdiffrec", "diffrec", 0.3, users / 3),
+    ]
+    text, best, tests = render_markdown(configs, records, "recall@20", "wilcoxon")
+    assert best == "ease"
+    assert tests["sas"] == (
+        "not comparable: test targets: next-item examples here, users' interaction rows in "
+        "ease (different data)"
+    )
+    assert tests["pop7"] == "not comparable: data.seed: 7 here, 0 in ease (different data)"
+    assert tests["other-items"] == (
+        "not comparable: data statistic n_items: 400 here, 500 in ease (different data)"
+    )
+    assert tests["tdiffrec"] == paired_test(users / 3, users, "wilcoxon")
+    assert "| pop7 | | | | | not comparable: data.seed: 7 here, 0 in ease" in text
+    # Next-item runs: eval.exclude_history decides which items are ranked.
+    mostpop = load_config("mostpop-zhihu", ["data.format=demo", "data.source=null"])
+    masked = load_config("demo-sasrec", ["eval.exclude_history=true"])
+    configs = [("top", mostpop), ("sas", load_config("demo-sasrec")), ("masked", masked)]
+    records = [
+        record("top", "mostpop", 0.3, users / 2),
+        record("sas", "sasrec", 0.1, users),
+        record("masked", "sasrec", 0.1, users),
+    ]
+    _, best, tests = render_markdown(configs, records, "recall@20", "wilcoxon")
+    assert best == "top" and tests["sas"].p_value < 1e-6
+    assert tests["masked"] == (
+        "not comparable: eval.exclude_history: true here, false in top (another evaluation "
+        "protocol)"
+    )
+
+
+def test_two_demo_datasets_are_not_paired(tmp_path):
+    """`--set demo-popularity:data.seed=7` gives popularity other demo data of the same size:
+    results.md says so instead of a p-value."""
+    command = ["experiment", "demo-ease", "demo-popularity", "--seeds", "1", "--quiet"]
+    command += ["--set", "demo-popularity:data.seed=7", "--set", "demo-ease:model.l2_lambda=500"]
+    result = runner.invoke(app, [*command, "--out", str(tmp_path / "exp")])
+    assert result.exit_code == 0, result.output
+    tests = _markdown_tables((tmp_path / "exp" / "results.md").read_text())[1]
+    assert tests[1] == ["demo-popularity", "", "", "", "", (
+        "not comparable: data.seed: 7 here, 0 in demo-ease (different data)"
+    )]  # fmt: skip
+
+
+def test_the_same_out_spelled_another_way_continues_the_experiment(tmp_path, monkeypatch):
+    """OUT spelled from another folder or as an absolute path is the same experiment: nothing is
+    trained again, also from records written before records named their files relative to OUT
+    (from the working folder of the time)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    command = ["experiment", "demo-ease", "demo-popularity", "--seeds", "1", "--quiet"]
+    command += ["--set", "demo-ease:model.l2_lambda=500"]
+    first = runner.invoke(app, [*command, "--out", "exp"])
+    assert first.exit_code == 0, first.output
+    record_path = tmp_path / "exp" / "records" / "demo-ease" / "seed-1.json"
+
+    def continued(out: str) -> None:
+        again = runner.invoke(app, [*command, "--out", out])
+        assert again.exit_code == 0, again.output
+        assert again.output.count("done before") == 2
+        assert len(list((tmp_path / "exp" / "runs").iterdir())) == 2
+        rows = _rows(tmp_path / "exp" / "results.csv")
+        assert all(Path(row["run_dir"]).is_dir() for row in rows)  # from the folder it ran in
+
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    continued("../exp")
+    continued(str(tmp_path / "exp"))
+    record = json.loads(record_path.read_text())
+    assert record["run_dir"].startswith("runs/demo-ease-seed1-")
+    assert record["per_user_path"] == "records/demo-ease/seed-1.npz"
+    assert record["data"]["n_users"] == 1000 and record["data"]["n_items"] == 500
+    # A record as written before: paths from the working folder of the time, no statistics.
+    record["run_dir"] = f"exp/{record['run_dir']}"
+    record["per_user_path"] = f"exp/{record['per_user_path']}"
+    del record["data"]
+    record_path.write_text(json.dumps(record))
+    continued("../exp")

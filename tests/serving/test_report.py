@@ -95,3 +95,115 @@ def test_default_output_is_in_the_run_and_errors_are_clear(runs, tmp_path):
     assert result.exit_code == 2 and "not a complete run directory" in result.output
     result = runner.invoke(app, ["report", str(ease), "--compare", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "not a folder of run directories" in result.output
+
+
+def _comparison_table(page: str) -> str:
+    return page.split("<h2>Runs on the same data")[1].split("<h2>")[0]
+
+
+def test_next_item_runs_ranked_another_way_are_left_out(runs, tmp_path):
+    """eval.exclude_history decides which items a next-item run ranks (demo SASRec: test HR@10
+    0.81 with the past ranked, 0.61 without): runs that differ in it are not one ranking; nor is
+    a run that did not compute the metric this run is selected on."""
+    sasrec = runs[3]
+    folder = tmp_path / "runs"
+    shutil.copytree(sasrec, folder / sasrec.name)
+    fast = ["train.epochs=1", "train.eval_every=1", "model.dim=8", "eval.exclude_history=true"]
+    masked = run_training(load_config("demo-sasrec", fast), folder, progress=False).directory
+    fewer = folder / "fewer-cutoffs"
+    shutil.copytree(sasrec, fewer)
+    metrics = json.loads((fewer / "metrics.json").read_text())
+    for splits in [metrics, *metrics["by_averaging"].values()]:
+        for values in (splits["valid"], splits["test"]):
+            values.pop("hit_rate@10")
+    (fewer / "metrics.json").write_text(json.dumps(metrics))
+
+    page = build_report(folder / sasrec.name)
+    table = _comparison_table(page)
+    assert "Runs on the same data (1)" in page
+    assert masked.name not in table.split("</table>")[0]
+    assert "fewer-cutoffs" not in table.split("</table>")[0]
+    assert (
+        f"<li>eval.exclude_history: false here, true in {masked.name} (another evaluation "
+        "protocol)</li>"
+    ) in table
+    assert "<li>fewer-cutoffs did not compute validation hit_rate@10" in table
+    # From the masked run's side, the same difference the other way round.
+    other = _comparison_table(build_report(masked))
+    assert f"eval.exclude_history: true here, false in {sasrec.name}" in other
+
+
+@pytest.fixture(scope="module")
+def averaging_runs(tmp_path_factory):
+    """EASE on a user-temporal split of a small table where 7 of 80 users have no test items,
+    once under all_users averaging and once under test_users (the same model: EASE's lambda is
+    fixed)."""
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("averaging")
+    rng = np.random.default_rng(0)
+    lines = ["user,item,time"]
+    for user in range(80):
+        for t, item in enumerate(rng.choice(30, size=rng.integers(1, 12), replace=False)):
+            lines.append(f"u{user},i{item},{t}")
+    (folder / "log.csv").write_text("\n".join(lines) + "\n")
+    data = [f"data.source={folder / 'log.csv'}", "data.format=csv", "data.time_col=time"]
+    data += ["data.split=user_temporal", "model.l2_lambda=100"]
+    return [
+        run_training(load_config("demo-ease", [*data, f"eval.averaging={averaging}"]), folder)
+        for averaging in ("all_users", "test_users")
+    ]
+
+
+def test_runs_are_compared_under_this_runs_averaging(averaging_runs):
+    """A test_users run beside an all_users one shows its all_users numbers (it recorded both),
+    not its own: the same model then scores the same."""
+    all_users, test_users = averaging_runs
+    assert test_users.metrics["data"]["test_users"] < test_users.metrics["data"]["n_users"]
+    own = test_users.metrics["test"]["recall@20"]
+    assert own != pytest.approx(all_users.metrics["test"]["recall@20"], abs=1e-3)  # precondition
+    for this, other in ((all_users, test_users), (test_users, all_users)):
+        table = _comparison_table(build_report(this.directory))
+        assert "Runs on the same data (2)" in build_report(this.directory)
+        averaging = this.metrics["averaging"]
+        assert f"every run's metrics under {averaging} averaging" in table
+        rows = re.findall(r"<tr[^>]*><td>([^<]+)</td>((?:<td>[^<]*</td>)+)</tr>", table)
+        cells = {name: re.findall(r"<td>([^<]*)</td>", rest)[:-1] for name, rest in rows}
+        # model, best epoch, valid recall@20, then the test metrics (fit seconds dropped)
+        expected = [
+            "ease",
+            "-",
+            f"{this.metrics['valid']['recall@20']:.4f}",
+            *(f"{this.metrics['test'][n]:.4f}" for n in ("recall@10", "recall@20")),
+            *(f"{this.metrics['test'][n]:.4f}" for n in ("ndcg@10", "ndcg@20")),
+        ]
+        assert cells[this.directory.name] == expected
+        assert cells[other.directory.name] == expected
+
+
+def test_next_item_data_counts_examples_and_every_interaction(runs, tmp_path):
+    """A next-item run records (history, next item) examples: a user's first item is never a
+    target, so the data hold one interaction per user more than the examples (demo: 19,238
+    interactions, 18,238 examples)."""
+    from recdiff.train.datasets import load_sequences
+
+    sasrec = runs[3]
+    stats = json.loads((sasrec / "metrics.json").read_text())["data"]
+    _, sequences = load_sequences(load_config(str(sasrec / "config.yaml")).data)
+    interactions = int(sequences.indptr[-1])
+    users, items = stats["n_users"], stats["n_items"]
+    assert interactions == stats["train"] + stats["valid"] + stats["test"] + users
+    page = build_report(sasrec).split("<h2>Data</h2>")[1].split("<h2>")[0]
+    assert "train interactions" not in page
+    assert f"<th>train examples (history, next item)</th><td>{stats['train']:,}</td>" in page
+    assert f"<th>test examples (history, next item)</th><td>{stats['test']:,}</td>" in page
+    assert f"<td>{interactions:,}</td>" in page
+    assert f"<th>density</th><td>{interactions / (users * items):.4%}</td>" in page
+    assert f"<th>interactions per user</th><td>{interactions / users:.1f}</td>" in page
+    # Without the saved sequences (DreamRec's files hold examples, no users): examples only.
+    bare = tmp_path / sasrec.name
+    shutil.copytree(sasrec, bare)
+    (bare / "data" / "sequences.npz").unlink()
+    page = build_report(bare).split("<h2>Data</h2>")[1].split("<h2>")[0]
+    assert "density" not in page and "interactions" not in page
+    assert f"<th>train examples (history, next item)</th><td>{stats['train']:,}</td>" in page

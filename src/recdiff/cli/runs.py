@@ -211,7 +211,18 @@ def reproduce(
 
     if preset not in PAPER_RESULTS:
         fail(f"no paper numbers for {preset!r}; reproducible presets: {sorted(PAPER_RESULTS)}")
-    paper = PAPER_RESULTS[preset]
+    with user_errors(ConfigError, FileNotFoundError, ValueError):
+        preset_config = load_config(preset, [])
+        config = load_config(preset, list(overrides or []))
+    # Checked before training: a metric the runs do not compute cannot stand beside the paper's.
+    paper = {m: v for m, v in PAPER_RESULTS[preset].items() if _computes(config, m)}
+    if not paper:
+        fail(
+            f"eval.metrics {config.eval.metrics} at eval.ks {config.eval.ks} compute none of "
+            f"the paper's metrics ({', '.join(PAPER_RESULTS[preset])}): keep their cut-offs in "
+            "eval.ks and their names in eval.metrics"
+        )
+    notes = _reproduce_notes(preset, preset_config, config, paper)
     tests = []
     for seed in range(1, seeds + 1):
         try:
@@ -234,6 +245,54 @@ def reproduce(
     if seeds > 1:
         std = {m: float(np.std([t[m] for t in tests], ddof=1)) for m in paper}
         typer.echo(_table({"std": std}, list(paper)).splitlines()[1])
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+
+
+def _computes(config, metric: str) -> bool:
+    """Whether runs with ``config`` report ``metric`` (e.g. ``recall@10``)."""
+    name, _, k = metric.partition("@")
+    return name in config.eval.metrics and int(k) in config.eval.ks
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _reproduce_notes(preset: str, preset_config, config, shown: dict[str, float]) -> list[str]:
+    """What makes the paper's row and recdiff's differ in kind rather than in result: paper
+    metrics the overrides left uncomputed, and overridden data or evaluation settings (the
+    paper's numbers are for the preset's data, ranked and averaged as the preset does)."""
+    from recdiff.experiments.comparable import data_section, is_next_item
+
+    notes = []
+    missing = [m for m in PAPER_RESULTS[preset] if m not in shown]
+    if missing:
+        notes.append(
+            f"the paper's {_and(missing)} {'is' if len(missing) == 1 else 'are'} not shown: "
+            f"eval.ks {config.eval.ks} and eval.metrics {config.eval.metrics} do not "
+            "compute them"
+        )
+
+    def shown_value(value) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    before, after = preset_config.model_dump(mode="json"), config.model_dump(mode="json")
+    sections = {"data": (data_section(before), data_section(after))}
+    protocol = ["averaging", *(["exclude_history"] if is_next_item(after) else [])]
+    sections["eval"] = tuple({key: c["eval"][key] for key in protocol} for c in (before, after))
+    changed = [
+        f"{section}.{key}={shown_value(new.get(key))} (preset {shown_value(old.get(key))})"
+        for section, (old, new) in sections.items()
+        for key in dict.fromkeys([*old, *new])
+        if old.get(key) != new.get(key)
+    ]
+    if changed:
+        notes.append(
+            f"these runs use {', '.join(changed)}: the paper's row is for the preset's data "
+            "and evaluation, not a like-for-like comparison"
+        )
+    return notes
 
 
 def presets() -> None:

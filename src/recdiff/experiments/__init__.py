@@ -5,5 +5,7 @@
 ``experiment``  configs x seeds -> results.csv and results.md (mean ± std, paired tests)
 ``workers``     the processes of ``experiment --jobs N``, which stop when the command stops
 ``per_user``    per-user test metrics of a fitted model or a run directory
+``comparable``  whether two runs have the same test targets, ranked the same way (paired tests,
+                run reports)
 ``stats``       paired significance tests and mean ± std formatting
 """

@@ -3,14 +3,17 @@
 Output folder::
 
     runs/                       the run directories (``recdiff train``'s layout)
-    records/LABEL/seed-S.json   the run's valid/test means, its directory and its config
+    records/LABEL/seed-S.json   the run's valid/test means and data statistics, its directory
+                                (relative to the output folder) and its config
     records/LABEL/seed-S.npz    per-user test metrics (NaN: user without test items)
     results.csv                 one row per config and seed: valid and test metrics
     results.md                  mean ± std per config; paired tests against the best baseline
 
 A config's label is its ``name`` (made unique with a suffix). Re-running the same command skips
 the (config, seed) pairs whose record exists with the same resolved config, so an interrupted
-experiment continues where it stopped.
+experiment continues where it stopped, whichever way the output folder is spelled (records name
+their files relative to it; older records, which named them from the working folder of the
+time, are read by the files' names, which do not depend on it).
 
 With ``jobs > 1`` the runs train in worker processes (:mod:`recdiff.experiments.workers`): a
 failed run, Ctrl-C or SIGTERM cancels the queued runs and stops the running ones at once, and a
@@ -67,7 +70,9 @@ class ExperimentError(ConfigError):
 
 @dataclass(frozen=True)
 class SeedRecord:
-    """One trained (config, seed): its means, where it lives, and its per-user test values."""
+    """One trained (config, seed): its means, where it lives, and its per-user test values.
+    ``data``: the run's data statistics (``metrics.json``), which tell runs on other data apart;
+    None when not recorded."""
 
     label: str
     model: str
@@ -78,6 +83,7 @@ class SeedRecord:
     per_user_path: str | None = None
     per_user_error: str | None = None
     per_user_gap: float = 0.0
+    data: dict[str, Any] | None = None
 
     def per_user(self) -> dict[str, np.ndarray] | None:
         """Per-user test metrics, or None when they could not be computed for this model."""
@@ -125,10 +131,25 @@ def _record_paths(out: Path, label: str, seed: int) -> tuple[Path, Path]:
     return folder / f"seed-{seed}.json", folder / f"seed-{seed}.npz"
 
 
-def _load_record(path: Path) -> SeedRecord:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data.pop("config")
+def _in_out(out: Path, data: dict[str, Any]) -> SeedRecord:
+    """The record ``data`` (as a record file or a finished task holds it) with its paths under
+    ``out`` as given now. The run is ``runs/NAME`` and the per-user values are the record's own
+    ``.npz``: found by name, also in records that stored paths from another working folder."""
+    data = dict(data)
+    data.pop("config", None)
+    data["run_dir"] = str(out / "runs" / Path(data["run_dir"]).name)
+    if data.get("per_user_path") is not None:
+        data["per_user_path"] = str(_record_paths(out, data["label"], data["seed"])[1])
+    if data.get("data") is None:  # a record written before records held the data statistics
+        data["data"] = _data_statistics(Path(data["run_dir"]))
     return SeedRecord(**data)
+
+
+def _data_statistics(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("data")
+    except (OSError, ValueError, AttributeError):
+        return None  # the run was moved or damaged: the configs alone tell data apart
 
 
 def _run_one(task: dict[str, Any]) -> dict[str, Any]:
@@ -148,9 +169,11 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
         "label": task["label"],
         "model": config.model.name,
         "seed": config.train.seed,
-        "run_dir": str(result.directory),
+        # relative to OUT: the record stays valid however OUT is spelled or wherever it moves
+        "run_dir": f"runs/{result.directory.name}",
         "valid": result.metrics["valid"],
         "test": result.metrics["test"],
+        "data": result.metrics.get("data"),
     }
     if not is_main_process():  # another torchrun process: it trained beside rank 0, which writes
         return record
@@ -162,22 +185,22 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
         npz_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(npz_path) as tmp, tmp.open("wb") as fh:
             np.savez_compressed(fh, **per_user)
-        record["per_user_path"] = str(npz_path)
+        record["per_user_path"] = npz_path.relative_to(out).as_posix()
         record["per_user_gap"] = check_against_run(per_user, result.metrics)
     atomic_write_text(json_path, json.dumps({**record, "config": task["config"]}, indent=2))
     return record
 
 
-def _existing(json_path: Path, config: dict[str, Any]) -> SeedRecord | None:
+def _existing(out: Path, json_path: Path, config: dict[str, Any]) -> SeedRecord | None:
     if not json_path.is_file():
         return None
     data = json.loads(json_path.read_text(encoding="utf-8"))
     if data.get("config") != config:
         return None
-    path = data.get("per_user_path")
-    if path is not None and not Path(path).is_file():
+    record = _in_out(out, data)
+    if record.per_user_path is not None and not Path(record.per_user_path).is_file():
         return None
-    return _load_record(json_path)
+    return record
 
 
 def run_experiment(
@@ -240,7 +263,8 @@ def run_experiment(
             for seed in seed_list:
                 raw = _seeded(config, label, seed)
                 # Only rank 0's reading counts (broadcast below); the others need not read.
-                done = _existing(_record_paths(out, label, seed)[0], raw) if main else None
+                json_path = _record_paths(out, label, seed)[0]
+                done = _existing(out, json_path, raw) if main else None
                 if done is not None:
                     records[label, seed] = done
                     report(f"{label} seed {seed}: done before ({done.run_dir})")
@@ -258,12 +282,12 @@ def run_experiment(
         tasks, records = broadcast_object((tasks, records))
         if jobs == 1:
             finished = (_run_one(task) for task in tasks)
-            _collect(finished, tasks, records, metric, report)
+            _collect(out, finished, tasks, records, metric, report)
         else:
             try:
                 with worker_pool(jobs) as pool:
                     finished = pool.map(functools.partial(stoppable, _run_one), tasks)
-                    _collect(finished, tasks, records, metric, report)
+                    _collect(out, finished, tasks, records, metric, report)
             except BaseException:  # the workers have stopped: see what they left
                 _remove_unfinished_runs(out / "runs", tasks, records)
                 raise
@@ -279,7 +303,9 @@ def run_experiment(
         )
 
 
-def _collect(finished, tasks, records, metric: str, report: Callable[[str], None]) -> None:
+def _collect(
+    out: Path, finished, tasks, records, metric: str, report: Callable[[str], None]
+) -> None:
     """Records of the ``finished`` runs, which come in the order of ``tasks``; a run that raised
     is named before its error stops the experiment."""
     finished = iter(finished)
@@ -292,7 +318,7 @@ def _collect(finished, tasks, records, metric: str, report: Callable[[str], None
                 "finished keep their records (run the same command again to continue)"
             )
             raise
-        record = SeedRecord(**data)
+        record = _in_out(out, data)
         records[record.label, record.seed] = record
         report(
             f"{record.label} seed {record.seed}: valid {metric} {record.valid[metric]:.4f}, "

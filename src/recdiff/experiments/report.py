@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from recdiff.config.schema import RunConfig
+from recdiff.experiments.comparable import difference
 from recdiff.experiments.stats import METHOD_NAMES, PairedTest, format_mean_std, paired_test
 
 __all__ = ["per_user_over_seeds", "render_markdown"]
@@ -60,7 +61,20 @@ def _best_baseline(groups: dict[str, list], models: dict[str, str], metric: str)
     return max(baselines, key=lambda label: baselines[label]), baselines
 
 
-def _tests(groups, best: str, metric: str, method: str) -> dict[str, PairedTest | str]:
+def _statistics(records) -> dict[str, Any] | None:
+    """The data statistics a config's runs recorded (the same for every seed: the data seed is
+    not the training seed); None for records written before records held them."""
+    return next((r.data for r in records if r.data is not None), None)
+
+
+def _tests(
+    groups, configs: dict[str, RunConfig], best: str, metric: str, method: str
+) -> dict[str, PairedTest | str]:
+    """Paired tests of each config against ``best``, or why there is none. Only configs tested
+    on the same targets under the same protocol are paired: per-user arrays of equal length can
+    still belong to other data (two demo datasets; next-item examples beside users' rows)."""
+    dumped = {label: config.model_dump(mode="json") for label, config in configs.items()}
+
     def values(label: str) -> np.ndarray | str:
         arrays = []
         for record in groups[label]:
@@ -74,6 +88,15 @@ def _tests(groups, best: str, metric: str, method: str) -> dict[str, PairedTest 
     tests: dict[str, PairedTest | str] = {}
     for label in groups:
         if label == best:
+            continue
+        apart = difference(
+            dumped[label],
+            _statistics(groups[label]),
+            dumped[best],
+            _statistics(groups[best]),
+        )
+        if apart is not None:
+            tests[label] = f"not comparable: {apart.describe(best)}"
             continue
         mine = values(label)
         if isinstance(reference, str) or isinstance(mine, str):
@@ -124,7 +147,7 @@ def render_markdown(
             + "): no significance test."
         )
         return "\n".join(lines) + "\n", None, {}
-    tests = _tests(groups, best, metric, method)
+    tests = _tests(groups, dict(labelled), best, metric, method)
     lines += [
         f"Best baseline: **{best}** (highest mean validation {metric} among "
         + ", ".join(f"{label} {value:.4f}" for label, value in baselines.items())

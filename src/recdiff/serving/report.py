@@ -1,12 +1,14 @@
 """A self-contained HTML report of a run, with a comparison to other runs on the same data.
 
-The report reads only the run directory's text files and ``curves.png`` (embedded as a base64
-data URI), so it opens anywhere, offline, as a single file. Runs are compared when their
-``config.yaml`` data sections are equal (time weights aside): same source, format, split and
-seed, and when the data statistics their ``metrics.json`` recorded agree (a next-item model and
-a matrix model read different data from the same section: sequences, with their own items and
-test targets), hence the same test set. The comparison is sorted by the *validation* value of
-the run's selection metric; test numbers are shown beside it, never used to rank.
+The report reads the run directory's text files, ``curves.png`` (embedded as a base64 data URI)
+and, for next-item runs, the length of the saved sequences, so it opens anywhere, offline, as a
+single file. Runs are compared when they have the same test targets and rank them the same way
+(:mod:`recdiff.experiments.comparable`: equal data sections, time weights aside; the same kind
+of model, next-item or interaction rows, which read different data from one section; equal data
+statistics in ``metrics.json``; for next-item runs the same ``eval.exclude_history``). Every
+run's numbers are shown under this run's user averaging (runs record both). The comparison is
+sorted by the *validation* value of the run's selection metric; test numbers are shown beside
+it, never used to rank; a run that did not compute that metric is left out.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 import yaml
 
 from recdiff.atomic import atomic_write_text
+from recdiff.experiments.comparable import difference, is_next_item
 
-__all__ = ["RunSummary", "build_report", "comparable_runs", "write_report"]
+__all__ = ["Comparison", "RunSummary", "build_report", "comparable_runs", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -62,14 +65,42 @@ class RunSummary:
     def selection_metric(self) -> str:
         return self.config.get("train", {}).get("metric", "recall@20")
 
+    @property
+    def averaging(self) -> str:
+        return self.metrics.get("averaging", "all_users")
 
-def comparable_runs(run: RunSummary, folder: str | Path) -> tuple[list[RunSummary], int]:
-    """Runs in ``folder`` (``run`` included) with ``run``'s data section, best on validation
-    first; and how many other complete runs were left out because their data differ."""
+    def splits(self, averaging: str) -> dict[str, dict[str, float]] | None:
+        """``{"valid": {...}, "test": {...}}`` means under ``averaging``; None when the run
+        did not record them (a run written before runs recorded both averagings)."""
+        recorded = (self.metrics.get("by_averaging") or {}).get(averaging)
+        if recorded is not None:
+            return recorded
+        if self.averaging == averaging:
+            return {split: self.metrics.get(split, {}) for split in ("valid", "test")}
+        return None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The runs beside this one: ``runs`` (this one included, best on validation first) with
+    the means each shows (``splits``, under this run's averaging, by directory); the number of
+    other complete runs left out because their data differ; and the ones left out although
+    their data agree, each as a sentence naming the run and the reason."""
+
+    runs: list[RunSummary]
+    splits: dict[Path, dict[str, dict[str, float]]]
+    other_data: int
+    other_protocol: list[str]
+
+
+def comparable_runs(run: RunSummary, folder: str | Path) -> Comparison:
+    """The runs in ``folder`` comparable with ``run`` (see the module's docstring)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of run directories")
-    same, other = [run], 0
+    metric, averaging = run.selection_metric, run.averaging
+    same, other_data, other_protocol = [run], 0, []
+    splits = {run.directory: run.splits(averaging) or {}}
     for directory in sorted(folder.iterdir()):
         if directory.name.startswith(".") or not directory.is_dir():
             continue  # hidden: a run still being written
@@ -79,22 +110,28 @@ def comparable_runs(run: RunSummary, folder: str | Path) -> tuple[list[RunSummar
             candidate = RunSummary.read(directory)
         except (FileNotFoundError, ValueError, yaml.YAMLError):
             continue
-        if _dataset(candidate) == _dataset(run):
-            same.append(candidate)
+        apart = difference(
+            run.config, run.metrics.get("data"), candidate.config, candidate.metrics.get("data")
+        )
+        values = candidate.splits(averaging)
+        if apart is not None and apart.kind == "data":
+            other_data += 1
+        elif apart is not None:
+            other_protocol.append(apart.describe(candidate.name))
+        elif values is None:
+            other_protocol.append(
+                f"{candidate.name} recorded only {candidate.averaging} averaging, not {averaging}"
+            )
+        elif metric not in values.get("valid", {}):
+            other_protocol.append(
+                f"{candidate.name} did not compute validation {metric} (its eval.ks and "
+                "eval.metrics)"
+            )
         else:
-            other += 1
-    metric = run.selection_metric
-    same.sort(key=lambda r: -float(r.metrics.get("valid", {}).get(metric, float("-inf"))))
-    return same, other
-
-
-def _dataset(run: RunSummary) -> dict[str, Any]:
-    """The data section that fixes the splits and the statistics of the data it gave; time
-    weights only reweight the model's input (T-DiffRec), so T-DiffRec and DiffRec runs on the
-    same splits are compared."""
-    data = dict(run.config.get("data") or {})
-    data.pop("time_weights", None)
-    return {"section": data, "statistics": run.metrics.get("data")}
+            same.append(candidate)
+            splits[candidate.directory] = values
+    same.sort(key=lambda r: -float(splits[r.directory].get("valid", {}).get(metric, float("-inf"))))
+    return Comparison(same, splits, other_data, other_protocol)
 
 
 def build_report(run: str | Path, compare: str | Path | None = None) -> str:
@@ -102,7 +139,7 @@ def build_report(run: str | Path, compare: str | Path | None = None) -> str:
     run's parent folder)."""
     summary = RunSummary.read(run)
     folder = Path(compare) if compare is not None else summary.directory.parent
-    runs, other = comparable_runs(summary, folder)
+    comparison = comparable_runs(summary, folder)
     metrics = summary.metrics
     title = f"{summary.name}: {metrics.get('model', '?')}"
     sections = [
@@ -112,11 +149,11 @@ def build_report(run: str | Path, compare: str | Path | None = None) -> str:
         _metric_tables(metrics),
         _curves(summary.directory / "curves.png"),
         "<h2>Data</h2>",
-        _data_table(metrics.get("data", {})),
+        _data_table(summary),
         "<h2>Timings</h2>",
         _key_values({k: f"{v:.2f} s" for k, v in metrics.get("seconds", {}).items()}),
-        f"<h2>Runs on the same data ({len(runs)})</h2>",
-        _comparison(summary, runs, other, folder),
+        f"<h2>Runs on the same data ({len(comparison.runs)})</h2>",
+        _comparison(summary, comparison, folder),
         "<h2>Config</h2>",
         f"<pre>{_e(summary.config_text)}</pre>",
     ]
@@ -206,9 +243,12 @@ def _curves(path: Path) -> str:
     return f'<h2>Curves</h2><img alt="training curves" src="data:image/png;base64,{data}">'
 
 
-def _data_table(data: dict[str, Any]) -> str:
+def _data_table(run: RunSummary) -> str:
+    data = run.metrics.get("data") or {}
     if not data:
         return "<p>(not recorded)</p>"
+    if is_next_item(run.config):
+        return _sequence_data_table(run, data)
     users, items = data.get("n_users", 0), data.get("n_items", 0)
     total = sum(data.get(split, 0) for split in ("train", "valid", "test"))
     shown = {
@@ -225,30 +265,75 @@ def _data_table(data: dict[str, Any]) -> str:
     return _key_values(shown)
 
 
-def _comparison(run: RunSummary, runs: list[RunSummary], other: int, folder: Path) -> str:
-    metric = run.selection_metric
+def _sequence_data_table(run: RunSummary, data: dict[str, Any]) -> str:
+    """A next-item run records (history, next item) examples, not interactions: a sequence of n
+    items gives n - 1 examples (its first item is never a target), split between train, valid
+    and test. Interactions come from the users' saved sequences, where the run has them (data
+    given as examples, e.g. DreamRec's files, has no users)."""
+    users, items = data.get("n_users"), data.get("n_items")
+    shown = {
+        "users": _number(users),
+        "items": _number(items),
+        "history length (data.max_len)": _number(data.get("max_len")),
+        **{
+            f"{split} examples (history, next item)": _number(data.get(split))
+            for split in ("train", "valid", "test")
+        },
+    }
+    total = _sequence_items(run.directory / "data" / "sequences.npz")
+    if total is not None:
+        shown["interactions (items in the users' sequences)"] = _number(total)
+        if users and items:
+            shown["density"] = f"{total / (users * items):.4%}"
+            shown["interactions per user"] = f"{total / users:.1f}"
+    return _key_values(shown)
+
+
+def _sequence_items(path: Path) -> int | None:
+    """How many items the saved sequences hold; None without (readable) sequences."""
+    import numpy as np
+
+    try:
+        with np.load(path) as saved:
+            return int(saved["indptr"][-1])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def _comparison(run: RunSummary, comparison: Comparison, folder: Path) -> str:
+    metric, averaging = run.selection_metric, run.averaging
     families = {metric.split("@")[0], "recall", "ndcg"}  # hit_rate: next-item runs' metric
-    tested = [n for n in run.metrics.get("test", {}) if n.split("@")[0] in families]
+    mine = comparison.splits[run.directory].get("test", {})
+    tested = [n for n in mine if n.split("@")[0] in families]
     rows = []
-    for candidate in runs:
+    for candidate in comparison.runs:
         m = candidate.metrics
+        values = comparison.splits[candidate.directory]
         rows.append(
             [
                 _e(candidate.name),
                 _e(m.get("model", "?")),
                 _number(m.get("best_epoch")),
-                _number(m.get("valid", {}).get(metric)),
-                *(_number(m.get("test", {}).get(n)) for n in tested),
+                _number(values.get("valid", {}).get(metric)),
+                *(_number(values.get("test", {}).get(n)) for n in tested),
                 _seconds(m.get("seconds", {}).get("fit")),
             ]
         )
     header = ["run", "model", "best epoch", f"valid {metric}", *(f"test {n}" for n in tested)]
     note = (
-        f"<p>Sorted by validation {_e(metric)}; the highlighted row is this run. {other} other "
-        f"run(s) in {_e(folder)} used "
-        "different data and are left out.</p>"
+        f"<p>Sorted by validation {_e(metric)}; every run's metrics under {_e(averaging)} "
+        f"averaging, as this run reports them; the highlighted row is this run. "
+        f"{comparison.other_data} other run(s) in {_e(folder)} used different data and are "
+        "left out.</p>"
     )
-    return _table([*map(_e, header), "fit s"], rows, marked=runs.index(run)) + note
+    if comparison.other_protocol:
+        note += (
+            "<p>Left out as well, on the same data but not comparable:</p><ul>"
+            + "".join(f"<li>{_e(reason)}</li>" for reason in comparison.other_protocol)
+            + "</ul>"
+        )
+    marked = comparison.runs.index(run)
+    return _table([*map(_e, header), "fit s"], rows, marked=marked) + note
 
 
 _PAGE = """<!DOCTYPE html>

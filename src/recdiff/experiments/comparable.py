@@ -1,0 +1,97 @@
+"""Whether two runs' test numbers may stand side by side: the same test targets, ranked the
+same way.
+
+Runs qualify when they read the same data the same way:
+
+* equal data sections, time weights aside (they reweight T-DiffRec's input, not the splits) and,
+  for models of interaction rows, the history length aside (only next-item models read it);
+* the same kind of test targets: a next-item model is tested on (history, next item) examples,
+  a model of interaction rows on users' held-out items, and the demo format gives each its own
+  data (sequences of 200 items, rows of 500) from one and the same data section;
+* equal data statistics (users, items, split sizes), where both runs recorded them;
+* for next-item runs, the same ``eval.exclude_history``: it decides which items are ranked.
+
+User averaging is not compared: a run records its means under both averagings
+(``metrics["by_averaging"]``), and its per-user values do not depend on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["Difference", "data_section", "difference", "is_next_item"]
+
+
+@dataclass(frozen=True)
+class Difference:
+    """Why two runs are not comparable: a ``setting`` (or data statistic) that differs, with
+    the first run's value ``a`` and the second's ``b``; ``kind`` says whether the runs' data
+    or their evaluation protocol differ."""
+
+    kind: Literal["data", "protocol"]
+    setting: str
+    a: Any
+    b: Any
+
+    def describe(self, other: str) -> str:
+        """E.g. ``data.seed: 7 here, 0 in demo-ease (different data)``, from the first run's
+        side; ``other`` names the second run."""
+        what = "different data" if self.kind == "data" else "another evaluation protocol"
+        return f"{self.setting}: {_show(self.a)} here, {_show(self.b)} in {other} ({what})"
+
+
+def is_next_item(config: Mapping[str, Any]) -> bool:
+    """Whether a run config (as ``config.yaml`` holds it) trains a next-item model."""
+    from recdiff.config.models import SEQUENTIAL_MODELS
+
+    return (config.get("model") or {}).get("name") in SEQUENTIAL_MODELS
+
+
+def data_section(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a config's data section that decide its splits and test targets."""
+    data = dict(config.get("data") or {})
+    data.pop("time_weights", None)
+    if not is_next_item(config):
+        data.pop("max_len", None)
+    return data
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _first_difference(
+    kind: Literal["data", "protocol"], a: Mapping[str, Any], b: Mapping[str, Any], prefix: str
+) -> Difference | None:
+    for key in dict.fromkeys([*a, *b]):
+        if a.get(key) != b.get(key):
+            return Difference(kind, f"{prefix}{key}", a.get(key), b.get(key))
+    return None
+
+
+def difference(
+    config_a: Mapping[str, Any],
+    statistics_a: Mapping[str, Any] | None,
+    config_b: Mapping[str, Any],
+    statistics_b: Mapping[str, Any] | None,
+) -> Difference | None:
+    """Why runs with these configs and data statistics (``metrics.json``'s ``data``; None:
+    not recorded) cannot be compared on test, or None when they can."""
+    next_a, next_b = is_next_item(config_a), is_next_item(config_b)
+    if next_a != next_b:
+        kinds = {True: "next-item examples", False: "users' interaction rows"}
+        return Difference("data", "test targets", kinds[next_a], kinds[next_b])
+    found = _first_difference("data", data_section(config_a), data_section(config_b), "data.")
+    if found is None and statistics_a is not None and statistics_b is not None:
+        found = _first_difference("data", statistics_a, statistics_b, "data statistic ")
+    if found is None and next_a:
+        found = _first_difference(
+            "protocol",
+            {"exclude_history": (config_a.get("eval") or {}).get("exclude_history", False)},
+            {"exclude_history": (config_b.get("eval") or {}).get("exclude_history", False)},
+            "eval.",
+        )
+    return found
