@@ -5,11 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from recdiff.cli.main import app
 from recdiff.config import load_config
-from recdiff.serving.predictor import Predictor
-from recdiff.serving.sequence_predictor import SequencePredictor
+from recdiff.serving.predictor import EMPTY_INPUT_NOTE, Predictor
+from recdiff.serving.sequence_predictor import EMPTY_SEQUENCE_NOTE, SequencePredictor
 from recdiff.train.run import run_training
+
+DAMAGED = "looks damaged: re-train the run or restore the folder from a backup"
 
 FAST = ["train.epochs=3", "train.eval_every=3", "model.dim=16"]
 
@@ -197,3 +201,83 @@ def test_sequences_without_an_array_are_named_at_load(run_dir, tmp_path):
     np.savez_compressed(run / "data/sequences.npz", items=np.zeros(3, np.int64))
     with pytest.raises(ValueError, match=r"sequences\.npz: cannot be read .*indptr.*looks damaged"):
         Predictor.load(run)
+
+
+@pytest.mark.parametrize("missing", [["data/sequences.npz"], ["data/users.json"]])
+def test_a_run_without_its_users_files_is_named_damaged(run_dir, tmp_path, missing):
+    # The run's config (data.format=demo) says it has users: without the file it used to load as a
+    # run without users ("holds next-item examples without user ids"; export: "no users").
+    import shutil
+
+    run = shutil.copytree(run_dir, tmp_path / "damaged")
+    for name in missing:
+        (run / name).unlink()
+    expected = (
+        f"{run / missing[0]}: is missing, though the run's data (data.format=demo) holds users' "
+        f"sequences; the run folder {run} {DAMAGED}"
+    )
+    with pytest.raises(ValueError) as caught:
+        Predictor.load(run)
+    assert str(caught.value) == expected
+    for command in (["recommend", str(run), "--user", "5"], ["export", str(run), "--out", "x.csv"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2 and result.output.splitlines() == [f"error: {expected}"]
+
+
+def _without_users(run_dir, tmp_path):
+    """A copy of the run as a run of DreamRec's example files loads: no user ids."""
+    import shutil
+
+    import yaml
+
+    run = shutil.copytree(run_dir, tmp_path / "examples-only")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"].update(format="dreamrec", source=str(tmp_path / "dreamrec-folder"))
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "data/users.json").unlink()
+    (run / "data/sequences.npz").unlink()
+    return run
+
+
+def test_export_of_a_run_without_user_ids_says_what_to_do_instead(run_dir, tmp_path):
+    from recdiff.serving.export import export_recommendations
+
+    run = _without_users(run_dir, tmp_path)
+    predictor = Predictor.load(run)
+    assert len(predictor.users) == 0 and predictor.recommend(history=[3], k=2).items
+    out = tmp_path / "recs.csv"
+    for users in (None, [1]):  # were "no users to export", "not among the 0 users"
+        with pytest.raises(ValueError, match=r"no user ids .* trained on per-user data"):
+            export_recommendations(predictor, out, k=3, users=users, progress=False)
+    result = CliRunner().invoke(app, ["export", str(run), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "has no user ids" in result.output and "recommend from histories" in result.output
+    for users in ("1", "u1"):  # parsed first: said "user ids of this run are integers" for u1
+        result = CliRunner().invoke(app, ["export", str(run), "--out", str(out), "--users", users])
+        assert result.exit_code == 2, result.output
+        assert "without user ids; recommend from a history instead, or train on per-user data" in (
+            result.output
+        )
+    assert not out.exists()
+
+
+def test_a_known_user_with_an_empty_sequence_gets_the_empty_input_note(
+    run_dir, predictor, tmp_path
+):
+    # The user of row 0 keeps their id but no item (a sequence-file line holding only the id).
+    import json
+
+    indptr = np.concatenate([[0], predictor.indptr[1:] - predictor.indptr[1]])
+    run = _damaged_copy(run_dir, tmp_path, indptr, predictor.sequence_items[predictor.indptr[1] :])
+    loaded = Predictor.load(run)
+    user, other = (int(u) for u in loaded.users.ids[:2])
+    recs = loaded.recommend(user=user, k=5)
+    expected, _ = loaded.model.recommend([[]], k=5)
+    assert recs.items == loaded.items.external(expected[0]).tolist()
+    assert recs.note == EMPTY_SEQUENCE_NOTE and EMPTY_SEQUENCE_NOTE != EMPTY_INPUT_NOTE
+    assert loaded.recommend(user=other, k=5).note is None
+    together = loaded.recommend_queries([loaded.query(user=other), loaded.query(user=user)], [5, 5])
+    assert [r.note for r in together] == [None, EMPTY_SEQUENCE_NOTE]
+    result = CliRunner().invoke(app, ["recommend", str(run), "--user", str(user), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["note"] == EMPTY_SEQUENCE_NOTE

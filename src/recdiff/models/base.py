@@ -22,6 +22,7 @@ version, hyper-parameters) and ``weights.safetensors`` — no pickles, so loadin
 from __future__ import annotations
 
 import abc
+import importlib
 import json
 import os
 from pathlib import Path
@@ -43,6 +44,18 @@ WEIGHTS_FILE = "weights.safetensors"
 R = TypeVar("R", bound="SavedModel")
 
 _REGISTRY: dict[str, type[SavedModel]] = {}
+
+#: The modules of recdiff's own models, imported by the loader: a class registers when its module
+#: is imported, and a saved folder must load whatever the caller happened to import before.
+BUILTIN_MODEL_MODULES = (
+    "recdiff.models.popularity",
+    "recdiff.models.ease",
+    "recdiff.models.multvae",
+    "recdiff.models.diffrec",
+    "recdiff.models.ldiffrec",
+    "recdiff.models.sasrec",
+    "recdiff.models.dreamrec",
+)
 
 
 class SavedModel(abc.ABC):
@@ -102,8 +115,10 @@ class SavedModel(abc.ABC):
     def load(cls: type[R], directory: str | Path) -> R:
         """Load a model saved by :meth:`save`.
 
-        ``Recommender.load`` picks the class named in ``config.json``; ``EASE.load`` also checks
-        that the folder holds an EASE model.
+        ``SavedModel.load`` returns any model, picking the class named in ``config.json``;
+        ``Recommender.load`` any model of user rows (not SASRec or DreamRec, which score item
+        sequences); ``EASE.load`` also checks that the folder holds an EASE model. recdiff's
+        own models need no import first.
         """
         directory = Path(directory)
         config_path = directory / CONFIG_FILE
@@ -118,16 +133,17 @@ class SavedModel(abc.ABC):
                 f"reads {FORMAT_VERSION}"
             )
         name = meta.get("model")
-        target = _REGISTRY.get(name)
+        target = registered_models().get(name)
         if target is None:
             raise ValueError(
                 f"{config_path} names unknown model {name!r}; known: {sorted(_REGISTRY)} "
-                "(import the module that defines it first)"
+                "(a model defined outside recdiff: import the module that defines it first)"
             )
         if not issubclass(target, cls):
             raise TypeError(
                 f"{directory} holds a {name} model, which {cls.__name__}.load cannot return; "
-                "use SavedModel.load or the matching class"
+                f"use SavedModel.load({str(directory)!r}) (any model) or "
+                f"{target.__name__}.load (from {target.__module__})"
             )
         weights_path = directory / WEIGHTS_FILE
         tensors = load_file(str(weights_path))
@@ -214,5 +230,7 @@ def _one_line(text: str) -> str:
 
 
 def registered_models() -> dict[str, type[SavedModel]]:
-    """Model name -> class, for every model class imported so far."""
+    """Model name -> class: recdiff's own models, and any other subclass imported so far."""
+    for module in BUILTIN_MODEL_MODULES:  # imported here, not at the top: they import this one
+        importlib.import_module(module)
     return dict(_REGISTRY)

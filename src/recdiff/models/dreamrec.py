@@ -53,6 +53,9 @@ from recdiff.nn.sequence import HistoryEncoder
 
 __all__ = ["DreamRec", "DreamRecConfig", "GuidedDiffusionConfig"]
 
+#: The reverse processes inference can run (the values of ``GuidedDiffusionConfig.sampler``).
+SAMPLERS = ("ddpm", "ddim")
+
 
 class GuidedDiffusionConfig(BaseModel):
     """The diffusion process over item embeddings (defaults: the released Zhihu settings)."""
@@ -240,11 +243,25 @@ class DreamRec(SequentialRecommender):
         return super()._from_saved(config, tensors)
 
     def sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:
-        """The reverse process used at inference (configured one by default)."""
+        """The reverse process used at inference (configured one by default).
+
+        ``sampler`` and ``steps`` are checked as the config checks them: a typo or a step count
+        of 0 would otherwise sample with the configured process, a sweep measuring nothing."""
         self._check_fitted()
         diffusion = self.config.diffusion
-        kind = sampler or diffusion.sampler
-        steps = steps or diffusion.sampling_steps or diffusion.steps
+        kind = diffusion.sampler if sampler is None else sampler
+        if kind not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {kind!r}")
+        if steps is None:
+            steps = diffusion.sampling_steps or diffusion.steps
+        elif isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+            raise ValueError(f"sampling_steps must be an integer, got {steps!r}")
+        elif not 1 <= steps <= diffusion.steps:
+            raise ValueError(
+                f"sampling_steps must lie in 1..{diffusion.steps} (the model's diffusion steps "
+                f"T), got {steps}"
+            )
+        steps = int(steps)
         # Keyed by device too: a sampler's process tables must follow the net when it moves.
         key = (kind, steps, self.device)
         if key not in self._samplers:
@@ -254,7 +271,7 @@ class DreamRec(SequentialRecommender):
             process = GaussianDiffusion(schedule, prediction="x0").to(self.device)
             if kind == "ddim":
                 self._samplers[key] = DDIMSampler(process, eta=diffusion.eta)
-            else:
+            else:  # "ddpm", checked above
                 self._samplers[key] = DDPMSampler(process)
         return self._samplers[key]
 

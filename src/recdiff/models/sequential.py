@@ -143,7 +143,8 @@ class SequentialRecommender(SavedModel):
         ``lengths`` is accepted for the evaluators' calling convention and checked against the
         pads; ``generator`` seeds any sampling (diffusion models; one per row makes each row's
         draws independent of its batch); ``options`` go to the model's inference (e.g.
-        DreamRec's ``guidance_weight``, ``sampler``, ``sampling_steps``).
+        DreamRec's ``guidance_weight``, ``sampler``, ``sampling_steps``). An empty batch gets
+        ``[0, n_items]`` scores.
         """
         net = self._check_fitted()
         history = torch.as_tensor(history, dtype=torch.long)
@@ -154,12 +155,23 @@ class SequentialRecommender(SavedModel):
                 f"history holds ids outside 0..{self.n_items} (items 0..{self.n_items - 1}, "
                 f"pad {self.n_items}); map external ids with the run's item vocabulary"
             )
+        self._check_left_padded(history)
         if history.shape[1] > self.max_len:
             history = history[:, -self.max_len :]
         if lengths is not None:
             real = (history != self.n_items).sum(dim=1)
-            if not torch.equal(real, torch.as_tensor(lengths).clamp(max=self.max_len).to(real)):
-                raise ValueError("lengths disagree with the pads of history: pass left-padded rows")
+            lengths = torch.as_tensor(lengths)
+            if lengths.shape != real.shape or not torch.equal(
+                real, lengths.clamp(max=self.max_len).to(real)
+            ):
+                raise ValueError(
+                    f"lengths disagree with the pads of history (lengths {_shown(lengths)}, "
+                    f"items per row {_shown(real)}): pass left-padded rows and their lengths"
+                )
+        if history.shape[0] == 0:  # the network cannot run on no rows (its reshapes fail)
+            return torch.empty((0, self.n_items), device=self.device)
+        if history.shape[1] == 0:  # rows without a column are empty histories: one pad column
+            history = torch.full((history.shape[0], 1), self.n_items, dtype=torch.long)
         history = trim_left_padding(history, self.n_items)
         device = self.device
         was_training = net.training
@@ -170,11 +182,24 @@ class SequentialRecommender(SavedModel):
         finally:
             net.train(was_training)
 
+    def _check_left_padded(self, history: torch.Tensor) -> None:
+        """Fail when a row holds a pad after an item: it is padded on the right. The network
+        reads the last column as the newest item, so such a row would get a worse list, and
+        no error."""
+        misplaced = (history[:, 1:] == self.n_items) & (history[:, :-1] != self.n_items)
+        rows = torch.nonzero(misplaced.any(dim=1)).flatten()
+        if rows.numel():
+            raise ValueError(
+                f"history rows {_shown(rows)} are not left-padded: the pad id ({self.n_items}) "
+                "follows an item. Pass left-padded rows, pads first and the newest item last "
+                '(a SequenceDataset: data.with_layout("left"); lists of items: model.windows)'
+            )
+
     def windows(self, histories: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Left-padded ``[n, max_len]`` windows (last ``max_len`` items) and lengths from
         lists of item indices, oldest first."""
         lengths = np.array([len(h) for h in histories], dtype=np.int64)
-        flat = np.fromiter((i for h in histories for i in h), dtype=np.int64, count=lengths.sum())
+        flat = _item_indices(histories, int(lengths.sum()))
         if flat.size and (flat.min() < 0 or flat.max() >= self.n_items):
             raise ValueError(f"item indices must lie in 0..{self.n_items - 1}")
         ends = np.cumsum(lengths)
@@ -221,6 +246,36 @@ class SequentialRecommender(SavedModel):
         model.net.load_state_dict(tensors)
         model.net.eval()
         return model
+
+
+def _shown(values: torch.Tensor, most: int = 5) -> str:
+    """The first values of a 1-D tensor, for an error message."""
+    listed = values.flatten().tolist()
+    return str(listed[:most])[:-1] + (", ...]" if len(listed) > most else "]")
+
+
+def _item_indices(histories: Sequence[Sequence[int]], count: int) -> np.ndarray:
+    """The histories' item indices, one flat int64 array. An index is an integer (2.0 too, as a
+    float column holds it): ``np.int64`` would read 1.7 and True as item 1, a list for a history
+    nobody gave, so they are refused."""
+    if all(isinstance(h, np.ndarray) and h.dtype.kind in "iu" for h in histories):
+        # the predictors' arrays (known users' sequences): integers already, no look at each
+        return np.fromiter(itertools.chain.from_iterable(histories), np.int64, count=count)
+    values = [
+        i.tolist() if isinstance(i, (np.generic, torch.Tensor)) else i for h in histories for i in h
+    ]
+    bad = [i for i in values if isinstance(i, bool) or not isinstance(i, (int, float))]
+    bad += [i for i in values if isinstance(i, float) and not i.is_integer()]
+    if bad:
+        raise ValueError(
+            f"item indices must be integers, got {bad[:5]}{' ...' if len(bad) > 5 else ''}; "
+            "booleans and fractions name no item (map external ids with the run's item "
+            "vocabulary)"
+        )
+    try:
+        return np.array(values, dtype=np.int64).reshape(count)
+    except OverflowError:  # beyond int64: no item of any catalogue
+        return np.full(count, -1, dtype=np.int64)
 
 
 def seen_matrix(histories: Sequence[Sequence[int]], n_items: int) -> sp.csr_matrix:

@@ -70,7 +70,8 @@ def export_recommendations(
     """Write the top ``k`` items of every known user (or of ``users``, external ids) to ``out``.
 
     The format follows the suffix (``.parquet`` or ``.csv``). Unknown user ids raise before
-    anything is written; so does a ``k`` outside 1..n_items. Duplicate ids are exported once.
+    anything is written; so do a ``k`` outside 1..n_items and a run without user ids (DreamRec's
+    example files). Duplicate ids are exported once.
     """
     from recdiff.progress import progress_bar
 
@@ -82,6 +83,13 @@ def export_recommendations(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     predictor.check_k(k)
+    if len(predictor.users) == 0:  # else "no users to export", or "not among the 0 users"
+        raise ValueError(
+            "this run's data has no user ids (next-item examples only, as DreamRec's files), so "
+            "there is nobody to export: export from a run trained on per-user data (a sequence "
+            "file or a table of interactions), or recommend from histories (recdiff recommend "
+            "RUN --history ITEM,ITEM,...)"
+        )
     # parsed as the CLI and the service parse them ("3" is user 3 of an integer-id run)
     ids = predictor.users.ids if users is None else _unique(predictor.parse_users(list(users)))
     if len(ids) == 0:

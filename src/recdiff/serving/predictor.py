@@ -18,8 +18,6 @@ import numpy as np
 import scipy.sparse as sp
 import yaml
 
-import recdiff.models.diffrec  # (registers the model classes for loading)
-import recdiff.models.ldiffrec  # noqa: F401
 from recdiff.config.models import SEQUENTIAL_MODELS
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
@@ -173,13 +171,6 @@ def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
         matrix = matrix.copy()
         matrix.sum_duplicates()
     return np.diff(matrix.indptr)
-
-
-def _empty_rows(query: Query) -> np.ndarray:
-    """Rows of interaction input without any interaction (sequence windows are never empty)."""
-    if not sp.issparse(query.inputs):
-        return np.zeros(len(query), dtype=bool)
-    return np.diff(sp.csr_matrix(query.inputs).indptr) == 0
 
 
 def _shown(ids: Sequence[Any]) -> str:
@@ -371,6 +362,13 @@ class Predictor:
         return row, unknown
 
     # ---------------------------------------------------------------------- recommend
+    #: The note on the list of a query row for which :meth:`empty_inputs` is true.
+    empty_input_note: str = EMPTY_INPUT_NOTE
+
+    def empty_inputs(self, query: Query) -> np.ndarray:
+        """Which rows of ``query`` hold no interaction: their list is nobody's in particular."""
+        return np.diff(sp.csr_matrix(query.inputs).indptr) == 0
+
     def recommend(
         self,
         user: Any = None,
@@ -453,14 +451,14 @@ class Predictor:
         items, scores = self.top_k(queries, max(ks))
         unknown = [q.unknown_items for q in queries for _ in range(len(q))]
         unseen = len(self.items) - np.concatenate([_distinct_per_row(q.exclude) for q in queries])
-        empty = np.concatenate([_empty_rows(q) for q in queries])
+        empty = np.concatenate([self.empty_inputs(q) for q in queries])
         results = []
         for row, k in enumerate(ks):
             keep = items[row, :k] >= 0
             returned = self.items.external(items[row, :k][keep]).tolist()
             note = shortfall_note(len(returned), k, int(unseen[row]), seen_remedy, len(self.items))
-            if note is None and empty[row]:  # a known user the split left without training rows
-                note = EMPTY_INPUT_NOTE
+            if note is None and empty[row]:  # a known user with nothing in the model's input
+                note = self.empty_input_note
             results.append(
                 Recommendations(
                     returned,

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-import recdiff.models.sasrec  # noqa: F401  (registers the model class for loading)
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary
 from recdiff.models.base import SavedModel
@@ -32,7 +31,13 @@ from recdiff.serving.run_files import (
     read_vocabulary,
 )
 
-__all__ = ["SequencePredictor"]
+__all__ = ["SequencePredictor", "has_user_ids"]
+
+
+def has_user_ids(config: RunConfig) -> bool:
+    """Whether a next-item run's data has users (and so a users.json and sequences.npz): all
+    formats but DreamRec's example files, which hold (history, next item) examples only."""
+    return config.data.format != "dreamrec"
 
 
 def _read_sequences(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -65,8 +70,25 @@ def _check_sequences(
         )
 
 
+#: The note on the list of a known user whose recorded sequence is empty (a line of the sequence
+#: file holding only the user id).
+EMPTY_SEQUENCE_NOTE = (
+    "this user's recorded sequence is empty, so the list is the model's answer to an empty "
+    "history, not personalised"
+)
+
+#: Why a run of DreamRec's example files cannot serve a user id.
+NO_USERS = (
+    "this run's data holds next-item examples without user ids; recommend from a history "
+    "instead, or train on per-user data (a sequence file or a table of interactions) to serve "
+    "or export users"
+)
+
+
 class SequencePredictor(Predictor):
     """A :class:`Predictor` whose queries are item sequences instead of interaction rows."""
+
+    empty_input_note = EMPTY_SEQUENCE_NOTE
 
     def __init__(
         self,
@@ -86,11 +108,27 @@ class SequencePredictor(Predictor):
     @classmethod
     def load(cls, run: str | Path) -> SequencePredictor:
         run = Path(run)
-        needed = ["config.yaml", "metrics.json", "model/config.json", "data/items.json"]
-        with_users = (run / "data/sequences.npz").is_file()  # not DreamRec's example files
-        if with_users:
-            needed.append("data/users.json")
+        needed = [
+            "config.yaml",
+            "metrics.json",
+            "model/config.json",
+            "model/weights.safetensors",
+            "data/items.json",
+        ]
         config = read_run_config(run, needed)
+        # The config says whether the run has users, not the files: a lost sequences.npz would
+        # read as a run without users, and every user request fail as if none had been trained.
+        with_users = has_user_ids(config)
+        if with_users:
+            files = [run / "data/users.json", run / "data/sequences.npz"]
+            missing = [path for path in files if not path.is_file()]
+            if missing:
+                raise damaged(
+                    run,
+                    f"{'is' if len(missing) == 1 else 'are'} missing, though the run's data "
+                    f"(data.format={config.data.format}) holds users' sequences",
+                    *missing,
+                )
         model = SavedModel.load(run / "model")
         items = read_vocabulary(run / "data/items.json")
         check_items(run, model.n_items, len(items))
@@ -125,15 +163,27 @@ class SequencePredictor(Predictor):
         index, unknown = self.history_indices(history, ignore_unknown)
         return self._query_from([index], exclude_seen, unknown)
 
+    def parse_user(self, value: Any) -> Any:
+        self._check_has_users()  # else "user ids of this run are integers" for a string id
+        return super().parse_user(value)
+
+    def parse_users(self, values: Sequence[Any]) -> np.ndarray:
+        self._check_has_users()
+        return super().parse_users(values)
+
     def query_users(self, users: Sequence[Any] | np.ndarray, exclude_seen: bool = True) -> Query:
-        if len(self.users) == 0:
-            raise ValueError(
-                "this run's data holds next-item examples without user ids; recommend from a "
-                "history instead"
-            )
+        self._check_has_users()
         rows = self.user_rows(users)
         histories = [self.sequence_items[self.indptr[r] : self.indptr[r + 1]] for r in rows]
         return self._query_from(histories, exclude_seen)
+
+    def _check_has_users(self) -> None:
+        if len(self.users) == 0:
+            raise ValueError(NO_USERS)
+
+    def empty_inputs(self, query: Query) -> np.ndarray:
+        """Which windows of ``query`` are all padding: a known user with an empty sequence."""
+        return (np.asarray(query.inputs) == self.model.n_items).all(axis=1)
 
     def top_k(self, queries: Sequence[Query], k: int) -> tuple[np.ndarray, np.ndarray]:
         from recdiff.eval.ranking import topk_items
