@@ -220,6 +220,18 @@ def test_a_relative_item_embeddings_file_is_stored_absolute(tmp_path, monkeypatc
     assert kept.model.params()["latent"]["item_embeddings"] == "datasets:x/e.npy"
 
 
+def test_a_file_with_the_demo_format_or_a_sum_of_ratings_is_refused(tmp_path):
+    source = str(tmp_path / "log.csv")
+    with pytest.raises(
+        ConfigError, match=r"data\.format is demo, the built-in data, which reads no"
+    ):
+        load_config("demo-ease", [f"data.source={source}"])
+    table = ["data.format=csv", f"data.source={source}", "data.rating_col=r"]
+    with pytest.raises(ConfigError, match="a sum of ratings is no rating"):
+        load_config("demo-ease", [*table, "data.duplicates=sum", "data.min_rating=3"])
+    assert load_config("demo-ease", [*table, "data.duplicates=last", "data.min_rating=3"])
+
+
 def test_masking_the_history_is_for_next_item_models():
     with pytest.raises(ConfigError, match=r"eval\.exclude_history applies to next-item models"):
         load_config("demo-diffrec", ["eval.exclude_history=true"])

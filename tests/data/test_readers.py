@@ -319,3 +319,11 @@ def test_iso_dates_in_a_text_time_column_are_seconds(tmp_path):
     path.write_text("user,item,when\na,x,1970-01-02\nb,y,yesterday\n")
     with pytest.raises(DataFormatError, match=r"line 3 are neither numbers nor ISO 8601 dates"):
         read_interactions(path, user_col="user", item_col="item", time_col="when")
+    # seconds among dates: the odd one out is named, not the dates
+    path.write_text("user,item,when\na,x,1970-01-02\nb,y,2024-05-01\nc,z,1714567890\n")
+    with pytest.raises(
+        DataFormatError,
+        match=r"mixes 1 number\(s\) and 2 ISO 8601 date\(s\).*the 1 number\(s\) at line 4 "
+        r"\(values \['1714567890'\]\)",
+    ):
+        read_interactions(path, user_col="user", item_col="item", time_col="when")

@@ -83,6 +83,9 @@ def test_user_lists_from_text_csv_and_parquet(tmp_path):
     assert read_user_list("3, 1,,2") == ["3", "1", "2"]
     pd.DataFrame({"user": [5, 6], "rank": [1, 1]}).to_csv(tmp_path / "u.csv", index=False)
     assert read_user_list(str(tmp_path / "u.csv")) == ["5", "6"]
+    # ids as written: "0001", "01" and "1" are three users, not user 1 three times
+    (tmp_path / "z.csv").write_text("user\n0001\n01\n1\n")
+    assert read_user_list(str(tmp_path / "z.csv")) == ["0001", "01", "1"]
     pd.DataFrame({"id": [5]}).to_parquet(tmp_path / "u.parquet")
     with pytest.raises(ValueError, match="no 'user' column"):
         read_user_list(str(tmp_path / "u.parquet"))

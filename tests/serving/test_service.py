@@ -98,7 +98,11 @@ def test_concurrent_requests_are_batched_without_changing_answers(client, predic
         ({"user": "abc"}, 422, "integers"),
         ({"history": [4, 99999, 99998]}, 422, "2 history item id(s) not in the catalogue"),
         ({"history": [4, 99999]}, 422, '"ignore_unknown": true'),
-        ({"history": [99999], "ignore_unknown": True}, 422, "no item of the history"),
+        (
+            {"history": [99999], "ignore_unknown": True},
+            422,
+            "none of the history's 1 item id(s) is in the catalogue ([99999])",
+        ),
         ({"history": []}, 400, "history is empty"),
         ({"history": [1] * (MAX_HISTORY + 1)}, 413, f"limit of {MAX_HISTORY}"),
         ({"user": 3, "k": 0}, 422, "k: Input should be greater than or equal to 1"),

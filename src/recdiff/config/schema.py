@@ -141,7 +141,8 @@ class DataConfig(BaseModel):
     duplicates: Literal["raise", "first", "last", "sum"] = Field(
         "raise",
         description="repeated (user, item) rows of a table read as an interaction matrix: raise "
-        "an error naming them, keep the first or last row, or sum the values (counts)",
+        "an error naming them, keep the first or last row in file order, or sum the values "
+        "(counts; not with min_rating, which judges one rating). Resolved before min_rating",
     )
     split: Literal["global_temporal", "user_temporal", "random", "leave_one_out"] = Field(
         "global_temporal",
@@ -169,6 +170,22 @@ class DataConfig(BaseModel):
     def _source_needed(self) -> DataConfig:
         if self.format != "demo" and not self.source:
             raise ValueError(f"data.source is required for format {self.format!r}")
+        if self.format == "demo" and self.source:
+            raise ValueError(
+                f"data.source is {self.source} but data.format is demo, the built-in data, which "
+                "reads no file: set data.format to the file's (csv, tsv, parquet, movielens, "
+                "recbole, sequences, diffrec or dreamrec)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sum_is_no_rating(self) -> DataConfig:
+        if self.duplicates == "sum" and self.min_rating is not None:
+            raise ValueError(
+                "data.duplicates=sum adds repeated rows' values up, and a sum of ratings is no "
+                "rating for data.min_rating to judge (three 1-star rows would pass 3): keep the "
+                "first or last row (data.duplicates=first or last), or drop data.min_rating"
+            )
         return self
 
     @model_validator(mode="after")

@@ -136,6 +136,8 @@ def time_column(
     (``2024-05-01 13:00:00``, with or without a UTC offset; none means UTC) since the epoch."""
     series = frame[col]
     text = pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+    if text:
+        _refuse_numbers_mixed_with_dates(series, col, source, line_numbers)
     if text and pd.to_numeric(series, errors="coerce").isna().all():
         parsed = pd.to_datetime(series, format="ISO8601", utc=True, errors="coerce")
         bad = np.flatnonzero(parsed.isna().to_numpy())
@@ -148,6 +150,32 @@ def time_column(
             )
         return _datetime_seconds(parsed)
     return numeric_column(frame, col, source, line_numbers)
+
+
+def _refuse_numbers_mixed_with_dates(
+    series: pd.Series, col: str, source: Source, line_numbers: np.ndarray | None
+) -> None:
+    """A text column of seconds and ISO 8601 dates at once has no one reading: name the kind
+    that stands out (the fewer), rather than calling all the other kind invalid."""
+    numbers = pd.to_numeric(series, errors="coerce").notna().to_numpy()
+    if numbers.all() or not numbers.any():
+        return
+    dates = np.zeros(len(series), dtype=bool)
+    dates[~numbers] = (
+        pd.to_datetime(series[~numbers], format="ISO8601", utc=True, errors="coerce")
+        .notna()
+        .to_numpy()
+    )
+    if not dates.any():
+        return  # numbers and text that is no date: the numeric reading names the text
+    odd, kind = (numbers, "number") if numbers.sum() <= dates.sum() else (dates, "ISO 8601 date")
+    rows = np.flatnonzero(odd)
+    examples = [str(v) for v in series.iloc[rows[:5]].tolist()]
+    raise DataFormatError(
+        f"column {col!r}{describe_source(source)} mixes {int(numbers.sum())} number(s) and "
+        f"{int(dates.sum())} ISO 8601 date(s); write every time one way: the {rows.size} "
+        f"{kind}(s) at {describe_rows(rows, line_numbers)} (values {examples}) stand out"
+    )
 
 
 def _datetime_seconds(series: pd.Series) -> np.ndarray:

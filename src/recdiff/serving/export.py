@@ -41,7 +41,13 @@ def read_user_list(spec: str) -> list[str]:
     from a comma-separated list; blank entries are skipped."""
     path = Path(spec)
     if path.suffix.lower() in FORMATS and path.is_file():
-        table = pq.read_table(path) if path.suffix.lower() == ".parquet" else pa_csv.read_csv(path)
+        # Ids as written: inferred as integers, "0001" and "01" would both become user 1.
+        as_text = pa_csv.ConvertOptions(column_types={"user": pa.string()})
+        table = (
+            pq.read_table(path)
+            if path.suffix.lower() == ".parquet"
+            else pa_csv.read_csv(path, convert_options=as_text)
+        )
         if "user" not in table.column_names:
             raise ValueError(
                 f"{path} has columns {table.column_names} but no 'user' column; name the column "

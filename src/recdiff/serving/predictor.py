@@ -338,7 +338,11 @@ class Predictor:
             )
         index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
         if index.size == 0:
-            raise ValueError("no item of the history is in the catalogue")
+            raise ValueError(
+                f"none of the history's {len(given)} item id(s) is in the catalogue "
+                f"({_shown(given)}): check them against the run's items (data/items.json), or "
+                "recommend for a known user instead"
+            )
         return index, given
 
     def history_row(
