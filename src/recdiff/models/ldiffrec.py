@@ -93,6 +93,12 @@ class LatentConfig(BaseModel):
         description="tanh on the encoders' outputs too, so latent means and log-variances lie in "
         "[-1, 1], as the released code builds its encoders (false: linear outputs, Mult-VAE)",
     )
+    likelihood: Literal["multinomial", "gaussian"] = Field(
+        "multinomial",
+        description="the autoencoders' reconstruction term: multinomial (Mult-VAE, as released) "
+        "or gaussian (squared error of the decoded scores against the row, unit variance, as "
+        "DiffRec's x0 loss is a squared error)",
+    )
     beta_max: float = Field(0.2, ge=0, description="cap of the annealed KL weight")
     anneal_steps: int = Field(2000, ge=1, description="gradient steps to reach beta_max")
     epochs: int = Field(
@@ -539,6 +545,9 @@ class LDiffRec(DiffRec):
     def _reconstruction_nll(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """Multinomial NLL of the rows under the decoded latents; sparse rows are scored against
         logits in group order (same value, no scatter of a batch x n_items block)."""
+        if self.config.latent.likelihood == "gaussian":
+            dense = rows.to_dense() if rows.is_sparse else rows
+            return 0.5 * (self.autoencoder.decode(z).float() - dense).pow(2).sum(dim=1).mean()
         if not rows.is_sparse or self.autoencoder.shared:
             return _multinomial_nll(self.autoencoder.decode(z), rows)
         logits = self.autoencoder.decode_grouped(z)
