@@ -1,9 +1,11 @@
 """Measurement helpers shared by the benchmarks: child processes (each measurement in a fresh
-process, so peak memory is its own), peak RSS, FLOP counts, the machine's matmul peak, and the
-results files (JSON plus a Markdown table) under ``benchmarks/results/``."""
+process, so peak memory is its own), peak RSS, FLOP counts, the machine's matmul peak, the
+results files (JSON plus a Markdown table) under ``benchmarks/results/`` or ``--results-dir``,
+argument checks, and scoring a next-item model's splits as its run's evaluation draws."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from recdiff.atomic import atomic_path, atomic_write_text
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -25,8 +29,12 @@ def peak_rss_mib() -> float:
 
 
 def median_after_warmup(seconds: Sequence[float]) -> float:
-    """Median of the timings after the first (warm-up) one; the only one if there is one."""
-    return statistics.median(seconds[1:] if len(seconds) > 1 else seconds)
+    """Median of the timings after the first (warm-up) one. With one timing there is none after
+    the warm-up, and reporting the warm-up (first-touch allocations, lazy imports) as the steady
+    state would be wrong: that raises, and the scripts check their epoch counts up front."""
+    if len(seconds) < 2:
+        raise ValueError(f"need a warm-up and at least one more timing, got {len(seconds)}")
+    return statistics.median(seconds[1:])
 
 
 def run_child(command: Sequence[str], timeout: float | None = None, **env: str) -> dict[str, Any]:
@@ -104,12 +112,133 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list
     return lines
 
 
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    """``payload`` as indented JSON at ``path``, written atomically: a reader (or a run stopped
+    half-way) sees the previous file or the whole new one, never a truncated one."""
+    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")  # paths, devices
+    return path
+
+
 def write_results(
     name: str, payload: dict[str, Any], table: Sequence[str], folder: Path = RESULTS
 ) -> Path:
-    """``NAME.json`` and ``NAME.md`` in ``folder`` (``results/``); returns the JSON path."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")  # paths, devices
-    (folder / f"{name}.md").write_text("\n".join(table) + "\n")
+    """``NAME.json`` and ``NAME.md`` in ``folder`` (``results/``), each written atomically;
+    returns the JSON path."""
+    path = write_json(folder / f"{name}.json", payload)
+    atomic_write_text(folder / f"{name}.md", "\n".join(table) + "\n")
     return path
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
+    """Save a matplotlib figure as PNG at ``path`` atomically (the temporary name has no
+    ``.png`` suffix, so the format is named)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+
+
+def add_results_dir(parser: argparse.ArgumentParser) -> None:
+    """``--results-dir``: where the results files go (default ``benchmarks/results``), so that a
+    check or a second machine need not overwrite the recorded ones."""
+    parser.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS,
+        help="folder for the results files (default: benchmarks/results)",
+    )
+
+
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum``. A bad value ends in a usage message
+    (exit 2) before any work, not in a traceback minutes later."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse ``type``: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def check_model_kind(
+    parser: argparse.ArgumentParser, name: str, kind: str, label: str, dreamrec_only: bool = False
+) -> None:
+    """Exit with a usage message (2) unless model ``name`` fits: a next-item model, or DreamRec
+    alone. Checked before any work, since a row model (DiffRec) fails deep inside otherwise (a
+    TypeError, a "damaged run", or a silently empty table). ``kind`` is "run" or "preset",
+    ``label`` names it."""
+    from recdiff.config.models import SEQUENTIAL_MODELS
+
+    if dreamrec_only and name != "dreamrec":
+        parser.error(f"needs a DreamRec {kind}, got {label} (model {name!r})")
+    if name not in SEQUENTIAL_MODELS:
+        models = ", ".join(sorted(SEQUENTIAL_MODELS))
+        parser.error(f"needs a next-item {kind} ({models}), got {label} (model {name!r})")
+
+
+def load_config_or_exit(parser: argparse.ArgumentParser, preset: str, overrides: Sequence[str]):
+    """``recdiff.config.load_config``, a bad preset, file or override ending in a usage message
+    (exit 2) rather than a traceback."""
+    from recdiff.config import load_config
+
+    try:
+        return load_config(preset, list(overrides))
+    except ValueError as error:  # ConfigError and the model settings' errors
+        parser.error(str(error))
+
+
+def run_config(parser: argparse.ArgumentParser, run: Path):
+    """The resolved config of run directory ``run``, or a usage message (exit 2) when ``run``
+    is not one."""
+    if not (run / "config.yaml").is_file():
+        parser.error(f"{run} is not a run directory (no config.yaml)")
+    return load_config_or_exit(parser, str(run / "config.yaml"), [])
+
+
+def row_block_scorer(model: Any, seed: int, **options: Any) -> Callable[..., Any]:
+    """A ``score(history, lengths)`` for one pass over one split, drawing a sampling model's
+    noise as the run's evaluation does (``recdiff.train.run_sequential.evaluate_sequential``):
+    each row from its own :class:`~recdiff.diffusion.samplers.RowBlocks` block, seeded with
+    ``seed`` (the model's ``sample_seed`` there), whatever the batching. Scores of the same run
+    then reproduce its ``metrics.json``. Make one per split: it counts the rows scored so far
+    (evaluate_next_item takes the batches in order). ``options`` go to ``model.score``."""
+    from recdiff.diffusion.samplers import RowBlocks
+
+    scored = [0]
+
+    def score(history, lengths=None):
+        generator = RowBlocks(seed, scored[0], model.device)  # drawn where it samples
+        scored[0] += len(history)
+        return model.score(history, lengths, generator=generator, **options)
+
+    return score

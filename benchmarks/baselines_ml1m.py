@@ -11,13 +11,12 @@ Run from the repository root (about 5-15 minutes on 2 CPU cores, most of it Mult
     PYTHONPATH=src python3 benchmarks/baselines_ml1m.py [--seeds 0 1 2] [--threads 2]
 
 Writes ``benchmarks/results/baselines_ml1m.{json,md}`` and per-user test metrics
-``baselines_ml1m_per_user.npz`` (for paired significance tests).
+``baselines_ml1m_per_user.npz`` (for paired significance tests); ``--out-dir`` changes the folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
@@ -27,7 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from _common import RESULTS, positive_float, positive_int, write_json
 
+from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.eval import EvalResult, EvalTask
 from recdiff.models import MultVAE, Popularity, select_ease_lambda
 from recdiff.models.ease import DEFAULT_LAMBDA_GRID
@@ -134,8 +135,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": float(sum(r["seconds"] for r in runs)),
         }
 
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out_dir / "baselines_ml1m_per_user.npz", **per_user)
+    # An open file, not a path: np.savez would append ".npz" to the temporary file's name.
+    with atomic_path(args.out_dir / "baselines_ml1m_per_user.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **per_user)
     return {
         "benchmark": "baselines_ml1m",
         "data": str(args.data),
@@ -189,21 +191,37 @@ def markdown(report: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=default_data(), help="ml-1m_clean folder")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0], help="MultVAE seeds")
-    parser.add_argument("--max-epochs", type=int, default=200, help="MultVAE epoch cap")
-    parser.add_argument("--patience", type=int, default=20, help="MultVAE early-stop patience")
-    parser.add_argument("--lambda-grid", type=float, nargs="+", default=list(DEFAULT_LAMBDA_GRID))
-    parser.add_argument("--out-dir", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--max-epochs", type=positive_int, default=200, help="MultVAE epoch cap")
+    parser.add_argument(
+        "--patience", type=positive_int, default=20, help="MultVAE early-stop patience"
+    )
+    parser.add_argument(
+        "--lambda-grid",
+        type=positive_float,
+        nargs="+",
+        default=list(DEFAULT_LAMBDA_GRID),
+        metavar="LAMBDA",
+        help="EASE L2 penalties tried, the best on valid Recall@20 kept (default: "
+        + " ".join(f"{x:g}" for x in DEFAULT_LAMBDA_GRID)
+        + ")",
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=RESULTS,
+        help="folder for the results files (default: benchmarks/results)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("recdiff").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
 
     report = run(args)
-    (args.out_dir / "baselines_ml1m.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out_dir / "baselines_ml1m.json", report)
     table = markdown(report)
-    (args.out_dir / "baselines_ml1m.md").write_text(table)
+    atomic_write_text(args.out_dir / "baselines_ml1m.md", table)
     print(table)
 
 

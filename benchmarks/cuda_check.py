@@ -503,17 +503,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for the results files")
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
-    parser.add_argument("--epochs", type=int, default=2, help="training epochs per run")
+    parser.add_argument(
+        "--epochs", type=_common.positive_int, default=2, help="training epochs per run"
+    )
     parser.add_argument("--models", nargs="+", choices=ALL_MODELS, default=list(ALL_MODELS))
     parser.add_argument(
         "--precisions", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"]
     )
     parser.add_argument("--skip-extras", action="store_true", help="no timestep/EMA/DDP checks")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=_common.positive_int, default=None, help="torch CPU threads"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    try:  # torch's own message for a bad string is a traceback listing every device type
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device must be cuda[:N] or cpu, got {args.device}")
     if device.type == "cuda" and not torch.cuda.is_available():
         print(
             f"cuda_check: --device {args.device} but torch {torch.__version__} sees no CUDA "

@@ -16,8 +16,9 @@ Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
 
     python3 benchmarks/diffrec_speed.py [--epochs 3] [--threads 2] [--reproduce]
 
-Writes ``benchmarks/results/diffrec_speed.json`` and ``.md``. Targets (issue 4): epoch <= 0.5 s,
-evaluation pass <= 2 s.
+Writes ``benchmarks/results/diffrec_speed.json`` and ``.md`` (``--name`` changes the file name,
+``--results-dir`` the folder, where ``--reproduce`` also puts its runs). Targets (issue 4):
+epoch <= 0.5 s, evaluation pass <= 2 s.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from _common import (
-    RESULTS,
+    add_results_dir,
     machine,
     markdown_table,
     median_after_warmup,
     peak_rss_mib,
+    positive_int,
     python_child,
     write_results,
 )
@@ -87,7 +90,9 @@ def measure(precision: str, epochs: int, threads: int) -> dict:
     }
 
 
-def reproduce_wall_time(precision: str) -> dict:
+def reproduce_wall_time(precision: str, folder: Path) -> dict:
+    """Seconds of a whole `recdiff reproduce diffrec-ml1m` (one seed), its runs under
+    ``folder/runs``."""
     start = time.perf_counter()
     out = subprocess.run(
         [
@@ -98,7 +103,7 @@ def reproduce_wall_time(precision: str) -> dict:
             "diffrec-ml1m",
             "--quiet",
             "--runs-dir",
-            str(RESULTS / "runs"),
+            str(folder / "runs"),
             "--set",
             f"train.precision={precision}",
         ],
@@ -111,9 +116,13 @@ def reproduce_wall_time(precision: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=3, help="timed epochs after one warm-up"
+    )
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
     parser.add_argument("--reproduce", action="store_true", help="also time a full reproduction")
+    parser.add_argument("--name", default="diffrec_speed", help="results file name")
+    add_results_dir(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -131,7 +140,7 @@ def main() -> None:
             str(args.threads),
         )
         if args.reproduce:
-            row["reproduce"] = reproduce_wall_time(precision)
+            row["reproduce"] = reproduce_wall_time(precision, args.results_dir)
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "reproduce"}), flush=True)
     result = {
@@ -163,7 +172,7 @@ def main() -> None:
             for row in rows
         ],
     )
-    write_results("diffrec_speed", result, table)
+    write_results(args.name, result, table, args.results_dir)
     print("\n".join(table))
 
 

@@ -23,7 +23,8 @@ Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
 results in docs/results.md labelled MLP [128] were measured with ``--set "model.hidden_dims=[128]"
 --set model.time_mlp=false``, the defaults then.)
 
-Writes ``benchmarks/results/dreamrec_released_encoder[_NAME].json`` and ``.md``.
+Writes ``benchmarks/results/dreamrec_released_encoder[_NAME].json`` and ``.md`` (``--results-dir``
+changes the folder).
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import RESULTS, machine, markdown_table, pct, write_results
+from _common import (
+    add_results_dir,
+    check_model_kind,
+    load_config_or_exit,
+    machine,
+    markdown_table,
+    pct,
+    positive_int,
+    write_results,
+)
 from torch import nn
 
 
@@ -83,6 +93,18 @@ class ReleasedStyleEncoder(nn.Module):
         return self.norm_out(block)[:, -1]
 
 
+def settings_for(overrides: list[str], epochs: int) -> list[str]:
+    """The preset's overrides: ``epochs`` with patience to match (every evaluation counts),
+    never-trained items excluded from ranking, then the user's ``overrides``."""
+    return [
+        f"train.epochs={epochs}",
+        f"train.patience={epochs}",
+        "train.progress=false",
+        "model.exclude_untrained_items=true",
+        *overrides,
+    ]
+
+
 def run(preset: str, overrides: list[str], epochs: int) -> dict:
     from recdiff.config import load_config
     from recdiff.models.dreamrec import DreamRec, DreamRecConfig
@@ -97,13 +119,7 @@ def run(preset: str, overrides: list[str], epochs: int) -> dict:
             net.null = nn.Parameter(torch.randn(dim))
             return net
 
-    settings = [
-        f"train.epochs={epochs}",
-        f"train.patience={epochs}",
-        "train.progress=false",
-        "model.exclude_untrained_items=true",
-        *overrides,
-    ]
+    settings = settings_for(overrides, epochs)
     config = load_config(preset, settings)
     data = load_sequences(config.data)[0].with_layout("left")
     model = WithReleasedEncoder(DreamRecConfig(**config.model.params()), config.train)
@@ -137,12 +153,33 @@ def run(preset: str, overrides: list[str], epochs: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="dreamrec-zhihu")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--preset",
+        default="dreamrec-zhihu",
+        help="DreamRec preset or YAML file whose other settings are kept (default: dreamrec-zhihu)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='config override, repeatable (e.g. "model.hidden_dims=[128]")',
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=30,
+        help="training epochs; patience is set to match, so the best of all evaluations is kept",
+    )
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads")
     parser.add_argument("--name", default="", help="suffix of the results file name")
+    add_results_dir(parser)
     args = parser.parse_args()
+    # The kind first: the DreamRec settings added to the preset would fail on another model.
+    config = load_config_or_exit(parser, args.preset, args.overrides)
+    check_model_kind(parser, config.model.name, "preset", args.preset, dreamrec_only=True)
+    load_config_or_exit(parser, args.preset, settings_for(args.overrides, args.epochs))
     torch.set_num_threads(args.threads)
     result = run(args.preset, args.overrides, args.epochs)
     table = markdown_table(
@@ -164,7 +201,7 @@ def main() -> None:
         ],
     )
     name = "dreamrec_released_encoder" + (f"_{args.name}" if args.name else "")
-    write_results(name, {**result, **machine(args.threads)}, table, RESULTS)
+    write_results(name, {**result, **machine(args.threads)}, table, args.results_dir)
     print("\n".join(table))
 
 

@@ -26,7 +26,8 @@ HR@20 with the items absent from the training rows excluded, and their share of 
 
     python3 benchmarks/dreamrec_released_loop.py --epochs 100 --seed 1
 
-Writes ``benchmarks/results/dreamrec_released_loop_seed{S}[_NAME].json`` and ``.md``.
+Writes ``benchmarks/results/dreamrec_released_loop_seed{S}[_NAME].json`` and ``.md``
+(``--results-dir`` changes the folder).
 """
 
 from __future__ import annotations
@@ -41,7 +42,16 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from _common import RESULTS, machine, markdown_table, pct, write_results
+from _common import (
+    add_results_dir,
+    machine,
+    markdown_table,
+    non_negative_float,
+    pct,
+    positive_float,
+    positive_int,
+    write_results,
+)
 from torch import nn
 
 
@@ -174,16 +184,35 @@ def evaluate(model, process, split, trained: torch.Tensor, w: float, batch: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--w", type=float, default=4.0)
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--denoiser", choices=["mlp1", "mlp2"], default="mlp1")
-    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--epochs", type=positive_int, default=100, help="training epochs")
+    parser.add_argument(
+        "--seed", type=int, default=1, help="torch seed of initialisation, batches and sampling"
+    )
+    parser.add_argument(
+        "--lr", type=positive_float, default=1e-2, help="Adam learning rate (released: 1e-2)"
+    )
+    parser.add_argument(
+        "--w", type=non_negative_float, default=4.0, help="guidance weight w at evaluation"
+    )
+    parser.add_argument(
+        "--steps", type=positive_int, default=500, help="diffusion steps T (released: 500)"
+    )
+    parser.add_argument(
+        "--denoiser",
+        choices=["mlp1", "mlp2"],
+        default="mlp1",
+        help="mlp1: one Linear (the released Zhihu command); mlp2: a GELU hidden layer of 2 dim",
+    )
+    parser.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=10,
+        help="epochs between evaluations (released: 10; at most --epochs)",
+    )
     parser.add_argument("--eval-dropout-off", action="store_true", help="call eval() first")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--name", default="")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads")
+    parser.add_argument("--name", default="", help="suffix of the results file name (after _seedS)")
+    add_results_dir(parser)
     args = parser.parse_args()
     if not 1 <= args.eval_every <= args.epochs:
         parser.error(
@@ -276,7 +305,7 @@ def main() -> None:
         "seconds": time.perf_counter() - start,
         **machine(args.threads),
     }
-    write_results(name, result, table, RESULTS)
+    write_results(name, result, table, args.results_dir)
     print("\n".join(table))
 
 

@@ -9,13 +9,15 @@ From one trained DreamRec run directory (`recdiff train dreamrec-zhihu`), on its
 3. with faiss installed, the recall of an HNSW index's top-20 against the exact top-20 of the
    generated embeddings, and both search times.
 
-Every evaluation samples with a generator seeded by ``--seed``, so reruns agree. Run from the
-repository root::
+Every evaluation draws its noise as the run's own evaluation does: per example, by its row in the
+split (:class:`recdiff.diffusion.samplers.RowBlocks`), seeded by ``--seed`` (default: the
+model's ``sample_seed``). Reruns agree, and the configured sampler at the configured w gives
+the run's ``metrics.json`` exactly. Run from the repository root::
 
     python3 benchmarks/dreamrec_sampling.py RUN_DIR [--fast ddim:50 ddpm:50] [--weights 0 2 4 6]
 
 Writes ``benchmarks/results/NAME.json`` and ``.md``; ``--name`` (default ``dreamrec_sampling``)
-keeps runs on different data apart.
+keeps runs on different data apart, ``--results-dir`` changes the folder.
 """
 
 from __future__ import annotations
@@ -26,28 +28,50 @@ import time
 from pathlib import Path
 
 import torch
+from _common import (
+    add_results_dir,
+    check_model_kind,
+    positive_int,
+    row_block_scorer,
+    run_config,
+    save_figure,
+    write_json,
+)
 
-RESULTS = Path(__file__).parent / "results"
+from recdiff.atomic import atomic_write_text
+from recdiff.models.dreamrec import SAMPLERS
 
 
-def _evaluate(model, data, split, seed, **sampling) -> tuple[dict[str, float], float]:
+def sampler_spec(text: str) -> tuple[str, int]:
+    """An argparse ``type`` for ``--fast``: ``KIND:N``, KIND ddim or ddpm, N >= 1 steps."""
+    kind, sep, count = text.partition(":")
+    if not sep or kind not in SAMPLERS or not count.isdigit() or int(count) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must look like ddim:N or ddpm:N with N >= 1 sampling steps, got {text!r}"
+        )
+    return kind, int(count)
+
+
+def _evaluate(model, data, split, seed, config, **sampling) -> tuple[dict[str, float], float]:
     from recdiff.eval.next_item import evaluate_next_item
 
-    generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     result = evaluate_next_item(
-        lambda h, n: model.score_with(h, generator, **sampling),
+        row_block_scorer(model, seed, **sampling),  # the run's own draws: one scorer per split
         getattr(data, split),
         data.n_items,
         ks=(20,),
         metrics=("hit_rate", "ndcg"),
-        batch_size=4096,
+        batch_size=config.eval.batch_size,
+        exclude_history=config.eval.exclude_history,
     )
     return result.means, time.perf_counter() - start
 
 
 def _oracles(model, data, seed) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
+    from recdiff.diffusion.samplers import RowBlocks
+
+    generator = RowBlocks(seed, 0, model.device)  # every test row, drawn as evaluation draws it
     history = torch.as_tensor(data.test.history)
     model.net.eval()
     with torch.no_grad():
@@ -81,33 +105,59 @@ def _faiss_recall(model, data, seed) -> dict[str, float] | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a DreamRec run directory")
-    parser.add_argument("--fast", nargs="*", default=["ddim:50", "ddpm:50"])
-    parser.add_argument("--weights", nargs="*", type=float, default=[0, 2, 4, 6])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--fast",
+        nargs="*",
+        type=sampler_spec,
+        default=[("ddim", 50), ("ddpm", 50)],
+        metavar="KIND:N",
+        help="samplers timed beside full-step DDPM, each ddim:N or ddpm:N (N respaced steps, "
+        "1..the model's T; default: ddim:50 ddpm:50; none: DDPM only)",
+    )
+    parser.add_argument(
+        "--weights",
+        nargs="+",
+        type=float,
+        default=[0, 2, 4, 6],
+        metavar="W",
+        help="guidance weights w swept with the configured sampler (default: 0 2 4 6)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="sample seed of every evaluation (default: the model's sample_seed, as its run's "
+        "evaluation; another seed measures other noise draws)",
+    )
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
     parser.add_argument("--name", default="dreamrec_sampling", help="results file name")
+    add_results_dir(parser)
     args = parser.parse_args()
+    config = run_config(parser, args.run)
+    check_model_kind(parser, config.model.name, "run", str(args.run), dreamrec_only=True)
+    if any(w < 0 for w in args.weights):
+        parser.error(f"--weights must be >= 0, got {args.weights}")
     torch.set_num_threads(args.threads)
 
-    from recdiff.config import load_config
     from recdiff.models.base import SavedModel
     from recdiff.train.datasets import load_sequences
 
-    config = load_config(str(args.run / "config.yaml"), [])
     model = SavedModel.load(args.run / "model")
-    data = load_sequences(config.data)[0].with_layout("left")
     steps = model.config.diffusion.steps
+    too_many = [f"{kind}:{count}" for kind, count in args.fast if count > steps]
+    if too_many:
+        parser.error(f"--fast {' '.join(too_many)}: the model has T = {steps} diffusion steps")
+    seed = getattr(model.config, "sample_seed", 0) if args.seed is None else args.seed
+    data = load_sequences(config.data)[0].with_layout("left")
     rows = []
-    for spec in [f"ddpm:{steps}", *args.fast]:
-        kind, count = spec.split(":")
+    for kind, count in [("ddpm", steps), *args.fast]:
         for split in ("valid", "test"):
             means, seconds = _evaluate(
-                model, data, split, args.seed, sampler=kind, sampling_steps=int(count)
+                model, data, split, seed, config, sampler=kind, sampling_steps=count
             )
             rows.append(
                 {
                     "sampler": kind,
-                    "steps": int(count),
+                    "steps": count,
                     "split": split,
                     **means,
                     "seconds": seconds,
@@ -117,8 +167,8 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
     sweep = []
     for w in args.weights:
-        means, seconds = _evaluate(model, data, "test", args.seed, guidance_weight=w)
-        valid, _ = _evaluate(model, data, "valid", args.seed, guidance_weight=w)
+        means, seconds = _evaluate(model, data, "test", seed, config, guidance_weight=w)
+        valid, _ = _evaluate(model, data, "valid", seed, config, guidance_weight=w)
         sweep.append({"w": w, "test": means, "valid": valid, "seconds": seconds})
         print(json.dumps(sweep[-1]), flush=True)
     chosen = max(sweep, key=lambda row: row["valid"]["hit_rate@20"])  # validation only
@@ -126,21 +176,27 @@ def main() -> None:
         f"w chosen on validation HR@20: {chosen['w']:g} -> test HR@20 "
         f"{100 * chosen['test']['hit_rate@20']:.2f}%, NDCG@20 {100 * chosen['test']['ndcg@20']:.2f}%"
     )
-    faiss_row = _faiss_recall(model, data, args.seed)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    faiss_row = _faiss_recall(model, data, seed)
     result = {
         "benchmark": "dreamrec_sampling",
         "run": str(args.run),
         "threads": args.threads,
+        "sample_seed": seed,
+        "configured": {
+            "sampler": model.config.diffusion.sampler,
+            "sampling_steps": model.config.diffusion.sampling_steps or steps,
+            "guidance_weight": model.config.guidance_weight,
+        },
         "samplers": rows,
         "guidance": sweep,
         "guidance_chosen_on_valid": chosen,
         "faiss": faiss_row,
     }
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    folder = args.results_dir
+    write_json(folder / f"{args.name}.json", result)
     default = args.name == "dreamrec_sampling"  # its plot keeps the name the docs cite
-    _plot(sweep, RESULTS / ("dreamrec_guidance.png" if default else f"{args.name}_guidance.png"))
-    (RESULTS / f"{args.name}.md").write_text(_markdown(result))
+    _plot(sweep, folder / ("dreamrec_guidance.png" if default else f"{args.name}_guidance.png"))
+    atomic_write_text(folder / f"{args.name}.md", _markdown(result))
     print(_markdown(result))
 
 
@@ -159,7 +215,7 @@ def _plot(sweep, path: Path) -> None:
     ax.set_title("DreamRec: HR@20 against guidance")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 

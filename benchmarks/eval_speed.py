@@ -14,7 +14,6 @@ Writes ``benchmarks/results/eval_speed.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
+from _common import positive_int, write_json
 
 from recdiff.eval import ALL_METRICS, evaluate_scores
 
@@ -48,9 +48,13 @@ def random_split(rng: np.random.Generator) -> tuple[sp.csr_matrix, sp.csr_matrix
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs after one warm-up")
-    parser.add_argument("--batch-size", type=int, default=2048, help="users per score block")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=5, help="timed runs after one warm-up"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=2048, help="users per score block"
+    )
     default_out = Path(__file__).parent / "results" / "eval_speed.json"
     parser.add_argument("--out", type=Path, default=default_out, help="results JSON path")
     args = parser.parse_args()
@@ -93,8 +97,7 @@ def main() -> None:
             "processor": platform.processor() or platform.machine(),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     for label, v in timings.items():
         print(f"{label}: median {np.median(v):.3f} s, min {min(v):.3f} s over {len(v)} runs")
     print(f"wrote {args.out}")

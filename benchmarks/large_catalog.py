@@ -18,7 +18,8 @@ Run from the repository root (sizes configurable; the defaults are the full 1M x
     python3 benchmarks/large_catalog.py --users 20000 --items 200000      # ~minutes, 2 cores
     python3 benchmarks/large_catalog.py                                   # 1M x 200k
 
-Writes ``benchmarks/results/large_catalog.{json,md}`` (``--name`` changes the file name).
+Writes ``benchmarks/results/large_catalog.{json,md}`` (``--name`` changes the file name,
+``--results-dir`` the folder).
 """
 
 from __future__ import annotations
@@ -27,9 +28,18 @@ import argparse
 import itertools
 import json
 import time
-from pathlib import Path
 
-from _common import RESULTS, machine, markdown_table, peak_rss_mib, python_child, write_results
+from _common import (
+    add_results_dir,
+    machine,
+    markdown_table,
+    non_negative_int,
+    peak_rss_mib,
+    positive_float,
+    positive_int,
+    python_child,
+    write_results,
+)
 
 BYTES = 4  # float32
 
@@ -142,23 +152,42 @@ def measure_diffrec(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=1_000_000, help="users in the catalogue")
-    parser.add_argument("--items", type=int, default=200_000, help="items in the catalogue")
-    parser.add_argument("--mean-items", type=float, default=20.0, help="mean draws per user")
-    parser.add_argument("--clusters", type=int, default=2, help="L-DiffRec's item clusters C")
-    parser.add_argument("--batch-size", type=int, default=400, help="users per gradient step")
-    parser.add_argument("--eval-users", type=int, default=2048, help="users scored and ranked")
-    parser.add_argument("--eval-batch", type=int, default=256, help="users per score block")
-    parser.add_argument("--item-chunk", type=int, default=50_000, help="items ranked at a time")
-    parser.add_argument("--diffrec-steps", type=int, default=3, help="DiffRec steps (0: skip)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    # The first paragraph: its first line alone stops mid-sentence.
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--users", type=positive_int, default=1_000_000, help="users in the catalogue"
+    )
+    parser.add_argument(
+        "--items", type=positive_int, default=200_000, help="items in the catalogue"
+    )
+    parser.add_argument(
+        "--mean-items", type=positive_float, default=20.0, help="mean draws per user"
+    )
+    parser.add_argument(
+        "--clusters", type=positive_int, default=2, help="L-DiffRec's item clusters C"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=400, help="users per gradient step"
+    )
+    parser.add_argument(
+        "--eval-users", type=positive_int, default=2048, help="users scored and ranked"
+    )
+    parser.add_argument(
+        "--eval-batch", type=positive_int, default=256, help="users per score block"
+    )
+    parser.add_argument(
+        "--item-chunk", type=positive_int, default=50_000, help="items ranked at a time"
+    )
+    parser.add_argument(
+        "--diffrec-steps", type=non_negative_int, default=3, help="DiffRec steps (0: skip)"
+    )
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
     parser.add_argument("--seed", type=int, default=0, help="data seed")
     parser.add_argument(
         "--precision", choices=["fp32", "bf16"], default="fp32", help="training precision"
     )
     parser.add_argument("--name", default="large_catalog", help="results file name")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where results go")
+    add_results_dir(parser)
     parser.add_argument("--child", choices=["ldiffrec", "diffrec"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

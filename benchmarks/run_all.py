@@ -33,18 +33,19 @@ import importlib.util
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from _common import (
-    RESULTS,
+    add_results_dir,
     count_flops,
+    int_at_least,
     machine,
     markdown_table,
     matmul_peak_gflops,
     median_after_warmup,
     peak_rss_mib,
+    positive_int,
     python_child,
     run_child,
     write_results,
@@ -52,6 +53,15 @@ from _common import (
 
 PRESETS = {"diffrec": "diffrec-ml1m", "ldiffrec": "ldiffrec-ml1m", "dreamrec": "dreamrec-zhihu"}
 SEQUENTIAL = {"dreamrec"}
+
+
+def _split_override(override: str) -> tuple[str, str]:
+    """``MODEL:KEY=VALUE`` -> (MODEL, KEY=VALUE); ``KEY=VALUE`` (every model) -> ("", itself).
+    Only a colon before the ``=`` names a model: values may hold colons."""
+    if ":" not in override.split("=", 1)[0]:
+        return "", override
+    target, setting = override.split(":", 1)
+    return target, setting
 
 
 def _config(args: argparse.Namespace, model: str, epochs: int):
@@ -63,8 +73,7 @@ def _config(args: argparse.Namespace, model: str, epochs: int):
         f"train.precision={args.precision}",
     ]
     for override in args.set:  # KEY=VALUE for every model, MODEL:KEY=VALUE for one
-        key = override.split("=", 1)[0]
-        target, setting = override.split(":", 1) if ":" in key else ("", override)
+        target, setting = _split_override(override)
         if target in ("", model):
             overrides.append(setting)
     if model == "ldiffrec":
@@ -280,18 +289,53 @@ def _table(rows: list[dict[str, Any]], peaks: dict[str, float], precision: str) 
     return table
 
 
+def _check_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every ``--set`` prefix names a model and every model's config loads, checked here, in
+    the parent, before any timing: otherwise a typo in a prefix is silently ignored, and a bad
+    key fails only after the matmul peak, inside a child's traceback."""
+    for override in args.set:
+        target, _ = _split_override(override)
+        if target and target not in PRESETS:
+            parser.error(
+                f"--set {override}: unknown model {target!r} (MODEL:KEY=VALUE takes one of "
+                f"{', '.join(PRESETS)})"
+            )
+    for model in args.models:
+        if _skip_reason(model):
+            continue
+        try:
+            _config(args, model, args.epochs + 1)
+        except ValueError as error:  # ConfigError and the model settings' errors
+            parser.error(f"{model} ({PRESETS[model]}) with the --set overrides: {error}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
-    parser.add_argument("--epochs", type=int, default=3, help="timed epochs after a warm-up")
-    parser.add_argument("--ddp-epochs", type=int, default=3, help="epochs per DDP run (>= 2)")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads in all")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=3, help="timed epochs after a warm-up (>= 1)"
+    )
+    parser.add_argument(
+        "--ddp-epochs",
+        type=int_at_least(2),
+        default=3,
+        help="epochs per DDP run (>= 2: the first is a warm-up)",
+    )
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch threads in all")
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
-    parser.add_argument("--peak-size", type=int, default=4096, help="matmul size for the peak")
+    parser.add_argument(
+        "--peak-size", type=positive_int, default=4096, help="matmul size for the peak"
+    )
     parser.add_argument("--no-ddp", action="store_true", help="skip the torchrun runs")
-    parser.add_argument("--set", action="append", default=[], help="config override, repeatable")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="[MODEL:]KEY=VALUE",
+        help="config override, repeatable; MODEL: limits it to one model",
+    )
     parser.add_argument("--name", default="run_all", help="results file name")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where results go")
+    add_results_dir(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--ddp-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -301,6 +345,7 @@ def main() -> None:
     if args.ddp_child:
         ddp_child(args, args.ddp_child)
         return
+    _check_overrides(parser, args)
     import torch
 
     torch.set_num_threads(args.threads)

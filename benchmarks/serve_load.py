@@ -32,8 +32,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-RESULTS = Path(__file__).parent / "results"
+from _common import (
+    RESULTS,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    write_json,
+)
 
 
 def free_port() -> int:
@@ -126,15 +131,40 @@ def demo_run(folder: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="a run directory (default: train demo-diffrec)")
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--sequential", type=int, default=200, help="idle-latency requests")
-    parser.add_argument("--max-batch", type=int, default=32, help="the server's --max-batch")
-    parser.add_argument("--max-wait-ms", type=float, default=10.0, help="the server's")
-    parser.add_argument("--server-threads", type=int, help="the server's --threads (torch)")
-    parser.add_argument("--out", type=Path, default=RESULTS / "serve_load.json")
+    parser.add_argument(
+        "--requests", type=positive_int, default=2000, help="requests timed under load"
+    )
+    parser.add_argument(
+        "--concurrency", type=positive_int, default=8, help="requests in flight under load"
+    )
+    parser.add_argument("--k", type=positive_int, default=10, help="items per recommendation")
+    parser.add_argument(
+        "--warmup",
+        type=non_negative_int,
+        default=100,
+        help="requests sent first and not counted",
+    )
+    parser.add_argument(
+        "--sequential", type=positive_int, default=200, help="idle-latency requests"
+    )
+    parser.add_argument(
+        "--max-batch", type=positive_int, default=32, help="the server's --max-batch"
+    )
+    parser.add_argument(
+        "--max-wait-ms",
+        type=non_negative_float,
+        default=10.0,
+        help="the server's --max-wait-ms: how long it waits to fill a batch",
+    )
+    parser.add_argument(
+        "--server-threads", type=positive_int, help="the server's --threads (torch)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS / "serve_load.json",
+        help="results JSON path (default: benchmarks/results/serve_load.json)",
+    )
     args = parser.parse_args()
     import httpx
 
@@ -195,8 +225,7 @@ def main() -> None:
             "load_average_1min_after": os.getloadavg()[0],  # other jobs skew the numbers
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(table(result))
     print(f"wrote {args.out}")
 

@@ -6,23 +6,37 @@ trains one configuration and, at every evaluation, also ranks test: as ranked, a
 that never occur in training excluded (see ``untrained_items.py``), with the share of top-20 slots
 those items take. It reports test at the best-validation evaluation beside the best test seen, and
 plots the curves. Test never feeds back into training or selection here either: it is only
-recorded.
+recorded. Every ranking draws a sampling model's noise as the run's own evaluation does (per row,
+from the model's ``sample_seed``), so without ``--eval-dropout`` the valid numbers are the ones
+its trainer selects on and the best-valid test is what ``recdiff train`` reports.
 
 Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
 
     python3 benchmarks/test_peaks.py dreamrec-zhihu --set train.seed=1 [--set ...]
 
-Writes ``benchmarks/results/test_peaks_NAME.{json,md,png}`` (NAME: ``--name``, default the preset
-and seed).
+Writes ``benchmarks/results/test_peaks_PRESET_seedS.{json,md,png}`` (PRESET: the preset's name
+or the YAML file's stem; S: the resolved ``train.seed``); ``--name`` replaces the whole file name
+and ``--results-dir`` the folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
-from _common import RESULTS, machine, markdown_table, pct, write_results
+from _common import (
+    add_results_dir,
+    check_model_kind,
+    load_config_or_exit,
+    machine,
+    markdown_table,
+    pct,
+    positive_int,
+    save_figure,
+    write_results,
+)
 from untrained_items import K, rank_with_and_without_untrained
 
 
@@ -32,18 +46,30 @@ def keep_dropout_on(net: torch.nn.Module) -> None:
     net.train = lambda mode=True: torch.nn.Module.train(net, True)
 
 
-def run(preset: str, overrides: list[str], eval_dropout: bool = False) -> dict:
+def default_name(preset: str, seed: int) -> str:
+    """``test_peaks_PRESET_seedS``: a YAML file is named by its stem (its path would put
+    slashes in the file name), ``seed`` is the resolved ``train.seed`` (its default when no
+    ``--set train.seed=`` is given)."""
+    path = Path(preset)
+    label = path.stem if path.suffix in {".yaml", ".yml"} or path.is_file() else preset
+    return f"test_peaks_{label}_seed{seed}"
+
+
+def run(preset: str, overrides: list[str], eval_dropout: bool = False, config=None) -> dict:
+    """Train ``preset`` with ``overrides`` (or the already loaded ``config``), ranking valid and
+    test at every evaluation."""
     from recdiff.config import load_config
     from recdiff.config.models import build_model
     from recdiff.models.dreamrec import training_items
     from recdiff.train.datasets import load_sequences
 
-    config = load_config(preset, overrides)
+    config = config or load_config(preset, overrides)
     data = load_sequences(config.data)[0].with_layout("left")
     n = data.n_items
     untrained = torch.from_numpy(~training_items(data.train, n))
     model = build_model(config.model.name, config.model.params(), config.train)
-    seed = getattr(model.config, "sample_seed", 0)  # as every evaluation pass seeds it
+    # The seed recdiff.train.run_sequential.evaluate_sequential draws every pass's noise from.
+    seed = getattr(model.config, "sample_seed", 0)
     ks = tuple(sorted({K, int(config.train.metric.split("@")[1])}))
     curve: list[dict] = []
     epochs: list[int] = []
@@ -53,9 +79,17 @@ def run(preset: str, overrides: list[str], eval_dropout: bool = False) -> dict:
             epochs.append(int(record["epoch"]))
 
     def split_metrics(split: str) -> dict:
-        # The run's evaluation batch size: batching decides the sampler's noise draws.
+        # Drawn per row as the run's evaluation draws (the batch size only sets the blocks), and
+        # ranked with the run's exclude_history: these are the metrics its trainer sees.
         both = rank_with_and_without_untrained(
-            model, getattr(data, split), n, untrained, seed, ks, config.eval.batch_size
+            model,
+            getattr(data, split),
+            n,
+            untrained,
+            seed,
+            ks,
+            config.eval.batch_size,
+            config.eval.exclude_history,
         )
         ranked = both["ranked"]
         return {
@@ -87,6 +121,8 @@ def run(preset: str, overrides: list[str], eval_dropout: bool = False) -> dict:
     return {
         "preset": preset,
         "overrides": overrides,
+        "seed": config.train.seed,
+        "sample_seed": seed,
         "eval_dropout": eval_dropout,
         "metric_note": "the trainer selects on valid (train.metric); test is only recorded",
         "untrained_items": int(untrained.sum()),
@@ -117,26 +153,39 @@ def plot(result: dict, path) -> None:
     ax.set_title(f"{result['preset']} {' '.join(result['overrides'])}", fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
     plt.close(fig)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("preset", help="a next-item preset or YAML file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--name", help="results file name (default: test_peaks_PRESET_SEED)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, repeatable (e.g. train.seed=2)",
+    )
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--name",
+        help="results file name (default: test_peaks_PRESET_seedS, PRESET the preset or the "
+        "YAML file's stem, S the config's train.seed)",
+    )
+    add_results_dir(parser)
     parser.add_argument(
         "--eval-dropout",
         action="store_true",
         help="keep dropout on while ranking (as DreamRec's released code evaluates)",
     )
     args = parser.parse_args()
+    config = load_config_or_exit(parser, args.preset, args.overrides)  # before any training
+    check_model_kind(parser, config.model.name, "preset", args.preset)
+    name = args.name or default_name(args.preset, config.train.seed)
     torch.set_num_threads(args.threads)
-    result = run(args.preset, args.overrides, args.eval_dropout)
-    seed = next((o.split("=")[1] for o in args.overrides if o.startswith("train.seed=")), "0")
-    name = args.name or f"test_peaks_{args.preset}_seed{seed}"
+    result = run(args.preset, args.overrides, args.eval_dropout, config)
 
     rows = [
         [
@@ -165,9 +214,8 @@ def main() -> None:
         ],
         rows,
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(result, RESULTS / f"{name}.png")
-    write_results(name, {**result, **machine(args.threads)}, table, RESULTS)
+    plot(result, args.results_dir / f"{name}.png")
+    write_results(name, {**result, **machine(args.threads)}, table, args.results_dir)
     print("\n".join(table))
 
 

@@ -15,11 +15,15 @@ test:
 - the share of top-20 slots filled by untrained items;
 - HR@20 and NDCG@20 as ranked, and with untrained items excluded from ranking.
 
-Scoring is seeded (``--seed``), as in evaluation. Run from the repository root::
+A sampling model (DreamRec) draws each example's noise as its run's evaluation draws it: from
+the model's ``sample_seed`` (or ``--seed``), by the example's row in the split
+(:class:`recdiff.diffusion.samplers.RowBlocks`), so "HR@20 as ranked" is the run's own metric
+in ``metrics.json``. Run from the repository root::
 
     python3 benchmarks/untrained_items.py RUN [RUN ...]
 
-Writes ``benchmarks/results/untrained_items.{json,md}`` (``--name`` changes the file name).
+Writes ``benchmarks/results/untrained_items.{json,md}`` (``--name`` changes the file name,
+``--results-dir`` the folder).
 """
 
 from __future__ import annotations
@@ -28,25 +32,47 @@ import argparse
 from pathlib import Path
 
 import torch
-from _common import RESULTS, machine, markdown_table, pct, write_results
+from _common import (
+    add_results_dir,
+    check_model_kind,
+    machine,
+    markdown_table,
+    pct,
+    positive_int,
+    row_block_scorer,
+    run_config,
+    write_results,
+)
 
 K = 20
 
 
 def rank_with_and_without_untrained(
-    model, examples, n_items: int, untrained: torch.Tensor, seed: int, ks=(K,), batch_size=4096
+    model,
+    examples,
+    n_items: int,
+    untrained: torch.Tensor,
+    seed: int,
+    ks=(K,),
+    batch_size: int = 1024,
+    exclude_history: bool = False,
 ) -> dict:
-    """Score ``examples`` once (generator seeded as an evaluation pass seeds it) and rank them
-    twice: as scored, and with ``untrained`` items excluded (the same scores replayed masked, so
-    no second sampling). Also the share of top-K slots the untrained items take."""
+    """Score ``examples`` once and rank them twice: as scored, and with ``untrained`` items
+    excluded (the same scores replayed masked, so no second sampling). Also the share of top-K
+    slots the untrained items take.
+
+    The noise is drawn as an evaluation pass of the run draws it (:func:`row_block_scorer`:
+    per row, seeded with ``seed``), so with the model's ``sample_seed`` and the run's
+    ``eval.exclude_history`` "as scored" is the run's own metric; ``batch_size`` only sets the
+    blocks scored at a time."""
     from recdiff.eval.next_item import evaluate_next_item
 
-    generator = torch.Generator().manual_seed(seed)
+    draw = row_block_scorer(model, seed)
     passed: list[torch.Tensor] = []
     slots = [0.0, 0]  # untrained items among top-K slots, slots
 
     def score(history, lengths):
-        scores = model.score(history, lengths, generator=generator)
+        scores = draw(history, lengths)
         top = scores.topk(K, dim=1).indices
         slots[0] += float(untrained.to(top.device)[top].sum())
         slots[1] += top.numel()
@@ -57,20 +83,22 @@ def rank_with_and_without_untrained(
         scores = passed.pop(0)
         return scores.masked_fill(untrained.to(scores.device), float("-inf"))
 
-    ranked = evaluate_next_item(score, examples, n_items, ks=ks, batch_size=batch_size)
-    masked = evaluate_next_item(excluded, examples, n_items, ks=(K,), batch_size=batch_size)
+    common = {"batch_size": batch_size, "exclude_history": exclude_history}
+    ranked = evaluate_next_item(score, examples, n_items, ks=ks, **common)
+    masked = evaluate_next_item(excluded, examples, n_items, ks=(K,), **common)
     return {"ranked": ranked, "masked": masked, "untrained_top_slots": slots[0] / slots[1]}
 
 
-def analyse(run: Path, seed: int) -> dict:
-    from recdiff.config import load_config
+def analyse(run: Path, config, seed: int | None) -> dict:
+    """One run's row; ``seed`` None: the model's own ``sample_seed``, as its evaluation used."""
     from recdiff.models.base import SavedModel
     from recdiff.models.dreamrec import training_items
     from recdiff.models.sasrec import SASRec  # noqa: F401  (registers sasrec, mostpop)
     from recdiff.train.datasets import load_sequences
 
-    config = load_config(str(run / "config.yaml"), [])
     model = SavedModel.load(run / "model")
+    if seed is None:
+        seed = getattr(model.config, "sample_seed", 0)
     data = load_sequences(config.data)[0].with_layout("left")
     n = data.n_items
     trained = training_items(data.train, n)
@@ -80,6 +108,7 @@ def analyse(run: Path, seed: int) -> dict:
         "model": config.model.name,
         "n_items": n,
         "untrained_items": int((~trained).sum()),
+        "sample_seed": seed,
     }
     encoder = getattr(getattr(model, "net", None), "encoder", None)
     if encoder is not None:
@@ -89,7 +118,15 @@ def analyse(run: Path, seed: int) -> dict:
     for split in ("valid", "test"):
         examples = getattr(data, split)
         share = float((~trained[examples.targets]).mean())
-        both = rank_with_and_without_untrained(model, examples, n, untrained, seed)
+        both = rank_with_and_without_untrained(
+            model,
+            examples,
+            n,
+            untrained,
+            seed,
+            batch_size=config.eval.batch_size,
+            exclude_history=config.eval.exclude_history,
+        )
         ranked, masked = both["ranked"], both["masked"]
         row[split] = {
             "untrained_target_share": share,
@@ -106,12 +143,21 @@ def analyse(run: Path, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path, nargs="+", help="next-item run directories")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the scoring passes")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help="sample seed of the scoring passes (default: each model's sample_seed, as its "
+        "run's evaluation; another seed measures other noise draws)",
+    )
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
     parser.add_argument("--name", default="untrained_items", help="results file name")
+    add_results_dir(parser)
     args = parser.parse_args()
+    configs = [run_config(parser, run) for run in args.runs]  # every run checked before any work
+    for run, config in zip(args.runs, configs, strict=True):
+        check_model_kind(parser, config.model.name, "run", str(run))
     torch.set_num_threads(args.threads)
-    rows = [analyse(run, args.seed) for run in args.runs]
+    rows = [analyse(run, config, args.seed) for run, config in zip(args.runs, configs, strict=True)]
 
     table = markdown_table(
         [
@@ -145,7 +191,7 @@ def main() -> None:
             for split in ("valid", "test")
         ],
     )
-    write_results(args.name, {"rows": rows, **machine(args.threads)}, table, RESULTS)
+    write_results(args.name, {"rows": rows, **machine(args.threads)}, table, args.results_dir)
     print("\n".join(table))
 
 

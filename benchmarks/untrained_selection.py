@@ -18,7 +18,8 @@ Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
 
     python3 benchmarks/untrained_selection.py [--preset dreamrec-zhihu]
 
-Writes ``benchmarks/results/untrained_selection.{json,md}``.
+Writes ``benchmarks/results/untrained_selection.{json,md}`` (``--name`` changes the file name,
+``--results-dir`` the folder).
 """
 
 from __future__ import annotations
@@ -26,19 +27,29 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import RESULTS, machine, markdown_table, pct, write_results
+from _common import (
+    add_results_dir,
+    check_model_kind,
+    load_config_or_exit,
+    machine,
+    markdown_table,
+    pct,
+    positive_int,
+    write_results,
+)
 
 K = 20
 
 
-def load_split(preset: str) -> dict:
+def load_split(preset: str, config=None) -> dict:
     """Per split: targets and whether each history holds an untrained item; the untrained mask
-    and each item's most-popular rank (by training targets)."""
+    and each item's most-popular rank (by training targets). ``config``: ``preset`` loaded."""
     from recdiff.config import load_config
     from recdiff.models.dreamrec import training_items
     from recdiff.train.datasets import load_sequences
 
-    data = load_sequences(load_config(preset, []).data)[0].with_layout("left")
+    config = config or load_config(preset, [])
+    data = load_sequences(config.data)[0].with_layout("left")
     n = data.n_items
     untrained = ~training_items(data.train, n)
     order = np.argsort(-np.bincount(np.asarray(data.train.targets), minlength=n), kind="stable")
@@ -108,19 +119,32 @@ def simulate(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="dreamrec-zhihu", help="preset naming the split")
-    parser.add_argument("--draws", type=int, default=200_000, help="random 20-subsets drawn")
+    parser.add_argument(
+        "--preset",
+        default="dreamrec-zhihu",
+        help="next-item preset (or YAML file) naming the split",
+    )
+    parser.add_argument(
+        "--draws", type=positive_int, default=200_000, help="random 20-subsets drawn"
+    )
     parser.add_argument(
         "--evaluations",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=[1, 10, 20, 40],
         help="evaluations chosen among",
     )
-    parser.add_argument("--trials", type=int, default=5000, help="repetitions of each choice")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--trials", type=positive_int, default=5000, help="repetitions of each choice"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random draws")
+    parser.add_argument("--name", default="untrained_selection", help="results file name")
+    add_results_dir(parser)
     args = parser.parse_args()
-    data = load_split(args.preset)
+    config = load_config_or_exit(parser, args.preset, [])
+    # A row model's preset (DiffRec) has no next-item split: the table would be all zeros.
+    check_model_kind(parser, config.model.name, "preset", args.preset)
+    data = load_split(args.preset, config)
     untrained, n = data["untrained"], data["n_items"]
     valid = target_shares(data["valid"], untrained)
     test = target_shares(data["test"], untrained)
@@ -168,7 +192,8 @@ def main() -> None:
         f" valid {pct(mix['chosen_on_valid']['valid'])}%, test {pct(mix['chosen_on_valid']['test'])}%;"
         f" best on test k = {mix['best_on_test']['k']}, {pct(mix['best_on_test']['test'])}%."
     )
-    write_results("untrained_selection", {**result, **machine(1)}, [summary, "", *table], RESULTS)
+    payload = {**result, **machine(1)}
+    write_results(args.name, payload, [summary, "", *table], args.results_dir)
     print(summary)
     print("\n".join(table))
 
