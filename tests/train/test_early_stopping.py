@@ -56,3 +56,37 @@ def test_stopping_waits_for_both_epochs_and_steps_without_gain(settings, epochs_
 def test_patience_steps_must_be_positive():
     with pytest.raises(ValidationError, match="patience_steps"):
         TrainConfig(patience_steps=0)
+
+
+class _DivergesAt(_LeastSquares):
+    """Least squares whose loss turns NaN from optimizer step ``step`` on."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.step, self.calls = step, 0
+
+    def loss(self, rows: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        loss = super().loss(rows)
+        return loss * float("nan") if self.calls >= self.step else loss
+
+
+def test_divergence_keeps_the_best_validated_epoch_and_says_so():
+    rows = sp.csr_matrix(np.random.default_rng(0).random((12, 3)))
+    model = _DivergesAt(step=13)  # epoch 5's first step (3 steps an epoch)
+    curve = iter([0.1, 0.3, 0.2, 0.25, 0.9])
+    training = TrainConfig(lr=0.01, batch_size=4, epochs=12, eval_every=1, progress=False)
+    trainer = Trainer(training, lambda score: {"valid": {"recall@20": next(curve)}})
+    with pytest.warns(UserWarning, match=r"diverged in epoch 5 \(mean loss nan\); kept epoch 2"):
+        result = trainer.fit(model, rows)
+    assert (result.diverged_epoch, result.epochs_run, result.best_epoch) == (5, 5, 2)
+    assert result.stopped_early and len(result.history) == 4  # epoch 5 was not validated
+    assert all(torch.isfinite(p).all() for p in model.module.parameters())
+
+
+def test_divergence_before_any_validation_is_an_error_naming_the_lr():
+    rows = sp.csr_matrix(np.random.default_rng(0).random((12, 3)))
+    training = TrainConfig(lr=0.01, batch_size=4, epochs=12, eval_every=5, progress=False)
+    trainer = Trainer(training, lambda score: {"valid": {"recall@20": 0.1}})
+    with pytest.raises(ValueError, match=r"diverged in epoch 2 .* lower train\.lr \(now 0\.01\)"):
+        trainer.fit(_DivergesAt(step=4), rows)

@@ -53,6 +53,22 @@ def test_run_directory_is_complete(run):
     )
 
 
+def test_a_multvae_run_logs_its_epochs_and_draws_its_curves(tmp_path):
+    config = load_config("demo-multvae", ["train.epochs=4", "train.tensorboard=true"])
+    done = run_training(config, tmp_path, progress=False)
+    events = [
+        json.loads(line) for line in (done.directory / "events.jsonl").read_text().splitlines()
+    ]
+    assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2, 3, 4]
+    evals = [e for e in events if e["event"] == "eval"]
+    assert [e["epoch"] for e in evals] == [1, 2, 3, 4]  # Mult-VAE validates every epoch
+    metrics = json.loads((done.directory / "metrics.json").read_text())
+    best = max(evals, key=lambda e: e["valid/recall@20"])
+    assert metrics["best_epoch"] == best["epoch"]
+    assert (done.directory / "curves.png").stat().st_size > 0
+    assert any((done.directory / "tensorboard").rglob("events.out.tfevents.*"))
+
+
 def test_metrics_record_the_selected_epoch_and_both_averagings(run):
     metrics = json.loads((run.directory / "metrics.json").read_text())
     assert metrics["best_epoch"] in (5, 10)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -157,8 +158,15 @@ class MultVAE(Recommender):
         """The network the trainer optimises."""
         return self._fitted_net()
 
-    def fit(self, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> MultVAE:
-        """Train on ``train``; with ``valid``, early-stop on ``config.valid_metric``."""
+    def fit(
+        self,
+        train: sp.csr_matrix,
+        valid: sp.csr_matrix | None = None,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> MultVAE:
+        """Train on ``train``; with ``valid``, early-stop on ``config.valid_metric``.
+        ``on_event`` receives the trainer's records (epochs, evaluations), as other models'."""
+        self._on_event = on_event
         train = check_train(train, valid)
         cfg = self.config
         device = torch.device(cfg.device)
@@ -217,6 +225,8 @@ class MultVAE(Recommender):
         """Mult-VAE keeps no state outside its network."""
 
     def _log_event(self, record: dict[str, Any]) -> None:
+        if getattr(self, "_on_event", None) is not None:
+            self._on_event(record)
         if record["event"] == "epoch":
             entry = {k: record[k] for k in ("epoch", "loss")}
             entry.update(beta=self.beta, steps=self.steps, seconds=record["seconds"])

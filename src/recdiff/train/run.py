@@ -142,6 +142,8 @@ def _fit(
             }
         )
         return selection.model
+    if name == "multvae":
+        return model.fit(inputs, valid, on_event=log)
     return model.fit(inputs, valid)
 
 

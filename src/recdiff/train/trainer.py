@@ -164,6 +164,7 @@ class TrainResult:
     best_step: int = 0  # ... when the selected weights were validated
     seconds: float = 0.0
     stopped_early: bool = False
+    diverged_epoch: int | None = None  # the epoch whose loss was not finite, if any
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -401,6 +402,9 @@ class Trainer:
             self.on_event({"event": "epoch", **record})
             epochs.set_postfix(loss=f"{record['loss']:.4f}")
             result.epochs_run = epoch
+            if not math.isfinite(record["loss"]):  # the same on every rank: an all-reduced sum
+                self._diverged(epoch, record["loss"], result, best_state is not None)
+                break
             if self.evaluate is None or epoch % cfg.eval_every:
                 continue
             # With an average of the weights, it is what is validated and kept.
@@ -428,6 +432,23 @@ class Trainer:
         model.module.eval()
         result.seconds = time.perf_counter() - start
         return result
+
+    def _diverged(self, epoch: int, loss: float, result: TrainResult, kept: bool) -> None:
+        """A non-finite epoch loss: the weights are lost. Keep the best validated ones, with a
+        warning, or fail naming the epoch when none was validated."""
+        result.diverged_epoch, result.stopped_early = epoch, True
+        self.on_event({"event": "diverged", "epoch": epoch, "loss": loss})
+        what = f"training diverged in epoch {epoch} (mean loss {loss})"
+        if not kept:
+            raise ValueError(
+                f"{what}, before any validated epoch: lower train.lr (now {self.config.lr}), "
+                "or check the data for extreme values"
+            )
+        warnings.warn(
+            f"{what}; kept epoch {result.best_epoch}, the best validated before it (a lower "
+            f"train.lr than {self.config.lr} may train further)",
+            stacklevel=4,
+        )
 
     def _patience_spent(self, epoch: int, result: TrainResult) -> bool:
         """No gain for train.patience epochs, and for train.patience_steps steps if set."""
