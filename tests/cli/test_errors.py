@@ -205,6 +205,27 @@ def test_errors_that_are_not_the_users_keep_their_traceback(tmp_path):
         raise KeyError("a bug")
 
 
+def test_a_full_or_read_only_disk_is_said_as_such(tmp_path):
+    from safetensors import SafetensorError
+
+    from recdiff.cli.errors import describe
+
+    full = OSError(28, "No space left on device", str(tmp_path / "run"))
+    assert describe(full) == (
+        f"cannot write {tmp_path / 'run'} (No space left on device): free some space, or write "
+        "to another folder (--runs-dir, --out)"
+    )
+    read_only = OSError(30, "Read-only file system", str(tmp_path / "run"))
+    assert describe(read_only).endswith(
+        "(Read-only file system): write to another folder (--runs-dir, --out)"
+    )
+    weights = SafetensorError(
+        "Error while serializing: I/O error: No space left on device (os error 28)"
+    )
+    assert describe(weights).startswith("cannot write the model weights (no space left")
+    assert describe(OSError(5, "Input/output error")) is None  # not the user's to fix
+
+
 def test_warnings_read_as_advice_not_as_python_source(tmp_path):
     """A warning on the command line is one line of advice: no file:line, no source code."""
     import subprocess

@@ -9,6 +9,7 @@ exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -72,6 +73,9 @@ def describe(
         message = _path_problem(error)
         if message is not None:
             return message
+    full = _storage_problem(error)
+    if full is not None:
+        return full
     if isinstance(error, expected):
         if isinstance(error, KeyError) and error.args:
             return str(error.args[0])
@@ -128,6 +132,29 @@ def _path_problem(error: OSError) -> str | None:
         f"{where}{blocker} is a file where a folder is needed: choose another path, "
         "or move the file away"
     )
+
+
+#: Errors of the storage itself, whatever the path: no space, no quota, mounted read-only.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def _storage_problem(error: Exception) -> str | None:
+    """A full or read-only disk while writing, said as such (safetensors reports a full disk
+    in its own error's text)."""
+    from safetensors import SafetensorError
+
+    if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
+        where = f" {os.fsdecode(error.filename)}" if error.filename is not None else ""
+        fix = "write" if error.errno == errno.EROFS else "free some space, or write"
+        return (
+            f"cannot write{where} ({error.strerror}): {fix} to another folder (--runs-dir, --out)"
+        )
+    if isinstance(error, SafetensorError) and f"os error {errno.ENOSPC}" in str(error):
+        return (
+            "cannot write the model weights (no space left on device): free some space, or "
+            "write to another folder (--runs-dir, --out)"
+        )
+    return None
 
 
 def _file_in_the_way(path: Path) -> Path | None:
