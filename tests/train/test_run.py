@@ -72,6 +72,7 @@ def test_a_multvae_run_logs_its_epochs_and_draws_its_curves(tmp_path):
 def test_metrics_record_the_selected_epoch_and_both_averagings(run):
     metrics = json.loads((run.directory / "metrics.json").read_text())
     assert metrics["best_epoch"] in (5, 10)
+    assert metrics["validated"] and metrics["diverged_epoch"] is None
     best = next(
         e
         for e in map(json.loads, (run.directory / "events.jsonl").read_text().splitlines())
@@ -188,6 +189,8 @@ def test_both_averagings_come_from_one_scoring_pass(tmp_path):
     assert run.metrics["data"]["test_users"] == run.metrics["data"]["n_users"]
     both = run.metrics["by_averaging"]
     assert both["all_users"] == both["test_users"]
+    # 2 epochs, validation every 5: the kept epoch is the last, and metrics.json says so
+    assert (run.metrics["best_epoch"], run.metrics["validated"]) == (2, False)
 
 
 def test_a_rating_of_zero_is_still_an_interaction(tmp_path):

@@ -286,6 +286,10 @@ def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = N
         "by_averaging": final,
         "best_epoch": getattr(trained, "best_epoch", None),
         "epochs_run": getattr(trained, "epochs_run", None),
+        # False: no validation ran, so best_epoch is the last epoch, not a selection
+        "validated": bool(getattr(trained, "history", None)),
+        "stopped_early": getattr(trained, "stopped_early", None),
+        "diverged_epoch": getattr(trained, "diverged_epoch", None),
         # settings chosen on validation without epochs (EASE's lambda)
         "selected": {"l2_lambda": model.config.l2_lambda} if config.model.name == "ease" else {},
         "seconds": {

@@ -102,6 +102,10 @@ def run_sequential_into(
         "by_averaging": {a: {"valid": valid, "test": test} for a in ("all_users", "test_users")},
         "best_epoch": trained.best_epoch if trained else None,
         "epochs_run": trained.epochs_run if trained else None,
+        # False: no validation ran, so best_epoch is the last epoch, not a selection
+        "validated": bool(getattr(trained, "history", None)),
+        "stopped_early": getattr(trained, "stopped_early", None),
+        "diverged_epoch": getattr(trained, "diverged_epoch", None),
         "seconds": {
             "fit": fit_seconds,
             "final_eval": time.perf_counter() - eval_start,
