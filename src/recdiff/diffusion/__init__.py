@@ -4,7 +4,9 @@
 - :class:`GaussianDiffusion` -- q, the posterior, p_theta, prediction conversions, training losses
 - :mod:`recdiff.diffusion.elbo` -- L_T, L_{t-1}, L_0 and the full NLL bound in nats
 - :class:`UniformSampler`, :class:`LossAwareSampler` -- timestep sampling for training
-- :class:`DDPMSampler`, :class:`DDIMSampler`, :func:`noise_to` -- the reverse process
+- :class:`DDPMSampler`, :class:`DDIMSampler`, :func:`noise_to` -- the reverse process;
+  :class:`EachRowAlone`, :class:`RowBlocks` (and the :data:`Generators` they belong to) --
+  per-row noise that does not depend on the batch
 - :func:`guided`, :func:`drop_condition` -- classifier-free guidance
 """
 
@@ -19,14 +21,26 @@ from .gaussian import (
     VarianceType,
 )
 from .guidance import drop_condition, guided
-from .samplers import DDIMSampler, DDPMSampler, Sampler, SamplerState, noise_to, randn_rows
+from .samplers import (
+    DDIMSampler,
+    DDPMSampler,
+    EachRowAlone,
+    Generators,
+    RowBlocks,
+    Sampler,
+    SamplerState,
+    noise_to,
+    randn_rows,
+)
 from .schedules import NoiseSchedule, ScheduleError
 from .timesteps import LossAwareSampler, TimestepSampler, UniformSampler
 
 __all__ = [
     "DDIMSampler",
     "DDPMSampler",
+    "EachRowAlone",
     "GaussianDiffusion",
+    "Generators",
     "LossAwareSampler",
     "LossWeighting",
     "ModelFn",
@@ -34,6 +48,7 @@ __all__ = [
     "Posterior",
     "Prediction",
     "ReverseStep",
+    "RowBlocks",
     "Sampler",
     "SamplerState",
     "ScheduleError",

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from .gaussian import GaussianDiffusion, ModelFn
+from .gaussian import GaussianDiffusion, ModelFn, check_data
 from .samplers import randn_rows
 
 __all__ = ["gaussian_nll", "nll_bound", "normal_kl", "prior_kl", "vb_term"]
@@ -46,6 +46,7 @@ def _sum_features(values: torch.Tensor) -> torch.Tensor:
 
 def prior_kl(process: GaussianDiffusion, x0: torch.Tensor) -> torch.Tensor:
     """L_T = KL(q(x_T | x_0) || N(0, I)) per example; no parameters, so constant in training."""
+    check_data(x0, "x0")
     last = torch.full((x0.shape[0],), process.num_steps - 1, dtype=torch.long, device=x0.device)
     mean, var = process.q_mean_variance(x0, last)
     zeros = torch.zeros_like(x0)
@@ -60,8 +61,9 @@ def vb_term(
     t: torch.Tensor,
 ) -> torch.Tensor:
     """L_{t-1} per example: the posterior-to-model KL for t > 1 (index > 0), L_0 at t = 1."""
-    true = process.q_posterior(x0, x_t, t)
-    model = process.p_mean_variance(model_fn, x_t, t)
+    true = process.q_posterior(x0, x_t, t)  # checks x0, x_t and t, once for both
+    t = process._steps(t, x_t)
+    model = process._p_mean_variance(model_fn, x_t, t)
     kl = _sum_features(
         normal_kl(true.mean, true.log_variance.expand_as(x0), model.mean, model.log_variance)
     )
@@ -81,6 +83,7 @@ def nll_bound(
     One Monte-Carlo sample of x_t per step. Returns ``total`` [b], ``prior`` [b] and ``terms``
     [b, T] (column i is L_{i} in the paper's numbering, i.e. L_0 first).
     """
+    check_data(x0, "x0")
     terms = []
     for i in range(process.num_steps):
         t = torch.full((x0.shape[0],), i, dtype=torch.long, device=x0.device)

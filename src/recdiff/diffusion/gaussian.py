@@ -81,6 +81,94 @@ class ReverseStep(NamedTuple):
     pred_x0: torch.Tensor
 
 
+def _choice(kind: type[enum.Enum], value: object, argument: str) -> enum.Enum:
+    """``kind(value)``, refusing an unknown value with the accepted ones listed."""
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in kind)
+        raise ValueError(f"{argument}={value!r} is not one of {choices}") from None
+
+
+def check_data(x: torch.Tensor, name: str = "x0") -> None:
+    """Refuse what the process cannot treat as a batch of real vectors, naming the fix.
+
+    The schedule's float64 coefficients are cast to the data's dtype, so integer data would
+    truncate them to 0 (x_t = 0) and bool data turn them into True; and every per-example
+    reduction (losses, ELBO terms) sums over the dims after the first, the batch.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating-point tensor, got {x.dtype} (the schedule's "
+            f"coefficients would be cast to it): pass {name}.float()"
+        )
+    if x.dim() < 2:
+        raise ValueError(
+            f"{name} must be [batch, ...] with at least 2 dims, got shape {tuple(x.shape)}: "
+            f"for one value per example pass {name}[:, None]"
+        )
+
+
+def step_indices(
+    t: torch.Tensor | int,
+    num_steps: int,
+    batch: int | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """``t`` as a long tensor of step indices, after checking it is one.
+
+    A Python int becomes a 0-d tensor on ``device``; a tensor must hold integers, be 0-d (one
+    step for the whole batch) or ``[batch]``, and lie in 0..T-1. Otherwise a negative index
+    would silently wrap to the end of the schedule, a float one be refused by indexing, and a
+    ``[batch, 1]`` column broadcast the batch against itself. The range check reads the tensor
+    once (one device sync for a CUDA tensor).
+    """
+    rule = (
+        f"t must be integer step indices in 0..{num_steps - 1} (0-based; the paper's "
+        "t = index + 1), got"
+    )
+    if isinstance(t, (bool, np.bool_)) or (
+        isinstance(t, torch.Tensor) and (t.dtype == torch.bool or not _is_integer(t))
+    ):
+        what = f"a {t.dtype} tensor" if isinstance(t, torch.Tensor) else repr(t)
+        raise TypeError(f"{rule} {what}: pass whole numbers as a long tensor (t.long())")
+    if isinstance(t, (int, np.integer)):
+        if not 0 <= t < num_steps:
+            raise ValueError(f"{rule} {int(t)}")
+        return torch.tensor(int(t), dtype=torch.long, device=device)
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{rule} a {type(t).__name__}: pass an int or a long tensor")
+    if t.dim() > 1 or (batch is not None and t.dim() == 1 and t.shape[0] != batch):
+        expected = "[batch]" if batch is None else f"[{batch}] (the batch)"
+        raise ValueError(
+            f"t must be 0-d (one step for the batch) or {expected}, got shape "
+            f"{tuple(t.shape)}" + (": flatten it with t.reshape(-1)" if t.dim() > 1 else "")
+        )
+    if t.numel() and t.device.type != "meta":  # a meta tensor has no values to check
+        low, high = torch.stack(torch.aminmax(t)).tolist()
+        if low < 0 or high >= num_steps:
+            bad = t[(t < 0) | (t >= num_steps)].reshape(-1)[:5].tolist()
+            raise ValueError(f"{rule} {bad}")
+    return t.long()
+
+
+def _is_integer(t: torch.Tensor) -> bool:
+    return not (t.is_floating_point() or t.is_complex())
+
+
+def _model_output(model_fn: ModelFn, x_t: torch.Tensor, model_t: torch.Tensor) -> torch.Tensor:
+    """``model_fn(x_t, model_t)``, refusing an output that would broadcast against x_t."""
+    output = model_fn(x_t, model_t)
+    if output.shape != x_t.shape:
+        raise ValueError(
+            f"model_fn returned shape {tuple(output.shape)} for x_t of shape "
+            f"{tuple(x_t.shape)}: it must return x_t's shape (its prediction of eps, x0 or v)"
+        )
+    return output
+
+
 def _as_tensor(values: np.ndarray) -> torch.Tensor:
     return torch.tensor(np.asarray(values, dtype=np.float64))
 
@@ -102,8 +190,8 @@ class GaussianDiffusion(nn.Module):
     ) -> None:
         super().__init__()
         self.schedule = schedule
-        self.prediction = Prediction(prediction)
-        self.variance_type = VarianceType(variance)
+        self.prediction = _choice(Prediction, prediction, "prediction")
+        self.variance_type = _choice(VarianceType, variance, "variance")
         s = schedule
         abar, abar_prev = s.alpha_bar, s.alpha_bar_prev
         post_var = s.posterior_variance
@@ -160,6 +248,10 @@ class GaussianDiffusion(nn.Module):
             f"prediction={self.prediction.value}, variance={self.variance_type.value}"
         )
 
+    # Public methods check their arguments (check_data, step_indices) and then use the private
+    # ones, which trust them: composite methods (training_losses, p_mean_variance, the samplers)
+    # thus check ``t`` once, which reads it once from the device, rather than at every lookup.
+
     @staticmethod
     def _at(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """values[t] cast to ``like``'s dtype, shaped to broadcast over ``like``.
@@ -170,11 +262,27 @@ class GaussianDiffusion(nn.Module):
         out = values[t.to(values.device)].to(device=like.device, dtype=like.dtype)
         return out.reshape(out.shape + (1,) * (like.dim() - out.dim()))
 
-    def model_t(self, t: torch.Tensor, batch: int | None = None) -> torch.Tensor:
+    def _steps(self, t: torch.Tensor | int, like: torch.Tensor | None = None) -> torch.Tensor:
+        """``t`` checked by :func:`step_indices` against T and ``like``'s batch."""
+        if like is None:
+            return step_indices(t, self.num_steps, device=self.betas.device)
+        return step_indices(t, self.num_steps, like.shape[0], like.device)
+
+    def _checked(self, t: torch.Tensor | int, *data: tuple[str, torch.Tensor]) -> torch.Tensor:
+        """Check each ``(name, tensor)`` of data and ``t`` against the first one's batch."""
+        for name, x in data:
+            check_data(x, name)
+        return self._steps(t, data[0][1])
+
+    def model_t(self, t: torch.Tensor | int, batch: int | None = None) -> torch.Tensor:
         """The step indices the denoiser is trained on (differ from ``t`` after respacing).
 
-        A 0-d ``t`` is expanded to ``batch`` entries.
+        A 0-d ``t`` (or an int) is expanded to ``batch`` entries.
         """
+        steps = step_indices(t, self.num_steps, batch, self.betas.device)
+        return self._model_t(steps, batch)
+
+    def _model_t(self, t: torch.Tensor, batch: int | None = None) -> torch.Tensor:
         steps = self.model_timesteps[t.to(self.model_timesteps.device)].long().to(t.device)
         return steps.expand(batch) if steps.dim() == 0 and batch is not None else steps
 
@@ -184,27 +292,53 @@ class GaussianDiffusion(nn.Module):
 
     # -------------------------------------------------------------------- forward process
     def q_mean_variance(
-        self, x0: torch.Tensor, t: torch.Tensor
+        self, x0: torch.Tensor, t: torch.Tensor | int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_t | x_0)."""
+        t = self._checked(t, ("x0", x0))
         return self._at(self.sqrt_alpha_bar, t, x0) * x0, self._at(1.0 - self.alpha_bar, t, x0)
 
     def q_sample(
-        self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None
+        self, x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor | None = None
     ) -> torch.Tensor:
         """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
+        return self._q_sample(x0, self._checked(t, ("x0", x0)), self._noise_for(x0, noise))
+
+    @staticmethod
+    def _noise_for(x0: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """``noise`` (fresh draws if None), refused when it would broadcast against x0."""
         if noise is None:
-            noise = torch.randn_like(x0)
+            return torch.randn_like(x0)
+        if noise.shape != x0.shape:
+            raise ValueError(
+                f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}"
+            )
+        return noise
+
+    def _q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return (
             self._at(self.sqrt_alpha_bar, t, x0) * x0
             + self._at(self.sqrt_one_minus_alpha_bar, t, x0) * noise
         )
 
-    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> Posterior:
-        """q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I); log-variance clipped at t = 1."""
+    def q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> Posterior:
+        """q(x_{t-1} | x_t, x_0) = N(mu~_t, beta~_t I); log-variance clipped at t = 1.
+
+        Everything comes in x_t's dtype, whatever x0's (as every other method here returns its
+        result in the dtype of the x it is given).
+        """
+        t = self._checked(t, ("x_t", x_t), ("x0", x0))
+        if x0.shape != x_t.shape:
+            raise ValueError(
+                f"x0 and x_t must have the same shape, got {tuple(x0.shape)} and {tuple(x_t.shape)}"
+            )
+        return self._q_posterior(x0, x_t, t)
+
+    def _q_posterior(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> Posterior:
+        x0 = x0.to(x_t.dtype)
         if t.dim() == 0:  # one step for the batch (samplers): scalar coefficients, two passes
             coef_x0, coef_xt = float(self.posterior_coef_x0[t]), float(self.posterior_coef_xt[t])
-            mean = (x_t * coef_xt).add_(x0.to(x_t.dtype), alpha=coef_x0)
+            mean = (x_t * coef_xt).add_(x0, alpha=coef_x0)
         else:
             mean = (
                 self._at(self.posterior_coef_x0, t, x_t) * x0
@@ -217,51 +351,80 @@ class GaussianDiffusion(nn.Module):
         )
 
     # ----------------------------------------------------------- prediction conversions
-    def x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    def x0_from_eps(
+        self, x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor
+    ) -> torch.Tensor:
+        return self._x0_from_eps(x_t, self._checked(t, ("x_t", x_t)), eps)
+
+    def _x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return (x_t - self._at(self.sqrt_one_minus_alpha_bar, t, x_t) * eps) / self._at(
             self.sqrt_alpha_bar, t, x_t
         )
 
-    def eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def eps_from_x0(
+        self, x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor
+    ) -> torch.Tensor:
+        return self._eps_from_x0(x_t, self._checked(t, ("x_t", x_t)), x0)
+
+    def _eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         return (x_t - self._at(self.sqrt_alpha_bar, t, x_t) * x0) / self._at(
             self.sqrt_one_minus_alpha_bar, t, x_t
         )
 
-    def v_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def v_target(
+        self, x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor
+    ) -> torch.Tensor:
         """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0."""
+        return self._v_target(x0, self._checked(t, ("x0", x0)), noise)
+
+    def _v_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return (
             self._at(self.sqrt_alpha_bar, t, x0) * noise
             - self._at(self.sqrt_one_minus_alpha_bar, t, x0) * x0
         )
 
-    def x0_from_v(self, x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def x0_from_v(self, x_t: torch.Tensor, t: torch.Tensor | int, v: torch.Tensor) -> torch.Tensor:
+        return self._x0_from_v(x_t, self._checked(t, ("x_t", x_t)), v)
+
+    def _x0_from_v(self, x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return (
             self._at(self.sqrt_alpha_bar, t, x_t) * x_t
             - self._at(self.sqrt_one_minus_alpha_bar, t, x_t) * v
         )
 
-    def to_x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def to_x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """x0 from a model output of this process's prediction type."""
+        return self._to_x0(output, x_t, self._checked(t, ("x_t", x_t)))
+
+    def _to_x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction is Prediction.EPS:
-            return self.x0_from_eps(x_t, t, output)
+            return self._x0_from_eps(x_t, t, output)
         if self.prediction is Prediction.X0:
             return output
-        return self.x0_from_v(x_t, t, output)
+        return self._x0_from_v(x_t, t, output)
 
     def to_x0_eps(
-        self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+        self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both x0 and eps from a model output of this process's prediction type."""
-        x0 = self.to_x0(output, x_t, t)
-        return x0, output if self.prediction is Prediction.EPS else self.eps_from_x0(x_t, t, x0)
+        return self._to_x0_eps(output, x_t, self._checked(t, ("x_t", x_t)))
 
-    def target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def _to_x0_eps(
+        self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x0 = self._to_x0(output, x_t, t)
+        return x0, output if self.prediction is Prediction.EPS else self._eps_from_x0(x_t, t, x0)
+
+    def target(self, x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor) -> torch.Tensor:
         """The regression target of the denoiser for this prediction type."""
+        return self._target(x0, self._checked(t, ("x0", x0)), noise)
+
+    def _target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         if self.prediction is Prediction.EPS:
             return noise
         if self.prediction is Prediction.X0:
             return x0
-        return self.v_target(x0, t, noise)
+        return self._v_target(x0, t, noise)
 
     # -------------------------------------------------------------------- reverse process
     @functools.cached_property
@@ -271,7 +434,7 @@ class GaussianDiffusion(nn.Module):
         :meth:`recdiff.nn.MLPDenoiser.reverse_mean_chain`. Fixed by the schedule, so computed
         once per process."""
         return [
-            (int(self.model_t(torch.tensor(t))), *self.mean_coefficients(t))
+            (int(self.schedule.timesteps[t]), *self.mean_coefficients(t))
             for t in reversed(range(self.num_steps))
         ]
 
@@ -282,28 +445,35 @@ class GaussianDiffusion(nn.Module):
         (x0: f; eps: (x_t - sqrt(1-abar) f) / sqrt(abar); v: sqrt(abar) x_t - sqrt(1-abar) f),
         and the posterior mean is linear in x0_hat and x_t, so two probes give both weights.
         """
-        if not 0 <= t < self.num_steps:
-            raise ValueError(f"t must lie in 0..{self.num_steps - 1}, got {t}")
-        step = torch.tensor(t)
-        one = torch.ones(1, dtype=torch.float64, device=self.betas.device)
+        step = self._steps(t)
+        one = torch.ones(1, 1, dtype=torch.float64, device=self.betas.device)
         zero = torch.zeros_like(one)
-        a = self.q_posterior(self.to_x0(zero, one, step), one, step).mean
-        b = self.q_posterior(self.to_x0(one, zero, step), zero, step).mean
+        a = self._q_posterior(self._to_x0(zero, one, step), one, step).mean
+        b = self._q_posterior(self._to_x0(one, zero, step), zero, step).mean
         return float(a), float(b)
 
     def p_mean_variance(
         self,
         model_fn: ModelFn,
         x_t: torch.Tensor,
-        t: torch.Tensor,
+        t: torch.Tensor | int,
         clip_x0: tuple[float, float] | None = None,
     ) -> ReverseStep:
         """p_theta(x_{t-1} | x_t): the posterior mean at the predicted x0, with the fixed variance."""
-        output = model_fn(x_t, self.model_t(t, x_t.shape[0]))
-        pred_x0 = self.to_x0(output, x_t, t)
+        return self._p_mean_variance(model_fn, x_t, self._checked(t, ("x_t", x_t)), clip_x0)
+
+    def _p_mean_variance(
+        self,
+        model_fn: ModelFn,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        clip_x0: tuple[float, float] | None = None,
+    ) -> ReverseStep:
+        output = _model_output(model_fn, x_t, self._model_t(t, x_t.shape[0]))
+        pred_x0 = self._to_x0(output, x_t, t)
         if clip_x0 is not None:
             pred_x0 = pred_x0.clamp(*clip_x0)
-        mean = self.q_posterior(pred_x0, x_t, t).mean
+        mean = self._q_posterior(pred_x0, x_t, t).mean
         return ReverseStep(
             mean,
             self._at(self.reverse_variance, t, x_t),
@@ -312,8 +482,12 @@ class GaussianDiffusion(nn.Module):
         )
 
     # ------------------------------------------------------------------------- training
-    def loss_weights(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    def loss_weights(self, t: torch.Tensor | int, like: torch.Tensor) -> torch.Tensor:
         """DiffRec's weights 1/2 (SNR(t-1) - SNR(t)) for t > 1, and 1 at t = 1."""
+        batch = like.shape[0] if like.dim() else None
+        return self._loss_weights(step_indices(t, self.num_steps, batch, like.device), like)
+
+    def _loss_weights(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         snr_prev = torch.cat([self.snr.new_ones(1), self.snr[:-1]])
         weights = 0.5 * (snr_prev - self.snr)
         weights[0] = 1.0
@@ -323,7 +497,7 @@ class GaussianDiffusion(nn.Module):
         self,
         model_fn: ModelFn,
         x0: torch.Tensor,
-        t: torch.Tensor,
+        t: torch.Tensor | int,
         noise: torch.Tensor | None = None,
         weighting: LossWeighting | str = LossWeighting.NONE,
     ) -> dict[str, torch.Tensor]:
@@ -332,16 +506,17 @@ class GaussianDiffusion(nn.Module):
         Returns ``loss`` (weighted), ``mse`` (unweighted, on the prediction target), ``pred_x0``.
         With ``snr_diff`` weights the loss is taken on the x0 error whatever the prediction type.
         """
-        if noise is None:
-            noise = torch.randn_like(x0)
-        x_t = self.q_sample(x0, t, noise)
-        output = model_fn(x_t, self.model_t(t))
+        weighting = _choice(LossWeighting, weighting, "weighting")
+        t = self._checked(t, ("x0", x0))
+        noise = self._noise_for(x0, noise)
+        x_t = self._q_sample(x0, t, noise)
+        output = _model_output(model_fn, x_t, self._model_t(t, x0.shape[0]))
         reduce_dims = tuple(range(1, x0.dim()))
-        mse = (output - self.target(x0, t, noise)).pow(2).mean(dim=reduce_dims)
-        pred_x0 = self.to_x0(output, x_t, t)
-        if LossWeighting(weighting) is LossWeighting.SNR_DIFF:
+        mse = (output - self._target(x0, t, noise)).pow(2).mean(dim=reduce_dims)
+        pred_x0 = self._to_x0(output, x_t, t)
+        if weighting is LossWeighting.SNR_DIFF:
             x0_mse = (pred_x0 - x0).pow(2).mean(dim=reduce_dims)
-            loss = self.loss_weights(t, x0_mse) * x0_mse
+            loss = self._loss_weights(t, x0_mse) * x0_mse
         else:
             loss = mse
         return {"loss": loss, "mse": mse, "pred_x0": pred_x0}

@@ -39,16 +39,27 @@ def drop_condition(
 def guided(
     model: ConditionalModelFn, cond: torch.Tensor, null: torch.Tensor, scale: float
 ) -> ModelFn:
-    """A ``model_fn(x_t, t)`` giving (1 + w) f(x_t, c, t) - w f(x_t, null, t) with w = ``scale``."""
+    """A ``model_fn(x_t, t)`` giving (1 + w) f(x_t, c, t) - w f(x_t, null, t) with w = ``scale``.
+
+    ``cond`` is [batch, ...], or [1, ...] for one condition shared by the whole batch (expanded
+    to it, as a denoiser broadcasts it).
+    """
     if scale < 0:
         raise ValueError(f"guidance scale w must be >= 0, got {scale}")
 
     def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        batch = x_t.shape[0]
+        if cond.dim() == 0 or cond.shape[0] not in (1, batch):
+            raise ValueError(
+                f"cond must be [batch, ...] with batch {batch} (x_t's) or 1, got shape "
+                f"{tuple(cond.shape)}"
+            )
         if scale == 0:
             return model(x_t, t, cond)
-        batch = x_t.shape[0]
-        null_batch = null.to(cond.dtype).expand_as(cond)
-        both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null_batch]))
+        # The two halves are concatenated, so a shared condition must first fill its half.
+        rows = cond.expand(batch, *cond.shape[1:])
+        null_batch = null.to(cond.dtype).expand_as(rows)
+        both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([rows, null_batch]))
         conditional, unconditional = both[:batch], both[batch:]
         return (1 + scale) * conditional - scale * unconditional
 

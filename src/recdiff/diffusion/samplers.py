@@ -25,6 +25,7 @@ made where it lives and moved, so they are the numbers it gives on its own devic
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
@@ -33,7 +34,7 @@ import torch
 
 from recdiff.progress import progress_bar
 
-from .gaussian import GaussianDiffusion, ModelFn
+from .gaussian import GaussianDiffusion, ModelFn, _model_output, check_data, step_indices
 
 __all__ = [
     "DDIMSampler",
@@ -164,6 +165,8 @@ def noise_to(
     generator: Generators = None,
 ) -> torch.Tensor:
     """x0 corrupted by ``noise_steps`` forward steps (T'); T' = 0 returns x0 unchanged."""
+    check_data(x0, "x0")
+    _check_count(noise_steps, "noise_steps")
     if not 0 <= noise_steps <= process.num_steps:
         raise ValueError(f"noise_steps must lie in 0..{process.num_steps}, got {noise_steps}")
     if noise_steps == 0:
@@ -171,6 +174,11 @@ def noise_to(
     t = torch.full((x0.shape[0],), noise_steps - 1, dtype=torch.long, device=x0.device)
     noise = randn_rows(x0.shape, generator, x0.device, x0.dtype)
     return process.q_sample(x0, t, noise)
+
+
+def _check_count(value: int, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer number of steps, got {value!r}")
 
 
 class Sampler(abc.ABC):
@@ -200,14 +208,25 @@ class Sampler(abc.ABC):
         start: int | None = None,
         generator: Generators = None,
         progress: bool = False,
+        grad: bool = False,
     ) -> Iterator[SamplerState]:
-        """Yield the state after each step, from step ``start`` (default T) down to step 1."""
+        """Yield the state after each step, from step ``start`` (default T) down to step 1.
+
+        Like :meth:`sample`, the steps run without autograd: a graph through every step would
+        hold all intermediate activations. ``grad=True`` records it (to backpropagate through
+        sampling); the caller's own grad mode is never changed between the yields.
+        """
+        check_data(x, "x")
         start = self.process.num_steps if start is None else start
+        _check_count(start, "start")
         if not 0 <= start <= self.process.num_steps:
             raise ValueError(f"start must lie in 0..{self.process.num_steps}, got {start}")
         steps = range(start - 1, -1, -1)
         for t in progress_bar(steps, show=progress, desc="sampling", leave=False):
-            state = self.step(model_fn, x, t, generator)
+            # Entered per step, not around the loop: a context open across a ``yield`` would
+            # switch autograd off in the caller's code too.
+            with contextlib.nullcontext() if grad else torch.no_grad():
+                state = self.step(model_fn, x, t, generator)
             x = state.sample
             yield state
 
@@ -226,8 +245,10 @@ class Sampler(abc.ABC):
         return x
 
     def _step_t(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        """The step as a 0-d tensor: one step for the whole batch."""
-        return torch.tensor(t, dtype=torch.long, device=x.device)
+        """The step as a 0-d tensor (one step for the whole batch), after checking ``x`` and
+        ``t``: a negative ``t`` would otherwise index the schedule from its end."""
+        check_data(x, "x_t")
+        return self.process._steps(t, x)
 
 
 class DDPMSampler(Sampler):
@@ -243,7 +264,7 @@ class DDPMSampler(Sampler):
         self.add_noise = add_noise
 
     def step(self, model_fn, x_t, t, generator=None):
-        out = self.process.p_mean_variance(model_fn, x_t, self._step_t(x_t, t), self.clip_x0)
+        out = self.process._p_mean_variance(model_fn, x_t, self._step_t(x_t, t), self.clip_x0)
         if not self.add_noise or t == 0:
             return SamplerState(t, out.mean, out.pred_x0)
         noise = self._noise(x_t, generator)
@@ -260,25 +281,31 @@ class DDIMSampler(Sampler):
         clip_x0: tuple[float, float] | None = None,
     ) -> None:
         super().__init__(process, clip_x0)
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
+        # Above 1, sigma^2 can exceed 1 - abar_{t'} and the direction term has no real root:
+        # the marginals q(x_{t'} | x_0) the sampler relies on are then not preserved.
+        if not 0 <= eta <= 1:
+            raise ValueError(
+                f"eta must lie in [0, 1] (0: deterministic DDIM, 1: DDPM's variance), got {eta}"
+            )
         self.eta = eta
 
     def sigma(self, t: int) -> float:
         """sigma_t of Song et al. Eq. 16 for the step t -> t-1 of this (possibly respaced) process."""
+        t = int(step_indices(t, self.process.num_steps))  # a CPU check: no device round trip
         abar = float(self.process.alpha_bar[t])
         abar_prev = float(self.process.alpha_bar_prev[t])
         return self.eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)) ** 0.5
 
     def step(self, model_fn, x_t, t, generator=None):
-        batch_t = self._step_t(x_t, t)
-        output = model_fn(x_t, self.process.model_t(batch_t, x_t.shape[0]))
-        pred_x0, pred_eps = self.process.to_x0_eps(output, x_t, batch_t)
+        process, batch_t = self.process, self._step_t(x_t, t)
+        output = _model_output(model_fn, x_t, process._model_t(batch_t, x_t.shape[0]))
+        pred_x0, pred_eps = process._to_x0_eps(output, x_t, batch_t)
         if self.clip_x0 is not None:
             pred_x0 = pred_x0.clamp(*self.clip_x0)
-            pred_eps = self.process.eps_from_x0(x_t, batch_t, pred_x0)
-        abar_prev = float(self.process.alpha_bar_prev[t])
+            pred_eps = process._eps_from_x0(x_t, batch_t, pred_x0)
+        abar_prev = float(process.alpha_bar_prev[t])
         sigma = self.sigma(t)
+        # Non-negative for eta <= 1; the floor only absorbs rounding (eta = 1 at t = 1).
         direction = max(1.0 - abar_prev - sigma**2, 0.0) ** 0.5
         mean = abar_prev**0.5 * pred_x0 + direction * pred_eps
         if sigma == 0.0:

@@ -37,6 +37,36 @@ def _check_steps(steps: int) -> None:
         raise ScheduleError(f"steps must be a positive integer, got {steps!r}")
 
 
+#: The smallest abar_T accepted: float32's smallest normal number. Below it abar_T itself, and
+#: soon sqrt(abar_T), no longer fit a float32 tensor, so x0 = x_t / sqrt(abar_T) (eps and v
+#: prediction at step T) and SNR(T) overflow or lose all precision there. The papers' schedules
+#: stay far above (cosine and linear 1e-4..0.02 at T = 2000 end near 1e-9).
+MIN_ALPHA_BAR = float(np.finfo(np.float32).tiny)
+
+#: What to change, per constructor, when its betas reach 1 or its abar_T underflows (too much
+#: noise), and when its betas are too small for 1 - beta to differ from 1 (too little).
+_TOO_MUCH_NOISE = {
+    "linear": "lower beta_end or use fewer steps",
+    "exp": "lower beta_max (abar_T is about exp(-(beta_min + beta_max) / 2); betas reaching 1 "
+    "also ease with more steps)",
+    "cosine": "lower max_beta or use fewer steps",
+    "alpha_bar": "lower max_beta, or make alpha_bar_fn decay more slowly",
+    "diffrec": "lower noise_scale or noise_max",
+}
+_TOO_LITTLE_NOISE = {
+    "linear": "raise beta_start",
+    "exp": "raise beta_min",
+    "cosine": "raise s, or use fewer steps",
+    "alpha_bar": "make alpha_bar_fn decrease by more than 1e-16 relatively per step",
+    "diffrec": "raise first_beta, noise_scale or the gap noise_max - noise_min",
+}
+
+
+def _fix(hints: dict[str, str], name: str) -> str:
+    """The remedy for a schedule named ``name`` (a respaced one is named ``base[k]``)."""
+    return hints.get(name.split("[")[0], "pass betas strictly inside (0, 1)")
+
+
 @dataclass(frozen=True, eq=False)
 class NoiseSchedule:
     """beta_1..beta_T and the quantities derived from them, in float64 numpy arrays.
@@ -55,9 +85,29 @@ class NoiseSchedule:
         if betas.ndim != 1 or betas.size == 0:
             raise ScheduleError(f"betas must be a non-empty 1-D sequence, got shape {betas.shape}")
         if not np.all(np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas >= 1):
-            bad = betas[~((betas > 0) & (betas < 1))][:3]
+            where = np.flatnonzero(~((betas > 0) & (betas < 1)))[:3]
+            hint = _fix(_TOO_MUCH_NOISE, self.name) if np.any(betas >= 1) else "pass betas > 0"
             raise ScheduleError(
-                f"every beta must lie in (0, 1); found {bad.tolist()} in {self.name!r}"
+                f"every beta must lie in (0, 1); found {betas[where].tolist()} at step indices "
+                f"{where.tolist()} of {self.name!r}: {hint}"
+            )
+        # A beta below float64's resolution at 1 leaves alpha = 1 - beta = 1 exactly: that step
+        # adds no noise and 1 - abar is 0 (the posterior variance divides by it).
+        if np.any(1.0 - betas >= 1.0):
+            where = np.flatnonzero(1.0 - betas >= 1.0)[:3]
+            raise ScheduleError(
+                f"betas {betas[where].tolist()} at step indices {where.tolist()} of "
+                f"{self.name!r} are too small: 1 - beta rounds to 1 in float64, so the step adds "
+                f"no noise; {_fix(_TOO_LITTLE_NOISE, self.name)}"
+            )
+        alpha_bar = np.cumprod(1.0 - betas)
+        if alpha_bar[-1] < MIN_ALPHA_BAR:
+            first = int(np.argmax(alpha_bar < MIN_ALPHA_BAR))
+            raise ScheduleError(
+                f"abar_T = {alpha_bar[-1]:.3g} of {self.name!r} is below {MIN_ALPHA_BAR:.3g} "
+                f"(float32's smallest normal number, crossed at step index {first}): the signal "
+                "is destroyed so completely that x0 = x_t / sqrt(abar) overflows in float32 "
+                f"and sampling gives NaN; {_fix(_TOO_MUCH_NOISE, self.name)}"
             )
         steps = (
             np.arange(betas.size, dtype=np.int64)
@@ -70,6 +120,39 @@ class NoiseSchedule:
         steps.setflags(write=False)
         object.__setattr__(self, "betas", betas)
         object.__setattr__(self, "timesteps", steps)
+
+    # ------------------------------------------------------------------- identity, saving
+    def __eq__(self, other: object) -> bool:
+        """Equal when the betas and the steps they map to are (the name is only a label)."""
+        if not isinstance(other, NoiseSchedule):
+            return NotImplemented
+        return np.array_equal(self.betas, other.betas) and np.array_equal(
+            self.timesteps, other.timesteps
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.betas.tobytes(), self.timesteps.tobytes()))
+
+    def __reduce__(self) -> tuple:
+        # Through the constructor, so an unpickled schedule is validated and read-only again.
+        return (type(self), (self.betas, self.name, self.timesteps))
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain lists and a string, for JSON or a checkpoint; float64 values survive exactly."""
+        return {
+            "betas": self.betas.tolist(),
+            "name": self.name,
+            "timesteps": self.timesteps.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> NoiseSchedule:
+        """The schedule :meth:`to_dict` described (validated as any new schedule)."""
+        return cls(
+            np.asarray(data["betas"], dtype=np.float64),
+            name=str(data.get("name", "custom")),
+            timesteps=None if data.get("timesteps") is None else np.asarray(data["timesteps"]),
+        )
 
     # ----------------------------------------------------------------------------- derived
     @property
@@ -122,15 +205,29 @@ class NoiseSchedule:
     ) -> NoiseSchedule:
         """Discretise a continuous abar(tau), tau in [0, 1]: beta_t = 1 - abar(t/T) / abar((t-1)/T).
 
-        ``max_beta`` clips the last betas, which approach 1 when abar(1) ~ 0.
+        ``max_beta`` clips the last betas, which approach 1 when abar(1) ~ 0; abar(1) = 0 itself
+        is allowed (beta_T = 1 is clipped to ``max_beta``), the earlier values must be positive.
         """
         _check_steps(steps)
         if not 0 < max_beta < 1:
             raise ScheduleError(f"max_beta must lie in (0, 1), got {max_beta}")
         tau = np.arange(steps + 1, dtype=np.float64) / steps
         abar = np.array([alpha_bar_fn(float(x)) for x in tau], dtype=np.float64)
-        if np.any(abar[1:] <= 0) or np.any(np.diff(abar) > 0):
-            raise ScheduleError("alpha_bar_fn must be positive and non-increasing on [0, 1]")
+        # Every abar but the last divides the next one, so only abar(1) may be 0.
+        bad = ~np.isfinite(abar) | np.concatenate([abar[:-1] <= 0, abar[-1:] < 0])
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise ScheduleError(
+                f"alpha_bar_fn({tau[i]:g}) = {float(abar[i])!r}: alpha_bar_fn must be finite, "
+                "positive on [0, 1) and non-negative at 1"
+            )
+        if np.any(np.diff(abar) > 0):
+            i = int(np.argmax(np.diff(abar) > 0))
+            first, second = float(abar[i]), float(abar[i + 1])
+            raise ScheduleError(
+                f"alpha_bar_fn increases from alpha_bar_fn({tau[i]:g}) = {first!r} to "
+                f"alpha_bar_fn({tau[i + 1]:g}) = {second!r}: it must be non-increasing on [0, 1]"
+            )
         betas = np.minimum(1.0 - abar[1:] / abar[:-1], max_beta)
         return cls(betas, name=name)
 
@@ -210,11 +307,29 @@ class NoiseSchedule:
 
         The new betas reproduce this schedule's abar exactly at the kept steps:
         beta'_k = 1 - abar[keep_k] / abar[keep_{k-1}] (Nichol & Dhariwal 2021, Sec. 4).
+        ``keep`` must be strictly increasing integers: a repeated, unsorted or fractional step is
+        refused rather than silently deduplicated, sorted or truncated, since it is most likely
+        a mistake in how the subsequence was computed.
         """
-        keep_arr = np.unique(np.asarray(list(keep), dtype=np.int64))
-        if keep_arr.size == 0 or keep_arr[0] < 0 or keep_arr[-1] >= self.num_steps:
+        given = np.asarray(list(keep))
+        if given.ndim != 1 or given.size == 0:
+            raise ScheduleError(f"keep must be a non-empty sequence of step indices, got {keep!r}")
+        if given.dtype.kind not in "iu":
             raise ScheduleError(
-                f"respaced steps must be a non-empty subset of 0..{self.num_steps - 1}"
+                f"keep must hold integer step indices, got {given.dtype} values "
+                f"{given[:5].tolist()}: round them first (e.g. np.round(keep).astype(int))"
+            )
+        keep_arr = given.astype(np.int64)
+        if np.any(np.diff(keep_arr) <= 0):
+            i = int(np.argmax(np.diff(keep_arr) <= 0))
+            raise ScheduleError(
+                f"keep must be strictly increasing (sorted, no repeats), got {keep_arr[i]} "
+                f"then {keep_arr[i + 1]} at positions {i}, {i + 1}: pass sorted(set(keep))"
+            )
+        if keep_arr[0] < 0 or keep_arr[-1] >= self.num_steps:
+            raise ScheduleError(
+                f"keep must be step indices in 0..{self.num_steps - 1}, got "
+                f"{keep_arr[0]}..{keep_arr[-1]}"
             )
         abar = self.alpha_bar[keep_arr]
         prev = np.concatenate([[1.0], abar[:-1]])
@@ -226,6 +341,8 @@ class NoiseSchedule:
 
     def spaced(self, count: int) -> NoiseSchedule:
         """Respace to ``count`` evenly spaced steps; the last is always kept, the first if count > 1."""
+        if not isinstance(count, (int, np.integer)) or isinstance(count, bool):
+            raise ScheduleError(f"count must be an integer number of steps, got {count!r}")
         if not 1 <= count <= self.num_steps:
             raise ScheduleError(f"count must lie in 1..{self.num_steps}, got {count}")
         if count == 1:

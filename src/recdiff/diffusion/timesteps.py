@@ -20,7 +20,10 @@ from __future__ import annotations
 import abc
 from typing import ClassVar
 
+import numpy as np
 import torch
+
+from .gaussian import step_indices
 
 __all__ = ["LossAwareSampler", "TimestepSampler", "UniformSampler"]
 
@@ -33,6 +36,8 @@ class TimestepSampler(abc.ABC):
     records_losses: ClassVar[bool] = False
 
     def __init__(self, num_steps: int) -> None:
+        if isinstance(num_steps, bool) or not isinstance(num_steps, (int, np.integer)):
+            raise TypeError(f"num_steps (T) must be an integer, got {num_steps!r}")
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         self.num_steps = num_steps
@@ -93,6 +98,8 @@ class LossAwareSampler(TimestepSampler):
 
     def __init__(self, num_steps: int, history: int = 10, uniform_prob: float = 0.001) -> None:
         super().__init__(num_steps)
+        if isinstance(history, bool) or not isinstance(history, (int, np.integer)):
+            raise TypeError(f"history must be an integer number of losses, got {history!r}")
         if history < 1:
             raise ValueError(f"history must be >= 1, got {history}")
         if not 0 <= uniform_prob <= 1:
@@ -123,8 +130,15 @@ class LossAwareSampler(TimestepSampler):
         Examples sharing a step are written in batch order; only the last ``history`` of a group
         are kept, so no two writes in one call hit the same slot.
         """
-        t = t.detach().long().cpu()
-        losses = losses.detach().to(torch.float64).cpu()
+        # Checked as the process checks steps: a float t would otherwise truncate (0.7 -> 0)
+        # and a negative one break the per-step count.
+        t = step_indices(t.detach().cpu() if isinstance(t, torch.Tensor) else t, self.num_steps)
+        if losses.shape != t.shape:
+            raise ValueError(
+                f"losses must hold one loss per step of t: got shape {tuple(losses.shape)} for "
+                f"t of shape {tuple(t.shape)}"
+            )
+        t, losses = t.reshape(-1), losses.detach().to(torch.float64).cpu().reshape(-1)
         if t.numel() == 0:
             return
         order = torch.sort(t, stable=True).indices

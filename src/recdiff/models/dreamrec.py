@@ -72,7 +72,7 @@ class GuidedDiffusionConfig(BaseModel):
     sampling_steps: int | None = Field(
         None, ge=1, description="respace inference to this many steps (None = all T)"
     )
-    eta: float = Field(0.0, ge=0, description="DDIM stochasticity (0 = deterministic)")
+    eta: float = Field(0.0, ge=0, le=1, description="DDIM stochasticity (0 = deterministic)")
 
     @model_validator(mode="after")
     def _check(self) -> GuidedDiffusionConfig:

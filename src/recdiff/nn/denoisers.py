@@ -107,8 +107,7 @@ class MLPDenoiser(nn.Module):
     ) -> torch.Tensor:
         if x_t.shape[-1] != self.dim:
             raise ValueError(f"expected x_t of width {self.dim}, got {x_t.shape[-1]}")
-        if self.cond_dim and (cond is None or cond.shape[-1] != self.cond_dim):
-            raise ValueError(f"this denoiser needs a condition of width {self.cond_dim}")
+        self._check_cond(cond, x_t.shape[0])
         h = F.normalize(x_t, dim=-1) if self.normalize_input else x_t
         # The first layer acts on [x_t ; emb(t) ; c] but is applied blockwise, which avoids
         # copying x_t into a concatenation, and embeds each distinct step once (a sampler
@@ -121,6 +120,26 @@ class MLPDenoiser(nn.Module):
         if self.cond_dim:
             out = out + F.linear(cond.to(out.dtype), first.weight_c).to(out.dtype)
         return self.layers[1:](out)
+
+    def _check_cond(self, cond: torch.Tensor | None, batch: int) -> None:
+        """A condition exactly when the denoiser takes one, [batch or 1, cond_dim]: a condition
+        given to an unconditional denoiser would be ignored without a word (classifier-free
+        guidance over it then silently returns the unguided output)."""
+        if not self.cond_dim:
+            if cond is not None:
+                raise ValueError(
+                    f"this denoiser takes no condition (cond_dim=0), got one of shape "
+                    f"{tuple(cond.shape)}: build it with cond_dim={cond.shape[-1]} to condition "
+                    "on it, or pass none"
+                )
+            return
+        if cond is None or cond.dim() == 0 or cond.shape[-1] != self.cond_dim:
+            got = "none" if cond is None else f"shape {tuple(cond.shape)}"
+            raise ValueError(f"this denoiser needs a condition of width {self.cond_dim}, got {got}")
+        if cond.dim() > 1 and cond.shape[0] not in (1, batch):
+            raise ValueError(
+                f"cond must have x_t's batch {batch} (or 1, shared), got shape {tuple(cond.shape)}"
+            )
 
     def chain_saves_work(self, batch: int, steps: int) -> bool:
         """Whether :meth:`reverse_mean_chain` applies here and needs fewer multiply-adds than
@@ -160,8 +179,7 @@ class MLPDenoiser(nn.Module):
             raise RuntimeError("reverse_mean_chain needs the denoiser in eval() mode")
         if self.normalize_input:
             raise ValueError("reverse_mean_chain needs x_t to enter affinely (normalize_input off)")
-        if self.cond_dim and (cond is None or cond.shape[-1] != self.cond_dim):
-            raise ValueError(f"this denoiser needs a condition of width {self.cond_dim}")
+        self._check_cond(cond, x.shape[0])
         first, last = self.layers[0], self.layers[-1]
         if not isinstance(last, nn.Linear):
             raise ValueError("reverse_mean_chain needs at least one hidden layer")

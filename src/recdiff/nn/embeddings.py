@@ -48,4 +48,9 @@ class SinusoidalTimeEmbedding(nn.Module):
         )
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.proj(timestep_embedding(t, self.dim, self.max_period))
+        # The sinusoids are computed in float32 (in float16 the angles of steps in the hundreds
+        # lose their fractional part) and then take the projection's dtype, so a network cast
+        # with .half(), .to(torch.bfloat16) or .double() works; under autocast the weights stay
+        # float32 and autocast casts for the matmul as before.
+        weight = next(self.proj.parameters())
+        return self.proj(timestep_embedding(t, self.dim, self.max_period).to(weight.dtype))
