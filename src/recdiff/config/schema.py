@@ -86,7 +86,8 @@ def absolute_source(source: str | None) -> str | None:
 
 
 class TimeWeightConfig(BaseModel):
-    """T-DiffRec's weights w_m = w_min + (m-1)/(M-1) (w_max - w_min), oldest to newest."""
+    """T-DiffRec's weights w_m = w_min + (m-1)/(M-1) (w_max - w_min), oldest to newest; m and
+    M count a user's distinct times, so interactions at the same time share a weight."""
 
     model_config = ConfigDict(extra="forbid")
 
