@@ -172,19 +172,6 @@ def test_multvae_takes_the_train_settings_it_can_honour():
     assert resolved.train.epochs == 100
 
 
-def test_multvae_takes_a_train_setting_equal_to_the_trainer_default_and_says_what_it_used():
-    from recdiff.config.models import build_model
-    from recdiff.config.schema import RunConfig
-
-    asked = load_config("multvae-ml1m", ["train.batch_size=400"])  # TrainConfig's default
-    assert build_model("multvae", asked.model.params(), asked.train).config.batch_size == 400
-    plain = load_config("multvae-ml1m", [])  # Mult-VAE's own defaults, written into train.*
-    assert (plain.train.batch_size, plain.train.epochs) == (500, 200)
-    again = RunConfig.model_validate(plain.model_dump(mode="json"))  # a saved config, read back
-    model = build_model("multvae", again.model.params(), again.train)
-    assert (model.config.batch_size, model.config.max_epochs) == (500, 200)
-
-
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -129,11 +129,7 @@ def multvae_params(params: dict[str, Any], train: TrainConfig) -> dict[str, Any]
     resolved config lists every ``train.*`` key; those at their defaults say nothing.)"""
     merged, problems = dict(params), []
     defaults = TrainConfig.model_fields
-    changed = {k for k in train.model_fields_set if getattr(train, k) != defaults[k].default}
-    # A key it maps counts when given at all: --set train.batch_size=400 means 400, though 400 is
-    # TrainConfig's default (Mult-VAE's is 500). The resolved config then holds the values it
-    # trained with (RunConfig writes them back), so a saved config reads the same again.
-    chosen = changed | (train.model_fields_set & MULTVAE_TRAIN_KEYS.keys())
+    chosen = {k for k in train.model_fields_set if getattr(train, k) != defaults[k].default}
     for key, field in MULTVAE_TRAIN_KEYS.items():
         if key not in chosen:
             continue

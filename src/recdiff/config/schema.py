@@ -348,12 +348,7 @@ class RunConfig(BaseModel):
         params = self.model.params()
         if self.model.name == "multvae":  # its own loop: train.* settings map onto model.*
             params = multvae_params(params, self.train)
-        settings = validate_model_params(self.model.name, params)
-        if self.model.name == "multvae":  # train.* says what Mult-VAE trains with
-            from recdiff.config.models import MULTVAE_TRAIN_KEYS
-
-            for key, field in MULTVAE_TRAIN_KEYS.items():
-                setattr(self.train, key, getattr(settings, field))
+        validate_model_params(self.model.name, params)
         return self
 
 
