@@ -222,7 +222,11 @@ def test_a_full_or_read_only_disk_is_said_as_such(tmp_path):
     weights = SafetensorError(
         "Error while serializing: I/O error: No space left on device (os error 28)"
     )
-    assert describe(weights).startswith("cannot write the model weights (no space left")
+    assert describe(weights).startswith("cannot write the model weights (No space left")
+    quota = SafetensorError(
+        "Error while serializing: I/O error: Disk quota exceeded (os error 122)"
+    )
+    assert describe(quota).startswith("cannot write the model weights (Disk quota exceeded (os")
     assert describe(OSError(5, "Input/output error")) is None  # not the user's to fix
 
 

@@ -232,6 +232,23 @@ def test_a_file_with_the_demo_format_or_a_sum_of_ratings_is_refused(tmp_path):
     assert load_config("demo-ease", [*table, "data.duplicates=last", "data.min_rating=3"])
 
 
+def test_a_saved_next_item_run_from_before_the_checks_still_reads(tmp_path):
+    """Runs trained when these settings were silently ignored are not damaged: their config
+    reads as what they trained with."""
+    from recdiff.config.schema import SAVED_RUN, RunConfig
+
+    saved = load_config("demo-sasrec", []).model_dump(mode="json")
+    saved["data"].update(split="random", k_core=5, time_weights={"w_min": 0.2, "w_max": 1.0})
+    with pytest.raises(ValueError, match="next-item model"):  # a new config is refused
+        RunConfig.model_validate(saved)
+    read = RunConfig.model_validate(saved, context=SAVED_RUN)
+    assert (read.data.split, read.data.k_core, read.data.time_weights) == (
+        "leave_one_out",
+        None,
+        None,
+    )
+
+
 def test_masking_the_history_is_for_next_item_models():
     with pytest.raises(ConfigError, match=r"eval\.exclude_history applies to next-item models"):
         load_config("demo-diffrec", ["eval.exclude_history=true"])

@@ -149,10 +149,12 @@ def _storage_problem(error: Exception) -> str | None:
         return (
             f"cannot write{where} ({error.strerror}): {fix} to another folder (--runs-dir, --out)"
         )
-    if isinstance(error, SafetensorError) and f"os error {errno.ENOSPC}" in str(error):
+    if isinstance(error, SafetensorError) and any(
+        f"(os error {code})" in str(error) for code in _STORAGE_ERRNOS
+    ):
         return (
-            "cannot write the model weights (no space left on device): free some space, or "
-            "write to another folder (--runs-dir, --out)"
+            f"cannot write the model weights ({str(error).rsplit(': ', 1)[-1]}): free some "
+            "space, or write to another folder (--runs-dir, --out)"
         )
     return None
 

@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -254,6 +255,10 @@ class ModelSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+#: Validation context of a saved run's config.yaml (see RunConfig._data_a_next_item_model_reads).
+SAVED_RUN = {"saved_run": True}
+
+
 class RunConfig(BaseModel):
     """Everything that defines a training run; written resolved into the run directory."""
 
@@ -289,13 +294,22 @@ class RunConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _data_a_next_item_model_reads(self) -> RunConfig:
+    def _data_a_next_item_model_reads(self, info: ValidationInfo) -> RunConfig:
         """Settings a next-item model would otherwise ignore are refused, naming the key; the
-        default split of a sequence file or the demo is written as what it is, leave-one-out."""
+        default split of a sequence file or the demo is written as what it is, leave-one-out.
+        A saved run's config (``context={"saved_run": True}``) trained before these checks
+        existed, with such settings ignored: they are set to what it trained with instead."""
         from recdiff.config.models import SEQUENTIAL_MODELS
 
         data = self.data
         if self.model.name not in SEQUENTIAL_MODELS:
+            return self
+        if (info.context or {}).get("saved_run"):
+            if data.format in ("sequences", "demo"):
+                data.split = "leave_one_out"
+            if data.format in ("sequences", "demo", "dreamrec"):
+                data.min_rating = None
+            data.k_core, data.time_weights = None, None
             return self
         if data.time_weights is not None:
             raise ValueError(

@@ -122,8 +122,9 @@ def step_indices(
     A Python int becomes a 0-d tensor on ``device``; a tensor must hold integers, be 0-d (one
     step for the whole batch) or ``[batch]``, and lie in 0..T-1. Otherwise a negative index
     would silently wrap to the end of the schedule, a float one be refused by indexing, and a
-    ``[batch, 1]`` column broadcast the batch against itself. The range check reads the tensor
-    once (one device sync for a CUDA tensor).
+    ``[batch, 1]`` column broadcast the batch against itself. The range is checked on CPU
+    tensors only: reading an accelerator's tensor back would stall every training and sampling
+    step (there an index past T fails in the lookup itself; a negative one is not caught).
     """
     rule = (
         f"t must be integer step indices in 0..{num_steps - 1} (0-based; the paper's "
@@ -146,7 +147,7 @@ def step_indices(
             f"t must be 0-d (one step for the batch) or {expected}, got shape "
             f"{tuple(t.shape)}" + (": flatten it with t.reshape(-1)" if t.dim() > 1 else "")
         )
-    if t.numel() and t.device.type != "meta":  # a meta tensor has no values to check
+    if t.numel() and t.device.type == "cpu":  # no device sync; a meta tensor has no values
         low, high = torch.stack(torch.aminmax(t)).tolist()
         if low < 0 or high >= num_steps:
             bad = t[(t < 0) | (t >= num_steps)].reshape(-1)[:5].tolist()

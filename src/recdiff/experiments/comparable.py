@@ -56,6 +56,9 @@ def data_section(config: Mapping[str, Any]) -> dict[str, Any]:
     data.pop("time_weights", None)
     if not is_next_item(config):
         data.pop("max_len", None)
+    elif data.get("format") in ("sequences", "demo", "dreamrec"):
+        # always leave-one-out or the folder's own split (older runs saved the unused default)
+        data.pop("split", None)
     return data
 
 

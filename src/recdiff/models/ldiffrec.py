@@ -10,7 +10,7 @@ each group's items from its own latent) or one decoder from the whole latent to 
 group's items are scored from every group's latent. Because each encoder only sees its own items,
 the encoders are block-diagonal, which is where the parameter saving comes from.
 
-Training follows the paper's advice: the autoencoders first (multinomial likelihood + annealed
+Training follows the paper's advice: the autoencoders first (multinomial or Gaussian likelihood + annealed
 KL, as Mult-VAE), then the diffusion on their frozen latent means (joint training is unstable).
 ``latent.joint`` instead trains all parts together after (or, with ``latent.epochs=0``, without)
 that pre-training. LT-DiffRec is this model fed time-weighted rows.
@@ -506,7 +506,8 @@ class LDiffRec(DiffRec):
         return loss + weight * self._reconstruction_nll(pred_z0, rows)
 
     def vae_loss(self, rows: torch.Tensor) -> torch.Tensor:
-        """Multinomial negative log-likelihood plus the annealed KL (Mult-VAE's objective)."""
+        """The reconstruction term (``latent.likelihood``: Mult-VAE's multinomial negative
+        log-likelihood, or half the squared error) plus the annealed KL."""
         z, kl_term = self._encode_with_kl(rows)
         return self._reconstruction_nll(z, rows) + kl_term
 
@@ -543,7 +544,8 @@ class LDiffRec(DiffRec):
         return z, beta * kl
 
     def _reconstruction_nll(self, z: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        """Multinomial NLL of the rows under the decoded latents; sparse rows are scored against
+        """The rows' reconstruction loss under the decoded latents: half the squared error
+        (``likelihood="gaussian"``) or the multinomial NLL, where sparse rows are scored against
         logits in group order (same value, no scatter of a batch x n_items block)."""
         if self.config.latent.likelihood == "gaussian":
             dense = rows.to_dense() if rows.is_sparse else rows

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 import yaml
 
 from recdiff.config.models import SEQUENTIAL_MODELS
-from recdiff.config.schema import RunConfig
+from recdiff.config.schema import SAVED_RUN, RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
 from recdiff.data.errors import UnknownIdError
 from recdiff.models.base import Recommender
@@ -201,7 +201,9 @@ class Predictor:
         """The predictor of a run directory (next-item runs get a :class:`SequencePredictor`)."""
         run = Path(run)
         if (run / "config.yaml").is_file():
-            config = RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+            config = RunConfig.model_validate(
+                yaml.safe_load((run / "config.yaml").read_text()), context=SAVED_RUN
+            )
             if config.model.name in SEQUENTIAL_MODELS and cls is Predictor:
                 from recdiff.serving.sequence_predictor import SequencePredictor
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from recdiff.config.schema import RunConfig
+from recdiff.config.schema import SAVED_RUN, RunConfig
 from recdiff.data import Vocabulary
 
 __all__ = ["DAMAGED", "check_items", "damaged", "read_npz", "read_run_config", "read_vocabulary"]
@@ -60,7 +60,9 @@ def read_run_config(run: Path, needed: Sequence[str]) -> RunConfig:
             f"{run} is not a complete run directory (missing {missing}); "
             "pass a folder written by `recdiff train`"
         )
-    return RunConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text()))
+    return RunConfig.model_validate(
+        yaml.safe_load((run / "config.yaml").read_text()), context=SAVED_RUN
+    )
 
 
 def check_items(run: Path, n_items: int, n_ids: int) -> None:
