@@ -136,9 +136,10 @@ def time_column(
     (``2024-05-01 13:00:00``, with or without a UTC offset; none means UTC) since the epoch."""
     series = frame[col]
     text = pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
-    if text:
-        _refuse_numbers_mixed_with_dates(series, col, source, line_numbers)
-    if text and pd.to_numeric(series, errors="coerce").isna().all():
+    numbers = pd.to_numeric(series, errors="coerce").notna().to_numpy() if text else None
+    if numbers is not None:
+        _refuse_numbers_mixed_with_dates(series, numbers, col, source, line_numbers)
+    if numbers is not None and not numbers.any():
         parsed = pd.to_datetime(series, format="ISO8601", utc=True, errors="coerce")
         bad = np.flatnonzero(parsed.isna().to_numpy())
         if bad.size:
@@ -153,11 +154,15 @@ def time_column(
 
 
 def _refuse_numbers_mixed_with_dates(
-    series: pd.Series, col: str, source: Source, line_numbers: np.ndarray | None
+    series: pd.Series,
+    numbers: np.ndarray,
+    col: str,
+    source: Source,
+    line_numbers: np.ndarray | None,
 ) -> None:
     """A text column of seconds and ISO 8601 dates at once has no one reading: name the kind
-    that stands out (the fewer), rather than calling all the other kind invalid."""
-    numbers = pd.to_numeric(series, errors="coerce").notna().to_numpy()
+    that stands out (the fewer), rather than calling all the other kind invalid. ``numbers``
+    marks the values that read as numbers."""
     if numbers.all() or not numbers.any():
         return
     dates = np.zeros(len(series), dtype=bool)
