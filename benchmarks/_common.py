@@ -226,19 +226,8 @@ def run_config(parser: argparse.ArgumentParser, run: Path):
 
 
 def row_block_scorer(model: Any, seed: int, **options: Any) -> Callable[..., Any]:
-    """A ``score(history, lengths)`` for one pass over one split, drawing a sampling model's
-    noise as the run's evaluation does (``recdiff.train.run_sequential.evaluate_sequential``):
-    each row from its own :class:`~recdiff.diffusion.samplers.RowBlocks` block, seeded with
-    ``seed`` (the model's ``sample_seed`` there), whatever the batching. Scores of the same run
-    then reproduce its ``metrics.json``. Make one per split: it counts the rows scored so far
-    (evaluate_next_item takes the batches in order). ``options`` go to ``model.score``."""
-    from recdiff.diffusion.samplers import RowBlocks
+    """The run's own evaluation scorer (:func:`recdiff.train.run_sequential.row_block_scorer`):
+    scores of the same run then reproduce its ``metrics.json``. One per split."""
+    from recdiff.train.run_sequential import row_block_scorer as scorer
 
-    scored = [0]
-
-    def score(history, lengths=None):
-        generator = RowBlocks(seed, scored[0], model.device)  # drawn where it samples
-        scored[0] += len(history)
-        return model.score(history, lengths, generator=generator, **options)
-
-    return score
+    return scorer(model, seed, **options)

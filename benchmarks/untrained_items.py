@@ -93,7 +93,6 @@ def analyse(run: Path, config, seed: int | None) -> dict:
     """One run's row; ``seed`` None: the model's own ``sample_seed``, as its evaluation used."""
     from recdiff.models.base import SavedModel
     from recdiff.models.dreamrec import training_items
-    from recdiff.models.sasrec import SASRec  # noqa: F401  (registers sasrec, mostpop)
     from recdiff.train.datasets import load_sequences
 
     model = SavedModel.load(run / "model")

@@ -16,6 +16,7 @@ a checkpoint gives the same metrics.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,23 @@ from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.train.datasets import load_sequences
 
-__all__ = ["evaluate_sequential", "run_sequential_into"]
+__all__ = ["evaluate_sequential", "row_block_scorer", "run_sequential_into"]
+
+
+def row_block_scorer(model: SequentialRecommender, seed: int, **options: Any) -> Callable[..., Any]:
+    """A ``score(history, lengths)`` for one pass over one split, in order (as
+    evaluate_next_item takes the batches). A sampling model (DreamRec) draws each example's
+    noise by its row in the split, from its :class:`RowBlocks` block seeded with ``seed``, so
+    metrics do not depend on eval.batch_size and every row's draws are its own; the benchmarks
+    score with it too, to reproduce a run's metrics. ``options`` go to ``model.score``."""
+    scored = [0]  # rows scored so far
+
+    def score(history, lengths=None):
+        generator = RowBlocks(seed, scored[0], model.device)  # drawn where it samples
+        scored[0] += len(history)
+        return model.score(history, lengths, generator=generator, **options)
+
+    return score
 
 
 def evaluate_sequential(
@@ -44,17 +61,8 @@ def evaluate_sequential(
     seed = getattr(model.config, "sample_seed", 0)
     results = {}
     for split in splits:
-        scored = [0]  # rows scored so far: evaluate_next_item takes the batches in order
-
-        def score(history, lengths, scored=scored):
-            # A sampling model (DreamRec) draws each example's noise by its row in the split,
-            # so its metrics do not depend on eval.batch_size; every row's draws are its own.
-            generator = RowBlocks(seed, scored[0], model.device)  # drawn where it samples
-            scored[0] += len(history)
-            return model.score(history, lengths, generator=generator)
-
         results[split] = evaluate_next_item(
-            score,
+            row_block_scorer(model, seed),
             getattr(data, split),
             data.n_items,
             ks=config.eval.ks,
