@@ -291,7 +291,11 @@ class DDIMSampler(Sampler):
 
     def sigma(self, t: int) -> float:
         """sigma_t of Song et al. Eq. 16 for the step t -> t-1 of this (possibly respaced) process."""
-        t = int(step_indices(t, self.process.num_steps))  # a CPU check: no device round trip
+        if isinstance(t, (int, np.integer)) and not isinstance(t, bool):  # the samplers' case
+            if not 0 <= t < self.process.num_steps:  # a plain check, no tensor built
+                step_indices(t, self.process.num_steps)  # raises with the usual message
+        else:
+            t = int(step_indices(t, self.process.num_steps))
         abar = float(self.process.alpha_bar[t])
         abar_prev = float(self.process.alpha_bar_prev[t])
         return self.eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)) ** 0.5
