@@ -260,7 +260,7 @@ def test_dreamrec_sampling_options_are_checked(dreamrec, data):
         with pytest.raises(ValueError, match=rf"sampling_steps must lie in 1\.\.50 .*got {steps}"):
             dreamrec.score_with(history, g(), sampling_steps=steps)
     for steps in (2.5, True):
-        with pytest.raises(ValueError, match="sampling_steps must be an integer"):
+        with pytest.raises(TypeError, match="sampling_steps must be an integer"):
             dreamrec.score_with(history, g(), sampling_steps=steps)
     assert dreamrec.sampler("ddim", 10).process.num_steps == 10
     assert dreamrec.sampler().process.num_steps == 50

@@ -342,7 +342,7 @@ class NoiseSchedule:
     def spaced(self, count: int) -> NoiseSchedule:
         """Respace to ``count`` evenly spaced steps; the last is always kept, the first if count > 1."""
         if not isinstance(count, (int, np.integer)) or isinstance(count, bool):
-            raise ScheduleError(f"count must be an integer number of steps, got {count!r}")
+            raise TypeError(f"count must be an integer number of steps, got {count!r}")
         if not 1 <= count <= self.num_steps:
             raise ScheduleError(f"count must lie in 1..{self.num_steps}, got {count}")
         if count == 1:

@@ -255,7 +255,7 @@ class DreamRec(SequentialRecommender):
         if steps is None:
             steps = diffusion.sampling_steps or diffusion.steps
         elif isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
-            raise ValueError(f"sampling_steps must be an integer, got {steps!r}")
+            raise TypeError(f"sampling_steps must be an integer, got {steps!r}")
         elif not 1 <= steps <= diffusion.steps:
             raise ValueError(
                 f"sampling_steps must lie in 1..{diffusion.steps} (the model's diffusion steps "
