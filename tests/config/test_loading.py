@@ -172,6 +172,22 @@ def test_multvae_takes_the_train_settings_it_can_honour():
     assert resolved.train.epochs == 100
 
 
+def test_multvae_takes_a_train_setting_set_on_the_command_line_even_at_the_trainer_default():
+    from recdiff.config.models import build_model
+    from recdiff.config.schema import RunConfig
+
+    def batch_size(config):
+        return build_model("multvae", config.model.params(), config.train).config.batch_size
+
+    asked = load_config("multvae-ml1m", ["train.batch_size=400"])  # TrainConfig's default
+    assert batch_size(asked) == 400
+    assert batch_size(RunConfig.model_validate(asked.model_dump(mode="json"))) == 400  # saved
+    assert batch_size(load_config("multvae-ml1m", [])) == 500  # Mult-VAE's own default
+    # a saved config still takes model.* overrides (a search over model.lr)
+    saved = asked.model_dump(mode="json")
+    assert RunConfig.model_validate({**saved, "model": {**saved["model"], "lr": 0.003}})
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

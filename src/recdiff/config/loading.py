@@ -93,6 +93,7 @@ def _read_value(text: str, item: str) -> Any:
 def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunConfig:
     """Validate a preset or YAML file with overrides; errors name the offending key."""
     raw = apply_overrides(_raw_config(preset_or_path), list(overrides or []))
+    _multvae_reads_what_was_set(raw, list(overrides or []))
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
@@ -101,6 +102,25 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
         _invalid(preset_or_path, problems)
     _refuse_booleans_as_numbers(preset_or_path, raw, config)
     return config
+
+
+def _multvae_reads_what_was_set(raw: dict[str, Any], overrides: list[str]) -> None:
+    """``--set train.batch_size=400`` for Mult-VAE, in place: also ``model.batch_size=400``.
+
+    Mult-VAE maps ``train.*`` keys onto its own settings only when they differ from the
+    trainer's defaults (a resolved config lists every key, so an equal one cannot say it was
+    set), and its defaults differ (batch 500, not 400). A key set on the command line says so:
+    its value is copied to the model key Mult-VAE reads, unless that one was set too (then the
+    usual check reports a contradiction). A YAML file's keys stay ambiguous."""
+    from recdiff.config.models import MULTVAE_TRAIN_KEYS
+
+    model = raw.get("model")
+    if not isinstance(model, dict) or model.get("name") != "multvae":
+        return
+    given = [item.partition("=")[0].strip() for item in overrides]
+    for key, field in MULTVAE_TRAIN_KEYS.items():
+        if f"train.{key}" in given and f"model.{field}" not in given and field not in model:
+            model[field] = raw["train"][key]
 
 
 def _model_problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[str, str]]:
