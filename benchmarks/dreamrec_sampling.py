@@ -31,6 +31,7 @@ import torch
 from _common import (
     add_results_dir,
     check_model_kind,
+    non_negative_float,
     positive_int,
     row_block_scorer,
     run_config,
@@ -117,7 +118,7 @@ def main() -> None:
     parser.add_argument(
         "--weights",
         nargs="+",
-        type=float,
+        type=non_negative_float,
         default=[0, 2, 4, 6],
         metavar="W",
         help="guidance weights w swept with the configured sampler (default: 0 2 4 6)",
@@ -134,8 +135,6 @@ def main() -> None:
     args = parser.parse_args()
     config = run_config(parser, args.run)
     check_model_kind(parser, config.model.name, "run", str(args.run), dreamrec_only=True)
-    if any(w < 0 for w in args.weights):
-        parser.error(f"--weights must be >= 0, got {args.weights}")
     torch.set_num_threads(args.threads)
 
     from recdiff.models.base import SavedModel

@@ -258,6 +258,11 @@ class ModelSpec(BaseModel):
 #: Validation context of a saved run's config.yaml (see RunConfig._data_a_next_item_model_reads).
 SAVED_RUN = {"saved_run": True}
 
+#: Data a next-item model splits leave-one-out whatever data.split says (a sequence file, the
+#: demo), and, with DreamRec's folders of split examples, data that holds no ratings to filter.
+LEAVE_ONE_OUT_FORMATS = frozenset({"sequences", "demo"})
+UNFILTERED_FORMATS = LEAVE_ONE_OUT_FORMATS | {"dreamrec"}
+
 
 class RunConfig(BaseModel):
     """Everything that defines a training run; written resolved into the run directory."""
@@ -305,9 +310,9 @@ class RunConfig(BaseModel):
         if self.model.name not in SEQUENTIAL_MODELS:
             return self
         if (info.context or {}).get("saved_run"):
-            if data.format in ("sequences", "demo"):
+            if data.format in LEAVE_ONE_OUT_FORMATS:
                 data.split = "leave_one_out"
-            if data.format in ("sequences", "demo", "dreamrec"):
+            if data.format in UNFILTERED_FORMATS:
                 data.min_rating = None
             data.k_core, data.time_weights = None, None
             return self
@@ -316,7 +321,7 @@ class RunConfig(BaseModel):
                 "data.time_weights weights interaction rows (T-DiffRec); a next-item model "
                 "reads the order of the history itself: remove data.time_weights"
             )
-        if data.format in ("sequences", "demo", "dreamrec"):
+        if data.format in UNFILTERED_FORMATS:
             held = {"sequences": "a sequence file", "demo": "the demo"}.get(
                 data.format, "a DreamRec folder (the paper's examples, already filtered)"
             )
@@ -328,7 +333,7 @@ class RunConfig(BaseModel):
                 )
         elif data.k_core is not None:
             raise ValueError("data.k_core is not applied to sequences; filter the table first")
-        if data.format in ("sequences", "demo") and data.split != "leave_one_out":
+        if data.format in LEAVE_ONE_OUT_FORMATS and data.split != "leave_one_out":
             if data.split != "global_temporal":  # the default: nothing was asked
                 raise ValueError(
                     f"next-item models split each user's sequence leave-one-out: set "

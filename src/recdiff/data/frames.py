@@ -113,7 +113,19 @@ def numeric_column(
     series = frame[col]
     if pd.api.types.is_datetime64_any_dtype(series):
         return _datetime_seconds(series)
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return _finite(pd.to_numeric(series, errors="coerce"), series, col, source, line_numbers)
+
+
+def _finite(
+    numeric: pd.Series,
+    series: pd.Series,
+    col: str,
+    source: Source,
+    line_numbers: np.ndarray | None,
+) -> np.ndarray:
+    """``numeric`` (``series`` read as numbers) as float64, or an error naming the values of
+    ``series`` that are not finite numbers."""
+    values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
         pos = np.flatnonzero(bad)
@@ -136,10 +148,12 @@ def time_column(
     (``2024-05-01 13:00:00``, with or without a UTC offset; none means UTC) since the epoch."""
     series = frame[col]
     text = pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
-    numbers = pd.to_numeric(series, errors="coerce").notna().to_numpy() if text else None
-    if numbers is not None:
-        _refuse_numbers_mixed_with_dates(series, numbers, col, source, line_numbers)
-    if numbers is not None and not numbers.any():
+    if not text:
+        return numeric_column(frame, col, source, line_numbers)
+    numeric = pd.to_numeric(series, errors="coerce")  # read once, for the checks and the values
+    numbers = numeric.notna().to_numpy()
+    _refuse_numbers_mixed_with_dates(series, numbers, col, source, line_numbers)
+    if not numbers.any():
         parsed = pd.to_datetime(series, format="ISO8601", utc=True, errors="coerce")
         bad = np.flatnonzero(parsed.isna().to_numpy())
         if bad.size:
@@ -150,7 +164,7 @@ def time_column(
                 f"(values {examples}): write them as seconds or as 2024-05-01T13:00:00"
             )
         return _datetime_seconds(parsed)
-    return numeric_column(frame, col, source, line_numbers)
+    return _finite(numeric, series, col, source, line_numbers)
 
 
 def _refuse_numbers_mixed_with_dates(

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from recdiff.config.schema import UNFILTERED_FORMATS
+
 __all__ = ["Difference", "data_section", "difference", "is_next_item"]
 
 
@@ -56,7 +58,7 @@ def data_section(config: Mapping[str, Any]) -> dict[str, Any]:
     data.pop("time_weights", None)
     if not is_next_item(config):
         data.pop("max_len", None)
-    elif data.get("format") in ("sequences", "demo", "dreamrec"):
+    elif data.get("format") in UNFILTERED_FORMATS:
         # always leave-one-out or the folder's own split (older runs saved the unused default)
         data.pop("split", None)
     return data
