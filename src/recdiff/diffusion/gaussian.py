@@ -111,6 +111,23 @@ def check_data(x: torch.Tensor, name: str = "x0") -> None:
         )
 
 
+def step_index(t: int, num_steps: int) -> int:
+    """A Python int step in 0..T-1 as itself, checked without building a tensor (the samplers
+    look their coefficients up by one at every step)."""
+    if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
+        return int(step_indices(t, num_steps))  # a tensor, or the error naming what t is
+    if not 0 <= t < num_steps:
+        raise ValueError(f"{_step_rule(num_steps)} {int(t)}")
+    return int(t)
+
+
+def _step_rule(num_steps: int) -> str:
+    return (
+        f"t must be integer step indices in 0..{num_steps - 1} (0-based; the paper's "
+        "t = index + 1), got"
+    )
+
+
 def step_indices(
     t: torch.Tensor | int,
     num_steps: int,
@@ -126,19 +143,14 @@ def step_indices(
     tensors only: reading an accelerator's tensor back would stall every training and sampling
     step (there an index past T fails in the lookup itself; a negative one is not caught).
     """
-    rule = (
-        f"t must be integer step indices in 0..{num_steps - 1} (0-based; the paper's "
-        "t = index + 1), got"
-    )
+    rule = _step_rule(num_steps)
     if isinstance(t, (bool, np.bool_)) or (
         isinstance(t, torch.Tensor) and (t.dtype == torch.bool or not _is_integer(t))
     ):
         what = f"a {t.dtype} tensor" if isinstance(t, torch.Tensor) else repr(t)
         raise TypeError(f"{rule} {what}: pass whole numbers as a long tensor (t.long())")
     if isinstance(t, (int, np.integer)):
-        if not 0 <= t < num_steps:
-            raise ValueError(f"{rule} {int(t)}")
-        return torch.tensor(int(t), dtype=torch.long, device=device)
+        return torch.tensor(step_index(t, num_steps), dtype=torch.long, device=device)
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{rule} a {type(t).__name__}: pass an int or a long tensor")
     if t.dim() > 1 or (batch is not None and t.dim() == 1 and t.shape[0] != batch):

@@ -34,7 +34,7 @@ import torch
 
 from recdiff.progress import progress_bar
 
-from .gaussian import GaussianDiffusion, ModelFn, _model_output, check_data, step_indices
+from .gaussian import GaussianDiffusion, ModelFn, _model_output, check_data, step_index
 
 __all__ = [
     "DDIMSampler",
@@ -291,11 +291,7 @@ class DDIMSampler(Sampler):
 
     def sigma(self, t: int) -> float:
         """sigma_t of Song et al. Eq. 16 for the step t -> t-1 of this (possibly respaced) process."""
-        if isinstance(t, (int, np.integer)) and not isinstance(t, bool):  # the samplers' case
-            if not 0 <= t < self.process.num_steps:  # a plain check, no tensor built
-                step_indices(t, self.process.num_steps)  # raises with the usual message
-        else:
-            t = int(step_indices(t, self.process.num_steps))
+        t = step_index(t, self.process.num_steps)
         abar = float(self.process.alpha_bar[t])
         abar_prev = float(self.process.alpha_bar_prev[t])
         return self.eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)) ** 0.5
