@@ -35,3 +35,24 @@ def test_a_model_without_epochs_gets_its_sweep_and_one_without_either_no_file(tm
     assert Image.open(tmp_path / "sweep.png").size == (450, 342)  # one panel, 5 x 3.8 in
     plot_curves([], tmp_path / "none.png", "recall@20")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_a_pre_training_stage_gets_lines_of_its_own(tmp_path, monkeypatch):
+    """Stage epochs restart at 1: drawn on the model's lines they would zigzag back in x."""
+    from recdiff.train import curves
+
+    drawn = []
+    monkeypatch.setattr(curves, "_save", lambda fig, path: drawn.append(fig))
+    records = [
+        {"event": "epoch", "epoch": 1, "loss": 5.0, "stage": "items"},
+        {"event": "epoch", "epoch": 2, "loss": 4.0, "stage": "items"},
+        {"event": "eval", "epoch": 2, "valid/hit_rate@20": 0.02, "stage": "items"},
+        {"event": "epoch", "epoch": 1, "loss": 0.6},
+        {"event": "eval", "epoch": 1, "valid/hit_rate@20": 0.01},
+    ]
+    plot_curves(records, tmp_path / "curves.png", "hit_rate@20")
+    ax_loss, ax_metric = drawn[0].axes
+    loss = {line.get_label(): list(line.get_xdata()) for line in ax_loss.lines}
+    metric = {line.get_label(): list(line.get_ydata()) for line in ax_metric.lines}
+    assert loss == {"items: loss": [1, 2], "loss": [1]}
+    assert metric == {"items: valid": [0.02], "valid": [0.01]}

@@ -47,11 +47,13 @@ from recdiff.diffusion import (
     randn_rows,
 )
 from recdiff.diffusion.samplers import EachRowAlone, Generators
+from recdiff.models.sasrec import SASRec, SASRecConfig
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.nn import MLPDenoiser
 from recdiff.nn.sequence import HistoryEncoder
+from recdiff.train.trainer import TrainConfig
 
-__all__ = ["DreamRec", "DreamRecConfig", "GuidedDiffusionConfig"]
+__all__ = ["DreamRec", "DreamRecConfig", "GuidedDiffusionConfig", "ItemSpaceConfig"]
 
 #: The reverse processes inference can run (the values of ``GuidedDiffusionConfig.sampler``).
 SAMPLERS = ("ddpm", "ddim")
@@ -96,6 +98,66 @@ class GuidedDiffusionConfig(BaseModel):
         if self.schedule == "exp":
             return NoiseSchedule.exp(self.steps, self.beta_min, self.beta_max)
         return NoiseSchedule.cosine(self.steps)
+
+
+class ItemSpaceConfig(BaseModel):
+    """Where the item embeddings come from that DreamRec generates in and ranks by.
+
+    ``learned`` (the paper): DreamRec's own table, trained with it. ``sasrec``: a SASRec (full
+    cross-entropy, this config's encoder settings and ``model.dim``) is trained first on the same
+    examples and selected on validation like any run; its item table, each row rescaled to
+    ``norm``, becomes DreamRec's table (history input and targets) and stays ``freeze``-fixed
+    while the denoiser and history encoder train. The stage's events carry ``stage: items``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["learned", "sasrec"] = Field(
+        "learned",
+        description="learned = DreamRec's own table (the paper); sasrec = pre-train SASRec on "
+        "the same data first and generate in its item space",
+    )
+    freeze: bool = Field(True, description="sasrec: keep the pre-trained table fixed")
+    norm: float | None = Field(
+        8.0,
+        gt=0,
+        description="sasrec: rescale every item's row to this norm, so inner products rank by "
+        "direction (SASRec leaves items absent from training with twice the others' norm); "
+        "8 = sqrt(64), the norm of N(0, 1) rows of dim 64; null keeps SASRec's rows",
+    )
+    blocks: int = Field(1, ge=1, description="sasrec: self-attention blocks")
+    heads: int = Field(1, ge=1, description="sasrec: attention heads (must divide model.dim)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="sasrec: dropout in its encoder")
+    all_positions: bool = Field(False, description="sasrec: SASRec's all-positions objective")
+    lr: float = Field(1e-3, gt=0, description="sasrec: learning rate of the stage")
+    epochs: int = Field(200, ge=1, description="sasrec: upper bound on the stage's epochs")
+    eval_every: int = Field(2, ge=1, description="sasrec: validate every k epochs")
+    patience: int = Field(10, ge=0, description="sasrec: stop after this many epochs without gain")
+
+    @model_validator(mode="after")
+    def _only_for_sasrec(self) -> ItemSpaceConfig:
+        if self.source == "learned":  # values, not fields set: saved configs list them all
+            fields = type(self).model_fields
+            ignored = [k for k in fields if k != "source" and getattr(self, k) != fields[k].default]
+            if ignored:
+                raise ValueError(
+                    f"item_space.{ignored[0]} applies to item_space.source=sasrec only; with "
+                    "source learned, DreamRec trains its own table: remove it or set the source"
+                )
+        return self
+
+    def training(self, base: TrainConfig) -> TrainConfig:
+        """The SASRec stage's training: ``base`` (DreamRec's batch size, optimizer, precision,
+        seed, device) with this stage's lr, epochs and validation rule."""
+        return base.model_copy(
+            update={
+                "lr": self.lr,
+                "epochs": self.epochs,
+                "eval_every": self.eval_every,
+                "patience": self.patience,
+                "patience_steps": None,
+                "ema_decay": None,
+            }
+        )
 
 
 class DreamRecConfig(BaseModel):
@@ -148,11 +210,16 @@ class DreamRecConfig(BaseModel):
     )
     sample_seed: int = Field(0, description="seed of inference sampling when none is given")
     diffusion: GuidedDiffusionConfig = Field(default_factory=GuidedDiffusionConfig)
+    item_space: ItemSpaceConfig = Field(default_factory=ItemSpaceConfig)
 
     @model_validator(mode="after")
     def _heads_divide(self) -> DreamRecConfig:
         if self.dim % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
+        if self.item_space.source == "sasrec" and self.dim % self.item_space.heads:
+            raise ValueError(
+                f"item_space.heads ({self.item_space.heads}) must divide dim ({self.dim})"
+            )
         if any(h < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be positive, got {self.hidden_dims}")
         return self
@@ -229,8 +296,46 @@ class DreamRec(SequentialRecommender):
         self._samplers: dict[tuple, Sampler] = {}
         return DreamRecNet(n_items, max_len, self.config)
 
+    def fit(self, data, evaluate=None, on_event=None) -> DreamRec:
+        """Train on ``data.train`` (see :meth:`SequentialRecommender.fit`); with
+        ``item_space.source=sasrec`` a SASRec stage runs first and gives the item table."""
+        self.items_result = None
+        self._pretrained_items = None
+        if self.config.item_space.source == "sasrec":
+            self._pretrained_items = self._pretrain_items(data, evaluate, on_event)
+        try:
+            return super().fit(data, evaluate, on_event)
+        finally:
+            self._pretrained_items = None
+
+    def _pretrain_items(self, data, evaluate, on_event) -> torch.Tensor:
+        """Train the SASRec stage (selected on validation through ``evaluate``) and return its
+        ``[n_items + 1, dim]`` table (pad row last), item rows rescaled to ``item_space.norm``."""
+        space = self.config.item_space
+        settings = SASRecConfig(
+            dim=self.config.dim,
+            blocks=space.blocks,
+            heads=space.heads,
+            dropout=space.dropout,
+            all_positions=space.all_positions,
+        )
+        log = on_event or (lambda record: None)
+        stage_log = lambda record: log({**record, "stage": "items"})  # noqa: E731
+        sasrec = SASRec(settings, space.training(self.training)).fit(data, evaluate, stage_log)
+        self.items_result = sasrec.result
+        table = sasrec.net.encoder.item_embedding.weight.detach().float().cpu().clone()
+        if space.norm is not None:
+            items = table[: data.n_items]
+            items *= space.norm / items.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return table
+
     def _prepare(self, data) -> None:
         self.net.trained.copy_(torch.from_numpy(training_items(data.train, data.n_items)))
+        if getattr(self, "_pretrained_items", None) is not None:
+            weight = self.net.encoder.item_embedding.weight
+            with torch.no_grad():
+                weight.copy_(self._pretrained_items.to(weight))
+            weight.requires_grad_(not self.config.item_space.freeze)
 
     @classmethod
     def _from_saved(cls, config, tensors):

@@ -32,16 +32,28 @@ def plot_curves(
         return
     fig = Figure(figsize=(10, 3.8))
     ax_loss, ax_metric = fig.subplots(1, 2)
-    if epochs:
-        ax_loss.plot([r["epoch"] for r in epochs], [r["loss"] for r in epochs], color="tab:blue")
+    # A pre-training stage (L-DiffRec's autoencoders, DreamRec's SASRec items) restarts the
+    # epoch count: each stage gets its own lines, the model's own last and unlabelled.
+    stages = sorted({r["stage"] for r in epochs + evals if r.get("stage")})
+    for stage in [*stages, None]:
+        prefix = f"{stage}: " if stage else ""
+        losses = [(r["epoch"], r["loss"]) for r in epochs if r.get("stage") == stage]
+        if losses:
+            ax_loss.plot(*zip(*losses, strict=True), label=prefix + "loss" if stages else None)
+        stage_evals = [r for r in evals if r.get("stage") == stage]
+        splits = sorted(
+            {key.split("/")[0] for r in stage_evals for key in r if key.endswith(f"/{metric}")}
+        )
+        for split in splits:
+            key = f"{split}/{metric}"
+            points = [(r["epoch"], r[key]) for r in stage_evals if key in r]
+            ax_metric.plot(*zip(*points, strict=True), marker="o", label=prefix + split)
+    if stages:
+        ax_loss.legend()
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_title("loss")
-    splits = sorted({key.split("/")[0] for r in evals for key in r if key.endswith(f"/{metric}")})
-    for split in splits:
-        points = [(r["epoch"], r[f"{split}/{metric}"]) for r in evals if f"{split}/{metric}" in r]
-        ax_metric.plot(*zip(*points, strict=True), marker="o", label=split)
-    if splits:
+    if ax_metric.lines:
         ax_metric.legend()
     ax_metric.set_xlabel("epoch")
     ax_metric.set_ylabel(metric)

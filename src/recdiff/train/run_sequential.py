@@ -87,8 +87,13 @@ def run_sequential_into(
     data = data.with_layout("left")
     model = build_model(config.model.name, config.model.params(), config.train)
 
-    def evaluate(_score) -> dict[str, dict[str, float]]:
-        return {"valid": evaluate_sequential(model, data, config, ("valid",))["valid"].means}
+    def evaluate(score) -> dict[str, dict[str, float]]:
+        # The trainer hands over the score method of the model it trains: ``model``, or a
+        # stage inside it (DreamRec's SASRec item stage), which must be validated on its own.
+        trained = getattr(score, "__self__", None)
+        if not isinstance(trained, SequentialRecommender):
+            trained = model
+        return {"valid": evaluate_sequential(trained, data, config, ("valid",))["valid"].means}
 
     fit_start = time.perf_counter()
     model.fit(data, evaluate=evaluate, on_event=log)
