@@ -17,7 +17,7 @@ from recdiff.models.sasrec import SASRec, SASRecConfig
 from recdiff.train.run import run_training
 from recdiff.train.trainer import TrainConfig
 
-STAGE = {"source": "sasrec", "epochs": 3, "lr": 3e-3, "norm": 8.0}
+STAGE = {"source": "sasrec", "epochs": 3, "lr": 3e-3, "rms": 0.5}
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +53,19 @@ def test_the_table_is_sasrecs_rescaled_and_stays_frozen(data):
     table = model.net.encoder.item_embedding.weight.detach()
     expected = _standalone_sasrec_table(data)
     items = expected[: data.n_items]
-    items = items * 8.0 / items.norm(dim=1, keepdim=True)
+    items = items * 0.5 * 32**0.5 / items.norm(dim=1, keepdim=True)  # rms 0.5 at dim 32
     torch.testing.assert_close(table[: data.n_items], items)
     torch.testing.assert_close(table[data.n_items], expected[data.n_items])  # pad row as trained
-    np.testing.assert_allclose(table[: data.n_items].norm(dim=1).numpy(), 8.0, rtol=1e-5)
+    rms = table[: data.n_items].pow(2).mean(dim=1).sqrt()
+    np.testing.assert_allclose(rms.numpy(), 0.5, rtol=1e-5)
     assert model.items_result is not None and model.items_result.epochs_run == STAGE["epochs"]
     # The denoiser did train (the table alone was frozen).
     assert model.result is not None and model.result.epochs_run == 2
 
 
-def test_an_unfrozen_table_moves_and_norm_none_keeps_sasrecs_rows(data):
+def test_an_unfrozen_table_moves_and_rms_none_keeps_sasrecs_rows(data):
     expected = _standalone_sasrec_table(data)
-    kept = _dreamrec(data, norm=None, freeze=False)
+    kept = _dreamrec(data, rms=None, freeze=False)
     table = kept.net.encoder.item_embedding.weight.detach()
     assert table.shape == expected.shape
     assert not torch.allclose(table, expected)  # DreamRec trained it on
@@ -103,7 +104,7 @@ def test_a_saved_model_scores_as_trained(data, tmp_path):
 def test_stage_settings_need_the_sasrec_source():
     with pytest.raises(ValidationError, match=r"applies to item_space\.source=sasrec"):
         DreamRecConfig(item_space={"freeze": False})
-    DreamRecConfig(item_space={"freeze": True, "norm": 8.0})  # defaults, as saved configs list them
+    DreamRecConfig(item_space={"freeze": True, "rms": 1.0})  # defaults, as saved configs list them
     with pytest.raises(ValidationError, match=r"item_space\.heads"):
         DreamRecConfig(dim=32, item_space={"source": "sasrec", "heads": 3})
-    assert DreamRecConfig(item_space={"source": "sasrec"}).item_space.norm == 8.0
+    assert DreamRecConfig(item_space={"source": "sasrec"}).item_space.rms == 1.0

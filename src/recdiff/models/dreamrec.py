@@ -106,7 +106,7 @@ class ItemSpaceConfig(BaseModel):
     ``learned`` (the paper): DreamRec's own table, trained with it. ``sasrec``: a SASRec (full
     cross-entropy, this config's encoder settings and ``model.dim``) is trained first on the same
     examples and selected on validation like any run; its item table, each row rescaled to
-    ``norm``, becomes DreamRec's table (history input and targets) and stays ``freeze``-fixed
+    ``rms`` per coordinate, becomes DreamRec's table (history input and targets) and stays ``freeze``-fixed
     while the denoiser and history encoder train. The stage's events carry ``stage: items``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -117,12 +117,13 @@ class ItemSpaceConfig(BaseModel):
         "the same data first and generate in its item space",
     )
     freeze: bool = Field(True, description="sasrec: keep the pre-trained table fixed")
-    norm: float | None = Field(
-        8.0,
+    rms: float | None = Field(
+        1.0,
         gt=0,
-        description="sasrec: rescale every item's row to this norm, so inner products rank by "
-        "direction (SASRec leaves items absent from training with twice the others' norm); "
-        "8 = sqrt(64), the norm of N(0, 1) rows of dim 64; null keeps SASRec's rows",
+        description="sasrec: rescale every item's row to this root mean square per coordinate "
+        "(norm rms * sqrt(dim)), so inner products rank by direction (SASRec leaves items absent "
+        "from training with twice the others' norm); 1 = the scale of the N(0, 1) noise the "
+        "process adds; null keeps SASRec's rows",
     )
     blocks: int = Field(1, ge=1, description="sasrec: self-attention blocks")
     heads: int = Field(1, ge=1, description="sasrec: attention heads (must divide model.dim)")
@@ -310,7 +311,7 @@ class DreamRec(SequentialRecommender):
 
     def _pretrain_items(self, data, evaluate, on_event) -> torch.Tensor:
         """Train the SASRec stage (selected on validation through ``evaluate``) and return its
-        ``[n_items + 1, dim]`` table (pad row last), item rows rescaled to ``item_space.norm``."""
+        ``[n_items + 1, dim]`` table (pad row last), item rows rescaled to ``item_space.rms``."""
         space = self.config.item_space
         settings = SASRecConfig(
             dim=self.config.dim,
@@ -324,9 +325,10 @@ class DreamRec(SequentialRecommender):
         sasrec = SASRec(settings, space.training(self.training)).fit(data, evaluate, stage_log)
         self.items_result = sasrec.result
         table = sasrec.net.encoder.item_embedding.weight.detach().float().cpu().clone()
-        if space.norm is not None:
+        if space.rms is not None:
             items = table[: data.n_items]
-            items *= space.norm / items.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            norm = space.rms * self.config.dim**0.5
+            items *= norm / items.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return table
 
     def _prepare(self, data) -> None:
