@@ -88,6 +88,11 @@ def test_the_stage_is_validated_on_its_own_scores(tmp_path):
     alone_evals = [r for r in alone_records if r.get("event") == "eval"]
     key = "valid/hit_rate@10"
     assert [r[key] for r in stage_evals] == [r[key] for r in alone_evals]
+    stage = result.metrics["stages"]["items"]  # metrics.json: how the stage was selected
+    best = max(stage_evals, key=lambda r: r["valid/hit_rate@10"])  # the trainer's metric
+    assert (stage["epochs_run"], stage["validated"]) == (4, True)
+    assert stage["best_epoch"] == best["epoch"]
+    assert stage["valid"]["hit_rate@10"] == best[key]
     # DreamRec's own evaluations carry no stage and score the oracle, not SASRec.
     own = [r for r in records if r.get("event") == "eval" and "stage" not in r]
     assert [r["epoch"] for r in own] == [1, 2] and all(key in r for r in own)

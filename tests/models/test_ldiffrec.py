@@ -255,6 +255,7 @@ def test_autoencoders_train_first_then_the_diffusion():
     stages = [e.get("stage", "diffusion") for e in events if e["event"] == "epoch"]
     assert stages == ["autoencoder"] * TINY.latent.epochs + ["diffusion"] * 3
     assert model.vae_result.epochs_run == TINY.latent.epochs and model.result.epochs_run == 3
+    assert model.stage_results == {"autoencoder": model.vae_result}  # metrics.json's "stages"
 
 
 def test_latent_split_always_sums_to_the_total():

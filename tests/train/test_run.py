@@ -73,6 +73,7 @@ def test_metrics_record_the_selected_epoch_and_both_averagings(run):
     metrics = json.loads((run.directory / "metrics.json").read_text())
     assert metrics["best_epoch"] in (5, 10)
     assert metrics["validated"] and metrics["diverged_epoch"] is None
+    assert metrics["stages"] == {}  # DiffRec has no pre-training stage
     best = next(
         e
         for e in map(json.loads, (run.directory / "events.jsonl").read_text().splitlines())

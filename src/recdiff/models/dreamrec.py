@@ -297,6 +297,12 @@ class DreamRec(SequentialRecommender):
         self._samplers: dict[tuple, Sampler] = {}
         return DreamRecNet(n_items, max_len, self.config)
 
+    @property
+    def stage_results(self) -> dict:
+        """The SASRec item stage's training (``item_space.source=sasrec``), once fitted."""
+        result = getattr(self, "items_result", None)
+        return {"items": result} if result is not None else {}
+
     def fit(self, data, evaluate=None, on_event=None) -> DreamRec:
         """Train on ``data.train`` (see :meth:`SequentialRecommender.fit`); with
         ``item_space.source=sasrec`` a SASRec stage runs first and gives the item table."""

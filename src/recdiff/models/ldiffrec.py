@@ -555,6 +555,12 @@ class LDiffRec(DiffRec):
         logits = self.autoencoder.decode_grouped(z)
         return _multinomial_nll(logits, rows, self.autoencoder.grouped_column)
 
+    @property
+    def stage_results(self) -> dict:
+        """The autoencoder stage's training, once fitted with ``latent.epochs`` > 0."""
+        result = getattr(self, "vae_result", None)
+        return {"autoencoder": result} if result is not None else {}
+
     def fit(self, train, valid=None, evaluate=None, on_event=None) -> LDiffRec:
         train = _check_rows(train, "train")
         latent = self.config.latent

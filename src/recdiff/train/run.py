@@ -47,7 +47,7 @@ from recdiff.train.distributed import (
     init_from_env,
     is_main_process,
 )
-from recdiff.train.trainer import OnEvent
+from recdiff.train.trainer import OnEvent, selection_summary, stage_summaries
 
 __all__ = ["RunResult", "remove_unfinished_runs", "run_training"]
 
@@ -284,12 +284,8 @@ def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = N
         "valid": final[config.eval.averaging]["valid"],
         "test": final[config.eval.averaging]["test"],
         "by_averaging": final,
-        "best_epoch": getattr(trained, "best_epoch", None),
-        "epochs_run": getattr(trained, "epochs_run", None),
-        # False: no validation ran, so best_epoch is the last epoch, not a selection
-        "validated": bool(getattr(trained, "history", None)),
-        "stopped_early": getattr(trained, "stopped_early", None),
-        "diverged_epoch": getattr(trained, "diverged_epoch", None),
+        **selection_summary(trained),
+        "stages": stage_summaries(model),  # pre-training stages, each selected on its own
         # settings chosen on validation without epochs (EASE's lambda)
         "selected": {"l2_lambda": model.config.l2_lambda} if config.model.name == "ease" else {},
         "seconds": {

@@ -31,6 +31,7 @@ from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.train.datasets import load_sequences
+from recdiff.train.trainer import selection_summary, stage_summaries
 
 __all__ = ["evaluate_sequential", "row_block_scorer", "run_sequential_into"]
 
@@ -90,10 +91,10 @@ def run_sequential_into(
     def evaluate(score) -> dict[str, dict[str, float]]:
         # The trainer hands over the score method of the model it trains: ``model``, or a
         # stage inside it (DreamRec's SASRec item stage), which must be validated on its own.
-        trained = getattr(score, "__self__", None)
-        if not isinstance(trained, SequentialRecommender):
-            trained = model
-        return {"valid": evaluate_sequential(trained, data, config, ("valid",))["valid"].means}
+        scored = getattr(score, "__self__", None)
+        if not isinstance(scored, SequentialRecommender):
+            scored = model
+        return {"valid": evaluate_sequential(scored, data, config, ("valid",))["valid"].means}
 
     fit_start = time.perf_counter()
     model.fit(data, evaluate=evaluate, on_event=log)
@@ -103,7 +104,6 @@ def run_sequential_into(
     eval_start = time.perf_counter()
     final = evaluate_sequential(model, data, config)
     valid, test = final["valid"].means, final["test"].means
-    trained = model.result
     metrics = {
         "name": config.name,
         "model": config.model.name,
@@ -113,12 +113,8 @@ def run_sequential_into(
         "test": test,
         # one target per example: both averagings agree
         "by_averaging": {a: {"valid": valid, "test": test} for a in ("all_users", "test_users")},
-        "best_epoch": trained.best_epoch if trained else None,
-        "epochs_run": trained.epochs_run if trained else None,
-        # False: no validation ran, so best_epoch is the last epoch, not a selection
-        "validated": bool(getattr(trained, "history", None)),
-        "stopped_early": getattr(trained, "stopped_early", None),
-        "diverged_epoch": getattr(trained, "diverged_epoch", None),
+        **selection_summary(model.result),
+        "stages": stage_summaries(model),  # pre-training stages, each selected on its own
         "seconds": {
             "fit": fit_seconds,
             "final_eval": time.perf_counter() - eval_start,

@@ -167,6 +167,30 @@ class TrainResult:
     diverged_epoch: int | None = None  # the epoch whose loss was not finite, if any
 
 
+def selection_summary(result: TrainResult | None) -> dict[str, Any]:
+    """How a training chose its weights, as ``metrics.json`` records it (``None``: a model
+    without a training loop, e.g. EASE)."""
+    return {
+        "best_epoch": getattr(result, "best_epoch", None),
+        "epochs_run": getattr(result, "epochs_run", None),
+        # False: no validation ran, so best_epoch is the last epoch, not a selection
+        "validated": bool(getattr(result, "history", None)),
+        "stopped_early": getattr(result, "stopped_early", None),
+        "diverged_epoch": getattr(result, "diverged_epoch", None),
+    }
+
+
+def stage_summaries(model: Any) -> dict[str, dict[str, Any]]:
+    """The same for each pre-training stage a model ran (``model.stage_results``: L-DiffRec's
+    autoencoders, DreamRec's SASRec items), with the validation metrics of the weights kept."""
+    stages = getattr(model, "stage_results", None) or {}
+    return {
+        name: {**selection_summary(result), "valid": result.best_metrics.get("valid", {})}
+        for name, result in stages.items()
+        if result is not None
+    }
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch and numpy; return a numpy-independent torch generator for shuffling."""
     torch.manual_seed(seed)
