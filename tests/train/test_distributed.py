@@ -10,6 +10,7 @@ the gradient synchronisation, the broadcast of rank 0's metrics and the early-st
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -361,6 +362,21 @@ def test_torchrun_writes_one_run_directory(tmp_path):
     assert sum('"event": "eval"' in line for line in events) == 2
     assert (runs[0] / "metrics.json").is_file() and (runs[0] / "model").is_dir()
     # DiffRec trains every parameter, so DDP neither searches for unused ones nor warns of it.
+    assert "find_unused_parameters" not in done.stderr
+
+
+def test_torchrun_trains_dreamrecs_sasrec_item_stage_then_dreamrec(tmp_path):
+    """Both stages run under DDP, the frozen item table included, and rank 0 writes one run."""
+    command = [*TORCHRUN, "-m", "recdiff", "train", "demo-dreamrec", "--quiet"]
+    command += ["--runs-dir", str(tmp_path), "--set", "model.item_space.source=sasrec"]
+    for setting in ("model.item_space.epochs=2", "train.epochs=2", "train.eval_every=1"):
+        command += ["--set", setting]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    (run,) = tmp_path.iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["stages"]["items"]["epochs_run"] == 2 and metrics["epochs_run"] == 2
     assert "find_unused_parameters" not in done.stderr
 
 
