@@ -62,6 +62,7 @@ def run(preset: str, overrides: list[str], eval_dropout: bool = False, config=No
     from recdiff.config.models import build_model
     from recdiff.models.dreamrec import training_items
     from recdiff.train.datasets import load_sequences
+    from recdiff.train.run_sequential import validation
 
     config = config or load_config(preset, overrides)
     data = load_sequences(config.data)[0].with_layout("left")
@@ -75,7 +76,7 @@ def run(preset: str, overrides: list[str], eval_dropout: bool = False, config=No
     epochs: list[int] = []
 
     def on_event(record: dict) -> None:
-        if record.get("event") == "epoch":
+        if record.get("event") == "epoch" and "stage" not in record:  # DreamRec's own epochs
             epochs.append(int(record["epoch"]))
 
     def split_metrics(split: str) -> dict:
@@ -100,7 +101,11 @@ def run(preset: str, overrides: list[str], eval_dropout: bool = False, config=No
             "all": dict(ranked.means),
         }
 
-    def evaluate(_score) -> dict:
+    stage_validation = validation(model, data, config)
+
+    def evaluate(score) -> dict:
+        if getattr(score, "__self__", model) is not model:  # a stage (DreamRec's SASRec
+            return stage_validation(score)  # items): selected on its own, not recorded here
         if eval_dropout and not curve:
             keep_dropout_on(model.net)
         point = {"epoch": epochs[-1] if epochs else 0}

@@ -38,7 +38,9 @@ def _dreamrec(data, **item_space) -> DreamRec:
         diffusion=GuidedDiffusionConfig(steps=20),
         item_space={**STAGE, **item_space},
     )
-    return DreamRec(config, _training()).fit(data)
+    # No evaluate: the stage trains all its epochs, and says so.
+    with pytest.warns(UserWarning, match=r"item_space\.epochs\) without selection"):
+        return DreamRec(config, _training()).fit(data)
 
 
 def _standalone_sasrec_table(data) -> torch.Tensor:
@@ -63,14 +65,42 @@ def test_the_table_is_sasrecs_rescaled_and_stays_frozen(data):
     assert model.result is not None and model.result.epochs_run == 2
 
 
-def test_an_unfrozen_table_moves_and_rms_none_keeps_sasrecs_rows(data):
-    expected = _standalone_sasrec_table(data)
-    kept = _dreamrec(data, rms=None, freeze=False)
-    table = kept.net.encoder.item_embedding.weight.detach()
-    assert table.shape == expected.shape
-    assert not torch.allclose(table, expected)  # DreamRec trained it on
-    # ... but it started from SASRec's rows, not from a fresh N(0, 1) table of norm ~5.7.
-    assert table[: data.n_items].norm(dim=1).mean() < 0.5 * 32**0.5
+def test_an_unfrozen_table_trains_on_from_the_stages_rows(data):
+    start = _standalone_sasrec_table(data)[: data.n_items]
+    start = start * 0.5 * 32**0.5 / start.norm(dim=1, keepdim=True)
+    table = _dreamrec(data, freeze=False).net.encoder.item_embedding.weight.detach()
+    moved = (table[: data.n_items] - start).norm()
+    assert 0 < moved < 0.5 * start.norm()  # trained on, from SASRec's rows (not from N(0, 1))
+
+
+def test_the_table_is_the_stages_selected_epoch_and_trainable_again_after_fit(data):
+    scored = []
+
+    def evaluate(score):  # falling metric: each training selects its first evaluation
+        scored.append(type(score.__self__).__name__)
+        return {"valid": {"recall@20": 1.0 / len(scored)}}
+
+    config = DreamRecConfig(
+        dim=32,
+        hidden_dims=[64],
+        diffusion=GuidedDiffusionConfig(steps=20),
+        item_space={**STAGE, "rms": None, "eval_every": 1},
+    )
+    model = DreamRec(config, _training(eval_every=1)).fit(data, evaluate)
+    assert scored == ["SASRec"] * 3 + ["DreamRec"] * 2
+    assert (model.items_result.best_epoch, model.result.best_epoch) == (1, 1)
+    # rms None: SASRec's rows as they were after its first epoch, the one selected.
+    first_epoch = SASRec(SASRecConfig(dim=32), _training(lr=STAGE["lr"], epochs=1)).fit(data)
+    weight = model.net.encoder.item_embedding.weight
+    torch.testing.assert_close(weight.detach(), first_epoch.net.encoder.item_embedding.weight)
+    assert weight.requires_grad  # frozen while DreamRec trained only, as a loaded model is
+
+
+def test_stage_messages_name_the_stages_settings(tmp_path):
+    settings = ["model.item_space.source=sasrec", "model.item_space.epochs=1"]
+    settings += ["model.item_space.eval_every=2", "train.epochs=1", "train.eval_every=1"]
+    with pytest.warns(UserWarning, match=r"model\.item_space\.eval_every is 2"):
+        run_training(load_config("demo-dreamrec", settings), tmp_path, progress=False)
 
 
 def test_the_stage_is_validated_on_its_own_scores(tmp_path):
@@ -106,10 +136,29 @@ def test_a_saved_model_scores_as_trained(data, tmp_path):
     torch.testing.assert_close(loaded.score(history), model.score(history))
 
 
+def test_a_saved_run_with_its_own_table_ignores_the_stage_settings_it_listed(data, tmp_path):
+    """Saved configs list every item_space field; a later change of their defaults must not make
+    a run that never used them look as if it had set them."""
+    import json
+
+    model = DreamRec(
+        DreamRecConfig(dim=32, hidden_dims=[64], diffusion=GuidedDiffusionConfig(steps=20)),
+        _training(epochs=1),
+    ).fit(data)
+    model.save(tmp_path / "model")
+    meta = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert meta["config"]["settings"]["item_space"]["epochs"] == 200  # listed, unused
+    meta["config"]["settings"]["item_space"]["epochs"] = 100  # as if the default were 100
+    (tmp_path / "model" / "config.json").write_text(json.dumps(meta))
+    assert SavedModel.load(tmp_path / "model").config.item_space.source == "learned"
+
+
 def test_stage_settings_need_the_sasrec_source():
     with pytest.raises(ValidationError, match=r"applies to item_space\.source=sasrec"):
         DreamRecConfig(item_space={"freeze": False})
     DreamRecConfig(item_space={"freeze": True, "rms": 1.0})  # defaults, as saved configs list them
     with pytest.raises(ValidationError, match=r"item_space\.heads"):
         DreamRecConfig(dim=32, item_space={"source": "sasrec", "heads": 3})
+    with pytest.raises(ValidationError, match="embedding_std"):  # SASRec's table replaces it
+        DreamRecConfig(embedding_std=0.1, item_space={"source": "sasrec"})
     assert DreamRecConfig(item_space={"source": "sasrec"}).item_space.rms == 1.0

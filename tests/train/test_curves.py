@@ -51,8 +51,9 @@ def test_a_pre_training_stage_gets_lines_of_its_own(tmp_path, monkeypatch):
         {"event": "eval", "epoch": 1, "valid/hit_rate@20": 0.01},
     ]
     plot_curves(records, tmp_path / "curves.png", "hit_rate@20")
-    ax_loss, ax_metric = drawn[0].axes
+    ax_loss, ax_metric, ax_stage = drawn[0].axes  # the stage's loss on an axis of its own
     loss = {line.get_label(): list(line.get_xdata()) for line in ax_loss.lines}
+    stage = {line.get_label(): list(line.get_ydata()) for line in ax_stage.lines}
     metric = {line.get_label(): list(line.get_ydata()) for line in ax_metric.lines}
-    assert loss == {"items: loss": [1, 2], "loss": [1]}
+    assert loss == {"loss": [1]} and stage == {"items: loss": [5.0, 4.0]}
     assert metric == {"items: valid": [0.02], "valid": [0.01]}

@@ -26,6 +26,7 @@ with ``sample_seed``), so a checkpoint gives the same scores every time.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -178,7 +179,7 @@ class DreamRecConfig(BaseModel):
         description="stop the MSE gradient into the target embedding x0 (the paper lets it "
         "flow). With it, the loss is minimised by shrinking every embedding to one point; on the "
         "planted demo data they collapse within tens of epochs and detaching wins on validation, "
-        "on Zhihu the paper's way does",
+        "on Zhihu the paper's way does. No effect on a frozen item_space table",
     )
     rounding_weight: float = Field(
         0.0,
@@ -217,10 +218,16 @@ class DreamRecConfig(BaseModel):
     def _heads_divide(self) -> DreamRecConfig:
         if self.dim % self.heads:
             raise ValueError(f"heads ({self.heads}) must divide dim ({self.dim})")
-        if self.item_space.source == "sasrec" and self.dim % self.item_space.heads:
-            raise ValueError(
-                f"item_space.heads ({self.item_space.heads}) must divide dim ({self.dim})"
-            )
+        if self.item_space.source == "sasrec":
+            if self.dim % self.item_space.heads:
+                raise ValueError(
+                    f"item_space.heads ({self.item_space.heads}) must divide dim ({self.dim})"
+                )
+            if self.embedding_std != type(self).model_fields["embedding_std"].default:
+                raise ValueError(
+                    "embedding_std sets the initial item table, which item_space.source=sasrec "
+                    "replaces with SASRec's: remove it"
+                )
         if any(h < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be positive, got {self.hidden_dims}")
         return self
@@ -314,6 +321,8 @@ class DreamRec(SequentialRecommender):
             return super().fit(data, evaluate, on_event)
         finally:
             self._pretrained_items = None
+            if self.net is not None:  # frozen for training only, as a loaded model is
+                self.net.encoder.item_embedding.weight.requires_grad_(True)
 
     def _pretrain_items(self, data, evaluate, on_event) -> torch.Tensor:
         """Train the SASRec stage (selected on validation through ``evaluate``) and return its
@@ -326,9 +335,20 @@ class DreamRec(SequentialRecommender):
             dropout=space.dropout,
             all_positions=space.all_positions,
         )
+        if evaluate is None:
+            warnings.warn(
+                f"the SASRec item stage trains all {space.epochs} epochs (item_space.epochs) "
+                "without selection: pass evaluate to fit to select its epoch on validation",
+                stacklevel=3,
+            )
         log = on_event or (lambda record: None)
         stage_log = lambda record: log({**record, "stage": "items"})  # noqa: E731
-        sasrec = SASRec(settings, space.training(self.training)).fit(data, evaluate, stage_log)
+        sasrec = SASRec(settings, space.training(self.training))
+        sasrec.trainer_settings = {
+            "lr": "model.item_space.lr",
+            "eval_every": "model.item_space.eval_every",
+        }
+        sasrec.fit(data, evaluate, stage_log)
         self.items_result = sasrec.result
         table = sasrec.net.encoder.item_embedding.weight.detach().float().cpu().clone()
         if space.rms is not None:
@@ -353,6 +373,12 @@ class DreamRec(SequentialRecommender):
         # ... and before the step MLP existed: their step embedding is one linear map.
         if "time_mlp" not in config["settings"]:
             config = {**config, "settings": {**config["settings"], "time_mlp": False}}
+        # A run with its own table saved the SASRec stage's settings too, unused: later defaults
+        # of those settings must not make it look set.
+        space = config["settings"].get("item_space") or {}
+        if space.get("source", "learned") == "learned":
+            settings = {**config["settings"], "item_space": {"source": "learned"}}
+            config = {**config, "settings": settings}
         return super()._from_saved(config, tensors)
 
     def sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:

@@ -588,7 +588,8 @@ class LDiffRec(DiffRec):
             if latent.epochs:
                 self.stage = "autoencoder"
                 self.denoiser.requires_grad_(False)
-                self.vae_result = Trainer(vae_training, evaluate, stage_log).fit(self, rows)
+                stage = Trainer(vae_training, evaluate, stage_log, {"lr": "model.latent.lr"})
+                self.vae_result = stage.fit(self, rows)
             self.denoiser.requires_grad_(True)
             if latent.joint:
                 self.stage = "joint"

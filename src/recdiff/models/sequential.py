@@ -54,6 +54,9 @@ class SequentialRecommender(SavedModel):
         self.result: TrainResult | None = None
         self._n_items = 0
         self.max_len = 0
+        # Config keys the trainer's messages name for lr and eval_every (a stage run inside
+        # another model takes them from that model's settings; see Trainer).
+        self.trainer_settings: dict[str, str] = {}
 
     # ------------------------------------------------------------------ what subclasses define
     @abc.abstractmethod
@@ -105,11 +108,14 @@ class SequentialRecommender(SavedModel):
         on_event: OnEvent | None = None,
     ) -> S:
         """Train on ``data.train``; ``evaluate`` (validation metrics of a score function)
-        selects the epoch. The histories are converted to this model's layout first."""
+        selects the epoch. It is called with the ``score`` method of the model being trained,
+        and must rank with that model (``score.__self__``): a model may train a stage of
+        another kind first (DreamRec's SASRec items), validated through the same ``evaluate``.
+        The histories are converted to this model's layout first."""
         data = data.with_layout("left")
         self.build(data.n_items, data.max_len)
         self._prepare(data)
-        trainer = Trainer(self.training, evaluate=evaluate, on_event=on_event)
+        trainer = Trainer(self.training, evaluate, on_event, self.trainer_settings)
         self.result = trainer.fit(self, ExampleBatches(self._training_examples(data.train)))
         self.module = self.net
         return self

@@ -33,13 +33,17 @@ def plot_curves(
     fig = Figure(figsize=(10, 3.8))
     ax_loss, ax_metric = fig.subplots(1, 2)
     # A pre-training stage (L-DiffRec's autoencoders, DreamRec's SASRec items) restarts the
-    # epoch count: each stage gets its own lines, the model's own last and unlabelled.
+    # epoch count: each stage gets its own lines, the model's own last and unlabelled. A stage's
+    # loss is another loss (SASRec's cross-entropy against DreamRec's MSE): its own y axis.
     stages = sorted({r["stage"] for r in epochs + evals if r.get("stage")})
-    for stage in [*stages, None]:
+    ax_stage = ax_loss.twinx() if stages else None
+    for n, stage in enumerate([*stages, None]):
         prefix = f"{stage}: " if stage else ""
         losses = [(r["epoch"], r["loss"]) for r in epochs if r.get("stage") == stage]
         if losses:
-            ax_loss.plot(*zip(*losses, strict=True), label=prefix + "loss" if stages else None)
+            axis, color = (ax_stage, f"C{n + 1}") if stage else (ax_loss, "C0")
+            label = prefix + "loss" if stages else None
+            axis.plot(*zip(*losses, strict=True), color=color, label=label)
         stage_evals = [r for r in evals if r.get("stage") == stage]
         splits = sorted(
             {key.split("/")[0] for r in stage_evals for key in r if key.endswith(f"/{metric}")}
@@ -48,8 +52,10 @@ def plot_curves(
             key = f"{split}/{metric}"
             points = [(r["epoch"], r[key]) for r in stage_evals if key in r]
             ax_metric.plot(*zip(*points, strict=True), marker="o", label=prefix + split)
-    if stages:
-        ax_loss.legend()
+    if ax_stage is not None:
+        ax_stage.set_ylabel("stage loss")
+        lines = ax_loss.lines + ax_stage.lines
+        ax_loss.legend(lines, [line.get_label() for line in lines])
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_title("loss")

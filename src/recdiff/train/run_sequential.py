@@ -33,7 +33,7 @@ from recdiff.models.sequential import SequentialRecommender
 from recdiff.train.datasets import load_sequences
 from recdiff.train.trainer import selection_summary, stage_summaries
 
-__all__ = ["evaluate_sequential", "row_block_scorer", "run_sequential_into"]
+__all__ = ["evaluate_sequential", "row_block_scorer", "run_sequential_into", "validation"]
 
 
 def row_block_scorer(model: SequentialRecommender, seed: int, **options: Any) -> Callable[..., Any]:
@@ -75,6 +75,22 @@ def evaluate_sequential(
     return results
 
 
+def validation(
+    model: SequentialRecommender, data: SequenceDataset, config: RunConfig
+) -> Callable[[Callable[..., Any]], dict[str, dict[str, float]]]:
+    """The ``evaluate`` callback of ``model.fit``: validation metrics of the model whose
+    ``score`` the trainer hands over. That is ``model``, or a stage it trains first (DreamRec's
+    SASRec items), which must be selected on its own scores."""
+
+    def evaluate(score: Callable[..., Any]) -> dict[str, dict[str, float]]:
+        scored = getattr(score, "__self__", None)
+        if not isinstance(scored, SequentialRecommender):
+            scored = model
+        return {"valid": evaluate_sequential(scored, data, config, ("valid",))["valid"].means}
+
+    return evaluate
+
+
 def run_sequential_into(
     config: RunConfig, work: Path | None, log
 ) -> tuple[dict[str, Any], SequentialRecommender]:
@@ -88,16 +104,8 @@ def run_sequential_into(
     data = data.with_layout("left")
     model = build_model(config.model.name, config.model.params(), config.train)
 
-    def evaluate(score) -> dict[str, dict[str, float]]:
-        # The trainer hands over the score method of the model it trains: ``model``, or a
-        # stage inside it (DreamRec's SASRec item stage), which must be validated on its own.
-        scored = getattr(score, "__self__", None)
-        if not isinstance(scored, SequentialRecommender):
-            scored = model
-        return {"valid": evaluate_sequential(scored, data, config, ("valid",))["valid"].means}
-
     fit_start = time.perf_counter()
-    model.fit(data, evaluate=evaluate, on_event=log)
+    model.fit(data, evaluate=validation(model, data, config), on_event=log)
     fit_seconds = time.perf_counter() - fit_start
     if work is None:
         return {}, model

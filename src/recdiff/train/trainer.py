@@ -333,6 +333,8 @@ class Trainer:
         on_event: called with each epoch's and evaluation's record (for run logs), with the same
             records on every process (an epoch's loss is the mean over all processes' examples, or
             over the loss terms a model's ``loss_weight`` counts).
+        settings: the config keys its messages name for ``lr`` and ``eval_every``, where a
+            pre-training stage takes them from elsewhere (default ``train.lr``, ...).
     """
 
     def __init__(
@@ -340,10 +342,16 @@ class Trainer:
         config: TrainConfig,
         evaluate: Evaluate | None = None,
         on_event: OnEvent | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.evaluate = evaluate
         self.on_event = on_event or (lambda record: None)
+        self.settings = settings or {}
+
+    def _key(self, name: str) -> str:
+        """The config key a message names for the training setting ``name``."""
+        return self.settings.get(name, f"train.{name}")
 
     def _optimizer(self, model: Trainable) -> torch.optim.Optimizer:
         kind = torch.optim.AdamW if self.config.optimizer == "adamw" else torch.optim.Adam
@@ -447,9 +455,9 @@ class Trainer:
             average.copy_to_module()  # no selection: keep the average of the last steps
         if self.evaluate is not None and not result.history:
             warnings.warn(
-                f"no validation ran: {result.epochs_run} epoch(s) but train.eval_every is "
-                f"{cfg.eval_every}; the last epoch's weights are kept (lower train.eval_every "
-                "to select on validation)",
+                f"no validation ran: {result.epochs_run} epoch(s) but {self._key('eval_every')} "
+                f"is {cfg.eval_every}; the last epoch's weights are kept (lower "
+                f"{self._key('eval_every')} to select on validation)",
                 stacklevel=3,  # the caller of fit
             )
             result.best_epoch = result.epochs_run
@@ -465,12 +473,13 @@ class Trainer:
         what = f"training diverged in epoch {epoch} (mean loss {loss})"
         if not kept:
             raise ValueError(
-                f"{what}, before any validated epoch: lower train.lr (now {self.config.lr}), "
+                f"{what}, before any validated epoch: lower {self._key('lr')} (now "
+                f"{self.config.lr}), "
                 "or check the data for extreme values"
             )
         warnings.warn(
             f"{what}; kept epoch {result.best_epoch}, the best validated before it (a lower "
-            f"train.lr than {self.config.lr} may train further)",
+            f"{self._key('lr')} than {self.config.lr} may train further)",
             stacklevel=4,
         )
 
