@@ -121,13 +121,14 @@ def run(preset: str, overrides: list[str], epochs: int) -> dict:
 
     settings = settings_for(overrides, epochs)
     config = load_config(preset, settings)
-    if config.model.params().get("item_space", {}).get("source", "learned") != "learned":
+    model_config = DreamRecConfig(**config.model.params())
+    if model_config.item_space.source != "learned":
         raise SystemExit(
             "error: this benchmark swaps in its own history encoder and item table; "
             "model.item_space.source must stay learned"
         )
     data = load_sequences(config.data)[0].with_layout("left")
-    model = WithReleasedEncoder(DreamRecConfig(**config.model.params()), config.train)
+    model = WithReleasedEncoder(model_config, config.train)
     metric = config.train.metric
     curve: list[dict] = []
     epochs_seen: list[int] = []

@@ -107,8 +107,9 @@ class ItemSpaceConfig(BaseModel):
     ``learned`` (the paper): DreamRec's own table, trained with it. ``sasrec``: a SASRec (full
     cross-entropy, this config's encoder settings and ``model.dim``) is trained first on the same
     examples and selected on validation like any run; its item table, each row rescaled to
-    ``rms`` per coordinate, becomes DreamRec's table (history input and targets) and stays ``freeze``-fixed
-    while the denoiser and history encoder train. The stage's events carry ``stage: items``."""
+    ``rms`` per coordinate, becomes DreamRec's table (history input and targets), fixed while
+    the denoiser and history encoder train if ``freeze``. The stage's events carry
+    ``stage: items``."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -350,7 +351,7 @@ class DreamRec(SequentialRecommender):
         }
         sasrec.fit(data, evaluate, stage_log)
         self.items_result = sasrec.result
-        table = sasrec.net.encoder.item_embedding.weight.detach().float().cpu().clone()
+        table = sasrec.net.encoder.item_embedding.weight.detach().float().clone()
         if space.rms is not None:
             items = table[: data.n_items]
             norm = space.rms * self.config.dim**0.5
