@@ -158,6 +158,10 @@ def _bad_model_setting(data: bytes) -> bytes:
         ("data/users.json", lambda data: b"", ["evaluate"], "JSON"),
         ("data/inputs.npz", _truncated, ["evaluate"], "cannot be read"),
         ("data/inputs.npz", lambda data: b"\x93NUMPY garbage", ["evaluate"], "cannot be read"),
+        # An empty file (a disk that filled up): numpy raises EOFError, which click would turn
+        # into a bare "Aborted." with exit code 1.
+        ("data/inputs.npz", lambda data: b"", ["evaluate"], "cannot be read"),
+        ("data/seen.npz", lambda data: b"", ["evaluate", "recommend"], "cannot be read"),
     ],
     ids=[
         "yaml",
@@ -169,6 +173,8 @@ def _bad_model_setting(data: bytes) -> bytes:
         "users",
         "npz",
         "npz-garbage",
+        "npz-empty",
+        "seen-empty",
     ],
 )
 def test_damaged_run_files_are_named(runs, tmp_path, name, how, commands, reason):

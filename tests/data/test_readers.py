@@ -128,6 +128,42 @@ def test_ragged_line_is_a_parse_error(tmp_path: Path) -> None:
         read_interactions(path)
 
 
+def test_trailing_separators_do_not_shift_the_columns(tmp_path: Path) -> None:
+    # pandas took a first data line longer than the header for an index column: the users
+    # became the index, the items the users and the ratings the items, without a word.
+    path = write(tmp_path / "r.csv", "user,item,rating\n1,10,5,\n2,20,4,\n2,30,3\n")
+    data = read_interactions(path, rating_col="rating")
+    assert data.users.ids.tolist() == [1, 2] and data.items.ids.tolist() == [10, 20, 30]
+    np.testing.assert_array_equal(data.matrix.toarray(), [[5, 0, 0], [0, 4, 3]])
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("user,item\n1,10,7\n2,20,8\n", 2),  # every line one field longer than the header
+        ("user,item\n\n1,10,\n2,20,8\n", 4),  # a blank line; the first extra field is empty
+        ('user,item\n"a\nb",10\n2,20,8\n', 4),  # a quoted id spans lines 2 and 3
+    ],
+    ids=["all", "blank-and-empty", "quoted-newline"],
+)
+def test_fields_beyond_the_header_are_refused_naming_the_line(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    path = write(tmp_path / "r.csv", text)
+    with pytest.raises(
+        DataFormatError, match=rf"cannot parse .*r\.csv: line {line} has 3 fields.* 2 columns"
+    ):
+        read_interactions(path)
+
+
+def test_movielens_line_with_a_fifth_field_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "ratings.dat", "1::10::5::100::x\n2::20::4::200::y\n")
+    with pytest.raises(
+        DataFormatError, match=r"ratings\.dat: line 1 has 5 fields.* 4 columns.*sep='::'"
+    ):
+        read_movielens(path)
+
+
 def test_unknown_suffix_asks_for_sep(tmp_path: Path) -> None:
     # a run config cannot set sep: the file name is what a CLI user changes
     with pytest.raises(DataFormatError, match=r"name the file .*\.csv.*sep="):
@@ -137,6 +173,14 @@ def test_unknown_suffix_asks_for_sep(tmp_path: Path) -> None:
 def test_untyped_recbole_header(tmp_path: Path) -> None:
     path = write(tmp_path / "x.inter", "user_id\titem_id:token\n1\t2\n")
     with pytest.raises(DataFormatError, match=r"line 1.*user_id"):
+        read_recbole_inter(path)
+
+
+def test_recbole_header_naming_a_field_twice(tmp_path: Path) -> None:
+    # Two columns named user_id once the types are cut off: a frame column of two columns,
+    # which failed deep inside as "user_idx and item_idx must be 1-d arrays".
+    path = write(tmp_path / "x.inter", "user_id:token\titem_id:token\tuser_id:float\n1\t2\t3\n")
+    with pytest.raises(DataFormatError, match=r"x\.inter line 1: .*\['user_id'\] more than once"):
         read_recbole_inter(path)
 
 
@@ -160,6 +204,41 @@ def test_parquet_ids_keep_their_stored_type(tmp_path: Path) -> None:
     pd.DataFrame({"user": ["1", "2"], "item": [7, 8]}).to_parquet(tmp_path / "r.parquet")
     data = read_interactions(tmp_path / "r.parquet")
     assert data.users.ids.tolist() == ["1", "2"] and data.items.ids.tolist() == [7, 8]
+
+
+def test_parquet_uint64_ids_beyond_int64_are_not_wrapped(tmp_path: Path) -> None:
+    # Hashed ids are often uint64: 2**63 and up became negative ints, other ids than stored.
+    users = np.array([2**63, 2**64 - 1, 5], dtype=np.uint64)
+    pd.DataFrame({"user": users, "item": [1, 1, 2]}).to_parquet(tmp_path / "r.parquet")
+    data = read_interactions(tmp_path / "r.parquet")
+    assert data.users.ids.tolist() == ["18446744073709551615", "5", "9223372036854775808"]
+    np.testing.assert_array_equal(data.matrix.toarray(), [[1, 0], [0, 1], [1, 0]])
+
+
+def test_ids_that_pandas_calls_missing_are_ids(tmp_path: Path) -> None:
+    # pandas reads NA, None, null, nan, N/A, ... as missing values: those items were refused
+    # as "missing ids". Only an empty field is missing.
+    path = write(tmp_path / "r.csv", "user,item,rating\nu1,NA,5\nu1,None,4\nu2,null,3\nu2,nan,2\n")
+    data = read_interactions(path, rating_col="rating")
+    assert data.items.ids.tolist() == ["NA", "None", "nan", "null"]
+    np.testing.assert_array_equal(data.matrix.toarray(), [[5, 4, 0, 0], [0, 0, 2, 3]])
+    empty = write(tmp_path / "e.csv", "user,item\nu1,NA\nu2,\n")
+    with pytest.raises(DataFormatError, match=r"missing .* 'item' in .*e\.csv at line 3;"):
+        read_interactions(empty)
+    rating = write(tmp_path / "n.csv", "user,item,rating\nu1,i1,NA\n")
+    with pytest.raises(DataFormatError, match=r"'rating' .* at line 2 \(values \['NA'\]\)"):
+        read_interactions(rating, rating_col="rating")
+
+
+def test_missing_datetimes_name_the_file_and_rows(tmp_path: Path) -> None:
+    when = pd.to_datetime(["2024-01-01", None, "2024-01-03", None]).tz_localize("Europe/Paris")
+    frame = pd.DataFrame({"user": [1, 1, 2, 2], "item": [1, 2, 1, 2], "when": when})
+    frame.to_parquet(tmp_path / "r.parquet")
+    with pytest.raises(
+        DataFormatError,
+        match=r"2 missing datetime\(s\) in column 'when' in .*r\.parquet at rows 1, 3;",
+    ):
+        read_interactions(tmp_path / "r.parquet", time_col="when")
 
 
 def test_spaces_around_ids_are_not_part_of_them(tmp_path: Path) -> None:

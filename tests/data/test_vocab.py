@@ -88,6 +88,20 @@ def test_bad_ids_are_refused(bad: list[object]) -> None:
         Vocabulary.from_ids(bad)
 
 
+@pytest.mark.parametrize(
+    "ids",
+    [np.array([2**64 - 1, 5], dtype=np.uint64), [2**64 - 1, 5], pd.Series([2**64 - 1, 5])],
+    ids=["uint64", "python-ints", "series"],
+)
+def test_integers_beyond_int64_are_their_decimal_strings(ids: object) -> None:
+    # int64 cannot hold 2**64 - 1: numpy wrapped it to -1 (another id) or overflowed. A text
+    # file's such ids stay strings (canonical_ints), so these do too.
+    vocab = Vocabulary.from_ids(ids)
+    assert vocab.kind == "str" and vocab.ids.tolist() == ["18446744073709551615", "5"]
+    small = Vocabulary.from_ids(np.array([7, 5], dtype=np.uint64))
+    assert small.kind == "int" and small.ids.tolist() == [5, 7]
+
+
 def test_trailing_nul_is_refused_not_merged() -> None:
     with pytest.raises(DataFormatError, match="NUL"):
         Vocabulary.from_ids(["a", "a\x00"])

@@ -193,7 +193,7 @@ def _suffixes_read_by(error: Exception) -> tuple[str, ...]:
         return (".yaml", ".json")
     if isinstance(error, SafetensorError):
         return (".safetensors",)
-    if isinstance(error, zipfile.BadZipFile):
+    if isinstance(error, zipfile.BadZipFile | EOFError):  # EOFError: numpy on an empty file
         return (".npz",)
     return ()
 

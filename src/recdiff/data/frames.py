@@ -112,7 +112,7 @@ def numeric_column(
     """Column ``col`` as finite float64; non-numeric, missing or infinite values are an error."""
     series = frame[col]
     if pd.api.types.is_datetime64_any_dtype(series):
-        return _datetime_seconds(series)
+        return _datetime_seconds(series, col, source, line_numbers)
     return _finite(pd.to_numeric(series, errors="coerce"), series, col, source, line_numbers)
 
 
@@ -163,7 +163,7 @@ def time_column(
                 f"{describe_rows(bad, line_numbers)} are neither numbers nor ISO 8601 dates "
                 f"(values {examples}): write them as seconds or as 2024-05-01T13:00:00"
             )
-        return _datetime_seconds(parsed)
+        return _datetime_seconds(parsed, col, source, line_numbers)
     return _finite(numeric, series, col, source, line_numbers)
 
 
@@ -197,10 +197,17 @@ def _refuse_numbers_mixed_with_dates(
     )
 
 
-def _datetime_seconds(series: pd.Series) -> np.ndarray:
-    """Datetimes as float64 seconds since the Unix epoch (timezone-aware ones via UTC)."""
-    if series.isna().any():
-        raise DataFormatError(f"column {series.name!r} has missing datetimes; fill or drop them")
+def _datetime_seconds(
+    series: pd.Series, col: str, source: Source, line_numbers: np.ndarray | None
+) -> np.ndarray:
+    """Datetimes as float64 seconds since the Unix epoch (timezone-aware ones via UTC);
+    missing ones (NaT) are an error naming the rows."""
+    missing = np.flatnonzero(series.isna().to_numpy())
+    if missing.size:
+        raise DataFormatError(
+            f"{missing.size} missing datetime(s) in column {col!r}{describe_source(source)} at "
+            f"{describe_rows(missing, line_numbers)}; fill or drop those rows"
+        )
     if getattr(series.dt, "tz", None) is not None:
         series = series.dt.tz_convert("UTC").dt.tz_localize(None)
     delta = series - pd.Timestamp(0)

@@ -13,8 +13,10 @@ Malformed files raise :class:`~recdiff.data.errors.DataFormatError` naming the f
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import os
+import warnings
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
@@ -231,8 +233,9 @@ def read_table(
     columns); ``dtype`` is passed to pandas (e.g. ``str`` to keep zero-padded ids).
     ``ids`` names the id columns: in a text file they are read as written, and become ints only
     when every value is a plain integer (``"007"`` stays a string); spaces around them and around
-    header names are dropped. ``file_format`` (csv, tsv or parquet) overrides the suffix, which
-    must not name another format.
+    header names are dropped. Only empty fields are missing values (``NA`` or ``null`` is
+    text). ``file_format`` (csv, tsv or parquet) overrides the suffix, which must not name
+    another format.
     """
     path = Path(path)
     kind, sep = _guess_format(path, sep, file_format)
@@ -246,32 +249,46 @@ def read_table(
             frame.columns = names
         return _non_empty(frame, path), None
     source: Any = path
+    written = sep  # the file's separator, for messages
     if len(sep) > 1:  # e.g. MovieLens "::": map to a tab so pandas' fast C parser can read it
         source = io.StringIO(read_text(path, fallback="latin-1").replace(sep, "\t"))
         sep = "\t"
     dtypes, canonical = _text_dtypes(dtype, ids)
     try:
-        frame = pd.read_csv(
-            source,
-            sep=sep,
-            header=0 if header else None,
-            names=names,
-            dtype=dtypes,
-            skip_blank_lines=False,
-            skipinitialspace=True,
-            engine="c",
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                source,
+                sep=sep,
+                header=0 if header else None,
+                names=names,
+                dtype=dtypes,
+                skip_blank_lines=False,
+                skipinitialspace=True,
+                # Only an empty field is missing: NA, None, null or nan may be ids (pandas would
+                # read them as missing, and the id check would refuse them).
+                keep_default_na=False,
+                na_values=[""],
+                # Never an index column: pandas would take the first column of a file whose
+                # lines are longer than its header (trailing separators) for one, and shift
+                # every column left by one.
+                index_col=False,
+                engine="c",
+            )
     except pd.errors.EmptyDataError:
         raise DataFormatError(
             f"{path} has no header and no data; expected one interaction per line"
         ) from None
     except pd.errors.ParserError as err:
+        _refuse_extra_fields(source, path, sep, names, written)  # names the line, if that is it
         raise DataFormatError(
-            f"cannot parse {path}: {str(err).strip()}. Check the separator (sep={sep!r}) and "
+            f"cannot parse {path}: {str(err).strip()}. Check the separator (sep={written!r}) and "
             "that every line has the same number of fields"
         ) from None
     except UnicodeDecodeError:
         raise _not_utf8(path, path.read_bytes()) from None
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        _refuse_extra_fields(source, path, sep, names, written)  # dropped fields: empty ones?
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     line_numbers = frame.index.to_numpy(dtype=np.int64) + (2 if header else 1)
     blank = frame.isna().all(axis=1).to_numpy()
@@ -280,6 +297,39 @@ def read_table(
         if col in frame.columns:
             frame[col] = canonical_ints(frame[col])
     return _non_empty(frame, path), line_numbers
+
+
+def _refuse_extra_fields(
+    source: Any, path: Path, sep: str, names: list[str] | None, written: str
+) -> None:
+    """Raise naming the first line of a text file (``source``: its path or its text, fields
+    separated by ``sep``; ``written`` is the file's own separator) with a non-empty field
+    beyond the columns of its header (or of ``names``, or of its first line when it has
+    neither). Trailing empty fields (``1,10,5,``) hold no data and pass.
+
+    pandas' own messages count neither blank lines nor the lines a quoted field spans, and it
+    drops fields beyond the header's with only a warning; this reads the file once more to
+    say which line is at fault (on the error path only)."""
+    text = source.getvalue() if isinstance(source, io.StringIO) else read_text(path, "latin-1")
+    reader = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
+    width = None if names is None else len(names)
+    start = 1  # the line a record starts on: a quoted field may span lines
+    try:
+        for fields in reader:
+            if width is None and fields:
+                width = len(fields)  # the header, or the first line of a file without one
+            elif width is not None and any(f.strip() for f in fields[width:]):
+                break
+            start = reader.line_num + 1
+        else:
+            return
+    except csv.Error:  # e.g. a field over csv's size limit: pandas' own message must do
+        return
+    raise DataFormatError(
+        f"cannot parse {path}: line {start} has {len(fields)} fields, but the data has "
+        f"{width} columns. Check the separator (sep={written!r}) and that every line has "
+        f"{width} fields"
+    )
 
 
 def _non_empty(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -394,7 +444,14 @@ def read_recbole_inter(
             f"{path} line 1: header field(s) {untyped} lack a RecBole type; every header field "
             "must look like name:token or name:float"
         )
-    frame.columns = [name for name, _ in fields]
+    names = [name for name, _ in fields]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataFormatError(
+            f"{path} line 1: the header names field(s) {repeated} more than once (types "
+            "aside); give every field its own name"
+        )
+    frame.columns = names
     types = dict(fields)
     for name, kind in types.items():
         if kind == "token":

@@ -28,8 +28,10 @@ def as_id_array(values: Any, what: str = "id") -> np.ndarray:
     """Convert external ids to an ``int64`` or a numpy unicode array, refusing anything ambiguous.
 
     Integral floats (``3.0``, as pandas reads an int column that once held a NaN) become ints;
-    missing values (NaN/None), non-integral floats, booleans, bytes and mixed int/str collections
-    raise :class:`DataFormatError`, because silently mapping them would corrupt the id space.
+    integers beyond int64 (uint64 hashes) become their decimal strings, as a text file's do
+    (:func:`~recdiff.data.readers.canonical_ints`), never other ints; missing values
+    (NaN/None), non-integral floats, booleans, bytes and mixed int/str collections raise
+    :class:`DataFormatError`, because silently mapping them would corrupt the id space.
     """
     if isinstance(values, (str, bytes)) or np.isscalar(values):
         values = [values]
@@ -43,6 +45,8 @@ def as_id_array(values: Any, what: str = "id") -> np.ndarray:
     if arr.ndim != 1:
         arr = arr.reshape(-1)
     kind = arr.dtype.kind
+    if kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        return arr.astype(str)  # as int64 they would wrap to negative ids
     if kind in "iu":
         return arr.astype(np.int64, copy=False)
     if kind == "U":
@@ -68,7 +72,10 @@ def as_id_array(values: Any, what: str = "id") -> np.ndarray:
                 raise DataFormatError(f"{what}s must not end with NUL characters ('\\x00')")
             return converted
         if inferred == "integer":
-            return arr.astype(np.int64)
+            try:
+                return arr.astype(np.int64)
+            except OverflowError:  # Python ints beyond int64
+                return arr.astype(str)
         if inferred in ("floating", "mixed-integer-float"):
             return _integral_floats(arr.astype(np.float64), what)
         if inferred == "empty":
