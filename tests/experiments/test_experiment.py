@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from recdiff.cli.main import app
 from recdiff.config import load_config
-from recdiff.experiments.experiment import SeedRecord, run_experiment
+from recdiff.experiments.experiment import ExperimentError, SeedRecord, run_experiment
 from recdiff.experiments.per_user import per_user_test_metrics_from_run
 from recdiff.experiments.report import per_user_over_seeds, render_markdown
 from recdiff.experiments.stats import format_mean_std, paired_test
@@ -446,3 +446,71 @@ def test_the_same_out_spelled_another_way_continues_the_experiment(tmp_path, mon
     del record["data"]
     record_path.write_text(json.dumps(record))
     continued("../exp")
+
+
+def test_a_metric_not_measured_per_user_is_refused_before_training(tmp_path):
+    """Coverage is measured over the catalogue, not per user: the paired tests cannot use it.
+    Before, every run trained and then the command ended in a KeyError traceback."""
+    configs = [load_config("demo-ease"), load_config("demo-popularity")]
+    with pytest.raises(ExperimentError) as caught:
+        run_experiment(configs, 1, tmp_path / "out", metric="coverage@20")
+    assert str(caught.value) == (
+        "metric 'coverage@20' is measured over the whole catalogue, not per user, so the paired "
+        "tests cannot use it; pick one of recall, precision, ndcg, mrr, hit_rate (e.g. "
+        "recall@20)"
+    )
+    assert not (tmp_path / "out").exists()
+    result = runner.invoke(
+        app, ["experiment", "demo-popularity", "--metric", "coverage@10", "--out", "x"]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith("error: metric 'coverage@10' is measured over the whole")
+
+
+def test_a_damaged_record_is_named_with_what_to_do(tmp_path):
+    """A record file that cannot be read (edited, truncated, a disk gone wrong) ends the command
+    with one line naming it and what to do, rather than a traceback or an error without a file
+    name; deleting it trains that run again."""
+    configs = [load_config("demo-popularity")]
+    out = tmp_path / "out"
+    run_experiment(configs, 1, out)
+    record = out / "records" / "demo-popularity" / "seed-1.json"
+    per_user = record.with_suffix(".npz")
+    kept = record.read_text(), per_user.read_bytes()
+    no_valid = {k: v for k, v in json.loads(kept[0]).items() if k != "valid"}
+    with np.load(per_user) as saved:
+        no_recall = {name: saved[name] for name in saved.files if name != "recall@20"}
+
+    def without_recall() -> None:
+        with per_user.open("wb") as fh:
+            np.savez(fh, **no_recall)
+
+    damages = [
+        (lambda: record.write_text('{"label": "demo-popularity", "seed"'), record, "not JSON"),
+        (lambda: record.write_text("[1, 2]"), record, "holds a list, not a record"),
+        (lambda: record.write_text(json.dumps(no_valid)), record, "lacks 'valid'"),
+        (lambda: per_user.write_text("garbage"), per_user, "cannot be read"),
+        (without_recall, per_user, "holds no per-user recall@20"),
+    ]
+    for damage, path, reason in damages:
+        record.write_text(kept[0])
+        per_user.write_bytes(kept[1])
+        damage()
+        with pytest.raises(ExperimentError) as caught:
+            run_experiment(configs, 1, out)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: "), message
+        assert reason in message, message
+        assert message.endswith(
+            "the record of demo-popularity seed 1 looks damaged: delete it, and the same "
+            "command trains that run again"
+        ), message
+    command = ["experiment", "demo-popularity", "--seeds", "1", "--out", str(out), "--quiet"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith(f"error: {per_user}: holds no per-user recall@20")
+    per_user.unlink()
+    lines: list[str] = []
+    result = run_experiment(configs, 1, out, report=lines.append)
+    assert lines[0].startswith("demo-popularity seed 1: valid recall@20")  # trained again
+    assert len(list((out / "runs").iterdir())) == 2

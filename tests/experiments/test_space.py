@@ -41,6 +41,21 @@ def _write(tmp_path, text):
         ("[1, 2]", ["must map setting paths"]),
         ("a: {type: categorical, choices: [1], fraction_of: a}", ["'a'", "fraction of itself"]),
         ("a: [unclosed", ["not valid YAML"]),
+        # Before, these reached Optuna, whose sampler failed with an OverflowError traceback.
+        ("train.lr: {type: float, low: 1e-5, high: .inf, log: true}", ["train.lr", "finite"]),
+        ("train.lr: {type: float, low: -.inf, high: 1}", ["train.lr", "low (-inf)", "finite"]),
+        ("model.dropout: {type: float, low: -1e308, high: 1e308}", ["model.dropout", "too wide"]),
+        # Before, YAML's last value won silently: the search ran over a range nobody meant.
+        (
+            "train.lr: {type: float, low: 1e-5, high: 1e-3}\n"
+            "model.dropout: {type: float, low: 0, high: 0.5}\n"
+            "train.lr: {type: float, low: 1e-2, high: 1e-1}\n",
+            ["not valid YAML", "key 'train.lr' appears twice", "line 3"],
+        ),
+        (
+            "model.dropout: {type: float, low: 0, high: 0.5, low: 0.1}",
+            ["not valid YAML", "key 'low' appears twice", "line 1"],
+        ),
     ],
 )
 def test_invalid_space_files_fail_naming_the_key(tmp_path, text, expected):

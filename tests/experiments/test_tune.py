@@ -266,6 +266,25 @@ def test_bad_trial_counts_and_metrics_fail_clearly(tmp_path):
     assert json.loads(json.dumps(LR_SPACE.to_dict()))["train.lr"]["log"] is True
 
 
+def test_a_study_file_that_is_no_database_is_named(tmp_path):
+    """OUT/study.db that SQLite cannot read (another file saved under that name, a truncated
+    copy) ended the command in a SQLAlchemy traceback; the file is left as it was."""
+    study = tmp_path / "study.db"
+    study.write_text("not a database\n")
+    with pytest.raises(TuneError) as caught:
+        tune(load_config("demo-diffrec"), LR_SPACE, 1, tmp_path)
+    assert str(caught.value) == (
+        f"{study}: cannot be opened as the search's study (file is not a database); if it is "
+        "not the study.db of a `recdiff tune` run, move it away or pass another --out"
+    )
+    assert study.read_text() == "not a database\n"
+    result = runner.invoke(
+        app, ["tune", "demo-diffrec", "--space", "diffrec-paper", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.splitlines()[-1] == f"error: {caught.value}"
+
+
 def test_a_trial_left_running_by_a_killed_process_is_marked_failed(monkeypatch, tmp_path):
     """A killed process leaves its trial RUNNING with a heartbeat that no longer moves; the next
     command fails it, says so, and goes on with the trials it was asked for."""

@@ -7,6 +7,7 @@ seeds and wrote runs after the command had ended; Ctrl-C waited for every queued
 import os
 import signal
 import time
+import weakref
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,79 @@ def test_a_killed_workers_leftovers_of_unfinished_runs_are_removed(tmp_path):
     records = {("a", 2): None, ("b", 1): None}  # finished: their folders are not touched
     _remove_unfinished_runs(runs, tasks, records)
     assert sorted(p.name for p in runs.iterdir()) == sorted(kept)
+
+
+def _exit_slowly(marker: Path) -> int:
+    """A task after which its worker's exit takes a while (as torch's finalizers make it): the
+    worker writes ``marker`` once it runs its exit handlers."""
+    import atexit
+
+    def slow_exit() -> None:
+        marker.write_text("exiting")
+        time.sleep(2)
+
+    atexit.register(slow_exit)
+    return os.getpid()
+
+
+def test_a_worker_signalled_while_it_exits_prints_no_traceback(tmp_path, capfd):
+    """A pool left by an error sends SIGTERM to its workers just as idle ones are told to exit:
+    one may get it while it runs its exit handlers. It exits as it was doing; before, SIGTERM
+    unwound the handler it interrupted and the command's output ended with a worker's
+    ``Exception ignored in atexit callback`` and a ``SystemExit: 143`` traceback."""
+    marker = tmp_path / "exiting"
+    with worker_pool(1) as pool:
+        pid = pool.submit(stoppable, _exit_slowly, marker).result(timeout=60)
+        worker = next(iter(pool._processes.values()))
+        pool.shutdown(wait=False)  # the idle worker is told to exit
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert time.monotonic() < deadline, "the worker never ran its exit handlers"
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGTERM)
+        worker.join(60)
+    assert worker.exitcode == 0
+    stderr = capfd.readouterr().err
+    assert "Traceback" not in stderr and "SystemExit" not in stderr, stderr
+
+
+def _in_a_callback_when_stopped(folder: Path) -> None:
+    """A task inside a weakref callback (whose exceptions Python ignores) when SIGTERM comes, as
+    one deep in torch may be; then it runs long. It writes ``unwound`` if it unwinds."""
+
+    class Thing:
+        pass
+
+    def callback(_: object) -> None:
+        (folder / "in-callback").write_text(str(os.getpid()))
+        time.sleep(5)
+
+    thing = Thing()
+    ref = weakref.ref(thing, callback)  # noqa: F841 - the callback needs its weakref alive
+    try:
+        del thing  # the callback runs now
+        time.sleep(120)
+    finally:
+        (folder / "unwound").write_text("yes")
+
+
+def test_a_stop_that_lands_in_a_callback_still_unwinds_the_task(tmp_path, capfd):
+    """SIGTERM's SystemExit raised in a weakref callback is swallowed by Python, which prints
+    its traceback: the task went on (until killed after the grace time, its run folder left to
+    the parent) and the command's output ended with ``Exception ignored in`` and
+    ``SystemExit: 143``. The stop is delivered again, and unwinds the task once it has
+    returned."""
+    with pytest.raises(RuntimeError, match="stop here"), worker_pool(1) as pool:
+        pool.submit(stoppable, _in_a_callback_when_stopped, tmp_path)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "in-callback").exists():
+            assert time.monotonic() < deadline, "the task never ran its callback"
+            time.sleep(0.01)
+        os.kill(int((tmp_path / "in-callback").read_text()), signal.SIGTERM)
+        deadline = time.monotonic() + 20  # the callback sleeps 5 s, the task 120 s
+        while not (tmp_path / "unwound").exists():
+            assert time.monotonic() < deadline, "the task did not unwind"
+            time.sleep(0.01)
+        raise RuntimeError("stop here")
+    stderr = capfd.readouterr().err
+    assert "Traceback" not in stderr and "SystemExit" not in stderr, stderr

@@ -31,6 +31,7 @@ import functools
 import io
 import json
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ import numpy as np
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.loading import ConfigError
 from recdiff.config.schema import RunConfig
+from recdiff.eval.metrics import PER_USER_METRICS
 from recdiff.experiments.workers import stoppable, worker_pool
 from recdiff.train.distributed import (
     broadcast_object,
@@ -191,15 +193,49 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _existing(out: Path, json_path: Path, config: dict[str, Any]) -> SeedRecord | None:
+def _existing(
+    out: Path, json_path: Path, config: dict[str, Any], label: str, metric: str
+) -> SeedRecord | None:
+    """The record of a run done before with ``config``; None when there is none (or only one of
+    another config). A record that cannot be read fails, naming its file."""
     if not json_path.is_file():
         return None
-    data = json.loads(json_path.read_text(encoding="utf-8"))
+
+    def damaged(path: Path, reason: str) -> ExperimentError:
+        return ExperimentError(
+            f"{path}: {reason}; the record of {label} seed {config['train']['seed']} looks "
+            "damaged: delete it, and the same command trains that run again"
+        )
+
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise damaged(json_path, f"not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise damaged(json_path, f"holds a {type(data).__name__}, not a record")
     if data.get("config") != config:
         return None
-    record = _in_out(out, data)
-    if record.per_user_path is not None and not Path(record.per_user_path).is_file():
+    missing = [key for key in ("label", "seed", "run_dir", "valid", "test") if key not in data]
+    if missing:
+        raise damaged(json_path, f"lacks {', '.join(map(repr, missing))}")
+    try:
+        record = _in_out(out, data)
+    except (TypeError, ValueError) as error:
+        raise damaged(json_path, f"not a record ({error})") from None
+    for split in ("valid", "test"):
+        values = getattr(record, split)
+        if not isinstance(values, dict) or not isinstance(values.get(metric), (int, float)):
+            raise damaged(json_path, f"its {split!r} holds no {metric}")
+    if record.per_user_path is None:
+        return record
+    if not Path(record.per_user_path).is_file():
         return None
+    try:
+        per_user = record.per_user()
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise damaged(Path(record.per_user_path), f"cannot be read ({error})") from None
+    if metric not in per_user:
+        raise damaged(Path(record.per_user_path), f"holds no per-user {metric}")
     return record
 
 
@@ -238,6 +274,12 @@ def run_experiment(
                 f"metric {metric!r} is not computed by config {label!r} (eval.metrics "
                 f"{config.eval.metrics}, eval.ks {config.eval.ks}); pick one all configs compute"
             )
+    if metric.partition("@")[0] not in PER_USER_METRICS:
+        raise ExperimentError(
+            f"metric {metric!r} is measured over the whole catalogue, not per user, so the "
+            f"paired tests cannot use it; pick one of {', '.join(PER_USER_METRICS)} (e.g. "
+            f"{PER_USER_METRICS[0]}@20)"
+        )
     world = env_world_size()
     if world > 1:
         if jobs > 1:
@@ -264,7 +306,7 @@ def run_experiment(
                 raw = _seeded(config, label, seed)
                 # Only rank 0's reading counts (broadcast below); the others need not read.
                 json_path = _record_paths(out, label, seed)[0]
-                done = _existing(out, json_path, raw) if main else None
+                done = _existing(out, json_path, raw, label, metric) if main else None
                 if done is not None:
                     records[label, seed] = done
                     report(f"{label} seed {seed}: done before ({done.run_dir})")

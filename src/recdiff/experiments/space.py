@@ -52,7 +52,29 @@ class SpaceError(ConfigError):
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """PyYAML reads ``1e-5`` (no dot) as a string; a space file means the number."""
+    """PyYAML reads ``1e-5`` (no dot) as a string; a space file means the number. A key written
+    twice is an error (PyYAML keeps the last value)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        """A mapping whose keys are distinct: YAML's last value would otherwise win silently."""
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in seen
+            except TypeError:  # an unhashable key: the base constructor says so
+                break
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"key {key!r} appears twice; keep one of them",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _YamlLoader.add_implicit_resolver(
@@ -76,7 +98,14 @@ class FloatParam(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> FloatParam:
+        for name, value in (("low", self.low), ("high", self.high)):
+            if not math.isfinite(value):
+                raise ValueError(f"{name} ({value}) must be a finite number")
         _check_range(self.low, self.high)
+        if not self.log and not math.isfinite(self.high - self.low):
+            raise ValueError(
+                f"the range {self.low}..{self.high} is too wide to sample from; narrow it"
+            )
         if self.log and self.low <= 0:
             raise ValueError(f"log: true needs low > 0, got low={self.low}")
         if self.log and self.step is not None:

@@ -339,19 +339,29 @@ def _current_form(config: Any) -> Any:
 
 
 def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, warmup: int):
+    from sqlalchemy.exc import DatabaseError  # optuna's storage layer
+
     optuna = import_optuna()
-    with _heartbeats_are_fine(optuna):
-        storage = optuna.storages.RDBStorage(
-            _sqlite_url(out / "study.db"),
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=STALE_AFTER_SECONDS,
+    path = out / "study.db"
+    try:
+        with _heartbeats_are_fine(optuna):
+            storage = optuna.storages.RDBStorage(
+                _sqlite_url(path),
+                heartbeat_interval=HEARTBEAT_SECONDS,
+                grace_period=STALE_AFTER_SECONDS,
+            )
+        study = optuna.create_study(
+            study_name=STUDY_NAME,
+            storage=storage,
+            direction="maximize",
+            load_if_exists=True,
         )
-    study = optuna.create_study(
-        study_name=STUDY_NAME,
-        storage=storage,
-        direction="maximize",
-        load_if_exists=True,
-    )
+    except DatabaseError as error:  # e.g. another file saved as study.db
+        raise TuneError(
+            f"{path}: cannot be opened as the search's study ({getattr(error, 'orig', error)}); "
+            "if it is not the study.db of a `recdiff tune` run, move it away or pass another "
+            "--out"
+        ) from None
     fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from the database
     stored = study.user_attrs.get("fingerprint")
     if stored is not None:

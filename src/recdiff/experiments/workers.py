@@ -13,7 +13,13 @@ to PID 1) training the rest of the queue and writing results after the command h
 - workers ignore Ctrl-C, which a terminal sends to every process of the command: the parent
   decides, and stops them as above;
 - a worker whose parent is gone (even one killed by SIGKILL) sends itself SIGTERM within
-  ``PARENT_CHECK_SECONDS``.
+  ``PARENT_CHECK_SECONDS``;
+- a worker that has begun to exit (told to by the pool as it stops) ignores SIGTERM: raised in
+  the exit handlers it would interrupt (torch's, say), ``SystemExit`` would end the command's
+  output with an ``Exception ignored in atexit callback`` traceback;
+- SIGTERM that lands where Python ignores exceptions (a weakref callback, a ``__del__``) is
+  delivered again rather than lost with a printed traceback: the run unwinds once that code has
+  returned.
 
 Tasks go through :func:`stoppable`: the executor's worker loop catches every exception, including
 the ``SystemExit`` of an unwound run, and would then start the next queued task.
@@ -39,6 +45,7 @@ __all__ = ["PARENT_CHECK_SECONDS", "STOP_GRACE_SECONDS", "stop_workers", "stoppa
 
 STOP_GRACE_SECONDS = 5.0  # from SIGTERM to SIGKILL: time for a run to remove its folder
 PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its parent is still there
+REDELIVER_SECONDS = 0.01  # from a stop lost in a callback to the signal sent again
 
 
 @contextlib.contextmanager
@@ -94,6 +101,12 @@ def stoppable(fn: Callable[[Any], Any], task: Any) -> Any:
 def _start_worker(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _unwind)
+    sys.unraisablehook = _redeliver_stop
+    # The first thing a worker does once its loop has ended (multiprocessing runs finalizers of
+    # the highest exit priority first): from then on it exits anyway, with nothing to unwind.
+    multiprocessing.util.Finalize(
+        None, signal.signal, args=(signal.SIGTERM, signal.SIG_IGN), exitpriority=100
+    )
     threading.Thread(
         target=_stop_when_orphaned, args=(parent,), name="recdiff-parent-check", daemon=True
     ).start()
@@ -101,6 +114,21 @@ def _start_worker(parent: int) -> None:
 
 def _unwind(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
+
+
+def _redeliver_stop(unraisable: Any) -> None:
+    """``sys.unraisablehook`` of a worker: :func:`_unwind`'s ``SystemExit`` raised in code whose
+    exceptions Python ignores (a weakref callback deep in torch, say) would be printed and lost,
+    and the run go on until killed; send SIGTERM again, to unwind it once that code returns."""
+    stop = unraisable.exc_value
+    if isinstance(stop, SystemExit) and stop.code == 128 + signal.SIGTERM:
+        # From another thread, a moment later: sent from here, the signal would be handled here,
+        # in the hook, whose exceptions Python ignores too.
+        again = threading.Timer(REDELIVER_SECONDS, os.kill, (os.getpid(), signal.SIGTERM))
+        again.daemon = True
+        again.start()
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def _stop_when_orphaned(parent: int) -> None:
