@@ -117,3 +117,55 @@ def test_the_cli_and_the_service_refuse_such_a_run_with_one_error_line(
         f"error: {run / 'data/items.json'}: holds 400 item ids, but the model "
         f"(model/config.json) scores 500 items; the run folder {run} {DAMAGED}"
     ]
+
+
+@pytest.mark.parametrize("written", ["[]", "null", '"metrics"'], ids=["list", "null", "text"])
+def test_metrics_that_are_not_a_mapping_are_named_at_load(run_dir, tmp_path, written):
+    """metrics.json holding JSON that is no object loaded fine, then `recdiff serve` ended in an
+    AttributeError traceback (the service reads the metrics for GET /model)."""
+    pytest.importorskip("fastapi")
+    from recdiff.serving.service import create_app
+
+    run = shutil.copytree(run_dir, tmp_path / "damaged")
+    (run / "metrics.json").write_text(written)
+    kind = type(json.loads(written)).__name__
+    expected = (
+        f"{run / 'metrics.json'}: holds a {kind}, not the mapping `recdiff train` writes; the "
+        f"run folder {run} {DAMAGED}"
+    )
+    with pytest.raises(ValueError) as caught:
+        create_app(run)
+    assert str(caught.value) == expected
+    result = CliRunner().invoke(app, ["serve", str(run), "--port", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [f"error: {expected}"]
+
+
+def test_a_next_item_runs_metrics_that_are_not_a_mapping_are_named_at_load(tmp_path):
+    from recdiff.config import load_config
+    from recdiff.train.run import run_training
+
+    config = load_config("demo-sasrec", ["train.epochs=1", "train.eval_every=1"])
+    run = run_training(config, tmp_path / "runs", progress=False).directory
+    (run / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(ValueError) as caught:
+        Predictor.load(run)
+    assert str(caught.value) == (
+        f"{run / 'metrics.json'}: holds a list, not the mapping `recdiff train` writes; the run "
+        f"folder {run} {DAMAGED}"
+    )
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage{"], ids=["empty", "not-a-zip"])
+def test_an_npz_that_is_no_archive_is_named_without_advising_pickle(run_dir, tmp_path, content):
+    # An empty file (a full disk) made numpy raise EOFError, which nothing caught; a garbage one
+    # made it suggest loading the file with allow_pickle, unsafe advice for a damaged file.
+    run = shutil.copytree(run_dir, tmp_path / "damaged")
+    (run / "data/inputs.npz").write_bytes(content)
+    with pytest.raises(ValueError) as caught:
+        Predictor.load(run)
+    message = str(caught.value)
+    assert message == (
+        f"{run / 'data/inputs.npz'}: cannot be read (not a numpy .npz archive); "
+        f"the run folder {run} {DAMAGED}"
+    )

@@ -97,6 +97,21 @@ def test_default_output_is_in_the_run_and_errors_are_clear(runs, tmp_path):
     assert result.exit_code == 2 and "not a folder of run directories" in result.output
 
 
+def test_a_run_given_as_dot_is_named_and_compared_with_its_neighbours(runs, monkeypatch):
+    """`recdiff report .` from inside the run folder (or `..` from one of its subfolders) named
+    the run "" (the title read ": diffrec") and compared it with the folders inside it instead
+    of the runs beside it."""
+    diffrec, ease, _, _ = runs
+    expected = build_report(diffrec)
+    for where, given in [(diffrec, "."), (diffrec / "data", "..")]:
+        monkeypatch.chdir(where)
+        page = build_report(given)
+        assert f"<title>{diffrec.name}: diffrec</title>" in page
+        table = _comparison_table(page)
+        assert table == _comparison_table(expected) and ease.name in table
+        assert "<tr class=this><td>" + diffrec.name in table
+
+
 def _comparison_table(page: str) -> str:
     return page.split("<h2>Runs on the same data")[1].split("<h2>")[0]
 

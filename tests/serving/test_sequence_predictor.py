@@ -59,6 +59,15 @@ def test_unknown_items_and_empty_histories(predictor):
         predictor.recommend(history=[known, 10**9], k=3)
     recs = predictor.recommend(history=[known, 10**9], k=3, ignore_unknown=True)
     assert recs.unknown_items == [10**9] and len(recs.items) == 3
+    # Text (or 1.5) where the ids are integers is no item of the catalogue: an error naming the
+    # type, and, with ignore_unknown, dropped like any unknown id (it was an error either way).
+    with pytest.raises(ValueError, match=r"item ids of this run are integers, got \[.zz.\]"):
+        predictor.recommend(history=[known, "zz"], k=3)
+    dropped = predictor.recommend(history=[known, "zz", 1.5], k=3, ignore_unknown=True)
+    assert dropped.unknown_items == ["zz", 1.5]
+    assert dropped.items == predictor.recommend(history=[known], k=3).items
+    with pytest.raises(ValueError, match="none of the history's 1 item id"):
+        predictor.recommend(history=["zz"], k=3, ignore_unknown=True)
     with pytest.raises(ValueError, match="history is empty"):
         predictor.recommend(history=[], k=3)
     with pytest.raises(KeyError, match="not among"):

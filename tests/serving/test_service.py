@@ -213,6 +213,40 @@ def test_ids_lose_surrounding_whitespace_and_errors_name_them_as_sent(named_pred
         )
 
 
+def test_a_run_given_as_dot_is_described_by_its_folders_name(run_dir, serve_app, monkeypatch):
+    """`recdiff serve .` from inside the run folder described the run as "" (GET /model's
+    "run", the API's title)."""
+    monkeypatch.chdir(run_dir)
+    app = create_app(".")
+    assert app.title == f"recdiff: {run_dir.name}"
+    with serve_app(app) as http:
+        assert http.get("/model").json()["run"] == run_dir.name
+
+
+def test_ids_that_are_not_unicode_text_get_a_422(named_predictor, serve_app):
+    """JSON may escape a lone UTF-16 surrogate ("\\ud800"), which is no Unicode text: echoed
+    back among a 200's unknown_items, it could not be encoded, and the client got a bare
+    500 Internal Server Error."""
+    dropped = b'{"history": ["i004", "\\ud800"], "ignore_unknown": true}'
+    unknown_user = b'{"user": "u\\udfff3"}'
+    with serve_app(create_app(named_predictor)) as http:
+        for body, what, shown in [
+            (dropped, "history item", "'\\ud800'"),
+            (unknown_user, "user", "'u\\udfff3'"),
+        ]:
+            response = http.post(
+                "/recommend", content=body, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 422, response.text
+            assert response.json()["detail"].startswith(
+                f"invalid request: {what} id {shown} is not Unicode text (it holds a lone "
+                "surrogate, written \\ud800 to \\udfff in JSON); send ids as the data writes "
+                "them."
+            ), response.json()["detail"]
+        fine = http.post("/recommend", json={"history": ["i004", "i999"], "ignore_unknown": True})
+        assert fine.status_code == 200 and fine.json()["unknown_items"] == ["i999"]
+
+
 def test_a_history_that_leaves_fewer_than_k_items_is_answered_with_a_note(
     named_predictor, serve_app
 ):

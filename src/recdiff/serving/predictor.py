@@ -7,7 +7,6 @@ matters for time-weighted models), with no retraining.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from recdiff.models.base import Recommender
 from recdiff.serving.run_files import (
     check_items,
     damaged,
+    read_metrics,
     read_npz,
     read_run_config,
     read_vocabulary,
@@ -244,7 +244,7 @@ class Predictor:
             rows["inputs"],
             rows["seen"],
             config,
-            json.loads((run / "metrics.json").read_text()),
+            read_metrics(run),
             run,
         )
 
@@ -278,16 +278,17 @@ class Predictor:
             self.user_rows(ids)  # raises: no user has such an id
         return np.asarray(ids, dtype=np.int64)
 
-    def _parse_items(self, items: Sequence[Any]) -> list[Any]:
+    def _parse_items(self, items: Sequence[Any], lenient: bool = False) -> list[Any]:
         """Item ids as the vocabulary's type; surrounding whitespace is stripped; a padded
         string id the vocabulary holds exactly is kept as given. Integer ids may come as ints,
-        integral floats (a pandas column read as float) or ASCII digits typed as text."""
+        integral floats (a pandas column read as float) or ASCII digits typed as text; other
+        values are an error, or, if ``lenient``, ``None`` (no item of the catalogue)."""
         _refuse_booleans(items, "item")
         if self.items.kind != "int":
             return [_as_known(str(i), self.items) for i in items]
         ids = [_integer(i) if not _is_integral_float(i) else int(i) for i in items]
         bad = [i for i, j in zip(items, ids, strict=True) if j is None]
-        if bad:  # e.g. 1.5: int() would silently truncate it to item 1
+        if bad and not lenient:  # e.g. 1.5: int() would silently truncate it to item 1
             raise ValueError(f"item ids of this run are integers, got {_shown(bad)}")
         return ids
 
@@ -324,10 +325,15 @@ class Predictor:
             )
         if len(history) == 0:
             raise ValueError("history is empty: give at least one item the user interacted with")
-        ids = self._parse_items(history)
-        huge = _beyond_int64(ids)
+        # With ignore_unknown, an id that cannot be an item of this run (text where the ids
+        # are integers) is unknown like any other, and dropped.
+        ids = self._parse_items(history, lenient=ignore_unknown)
+        parsed = np.fromiter((i is not None for i in ids), dtype=bool, count=len(ids))
+        looked_up = parsed & ~_beyond_int64(ids)
         known = np.zeros(len(ids), dtype=bool)
-        known[~huge] = self.items.contains([i for i, h in zip(ids, huge, strict=True) if not h])
+        known[looked_up] = self.items.contains(
+            [i for i, ok in zip(ids, looked_up, strict=True) if ok]
+        )
         missing = np.flatnonzero(~known)
         as_given = list(history)
         given = [_python(as_given[i]) for i in missing]  # named as the caller typed them

@@ -24,6 +24,7 @@ import yaml
 
 from recdiff.atomic import atomic_write_text
 from recdiff.experiments.comparable import difference, is_next_item
+from recdiff.serving.run_files import with_name
 
 __all__ = ["Comparison", "RunSummary", "build_report", "comparable_runs", "write_report"]
 
@@ -39,7 +40,7 @@ class RunSummary:
 
     @classmethod
     def read(cls, directory: str | Path) -> RunSummary:
-        directory = Path(directory)
+        directory = with_name(Path(directory))  # "." has no name, and the wrong neighbours
         missing = [n for n in ("config.yaml", "metrics.json") if not (directory / n).is_file()]
         if missing:
             raise FileNotFoundError(

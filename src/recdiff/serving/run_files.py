@@ -4,6 +4,7 @@ name the damaged file and say what to do (re-train, or restore the folder)."""
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,20 +15,39 @@ import yaml
 from recdiff.config.schema import SAVED_RUN, RunConfig
 from recdiff.data import Vocabulary
 
-__all__ = ["DAMAGED", "check_items", "damaged", "read_npz", "read_run_config", "read_vocabulary"]
+__all__ = [
+    "DAMAGED",
+    "check_items",
+    "damaged",
+    "read_metrics",
+    "read_npz",
+    "read_run_config",
+    "read_vocabulary",
+    "with_name",
+]
 
 #: What a user can do about a run folder whose files are unreadable or disagree.
 DAMAGED = "looks damaged: re-train the run or restore the folder from a backup"
 
 
+def with_name(run: Path) -> Path:
+    """``run`` as a path that ends in the folder's name: ``.`` and ``..`` (a run given from inside
+    it) have none, and their parent is not the folder that holds the run."""
+    return Path(os.path.abspath(run)) if run.name in ("", "..") else run
+
+
 def read_npz(path: Path, load: Callable[[Path], Any]) -> Any:
     """``load(path)`` for an ``.npz`` of a run, with an error naming the file when it is damaged
-    (numpy says only "pickled data" or "not a zip file")."""
+    (numpy says only "pickled data", advising to load it unsafely, or "not a zip file")."""
     try:
         return load(path)
-    except (ValueError, OSError, KeyError, zipfile.BadZipFile) as error:  # KeyError: no such array
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        # KeyError: no such array; EOFError: an empty file (a full disk, say)
+        reason = str(error)
+        if isinstance(error, EOFError | zipfile.BadZipFile) or "pickle" in reason:
+            reason = "not a numpy .npz archive"
         raise ValueError(
-            f"{path}: cannot be read ({error}); the run folder {path.parent.parent} {DAMAGED}"
+            f"{path}: cannot be read ({reason}); the run folder {path.parent.parent} {DAMAGED}"
         ) from None
 
 
@@ -41,6 +61,19 @@ def read_vocabulary(path: Path) -> Vocabulary:
         return Vocabulary.from_json(data)
     except ValueError as error:
         raise damaged(path.parent.parent, str(error), path) from None
+
+
+def read_metrics(run: Path) -> dict[str, Any]:
+    """The run's ``metrics.json``, with an error naming it when it holds no JSON object (the
+    service describes the run from it). Text that is not JSON is left to the caller's
+    damaged-file handling (the CLI names the line)."""
+    path = run / "metrics.json"
+    metrics = json.loads(path.read_text())
+    if not isinstance(metrics, dict):
+        raise damaged(
+            run, f"holds a {type(metrics).__name__}, not the mapping `recdiff train` writes", path
+        )
+    return metrics
 
 
 def damaged(run: Path, reason: str, *files: Path) -> ValueError:

@@ -10,7 +10,6 @@ generator, seeded as a lone request's, so a list never depends on the other rows
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from recdiff.serving.predictor import Predictor, Query, _python
 from recdiff.serving.run_files import (
     check_items,
     damaged,
+    read_metrics,
     read_npz,
     read_run_config,
     read_vocabulary,
@@ -144,7 +144,7 @@ class SequencePredictor(Predictor):
             indptr,
             sequence_items,
             config,
-            json.loads((run / "metrics.json").read_text()),
+            read_metrics(run),
             run,
         )
 

@@ -12,8 +12,8 @@ Every error answers ``{"detail": "<what is wrong and what to send instead>"}``:
 404    unknown user id
 413    body larger than ``max_body_bytes``, history longer than ``max_history``
 422    malformed JSON, missing or extra fields, wrong types, ``k`` outside 1..max_k, unknown
-       history items (unless ``ignore_unknown``), ids of the wrong type, a user id for a run
-       whose data hold no user ids
+       history items (unless ``ignore_unknown``), ids of the wrong type or not Unicode text (a
+       lone surrogate escape), a user id for a run whose data hold no user ids
 =====  =====================================================================================
 
 Surrounding whitespace is stripped from ids sent as text, string and integer ids alike; an error
@@ -47,12 +47,14 @@ from pydantic import (
     StrictInt,
     StrictStr,
     create_model,
+    field_validator,
     model_validator,
 )
 
 from recdiff.data.errors import UnknownIdError
 from recdiff.serving.batching import MicroBatcher
 from recdiff.serving.predictor import Predictor, Query
+from recdiff.serving.run_files import with_name
 
 __all__ = ["RecommendRequest", "RecommendResponse", "create_app"]
 
@@ -74,6 +76,23 @@ class RecommendRequest(BaseModel):
     ignore_unknown: StrictBool = Field(
         False, description="drop history items the model does not know (else: 422)"
     )
+
+    @field_validator("user", "history")
+    @classmethod
+    def _unicode_text(cls, value: Any, info: Any) -> Any:
+        """JSON can escape a lone UTF-16 surrogate ("\\ud800"): no Unicode text, it could not
+        be sent back (among ``unknown_items``) and the client would get a bare 500."""
+        what = "user" if info.field_name == "user" else "history item"
+        for id_ in value if isinstance(value, list) else [value]:
+            if isinstance(id_, str) and not id_.isascii():
+                try:
+                    id_.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise ValueError(
+                        f"{what} id {id_!r} is not Unicode text (it holds a lone surrogate, "
+                        "written \\ud800 to \\udfff in JSON); send ids as the data writes them"
+                    ) from None
+        return value
 
     @model_validator(mode="after")
     def _user_or_history(self) -> "RecommendRequest":
@@ -293,7 +312,7 @@ def _model_info(predictor: Predictor, max_k: int, max_history: int) -> dict[str,
     return {
         "model": metrics.get("model", predictor.config.model.name),
         "name": predictor.config.name,
-        "run": directory.name if directory is not None else predictor.config.name,
+        "run": with_name(directory).name if directory is not None else predictor.config.name,
         "n_items": len(predictor.items),
         "n_users": len(predictor.users),
         "metrics": {
