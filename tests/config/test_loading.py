@@ -44,6 +44,8 @@ def test_overrides_set_nested_values_parsed_as_yaml():
         (["data.format=csv"], "data.source"),
         (["eval.averaging=some_users"], "eval.averaging"),
         (["data.time_weights.w_min=0.9", "data.time_weights.w_max=0.5"], "w_min"),
+        # A typo's bound, which crashed the progress bar (OverflowError) after loading the data.
+        (["train.epochs=100000000000000000000"], r"train.epochs: .*less than or equal to 1000000"),
     ],
 )
 def test_bad_settings_name_the_key(overrides, message):

@@ -124,6 +124,14 @@ def test_user_sequences_without_any_item_say_how_to_separate(tmp_path: Path) -> 
         read_user_sequences(path)
 
 
+def test_a_comma_separated_line_among_others_is_named(tmp_path: Path) -> None:
+    # It was read as user "2,5,6" without items, and made every id of the file a string.
+    path = tmp_path / "x.txt"
+    path.write_text("1\t5\t6\n\n2,5,6\n3 7 8\n")
+    with pytest.raises(DataFormatError, match=r"x\.txt line 3 reads '2,5,6'.*not commas"):
+        read_user_sequences(path)
+
+
 def test_user_item_lines(tmp_path: Path) -> None:
     path = tmp_path / "video.txt"
     path.write_text("1 9\n1 3\n2 3\n1 4\n")

@@ -142,7 +142,7 @@ def test_a_run_without_validation_or_test_data_is_refused(tmp_path):
     assert list(runs.iterdir()) == []
 
 
-@pytest.mark.parametrize("name", ["../escaped", "a/b", ".."])
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "..", ".hidden"])
 def test_a_run_name_cannot_leave_the_runs_folder(tmp_path, name):
     runs = tmp_path / "runs"
     config = load_config("demo-diffrec", [*FAST, f"name={name}"])

@@ -152,6 +152,12 @@ def read_user_sequences(path: PathLike) -> UserSequences:
             f"{parts[0][0][:40]!r}); a sequence file holds 'user_id item_1 ... item_n' lines, "
             "ids separated by spaces"
         )
+    comma = next((i for i, p in enumerate(parts) if len(p) == 1 and "," in p[0]), None)
+    if comma is not None:  # "2,5,6" among space-separated lines: not a user without items
+        raise DataFormatError(
+            f"{path} line {line_no[comma]} reads {parts[comma][0][:40]!r}: ids in a sequence "
+            "file are separated by spaces or tabs, not commas; rewrite that line"
+        )
     tokens = _tokens_to_ids(np.array([tok for p in parts for tok in p]))
     first = np.cumsum(counts) - counts
     is_user = np.zeros(tokens.size, dtype=bool)

@@ -52,7 +52,7 @@ from recdiff.models.sasrec import SASRec, SASRecConfig
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.nn import MLPDenoiser
 from recdiff.nn.sequence import HistoryEncoder
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.trainer import MAX_EPOCHS, TrainConfig
 
 __all__ = ["DreamRec", "DreamRecConfig", "GuidedDiffusionConfig", "ItemSpaceConfig"]
 
@@ -132,7 +132,9 @@ class ItemSpaceConfig(BaseModel):
     dropout: float = Field(0.1, ge=0, lt=1, description="sasrec: dropout in its encoder")
     all_positions: bool = Field(False, description="sasrec: SASRec's all-positions objective")
     lr: float = Field(1e-3, gt=0, description="sasrec: learning rate of the stage")
-    epochs: int = Field(200, ge=1, description="sasrec: upper bound on the stage's epochs")
+    epochs: int = Field(
+        200, ge=1, le=MAX_EPOCHS, description="sasrec: upper bound on the stage's epochs"
+    )
     eval_every: int = Field(2, ge=1, description="sasrec: validate every k epochs")
     patience: int = Field(10, ge=0, description="sasrec: stop after this many epochs without gain")
 

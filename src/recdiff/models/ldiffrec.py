@@ -43,6 +43,7 @@ from recdiff.models.diffrec import DiffRec, DiffusionConfig, _check_rows
 from recdiff.nn import MLPDenoiser
 from recdiff.train.distributed import broadcast_object, init_from_env
 from recdiff.train.trainer import (
+    MAX_EPOCHS,
     RowBatches,
     SparseRowBatches,
     TrainConfig,
@@ -104,6 +105,7 @@ class LatentConfig(BaseModel):
     epochs: int = Field(
         100,
         ge=0,
+        le=MAX_EPOCHS,
         description="autoencoder pre-training epochs (best by valid; 0: none, joint only)",
     )
     lr: float = Field(

@@ -37,7 +37,7 @@ from recdiff.eval.evaluator import as_binary_csr
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender, check_train
 from recdiff.train.distributed import init_from_env
-from recdiff.train.trainer import RowBatches, TrainConfig, Trainer, TrainResult
+from recdiff.train.trainer import MAX_EPOCHS, RowBatches, TrainConfig, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,8 @@ class MultVAEConfig:
             raise ValueError("beta_max must be >= 0 and total_anneal_steps >= 1")
         if min(self.batch_size, self.max_epochs, self.patience) < 1:
             raise ValueError("batch_size, max_epochs and patience must be >= 1")
+        if self.max_epochs > MAX_EPOCHS:
+            raise ValueError(f"max_epochs must be <= {MAX_EPOCHS}, got {self.max_epochs}")
         if not self.valid_metric.partition("@")[2].isdigit():
             raise ValueError(f"valid_metric must look like 'recall@20', got {self.valid_metric!r}")
 

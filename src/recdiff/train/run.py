@@ -209,10 +209,11 @@ def remove_unfinished_runs(runs_dir: Path, name: str) -> None:
 
 def _reserve(runs_dir: Path, name: str) -> Path:
     """Create an empty, uniquely named run directory (exclusive mkdir: safe between processes)."""
-    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")):
+    # A leading dot would hide the run: listed by nothing, and taken for an unfinished run.
+    if not name or name.startswith(".") or any(sep in name for sep in ("/", "\\")):
         raise ValueError(
-            f"the run name {name!r} must be a plain folder name (no '/', '\\', '.' or '..'): "
-            "set name to something like my-run"
+            f"the run name {name!r} must be a plain folder name (no '/' or '\\', not starting "
+            "with '.'): set name to something like my-run"
         )
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)

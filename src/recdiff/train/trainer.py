@@ -47,6 +47,7 @@ from recdiff.train.distributed import (
 )
 
 __all__ = [
+    "MAX_EPOCHS",
     "ExampleBatches",
     "OnEvent",
     "RowBatches",
@@ -60,6 +61,9 @@ __all__ = [
     "seed_everything",
     "sparse_rows",
 ]
+
+#: The most epochs a config may ask for (a bigger bound is a typo; progress bars overflow on it).
+MAX_EPOCHS = 10**6
 
 
 class TrainConfig(BaseModel):
@@ -76,7 +80,7 @@ class TrainConfig(BaseModel):
         description="examples per gradient step (last partial kept); under torchrun the global "
         "batch over all processes, each taking about batch_size / world_size",
     )
-    epochs: int = Field(1000, ge=1, description="upper bound on epochs")
+    epochs: int = Field(1000, ge=1, le=MAX_EPOCHS, description="upper bound on epochs")
     eval_every: int = Field(5, ge=1, description="validate every k epochs")
     patience: int = Field(20, ge=0, description="stop after this many epochs without gain")
     patience_steps: int | None = Field(
