@@ -21,6 +21,7 @@ Output folder (re-running the same command continues the study)::
     study.db     the Optuna study (SQLite, study name "recdiff-tune")
     runs/        one run directory per completed trial (other trials leave none)
     trials.csv   every trial: state, validation metric, sampled settings, run directory
+                 (relative to the output folder)
     best.yaml    the best trial's full config as a preset: ``recdiff train OUT/best.yaml``
 """
 
@@ -33,6 +34,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import signal
 import warnings
@@ -242,7 +244,8 @@ class _Search:
             trial.set_user_attr("error", _stop_reason(stop))  # Optuna fails it on Ctrl-C
             raise
         metrics = result.metrics
-        trial.set_user_attr("run_dir", str(result.directory))
+        # Relative to the tune folder, which may move or be read from another working folder.
+        trial.set_user_attr("run_dir", os.path.relpath(result.directory, self.out))
         trial.set_user_attr("best_epoch", metrics.get("best_epoch"))
         trial.set_user_attr("seconds", round(metrics["seconds"]["total"], 1))
         trial.set_user_attr("test", metrics["test"].get(self.metric))  # recorded, not selected on
