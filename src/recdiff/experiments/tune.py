@@ -342,9 +342,9 @@ def _current_form(config: Any) -> Any:
 
 
 def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, warmup: int):
+    optuna = import_optuna()  # first: without the tune extra, sqlalchemy is missing too
     from sqlalchemy.exc import DatabaseError  # optuna's storage layer
 
-    optuna = import_optuna()
     path = out / "study.db"
     try:
         with _heartbeats_are_fine(optuna):
