@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -151,6 +152,52 @@ def test_a_saved_run_with_its_own_table_ignores_the_stage_settings_it_listed(dat
     meta["config"]["settings"]["item_space"]["epochs"] = 100  # as if the default were 100
     (tmp_path / "model" / "config.json").write_text(json.dumps(meta))
     assert SavedModel.load(tmp_path / "model").config.item_space.source == "learned"
+
+
+def _resave(directory, edit) -> None:
+    meta = json.loads((directory / "config.json").read_text())
+    edit(meta["config"]["settings"])
+    (directory / "config.json").write_text(json.dumps(meta))
+
+
+def test_a_run_saved_under_the_options_first_name_norm_loads_as_rms(data, tmp_path):
+    """The first release of the option fixed a row norm (``norm``); rms = norm / sqrt(dim)."""
+    model = _dreamrec(data)
+    model.save(tmp_path / "model")
+
+    def to_norm(settings):
+        space = settings["item_space"]
+        space["norm"] = space.pop("rms") * 32**0.5  # 0.5 * sqrt(32): the rows as trained
+
+    _resave(tmp_path / "model", to_norm)
+    loaded = SavedModel.load(tmp_path / "model")
+    assert loaded.config.item_space.rms == pytest.approx(0.5)
+    history = torch.as_tensor(np.asarray(data.test.history[:16]))
+    torch.testing.assert_close(loaded.score(history), model.score(history))
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_a_run_saved_with_eta_above_one_loads_with_eta_one(data, tmp_path, sampler):
+    """eta > 1 was accepted before it was bounded; only a DDIM run samples differently now."""
+    model = DreamRec(
+        DreamRecConfig(dim=32, hidden_dims=[64], diffusion=GuidedDiffusionConfig(steps=20)),
+        _training(epochs=1),
+    ).fit(data)
+    model.save(tmp_path / "model")
+
+    def to_old_eta(settings):
+        settings["diffusion"].update(eta=1.5, sampler=sampler)
+
+    _resave(tmp_path / "model", to_old_eta)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = SavedModel.load(tmp_path / "model")
+    assert loaded.config.diffusion.eta == 1.0
+    messages = [str(w.message) for w in caught if "eta" in str(w.message)]
+    if sampler == "ddim":
+        assert len(messages) == 1 and "diffusion.eta=1.5" in messages[0]
+    else:
+        assert messages == []
 
 
 def test_stage_settings_need_the_sasrec_source():

@@ -382,6 +382,27 @@ class DreamRec(SequentialRecommender):
         if space.get("source", "learned") == "learned":
             settings = {**config["settings"], "item_space": {"source": "learned"}}
             config = {**config, "settings": settings}
+        elif "norm" in space:
+            # The option's first name: a row norm, fixed whatever the dim; rms is norm / sqrt(dim)
+            # (the same rows). The table itself is in the weights either way.
+            space = {k: v for k, v in space.items() if k != "norm"}
+            norm = config["settings"]["item_space"]["norm"]
+            dim = config["settings"].get("dim", DreamRecConfig.model_fields["dim"].default)
+            space["rms"] = None if norm is None else norm / dim**0.5
+            config = {**config, "settings": {**config["settings"], "item_space": space}}
+        diffusion = config["settings"].get("diffusion") or {}
+        if diffusion.get("eta", 0.0) > 1:
+            # Before eta was bounded by 1, a larger one was accepted (DDIM's sigma grew past
+            # DDPM's). Only the ddim sampler reads it: a ddpm run loads unchanged with eta 1.
+            if diffusion.get("sampler") == "ddim":
+                warnings.warn(
+                    f"this DreamRec run was saved with diffusion.eta={diffusion['eta']}; eta "
+                    "is now bounded by 1 and the run loads with eta=1, so its DDIM samples "
+                    "(and metrics) differ from those it recorded",
+                    stacklevel=2,
+                )
+            diffusion = {**diffusion, "eta": 1.0}
+            config = {**config, "settings": {**config["settings"], "diffusion": diffusion}}
         return super()._from_saved(config, tensors)
 
     def sampler(self, sampler: str | None = None, steps: int | None = None) -> Sampler:
