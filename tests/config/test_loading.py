@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import yaml
 
 from recdiff.config import ConfigError, apply_overrides, list_presets, load_config
 
@@ -188,6 +189,31 @@ def test_multvae_takes_a_train_setting_set_on_the_command_line_even_at_the_train
     # a saved config still takes model.* overrides (a search over model.lr)
     saved = asked.model_dump(mode="json")
     assert RunConfig.model_validate({**saved, "model": {**saved["model"], "lr": 0.003}})
+
+
+def test_multvae_takes_a_train_setting_written_in_a_yaml_file_even_at_the_trainer_default(
+    tmp_path,
+):
+    from recdiff.config.models import build_model
+
+    def settings(config):
+        return build_model("multvae", config.model.params(), config.train).config
+
+    path = tmp_path / "multvae.yaml"
+    path.write_text(
+        "name: mine\ndata: {format: demo}\nmodel: {name: multvae}\n"
+        "train: {batch_size: 400, lr: 0.001}\n"  # both TrainConfig's defaults
+    )
+    written = load_config(str(path))
+    assert settings(written).batch_size == 400  # not Mult-VAE's own 500
+    saved = tmp_path / "resolved.yaml"  # a run's config.yaml lists every train key
+    saved.write_text(yaml.safe_dump(written.model_dump(mode="json")))
+    assert settings(load_config(str(saved))).batch_size == 400
+    # A resolved config of a run that kept Mult-VAE's batch lists the trainer's 400 too.
+    resolved = tmp_path / "default.yaml"
+    resolved.write_text(yaml.safe_dump(load_config("multvae-ml1m").model_dump(mode="json")))
+    assert load_config(str(resolved)).train.batch_size == 400
+    assert settings(load_config(str(resolved))).batch_size == 500
 
 
 @pytest.mark.parametrize(

@@ -92,8 +92,11 @@ def _read_value(text: str, item: str) -> Any:
 
 def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunConfig:
     """Validate a preset or YAML file with overrides; errors name the offending key."""
-    raw = apply_overrides(_raw_config(preset_or_path), list(overrides or []))
-    _multvae_reads_what_was_set(raw, list(overrides or []))
+    raw = _raw_config(preset_or_path)
+    given = [item.partition("=")[0].strip() for item in overrides or []]
+    given += [f"train.{key}" for key in _train_keys_written(raw)]
+    raw = apply_overrides(raw, list(overrides or []))
+    _multvae_reads_what_was_set(raw, given)
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
@@ -104,20 +107,37 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     return config
 
 
-def _multvae_reads_what_was_set(raw: dict[str, Any], overrides: list[str]) -> None:
-    """``--set train.batch_size=400`` for Mult-VAE, in place: also ``model.batch_size=400``.
+# Keys every resolved config (a run's config.yaml) has listed in its train section, whatever
+# recdiff version wrote it; a file that lists them all was written by recdiff, not by hand.
+_RESOLVED_TRAIN_KEYS = frozenset(
+    {"lr", "weight_decay", "optimizer", "batch_size", "epochs", "eval_every", "patience"}
+    | {"metric", "seed", "precision", "device", "progress"}
+)
+
+
+def _train_keys_written(raw: dict[str, Any]) -> list[str]:
+    """The ``train.*`` keys a hand-written config file sets; none for a resolved config, which
+    lists every key, defaults too, so that its keys cannot say they were chosen."""
+    train = raw.get("train")
+    if not isinstance(train, dict) or _RESOLVED_TRAIN_KEYS <= train.keys():
+        return []
+    return [str(key) for key in train]
+
+
+def _multvae_reads_what_was_set(raw: dict[str, Any], given: list[str]) -> None:
+    """``train.batch_size: 400`` for Mult-VAE, in place: also ``model.batch_size: 400``.
 
     Mult-VAE maps ``train.*`` keys onto its own settings only when they differ from the
     trainer's defaults (a resolved config lists every key, so an equal one cannot say it was
-    set), and its defaults differ (batch 500, not 400). A key set on the command line says so:
-    its value is copied to the model key Mult-VAE reads, unless that one was set too (then the
-    usual check reports a contradiction). A YAML file's keys stay ambiguous."""
+    set), and its defaults differ (batch 500, not 400). A key set on the command line or
+    written in a hand-written file (``given``) says so: its value is copied to the model key
+    Mult-VAE reads, unless that one was set too (then the usual check reports a
+    contradiction). A resolved config's keys stay ambiguous and keep the rule above."""
     from recdiff.config.models import MULTVAE_TRAIN_KEYS
 
     model = raw.get("model")
     if not isinstance(model, dict) or model.get("name") != "multvae":
         return
-    given = [item.partition("=")[0].strip() for item in overrides]
     for key, field in MULTVAE_TRAIN_KEYS.items():
         if f"train.{key}" in given and f"model.{field}" not in given and field not in model:
             model[field] = raw["train"][key]
