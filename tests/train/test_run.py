@@ -326,3 +326,30 @@ def test_a_run_saved_before_min_rating_dropped_emptied_ids_still_evaluates(monke
     predictor = Predictor.load(old.directory)
     assert len(predictor.items) == 8  # the catalogue it was trained with
     assert predictor.evaluate()["test"] == pytest.approx(old.metrics["test"])
+
+
+@pytest.mark.parametrize(
+    ("preset", "settings", "named"),
+    [
+        ("demo-ease", ["train.lr=0.5", "train.epochs=3"], "train.epochs, train.lr do not apply"),
+        ("demo-popularity", ["train.metric=ndcg@10"], "train.metric does not apply"),
+    ],
+)
+def test_closed_form_models_name_the_train_settings_they_ignore(tmp_path, preset, settings, named):
+    with pytest.warns(UserWarning, match=named):
+        run_training(load_config(preset, settings), tmp_path, progress=False)
+
+
+def test_ease_reads_train_metric_and_warns_of_nothing_it_uses(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails: EASE selects lambda by this metric
+        run = run_training(
+            load_config("demo-ease", ["train.metric=ndcg@10", "train.seed=3"]), tmp_path, False
+        )
+    events = [
+        json.loads(line) for line in (run.directory / "events.jsonl").read_text().splitlines()
+    ]
+    selected = [e for e in events if e.get("event") == "select"]
+    assert selected and selected[0]["l2_lambda"] > 0

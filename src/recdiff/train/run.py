@@ -21,6 +21,7 @@ import platform
 import re
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -118,6 +119,7 @@ def _fit(
 ) -> Recommender:
     """Fit as the model needs (selection always on validation); returns the fitted model."""
     name = config.model.name
+    _warn_ignored_train_settings(config)
     valid = splits.valid.matrix if splits.valid.nnz else None
     if name in ("diffrec", "ldiffrec"):
         selection_tasks = tasks if valid is not None else {}
@@ -145,6 +147,36 @@ def _fit(
     if name == "multvae":
         return model.fit(inputs, valid, on_event=log)
     return model.fit(inputs, valid)
+
+
+# The train.* settings a model without a training loop still reads (besides where it runs).
+_CLOSED_FORM_READS = {
+    "ease": {"seed", "progress", "tensorboard", "device", "metric"},  # metric selects lambda
+    "popularity": {"seed", "progress", "tensorboard", "device"},
+}
+
+
+def _warn_ignored_train_settings(config: RunConfig) -> None:
+    """EASE and popularity have no epochs, learning rate or batches: a ``train.*`` setting
+    moved from its default is one the user expects to matter, so it is named rather than
+    silently dropped. (A warning, not an error: ``recdiff experiment --set train.*`` applies
+    one setting to every config of a comparison, EASE's included.)"""
+    reads = _CLOSED_FORM_READS.get(config.model.name)
+    if reads is None:
+        return
+    defaults = type(config.train).model_fields
+    ignored = sorted(
+        key
+        for key in config.train.model_fields_set - reads
+        if getattr(config.train, key) != defaults[key].default
+    )
+    if ignored:
+        what = "solved in closed form" if config.model.name == "ease" else "counted, not trained"
+        names = ", ".join(f"train.{key}" for key in ignored)
+        verb = "does" if len(ignored) == 1 else "do"
+        warnings.warn(
+            f"{names} {verb} not apply to {config.model.name} ({what}): ignored", stacklevel=3
+        )
 
 
 def run_training(
