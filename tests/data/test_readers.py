@@ -236,7 +236,9 @@ def test_missing_datetimes_name_the_file_and_rows(tmp_path: Path) -> None:
     frame.to_parquet(tmp_path / "r.parquet")
     with pytest.raises(
         DataFormatError,
-        match=r"2 missing datetime\(s\) in column 'when' in .*r\.parquet at rows 1, 3;",
+        # Parquet has no lines: data rows counted from 1, as the message says
+        match=r"2 missing datetime\(s\) in column 'when' in .*r\.parquet at rows 2, 4 "
+        r"\(data rows counted from 1\);",
     ):
         read_interactions(tmp_path / "r.parquet", time_col="when")
 

@@ -18,6 +18,7 @@ from recdiff.data import (
     split_random,
     split_user_temporal,
 )
+from recdiff.data.splits import UsersWithoutTrainWarning
 
 
 def frame_of(part: Interactions) -> set[tuple[object, object]]:
@@ -55,7 +56,8 @@ def test_global_temporal_drop_unseen() -> None:
     splits = split_global_temporal(data, (0.5, 0.0, 0.5), drop_unseen=True)
     # test would hold (b, 1) and (a, 3); user b and item 3 never occur in train
     assert splits.test.nnz == 0
-    kept = split_global_temporal(data, (0.5, 0.0, 0.5))
+    with pytest.warns(UsersWithoutTrainWarning, match="1 of 2 user"):  # b, from an empty history
+        kept = split_global_temporal(data, (0.5, 0.0, 0.5))
     assert frame_of(kept.test) == {("b", 1), ("a", 3)}
 
 
@@ -103,6 +105,7 @@ def test_random_split_seeded() -> None:
     assert np.all(per_user.test.user_counts() > 0)  # every synthetic user has >= 5 items
 
 
+@pytest.mark.filterwarnings("ignore::recdiff.data.splits.UsersWithoutTrainWarning")
 def test_temporal_splits_never_look_ahead() -> None:
     data = make_synthetic(n_users=200, n_items=100, seed=2)
     glob = split_global_temporal(data)
@@ -135,6 +138,7 @@ def test_splits_must_share_vocabularies() -> None:
         DatasetSplits(a, b, a)
 
 
+@pytest.mark.filterwarnings("ignore::recdiff.data.splits.UsersWithoutTrainWarning")
 @settings(max_examples=30, deadline=None)
 @given(
     st.lists(

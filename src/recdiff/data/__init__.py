@@ -49,6 +49,7 @@ from recdiff.data.sequence_readers import (
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.data.splits import (
     DatasetSplits,
+    UsersWithoutTrainWarning,
     split_global_temporal,
     split_leave_one_out,
     split_random,
@@ -70,6 +71,7 @@ __all__ = [
     "UnknownIdError",
     "UnsafePickleError",
     "UserSequences",
+    "UsersWithoutTrainWarning",
     "Vocabulary",
     "WindowedExamples",
     "demo_splits",

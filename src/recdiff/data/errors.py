@@ -45,6 +45,17 @@ def describe_source(source: str | os.PathLike[str] | None) -> str:
     return f" in {os.fspath(source)}" if source is not None else ""
 
 
+class RowNumbers(np.ndarray):
+    """The 1-based data-row number of every frame row of a file that has rows but no lines
+    (Parquet): passed as ``line_numbers``, it makes :func:`describe_rows` say "row 2 (data rows
+    counted from 1)" rather than "line 2". Indexing keeps the type (``np.asarray`` drops it)."""
+
+    @classmethod
+    def first(cls, n: int) -> RowNumbers:
+        """Rows ``1..n``: every row of a file read whole."""
+        return np.arange(1, n + 1, dtype=np.int64).view(cls)
+
+
 def describe_rows(
     positions: Sequence[int] | np.ndarray,
     line_numbers: np.ndarray | None = None,
@@ -53,11 +64,16 @@ def describe_rows(
     """Describe frame row positions as file lines (when ``line_numbers`` is given) or rows.
 
     ``line_numbers[p]`` is the 1-based file line of frame row ``p``; readers pass it so that
-    messages point into the file, frames built in memory are described by row position.
+    messages point into the file. A :class:`RowNumbers` (Parquet) gives 1-based data rows, said
+    so in the message; frames built in memory are described by (0-based) row position.
     """
     pos = np.asarray(positions, dtype=np.int64)
+    file_rows = isinstance(line_numbers, RowNumbers)
     shown = pos[:limit] if line_numbers is None else np.asarray(line_numbers)[pos[:limit]]
-    word = "row" if line_numbers is None else "line"
-    more = f" (and {pos.size - limit} more)" if pos.size > limit else ""
+    word = "line" if line_numbers is not None and not file_rows else "row"
+    notes = [f"and {pos.size - limit} more"] if pos.size > limit else []
+    if file_rows:
+        notes.append("data rows counted from 1")
     plural = "s" if pos.size > 1 else ""
-    return f"{word}{plural} " + ", ".join(str(int(x)) for x in shown) + more
+    listed = ", ".join(str(int(x)) for x in shown)
+    return f"{word}{plural} {listed}" + (f" ({'; '.join(notes)})" if notes else "")

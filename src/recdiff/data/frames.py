@@ -145,8 +145,16 @@ def time_column(
     line_numbers: np.ndarray | None = None,
 ) -> np.ndarray:
     """Times as float64 seconds: numbers as they are, datetimes (Parquet) and ISO 8601 text
-    (``2024-05-01 13:00:00``, with or without a UTC offset; none means UTC) since the epoch."""
+    (``2024-05-01 13:00:00``, with or without a UTC offset; none means UTC) since the epoch.
+    A missing (empty) time is an error that says so, whatever the other times look like."""
     series = frame[col]
+    missing = np.flatnonzero(series.isna().to_numpy())
+    if missing.size and not pd.api.types.is_datetime64_any_dtype(series):  # NaT: _datetime_seconds
+        raise DataFormatError(
+            f"{missing.size} missing (NaN/empty) time value(s) in column {col!r}"
+            f"{describe_source(source)} at {describe_rows(missing, line_numbers)}; every "
+            "interaction needs a time: fill or drop those rows"
+        )
     text = pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
     if not text:
         return numeric_column(frame, col, source, line_numbers)

@@ -335,7 +335,7 @@ class Interactions:
             ratings = None if ratings is None else ratings[keep]
             times = None if times is None else times[keep]
             if line_numbers is not None:
-                line_numbers = np.asarray(line_numbers)[keep]
+                line_numbers = np.asanyarray(line_numbers)[keep]  # keeps RowNumbers
         return cls.from_indices(
             users,
             items,

@@ -6,7 +6,8 @@
 - :func:`read_recbole_inter`: RecBole atomic ``.inter`` files (typed header ``user_id:token``)
 
 Malformed files raise :class:`~recdiff.data.errors.DataFormatError` naming the file, the line
-(1-based, counting the header) and what to do about it. Sequence formats live in
+(1-based, counting the header; in Parquet, which has no lines, the data row counted from 1) and
+what to do about it. Sequence formats live in
 :mod:`recdiff.data.sequences`.
 """
 
@@ -16,6 +17,7 @@ import codecs
 import csv
 import io
 import os
+import re
 import warnings
 from collections.abc import Collection
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from recdiff.data.errors import DataFormatError
+from recdiff.data.errors import DataFormatError, RowNumbers
 from recdiff.data.interactions import DuplicatePolicy, Interactions, UnknownPolicy
 from recdiff.data.splits import DatasetSplits
 from recdiff.data.vocab import Vocabulary
@@ -57,7 +59,9 @@ def _load_pairs(path: Path) -> np.ndarray:
     pairs = pairs.astype(np.int64, copy=False)
     if pairs.size and pairs.min() < 0:
         row = int(np.flatnonzero((pairs < 0).any(axis=1))[0])
-        raise DataFormatError(f"{path} row {row} has a negative id {pairs[row].tolist()}")
+        raise DataFormatError(
+            f"{path} row {row + 1} (rows counted from 1) has a negative id {pairs[row].tolist()}"
+        )
     return pairs
 
 
@@ -228,9 +232,10 @@ def read_table(
 ) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Read a delimited text or Parquet file into a frame, and the file line of every row.
 
-    Blank lines are skipped (line numbers stay exact); for Parquet the line numbers are None
-    (errors then name row positions). ``names`` replaces the header (or names headerless
-    columns); ``dtype`` is passed to pandas (e.g. ``str`` to keep zero-padded ids).
+    Blank lines are skipped (line numbers stay exact); Parquet has no lines, so its "line
+    numbers" are :class:`~recdiff.data.errors.RowNumbers` (data rows counted from 1, and errors
+    say so). A header naming a column twice is an error. ``names`` replaces the header (or names
+    headerless columns); ``dtype`` is passed to pandas (e.g. ``str`` to keep zero-padded ids).
     ``ids`` names the id columns: in a text file they are read as written, and become ints only
     when every value is a plain integer (``"007"`` stays a string); spaces around them and around
     header names are dropped. Only empty fields are missing values (``NA`` or ``null`` is
@@ -243,11 +248,17 @@ def read_table(
         raise FileNotFoundError(f"{path} not found")
     if path.stat().st_size == 0:
         raise DataFormatError(f"{path} is empty; expected one interaction per line")
+    if names is not None and len(set(names)) < len(names):
+        raise ValueError(f"names {names} repeat {_repeated(names)}; give every column its own name")
     if kind == "parquet":
+        import pyarrow.parquet as pq  # pandas' engine: only the schema, before pandas reads
+
+        # pyarrow refuses a repeated column with an opaque "Multiple matches for FieldRef"
+        _refuse_repeated_columns(pq.read_schema(path).names, path, "")
         frame = pd.read_parquet(path)
         if names is not None:
             frame.columns = names
-        return _non_empty(frame, path), None
+        return _non_empty(frame, path), RowNumbers.first(len(frame))
     source: Any = path
     written = sep  # the file's separator, for messages
     if len(sep) > 1:  # e.g. MovieLens "::": map to a tab so pandas' fast C parser can read it
@@ -289,6 +300,8 @@ def read_table(
         raise _not_utf8(path, path.read_bytes()) from None
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
         _refuse_extra_fields(source, path, sep, names, written)  # dropped fields: empty ones?
+    if header and names is None:
+        _refuse_repeated_header(source, path, sep, list(frame.columns))
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     line_numbers = frame.index.to_numpy(dtype=np.int64) + (2 if header else 1)
     blank = frame.isna().all(axis=1).to_numpy()
@@ -330,6 +343,50 @@ def _refuse_extra_fields(
         f"{width} columns. Check the separator (sep={written!r}) and that every line has "
         f"{width} fields"
     )
+
+
+def _repeated(names: list[Any]) -> list[str]:
+    """The names that occur more than once, each once, in order of first occurrence."""
+    return [str(n) for n in dict.fromkeys(n for n in names if names.count(n) > 1)]
+
+
+def _refuse_repeated_columns(names: list[Any], path: Path, where: str) -> None:
+    """Raise if ``names`` (the columns of ``path``; ``where`` says where they are written)
+    repeat one: reading by name would then take one of them silently."""
+    repeated = _repeated(names)
+    if repeated:
+        raise DataFormatError(
+            f"{path}{where} names column(s) {repeated} more than once; give every column its "
+            "own name (rename or drop the repeated ones), so that it is clear which one holds "
+            "the data"
+        )
+
+
+# pandas renames the second "user" of a header to "user.1" (and a third to "user.2").
+_MANGLED = re.compile(r"(.+)\.[0-9]+")
+
+
+def _refuse_repeated_header(source: Any, path: Path, sep: str, columns: list[Any]) -> None:
+    """Raise if the header of a text file (``source``, as :func:`_refuse_extra_fields` has it)
+    names a column twice, spaces around names aside. pandas would keep the first and rename
+    the others ``name.1``, ..., so a column the reader asks for by name could be the wrong one.
+
+    ``columns`` are pandas' names; the header is read again only when they look renamed."""
+    stripped = [c.strip() if isinstance(c, str) else c for c in columns]
+    names = set(stripped)
+    suspect = len(names) < len(stripped) or any(
+        isinstance(c, str) and (m := _MANGLED.fullmatch(c)) and m.group(1).strip() in names
+        for c in stripped
+    )
+    if not suspect:
+        return
+    text = source.getvalue() if isinstance(source, io.StringIO) else read_text(path, "latin-1")
+    try:
+        fields = next(csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True), [])
+    except csv.Error:  # pandas read it; keep its reading
+        return
+    header = [f.strip() for f in fields]
+    _refuse_repeated_columns(header, path, " line 1: the header")
 
 
 def _non_empty(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

@@ -7,10 +7,16 @@ so a user's row means the same thing in all three. Ratio splits cut at
 
 Temporal splits need timestamps; ties keep a deterministic order (the CSR order, i.e. by user
 then item index), so the same data always splits the same way.
+
+A split can leave a user with valid/test interactions but none in train (under
+``global_temporal``, a user whose interactions all fall after the cut). ``drop_unseen=True``
+moves those held-out rows to ``dropped``; without it they stay, a model scores those users from
+an empty history, and the splitter warns (:class:`UsersWithoutTrainWarning`) saying how many.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +27,10 @@ from recdiff.data.interactions import Interactions
 from recdiff.data.vocab import Vocabulary
 
 _EPS = 1e-9
+
+
+class UsersWithoutTrainWarning(UserWarning):
+    """A split kept valid/test interactions of users who have no train interaction."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +114,11 @@ def _require_times(data: Interactions) -> np.ndarray:
     return data.timestamps.data
 
 
-def _from_labels(data: Interactions, label: np.ndarray, drop_unseen: bool) -> DatasetSplits:
-    """Split entries by ``label`` (0 train, 1 valid, 2 test; CSR order)."""
+def _from_labels(
+    data: Interactions, label: np.ndarray, drop_unseen: bool, splitter: str
+) -> DatasetSplits:
+    """Split entries by ``label`` (0 train, 1 valid, 2 test; CSR order). ``splitter`` (a key of
+    ``_NO_TRAIN``) words the warning about users without train interactions."""
     train = data.select_entries(label == 0)
     valid_mask, test_mask = label == 1, label == 2
     if drop_unseen:
@@ -119,8 +132,48 @@ def _from_labels(data: Interactions, label: np.ndarray, drop_unseen: bool) -> Da
         test_mask &= seen
     else:
         dropped = None
+        _warn_users_without_train(data, label, train, splitter)
     valid, test = data.select_entries(valid_mask), data.select_entries(test_mask)
     return DatasetSplits(train, valid, test, dropped)
+
+
+# Per splitter: why a user can end up without train interactions, and the other way out.
+_PER_USER_NO_TRAIN = (
+    "too few interactions for a train share",
+    "drop users with few interactions (k_core) or raise the train ratio",
+)
+_NO_TRAIN = {
+    "split_global_temporal": (
+        "all their interactions fall after the train cut",
+        "split per user (split_user_temporal, split_leave_one_out)",
+    ),
+    "split_random": ("none of their interactions was drawn for train", "pass per_user=True"),
+    "split_random(per_user=True)": _PER_USER_NO_TRAIN,
+    "split_user_temporal": _PER_USER_NO_TRAIN,
+    "split_leave_one_out": _PER_USER_NO_TRAIN,  # cannot happen: a user's oldest row is train
+}
+
+
+def _warn_users_without_train(
+    data: Interactions, label: np.ndarray, train: Interactions, splitter: str
+) -> None:
+    """Warn when users with valid/test entries have no train entry: their input is empty."""
+    held_out_users = np.unique(data.user_indices()[label != 0])
+    cold = held_out_users[train.user_counts()[held_out_users] == 0]
+    if cold.size == 0:
+        return
+    shown = ", ".join(repr(x) for x in data.users.ids[cold[:5]].tolist())
+    more = f" and {cold.size - 5} more" if cold.size > 5 else ""
+    why, other = _NO_TRAIN[splitter]
+    warnings.warn(
+        f"{splitter}: {cold.size} of {held_out_users.size} user(s) with valid/test "
+        f"interactions have no train interaction ({why}; e.g. users {shown}{more}). They stay "
+        "in valid/test and are scored from an empty history: pass drop_unseen=True to move "
+        "their held-out interactions to `dropped` (as DiffRec did, and as a run config always "
+        f"does), or {other}",
+        UsersWithoutTrainWarning,
+        stacklevel=4,
+    )
 
 
 def split_global_temporal(
@@ -138,7 +191,7 @@ def split_global_temporal(
     train_end, valid_end = _cuts(data.nnz, r)
     label = np.empty(data.nnz, dtype=np.int8)
     label[order] = np.searchsorted([train_end, valid_end], np.arange(data.nnz), side="right")
-    return _from_labels(data, label, drop_unseen)
+    return _from_labels(data, label, drop_unseen, "split_global_temporal")
 
 
 def _per_user_labels(data: Interactions, keys: np.ndarray, ratios: np.ndarray) -> np.ndarray:
@@ -159,7 +212,8 @@ def split_user_temporal(
     ``floor(n * (r_train + r_valid))`` train + valid ones; the rest are test.
     """
     r = _check_ratios(ratios)
-    return _from_labels(data, _per_user_labels(data, _require_times(data), r), drop_unseen)
+    labels = _per_user_labels(data, _require_times(data), r)
+    return _from_labels(data, labels, drop_unseen, "split_user_temporal")
 
 
 def split_leave_one_out(data: Interactions, drop_unseen: bool = False) -> DatasetSplits:
@@ -174,7 +228,7 @@ def split_leave_one_out(data: Interactions, drop_unseen: bool = False) -> Datase
     label = np.zeros(data.nnz, dtype=np.int8)
     label[(from_end == 1) & (counts[rows] >= 3)] = 1
     label[(from_end == 0) & (counts[rows] >= 2)] = 2
-    return _from_labels(data, label, drop_unseen)
+    return _from_labels(data, label, drop_unseen, "split_leave_one_out")
 
 
 def split_random(
@@ -194,9 +248,10 @@ def split_random(
     rng = np.random.default_rng(seed)
     keys = rng.random(data.nnz)
     if per_user:
-        return _from_labels(data, _per_user_labels(data, keys, r), drop_unseen)
+        labels = _per_user_labels(data, keys, r)
+        return _from_labels(data, labels, drop_unseen, "split_random(per_user=True)")
     train_end, valid_end = _cuts(data.nnz, r)
     rank = np.empty(data.nnz, dtype=np.int64)
     rank[np.argsort(keys, kind="stable")] = np.arange(data.nnz)
     label = (rank >= train_end).astype(np.int8) + (rank >= valid_end)
-    return _from_labels(data, label, drop_unseen)
+    return _from_labels(data, label, drop_unseen, "split_random")
