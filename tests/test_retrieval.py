@@ -1,13 +1,16 @@
 """Retrieval indexes take item and query embeddings as they come out of a model: tensors that
-require grad (an embedding table), bfloat16, on the model's device."""
+require grad (an embedding table), bfloat16, on the model's device. Recall against the exact
+top-K, computed by hand on tiny id arrays."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from recdiff.retrieval import ExactIndex, build_index
+from recdiff.retrieval import ExactIndex, build_index, recall_at_k
 
 
 def _embeddings():
@@ -36,3 +39,29 @@ def test_faiss_index_takes_tensors_that_require_grad_or_are_bfloat16():
     exact, _ = ExactIndex(items).search(queries, 5)
     assert found.shape == exact.shape == (4, 5)
     assert np.mean([np.isin(e, f).mean() for e, f in zip(exact, found, strict=True)]) > 0.6
+
+
+def test_recall_at_k_counts_each_rows_share_of_its_exact_ids():
+    exact = np.array([[1, 2, 3, 4], [5, 6, -1, -1]])  # row 1: two results, then padding
+    approximate = np.array([[4, 9, 1, -1], [6, 7, 8, 9]])
+    assert recall_at_k(approximate, exact) == pytest.approx((2 / 4 + 1 / 2) / 2)
+    # Ids match within a row only: row 0's 5 and 6 do not count for row 1.
+    assert recall_at_k(np.array([[5, 6], [1, 2]]), np.array([[1, 2], [5, 6]])) == 0.0
+
+
+def test_recall_at_k_leaves_rows_without_exact_results_out_of_the_mean():
+    """Before, one all-padding row made the whole recall NaN, with numpy's warnings."""
+    exact = np.array([[1, 2], [-1, -1], [3, 4]])
+    approximate = np.array([[1, 5], [3, 4], [3, 4]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert recall_at_k(approximate, exact) == pytest.approx((1 / 2 + 1) / 2)
+        # Nothing to recall in any row (or no rows): undefined, NaN, still without a warning.
+        assert np.isnan(recall_at_k(approximate[1:2], exact[1:2]))
+        assert np.isnan(recall_at_k(np.empty((0, 5), int), np.empty((0, 5), int)))
+        assert np.isnan(recall_at_k(np.empty((3, 0), int), np.empty((3, 0), int)))
+
+
+def test_recall_at_k_refuses_arrays_of_different_shapes():
+    with pytest.raises(ValueError, match="shapes differ"):
+        recall_at_k(np.zeros((2, 3), int), np.zeros((2, 4), int))

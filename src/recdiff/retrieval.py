@@ -79,8 +79,34 @@ def build_index(
 
 
 def recall_at_k(approximate: np.ndarray, exact: np.ndarray) -> float:
-    """Mean fraction of each row's exact top-K ids that the approximate top-K also holds."""
+    """Mean over rows of the fraction of a row's exact top-K ids that its approximate top-K also
+    holds.
+
+    Ids below 0 are padding (``-1``, as :func:`~recdiff.eval.ranking.topk_items` and faiss pad
+    rows with fewer than K results). A row whose exact results are all padding has nothing to
+    recall: it is left out of the mean, not counted as 0 or 1 (the policy of
+    :mod:`recdiff.eval.metrics` for users without test items). When no row has an exact result
+    (no rows, or a catalogue without items) the recall is undefined: NaN, without a warning.
+
+    Args:
+        approximate: ``[n_queries, K]`` ids an approximate index returned.
+        exact: ``[n_queries, K]`` ids of the exact top-K, for the same queries.
+    """
+    approximate, exact = np.asarray(approximate), np.asarray(exact)
     if approximate.shape != exact.shape:
         raise ValueError(f"shapes differ: {approximate.shape} vs {exact.shape}")
-    found = [np.isin(e[e >= 0], a).mean() for a, e in zip(approximate, exact, strict=True)]
-    return float(np.mean(found)) if found else float("nan")
+    if exact.ndim != 2:
+        raise ValueError(f"expected [n_queries, K] id arrays, got shape {exact.shape}")
+    valid = exact >= 0
+    counts = valid.sum(axis=1)
+    if not counts.any():
+        return float("nan")
+    # Offset each row's ids into a range of its own, so that one np.isin over all rows matches
+    # ids within a row only. Padding (any negative id) maps to a key no real id takes.
+    width = max(int(exact.max()), int(approximate.max()), 0) + 2
+    offsets = np.arange(len(exact), dtype=np.int64)[:, None] * width
+    exact_keys = np.maximum(exact.astype(np.int64), -1) + 1 + offsets
+    approximate_keys = np.maximum(approximate.astype(np.int64), -1) + 1 + offsets
+    found = np.isin(exact_keys, approximate_keys) & valid
+    rows = counts > 0
+    return float(np.mean(found.sum(axis=1)[rows] / counts[rows]))

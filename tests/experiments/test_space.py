@@ -56,6 +56,21 @@ def _write(tmp_path, text):
             "model.dropout: {type: float, low: 0, high: 0.5, low: 0.1}",
             ["not valid YAML", "key 'low' appears twice", "line 1"],
         ),
+        # Before, the trial's run name silently replaced the sampled value.
+        ("name: {type: categorical, choices: [a, b]}", ["key 'name'", "names each trial's run"]),
+        # Before, pydantic read YAML's true/false as 1 and 0 (a bool is an int in Python).
+        ("train.lr: {type: float, low: true, high: 2}", ["train.lr", "low: must be a number"]),
+        ("model.dropout: {type: float, low: 0, high: false}", ["model.dropout", "high: must be"]),
+        ("train.lr: {type: float, low: 0.1, high: 0.5, step: true}", ["train.lr", "step: must"]),
+        (
+            "model.diffusion.steps: {type: int, low: false, high: 10}",
+            ["model.diffusion.steps", "low: must be a number, not a boolean (false)"],
+        ),
+        ("model.diffusion.steps: {type: int, low: 2, high: 10, step: true}", ["step: must be"]),
+        (
+            "a: {type: categorical, choices: [0, true], fraction_of: model.diffusion.steps}",
+            ["  a: with fraction_of", "choices must be numbers", "not true"],
+        ),
     ],
 )
 def test_invalid_space_files_fail_naming_the_key(tmp_path, text, expected):
@@ -63,6 +78,35 @@ def test_invalid_space_files_fail_naming_the_key(tmp_path, text, expected):
         load_space(_write(tmp_path, text))
     for part in expected:
         assert part in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("train.lr: {type: float, low: 1e-5\nmodel.dropout: [1,\n", "line 1, column 11:"),
+        ("train.lr: {type: float, low: 1, high: 2}\n\t- 1\n", "line 2, column 1:"),
+        ('train.lr: "\x07"\n', "position 11"),  # a character YAML refuses outright
+    ],
+)
+def test_yaml_errors_name_the_space_file_and_keep_the_position(tmp_path, text, where):
+    """Before, the marks said ``in "<unicode string>"`` though the line above named the file."""
+    path = _write(tmp_path, text)
+    with pytest.raises(SpaceError) as error:
+        load_space(path)
+    message = str(error.value)
+    assert "<unicode string>" not in message
+    assert f'in "{path}", {where}' in message
+
+
+def test_name_is_refused_in_any_space_and_other_keys_reach_the_trial():
+    """``name`` is refused however the space is built; other keys reach the trial config."""
+    spec = {"type": "categorical", "choices": ["x"]}
+    with pytest.raises(SpaceError, match="key 'name' cannot be searched"):
+        SearchSpace.from_dict({"name": spec}, "test space")
+    base = load_config("demo-diffrec").model_dump(mode="json")
+    space = SearchSpace.from_dict({"train.optimizer": {**spec, "choices": ["adam"]}})
+    config = trial_config(base, space.settings({"train.optimizer": "adam"}, base), "trial7")
+    assert (config.name, config.train.optimizer) == ("trial7", "adam")
 
 
 def test_unknown_space_names_list_the_shipped_ones(tmp_path):

@@ -79,7 +79,12 @@ def train(
 
 
 def _selection_line(metrics: dict) -> str:
-    """What validation chose: the epoch, or a setting for models without epochs (EASE)."""
+    """What validation chose: the epoch, or a setting for models without epochs (EASE); for a
+    training loop that never validated, which weights it kept instead."""
+    if metrics.get("best_epoch") is not None and metrics.get("validated") is False:
+        last = metrics.get("epochs_run", metrics["best_epoch"])
+        kept = "moving average of the weights" if metrics.get("weight_average") else "weights"
+        return f"no validation ran: kept the {kept} of the last epoch ({last})"
     if metrics.get("best_epoch") is not None:
         return f"best epoch {metrics['best_epoch']}"
     chosen = ", ".join(f"{key} {value:g}" for key, value in metrics.get("selected", {}).items())

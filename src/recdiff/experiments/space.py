@@ -10,6 +10,7 @@ A space file is YAML mapping dotted setting paths (as in ``--set``) to distribut
 
 ``fraction_of`` makes a setting a fraction of another integer setting, rounded down (DiffRec's
 T' in {0, T/4, T/2}). Shipped spaces live in ``recdiff/config/spaces`` and are named like presets.
+The key ``name`` cannot be searched: a search names each trial's run itself.
 Optuna's categorical parameters hold only None/bool/int/float/str, so choices that are lists or
 mappings are stored in the study as JSON text and decoded back when applied.
 """
@@ -27,7 +28,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 from recdiff.config.loading import ConfigError
 
@@ -45,6 +54,10 @@ __all__ = [
 
 _KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _PRIMITIVES = (type(None), bool, int, float, str)
+#: Keys a search sets itself, with why a space may not: the sampled value would be overwritten.
+_RESERVED_KEYS = {
+    "name": "a search names each trial's run itself (CONFIG-trialN), over the sampled value",
+}
 
 
 class SpaceError(ConfigError):
@@ -84,16 +97,28 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
+def _not_boolean(value: Any) -> Any:
+    """YAML's true/false where a number belongs: pydantic would read them as 1 and 0 (a bool is
+    an int in Python), so ``low: true`` would silently mean ``low: 1``."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not a boolean ({str(value).lower()})")
+    return value
+
+
+_Float = Annotated[float, BeforeValidator(_not_boolean)]
+_Int = Annotated[int, BeforeValidator(_not_boolean)]
+
+
 class FloatParam(BaseModel):
     """A real-valued setting drawn from [low, high] (log-uniform if ``log``)."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["float"]
-    low: float = Field(description="smallest value")
-    high: float = Field(description="largest value")
+    low: _Float = Field(description="smallest value")
+    high: _Float = Field(description="largest value")
     log: bool = Field(False, description="sample on a log scale (learning rates, noise scales)")
-    step: float | None = Field(None, gt=0, description="discretisation step (not with log)")
+    step: _Float | None = Field(None, gt=0, description="discretisation step (not with log)")
     fraction_of: str | None = Field(None, description="the value times this integer setting")
 
     @model_validator(mode="after")
@@ -124,10 +149,10 @@ class IntParam(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["int"]
-    low: int = Field(description="smallest value")
-    high: int = Field(description="largest value")
+    low: _Int = Field(description="smallest value")
+    high: _Int = Field(description="largest value")
     log: bool = Field(False, description="sample on a log scale (e.g. diffusion steps)")
-    step: int = Field(1, ge=1, description="spacing of the values (1 with log)")
+    step: _Int = Field(1, ge=1, description="spacing of the values (1 with log)")
 
     @model_validator(mode="after")
     def _check(self) -> IntParam:
@@ -157,6 +182,14 @@ class CategoricalParam(BaseModel):
         repeated = sorted({t for t in texts if texts.count(t) > 1})
         if repeated:
             raise ValueError(f"choices must be distinct; repeated: {', '.join(repeated)}")
+        if self.fraction_of is not None:
+            # A boolean would be multiplied as 1 or 0, a string fail only when a trial applies it.
+            odd = [c for c in self.choices if isinstance(c, bool) or not isinstance(c, int | float)]
+            if odd:
+                raise ValueError(
+                    f"with fraction_of, choices must be numbers (fractions of "
+                    f"{self.fraction_of}); not {', '.join(json.dumps(c) for c in odd)}"
+                )
         return self
 
     @property
@@ -207,6 +240,11 @@ class SearchSpace:
         bad = [str(k) for k in data if not isinstance(k, str) or not _KEY.match(k)]
         if bad:
             raise SpaceError(f"{source}: {bad} are not dotted setting paths like model.dropout")
+        for key in data:
+            if key in _RESERVED_KEYS:
+                raise SpaceError(
+                    f"{source}: key {key!r} cannot be searched: {_RESERVED_KEYS[key]}; remove it"
+                )
         for key, spec in data.items():
             if not isinstance(spec, dict):
                 raise SpaceError(
@@ -348,17 +386,34 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
     if path.suffix in {".yaml", ".yml"} or path.exists():
         if not path.is_file():
             raise SpaceError(f"search space file {path} not found")
-        text, source = path.read_text(encoding="utf-8"), str(path)
+        source = file = str(path)
+        text = path.read_text(encoding="utf-8")
     elif str(name_or_path) in list_spaces():
-        text = (_spaces_folder() / f"{name_or_path}.yaml").read_text(encoding="utf-8")
-        source = f"space {name_or_path}"
+        shipped = _spaces_folder() / f"{name_or_path}.yaml"
+        source, file = f"space {name_or_path}", str(shipped)
+        text = shipped.read_text(encoding="utf-8")
     else:
         raise SpaceError(
             f"{str(name_or_path)!r} is neither a space file nor a shipped space; shipped: "
             f"{list_spaces()}"
         )
     try:
-        data = yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass
+        data = _parse(text, file)
     except yaml.YAMLError as error:
         raise SpaceError(f"{source} is not valid YAML: {error}") from None
     return SearchSpace.from_dict(data, source)
+
+
+def _parse(text: str, file: str) -> Any:
+    """``yaml.load`` with error marks that name ``file``: PyYAML names a str stream
+    ``"<unicode string>"``. Read from the string, the marks keep their snippet of the line."""
+    try:
+        loader = _YamlLoader(text)  # a SafeLoader subclass; checks the characters first
+    except yaml.reader.ReaderError as error:
+        error.name = file
+        raise
+    loader.name = file  # read when a mark is made
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()

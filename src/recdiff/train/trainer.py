@@ -169,6 +169,7 @@ class TrainResult:
     seconds: float = 0.0
     stopped_early: bool = False
     diverged_epoch: int | None = None  # the epoch whose loss was not finite, if any
+    weight_average: bool = False  # the kept weights are a moving average (train.ema_decay)
 
 
 def selection_summary(result: TrainResult | None) -> dict[str, Any]:
@@ -181,6 +182,7 @@ def selection_summary(result: TrainResult | None) -> dict[str, Any]:
         "validated": bool(getattr(result, "history", None)),
         "stopped_early": getattr(result, "stopped_early", None),
         "diverged_epoch": getattr(result, "diverged_epoch", None),
+        "weight_average": getattr(result, "weight_average", None),
     }
 
 
@@ -457,14 +459,22 @@ class Trainer:
                 model.load_extra_state(best_state["extra"])
         elif average is not None:
             average.copy_to_module()  # no selection: keep the average of the last steps
-        if self.evaluate is not None and not result.history:
-            warnings.warn(
-                f"no validation ran: {result.epochs_run} epoch(s) but {self._key('eval_every')} "
-                f"is {cfg.eval_every}; the last epoch's weights are kept (lower "
-                f"{self._key('eval_every')} to select on validation)",
-                stacklevel=3,  # the caller of fit
-            )
+        result.weight_average = average is not None
+        if not result.history:  # nothing selected: best_epoch names the weights kept
             result.best_epoch = result.epochs_run
+            if self.evaluate is not None:
+                kept = (
+                    f"the moving average of the weights ({self._key('ema_decay')}) at the last "
+                    "epoch is kept"
+                    if average is not None
+                    else "the last epoch's weights are kept"
+                )
+                warnings.warn(
+                    f"no validation ran: {result.epochs_run} epoch(s) but "
+                    f"{self._key('eval_every')} is {cfg.eval_every}; {kept} (lower "
+                    f"{self._key('eval_every')} to select on validation)",
+                    stacklevel=3,  # the caller of fit
+                )
         model.module.eval()
         result.seconds = time.perf_counter() - start
         return result

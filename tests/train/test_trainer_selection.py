@@ -1,0 +1,98 @@
+"""What the trainer keeps, and what it says it kept, when no validation ran (``train.epochs``
+below ``train.eval_every``, or no validation split): the last epoch's weights, or their moving
+average with ``train.ema_decay``, never a "best" epoch."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from typer.testing import CliRunner
+
+from recdiff.cli.main import app
+from recdiff.cli.runs import _selection_line
+from recdiff.train.trainer import TrainConfig, Trainer, selection_summary
+
+
+class _Line:
+    """A linear score of the rows, fitted to 1 by least squares."""
+
+    def __init__(self) -> None:
+        self.module = torch.nn.Linear(4, 1, bias=False)
+
+    def loss(self, rows: torch.Tensor) -> torch.Tensor:
+        return (self.module(rows) - 1.0).pow(2).mean()
+
+    def score(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.module(rows)
+
+
+def _rows() -> sp.csr_matrix:
+    return sp.csr_matrix(np.random.default_rng(0).random((16, 4)))
+
+
+def _training(**update) -> TrainConfig:
+    return TrainConfig(lr=0.05, batch_size=4, epochs=2, eval_every=5, progress=False, **update)
+
+
+def _never_called(score_fn):
+    raise AssertionError("validation ran")
+
+
+def test_without_validation_the_warning_names_the_moving_average_it_keeps():
+    """Before, the warning said the last epoch's weights were kept, though with ema_decay the
+    trainer keeps their moving average."""
+    with pytest.warns(UserWarning) as caught:
+        result = Trainer(_training(ema_decay=0.9), _never_called).fit(_Line(), _rows())
+    (warning,) = caught
+    assert "no validation ran: 2 epoch(s) but train.eval_every is 5" in str(warning.message)
+    assert "the moving average of the weights (train.ema_decay)" in str(warning.message)
+    assert (result.best_epoch, result.history, result.weight_average) == (2, [], True)
+    summary = selection_summary(result)
+    assert (summary["validated"], summary["weight_average"]) == (False, True)
+
+
+def test_without_an_evaluation_function_best_epoch_is_the_last_one_too():
+    """Before, best_epoch stayed 0 (metrics.json said "best_epoch": 0, "validated": false)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing was asked to validate: nothing to warn about
+        result = Trainer(_training()).fit(_Line(), _rows())
+    assert (result.best_epoch, result.epochs_run, result.weight_average) == (2, 2, False)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "line"),
+    [
+        ({"best_epoch": 4, "epochs_run": 9, "validated": True}, "best epoch 4"),
+        (
+            {"best_epoch": 2, "epochs_run": 2, "validated": False, "weight_average": False},
+            "no validation ran: kept the weights of the last epoch (2)",
+        ),
+        (
+            {"best_epoch": 2, "epochs_run": 2, "validated": False, "weight_average": True},
+            "no validation ran: kept the moving average of the weights of the last epoch (2)",
+        ),
+        # EASE: no training loop (validated is False there too), lambda chosen on validation
+        (
+            {"best_epoch": None, "validated": False, "selected": {"l2_lambda": 500.0}},
+            "chosen on validation: l2_lambda 500",
+        ),
+        ({"best_epoch": 3}, "best epoch 3"),  # metrics written before "validated" existed
+    ],
+)
+def test_the_selection_line_claims_a_best_epoch_only_when_validation_chose_it(metrics, line):
+    assert _selection_line(metrics) == line
+
+
+def test_recdiff_train_without_validation_says_the_last_epoch_is_kept(tmp_path):
+    """Before: the warning that no validation ran, then "best epoch 2" under the metrics."""
+    settings = ["train.epochs=2", "train.eval_every=5", "model.hidden_dims=[32]"]
+    command = ["train", "demo-diffrec", "--quiet", "--runs-dir", str(tmp_path)]
+    with pytest.warns(UserWarning, match="no validation ran: .* the last epoch's weights"):
+        result = CliRunner().invoke(app, [*command, *(f"--set={s}" for s in settings)])
+    assert result.exit_code == 0, result.output
+    assert "no validation ran: kept the weights of the last epoch (2), " in result.stdout
+    assert "best epoch" not in result.output
