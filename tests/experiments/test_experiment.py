@@ -129,10 +129,11 @@ def test_significance_against_the_best_baseline_chosen_on_validation(experiment)
     for label, line in tests.items():
         expected = paired_test(per_user(label), per_user(best), "wilcoxon")
         assert line[1] == str(expected.n)
-        assert line[-1] == (
+        assert line[5] == (
             f"{expected.p_value:.2e}" if expected.p_value < 1e-3 else f"{expected.p_value:.4f}"
         )
-    assert float(tests["demo-popularity"][-1]) < 1e-3  # 0.14 vs 0.42 Recall@20 on 1,000 users
+        assert line[6] == best  # the last column names the baseline of the row
+    assert float(tests["demo-popularity"][5]) < 1e-3  # 0.14 vs 0.42 Recall@20 on 1,000 users
 
 
 def test_per_user_values_reproduce_the_runs_means(experiment):
@@ -347,7 +348,8 @@ def test_a_scoped_set_reaches_only_the_config_it_names(tmp_path):
 def test_configs_on_other_data_or_protocols_are_not_paired(tmp_path):
     """Per-user arrays of one length do not make one test set: next-item examples of the demo
     sequences beside users of the demo rows, two demo datasets, runs whose data statistics
-    differ, or next-item runs that rank different items are named as not comparable. Time
+    differ, or next-item runs that rank different items are never paired. A baseline on other
+    data is the best of its own group; a config without a baseline on its data says why. Time
     weights only reweight the model's input, so T-DiffRec is still paired."""
     users = np.linspace(0, 1, 40)
     statistics = {"n_users": 40, "n_items": 500, "train": 900, "valid": 40, "test": 80}
@@ -373,44 +375,49 @@ def test_configs_on_other_data_or_protocols_are_not_paired(tmp_path):
     ]
     text, best, tests = render_markdown(configs, records, "recall@20", "wilcoxon")
     assert best == "ease"
-    assert tests["sas"] == (
-        "not comparable: test targets: next-item examples here, users' interaction rows in "
-        "ease (different data)"
-    )
-    assert tests["pop7"] == "not comparable: data.seed: 7 here, 0 in ease (different data)"
+    assert list(tests) == ["other-items", "tdiffrec"]  # sas and pop7: their groups' best
     assert tests["other-items"] == (
-        "not comparable: data statistic n_items: 400 here, 500 in ease (different data)"
+        "no baseline on the same data and protocol: data statistic n_items: 400 here, 500 in "
+        "ease (different data); test targets: users' interaction rows here, next-item examples "
+        "in sas (different data); data.seed: 0 here, 7 in pop7 (different data)"
     )
     assert tests["tdiffrec"] == paired_test(users / 3, users, "wilcoxon")
-    assert "| pop7 | | | | | not comparable: data.seed: 7 here, 0 in ease" in text
+    assert "- Best baseline: **pop7** (highest mean validation recall@20 among pop7 " in text
+    assert "| other-items | | | | | no baseline on the same data and protocol: " in text
     # Next-item runs: eval.exclude_history decides which items are ranked.
     mostpop = load_config("mostpop-zhihu", ["data.format=demo", "data.source=null"])
-    masked = load_config("demo-sasrec", ["eval.exclude_history=true"])
+    masked = load_config("demo-dreamrec", ["eval.exclude_history=true"])
     configs = [("top", mostpop), ("sas", load_config("demo-sasrec")), ("masked", masked)]
     records = [
         record("top", "mostpop", 0.3, users / 2),
         record("sas", "sasrec", 0.1, users),
-        record("masked", "sasrec", 0.1, users),
+        record("masked", "dreamrec", 0.1, users),
     ]
     _, best, tests = render_markdown(configs, records, "recall@20", "wilcoxon")
     assert best == "top" and tests["sas"].p_value < 1e-6
     assert tests["masked"] == (
-        "not comparable: eval.exclude_history: true here, false in top (another evaluation "
-        "protocol)"
+        "no baseline on the same data and protocol: eval.exclude_history: true here, false in "
+        "top (another evaluation protocol); eval.exclude_history: true here, false in sas "
+        "(another evaluation protocol)"
     )
 
 
 def test_two_demo_datasets_are_not_paired(tmp_path):
     """`--set demo-popularity:data.seed=7` gives popularity other demo data of the same size:
-    results.md says so instead of a p-value."""
+    results.md makes each the best baseline of its own data instead of pairing them."""
     command = ["experiment", "demo-ease", "demo-popularity", "--seeds", "1", "--quiet"]
     command += ["--set", "demo-popularity:data.seed=7", "--set", "demo-ease:model.l2_lambda=500"]
     result = runner.invoke(app, [*command, "--out", str(tmp_path / "exp")])
     assert result.exit_code == 0, result.output
-    tests = _markdown_tables((tmp_path / "exp" / "results.md").read_text())[1]
-    assert tests[1] == ["demo-popularity", "", "", "", "", (
-        "not comparable: data.seed: 7 here, 0 in demo-ease (different data)"
-    )]  # fmt: skip
+    text = (tmp_path / "exp" / "results.md").read_text()
+    assert _markdown_tables(text)[1] == [
+        ["config", "users", "per-user test recall@20", "baseline", "difference", "p-value",
+         "tested against"],
+    ]  # fmt: skip
+    for label in ("demo-ease", "demo-popularity"):
+        alone = f"- Best baseline: **{label}** (highest mean validation recall@20 among {label} "
+        line = next(line for line in text.splitlines() if line.startswith(alone))
+        assert line.endswith("); no other config is comparable with it.")
 
 
 def test_the_same_out_spelled_another_way_continues_the_experiment(tmp_path, monkeypatch):

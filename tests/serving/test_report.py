@@ -222,3 +222,69 @@ def test_next_item_data_counts_examples_and_every_interaction(runs, tmp_path):
     page = build_report(bare).split("<h2>Data</h2>")[1].split("<h2>")[0]
     assert "density" not in page and "interactions" not in page
     assert f"<th>train examples (history, next item)</th><td>{stats['train']:,}</td>" in page
+
+
+#: Data settings the built-in demo loader reads no part of (it draws its data from data.seed).
+IGNORED_ON_DEMO = ["data.ratios=[0.5,0.2,0.3]", "data.user_col=u", "data.duplicates=last"]
+
+
+def test_settings_the_demo_ignores_do_not_make_other_data(runs, tmp_path):
+    """On the demo data only data.seed (and a next-item model's data.max_len) changes the data:
+    runs that differ in settings the demo loader ignores are on the same data, and their
+    identical numbers prove it. Before, such a run was left out as "other data"."""
+    _, ease, other, sasrec = runs
+    folder = tmp_path / "runs"
+    for run in (ease, other, sasrec):
+        shutil.copytree(run, folder / run.name)
+    rows = ["data.split=random", "data.min_rating=4", "data.k_core=3", "data.time_col=t"]
+    tweaked = run_training(
+        load_config("demo-ease", [*IGNORED_ON_DEMO, *rows]), folder, progress=False
+    ).directory
+    fast = ["train.epochs=1", "train.eval_every=1", "model.dim=8"]
+    sequences = run_training(
+        load_config("demo-sasrec", [*fast, *IGNORED_ON_DEMO]), folder, progress=False
+    ).directory
+    for run, same in ((ease, tweaked), (sasrec, sequences)):
+        metrics = [json.loads((r / "metrics.json").read_text()) for r in (run, same)]
+        assert metrics[0]["data"] == metrics[1]["data"]
+        assert metrics[0]["test"] == metrics[1]["test"]
+        page = build_report(folder / run.name)
+        table = _comparison_table(page).split("</table>")[0]
+        assert "Runs on the same data (2)" in page, _comparison_table(page)
+        assert run.name in table and same.name in table
+        assert "3 other run(s)" in _comparison_table(page)  # data.seed=1; the other kind
+    assert "Runs on the same data (2)" in build_report(tweaked)
+
+
+def test_only_what_the_demo_loader_reads_decides_demo_data():
+    """The demo reads data.seed, and next-item models data.max_len; a file is read with every
+    setting, so there the same change still makes other data."""
+    from recdiff.experiments.comparable import difference
+
+    def apart(preset: str, a: list[str], b: list[str]) -> tuple | None:
+        dumped = [load_config(preset, sets).model_dump(mode="json") for sets in (a, b)]
+        found = difference(dumped[0], None, dumped[1], None)
+        return None if found is None else (found.setting, found.a, found.b)
+
+    assert apart("demo-ease", [], [*IGNORED_ON_DEMO, "data.split=random"]) is None
+    assert apart("demo-sasrec", [], IGNORED_ON_DEMO) is None
+    assert apart("demo-ease", [], ["data.seed=3"]) == ("data.seed", 0, 3)
+    assert apart("demo-sasrec", [], ["data.max_len=5"]) == ("data.max_len", 10, 5)
+    table = ["data.format=csv", "data.source=log.csv", "data.split=random"]
+    ratios = [*table, "data.ratios=[0.5,0.2,0.3]"]
+    assert apart("demo-ease", table, ratios) == ("data.ratios", [0.7, 0.1, 0.2], [0.5, 0.2, 0.3])
+
+
+def test_only_what_a_diffrec_folder_reads_decides_its_data():
+    """A DiffRec folder holds its own split: data.split, ratios, seed and filters are unread."""
+    from recdiff.experiments.comparable import difference
+
+    def dumped(sets: list[str]) -> dict:
+        return load_config("diffrec-ml1m", sets).model_dump(mode="json")
+
+    unread = ["data.seed=9", "data.ratios=[0.5,0.2,0.3]", "data.split=random", "data.min_rating=4"]
+    assert difference(dumped([]), None, dumped(unread), None) is None
+    found = difference(dumped([]), None, dumped(["data.duplicates=last"]), None)
+    assert (found.setting, found.b) == ("data.duplicates", "last")
+    found = difference(dumped([]), None, dumped(["data.source=/elsewhere/ml-1m"]), None)
+    assert found.setting == "data.source"

@@ -146,14 +146,18 @@ def experiment(
     metric: Annotated[
         str | None,
         typer.Option(
-            help="Picks the best baseline on validation and is tested per user on test "
-            "(default: the first config's train.metric, e.g. recall@20)."
+            help="Picks on validation the best baseline of each group of configs on the same "
+            "data, and is tested per user on test (default: the first config's train.metric, "
+            "e.g. recall@20)."
         ),
     ] = None,
     test: Annotated[str, typer.Option(help="Paired test: wilcoxon or ttest.")] = "wilcoxon",
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train configs over seeds; write OUT/results.csv and OUT/results.md (mean ± std, p-values).
+
+    Each config is tested against the best baseline (on validation) among the configs on the
+    same data under the same protocol; one with no such baseline is named with the reason.
 
     --set applies to every config; --set CONFIG:key=value to the config named CONFIG only (as
     given here), e.g. a setting that only one model has. Run again to continue an interrupted

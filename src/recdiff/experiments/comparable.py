@@ -5,6 +5,9 @@ Runs qualify when they read the same data the same way:
 
 * equal data sections, time weights aside (they reweight T-DiffRec's input, not the splits) and,
   for models of interaction rows, the history length aside (only next-item models read it);
+  on the built-in demo data and DiffRec folders, only the settings their loaders read
+  (:data:`DEMO_SETTINGS`, :data:`DIFFREC_SETTINGS`): the others (``data.ratios``,
+  ``data.split``, ``data.min_rating``...) change nothing there;
 * the same kind of test targets: a next-item model is tested on (history, next item) examples,
   a model of interaction rows on users' held-out items, and the demo format gives each its own
   data (sequences of 200 items, rows of 500) from one and the same data section;
@@ -24,7 +27,22 @@ from typing import Any, Literal
 
 from recdiff.config.schema import UNFILTERED_FORMATS
 
-__all__ = ["Difference", "data_section", "difference", "is_next_item"]
+__all__ = [
+    "DEMO_SETTINGS",
+    "DIFFREC_SETTINGS",
+    "Difference",
+    "data_section",
+    "difference",
+    "is_next_item",
+]
+
+#: What the built-in demo data reads of a data section (``recdiff.train.datasets``): its seed,
+#: and a next-item model's history length. Every other setting is ignored there.
+DEMO_SETTINGS = ("format", "seed", "max_len")
+#: What a DiffRec folder (its own train/valid/test files) reads: the split, ratios, filters and
+#: column names are the folder's own, whatever the data section says.
+DIFFREC_SETTINGS = ("format", "source", "duplicates", "max_len")
+_READ_ONLY = {"demo": DEMO_SETTINGS, "diffrec": DIFFREC_SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -55,6 +73,9 @@ def is_next_item(config: Mapping[str, Any]) -> bool:
 def data_section(config: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of a config's data section that decide its splits and test targets."""
     data = dict(config.get("data") or {})
+    read = _READ_ONLY.get(data.get("format"))
+    if read is not None:
+        data = {key: value for key, value in data.items() if key in read}
     data.pop("time_weights", None)
     if not is_next_item(config):
         data.pop("max_len", None)

@@ -7,7 +7,8 @@ Output folder::
                                 (relative to the output folder) and its config
     records/LABEL/seed-S.npz    per-user test metrics (NaN: user without test items)
     results.csv                 one row per config and seed: valid and test metrics
-    results.md                  mean ± std per config; paired tests against the best baseline
+    results.md                  mean ± std per config; paired tests of each config against the
+                                best baseline (on validation) among the comparable runs
 
 A config's label is its ``name`` (made unique with a suffix). Re-running the same command skips
 the (config, seed) pairs whose record exists with the same resolved config, so an interrupted
@@ -62,7 +63,7 @@ __all__ = [
     "run_experiment",
 ]
 
-#: Models that count as baselines when picking the one the others are tested against.
+#: Models that count as baselines when picking the ones the others are tested against.
 BASELINE_MODELS = frozenset({"popularity", "ease", "multvae", "sasrec", "mostpop"})
 
 
@@ -97,7 +98,10 @@ class SeedRecord:
 
 @dataclass
 class ExperimentResult:
-    """The records of every run and the written tables."""
+    """The records of every run and the written tables. ``tests``: each config's paired test
+    (or why there is none); ``baselines``: the baseline each of them is tested against (None:
+    no baseline on its data); ``best_baseline``: the best baseline, the first group's when the
+    configs are on several data."""
 
     out: Path
     records: list[SeedRecord]
@@ -106,6 +110,7 @@ class ExperimentResult:
     markdown: str
     best_baseline: str | None = None
     tests: dict[str, Any] = field(default_factory=dict)
+    baselines: dict[str, str | None] = field(default_factory=dict)
 
 
 def label_configs(configs: Sequence[RunConfig]) -> list[tuple[str, RunConfig]]:
@@ -250,12 +255,14 @@ def run_experiment(
     report: Callable[[str], None] | None = None,
 ) -> ExperimentResult:
     """Train every config with each seed (``seeds`` = N means 1..N), then write results.csv and
-    results.md. ``metric`` (default: the first config's ``train.metric``) picks the best baseline
-    on validation and is the per-user test metric of the paired tests (``test``: wilcoxon or
-    ttest). ``jobs > 1`` trains in that many processes, each with a share of the CPU threads.
+    results.md. ``metric`` (default: the first config's ``train.metric``) picks on validation
+    the best baseline of each group of comparable configs (same data and protocol, see
+    :mod:`recdiff.experiments.comparable`), and is the per-user test metric of the paired tests
+    of each config against its group's (``test``: wilcoxon or ttest). ``jobs > 1`` trains in
+    that many processes, each with a share of the CPU threads.
 
     Under torchrun only rank 0 writes and calls ``report``; every process returns its result."""
-    from recdiff.experiments.report import render_markdown
+    from recdiff.experiments.report import choose_baselines, render_markdown
 
     report = report or (lambda line: None)
     if not configs:
@@ -340,8 +347,9 @@ def run_experiment(
         atomic_write_text(csv_path, results_table(ordered))
         markdown, best, tests = render_markdown(labelled, ordered, metric, test)
         atomic_write_text(md_path, markdown)
+        against = choose_baselines(labelled, ordered, metric).against
         return broadcast_object(
-            ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests)
+            ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests, against)
         )
 
 

@@ -1,10 +1,18 @@
 """results.md of a multi-seed experiment: mean ± std per config, paired tests against the best
-baseline (chosen on validation; the tests run on per-user test values averaged over seeds)."""
+baseline on the same data.
+
+Configs fall into groups of comparable runs (:mod:`recdiff.experiments.comparable`: the same
+test targets, ranked the same way). Each config is tested against the best baseline of its own
+group, the one with the highest mean *validation* metric among the baselines comparable with it;
+test values never choose. The tests run on per-user test values averaged over seeds. A config
+with no comparable baseline is named with what sets it apart from each baseline.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,7 +21,7 @@ from recdiff.config.schema import RunConfig
 from recdiff.experiments.comparable import difference
 from recdiff.experiments.stats import METHOD_NAMES, PairedTest, format_mean_std, paired_test
 
-__all__ = ["per_user_over_seeds", "render_markdown"]
+__all__ = ["BaselineChoice", "choose_baselines", "per_user_over_seeds", "render_markdown"]
 
 #: Above this gap between re-scored per-user means and a run's stored means, results.md says so.
 GAP_TOLERANCE = 1e-6
@@ -48,57 +56,97 @@ def _shown_metrics(configs: Sequence[RunConfig], records, metric: str) -> list[s
     return [m for m in wanted if m in available]
 
 
-def _best_baseline(groups: dict[str, list], models: dict[str, str], metric: str):
-    from recdiff.experiments.experiment import BASELINE_MODELS
-
-    baselines = {
-        label: float(np.mean([r.valid[metric] for r in records]))
-        for label, records in groups.items()
-        if models[label] in BASELINE_MODELS
-    }
-    if not baselines:
-        return None, baselines
-    return max(baselines, key=lambda label: baselines[label]), baselines
-
-
 def _statistics(records) -> dict[str, Any] | None:
     """The data statistics a config's runs recorded (the same for every seed: the data seed is
     not the training seed); None for records written before records held them."""
     return next((r.data for r in records if r.data is not None), None)
 
 
-def _tests(
-    groups, configs: dict[str, RunConfig], best: str, metric: str, method: str
-) -> dict[str, PairedTest | str]:
-    """Paired tests of each config against ``best``, or why there is none. Only configs tested
-    on the same targets under the same protocol are paired: per-user arrays of equal length can
-    still belong to other data (two demo datasets; next-item examples beside users' rows)."""
-    dumped = {label: config.model_dump(mode="json") for label, config in configs.items()}
+@dataclass(frozen=True)
+class BaselineChoice:
+    """Which baseline each config is tested against.
+
+    ``against``: every config that is not the best baseline of its group -> that best baseline,
+    or None when no baseline is comparable with it (``missing`` then says why, per baseline).
+    ``references``: each best baseline -> the mean validation values of the baselines it was
+    chosen among (itself included); the group of the config given first comes first."""
+
+    against: dict[str, str | None]
+    references: dict[str, dict[str, float]]
+    missing: dict[str, str]
+
+
+def choose_baselines(
+    labelled: Sequence[tuple[str, RunConfig]], records, metric: str
+) -> BaselineChoice:
+    """For each config, the baseline with the highest mean validation ``metric`` among the
+    baselines comparable with it (ties: the one given first). A baseline that is the best of
+    those comparable with it is a group's reference and is not tested itself."""
+    from recdiff.experiments.experiment import BASELINE_MODELS
+
+    groups = {label: [r for r in records if r.label == label] for label, _ in labelled}
+    dumped = {label: config.model_dump(mode="json") for label, config in labelled}
+    statistics = {label: _statistics(group) for label, group in groups.items()}
+    valid = {
+        label: float(np.mean([r.valid[metric] for r in groups[label]]))
+        for label, config in labelled
+        if config.model.name in BASELINE_MODELS
+    }
+    if not valid:
+        return BaselineChoice({}, {}, {})
+
+    def apart(label: str, other: str):
+        return difference(dumped[label], statistics[label], dumped[other], statistics[other])
+
+    def candidates(label: str) -> dict[str, float]:
+        return {
+            other: value
+            for other, value in valid.items()
+            if other == label or apart(label, other) is None
+        }
+
+    against: dict[str, str | None] = {}
+    missing: dict[str, str] = {}
+    for label in groups:
+        mine = candidates(label)
+        if not mine:
+            against[label] = None
+            reasons = "; ".join(apart(label, other).describe(other) for other in valid)
+            missing[label] = f"no baseline on the same data and protocol: {reasons}"
+            continue
+        best = max(mine, key=lambda other: mine[other])
+        if best != label:
+            against[label] = best
+    # The groups in the order of their first config: the first config's group comes first.
+    order = [against.get(label) or label for label in groups]
+    references = {label: candidates(label) for label in order if label in valid}
+    return BaselineChoice(against, references, missing)
+
+
+def _tests(groups, choice: BaselineChoice, metric: str, method: str) -> dict[str, PairedTest | str]:
+    """Paired tests of each config against its group's best baseline, or why there is none.
+    Per-user arrays are paired only within a group: arrays of equal length can still belong to
+    other data (two demo datasets; next-item examples beside users' rows)."""
+    cache: dict[str, np.ndarray | str] = {}
 
     def values(label: str) -> np.ndarray | str:
-        arrays = []
-        for record in groups[label]:
-            per_user = record.per_user()
-            if per_user is None:
-                return f"no per-user values: {record.per_user_error}"
-            arrays.append(per_user[metric])
-        return per_user_over_seeds(arrays)
+        if label not in cache:
+            arrays = []
+            for record in groups[label]:
+                per_user = record.per_user()
+                if per_user is None:
+                    cache[label] = f"no per-user values: {record.per_user_error}"
+                    return cache[label]
+                arrays.append(per_user[metric])
+            cache[label] = per_user_over_seeds(arrays)
+        return cache[label]
 
-    reference = values(best)
     tests: dict[str, PairedTest | str] = {}
-    for label in groups:
-        if label == best:
+    for label, best in choice.against.items():
+        if best is None:
+            tests[label] = choice.missing[label]
             continue
-        apart = difference(
-            dumped[label],
-            _statistics(groups[label]),
-            dumped[best],
-            _statistics(groups[best]),
-        )
-        if apart is not None:
-            tests[label] = f"not comparable: {apart.describe(best)}"
-            continue
-        mine = values(label)
+        mine, reference = values(label), values(best)
         if isinstance(reference, str) or isinstance(mine, str):
             tests[label] = reference if isinstance(reference, str) else mine
         elif mine.shape != reference.shape:
@@ -108,10 +156,46 @@ def _tests(
     return tests
 
 
+def _chosen_among(metric: str, among: dict[str, float]) -> str:
+    return f"highest mean validation {metric} among " + ", ".join(
+        f"{label} {value:.4f}" for label, value in among.items()
+    )
+
+
+def _choice_lines(choice: BaselineChoice, metric: str) -> list[str]:
+    """How the baselines were chosen: one line when every config shares one best baseline, else
+    a list of the groups and the configs that have none."""
+    if len(choice.references) == 1 and not choice.missing:
+        best, among = next(iter(choice.references.items()))
+        return [f"Best baseline: **{best}** ({_chosen_among(metric, among)}).", ""]
+    lines = [
+        "The configs are not all on the same data under the same protocol: each is tested "
+        "against the best baseline of its own group of comparable runs.",
+        "",
+    ]
+    for best, among in choice.references.items():
+        tested = [label for label, other in choice.against.items() if other == best]
+        lines.append(
+            f"- Best baseline: **{best}** ({_chosen_among(metric, among)})"
+            + (
+                f", for {', '.join(tested)}."
+                if tested
+                else "; no other config is comparable with it."
+            )
+        )
+    if choice.missing:
+        lines.append(
+            "- No baseline on the same data and protocol for " + ", ".join(choice.missing) + "."
+        )
+    return [*lines, ""]
+
+
 def render_markdown(
     labelled: Sequence[tuple[str, RunConfig]], records, metric: str, method: str
 ) -> tuple[str, str | None, dict[str, Any]]:
-    """The results.md text, the best baseline's label (None without baselines), and the tests."""
+    """The results.md text, the best baseline's label (None without baselines; with configs on
+    several data, the best baseline of the first config's group, or of the first group after it
+    that has one) and the tests, by config."""
     if method not in METHOD_NAMES:
         raise ValueError(f"test must be one of {sorted(METHOD_NAMES)}, got {method!r}")
     configs = [config for _, config in labelled]
@@ -136,9 +220,9 @@ def render_markdown(
         cells = [format_mean_std([r.valid[metric] for r in group])]
         cells += [format_mean_std([r.test[m] for r in group]) for m in shown]
         lines.append(f"| {label} | {models[label]} | {len(group)} | " + " | ".join(cells) + " |")
-    best, baselines = _best_baseline(groups, models, metric)
+    choice = choose_baselines(labelled, records, metric)
     lines += ["", "## Against the best baseline", ""]
-    if best is None:
+    if not choice.references:
         from recdiff.experiments.experiment import BASELINE_MODELS
 
         lines.append(
@@ -147,26 +231,28 @@ def render_markdown(
             + "): no significance test."
         )
         return "\n".join(lines) + "\n", None, {}
-    tests = _tests(groups, dict(labelled), best, metric, method)
+    tests = _tests(groups, choice, metric, method)
+    best = next(iter(choice.references))
+    # one best baseline: its name heads its column, as before groups existed
+    column = best if len(choice.references) == 1 else "baseline"
+    lines += _choice_lines(choice, metric)
     lines += [
-        f"Best baseline: **{best}** (highest mean validation {metric} among "
-        + ", ".join(f"{label} {value:.4f}" for label, value in baselines.items())
-        + ").",
-        "",
         f"Two-sided {METHOD_NAMES[method]} on per-user test {metric}, each user's value averaged "
         "over seeds, over the users with test items; p-values are not corrected for multiple "
         "comparisons.",
         "",
-        f"| config | users | per-user test {metric} | {best} | difference | p-value |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| config | users | per-user test {metric} | {column} | difference | p-value "
+        "| tested against |",
+        "|---|---:|---:|---:|---:|---:|---|",
     ]
     for label, outcome in tests.items():
+        against = choice.against[label] or ""
         if isinstance(outcome, str):
-            lines.append(f"| {label} | | | | | {outcome} |")
+            lines.append(f"| {label} | | | | | {outcome} | {against} |")
             continue
         lines.append(
             f"| {label} | {outcome.n} | {outcome.mean_a:.4f} | {outcome.mean_b:.4f} | "
-            f"{outcome.mean_diff:+.4f} | {_p(outcome.p_value)} |"
+            f"{outcome.mean_diff:+.4f} | {_p(outcome.p_value)} | {against} |"
         )
     gaps: dict[str, float] = {}
     for r in records:
