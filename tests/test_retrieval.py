@@ -65,3 +65,46 @@ def test_recall_at_k_leaves_rows_without_exact_results_out_of_the_mean():
 def test_recall_at_k_refuses_arrays_of_different_shapes():
     with pytest.raises(ValueError, match="shapes differ"):
         recall_at_k(np.zeros((2, 3), int), np.zeros((2, 4), int))
+
+
+def test_item_index_skips_excluded_and_unusable_items_as_full_ranking_does():
+    """Items (1-D vectors) 0..5 with values [5, 4, 3, 2, 1, 0]; one query of 1 ranks them 0..5.
+    Row 0 excludes items 0 and 2; item 1 is not usable (never ranked)."""
+    import scipy.sparse as sp
+
+    from recdiff.eval.ranking import topk_items
+    from recdiff.retrieval import ItemIndex
+
+    items = np.array([[5.0], [4.0], [3.0], [2.0], [1.0], [0.0]], dtype=np.float32)
+    usable = np.array([True, False, True, True, True, True])
+    queries = np.array([[1.0], [-1.0]], dtype=np.float32)
+    exclude = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 2])), shape=(2, 6))
+    found, scores = ItemIndex(items, "exact", usable).top_k(queries, 3, exclude)
+    np.testing.assert_array_equal(found, [[3, 4, 5], [5, 4, 3]])
+    np.testing.assert_allclose(scores, [[2, 1, 0], [0, -1, -2]])
+    # The same as ranking full scores with the unusable item excluded too.
+    unusable = sp.csr_matrix(np.tile(~usable, (2, 1)).astype(np.float32))
+    full, _ = topk_items(queries @ items.T, 3, (exclude + unusable).tocsr())
+    np.testing.assert_array_equal(found, full)
+    # Fewer items than k: padding.
+    short, short_scores = ItemIndex(items, "exact", usable).top_k(queries[:1], 6, exclude)
+    np.testing.assert_array_equal(short, [[3, 4, 5, -1, -1, -1]])
+    assert np.isneginf(short_scores[0, 3:]).all()
+
+
+def test_item_index_through_faiss_finds_the_exact_lists_on_a_small_catalogue():
+    pytest.importorskip("faiss")
+    from recdiff.retrieval import ItemIndex
+
+    items, queries = _embeddings()
+    exact, _ = ItemIndex(items, "exact").top_k(queries, 5)
+    found, _ = ItemIndex(items, "faiss").top_k(queries, 5)
+    assert recall_at_k(found, exact) == 1.0  # 50 items: HNSW visits them all
+
+
+def test_faiss_missing_says_which_extra_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss now raises ImportError
+    with pytest.raises(ImportError, match=r"pip install 'recdiff\[ann\]'"):
+        build_index(np.eye(3, dtype=np.float32), "faiss")

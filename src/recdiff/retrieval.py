@@ -15,7 +15,7 @@ import torch
 
 from recdiff.eval.ranking import topk_items
 
-__all__ = ["ExactIndex", "FaissIndex", "build_index", "recall_at_k"]
+__all__ = ["ExactIndex", "FaissIndex", "ItemIndex", "build_index", "recall_at_k"]
 
 
 class ExactIndex:
@@ -76,6 +76,71 @@ def build_index(
     if kind == "faiss":
         return FaissIndex(items, **options)
     raise ValueError(f"unknown index kind {kind!r}; choose exact or faiss")
+
+
+class ItemIndex:
+    """Top-K recommendations through an index over a model's item vectors.
+
+    The index holds the items ``usable`` allows (all by default: a model may leave some
+    unranked, e.g. DreamRec's ``exclude_untrained_items``) under their own ids. ``top_k`` skips
+    each row's excluded items (a user's seen ones) by asking the index for as many more
+    candidates as the row excludes, so an exact index gives exactly the ranking of
+    :func:`~recdiff.eval.ranking.topk_items` over the full scores, ties aside.
+
+    Args:
+        items: ``[n_items, dim]`` item vectors.
+        kind: ``exact`` or ``faiss`` (see :func:`build_index`); ``options`` go to the index.
+        usable: optional ``[n_items]`` bool mask of the items that may be recommended.
+    """
+
+    def __init__(
+        self,
+        items: np.ndarray | torch.Tensor,
+        kind: Literal["exact", "faiss"] = "exact",
+        usable: np.ndarray | torch.Tensor | None = None,
+        **options,
+    ) -> None:
+        vectors = _host_float32(items)
+        self.n_items = len(vectors)
+        self.ids = np.arange(self.n_items, dtype=np.int64)
+        if usable is not None:
+            mask = np.asarray(
+                usable.cpu() if isinstance(usable, torch.Tensor) else usable, dtype=bool
+            )
+            if mask.shape != (self.n_items,):
+                raise ValueError(f"usable must be [{self.n_items}] booleans, got {mask.shape}")
+            self.ids, vectors = self.ids[mask], vectors[mask]
+        self.kind = kind
+        self.index = build_index(vectors, kind, **options) if len(vectors) else None
+
+    def top_k(
+        self, queries: np.ndarray | torch.Tensor, k: int, exclude=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Item ids and scores ``[n_queries, k]``, best first; ``-1`` / ``-inf`` pad rows with
+        fewer than ``k`` items to offer. ``exclude``: optional ``[n_queries, n_items]`` CSR
+        of items never to return."""
+        if k < 1:
+            raise ValueError(f"k must be a positive integer, got {k}")
+        queries = _host_float32(queries)
+        rows = len(queries)
+        items = np.full((rows, k), -1, dtype=np.int64)
+        scores = np.full((rows, k), -np.inf, dtype=np.float32)
+        if rows == 0 or self.index is None:
+            return items, scores
+        counts = np.zeros(rows, dtype=np.int64) if exclude is None else np.diff(exclude.indptr)
+        wanted = min(k + int(counts.max()), len(self.ids))
+        found, found_scores = self.index.search(queries, wanted)
+        found_scores = np.asarray(found_scores, dtype=np.float32)
+        for row in range(rows):
+            keep = found[row] >= 0  # faiss pads with -1
+            ids, row_scores = self.ids[found[row][keep]], found_scores[row][keep]
+            if counts[row]:
+                seen = exclude.indices[exclude.indptr[row] : exclude.indptr[row + 1]]
+                allowed = ~np.isin(ids, seen)
+                ids, row_scores = ids[allowed], row_scores[allowed]
+            items[row, : min(k, len(ids))] = ids[:k]
+            scores[row, : min(k, len(ids))] = row_scores[:k]
+        return items, scores
 
 
 def recall_at_k(approximate: np.ndarray, exact: np.ndarray) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from recdiff.cli.main import app
@@ -290,3 +291,69 @@ def test_a_known_user_with_an_empty_sequence_gets_the_empty_input_note(
     result = CliRunner().invoke(app, ["recommend", str(run), "--user", str(user), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["note"] == EMPTY_SEQUENCE_NOTE
+
+
+@pytest.mark.parametrize("which", ["sasrec", "dreamrec"])
+def test_query_vectors_times_item_vectors_are_the_scores(predictor, dreamrec, which):
+    model = (predictor if which == "sasrec" else dreamrec).model
+    windows, _ = model.windows([[1, 2, 3], [], [7]])
+    vectors, usable = model.item_vectors()
+    assert usable is None
+    scores = model.query_vectors(windows) @ vectors.T.float()
+    torch.testing.assert_close(scores, model.score(windows), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("which", ["sasrec", "dreamrec"])
+def test_an_exact_index_recommends_what_full_scoring_does(run_dir, dreamrec, which):
+    plain = Predictor.load(run_dir if which == "sasrec" else dreamrec.directory)
+    indexed = Predictor.load(run_dir if which == "sasrec" else dreamrec.directory)
+    assert indexed.use_index("exact") == 1.0
+    for user in plain.users.external(np.arange(8)).tolist():
+        expected = plain.recommend(user=user, k=10)  # seen items excluded
+        got = indexed.recommend(user=user, k=10)
+        assert got.items == expected.items
+        np.testing.assert_allclose(got.scores, expected.scores, rtol=1e-4)
+    history = plain.items.external(np.arange(4)).tolist()
+    assert (
+        indexed.recommend(history=history, k=5).items == plain.recommend(history=history, k=5).items
+    )
+
+
+def test_a_faiss_index_reports_its_recall_and_serves_through_the_cli(run_dir):
+    pytest.importorskip("faiss")
+    indexed = Predictor.load(run_dir)
+    recall = indexed.use_index("faiss")
+    assert indexed.index_recall == recall and 0.9 <= recall <= 1.0  # 200 items: near exact
+    user = str(indexed.users.external([0])[0])
+    result = CliRunner().invoke(
+        app, ["recommend", str(run_dir), "--user", user, "--index", "faiss"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "faiss index over 200 items; recall@20 against the exact top-20: " in result.output
+    plain = Predictor.load(run_dir).recommend(user=indexed.parse_user(user), k=10).items
+    listed = [line.split()[1] for line in result.output.splitlines() if line[:3].strip().isdigit()]
+    assert len(listed) == 10 and len(set(listed) & {str(i) for i in plain}) >= 9
+
+
+def test_an_index_is_refused_for_a_model_of_user_rows(tmp_path):
+    run = run_training(load_config("demo-ease"), tmp_path, progress=False).directory
+    with pytest.raises(ValueError, match="serves next-item runs"):
+        Predictor.load(run).use_index("faiss")
+    result = CliRunner().invoke(app, ["recommend", str(run), "--user", "3", "--index", "faiss"])
+    assert result.exit_code != 0 and "serve it without one" in result.output
+
+
+def test_the_service_says_which_index_ranks_and_answers_through_it(run_dir, serve_app):
+    from recdiff.serving.service import create_app
+
+    plain = Predictor.load(run_dir)
+    indexed = Predictor.load(run_dir)
+    indexed.use_index("exact", k=10)
+    with serve_app(create_app(plain)) as http:
+        assert http.get("/model").json()["index"] == {"kind": "exact", "recall@20": None}
+        expected = http.post("/recommend", json={"user": 5, "k": 6}).json()
+    with serve_app(create_app(indexed)) as http:
+        assert http.get("/model").json()["index"] == {"kind": "exact", "recall@10": 1.0}
+        assert (
+            http.post("/recommend", json={"user": 5, "k": 6}).json()["items"] == expected["items"]
+        )

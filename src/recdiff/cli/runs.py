@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from recdiff.cli.errors import check_device, fail, stopped, user_errors
+from recdiff.cli.serve import IndexKind, load_with_index
 from recdiff.config import ConfigError, list_presets, load_config
 
 __all__ = ["register"]
@@ -151,6 +152,13 @@ def recommend(
         bool, typer.Option("--include-seen", help="Also recommend items the user already has.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    index: Annotated[
+        IndexKind,
+        typer.Option(
+            help="Next-item runs: rank through a faiss HNSW index over the item vectors "
+            "(approximate; needs the ann extra) instead of scoring every item."
+        ),
+    ] = IndexKind.exact,
 ) -> None:
     """Top-k items for a known user (--user) or a new user's history (--history).
 
@@ -158,13 +166,12 @@ def recommend(
     (e.g. the history holds every catalogue item); a note on stderr (in --json: "note") says why.
     """
     from recdiff.data.errors import UnknownIdError
-    from recdiff.serving.predictor import Predictor
 
     if (user is None) == (history is None):
         fail("give exactly one of --user ID or --history ITEM,ITEM,...")
     seen_remedy = "pass --include-seen"
-    with user_errors(FileNotFoundError, KeyError, ValueError, run=run):
-        predictor = Predictor.load(run)
+    with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
+        predictor = load_with_index(run, index)
         if user is not None:
             try:
                 recs = predictor.recommend(

@@ -467,12 +467,30 @@ class DreamRec(SequentialRecommender):
         sampler: str | None = None,
         sampling_steps: int | None = None,
     ) -> torch.Tensor:
-        chosen = self.sampler(sampler, sampling_steps)
-        oracle = self.generate(history, generator, guidance_weight, chosen)
+        oracle = self._query_batch(history, generator, guidance_weight, sampler, sampling_steps)
         scores = oracle @ self.net.encoder.items.T.to(oracle.dtype)
         if self.config.exclude_untrained_items:
             scores = scores.masked_fill(~self.net.trained, float("-inf"))
         return scores
+
+    ranks_by_inner_product = True
+
+    def item_vectors(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        net = self._check_fitted()
+        usable = net.trained.clone() if self.config.exclude_untrained_items else None
+        return net.encoder.items.detach(), usable
+
+    def _query_batch(
+        self,
+        history: torch.Tensor,
+        generator: Generators,
+        guidance_weight: float | None = None,
+        sampler: str | None = None,
+        sampling_steps: int | None = None,
+    ) -> torch.Tensor:
+        """The oracle embeddings that :meth:`_score_batch` ranks items by."""
+        chosen = self.sampler(sampler, sampling_steps)
+        return self.generate(history, generator, guidance_weight, chosen)
 
     def score_with(
         self,

@@ -120,6 +120,15 @@ class SASRec(SequentialRecommender):
         del generator  # deterministic
         return self.net.logits(history)
 
+    ranks_by_inner_product = True
+
+    def item_vectors(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self._check_fitted().encoder.items.detach(), None
+
+    def _query_batch(self, history, generator):
+        del generator
+        return self.net.encoder(history)
+
 
 class _Counts(nn.Module):
     def __init__(self, n_items: int) -> None:

@@ -152,18 +152,7 @@ class SequentialRecommender(SavedModel):
         DreamRec's ``guidance_weight``, ``sampler``, ``sampling_steps``). An empty batch gets
         ``[0, n_items]`` scores.
         """
-        net = self._check_fitted()
-        history = torch.as_tensor(history, dtype=torch.long)
-        if history.dim() != 2:
-            raise ValueError(f"history must be [batch, length], got shape {tuple(history.shape)}")
-        if history.numel() and (history.min() < 0 or history.max() > self.n_items):
-            raise ValueError(
-                f"history holds ids outside 0..{self.n_items} (items 0..{self.n_items - 1}, "
-                f"pad {self.n_items}); map external ids with the run's item vocabulary"
-            )
-        self._check_left_padded(history)
-        if history.shape[1] > self.max_len:
-            history = history[:, -self.max_len :]
+        history = self._checked_history(history)
         if lengths is not None:
             real = (history != self.n_items).sum(dim=1)
             lengths = torch.as_tensor(lengths)
@@ -176,6 +165,29 @@ class SequentialRecommender(SavedModel):
                 )
         if history.shape[0] == 0:  # the network cannot run on no rows (its reshapes fail)
             return torch.empty((0, self.n_items), device=self.device)
+        return self._inference(self._score_batch, history, generator, **options)
+
+    def _checked_history(self, history: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """``history`` as a long ``[batch, <= max_len]`` tensor of the newest items, after
+        checking its shape, ids and left padding."""
+        self._check_fitted()
+        history = torch.as_tensor(history, dtype=torch.long)
+        if history.dim() != 2:
+            raise ValueError(f"history must be [batch, length], got shape {tuple(history.shape)}")
+        if history.numel() and (history.min() < 0 or history.max() > self.n_items):
+            raise ValueError(
+                f"history holds ids outside 0..{self.n_items} (items 0..{self.n_items - 1}, "
+                f"pad {self.n_items}); map external ids with the run's item vocabulary"
+            )
+        self._check_left_padded(history)
+        if history.shape[1] > self.max_len:
+            history = history[:, -self.max_len :]
+        return history
+
+    def _inference(self, method, history: torch.Tensor, generator, **options) -> torch.Tensor:
+        """``method(history, generator, **options)`` on checked, left-padded, non-empty rows,
+        in evaluation mode, without gradients, at the training precision; float32 out."""
+        net = self._check_fitted()
         if history.shape[1] == 0:  # rows without a column are empty histories: one pad column
             history = torch.full((history.shape[0], 1), self.n_items, dtype=torch.long)
         history = trim_left_padding(history, self.n_items)
@@ -184,9 +196,37 @@ class SequentialRecommender(SavedModel):
         net.eval()
         try:
             with torch.no_grad(), precision_context(self.training.precision, device):
-                return self._score_batch(history.to(device), generator, **options).float()
+                return method(history.to(device), generator, **options).float()
         finally:
             net.train(was_training)
+
+    # ------------------------------------------------------------- retrieval by inner product
+    #: Whether :meth:`score` is the inner product of a query vector with each item's vector
+    #: (SASRec, DreamRec), so that an index over :meth:`item_vectors` can rank instead.
+    ranks_by_inner_product: bool = False
+
+    def item_vectors(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The ``[n_items, dim]`` item vectors that :meth:`score` takes inner products with,
+        and a mask of the items it may rank (None: all), for a retrieval index."""
+        raise NotImplementedError(f"{self.model_name} does not rank by inner product")
+
+    def query_vectors(
+        self,
+        history: torch.Tensor | np.ndarray,
+        generator: Generators = None,
+        **options: Any,
+    ) -> torch.Tensor:
+        """The ``[batch, dim]`` query vectors whose inner products with :meth:`item_vectors`
+        are :meth:`score`'s scores, for the same left-padded histories (and draws)."""
+        if not self.ranks_by_inner_product:
+            raise NotImplementedError(f"{self.model_name} does not rank by inner product")
+        history = self._checked_history(history)
+        if history.shape[0] == 0:
+            return torch.empty((0, self.item_vectors()[0].shape[1]), device=self.device)
+        return self._inference(self._query_batch, history, generator, **options)
+
+    def _query_batch(self, history, generator, **options) -> torch.Tensor:
+        raise NotImplementedError
 
     def _check_left_padded(self, history: torch.Tensor) -> None:
         """Fail when a row holds a pad after an item: it is padded on the right. The network

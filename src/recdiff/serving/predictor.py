@@ -434,6 +434,22 @@ class Predictor:
         exclude = self.seen[rows] if exclude_seen else sp.csr_matrix(inputs.shape, dtype=np.float32)
         return Query(inputs, exclude)
 
+    #: The retrieval index recommendations go through (next-item runs, :meth:`use_index`).
+    index = None
+    index_recall: float | None = None  # recall@index_recall_k of its top-k against the exact
+    index_recall_k: int = 20
+
+    def use_index(self, kind: str = "faiss", k: int = 20, sample: int = 256, **options: Any):
+        """Recommend through a retrieval index: only for next-item runs (SASRec, DreamRec),
+        which rank by inner product with item vectors."""
+        if kind == "exact":
+            return None  # what this predictor does anyway
+        raise ValueError(
+            f"a retrieval index ({kind}) serves next-item runs (SASRec, DreamRec), which rank "
+            f"items by inner product; a {self.config.model.name} run scores every item itself: "
+            "serve it without one"
+        )
+
     def top_k(self, queries: Sequence[Query], k: int) -> tuple[np.ndarray, np.ndarray]:
         """Item indices and scores ``[rows, k]`` of all the queries' rows, in one model call.
 

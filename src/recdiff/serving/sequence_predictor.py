@@ -21,6 +21,7 @@ from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary
 from recdiff.models.base import SavedModel
 from recdiff.models.sequential import SequentialRecommender, seen_matrix
+from recdiff.retrieval import ItemIndex
 from recdiff.serving.predictor import Predictor, Query, _python
 from recdiff.serving.run_files import (
     check_items,
@@ -104,6 +105,9 @@ class SequencePredictor(Predictor):
         self.model, self.users, self.items = model, users, items
         self.indptr, self.sequence_items = indptr, sequence_items
         self.config, self.metrics, self.directory = config, metrics, directory
+        self.index: ItemIndex | None = None  # None: exact scores over every item
+        self.index_recall: float | None = None
+        self.index_recall_k = 20
 
     @classmethod
     def load(cls, run: str | Path) -> SequencePredictor:
@@ -191,7 +195,37 @@ class SequencePredictor(Predictor):
         windows = np.concatenate([q.inputs for q in queries])
         exclude = sp.vstack([q.exclude for q in queries], format="csr")
         # DreamRec's default sampling draws each row as a lone request would (EachRowAlone)
+        if self.index is not None:
+            return self.index.top_k(self.model.query_vectors(windows), k, exclude)
         return topk_items(self.model.score(windows), k, exclude)
+
+    def use_index(
+        self, kind: str = "faiss", k: int = 20, sample: int = 256, **options: Any
+    ) -> float | None:
+        """Recommend through an index over the model's item vectors (``faiss``: approximate,
+        for large catalogues; ``exact``: the same lists as without one) and return its recall
+        against the exact top-``k`` on up to ``sample`` of the run's users (their whole
+        sequences; None for a run without users), also kept as :attr:`index_recall`.
+        ``options`` go to the index (faiss: ``neighbors``, ``ef_search``)."""
+        from recdiff.retrieval import ItemIndex, recall_at_k
+
+        if not self.model.ranks_by_inner_product:
+            raise ValueError(
+                f"{self.model.model_name} does not rank items by inner product with an item "
+                "vector, so an index cannot rank for it: serve it without one"
+            )
+        vectors, usable = self.model.item_vectors()
+        index = ItemIndex(vectors, kind, usable, **options)
+        recall = None
+        if len(self.users) and sample > 0:
+            rows = np.random.default_rng(0).permutation(len(self.users))[:sample]
+            query = self.query_users(self.users.external(rows), exclude_seen=False)
+            vectors_of = self.model.query_vectors(query.inputs)
+            exact, _ = ItemIndex(vectors, "exact", usable).top_k(vectors_of, k)
+            found, _ = index.top_k(vectors_of, k)
+            recall = recall_at_k(found, exact)
+        self.index, self.index_recall, self.index_recall_k = index, recall, k
+        return recall
 
     def evaluate(
         self, averaging: str = "all_users", exclude_history: bool | None = None

@@ -322,6 +322,11 @@ def _model_info(predictor: Predictor, max_k: int, max_history: int) -> dict[str,
             "test": metrics.get("test", {}),
         },
         "limits": {"max_k": max_k, "max_history": max_history},
+        "index": {
+            "kind": "exact" if predictor.index is None else predictor.index.kind,
+            # its top-k against the exact one's, on a sample of the run's users (None: unmeasured)
+            f"recall@{predictor.index_recall_k}": predictor.index_recall,
+        },
     }
 
 
