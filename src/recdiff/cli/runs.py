@@ -220,10 +220,16 @@ def reproduce(
     import numpy as np
 
     from recdiff.train.distributed import is_main_process
-    from recdiff.train.run import run_training
 
     if preset not in PAPER_RESULTS:
         fail(f"no paper numbers for {preset!r}; reproducible presets: {sorted(PAPER_RESULTS)}")
+    if any(item.partition("=")[0].strip() == "train.seed" for item in overrides or []):
+        # Each run's seed is its number: a train.seed given here would be silently replaced.
+        fail(
+            f"reproduce trains with train.seed 1 to --seeds (now {seeds}), so --set train.seed "
+            "would be ignored: remove it (train one seed with `recdiff train PRESET --set "
+            "train.seed=N`)"
+        )
     with user_errors(ConfigError, FileNotFoundError, ValueError):
         preset_config = load_config(preset, [])
         config = load_config(preset, list(overrides or []))
@@ -238,15 +244,15 @@ def reproduce(
     notes = _reproduce_notes(preset, preset_config, config, paper)
     tests = []
     for seed in range(1, seeds + 1):
+        done = {1: "no run was written", 2: "seed 1 is a complete run"}.get(
+            seed, f"seeds 1-{seed - 1} are complete runs"
+        )
         try:
             with user_errors(ConfigError, FileNotFoundError, ValueError):
                 config = load_config(preset, [*(overrides or []), f"train.seed={seed}"])
                 check_device(config.train.device)
-                result = run_training(config, runs_dir, progress=not quiet)
+            result = _seed_run(config, runs_dir, quiet, f"seed {seed} of {seeds}", done)
         except (KeyboardInterrupt, SystemExit) as stop:
-            done = {1: "no run was written", 2: "seed 1 is a complete run"}.get(
-                seed, f"seeds 1-{seed - 1} are complete runs"
-            )
             stopped(stop, f"{done} (in {runs_dir})", during=f" during seed {seed}")
         tests.append(result.metrics["test"])
         if is_main_process():  # under torchrun every rank trains; rank 0 reports
@@ -260,6 +266,23 @@ def reproduce(
         typer.echo(_table({"std": std}, list(paper)).splitlines()[1])
     for note in notes:
         typer.echo(f"note: {note}", err=True)
+
+
+def _seed_run(config, runs_dir: Path, quiet: bool, which: str, done: str):
+    """One seed's run. A user's error in a later seed (it diverged, the disk filled up) names
+    the seed and the runs the earlier seeds left, as an interruption does."""
+    from recdiff.cli.errors import describe
+    from recdiff.train.run import run_training
+
+    try:
+        return run_training(config, runs_dir, progress=not quiet)
+    except Exception as error:
+        message = describe(error, (ConfigError, FileNotFoundError, ValueError))
+        if message is None:
+            raise
+        if config.train.seed > 1:
+            message = f"{which} failed: {message}; {done} (in {runs_dir})"
+        fail(message)
 
 
 def _computes(config, metric: str) -> bool:

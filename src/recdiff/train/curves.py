@@ -6,11 +6,13 @@ switch the caller's backend."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from recdiff.atomic import atomic_path
 
@@ -35,36 +37,77 @@ def plot_curves(
     # A pre-training stage (L-DiffRec's autoencoders, DreamRec's SASRec items) restarts the
     # epoch count: each stage gets its own lines, the model's own last and unlabelled. A stage's
     # loss is another loss (SASRec's cross-entropy against DreamRec's MSE): its own y axis.
+    # A stage keeps one colour in both panels; the split is told by the line's style.
     stages = sorted({r["stage"] for r in epochs + evals if r.get("stage")})
     ax_stage = ax_loss.twinx() if stages else None
     for n, stage in enumerate([*stages, None]):
         prefix = f"{stage}: " if stage else ""
+        axis, color = (ax_stage, f"C{n + 1}") if stage else (ax_loss, "C0")
         losses = [(r["epoch"], r["loss"]) for r in epochs if r.get("stage") == stage]
         if losses:
-            axis, color = (ax_stage, f"C{n + 1}") if stage else (ax_loss, "C0")
             label = prefix + "loss" if stages else None
-            axis.plot(*zip(*losses, strict=True), color=color, label=label)
+            _line(axis, losses, color=color, label=label, dense=0)
+        for r in records:  # where a non-finite loss ended the stage
+            if r.get("event") == "diverged" and r.get("stage") == stage:
+                axis.axvline(r["epoch"], color=color, linestyle=":", label=f"{prefix}diverged")
         stage_evals = [r for r in evals if r.get("stage") == stage]
         splits = sorted(
-            {key.split("/")[0] for r in stage_evals for key in r if key.endswith(f"/{metric}")}
+            {key.split("/")[0] for r in stage_evals for key in r if key.endswith(f"/{metric}")},
+            key=lambda split: (split != "valid", split),  # valid, the selecting split, first
         )
         for split in splits:
             key = f"{split}/{metric}"
             points = [(r["epoch"], r[key]) for r in stage_evals if key in r]
-            ax_metric.plot(*zip(*points, strict=True), marker="o", label=prefix + split)
+            style = "-" if split == "valid" else "--"
+            _line(ax_metric, points, color=color, label=prefix + split, linestyle=style)
     if ax_stage is not None:
         ax_stage.set_ylabel("stage loss")
         lines = ax_loss.lines + ax_stage.lines
         ax_loss.legend(lines, [line.get_label() for line in lines])
+    elif any(line.get_label() == "diverged" for line in ax_loss.lines):
+        ax_loss.legend()
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
     ax_loss.set_title("loss")
     if ax_metric.lines:
         ax_metric.legend()
+    else:  # said, so that an empty panel is not taken for a drawing that failed
+        ax_metric.text(
+            0.5, 0.5, f"no evaluation computed {metric}", ha="center", transform=ax_metric.transAxes
+        )
     ax_metric.set_xlabel("epoch")
     ax_metric.set_ylabel(metric)
     ax_metric.set_title(f"{metric} (selection on valid)")
+    for axis in (ax_loss, ax_metric):  # epochs are whole: no ticks at 1.5 or 0.98
+        low, high = axis.get_xlim()
+        if axis.lines and high - low < 2:  # one epoch: a range about it with whole numbers
+            axis.set_xlim((low + high) / 2 - 1, (low + high) / 2 + 1)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, path)
+
+
+def _line(
+    axis: Any,
+    points: Sequence[tuple[float, float]],
+    *,
+    dense: int = 50,
+    **style: Any,
+) -> None:
+    """``points`` joined by a line, with a marker on each when there are at most ``dense`` of
+    them, and always on a point no line reaches: a run of one epoch, or the last finite loss
+    before training diverged, would otherwise draw nothing."""
+    xs, ys = zip(*points, strict=True)
+    finite = [y is not None and math.isfinite(y) for y in ys]
+    if len(points) <= dense:
+        marked = [i for i, ok in enumerate(finite) if ok]
+    else:
+        marked = [
+            i
+            for i, ok in enumerate(finite)
+            if ok and not (i > 0 and finite[i - 1]) and not (i + 1 < len(ys) and finite[i + 1])
+        ]
+    ys = [y if ok else math.nan for y, ok in zip(ys, finite, strict=True)]
+    axis.plot(xs, ys, marker="o" if marked else None, markersize=4, markevery=marked, **style)
 
 
 def _plot_sweep(record: dict[str, Any], path: str | os.PathLike[str], metric: str) -> None:

@@ -42,6 +42,7 @@ from torch import nn
 
 __all__ = [
     "COLLECTIVE_TIMEOUT",
+    "LaunchError",
     "all_reduce_sum",
     "broadcast_object",
     "data_parallel_loss",
@@ -61,6 +62,14 @@ __all__ = [
 #: How long a process waits in a collective. Rank 0 evaluates while the others wait for its
 #: metrics, and a full-ranking evaluation of a large dataset can take long.
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
+
+
+class LaunchError(RuntimeError, ValueError):
+    """The processes were started or configured so that they cannot train together (torchrun's
+    variables missing, more processes than GPUs, no CUDA for ``train.device=cuda``).
+
+    A ``ValueError`` as well, so that the command line reports it as a one-line error that says
+    what to fix, as it reports any other setting a user got wrong, rather than as a traceback."""
 
 
 def env_world_size() -> int:
@@ -92,13 +101,13 @@ def init_from_env(device: str | torch.device = "cpu") -> bool:
     if world == 1:
         return False
     if not dist.is_available():
-        raise RuntimeError(
+        raise LaunchError(
             f"WORLD_SIZE={world} asks for distributed training, but this torch build has no "
             "torch.distributed: install a build with it or start a single process"
         )
     missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
     if missing:
-        raise RuntimeError(
+        raise LaunchError(
             f"WORLD_SIZE={world} but {', '.join(missing)} not set: start the processes with "
             "torchrun (e.g. torchrun --nproc_per_node=2 -m recdiff train PRESET), which sets them"
         )
@@ -122,12 +131,12 @@ def _backend_for(device: torch.device) -> str:
             "LOCAL_RANK: set train.device=cuda"
         )
     if not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but CUDA is not available: set train.device=cpu")
+        raise LaunchError("train.device=cuda but CUDA is not available: set train.device=cpu")
     if not dist.is_nccl_available():
-        raise RuntimeError("train.device=cuda needs the nccl backend, which this torch lacks")
+        raise LaunchError("train.device=cuda needs the nccl backend, which this torch lacks")
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if local_rank >= torch.cuda.device_count():
-        raise RuntimeError(
+        raise LaunchError(
             f"LOCAL_RANK={local_rank} but this machine has {torch.cuda.device_count()} GPUs: "
             "start at most one process per GPU (--nproc_per_node)"
         )
@@ -139,7 +148,7 @@ def _check_backend(device: torch.device) -> None:
     """An existing group must be able to reduce tensors on ``device``."""
     backend = dist.get_backend()
     if backend == "nccl" and device.type != "cuda":
-        raise RuntimeError(
+        raise LaunchError(
             f"the process group uses nccl, which reduces CUDA tensors only, but training runs on "
             f"{device}: set train.device=cuda, or initialise the group with gloo for CPU training"
         )
