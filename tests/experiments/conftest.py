@@ -1,4 +1,5 @@
-"""A ``recdiff`` command signalled while it trains, for the tests of how it stops."""
+"""A ``recdiff`` command signalled while it trains, for the tests of how it stops; the tables
+of an experiment's results.md."""
 
 from __future__ import annotations
 
@@ -66,3 +67,23 @@ def signal_while_training():
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _markdown_tables(text: str) -> list[list[list[str]]]:
+    """Every markdown table in ``text`` as rows of cells (header first, separator dropped)."""
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= set("-:") for c in cells):
+                current.append(cells)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+@pytest.fixture(scope="session")
+def markdown_tables():
+    """``markdown_tables(text)``: every markdown table in ``text`` as rows of cells."""
+    return _markdown_tables

@@ -29,20 +29,6 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _markdown_tables(text: str) -> list[list[list[str]]]:
-    """Every markdown table in ``text`` as rows of cells (header first, separator dropped)."""
-    tables, current = [], []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not all(set(c) <= set("-:") for c in cells):
-                current.append(cells)
-        elif current:
-            tables.append(current)
-            current = []
-    return tables
-
-
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     """Tiny DiffRec (a YAML file), EASE and popularity over 2 seeds, then resumed to 3 seeds."""
@@ -83,12 +69,12 @@ def test_resuming_trains_only_the_new_seeds(experiment):
     assert len(list((experiment["out"] / "runs").iterdir())) == 9
 
 
-def test_markdown_means_and_stds_match_the_csv(experiment):
+def test_markdown_means_and_stds_match_the_csv(experiment, markdown_tables):
     out = experiment["out"]
     rows = _rows(out / "results.csv")
     text = (out / "results.md").read_text()
     assert "sample standard deviation (ddof = 1)" in text
-    summary = _markdown_tables(text)[0]
+    summary = markdown_tables(text)[0]
     header = summary[0]
     assert header[:4] == ["config", "model", "seeds", "valid recall@20"]
     assert "test recall@20" in header and "test ndcg@20" in header
@@ -106,7 +92,7 @@ def test_markdown_means_and_stds_match_the_csv(experiment):
             assert std == pytest.approx(values.std(ddof=1), abs=5e-5)
 
 
-def test_significance_against_the_best_baseline_chosen_on_validation(experiment):
+def test_significance_against_the_best_baseline_chosen_on_validation(experiment, markdown_tables):
     out = experiment["out"]
     rows = _rows(out / "results.csv")
     valid = {
@@ -116,7 +102,7 @@ def test_significance_against_the_best_baseline_chosen_on_validation(experiment)
     best = max(valid, key=valid.get)
     text = (out / "results.md").read_text()
     assert f"Best baseline: **{best}**" in text
-    tests = {line[0]: line for line in _markdown_tables(text)[1][1:]}
+    tests = {line[0]: line for line in markdown_tables(text)[1][1:]}
     assert set(tests) == set(LABELS) - {best}
 
     def per_user(label):
@@ -402,7 +388,7 @@ def test_configs_on_other_data_or_protocols_are_not_paired(tmp_path):
     )
 
 
-def test_two_demo_datasets_are_not_paired(tmp_path):
+def test_two_demo_datasets_are_not_paired(tmp_path, markdown_tables):
     """`--set demo-popularity:data.seed=7` gives popularity other demo data of the same size:
     results.md makes each the best baseline of its own data instead of pairing them."""
     command = ["experiment", "demo-ease", "demo-popularity", "--seeds", "1", "--quiet"]
@@ -410,7 +396,7 @@ def test_two_demo_datasets_are_not_paired(tmp_path):
     result = runner.invoke(app, [*command, "--out", str(tmp_path / "exp")])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "exp" / "results.md").read_text()
-    assert _markdown_tables(text)[1] == [
+    assert markdown_tables(text)[1] == [
         ["config", "users", "per-user test recall@20", "baseline", "difference", "p-value",
          "tested against"],
     ]  # fmt: skip

@@ -23,21 +23,7 @@ def _record(folder: Path, label: str, model: str, valid: float, values) -> SeedR
     return SeedRecord(label, model, 1, "", {"ndcg@20": valid}, test, per_user_path=str(path))
 
 
-def _tables(text: str) -> list[list[list[str]]]:
-    """The markdown tables of ``text`` as rows of cells (header first, separator dropped)."""
-    tables, current = [], []
-    for line in [*text.splitlines(), ""]:
-        if line.startswith("|"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if not all(set(c) <= set("-:") for c in cells):
-                current.append(cells)
-        elif current:
-            tables.append(current)
-            current = []
-    return tables
-
-
-def test_each_config_is_tested_against_the_best_baseline_on_its_own_data(tmp_path):
+def test_each_config_is_tested_against_the_best_baseline_on_its_own_data(tmp_path, markdown_tables):
     """SASRec has the highest validation value of all baselines, but on the demo sequences, not
     the demo rows: DiffRec is tested against EASE, the better of the row baselines on
     validation (popularity is better on test, which does not choose), DreamRec against SASRec.
@@ -81,7 +67,7 @@ def test_each_config_is_tested_against_the_best_baseline_on_its_own_data(tmp_pat
     assert tests["diffrec7"] == missing
     p_diffrec = f"{tests['diffrec'].p_value:.2e}"
     p_dreamrec = f"{tests['dreamrec'].p_value:.2e}"
-    assert _tables(text)[1] == [
+    assert markdown_tables(text)[1] == [
         ["config", "users", "per-user test ndcg@20", "baseline", "difference", "p-value",
          "tested against"],
         ["diffrec", "40", "0.5000", "0.1667", "+0.3333", p_diffrec, "ease"],
@@ -98,7 +84,7 @@ def test_each_config_is_tested_against_the_best_baseline_on_its_own_data(tmp_pat
     ) in text
 
 
-def test_one_group_keeps_the_single_baseline_layout(tmp_path):
+def test_one_group_keeps_the_single_baseline_layout(tmp_path, markdown_tables):
     """All configs on one data: the line naming the best baseline and the column headed by its
     name read as before groups; the new last column names the baseline of each row."""
     configs = [("diffrec", load_config("demo-diffrec")), ("ease", load_config("demo-ease"))]
@@ -110,12 +96,14 @@ def test_one_group_keeps_the_single_baseline_layout(tmp_path):
     assert best == "ease"
     assert "Best baseline: **ease** (highest mean validation ndcg@20 among ease 0.4000).\n" in text
     assert "groups" not in text
-    assert _tables(text)[1][0][3] == "ease"
-    assert _tables(text)[1][1][-1] == "ease"
+    assert markdown_tables(text)[1][0][3] == "ease"
+    assert markdown_tables(text)[1][1][-1] == "ease"
     assert tests["diffrec"] == paired_test(USERS, USERS / 3, "ttest")
 
 
-def test_experiment_over_demo_rows_and_sequences_tests_both_diffusion_models(tmp_path):
+def test_experiment_over_demo_rows_and_sequences_tests_both_diffusion_models(
+    tmp_path, markdown_tables
+):
     """`recdiff experiment demo-diffrec demo-dreamrec demo-sasrec demo-ease --metric ndcg@20`
     (tiny): DiffRec is paired with EASE on the demo rows, DreamRec with SASRec on the demo
     sequences. Before, one baseline served all, so one of the two was left untested."""
@@ -139,7 +127,7 @@ def test_experiment_over_demo_rows_and_sequences_tests_both_diffusion_models(tmp
         with np.load(out / "records" / label / "seed-1.npz") as data:
             return per_user_over_seeds([data["ndcg@20"]])
 
-    rows = {row[0]: row for row in _tables((out / "results.md").read_text())[1][1:]}
+    rows = {row[0]: row for row in markdown_tables((out / "results.md").read_text())[1][1:]}
     assert set(rows) == {"demo-diffrec", "demo-dreamrec"}
     for label, baseline in (("demo-diffrec", "demo-ease"), ("demo-dreamrec", "demo-sasrec")):
         expected = paired_test(per_user(label), per_user(baseline), "wilcoxon")
