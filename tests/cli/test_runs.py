@@ -391,3 +391,14 @@ def test_run_metrics_count_the_users_with_held_out_items(run_dir):
     splits = load_splits(load_config(str(run_dir / "config.yaml")).data)
     assert stored["data"]["valid_users"] == int((splits.valid.user_counts() > 0).sum())
     assert stored["data"]["test_users"] == int((splits.test.user_counts() > 0).sum())
+
+
+def test_a_stray_rank_outside_a_torchrun_job_keeps_the_warnings(tmp_path, monkeypatch):
+    """Only the other ranks of a job (WORLD_SIZE > 1) keep quiet; a RANK left in the
+    environment of a single process must not hide its warnings."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    args = ["train", "demo-ease", "--set", "train.lr=0.5", "--quiet"]
+    with pytest.warns(UserWarning, match="train.lr does not apply to ease"):
+        result = runner.invoke(app, [*args, "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output

@@ -29,7 +29,9 @@ def _everywhere() -> None:
     warnings.formatwarning = _warning_line
     # Under torchrun every process meets the same warnings; rank 0 alone says them, as it alone
     # prints the results. (Errors still come from the process that has them.)
-    if os.environ.get("RANK", "0").strip() not in ("", "0"):
+    # A stray RANK without a WORLD_SIZE above 1 is no torchrun job: its warnings are shown.
+    other_rank = os.environ.get("RANK", "0").strip() not in ("", "0")
+    if other_rank and os.environ.get("WORLD_SIZE", "1").strip() not in ("", "1"):
         warnings.simplefilter("ignore")
 
 
