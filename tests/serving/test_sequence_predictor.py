@@ -357,3 +357,13 @@ def test_the_service_says_which_index_ranks_and_answers_through_it(run_dir, serv
         assert (
             http.post("/recommend", json={"user": 5, "k": 6}).json()["items"] == expected["items"]
         )
+
+
+def test_serve_passes_ef_search_to_the_faiss_index(run_dir):
+    pytest.importorskip("faiss")
+    from recdiff.cli.serve import IndexKind, load_with_index
+
+    predictor = load_with_index(run_dir, IndexKind.faiss, ef_search=7)
+    assert predictor.index.kind == "faiss"
+    assert predictor.index.index.index.hnsw.efSearch == 7  # ItemIndex > FaissIndex > faiss
+    assert load_with_index(run_dir, IndexKind.exact).index is None
