@@ -111,6 +111,20 @@ def check_data(x: torch.Tensor, name: str = "x0") -> None:
         )
 
 
+def check_clip(clip_x0: tuple[float, float] | None) -> tuple[float, float] | None:
+    """``clip_x0`` as (low, high), refused when reversed: ``clamp`` with low > high sets every
+    value to high, a constant x0 prediction instead of a clipped one."""
+    if clip_x0 is None:
+        return None
+    try:
+        low, high = clip_x0
+    except (TypeError, ValueError):
+        raise ValueError(f"clip_x0 must be a pair (low, high), got {clip_x0!r}") from None
+    if not low <= high:
+        raise ValueError(f"clip_x0 must be (low, high) with low <= high, got {clip_x0!r}")
+    return low, high
+
+
 def step_index(t: int, num_steps: int) -> int:
     """A Python int step in 0..T-1 as itself, checked without building a tensor (the samplers
     look their coefficients up by one at every step)."""
@@ -473,6 +487,7 @@ class GaussianDiffusion(nn.Module):
         clip_x0: tuple[float, float] | None = None,
     ) -> ReverseStep:
         """p_theta(x_{t-1} | x_t): the posterior mean at the predicted x0, with the fixed variance."""
+        clip_x0 = check_clip(clip_x0)
         return self._p_mean_variance(model_fn, x_t, self._checked(t, ("x_t", x_t)), clip_x0)
 
     def _p_mean_variance(
@@ -504,7 +519,9 @@ class GaussianDiffusion(nn.Module):
         snr_prev = torch.cat([self.snr.new_ones(1), self.snr[:-1]])
         weights = 0.5 * (snr_prev - self.snr)
         weights[0] = 1.0
-        return self._at(weights, t, like).reshape(-1)
+        out = self._at(weights, t, like).reshape(-1)
+        # One step for the batch still gives one weight per example, as a [batch] t does.
+        return out.expand(like.shape[0]) if t.dim() == 0 and like.dim() else out
 
     def training_losses(
         self,

@@ -8,6 +8,7 @@ skips the unconditional pass. Both passes run as one batch of twice the size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -44,8 +45,8 @@ def guided(
     ``cond`` is [batch, ...], or [1, ...] for one condition shared by the whole batch (expanded
     to it, as a denoiser broadcasts it).
     """
-    if scale < 0:
-        raise ValueError(f"guidance scale w must be >= 0, got {scale}")
+    if not 0 <= scale < math.inf:  # NaN and inf would turn every output into NaN
+        raise ValueError(f"guidance scale w must be a finite number >= 0, got {scale}")
 
     def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         batch = x_t.shape[0]
@@ -56,6 +57,8 @@ def guided(
             )
         if scale == 0:
             return model(x_t, t, cond)
+        if t.dim() == 0:  # one step for the batch, as the process's own t may be
+            t = t.expand(batch)
         # The two halves are concatenated, so a shared condition must first fill its half.
         rows = cond.expand(batch, *cond.shape[1:])
         null_batch = null.to(cond.dtype).expand_as(rows)

@@ -34,7 +34,14 @@ import torch
 
 from recdiff.progress import progress_bar
 
-from .gaussian import GaussianDiffusion, ModelFn, _model_output, check_data, step_index
+from .gaussian import (
+    GaussianDiffusion,
+    ModelFn,
+    _model_output,
+    check_clip,
+    check_data,
+    step_index,
+)
 
 __all__ = [
     "DDIMSampler",
@@ -186,7 +193,7 @@ class Sampler(abc.ABC):
 
     def __init__(self, process: GaussianDiffusion, clip_x0: tuple[float, float] | None = None):
         self.process = process
-        self.clip_x0 = clip_x0
+        self.clip_x0 = check_clip(clip_x0)
 
     @abc.abstractmethod
     def step(

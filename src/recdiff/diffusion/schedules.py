@@ -86,7 +86,14 @@ class NoiseSchedule:
             raise ScheduleError(f"betas must be a non-empty 1-D sequence, got shape {betas.shape}")
         if not np.all(np.isfinite(betas)) or np.any(betas <= 0) or np.any(betas >= 1):
             where = np.flatnonzero(~((betas > 0) & (betas < 1)))[:3]
-            hint = _fix(_TOO_MUCH_NOISE, self.name) if np.any(betas >= 1) else "pass betas > 0"
+            if np.any(betas >= 1):
+                hint = _fix(_TOO_MUCH_NOISE, self.name)
+            elif np.all(np.isfinite(betas)) and not np.any(betas < 0):
+                # Betas of exactly 0: a named constructor's abar stopped decreasing in float64
+                # (e.g. DiffRec's with a tiny noise_scale), the same remedy as a beta below it.
+                hint = _fix(_TOO_LITTLE_NOISE, self.name)
+            else:
+                hint = "pass finite betas > 0"
             raise ScheduleError(
                 f"every beta must lie in (0, 1); found {betas[where].tolist()} at step indices "
                 f"{where.tolist()} of {self.name!r}: {hint}"
@@ -114,8 +121,12 @@ class NoiseSchedule:
             if self.timesteps is None
             else np.asarray(self.timesteps, dtype=np.int64)
         )
-        if steps.shape != betas.shape or np.any(np.diff(steps) <= 0):
-            raise ScheduleError("timesteps must be strictly increasing, one per beta")
+        if steps.shape != betas.shape or np.any(np.diff(steps) <= 0) or np.any(steps < 0):
+            raise ScheduleError(
+                "timesteps must be strictly increasing step indices >= 0 (of the schedule "
+                f"respaced from), one per beta; got {np.ravel(steps)[:5].tolist()} for "
+                f"{betas.size} betas"
+            )
         betas.setflags(write=False)
         steps.setflags(write=False)
         object.__setattr__(self, "betas", betas)
@@ -234,8 +245,8 @@ class NoiseSchedule:
     @classmethod
     def cosine(cls, steps: int, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
         """Nichol & Dhariwal's cosine schedule, abar(tau) proportional to cos^2((tau + s)/(1 + s) pi/2)."""
-        if s < 0:
-            raise ScheduleError(f"cosine offset s must be >= 0, got {s}")
+        if not 0 <= s < math.inf:  # NaN too: it would fail later as alpha_bar_fn(0) = nan
+            raise ScheduleError(f"cosine offset s must be a finite number >= 0, got {s}")
 
         def f(tau: float) -> float:
             return math.cos((tau + s) / (1 + s) * math.pi / 2) ** 2

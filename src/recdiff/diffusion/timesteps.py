@@ -57,10 +57,15 @@ class TimestepSampler(abc.ABC):
         Steps are drawn where ``generator`` lives (a CUDA generator draws on the GPU, a CPU one
         on the CPU, whatever ``device``); without one, on the CPU from torch's global generator.
         """
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 0:
+            raise ValueError(f"batch must be a whole number of examples >= 0, got {batch!r}")
         p = self.probabilities()
         if generator is not None:  # torch draws only from a generator on the tensor's device
             p = p.to(generator.device)
-        t = torch.multinomial(p, batch, replacement=True, generator=generator)
+        if batch == 0:  # torch.multinomial refuses to draw nothing
+            t = torch.empty(0, dtype=torch.long, device=p.device)
+        else:
+            t = torch.multinomial(p, int(batch), replacement=True, generator=generator)
         weights = 1.0 / (self.num_steps * p[t])
         return t.to(device), weights.to(device=device, dtype=torch.float32)
 

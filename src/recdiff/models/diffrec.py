@@ -34,6 +34,7 @@ from recdiff.diffusion import (
     GaussianDiffusion,
     LossAwareSampler,
     NoiseSchedule,
+    ScheduleError,
     TimestepSampler,
     UniformSampler,
     noise_to,
@@ -50,7 +51,7 @@ __all__ = ["DiffRec", "DiffRecConfig", "DiffusionConfig"]
 class DiffusionConfig(BaseModel):
     """The diffusion process of a DiffRec-family model (defaults: released ML-1M settings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(40, ge=1, description="T, diffusion steps")
     noise_schedule: Literal["diffrec", "linear", "cosine"] = Field(
@@ -75,6 +76,25 @@ class DiffusionConfig(BaseModel):
                 f"inference_noise_steps T' ({self.inference_noise_steps}) cannot exceed steps T "
                 f"({self.steps})"
             )
+        # Checked here rather than when the model is built, so the error names the config's
+        # keys and a search skips such a combination as invalid (e.g. a noise_scale so small
+        # that abar stops decreasing in float64 gives betas of 0).
+        try:
+            self.schedule()
+        except ScheduleError as error:
+            given = f"steps={self.steps}"
+            if self.noise_schedule != "cosine":
+                given += (
+                    f", noise_scale={self.noise_scale}, noise_min={self.noise_min}, "
+                    f"noise_max={self.noise_max}"
+                )
+            if self.noise_schedule == "linear":
+                given += (
+                    " (beta_start = noise_scale * noise_min, beta_end = noise_scale * noise_max)"
+                )
+            raise ValueError(
+                f"{given} give an invalid {self.noise_schedule} noise schedule: {error}"
+            ) from None
         return self
 
     def schedule(self) -> NoiseSchedule:
@@ -100,7 +120,7 @@ class DiffusionConfig(BaseModel):
 class DiffRecConfig(BaseModel):
     """DiffRec's denoiser and diffusion settings."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     hidden_dims: list[PositiveInt] = Field(
         [600, 200, 600], min_length=1, description="MLP widths; the paper's ML-1M 'dims [200,600]'"

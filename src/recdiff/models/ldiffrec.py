@@ -58,7 +58,7 @@ __all__ = ["ClusterAutoencoder", "LDiffRec", "LDiffRecConfig", "LatentConfig", "
 class LatentConfig(BaseModel):
     """The item-cluster autoencoders."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     n_clusters: int = Field(2, ge=1, description="C, item groups (paper: 2 on ML-1M)")
     latent_dim: int = Field(300, ge=1, description="total latent size, split by group size")
@@ -195,7 +195,7 @@ class LatentConfig(BaseModel):
 class LDiffRecConfig(BaseModel):
     """L-DiffRec: autoencoders plus DiffRec's process on their latents."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     latent: LatentConfig = Field(default_factory=LatentConfig)
     hidden_dims: list[PositiveInt] = Field(

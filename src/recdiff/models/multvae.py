@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdiff.eval.evaluator import as_binary_csr
+from recdiff.eval.metrics import ALL_METRICS
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender, check_train
 from recdiff.train.distributed import init_from_env
@@ -79,14 +81,28 @@ class MultVAEConfig:
             raise ValueError("hidden_dims and latent_dim must be positive layer sizes")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.beta_max < 0 or self.total_anneal_steps < 1:
-            raise ValueError("beta_max must be >= 0 and total_anneal_steps >= 1")
+        if not 0 <= self.beta_max < math.inf or self.total_anneal_steps < 1:
+            raise ValueError(
+                "beta_max must be a finite number >= 0 and total_anneal_steps >= 1, got "
+                f"{self.beta_max} and {self.total_anneal_steps}"
+            )
+        # Checked here, as the other settings: the trainer would refuse them only once the data
+        # is loaded, naming its own keys (TrainConfig's lr), or train on a NaN/inf rate.
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if min(self.batch_size, self.max_epochs, self.patience) < 1:
             raise ValueError("batch_size, max_epochs and patience must be >= 1")
         if self.max_epochs > MAX_EPOCHS:
             raise ValueError(f"max_epochs must be <= {MAX_EPOCHS}, got {self.max_epochs}")
-        if not self.valid_metric.partition("@")[2].isdigit():
+        name, _, k = self.valid_metric.partition("@")
+        if not k.isdigit() or int(k) < 1:
             raise ValueError(f"valid_metric must look like 'recall@20', got {self.valid_metric!r}")
+        if name not in ALL_METRICS:  # else found only after the first training epoch
+            raise ValueError(
+                f"valid_metric {self.valid_metric!r} names no metric; choose from {list(ALL_METRICS)}"
+            )
 
 
 class MultVAENet(nn.Module):

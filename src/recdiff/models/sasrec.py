@@ -32,7 +32,7 @@ __all__ = ["MostPopular", "MostPopularConfig", "SASRec", "SASRecConfig"]
 class SASRecConfig(BaseModel):
     """SASRec's network (defaults: DreamRec's baseline settings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dim: int = Field(64, ge=1, description="embedding and hidden size")
     blocks: int = Field(1, ge=1, description="self-attention blocks")
@@ -53,7 +53,7 @@ class SASRecConfig(BaseModel):
 
 
 class MostPopularConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SASRecNet(nn.Module):
