@@ -331,3 +331,24 @@ def test_an_invalid_config_lists_the_models_bad_keys_beside_the_others():
         "model.diffusion.steps",
         "model.foo",
     ]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["model.diffusion.schedule=exp", "model.diffusion.beta_max=5000"],
+            "model.diffusion: steps=100 with this exp schedule (beta_min, beta_max) is not a "
+            "usable noise schedule",
+        ),
+        (["model.p_uncond=1"], "model.p_uncond: Input should be less than 1"),
+        (["model.guidance_weight=inf"], "model.guidance_weight: Input should be a finite number"),
+        (["model.embedding_std=.nan"], "model.embedding_std: Input should be a finite number"),
+        (["train.lr=inf"], "train.lr: Input should be a finite number"),
+        (["train.weight_decay=.inf"], "train.weight_decay: Input should be a finite number"),
+    ],
+)
+def test_dreamrec_and_trainer_settings_that_cannot_train_are_refused(overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config("demo-dreamrec", overrides)
+    assert message in str(caught.value)

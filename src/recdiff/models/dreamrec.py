@@ -43,6 +43,7 @@ from recdiff.diffusion import (
     GaussianDiffusion,
     NoiseSchedule,
     Sampler,
+    ScheduleError,
     drop_condition,
     guided,
     randn_rows,
@@ -63,7 +64,7 @@ SAMPLERS = ("ddpm", "ddim")
 class GuidedDiffusionConfig(BaseModel):
     """The diffusion process over item embeddings (defaults: the released Zhihu settings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(500, ge=1, description="T, diffusion steps")
     schedule: Literal["linear", "cosine", "exp"] = Field("linear", description="beta schedule")
@@ -91,6 +92,16 @@ class GuidedDiffusionConfig(BaseModel):
             raise ValueError(
                 f"sampling_steps ({self.sampling_steps}) cannot exceed steps ({self.steps})"
             )
+        # Built here, so that a schedule that cannot be used (alpha_bar underflowing, betas of
+        # 1) is refused with the config's keys rather than when the model is built.
+        try:
+            self.noise_schedule()
+        except ScheduleError as error:
+            keys = {"linear": "beta_start, beta_end", "exp": "beta_min, beta_max"}
+            raise ValueError(
+                f"steps={self.steps} with this {self.schedule} schedule "
+                f"({keys.get(self.schedule, 'steps')}) is not a usable noise schedule: {error}"
+            ) from None
         return self
 
     def noise_schedule(self) -> NoiseSchedule:
@@ -111,7 +122,7 @@ class ItemSpaceConfig(BaseModel):
     the denoiser and history encoder train if ``freeze``. The stage's events carry
     ``stage: items``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: Literal["learned", "sasrec"] = Field(
         "learned",
@@ -168,7 +179,7 @@ class ItemSpaceConfig(BaseModel):
 class DreamRecConfig(BaseModel):
     """DreamRec's networks, guidance and sampling (defaults: released Zhihu settings)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dim: int = Field(64, ge=1, description="item embedding size (= guidance size)")
     blocks: int = Field(1, ge=1, description="self-attention blocks of the history encoder")
@@ -204,7 +215,9 @@ class DreamRecConfig(BaseModel):
         description="map the step's sinusoids through an MLP (time_dim -> 2 time_dim -> GELU -> "
         "time_dim), as the released code does; False: one linear map",
     )
-    p_uncond: float = Field(0.1, ge=0, le=1, description="p_u, guidance dropped in training")
+    p_uncond: float = Field(
+        0.1, ge=0, lt=1, description="p_u, guidance dropped in training (1 would never train it)"
+    )
     guidance_weight: float = Field(4.0, ge=0, description="w at inference")
     exclude_untrained_items: bool = Field(
         False,

@@ -69,7 +69,7 @@ MAX_EPOCHS = 10**6
 class TrainConfig(BaseModel):
     """How a model is trained (the released DiffRec settings are the defaults)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     lr: float = Field(1e-3, gt=0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW)")
