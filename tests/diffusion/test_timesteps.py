@@ -99,6 +99,9 @@ def test_state_dict_round_trip():
     torch.testing.assert_close(clone.probabilities(), sampler.probabilities())
     with pytest.raises(ValueError, match="history"):
         LossAwareSampler(5, history=2).load_state_dict(sampler.state_dict())
+    damaged = {**sampler.state_dict(), "counts": torch.zeros(3, dtype=torch.long)}
+    with pytest.raises(ValueError, match=r"loss counts shape \(3,\) does not match T=4"):
+        clone.load_state_dict(damaged)  # counts of another T would skew p_t silently
 
 
 def test_invalid_sampler_parameters():

@@ -165,5 +165,9 @@ class LossAwareSampler(TimestepSampler):
                 f"loss history shape {tuple(state['loss_history'].shape)} does not match "
                 f"T={self.num_steps}, history={self.history}"
             )
+        if state["counts"].shape != self.counts.shape:
+            raise ValueError(
+                f"loss counts shape {tuple(state['counts'].shape)} does not match T={self.num_steps}"
+            )
         self.loss_history = state["loss_history"].to(torch.float64).clone()
         self.counts = state["counts"].long().clone()

@@ -134,8 +134,9 @@ class LatentConfig(BaseModel):
     diffusion_weight_final: float | None = Field(
         None,
         gt=0,
-        description="lambda decays linearly from diffusion_weight towards this floor, reached "
-        "after diffusion_weight_decay_steps joint steps (None: constant lambda). The released "
+        description="lambda decays linearly from diffusion_weight towards 0 over "
+        "diffusion_weight_decay_steps joint steps and stays at this floor once it reaches it "
+        "(None: constant lambda). The released "
         "code decays 0.03 towards 0.005 over 500 epochs (7,500 steps of 400 users on ML-1M clean)",
     )
     diffusion_weight_decay_steps: int = Field(
