@@ -89,3 +89,15 @@ def test_a_train_seed_override_is_refused_rather_than_ignored(seeds_run, tmp_pat
         "would be ignored: remove it (train one seed with `recdiff train PRESET --set "
         "train.seed=N`)\n"
     )
+
+
+def test_table_rows_keep_long_labels_whole_and_columns_aligned():
+    from recdiff.cli.runs import _table
+
+    text = _table(
+        {"paper": {"recall@20": 0.1787}, "recdiff (n=100)": {"recall@20": 0.17}}, ["recall@20"]
+    )
+    lines = text.splitlines()
+    assert lines[2].startswith("recdiff (n=100) ")  # was cut to "recdiff (n=100"
+    assert len({len(line) for line in lines}) == 1  # every row as wide as the header
+    assert lines[1].split() == ["paper", "0.1787"]

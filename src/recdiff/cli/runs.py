@@ -37,11 +37,12 @@ PAPER_RESULTS = {
 
 
 def _table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
-    header = f"{'':<14}" + "".join(f"{m:>13}" for m in metrics)
+    width = max([14, *(len(label) + 1 for label in rows)])  # labels whole ("recdiff (n=100)")
+    header = f"{'':<{width}}" + "".join(f"{m:>13}" for m in metrics)
     lines = [header]
     for label, values in rows.items():
         cells = "".join(f"{values[m]:>13.4f}" if m in values else f"{'-':>13}" for m in metrics)
-        lines.append(f"{label:<14.14}{cells}")
+        lines.append(f"{label:<{width}}{cells}")
     return "\n".join(lines)
 
 
