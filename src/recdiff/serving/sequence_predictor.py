@@ -207,7 +207,7 @@ class SequencePredictor(Predictor):
         against the exact top-``k`` on up to ``sample`` of the run's users (their whole
         sequences; None for a run without users), also kept as :attr:`index_recall`.
         ``options`` go to the index (faiss: ``neighbors``, ``ef_search``)."""
-        from recdiff.retrieval import ItemIndex, recall_at_k
+        from recdiff.retrieval import recall_at_k
 
         if not self.model.ranks_by_inner_product:
             raise ValueError(
