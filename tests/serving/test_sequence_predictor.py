@@ -367,3 +367,18 @@ def test_serve_passes_ef_search_to_the_faiss_index(run_dir):
     assert predictor.index.kind == "faiss"
     assert predictor.index.index.index.hnsw.efSearch == 7  # ItemIndex > FaissIndex > faiss
     assert load_with_index(run_dir, IndexKind.exact).index is None
+
+
+def test_export_through_faiss_on_a_small_catalogue_writes_the_exact_lists(run_dir, tmp_path):
+    plain, indexed = tmp_path / "plain.csv", tmp_path / "indexed.csv"
+    for out, extra in [(plain, []), (indexed, ["--index", "faiss"])]:
+        if extra:
+            pytest.importorskip("faiss")
+        args = ["export", str(run_dir), "--out", str(out), "--k", "5", "--quiet", *extra]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+    assert "recall@20 against the exact top-20: 1.0000" in result.output  # 200 items: exact
+    a, b = pd.read_csv(plain), pd.read_csv(indexed)
+    assert list(b.columns) == ["user", "rank", "item", "score"] and len(b) == len(a)
+    # faiss finds the exact top-20 here: the same items per user, in the same order.
+    assert (a[["user", "rank", "item"]].to_numpy() == b[["user", "rank", "item"]].to_numpy()).all()

@@ -61,13 +61,20 @@ def export(
         bool, typer.Option("--include-seen", help="Also recommend items the user already has.")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    index: Annotated[
+        IndexKind,
+        typer.Option(
+            help="Next-item runs: rank through a faiss HNSW index over the item vectors "
+            "(approximate, for large catalogues; needs the ann extra) instead of scoring every "
+            "item; its recall@20 against the exact lists is printed first."
+        ),
+    ] = IndexKind.exact,
 ) -> None:
     """Write the top-k items of every (or each listed) user: columns user, rank, item, score."""
     from recdiff.serving.export import export_recommendations, read_user_list
-    from recdiff.serving.predictor import Predictor
 
-    with user_errors(FileNotFoundError, KeyError, ValueError, run=run):
-        predictor = Predictor.load(run)
+    with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
+        predictor = load_with_index(run, index)
         ids = None if users is None else predictor.parse_users(read_user_list(users))
         result = export_recommendations(
             predictor,
