@@ -103,6 +103,9 @@ def test_name_is_refused_in_any_space_and_other_keys_reach_the_trial():
     spec = {"type": "categorical", "choices": ["x"]}
     with pytest.raises(SpaceError, match="key 'name' cannot be searched"):
         SearchSpace.from_dict({"name": spec}, "test space")
+    progress = {"type": "categorical", "choices": [True, False]}
+    with pytest.raises(SpaceError, match=r"key 'train\.progress' cannot be searched: a search"):
+        SearchSpace.from_dict({"train.progress": progress}, "test space")
     base = load_config("demo-diffrec").model_dump(mode="json")
     space = SearchSpace.from_dict({"train.optimizer": {**spec, "choices": ["adam"]}})
     config = trial_config(base, space.settings({"train.optimizer": "adam"}, base), "trial7")

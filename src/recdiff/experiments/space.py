@@ -57,6 +57,7 @@ _PRIMITIVES = (type(None), bool, int, float, str)
 #: Keys a search sets itself, with why a space may not: the sampled value would be overwritten.
 _RESERVED_KEYS = {
     "name": "a search names each trial's run itself (CONFIG-trialN), over the sampled value",
+    "train.progress": "a search trains its trials without progress bars, over the sampled value",
 }
 
 
