@@ -10,7 +10,7 @@ A space file is YAML mapping dotted setting paths (as in ``--set``) to distribut
 
 ``fraction_of`` makes a setting a fraction of another integer setting, rounded down (DiffRec's
 T' in {0, T/4, T/2}). Shipped spaces live in ``recdiff/config/spaces`` and are named like presets.
-The key ``name`` cannot be searched: a search names each trial's run itself.
+The keys ``name`` and ``train.progress`` cannot be searched: a search sets both for each trial.
 Optuna's categorical parameters hold only None/bool/int/float/str, so choices that are lists or
 mappings are stored in the study as JSON text and decoded back when applied.
 """
