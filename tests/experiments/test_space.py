@@ -33,6 +33,8 @@ def _write(tmp_path, text):
             ["model.hidden_dims", "at least 1"],
         ),
         ("train.lr: {type: float, low: 0, high: 1, log: true}", ["train.lr", "low > 0"]),
+        ("train.lr: {type: float, low: 1, high: 2, log: 1}", ["train.lr", "log", "boolean"]),
+        ("train.epochs: {type: int, low: 1, high: 9, log: 'yes'}", ["epochs", "log", "boolean"]),
         ("train.lr: {type: float, low: 1, high: 2, hgih: 3}", ["train.lr", "hgih"]),
         ("model.dropout: {type: categorical, choices: [0.1, 0.1]}", ["model.dropout", "distinct"]),
         ("train.lr: 0.001", ["train.lr", "must be a mapping"]),

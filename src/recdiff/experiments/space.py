@@ -33,6 +33,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -118,7 +119,9 @@ class FloatParam(BaseModel):
     type: Literal["float"]
     low: _Float = Field(description="smallest value")
     high: _Float = Field(description="largest value")
-    log: bool = Field(False, description="sample on a log scale (learning rates, noise scales)")
+    log: StrictBool = Field(
+        False, description="sample on a log scale (learning rates, noise scales)"
+    )
     step: _Float | None = Field(None, gt=0, description="discretisation step (not with log)")
     fraction_of: str | None = Field(None, description="the value times this integer setting")
 
@@ -152,7 +155,7 @@ class IntParam(BaseModel):
     type: Literal["int"]
     low: _Int = Field(description="smallest value")
     high: _Int = Field(description="largest value")
-    log: bool = Field(False, description="sample on a log scale (e.g. diffusion steps)")
+    log: StrictBool = Field(False, description="sample on a log scale (e.g. diffusion steps)")
     step: _Int = Field(1, ge=1, description="spacing of the values (1 with log)")
 
     @model_validator(mode="after")
