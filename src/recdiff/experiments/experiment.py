@@ -345,11 +345,11 @@ def run_experiment(
         ordered = [records[label, seed] for label, _ in labelled for seed in seed_list]
         csv_path, md_path = out / "results.csv", out / "results.md"
         atomic_write_text(csv_path, results_table(ordered))
-        markdown, best, tests = render_markdown(labelled, ordered, metric, test)
+        choice = choose_baselines(labelled, ordered, metric)
+        markdown, best, tests = render_markdown(labelled, ordered, metric, test, choice)
         atomic_write_text(md_path, markdown)
-        against = choose_baselines(labelled, ordered, metric).against
         return broadcast_object(
-            ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests, against)
+            ExperimentResult(out, ordered, csv_path, md_path, markdown, best, tests, choice.against)
         )
 
 

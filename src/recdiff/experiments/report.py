@@ -98,17 +98,18 @@ def choose_baselines(
     def apart(label: str, other: str):
         return difference(dumped[label], statistics[label], dumped[other], statistics[other])
 
-    def candidates(label: str) -> dict[str, float]:
-        return {
+    candidates = {  # per config, the baselines comparable with it and their validation means
+        label: {
             other: value
             for other, value in valid.items()
             if other == label or apart(label, other) is None
         }
-
+        for label in groups
+    }
     against: dict[str, str | None] = {}
     missing: dict[str, str] = {}
     for label in groups:
-        mine = candidates(label)
+        mine = candidates[label]
         if not mine:
             against[label] = None
             reasons = "; ".join(apart(label, other).describe(other) for other in valid)
@@ -119,7 +120,7 @@ def choose_baselines(
             against[label] = best
     # The groups in the order of their first config: the first config's group comes first.
     order = [against.get(label) or label for label in groups]
-    references = {label: candidates(label) for label in order if label in valid}
+    references = {label: candidates[label] for label in order if label in valid}
     return BaselineChoice(against, references, missing)
 
 
@@ -191,11 +192,16 @@ def _choice_lines(choice: BaselineChoice, metric: str) -> list[str]:
 
 
 def render_markdown(
-    labelled: Sequence[tuple[str, RunConfig]], records, metric: str, method: str
+    labelled: Sequence[tuple[str, RunConfig]],
+    records,
+    metric: str,
+    method: str,
+    choice: BaselineChoice | None = None,
 ) -> tuple[str, str | None, dict[str, Any]]:
     """The results.md text, the best baseline's label (None without baselines; with configs on
     several data, the best baseline of the first config's group, or of the first group after it
-    that has one) and the tests, by config."""
+    that has one) and the tests, by config. ``choice``: :func:`choose_baselines`' answer for
+    these configs, when the caller has it already."""
     if method not in METHOD_NAMES:
         raise ValueError(f"test must be one of {sorted(METHOD_NAMES)}, got {method!r}")
     configs = [config for _, config in labelled]
@@ -220,7 +226,7 @@ def render_markdown(
         cells = [format_mean_std([r.valid[metric] for r in group])]
         cells += [format_mean_std([r.test[m] for r in group]) for m in shown]
         lines.append(f"| {label} | {models[label]} | {len(group)} | " + " | ".join(cells) + " |")
-    choice = choose_baselines(labelled, records, metric)
+    choice = choice or choose_baselines(labelled, records, metric)
     lines += ["", "## Against the best baseline", ""]
     if not choice.references:
         from recdiff.experiments.experiment import BASELINE_MODELS
