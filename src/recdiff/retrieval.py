@@ -127,19 +127,21 @@ class ItemIndex:
         scores = np.full((rows, k), -np.inf, dtype=np.float32)
         if rows == 0 or self.index is None:
             return items, scores
-        counts = np.zeros(rows, dtype=np.int64) if exclude is None else np.diff(exclude.indptr)
+        counts = np.zeros(rows, dtype=np.int64)
+        if exclude is not None:  # its first rows: one per query
+            counts = np.diff(exclude.indptr[: rows + 1])
         wanted = min(k + int(counts.max()), len(self.ids))
         found, found_scores = self.index.search(queries, wanted)
-        found_scores = np.asarray(found_scores, dtype=np.float32)
-        for row in range(rows):
-            keep = found[row] >= 0  # faiss pads with -1
-            ids, row_scores = self.ids[found[row][keep]], found_scores[row][keep]
-            if counts[row]:
-                seen = exclude.indices[exclude.indptr[row] : exclude.indptr[row + 1]]
-                allowed = ~np.isin(ids, seen)
-                ids, row_scores = ids[allowed], row_scores[allowed]
-            items[row, : min(k, len(ids))] = ids[:k]
-            scores[row, : min(k, len(ids))] = row_scores[:k]
+        allowed = found >= 0  # faiss pads with -1
+        ids = np.where(allowed, self.ids[np.maximum(found, 0)], -1)
+        if counts.any():  # one isin over all rows: (row, item) pairs as row * n_items + item
+            offsets = np.arange(rows, dtype=np.int64)[:, None] * self.n_items
+            seen = np.repeat(offsets[:, 0], counts) + exclude.indices[: exclude.indptr[rows]]
+            allowed &= ~np.isin(ids + offsets, seen)
+        rank = np.cumsum(allowed, axis=1) - 1  # each candidate's place among its row's allowed
+        row, column = np.nonzero(allowed & (rank < k))
+        items[row, rank[row, column]] = ids[row, column]
+        scores[row, rank[row, column]] = np.asarray(found_scores, dtype=np.float32)[row, column]
         return items, scores
 
 
