@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from recdiff.cli.errors import check_device, fail, stopped, user_errors
-from recdiff.cli.serve import IndexKind, load_with_index
+from recdiff.cli.serve import IndexKind, IndexOption, load_with_index
 from recdiff.config import ConfigError, list_presets, load_config
 
 __all__ = ["register"]
@@ -153,13 +153,7 @@ def recommend(
         bool, typer.Option("--include-seen", help="Also recommend items the user already has.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    index: Annotated[
-        IndexKind,
-        typer.Option(
-            help="Next-item runs: rank through a faiss HNSW index over the item vectors "
-            "(approximate; needs the ann extra) instead of scoring every item."
-        ),
-    ] = IndexKind.exact,
+    index: IndexOption = IndexKind.exact,
 ) -> None:
     """Top-k items for a known user (--user) or a new user's history (--history).
 

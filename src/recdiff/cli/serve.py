@@ -26,6 +26,16 @@ class IndexKind(str, enum.Enum):
     faiss = "faiss"
 
 
+IndexOption = Annotated[
+    IndexKind,
+    typer.Option(
+        help="Next-item runs: rank through a faiss HNSW index over the item vectors "
+        "(approximate, for large catalogues; needs the ann extra) instead of scoring every item. "
+        "Its recall@20 against the exact lists is measured and printed at start.",
+    ),
+]
+
+
 def load_with_index(run: Path, index: IndexKind, **options):
     """The run's predictor, ranking through ``index`` (``options``: the index's, e.g.
     ``ef_search``), echoing the index's measured recall."""
@@ -61,14 +71,7 @@ def export(
         bool, typer.Option("--include-seen", help="Also recommend items the user already has.")
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
-    index: Annotated[
-        IndexKind,
-        typer.Option(
-            help="Next-item runs: rank through a faiss HNSW index over the item vectors "
-            "(approximate, for large catalogues; needs the ann extra) instead of scoring every "
-            "item; its recall@20 against the exact lists is printed first."
-        ),
-    ] = IndexKind.exact,
+    index: IndexOption = IndexKind.exact,
 ) -> None:
     """Write the top-k items of every (or each listed) user: columns user, rank, item, score."""
     from recdiff.serving.export import export_recommendations, read_user_list
@@ -116,15 +119,7 @@ def serve(
         typer.Option(min=1, help="Torch threads for scoring. Default: torch's (one per core)."),
     ] = None,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
-    index: Annotated[
-        IndexKind,
-        typer.Option(
-            help="Next-item runs: rank through a faiss HNSW index over the item vectors "
-            "(approximate, for large catalogues; needs the ann extra) instead of scoring every "
-            "item. Its recall@20 against the exact lists is measured at start and shown in "
-            "GET /model."
-        ),
-    ] = IndexKind.exact,
+    index: IndexOption = IndexKind.exact,
     ef_search: Annotated[
         int,
         typer.Option(
