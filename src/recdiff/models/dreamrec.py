@@ -472,15 +472,10 @@ class DreamRec(SequentialRecommender):
         model_fn = guided(net.denoiser, cond, net.null, w)
         return (sampler or self.sampler()).sample(model_fn, noise, generator=generator)
 
-    def _score_batch(
-        self,
-        history: torch.Tensor,
-        generator: Generators,
-        guidance_weight: float | None = None,
-        sampler: str | None = None,
-        sampling_steps: int | None = None,
-    ) -> torch.Tensor:
-        oracle = self._query_batch(history, generator, guidance_weight, sampler, sampling_steps)
+    def _score_batch(self, history: torch.Tensor, generator: Generators, **options) -> torch.Tensor:
+        """Inner products of the oracles (:meth:`_query_batch`, which takes ``options``) with
+        every item."""
+        oracle = self._query_batch(history, generator, **options)
         scores = oracle @ self.net.encoder.items.T.to(oracle.dtype)
         if self.config.exclude_untrained_items:
             scores = scores.masked_fill(~self.net.trained, float("-inf"))
