@@ -34,7 +34,7 @@ import yaml
 
 import recdiff
 from recdiff.atomic import atomic_path, atomic_write_text, sigterm_unwinds
-from recdiff.config.models import SEQUENTIAL_MODELS, build_model
+from recdiff.config.models import SEQUENTIAL_MODELS, build_model, train_keys_chosen
 from recdiff.config.schema import RunConfig
 from recdiff.data import DatasetSplits, time_weights
 from recdiff.eval.evaluator import EvalResult
@@ -164,12 +164,7 @@ def _warn_ignored_train_settings(config: RunConfig) -> None:
     reads = _CLOSED_FORM_READS.get(config.model.name)
     if reads is None:
         return
-    defaults = type(config.train).model_fields
-    ignored = sorted(
-        key
-        for key in config.train.model_fields_set - reads
-        if getattr(config.train, key) != defaults[key].default
-    )
+    ignored = sorted(train_keys_chosen(config.train) - reads)
     if ignored:
         what = "solved in closed form" if config.model.name == "ease" else "counted, not trained"
         names = ", ".join(f"train.{key}" for key in ignored)
