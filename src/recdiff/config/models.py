@@ -119,7 +119,7 @@ MULTVAE_TRAIN_KEYS = {
     "metric": "valid_metric",
     "device": "device",
 }
-_ANY_MODEL_TRAIN_KEYS = {"seed", "progress", "tensorboard"}
+_ANY_MODEL_TRAIN_KEYS = {"seed", "progress", "tensorboard", "checkpoint_every"}
 
 
 def train_keys_chosen(train: TrainConfig) -> set[str]:

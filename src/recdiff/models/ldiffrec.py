@@ -558,6 +558,13 @@ class LDiffRec(DiffRec):
         logits = self.autoencoder.decode_grouped(z)
         return _multinomial_nll(logits, rows, self.autoencoder.grouped_column)
 
+    def training_state(self) -> dict[str, int]:
+        """The steps the KL and lambda schedules have counted (for resume checkpoints)."""
+        return {"vae_steps": self.vae_steps, "joint_steps": self.joint_steps}
+
+    def load_training_state(self, state: dict[str, int]) -> None:
+        self.vae_steps, self.joint_steps = int(state["vae_steps"]), int(state["joint_steps"])
+
     @property
     def stage_results(self) -> dict:
         """The autoencoder stage's training, once fitted with ``latent.epochs`` > 0."""

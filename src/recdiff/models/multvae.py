@@ -242,6 +242,14 @@ class MultVAE(Recommender):
     def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
         """Mult-VAE keeps no state outside its network."""
 
+    def training_state(self) -> dict[str, Any]:
+        """The annealing step count, its beta and the fit log (for resume checkpoints)."""
+        return {"steps": self.steps, "beta": self.beta, "fit_log": self.fit_log_}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        self.steps, self.beta = int(state["steps"]), float(state["beta"])
+        self.fit_log_ = [dict(entry) for entry in state["fit_log"]]
+
     def _log_event(self, record: dict[str, Any]) -> None:
         if getattr(self, "_on_event", None) is not None:
             self._on_event(record)

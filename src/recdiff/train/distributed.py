@@ -48,6 +48,7 @@ __all__ = [
     "data_parallel_loss",
     "epoch_batches",
     "failure_is_final",
+    "gather_object",
     "gather_timestep_losses",
     "init_from_env",
     "is_distributed",
@@ -288,6 +289,15 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=src)
     return box[0]
+
+
+def gather_object(obj: Any) -> list[Any]:
+    """Every process's ``obj``, in rank order, on every process (``[obj]`` in one process)."""
+    if not is_distributed():
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
 
 
 def all_reduce_sum(values: Sequence[float], device: str | torch.device = "cpu") -> list[float]:

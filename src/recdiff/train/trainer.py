@@ -33,6 +33,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recdiff.progress import progress_bar
+from recdiff.train.checkpoint import (
+    active_checkpoints,
+    plain,
+    restore_random_states,
+    result_state,
+)
 from recdiff.train.distributed import (
     all_reduce_sum,
     broadcast_object,
@@ -106,6 +112,13 @@ class TrainConfig(BaseModel):
         "(DDPM's EMA) with this decay per step, warmed up as min(decay, (1 + n) / (10 + n)) "
         "over the first n steps; None: the weights as trained",
     )
+    checkpoint_every: int | None = Field(
+        None,
+        ge=1,
+        description="write a resume checkpoint into the unfinished run folder every k epochs "
+        "(and when a stage ends), so that `recdiff resume RUN` continues an interrupted run to "
+        "the result it would have had; None: no checkpoints (an interrupted run is removed)",
+    )
     progress: bool = Field(
         True, description="show progress bars (on a terminal; never in a log file)"
     )
@@ -147,6 +160,9 @@ class Trainable(Protocol):
     # - ``extra_state() -> dict[str, Tensor]`` and ``load_extra_state(state)``: state outside
     #   the module that belongs with the selected weights (e.g. a loss history); kept and
     #   restored with them.
+    # - ``training_state() -> dict`` and ``load_training_state(state)``: plain values outside
+    #   the module that the loss advances as training goes (e.g. a KL annealing step count);
+    #   resume checkpoints (:mod:`recdiff.train.checkpoint`) keep and restore them.
     # - ``parameter_groups() -> list[dict]``: the optimizer's parameter groups (``params`` plus
     #   settings such as ``lr`` that override the config's for that group), covering the module's
     #   parameters; frozen ones are left out. Default: one group, the config's settings.
@@ -317,6 +333,15 @@ class WeightAverage:
     def copy_to_module(self) -> None:
         torch._foreach_copy_([p.data for p in self.params], self.average)
 
+    def state(self) -> dict[str, Any]:
+        """The average and its step count, for a resume checkpoint."""
+        return {"average": [tensor.clone() for tensor in self.average], "updates": self.updates}
+
+    @torch.no_grad()
+    def load_state(self, state: dict[str, Any]) -> None:
+        torch._foreach_copy_(self.average, list(state["average"]))
+        self.updates = int(state["updates"])
+
     @contextlib.contextmanager
     def applied(self):
         trained = [p.detach().clone() for p in self.params]
@@ -383,6 +408,16 @@ class Trainer:
         data = RowBatches(train) if sp.issparse(train) else train
         init_from_env(cfg.device)
         this_rank, world = rank(), world_size()
+        if hasattr(model, "extra_state") != hasattr(model, "load_extra_state"):
+            raise TypeError(
+                f"{type(model).__name__} defines one of extra_state / load_extra_state; "
+                "a Trainable needs both (to restore what it keeps) or neither"
+            )
+        checkpoints = active_checkpoints()
+        stage = checkpoints.begin_stage() if checkpoints is not None else -1
+        ended = checkpoints.finished_stage(stage) if checkpoints is not None else None
+        if ended is not None:  # resumed after this stage had ended: it is not trained again
+            return _restore_ended(model, ended, cfg.device)
         generator = seed_everything(cfg.seed)  # the same shuffling in every process
         if world > 1:
             torch.manual_seed(rank_seed(cfg.seed, this_rank))  # but each its own noise
@@ -390,17 +425,17 @@ class Trainer:
         optimizer = self._optimizer(model)
         compute_loss = data_parallel_loss(model, cfg.device)  # model.loss in one process
         loss_weight = getattr(model, "loss_weight", None)
-        if hasattr(model, "extra_state") != hasattr(model, "load_extra_state"):
-            raise TypeError(
-                f"{type(model).__name__} defines one of extra_state / load_extra_state; "
-                "a Trainable needs both (to restore what it keeps) or neither"
-            )
         average = WeightAverage(model.module, cfg.ema_decay) if cfg.ema_decay else None
         result = TrainResult()
         best_state: dict[str, Any] | None = None
-        start = time.perf_counter()
+        first, seconds_before = 1, 0.0
+        saved = checkpoints.progress(stage) if checkpoints is not None else None
+        if saved is not None:  # resumed inside this stage: from its last checkpoint
+            best_state = _restore_progress(saved, model, optimizer, generator, average, result)
+            first, seconds_before = result.epochs_run + 1, result.seconds
+        start = time.perf_counter() - seconds_before
         epochs = progress_bar(
-            range(1, cfg.epochs + 1), show=cfg.progress and this_rank == 0, desc="epochs"
+            range(first, cfg.epochs + 1), show=cfg.progress and this_rank == 0, desc="epochs"
         )
         for epoch in epochs:
             model.module.train()
@@ -443,16 +478,30 @@ class Trainer:
             if not math.isfinite(record["loss"]):  # the same on every rank: an all-reduced sum
                 self._diverged(epoch, record["loss"], result, best_state is not None)
                 break
-            if self.evaluate is None or epoch % cfg.eval_every:
-                continue
-            # With an average of the weights, it is what is validated and kept.
-            with average.applied() if average is not None else contextlib.nullcontext():
-                kept = self._validate_and_select(model, epoch, result)
-            if kept is not None:
-                best_state = kept
-            elif self._patience_spent(epoch, result):
-                result.stopped_early = True
-                break
+            if self.evaluate is not None and epoch % cfg.eval_every == 0:
+                # With an average of the weights, it is what is validated and kept.
+                with average.applied() if average is not None else contextlib.nullcontext():
+                    kept = self._validate_and_select(model, epoch, result)
+                if kept is not None:
+                    best_state = kept
+                elif self._patience_spent(epoch, result):
+                    result.stopped_early = True
+                    break
+            if checkpoints is not None and epoch % checkpoints.every == 0 and epoch < cfg.epochs:
+                result.seconds = time.perf_counter() - start
+                checkpoints.save_progress(
+                    stage,
+                    {
+                        "module": model.module.state_dict(),
+                        "extra": _extra_state(model),
+                        "training": _training_state(model),
+                        "optimizer": optimizer.state_dict(),
+                        "shuffle": generator.get_state(),
+                        "average": average.state() if average is not None else None,
+                        "result": result_state(result),
+                        "best": best_state,
+                    },
+                )
         if best_state is not None:
             model.module.load_state_dict(best_state["module"])
             if best_state["extra"] is not None:
@@ -477,6 +526,16 @@ class Trainer:
                 )
         model.module.eval()
         result.seconds = time.perf_counter() - start
+        if checkpoints is not None:
+            checkpoints.finish_stage(
+                stage,
+                {
+                    "module": model.module.state_dict(),
+                    "extra": _extra_state(model),
+                    "training": _training_state(model),
+                    "result": result_state(result),
+                },
+            )
         return result
 
     def _diverged(self, epoch: int, loss: float, result: TrainResult, kept: bool) -> None:
@@ -524,7 +583,7 @@ class Trainer:
         result.best_step = result.steps
         return {
             "module": copy.deepcopy(model.module.state_dict()),
-            "extra": copy.deepcopy(model.extra_state()) if hasattr(model, "extra_state") else None,
+            "extra": copy.deepcopy(_extra_state(model)),
         }
 
     def _validate(self, model: Trainable) -> tuple[dict[str, dict[str, float]], float]:
@@ -534,3 +593,60 @@ class Trainer:
         with torch.no_grad():
             metrics = self.evaluate(model.score)
         return metrics, time.perf_counter() - eval_start
+
+
+def _extra_state(model: Trainable) -> dict[str, torch.Tensor] | None:
+    return model.extra_state() if hasattr(model, "extra_state") else None
+
+
+def _training_state(model: Trainable) -> dict[str, Any] | None:
+    return plain(model.training_state()) if hasattr(model, "training_state") else None
+
+
+def _restore_weights(model: Trainable, state: dict[str, Any], device: str) -> None:
+    model.module.load_state_dict(state["module"])
+    model.module.to(device)
+    if state["extra"] is not None:
+        model.load_extra_state(state["extra"])
+    if state["training"] is not None:
+        model.load_training_state(state["training"])
+
+
+def _restore_result(result: TrainResult, saved: dict[str, Any]) -> None:
+    for name, value in saved.items():
+        setattr(result, name, value)
+
+
+def _restore_progress(
+    saved: dict[str, Any],
+    model: Trainable,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    average: WeightAverage | None,
+    result: TrainResult,
+) -> dict[str, Any] | None:
+    """Put a stage back as its last checkpoint left it; return its best validated state."""
+    if (saved["average"] is None) != (average is None):
+        raise ValueError(
+            "the checkpoint's train.ema_decay does not match the run's config: resume the run "
+            "with the config it was started with"
+        )
+    _restore_weights(model, saved, str(next(model.module.parameters()).device))
+    optimizer.load_state_dict(saved["optimizer"])
+    generator.set_state(saved["shuffle"])
+    if average is not None:
+        average.load_state(saved["average"])
+    _restore_result(result, saved["result"])
+    restore_random_states(saved["rng"])
+    return saved["best"]
+
+
+def _restore_ended(model: Trainable, ended: dict[str, Any], device: str) -> TrainResult:
+    """A stage that ended before the run was resumed: its final weights, result and the
+    generators' states as they were when it ended."""
+    _restore_weights(model, ended, device)
+    model.module.eval()
+    result = TrainResult()
+    _restore_result(result, ended["result"])
+    restore_random_states(ended["rng"])
+    return result

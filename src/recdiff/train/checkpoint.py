@@ -1,0 +1,212 @@
+"""Resume checkpoints: an interrupted run continues where it stopped, to the same result.
+
+With ``train.checkpoint_every: k`` a run writes ``resume.pt`` into its unfinished folder every k
+epochs of each training stage, and when a stage ends. It holds everything the rest of the run
+depends on:
+
+- the stage's module weights, optimizer moments, weight average and the model's extra state
+  (DiffRec's loss history for importance sampling);
+- the selection so far: the best validated weights, their epoch and metrics, the evaluations;
+- every random number generator the run draws from (torch, numpy, Python, the shuffling
+  generator; under torchrun each process's own);
+- how many records ``events.jsonl`` held, so that the epochs run after the checkpoint are
+  dropped from the log and run again.
+
+A stage that finished before the interruption (L-DiffRec's autoencoders, DreamRec's SASRec item
+stage) is not trained again: its weights, result and generator states are restored as they were
+when it ended. So a resumed run draws the same numbers as one that was never stopped, and ends
+with the same weights and metrics (a test checks it for every kind of model).
+
+:func:`resume_checkpoints` installs the checkpoints of one run for the trainers that run inside
+it; :class:`~recdiff.train.trainer.Trainer` saves into and restores from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recdiff.atomic import atomic_path
+from recdiff.train.distributed import gather_object, is_main_process, rank, world_size
+
+__all__ = ["CHECKPOINT_FILE", "Checkpoints", "active_checkpoints", "resume_checkpoints"]
+
+#: The checkpoint's file name in an unfinished run folder.
+CHECKPOINT_FILE = "resume.pt"
+_FORMAT = 1
+
+_ACTIVE: contextvars.ContextVar[Checkpoints | None] = contextvars.ContextVar(
+    "recdiff_checkpoints", default=None
+)
+
+
+def active_checkpoints() -> Checkpoints | None:
+    """The checkpoints of the run being trained, if it keeps any."""
+    return _ACTIVE.get()
+
+
+@contextlib.contextmanager
+def resume_checkpoints(checkpoints: Checkpoints) -> Iterator[Checkpoints]:
+    """Trainers inside the block save into (and, when resuming, restore from) ``checkpoints``."""
+    token = _ACTIVE.set(checkpoints)
+    try:
+        yield checkpoints
+    finally:
+        _ACTIVE.reset(token)
+
+
+class Checkpoints:
+    """The resume checkpoints of one run.
+
+    Args:
+        path: the checkpoint file (``resume.pt`` in the unfinished run folder). Only the main
+            process writes it (the others may pass None); under torchrun every process reads it
+            to resume.
+        every: save every this many epochs of each stage.
+        events: the run's event log (it has ``records`` and ``truncate(n)``), or None where this
+            process logs nothing.
+        resume: restore from ``path``, which must exist.
+    """
+
+    def __init__(
+        self, path: Path | None, every: int, events: Any = None, resume: bool = False
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"train.checkpoint_every must be at least 1, got {every}")
+        if path is None and (resume or is_main_process()):
+            raise ValueError("the main process needs a checkpoint path, and so does a resume")
+        self.path, self.every, self.events = path, every, events
+        self.finished: list[dict[str, Any]] = []  # stages ended in this run, in order
+        self.saved: dict[str, Any] | None = None
+        self._stages = 0
+        if resume:
+            self.saved = load_checkpoint(path)
+            if self.saved["world_size"] != world_size():
+                raise ValueError(
+                    f"{self.path} was written by {self.saved['world_size']} process(es) and this "
+                    f"resume runs {world_size()}: resume with the same number of processes "
+                    "(torchrun --nproc-per-node)"
+                )
+            self.finished = list(self.saved["finished"])
+            if events is not None:
+                events.truncate(self.saved["events"])
+
+    def begin_stage(self) -> int:
+        """The index of a trainer starting in this run (0, 1, ... in the order they start)."""
+        index, self._stages = self._stages, self._stages + 1
+        return index
+
+    def finished_stage(self, index: int) -> dict[str, Any] | None:
+        """What stage ``index`` ended with, when it ended before the run was resumed."""
+        return self.finished[index] if index < len(self.finished) else None
+
+    def progress(self, index: int) -> dict[str, Any] | None:
+        """Stage ``index``'s state at its last checkpoint, when the run stopped inside it."""
+        progress = self.saved.get("progress") if self.saved else None
+        if progress is None or progress["stage"] != index:
+            return None
+        return progress
+
+    def save_progress(self, index: int, state: dict[str, Any]) -> None:
+        """Checkpoint stage ``index`` after an epoch (every process calls it at the same epoch)."""
+        self._write({**state, "stage": index, "rng": gather_object(random_states())})
+
+    def finish_stage(self, index: int, state: dict[str, Any]) -> None:
+        """Record that stage ``index`` ended with ``state`` and checkpoint it."""
+        state = {**state, "stage": index, "rng": gather_object(random_states())}
+        del self.finished[index:]
+        self.finished.append(state)
+        self._write(None)
+
+    def _write(self, progress: dict[str, Any] | None) -> None:
+        if not is_main_process():
+            return
+        checkpoint = {
+            "format": _FORMAT,
+            "world_size": world_size(),
+            "events": len(self.events.records) if self.events is not None else 0,
+            "finished": self.finished,
+            "progress": progress,
+        }
+        assert self.path is not None
+        with atomic_path(self.path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint file's contents (tensors and plain values only: nothing is unpickled)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise ValueError(
+            f"{path} is not a readable resume checkpoint ({type(error).__name__}): it was "
+            "damaged; the run cannot be resumed, train it again"
+        ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != _FORMAT:
+        raise ValueError(
+            f"{path} is not a resume checkpoint of this recdiff version: train the run again"
+        )
+    return checkpoint
+
+
+def random_states() -> dict[str, Any]:
+    """Every generator state a training step may draw from, in this process."""
+    keys, position, has_gauss, gauss = np.random.get_state(legacy=True)[1:]  # noqa: NPY002
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": random.getstate(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+    }
+    return state
+
+
+def restore_random_states(states: list[dict[str, Any]]) -> None:
+    """Set this process's generators to the states saved for its rank."""
+    state = states[rank()]
+    torch.set_rng_state(state["torch"])
+    numpy = state["numpy"]
+    np.random.set_state(  # noqa: NPY002
+        (
+            "MT19937",
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["position"],
+            numpy["has_gauss"],
+            numpy["gauss"],
+        )
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def result_state(result: Any) -> dict[str, Any]:
+    """A :class:`~recdiff.train.trainer.TrainResult` as plain values."""
+    return plain(dataclasses.asdict(result))
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers, which a weights-only load reads."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(item) for item in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
