@@ -293,7 +293,8 @@ def test_ctrl_c_during_training_says_nothing_was_written(monkeypatch, tmp_path):
     result = runner.invoke(app, ["train", "demo-diffrec", "--runs-dir", str(tmp_path)])
     assert result.exit_code == 130
     assert result.stderr == (
-        "error: interrupted; no run was written (a run folder appears only when complete)\n"
+        "error: interrupted; no run was written (a run folder appears only when complete; "
+        "set train.checkpoint_every to make an interrupted run resumable)\n"
     )
 
 

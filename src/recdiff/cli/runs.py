@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -65,11 +65,52 @@ def train(
             check_device(run_config.train.device)
             result = run_training(run_config, runs_dir, progress=not quiet)
     except (KeyboardInterrupt, SystemExit) as stop:
-        stopped(stop, "no run was written (a run folder appears only when complete)")
+        _stopped_run(stop)
+    _report_run(result, run_config)
+
+
+def resume(
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="The run folder an interrupted `recdiff train` named (runs/NAME-STAMP)."
+        ),
+    ],
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Continue a run interrupted after a resume checkpoint (train.checkpoint_every) to the
+    result it would have had."""
+    from recdiff.train.run import resume_training
+
+    try:
+        with user_errors(ConfigError, FileNotFoundError, ValueError):
+            result = resume_training(run, progress=not quiet)
+    except (KeyboardInterrupt, SystemExit) as stop:
+        _stopped_run(stop)
+    _report_run(result)
+
+
+def _stopped_run(stop: KeyboardInterrupt | SystemExit) -> NoReturn:
+    from recdiff.train.run import resumable_from
+
+    run = resumable_from(stop)
+    if run is not None:
+        stopped(stop, f"resume the run with: recdiff resume {run}")
+    stopped(
+        stop,
+        "no run was written (a run folder appears only when complete; set "
+        "train.checkpoint_every to make an interrupted run resumable)",
+    )
+
+
+def _report_run(result, run_config=None) -> None:
+    """The table of a finished run's metrics, what was selected, and where it was written."""
     from recdiff.train.distributed import is_main_process
 
     if not is_main_process():  # under torchrun every rank returns; rank 0 reports
         return
+    if run_config is None:
+        run_config = load_config(str(result.directory / "config.yaml"))
     metrics = result.metrics
     shown = [f"{m}@{k}" for m in run_config.eval.metrics[:2] for k in run_config.eval.ks]
     typer.echo(_table({"valid": metrics["valid"], "test": metrics["test"]}, shown))
@@ -333,5 +374,5 @@ def presets() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    for command in (train, evaluate, recommend, reproduce, presets):
+    for command in (train, resume, evaluate, recommend, reproduce, presets):
         app.command()(command)

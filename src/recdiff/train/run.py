@@ -1,7 +1,9 @@
 """A training run, end to end: data -> model -> validation-selected fit -> test -> run directory.
 
 Run directory (``runs/NAME-YYYYmmdd-HHMMSS/``), written under a hidden temporary name and renamed
-only when complete, so an interrupted run leaves nothing half-written behind::
+only when complete, so an interrupted run leaves nothing half-written behind. (With
+``train.checkpoint_every`` an interrupted run keeps its hidden folder and resume checkpoint, and
+:func:`resume_training` completes it; see :mod:`recdiff.train.checkpoint`.)::
 
     config.yaml     the resolved config (re-run it with ``recdiff train config.yaml``)
     events.jsonl    one JSON line per epoch and per evaluation
@@ -34,6 +36,7 @@ import yaml
 
 import recdiff
 from recdiff.atomic import atomic_path, atomic_write_text, sigterm_unwinds
+from recdiff.config.loading import load_config
 from recdiff.config.models import SEQUENTIAL_MODELS, build_model, train_keys_chosen
 from recdiff.config.schema import RunConfig
 from recdiff.data import DatasetSplits, time_weights
@@ -41,6 +44,7 @@ from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
+from recdiff.train.checkpoint import CHECKPOINT_FILE, Checkpoints, resume_checkpoints
 from recdiff.train.datasets import load_splits
 from recdiff.train.distributed import (
     broadcast_object,
@@ -50,7 +54,14 @@ from recdiff.train.distributed import (
 )
 from recdiff.train.trainer import OnEvent, selection_summary, stage_summaries
 
-__all__ = ["RunResult", "remove_unfinished_runs", "run_training"]
+__all__ = [
+    "RunResult",
+    "find_resumable_run",
+    "remove_unfinished_runs",
+    "resumable_from",
+    "resume_training",
+    "run_training",
+]
 
 
 @dataclass
@@ -89,11 +100,18 @@ class _EventLog:
     raise to stop training, e.g. a hyper-parameter search pruning a hopeless trial)."""
 
     def __init__(
-        self, path: Path, listener: OnEvent | None = None, tensorboard: bool = False
+        self,
+        path: Path,
+        listener: OnEvent | None = None,
+        tensorboard: bool = False,
+        resume: bool = False,
     ) -> None:
         self.path = path
         self.listener = listener
         self.records: list[dict[str, Any]] = []
+        if resume and path.exists():  # the records of the run being resumed
+            lines = path.read_text(encoding="utf-8").splitlines()
+            self.records = [json.loads(line) for line in lines if line.strip()]
         self.tensorboard = None
         if tensorboard:
             from recdiff.train.tensorboard import TensorBoardLog
@@ -108,6 +126,12 @@ class _EventLog:
             self.tensorboard(record)
         if self.listener is not None:
             self.listener(record)
+
+    def truncate(self, count: int) -> None:
+        """Keep the first ``count`` records, in memory and in the file: those logged before the
+        checkpoint a run resumes from (the epochs after it run again)."""
+        self.records = self.records[:count]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
 
     def close(self) -> None:
         if self.tensorboard is not None:
@@ -185,31 +209,155 @@ def run_training(
     ``on_event`` receives every epoch and evaluation record as it is logged; an exception it
     raises stops the run, and the partial run directory is removed.
     """
-    if progress is not None:
-        config = config.model_copy(
-            update={"train": config.train.model_copy(update={"progress": progress})}
-        )
+    config = _with_progress(config, progress)
     if init_from_env(config.train.device) and not is_main_process():
-        # Another torchrun process: it trains beside rank 0, which evaluates and writes the run.
-        with failure_is_final():
-            result = _run_into(config, None, on_event)
-            result.directory, result.metrics = broadcast_object(None)
-        return result
+        return _train_beside_rank_0(config, on_event)
     with failure_is_final():  # under torchrun, a failed rank 0 exits and stops the others
         final = _reserve(Path(runs_dir), config.name)
         work = _unfinished(final)
         work.mkdir()
+        return _train_into(config, final, work, on_event, resume=False)
+
+
+def resume_training(
+    run: str | Path, progress: bool | None = None, on_event: OnEvent | None = None
+) -> RunResult:
+    """Continue a run that was interrupted after writing a resume checkpoint
+    (``train.checkpoint_every``), with the config it was started with. It ends with the weights
+    and metrics the run would have had without the interruption.
+
+    ``run`` is the run's folder as ``run_training`` reserved it (``runs/NAME-STAMP``, empty
+    until the run completes) or its hidden unfinished folder (``runs/.NAME-STAMP.incomplete``).
+    """
+    final, work = resumable_run(Path(run))
+    config = _with_progress(load_config(str(work / "config.yaml")), progress)
+    if not config.train.checkpoint_every:
+        raise ValueError(f"{work} has a checkpoint but its config sets no train.checkpoint_every")
+    if init_from_env(config.train.device) and not is_main_process():
+        return _train_beside_rank_0(config, on_event, resume_from=work)
+    with failure_is_final():
+        final.mkdir(exist_ok=True)  # the reserved name, should it have been removed
+        return _train_into(config, final, work, on_event, resume=True)
+
+
+def resumable_run(run: Path) -> tuple[Path, Path]:
+    """The reserved and the unfinished folder of an interrupted run that can be resumed."""
+    if run.name.startswith(".") and run.name.endswith(".incomplete"):
+        final = run.parent / run.name[1:].removesuffix(".incomplete")
+    else:
+        final = run
+    work = _unfinished(final)
+    if (final / "metrics.json").exists():
+        raise ValueError(f"{final} is a complete run: there is nothing to resume")
+    if not work.is_dir():
+        raise ValueError(
+            f"{run} is not an interrupted run (no unfinished folder {work.name} beside it): "
+            "give the folder that `recdiff train` named when it was interrupted"
+        )
+    if not (work / CHECKPOINT_FILE).is_file():
+        raise ValueError(
+            f"{run} stopped before its first resume checkpoint (or its config sets no "
+            "train.checkpoint_every): there is nothing to resume from; train it again"
+        )
+    return final, work
+
+
+def find_resumable_run(runs_dir: Path, config: RunConfig) -> Path | None:
+    """The newest interrupted run of ``config`` in ``runs_dir`` that can be resumed: its hidden
+    folder holds a checkpoint and the same resolved config (progress bars aside)."""
+
+    def settings(run_config: RunConfig) -> dict[str, Any]:
+        dumped = run_config.model_dump(mode="json")
+        dumped["train"].pop("progress", None)
+        return dumped
+
+    wanted = settings(config)
+    found = []
+    for hidden in Path(runs_dir).glob(f".{config.name}-*.incomplete"):
+        final = runs_dir / hidden.name[1:].removesuffix(".incomplete")
+        if not (hidden / CHECKPOINT_FILE).is_file() or _unfinished(final) != hidden:
+            continue
         try:
-            with sigterm_unwinds():
-                result = _run_into(config, work, on_event)
-        except BaseException:
+            same = settings(load_config(str(hidden / "config.yaml"))) == wanted
+        except (OSError, ValueError):  # unreadable: not this config's run
+            continue
+        if same:
+            found.append(final)
+    return max(found, key=lambda final: final.name) if found else None
+
+
+def resumable_from(error: BaseException) -> Path | None:
+    """The run folder to resume, when ``error`` stopped a run that left a resume checkpoint."""
+    return getattr(error, "recdiff_resumable", None)
+
+
+def _with_progress(config: RunConfig, progress: bool | None) -> RunConfig:
+    if progress is None:
+        return config
+    return config.model_copy(
+        update={"train": config.train.model_copy(update={"progress": progress})}
+    )
+
+
+def _train_beside_rank_0(
+    config: RunConfig, on_event: OnEvent | None, resume_from: Path | None = None
+) -> RunResult:
+    """Another torchrun process: it trains beside rank 0, which evaluates and writes the run."""
+    with failure_is_final():
+        result = _run_into(config, None, on_event, resume_from)
+        result.directory, result.metrics = broadcast_object(None)
+    return result
+
+
+def _train_into(
+    config: RunConfig, final: Path, work: Path, on_event: OnEvent | None, resume: bool
+) -> RunResult:
+    """Run into ``work`` and rename it to the reserved ``final`` once complete. Failed, the run
+    is removed; interrupted (Ctrl-C, SIGTERM) too, unless it left a resume checkpoint: then both
+    folders stay and the exception names the run to resume (:func:`resumable_from`), as they
+    do when a resume fails."""
+    try:
+        with _exclusive(work), sigterm_unwinds():
+            result = _run_into(config, work, on_event, work if resume else None)
+    except BaseException as error:
+        # Ctrl-C and SIGTERM (SystemExit) interrupt; another error in a new run would recur on
+        # resuming it. A failed resume keeps what it resumed (its checkpoint may be fine: a
+        # wrong number of processes, say).
+        interrupted = resume or isinstance(error, (KeyboardInterrupt, SystemExit))
+        if interrupted and config.train.checkpoint_every and (work / CHECKPOINT_FILE).is_file():
+            error.recdiff_resumable = final  # type: ignore[attr-defined]
+        else:
             shutil.rmtree(work, ignore_errors=True)
             final.rmdir()
-            raise
-        os.replace(work, final)  # onto the empty reserved directory: the run appears complete
-        result.directory = final
-        broadcast_object((final, result.metrics))  # releases the other torchrun processes
+        raise
+    (work / CHECKPOINT_FILE).unlink(missing_ok=True)  # a complete run needs none
+    os.replace(work, final)  # onto the empty reserved directory: the run appears complete
+    result.directory = final
+    broadcast_object((final, result.metrics))  # releases the other torchrun processes
     return result
+
+
+@contextlib.contextmanager
+def _exclusive(work: Path):
+    """Hold a lock on the unfinished folder: a second process resuming the same run (or
+    resuming it while it still trains) is refused instead of writing over it."""
+    try:
+        import fcntl
+    except ImportError:  # not on this platform: unguarded
+        yield
+        return
+    handle = os.open(work, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"{work} is being written by another process (a run in progress, or another "
+                "resume of it): wait for it, or stop it first"
+            ) from None
+        yield
+    finally:
+        os.close(handle)
 
 
 def _unfinished(final: Path) -> Path:
@@ -220,14 +368,17 @@ def _unfinished(final: Path) -> Path:
 def remove_unfinished_runs(runs_dir: Path, name: str) -> None:
     """Remove what a killed process left of runs named ``name``: their hidden unfinished
     folders and the empty folders reserved beside them (a finished run is never touched: its
-    reserved folder is not empty). A run stopped by an exception or a signal removes both
-    itself (:func:`run_training`)."""
+    reserved folder is not empty), except those holding a resume checkpoint, which
+    :func:`resume_training` can complete. A run stopped by an exception or a signal removes both
+    itself (:func:`run_training`) unless it has such a checkpoint."""
     stamped = re.compile(rf"{re.escape(name)}-\d{{8}}-\d{{6}}(?:-\d+)?")  # as _reserve names
     if not runs_dir.is_dir():
         return
     for hidden in runs_dir.glob(".*.incomplete"):
         final = runs_dir / hidden.name[1:].removesuffix(".incomplete")
         if _unfinished(final) != hidden or stamped.fullmatch(final.name) is None:
+            continue
+        if (hidden / CHECKPOINT_FILE).is_file():
             continue
         shutil.rmtree(hidden, ignore_errors=True)
         with contextlib.suppress(OSError):  # only while empty: never a finished run
@@ -262,17 +413,42 @@ def _reserve(runs_dir: Path, name: str) -> Path:
     raise RuntimeError(f"no free run directory name for {name} in {runs_dir}")
 
 
-def _run_into(config: RunConfig, work: Path | None, on_event: OnEvent | None = None) -> RunResult:
+def _run_into(
+    config: RunConfig,
+    work: Path | None,
+    on_event: OnEvent | None = None,
+    resume_from: Path | None = None,
+) -> RunResult:
     """The run, written into ``work``; ``None``: a torchrun process other than rank 0, which only
-    trains (the trainer evaluates on rank 0 alone) and writes nothing."""
+    trains (the trainer evaluates on rank 0 alone) and writes nothing. ``resume_from``: the
+    unfinished folder whose checkpoint the run continues from."""
     started = time.perf_counter()
     if work is None:
         log = on_event or (lambda record: None)
     else:
-        atomic_write_text(
-            work / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+        if resume_from is None:
+            atomic_write_text(
+                work / "config.yaml",
+                yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
+            )
+        log = _EventLog(
+            work / "events.jsonl", on_event, config.train.tensorboard, resume_from is not None
         )
-        log = _EventLog(work / "events.jsonl", on_event, config.train.tensorboard)
+    every = config.train.checkpoint_every
+    if not every:
+        return _run_body(config, work, log, started)
+    folder = work if work is not None else resume_from
+    checkpoints = Checkpoints(
+        folder / CHECKPOINT_FILE if folder is not None else None,
+        every,
+        events=log if work is not None else None,
+        resume=resume_from is not None,
+    )
+    with resume_checkpoints(checkpoints):
+        return _run_body(config, work, log, started)
+
+
+def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunResult:
     if config.model.name in SEQUENTIAL_MODELS:
         from recdiff.train.run_sequential import run_sequential_into
 
