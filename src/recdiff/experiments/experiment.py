@@ -166,12 +166,18 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
 
         torch.set_num_threads(task["threads"])
     from recdiff.experiments.per_user import check_against_run, per_user_test_metrics_from_run
-    from recdiff.train.run import run_training
+    from recdiff.train.run import find_resumable_run, resume_training, run_training
 
     config = RunConfig.model_validate(task["config"])
     out = Path(task["out"])
     json_path, npz_path = _record_paths(out, task["label"], config.train.seed)
-    result = run_training(config, out / "runs", progress=task["progress"])
+    # A run of this config interrupted after a resume checkpoint (train.checkpoint_every)
+    # continues where it stopped.
+    interrupted = find_resumable_run(out / "runs", config)
+    if interrupted is not None:
+        result = resume_training(interrupted, progress=task["progress"])
+    else:
+        result = run_training(config, out / "runs", progress=task["progress"])
     record: dict[str, Any] = {
         "label": task["label"],
         "model": config.model.name,
