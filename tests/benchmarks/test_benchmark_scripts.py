@@ -40,6 +40,22 @@ def test_large_catalog_at_a_small_size(tmp_path):
     assert "L-DiffRec" in (tmp_path / "large_catalog.md").read_text()
 
 
+def test_checkpoint_cost_on_the_demo_data(tmp_path):
+    _run(
+        "checkpoint_cost.py",
+        *("--preset", "demo-diffrec", "--epochs", "4", "--every", "2", "--threads", "1"),
+        *("--set", "model.hidden_dims=[32]", "--results-dir", str(tmp_path)),
+    )
+    result = json.loads((tmp_path / "checkpoint_cost.json").read_text())
+    without, every_2 = result["runs"]["None"], result["runs"]["2"]
+    assert without["checkpoints"] == 0 and without["write_seconds_median"] is None
+    # after epoch 2 (not after the last, 4: the stage's end is written instead), and at the end
+    assert every_2["checkpoints"] == 2 and every_2["checkpoint_mib"] > 0
+    # the same training either way: checkpoints draw no random numbers
+    assert every_2["valid"] == without["valid"]
+    assert "MiB a checkpoint" in (tmp_path / "checkpoint_cost.md").read_text()
+
+
 @pytest.mark.slow
 def test_run_all_on_the_demo_data(tmp_path):
     _run(
