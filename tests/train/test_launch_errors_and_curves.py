@@ -31,6 +31,18 @@ def test_a_world_size_without_torchrun_is_a_one_line_error(monkeypatch, tmp_path
     assert not runs.exists()
 
 
+def test_a_failure_marks_the_process_until_it_trains_again(monkeypatch):
+    """shutdown() skips the exit meeting of a failed process; one that handled the failure and
+    trained again (a search's next trial) meets the others as usual."""
+    monkeypatch.setattr(distributed, "_failed", False)
+    with pytest.raises(RuntimeError), distributed.failure_is_final():
+        raise RuntimeError("a trial fails")
+    assert distributed._failed
+    with distributed.failure_is_final():
+        pass  # the next trial trains
+    assert not distributed._failed
+
+
 def test_launch_errors_are_still_runtime_errors(monkeypatch):
     """Callers that caught RuntimeError still do; the command line sees a ValueError."""
     monkeypatch.setenv("WORLD_SIZE", "2")

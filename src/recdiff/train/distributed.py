@@ -209,8 +209,12 @@ _failed = False  # set by failure_is_final
 def failure_is_final() -> Iterator[None]:
     """Training code runs in this block: an exception leaving it (an error, Ctrl-C, SIGTERM)
     marks this process as failed, so that :func:`shutdown` lets it exit at once and torchrun can
-    stop the other processes (which would otherwise wait for it in a collective)."""
+    stop the other processes (which would otherwise wait for it in a collective).
+
+    Entering the block clears an earlier mark: a process that goes on to train again after a
+    failure it handled (a pruned trial of a search, say) meets the others at exit as usual."""
     global _failed
+    _failed = False
     try:
         yield
     except BaseException:
