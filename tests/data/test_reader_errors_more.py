@@ -109,7 +109,7 @@ def test_frames_in_memory_keep_row_positions(tmp_path: Path) -> None:
     frame = pd.DataFrame({"user": [1.0, None], "item": [1, 2]})
     with pytest.raises(DataFormatError) as info:
         read_interactions(frame)
-    assert str(info.value).endswith("at row 1; drop or fill those rows")
+    assert str(info.value).endswith("at row 1 (positions counted from 0); drop or fill those rows")
 
 
 def test_diffrec_negative_ids_name_rows_counted_from_1(tmp_path: Path) -> None:

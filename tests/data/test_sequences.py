@@ -285,7 +285,10 @@ def test_a_dreamrec_folder_rewindowed_keeps_the_newest_items(tmp_path: Path) -> 
     [
         ({"tgt": None}, "needs 'seq'"),
         ({"seq": [[9, 9, 9], [4, 9], [4, 2, 9]]}, "3 slots"),
-        ({"seq": [[9, 9, 9], [9, 4, 9], [4, 2, 9]]}, "right-padded"),
+        (
+            {"seq": [[9, 9, 9], [9, 4, 9], [4, 2, 9]]},
+            r"right-padded with pad id 9: not so at row 1 \(positions counted from 0\)$",
+        ),
         ({"tgt": [4.5, 2, 0]}, "whole numbers"),
         ({"tgt": [4, 2, 12]}, "outside 0..8"),
         ({"seq_len": [1, 3, 2]}, "disagrees"),

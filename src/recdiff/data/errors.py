@@ -65,7 +65,8 @@ def describe_rows(
 
     ``line_numbers[p]`` is the 1-based file line of frame row ``p``; readers pass it so that
     messages point into the file. A :class:`RowNumbers` (Parquet) gives 1-based data rows, said
-    so in the message; frames built in memory are described by (0-based) row position.
+    so in the message; frames built in memory or unpickled (DreamRec's files) are described by
+    row position, said to count from 0 (``DataFrame.iloc``).
     """
     pos = np.asarray(positions, dtype=np.int64)
     file_rows = isinstance(line_numbers, RowNumbers)
@@ -74,6 +75,8 @@ def describe_rows(
     notes = [f"and {pos.size - limit} more"] if pos.size > limit else []
     if file_rows:
         notes.append("data rows counted from 1")
+    elif line_numbers is None:  # a frame's rows: say how to find them (df.iloc[...])
+        notes.append("positions counted from 0")
     plural = "s" if pos.size > 1 else ""
     listed = ", ".join(str(int(x)) for x in shown)
     return f"{word}{plural} {listed}" + (f" ({'; '.join(notes)})" if notes else "")

@@ -73,7 +73,7 @@ def read_dreamrec_frame(
     if len(frame) and (width != width[0]).any():
         bad = np.flatnonzero(width != width[0])
         raise DataFormatError(
-            f"histories in {path} must all have {width[0]} slots; {describe_rows(bad)} differ"
+            f"histories in {path} must all have {width[0]} slots: not so at {describe_rows(bad)}"
         )
     history = np.array(frame["seq"].tolist(), dtype=np.int64).reshape(len(frame), -1)
     real = history != pad
@@ -82,8 +82,8 @@ def read_dreamrec_frame(
     not_right_padded = np.flatnonzero((real != (slots < lengths[:, None])).any(axis=1))
     if not_right_padded.size:
         raise DataFormatError(
-            f"histories in {path} must be right-padded with pad id {pad}; "
-            f"{describe_rows(not_right_padded)} are not"
+            f"histories in {path} must be right-padded with pad id {pad}: not so at "
+            f"{describe_rows(not_right_padded)}"
         )
     declared = _integral(frame[len_col], path, len_col)
     wrong = np.flatnonzero((declared != lengths) & (declared != np.maximum(lengths, 1)))
