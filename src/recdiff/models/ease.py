@@ -60,12 +60,20 @@ def ease_weights(gram: np.ndarray, l2_lambda: float) -> np.ndarray:
     """Closed-form ``B`` (float32) from a Gram matrix; the Gram matrix is not modified."""
     n_items = gram.shape[0]
     regularised = gram + l2_lambda * np.eye(n_items)
-    # G + λI is symmetric positive definite, so a Cholesky solve is both exact and fastest.
-    precision = scipy.linalg.cho_solve(
-        scipy.linalg.cho_factor(regularised, lower=True, check_finite=False),
-        np.eye(n_items),
-        check_finite=False,
-    )
+    # G + λI is symmetric positive definite: invert it from its Cholesky factor (LAPACK potrf,
+    # then potri, ~n^3 flops against ~2.3 n^3 for solving against the identity: 3.5-4.4 s
+    # against 5.4-7.6 s at 4,000 items on 1 thread here). potri fills one triangle; the other is
+    # its mirror image.
+    factor, info = scipy.linalg.lapack.dpotrf(regularised, lower=1, clean=0, overwrite_a=1)
+    if info == 0:
+        precision, info = scipy.linalg.lapack.dpotri(factor, lower=1, overwrite_c=1)
+    if info != 0:
+        raise ValueError(
+            f"EASE: the Gram matrix plus l2_lambda={l2_lambda} is not positive definite (LAPACK "
+            f"info {info}); raise l2_lambda"
+        )
+    precision = np.tril(precision)
+    precision += np.tril(precision, -1).T
     weights = precision / (-np.diag(precision))[None, :]
     np.fill_diagonal(weights, 0.0)
     return weights.astype(np.float32)
