@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -293,3 +294,188 @@ def test_an_experiment_resumes_its_interrupted_run_instead_of_training_it_again(
     assert sorted(p.name for p in runs.iterdir()) == [run.name]
     whole = run_training(seeded, tmp_path / "whole", progress=False)
     _same_run(whole.directory, run)
+
+
+def test_a_resumed_runs_tensorboard_holds_each_epoch_once(tmp_path):
+    """The interrupted process wrote the epochs after the checkpoint too; they are run again,
+    and TensorBoard shows the records of events.jsonl, not both."""
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    config = load_config(
+        "demo-diffrec", [*DIFFREC, "train.checkpoint_every=2", "train.tensorboard=true"]
+    )
+    with pytest.raises(KeyboardInterrupt) as stop:
+        run_training(config, tmp_path, progress=False, on_event=_interrupt_at(5))
+    run = resume_training(resumable_from(stop.value), progress=False).directory
+
+    scalars = accumulator.EventAccumulator(str(run / "tensorboard"))
+    scalars.Reload()
+    logged = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    epochs = [record for record in logged if record["event"] == "epoch"]
+    seconds = scalars.Scalars("epoch/seconds")
+    assert [event.step for event in seconds] == [record["epoch"] for record in epochs]
+    assert [event.value for event in seconds] == pytest.approx([r["seconds"] for r in epochs])
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("hidden_dims", [128], "model.hidden_dims: [64] then, [128] now"),
+        ("seed", 7, "train.seed: 1 then, 7 now"),
+    ],
+)
+def test_a_config_yaml_changed_since_the_checkpoint_is_refused_naming_the_change(
+    interrupted, key, value, named
+):
+    """Weights of another shape would not load (a traceback), and another seed would resume
+    silently into a run that no config describes."""
+    run, hidden = interrupted
+    raw = yaml.safe_load((hidden / "config.yaml").read_text())
+    raw["model" if key == "hidden_dims" else "train"][key] = value
+    (hidden / "config.yaml").write_text(yaml.safe_dump(raw))
+
+    result = CliRunner().invoke(app, ["resume", str(run), "--quiet"])
+    assert result.exit_code == 2, result.output
+    assert "config.yaml differs from the config its checkpoint" in result.output
+    assert named in result.output
+    assert (hidden / CHECKPOINT_FILE).is_file()  # kept: resumable once config.yaml is restored
+
+
+# Killed outright (SIGKILL) half-way through writing the checkpoint of epoch 4.
+_KILLED_WRITING = """
+import os, signal, sys
+from recdiff.cli.main import app
+from recdiff.train import checkpoint
+
+writes, save = [], checkpoint.torch.save
+
+def killed_half_way(checkpoint, path):
+    writes.append(path)
+    if len(writes) == 2:
+        with open(path, "wb") as fh:
+            fh.write(b"PK half a checkpoint")
+        os.kill(os.getpid(), signal.SIGKILL)
+    save(checkpoint, path)
+
+checkpoint.torch.save = killed_half_way
+app(sys.argv[1:])
+"""
+
+
+def test_a_run_killed_while_writing_a_checkpoint_resumes_and_keeps_no_partial_file(tmp_path):
+    settings = [*DIFFREC, "train.checkpoint_every=2"]
+    args = ["train", "demo-diffrec", "--runs-dir", str(tmp_path / "cut"), "--quiet"]
+    for setting in settings:
+        args += ["--set", setting]
+    script = tmp_path / "killed.py"
+    script.write_text(_KILLED_WRITING)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, str(script), *args], env=env, timeout=180)
+    assert killed.returncode == -signal.SIGKILL
+    (run,) = [p for p in (tmp_path / "cut").iterdir() if not p.name.startswith(".")]
+    hidden = run.parent / f".{run.name}.incomplete"
+    assert [p.name for p in hidden.glob(".*.tmp")]  # what the killed write left
+
+    resume_training(run, progress=False)  # from the whole checkpoint of epoch 2
+
+    whole = run_training(load_config("demo-diffrec", settings), tmp_path / "whole", progress=False)
+    _same_run(whole.directory, run)
+    assert sorted(p.name for p in run.rglob("*")) == sorted(
+        p.name for p in whole.directory.rglob("*")
+    )
+
+
+def test_a_run_killed_as_it_completes_is_not_lost(tmp_path, monkeypatch):
+    """Killed after the run was written but before its folder took the final name: its
+    checkpoint is still there, so resuming it completes it."""
+    config = load_config("demo-diffrec", [*DIFFREC, "train.checkpoint_every=2"])
+    replace = os.replace
+
+    def killed_renaming_the_run(source, target):
+        if str(source).endswith(".incomplete"):
+            raise KeyboardInterrupt  # outside any clean-up, as SIGKILL would land
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", killed_renaming_the_run)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(os, "replace", replace)
+    (run,) = [p for p in (tmp_path / "cut").iterdir() if not p.name.startswith(".")]
+
+    resume_training(run, progress=False)
+
+    _same_run(run_training(config, tmp_path / "whole", progress=False).directory, run)
+    assert not (run / CHECKPOINT_FILE).exists()
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_so_rather_than_to_set_checkpoint_every(
+    tmp_path, monkeypatch
+):
+    def interrupted(config, runs_dir, progress=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("recdiff.train.run.run_training", interrupted)
+    args = ["train", "demo-diffrec", "--runs-dir", str(tmp_path), "--quiet"]
+    result = CliRunner().invoke(app, [*args, "--set", "train.checkpoint_every=3"])
+    assert result.exit_code == 130
+    assert (
+        "no run was written: it stopped before its first resume checkpoint "
+        "(train.checkpoint_every=3: one every 3 epoch(s) of each stage)"
+    ) in result.output
+    result = CliRunner().invoke(app, args)
+    assert "set train.checkpoint_every to make an interrupted run resumable" in result.output
+
+
+def test_a_search_trial_interrupted_leaves_no_folder(tmp_path):
+    """A trial stopped by Ctrl-C is marked failed and never resumed: the folders a checkpoint
+    would keep for `recdiff resume` are removed, as the search's other runs are."""
+    pytest.importorskip("optuna")
+    from recdiff.experiments.space import SearchSpace
+    from recdiff.experiments.tune import PruningReporter, tune
+
+    space = SearchSpace.from_dict(
+        {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
+    )
+    config = load_config("demo-diffrec", [*DIFFREC, "train.checkpoint_every=2"])
+    report = PruningReporter.__call__
+
+    def interrupted_in_epoch_5(self, record):
+        report(self, record)
+        if record["event"] == "epoch" and record["epoch"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(PruningReporter, "__call__", interrupted_in_epoch_5)
+        with pytest.raises(KeyboardInterrupt) as stop:
+            tune(config, space, 2, tmp_path, prune=False)
+    assert resumable_from(stop.value) is None
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_resuming_a_gpu_run_on_a_machine_without_one_says_so(interrupted, monkeypatch):
+    run, hidden = interrupted
+    config = hidden / "config.yaml"
+    config.write_text(config.read_text().replace("device: cpu", "device: cuda"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = CliRunner().invoke(app, ["resume", str(run)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: train.device is 'cuda', but torch sees no CUDA GPU here: resume it on a machine "
+        "that has it (the run keeps the device it started on)\n"
+    )
+    assert (hidden / CHECKPOINT_FILE).is_file()  # nothing touched
+
+
+def test_an_ended_stage_is_kept_as_it_ended_while_later_stages_train_on(tmp_path):
+    """L-DiffRec trained jointly trains its autoencoders on after their own stage: the record of
+    that stage keeps the weights it ended with, not the ones they have become."""
+    config = load_config(
+        "demo-diffrec", [*LDIFFREC, "train.checkpoint_every=2", "model.latent.joint=true"]
+    )
+    with pytest.raises(KeyboardInterrupt) as stop:  # in epoch 5 of the joint stage
+        run_training(config, tmp_path, progress=False, on_event=_interrupt_at(9))
+    run = resumable_from(stop.value)
+    saved = torch.load(run.parent / f".{run.name}.incomplete" / CHECKPOINT_FILE, weights_only=True)
+    (ended,) = saved["finished"]
+    now = saved["progress"]["module"]
+    encoder = [name for name in ended["module"] if "autoencoder" in name and "weight" in name]
+    assert encoder and any(not torch.equal(ended["module"][k], now[k]) for k in encoder)

@@ -83,12 +83,12 @@ def describe(
     return None
 
 
-def check_device(device: str) -> None:
-    """Fail before training when ``train.device`` names hardware this machine does not have."""
+def check_device(device: str, fix: str = "use --set train.device=cpu") -> None:
+    """Fail before training when ``train.device`` names hardware this machine does not have;
+    ``fix`` says what to do instead."""
     import torch
 
     kind = torch.device(device)  # a device string: RunConfig has checked it
-    fix = "use --set train.device=cpu"
     if kind.type == "cpu":
         return
     if kind.type == "cuda":

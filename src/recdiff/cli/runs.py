@@ -59,13 +59,25 @@ def train(
     """Train a model, select its epoch on validation, evaluate on test, write a run directory."""
     from recdiff.train.run import run_training
 
+    run_config = None
     try:
         with user_errors(ConfigError, FileNotFoundError, ValueError):
             run_config = load_config(config, overrides or [])
             check_device(run_config.train.device)
             result = run_training(run_config, runs_dir, progress=not quiet)
     except (KeyboardInterrupt, SystemExit) as stop:
-        _stopped_run(stop)
+        every = run_config.train.checkpoint_every if run_config is not None else None
+        if every:
+            _stopped_run(
+                stop,
+                "no run was written: it stopped before its first resume checkpoint "
+                f"(train.checkpoint_every={every}: one every {every} epoch(s) of each stage)",
+            )
+        _stopped_run(
+            stop,
+            "no run was written (a run folder appears only when complete; set "
+            "train.checkpoint_every to make an interrupted run resumable)",
+        )
     _report_run(result, run_config)
 
 
@@ -80,27 +92,29 @@ def resume(
 ) -> None:
     """Continue a run interrupted after a resume checkpoint (train.checkpoint_every) to the
     result it would have had."""
-    from recdiff.train.run import resume_training
+    from recdiff.train.run import resumable_run, resume_training
 
     try:
         with user_errors(ConfigError, FileNotFoundError, ValueError):
+            _, work = resumable_run(run)
+            check_device(
+                load_config(str(work / "config.yaml")).train.device,
+                fix="resume it on a machine that has it (the run keeps the device it started on)",
+            )
             result = resume_training(run, progress=not quiet)
     except (KeyboardInterrupt, SystemExit) as stop:
-        _stopped_run(stop)
+        _stopped_run(stop, f"the run was not resumed; resume it with: recdiff resume {run}")
     _report_run(result)
 
 
-def _stopped_run(stop: KeyboardInterrupt | SystemExit) -> NoReturn:
+def _stopped_run(stop: KeyboardInterrupt | SystemExit, otherwise: str) -> NoReturn:
+    """Name the run to resume when the interruption left it resumable, else say ``otherwise``."""
     from recdiff.train.run import resumable_from
 
     run = resumable_from(stop)
     if run is not None:
         stopped(stop, f"resume the run with: recdiff resume {run}")
-    stopped(
-        stop,
-        "no run was written (a run folder appears only when complete; set "
-        "train.checkpoint_every to make an interrupted run resumable)",
-    )
+    stopped(stop, otherwise)
 
 
 def _report_run(result, run_config=None) -> None:

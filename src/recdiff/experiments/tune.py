@@ -231,7 +231,7 @@ class _Search:
             trial.set_user_attr("invalid", True)
             trial.set_user_attr("error", str(error))
             raise import_optuna().TrialPruned(str(error)) from None
-        from recdiff.train.run import run_training
+        from recdiff.train.run import discard_resumable, run_training
 
         try:
             result = run_training(
@@ -242,6 +242,9 @@ class _Search:
             )
         except (KeyboardInterrupt, SystemExit) as stop:
             trial.set_user_attr("error", _stop_reason(stop))  # Optuna fails it on Ctrl-C
+            # A failed trial is never resumed (the search samples new ones), so the folders
+            # that train.checkpoint_every keeps for `recdiff resume` would only pile up.
+            discard_resumable(stop)
             raise
         metrics = result.metrics
         # Relative to the tune folder, which may move or be read from another working folder.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import random
 from collections.abc import Iterator
@@ -37,7 +38,13 @@ import torch
 from recdiff.atomic import atomic_path
 from recdiff.train.distributed import gather_object, is_main_process, rank, world_size
 
-__all__ = ["CHECKPOINT_FILE", "Checkpoints", "active_checkpoints", "resume_checkpoints"]
+__all__ = [
+    "CHECKPOINT_FILE",
+    "Checkpoints",
+    "active_checkpoints",
+    "resume_checkpoints",
+    "run_settings",
+]
 
 #: The checkpoint's file name in an unfinished run folder.
 CHECKPOINT_FILE = "resume.pt"
@@ -74,16 +81,25 @@ class Checkpoints:
         events: the run's event log (it has ``records`` and ``truncate(n)``), or None where this
             process logs nothing.
         resume: restore from ``path``, which must exist.
+        settings: the run's resolved config as plain values (see :func:`run_settings`). Saved
+            with every checkpoint, and on resuming compared with the config the run resumes
+            with: weights of another shape would not load, and another seed, learning rate or
+            epoch count would end in a run that no config describes.
     """
 
     def __init__(
-        self, path: Path | None, every: int, events: Any = None, resume: bool = False
+        self,
+        path: Path | None,
+        every: int,
+        events: Any = None,
+        resume: bool = False,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         if every < 1:
             raise ValueError(f"train.checkpoint_every must be at least 1, got {every}")
         if path is None and (resume or is_main_process()):
             raise ValueError("the main process needs a checkpoint path, and so does a resume")
-        self.path, self.every, self.events = path, every, events
+        self.path, self.every, self.events, self.settings = path, every, events, settings
         self.finished: list[dict[str, Any]] = []  # stages ended in this run, in order
         self.saved: dict[str, Any] | None = None
         self._stages = 0
@@ -95,6 +111,7 @@ class Checkpoints:
                     f"resume runs {world_size()}: resume with the same number of processes "
                     "(torchrun --nproc-per-node)"
                 )
+            _check_settings(path, self.saved.get("settings"), settings)
             self.finished = list(self.saved["finished"])
             if events is not None:
                 events.truncate(self.saved["events"])
@@ -120,8 +137,10 @@ class Checkpoints:
         self._write({**state, "stage": index, "rng": gather_object(random_states())})
 
     def finish_stage(self, index: int, state: dict[str, Any]) -> None:
-        """Record that stage ``index`` ended with ``state`` and checkpoint it."""
-        state = {**state, "stage": index, "rng": gather_object(random_states())}
+        """Record that stage ``index`` ended with ``state`` and checkpoint it. The state is
+        copied: a later stage may train the same weights on, and the record must keep them as
+        they were when this stage ended."""
+        state = {**copy.deepcopy(state), "stage": index, "rng": gather_object(random_states())}
         del self.finished[index:]
         self.finished.append(state)
         self._write(None)
@@ -132,6 +151,7 @@ class Checkpoints:
         checkpoint = {
             "format": _FORMAT,
             "world_size": world_size(),
+            "settings": self.settings,
             "events": len(self.events.records) if self.events is not None else 0,
             "finished": self.finished,
             "progress": progress,
@@ -139,6 +159,50 @@ class Checkpoints:
         assert self.path is not None
         with atomic_path(self.path) as tmp:
             torch.save(checkpoint, tmp)
+
+
+def run_settings(config: Any) -> dict[str, Any]:
+    """A run's config as a checkpoint keeps it: everything but whether progress bars show (which
+    ``recdiff resume --quiet`` may change)."""
+    settings = config.model_dump(mode="json")
+    settings["train"].pop("progress", None)
+    return settings
+
+
+def _check_settings(
+    path: Path | None, saved: dict[str, Any] | None, settings: dict[str, Any] | None
+) -> None:
+    """Refuse to resume with a config other than the one the checkpoint was written under."""
+    if saved is None or settings is None or saved == settings:
+        return
+    changed = [
+        f"{key}: {_shown(before)} then, {_shown(after)} now"
+        for key, before, after in _differences(saved, settings)
+    ]
+    shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+    raise ValueError(
+        f"the run's config.yaml differs from the config its checkpoint {path} was written "
+        f"under ({shown}): a resumed run continues the run it was, so put config.yaml back as "
+        "it was, or train the changed config as a new run"
+    )
+
+
+def _differences(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """The dotted keys whose values differ between two nested dicts, with both values."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return [] if before == after else [(prefix, before, after)]
+    found = []
+    for key in [*before, *(key for key in after if key not in before)]:
+        name = f"{prefix}.{key}" if prefix else str(key)
+        found += _differences(before.get(key, _UNSET), after.get(key, _UNSET), name)
+    return found
+
+
+_UNSET = object()  # a key one of the configs lacks
+
+
+def _shown(value: Any) -> str:
+    return "unset" if value is _UNSET else repr(value)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -44,7 +44,12 @@ from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
-from recdiff.train.checkpoint import CHECKPOINT_FILE, Checkpoints, resume_checkpoints
+from recdiff.train.checkpoint import (
+    CHECKPOINT_FILE,
+    Checkpoints,
+    resume_checkpoints,
+    run_settings,
+)
 from recdiff.train.datasets import load_splits
 from recdiff.train.distributed import (
     broadcast_object,
@@ -56,6 +61,7 @@ from recdiff.train.trainer import OnEvent, selection_summary, stage_summaries
 
 __all__ = [
     "RunResult",
+    "discard_resumable",
     "find_resumable_run",
     "remove_unfinished_runs",
     "resumable_from",
@@ -132,6 +138,16 @@ class _EventLog:
         checkpoint a run resumes from (the epochs after it run again)."""
         self.records = self.records[:count]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+        if self.tensorboard is not None:
+            # The interrupted process's event file holds the dropped epochs too, which would show
+            # twice beside their rerun: write the scalars again from the records kept.
+            from recdiff.train.tensorboard import TensorBoardLog
+
+            self.tensorboard.close()
+            shutil.rmtree(self.path.parent / "tensorboard", ignore_errors=True)
+            self.tensorboard = TensorBoardLog(self.path.parent / "tensorboard")
+            for record in self.records:
+                self.tensorboard(record)
 
     def close(self) -> None:
         if self.tensorboard is not None:
@@ -265,20 +281,14 @@ def resumable_run(run: Path) -> tuple[Path, Path]:
 def find_resumable_run(runs_dir: Path, config: RunConfig) -> Path | None:
     """The newest interrupted run of ``config`` in ``runs_dir`` that can be resumed: its hidden
     folder holds a checkpoint and the same resolved config (progress bars aside)."""
-
-    def settings(run_config: RunConfig) -> dict[str, Any]:
-        dumped = run_config.model_dump(mode="json")
-        dumped["train"].pop("progress", None)
-        return dumped
-
-    wanted = settings(config)
+    wanted = run_settings(config)
     found = []
     for hidden in Path(runs_dir).glob(f".{config.name}-*.incomplete"):
         final = runs_dir / hidden.name[1:].removesuffix(".incomplete")
         if not (hidden / CHECKPOINT_FILE).is_file() or _unfinished(final) != hidden:
             continue
         try:
-            same = settings(load_config(str(hidden / "config.yaml"))) == wanted
+            same = run_settings(load_config(str(hidden / "config.yaml"))) == wanted
         except (OSError, ValueError):  # unreadable: not this config's run
             continue
         if same:
@@ -289,6 +299,18 @@ def find_resumable_run(runs_dir: Path, config: RunConfig) -> Path | None:
 def resumable_from(error: BaseException) -> Path | None:
     """The run folder to resume, when ``error`` stopped a run that left a resume checkpoint."""
     return getattr(error, "recdiff_resumable", None)
+
+
+def discard_resumable(error: BaseException) -> None:
+    """Remove the run that ``error`` stopped and left resumable (:func:`resumable_from`), for a
+    caller that will never resume it: a search's trial, which it marks failed and replaces."""
+    run = resumable_from(error)
+    if run is None:
+        return
+    shutil.rmtree(_unfinished(run), ignore_errors=True)
+    with contextlib.suppress(OSError):  # only while empty: never a finished run
+        run.rmdir()
+    del error.recdiff_resumable  # type: ignore[attr-defined]
 
 
 def _with_progress(config: RunConfig, progress: bool | None) -> RunConfig:
@@ -318,6 +340,8 @@ def _train_into(
     do when a resume fails."""
     try:
         with _exclusive(work), sigterm_unwinds():
+            if resume:
+                _remove_partial_files(work)
             result = _run_into(config, work, on_event, work if resume else None)
     except BaseException as error:
         # Ctrl-C and SIGTERM (SystemExit) interrupt; another error in a new run would recur on
@@ -330,11 +354,26 @@ def _train_into(
             shutil.rmtree(work, ignore_errors=True)
             final.rmdir()
         raise
-    (work / CHECKPOINT_FILE).unlink(missing_ok=True)  # a complete run needs none
     os.replace(work, final)  # onto the empty reserved directory: the run appears complete
+    # A complete run needs no checkpoint. Removed only now: killed in between, the run is
+    # complete with a stray checkpoint rather than unfinished without one (and so lost).
+    (final / CHECKPOINT_FILE).unlink(missing_ok=True)
     result.directory = final
     broadcast_object((final, result.metrics))  # releases the other torchrun processes
     return result
+
+
+# The temporary files atomic_path writes beside their target (".NAME.<16 hex>.tmp").
+_PARTIAL_FILE = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
+
+
+def _remove_partial_files(work: Path) -> None:
+    """Remove what a process killed outright (SIGKILL) in the middle of writing a file left of
+    it: a half-written checkpoint, say, which would otherwise end up in the completed run. Only
+    the process holding the folder's lock calls it, so no such file is still being written."""
+    for path in work.rglob(".*.tmp"):
+        if path.is_file() and _PARTIAL_FILE.fullmatch(path.name):
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -443,6 +482,7 @@ def _run_into(
         every,
         events=log if work is not None else None,
         resume=resume_from is not None,
+        settings=run_settings(config),
     )
     with resume_checkpoints(checkpoints):
         return _run_body(config, work, log, started)
