@@ -85,6 +85,7 @@ def test_a_resumed_run_ends_as_the_run_that_was_never_stopped(tmp_path, case):
 
     assert resumed.directory == run
     _same_run(whole.directory, run)
+    assert resumed.metrics["resumed"] and not whole.metrics["resumed"]
     assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == [run.name]  # hidden one gone
     assert not (run / CHECKPOINT_FILE).exists()  # a complete run carries no checkpoint
 

@@ -47,6 +47,7 @@ from recdiff.models.base import Recommender
 from recdiff.train.checkpoint import (
     CHECKPOINT_FILE,
     Checkpoints,
+    active_checkpoints,
     resume_checkpoints,
     run_settings,
 )
@@ -587,6 +588,9 @@ def _versions() -> dict[str, str]:
 def _finish(work: Path, metrics: dict[str, Any], log: _EventLog, config: RunConfig) -> None:
     """metrics.json and the curves, common to every kind of model."""
     log.close()
+    # A resumed run's seconds count the resuming process only: say so beside them.
+    checkpoints = active_checkpoints()
+    metrics["resumed"] = checkpoints is not None and checkpoints.saved is not None
     atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if log.records:
         from recdiff.train.curves import plot_curves
