@@ -226,7 +226,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 def random_states() -> dict[str, Any]:
     """Every generator state a training step may draw from, in this process."""
     keys, position, has_gauss, gauss = np.random.get_state(legacy=True)[1:]  # noqa: NPY002
-    state = {
+    return {
         "torch": torch.get_rng_state(),
         "numpy": {
             "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
@@ -237,7 +237,6 @@ def random_states() -> dict[str, Any]:
         "python": random.getstate(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
     }
-    return state
 
 
 def restore_random_states(states: list[dict[str, Any]]) -> None:

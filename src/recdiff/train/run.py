@@ -259,10 +259,7 @@ def resume_training(
 
 def resumable_run(run: Path) -> tuple[Path, Path]:
     """The reserved and the unfinished folder of an interrupted run that can be resumed."""
-    if run.name.startswith(".") and run.name.endswith(".incomplete"):
-        final = run.parent / run.name[1:].removesuffix(".incomplete")
-    else:
-        final = run
+    final = _reserved(run) if run.name.startswith(".") and run.name.endswith(".incomplete") else run
     work = _unfinished(final)
     if (final / "metrics.json").exists():
         raise ValueError(f"{final} is a complete run: there is nothing to resume")
@@ -285,7 +282,7 @@ def find_resumable_run(runs_dir: Path, config: RunConfig) -> Path | None:
     wanted = run_settings(config)
     found = []
     for hidden in Path(runs_dir).glob(f".{config.name}-*.incomplete"):
-        final = runs_dir / hidden.name[1:].removesuffix(".incomplete")
+        final = _reserved(hidden)
         if not (hidden / CHECKPOINT_FILE).is_file() or _unfinished(final) != hidden:
             continue
         try:
@@ -308,9 +305,7 @@ def discard_resumable(error: BaseException) -> None:
     run = resumable_from(error)
     if run is None:
         return
-    shutil.rmtree(_unfinished(run), ignore_errors=True)
-    with contextlib.suppress(OSError):  # only while empty: never a finished run
-        run.rmdir()
+    _remove_unfinished(run)
     del error.recdiff_resumable  # type: ignore[attr-defined]
 
 
@@ -352,8 +347,7 @@ def _train_into(
         if interrupted and config.train.checkpoint_every and (work / CHECKPOINT_FILE).is_file():
             error.recdiff_resumable = final  # type: ignore[attr-defined]
         else:
-            shutil.rmtree(work, ignore_errors=True)
-            final.rmdir()
+            _remove_unfinished(final)
         raise
     os.replace(work, final)  # onto the empty reserved directory: the run appears complete
     # A complete run needs no checkpoint. Removed only now: killed in between, the run is
@@ -405,6 +399,20 @@ def _unfinished(final: Path) -> Path:
     return final.parent / f".{final.name}.incomplete"
 
 
+def _reserved(unfinished: Path) -> Path:
+    """The reserved name of the run being written into ``unfinished`` (:func:`_unfinished`'s
+    inverse)."""
+    return unfinished.parent / unfinished.name[1:].removesuffix(".incomplete")
+
+
+def _remove_unfinished(final: Path) -> None:
+    """Remove the unfinished folder of ``final`` and the reserved folder itself, which is only
+    removed while empty: a finished run is never touched."""
+    shutil.rmtree(_unfinished(final), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        final.rmdir()
+
+
 def remove_unfinished_runs(runs_dir: Path, name: str) -> None:
     """Remove what a killed process left of runs named ``name``: their hidden unfinished
     folders and the empty folders reserved beside them (a finished run is never touched: its
@@ -415,14 +423,12 @@ def remove_unfinished_runs(runs_dir: Path, name: str) -> None:
     if not runs_dir.is_dir():
         return
     for hidden in runs_dir.glob(".*.incomplete"):
-        final = runs_dir / hidden.name[1:].removesuffix(".incomplete")
+        final = _reserved(hidden)
         if _unfinished(final) != hidden or stamped.fullmatch(final.name) is None:
             continue
         if (hidden / CHECKPOINT_FILE).is_file():
             continue
-        shutil.rmtree(hidden, ignore_errors=True)
-        with contextlib.suppress(OSError):  # only while empty: never a finished run
-            final.rmdir()
+        _remove_unfinished(final)
 
 
 def _reserve(runs_dir: Path, name: str) -> Path:

@@ -431,7 +431,8 @@ class Trainer:
         first, seconds_before = 1, 0.0
         saved = checkpoints.progress(stage) if checkpoints is not None else None
         if saved is not None:  # resumed inside this stage: from its last checkpoint
-            best_state = _restore_progress(saved, model, optimizer, generator, average, result)
+            result, best_state = _restore_progress(saved, model, optimizer, generator, average)
+            _restore_weights(model, saved, cfg.device)
             first, seconds_before = result.epochs_run + 1, result.seconds
         start = time.perf_counter() - seconds_before
         epochs = progress_bar(
@@ -492,9 +493,7 @@ class Trainer:
                 checkpoints.save_progress(
                     stage,
                     {
-                        "module": model.module.state_dict(),
-                        "extra": _extra_state(model),
-                        "training": _training_state(model),
+                        **_weights_state(model),
                         "optimizer": optimizer.state_dict(),
                         "shuffle": generator.get_state(),
                         "average": average.state() if average is not None else None,
@@ -528,13 +527,7 @@ class Trainer:
         result.seconds = time.perf_counter() - start
         if checkpoints is not None:
             checkpoints.finish_stage(
-                stage,
-                {
-                    "module": model.module.state_dict(),
-                    "extra": _extra_state(model),
-                    "training": _training_state(model),
-                    "result": result_state(result),
-                },
+                stage, {**_weights_state(model), "result": result_state(result)}
             )
         return result
 
@@ -599,8 +592,11 @@ def _extra_state(model: Trainable) -> dict[str, torch.Tensor] | None:
     return model.extra_state() if hasattr(model, "extra_state") else None
 
 
-def _training_state(model: Trainable) -> dict[str, Any] | None:
-    return plain(model.training_state()) if hasattr(model, "training_state") else None
+def _weights_state(model: Trainable) -> dict[str, Any]:
+    """The module's weights and the model's state outside it, as a checkpoint keeps them
+    (:func:`_restore_weights` puts them back)."""
+    training = plain(model.training_state()) if hasattr(model, "training_state") else None
+    return {"module": model.module.state_dict(), "extra": _extra_state(model), "training": training}
 
 
 def _restore_weights(model: Trainable, state: dict[str, Any], device: str) -> None:
@@ -612,33 +608,22 @@ def _restore_weights(model: Trainable, state: dict[str, Any], device: str) -> No
         model.load_training_state(state["training"])
 
 
-def _restore_result(result: TrainResult, saved: dict[str, Any]) -> None:
-    for name, value in saved.items():
-        setattr(result, name, value)
-
-
 def _restore_progress(
     saved: dict[str, Any],
     model: Trainable,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     average: WeightAverage | None,
-    result: TrainResult,
-) -> dict[str, Any] | None:
-    """Put a stage back as its last checkpoint left it; return its best validated state."""
-    if (saved["average"] is None) != (average is None):
-        raise ValueError(
-            "the checkpoint's train.ema_decay does not match the run's config: resume the run "
-            "with the config it was started with"
-        )
-    _restore_weights(model, saved, str(next(model.module.parameters()).device))
+) -> tuple[TrainResult, dict[str, Any] | None]:
+    """Put a stage's training state back as its last checkpoint left it (the weights are
+    :func:`_restore_weights`'s); return its result so far and its best validated state. (The
+    checkpoint's config, EMA included, was checked against the run's when it was loaded.)"""
     optimizer.load_state_dict(saved["optimizer"])
     generator.set_state(saved["shuffle"])
     if average is not None:
         average.load_state(saved["average"])
-    _restore_result(result, saved["result"])
     restore_random_states(saved["rng"])
-    return saved["best"]
+    return TrainResult(**saved["result"]), saved["best"]
 
 
 def _restore_ended(model: Trainable, ended: dict[str, Any], device: str) -> TrainResult:
@@ -646,7 +631,5 @@ def _restore_ended(model: Trainable, ended: dict[str, Any], device: str) -> Trai
     generators' states as they were when it ended."""
     _restore_weights(model, ended, device)
     model.module.eval()
-    result = TrainResult()
-    _restore_result(result, ended["result"])
     restore_random_states(ended["rng"])
-    return result
+    return TrainResult(**ended["result"])
