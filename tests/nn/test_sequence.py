@@ -88,3 +88,29 @@ def test_trim_left_padding_drops_only_columns_that_are_padding_in_every_row(enco
     torch.testing.assert_close(encoder(trimmed), encoder(batch), atol=1e-6, rtol=1e-6)
     states = encoder(batch, all_positions=True)[:, -3:]
     torch.testing.assert_close(encoder(trimmed, all_positions=True), states, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("blocks,heads", [(1, 1), (2, 2), (3, 4)])
+def test_the_summary_computes_only_the_last_query_yet_equals_every_positions_pass(blocks, heads):
+    # forward() runs the last block for the last position only; its state and its gradients
+    # must be those of the full pass over every position (pads, an empty history included).
+    torch.manual_seed(1)
+    encoder = HistoryEncoder(30, dim=16, max_len=12, blocks=blocks, heads=heads, dropout=0.0)
+    pad = encoder.pad_id
+    history = torch.randint(0, 30, (6, 12))
+    history[0, :11] = pad  # one item
+    history[1] = pad  # empty
+    history[2, :5] = pad
+    full = encoder(history, all_positions=True)[:, -1]
+    last = encoder(history)
+    torch.testing.assert_close(last, full, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(last)
+    grads = [
+        torch.autograd.grad((out * weights).sum(), encoder.parameters(), allow_unused=True)
+        for out in (full, last)
+    ]
+    for a, b in zip(*grads, strict=True):
+        if a is None:
+            assert b is None
+        else:
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)

@@ -118,8 +118,32 @@ class HistoryEncoder(nn.Module):
         positions = torch.arange(self.max_len - length, self.max_len, device=history.device)
         x = self.item_embedding(history) + self.position_embedding(positions)
         x = self.dropout(x)
-        if self.blocks:
-            mask = attention_mask(history == self.pad_id, self.heads)
+        if not self.blocks:
+            return self.norm(x if all_positions else x[:, -1])
+        mask = attention_mask(history == self.pad_id, self.heads)
+        if all_positions:
             for block in self.blocks:
                 x = block(x, src_mask=mask)
-        return self.norm(x if all_positions else x[:, -1])
+            return self.norm(x)
+        for block in self.blocks[:-1]:
+            x = block(x, src_mask=mask)
+        return self.norm(_last_query(self.blocks[-1], x, mask[:, -1:]))
+
+
+def _last_query(
+    block: nn.TransformerEncoderLayer, x: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """``block(x)[:, -1]`` computed for the last position only: ``[batch, dim]``.
+
+    Nothing after the last block reads the other positions' outputs, so their queries and
+    feed-forward rows need not be computed; the keys and values still come from every position.
+    The same pre-norm arithmetic as ``nn.TransformerEncoderLayer(norm_first=True)``, with the
+    block's own parameters, so a model computes the same state either way (up to rounding);
+    only fewer dropout draws are made in training. ``mask``: the last query's row of
+    :func:`attention_mask`, ``[batch * heads, 1, L]``.
+    """
+    keys = block.norm1(x)
+    attended = block.self_attn(keys[:, -1:], keys, keys, attn_mask=mask, need_weights=False)[0]
+    y = x[:, -1] + block.dropout1(attended[:, 0])
+    hidden = block.dropout(block.activation(block.linear1(block.norm2(y))))
+    return y + block.dropout2(block.linear2(hidden))
