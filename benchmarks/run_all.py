@@ -71,14 +71,22 @@ def _config(args: argparse.Namespace, model: str, epochs: int):
         f"train.epochs={epochs}",
         "train.progress=false",
         f"train.precision={args.precision}",
+        *_user_overrides(args, model),
     ]
-    for override in args.set:  # KEY=VALUE for every model, MODEL:KEY=VALUE for one
-        target, setting = _split_override(override)
-        if target in ("", model):
-            overrides.append(setting)
     if model == "ldiffrec":
         overrides.append(f"model.latent.epochs={epochs}")
     return load_config(PRESETS[model], overrides)
+
+
+def _user_overrides(args: argparse.Namespace, model: str) -> list[str]:
+    """The ``--set`` settings that reach ``model``: KEY=VALUE for every model, MODEL:KEY=VALUE
+    for one."""
+    settings = []
+    for override in args.set:
+        target, setting = _split_override(override)
+        if target in ("", model):
+            settings.append(setting)
+    return settings
 
 
 class _Workload:
@@ -168,6 +176,7 @@ def measure(args: argparse.Namespace, model: str) -> dict[str, Any]:
     return {
         "model": model,
         "preset": PRESETS[model],
+        "overrides": _user_overrides(args, model),  # the --set settings it ran with
         "precision": args.precision,
         "examples": work.n_examples,
         "evaluated": work.n_evaluated,

@@ -68,6 +68,9 @@ def test_run_all_on_the_demo_data(tmp_path):
     result = json.loads((tmp_path / "run_all.json").read_text())
     diffrec, ldiffrec = result["rows"]
     assert set(ldiffrec["epoch_seconds"]) == {"autoencoder", "diffusion"}
+    # Each row records the --set settings that reached its model, and only those.
+    assert diffrec["overrides"] == ["data.format=demo", "data.source=null"]
+    assert ldiffrec["overrides"][-1] == "model.latent.item_embeddings=null"
     assert diffrec["train_gflop_per_s"] > 0 and diffrec["eval_gflop_per_s"] > 0
     assert set(diffrec["ddp"]) == {"1", "2"} and diffrec["ddp"]["2"]["train"] > 0
     assert result["matmul_peak"]["fp32"] > 0 and result["matmul_peak"]["bf16"] > 0
