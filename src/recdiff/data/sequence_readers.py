@@ -113,6 +113,17 @@ def read_dreamrec(
     """A DreamRec data folder: ``data_statis.df`` + ``train_data.df``, ``val_data.df``,
     ``test_data.df``. Items are ``0..item_num-1``, the pad id is ``item_num``, padding right."""
     folder = Path(folder)
+    names = ["data_statis.df", *(f"{name}_data.df" for name in ("train", "val", "test"))]
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        if folder.is_dir():
+            problem = f"lacks {', '.join(missing)}"
+        else:
+            problem = "is not a folder" if folder.exists() else "not found"
+        raise FileNotFoundError(
+            f"{folder} {problem}: a DreamRec data folder (data.format=dreamrec) holds "
+            + ", ".join(names)
+        )
     statis = safe_load(folder / "data_statis.df", allowed)
     if not isinstance(statis, pd.DataFrame) or "item_num" not in statis.columns:
         raise DataFormatError(f"{folder / 'data_statis.df'} must be a DataFrame with 'item_num'")
@@ -139,6 +150,8 @@ def read_user_sequences(path: PathLike) -> UserSequences:
     strings. The file must be UTF-8 (a leading byte-order mark is ignored).
     """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
     lines = read_text(path).splitlines()
     parts = [line.split() for line in lines]  # parsing text: one pass over the file's lines
     line_no = np.flatnonzero([bool(p) for p in parts]) + 1

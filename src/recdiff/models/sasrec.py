@@ -147,6 +147,8 @@ class MostPopular(SequentialRecommender):
 
     def fit(self, data, evaluate=None, on_event=None):
         del evaluate, on_event  # nothing to select
+        if len(data.train) == 0:  # no counts: the ranking would be the items' order
+            raise ValueError("train has no next-item examples")
         self.build(data.n_items, data.max_len)
         counts = torch.bincount(torch.as_tensor(data.train.targets), minlength=data.n_items)
         self.net.counts.copy_(counts.float())

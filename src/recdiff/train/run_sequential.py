@@ -16,6 +16,7 @@ a checkpoint gives the same metrics.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ def run_sequential_into(
     data, sequences = load_sequences(config.data)
     from recdiff.train.run import require_held_out
 
+    _require_leave_one_out_examples(data, sequences)
     require_held_out(len(data.valid), len(data.test), "next-item examples")
     data = data.with_layout("left")
     model = build_model(config.model.name, config.model.params(), config.train)
@@ -109,6 +111,7 @@ def run_sequential_into(
     fit_seconds = time.perf_counter() - fit_start
     if work is None:
         return {}, model
+    _warn_untrained_targets(model, data)
     eval_start = time.perf_counter()
     final = evaluate_sequential(model, data, config)
     valid, test = final["valid"].means, final["test"].means
@@ -143,6 +146,45 @@ def run_sequential_into(
 
     save_per_user(work / PER_USER_FILE, final["test"])
     return metrics, model
+
+
+def _require_leave_one_out_examples(data: SequenceDataset, sequences: UserSequences | None) -> None:
+    """Refuse users' sequences too short to give every split an example, saying how long a
+    sequence must be (the shared message's data.ratios and time splits do not apply)."""
+    names = {"train": "training", "valid": "validation", "test": "test"}
+    empty = [names[split] for split in names if not len(getattr(data, split))]
+    if sequences is None or not empty:
+        return
+    longest = int(sequences.lengths().max(initial=0))
+    raise ValueError(
+        f"no next-item examples for {' and '.join(empty)}: leave-one-out makes each user's last "
+        "item a test target, the one before it a validation target and every earlier item but "
+        "the first a training target, so a user needs 2 items to count in test, 3 in "
+        f"validation and 4 in training; the longest of the {sequences.n_users} users' "
+        f"sequences here has {longest}"
+    )
+
+
+def _warn_untrained_targets(model: SequentialRecommender, data: SequenceDataset) -> None:
+    """Say when held-out targets include items absent from training that a DreamRec still
+    ranks: no example fitted their embeddings (random, in its own table), which can win top-k
+    slots and score hits by luck (the Zhihu artefact of the README), on test alone when only
+    test has such items, where validation cannot show it."""
+    if getattr(model.config, "exclude_untrained_items", True):
+        return
+    untrained = ~model.net.trained.cpu().numpy()
+    shares = {name: untrained[getattr(data, name).targets].mean() for name in ("valid", "test")}
+    if not untrained.any() or not any(shares.values()):
+        return
+    n = int(untrained.sum())
+    items = f"{n} items never occur" if n > 1 else "1 item never occurs"
+    warnings.warn(
+        f"{items} in the training examples, yet {'they are' if n > 1 else 'it is'} "
+        f"{shares['valid']:.1%} of the validation targets and {shares['test']:.1%} of the test "
+        "targets: no example fitted those embeddings, which can fill top-k slots and score "
+        "those hits by luck (set model.exclude_untrained_items=true to rank trained items only)",
+        stacklevel=2,
+    )
 
 
 def _save_sequence_data(
