@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -198,7 +199,11 @@ def recommend(
     run: Annotated[Path, typer.Argument(help="A run directory written by `recdiff train`.")],
     user: Annotated[str | None, typer.Option(help="A known user's external id.")] = None,
     history: Annotated[
-        str | None, typer.Option(help="Comma-separated external item ids of a new user.")
+        str | None,
+        typer.Option(
+            help="Comma-separated external item ids of a new user, oldest first (an id holding "
+            "a comma in double quotes, as in CSV: '\"a,b\",c')."
+        ),
     ] = None,
     k: Annotated[int, typer.Option(min=1, help="How many items.")] = 10,
     ignore_unknown: Annotated[
@@ -237,10 +242,8 @@ def recommend(
                     "instead: --history ITEM,ITEM,..."
                 ) from None
         else:
-            # Pieces as typed: the predictor strips them unless the data holds a padded id.
-            items = [s for s in history.split(",") if s.strip()]
             recs = predictor.recommend(
-                history=items,
+                history=_history_ids(history),
                 k=k,
                 exclude_seen=not include_seen,
                 ignore_unknown=ignore_unknown,
@@ -253,6 +256,20 @@ def recommend(
         typer.echo(f"{rank:>3}  {item!s:<12} {score:.4f}")
     if recs.note is not None:
         typer.echo(f"note: {recs.note}", err=True)
+
+
+def _history_ids(text: str) -> list[str]:
+    """The item ids of ``--history``, comma-separated; with double quotes, read as a line of CSV,
+    so that an id holding a comma is given quoted (``'"a,b",c'`` is the items ``a,b`` and
+    ``c``), as a CSV file writes it. Pieces are kept as typed (the predictor strips them unless
+    the data holds a padded id); empty ones are skipped."""
+    if '"' not in text:
+        return [piece for piece in text.split(",") if piece.strip()]
+    try:
+        fields = next(csv.reader([text], skipinitialspace=True), [])
+    except csv.Error as error:
+        raise ValueError(f"--history cannot be read as comma-separated item ids: {error}") from None
+    return [field for field in fields if field.strip()]
 
 
 def reproduce(

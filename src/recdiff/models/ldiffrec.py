@@ -221,7 +221,10 @@ def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndar
     scipy's default of 10 stopped short of it on ML-1M's LightGCN embeddings (2026-11-28: seed
     2 split 1862 / 948 items where the converged split is 1789 / 1021)."""
     if n_clusters > embeddings.shape[0]:
-        raise ValueError(f"cannot cluster {embeddings.shape[0]} items into {n_clusters} groups")
+        raise ValueError(
+            f"cannot cluster {embeddings.shape[0]} items into {n_clusters} groups: set "
+            f"model.latent.n_clusters to at most {embeddings.shape[0]}, the catalogue's size"
+        )
     if n_clusters == 1:
         return np.zeros(embeddings.shape[0], dtype=np.int64)
     points = embeddings.astype(np.float64)

@@ -514,7 +514,16 @@ class Predictor:
         def same_ids(splits) -> bool:
             return splits.items == self.items and splits.users == self.users
 
-        splits = load_as_saved(load_splits, self.config.data, same_ids)
+        try:
+            splits = load_as_saved(load_splits, self.config.data, same_ids)
+        except FileNotFoundError as error:
+            config = "data.source in its config.yaml"
+            if self.directory is not None:
+                config = f"data.source in {self.directory / 'config.yaml'}"
+            raise FileNotFoundError(
+                f"{error}; the run was trained on it ({config}): put the data back, or set "
+                "data.source there to where it is now"
+            ) from None
         if not same_ids(splits):
             raise ValueError("the run's data changed since training: its vocabularies differ")
         if (
@@ -525,6 +534,7 @@ class Predictor:
             ).nnz
         ):
             raise ValueError("the run's data changed since training: its train interactions differ")
+        self._check_held_out(splits)
         tasks = {
             "valid": EvalTask.validation(self.inputs, splits.valid.matrix),
             "test": EvalTask.test(self.inputs, splits.valid.matrix, splits.test.matrix),
@@ -540,3 +550,24 @@ class Predictor:
             averaging=averaging,
         )
         return {split: result.means for split, result in results.items()}
+
+    def _check_held_out(self, splits) -> None:
+        """Refuse valid/test interactions other than the run's: each must be one the run saw
+        its user have, and there must be as many as the run recorded (if it did)."""
+        from recdiff.eval.evaluator import as_binary_csr
+
+        seen = as_binary_csr(self.seen, "seen")
+        recorded = self.metrics.get("data", {})
+        for name, part in (("valid", splits.valid), ("test", splits.test)):
+            held_out = as_binary_csr(part.matrix, name)
+            new = held_out.nnz - held_out.multiply(seen).nnz
+            if new:
+                problem = f"{new} of its {part.nnz} {name} interactions are new to the run"
+            elif recorded.get(name, part.nnz) != part.nnz:
+                problem = f"it has {part.nnz} {name} interactions, the run had {recorded[name]}"
+            else:
+                continue
+            raise ValueError(
+                f"the run's data changed since training: {problem}; evaluate it on the data it "
+                "was trained on (data.source in its config.yaml), or train again"
+            )

@@ -172,7 +172,7 @@ def _fit(
         return model.fit(
             inputs, valid, evaluate=evaluate if valid is not None else None, on_event=log
         )
-    if name == "ease" and valid is not None and not config.model.params().get("l2_lambda"):
+    if valid is not None and _selects_lambda(config):
         from recdiff.models.ease import DEFAULT_LAMBDA_GRID, select_ease_lambda
 
         grid = config.model.params().get("l2_lambda_grid") or DEFAULT_LAMBDA_GRID
@@ -188,6 +188,11 @@ def _fit(
     if name == "multvae":
         return model.fit(inputs, valid, on_event=log)
     return model.fit(inputs, valid)
+
+
+def _selects_lambda(config: RunConfig) -> bool:
+    """Whether the run chooses EASE's lambda on validation (no ``model.l2_lambda`` set)."""
+    return config.model.name == "ease" and not config.model.params().get("l2_lambda")
 
 
 # The train.* settings a model without a training loop still reads (besides where it runs).
@@ -506,7 +511,7 @@ def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunR
         _finish(work, metrics, log, config)
         return RunResult(work, metrics, model)
     splits = load_splits(config.data)
-    require_held_out(splits.valid.nnz, splits.test.nnz, "interactions")
+    require_held_out(splits.valid.nnz, splits.test.nnz, "interactions", _held_out_left_out(splits))
     inputs = model_inputs(splits, config)
     tasks = {"valid": EvalTask.validation(inputs, splits.valid.matrix)}
     tasks["test"] = EvalTask.test(inputs, splits.valid.matrix, splits.test.matrix)
@@ -537,8 +542,8 @@ def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunR
         "by_averaging": final,
         **selection_summary(trained),
         "stages": stage_summaries(model),  # pre-training stages, each selected on its own
-        # settings chosen on validation without epochs (EASE's lambda)
-        "selected": {"l2_lambda": model.config.l2_lambda} if config.model.name == "ease" else {},
+        # settings chosen on validation without epochs (EASE's lambda, unless the config set it)
+        "selected": {"l2_lambda": model.config.l2_lambda} if _selects_lambda(config) else {},
         "seconds": {
             "fit": fit_seconds,
             "final_eval": time.perf_counter() - eval_start,
@@ -565,16 +570,37 @@ def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunR
 PER_USER_FILE = "test_per_user.npz"
 
 
-def require_held_out(valid: int, test: int, unit: str) -> None:
-    """A run selects on validation and reports test: refuse data that leaves either empty."""
+def require_held_out(valid: int, test: int, unit: str, left_out: str = "") -> None:
+    """A run selects on validation and reports test: refuse data that leaves either empty.
+    ``left_out`` says what the split left out of them (:func:`_held_out_left_out`), if anything."""
     empty = [name for name, size in (("validation", valid), ("test", test)) if not size]
     if empty:
         raise ValueError(
             f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty (0 "
             f"{unit}; validation {valid}, test {test}): check data.ratios and data.split, and "
             "for a time split that users of the later periods also occur in training (only "
-            "they can be evaluated)"
+            f"they can be evaluated){left_out}"
         )
+
+
+def _held_out_left_out(splits: DatasetSplits) -> str:
+    """What a split left out of validation and test because its user or item has no train
+    interaction (an item seen only in users' last interactions, say), for an error message;
+    "" when nothing was."""
+    dropped = splits.dropped
+    if dropped is None or not dropped.nnz:
+        return ""
+    cold_user = (splits.train.user_counts() == 0)[dropped.user_indices()]
+    cold_item = (splits.train.item_counts() == 0)[dropped.item_indices()] & ~cold_user
+    items = np.unique(dropped.item_indices()[cold_item])
+    shown = ", ".join(repr(x) for x in splits.items.ids[items[:5]].tolist())
+    more = f" and {items.size - 5} more" if items.size > 5 else ""
+    example = f": {shown}{more}" if items.size else ""
+    return (
+        f". {dropped.nnz} held-out interaction(s) were left out because their user "
+        f"({int(cold_user.sum())} of them) or their item ({int(cold_item.sum())}, of "
+        f"{items.size} item(s){example}) has no train interaction"
+    )
 
 
 def save_per_user(path: Path, result: EvalResult) -> None:
