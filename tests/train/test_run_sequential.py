@@ -223,3 +223,11 @@ def test_sequences_above_a_rating_bar_and_a_run_saved_before_it_dropped_emptied_
     predictor = Predictor.load(old.directory)
     assert len(predictor.items) == 7
     assert predictor.evaluate()["test"] == pytest.approx(old.metrics["test"])
+
+
+def test_most_popular_names_the_train_settings_it_ignores(tmp_path):
+    # Counts have no learning rate or epochs: a moved train.* setting is named, not dropped.
+    settings = ["data.format=demo", "data.source=null", "train.lr=0.5", "train.epochs=3"]
+    with pytest.warns(UserWarning, match=r"train.epochs, train.lr do not apply to mostpop"):
+        run = run_training(load_config("mostpop-zhihu", settings), tmp_path, progress=False)
+    assert run.metrics["test"]["hit_rate@20"] > 0

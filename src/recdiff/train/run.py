@@ -195,15 +195,17 @@ def _selects_lambda(config: RunConfig) -> bool:
     return config.model.name == "ease" and not config.model.params().get("l2_lambda")
 
 
-# The train.* settings a model without a training loop still reads (besides where it runs).
+# The train.* settings a model without a training loop still reads (besides where it runs);
+# train.metric is also the metric `recdiff experiment` compares configs by.
 _CLOSED_FORM_READS = {
     "ease": {"seed", "progress", "tensorboard", "device", "metric"},  # metric selects lambda
-    "popularity": {"seed", "progress", "tensorboard", "device"},
+    "popularity": {"seed", "progress", "tensorboard", "device", "metric"},
+    "mostpop": {"seed", "progress", "tensorboard", "device", "metric"},
 }
 
 
 def _warn_ignored_train_settings(config: RunConfig) -> None:
-    """EASE and popularity have no epochs, learning rate or batches: a ``train.*`` setting
+    """EASE and the popularity counts have no epochs, learning rate or batches: a ``train.*`` setting
     moved from its default is one the user expects to matter, so it is named rather than
     silently dropped. (A warning, not an error: ``recdiff experiment --set train.*`` applies
     one setting to every config of a comparison, EASE's included.)"""
@@ -504,6 +506,7 @@ def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunR
     if config.model.name in SEQUENTIAL_MODELS:
         from recdiff.train.run_sequential import run_sequential_into
 
+        _warn_ignored_train_settings(config)
         metrics, model = run_sequential_into(config, work, log)
         if work is None:
             return RunResult(work, {}, model)
