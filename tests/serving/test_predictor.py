@@ -91,6 +91,9 @@ def test_a_history_that_leaves_fewer_than_k_items_says_why(predictor):
     assert predictor.recommend(history=everything, k=5, exclude_seen=False).note is None
 
 
+DECLINED = "for this input; it gives the others no score (e.g. items it never trained on)"
+
+
 @pytest.mark.parametrize(
     ("returned", "k", "unseen", "note"),
     [
@@ -102,10 +105,11 @@ def test_a_history_that_leaves_fewer_than_k_items_says_why(predictor):
             1,
             "only 1 catalogue item is not already in the history; REMEDY to rank the others too",
         ),
-        (2, 5, 400, "the model ranks only 2 of the catalogue's items for this input"),
+        (2, 5, 400, f"the model ranks only 2 of the 400 catalogue items left {DECLINED}"),
+        (0, 5, 400, f"the model ranks none of the 400 catalogue items left {DECLINED}"),
         # Fewer unseen items than k, and the model declines some of those too: including the
         # seen items would not fill the list, so the note must not promise it.
-        (1, 5, 3, "the model ranks only 1 of the catalogue's items for this input"),
+        (1, 5, 3, f"the model ranks only 1 of the 3 catalogue items left {DECLINED}"),
         # Nothing excluded (seen items included) and k above the catalogue's size.
         (500, 600, 500, "the catalogue holds only 500 items"),
     ],

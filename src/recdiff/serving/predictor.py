@@ -90,7 +90,11 @@ def shortfall_note(
     if returned >= k:
         return None
     if returned < unseen:  # the model declined some (a score of -inf, e.g. never-trained items)
-        return f"the model ranks only {returned} of the catalogue's items for this input"
+        ranked = f"only {returned}" if returned else "none"
+        return (
+            f"the model ranks {ranked} of the {unseen} catalogue items left for this input; it "
+            "gives the others no score (e.g. items it never trained on)"
+        )
     if unseen == catalogue:  # nothing was excluded: k is simply above the catalogue's size
         return f"the catalogue holds only {catalogue} item{'s' * (catalogue != 1)}"
     if unseen == 0:
