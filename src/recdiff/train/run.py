@@ -195,11 +195,11 @@ def _selects_lambda(config: RunConfig) -> bool:
     return config.model.name == "ease" and not config.model.params().get("l2_lambda")
 
 
-# The train.* settings a model without a training loop still reads (besides where it runs);
-# train.metric is also the metric `recdiff experiment` compares configs by.
+# The train.* settings a model without a training loop still reads (besides where it runs).
 _CLOSED_FORM_READS = {
     "ease": {"seed", "progress", "tensorboard", "device", "metric"},  # metric selects lambda
-    "popularity": {"seed", "progress", "tensorboard", "device", "metric"},
+    "popularity": {"seed", "progress", "tensorboard", "device"},
+    # Next-item presets name hit_rate@20, the metric `recdiff experiment` compares them by.
     "mostpop": {"seed", "progress", "tensorboard", "device", "metric"},
 }
 
