@@ -46,10 +46,11 @@ SEEN_REMEDY = "pass exclude_seen=False"
 
 
 #: The note on a list for a user whose model input is empty (a known user all of whose
-#: interactions fell in the held-out periods): it is no one's list in particular.
+#: interactions fell in the held-out periods, or were left out with items the training data
+#: lacks): it is no one's list in particular.
 EMPTY_INPUT_NOTE = (
-    "this user has no interactions in the model's input (all of theirs are held out), so the "
-    "list is the model's answer to an empty history, not personalised"
+    "this user has no interactions in the model's input (theirs are all held out, or left out "
+    "by the split), so the list is the model's answer to an empty history, not personalised"
 )
 
 
