@@ -15,6 +15,14 @@ def test_attention_mask_hand_case():
     ]
 
 
+def test_attention_mask_of_the_last_query_is_the_full_masks_last_row():
+    is_pad = torch.tensor([[True, False, False], [True, True, False], [False, False, False]])
+    last = attention_mask(is_pad, heads=2, last_only=True)
+    assert last.shape == (6, 1, 3)
+    assert torch.equal(last, attention_mask(is_pad, heads=2)[:, -1:])
+    assert (~last[2, 0]).tolist() == [False, False, True]  # [pad, pad, a]: a sees only itself
+
+
 def test_attention_mask_repeats_per_head():
     mask = attention_mask(torch.tensor([[False, False], [True, False]]), heads=3)
     assert mask.shape == (6, 2, 2)

@@ -23,16 +23,19 @@ from torch import nn
 __all__ = ["HistoryEncoder", "attention_mask", "trim_left_padding"]
 
 
-def attention_mask(is_pad: torch.Tensor, heads: int) -> torch.Tensor:
-    """Boolean ``[batch * heads, L, L]`` mask, True where attention is *not* allowed.
+def attention_mask(is_pad: torch.Tensor, heads: int, last_only: bool = False) -> torch.Tensor:
+    """Boolean ``[batch * heads, L, L]`` mask, True where attention is *not* allowed; with
+    ``last_only``, its last query's row alone, ``[batch * heads, 1, L]``.
 
     Query i may attend key j when j <= i and key j is a real item, and always to itself (so no
     row is fully masked: a pad query then only sees itself, and nothing reads its output).
     """
     length = is_pad.shape[1]
-    future = torch.ones(length, length, dtype=torch.bool, device=is_pad.device).triu(1)
-    self_only = torch.eye(length, dtype=torch.bool, device=is_pad.device)
-    blocked = future | (is_pad[:, None, :] & ~self_only)
+    keys = torch.arange(length, device=is_pad.device)
+    queries = keys[-1:] if last_only else keys
+    future = keys[None, :] > queries[:, None]
+    itself = keys[None, :] == queries[:, None]
+    blocked = future | (is_pad[:, None, :] & ~itself)
     return blocked.repeat_interleave(heads, dim=0)
 
 
@@ -120,14 +123,18 @@ class HistoryEncoder(nn.Module):
         x = self.dropout(x)
         if not self.blocks:
             return self.norm(x if all_positions else x[:, -1])
-        mask = attention_mask(history == self.pad_id, self.heads)
+        is_pad = history == self.pad_id
         if all_positions:
+            mask = attention_mask(is_pad, self.heads)
             for block in self.blocks:
                 x = block(x, src_mask=mask)
             return self.norm(x)
-        for block in self.blocks[:-1]:
-            x = block(x, src_mask=mask)
-        return self.norm(_last_query(self.blocks[-1], x, mask[:, -1:]))
+        if len(self.blocks) > 1:
+            mask = attention_mask(is_pad, self.heads)
+            for block in self.blocks[:-1]:
+                x = block(x, src_mask=mask)
+        last_row = attention_mask(is_pad, self.heads, last_only=True)
+        return self.norm(_last_query(self.blocks[-1], x, last_row))
 
 
 def _last_query(
@@ -140,7 +147,7 @@ def _last_query(
     The same pre-norm arithmetic as ``nn.TransformerEncoderLayer(norm_first=True)``, with the
     block's own parameters, so a model computes the same state either way (up to rounding);
     only fewer dropout draws are made in training. ``mask``: the last query's row of
-    :func:`attention_mask`, ``[batch * heads, 1, L]``.
+    :func:`attention_mask` (``last_only``), ``[batch * heads, 1, L]``.
     """
     keys = block.norm1(x)
     attended = block.self_attn(keys[:, -1:], keys, keys, attn_mask=mask, need_weights=False)[0]

@@ -562,17 +562,28 @@ class Predictor:
         from recdiff.eval.evaluator import as_binary_csr
 
         seen = as_binary_csr(self.seen, "seen")
-        recorded = self.metrics.get("data", {})
         for name, part in (("valid", splits.valid), ("test", splits.test)):
             held_out = as_binary_csr(part.matrix, name)
             new = held_out.nnz - held_out.multiply(seen).nnz
             if new:
-                problem = f"{new} of its {part.nnz} {name} interactions are new to the run"
-            elif recorded.get(name, part.nnz) != part.nnz:
-                problem = f"it has {part.nnz} {name} interactions, the run had {recorded[name]}"
-            else:
-                continue
-            raise ValueError(
-                f"the run's data changed since training: {problem}; evaluate it on the data it "
-                "was trained on (data.source in its config.yaml), or train again"
-            )
+                raise _data_changed(
+                    f"{new} of its {part.nnz} {name} interactions are new to the run"
+                )
+        self._check_recorded_sizes(
+            {"valid": splits.valid.nnz, "test": splits.test.nnz}, "interactions"
+        )
+
+    def _check_recorded_sizes(self, sizes: dict[str, int], unit: str) -> None:
+        """Refuse data whose split sizes differ from those the run recorded in metrics.json
+        (``data``), where it did."""
+        recorded = self.metrics.get("data") or {}
+        for name, size in sizes.items():
+            if recorded.get(name, size) != size:
+                raise _data_changed(f"it has {size} {name} {unit}, the run had {recorded[name]}")
+
+
+def _data_changed(problem: str) -> ValueError:
+    return ValueError(
+        f"the run's data changed since training: {problem}; evaluate it on the data it was "
+        "trained on (data.source in its config.yaml), or train again"
+    )

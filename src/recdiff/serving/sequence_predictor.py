@@ -249,15 +249,9 @@ class SequencePredictor(Predictor):
         ):
             raise ValueError("the run's data changed since training: its users' sequences differ")
         # DreamRec's folders keep no users' sequences to compare: their example counts, at least
-        recorded = self.metrics.get("data") or {}
-        for name in ("train", "valid", "test"):
-            count = len(getattr(data, name))
-            if recorded.get(name, count) != count:
-                raise ValueError(
-                    f"the run's data changed since training: it has {count} {name} examples, "
-                    f"the run had {recorded[name]}; evaluate it on the data it was trained on "
-                    "(data.source in its config.yaml), or train again"
-                )
+        self._check_recorded_sizes(
+            {name: len(getattr(data, name)) for name in ("train", "valid", "test")}, "examples"
+        )
         config = self.config
         if exclude_history is not None:
             protocol = config.eval.model_copy(update={"exclude_history": exclude_history})

@@ -160,7 +160,6 @@ def _fit(
 ) -> Recommender:
     """Fit as the model needs (selection always on validation); returns the fitted model."""
     name = config.model.name
-    _warn_ignored_train_settings(config)
     valid = splits.valid.matrix if splits.valid.nnz else None
     if name in ("diffrec", "ldiffrec"):
         selection_tasks = tasks if valid is not None else {}
@@ -205,8 +204,8 @@ _CLOSED_FORM_READS = {
 
 
 def _warn_ignored_train_settings(config: RunConfig) -> None:
-    """EASE and the popularity counts have no epochs, learning rate or batches: a ``train.*`` setting
-    moved from its default is one the user expects to matter, so it is named rather than
+    """EASE and the popularity counts have no epochs, learning rate or batches: a ``train.*``
+    setting moved from its default is one the user expects to matter, so it is named rather than
     silently dropped. (A warning, not an error: ``recdiff experiment --set train.*`` applies
     one setting to every config of a comparison, EASE's included.)"""
     reads = _CLOSED_FORM_READS.get(config.model.name)
@@ -503,10 +502,10 @@ def _run_into(
 
 
 def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunResult:
+    _warn_ignored_train_settings(config)
     if config.model.name in SEQUENTIAL_MODELS:
         from recdiff.train.run_sequential import run_sequential_into
 
-        _warn_ignored_train_settings(config)
         metrics, model = run_sequential_into(config, work, log)
         if work is None:
             return RunResult(work, {}, model)
