@@ -388,6 +388,34 @@ def test_configs_on_other_data_or_protocols_are_not_paired(tmp_path):
     )
 
 
+def test_history_length_does_not_make_other_test_examples(tmp_path):
+    """`data.max_len` only cuts a next-item model's input: SASRec reading 50 items and
+    most-popular reading 10, on the same sequence file, are tested on the same (history, next
+    item) examples and are paired, also when their metrics.json recorded their max_len among the
+    data statistics. Another sequence file still is not paired."""
+    from recdiff.experiments.comparable import difference
+
+    users = np.linspace(0, 1, 40)
+    source = ["data.format=sequences", f"data.source={tmp_path / 'seqs.txt'}"]
+    long = load_config("demo-sasrec", [*source, "data.max_len=50"]).model_dump(mode="json")
+    short = load_config("mostpop-zhihu", [*source, "data.max_len=10"]).model_dump(mode="json")
+    other = load_config("mostpop-zhihu", ["data.format=sequences", "data.source=/elsewhere.txt"])
+    statistics = {"n_users": 40, "n_items": 30, "train": 200, "valid": 40, "test": 40}
+    assert difference(long, statistics, short, statistics) is None
+    recorded = {**statistics, "max_len": 50}, {**statistics, "max_len": 10}
+    assert difference(long, recorded[0], short, recorded[1]) is None
+    found = difference(long, statistics, other.model_dump(mode="json"), statistics)
+    assert found is not None and found.setting == "data.source"
+    configs = [("top", load_config("mostpop-zhihu", [*source, "data.max_len=10"]))]
+    configs.append(("sas", load_config("demo-sasrec", [*source, "data.max_len=50"])))
+    records = [
+        replace(_record(tmp_path, "top", "mostpop", 1, 0.3, users / 2), data={**statistics, "max_len": 10}),
+        replace(_record(tmp_path, "sas", "sasrec", 1, 0.1, users), data={**statistics, "max_len": 50}),
+    ]  # fmt: skip
+    _, best, tests = render_markdown(configs, records, "recall@20", "wilcoxon")
+    assert best == "top" and tests["sas"].p_value < 1e-6
+
+
 def test_two_demo_datasets_are_not_paired(tmp_path, markdown_tables):
     """`--set demo-popularity:data.seed=7` gives popularity other demo data of the same size:
     results.md makes each the best baseline of its own data instead of pairing them."""

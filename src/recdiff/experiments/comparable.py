@@ -3,8 +3,9 @@ same way.
 
 Runs qualify when they read the same data the same way:
 
-* equal data sections, time weights aside (they reweight T-DiffRec's input, not the splits) and,
-  for models of interaction rows, the history length aside (only next-item models read it);
+* equal data sections, time weights aside (they reweight T-DiffRec's input, not the splits) and
+  the history length aside (``data.max_len`` cuts a next-item model's input; the examples and
+  their targets are the same whatever it is);
   on the built-in demo data and DiffRec folders, only the settings their loaders read
   (:data:`DEMO_SETTINGS`, :data:`DIFFREC_SETTINGS`): the others (``data.ratios``,
   ``data.split``, ``data.min_rating``...) change nothing there;
@@ -36,12 +37,12 @@ __all__ = [
     "is_next_item",
 ]
 
-#: What the built-in demo data reads of a data section (``recdiff.train.datasets``): its seed,
-#: and a next-item model's history length. Every other setting is ignored there.
-DEMO_SETTINGS = ("format", "seed", "max_len")
+#: What the built-in demo data reads of a data section (``recdiff.train.datasets``) to make its
+#: examples: its seed. Every other setting is ignored there (``data.max_len`` only cuts histories).
+DEMO_SETTINGS = ("format", "seed")
 #: What a DiffRec folder (its own train/valid/test files) reads: the split, ratios, filters and
 #: column names are the folder's own, whatever the data section says.
-DIFFREC_SETTINGS = ("format", "source", "duplicates", "max_len")
+DIFFREC_SETTINGS = ("format", "source", "duplicates")
 _READ_ONLY = {"demo": DEMO_SETTINGS, "diffrec": DIFFREC_SETTINGS}
 
 
@@ -77,12 +78,17 @@ def data_section(config: Mapping[str, Any]) -> dict[str, Any]:
     if read is not None:
         data = {key: value for key, value in data.items() if key in read}
     data.pop("time_weights", None)
-    if not is_next_item(config):
-        data.pop("max_len", None)
-    elif data.get("format") in UNFILTERED_FORMATS:
+    data.pop("max_len", None)
+    if is_next_item(config) and data.get("format") in UNFILTERED_FORMATS:
         # always leave-one-out or the folder's own split (older runs saved the unused default)
         data.pop("split", None)
     return data
+
+
+def _without_max_len(statistics: Mapping[str, Any]) -> dict[str, Any]:
+    """Next-item runs record their history length among the data statistics; it is an input
+    setting, not a property of the test examples."""
+    return {key: value for key, value in statistics.items() if key != "max_len"}
 
 
 def _show(value: Any) -> str:
@@ -112,7 +118,12 @@ def difference(
         return Difference("data", "test targets", kinds[next_a], kinds[next_b])
     found = _first_difference("data", data_section(config_a), data_section(config_b), "data.")
     if found is None and statistics_a is not None and statistics_b is not None:
-        found = _first_difference("data", statistics_a, statistics_b, "data statistic ")
+        found = _first_difference(
+            "data",
+            _without_max_len(statistics_a),
+            _without_max_len(statistics_b),
+            "data statistic ",
+        )
     if found is None and next_a:
         found = _first_difference(
             "protocol",
