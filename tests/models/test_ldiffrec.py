@@ -60,7 +60,7 @@ def test_cluster_items_known_blobs_and_bad_requests():
 
 
 def test_an_empty_cluster_gets_the_items_farthest_from_the_biggest_ones_centre(monkeypatch):
-    import recdiff.models.ldiffrec as ldiffrec
+    import recdiff.models.item_clusters as item_clusters
 
     points = np.array([[0.0], [0.1], [0.2], [0.3], [0.4], [0.5], [10.0]])
     centre = np.array([[points.mean()], [99.0]])
@@ -68,8 +68,8 @@ def test_an_empty_cluster_gets_the_items_farthest_from_the_biggest_ones_centre(m
     def left_one_empty(data, k, iter, minit, seed):  # k-means can end with a cluster empty
         return centre, np.zeros(len(data), dtype=np.int64)
 
-    monkeypatch.setattr(ldiffrec, "kmeans2", left_one_empty)
-    labels = ldiffrec.cluster_items(points, 2, seed=0)
+    monkeypatch.setattr(item_clusters, "kmeans2", left_one_empty)
+    labels = item_clusters.cluster_items(points, 2, seed=0)
     # centre 1.64: the three farthest are 10.0, 0.0 and 0.1
     assert np.flatnonzero(labels == 1).tolist() == [0, 1, 6]
 

@@ -26,7 +26,6 @@ L_vae + lambda L_diff       ``vae_loss`` then ``loss`` (staged), or ``joint_loss
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -34,12 +33,11 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
-from scipy.cluster.vq import kmeans2
-from scipy.sparse.linalg import svds
 from torch import nn
 
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.diffrec import DiffRec, DiffusionConfig, _check_rows
+from recdiff.models.item_clusters import cluster_items, item_embeddings
 from recdiff.nn import MLPDenoiser
 from recdiff.train.distributed import broadcast_object, init_from_env
 from recdiff.train.trainer import (
@@ -80,7 +78,9 @@ class LatentConfig(BaseModel):
         "decoder from the concatenated latent to all items (the released code's linear decoder)",
     )
     item_embeddings: str | None = Field(
-        None, description=".npy of item embeddings to cluster (None: truncated SVD of train)"
+        None,
+        description="item embeddings to cluster: an .npy array in vocabulary order, or a .csv, "
+        ".tsv or .parquet table of an item id then the values (None: truncated SVD of train)",
     )
     svd_dim: int = Field(64, ge=1, description="SVD embedding size when none is given")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the encoders' input")
@@ -208,76 +208,6 @@ class LDiffRecConfig(BaseModel):
         True, description="as DiffRec's: the reverse steps in the denoiser's hidden width"
     )
     diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig)
-
-
-#: Lloyd's iterations of the item clustering (it converges in far fewer on the papers' data).
-KMEANS_ITERATIONS = 300
-
-
-def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
-    """k-means (k-means++ start) labels in 0..C-1 for each item; empty clusters are refilled.
-
-    ``KMEANS_ITERATIONS`` Lloyd's iterations (scipy runs them all) reach the fixed point:
-    scipy's default of 10 stopped short of it on ML-1M's LightGCN embeddings (2026-11-28: seed
-    2 split 1862 / 948 items where the converged split is 1789 / 1021)."""
-    if n_clusters > embeddings.shape[0]:
-        raise ValueError(
-            f"cannot cluster {embeddings.shape[0]} items into {n_clusters} groups: set "
-            f"model.latent.n_clusters to at most {embeddings.shape[0]}, the catalogue's size"
-        )
-    if n_clusters == 1:
-        return np.zeros(embeddings.shape[0], dtype=np.int64)
-    points = embeddings.astype(np.float64)
-    centroids, labels = kmeans2(points, n_clusters, iter=KMEANS_ITERATIONS, minit="++", seed=seed)
-    labels = labels.astype(np.int64)
-    for c in range(n_clusters):  # k-means can leave a group empty: give it the biggest group's
-        if not (labels == c).any():  # half farthest from that group's centre
-            biggest = np.bincount(labels, minlength=n_clusters).argmax()
-            members = np.flatnonzero(labels == biggest)
-            distance = np.linalg.norm(points[members] - centroids[biggest], axis=1)
-            farthest = members[np.argsort(-distance, kind="stable")]
-            labels[farthest[: max(1, members.size // 2)]] = c
-    return labels
-
-
-def item_embeddings(train: sp.csr_matrix, config: LatentConfig) -> np.ndarray:
-    if config.item_embeddings is not None:
-        emb = _load_embeddings(Path(config.item_embeddings))
-        if emb.ndim != 2 or emb.shape[0] != train.shape[1]:
-            raise ValueError(
-                f"item embeddings {config.item_embeddings} have shape {emb.shape}; expected "
-                f"({train.shape[1]}, dim), one row per item in vocabulary order (they belong "
-                "to other data? set model.latent.item_embeddings=null to derive them from this "
-                "data's training matrix)"
-            )
-        return emb
-    k = min(config.svd_dim, min(train.shape) - 1)
-    _, s, vt = svds(train.astype(np.float64), k=k, random_state=0)
-    return (vt.T * s).astype(np.float32)
-
-
-def _load_embeddings(path: Path) -> np.ndarray:
-    """A finite numeric array from an ``.npy`` file, or an error that names the setting."""
-    where = f"model.latent.item_embeddings ({path})"
-    try:
-        emb = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise ValueError(f"{where}: no such file") from None
-    except (ValueError, OSError):  # not an .npy file, or an object array (needs pickle)
-        raise ValueError(
-            f"{where} is not an .npy file of numbers: write the [items, dim] embeddings with "
-            "numpy.save"
-        ) from None
-    if not isinstance(emb, np.ndarray) or not np.issubdtype(emb.dtype, np.number):
-        raise ValueError(f"{where} holds {getattr(emb, 'dtype', type(emb))}, not numbers")
-    if not np.isfinite(emb).all():
-        rows = np.isfinite(emb).reshape(emb.shape[0] if emb.ndim else 1, -1).all(axis=1)
-        bad = np.flatnonzero(~rows)
-        raise ValueError(
-            f"{where} has NaN or infinite values in {bad.size} row(s) (item "
-            f"{', '.join(map(str, bad[:5]))}{', ...' if bad.size > 5 else ''})"
-        )
-    return emb
 
 
 def _split(total: int, sizes: np.ndarray) -> list[int]:
@@ -464,6 +394,9 @@ class LDiffRec(DiffRec):
         self.stage = "diffusion"  # "autoencoder" while the autoencoders pre-train
         self.vae_steps = 0
         self.joint_steps = 0
+        #: The items' external ids in vocabulary order, to match an embedding table keyed by id
+        #: (``latent.item_embeddings``) to the items; set before ``fit``, as runs do.
+        self.item_ids: np.ndarray | None = None
 
     def build(self, n_items: int, labels: np.ndarray | None = None) -> LDiffRec:
         torch.manual_seed(self.training.seed)
@@ -577,7 +510,7 @@ class LDiffRec(DiffRec):
     def fit(self, train, valid=None, evaluate=None, on_event=None) -> LDiffRec:
         train = _check_rows(train, "train")
         latent = self.config.latent
-        embeddings = item_embeddings(train, latent)
+        embeddings = item_embeddings(train, latent, self.item_ids)
         labels = cluster_items(embeddings, latent.n_clusters, self.training.seed)
         # Under DDP every process must build the same groups: rank 0's clustering decides.
         init_from_env(self.training.device)

@@ -163,6 +163,8 @@ def _fit(
     valid = splits.valid.matrix if splits.valid.nnz else None
     if name in ("diffrec", "ldiffrec"):
         selection_tasks = tasks if valid is not None else {}
+        if name == "ldiffrec":  # an embedding table keyed by item id is matched through them
+            model.item_ids = splits.items.ids
 
         def evaluate(score_fn):
             results = _evaluate(score_fn, inputs, selection_tasks, config)
