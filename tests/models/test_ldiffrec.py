@@ -259,13 +259,13 @@ def test_autoencoders_train_first_then_the_diffusion():
 
 
 def test_latent_split_always_sums_to_the_total():
-    from recdiff.models.ldiffrec import _split
+    from recdiff.nn.autoencoders import split_units
 
-    assert _split(3, np.array([100, 1, 1])) == [1, 1, 1]
-    assert _split(10, np.array([5, 5])) == [5, 5]
-    assert sum(_split(300, np.array([1000, 7, 3]))) == 300
+    assert split_units(3, np.array([100, 1, 1])) == [1, 1, 1]
+    assert split_units(10, np.array([5, 5])) == [5, 5]
+    assert sum(split_units(300, np.array([1000, 7, 3]))) == 300
     with pytest.raises(ValueError, match="at least one"):
-        _split(2, np.array([1, 1, 1]))
+        split_units(2, np.array([1, 1, 1]))
 
 
 def test_build_without_labels_round_robins_items():
