@@ -103,9 +103,9 @@ class _Workload:
             self.n_examples, self.n_evaluated = len(self.data.train), len(self.data.valid)
         else:
             from recdiff.eval.protocol import EvalTask
+            from recdiff.train.batches import RowBatches
             from recdiff.train.datasets import load_splits
             from recdiff.train.run import model_inputs
-            from recdiff.train.trainer import RowBatches
 
             splits = load_splits(config.data)
             self.inputs = model_inputs(splits, config)

@@ -387,7 +387,7 @@ def test_torchrun_says_a_warning_once(tmp_path):
 
 def test_sparse_row_batches_hold_exactly_the_rows_of_a_shard():
     """The sparse batches L-DiffRec trains on hold exactly the CSR rows of the shard."""
-    from recdiff.train.trainer import SparseRowBatches
+    from recdiff.train.batches import SparseRowBatches
 
     rows = sp.random(10, 7, density=0.4, format="csr", dtype=np.float32, random_state=0)
     batches = SparseRowBatches(rows)

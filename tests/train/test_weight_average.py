@@ -9,7 +9,8 @@ import scipy.sparse as sp
 import torch
 from pydantic import ValidationError
 
-from recdiff.train.trainer import TrainConfig, Trainer, WeightAverage
+from recdiff.train.averaging import WeightAverage
+from recdiff.train.trainer import TrainConfig, Trainer
 
 
 class _Recorder:

@@ -40,16 +40,9 @@ from recdiff.models.diffrec import DiffRec, DiffusionConfig, _check_rows
 from recdiff.models.item_clusters import cluster_items, item_embeddings
 from recdiff.nn import MLPDenoiser
 from recdiff.nn.autoencoders import ClusterAutoencoder
+from recdiff.train.batches import RowBatches, SparseRowBatches, sparse_rows
 from recdiff.train.distributed import broadcast_object, init_from_env
-from recdiff.train.trainer import (
-    MAX_EPOCHS,
-    RowBatches,
-    SparseRowBatches,
-    TrainConfig,
-    Trainer,
-    autocast,
-    sparse_rows,
-)
+from recdiff.train.trainer import MAX_EPOCHS, TrainConfig, Trainer, autocast
 
 __all__ = ["ClusterAutoencoder", "LDiffRec", "LDiffRecConfig", "LatentConfig", "cluster_items"]
 

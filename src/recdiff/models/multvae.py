@@ -38,8 +38,9 @@ from recdiff.eval.evaluator import as_binary_csr
 from recdiff.eval.metrics import ALL_METRICS
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender, check_train
+from recdiff.train.batches import RowBatches
 from recdiff.train.distributed import init_from_env
-from recdiff.train.trainer import MAX_EPOCHS, RowBatches, TrainConfig, Trainer, TrainResult
+from recdiff.train.trainer import MAX_EPOCHS, TrainConfig, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
 

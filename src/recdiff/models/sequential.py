@@ -30,7 +30,8 @@ from recdiff.diffusion.samplers import Generators
 from recdiff.eval.ranking import topk_items
 from recdiff.models.base import SavedModel
 from recdiff.nn.sequence import trim_left_padding
-from recdiff.train.trainer import ExampleBatches, OnEvent, TrainConfig, Trainer, TrainResult
+from recdiff.train.batches import ExampleBatches
+from recdiff.train.trainer import OnEvent, TrainConfig, Trainer, TrainResult
 from recdiff.train.trainer import autocast as precision_context
 
 __all__ = ["SequentialRecommender", "seen_matrix"]

@@ -5,9 +5,9 @@ mixed precision, periodic validation, early stopping on a validation metric, and
 best weights. It is thrown away after ``fit``; the model keeps only what inference needs.
 
 A model is trained through the small :class:`Trainable` protocol: a ``module`` whose parameters are
-optimised and ``loss(batch)``. What a batch is comes from the training data (:class:`TrainData`):
-a dense block of user rows for the DiffRec family (:class:`RowBatches`, built from a CSR), a dict
-of history/target tensors for next-item models (:class:`ExampleBatches`).
+optimised and ``loss(batch)``. What a batch is comes from the training data (``TrainData``,
+:mod:`recdiff.train.batches`): a dense block of user rows for the DiffRec family (``RowBatches``,
+built from a CSR), a dict of history/target tensors for next-item models (``ExampleBatches``).
 Selection uses the validation split only; other splits (e.g. test) may be evaluated in the same
 pass for the curves, never for choosing.
 
@@ -33,6 +33,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recdiff.progress import progress_bar
+from recdiff.train.averaging import WeightAverage
+from recdiff.train.batches import RowBatches, TrainData
 from recdiff.train.checkpoint import (
     active_checkpoints,
     plain,
@@ -54,18 +56,13 @@ from recdiff.train.distributed import (
 
 __all__ = [
     "MAX_EPOCHS",
-    "ExampleBatches",
     "OnEvent",
-    "RowBatches",
-    "SparseRowBatches",
     "TrainConfig",
-    "TrainData",
     "TrainResult",
     "Trainable",
     "Trainer",
     "autocast",
     "seed_everything",
-    "sparse_rows",
 ]
 
 #: The most epochs a config may ask for (a bigger bound is a typo; progress bars overflow on it).
@@ -229,128 +226,8 @@ def autocast(
     return contextlib.nullcontext()
 
 
-class TrainData(Protocol):
-    """Training examples the trainer shuffles and batches."""
-
-    def __len__(self) -> int:
-        """Number of examples."""
-
-    def batch(self, index: np.ndarray, device: str) -> Any:
-        """The examples at ``index`` in the form the model's ``loss`` takes."""
-
-
-class RowBatches:
-    """User rows of a users x items CSR (rows may be weighted) as dense float32 batches.
-
-    Only one batch is ever dense (``batch x n_items`` floats). Empty rows are left out unless
-    ``skip_empty=False``: a user with no training interaction teaches a diffusion model nothing.
-    """
-
-    def __init__(self, matrix: sp.csr_matrix, skip_empty: bool = True) -> None:
-        self.matrix = sp.csr_matrix(matrix)
-        if skip_empty:
-            self.rows = np.flatnonzero(np.diff(self.matrix.indptr) > 0)
-        else:
-            self.rows = np.arange(self.matrix.shape[0])
-        if self.rows.size == 0 or self.matrix.nnz == 0:
-            raise ValueError("train has no interactions: every user row is empty")
-
-    def __len__(self) -> int:
-        return int(self.rows.size)
-
-    def batch(self, index: np.ndarray, device: str) -> torch.Tensor:
-        block = self.matrix[self.rows[index]].toarray().astype(np.float32, copy=False)
-        return torch.from_numpy(block).to(device)
-
-
-def sparse_rows(block: sp.spmatrix, device: str | torch.device) -> torch.Tensor:
-    """A CSR block of rows as a coalesced float32 torch COO tensor (entries sorted row-major)."""
-    block = sp.csr_matrix(block, dtype=np.float32)
-    if not block.has_canonical_format:
-        block = block.copy()
-        block.sum_duplicates()  # also sorts the indices of every row
-    row_of_entry = np.repeat(np.arange(block.shape[0]), np.diff(block.indptr))
-    indices = torch.from_numpy(np.vstack([row_of_entry, block.indices]).astype(np.int64))
-    return torch.sparse_coo_tensor(
-        indices,
-        torch.from_numpy(block.data),
-        block.shape,
-        is_coalesced=True,
-        check_invariants=False,
-    ).to(device)
-
-
-class SparseRowBatches(RowBatches):
-    """The rows of :class:`RowBatches` as sparse COO tensors, for models that take sparse input
-    (wide catalogues, where a dense ``batch x n_items`` block would dominate time and memory)."""
-
-    def batch(self, index: np.ndarray, device: str) -> torch.Tensor:
-        return sparse_rows(self.matrix[self.rows[index]], device)
-
-
-class ExampleBatches:
-    """Next-item examples (:mod:`recdiff.data.batches`) as dicts of int64 tensors."""
-
-    def __init__(self, examples: Any) -> None:
-        if len(examples) == 0:
-            raise ValueError("train has no next-item examples")
-        self.examples = examples
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def batch(self, index: np.ndarray, device: str) -> dict[str, torch.Tensor]:
-        return self.examples.take(index).to_torch(device)
-
-
 Evaluate = Callable[[Callable[[sp.csr_matrix], Any]], dict[str, dict[str, float]]]
 OnEvent = Callable[[dict[str, Any]], None]
-
-
-class WeightAverage:
-    """An exponential moving average of a module's trainable parameters (Polyak averaging).
-
-    ``update()`` after each optimizer step; ``applied()`` swaps the average into the module for
-    evaluation (and checkpointing) and the trained weights back afterwards. Buffers are shared,
-    not averaged. The decay warms up as min(decay, (1 + n) / (10 + n)) so that early averages are
-    not dominated by the initial weights.
-    """
-
-    def __init__(self, module: torch.nn.Module, decay: float) -> None:
-        if not 0 < decay < 1:
-            raise ValueError(f"ema decay must lie in (0, 1), got {decay}")
-        self.decay, self.updates = decay, 0
-        self.params = [p for p in module.parameters() if p.requires_grad]
-        self.average = [p.detach().clone() for p in self.params]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        self.updates += 1
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1 - decay)
-
-    @torch.no_grad()
-    def copy_to_module(self) -> None:
-        torch._foreach_copy_([p.data for p in self.params], self.average)
-
-    def state(self) -> dict[str, Any]:
-        """The average and its step count, for a resume checkpoint."""
-        return {"average": [tensor.clone() for tensor in self.average], "updates": self.updates}
-
-    @torch.no_grad()
-    def load_state(self, state: dict[str, Any]) -> None:
-        torch._foreach_copy_(self.average, list(state["average"]))
-        self.updates = int(state["updates"])
-
-    @contextlib.contextmanager
-    def applied(self):
-        trained = [p.detach().clone() for p in self.params]
-        self.copy_to_module()
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                torch._foreach_copy_([p.data for p in self.params], trained)
 
 
 class Trainer:
