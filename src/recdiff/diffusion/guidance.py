@@ -3,7 +3,9 @@
 Training: the condition c is replaced by a learned null embedding with probability p_u
 (:func:`drop_condition`). Sampling: the denoiser's output is combined as
 f~ = (1 + w) f(x_t, c, t) - w f(x_t, null, t) (:func:`guided`); w = 0 is purely conditional and
-skips the unconditional pass. Both passes run as one batch of twice the size.
+skips the unconditional pass. Both passes run as one batch of twice the size. A denoiser may
+offer a cheaper equivalent that shares the work both passes have in common; the checks of
+:func:`guided` are public so that it refuses the same inputs with the same words.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ import torch
 from .gaussian import ModelFn
 from .samplers import draw_on_generator_device
 
-__all__ = ["ConditionalModelFn", "drop_condition", "guided"]
+__all__ = [
+    "ConditionalModelFn",
+    "check_guidance_cond",
+    "check_guidance_scale",
+    "drop_condition",
+    "guided",
+]
 
 ConditionalModelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -45,16 +53,11 @@ def guided(
     ``cond`` is [batch, ...], or [1, ...] for one condition shared by the whole batch (expanded
     to it, as a denoiser broadcasts it).
     """
-    if not 0 <= scale < math.inf:  # NaN and inf would turn every output into NaN
-        raise ValueError(f"guidance scale w must be a finite number >= 0, got {scale}")
+    check_guidance_scale(scale)
 
     def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         batch = x_t.shape[0]
-        if cond.dim() == 0 or cond.shape[0] not in (1, batch):
-            raise ValueError(
-                f"cond must be [batch, ...] with batch {batch} (x_t's) or 1, got shape "
-                f"{tuple(cond.shape)}"
-            )
+        check_guidance_cond(cond, batch)
         if scale == 0:
             return model(x_t, t, cond)
         if t.dim() == 0:  # one step for the batch, as the process's own t may be
@@ -67,3 +70,18 @@ def guided(
         return (1 + scale) * conditional - scale * unconditional
 
     return model_fn
+
+
+def check_guidance_scale(scale: float) -> None:
+    """Refuse a guidance weight w that is not a finite number >= 0 (as :func:`guided` does)."""
+    if not 0 <= scale < math.inf:  # NaN and inf would turn every output into NaN
+        raise ValueError(f"guidance scale w must be a finite number >= 0, got {scale}")
+
+
+def check_guidance_cond(cond: torch.Tensor, batch: int) -> None:
+    """Refuse a condition that is not [batch, ...] or [1, ...] for x_t's ``batch`` rows."""
+    if cond.dim() == 0 or cond.shape[0] not in (1, batch):
+        raise ValueError(
+            f"cond must be [batch, ...] with batch {batch} (x_t's) or 1, got shape "
+            f"{tuple(cond.shape)}"
+        )

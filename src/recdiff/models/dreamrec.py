@@ -45,7 +45,6 @@ from recdiff.diffusion import (
     Sampler,
     ScheduleError,
     drop_condition,
-    guided,
     randn_rows,
 )
 from recdiff.diffusion.samplers import EachRowAlone, Generators
@@ -469,7 +468,9 @@ class DreamRec(SequentialRecommender):
             generator = EachRowAlone(torch.Generator(device=history.device).manual_seed(seed))
         cond = net.encoder(history)
         noise = randn_rows(cond.shape, generator, cond.device, torch.float32)
-        model_fn = guided(net.denoiser, cond, net.null, w)
+        # The denoiser's own guidance: the same outputs as diffusion.guided up to rounding, with
+        # the condition terms computed once per sampling rather than at each of the T steps.
+        model_fn = net.denoiser.guided(cond, net.null, w)
         return (sampler or self.sampler()).sample(model_fn, noise, generator=generator)
 
     def _score_batch(self, history: torch.Tensor, generator: Generators, **options) -> torch.Tensor:

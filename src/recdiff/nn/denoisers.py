@@ -3,7 +3,8 @@
 DiffRec's denoiser (Wang et al. 2023, Sec. 3.3) is this MLP over [dropout(x_t) ; emb(t)] with tanh
 between layers; ``hidden_dims=[600, 200, 600]`` is the released ML-1M "dims [200, 600]" network
 (n_items + 10 -> 600 -> 200 -> 600 -> n_items). A condition vector c, when given, is concatenated
-too (DreamRec's f(x_t, c, t)).
+too (DreamRec's f(x_t, c, t)). :meth:`MLPDenoiser.guided` is classifier-free guidance over it
+(:func:`recdiff.diffusion.guided`) that runs the part both passes share only once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from recdiff.diffusion.gaussian import ModelFn
+from recdiff.diffusion.guidance import check_guidance_cond, check_guidance_scale, guided
 
 from .embeddings import SinusoidalTimeEmbedding
 
@@ -105,21 +109,88 @@ class MLPDenoiser(nn.Module):
     def forward(
         self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
+        self._check_inputs(x_t, cond)
+        out = self._first_layer_without_cond(x_t, t)
+        if self.cond_dim:
+            out = out + self._cond_term(cond, out.dtype)
+        return self.layers[1:](out)
+
+    def guided(self, cond: torch.Tensor, null: torch.Tensor, scale: float) -> ModelFn:
+        """``recdiff.diffusion.guided(self, cond, null, scale)``, equal up to float rounding:
+        the ``model_fn(x_t, t)`` giving (1 + w) f(x_t, c, t) - w f(x_t, null, t), w = ``scale``.
+
+        The two passes differ only in the first layer's condition term, so the rest of that
+        layer, u = W_x x_t + b + W_t emb(t), is computed once per call for both, and W_c c and
+        W_c null once per model_fn (c does not change while sampling); only the layers after
+        the first run on both halves. Without hidden layers (DreamRec's released denoiser) f is
+        that layer, and (1 + w)(u + W_c c) - w (u + W_c null) = u + W_c ((1 + w) c - w null):
+        one pass over the batch.
+
+        ``cond`` ([batch, cond_dim] or [1, cond_dim]), ``scale`` and w = 0 behave as in
+        ``guided``, with the same errors (naming the shape of the ``cond`` given, where
+        ``guided`` names that of the doubled batch it passes on). The condition terms come from
+        the weights at the first call (again when the dtype or grad mode changes): build a new
+        model_fn after training further. In training mode with input dropout the two halves
+        of ``guided`` draw different masks, so the model_fn calls ``guided`` itself there.
+        """
+        check_guidance_scale(scale)
+        generic = guided(self, cond, null, scale)
+        after_first = self.layers[1:]
+        one_pass = scale == 0 or not len(after_first)
+        cached: dict[tuple, torch.Tensor] = {}
+
+        def cond_terms(dtype: torch.dtype) -> torch.Tensor:
+            """W_c c if one pass suffices ((1 + w) W_c c - w W_c null for a linear f), else
+            [W_c c, W_c null] stacked [2, rows, width] to add to both halves at once."""
+            cond_term = self._cond_term(cond, dtype)
+            if scale == 0:
+                return cond_term
+            null_term = self._cond_term(null.to(cond.dtype), dtype)
+            if one_pass:
+                wide = torch.promote_types(dtype, torch.float32)  # mixed once: keep precision
+                mixed = (1 + scale) * cond_term.to(wide) - scale * null_term.to(wide)
+                return mixed.to(dtype)
+            return torch.stack(torch.broadcast_tensors(cond_term, null_term))
+
+        def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            if self.training and self.dropout.p > 0:
+                return generic(x_t, t)
+            check_guidance_cond(cond, x_t.shape[0])
+            self._check_inputs(x_t, cond)
+            shared = self._first_layer_without_cond(x_t, t)
+            key = (shared.dtype, shared.device, torch.is_grad_enabled())
+            if key not in cached:
+                cached.clear()
+                cached[key] = cond_terms(shared.dtype)
+            if one_pass:
+                return after_first(shared + cached[key])
+            # [2, batch, width] -> the conditional rows, then the unconditional ones
+            both = after_first((shared + cached[key]).flatten(0, 1))
+            conditional, unconditional = both[: x_t.shape[0]], both[x_t.shape[0] :]
+            return (1 + scale) * conditional - scale * unconditional
+
+        return model_fn
+
+    def _check_inputs(self, x_t: torch.Tensor, cond: torch.Tensor | None) -> None:
         if x_t.shape[-1] != self.dim:
             raise ValueError(f"expected x_t of width {self.dim}, got {x_t.shape[-1]}")
         self._check_cond(cond, x_t.shape[0])
+
+    def _first_layer_without_cond(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The first layer before its condition term: W_x dropout(x_t) + b + W_t emb(t)."""
         h = F.normalize(x_t, dim=-1) if self.normalize_input else x_t
         # The first layer acts on [x_t ; emb(t) ; c] but is applied blockwise, which avoids
         # copying x_t into a concatenation, and embeds each distinct step once (a sampler
-        # passes one step for the whole batch).
+        # passes one step for the whole batch, whose term then broadcasts).
         first = self.layers[0]
         out = F.linear(self.dropout(h), first.weight_x, first.bias)
         steps, which = torch.unique(t, return_inverse=True)
         step_term = F.linear(self.time_embedding(steps), first.weight_t)
-        out = out + step_term[which].to(out.dtype)
-        if self.cond_dim:
-            out = out + F.linear(cond.to(out.dtype), first.weight_c).to(out.dtype)
-        return self.layers[1:](out)
+        return out + (step_term[0] if len(steps) == 1 else step_term[which]).to(out.dtype)
+
+    def _cond_term(self, cond: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """W_c c in the first layer's output ``dtype``."""
+        return F.linear(cond.to(dtype), self.layers[0].weight_c).to(dtype)
 
     def _check_cond(self, cond: torch.Tensor | None, batch: int) -> None:
         """A condition exactly when the denoiser takes one, [batch or 1, cond_dim]: a condition
