@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from recdiff.cli.errors import fail, user_errors
+from recdiff.cli.errors import fail, stopped, user_errors
 
 __all__ = ["register"]
 
@@ -76,18 +76,23 @@ def export(
     """Write the top-k items of every (or each listed) user: columns user, rank, item, score."""
     from recdiff.serving.export import export_recommendations, read_user_list
 
-    with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
-        predictor = load_with_index(run, index)
-        ids = None if users is None else predictor.parse_users(read_user_list(users))
-        result = export_recommendations(
-            predictor,
-            out,
-            k=k,
-            users=ids,
-            batch_size=batch_size,
-            exclude_seen=not include_seen,
-            progress=not quiet,
-        )
+    try:
+        with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
+            predictor = load_with_index(run, index)
+            ids = None if users is None else predictor.parse_users(read_user_list(users))
+            result = export_recommendations(
+                predictor,
+                out,
+                k=k,
+                users=ids,
+                batch_size=batch_size,
+                exclude_seen=not include_seen,
+                progress=not quiet,
+            )
+    except (KeyboardInterrupt, SystemExit) as stop:
+        # Without a word the user could not tell a complete file from an old one left there.
+        kept = " (the file already there is left as it was)" if out.is_file() else ""
+        stopped(stop, f"nothing was written to {out}{kept}")
     typer.echo(
         f"wrote {result.rows:,} rows for {result.users:,} users to {result.path} "
         f"in {result.seconds:.1f} s"

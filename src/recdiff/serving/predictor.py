@@ -283,19 +283,15 @@ class Predictor:
             self.user_rows(ids)  # raises: no user has such an id
         return np.asarray(ids, dtype=np.int64)
 
-    def _parse_items(self, items: Sequence[Any], lenient: bool = False) -> list[Any]:
+    def _parse_items(self, items: Sequence[Any]) -> list[Any]:
         """Item ids as the vocabulary's type; surrounding whitespace is stripped; a padded
         string id the vocabulary holds exactly is kept as given. Integer ids may come as ints,
-        integral floats (a pandas column read as float) or ASCII digits typed as text; other
-        values are an error, or, if ``lenient``, ``None`` (no item of the catalogue)."""
+        integral floats (a pandas column read as float) or ASCII digits typed as text; any
+        other value is ``None`` (no item of the catalogue: 1.5 is not truncated to item 1)."""
         _refuse_booleans(items, "item")
         if self.items.kind != "int":
             return [_as_known(str(i), self.items) for i in items]
-        ids = [_integer(i) if not _is_integral_float(i) else int(i) for i in items]
-        bad = [i for i, j in zip(items, ids, strict=True) if j is None]
-        if bad and not lenient:  # e.g. 1.5: int() would silently truncate it to item 1
-            raise ValueError(f"item ids of this run are integers, got {_shown(bad)}")
-        return ids
+        return [_integer(i) if not _is_integral_float(i) else int(i) for i in items]
 
     def user_rows(self, users: Sequence[Any] | np.ndarray) -> np.ndarray:
         """Row indices of known users (external ids of the vocabulary's type).
@@ -330,9 +326,9 @@ class Predictor:
             )
         if len(history) == 0:
             raise ValueError("history is empty: give at least one item the user interacted with")
-        # With ignore_unknown, an id that cannot be an item of this run (text where the ids
-        # are integers) is unknown like any other, and dropped.
-        ids = self._parse_items(history, lenient=ignore_unknown)
+        # An id that cannot be an item of this run (text where the ids are integers) is unknown
+        # like any other: named with the others, or dropped with ignore_unknown.
+        ids = self._parse_items(history)
         parsed = np.fromiter((i is not None for i in ids), dtype=bool, count=len(ids))
         looked_up = parsed & ~_beyond_int64(ids)
         known = np.zeros(len(ids), dtype=bool)
@@ -343,9 +339,13 @@ class Predictor:
         as_given = list(history)
         given = [_python(as_given[i]) for i in missing]  # named as the caller typed them
         if given and not ignore_unknown:
+            mistyped = [_python(as_given[i]) for i in missing if ids[i] is None]
+            typed = ""
+            if mistyped:  # say why: "nope" or 1.5 cannot be an id of this catalogue
+                typed = f" (item ids of this run are integers, got {_shown(mistyped)})"
             raise UnknownIdError(
-                f"{len(given)} item id(s) not in the catalogue: {_shown(given)}; remove them "
-                "or pass ignore_unknown=True (--ignore-unknown)",
+                f"{len(given)} item id(s) not in the catalogue: {_shown(given)}{typed}; remove "
+                "them or pass ignore_unknown=True (--ignore-unknown)",
                 unknown=given[:_SHOWN],
                 n_unknown=len(given),
             )

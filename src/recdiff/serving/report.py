@@ -24,7 +24,7 @@ import yaml
 
 from recdiff.atomic import atomic_write_text
 from recdiff.experiments.comparable import difference, is_next_item
-from recdiff.serving.run_files import with_name
+from recdiff.serving.run_files import unfinished_run, with_name
 
 __all__ = ["Comparison", "RunSummary", "build_report", "comparable_runs", "write_report"]
 
@@ -44,7 +44,8 @@ class RunSummary:
         missing = [n for n in ("config.yaml", "metrics.json") if not (directory / n).is_file()]
         if missing:
             raise FileNotFoundError(
-                f"{directory} is not a complete run directory (missing {missing}); "
+                unfinished_run(directory)
+                or f"{directory} is not a complete run directory (missing {missing}); "
                 "pass a folder written by `recdiff train`"
             )
         text = (directory / "config.yaml").read_text(encoding="utf-8")
@@ -211,13 +212,25 @@ def _overview(run: RunSummary) -> str:
         {
             "run directory": run.directory,
             "model": metrics.get("model"),
-            "selected on": f"validation {run.selection_metric}",
+            "selected on": _selected_on(run),
             "best epoch": _number(metrics.get("best_epoch")),  # None: fitted without epochs
             "epochs run": _number(metrics.get("epochs_run")),
             "user averaging": metrics.get("averaging"),
             "versions": ", ".join(f"{k} {v}" for k, v in metrics.get("versions", {}).items()),
         }
     )
+
+
+def _selected_on(run: RunSummary) -> str:
+    """What chose the run's model: validation, or nothing (a model without settings to choose,
+    such as popularity, or a training loop that never validated and kept its last epoch)."""
+    metrics = run.metrics
+    # Runs written before metrics.json recorded "validated" were validated runs.
+    if metrics.get("validated", True) or metrics.get("selected"):
+        return f"validation {run.selection_metric}"
+    if metrics.get("best_epoch") is not None:
+        return "nothing: no validation ran, the last epoch's weights are kept"
+    return "nothing: the model has no setting chosen on validation"
 
 
 def _metric_tables(metrics: dict[str, Any]) -> str:

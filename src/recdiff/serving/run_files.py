@@ -23,6 +23,7 @@ __all__ = [
     "read_npz",
     "read_run_config",
     "read_vocabulary",
+    "unfinished_run",
     "with_name",
 ]
 
@@ -90,11 +91,40 @@ def read_run_config(run: Path, needed: Sequence[str]) -> RunConfig:
     missing = [name for name in needed if not (run / name).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"{run} is not a complete run directory (missing {missing}); "
+            unfinished_run(run)
+            or f"{run} is not a complete run directory (missing {missing}); "
             "pass a folder written by `recdiff train`"
         )
     return RunConfig.model_validate(
         yaml.safe_load((run / "config.yaml").read_text()), context=SAVED_RUN
+    )
+
+
+def unfinished_run(run: Path) -> str | None:
+    """Why ``run`` holds no run yet, when it is the folder `recdiff train` reserved for a run not
+    yet complete (or that run's hidden ``.NAME.incomplete`` folder); None otherwise.
+
+    Such a folder is no damaged run: its run is still training, or was interrupted or killed,
+    and "missing config.yaml, metrics.json, ..." would send the user looking for lost files.
+    The names follow :mod:`recdiff.train.run` (``runs/NAME`` and ``runs/.NAME.incomplete``).
+    """
+    run = with_name(run)
+    if run.name.startswith(".") and run.name.endswith(".incomplete"):
+        final, hidden = run.parent / run.name[1:].removesuffix(".incomplete"), run
+    else:
+        final, hidden = run, run.parent / f".{run.name}.incomplete"
+    if not hidden.is_dir():
+        return None
+    state = f"{final} is a run that is not complete yet: its files are in {hidden} until it is"
+    # recdiff.train.checkpoint.CHECKPOINT_FILE, not imported: that module loads torch
+    if (hidden / "resume.pt").is_file():
+        return (
+            f"{state}. It is still training, or it was interrupted: wait for it to finish, or "
+            f"complete it with: recdiff resume {final}"
+        )
+    return (
+        f"{state}. It is still training, or its process was killed before a resume checkpoint: "
+        f"wait for it to finish, or delete {hidden} and {final} and train again"
     )
 
 
