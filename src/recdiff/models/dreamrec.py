@@ -460,7 +460,8 @@ class DreamRec(SequentialRecommender):
         """The generated "oracle" embeddings ``[batch, dim]`` for left-padded histories;
         ``generator`` may be one per row (each row then samples as it would alone). By default
         every row samples as it would alone from ``sample_seed``: a history gets the same oracle
-        in evaluation, in any batch, and from the service."""
+        in evaluation, in any batch, and from the service (up to float rounding, which differs
+        between batch sizes)."""
         net = self._check_fitted()
         w = self.config.guidance_weight if guidance_weight is None else guidance_weight
         if generator is None:

@@ -4,8 +4,9 @@ A known user is served from their whole recorded sequence (train, valid and test
 first); a new user from the history they give, in order, repeats kept — order is what these models
 read. The last ``max_len`` items are used. DreamRec samples with a fixed seed per call, so the same
 history always gets the same list: each row of a batched call draws its noise from its own
-generator, seeded as a lone request's, so a list never depends on the other rows of a batch
-(concurrent requests, export).
+generator, seeded as a lone request's, so a list does not depend on the other rows of a batch
+(concurrent requests, export) beyond float rounding (batched matrix products round differently,
+which can swap near-tied items).
 """
 
 from __future__ import annotations
