@@ -111,7 +111,10 @@ def test_evaluate_refuses_a_dreamrec_folder_that_changed(tmp_path: Path) -> None
     trained = runner.invoke(app, [*args, "--set", f"data.source={folder}"])
     assert trained.exit_code == 0, trained.output
     (run,) = (tmp_path / "runs").iterdir()
-    assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
+    evaluated = runner.invoke(app, ["evaluate", str(run)])
+    assert evaluated.exit_code == 0, evaluated.output
+    # one target an example: no users to average over, whatever eval.averaging says
+    assert evaluated.output.splitlines()[-1] == "averaging: over examples, one target each"
     test = pd.read_pickle(folder / "test_data.df")
     test.iloc[:12].to_pickle(folder / "test_data.df")  # fewer test examples: other metrics
     line = _one_error_line(runner.invoke(app, ["evaluate", str(run)]))

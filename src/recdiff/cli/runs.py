@@ -192,7 +192,12 @@ def evaluate(
         results = predictor.evaluate(averaging=averaging, exclude_history=exclude_history)
     metrics = sorted({name for r in results.values() for name in r})
     typer.echo(_table(results, metrics))
-    typer.echo(f"averaging: {averaging}")
+    from recdiff.serving.sequence_predictor import SequencePredictor
+
+    if isinstance(predictor, SequencePredictor):  # one target an example: averagings agree
+        typer.echo("averaging: over examples, one target each")
+    else:
+        typer.echo(f"averaging: {averaging}")
 
 
 def recommend(
