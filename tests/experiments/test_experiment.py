@@ -406,6 +406,17 @@ def test_history_length_does_not_make_other_test_examples(tmp_path):
     assert difference(long, recorded[0], short, recorded[1]) is None
     found = difference(long, statistics, other.model_dump(mode="json"), statistics)
     assert found is not None and found.setting == "data.source"
+    # A DreamRec folder holds histories only: with eval.exclude_history the cut one is masked.
+    masked = ["eval.exclude_history=true"]
+    cut = load_config("sasrec-zhihu", [*masked, "data.max_len=3"]).model_dump(mode="json")
+    whole = load_config("mostpop-zhihu", masked).model_dump(mode="json")
+    found = difference(cut, None, whole, None)
+    assert (found.kind, found.setting, found.a, found.b) == ("data", "data.max_len", 3, 10)
+    unmasked = load_config("sasrec-zhihu", ["data.max_len=3"]).model_dump(mode="json")
+    assert (
+        difference(unmasked, None, load_config("mostpop-zhihu").model_dump(mode="json"), None)
+        is None
+    )
     configs = [("top", load_config("mostpop-zhihu", [*source, "data.max_len=10"]))]
     configs.append(("sas", load_config("demo-sasrec", [*source, "data.max_len=50"])))
     records = [

@@ -5,7 +5,8 @@ Runs qualify when they read the same data the same way:
 
 * equal data sections, time weights aside (they reweight T-DiffRec's input, not the splits) and
   the history length aside (``data.max_len`` cuts a next-item model's input; the examples and
-  their targets are the same whatever it is);
+  their targets are the same whatever it is), except in a DreamRec folder evaluated with
+  ``eval.exclude_history``, where the cut history is what is masked;
   on the built-in demo data and DiffRec folders, only the settings their loaders read
   (:data:`DEMO_SETTINGS`, :data:`DIFFREC_SETTINGS`): the others (``data.ratios``,
   ``data.split``, ``data.min_rating``...) change nothing there;
@@ -78,11 +79,24 @@ def data_section(config: Mapping[str, Any]) -> dict[str, Any]:
     if read is not None:
         data = {key: value for key, value in data.items() if key in read}
     data.pop("time_weights", None)
-    data.pop("max_len", None)
+    if not _history_decides_mask(config):
+        data.pop("max_len", None)
     if is_next_item(config) and data.get("format") in UNFILTERED_FORMATS:
         # always leave-one-out or the folder's own split (older runs saved the unused default)
         data.pop("split", None)
     return data
+
+
+def _history_decides_mask(config: Mapping[str, Any]) -> bool:
+    """Whether ``data.max_len`` decides which items are ranked: DreamRec folders hold histories
+    only, cut to ``max_len``, so with ``eval.exclude_history`` the cut history is what is masked
+    (elsewhere the whole past is masked, whatever the model reads)."""
+    data, evaluation = config.get("data") or {}, config.get("eval") or {}
+    return (
+        is_next_item(config)
+        and data.get("format") == "dreamrec"
+        and bool(evaluation.get("exclude_history", False))
+    )
 
 
 def _without_max_len(statistics: Mapping[str, Any]) -> dict[str, Any]:
