@@ -108,6 +108,7 @@ class _Workload:
             from recdiff.train.run import model_inputs
 
             splits = load_splits(config.data)
+            self.item_ids = splits.items.ids  # L-DiffRec matches an id-keyed embedding table
             self.inputs = model_inputs(splits, config)
             self.valid = EvalTask.validation(self.inputs, splits.valid.matrix)
             self.n_examples = len(RowBatches(self.inputs))
@@ -121,6 +122,8 @@ class _Workload:
         model = build_model(config.model.name, config.model.params(), config.train)
         if self.model in SEQUENTIAL:
             return model.fit(self.data, on_event=on_event), config
+        if hasattr(model, "item_ids"):
+            model.item_ids = self.item_ids
         return model.fit(self.inputs, on_event=on_event), config
 
     def evaluate(self, model, config, limit: int | None = None) -> None:

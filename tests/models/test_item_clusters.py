@@ -38,6 +38,23 @@ def test_a_table_is_matched_to_the_items_by_id_whatever_its_order(tmp_path):
         assert np.array_equal(_embeddings(tmp_path / name), VECTORS), name
 
 
+def test_parquet_ids_read_as_the_data_readers_read_them(tmp_path):
+    """Ids from a float column (a nullable int column written out) are ints, and ids written as
+    the frame's index are found there; an embedding in one list column says what to write."""
+    ids = np.array([7, 10])
+    pd.DataFrame({"item": [10.0, 7.0], "e0": [1.0, 2.0]}).to_parquet(tmp_path / "float.parquet")
+    assert _embeddings(tmp_path / "float.parquet", ids).tolist() == [[2], [1]]
+    pd.DataFrame({"e0": [1.0, 2.0]}, index=pd.Index([10, 7], name="item")).to_parquet(
+        tmp_path / "index.parquet"
+    )
+    assert _embeddings(tmp_path / "index.parquet", ids).tolist() == [[2], [1]]
+    pd.DataFrame({"item": [7, 10], "vector": [[1.0, 2.0], [3.0, 4.0]]}).to_parquet(
+        tmp_path / "lists.parquet"
+    )
+    with pytest.raises(ValueError, match=r"not a number \(write one number a cell, one column"):
+        _embeddings(tmp_path / "lists.parquet", ids)
+
+
 def test_ids_match_as_written(tmp_path):
     """An int vocabulary id 7 matches the text 7, not 007 (two ids, as in the data readers)."""
     (tmp_path / "emb.csv").write_text("10,1,1\n7,2,2\n")
@@ -55,7 +72,9 @@ def test_ids_match_as_written(tmp_path):
         ("a,1\nb,x\nc,3\nd,4\n", "the row of item 'b' holds a value that is not a number"),
         ("a,1\nb,\nc,3\nd,4\n", "the row of item 'b' holds a value that is not a number"),
         ("a\nb\nc\nd\n", r"needs rows of an item id followed by the embedding's values"),
-        ("a,1\nb,nan\nc,3\nd,inf\n", r"NaN or infinite values in 2 row\(s\) \(item 1, 3\)"),
+        ("a,1\nb,nan\nc,3\nd,inf\n", r"NaN or infinite values in 2 row\(s\) \(item 'b', 'd'\)"),
+        ("a,1\nb,2\n,3\nd,4\n", "missing"),
+        ("a,NA,1\nb,2,2\nc,3,3\nd,4,4\n", "the row of item 'a' holds a value that is not a"),
     ],
 )
 def test_a_table_that_cannot_be_used_says_what_to_fix(tmp_path, text, message):
@@ -80,7 +99,9 @@ def test_a_run_clusters_the_items_of_a_table_keyed_by_external_id(tmp_path):
     log = pd.DataFrame(rows, columns=["user", "item"])
     log.to_csv(tmp_path / "log.csv", index=False)
     blob = {"x": 0.0, "y": 10.0}
-    table = [(item, blob[item[0]] + rng.normal(), rng.normal()) for item in items[::-1]]
+    # interleaved x0, y0, x1, y1...: rows taken by position instead of by id would mix the blobs
+    order = [item for pair in zip(items[:10], items[10:], strict=True) for item in pair]
+    table = [(item, blob[item[0]] + rng.normal(), rng.normal()) for item in order]
     pd.DataFrame(table, columns=["item", "e0", "e1"]).to_csv(tmp_path / "emb.csv", index=False)
     sets = ["data.format=csv", f"data.source={tmp_path / 'log.csv'}", "data.split=random"]
     sets += [f"model.latent.item_embeddings={tmp_path / 'emb.csv'}", "model.latent.epochs=1"]

@@ -18,6 +18,9 @@ import scipy.sparse as sp
 from scipy.cluster.vq import kmeans2
 from scipy.sparse.linalg import svds
 
+from recdiff.data.errors import DataFormatError
+from recdiff.data.vocab import as_id_array
+
 if TYPE_CHECKING:
     from recdiff.models.ldiffrec import LatentConfig
 
@@ -70,11 +73,13 @@ def item_embeddings(
         if item_ids is None:
             raise ValueError(
                 f"model.latent.item_embeddings ({path}) is a table keyed by item id, but the "
-                "items' ids were not given: pass item_ids (the vocabulary's ids) to fit"
+                "items' ids were not given: set the model's item_ids (the vocabulary's ids in "
+                "order, e.g. splits.items.ids) before fit, as recdiff's runs do"
             )
         emb = _aligned_table(path, item_ids)
+        names = np.asarray(item_ids)
     else:
-        emb = _load_array(path)
+        emb, names = _load_array(path), None
     if emb.ndim != 2 or emb.shape[0] != train.shape[1]:
         raise ValueError(
             f"item embeddings {config.item_embeddings} have shape {emb.shape}; expected "
@@ -82,7 +87,7 @@ def item_embeddings(
             "to other data? set model.latent.item_embeddings=null to derive them from this "
             "data's training matrix, or give a table keyed by item id)"
         )
-    return _check_finite(emb, path)
+    return _check_finite(emb, path, names)
 
 
 def _load_array(path: Path) -> np.ndarray:
@@ -102,15 +107,18 @@ def _load_array(path: Path) -> np.ndarray:
     return emb
 
 
-def _read_table(path: Path) -> tuple[pd.Series, pd.DataFrame]:
-    """The table's ids (text) and values (numbers, NaN where a cell is not one). A text file's
-    first row is taken as a header when its values are not numbers, so files with and without
-    one both read."""
+def _read_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
+    """The table's ids (text, as the data readers write ids: ``7.0`` from a float column is
+    ``7``) and values (numbers). A text file's first row is its header when none of its values
+    is a number, so files with and without one both read; a Parquet file's ids may also be
+    its index."""
     where = f"model.latent.item_embeddings ({path})"
     sep = TABLE_SUFFIXES[path.suffix.lower()]
     try:
         if sep is None:
             table = pd.read_parquet(path)
+            if not isinstance(table.index, pd.RangeIndex):  # written with the ids as index
+                table = table.reset_index()
         else:
             table = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False)
     except FileNotFoundError:
@@ -122,24 +130,27 @@ def _read_table(path: Path) -> tuple[pd.Series, pd.DataFrame]:
             f"{where} needs rows of an item id followed by the embedding's values (at least one "
             f"value column); it has {table.shape[1]} column(s)"
         )
-    if sep is not None and len(table) and _not_numbers(table.iloc[0, 1:]).any():
+    if sep is not None and len(table) and _not_numbers(table.iloc[0, 1:]).all():
         table = table.iloc[1:]  # a header line
-    ids = table.iloc[:, 0].astype(str).str.strip()
+    try:
+        ids = as_id_array(table.iloc[:, 0].replace("", None).to_numpy(), what="item id")
+    except DataFormatError as error:
+        raise ValueError(f"{where}: {error}") from None
+    ids = np.char.strip(ids.astype(str))
     values = table.iloc[:, 1:].apply(pd.to_numeric, errors="coerce")
     not_numbers = table.iloc[:, 1:].apply(_not_numbers).any(axis=1).to_numpy()
     if not_numbers.any():
         raise ValueError(
-            f"{where}: the row of item {ids.iloc[int(np.argmax(not_numbers))]!r} holds a value "
-            "that is not a number"
+            f"{where}: the row of item {str(ids[int(np.argmax(not_numbers))])!r} holds a value that "
+            "is not a number (write one number a cell, one column per dimension)"
         )
     return ids, values
 
 
 def _not_numbers(cells: pd.Series) -> pd.Series:
     """Cells that are not numbers (``nan`` and ``inf`` are: the finiteness check names them)."""
-    return pd.to_numeric(cells, errors="coerce").isna() & (
-        cells.astype(str).str.strip().str.lower() != "nan"
-    )
+    text = cells.astype(str).str.strip().str.lower()
+    return pd.to_numeric(cells, errors="coerce").isna() & ~text.isin(["nan", "-nan", "+nan"])
 
 
 def _aligned_table(path: Path, item_ids: np.ndarray) -> np.ndarray:
@@ -147,14 +158,14 @@ def _aligned_table(path: Path, item_ids: np.ndarray) -> np.ndarray:
     vocabulary's ids: ``7`` matches an int id 7, ``007`` does not)."""
     where = f"model.latent.item_embeddings ({path})"
     ids, values = _read_table(path)
-    repeated = ids[ids.duplicated()].unique()
+    repeated = pd.unique(ids[pd.Index(ids).duplicated()])
     if repeated.size:
         raise ValueError(
             f"{where} lists {repeated.size} item id(s) more than once ({_few(repeated)}): keep "
             "one row per item"
         )
     wanted = np.asarray(item_ids).astype(str)
-    rows = pd.Index(ids.to_numpy()).get_indexer(wanted)
+    rows = pd.Index(ids).get_indexer(wanted)
     missing = wanted[rows < 0]
     if missing.size:
         raise ValueError(
@@ -165,13 +176,17 @@ def _aligned_table(path: Path, item_ids: np.ndarray) -> np.ndarray:
     return values.to_numpy(dtype=np.float64)[rows].astype(np.float32)
 
 
-def _check_finite(emb: np.ndarray, path: Path) -> np.ndarray:
-    if not np.isfinite(emb).all():
-        rows = np.isfinite(emb).reshape(emb.shape[0] if emb.ndim else 1, -1).all(axis=1)
-        bad = np.flatnonzero(~rows)
+def _check_finite(emb: np.ndarray, path: Path, names: np.ndarray | None = None) -> np.ndarray:
+    """``emb``, or an error naming its rows with NaN or infinite values: by the items' ids
+    (``names``, for a table keyed by id), else by vocabulary position."""
+    finite = np.isfinite(emb).reshape(emb.shape[0], -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        listed = _few(names[bad]) if names is not None else ", ".join(map(str, bad[:5]))
+        more = ", ..." if names is None and bad.size > 5 else ""
         raise ValueError(
             f"model.latent.item_embeddings ({path}) has NaN or infinite values in {bad.size} "
-            f"row(s) (item {', '.join(map(str, bad[:5]))}{', ...' if bad.size > 5 else ''})"
+            f"row(s) (item {listed}{more})"
         )
     return emb
 
