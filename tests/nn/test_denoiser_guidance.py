@@ -166,6 +166,23 @@ def test_gradients_reach_the_condition_weights_after_a_call_without_them(hidden)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("hidden", [[], [8]], ids=["linear", "hidden"])
+def test_weights_changed_in_place_are_seen_and_each_call_has_its_own_graph(hidden):
+    """An optimizer step (an in-place change) between two no_grad calls of one model_fn must not
+    leave stale condition terms; with gradients on, two calls backpropagate independently."""
+    net = _denoiser(hidden)
+    cond, null = _conditions("batch")
+    x_t, t = torch.randn(BATCH, DIM), _steps("one step")
+    fast = net.guided(cond, null, 4.0)
+    with torch.no_grad():
+        fast(x_t, t)
+        net.layers[0].weight_c.add_(0.5)
+        torch.testing.assert_close(fast(x_t, t), guided(net, cond, null, 4.0)(x_t, t))
+    first, second = fast(x_t, t).sum(), fast(x_t, t).sum()
+    first.backward()
+    second.backward()  # no "backward through the graph a second time"
+
+
 @pytest.fixture(scope="module")
 def data():
     return demo_sequences(seed=0).with_layout("left")

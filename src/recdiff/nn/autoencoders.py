@@ -114,7 +114,8 @@ class ClusterAutoencoder(nn.Module):
         """Latent means and log-variances [b, latent_dim] of each group's slice of the rows
         (L2-normalised unless ``normalize_input`` is off).
 
-        ``x`` is a dense [b, n_items] block or a coalesced sparse COO one (:func:`sparse_rows`).
+        ``x`` is a dense [b, n_items] block or a coalesced sparse COO one
+        (``recdiff.train.batches.sparse_rows``).
         """
         if x.is_sparse:
             return self._encode_sparse(x)

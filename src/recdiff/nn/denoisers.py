@@ -128,10 +128,11 @@ class MLPDenoiser(nn.Module):
 
         ``cond`` ([batch, cond_dim] or [1, cond_dim]), ``scale`` and w = 0 behave as in
         ``guided``, with the same errors (naming the shape of the ``cond`` given, where
-        ``guided`` names that of the doubled batch it passes on). The condition terms come from
-        the weights at the first call (again when the dtype or grad mode changes): build a new
-        model_fn after training further. In training mode with input dropout the two halves
-        of ``guided`` draw different masks, so the model_fn calls ``guided`` itself there.
+        ``guided`` names that of the doubled batch it passes on). With gradients off the
+        condition terms are computed once and reused until the weights, c or null change (an
+        optimizer step counts); with gradients on, at every call. In training mode with input
+        dropout the two halves of ``guided`` draw different masks, so the model_fn calls
+        ``guided`` itself there.
         """
         check_guidance_scale(scale)
         generic = guided(self, cond, null, scale)
@@ -158,14 +159,19 @@ class MLPDenoiser(nn.Module):
             check_guidance_cond(cond, x_t.shape[0])
             self._check_inputs(x_t, cond)
             shared = self._first_layer_without_cond(x_t, t)
-            key = (shared.dtype, shared.device, torch.is_grad_enabled())
-            if key not in cached:
-                cached.clear()
-                cached[key] = cond_terms(shared.dtype)
+            if torch.is_grad_enabled():  # a fresh graph for each call's backward
+                terms = cond_terms(shared.dtype)
+            else:  # sampling: once, until the weights, c or null change (in place too)
+                weight = self.layers[0].weight_c
+                key = (shared.dtype, shared.device, weight._version, cond._version, null._version)
+                if key not in cached:
+                    cached.clear()
+                    cached[key] = cond_terms(shared.dtype)
+                terms = cached[key]
             if one_pass:
-                return after_first(shared + cached[key])
+                return after_first(shared + terms)
             # [2, batch, width] -> the conditional rows, then the unconditional ones
-            both = after_first((shared + cached[key]).flatten(0, 1))
+            both = after_first((shared + terms).flatten(0, 1))
             conditional, unconditional = both[: x_t.shape[0]], both[x_t.shape[0] :]
             return (1 + scale) * conditional - scale * unconditional
 
