@@ -76,16 +76,20 @@ def test_an_interrupted_export_says_the_file_was_not_written(runs, tmp_path, mon
     # temporary file, but the command ended without a word: complete file or an old one?
     import recdiff.serving.export as export
 
-    def interrupted(*args, **kwargs):
+    write = export._TableWriter.write
+
+    def interrupted(self, table):  # after the first batch is on disk, in the temporary file
+        write(self, table)
         raise stop
 
-    monkeypatch.setattr(export, "export_recommendations", interrupted)
+    monkeypatch.setattr(export._TableWriter, "write", interrupted)
     out = tmp_path / "recs.csv"
     out.write_text("user,rank,item,score\n")  # an earlier export
     result = runner.invoke(app, ["export", str(runs[0]), "--out", str(out), "--quiet"])
     assert result.exit_code == (130 if isinstance(stop, KeyboardInterrupt) else 143)
     assert f"nothing was written to {out} (the file already there is left as it" in result.stderr
     assert out.read_text() == "user,rank,item,score\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["recs.csv"]  # no temporary file left
 
 
 def test_history_ids_of_the_wrong_type_are_named_with_the_unknown_ones_and_the_remedy(runs):

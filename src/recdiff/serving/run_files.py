@@ -14,6 +14,7 @@ import yaml
 
 from recdiff.config.schema import SAVED_RUN, RunConfig
 from recdiff.data import Vocabulary
+from recdiff.train.folders import CHECKPOINT_FILE, final_and_unfinished
 
 __all__ = [
     "DAMAGED",
@@ -106,18 +107,13 @@ def unfinished_run(run: Path) -> str | None:
 
     Such a folder is no damaged run: its run is still training, or was interrupted or killed,
     and "missing config.yaml, metrics.json, ..." would send the user looking for lost files.
-    The names follow :mod:`recdiff.train.run` (``runs/NAME`` and ``runs/.NAME.incomplete``).
+    The names are :mod:`recdiff.train.folders`' (``runs/NAME`` and ``runs/.NAME.incomplete``).
     """
-    run = with_name(run)
-    if run.name.startswith(".") and run.name.endswith(".incomplete"):
-        final, hidden = run.parent / run.name[1:].removesuffix(".incomplete"), run
-    else:
-        final, hidden = run, run.parent / f".{run.name}.incomplete"
+    final, hidden = final_and_unfinished(with_name(run))
     if not hidden.is_dir():
         return None
     state = f"{final} is a run that is not complete yet: its files are in {hidden} until it is"
-    # recdiff.train.checkpoint.CHECKPOINT_FILE, not imported: that module loads torch
-    if (hidden / "resume.pt").is_file():
+    if (hidden / CHECKPOINT_FILE).is_file():
         return (
             f"{state}. It is still training, or it was interrupted: wait for it to finish, or "
             f"complete it with: recdiff resume {final}"

@@ -37,6 +37,7 @@ import torch
 
 from recdiff.atomic import atomic_path
 from recdiff.train.distributed import gather_object, is_main_process, rank, world_size
+from recdiff.train.folders import CHECKPOINT_FILE
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -46,8 +47,6 @@ __all__ = [
     "run_settings",
 ]
 
-#: The checkpoint's file name in an unfinished run folder.
-CHECKPOINT_FILE = "resume.pt"
 _FORMAT = 1
 
 _ACTIVE: contextvars.ContextVar[Checkpoints | None] = contextvars.ContextVar(

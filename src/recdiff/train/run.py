@@ -45,7 +45,6 @@ from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
 from recdiff.train.checkpoint import (
-    CHECKPOINT_FILE,
     Checkpoints,
     active_checkpoints,
     resume_checkpoints,
@@ -58,6 +57,7 @@ from recdiff.train.distributed import (
     init_from_env,
     is_main_process,
 )
+from recdiff.train.folders import CHECKPOINT_FILE, final_and_unfinished, reserved, unfinished
 from recdiff.train.trainer import OnEvent, selection_summary, stage_summaries
 
 __all__ = [
@@ -239,7 +239,7 @@ def run_training(
         return _train_beside_rank_0(config, on_event)
     with failure_is_final():  # under torchrun, a failed rank 0 exits and stops the others
         final = _reserve(Path(runs_dir), config.name)
-        work = _unfinished(final)
+        work = unfinished(final)
         work.mkdir()
         return _train_into(config, final, work, on_event, resume=False)
 
@@ -267,8 +267,7 @@ def resume_training(
 
 def resumable_run(run: Path) -> tuple[Path, Path]:
     """The reserved and the unfinished folder of an interrupted run that can be resumed."""
-    final = _reserved(run) if run.name.startswith(".") and run.name.endswith(".incomplete") else run
-    work = _unfinished(final)
+    final, work = final_and_unfinished(run)
     if (final / "metrics.json").exists():
         raise ValueError(f"{final} is a complete run: there is nothing to resume")
     if not work.is_dir():
@@ -290,8 +289,8 @@ def find_resumable_run(runs_dir: Path, config: RunConfig) -> Path | None:
     wanted = run_settings(config)
     found = []
     for hidden in Path(runs_dir).glob(f".{config.name}-*.incomplete"):
-        final = _reserved(hidden)
-        if not (hidden / CHECKPOINT_FILE).is_file() or _unfinished(final) != hidden:
+        final = reserved(hidden)
+        if not (hidden / CHECKPOINT_FILE).is_file() or unfinished(final) != hidden:
             continue
         try:
             same = run_settings(load_config(str(hidden / "config.yaml"))) == wanted
@@ -402,21 +401,10 @@ def _exclusive(work: Path):
         os.close(handle)
 
 
-def _unfinished(final: Path) -> Path:
-    """Where the run that will become ``final`` is written until it is complete."""
-    return final.parent / f".{final.name}.incomplete"
-
-
-def _reserved(unfinished: Path) -> Path:
-    """The reserved name of the run being written into ``unfinished`` (:func:`_unfinished`'s
-    inverse)."""
-    return unfinished.parent / unfinished.name[1:].removesuffix(".incomplete")
-
-
 def _remove_unfinished(final: Path) -> None:
     """Remove the unfinished folder of ``final`` and the reserved folder itself, which is only
     removed while empty: a finished run is never touched."""
-    shutil.rmtree(_unfinished(final), ignore_errors=True)
+    shutil.rmtree(unfinished(final), ignore_errors=True)
     with contextlib.suppress(OSError):
         final.rmdir()
 
@@ -431,8 +419,8 @@ def remove_unfinished_runs(runs_dir: Path, name: str) -> None:
     if not runs_dir.is_dir():
         return
     for hidden in runs_dir.glob(".*.incomplete"):
-        final = _reserved(hidden)
-        if _unfinished(final) != hidden or stamped.fullmatch(final.name) is None:
+        final = reserved(hidden)
+        if unfinished(final) != hidden or stamped.fullmatch(final.name) is None:
             continue
         if (hidden / CHECKPOINT_FILE).is_file():
             continue
