@@ -60,7 +60,9 @@ def load_split(preset: str, config=None) -> dict:
         examples = getattr(data, split)
         history = np.asarray(examples.history)  # pads are id n: extend the mask with False
         flags = np.append(untrained, False)[history].any(axis=1)
-        out[split] = {"targets": np.asarray(examples.targets), "untrained_history": flags}
+        targets = np.asarray(examples.targets)
+        repeated = (history == targets[:, None]).any(axis=1)  # the target is in its own history
+        out[split] = {"targets": targets, "untrained_history": flags, "repeat": repeated}
     return out
 
 
@@ -153,6 +155,7 @@ def main() -> None:
     grids = {s: conditioned_mix(data[s], untrained, data["rank"]) for s in ("valid", "test")}
     chosen = np.unravel_index(grids["valid"].argmax(), grids["valid"].shape)
     peak = np.unravel_index(grids["test"].argmax(), grids["test"].shape)
+    result["repeat_share"] = {s: float(data[s]["repeat"].mean()) for s in ("valid", "test")}
     result["conditioned_mix"] = {
         "untrained_history_share": {s: float(data[s]["untrained_history"].mean()) for s in grids},
         "chosen_on_valid": {
@@ -191,6 +194,11 @@ def main() -> None:
         f" for the others, then most popular): chosen on valid k = {mix['chosen_on_valid']['k']},"
         f" valid {pct(mix['chosen_on_valid']['valid'])}%, test {pct(mix['chosen_on_valid']['test'])}%;"
         f" best on test k = {mix['best_on_test']['k']}, {pct(mix['best_on_test']['test'])}%."
+    )
+    repeat = result["repeat_share"]
+    summary += (
+        f" Targets that occur in their own history (which a model could copy, untrained or"
+        f" not): {pct(repeat['valid'])}% of valid, {pct(repeat['test'])}% of test."
     )
     payload = {**result, **machine(1)}
     write_results(args.name, payload, [summary, "", *table], args.results_dir)
