@@ -278,7 +278,7 @@ def test_a_torchrun_job_resumes_under_torchrun_as_if_never_stopped(tmp_path):
 
 def test_an_experiment_resumes_its_interrupted_run_instead_of_training_it_again(tmp_path):
     from recdiff.experiments.experiment import _seeded, run_experiment
-    from recdiff.train.run import remove_unfinished_runs
+    from recdiff.train.folders import remove_unfinished_runs
 
     config = load_config("demo-diffrec", [*DIFFREC, "train.checkpoint_every=2"])
     seeded = config.model_validate(_seeded(config, "diffrec", 1))  # as the experiment names it

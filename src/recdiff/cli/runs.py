@@ -93,7 +93,8 @@ def resume(
 ) -> None:
     """Continue a run interrupted after a resume checkpoint (train.checkpoint_every) to the
     result it would have had."""
-    from recdiff.train.run import resumable_run, resume_training
+    from recdiff.train.folders import resumable_run
+    from recdiff.train.run import resume_training
 
     try:
         with user_errors(ConfigError, FileNotFoundError, ValueError):

@@ -166,7 +166,8 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
 
         torch.set_num_threads(task["threads"])
     from recdiff.experiments.per_user import check_against_run, per_user_test_metrics_from_run
-    from recdiff.train.run import find_resumable_run, resume_training, run_training
+    from recdiff.train.folders import find_resumable_run
+    from recdiff.train.run import resume_training, run_training
 
     config = RunConfig.model_validate(task["config"])
     out = Path(task["out"])
@@ -385,7 +386,7 @@ def _collect(
 def _remove_unfinished_runs(runs: Path, tasks, records) -> None:
     """What stopped workers left of the runs without a record (a worker killed after the grace
     time cannot remove its own run's folders)."""
-    from recdiff.train.run import remove_unfinished_runs
+    from recdiff.train.folders import remove_unfinished_runs
 
     for task in tasks:
         if (task["label"], task["config"]["train"]["seed"]) not in records:

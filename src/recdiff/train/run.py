@@ -16,16 +16,13 @@ only when complete, so an interrupted run leaves nothing half-written behind. (W
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
-import re
 import shutil
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +54,20 @@ from recdiff.train.distributed import (
     init_from_env,
     is_main_process,
 )
-from recdiff.train.folders import CHECKPOINT_FILE, final_and_unfinished, reserved, unfinished
+from recdiff.train.folders import (
+    CHECKPOINT_FILE,
+    exclusive,
+    remove_partial_files,
+    remove_unfinished,
+    reserve,
+    resumable_run,
+    unfinished,
+)
 from recdiff.train.trainer import OnEvent, selection_summary, stage_summaries
 
 __all__ = [
     "RunResult",
     "discard_resumable",
-    "find_resumable_run",
-    "remove_unfinished_runs",
     "resumable_from",
     "resume_training",
     "run_training",
@@ -238,7 +241,7 @@ def run_training(
     if init_from_env(config.train.device) and not is_main_process():
         return _train_beside_rank_0(config, on_event)
     with failure_is_final():  # under torchrun, a failed rank 0 exits and stops the others
-        final = _reserve(Path(runs_dir), config.name)
+        final = reserve(Path(runs_dir), config.name)
         work = unfinished(final)
         work.mkdir()
         return _train_into(config, final, work, on_event, resume=False)
@@ -265,42 +268,6 @@ def resume_training(
         return _train_into(config, final, work, on_event, resume=True)
 
 
-def resumable_run(run: Path) -> tuple[Path, Path]:
-    """The reserved and the unfinished folder of an interrupted run that can be resumed."""
-    final, work = final_and_unfinished(run)
-    if (final / "metrics.json").exists():
-        raise ValueError(f"{final} is a complete run: there is nothing to resume")
-    if not work.is_dir():
-        raise ValueError(
-            f"{run} is not an interrupted run (no unfinished folder {work.name} beside it): "
-            "give the folder that `recdiff train` named when it was interrupted"
-        )
-    if not (work / CHECKPOINT_FILE).is_file():
-        raise ValueError(
-            f"{run} stopped before its first resume checkpoint (or its config sets no "
-            "train.checkpoint_every): there is nothing to resume from; train it again"
-        )
-    return final, work
-
-
-def find_resumable_run(runs_dir: Path, config: RunConfig) -> Path | None:
-    """The newest interrupted run of ``config`` in ``runs_dir`` that can be resumed: its hidden
-    folder holds a checkpoint and the same resolved config (progress bars aside)."""
-    wanted = run_settings(config)
-    found = []
-    for hidden in Path(runs_dir).glob(f".{config.name}-*.incomplete"):
-        final = reserved(hidden)
-        if not (hidden / CHECKPOINT_FILE).is_file() or unfinished(final) != hidden:
-            continue
-        try:
-            same = run_settings(load_config(str(hidden / "config.yaml"))) == wanted
-        except (OSError, ValueError):  # unreadable: not this config's run
-            continue
-        if same:
-            found.append(final)
-    return max(found, key=lambda final: final.name) if found else None
-
-
 def resumable_from(error: BaseException) -> Path | None:
     """The run folder to resume, when ``error`` stopped a run that left a resume checkpoint."""
     return getattr(error, "recdiff_resumable", None)
@@ -312,7 +279,7 @@ def discard_resumable(error: BaseException) -> None:
     run = resumable_from(error)
     if run is None:
         return
-    _remove_unfinished(run)
+    remove_unfinished(run)
     del error.recdiff_resumable  # type: ignore[attr-defined]
 
 
@@ -342,9 +309,9 @@ def _train_into(
     folders stay and the exception names the run to resume (:func:`resumable_from`), as they
     do when a resume fails."""
     try:
-        with _exclusive(work), sigterm_unwinds():
+        with exclusive(work), sigterm_unwinds():
             if resume:
-                _remove_partial_files(work)
+                remove_partial_files(work)
             result = _run_into(config, work, on_event, work if resume else None)
     except BaseException as error:
         # Ctrl-C and SIGTERM (SystemExit) interrupt; another error in a new run would recur on
@@ -354,7 +321,7 @@ def _train_into(
         if interrupted and config.train.checkpoint_every and (work / CHECKPOINT_FILE).is_file():
             error.recdiff_resumable = final  # type: ignore[attr-defined]
         else:
-            _remove_unfinished(final)
+            remove_unfinished(final)
         raise
     os.replace(work, final)  # onto the empty reserved directory: the run appears complete
     # A complete run needs no checkpoint. Removed only now: killed in between, the run is
@@ -363,96 +330,6 @@ def _train_into(
     result.directory = final
     broadcast_object((final, result.metrics))  # releases the other torchrun processes
     return result
-
-
-# The temporary files atomic_path writes beside their target (".NAME.<16 hex>.tmp").
-_PARTIAL_FILE = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
-
-
-def _remove_partial_files(work: Path) -> None:
-    """Remove what a process killed outright (SIGKILL) in the middle of writing a file left of
-    it: a half-written checkpoint, say, which would otherwise end up in the completed run. Only
-    the process holding the folder's lock calls it, so no such file is still being written."""
-    for path in work.rglob(".*.tmp"):
-        if path.is_file() and _PARTIAL_FILE.fullmatch(path.name):
-            path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _exclusive(work: Path):
-    """Hold a lock on the unfinished folder: a second process resuming the same run (or
-    resuming it while it still trains) is refused instead of writing over it."""
-    try:
-        import fcntl
-    except ImportError:  # not on this platform: unguarded
-        yield
-        return
-    handle = os.open(work, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(
-                f"{work} is being written by another process (a run in progress, or another "
-                "resume of it): wait for it, or stop it first"
-            ) from None
-        yield
-    finally:
-        os.close(handle)
-
-
-def _remove_unfinished(final: Path) -> None:
-    """Remove the unfinished folder of ``final`` and the reserved folder itself, which is only
-    removed while empty: a finished run is never touched."""
-    shutil.rmtree(unfinished(final), ignore_errors=True)
-    with contextlib.suppress(OSError):
-        final.rmdir()
-
-
-def remove_unfinished_runs(runs_dir: Path, name: str) -> None:
-    """Remove what a killed process left of runs named ``name``: their hidden unfinished
-    folders and the empty folders reserved beside them (a finished run is never touched: its
-    reserved folder is not empty), except those holding a resume checkpoint, which
-    :func:`resume_training` can complete. A run stopped by an exception or a signal removes both
-    itself (:func:`run_training`) unless it has such a checkpoint."""
-    stamped = re.compile(rf"{re.escape(name)}-\d{{8}}-\d{{6}}(?:-\d+)?")  # as _reserve names
-    if not runs_dir.is_dir():
-        return
-    for hidden in runs_dir.glob(".*.incomplete"):
-        final = reserved(hidden)
-        if unfinished(final) != hidden or stamped.fullmatch(final.name) is None:
-            continue
-        if (hidden / CHECKPOINT_FILE).is_file():
-            continue
-        _remove_unfinished(final)
-
-
-def _reserve(runs_dir: Path, name: str) -> Path:
-    """Create an empty, uniquely named run directory (exclusive mkdir: safe between processes)."""
-    # A leading dot would hide the run: listed by nothing, and taken for an unfinished run.
-    if not name or name.startswith(".") or any(sep in name for sep in ("/", "\\")):
-        raise ValueError(
-            f"the run name {name!r} must be a plain folder name (no '/' or '\\', not starting "
-            "with '.'): set name to something like my-run"
-        )
-    try:
-        runs_dir.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise  # a file in the way: the CLI names it
-    except OSError as error:
-        raise ValueError(
-            f"cannot create the runs folder {runs_dir} ({error.strerror}): choose another "
-            "--runs-dir"
-        ) from None
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    for suffix in range(1, 10_000):
-        final = runs_dir / (f"{name}-{stamp}" if suffix == 1 else f"{name}-{stamp}-{suffix}")
-        try:
-            final.mkdir()
-            return final
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"no free run directory name for {name} in {runs_dir}")
 
 
 def _run_into(
