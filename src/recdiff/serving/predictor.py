@@ -7,7 +7,6 @@ matters for time-weighted models), with no retraining.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,16 @@ from recdiff.config.schema import SAVED_RUN, RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
 from recdiff.data.errors import UnknownIdError
 from recdiff.models.base import Recommender
+from recdiff.serving.ids import (
+    SHOWN,
+    as_known,
+    as_python,
+    beyond_int64,
+    is_integral_float,
+    parse_integer,
+    refuse_booleans,
+    shown,
+)
 from recdiff.serving.run_files import (
     check_items,
     damaged,
@@ -32,13 +41,6 @@ from recdiff.serving.run_files import (
 )
 
 __all__ = ["SEEN_REMEDY", "Predictor", "Query", "Recommendations", "shortfall_note"]
-
-# How many unknown ids an error message lists; the total count is always given.
-_SHOWN = 10
-
-# An integer id as text: ASCII digits only. int() also reads "1_0" and other scripts' digits
-# ("١٠") as 10, which would serve an id nobody typed.
-_DECIMAL = re.compile(r"[+-]?[0-9]+")
 
 #: How a shortfall note tells a Python caller to rank the seen items too; the CLI and the HTTP
 #: service name their own switch (``--include-seen``, ``"exclude_seen": false``).
@@ -124,51 +126,6 @@ class Query:
         return int(self.inputs.shape[0])
 
 
-def _python(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-_INT64 = np.iinfo(np.int64)
-
-
-def _beyond_int64(ids: Sequence[Any] | np.ndarray) -> np.ndarray:
-    """Which ids are integers too large for int64: no vocabulary holds them, and numpy cannot
-    look them up (it raises OverflowError)."""
-    if isinstance(ids, np.ndarray) and ids.dtype != object:
-        return np.zeros(len(ids), dtype=bool)
-    return np.fromiter(
-        (isinstance(i, int) and not _INT64.min <= i <= _INT64.max for i in ids),
-        dtype=bool,
-        count=len(ids),
-    )
-
-
-def _integer(value: Any) -> int | None:
-    """An integer id given as an int or as its ASCII decimal text (surrounding whitespace
-    stripped); None for anything else."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        return int(value)
-    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        return int(value.strip())
-    return None
-
-
-def _is_integral_float(value: Any) -> bool:
-    return isinstance(value, (float, np.floating)) and float(value).is_integer()
-
-
-def _refuse_booleans(ids: Sequence[Any], what: str) -> None:
-    """Booleans are ints to Python (``True == 1``) but never an id anybody meant."""
-    bad = [i for i in ids if isinstance(i, (bool, np.bool_))]
-    if bad:
-        raise ValueError(f"{what} ids cannot be booleans (true/false), got {_shown(bad)}")
-
-
-def _as_known(value: str, vocabulary: Vocabulary) -> str:
-    """A string id as given when the vocabulary holds it, else without surrounding whitespace."""
-    return value if value == value.strip() or value in vocabulary else value.strip()
-
-
 def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
     """How many distinct columns each row of ``matrix`` stores (what ranking excludes)."""
     matrix = matrix.tocsr()
@@ -176,11 +133,6 @@ def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
         matrix = matrix.copy()
         matrix.sum_duplicates()
     return np.diff(matrix.indptr)
-
-
-def _shown(ids: Sequence[Any]) -> str:
-    more = f" (and {len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else ""
-    return f"{[_python(i) for i in ids[:_SHOWN]]}{more}"
 
 
 class Predictor:
@@ -261,25 +213,25 @@ class Predictor:
         that the vocabulary holds exactly, padding included, is kept as given). Integer ids
         typed as text are ASCII digits with an optional sign; booleans are no ids.
         """
-        _refuse_booleans([value], "user")
+        refuse_booleans([value], "user")
         if self.users.kind != "int":
-            return _as_known(str(value), self.users)
-        user = _integer(value)
+            return as_known(str(value), self.users)
+        user = parse_integer(value)
         if user is None:
-            raise ValueError(f"user ids of this run are integers, got {_python(value)!r}")
+            raise ValueError(f"user ids of this run are integers, got {as_python(value)!r}")
         return user
 
     def parse_users(self, values: Sequence[Any]) -> np.ndarray:
         """Many user ids (e.g. lines of a file) as an array of the vocabulary's type (surrounding
         whitespace stripped unless the padded string id itself is known)."""
-        _refuse_booleans(values, "user")
+        refuse_booleans(values, "user")
         if self.users.kind != "int":
-            return np.asarray([_as_known(str(v), self.users) for v in values], dtype=str)
-        ids = [_integer(v) for v in values]
+            return np.asarray([as_known(str(v), self.users) for v in values], dtype=str)
+        ids = [parse_integer(v) for v in values]
         bad = [v for v, i in zip(values, ids, strict=True) if i is None]
         if bad:
-            raise ValueError(f"user ids of this run are integers, got {_shown(bad)}")
-        if _beyond_int64(ids).any():
+            raise ValueError(f"user ids of this run are integers, got {shown(bad)}")
+        if beyond_int64(ids).any():
             self.user_rows(ids)  # raises: no user has such an id
         return np.asarray(ids, dtype=np.int64)
 
@@ -288,17 +240,17 @@ class Predictor:
         string id the vocabulary holds exactly is kept as given. Integer ids may come as ints,
         integral floats (a pandas column read as float) or ASCII digits typed as text; any
         other value is ``None`` (no item of the catalogue: 1.5 is not truncated to item 1)."""
-        _refuse_booleans(items, "item")
+        refuse_booleans(items, "item")
         if self.items.kind != "int":
-            return [_as_known(str(i), self.items) for i in items]
-        return [_integer(i) if not _is_integral_float(i) else int(i) for i in items]
+            return [as_known(str(i), self.items) for i in items]
+        return [parse_integer(i) if not is_integral_float(i) else int(i) for i in items]
 
     def user_rows(self, users: Sequence[Any] | np.ndarray) -> np.ndarray:
         """Row indices of known users (external ids of the vocabulary's type).
 
         Raises :class:`UnknownIdError` (a ``KeyError``) naming the unknown ids.
         """
-        huge = _beyond_int64(users)
+        huge = beyond_int64(users)
         rows = np.full(len(huge), -1, dtype=np.int64)
         lookup = [u for u, h in zip(users, huge, strict=True) if not h] if huge.any() else users
         rows[~huge] = self.users.index(lookup, missing="mask", what="user id")
@@ -306,9 +258,9 @@ class Predictor:
             unknown = list(dict.fromkeys(np.asarray(users)[rows < 0].tolist()))
             raise UnknownIdError(
                 f"{len(unknown)} user id(s) not among the {len(self.users)} users of this model: "
-                f"{_shown(unknown)}; check the ids (the raw data's user ids), or score a new user "
+                f"{shown(unknown)}; check the ids (the raw data's user ids), or score a new user "
                 "from their item history",
-                unknown=unknown[:_SHOWN],
+                unknown=unknown[:SHOWN],
                 n_unknown=len(unknown),
             )
         return rows
@@ -330,30 +282,30 @@ class Predictor:
         # like any other: named with the others, or dropped with ignore_unknown.
         ids = self._parse_items(history)
         parsed = np.fromiter((i is not None for i in ids), dtype=bool, count=len(ids))
-        looked_up = parsed & ~_beyond_int64(ids)
+        looked_up = parsed & ~beyond_int64(ids)
         known = np.zeros(len(ids), dtype=bool)
         known[looked_up] = self.items.contains(
             [i for i, ok in zip(ids, looked_up, strict=True) if ok]
         )
         missing = np.flatnonzero(~known)
         as_given = list(history)
-        given = [_python(as_given[i]) for i in missing]  # named as the caller typed them
+        given = [as_python(as_given[i]) for i in missing]  # named as the caller typed them
         if given and not ignore_unknown:
-            mistyped = [_python(as_given[i]) for i in missing if ids[i] is None]
+            mistyped = [as_python(as_given[i]) for i in missing if ids[i] is None]
             typed = ""
             if mistyped:  # say why: "nope" or 1.5 cannot be an id of this catalogue
-                typed = f" (item ids of this run are integers, got {_shown(mistyped)})"
+                typed = f" (item ids of this run are integers, got {shown(mistyped)})"
             raise UnknownIdError(
-                f"{len(given)} item id(s) not in the catalogue: {_shown(given)}{typed}; remove "
+                f"{len(given)} item id(s) not in the catalogue: {shown(given)}{typed}; remove "
                 "them or pass ignore_unknown=True (--ignore-unknown)",
-                unknown=given[:_SHOWN],
+                unknown=given[:SHOWN],
                 n_unknown=len(given),
             )
         index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
         if index.size == 0:
             raise ValueError(
                 f"none of the history's {len(given)} item id(s) is in the catalogue "
-                f"({_shown(given)}): check them against the run's items (data/items.json), or "
+                f"({shown(given)}): check them against the run's items (data/items.json), or "
                 "recommend for a known user instead"
             )
         return index, given
@@ -430,7 +382,7 @@ class Predictor:
         """The model input of a new user's ``history`` (external ids, oldest first)."""
         inputs, unknown = self.history_row(history, ignore_unknown)
         exclude = inputs if exclude_seen else sp.csr_matrix(inputs.shape, dtype=np.float32)
-        return Query(inputs, exclude, tuple(_python(x) for x in unknown))
+        return Query(inputs, exclude, tuple(as_python(x) for x in unknown))
 
     def query_users(self, users: Sequence[Any] | np.ndarray, exclude_seen: bool = True) -> Query:
         """The model inputs of many known users at once (external ids)."""

@@ -23,7 +23,8 @@ from recdiff.data import Vocabulary
 from recdiff.models.base import SavedModel
 from recdiff.models.sequential import SequentialRecommender, seen_matrix
 from recdiff.retrieval import ItemIndex
-from recdiff.serving.predictor import Predictor, Query, _python
+from recdiff.serving.ids import as_python
+from recdiff.serving.predictor import Predictor, Query
 from recdiff.serving.run_files import (
     check_items,
     damaged,
@@ -160,7 +161,7 @@ class SequencePredictor(Predictor):
             exclude = seen_matrix(histories, n_items)
         else:
             exclude = sp.csr_matrix((len(histories), n_items), dtype=np.float32)
-        return Query(windows, exclude, tuple(_python(x) for x in unknown))
+        return Query(windows, exclude, tuple(as_python(x) for x in unknown))
 
     def query_history(
         self, history: Sequence[Any], exclude_seen: bool = True, ignore_unknown: bool = False
