@@ -99,6 +99,12 @@ def test_concurrent_requests_are_batched_without_changing_answers(client, predic
         ({"history": [4, 99999, 99998]}, 422, "2 history item id(s) not in the catalogue"),
         ({"history": [4, 99999]}, 422, '"ignore_unknown": true'),
         (
+            {"history": [4, "nope", 99999]},
+            422,
+            "2 history item id(s) not in the catalogue: ['nope', 99999] (item ids of this run are "
+            "integers, got ['nope']); remove them",
+        ),
+        (
             {"history": [99999], "ignore_unknown": True},
             422,
             "none of the history's 1 item id(s) is in the catalogue ([99999])",

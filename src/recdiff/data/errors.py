@@ -21,15 +21,19 @@ class UnknownIdError(KeyError, ValueError):
     """External ids that are not in a :class:`~recdiff.data.vocab.Vocabulary`.
 
     A subclass of both ``KeyError`` (an id lookup failed) and ``ValueError`` (bad input values), so
-    either ``except`` clause catches it. ``unknown`` holds (at most a few of) the unknown ids and
-    ``n_unknown`` how many there were in total.
+    either ``except`` clause catches it. ``unknown`` holds (at most a few of) the unknown ids,
+    ``n_unknown`` how many there were in total, and ``why`` what made some of them impossible
+    (e.g. text where the ids are integers), for a caller that words its own message.
     """
 
-    def __init__(self, message: str, unknown: Sequence[object] = (), n_unknown: int = 0) -> None:
+    def __init__(
+        self, message: str, unknown: Sequence[object] = (), n_unknown: int = 0, why: str = ""
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.unknown = list(unknown)
         self.n_unknown = n_unknown
+        self.why = why
 
     def __str__(self) -> str:
         # KeyError.__str__ would wrap the message in quotes, which makes long messages hard to read.

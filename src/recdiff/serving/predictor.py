@@ -292,14 +292,15 @@ class Predictor:
         given = [as_python(as_given[i]) for i in missing]  # named as the caller typed them
         if given and not ignore_unknown:
             mistyped = [as_python(as_given[i]) for i in missing if ids[i] is None]
-            typed = ""
-            if mistyped:  # say why: "nope" or 1.5 cannot be an id of this catalogue
-                typed = f" (item ids of this run are integers, got {shown(mistyped)})"
+            # say why: "nope" or 1.5 cannot be an id of this catalogue
+            why = f"item ids of this run are integers, got {shown(mistyped)}" if mistyped else ""
             raise UnknownIdError(
-                f"{len(given)} item id(s) not in the catalogue: {shown(given)}{typed}; remove "
-                "them or pass ignore_unknown=True (--ignore-unknown)",
+                f"{len(given)} item id(s) not in the catalogue: {shown(given)}"
+                f"{f' ({why})' if why else ''}; remove them or pass ignore_unknown=True "
+                "(--ignore-unknown)",
                 unknown=given[:SHOWN],
                 n_unknown=len(given),
+                why=why,
             )
         index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
         if index.size == 0:

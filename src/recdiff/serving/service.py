@@ -297,10 +297,11 @@ def _query(predictor: Predictor, request: RecommendRequest, max_history: int) ->
             if error.n_unknown > len(error.unknown)
             else ""
         )
+        why = f" ({error.why})" if error.why else ""
         raise HTTPException(
             422,
-            f"{error.n_unknown} history item id(s) not in the catalogue: {error.unknown}{more}; "
-            'remove them, or send "ignore_unknown": true to drop them',
+            f"{error.n_unknown} history item id(s) not in the catalogue: {error.unknown}{more}"
+            f'{why}; remove them, or send "ignore_unknown": true to drop them',
         ) from None
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
