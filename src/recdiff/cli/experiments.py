@@ -110,7 +110,11 @@ def tune(
     for key, value in (result.best_settings or {}).items():
         typer.echo(f"  {key} = {value}")
     typer.echo(f"best config: {result.best_path}")
-    typer.echo(f"next: recdiff experiment {result.best_path} {config} --seeds 5")
+    # best.yaml holds the --set overrides already; the base config needs them (scoped to it) to
+    # run on the same data, else the comparison would be with the preset's own setting.
+    scoped = [part for item in sets for part in ("--set", f"{config}:{item}")]
+    next_command = ["recdiff", "experiment", str(result.best_path), config, "--seeds", "5"]
+    typer.echo(f"next: {shlex.join(next_command + scoped)}")
 
 
 def overrides_for(config: str, overrides: list[str], configs: list[str]) -> list[str]:
@@ -167,6 +171,12 @@ def experiment(
 
     if test not in ("wilcoxon", "ttest"):
         fail(f"--test must be wilcoxon or ttest, got {test!r}")
+    if metric and metric.startswith("test/"):
+        # Not "not computed": it is; but test values must not choose the baseline.
+        fail(
+            f"--metric {metric}: give the metric alone, e.g. --metric {metric[len('test/') :]}; "
+            "the best baseline is chosen on its validation value and tested on its test value"
+        )
     try:
         with sigterm_unwinds(), user_errors(ConfigError, FileNotFoundError, ValueError):
             loaded = [load_config(c, overrides_for(c, overrides or [], configs)) for c in configs]

@@ -32,6 +32,7 @@ __all__ = [
     "ModelSpec",
     "RunConfig",
     "TimeWeightConfig",
+    "check_source",
     "coerced_booleans",
     "resolve_source",
     "validation_problems",
@@ -412,12 +413,26 @@ def resolve_source(source: str) -> Path:
     if not source.startswith(DATASETS_PREFIX):
         return Path(source).expanduser()
     relative = source[len(DATASETS_PREFIX) :]
-    roots = [os.environ.get("RECDIFF_DATASETS"), "shared/datasets", "../shared/datasets"]
-    for root in roots:
+    given = os.environ.get("RECDIFF_DATASETS")
+    tried = []
+    for root in [given, "shared/datasets", "../shared/datasets"]:
         if root and (Path(root) / relative).exists():
             return Path(root) / relative
+        if root:  # named in full: the relative roots depend on the working folder
+            tried.append(os.path.abspath(Path(root) / relative))
+    unset = "" if given else " ($RECDIFF_DATASETS is not set)"
     raise FileNotFoundError(
-        f"dataset {relative!r} not found under $RECDIFF_DATASETS, ./shared/datasets or "
-        "../shared/datasets: set RECDIFF_DATASETS to the datasets folder, or pass "
-        "--set data.source=PATH"
+        f"dataset {relative!r} not found: no {' or '.join(tried)}{unset}; put it there, set "
+        "RECDIFF_DATASETS to the folder that holds it, or pass --set data.source=PATH"
     )
+
+
+def check_source(data: DataConfig) -> None:
+    """FileNotFoundError, naming the path, when ``data.source`` names nothing: a search or an
+    experiment checks every config before it trains any, rather than fail when a run's turn
+    comes."""
+    if data.source is None:  # the built-in demo data
+        return
+    path = resolve_source(data.source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")

@@ -42,7 +42,7 @@ import numpy as np
 
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.loading import ConfigError
-from recdiff.config.schema import RunConfig
+from recdiff.config.schema import RunConfig, check_source
 from recdiff.eval.metrics import PER_USER_METRICS
 from recdiff.experiments.workers import stoppable, worker_pool
 from recdiff.train.distributed import (
@@ -288,6 +288,11 @@ def run_experiment(
                 f"metric {metric!r} is not computed by config {label!r} (eval.metrics "
                 f"{config.eval.metrics}, eval.ks {config.eval.ks}); pick one all configs compute"
             )
+    for label, config in labelled:  # before any training, not when the config's turn comes
+        try:
+            check_source(config.data)
+        except FileNotFoundError as error:
+            raise ExperimentError(f"config {label!r}: {error}") from None
     if metric.partition("@")[0] not in PER_USER_METRICS:
         raise ExperimentError(
             f"metric {metric!r} is measured over the whole catalogue, not per user, so the "

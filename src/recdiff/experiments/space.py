@@ -18,8 +18,10 @@ mappings are stored in the study as JSON text and decoded back when applied.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
+import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -322,27 +324,54 @@ class SearchSpace:
     ) -> None:
         """Fail early on a key that no value of its range can set in ``base`` (a typo, or a
         setting of another model). ``lookup`` resolves ``fraction_of`` references (the config
-        with defaults filled in); ``validate(raw)`` raises ValueError for an invalid config."""
+        with defaults filled in); ``validate(raw)`` raises ValueError for an invalid config.
+
+        Each key is tried first beside the config's own values of the other keys, then beside
+        values the space gives them: a value may fit only with another searched one (a lower
+        ``noise_max`` with a lower ``noise_min``)."""
         for key, p in self.params.items():
             errors = []
-            for candidate in p.candidates():
+            others = [self._other_values(key, i) for i in range(_COMBINATIONS_TRIED)]
+            tries = [(c, None) for c in p.candidates()]
+            tries += [(c, values) for values in others if values for c in p.candidates()]
+            for candidate, context in tries:
                 values = {k: _first(q) for k, q in self.params.items()}
+                values.update(context or {})
                 values[key] = candidate
                 raw = copy.deepcopy(base)
                 try:
                     settings = self.settings(values, lookup)
-                    for k in (key, getattr(p, "fraction_of", None)):
+                    applied = list(settings) if context else [key, getattr(p, "fraction_of", None)]
+                    for k in applied:
                         if k in settings:
                             set_dotted(raw, k, settings[k])
                     validate(raw)
                     break
                 except ValueError as error:
-                    errors.append(str(error))
+                    if context is None:  # about the key itself: the values it was given alone
+                        errors.append(str(error))
             else:
                 raise SpaceError(
                     f"{self.source}: no value of key {key!r} gives a valid config (is the path "
                     f"right for this model?): {errors[-1]}"
                 )
+
+    def _other_values(self, key: str, index: int) -> dict[str, Any]:
+        """The ``index``-th combination of the candidates of the keys other than ``key``
+        (a seeded draw when there are too many to try them all); {} past the last one."""
+        choices = {k: q.candidates() for k, q in self.params.items() if k != key}
+        total = math.prod(len(c) for c in choices.values())
+        if not choices or (total <= _COMBINATIONS_TRIED and index >= total):
+            return {}
+        if total <= _COMBINATIONS_TRIED:
+            combination = next(itertools.islice(itertools.product(*choices.values()), index, None))
+            return dict(zip(choices, combination, strict=True))
+        draw = random.Random(index)
+        return {k: draw.choice(c) for k, c in choices.items()}
+
+
+#: Combinations of the other keys' values tried beside a key that fits none of the config's.
+_COMBINATIONS_TRIED = 64
 
 
 def _first(param: FloatParam | IntParam | CategoricalParam) -> Any:

@@ -9,9 +9,10 @@ same epoch. The trial's value is the run's validation metric at its selected epo
 are recorded for the report but never read for choosing.
 
 ``trials`` counts completed and pruned trials only. A trial that raises (e.g. out of memory)
-stops the search, marked FAIL; so does one stopped by Ctrl-C or SIGTERM. A running trial beats
-a heartbeat into the study; one whose process was killed (SIGKILL, a crash) stops beating, and
-the next command that opens the study marks it FAIL and says so. (Reopened within
+stops the search, marked FAIL with its error; so does one stopped by Ctrl-C or SIGTERM. A
+running trial beats a heartbeat into the study; one whose process was killed (SIGKILL, a crash)
+stops beating, and the next command that opens the study marks it FAIL, says so and removes
+what the process left of the trial's run. (Reopened within
 ``STALE_AFTER_SECONDS`` of the kill, the trial is still fresh; Optuna fails it later in the
 search without a line of its own, and ``trials.csv`` shows it.) Neither counts, and the same
 command continues the search.
@@ -48,7 +49,7 @@ from pydantic import ValidationError
 
 from recdiff.atomic import atomic_write_text, sigterm_unwinds
 from recdiff.config.loading import ConfigError
-from recdiff.config.schema import RunConfig
+from recdiff.config.schema import RunConfig, check_source
 from recdiff.experiments.space import SearchSpace, set_dotted
 
 __all__ = [
@@ -246,6 +247,10 @@ class _Search:
             # that train.checkpoint_every keeps for `recdiff resume` would only pile up.
             discard_resumable(stop)
             raise
+        except Exception as error:  # it ends the search; trials.csv keeps why
+            if not isinstance(error, import_optuna().TrialPruned):
+                trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+            raise
         metrics = result.metrics
         # Relative to the tune folder, which may move or be read from another working folder.
         trial.set_user_attr("run_dir", os.path.relpath(result.directory, self.out))
@@ -376,8 +381,10 @@ def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, 
         study.set_user_attr("fingerprint", fingerprint)
     elif stored != fingerprint:
         differ = [k for k in fingerprint if stored.get(k) != fingerprint[k]]
+        changes = [c for k in differ for c in _changes(stored.get(k), fingerprint[k], k)]
         raise TuneError(
-            f"{out / 'study.db'} holds a search with another {' and '.join(differ)}; "
+            f"{out / 'study.db'} holds a search with another {' and '.join(differ)} "
+            f"({'; '.join(changes[:5])}{'; ...' if len(changes) > 5 else ''}); "
             "continue it with the same command, or pass a new --out"
         )
     n_before = len(study.get_trials(deepcopy=False))
@@ -389,6 +396,18 @@ def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, 
         else optuna.pruners.NopPruner()
     )
     return study
+
+
+def _changes(stored: Any, given: Any, key: str) -> list[str]:
+    """What differs between a study's fingerprint and this call's: one ``KEY: A in the study,
+    B here`` per setting (``train.epochs``, ``space.train.lr``, ``metric``)."""
+    if isinstance(stored, dict) and isinstance(given, dict):
+        keys = dict.fromkeys([*stored, *given])
+        return [c for k in keys for c in _changes(stored.get(k), given.get(k), f"{key}.{k}")]
+    if stored == given:
+        return []
+    key = key.removeprefix("config.")  # a run setting, as --set names it
+    return [f"{key}: {json.dumps(stored)} in the study, {json.dumps(given)} here"]
 
 
 def _fail_stale_trials(study: Any) -> list[int]:
@@ -426,6 +445,7 @@ def tune(
     if trials < 1:
         raise TuneError(f"trials must be at least 1, got {trials}")
     from recdiff.train.distributed import env_world_size
+    from recdiff.train.folders import remove_unfinished_runs
 
     world = env_world_size()
     if world > 1:
@@ -436,6 +456,7 @@ def tune(
             "recdiff tune without torchrun"
         )
     name = selection_metric(metric, config)
+    check_source(config.data)  # before the study is opened: every trial would fail
     out = Path(out)
     search = _Search(config, space, trials, out, name, report, command)
     space.check_against(search.base, search.view, lambda raw: trial_config(raw, {}, config.name))
@@ -448,6 +469,8 @@ def tune(
         try:
             with sigterm_unwinds():
                 for number in _fail_stale_trials(study):
+                    # A trial is never resumed: what its killed process left of its run goes.
+                    remove_unfinished_runs(out / "runs", f"{config.name}-trial{number}")
                     search.report(
                         f"trial {number}: its process stopped while it ran (no heartbeat for "
                         f"{STALE_AFTER_SECONDS} s); marked FAIL, not counted"
