@@ -101,3 +101,20 @@ def test_table_rows_keep_long_labels_whole_and_columns_aligned():
     assert lines[2].startswith("recdiff (n=100) ")  # was cut to "recdiff (n=100"
     assert len({len(line) for line in lines}) == 1  # every row as wide as the header
     assert lines[1].split() == ["paper", "0.1787"]
+
+
+def test_a_reference_row_that_is_not_a_papers_is_labelled_by_its_source(monkeypatch, tmp_path):
+    """Most-popular on Zhihu is in no paper's table: its reference row is PAPERS.md's
+    measurement, so it is not labelled "paper"."""
+    from recdiff.train import run
+
+    def fake_run(config, *args, **kwargs):
+        metrics = {"test": {"hit_rate@20": 0.0143, "ndcg@20": 0.0054}, "best_epoch": None}
+        return SimpleNamespace(metrics=metrics, directory=tmp_path / "run")
+
+    monkeypatch.setattr(run, "run_training", fake_run)
+    args = ["reproduce", "mostpop-zhihu", "--seeds", "1", "--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert "PAPERS.md" in rows and "paper" not in rows

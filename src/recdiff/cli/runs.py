@@ -35,6 +35,8 @@ PAPER_RESULTS = {
     "sasrec-zhihu": {"hit_rate@20": 0.0162, "ndcg@20": 0.0060},
     "mostpop-zhihu": {"hit_rate@20": 0.0143, "ndcg@20": 0.0054},
 }
+#: Where a reference row comes from when it is not the paper's own table.
+_REFERENCE_LABEL = {"mostpop-zhihu": "PAPERS.md"}
 
 
 def _table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
@@ -333,7 +335,8 @@ def reproduce(
     if not is_main_process():
         return
     mean = {m: float(np.mean([t[m] for t in tests])) for m in paper}
-    typer.echo(_table({"paper": paper, f"recdiff (n={seeds})": mean}, list(paper)))
+    reference = _REFERENCE_LABEL.get(preset, "paper")
+    typer.echo(_table({reference: paper, f"recdiff (n={seeds})": mean}, list(paper)))
     if seeds > 1:
         std = {m: float(np.std([t[m] for t in tests], ddof=1)) for m in paper}
         typer.echo(_table({"std": std}, list(paper)).splitlines()[1])
@@ -387,7 +390,11 @@ def _reproduce_notes(preset: str, preset_config, config, shown: dict[str, float]
         return value if isinstance(value, str) else json.dumps(value)
 
     before, after = preset_config.model_dump(mode="json"), config.model_dump(mode="json")
-    sections = {"data": (data_section(before), data_section(after))}
+    # The data settings that either config's format reads, as each config holds them: a setting
+    # the preset's format ignores (a DiffRec folder's data.seed) is left out of its
+    # data_section, which would make it look changed from null.
+    read = dict.fromkeys([*data_section(before), *data_section(after)])
+    sections = {"data": tuple({key: c["data"].get(key) for key in read} for c in (before, after))}
     protocol = ["averaging", *(["exclude_history"] if is_next_item(after) else [])]
     sections["eval"] = tuple({key: c["eval"][key] for key in protocol} for c in (before, after))
     changed = [
