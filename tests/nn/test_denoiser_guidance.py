@@ -150,16 +150,22 @@ def test_input_dropout_in_training_draws_the_generic_paths_masks(hidden):
     torch.testing.assert_close(net.guided(cond, null, 4.0)(x_t, t), expected, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("hidden", HIDDEN.values(), ids=HIDDEN.keys())
-def test_gradients_reach_the_condition_weights_after_a_call_without_them(hidden):
-    """The cached condition terms follow the grad mode: terms computed under no_grad must not
-    be reused when gradients are wanted."""
+def _called_once_without_gradients(hidden):
+    """A denoiser, its inputs and a guided model_fn that has cached its condition terms."""
     net = _denoiser(hidden)
     cond, null = _conditions("batch")
     x_t, t = torch.randn(BATCH, DIM), _steps("one step")
     fast = net.guided(cond, null, 4.0)
     with torch.no_grad():
         fast(x_t, t)
+    return net, cond, null, x_t, t, fast
+
+
+@pytest.mark.parametrize("hidden", HIDDEN.values(), ids=HIDDEN.keys())
+def test_gradients_reach_the_condition_weights_after_a_call_without_them(hidden):
+    """The cached condition terms follow the grad mode: terms computed under no_grad must not
+    be reused when gradients are wanted."""
+    net, cond, null, x_t, t, fast = _called_once_without_gradients(hidden)
     weight_c = net.layers[0].weight_c
     (expected,) = torch.autograd.grad(guided(net, cond, null, 4.0)(x_t, t).square().sum(), weight_c)
     (got,) = torch.autograd.grad(fast(x_t, t).square().sum(), weight_c)
@@ -170,12 +176,8 @@ def test_gradients_reach_the_condition_weights_after_a_call_without_them(hidden)
 def test_weights_changed_in_place_are_seen_and_each_call_has_its_own_graph(hidden):
     """An optimizer step (an in-place change) between two no_grad calls of one model_fn must not
     leave stale condition terms; with gradients on, two calls backpropagate independently."""
-    net = _denoiser(hidden)
-    cond, null = _conditions("batch")
-    x_t, t = torch.randn(BATCH, DIM), _steps("one step")
-    fast = net.guided(cond, null, 4.0)
+    net, cond, null, x_t, t, fast = _called_once_without_gradients(hidden)
     with torch.no_grad():
-        fast(x_t, t)
         net.layers[0].weight_c.add_(0.5)
         torch.testing.assert_close(fast(x_t, t), guided(net, cond, null, 4.0)(x_t, t))
     first, second = fast(x_t, t).sum(), fast(x_t, t).sum()
