@@ -221,6 +221,7 @@ def test_multvae_takes_a_train_setting_written_in_a_yaml_file_even_at_the_traine
     [
         (["train.precision=bf16"], "train.precision: does not apply to multvae"),
         (["train.ema_decay=0.9"], "train.ema_decay: does not apply to multvae"),
+        (["train.eval_every=1"], "in `recdiff experiment`, give it to the other configs only"),
         (["train.epochs=4", "model.max_epochs=7"], "train.epochs: 4 contradicts model.max_epochs"),
     ],
 )

@@ -155,7 +155,9 @@ def multvae_params(params: dict[str, Any], train: TrainConfig) -> dict[str, Any]
             (
                 f"train.{key}",
                 "does not apply to multvae, which trains with Adam in fp32 and validates every "
-                "epoch; remove it (its settings: model.max_epochs, lr, batch_size, patience, ...)",
+                "epoch; remove it (its settings: model.max_epochs, lr, batch_size, patience, "
+                "...), or, in `recdiff experiment`, give it to the other configs only with "
+                "--set CONFIG:key=value",
             )
         )
     if problems:
