@@ -59,7 +59,8 @@ def test_unknown_users_fail_before_writing(tmp_path, run_dir):
         app, ["export", str(run_dir), "--out", str(out), "--users", "1,99999,2,99998"]
     )
     assert result.exit_code == 2
-    assert "2 user id(s) not among the 1000 users" in result.output
+    assert "2 listed user id(s) are not among the 1000 users" in result.output
+    assert "remove them from --users (export ranks the run's users" in result.output
     assert "99999" in result.output and "99998" in result.output
     assert not list(tmp_path.iterdir())
 
@@ -69,7 +70,7 @@ def test_unknown_users_fail_before_writing(tmp_path, run_dir):
     [
         (["--out", "recs.json"], "must end in .parquet or .csv"),
         (["--out", "recs.csv", "--users", "1,x"], "integers"),
-        (["--out", "recs.csv", "--users", "1,99999999999999999999"], "1 user id(s) not among"),
+        (["--out", "recs.csv", "--users", "1,99999999999999999999"], "1 listed user id(s) are"),
         (["--out", "recs.csv", "--k", "501"], "k must lie in 1..500"),
     ],
 )
