@@ -74,21 +74,30 @@ def export(
     index: IndexOption = IndexKind.exact,
 ) -> None:
     """Write the top-k items of every (or each listed) user: columns user, rank, item, score."""
+    from recdiff.data.errors import UnknownIdError
     from recdiff.serving.export import export_recommendations, read_user_list
 
     try:
         with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
             predictor = load_with_index(run, index)
-            ids = None if users is None else _known_users(predictor, read_user_list(users))
-            result = export_recommendations(
-                predictor,
-                out,
-                k=k,
-                users=ids,
-                batch_size=batch_size,
-                exclude_seen=not include_seen,
-                progress=not quiet,
-            )
+            try:
+                ids = None if users is None else predictor.parse_users(read_user_list(users))
+                result = export_recommendations(
+                    predictor,
+                    out,
+                    k=k,
+                    users=ids,
+                    batch_size=batch_size,
+                    exclude_seen=not include_seen,
+                    progress=not quiet,
+                )
+            except UnknownIdError as error:  # checked before a file is opened
+                raise ValueError(
+                    f"{error.n_unknown} listed user id(s) are not among the "
+                    f"{len(predictor.users)} users of this model: {error.listed}; remove them "
+                    "from --users (export ranks the run's users; score a new user from their "
+                    "items with recdiff recommend --history)"
+                ) from None
     except (KeyboardInterrupt, SystemExit) as stop:
         # Without a word the user could not tell a complete file from an old one left there.
         kept = " (the file already there is left as it was)" if out.is_file() else ""
@@ -213,27 +222,6 @@ def report(
     with user_errors(FileNotFoundError, ValueError, run=run):
         path = write_report(run, out, compare)
     typer.echo(f"wrote {path}")
-
-
-def _known_users(predictor, listed: list[str]):
-    """The listed users' ids, or an error that says what export can do with unknown ones."""
-    from recdiff.data.errors import UnknownIdError
-
-    try:
-        ids = predictor.parse_users(listed)
-        predictor.user_rows(ids)  # raises for ids no user has
-        return ids
-    except UnknownIdError as error:
-        more = (
-            f" (and {error.n_unknown - len(error.unknown)} more)"
-            if error.n_unknown > len(error.unknown)
-            else ""
-        )
-        raise ValueError(
-            f"{error.n_unknown} listed user id(s) are not among the {len(predictor.users)} users "
-            f"of this model: {error.unknown}{more}; remove them from --users (export ranks the "
-            "run's users; score a new user from their items with recdiff recommend --history)"
-        ) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -39,6 +39,12 @@ class UnknownIdError(KeyError, ValueError):
         # KeyError.__str__ would wrap the message in quotes, which makes long messages hard to read.
         return self.message
 
+    @property
+    def listed(self) -> str:
+        """The unknown ids kept, and how many more there were: ``[7, 9] (and 3 more)``."""
+        more = self.n_unknown - len(self.unknown)
+        return f"{self.unknown}" + (f" (and {more} more)" if more > 0 else "")
+
 
 class UnsafePickleError(DataFormatError, pickle.UnpicklingError):
     """A pickle referenced a class or function outside the allow-list of the safe loader."""

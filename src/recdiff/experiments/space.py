@@ -23,7 +23,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -331,10 +331,9 @@ class SearchSpace:
         ``noise_max`` with a lower ``noise_min``)."""
         for key, p in self.params.items():
             errors = []
-            others = [self._other_values(key, i) for i in range(_COMBINATIONS_TRIED)]
-            tries = [(c, None) for c in p.candidates()]
-            tries += [(c, values) for values in others if values for c in p.candidates()]
-            for candidate, context in tries:
+            alone = ((c, None) for c in p.candidates())
+            beside = ((c, values) for values in self._other_values(key) for c in p.candidates())
+            for candidate, context in itertools.chain(alone, beside):
                 values = {k: _first(q) for k, q in self.params.items()}
                 values.update(context or {})
                 values[key] = candidate
@@ -356,18 +355,19 @@ class SearchSpace:
                     f"right for this model?): {errors[-1]}"
                 )
 
-    def _other_values(self, key: str, index: int) -> dict[str, Any]:
-        """The ``index``-th combination of the candidates of the keys other than ``key``
-        (a seeded draw when there are too many to try them all); {} past the last one."""
+    def _other_values(self, key: str) -> Iterator[dict[str, Any]]:
+        """Combinations of the candidates of the keys other than ``key``: all of them, or
+        ``_COMBINATIONS_TRIED`` seeded draws when there are more."""
         choices = {k: q.candidates() for k, q in self.params.items() if k != key}
-        total = math.prod(len(c) for c in choices.values())
-        if not choices or (total <= _COMBINATIONS_TRIED and index >= total):
-            return {}
-        if total <= _COMBINATIONS_TRIED:
-            combination = next(itertools.islice(itertools.product(*choices.values()), index, None))
-            return dict(zip(choices, combination, strict=True))
-        draw = random.Random(index)
-        return {k: draw.choice(c) for k, c in choices.items()}
+        if not choices:
+            return
+        if math.prod(len(c) for c in choices.values()) <= _COMBINATIONS_TRIED:
+            for combination in itertools.product(*choices.values()):
+                yield dict(zip(choices, combination, strict=True))
+            return
+        for index in range(_COMBINATIONS_TRIED):
+            draw = random.Random(index)
+            yield {k: draw.choice(c) for k, c in choices.items()}
 
 
 #: Combinations of the other keys' values tried beside a key that fits none of the config's.

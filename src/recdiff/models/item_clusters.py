@@ -137,8 +137,9 @@ def _read_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
     except DataFormatError as error:
         raise ValueError(f"{where}: {error}") from None
     ids = np.char.strip(ids.astype(str))
-    values = table.iloc[:, 1:].apply(pd.to_numeric, errors="coerce")
-    not_numbers = table.iloc[:, 1:].apply(_not_numbers).any(axis=1).to_numpy()
+    cells = table.iloc[:, 1:]
+    values = cells.apply(pd.to_numeric, errors="coerce")
+    not_numbers = (values.isna() & ~cells.apply(_spelled_nan)).any(axis=1).to_numpy()
     if not_numbers.any():
         raise ValueError(
             f"{where}: the row of item {str(ids[int(np.argmax(not_numbers))])!r} holds a value that "
@@ -149,8 +150,12 @@ def _read_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
 
 def _not_numbers(cells: pd.Series) -> pd.Series:
     """Cells that are not numbers (``nan`` and ``inf`` are: the finiteness check names them)."""
-    text = cells.astype(str).str.strip().str.lower()
-    return pd.to_numeric(cells, errors="coerce").isna() & ~text.isin(["nan", "-nan", "+nan"])
+    return pd.to_numeric(cells, errors="coerce").isna() & ~_spelled_nan(cells)
+
+
+def _spelled_nan(cells: pd.Series) -> pd.Series:
+    """Cells that spell NaN, a number that parses to NaN."""
+    return cells.astype(str).str.strip().str.lower().isin(["nan", "-nan", "+nan"])
 
 
 def _aligned_table(path: Path, item_ids: np.ndarray) -> np.ndarray:

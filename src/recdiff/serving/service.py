@@ -292,15 +292,10 @@ def _query(predictor: Predictor, request: RecommendRequest, max_history: int) ->
             ignore_unknown=request.ignore_unknown,
         )
     except UnknownIdError as error:
-        more = (
-            f" (and {error.n_unknown - len(error.unknown)} more)"
-            if error.n_unknown > len(error.unknown)
-            else ""
-        )
         why = f" ({error.why})" if error.why else ""
         raise HTTPException(
             422,
-            f"{error.n_unknown} history item id(s) not in the catalogue: {error.unknown}{more}"
+            f"{error.n_unknown} history item id(s) not in the catalogue: {error.listed}"
             f'{why}; remove them, or send "ignore_unknown": true to drop them',
         ) from None
     except ValueError as error:
