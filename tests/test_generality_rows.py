@@ -93,7 +93,7 @@ def test_sasrec_user_item_lines_train_the_models_of_rows(tmp_path):
 
 
 def test_sasrec_pairs_with_tabs_and_iclrec_users_with_one_item(tmp_path):
-    from recdiff.train.datasets import read_sequence_file
+    from recdiff.data import read_sequence_file
 
     tabbed = tmp_path / "pairs.txt"
     tabbed.write_text("7\t1\n7\t2\n7\t1\n8\t3\n")  # a repeat is a later interaction

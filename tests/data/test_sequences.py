@@ -18,6 +18,7 @@ from recdiff.data import (
     read_dreamrec,
     read_dreamrec_frame,
     read_interactions,
+    read_sequence_file,
     read_table_sequences,
     read_user_item_lines,
     read_user_sequences,
@@ -142,6 +143,31 @@ def test_user_item_lines(tmp_path: Path) -> None:
         read_user_item_lines(path)
     path.write_text("1 09\n1 9\n")
     assert read_user_item_lines(path).items.ids.tolist() == ["09", "9"]
+
+
+def test_sequence_file_tells_pairs_from_user_lines_and_types_columns_apart(tmp_path: Path) -> None:
+    # SASRec's pairs: a user on several lines. Users and items are typed column by column, as
+    # read_user_item_lines does ("09" keeps the items strings, the users stay ints).
+    path = tmp_path / "video.txt"
+    path.write_text("1 09\n2 9\n1 9\n")
+    seqs = read_sequence_file(path)
+    assert seqs.users.ids.tolist() == [1, 2] and seqs.items.ids.tolist() == ["09", "9"]
+    assert seqs.items.external(seqs.sequence(0)).tolist() == ["09", "9"]
+    same = read_user_item_lines(path)
+    assert same.items.ids.tolist() == seqs.items.ids.tolist() and same.indptr.tolist() == (
+        seqs.indptr.tolist()
+    )
+    # two ids a line, every user once: ICLRec's lines with one item each
+    path.write_text("1 5\n2 6\n")
+    assert read_sequence_file(path).lengths().tolist() == [1, 1]
+    # a line of ICLRec's anywhere decides it: then a user on two lines is an error
+    path.write_text("1 5\n2 6 7\n1 8\n")
+    with pytest.raises(DataFormatError, match=r"user 1 .*lines 1, 3"):
+        read_sequence_file(path)
+    with pytest.raises(DataFormatError, match="not a file"):
+        read_sequence_file(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nothere"):
+        read_sequence_file(tmp_path / "nothere.txt")
 
 
 # ------------------------------------------------------------------------------ tables

@@ -3,6 +3,7 @@
 - :func:`read_dreamrec` / :func:`read_dreamrec_frame`: DreamRec's pandas pickles (``*.df``),
   columns ``seq, seq_len, tgt`` or the original release's ``seq, len_seq, next``.
 - :func:`read_user_sequences`: ICLRec/SASRec ``user item_1 ... item_n`` lines.
+- :func:`read_sequence_file`: either those or SASRec's ``user item`` lines, told apart.
 - :func:`read_user_item_lines`: SASRec's ``user item`` per line (e.g. ``Video.txt``).
 - :func:`read_table_sequences`: CSV/TSV/Parquet tables (or a DataFrame) ordered by a time column.
 - :func:`read_diffurec`: DiffuRec's ``dataset.pkl`` dict (``train``, ``val``, ``test``, ...).
@@ -142,6 +143,20 @@ def _tokens_to_ids(tokens: np.ndarray) -> np.ndarray:
     return ids.to_numpy(dtype=np.int64) if pd.api.types.is_integer_dtype(ids) else tokens
 
 
+def read_sequence_file(path: PathLike) -> UserSequences:
+    """A ``data.format=sequences`` file: ICLRec's ``user item item ...`` lines, one per user,
+    or SASRec's ``user item`` lines, one per interaction, each user's in time order. A file
+    whose lines all hold two ids, some user's on several lines, is SASRec's (in ICLRec's
+    format a user on two lines is an error)."""
+    path = Path(path)
+    text = _read_file(path)
+    parts, line_no = _split_lines(text)
+    if all(len(p) == 2 for p in parts) and len({p[0] for p in parts}) < len(parts):
+        # SASRec's pairs, read again by pandas' C parser: faster than building them from parts
+        return read_user_item_lines(path, sep="\t" if "\t" in text else " ")
+    return _user_lines(parts, line_no, path)
+
+
 def read_user_sequences(path: PathLike) -> UserSequences:
     """ICLRec/SASRec files: one line per user, ``user_id item_1 ... item_n`` (oldest first).
 
@@ -150,12 +165,26 @@ def read_user_sequences(path: PathLike) -> UserSequences:
     strings. The file must be UTF-8 (a leading byte-order mark is ignored).
     """
     path = Path(path)
+    return _user_lines(*_split_lines(_read_file(path)), path)
+
+
+def _read_file(path: Path) -> str:
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
-    lines = read_text(path).splitlines()
-    parts = [line.split() for line in lines]  # parsing text: one pass over the file's lines
+    if not path.is_file():
+        raise DataFormatError(f"{path} is not a file; give the sequence file itself")
+    return read_text(path)
+
+
+def _split_lines(text: str) -> tuple[list[list[str]], np.ndarray]:
+    """The non-empty lines of a text split at whitespace, and their 1-based numbers."""
+    parts = [line.split() for line in text.splitlines()]  # one pass over the lines
     line_no = np.flatnonzero([bool(p) for p in parts]) + 1
-    parts = [p for p in parts if p]
+    return [p for p in parts if p], line_no
+
+
+def _user_lines(parts: list[list[str]], line_no: np.ndarray, path: Path) -> UserSequences:
+    """ICLRec's lines, split: each a user id and its items, oldest first."""
     if not parts:
         raise DataFormatError(f"{path} is empty; expected lines 'user_id item_1 ... item_n'")
     counts = np.array([len(p) for p in parts], dtype=np.int64)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from recdiff.config.schema import DataConfig, resolve_source
@@ -22,12 +21,10 @@ from recdiff.data import (
     split_random,
     split_user_temporal,
 )
-from recdiff.data.readers import read_text
 from recdiff.data.sequence_readers import (
     read_dreamrec,
+    read_sequence_file,
     read_table_sequences,
-    read_user_item_lines,
-    read_user_sequences,
 )
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.data.synthetic_sequences import make_sequences
@@ -99,28 +96,6 @@ def _sequence_rows(data: DataConfig) -> Interactions:
     if data.min_rating is not None:
         raise ValueError("a sequence file holds no ratings: remove data.min_rating")
     return read_sequence_file(resolve_source(data.source)).to_interactions()
-
-
-def read_sequence_file(path: Path) -> UserSequences:
-    """A ``data.format=sequences`` file: ICLRec's ``user item item ...`` lines, one per user,
-    or SASRec's ``user item`` lines, one per interaction, each user's in time order. A file
-    whose lines all hold two ids, some user's on several lines, is SASRec's (in ICLRec's
-    format a user on two lines is an error)."""
-    if not path.is_file():
-        return read_user_sequences(path)  # which says what is wrong with the path
-    text = read_text(path)
-    users: set[str] = set()
-    repeated = False
-    for fields in map(str.split, text.splitlines()):
-        if not fields:
-            continue
-        if len(fields) != 2:  # ICLRec's lines (at once, on most files: the first is long)
-            return read_user_sequences(path)
-        repeated = repeated or fields[0] in users
-        users.add(fields[0])
-    if repeated:
-        return read_user_item_lines(path, sep="\t" if "\t" in text else " ")
-    return read_user_sequences(path)
 
 
 def load_as_saved(load: Callable[..., T], data: DataConfig, matches: Callable[[T], bool]) -> T:
