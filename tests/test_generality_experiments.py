@@ -172,8 +172,8 @@ def test_a_killed_trials_leftover_folders_go_when_it_is_marked_failed(monkeypatc
     OUT/runs. A trial is never resumed: once the next command marks it FAIL, both go, and the
     finished trials' runs stay."""
     optuna = pytest.importorskip("optuna")
-    monkeypatch.setattr("recdiff.experiments.tune.HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr("recdiff.experiments.tune.STALE_AFTER_SECONDS", 1)
+    monkeypatch.setattr("recdiff.experiments.storage.HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr("recdiff.experiments.storage.STALE_AFTER_SECONDS", 1)
     monkeypatch.setattr("recdiff.train.run.run_training", _stand_in([]))
     config = load_config("demo-diffrec")
     space = SearchSpace.from_dict({"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2}})

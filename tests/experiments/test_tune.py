@@ -289,8 +289,8 @@ def test_a_study_file_that_is_no_database_is_named(tmp_path):
 def test_a_trial_left_running_by_a_killed_process_is_marked_failed(monkeypatch, tmp_path):
     """A killed process leaves its trial RUNNING with a heartbeat that no longer moves; the next
     command fails it, says so, and goes on with the trials it was asked for."""
-    monkeypatch.setattr("recdiff.experiments.tune.HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr("recdiff.experiments.tune.STALE_AFTER_SECONDS", 1)
+    monkeypatch.setattr("recdiff.experiments.storage.HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr("recdiff.experiments.storage.STALE_AFTER_SECONDS", 1)
     monkeypatch.setattr("recdiff.train.run.run_training", _stand_in(lambda c: [c.train.lr]))
     config = load_config("demo-diffrec")
     tune(config, LR_SPACE, 2, tmp_path, prune=False)

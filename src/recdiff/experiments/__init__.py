@@ -2,6 +2,7 @@
 
 ``space``       search spaces (YAML, dotted setting paths -> distributions), shipped ones by name
 ``tune``        Optuna search selected on a validation metric, resumable, writes best.yaml
+``storage``     the search's Optuna study on disk: opened (or refused), killed trials failed
 ``experiment``  configs x seeds -> results.csv and results.md (mean ± std, paired tests)
 ``workers``     the processes of ``experiment --jobs N``, which stop when the command stops
 ``per_user``    per-user test metrics of a fitted model or a run directory

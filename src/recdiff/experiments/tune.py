@@ -28,7 +28,6 @@ Output folder (re-running the same command continues the study)::
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import csv
 import io
@@ -38,8 +37,7 @@ import math
 import os
 import re
 import signal
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,9 +46,10 @@ import yaml
 from pydantic import ValidationError
 
 from recdiff.atomic import atomic_write_text, sigterm_unwinds
-from recdiff.config.loading import ConfigError
 from recdiff.config.schema import RunConfig, check_source
+from recdiff.experiments import storage
 from recdiff.experiments.space import SearchSpace, set_dotted
+from recdiff.experiments.storage import STUDY_NAME, TuneError, import_optuna
 
 __all__ = [
     "STUDY_NAME",
@@ -64,30 +63,12 @@ __all__ = [
     "tune",
 ]
 
-STUDY_NAME = "recdiff-tune"
 #: Invalid trials in a row after which the search gives up (the space hardly fits together).
 MAX_INVALID_STREAK = 25
-HEARTBEAT_SECONDS = 60  # a running trial's sign of life in the study
-STALE_AFTER_SECONDS = 180  # a RUNNING trial silent this long was killed: FAIL
-
-
-class TuneError(ConfigError):
-    """A search that cannot run as asked; the message says what to change."""
 
 
 class TrialConfigError(ValueError):
     """The sampled settings make an invalid config (the trial is skipped, the search goes on)."""
-
-
-def import_optuna() -> Any:
-    """Optuna is an optional dependency (the ``tune`` extra)."""
-    try:
-        import optuna
-    except ImportError:
-        raise TuneError(
-            "hyper-parameter search needs optuna: pip install 'recdiff[tune]'"
-        ) from None
-    return optuna
 
 
 def selection_metric(metric: str, config: RunConfig) -> str:
@@ -325,102 +306,6 @@ def _count(study: Any) -> dict[str, int]:
     return counts
 
 
-def _sqlite_url(path: Path) -> str:
-    return f"sqlite:///{path.resolve()}"
-
-
-@contextlib.contextmanager
-def _heartbeats_are_fine(optuna: Any) -> Iterator[None]:
-    """Silences Optuna's ExperimentalWarning for heartbeats (experimental since 2.9)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
-
-
-def _current_form(config: Any) -> Any:
-    """A stored search's config as this version writes it: settings added since (at their
-    defaults) must not make an unchanged search look different. Unreadable configs stay as they
-    are, and then differ."""
-    try:
-        current = RunConfig.model_validate(config).model_dump(mode="json")
-    except (ValidationError, TypeError, ValueError):
-        return config
-    current["train"]["progress"] = False  # as _Search's base
-    return json.loads(json.dumps(current))
-
-
-def _open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, warmup: int):
-    optuna = import_optuna()  # first: without the tune extra, sqlalchemy is missing too
-    from sqlalchemy.exc import DatabaseError  # optuna's storage layer
-
-    path = out / "study.db"
-    try:
-        with _heartbeats_are_fine(optuna):
-            storage = optuna.storages.RDBStorage(
-                _sqlite_url(path),
-                heartbeat_interval=HEARTBEAT_SECONDS,
-                grace_period=STALE_AFTER_SECONDS,
-            )
-        study = optuna.create_study(
-            study_name=STUDY_NAME,
-            storage=storage,
-            direction="maximize",
-            load_if_exists=True,
-        )
-    except DatabaseError as error:  # e.g. another file saved as study.db
-        raise TuneError(
-            f"{path}: cannot be opened as the search's study ({getattr(error, 'orig', error)}); "
-            "if it is not the study.db of a `recdiff tune` run, move it away or pass another "
-            "--out"
-        ) from None
-    fingerprint = json.loads(json.dumps(fingerprint))  # as it reads back from the database
-    stored = study.user_attrs.get("fingerprint")
-    if stored is not None:
-        stored = {**stored, "config": _current_form(stored.get("config"))}
-    if stored is None:
-        study.set_user_attr("fingerprint", fingerprint)
-    elif stored != fingerprint:
-        differ = [k for k in fingerprint if stored.get(k) != fingerprint[k]]
-        changes = [c for k in differ for c in _changes(stored.get(k), fingerprint[k], k)]
-        raise TuneError(
-            f"{out / 'study.db'} holds a search with another {' and '.join(differ)} "
-            f"({'; '.join(changes[:5])}{'; ...' if len(changes) > 5 else ''}); "
-            "continue it with the same command, or pass a new --out"
-        )
-    n_before = len(study.get_trials(deepcopy=False))
-    # Seeded by the trials already run, so a resumed search does not replay the first samples.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + n_before, n_startup_trials=5)
-    study.pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
-        if prune
-        else optuna.pruners.NopPruner()
-    )
-    return study
-
-
-def _changes(stored: Any, given: Any, key: str) -> list[str]:
-    """What differs between a study's fingerprint and this call's: one ``KEY: A in the study,
-    B here`` per setting (``train.epochs``, ``space.train.lr``, ``metric``)."""
-    if isinstance(stored, dict) and isinstance(given, dict):
-        keys = dict.fromkeys([*stored, *given])
-        return [c for k in keys for c in _changes(stored.get(k), given.get(k), f"{key}.{k}")]
-    if stored == given:
-        return []
-    key = key.removeprefix("config.")  # a run setting, as --set names it
-    return [f"{key}: {json.dumps(stored)} in the study, {json.dumps(given)} here"]
-
-
-def _fail_stale_trials(study: Any) -> list[int]:
-    """Mark FAIL the RUNNING trials whose heartbeat stopped; returns their numbers."""
-    optuna = import_optuna()
-    running = (optuna.trial.TrialState.RUNNING,)
-    before = {t.number for t in study.get_trials(deepcopy=False, states=running)}
-    with _heartbeats_are_fine(optuna):
-        optuna.storages.fail_stale_trials(study)
-    after = {t.number for t in study.get_trials(deepcopy=False, states=running)}
-    return sorted(before - after)
-
-
 def tune(
     config: RunConfig,
     space: SearchSpace,
@@ -465,15 +350,15 @@ def tune(
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(logging.ERROR)  # one line per trial comes from `report`
     try:
-        study = _open_study(out, fingerprint, seed, prune, warmup_epochs)
+        study = storage.open_study(out, fingerprint, seed, prune, warmup_epochs)
         try:
             with sigterm_unwinds():
-                for number in _fail_stale_trials(study):
+                for number in storage.fail_stale_trials(study):
                     # A trial is never resumed: what its killed process left of its run goes.
                     remove_unfinished_runs(out / "runs", f"{config.name}-trial{number}")
                     search.report(
                         f"trial {number}: its process stopped while it ran (no heartbeat for "
-                        f"{STALE_AFTER_SECONDS} s); marked FAIL, not counted"
+                        f"{storage.STALE_AFTER_SECONDS} s); marked FAIL, not counted"
                     )
                 done = _count(study)
                 if done["complete"] + done["pruned"] < trials:
