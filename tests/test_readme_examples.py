@@ -20,7 +20,9 @@ from typer.testing import CliRunner
 from recdiff.cli.main import app
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
+TEXT = README.read_text(encoding="utf-8")
+BLOCKS = re.findall(r"^```python\n(.*?)^```", TEXT, re.S | re.M)
+YAML_BLOCKS = re.findall(r"^```yaml\n(.*?)^```", TEXT, re.S | re.M)
 PLACEHOLDER_RUN = re.compile(r'Predictor\.load\("([^"]+)"\)')
 
 
@@ -103,3 +105,26 @@ def test_predictor_example_on_a_trained_run(tmp_path, monkeypatch):
 def test_examples_import_only_public_names(marker):
     # the examples teach the API: no private names
     assert not re.search(r"import _|\._[a-z]", _block(marker))
+
+
+def test_search_space_example_loads_and_fits_diffrec(tmp_path):
+    """The README's example space file is a valid space whose every key sets a DiffRec setting
+    (what `recdiff tune` checks before a search)."""
+    from recdiff.config import load_config
+    from recdiff.experiments.space import load_space
+    from recdiff.experiments.tune import _lookup_view, trial_config
+
+    (block,) = YAML_BLOCKS
+    path = tmp_path / "space.yaml"
+    path.write_text(block)
+    space = load_space(path)
+    assert list(space.params) == ["train.lr", "model.hidden_dims", "model.diffusion.steps"]
+    config = load_config("demo-diffrec")
+    base = config.model_dump(mode="json")
+    space.check_against(base, _lookup_view(config), lambda raw: trial_config(raw, {}, "x"))
+    planted = tmp_path / "planted.yaml"  # the same check refuses a key DiffRec does not have
+    planted.write_text(block.replace("model.diffusion.steps", "model.diffusion.stepz"))
+    with pytest.raises(ValueError, match="stepz"):
+        load_space(planted).check_against(
+            base, _lookup_view(config), lambda raw: trial_config(raw, {}, "x")
+        )
