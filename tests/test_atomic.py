@@ -62,6 +62,7 @@ def test_an_interrupt_at_any_instruction_leaves_no_temporary(tmp_path):
         event += 1
         target.write_text("old")
         tracer, executed = _interrupt_at(event)
+        outer = sys.gettrace()  # coverage's tracer, when measured: restored below
         sys.settrace(tracer)
         try:
             with atomic_path(target) as tmp:
@@ -71,7 +72,7 @@ def test_an_interrupt_at_any_instruction_leaves_no_temporary(tmp_path):
         else:
             outcomes.add("written")
         finally:
-            sys.settrace(None)
+            sys.settrace(outer)
         assert [p.name for p in tmp_path.iterdir()] == ["file.txt"], f"instruction {event}"
         assert target.read_text() in ("old", "new")
         if executed() < event:  # the write ran to its end before this instruction: all covered
