@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from recdiff.data import frames
 from recdiff.data._ragged import concat_ranges, indptr_from_counts, row_of_entries
 from recdiff.data.errors import DataFormatError, UnknownIdError, describe_rows, describe_source
-from recdiff.data.vocab import Vocabulary
+from recdiff.data.vocab import Vocabulary, integer_indices
 
 DuplicatePolicy = Literal["raise", "first", "last", "sum"]
 UnknownPolicy = Literal["raise", "drop"]
@@ -133,7 +133,7 @@ class Interactions:
 
     def rows(self, user_indices: np.ndarray) -> sp.csr_matrix:
         """CSR rows of the given users, in the given order: the input of a batch."""
-        return self.matrix[np.asarray(user_indices, dtype=np.int64)]
+        return self.matrix[integer_indices(user_indices, "user indices")]
 
     # ----------------------------------------------------------------------------- transforms
     def _side_data(self) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -177,7 +177,7 @@ class Interactions:
 
         The user vocabulary shrinks to the selected users; the item vocabulary is kept.
         """
-        idx = np.unique(np.asarray(user_indices, dtype=np.int64))
+        idx = np.unique(integer_indices(user_indices, "user indices"))
         if idx.size and (idx[0] < 0 or idx[-1] >= self.n_users):
             raise IndexError(f"user indices must be in 0..{self.n_users - 1}")
         indptr = self.matrix.indptr
@@ -234,8 +234,8 @@ class Interactions:
                 ratings (timestamps keep the latest).
             source, line_numbers: where the rows came from, for error messages.
         """
-        u = np.asarray(user_idx, dtype=np.int64)
-        i = np.asarray(item_idx, dtype=np.int64)
+        u = integer_indices(user_idx, "user_idx")
+        i = integer_indices(item_idx, "item_idx")
         n_u, n_i = len(users), len(items)
         if u.shape != i.shape or u.ndim != 1:
             raise ValueError("user_idx and item_idx must be 1-d arrays of the same length")

@@ -89,6 +89,18 @@ def as_id_array(values: Any, what: str = "id") -> np.ndarray:
     )
 
 
+def integer_indices(values: Any, what: str) -> np.ndarray:
+    """``values`` as an int64 array of indices, refusing what a cast would misread: a boolean
+    mask (``[True, False, True]`` would become rows 1, 0, 1) and non-integer numbers (0.7 would
+    become row 0). The range is the caller's to check."""
+    idx = np.asarray(values)
+    if idx.dtype == bool:
+        raise TypeError(f"{what} must be integers, got a boolean mask; pass np.flatnonzero(mask)")
+    if idx.size and idx.dtype.kind not in "iu":
+        raise TypeError(f"{what} must be integers, got dtype {idx.dtype}")
+    return idx.astype(np.int64, copy=False)
+
+
 def _integral_floats(arr: np.ndarray, what: str) -> np.ndarray:
     frac = arr != np.round(arr)
     if frac.any():
@@ -226,10 +238,7 @@ class Vocabulary:
 
     def external(self, indices: Any) -> np.ndarray:
         """Map indices back to external ids (an array of the vocabulary's type)."""
-        idx = np.asarray(indices)
-        if idx.size and idx.dtype.kind not in "iu":
-            raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
-        idx = idx.astype(np.int64, copy=False)
+        idx = integer_indices(indices, "indices")
         bad = (idx < 0) | (idx >= len(self))
         if bad.any():
             raise IndexError(

@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recdiff.data.vocab import integer_indices
 from recdiff.eval.metrics import (
     AVERAGING_MODES,
     PER_USER_METRICS,
@@ -221,7 +222,7 @@ def _run(
     n_users = accumulator.truth.shape[0]
     in_scope = np.ones(n_users, dtype=bool)
     if users is not None:
-        users = np.asarray(users, dtype=np.int64)
+        users = integer_indices(users, "users")
         if users.size and (users.min() < 0 or users.max() >= n_users):
             raise ValueError(f"users must be row indices in [0, {n_users})")
         in_scope[:] = False

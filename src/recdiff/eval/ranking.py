@@ -43,8 +43,10 @@ def as_score_tensor(scores: ScoreBlock) -> torch.Tensor:
         raise ValueError(
             f"scores must be a [batch, n_items] block, got shape {tuple(scores.shape)}"
         )
-    if not torch.is_floating_point(scores) or scores.dtype in (torch.bfloat16, torch.float16):
+    if scores.dtype in (torch.bfloat16, torch.float16):
         scores = scores.to(torch.float32)  # half precision: numpy cannot hold bfloat16
+    elif not torch.is_floating_point(scores):  # counts: float64 holds them exactly to 2**53
+        scores = scores.to(torch.float64)
     return scores.detach()
 
 
