@@ -19,6 +19,7 @@ from recdiff.data import (
     Vocabulary,
     read_diffrec_splits,
     read_interactions,
+    time_weights_from_order,
 )
 from recdiff.data.batches import (
     SequenceExamples,
@@ -137,6 +138,8 @@ def test_select_users_refuses_a_boolean_mask_it_would_misread() -> None:
     with pytest.raises(TypeError, match="user_idx must be integers, got dtype float64"):
         Interactions.from_indices(data.users, data.items, [0.5], [0])
     assert data.select_users(np.flatnonzero(mask)).users.ids.tolist() == ["a", "c"]
+    with pytest.raises(TypeError, match="item_idx must be integers, got dtype float64"):
+        time_weights_from_order([0, 0], [0.0, 1.5], (1, 2))
 
 
 # ---------------------------------------------------------------------------- Vocabulary

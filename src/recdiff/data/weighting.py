@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from recdiff.data._ragged import dense_rank_within_rows, rank_within_rows
 from recdiff.data.interactions import Interactions
+from recdiff.data.vocab import integer_indices
 
 
 def _check_bounds(w_min: float, w_max: float) -> None:
@@ -99,8 +100,8 @@ def time_weights_from_order(
     For data such as DiffRec's ``train_list.npy`` read without :class:`Interactions`.
     Duplicate pairs are an error.
     """
-    user_idx = np.asarray(user_idx, dtype=np.int64)
-    item_idx = np.asarray(item_idx, dtype=np.int64)
+    user_idx = integer_indices(user_idx, "user_idx")
+    item_idx = integer_indices(item_idx, "item_idx")
     rank = rank_within_rows(user_idx, np.arange(user_idx.size), shape[0])
     counts = np.bincount(user_idx, minlength=shape[0])
     weights = linear_time_weights(rank, counts[user_idx], w_min, w_max, single)
