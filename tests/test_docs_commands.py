@@ -61,6 +61,7 @@ OTHER_PROGRAMS = {
     "--logdir": "tensorboard",
     "--nproc_per_node": "torchrun",
     "--diffuser_type": "DreamRec's released code",
+    "--epoch": "DreamRec's released code",
 }
 
 #: Fewest commands each document should yield, per kind: far fewer means the extraction broke.
