@@ -81,6 +81,14 @@ class SequenceExamples:
     users: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        for name in ("history", "lengths", "targets"):
+            values = getattr(self, name)
+            if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu":
+                raise TypeError(
+                    f"{name} must be an integer numpy array, got "
+                    f"{getattr(values, 'dtype', type(values).__name__)}; convert whole numbers "
+                    "with .astype(np.int64) (a fraction names no item)"
+                )
         n = len(self.targets)
         if self.history.ndim != 2 or self.history.shape[0] != n or self.lengths.shape != (n,):
             raise ValueError(

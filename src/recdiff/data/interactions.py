@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from recdiff.data import frames
 from recdiff.data._ragged import concat_ranges, indptr_from_counts, row_of_entries
 from recdiff.data.errors import DataFormatError, UnknownIdError, describe_rows, describe_source
-from recdiff.data.vocab import Vocabulary, integer_indices
+from recdiff.data.vocab import Vocabulary, check_row, integer_indices
 
 DuplicatePolicy = Literal["raise", "first", "last", "sum"]
 UnknownPolicy = Literal["raise", "drop"]
@@ -128,6 +128,7 @@ class Interactions:
 
     def row(self, user: int) -> np.ndarray:
         """Item indices of one user (sorted by item index)."""
+        user = check_row(user, self.n_users, "user index")
         start, end = self.matrix.indptr[user], self.matrix.indptr[user + 1]
         return self.matrix.indices[start:end].astype(np.int64)
 
@@ -146,7 +147,12 @@ class Interactions:
 
         Vocabularies are unchanged, so the result lines up with ``self``.
         """
-        keep = np.asarray(keep, dtype=bool)
+        keep = np.asarray(keep)
+        if keep.dtype != bool:  # positions as long as nnz would pass for a mask
+            raise TypeError(
+                f"keep must be a boolean mask (one entry per stored interaction), got "
+                f"{keep.dtype}; for positions build the mask: m = np.zeros(nnz, bool); m[pos] = True"
+            )
         if keep.shape != (self.nnz,):
             raise ValueError(f"keep must be a boolean mask of length nnz={self.nnz}")
         return self._gather(np.flatnonzero(keep), self.users, None)

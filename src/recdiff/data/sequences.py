@@ -34,7 +34,7 @@ from recdiff.data.batches import (
 )
 from recdiff.data.interactions import Interactions
 from recdiff.data.prepare import ratings_at_least
-from recdiff.data.vocab import Vocabulary, as_id_array
+from recdiff.data.vocab import Vocabulary, as_id_array, check_row
 
 Examples = SequenceExamples | WindowedExamples
 
@@ -66,10 +66,21 @@ class SequenceDataset:
                 f"pad_id {self.pad_id} collides with an item index (0.."
                 f"{self.n_items - 1}); use pad_id=n_items"
             )
+        if self.padding not in ("left", "right"):
+            raise ValueError(f"padding must be 'left' or 'right', got {self.padding!r}")
         for name in ("train", "valid", "test"):
-            targets = getattr(self, name).targets
+            examples = getattr(self, name)
+            targets = examples.targets
             if targets.size and (targets.min() < 0 or targets.max() >= self.n_items):
                 raise ValueError(f"{name} targets fall outside 0..{self.n_items - 1}")
+            if isinstance(examples, SequenceExamples):  # windows of UserSequences are checked
+                history = examples.history
+                bad = (history != self.pad_id) & ((history < 0) | (history >= self.n_items))
+                if bad.any():
+                    raise ValueError(
+                        f"{name} history holds {history[bad][:5].tolist()}, neither an item "
+                        f"index (0..{self.n_items - 1}) nor the pad id {self.pad_id}"
+                    )
 
     @property
     def n_items(self) -> int:
@@ -140,8 +151,20 @@ class UserSequences:
     items: Vocabulary
 
     def __post_init__(self) -> None:
+        for name in ("indptr", "item_idx"):
+            values = getattr(self, name)
+            if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu":
+                raise TypeError(
+                    f"{name} must be an integer numpy array, got "
+                    f"{getattr(values, 'dtype', type(values).__name__)} (item indices are "
+                    "whole numbers: .astype(np.int64))"
+                )
         if self.indptr.shape != (len(self.users) + 1,) or self.indptr[-1] != self.item_idx.size:
             raise ValueError("indptr must have n_users + 1 entries ending at len(item_idx)")
+        if self.indptr[0] != 0 or (np.diff(self.indptr) < 0).any():
+            raise ValueError(
+                "indptr must start at 0 and never decrease (row u is indptr[u]:indptr[u+1])"
+            )
         if self.item_idx.size and (
             self.item_idx.min() < 0 or self.item_idx.max() >= len(self.items)
         ):
@@ -161,6 +184,7 @@ class UserSequences:
 
     def sequence(self, user: int) -> np.ndarray:
         """Item indices of one user, oldest first."""
+        user = check_row(user, self.n_users, "user index")
         return self.item_idx[self.indptr[user] : self.indptr[user + 1]]
 
     # ------------------------------------------------------------------------------ building
@@ -174,6 +198,11 @@ class UserSequences:
     ) -> UserSequences:
         """From parallel external ids whose order within each user is the time order."""
         u_ext, i_ext = as_id_array(user_ids, "user id"), as_id_array(item_ids, "item id")
+        if u_ext.shape != i_ext.shape:
+            raise ValueError(
+                f"user_ids and item_ids must have the same length (one pair each), got "
+                f"{u_ext.size} and {i_ext.size}"
+            )
         users = users if users is not None else Vocabulary.from_ids(u_ext)
         items = items if items is not None else Vocabulary.from_ids(i_ext)
         u, i = users.index(u_ext, what="user id"), items.index(i_ext, what="item id")

@@ -102,6 +102,9 @@ def time_weights_from_order(
     """
     user_idx = integer_indices(user_idx, "user_idx")
     item_idx = integer_indices(item_idx, "item_idx")
+    for name, idx, size in (("user_idx", user_idx, shape[0]), ("item_idx", item_idx, shape[1])):
+        if idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise ValueError(f"{name} must lie in 0..{size - 1} (shape {shape})")
     rank = rank_within_rows(user_idx, np.arange(user_idx.size), shape[0])
     counts = np.bincount(user_idx, minlength=shape[0])
     weights = linear_time_weights(rank, counts[user_idx], w_min, w_max, single)

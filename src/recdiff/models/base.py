@@ -200,7 +200,13 @@ class Recommender(SavedModel):
                 f"history has shape {history.shape} but {self.model_name} was fitted on "
                 f"{self.n_items} items: pass rows over the same item vocabulary"
             )
-        return sp.csr_matrix(history)
+        rows = sp.csr_matrix(history)
+        if rows.nnz and (not np.all(np.isfinite(rows.data)) or rows.data.min() < 0):
+            raise ValueError(
+                "history holds negative or non-finite values: interaction weights must be >= 0 "
+                "(as fit requires)"
+            )
+        return rows
 
 
 def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_matrix:

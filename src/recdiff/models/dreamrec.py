@@ -49,7 +49,7 @@ from recdiff.diffusion import (
 )
 from recdiff.diffusion.samplers import EachRowAlone, Generators
 from recdiff.models.sasrec import SASRec, SASRecConfig
-from recdiff.models.sequential import SequentialRecommender
+from recdiff.models.sequential import SequentialRecommender, check_sequence_dataset
 from recdiff.nn import MLPDenoiser
 from recdiff.nn.sequence import HistoryEncoder
 from recdiff.train.trainer import MAX_EPOCHS, TrainConfig
@@ -330,6 +330,7 @@ class DreamRec(SequentialRecommender):
         ``item_space.source=sasrec`` a SASRec stage runs first and gives the item table."""
         self.items_result = None
         self._pretrained_items = None
+        data = check_sequence_dataset(data)
         if self.config.item_space.source == "sasrec":
             self._pretrained_items = self._pretrain_items(data, evaluate, on_event)
         try:

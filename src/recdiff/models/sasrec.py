@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from recdiff.data.batches import WindowedExamples
-from recdiff.models.sequential import SequentialRecommender
+from recdiff.models.sequential import SequentialRecommender, check_sequence_dataset
 from recdiff.nn.sequence import HistoryEncoder
 
 __all__ = ["MostPopular", "MostPopularConfig", "SASRec", "SASRecConfig"]
@@ -147,6 +147,7 @@ class MostPopular(SequentialRecommender):
 
     def fit(self, data, evaluate=None, on_event=None):
         del evaluate, on_event  # nothing to select
+        data = check_sequence_dataset(data)
         if len(data.train) == 0:  # no counts: the ranking would be the items' order
             raise ValueError("train has no next-item examples")
         self.build(data.n_items, data.max_len)

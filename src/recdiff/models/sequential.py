@@ -113,6 +113,7 @@ class SequentialRecommender(SavedModel):
         and must rank with that model (``score.__self__``): a model may train a stage of
         another kind first (DreamRec's SASRec items), validated through the same ``evaluate``.
         The histories are converted to this model's layout first."""
+        data = check_sequence_dataset(data)
         data = data.with_layout("left")
         self.build(data.n_items, data.max_len)
         self._prepare(data)
@@ -157,6 +158,8 @@ class SequentialRecommender(SavedModel):
         if lengths is not None:
             real = (history != self.n_items).sum(dim=1)
             lengths = torch.as_tensor(lengths)
+            if lengths.is_floating_point() or lengths.dtype == torch.bool:
+                raise ValueError(f"lengths must be integers, got {lengths.dtype} {_shown(lengths)}")
             if lengths.shape != real.shape or not torch.equal(
                 real, lengths.clamp(max=self.max_len).to(real)
             ):
@@ -172,7 +175,15 @@ class SequentialRecommender(SavedModel):
         """``history`` as a long ``[batch, <= max_len]`` tensor of the newest items, after
         checking its shape, ids and left padding."""
         self._check_fitted()
-        history = torch.as_tensor(history, dtype=torch.long)
+        history = torch.as_tensor(history)
+        if history.dtype == torch.bool or (
+            history.is_floating_point() and not torch.equal(history, history.round())
+        ):
+            raise TypeError(
+                f"history must hold integer item indices, got {history.dtype} values such as "
+                f"{_shown(history.flatten())}; map external ids with the run's item vocabulary"
+            )
+        history = history.long()
         if history.dim() != 2:
             raise ValueError(f"history must be [batch, length], got shape {tuple(history.shape)}")
         if history.numel() and (history.min() < 0 or history.max() > self.n_items):
@@ -245,6 +256,12 @@ class SequentialRecommender(SavedModel):
     def windows(self, histories: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Left-padded ``[n, max_len]`` windows (last ``max_len`` items) and lengths from
         lists of item indices, oldest first."""
+        flat_list = [h for h in histories if not hasattr(h, "__len__") or isinstance(h, str)]
+        if flat_list:
+            raise TypeError(
+                f"histories must be a list of histories, each a list of item indices, got "
+                f"{flat_list[0]!r} as a history; one history [3, 17, 42] goes in as [[3, 17, 42]]"
+            )
         lengths = np.array([len(h) for h in histories], dtype=np.int64)
         flat = _item_indices(histories, int(lengths.sum()))
         if flat.size and (flat.min() < 0 or flat.max() >= self.n_items):
@@ -299,6 +316,18 @@ def _shown(values: torch.Tensor, most: int = 5) -> str:
     """The first values of a 1-D tensor, for an error message."""
     listed = values.flatten().tolist()
     return str(listed[:most])[:-1] + (", ...]" if len(listed) > most else "]")
+
+
+def check_sequence_dataset(data: Any) -> SequenceDataset:
+    """``data`` if it is a :class:`SequenceDataset`; users' whole sequences (not split yet) or
+    anything else is refused with how to split them."""
+    if not isinstance(data, SequenceDataset):
+        raise TypeError(
+            f"fit takes a SequenceDataset of (history, next item) examples, got "
+            f"{type(data).__name__}; split users' sequences first, e.g. "
+            "sequences.leave_one_out(max_len=50)"
+        )
+    return data
 
 
 def _item_indices(histories: Sequence[Sequence[int]], count: int) -> np.ndarray:

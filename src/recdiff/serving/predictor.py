@@ -138,6 +138,9 @@ def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
 class Predictor:
     """Inference-only state of a run: the model, id vocabularies, input rows and seen items."""
 
+    #: Whether a history's order means something (time, for next-item models).
+    ordered_history = False
+
     def __init__(
         self,
         model: Recommender,
@@ -270,6 +273,13 @@ class Predictor:
     ) -> tuple[np.ndarray, list[Any]]:
         """Item indices of a history of external ids (order and repeats kept), and the ids the
         catalogue lacks (an error, naming them as given, unless ``ignore_unknown``)."""
+        if hasattr(history, "tolist") and getattr(history, "ndim", 1) == 1:
+            history = history.tolist()  # a numpy array or tensor: its numbers, as Python's
+        if isinstance(history, (set, frozenset, dict)) and self.ordered_history:
+            raise TypeError(
+                f"history must be a list of item ids, oldest first, got a "
+                f"{type(history).__name__}, which has no order; this run reads the order as time"
+            )
         # A string is a sequence too: "123" would be read as the items 1, 2 and 3.
         if isinstance(history, (str, bytes)) or not hasattr(history, "__len__"):
             raise TypeError(
@@ -359,6 +369,8 @@ class Predictor:
         return self.recommend_queries([query], [k], seen_remedy)[0]
 
     def check_k(self, k: int) -> None:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an integer in 1..{len(self.items)}, got {k!r}")
         if not 1 <= k <= len(self.items):
             raise ValueError(f"k must lie in 1..{len(self.items)} (the catalogue size), got {k}")
 

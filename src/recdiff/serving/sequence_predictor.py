@@ -92,6 +92,7 @@ class SequencePredictor(Predictor):
     """A :class:`Predictor` whose queries are item sequences instead of interaction rows."""
 
     empty_input_note = EMPTY_SEQUENCE_NOTE
+    ordered_history = True
 
     def __init__(
         self,

@@ -1,0 +1,364 @@
+"""Public Python calls given arguments of the wrong kind: item histories as floats, booleans or a
+flat list, indices that are negative or out of range, cut-offs that are not whole numbers,
+tensors whose shapes broadcast, containers of the wrong type.
+
+A call passes when it gives the right answer or refuses with words that name the argument. The
+``xfail(strict=True)`` tests are the calls that do neither today: each asserts what a user
+should get, and its reason names the line that misreads the input and what happens instead.
+Every model here is tiny (no training beyond one epoch on a few dozen users).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recdiff.config import load_config
+from recdiff.data import Interactions, Vocabulary, time_weights_from_order
+from recdiff.data.batches import SequenceExamples
+from recdiff.data.sequences import SequenceDataset, UserSequences
+from recdiff.data.synthetic_sequences import make_sequences
+from recdiff.diffusion import GaussianDiffusion, NoiseSchedule, drop_condition, noise_to
+from recdiff.diffusion.schedules import ScheduleError
+from recdiff.eval import evaluate_scores
+from recdiff.eval import metrics as M
+from recdiff.eval.next_item import evaluate_next_item
+from recdiff.models.diffrec import DiffRec, DiffRecConfig, DiffusionConfig
+from recdiff.models.popularity import Popularity
+from recdiff.models.sasrec import MostPopular, SASRec, SASRecConfig
+from recdiff.retrieval import ItemIndex
+from recdiff.serving.predictor import Predictor
+from recdiff.serving.sequence_predictor import SequencePredictor
+from recdiff.train.trainer import TrainConfig
+
+# 4 users x 6 items; Popularity counts per item: [1, 3, 1, 1, 1, 0].
+ROWS = sp.csr_matrix(
+    np.array(
+        [[1, 1, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0], [0, 1, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0]],
+        dtype=np.float32,
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def sequences() -> SequenceDataset:
+    return make_sequences(n_users=60, n_items=12, n_groups=3, seed=0).leave_one_out(max_len=4)
+
+
+@pytest.fixture(scope="module")
+def sasrec(sequences) -> SASRec:
+    training = TrainConfig(epochs=1, batch_size=64, eval_every=1, progress=False)
+    return SASRec(SASRecConfig(dim=8, heads=1, blocks=1), training).fit(sequences)
+
+
+@pytest.fixture(scope="module")
+def predictor() -> Predictor:
+    users, items = Vocabulary.range(ROWS.shape[0]), Vocabulary.range(ROWS.shape[1])
+    config = load_config("demo-popularity")
+    return Predictor(Popularity().fit(ROWS), users, items, ROWS, ROWS, config, {})
+
+
+def _process() -> GaussianDiffusion:
+    return GaussianDiffusion(NoiseSchedule.linear(10), prediction="eps")
+
+
+# ----------------------------------------------------------------- calls that behave well
+def test_a_numpy_integer_k_ranks_as_the_python_int(predictor) -> None:
+    model = predictor.model
+    items, scores = model.recommend(ROWS[:2], k=np.int64(2))
+    np.testing.assert_array_equal(items, [[2, 3], [0, 3]])  # count ties: lower index first
+    np.testing.assert_array_equal(scores, [[1.0, 1.0], [1.0, 1.0]])
+    assert predictor.recommend(user=np.int64(0), k=np.int64(2)).items == [2, 3]
+
+
+def test_a_repeated_history_item_counts_once(predictor) -> None:
+    once = predictor.recommend(history=[1, 4], k=3)
+    assert once.items == [0, 2, 3]
+    assert predictor.recommend(history=[4, 1, 4, 4], k=3) == once
+
+
+def test_whole_numbers_stored_as_floats_are_the_same_history(sasrec) -> None:
+    as_ints = sasrec.score(np.array([[3, 7]]))
+    torch.testing.assert_close(sasrec.score(np.array([[3.0, 7.0]])), as_ints, rtol=0, atol=0)
+
+
+def test_repeated_evaluation_users_count_once() -> None:
+    scores = np.array([[0.1, 0.9, 0.5], [0.8, 0.2, 0.1]])
+    truth = sp.csr_matrix(np.array([[0, 1, 0], [0, 0, 1]], dtype=np.float32))
+    result = evaluate_scores(scores, truth, ks=[1], users=[1, 1])
+    assert result.means == {"recall@1": 0.0, "ndcg@1": 0.0}
+    assert result.n_users_evaluated == 1
+
+
+# ------------------------------------------------------------------ next-item histories
+def test_a_flat_history_list_is_refused_naming_histories(sasrec) -> None:
+    with pytest.raises((TypeError, ValueError), match="histories"):
+        sasrec.recommend([3, 7, 2], k=3)
+
+
+@pytest.mark.parametrize("history", [[[3.7, 7.2]], [[True, False]]], ids=["fractions", "bools"])
+def test_score_refuses_fractional_or_boolean_item_ids(sasrec, history) -> None:
+    with pytest.raises((TypeError, ValueError), match="integer"):
+        sasrec.score(np.array(history))
+
+
+def test_score_refuses_fractional_lengths(sasrec) -> None:
+    with pytest.raises(ValueError, match="lengths"):
+        sasrec.score(np.array([[12, 3, 7]]), lengths=np.array([2.5]))
+
+
+def test_fit_on_unsplit_sequences_says_to_split_them() -> None:
+    user_sequences = make_sequences(n_users=20, n_items=6, n_groups=2, seed=0)
+    with pytest.raises(TypeError, match="SequenceDataset"):
+        SASRec(SASRecConfig(dim=4, heads=1)).fit(user_sequences)
+
+
+def _dataset(history, lengths, targets, padding="left") -> SequenceDataset:
+    examples = SequenceExamples(np.array(history), np.array(lengths), np.array(targets))
+    return SequenceDataset(
+        examples, examples, examples, items=Vocabulary.range(4), pad_id=4, padding=padding
+    )
+
+
+@pytest.mark.parametrize(
+    ("history", "targets", "padding", "named"),
+    [
+        ([[4, 9]], [2], "left", "history"),
+        ([[4, 1]], [2.5], "left", "targets"),
+        ([[4, 1]], [2], "LEFT", "padding"),
+    ],
+    ids=["item-out-of-range", "fractional-target", "unknown-padding"],
+)
+def test_sequence_dataset_refuses_what_no_model_can_read(history, targets, padding, named) -> None:
+    with pytest.raises((TypeError, ValueError), match=named):
+        _dataset(history, [1], targets, padding)
+
+
+def test_next_item_evaluation_refuses_fractional_targets() -> None:
+    # A cast read targets 1.7 and 1.2 as item 1, and both examples scored hit_rate@1 = 1.0.
+    def score(history, lengths):
+        return torch.tensor([[0.0, 5.0, 0.0, 0.0]]).expand(history.shape[0], -1)
+
+    with pytest.raises(TypeError, match="targets must be an integer numpy array, got float64"):
+        examples = SequenceExamples(
+            np.array([[4, 1], [1, 2]]), np.array([1, 2]), np.array([1.7, 1.2])
+        )
+        evaluate_next_item(score, examples, 4, ks=[1])
+
+
+@pytest.mark.parametrize(
+    ("indptr", "items", "named"),
+    [([0, 2], [1.5, 0.7], "item"), ([0, 3, 2], [1, 2], "indptr")],
+    ids=["fractional-items", "decreasing-indptr"],
+)
+def test_user_sequences_refuse_malformed_arrays(indptr, items, named) -> None:
+    users = Vocabulary.range(len(indptr) - 1)
+    with pytest.raises((TypeError, ValueError), match=named):
+        UserSequences(np.array(indptr), np.array(items), users, Vocabulary.range(4))
+
+
+def test_from_pairs_refuses_lists_of_different_lengths() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        UserSequences.from_pairs([1, 2, 3], [1, 2])
+
+
+def test_a_sequence_run_refuses_an_unordered_history(sequences) -> None:
+    model = MostPopular().fit(sequences)
+    served = SequencePredictor(
+        model,
+        Vocabulary.range(0),
+        Vocabulary.range(model.n_items),
+        np.zeros(1, dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        None,
+        {},
+    )
+    with pytest.raises(TypeError, match="set"):
+        served.recommend(history={5, 2}, k=2)
+
+
+# ------------------------------------------------------------------------ user-row models
+@pytest.mark.parametrize("value", [np.nan, -1.0], ids=["nan", "negative"])
+def test_diffrec_scores_only_histories_fit_would_accept(value) -> None:
+    config = DiffRecConfig(hidden_dims=[4], diffusion=DiffusionConfig(steps=2))
+    model = DiffRec(config).build(5)
+    history = sp.csr_matrix(([value], ([0], [3])), shape=(1, 5))
+    with pytest.raises(ValueError, match="negative or non-finite"):
+        model.score(history)
+
+
+@pytest.mark.parametrize("k", [2.5, None], ids=["fraction", "none"])
+def test_predictor_refuses_a_k_that_is_not_an_integer(predictor, k) -> None:
+    with pytest.raises((TypeError, ValueError), match=rf"k must be .*got {k}"):
+        predictor.recommend(user=0, k=k)
+
+
+def test_a_tensor_history_is_served_as_its_integers(predictor) -> None:
+    expected = predictor.recommend(history=[1, 3], k=2)
+    assert expected.items == [0, 2]
+    assert predictor.recommend(history=torch.tensor([1, 3]), k=2) == expected
+
+
+# ------------------------------------------------------------------------------ data
+@pytest.mark.parametrize("user", [-1, 3], ids=["negative", "past-the-end"])
+def test_one_users_row_refuses_an_index_outside_the_users(user) -> None:
+    data = Interactions.from_indices(
+        Vocabulary.range(3), Vocabulary.range(4), [0, 0, 1, 2], [1, 3, 2, 0]
+    )
+    with pytest.raises(IndexError, match=r"user index .*0\.\.2"):
+        data.row(user)
+
+
+def test_select_entries_refuses_positions_for_a_mask() -> None:
+    data = Interactions.from_indices(
+        Vocabulary.range(3), Vocabulary.range(4), [0, 0, 1, 2], [1, 3, 2, 0]
+    )
+    with pytest.raises(TypeError, match="boolean mask"):
+        data.select_entries(np.array([0, 2, 3, 1]))
+
+
+def test_vocabulary_range_refuses_a_fractional_size() -> None:
+    with pytest.raises((TypeError, ValueError), match=r"2\.5"):
+        Vocabulary.range(2.5)
+
+
+def test_time_weights_from_order_names_a_negative_user_index() -> None:
+    with pytest.raises(ValueError, match="user_idx"):
+        time_weights_from_order([-1, 0], [0, 1], (2, 2))
+
+
+# ------------------------------------------------------------------------------ evaluation
+SCORES = np.array([[0.1, 0.9, 0.5, 0.3], [0.4, 0.2, 0.8, 0.6]])
+TRUTH = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 1, 0]], dtype=np.float32))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/recdiff/eval/evaluator.py:130 int(k) for k in ks: ks=[2.5] is reported as "
+    "recall@2 (1.0) and ks=[True] as recall@1",
+)
+@pytest.mark.parametrize("k", [2.5, True], ids=["fraction", "bool"])
+def test_evaluation_refuses_cut_offs_that_are_not_integers(k) -> None:
+    with pytest.raises((TypeError, ValueError), match=rf"ks must .*{k}"):
+        evaluate_scores(SCORES, TRUTH, ks=[k])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/recdiff/eval/evaluator.py:130 iterates ks: ks=20 fails with TypeError "
+    "''int' object is not iterable'",
+)
+def test_evaluation_names_ks_given_as_one_number() -> None:
+    with pytest.raises((TypeError, ValueError), match=r"ks must be a .*sequence"):
+        evaluate_scores(SCORES, TRUTH, ks=20)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/recdiff/eval/metrics.py:66 n_relevant.astype(np.int64) truncates 1.5 to 1 "
+    "(recall 1.0); metrics.py:141 shown[top]: item 7 of 4 fails with numpy's 'index 7 is out "
+    "of bounds for axis 0 with size 4'",
+)
+@pytest.mark.parametrize(
+    ("call", "named"),
+    [
+        (lambda: M.recall_at_k(np.array([[1, 0]]), np.array([1.5]), 2), "n_relevant"),
+        (lambda: M.coverage_at_k(np.array([[0, 7]]), 4, 2), "items"),
+    ],
+    ids=["fractional-n_relevant", "item-past-the-catalogue"],
+)
+def test_metric_functions_refuse_counts_and_items_they_cannot_read(call, named) -> None:
+    with pytest.raises((TypeError, ValueError), match=named):
+        call()
+
+
+# ------------------------------------------------------------------------------ diffusion
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/recdiff/diffusion/gaussian.py:386-420 the conversions check x_t/x0 and t only: "
+    "a [4, 1] or [1, 3] second tensor broadcasts against [4, 3] (q_sample refuses such noise)",
+)
+@pytest.mark.parametrize(
+    ("method", "name", "shape"),
+    [
+        ("x0_from_eps", "eps", (4, 1)),
+        ("eps_from_x0", "x0", (1, 3)),
+        ("x0_from_v", "v", (4, 1)),
+        ("v_target", "noise", (1, 3)),
+    ],
+)
+def test_conversions_refuse_a_second_tensor_of_another_shape(method, name, shape) -> None:
+    process = _process()
+    with pytest.raises(ValueError, match=name):
+        getattr(process, method)(torch.randn(4, 3), 1, torch.randn(*shape))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/recdiff/diffusion/samplers.py:133 len(generator): an int seed "
+    "(generator=0) fails with TypeError 'object of type 'int' has no len()'",
+)
+def test_an_integer_seed_for_a_generator_is_named() -> None:
+    with pytest.raises(TypeError, match="generator"):
+        noise_to(_process(), torch.randn(4, 3), 2, generator=0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/recdiff/diffusion/schedules.py:122 np.asarray(timesteps, dtype=np.int64): "
+    "timesteps [0.5, 1.7] become [0, 1]",
+)
+def test_schedule_refuses_fractional_timesteps() -> None:
+    with pytest.raises(ScheduleError, match="timesteps"):
+        NoiseSchedule(np.array([0.1, 0.2]), timesteps=np.array([0.5, 1.7]))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/recdiff/diffusion/guidance.py:45 null.expand_as(cond): a null of width 3 for "
+    "a condition of width 2 fails with torch's 'The expanded size of the tensor (2) must match'",
+)
+def test_drop_condition_names_a_null_of_the_wrong_width() -> None:
+    with pytest.raises(ValueError, match="null"):
+        drop_condition(torch.randn(4, 2), torch.zeros(3), 0.5)
+
+
+# ------------------------------------------------------------------------------ retrieval
+ITEMS = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.2]], dtype=np.float32)
+QUERIES = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/recdiff/retrieval.py:139 keys row * n_items + item: column 5 of row 0 (4 "
+    "items) is key 5 = row 1's item 1, so row 1 loses item 1 ([2, 3] instead of [1, 2]); a "
+    "COO exclude fails with AttributeError 'indptr'",
+)
+@pytest.mark.parametrize(
+    "exclude",
+    [
+        sp.csr_matrix(([1.0], ([0], [5])), shape=(2, 6)),
+        sp.coo_matrix(([1.0], ([0], [2])), shape=(2, 4)),
+    ],
+    ids=["wider", "coo"],
+)
+def test_item_index_refuses_an_exclude_it_cannot_read(exclude) -> None:
+    index = ItemIndex(ITEMS)
+    items, _ = index.top_k(QUERIES, 2)
+    np.testing.assert_array_equal(items, [[0, 2], [1, 2]])
+    with pytest.raises((TypeError, ValueError), match="exclude"):
+        index.top_k(QUERIES, 2, exclude=exclude)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/recdiff/retrieval.py:58 faiss's search asserts the width: queries of width 3 "
+    "for items of width 2 fail with a bare AssertionError",
+)
+def test_faiss_index_names_queries_of_the_wrong_width() -> None:
+    pytest.importorskip("faiss")
+    index = ItemIndex(ITEMS, "faiss")
+    with pytest.raises(ValueError, match="queries"):
+        index.top_k(np.ones((1, 3), dtype=np.float32), 2)
