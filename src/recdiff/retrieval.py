@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from recdiff.eval.ranking import topk_items
@@ -55,6 +56,7 @@ class FaissIndex:
 
     def search(self, queries: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         vectors = _host_float32(queries)
+        _check_queries(vectors, self.index.d)  # faiss itself only asserts, without a message
         scores, ids = self.index.search(vectors, k)
         return ids.astype(np.int64), scores
 
@@ -65,6 +67,15 @@ def _host_float32(vectors: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(vectors, torch.Tensor):
         vectors = vectors.detach().to(device="cpu", dtype=torch.float32).numpy()
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _check_queries(queries: np.ndarray, dim: int) -> None:
+    if queries.ndim != 2 or queries.shape[1] != dim:
+        raise ValueError(
+            f"queries must be [n_queries, {dim}] (the items' width), got shape "
+            f"{tuple(queries.shape)}"
+            + (": for one query pass queries[None]" if queries.shape == (dim,) else "")
+        )
 
 
 def build_index(
@@ -101,7 +112,9 @@ class ItemIndex:
         **options,
     ) -> None:
         vectors = _host_float32(items)
-        self.n_items = len(vectors)
+        if vectors.ndim != 2:
+            raise ValueError(f"items must be [n_items, dim] vectors, got shape {vectors.shape}")
+        self.n_items, self.dim = vectors.shape
         self.ids = np.arange(self.n_items, dtype=np.int64)
         if usable is not None:
             mask = np.asarray(
@@ -122,7 +135,10 @@ class ItemIndex:
         if k < 1:
             raise ValueError(f"k must be a positive integer, got {k}")
         queries = _host_float32(queries)
+        _check_queries(queries, self.dim)
         rows = len(queries)
+        if exclude is not None:
+            exclude = self._checked_exclude(exclude, rows)
         items = np.full((rows, k), -1, dtype=np.int64)
         scores = np.full((rows, k), -np.inf, dtype=np.float32)
         if rows == 0 or self.index is None:
@@ -143,6 +159,22 @@ class ItemIndex:
         items[row, rank[row, column]] = ids[row, column]
         scores[row, rank[row, column]] = np.asarray(found_scores, dtype=np.float32)[row, column]
         return items, scores
+
+    def _checked_exclude(self, exclude, rows: int) -> sp.csr_matrix:
+        """``exclude`` as CSR, refused when its entries would be read as other rows' items: its
+        items are keyed ``row * n_items + item``, so a wider matrix would spill into the next
+        row."""
+        if not sp.issparse(exclude):
+            raise TypeError(
+                f"exclude must be a scipy sparse matrix [n_queries, {self.n_items}], got "
+                f"{type(exclude).__name__}: pass scipy.sparse.csr_matrix(exclude)"
+            )
+        if exclude.shape[1] != self.n_items or exclude.shape[0] < rows:
+            raise ValueError(
+                f"exclude must have a row per query ({rows}) and a column per item of the index "
+                f"({self.n_items}), got shape {exclude.shape}"
+            )
+        return sp.csr_matrix(exclude)
 
 
 def recall_at_k(approximate: np.ndarray, exact: np.ndarray) -> float:

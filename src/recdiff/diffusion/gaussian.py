@@ -301,6 +301,23 @@ class GaussianDiffusion(nn.Module):
             check_data(x, name)
         return self._steps(t, data[0][1])
 
+    def _checked_pair(
+        self,
+        t: torch.Tensor | int,
+        first: tuple[str, torch.Tensor],
+        second: tuple[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """:meth:`_checked` for two tensors that combine elementwise: the second is refused when
+        its shape differs from the first's, as it would broadcast against it (as ``q_sample``
+        refuses such noise)."""
+        t = self._checked(t, first, second)
+        (first_name, x), (name, other) = first, second
+        if other.shape != x.shape:
+            raise ValueError(
+                f"{name} must have {first_name}'s shape {tuple(x.shape)}, got {tuple(other.shape)}"
+            )
+        return t
+
     def model_t(self, t: torch.Tensor | int, batch: int | None = None) -> torch.Tensor:
         """The step indices the denoiser is trained on (differ from ``t`` after respacing).
 
@@ -381,7 +398,7 @@ class GaussianDiffusion(nn.Module):
     def x0_from_eps(
         self, x_t: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor
     ) -> torch.Tensor:
-        return self._x0_from_eps(x_t, self._checked(t, ("x_t", x_t)), eps)
+        return self._x0_from_eps(x_t, self._checked_pair(t, ("x_t", x_t), ("eps", eps)), eps)
 
     def _x0_from_eps(self, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         return (x_t - self._at(self.sqrt_one_minus_alpha_bar, t, x_t) * eps) / self._at(
@@ -391,7 +408,7 @@ class GaussianDiffusion(nn.Module):
     def eps_from_x0(
         self, x_t: torch.Tensor, t: torch.Tensor | int, x0: torch.Tensor
     ) -> torch.Tensor:
-        return self._eps_from_x0(x_t, self._checked(t, ("x_t", x_t)), x0)
+        return self._eps_from_x0(x_t, self._checked_pair(t, ("x_t", x_t), ("x0", x0)), x0)
 
     def _eps_from_x0(self, x_t: torch.Tensor, t: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         return (x_t - self._at(self.sqrt_alpha_bar, t, x_t) * x0) / self._at(
@@ -402,7 +419,7 @@ class GaussianDiffusion(nn.Module):
         self, x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor
     ) -> torch.Tensor:
         """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0."""
-        return self._v_target(x0, self._checked(t, ("x0", x0)), noise)
+        return self._v_target(x0, self._checked_pair(t, ("x0", x0), ("noise", noise)), noise)
 
     def _v_target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return (
@@ -411,7 +428,7 @@ class GaussianDiffusion(nn.Module):
         )
 
     def x0_from_v(self, x_t: torch.Tensor, t: torch.Tensor | int, v: torch.Tensor) -> torch.Tensor:
-        return self._x0_from_v(x_t, self._checked(t, ("x_t", x_t)), v)
+        return self._x0_from_v(x_t, self._checked_pair(t, ("x_t", x_t), ("v", v)), v)
 
     def _x0_from_v(self, x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return (
@@ -421,7 +438,7 @@ class GaussianDiffusion(nn.Module):
 
     def to_x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         """x0 from a model output of this process's prediction type."""
-        return self._to_x0(output, x_t, self._checked(t, ("x_t", x_t)))
+        return self._to_x0(output, x_t, self._checked_pair(t, ("x_t", x_t), ("output", output)))
 
     def _to_x0(self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if self.prediction is Prediction.EPS:
@@ -434,7 +451,8 @@ class GaussianDiffusion(nn.Module):
         self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both x0 and eps from a model output of this process's prediction type."""
-        return self._to_x0_eps(output, x_t, self._checked(t, ("x_t", x_t)))
+        t = self._checked_pair(t, ("x_t", x_t), ("output", output))
+        return self._to_x0_eps(output, x_t, t)
 
     def _to_x0_eps(
         self, output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor
@@ -444,7 +462,7 @@ class GaussianDiffusion(nn.Module):
 
     def target(self, x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor) -> torch.Tensor:
         """The regression target of the denoiser for this prediction type."""
-        return self._target(x0, self._checked(t, ("x0", x0)), noise)
+        return self._target(x0, self._checked_pair(t, ("x0", x0), ("noise", noise)), noise)
 
     def _target(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         if self.prediction is Prediction.EPS:

@@ -38,6 +38,7 @@ def drop_condition(
     """Replace each row of ``cond`` [b, ...] by ``null`` [...] with probability ``prob``."""
     if not 0 <= prob <= 1:
         raise ValueError(f"condition drop probability must lie in [0, 1], got {prob}")
+    _check_null(null, cond)
     if prob == 0:
         return cond
     draw = draw_on_generator_device(torch.rand, (cond.shape[0],), generator, cond.device)
@@ -84,4 +85,16 @@ def check_guidance_cond(cond: torch.Tensor, batch: int) -> None:
         raise ValueError(
             f"cond must be [batch, ...] with batch {batch} (x_t's) or 1, got shape "
             f"{tuple(cond.shape)}"
+        )
+
+
+def _check_null(null: torch.Tensor, cond: torch.Tensor) -> None:
+    """Refuse a null embedding that is not one row of ``cond`` (``cond.shape[1:]``): it would
+    be broadcast into every dropped row, or fail inside torch without naming it."""
+    if not isinstance(null, torch.Tensor):
+        raise TypeError(f"null must be a tensor of one condition row, got {type(null).__name__}")
+    if cond.dim() >= 1 and null.shape != cond.shape[1:]:
+        raise ValueError(
+            f"null must have the shape of one row of cond, {tuple(cond.shape[1:])}, got "
+            f"{tuple(null.shape)}: it replaces whole rows of cond"
         )

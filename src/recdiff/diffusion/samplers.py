@@ -130,6 +130,8 @@ def randn_rows(
             torch.randn, (1, *shape[1:]), generator.generator, device, dtype
         )
         return row.expand(tuple(shape))
+    if not _is_sequence(generator):
+        raise _not_a_generator(generator)
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for {shape[0]} rows: give one per row")
     return torch.stack(
@@ -137,6 +139,34 @@ def randn_rows(
             draw_on_generator_device(torch.randn, (1, *shape[1:]), g, device, dtype)[0]
             for g in generator
         ]
+    )
+
+
+def _check_generators(generator: Generators) -> None:
+    """Refuse what :func:`randn_rows` cannot draw from, naming the fix: an int seed, or a
+    sequence holding something other than generators. Once per call: O(number of rows)."""
+    if generator is None or isinstance(generator, (torch.Generator, RowBlocks, EachRowAlone)):
+        return
+    if not _is_sequence(generator):
+        raise _not_a_generator(generator)
+    for i, g in enumerate(generator):
+        if not isinstance(g, torch.Generator):
+            raise TypeError(
+                f"generator must hold one torch.Generator per row, got {type(g).__name__} "
+                f"{g!r} at row {i}: pass torch.Generator().manual_seed(seed) for each row"
+            )
+
+
+def _is_sequence(generator: object) -> bool:
+    return isinstance(generator, Sequence) and not isinstance(generator, (str, bytes))
+
+
+def _not_a_generator(generator: object) -> TypeError:
+    seed = generator if isinstance(generator, (int, np.integer)) else "seed"
+    return TypeError(
+        "generator must be a torch.Generator, a sequence of them (one per row), EachRowAlone, "
+        f"RowBlocks or None, got {type(generator).__name__} {generator!r}: for a seed pass "
+        f"generator=torch.Generator().manual_seed({seed})"
     )
 
 
@@ -174,6 +204,7 @@ def noise_to(
     """x0 corrupted by ``noise_steps`` forward steps (T'); T' = 0 returns x0 unchanged."""
     check_data(x0, "x0")
     _check_count(noise_steps, "noise_steps")
+    _check_generators(generator)
     if not 0 <= noise_steps <= process.num_steps:
         raise ValueError(f"noise_steps must lie in 0..{process.num_steps}, got {noise_steps}")
     if noise_steps == 0:
@@ -224,6 +255,7 @@ class Sampler(abc.ABC):
         sampling); the caller's own grad mode is never changed between the yields.
         """
         check_data(x, "x")
+        _check_generators(generator)
         start = self.process.num_steps if start is None else start
         _check_count(start, "start")
         if not 0 <= start <= self.process.num_steps:

@@ -32,6 +32,18 @@ class ScheduleError(ValueError):
     """An invalid noise-schedule parameter; the message names the parameter and the fix."""
 
 
+def _integer_steps(timesteps: object) -> np.ndarray:
+    """``timesteps`` as int64, refusing what a cast would misread (0.5 and 1.7 as steps 0, 1;
+    booleans as 0 and 1)."""
+    steps = np.asarray(timesteps)
+    if steps.dtype == bool or (steps.size and steps.dtype.kind not in "iu"):
+        raise ScheduleError(
+            f"timesteps must be integer step indices (of the schedule respaced from), got "
+            f"{np.ravel(steps)[:5].tolist()} (dtype {steps.dtype}): pass an integer array"
+        )
+    return steps.astype(np.int64)
+
+
 def _check_steps(steps: int) -> None:
     if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
         raise ScheduleError(f"steps must be a positive integer, got {steps!r}")
@@ -119,7 +131,7 @@ class NoiseSchedule:
         steps = (
             np.arange(betas.size, dtype=np.int64)
             if self.timesteps is None
-            else np.asarray(self.timesteps, dtype=np.int64)
+            else _integer_steps(self.timesteps)
         )
         if steps.shape != betas.shape or np.any(np.diff(steps) <= 0) or np.any(steps < 0):
             raise ScheduleError(

@@ -126,8 +126,32 @@ def _hits(items: np.ndarray, truth_rows: sp.csr_matrix) -> np.ndarray:
     return found & (items >= 0)
 
 
+def _is_integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
+    """``ks`` as a tuple of ints, refusing what ``int(k)`` would misread: ``2.5`` (recall@2) or
+    ``True`` (recall@1); and a single number, which is not a sequence of cut-offs."""
+    given = None if isinstance(ks, (str, bytes)) else ks
+    try:
+        values = tuple(given)  # type: ignore[arg-type]
+    except TypeError:
+        one = int(ks) if _is_integer(ks) else "k"
+        raise TypeError(
+            f"ks must be a sequence of cut-offs such as (10, 20), got {ks!r}: for one cut-off "
+            f"pass ks=[{one}]"
+        ) from None
+    if not all(_is_integer(k) for k in values):
+        raise TypeError(
+            f"ks must be whole-number cut-offs such as (10, 20), got {list(values)}: pass "
+            "integers (a float would be truncated, a boolean read as 1 or 0)"
+        )
+    return tuple(int(k) for k in values)
+
+
 def _check_options(ks: Sequence[int], averaging: str, batch_size: int) -> tuple[int, ...]:
-    ks = tuple(int(k) for k in ks)
+    ks = _check_ks(ks)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be a non-empty sequence of positive cut-offs, got {ks}")
     if averaging not in AVERAGING_MODES:

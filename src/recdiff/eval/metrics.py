@@ -39,6 +39,8 @@ from typing import Literal
 
 import numpy as np
 
+from recdiff.data.vocab import integer_indices
+
 Averaging = Literal["test_users", "all_users"]
 AVERAGING_MODES: tuple[str, ...] = ("test_users", "all_users")
 PER_USER_METRICS: tuple[str, ...] = ("recall", "precision", "ndcg", "mrr", "hit_rate")
@@ -61,6 +63,18 @@ def _check(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> tuple[np.ndarray
         raise ValueError(
             f"k={k} must lie in [1, {hits.shape[1]}]: rank once with the largest cut-off you need"
         )
+    if n_relevant.dtype == bool or n_relevant.dtype.kind not in "iuf":
+        raise TypeError(
+            f"n_relevant must be counts of relevant items, got dtype {n_relevant.dtype}: pass "
+            "np.diff(truth.indptr) for a CSR truth"
+        )
+    if n_relevant.dtype.kind == "f":
+        fractional = n_relevant != np.round(n_relevant)  # NaN counts too
+        if fractional.any():
+            raise ValueError(
+                f"n_relevant must be whole counts, got {n_relevant[fractional][:5].tolist()}: "
+                "pass each user's number of relevant items (a fraction would be truncated)"
+            )
     if np.any(n_relevant < 0):
         raise ValueError("n_relevant must be non-negative")
     return hits[:, :k].astype(bool, copy=False), n_relevant.astype(np.int64, copy=False)
@@ -131,13 +145,19 @@ def coverage_at_k(items: np.ndarray, n_items: int, k: int) -> float:
     ``items`` is the ``[n_users, K]`` matrix of recommended item indices; padding ``-1`` entries
     (lists shorter than ``k``) are ignored.
     """
-    items = np.asarray(items)
+    items = integer_indices(items, "items")
     if items.ndim != 2 or not 1 <= k <= items.shape[1]:
         raise ValueError(f"items must be [users, K] with 1 <= k <= K, got {items.shape}, k={k}")
     if n_items <= 0:
         raise ValueError(f"n_items must be positive, got {n_items}")
     shown = np.zeros(n_items, dtype=bool)
     top = items[:, :k].ravel()
+    bad = (top < -1) | (top >= n_items)
+    if bad.any():
+        raise ValueError(
+            f"items must be item indices in [0, {n_items}) or -1 (padding), got "
+            f"{top[bad][:5].tolist()}: rank over the same catalogue as n_items"
+        )
     shown[top[top >= 0]] = True
     return float(shown.mean())
 

@@ -23,6 +23,7 @@ import torch
 
 from recdiff.data._ragged import concat_ranges
 from recdiff.data.batches import WindowedExamples
+from recdiff.data.vocab import integer_indices
 from recdiff.eval.evaluator import EvalResult, RankingAccumulator, _check_options
 from recdiff.eval.metrics import Averaging
 from recdiff.eval.ranking import ScoreBlock
@@ -48,10 +49,18 @@ ITEM_CHUNK = 8192
 
 def target_matrix(targets: np.ndarray, n_items: int) -> sp.csr_matrix:
     """One row per example with a single 1 at its target."""
+    targets = integer_indices(targets, "targets")
+    if targets.ndim != 1:
+        raise ValueError(f"targets must be [n] item indices, got shape {targets.shape}")
+    outside = (targets < 0) | (targets >= n_items)
+    if outside.any():
+        raise ValueError(
+            f"targets must be item indices in [0, {n_items}), got {targets[outside][:5].tolist()}: "
+            "pass n_items of the catalogue the examples index"
+        )
     n = len(targets)
     return sp.csr_matrix(
-        (np.ones(n, dtype=np.float32), np.asarray(targets, dtype=np.int64), np.arange(n + 1)),
-        shape=(n, n_items),
+        (np.ones(n, dtype=np.float32), targets, np.arange(n + 1)), shape=(n, n_items)
     )
 
 
