@@ -73,3 +73,16 @@ def dense_rank_within_rows(
     ranks = np.empty_like(ranks_sorted)
     ranks[order] = ranks_sorted
     return ranks, distinct[rows]
+
+
+def check_integer_arrays(owner: object, *names: str) -> None:
+    """Refuse attributes ``names`` of ``owner`` that are not integer numpy arrays (a float
+    array of item indices would be read by truncation: 0.7 as item 0)."""
+    for name in names:
+        values = getattr(owner, name)
+        if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu":
+            raise TypeError(
+                f"{name} must be an integer numpy array, got "
+                f"{getattr(values, 'dtype', type(values).__name__)}; convert whole numbers with "
+                ".astype(np.int64) (a fraction names no item)"
+            )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from recdiff.data._ragged import concat_ranges
+from recdiff.data._ragged import check_integer_arrays, concat_ranges
 
 if TYPE_CHECKING:
     import torch
@@ -81,14 +81,7 @@ class SequenceExamples:
     users: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("history", "lengths", "targets"):
-            values = getattr(self, name)
-            if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu":
-                raise TypeError(
-                    f"{name} must be an integer numpy array, got "
-                    f"{getattr(values, 'dtype', type(values).__name__)}; convert whole numbers "
-                    "with .astype(np.int64) (a fraction names no item)"
-                )
+        check_integer_arrays(self, "history", "lengths", "targets")
         n = len(self.targets)
         if self.history.ndim != 2 or self.history.shape[0] != n or self.lengths.shape != (n,):
             raise ValueError(

@@ -23,7 +23,12 @@ import numpy as np
 import pandas as pd
 
 from recdiff.data import frames
-from recdiff.data._ragged import indptr_from_counts, position_in_row, rank_within_rows
+from recdiff.data._ragged import (
+    check_integer_arrays,
+    indptr_from_counts,
+    position_in_row,
+    rank_within_rows,
+)
 from recdiff.data.batches import (
     Padding,
     SequenceExamples,
@@ -151,14 +156,7 @@ class UserSequences:
     items: Vocabulary
 
     def __post_init__(self) -> None:
-        for name in ("indptr", "item_idx"):
-            values = getattr(self, name)
-            if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu":
-                raise TypeError(
-                    f"{name} must be an integer numpy array, got "
-                    f"{getattr(values, 'dtype', type(values).__name__)} (item indices are "
-                    "whole numbers: .astype(np.int64))"
-                )
+        check_integer_arrays(self, "indptr", "item_idx")
         if self.indptr.shape != (len(self.users) + 1,) or self.indptr[-1] != self.item_idx.size:
             raise ValueError("indptr must have n_users + 1 entries ending at len(item_idx)")
         if self.indptr[0] != 0 or (np.diff(self.indptr) < 0).any():
