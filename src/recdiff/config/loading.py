@@ -15,6 +15,7 @@ from recdiff.config.schema import (
     coerced_booleans,
     validation_problems,
 )
+from recdiff.config.yaml_io import load_yaml
 
 __all__ = ["ConfigError", "apply_overrides", "list_presets", "load_config"]
 
@@ -31,7 +32,7 @@ def list_presets() -> list[str]:
 
 def _read_yaml(text: str, where: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{where} is not valid YAML: {error}") from None
     if data is None:
@@ -85,7 +86,7 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 def _read_value(text: str, item: str) -> Any:
     try:
-        return yaml.safe_load(text) if text.strip() else None
+        return load_yaml(text) if text.strip() else None
     except yaml.YAMLError:
         raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
 

@@ -42,6 +42,7 @@ from pydantic import (
 )
 
 from recdiff.config.loading import ConfigError
+from recdiff.config.yaml_io import ConfigLoader
 
 __all__ = [
     "CategoricalParam",
@@ -66,39 +67,6 @@ _RESERVED_KEYS = {
 
 class SpaceError(ConfigError):
     """A search space that cannot be used; the message names the key and what to change."""
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """PyYAML reads ``1e-5`` (no dot) as a string; a space file means the number. A key written
-    twice is an error (PyYAML keeps the last value)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        """A mapping whose keys are distinct: YAML's last value would otherwise win silently."""
-        seen = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                repeated = key in seen
-            except TypeError:  # an unhashable key: the base constructor says so
-                break
-            if repeated:
-                raise yaml.constructor.ConstructorError(
-                    "while reading a mapping",
-                    node.start_mark,
-                    f"key {key!r} appears twice; keep one of them",
-                    key_node.start_mark,
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
 
 
 def _not_boolean(value: Any) -> Any:
@@ -441,7 +409,7 @@ def _parse(text: str, file: str) -> Any:
     """``yaml.load`` with error marks that name ``file``: PyYAML names a str stream
     ``"<unicode string>"``. Read from the string, the marks keep their snippet of the line."""
     try:
-        loader = _YamlLoader(text)  # a SafeLoader subclass; checks the characters first
+        loader = ConfigLoader(text)  # a SafeLoader subclass; checks the characters first
     except yaml.reader.ReaderError as error:
         error.name = file
         raise

@@ -27,6 +27,7 @@ answer's ``note`` says why.
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -332,9 +333,17 @@ async def _invalid_request(request: Request, error: RequestValidationError) -> J
     # FastAPI parses a body as JSON only when its Content-Type says so (curl -d sends a form).
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_json = media == "application/json" or media.endswith("+json")
+    named_ids = set()
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
-        if where == "body" and item["type"] != "missing" and not is_json:
+        if item["loc"][-1] in ("int", "str") and len(item["loc"]) > 2:
+            # an id fails both branches of ``int | str``: one sentence naming what was sent
+            where = where.rsplit(".", 1)[0]
+            if where not in named_ids:
+                named_ids.add(where)
+                sent = json.dumps(item.get("input"))
+                problems.append(f"{where}: {sent} is not an id (ids are integers or strings)")
+        elif where == "body" and item["type"] != "missing" and not is_json:
             sent = f"as {media}" if media else "without a Content-Type"
             problems.append(
                 f"the body was sent {sent}, not as JSON; send the header Content-Type: "
