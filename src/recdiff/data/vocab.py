@@ -101,10 +101,16 @@ def integer_indices(values: Any, what: str) -> np.ndarray:
     return idx.astype(np.int64, copy=False)
 
 
+def is_integer(value: Any) -> bool:
+    """A Python or numpy integer, not a boolean (``True`` is an int to Python, never a count or
+    an index anybody meant)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def check_row(index: Any, n: int, what: str) -> int:
     """One index into ``n`` rows as an int; negative (Python would count from the end) or past
     the end is an IndexError naming ``what`` and the valid range."""
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+    if not is_integer(index):
         raise TypeError(f"{what} must be an integer, got {index!r}")
     if not 0 <= index < n:
         raise IndexError(f"{what} {index} is out of range (valid: 0..{n - 1})")
@@ -151,7 +157,7 @@ class Vocabulary:
     def range(cls, n: int, start: int = 0) -> Vocabulary:
         """Vocabulary of the ints ``start .. start+n-1`` (index = id - start)."""
         for name, value in (("n", n), ("start", start)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if not is_integer(value):
                 raise TypeError(f"Vocabulary.range: {name} must be an integer, got {value!r}")
         if n < 0:
             raise ValueError(f"a vocabulary cannot have {n} ids; n must be >= 0")

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recdiff.data.vocab import integer_indices
+from recdiff.data.vocab import integer_indices, is_integer
 from recdiff.eval.metrics import (
     AVERAGING_MODES,
     PER_USER_METRICS,
@@ -126,10 +126,6 @@ def _hits(items: np.ndarray, truth_rows: sp.csr_matrix) -> np.ndarray:
     return found & (items >= 0)
 
 
-def _is_integer(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
 def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     """``ks`` as a tuple of ints, refusing what ``int(k)`` would misread: ``2.5`` (recall@2) or
     ``True`` (recall@1); and a single number, which is not a sequence of cut-offs."""
@@ -137,12 +133,12 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     try:
         values = tuple(given)  # type: ignore[arg-type]
     except TypeError:
-        one = int(ks) if _is_integer(ks) else "k"
+        one = int(ks) if is_integer(ks) else "k"
         raise TypeError(
             f"ks must be a sequence of cut-offs such as (10, 20), got {ks!r}: for one cut-off "
             f"pass ks=[{one}]"
         ) from None
-    if not all(_is_integer(k) for k in values):
+    if not all(is_integer(k) for k in values):
         raise TypeError(
             f"ks must be whole-number cut-offs such as (10, 20), got {list(values)}: pass "
             "integers (a float would be truncated, a boolean read as 1 or 0)"

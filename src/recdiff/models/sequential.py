@@ -256,12 +256,12 @@ class SequentialRecommender(SavedModel):
     def windows(self, histories: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Left-padded ``[n, max_len]`` windows (last ``max_len`` items) and lengths from
         lists of item indices, oldest first."""
-        flat_list = [h for h in histories if not hasattr(h, "__len__") or isinstance(h, str)]
-        if flat_list:
-            raise TypeError(
-                f"histories must be a list of histories, each a list of item indices, got "
-                f"{flat_list[0]!r} as a history; one history [3, 17, 42] goes in as [[3, 17, 42]]"
-            )
+        for history in histories:
+            if not hasattr(history, "__len__") or isinstance(history, str):
+                raise TypeError(
+                    f"histories must be a list of histories, each a list of item indices, got "
+                    f"{history!r} as a history; one history [3, 17, 42] goes in as [[3, 17, 42]]"
+                )
         lengths = np.array([len(h) for h in histories], dtype=np.int64)
         flat = _item_indices(histories, int(lengths.sum()))
         if flat.size and (flat.min() < 0 or flat.max() >= self.n_items):

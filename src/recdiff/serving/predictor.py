@@ -20,6 +20,7 @@ from recdiff.config.models import SEQUENTIAL_MODELS
 from recdiff.config.schema import SAVED_RUN, RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
 from recdiff.data.errors import UnknownIdError
+from recdiff.data.vocab import is_integer
 from recdiff.models.base import Recommender
 from recdiff.serving.ids import (
     SHOWN,
@@ -369,7 +370,7 @@ class Predictor:
         return self.recommend_queries([query], [k], seen_remedy)[0]
 
     def check_k(self, k: int) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        if not is_integer(k):
             raise TypeError(f"k must be an integer in 1..{len(self.items)}, got {k!r}")
         if not 1 <= k <= len(self.items):
             raise ValueError(f"k must lie in 1..{len(self.items)} (the catalogue size), got {k}")
