@@ -101,8 +101,9 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
-        problems = validation_problems(error)
-        problems += [p for p in _model_problems(raw, error) if p not in problems]
+        problems = _problems(raw, error)
+        hidden = _booleans_for_numbers(raw, problems)
+        problems = [(key, BOOLEAN_FOR_NUMBER) for key in hidden] + problems
         _invalid(preset_or_path, problems)
     _refuse_booleans_as_numbers(preset_or_path, raw, config)
     return config
@@ -142,6 +143,50 @@ def _multvae_reads_what_was_set(raw: dict[str, Any], given: list[str]) -> None:
     for key, field in MULTVAE_TRAIN_KEYS.items():
         if f"train.{key}" in given and f"model.{field}" not in given and field not in model:
             model[field] = raw["train"][key]
+
+
+def _problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[str, str]]:
+    problems = validation_problems(error)
+    return problems + [p for p in _model_problems(raw, error) if p not in problems]
+
+
+def _booleans_for_numbers(raw: dict[str, Any], problems: list[tuple[str, str]]) -> list[str]:
+    """Keys holding a boolean where a number belongs, in a config that failed validation for
+    another reason. pydantic read such a boolean as 1 or 0 and so reported nothing there, and a
+    problem it caused downstream (``eval.ks=[true]`` lacks the metric's cut-off) would name the
+    wrong fix. Written as the text "true", a boolean still validates where a boolean belongs
+    and fails where a number does."""
+    as_text, keys = _booleans_as_text(raw, "")
+    if not keys:
+        return []
+    try:
+        RunConfig.model_validate(as_text)
+    except ValidationError as error:
+        failing = {key for key, _ in _problems(as_text, error)}
+    else:
+        return []
+    already = {key for key, _ in problems}
+    return [key for key in keys if key in failing and key not in already]
+
+
+def _booleans_as_text(raw: Any, key: str) -> tuple[Any, list[str]]:
+    if isinstance(raw, bool):
+        return str(raw).lower(), [key]
+    keys: list[str] = []
+    if isinstance(raw, dict):
+        copied = {}
+        for name, item in raw.items():
+            copied[name], found = _booleans_as_text(item, f"{key}.{name}" if key else str(name))
+            keys += found
+        return copied, keys
+    if isinstance(raw, list):
+        copied = []
+        for index, item in enumerate(raw):
+            value, found = _booleans_as_text(item, f"{key}.{index}")
+            copied.append(value)
+            keys += found
+        return copied, keys
+    return raw, keys
 
 
 def _model_problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[str, str]]:

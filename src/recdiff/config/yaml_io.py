@@ -3,8 +3,10 @@
 PyYAML follows YAML 1.1, whose numbers surprise: ``010`` is octal 8 and ``1:30`` is 90 (base
 60), so ``--set "eval.ks=[010, 20]"`` reported Recall@8 without a word, while ``1e-5`` (no dot)
 is a string. :class:`ConfigLoader` reads numbers as YAML 1.2 does (``010`` is ten, ``0o10``
-eight, ``0x1f`` hex, ``1:30`` text, ``1e-5`` a float) and refuses a key written twice in one
-mapping (YAML would keep the last value silently).
+eight, ``0x1f`` hex, ``1:30`` text, ``1e-5`` a float) and its booleans (``true``/``false``
+only; YAML 1.1's ``yes``, ``no``, ``on``, ``off`` are text, so ``--set data.format=no`` names a
+format rather than sending ``False``), and refuses a key written twice in one mapping (YAML
+would keep the last value silently).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 
 __all__ = ["ConfigLoader", "load_yaml"]
 
+BOOL = "tag:yaml.org,2002:bool"
 INT = "tag:yaml.org,2002:int"
 FLOAT = "tag:yaml.org,2002:float"
 
@@ -54,9 +57,12 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 
 # YAML 1.1's resolvers out, YAML 1.2's core schema in (underscores kept as PyYAML allows them).
 ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, regex) for tag, regex in resolvers if tag not in (INT, FLOAT)]
+    first: [(tag, regex) for tag, regex in resolvers if tag not in (BOOL, INT, FLOAT)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+ConfigLoader.add_implicit_resolver(
+    BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 ConfigLoader.add_implicit_resolver(
     INT,
     re.compile(r"^(?:[-+]?[0-9][0-9_]*|0[xX][0-9a-fA-F_]+|0[oO][0-7_]+)$"),
