@@ -56,7 +56,8 @@ def test_results_csv_has_one_row_per_config_and_seed(experiment):
         (label, str(seed)) for label in LABELS for seed in (1, 2, 3)
     ]
     for row in rows:
-        metrics = json.loads((Path(row["run_dir"]) / "metrics.json").read_text())
+        assert row["run_dir"].startswith("runs/")  # relative to OUT, as trials.csv's
+        metrics = json.loads((experiment["out"] / row["run_dir"] / "metrics.json").read_text())
         assert float(row["test/recall@20"]) == metrics["test"]["recall@20"]
         assert float(row["valid/recall@20"]) == metrics["valid"]["recall@20"]
 
@@ -125,7 +126,7 @@ def test_significance_against_the_best_baseline_chosen_on_validation(experiment,
 def test_per_user_values_reproduce_the_runs_means(experiment):
     rows = _rows(experiment["out"] / "results.csv")
     for row in rows[::3]:
-        run = Path(row["run_dir"])
+        run = experiment["out"] / row["run_dir"]
         stored = json.loads((run / "metrics.json").read_text())["by_averaging"]["test_users"]
         per_user = per_user_test_metrics_from_run(run)
         for name in ("recall@20", "ndcg@10"):
@@ -316,7 +317,7 @@ def test_a_scoped_set_reaches_only_the_config_it_names(tmp_path):
     assert result.exit_code == 0, result.output
     steps = {}
     for row in _rows(out / "results.csv"):
-        config = yaml.safe_load((Path(row["run_dir"]) / "config.yaml").read_text())
+        config = yaml.safe_load((out / row["run_dir"] / "config.yaml").read_text())
         assert config["train"]["epochs"] == 1
         steps[row["label"]] = config["model"].get("diffusion", {}).get("steps")
     assert steps == {"demo-diffrec": 3, "demo-popularity": None}
@@ -463,7 +464,8 @@ def test_the_same_out_spelled_another_way_continues_the_experiment(tmp_path, mon
         assert again.output.count("done before") == 2
         assert len(list((tmp_path / "exp" / "runs").iterdir())) == 2
         rows = _rows(tmp_path / "exp" / "results.csv")
-        assert all(Path(row["run_dir"]).is_dir() for row in rows)  # from the folder it ran in
+        # relative to the output folder, however it was spelled
+        assert all((tmp_path / "exp" / row["run_dir"]).is_dir() for row in rows)
 
     monkeypatch.chdir(tmp_path / "elsewhere")
     continued("../exp")

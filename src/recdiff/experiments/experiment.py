@@ -6,7 +6,8 @@ Output folder::
     records/LABEL/seed-S.json   the run's valid/test means and data statistics, its directory
                                 (relative to the output folder) and its config
     records/LABEL/seed-S.npz    per-user test metrics (NaN: user without test items)
-    results.csv                 one row per config and seed: valid and test metrics
+    results.csv                 one row per config and seed: its run (relative to the output
+                                folder, as in tune's trials.csv), valid and test metrics
     results.md                  mean ± std per config; paired tests of each config against the
                                 best baseline (on validation) among the comparable runs
 
@@ -399,7 +400,8 @@ def _remove_unfinished_runs(runs: Path, tasks, records) -> None:
 
 
 def results_table(records: Sequence[SeedRecord]) -> str:
-    """CSV text: label, model, seed, run_dir, then valid/* and test/* metrics."""
+    """CSV text: label, model, seed, run_dir (``runs/NAME``, relative to the output folder so
+    that the table stays true when the folder moves), then valid/* and test/* metrics."""
     names: list[str] = []
     for record in records:
         for split in ("valid", "test"):
@@ -417,7 +419,7 @@ def results_table(records: Sequence[SeedRecord]) -> str:
                 record.label,
                 record.model,
                 record.seed,
-                record.run_dir,
+                f"runs/{Path(record.run_dir).name}",
                 *(repr(float(values[n])) if n in values else "" for n in names),
             ]
         )
