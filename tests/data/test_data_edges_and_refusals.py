@@ -26,8 +26,8 @@ from recdiff.data.batches import (
     examples_from_sequences,
     prefix_target_positions,
 )
-from recdiff.data.readers import read_table
 from recdiff.data.sequences import SequenceDataset
+from recdiff.data.tables import read_table
 
 
 # ------------------------------------------------------------------------ DiffRec splits

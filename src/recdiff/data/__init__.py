@@ -31,7 +31,6 @@ from recdiff.data.readers import (
     read_interactions,
     read_movielens,
     read_recbole_inter,
-    read_table,
 )
 from recdiff.data.safe_pickle import (
     SAFE_GLOBALS,
@@ -57,6 +56,7 @@ from recdiff.data.splits import (
     split_user_temporal,
 )
 from recdiff.data.synthetic import demo_splits, make_synthetic
+from recdiff.data.tables import read_table
 from recdiff.data.vocab import Vocabulary
 from recdiff.data.weighting import linear_time_weights, time_weights, time_weights_from_order
 

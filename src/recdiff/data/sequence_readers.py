@@ -23,9 +23,9 @@ import pandas as pd
 from recdiff.data import frames
 from recdiff.data.batches import SequenceExamples
 from recdiff.data.errors import DataFormatError, describe_rows
-from recdiff.data.readers import TableFormat, canonical_ints, read_table, read_text
 from recdiff.data.safe_pickle import SAFE_GLOBALS, safe_load
 from recdiff.data.sequences import SequenceDataset, UserSequences
+from recdiff.data.tables import TableFormat, canonical_ints, read_table, read_text
 from recdiff.data.vocab import Vocabulary
 
 PathLike = str | os.PathLike[str]

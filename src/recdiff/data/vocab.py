@@ -29,7 +29,7 @@ def as_id_array(values: Any, what: str = "id") -> np.ndarray:
 
     Integral floats (``3.0``, as pandas reads an int column that once held a NaN) become ints;
     integers beyond int64 (uint64 hashes) become their decimal strings, as a text file's do
-    (:func:`~recdiff.data.readers.canonical_ints`), never other ints; missing values
+    (:func:`~recdiff.data.tables.canonical_ints`), never other ints; missing values
     (NaN/None), non-integral floats, booleans, bytes and mixed int/str collections raise
     :class:`DataFormatError`, because silently mapping them would corrupt the id space.
     """

@@ -1,0 +1,305 @@
+"""Reading delimited text and Parquet tables into frames, with the file line of every row.
+
+The interaction and sequence readers share this so that a malformed table gets the same
+:class:`~recdiff.data.errors.DataFormatError` from either: naming the file, the line (1-based,
+counting the header; in Parquet, which has no lines, the data row counted from 1) and what to do
+about it. Ids stay as written (:func:`canonical_ints`), because ``"007"`` and ``"7"`` are two ids.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import re
+import warnings
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from recdiff.data.errors import DataFormatError, RowNumbers
+
+PathLike = str | os.PathLike[str]
+TableFormat = Literal["csv", "tsv", "parquet"]
+
+
+# --------------------------------------------------------------------------------- text
+# The format a suffix names outright; other suffixes (.txt, .log, .dat, ...) say nothing.
+_SUFFIX_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+_SEPARATORS = {"csv": ",", "tsv": "\t"}
+_SUFFIX_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
+
+# An integer as str(int) writes it: no sign on 0, no leading zeros, no '+', no spaces.
+_CANONICAL_INT = r"0|-?[1-9][0-9]*"
+
+
+def read_text(path: Path, fallback: str | None = None) -> str:
+    """A text file as UTF-8, without the byte-order mark some editors write at its start.
+
+    ``fallback`` (e.g. ``"latin-1"``, which older MovieLens files use) decodes a file that is not
+    UTF-8; without it such a file is a :class:`DataFormatError` naming the line.
+    """
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        if fallback is None:
+            raise _not_utf8(path, raw) from None
+        return raw.removeprefix(codecs.BOM_UTF8).decode(fallback)
+
+
+def _not_utf8(path: Path, raw: bytes) -> DataFormatError:
+    """The error for a file that does not decode as UTF-8, naming the first bad line."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        return DataFormatError(
+            f"{path} line {line} is not UTF-8 text (byte {raw[err.start]:#04x}); save the file "
+            "as UTF-8"
+        )
+    return DataFormatError(f"{path} is not UTF-8 text; save the file as UTF-8")
+
+
+def canonical_ints(series: pd.Series) -> pd.Series:
+    """Ids read as text: ints when every one is written as ``str(int)`` writes it, else strings.
+
+    ``"007"`` and ``"7"`` are two ids, so a column holding ``"007"`` stays strings (as ints they
+    would merge). Surrounding whitespace is not part of an id and is stripped.
+    """
+    if series.isna().any():
+        return series  # leave NaN for the id check, which reports the line
+    as_str = series.astype(str).str.strip()
+    if not as_str.str.fullmatch(_CANONICAL_INT).all():
+        return as_str
+    try:
+        return as_str.astype(np.int64)
+    except (OverflowError, ValueError):  # beyond int64: they stay strings
+        return as_str
+
+
+# --------------------------------------------------------------------------------- tables
+def _guess_format(
+    path: Path, sep: str | None, file_format: TableFormat | None
+) -> tuple[str, str | None]:
+    """``("parquet", None)`` or ``("text", separator)`` from the format or the file name."""
+    if file_format not in (None, *_SUFFIX_FORMATS.values()):
+        raise ValueError(f"file_format must be csv, tsv or parquet, got {file_format!r}")
+    suffix = path.suffix.lower()
+    named = _SUFFIX_FORMATS.get(suffix)
+    if file_format is not None and named is not None and named != file_format:
+        raise DataFormatError(
+            f"{path} is named as a {named} file, but the format asked for is {file_format}: "
+            f"set data.format={named} in a run config (file_format={named!r} from Python), or "
+            "rename the file"
+        )
+    kind = file_format or named
+    if kind == "parquet":
+        return "parquet", None
+    if sep is not None:
+        return "text", sep
+    guessed = _SEPARATORS.get(kind) if kind else _SUFFIX_SEPARATORS.get(suffix)
+    if guessed is None:
+        raise DataFormatError(
+            f"cannot tell the separator of {path} from its name; name the file *.csv (commas), "
+            "*.tsv (tabs) or *.parquet, set data.format to csv, tsv or parquet in a run config, "
+            "or pass sep=... from Python"
+        )
+    return "text", guessed
+
+
+def _text_dtypes(dtype: Any, ids: Collection[str]) -> tuple[Any, list[str]]:
+    """pandas' ``dtype`` argument with the id columns read as strings (so that pandas cannot
+    turn ``"007"`` into 7), and the id columns to canonicalize: those ``dtype`` does not type."""
+    if dtype is not None and not isinstance(dtype, dict):
+        return dtype, []  # one dtype for every column: the caller's choice
+    typed = dtype or {}
+    untyped = [col for col in ids if col not in typed]
+    return {**dict.fromkeys(untyped, str), **typed}, untyped
+
+
+def read_table(
+    path: PathLike,
+    *,
+    sep: str | None = None,
+    header: bool = True,
+    names: list[str] | None = None,
+    dtype: Any = None,
+    ids: Collection[str] = (),
+    file_format: TableFormat | None = None,
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Read a delimited text or Parquet file into a frame, and the file line of every row.
+
+    Blank lines are skipped (line numbers stay exact); Parquet has no lines, so its "line
+    numbers" are :class:`~recdiff.data.errors.RowNumbers` (data rows counted from 1, and errors
+    say so). A header naming a column twice is an error. ``names`` replaces the header (or names
+    headerless columns); ``dtype`` is passed to pandas (e.g. ``str`` to keep zero-padded ids).
+    ``ids`` names the id columns: in a text file they are read as written, and become ints only
+    when every value is a plain integer (``"007"`` stays a string); spaces around them and around
+    header names are dropped. Only empty fields are missing values (``NA`` or ``null`` is
+    text). ``file_format`` (csv, tsv or parquet) overrides the suffix, which must not name
+    another format.
+    """
+    path = Path(path)
+    kind, sep = _guess_format(path, sep, file_format)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    if path.stat().st_size == 0:
+        raise DataFormatError(f"{path} is empty; expected one interaction per line")
+    if names is not None and len(set(names)) < len(names):
+        raise ValueError(f"names {names} repeat {_repeated(names)}; give every column its own name")
+    if kind == "parquet":
+        import pyarrow.parquet as pq  # pandas' engine: only the schema, before pandas reads
+
+        # pyarrow refuses a repeated column with an opaque "Multiple matches for FieldRef"
+        _refuse_repeated_columns(pq.read_schema(path).names, path, "")
+        frame = pd.read_parquet(path)
+        if names is not None:
+            frame.columns = names
+        return _non_empty(frame, path), RowNumbers.first(len(frame))
+    source: Any = path
+    written = sep  # the file's separator, for messages
+    if len(sep) > 1:  # e.g. MovieLens "::": map to a tab so pandas' fast C parser can read it
+        source = io.StringIO(read_text(path, fallback="latin-1").replace(sep, "\t"))
+        sep = "\t"
+    dtypes, canonical = _text_dtypes(dtype, ids)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                source,
+                sep=sep,
+                header=0 if header else None,
+                names=names,
+                dtype=dtypes,
+                skip_blank_lines=False,
+                skipinitialspace=True,
+                # Only an empty field is missing: NA, None, null or nan may be ids (pandas would
+                # read them as missing, and the id check would refuse them).
+                keep_default_na=False,
+                na_values=[""],
+                # Never an index column: pandas would take the first column of a file whose
+                # lines are longer than its header (trailing separators) for one, and shift
+                # every column left by one.
+                index_col=False,
+                engine="c",
+            )
+    except pd.errors.EmptyDataError:
+        raise DataFormatError(
+            f"{path} has no header and no data; expected one interaction per line"
+        ) from None
+    except pd.errors.ParserError as err:
+        _refuse_extra_fields(source, path, sep, names, written)  # names the line, if that is it
+        raise DataFormatError(
+            f"cannot parse {path}: {str(err).strip()}. Check the separator (sep={written!r}) and "
+            "that every line has the same number of fields"
+        ) from None
+    except UnicodeDecodeError:
+        raise _not_utf8(path, path.read_bytes()) from None
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        _refuse_extra_fields(source, path, sep, names, written)  # dropped fields: empty ones?
+    if header and names is None:
+        _refuse_repeated_header(source, path, sep, list(frame.columns))
+    frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
+    line_numbers = frame.index.to_numpy(dtype=np.int64) + (2 if header else 1)
+    blank = frame.isna().all(axis=1).to_numpy()
+    frame, line_numbers = frame.loc[~blank].reset_index(drop=True), line_numbers[~blank]
+    for col in canonical:
+        if col in frame.columns:
+            frame[col] = canonical_ints(frame[col])
+    return _non_empty(frame, path), line_numbers
+
+
+def _refuse_extra_fields(
+    source: Any, path: Path, sep: str, names: list[str] | None, written: str
+) -> None:
+    """Raise naming the first line of a text file (``source``: its path or its text, fields
+    separated by ``sep``; ``written`` is the file's own separator) with a non-empty field
+    beyond the columns of its header (or of ``names``, or of its first line when it has
+    neither). Trailing empty fields (``1,10,5,``) hold no data and pass.
+
+    pandas' own messages count neither blank lines nor the lines a quoted field spans, and it
+    drops fields beyond the header's with only a warning; this reads the file once more to
+    say which line is at fault (on the error path only)."""
+    text = source.getvalue() if isinstance(source, io.StringIO) else read_text(path, "latin-1")
+    reader = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
+    width = None if names is None else len(names)
+    start = 1  # the line a record starts on: a quoted field may span lines
+    try:
+        for fields in reader:
+            if width is None and fields:
+                width = len(fields)  # the header, or the first line of a file without one
+            elif width is not None and any(f.strip() for f in fields[width:]):
+                break
+            start = reader.line_num + 1
+        else:
+            return
+    except csv.Error:  # e.g. a field over csv's size limit: pandas' own message must do
+        return
+    raise DataFormatError(
+        f"cannot parse {path}: line {start} has {len(fields)} fields, but the data has "
+        f"{width} columns. Check the separator (sep={written!r}) and that every line has "
+        f"{width} fields"
+    )
+
+
+def _repeated(names: list[Any]) -> list[str]:
+    """The names that occur more than once, each once, in order of first occurrence."""
+    return [str(n) for n in dict.fromkeys(n for n in names if names.count(n) > 1)]
+
+
+def _refuse_repeated_columns(names: list[Any], path: Path, where: str) -> None:
+    """Raise if ``names`` (the columns of ``path``; ``where`` says where they are written)
+    repeat one: reading by name would then take one of them silently."""
+    repeated = _repeated(names)
+    if repeated:
+        raise DataFormatError(
+            f"{path}{where} names column(s) {repeated} more than once; give every column its "
+            "own name (rename or drop the repeated ones), so that it is clear which one holds "
+            "the data"
+        )
+
+
+# pandas renames the second "user" of a header to "user.1" (and a third to "user.2").
+_MANGLED = re.compile(r"(.+)\.[0-9]+")
+
+
+def _refuse_repeated_header(source: Any, path: Path, sep: str, columns: list[Any]) -> None:
+    """Raise if the header of a text file (``source``, as :func:`_refuse_extra_fields` has it)
+    names a column twice, spaces around names aside. pandas would keep the first and rename
+    the others ``name.1``, ..., so a column the reader asks for by name could be the wrong one.
+
+    ``columns`` are pandas' names; the header is read again only when they look renamed."""
+    stripped = [c.strip() if isinstance(c, str) else c for c in columns]
+    names = set(stripped)
+    suspect = len(names) < len(stripped) or any(
+        isinstance(c, str) and (m := _MANGLED.fullmatch(c)) and m.group(1).strip() in names
+        for c in stripped
+    )
+    if not suspect:
+        return
+    text = source.getvalue() if isinstance(source, io.StringIO) else read_text(path, "latin-1")
+    try:
+        fields = next(csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True), [])
+    except csv.Error:  # pandas read it; keep its reading
+        return
+    header = [f.strip() for f in fields]
+    _refuse_repeated_columns(header, path, " line 1: the header")
+
+
+def _non_empty(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    if len(frame) == 0:
+        raise DataFormatError(
+            f"{path} has no data rows (only a header?); expected one interaction per line"
+        )
+    return frame
