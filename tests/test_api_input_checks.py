@@ -31,7 +31,7 @@ from recdiff.models.sasrec import MostPopular, SASRec, SASRecConfig
 from recdiff.retrieval import ItemIndex
 from recdiff.serving.predictor import Predictor
 from recdiff.serving.sequence_predictor import SequencePredictor
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.config import TrainConfig
 
 # 4 users x 6 items; Popularity counts per item: [1, 3, 1, 1, 1, 0].
 ROWS = sp.csr_matrix(
@@ -307,6 +307,20 @@ def test_item_index_refuses_an_exclude_wider_than_its_items_and_reads_coo() -> N
     items, _ = index.top_k(QUERIES, 2, exclude=coo)
     np.testing.assert_array_equal(items, [[0, 3], [1, 2]])  # item 2 left out of row 0
     np.testing.assert_array_equal(items, index.top_k(QUERIES, 2, exclude=coo.tocsr())[0])
+
+
+def test_item_index_refuses_an_exclude_of_other_rows_and_a_k_that_is_not_an_integer() -> None:
+    # A taller exclude (every user's, beside two users' queries) paired its first rows with the
+    # queries; k=True was read as 1 and k=2.5 ranked 3 items (np.full of a float shape failed).
+    index = ItemIndex(ITEMS)
+    taller = sp.csr_matrix(([1.0], ([2], [0])), shape=(3, 4))
+    with pytest.raises(ValueError, match=r"a row per query \(2\).*got shape \(3, 4\)"):
+        index.top_k(QUERIES, 2, exclude=taller)
+    for k in (True, 2.5, "2"):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            index.top_k(QUERIES, k)
+    items, _ = index.top_k(QUERIES, np.int64(1))
+    np.testing.assert_array_equal(items, [[0], [1]])
 
 
 def test_faiss_index_names_queries_of_the_wrong_width() -> None:

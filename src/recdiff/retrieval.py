@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recdiff.data.vocab import is_integer
 from recdiff.eval.ranking import topk_items
 
 __all__ = ["ExactIndex", "FaissIndex", "ItemIndex", "build_index", "recall_at_k"]
@@ -132,8 +133,8 @@ class ItemIndex:
         """Item ids and scores ``[n_queries, k]``, best first; ``-1`` / ``-inf`` pad rows with
         fewer than ``k`` items to offer. ``exclude``: optional ``[n_queries, n_items]`` CSR
         of items never to return."""
-        if k < 1:
-            raise ValueError(f"k must be a positive integer, got {k}")
+        if not is_integer(k) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
         queries = _host_float32(queries)
         _check_queries(queries, self.dim)
         rows = len(queries)
@@ -144,15 +145,15 @@ class ItemIndex:
         if rows == 0 or self.index is None:
             return items, scores
         counts = np.zeros(rows, dtype=np.int64)
-        if exclude is not None:  # its first rows: one per query
-            counts = np.diff(exclude.indptr[: rows + 1])
+        if exclude is not None:
+            counts = np.diff(exclude.indptr)
         wanted = min(k + int(counts.max()), len(self.ids))
         found, found_scores = self.index.search(queries, wanted)
         allowed = found >= 0  # faiss pads with -1
         ids = np.where(allowed, self.ids[np.maximum(found, 0)], -1)
         if counts.any():  # one isin over all rows: (row, item) pairs as row * n_items + item
             offsets = np.arange(rows, dtype=np.int64)[:, None] * self.n_items
-            seen = np.repeat(offsets[:, 0], counts) + exclude.indices[: exclude.indptr[rows]]
+            seen = np.repeat(offsets[:, 0], counts) + exclude.indices[: exclude.indptr[-1]]
             allowed &= ~np.isin(ids + offsets, seen)
         rank = np.cumsum(allowed, axis=1) - 1  # each candidate's place among its row's allowed
         row, column = np.nonzero(allowed & (rank < k))
@@ -163,16 +164,18 @@ class ItemIndex:
     def _checked_exclude(self, exclude, rows: int) -> sp.csr_matrix:
         """``exclude`` as CSR, refused when its entries would be read as other rows' items: its
         items are keyed ``row * n_items + item``, so a wider matrix would spill into the next
-        row."""
+        row, and a taller one (say every user's, beside a few users' queries) would pair its
+        first rows with queries they do not belong to."""
         if not sp.issparse(exclude):
             raise TypeError(
                 f"exclude must be a scipy sparse matrix [n_queries, {self.n_items}], got "
                 f"{type(exclude).__name__}: pass scipy.sparse.csr_matrix(exclude)"
             )
-        if exclude.shape[1] != self.n_items or exclude.shape[0] < rows:
+        if exclude.shape != (rows, self.n_items):
             raise ValueError(
                 f"exclude must have a row per query ({rows}) and a column per item of the index "
-                f"({self.n_items}), got shape {exclude.shape}"
+                f"({self.n_items}), got shape {exclude.shape}: select the queries' rows "
+                "(exclude[rows])"
             )
         return sp.csr_matrix(exclude)
 
