@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from recdiff.data.errors import UnknownIdError
-from recdiff.serving.predictor import Predictor, Recommendations, shortfall_note
+from recdiff.serving.predictor import Predictor
+from recdiff.serving.recommendations import Recommendations, shortfall_note
 
 
 @pytest.fixture(scope="module")

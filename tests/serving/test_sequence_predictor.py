@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from recdiff.cli.main import app
 from recdiff.config import load_config
-from recdiff.serving.predictor import EMPTY_INPUT_NOTE, Predictor
+from recdiff.serving.predictor import Predictor
+from recdiff.serving.recommendations import EMPTY_INPUT_NOTE
 from recdiff.serving.sequence_predictor import EMPTY_SEQUENCE_NOTE, SequencePredictor
 from recdiff.train.run import run_training
 

@@ -28,7 +28,8 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from recdiff.serving.predictor import SEEN_REMEDY, Predictor, Query, Recommendations
+from recdiff.serving.predictor import Predictor
+from recdiff.serving.recommendations import SEEN_REMEDY, Query, Recommendations
 
 __all__ = ["MicroBatcher"]
 

@@ -1,6 +1,8 @@
 """External ids as callers give them (CLI text, JSON, Python values) and as errors name them:
 integer ids may come as ints, integral floats or ASCII digits, never as booleans or other
-scripts' digits; string ids keep their exact form when the vocabulary holds it."""
+scripts' digits; string ids keep their exact form when the vocabulary holds it.
+
+:class:`ExternalIds` looks them up in a run's user and item vocabularies for the predictors."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from typing import Any
 import numpy as np
 
 from recdiff.data import Vocabulary
+from recdiff.data.errors import UnknownIdError
 
 __all__ = [
     "SHOWN",
+    "ExternalIds",
     "as_known",
     "as_python",
     "beyond_int64",
@@ -81,3 +85,125 @@ def as_known(value: str, vocabulary: Vocabulary) -> str:
 def shown(ids: Sequence[Any]) -> str:
     more = f" (and {len(ids) - SHOWN} more)" if len(ids) > SHOWN else ""
     return f"{[as_python(i) for i in ids[:SHOWN]]}{more}"
+
+
+class ExternalIds:
+    """The id side of a predictor: ids as callers give them, parsed and checked against the
+    run's vocabularies, as row indices (users) and item indices (histories)."""
+
+    users: Vocabulary
+    items: Vocabulary
+    #: Whether a history's order means something (time, for next-item models).
+    ordered_history = False
+
+    def parse_user(self, value: Any) -> Any:
+        """A user id (typed on a command line, or from JSON) as the vocabulary's type.
+
+        Surrounding whitespace is stripped, for string ids as for integer ones (a string id
+        that the vocabulary holds exactly, padding included, is kept as given). Integer ids
+        typed as text are ASCII digits with an optional sign; booleans are no ids.
+        """
+        refuse_booleans([value], "user")
+        if self.users.kind != "int":
+            return as_known(str(value), self.users)
+        user = parse_integer(value)
+        if user is None:
+            raise ValueError(f"user ids of this run are integers, got {as_python(value)!r}")
+        return user
+
+    def parse_users(self, values: Sequence[Any]) -> np.ndarray:
+        """Many user ids (e.g. lines of a file) as an array of the vocabulary's type (surrounding
+        whitespace stripped unless the padded string id itself is known)."""
+        refuse_booleans(values, "user")
+        if self.users.kind != "int":
+            return np.asarray([as_known(str(v), self.users) for v in values], dtype=str)
+        ids = [parse_integer(v) for v in values]
+        bad = [v for v, i in zip(values, ids, strict=True) if i is None]
+        if bad:
+            raise ValueError(f"user ids of this run are integers, got {shown(bad)}")
+        if beyond_int64(ids).any():
+            self.user_rows(ids)  # raises: no user has such an id
+        return np.asarray(ids, dtype=np.int64)
+
+    def _parse_items(self, items: Sequence[Any]) -> list[Any]:
+        """Item ids as the vocabulary's type; surrounding whitespace is stripped; a padded
+        string id the vocabulary holds exactly is kept as given. Integer ids may come as ints,
+        integral floats (a pandas column read as float) or ASCII digits typed as text; any
+        other value is ``None`` (no item of the catalogue: 1.5 is not truncated to item 1)."""
+        refuse_booleans(items, "item")
+        if self.items.kind != "int":
+            return [as_known(str(i), self.items) for i in items]
+        return [parse_integer(i) if not is_integral_float(i) else int(i) for i in items]
+
+    def user_rows(self, users: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Row indices of known users (external ids of the vocabulary's type).
+
+        Raises :class:`UnknownIdError` (a ``KeyError``) naming the unknown ids.
+        """
+        huge = beyond_int64(users)
+        rows = np.full(len(huge), -1, dtype=np.int64)
+        lookup = [u for u, h in zip(users, huge, strict=True) if not h] if huge.any() else users
+        rows[~huge] = self.users.index(lookup, missing="mask", what="user id")
+        if (rows < 0).any():
+            unknown = list(dict.fromkeys(np.asarray(users)[rows < 0].tolist()))
+            raise UnknownIdError(
+                f"{len(unknown)} user id(s) not among the {len(self.users)} users of this model: "
+                f"{shown(unknown)}; check the ids (the raw data's user ids), or score a new user "
+                "from their item history",
+                unknown=unknown[:SHOWN],
+                n_unknown=len(unknown),
+            )
+        return rows
+
+    def history_indices(
+        self, history: Sequence[Any], ignore_unknown: bool = False
+    ) -> tuple[np.ndarray, list[Any]]:
+        """Item indices of a history of external ids (order and repeats kept), and the ids the
+        catalogue lacks (an error, naming them as given, unless ``ignore_unknown``)."""
+        if hasattr(history, "tolist") and getattr(history, "ndim", 1) == 1:
+            history = history.tolist()  # a numpy array or tensor: its numbers, as Python's
+        if isinstance(history, (set, frozenset, dict)) and self.ordered_history:
+            raise TypeError(
+                f"history must be a list of item ids, oldest first, got a "
+                f"{type(history).__name__}, which has no order; this run reads the order as time"
+            )
+        # A string is a sequence too: "123" would be read as the items 1, 2 and 3.
+        if isinstance(history, (str, bytes)) or not hasattr(history, "__len__"):
+            raise TypeError(
+                f"history must be a list of item ids, oldest first, got the "
+                f"{type(history).__name__} {history!r}; pass a list, e.g. history=[12, 7, 40]"
+            )
+        if len(history) == 0:
+            raise ValueError("history is empty: give at least one item the user interacted with")
+        # An id that cannot be an item of this run (text where the ids are integers) is unknown
+        # like any other: named with the others, or dropped with ignore_unknown.
+        ids = self._parse_items(history)
+        parsed = np.fromiter((i is not None for i in ids), dtype=bool, count=len(ids))
+        looked_up = parsed & ~beyond_int64(ids)
+        known = np.zeros(len(ids), dtype=bool)
+        known[looked_up] = self.items.contains(
+            [i for i, ok in zip(ids, looked_up, strict=True) if ok]
+        )
+        missing = np.flatnonzero(~known)
+        as_given = list(history)
+        given = [as_python(as_given[i]) for i in missing]  # named as the caller typed them
+        if given and not ignore_unknown:
+            mistyped = [as_python(as_given[i]) for i in missing if ids[i] is None]
+            # say why: "nope" or 1.5 cannot be an id of this catalogue
+            why = f"item ids of this run are integers, got {shown(mistyped)}" if mistyped else ""
+            raise UnknownIdError(
+                f"{len(given)} item id(s) not in the catalogue: {shown(given)}"
+                f"{f' ({why})' if why else ''}; remove them or pass ignore_unknown=True "
+                "(--ignore-unknown)",
+                unknown=given[:SHOWN],
+                n_unknown=len(given),
+                why=why,
+            )
+        index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
+        if index.size == 0:
+            raise ValueError(
+                f"none of the history's {len(given)} item id(s) is in the catalogue "
+                f"({shown(given)}): check them against the run's items (data/items.json), or "
+                "recommend for a known user instead"
+            )
+        return index, given

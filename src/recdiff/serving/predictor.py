@@ -8,7 +8,6 @@ matters for time-weighted models), with no retraining.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,15 @@ import yaml
 from recdiff.config.models import SEQUENTIAL_MODELS
 from recdiff.config.schema import SAVED_RUN, RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
-from recdiff.data.errors import UnknownIdError
 from recdiff.data.vocab import is_integer
 from recdiff.models.base import Recommender
-from recdiff.serving.ids import (
-    SHOWN,
-    as_known,
-    as_python,
-    beyond_int64,
-    is_integral_float,
-    parse_integer,
-    refuse_booleans,
-    shown,
+from recdiff.serving.ids import ExternalIds, as_python
+from recdiff.serving.recommendations import (
+    EMPTY_INPUT_NOTE,
+    SEEN_REMEDY,
+    Query,
+    Recommendations,
+    shortfall_note,
 )
 from recdiff.serving.run_files import (
     check_items,
@@ -41,90 +37,7 @@ from recdiff.serving.run_files import (
     read_vocabulary,
 )
 
-__all__ = ["SEEN_REMEDY", "Predictor", "Query", "Recommendations", "shortfall_note"]
-
-#: How a shortfall note tells a Python caller to rank the seen items too; the CLI and the HTTP
-#: service name their own switch (``--include-seen``, ``"exclude_seen": false``).
-SEEN_REMEDY = "pass exclude_seen=False"
-
-
-#: The note on a list for a user whose model input is empty (a known user all of whose
-#: interactions fell in the held-out periods, or were left out with items the training data
-#: lacks): it is no one's list in particular.
-EMPTY_INPUT_NOTE = (
-    "this user has no interactions in the model's input (theirs are all held out, or left out "
-    "by the split), so the list is the model's answer to an empty history, not personalised"
-)
-
-
-@dataclass(frozen=True)
-class Recommendations:
-    """Top-k external item ids, best first, with their scores.
-
-    ``note`` says why fewer than ``k`` items came back (None when ``k`` did), e.g. that every
-    catalogue item is already in the history, or that the user's input was empty.
-    """
-
-    items: list[Any]
-    scores: list[float]
-    unknown_items: list[Any]
-    note: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "items": self.items,
-            "scores": self.scores,
-            "unknown_items": self.unknown_items,
-            "note": self.note,
-        }
-
-
-def shortfall_note(
-    returned: int,
-    k: int,
-    unseen: int,
-    seen_remedy: str = SEEN_REMEDY,
-    catalogue: int | None = None,
-) -> str | None:
-    """Why a list holds ``returned`` items instead of ``k`` (None when it holds ``k``).
-
-    ``unseen`` is the number of catalogue items left once the history's (or known user's) items
-    are excluded, out of ``catalogue`` items in all; ``seen_remedy`` says how to rank those too.
-    """
-    if returned >= k:
-        return None
-    if returned < unseen:  # the model declined some (a score of -inf, e.g. never-trained items)
-        ranked = f"only {returned}" if returned else "none"
-        return (
-            f"the model ranks {ranked} of the {unseen} catalogue items left for this input; it "
-            "gives the others no score (e.g. items it never trained on)"
-        )
-    if unseen == catalogue:  # nothing was excluded: k is simply above the catalogue's size
-        return f"the catalogue holds only {catalogue} item{'s' * (catalogue != 1)}"
-    if unseen == 0:
-        return f"every catalogue item is already in the history; {seen_remedy} to rank them"
-    verb = "is" if unseen == 1 else "are"
-    return (
-        f"only {unseen} catalogue item{'s' * (unseen != 1)} {verb} not already in the "
-        f"history; {seen_remedy} to rank the others too"
-    )
-
-
-@dataclass(frozen=True)
-class Query:
-    """Prepared model input for one or more users: what to score and what never to recommend.
-
-    Built by :meth:`Predictor.query` (one user) or :meth:`Predictor.query_users` (many known
-    users); queries are stacked into one model call by :meth:`Predictor.recommend_queries`, which
-    is how the HTTP service batches concurrent requests.
-    """
-
-    inputs: sp.csr_matrix  # [rows, n_items] model input rows
-    exclude: sp.csr_matrix  # [rows, n_items] items never to return (no entries: exclude nothing)
-    unknown_items: tuple[Any, ...] = ()  # history ids dropped because the catalogue lacks them
-
-    def __len__(self) -> int:
-        return int(self.inputs.shape[0])
+__all__ = ["Predictor"]
 
 
 def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
@@ -136,11 +49,9 @@ def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
     return np.diff(matrix.indptr)
 
 
-class Predictor:
-    """Inference-only state of a run: the model, id vocabularies, input rows and seen items."""
-
-    #: Whether a history's order means something (time, for next-item models).
-    ordered_history = False
+class Predictor(ExternalIds):
+    """Inference-only state of a run: the model, id vocabularies, input rows and seen items
+    (ids are parsed and looked up as :class:`ExternalIds` says)."""
 
     def __init__(
         self,
@@ -208,119 +119,6 @@ class Predictor:
             read_metrics(run),
             run,
         )
-
-    # --------------------------------------------------------------------------- ids
-    def parse_user(self, value: Any) -> Any:
-        """A user id (typed on a command line, or from JSON) as the vocabulary's type.
-
-        Surrounding whitespace is stripped, for string ids as for integer ones (a string id
-        that the vocabulary holds exactly, padding included, is kept as given). Integer ids
-        typed as text are ASCII digits with an optional sign; booleans are no ids.
-        """
-        refuse_booleans([value], "user")
-        if self.users.kind != "int":
-            return as_known(str(value), self.users)
-        user = parse_integer(value)
-        if user is None:
-            raise ValueError(f"user ids of this run are integers, got {as_python(value)!r}")
-        return user
-
-    def parse_users(self, values: Sequence[Any]) -> np.ndarray:
-        """Many user ids (e.g. lines of a file) as an array of the vocabulary's type (surrounding
-        whitespace stripped unless the padded string id itself is known)."""
-        refuse_booleans(values, "user")
-        if self.users.kind != "int":
-            return np.asarray([as_known(str(v), self.users) for v in values], dtype=str)
-        ids = [parse_integer(v) for v in values]
-        bad = [v for v, i in zip(values, ids, strict=True) if i is None]
-        if bad:
-            raise ValueError(f"user ids of this run are integers, got {shown(bad)}")
-        if beyond_int64(ids).any():
-            self.user_rows(ids)  # raises: no user has such an id
-        return np.asarray(ids, dtype=np.int64)
-
-    def _parse_items(self, items: Sequence[Any]) -> list[Any]:
-        """Item ids as the vocabulary's type; surrounding whitespace is stripped; a padded
-        string id the vocabulary holds exactly is kept as given. Integer ids may come as ints,
-        integral floats (a pandas column read as float) or ASCII digits typed as text; any
-        other value is ``None`` (no item of the catalogue: 1.5 is not truncated to item 1)."""
-        refuse_booleans(items, "item")
-        if self.items.kind != "int":
-            return [as_known(str(i), self.items) for i in items]
-        return [parse_integer(i) if not is_integral_float(i) else int(i) for i in items]
-
-    def user_rows(self, users: Sequence[Any] | np.ndarray) -> np.ndarray:
-        """Row indices of known users (external ids of the vocabulary's type).
-
-        Raises :class:`UnknownIdError` (a ``KeyError``) naming the unknown ids.
-        """
-        huge = beyond_int64(users)
-        rows = np.full(len(huge), -1, dtype=np.int64)
-        lookup = [u for u, h in zip(users, huge, strict=True) if not h] if huge.any() else users
-        rows[~huge] = self.users.index(lookup, missing="mask", what="user id")
-        if (rows < 0).any():
-            unknown = list(dict.fromkeys(np.asarray(users)[rows < 0].tolist()))
-            raise UnknownIdError(
-                f"{len(unknown)} user id(s) not among the {len(self.users)} users of this model: "
-                f"{shown(unknown)}; check the ids (the raw data's user ids), or score a new user "
-                "from their item history",
-                unknown=unknown[:SHOWN],
-                n_unknown=len(unknown),
-            )
-        return rows
-
-    def history_indices(
-        self, history: Sequence[Any], ignore_unknown: bool = False
-    ) -> tuple[np.ndarray, list[Any]]:
-        """Item indices of a history of external ids (order and repeats kept), and the ids the
-        catalogue lacks (an error, naming them as given, unless ``ignore_unknown``)."""
-        if hasattr(history, "tolist") and getattr(history, "ndim", 1) == 1:
-            history = history.tolist()  # a numpy array or tensor: its numbers, as Python's
-        if isinstance(history, (set, frozenset, dict)) and self.ordered_history:
-            raise TypeError(
-                f"history must be a list of item ids, oldest first, got a "
-                f"{type(history).__name__}, which has no order; this run reads the order as time"
-            )
-        # A string is a sequence too: "123" would be read as the items 1, 2 and 3.
-        if isinstance(history, (str, bytes)) or not hasattr(history, "__len__"):
-            raise TypeError(
-                f"history must be a list of item ids, oldest first, got the "
-                f"{type(history).__name__} {history!r}; pass a list, e.g. history=[12, 7, 40]"
-            )
-        if len(history) == 0:
-            raise ValueError("history is empty: give at least one item the user interacted with")
-        # An id that cannot be an item of this run (text where the ids are integers) is unknown
-        # like any other: named with the others, or dropped with ignore_unknown.
-        ids = self._parse_items(history)
-        parsed = np.fromiter((i is not None for i in ids), dtype=bool, count=len(ids))
-        looked_up = parsed & ~beyond_int64(ids)
-        known = np.zeros(len(ids), dtype=bool)
-        known[looked_up] = self.items.contains(
-            [i for i, ok in zip(ids, looked_up, strict=True) if ok]
-        )
-        missing = np.flatnonzero(~known)
-        as_given = list(history)
-        given = [as_python(as_given[i]) for i in missing]  # named as the caller typed them
-        if given and not ignore_unknown:
-            mistyped = [as_python(as_given[i]) for i in missing if ids[i] is None]
-            # say why: "nope" or 1.5 cannot be an id of this catalogue
-            why = f"item ids of this run are integers, got {shown(mistyped)}" if mistyped else ""
-            raise UnknownIdError(
-                f"{len(given)} item id(s) not in the catalogue: {shown(given)}"
-                f"{f' ({why})' if why else ''}; remove them or pass ignore_unknown=True "
-                "(--ignore-unknown)",
-                unknown=given[:SHOWN],
-                n_unknown=len(given),
-                why=why,
-            )
-        index = self.items.index([i for i, ok in zip(ids, known, strict=True) if ok])
-        if index.size == 0:
-            raise ValueError(
-                f"none of the history's {len(given)} item id(s) is in the catalogue "
-                f"({shown(given)}): check them against the run's items (data/items.json), or "
-                "recommend for a known user instead"
-            )
-        return index, given
 
     def history_row(
         self, history: Sequence[Any], ignore_unknown: bool = False

@@ -24,7 +24,8 @@ from recdiff.models.base import SavedModel
 from recdiff.models.sequential import SequentialRecommender, seen_matrix
 from recdiff.retrieval import ItemIndex
 from recdiff.serving.ids import as_python
-from recdiff.serving.predictor import Predictor, Query
+from recdiff.serving.predictor import Predictor
+from recdiff.serving.recommendations import Query
 from recdiff.serving.run_files import (
     check_items,
     damaged,

@@ -54,7 +54,8 @@ from pydantic import (
 
 from recdiff.data.errors import UnknownIdError
 from recdiff.serving.batching import MicroBatcher
-from recdiff.serving.predictor import Predictor, Query
+from recdiff.serving.predictor import Predictor
+from recdiff.serving.recommendations import Query
 from recdiff.serving.run_files import with_name
 
 __all__ = ["RecommendRequest", "RecommendResponse", "create_app"]

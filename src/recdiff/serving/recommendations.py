@@ -1,0 +1,95 @@
+"""What a recommendation request becomes: the prepared model input (:class:`Query`) and the list
+that comes back (:class:`Recommendations`), with the notes that say why a list is short or not
+personalised."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import scipy.sparse as sp
+
+__all__ = ["EMPTY_INPUT_NOTE", "SEEN_REMEDY", "Query", "Recommendations", "shortfall_note"]
+
+#: How a shortfall note tells a Python caller to rank the seen items too; the CLI and the HTTP
+#: service name their own switch (``--include-seen``, ``"exclude_seen": false``).
+SEEN_REMEDY = "pass exclude_seen=False"
+
+
+#: The note on a list for a user whose model input is empty (a known user all of whose
+#: interactions fell in the held-out periods, or were left out with items the training data
+#: lacks): it is no one's list in particular.
+EMPTY_INPUT_NOTE = (
+    "this user has no interactions in the model's input (theirs are all held out, or left out "
+    "by the split), so the list is the model's answer to an empty history, not personalised"
+)
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-k external item ids, best first, with their scores.
+
+    ``note`` says why fewer than ``k`` items came back (None when ``k`` did), e.g. that every
+    catalogue item is already in the history, or that the user's input was empty.
+    """
+
+    items: list[Any]
+    scores: list[float]
+    unknown_items: list[Any]
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "scores": self.scores,
+            "unknown_items": self.unknown_items,
+            "note": self.note,
+        }
+
+
+def shortfall_note(
+    returned: int,
+    k: int,
+    unseen: int,
+    seen_remedy: str = SEEN_REMEDY,
+    catalogue: int | None = None,
+) -> str | None:
+    """Why a list holds ``returned`` items instead of ``k`` (None when it holds ``k``).
+
+    ``unseen`` is the number of catalogue items left once the history's (or known user's) items
+    are excluded, out of ``catalogue`` items in all; ``seen_remedy`` says how to rank those too.
+    """
+    if returned >= k:
+        return None
+    if returned < unseen:  # the model declined some (a score of -inf, e.g. never-trained items)
+        ranked = f"only {returned}" if returned else "none"
+        return (
+            f"the model ranks {ranked} of the {unseen} catalogue items left for this input; it "
+            "gives the others no score (e.g. items it never trained on)"
+        )
+    if unseen == catalogue:  # nothing was excluded: k is simply above the catalogue's size
+        return f"the catalogue holds only {catalogue} item{'s' * (catalogue != 1)}"
+    if unseen == 0:
+        return f"every catalogue item is already in the history; {seen_remedy} to rank them"
+    verb = "is" if unseen == 1 else "are"
+    return (
+        f"only {unseen} catalogue item{'s' * (unseen != 1)} {verb} not already in the "
+        f"history; {seen_remedy} to rank the others too"
+    )
+
+
+@dataclass(frozen=True)
+class Query:
+    """Prepared model input for one or more users: what to score and what never to recommend.
+
+    Built by :meth:`Predictor.query` (one user) or :meth:`Predictor.query_users` (many known
+    users); queries are stacked into one model call by :meth:`Predictor.recommend_queries`, which
+    is how the HTTP service batches concurrent requests.
+    """
+
+    inputs: sp.csr_matrix  # [rows, n_items] model input rows
+    exclude: sp.csr_matrix  # [rows, n_items] items never to return (no entries: exclude nothing)
+    unknown_items: tuple[Any, ...] = ()  # history ids dropped because the catalogue lacks them
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
