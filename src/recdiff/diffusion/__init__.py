@@ -1,7 +1,8 @@
 """The DDPM core shared by every recdiff model; it knows nothing of recommendation.
 
 - :class:`NoiseSchedule` -- betas as data (linear, cosine, DiffRec, exp, any abar), respacing
-- :class:`GaussianDiffusion` -- q, the posterior, p_theta, prediction conversions, training losses
+- :class:`GaussianDiffusion` -- q, the posterior, p_theta, prediction conversions, training losses;
+  :class:`Prediction`, :class:`VarianceType`, :class:`LossWeighting` -- the modes it is built with
 - :mod:`recdiff.diffusion.elbo` -- L_T, L_{t-1}, L_0 and the full NLL bound in nats
 - :class:`UniformSampler`, :class:`LossAwareSampler` -- timestep sampling for training
 - :class:`DDPMSampler`, :class:`DDIMSampler`, :func:`noise_to` -- the reverse process;
@@ -11,8 +12,9 @@
 """
 
 from .elbo import gaussian_nll, nll_bound, normal_kl, prior_kl, vb_term
-from .gaussian import (
-    GaussianDiffusion,
+from .gaussian import GaussianDiffusion
+from .guidance import drop_condition, guided
+from .parametrization import (
     LossWeighting,
     ModelFn,
     Posterior,
@@ -20,7 +22,6 @@ from .gaussian import (
     ReverseStep,
     VarianceType,
 )
-from .guidance import drop_condition, guided
 from .samplers import (
     DDIMSampler,
     DDPMSampler,

@@ -16,7 +16,9 @@ import math
 
 import torch
 
-from .gaussian import GaussianDiffusion, ModelFn, check_data
+from .arguments import check_data
+from .gaussian import GaussianDiffusion
+from .parametrization import ModelFn
 from .samplers import randn_rows
 
 __all__ = ["gaussian_nll", "nll_bound", "normal_kl", "prior_kl", "vb_term"]

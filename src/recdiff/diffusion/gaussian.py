@@ -3,6 +3,7 @@
 The process owns no network and no optimizer state: every method that needs the denoiser takes it
 as ``model_fn(x_t, t) -> output``, where ``t`` holds the *model's* step indices (the original steps
 of a respaced schedule). Step indices are 0-based: index ``i`` is the paper's ``t = i + 1``.
+Its modes live in :mod:`.parametrization`, the checks on its arguments in :mod:`.arguments`.
 
 ==============================================  =================================  ========
 paper                                           code                               equation
@@ -18,182 +19,28 @@ L_simple / x0-MSE / SNR-difference weights      ``training_losses``             
 
 from __future__ import annotations
 
-import enum
 import functools
 from collections.abc import Callable
-from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from .arguments import _noise_for, check_clip, check_data, step_indices
+from .parametrization import (
+    LossWeighting,
+    ModelFn,
+    Posterior,
+    Prediction,
+    ReverseStep,
+    VarianceType,
+    _choice,
+    _model_output,
+)
 from .schedules import NoiseSchedule
 
-__all__ = [
-    "GaussianDiffusion",
-    "LossWeighting",
-    "ModelFn",
-    "Posterior",
-    "Prediction",
-    "ReverseStep",
-    "VarianceType",
-]
-
-ModelFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class Prediction(str, enum.Enum):
-    """What the denoiser outputs."""
-
-    EPS = "eps"
-    X0 = "x0"
-    V = "v"
-
-
-class VarianceType(str, enum.Enum):
-    """The fixed reverse-process variance sigma_t^2 (DDPM Sec. 3.2)."""
-
-    POSTERIOR = "posterior"  # sigma_t^2 = beta~_t, "fixed small"
-    BETA = "beta"  # sigma_t^2 = beta_t, "fixed large"
-
-
-class LossWeighting(str, enum.Enum):
-    """Per-step weights of the training loss."""
-
-    NONE = "none"  # plain MSE on the prediction target (DDPM's L_simple for eps)
-    # 1/2 (SNR(t-1) - SNR(t)) on the x0 error for t > 1 and 1 at t = 1 (DiffRec Eq. 8-9): with the
-    # posterior variance this makes each term exactly L_{t-1} of the ELBO, up to the mean over dims.
-    SNR_DIFF = "snr_diff"
-
-
-class Posterior(NamedTuple):
-    mean: torch.Tensor
-    variance: torch.Tensor
-    log_variance: torch.Tensor
-
-
-class ReverseStep(NamedTuple):
-    """The reverse-process Gaussian at one step, plus the x0 prediction it was built from."""
-
-    mean: torch.Tensor
-    variance: torch.Tensor
-    log_variance: torch.Tensor
-    pred_x0: torch.Tensor
-
-
-def _choice(kind: type[enum.Enum], value: object, argument: str) -> enum.Enum:
-    """``kind(value)``, refusing an unknown value with the accepted ones listed."""
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(repr(member.value) for member in kind)
-        raise ValueError(f"{argument}={value!r} is not one of {choices}") from None
-
-
-def check_data(x: torch.Tensor, name: str = "x0") -> None:
-    """Refuse what the process cannot treat as a batch of real vectors, naming the fix.
-
-    The schedule's float64 coefficients are cast to the data's dtype, so integer data would
-    truncate them to 0 (x_t = 0) and bool data turn them into True; and every per-example
-    reduction (losses, ELBO terms) sums over the dims after the first, the batch.
-    """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{name} must be a floating-point tensor, got {x.dtype} (the schedule's "
-            f"coefficients would be cast to it): pass {name}.float()"
-        )
-    if x.dim() < 2:
-        raise ValueError(
-            f"{name} must be [batch, ...] with at least 2 dims, got shape {tuple(x.shape)}: "
-            f"for one value per example pass {name}[:, None]"
-        )
-
-
-def check_clip(clip_x0: tuple[float, float] | None) -> tuple[float, float] | None:
-    """``clip_x0`` as (low, high), refused when reversed: ``clamp`` with low > high sets every
-    value to high, a constant x0 prediction instead of a clipped one."""
-    if clip_x0 is None:
-        return None
-    try:
-        low, high = clip_x0
-    except (TypeError, ValueError):
-        raise ValueError(f"clip_x0 must be a pair (low, high), got {clip_x0!r}") from None
-    if not low <= high:
-        raise ValueError(f"clip_x0 must be (low, high) with low <= high, got {clip_x0!r}")
-    return low, high
-
-
-def step_index(t: int, num_steps: int) -> int:
-    """A Python int step in 0..T-1 as itself, checked without building a tensor (the samplers
-    look their coefficients up by one at every step)."""
-    if isinstance(t, (bool, np.bool_)) or not isinstance(t, (int, np.integer)):
-        return int(step_indices(t, num_steps))  # a tensor, or the error naming what t is
-    if not 0 <= t < num_steps:
-        raise ValueError(f"{_step_rule(num_steps)} {int(t)}")
-    return int(t)
-
-
-def _step_rule(num_steps: int) -> str:
-    return (
-        f"t must be integer step indices in 0..{num_steps - 1} (0-based; the paper's "
-        "t = index + 1), got"
-    )
-
-
-def step_indices(
-    t: torch.Tensor | int,
-    num_steps: int,
-    batch: int | None = None,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """``t`` as a long tensor of step indices, after checking it is one.
-
-    A Python int becomes a 0-d tensor on ``device``; a tensor must hold integers, be 0-d (one
-    step for the whole batch) or ``[batch]``, and lie in 0..T-1. Otherwise a negative index
-    would silently wrap to the end of the schedule, a float one be refused by indexing, and a
-    ``[batch, 1]`` column broadcast the batch against itself. The range is checked on CPU
-    tensors only: reading an accelerator's tensor back would stall every training and sampling
-    step (there an index past T fails in the lookup itself; a negative one is not caught).
-    """
-    rule = _step_rule(num_steps)
-    if isinstance(t, (bool, np.bool_)) or (
-        isinstance(t, torch.Tensor) and (t.dtype == torch.bool or not _is_integer(t))
-    ):
-        what = f"a {t.dtype} tensor" if isinstance(t, torch.Tensor) else repr(t)
-        raise TypeError(f"{rule} {what}: pass whole numbers as a long tensor (t.long())")
-    if isinstance(t, (int, np.integer)):
-        return torch.tensor(step_index(t, num_steps), dtype=torch.long, device=device)
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"{rule} a {type(t).__name__}: pass an int or a long tensor")
-    if t.dim() > 1 or (batch is not None and t.dim() == 1 and t.shape[0] != batch):
-        expected = "[batch]" if batch is None else f"[{batch}] (the batch)"
-        raise ValueError(
-            f"t must be 0-d (one step for the batch) or {expected}, got shape "
-            f"{tuple(t.shape)}" + (": flatten it with t.reshape(-1)" if t.dim() > 1 else "")
-        )
-    if t.numel() and t.device.type == "cpu":  # no device sync; a meta tensor has no values
-        low, high = torch.stack(torch.aminmax(t)).tolist()
-        if low < 0 or high >= num_steps:
-            bad = t[(t < 0) | (t >= num_steps)].reshape(-1)[:5].tolist()
-            raise ValueError(f"{rule} {bad}")
-    return t.long()
-
-
-def _is_integer(t: torch.Tensor) -> bool:
-    return not (t.is_floating_point() or t.is_complex())
-
-
-def _model_output(model_fn: ModelFn, x_t: torch.Tensor, model_t: torch.Tensor) -> torch.Tensor:
-    """``model_fn(x_t, model_t)``, refusing an output that would broadcast against x_t."""
-    output = model_fn(x_t, model_t)
-    if output.shape != x_t.shape:
-        raise ValueError(
-            f"model_fn returned shape {tuple(output.shape)} for x_t of shape "
-            f"{tuple(x_t.shape)}: it must return x_t's shape (its prediction of eps, x0 or v)"
-        )
-    return output
+# The modes stay importable from here, where GaussianDiffusion takes them as arguments.
+__all__ = ["GaussianDiffusion", "LossWeighting", "Prediction", "VarianceType"]
 
 
 def _as_tensor(values: np.ndarray) -> torch.Tensor:
@@ -346,18 +193,7 @@ class GaussianDiffusion(nn.Module):
         self, x0: torch.Tensor, t: torch.Tensor | int, noise: torch.Tensor | None = None
     ) -> torch.Tensor:
         """x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps."""
-        return self._q_sample(x0, self._checked(t, ("x0", x0)), self._noise_for(x0, noise))
-
-    @staticmethod
-    def _noise_for(x0: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
-        """``noise`` (fresh draws if None), refused when it would broadcast against x0."""
-        if noise is None:
-            return torch.randn_like(x0)
-        if noise.shape != x0.shape:
-            raise ValueError(
-                f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}"
-            )
-        return noise
+        return self._q_sample(x0, self._checked(t, ("x0", x0)), _noise_for(x0, noise))
 
     def _q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         return (
@@ -556,7 +392,7 @@ class GaussianDiffusion(nn.Module):
         """
         weighting = _choice(LossWeighting, weighting, "weighting")
         t = self._checked(t, ("x0", x0))
-        noise = self._noise_for(x0, noise)
+        noise = _noise_for(x0, noise)
         x_t = self._q_sample(x0, t, noise)
         output = _model_output(model_fn, x_t, self._model_t(t, x0.shape[0]))
         reduce_dims = tuple(range(1, x0.dim()))

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import torch
 
-from .gaussian import ModelFn
+from .parametrization import ModelFn
 from .samplers import draw_on_generator_device
 
 __all__ = [

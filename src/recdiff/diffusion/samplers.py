@@ -34,14 +34,9 @@ import torch
 
 from recdiff.progress import progress_bar
 
-from .gaussian import (
-    GaussianDiffusion,
-    ModelFn,
-    _model_output,
-    check_clip,
-    check_data,
-    step_index,
-)
+from .arguments import check_clip, check_data, step_index
+from .gaussian import GaussianDiffusion
+from .parametrization import ModelFn, _model_output
 
 __all__ = [
     "DDIMSampler",

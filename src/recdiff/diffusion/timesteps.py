@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from .gaussian import step_indices
+from .arguments import step_indices
 
 __all__ = ["LossAwareSampler", "TimestepSampler", "UniformSampler"]
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recdiff.diffusion.gaussian import ModelFn
 from recdiff.diffusion.guidance import check_guidance_cond, check_guidance_scale, guided
+from recdiff.diffusion.parametrization import ModelFn
 
 from .embeddings import SinusoidalTimeEmbedding
 
