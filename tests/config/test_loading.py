@@ -120,20 +120,28 @@ def test_model_errors_name_the_full_key_without_pydantic_noise(preset, overrides
     ("override", "key"),
     [
         ("train.epochs=true", "train.epochs"),
-        ("train.lr=yes", "train.lr"),
+        ("train.lr=TRUE", "train.lr"),
         ("eval.ks=[true, 20]", "eval.ks.0"),
-        ("model.diffusion.steps=yes", "model.diffusion.steps"),
+        ("model.diffusion.steps=True", "model.diffusion.steps"),
         ("model.hidden_dims=[true]", "model.hidden_dims.0"),
         # false reads as 0, which these settings' bounds refuse: still said as a type error
         ("train.epochs=false", "train.epochs"),
         ("train.ema_decay=true", "train.ema_decay"),
-        ("model.diffusion.steps=no", "model.diffusion.steps"),
+        ("model.diffusion.steps=False", "model.diffusion.steps"),
         ("model.dropout=true", "model.dropout"),
     ],
 )
 def test_booleans_are_not_numbers(override, key):
     with pytest.raises(ConfigError, match=rf"{re.escape(key)}: expected a number"):
         load_config("demo-diffrec", [override])
+
+
+def test_yaml_1_1_boolean_words_are_text_and_refused_as_numbers():
+    # YAML 1.2 (recdiff's loader): yes/no are text, which no number setting parses.
+    with pytest.raises(ConfigError, match=r"train\.lr: Input should be a valid number"):
+        load_config("demo-diffrec", ["train.lr=yes"])
+    with pytest.raises(ConfigError, match=r"model\.diffusion\.steps: Input should be a valid"):
+        load_config("demo-diffrec", ["model.diffusion.steps=no"])
 
 
 def test_boolean_settings_still_take_booleans():

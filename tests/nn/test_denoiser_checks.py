@@ -60,3 +60,16 @@ def test_a_condition_of_another_batch_is_refused():
         net(x, t, torch.randn(4, 5))
     shared = torch.randn(1, 3)
     torch.testing.assert_close(net(x, t, shared), net(x, t, shared.expand(4, 3)))
+
+
+def test_a_null_condition_that_is_not_one_row_of_cond_is_refused_when_guiding():
+    # A [1, 3] null broadcast silently; a [4] null failed inside torch's expand_as.
+    net = MLPDenoiser(2, [16], cond_dim=3)
+    cond = torch.randn(4, 3)
+    for null in (torch.zeros(1, 3), torch.zeros(4)):
+        with pytest.raises(
+            ValueError, match=r"null must have the shape of one row of cond, \(3,\)"
+        ):
+            guided(net, cond, null, 2.0)
+        with pytest.raises(ValueError, match="null must have the shape of one row of cond"):
+            net.guided(cond, null, 2.0)

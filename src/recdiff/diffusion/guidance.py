@@ -52,13 +52,16 @@ def guided(
     """A ``model_fn(x_t, t)`` giving (1 + w) f(x_t, c, t) - w f(x_t, null, t) with w = ``scale``.
 
     ``cond`` is [batch, ...], or [1, ...] for one condition shared by the whole batch (expanded
-    to it, as a denoiser broadcasts it).
+    to it, as a denoiser broadcasts it); ``null`` is one row of it, ``cond.shape[1:]``.
     """
     check_guidance_scale(scale)
+    if cond.dim() >= 2:  # else cond itself is refused (or its row is a scalar) once called
+        _check_null(null, cond)
 
     def model_fn(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         batch = x_t.shape[0]
         check_guidance_cond(cond, batch)
+        _check_null(null, cond)
         if scale == 0:
             return model(x_t, t, cond)
         if t.dim() == 0:  # one step for the batch, as the process's own t may be
