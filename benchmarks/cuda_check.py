@@ -186,7 +186,8 @@ def check_row_model(checks: Checks, name: str, precision: str, args, device: tor
     from recdiff.models.base import SavedModel
     from recdiff.serving.predictor import Predictor
     from recdiff.train.datasets import load_splits
-    from recdiff.train.run import model_inputs, run_training
+    from recdiff.train.run import run_training
+    from recdiff.train.run_rows import model_inputs
 
     label = f"{name} {precision}"
     preset, overrides = preset_and_overrides(name, args.device, precision, args.epochs)

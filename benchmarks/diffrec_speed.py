@@ -50,7 +50,7 @@ def measure(precision: str, epochs: int, threads: int) -> dict:
     from recdiff.config.schema import resolve_source
     from recdiff.data import read_diffrec_splits
     from recdiff.models.diffrec import DiffRec, DiffRecConfig
-    from recdiff.train.trainer import TrainConfig
+    from recdiff.train.config import TrainConfig
 
     torch.set_num_threads(threads)
     config = load_config("diffrec-ml1m", [f"train.precision={precision}", "train.progress=false"])

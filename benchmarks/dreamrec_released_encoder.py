@@ -107,7 +107,8 @@ def settings_for(overrides: list[str], epochs: int) -> list[str]:
 
 def run(preset: str, overrides: list[str], epochs: int) -> dict:
     from recdiff.config import load_config
-    from recdiff.models.dreamrec import DreamRec, DreamRecConfig
+    from recdiff.models.dreamrec import DreamRec
+    from recdiff.models.dreamrec_config import DreamRecConfig
     from recdiff.train.datasets import load_sequences
     from recdiff.train.run_sequential import evaluate_sequential
 

@@ -40,7 +40,7 @@ from _common import (
 )
 
 from recdiff.atomic import atomic_write_text
-from recdiff.models.dreamrec import SAMPLERS
+from recdiff.models.dreamrec_config import SAMPLERS
 
 
 def sampler_spec(text: str) -> tuple[str, int]:

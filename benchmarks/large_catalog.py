@@ -59,7 +59,7 @@ def measure_ldiffrec(args: argparse.Namespace) -> dict:
     from recdiff.eval.ranking import topk_items
     from recdiff.models.diffrec import DiffusionConfig
     from recdiff.models.ldiffrec import LatentConfig, LDiffRec, LDiffRecConfig
-    from recdiff.train.trainer import TrainConfig
+    from recdiff.train.config import TrainConfig
 
     torch.set_num_threads(args.threads)
     baseline = peak_rss_mib()
@@ -129,7 +129,7 @@ def measure_diffrec(args: argparse.Namespace) -> dict:
     import torch
 
     from recdiff.models.diffrec import DiffRec, DiffRecConfig
-    from recdiff.train.trainer import TrainConfig
+    from recdiff.train.config import TrainConfig
 
     torch.set_num_threads(args.threads)
     baseline = peak_rss_mib()

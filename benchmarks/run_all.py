@@ -105,7 +105,7 @@ class _Workload:
             from recdiff.eval.protocol import EvalTask
             from recdiff.train.batches import RowBatches
             from recdiff.train.datasets import load_splits
-            from recdiff.train.run import model_inputs
+            from recdiff.train.run_rows import model_inputs
 
             splits = load_splits(config.data)
             self.item_ids = splits.items.ids  # L-DiffRec matches an id-keyed embedding table

@@ -34,7 +34,7 @@ from recdiff.diffusion import (
     vb_term,
 )
 from recdiff.diffusion.schedules import MIN_ALPHA_BAR
-from recdiff.models.dreamrec import GuidedDiffusionConfig
+from recdiff.models.dreamrec_config import GuidedDiffusionConfig
 from recdiff.nn import MLPDenoiser
 
 ONE = NoiseSchedule(np.array([0.36]))

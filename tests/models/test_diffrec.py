@@ -14,7 +14,7 @@ from recdiff.diffusion import LossAwareSampler
 from recdiff.eval import EvalTask
 from recdiff.models import Popularity, Recommender
 from recdiff.models.diffrec import DiffRec, DiffRecConfig, DiffusionConfig
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.config import TrainConfig
 
 TINY = DiffRecConfig(hidden_dims=[64], dropout=0.2, diffusion=DiffusionConfig(steps=5))
 FAST = TrainConfig(lr=1e-2, batch_size=8, epochs=150, progress=False, seed=3)

@@ -8,7 +8,7 @@ from recdiff.data import read_diffrec_splits
 from recdiff.eval import EvalTask
 from recdiff.models import Popularity
 from recdiff.models.diffrec import DiffRec
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.config import TrainConfig
 
 
 @pytest.mark.data

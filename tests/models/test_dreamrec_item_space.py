@@ -13,10 +13,11 @@ from pydantic import ValidationError
 from recdiff.config import load_config
 from recdiff.data.synthetic_sequences import demo_sequences
 from recdiff.models.base import SavedModel
-from recdiff.models.dreamrec import DreamRec, DreamRecConfig, GuidedDiffusionConfig
+from recdiff.models.dreamrec import DreamRec
+from recdiff.models.dreamrec_config import DreamRecConfig, GuidedDiffusionConfig
 from recdiff.models.sasrec import SASRec, SASRecConfig
+from recdiff.train.config import TrainConfig
 from recdiff.train.run import run_training
-from recdiff.train.trainer import TrainConfig
 
 STAGE = {"source": "sasrec", "epochs": 3, "lr": 3e-3, "rms": 0.5}
 

@@ -20,7 +20,7 @@ from recdiff.models.ldiffrec import (
     item_embeddings,
 )
 from recdiff.train.batches import sparse_rows
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.config import TrainConfig
 
 TINY = LDiffRecConfig(
     latent=LatentConfig(n_clusters=2, latent_dim=8, svd_dim=4, epochs=80, lr=1e-2, dropout=0.2),

@@ -16,10 +16,11 @@ from recommender_contract import checkerboard
 from recdiff.diffusion.samplers import EachRowAlone
 from recdiff.models.base import SavedModel
 from recdiff.models.diffrec import DiffRec, DiffRecConfig, DiffusionConfig
-from recdiff.models.dreamrec import DreamRec, DreamRecConfig, GuidedDiffusionConfig
+from recdiff.models.dreamrec import DreamRec
+from recdiff.models.dreamrec_config import DreamRecConfig, GuidedDiffusionConfig
 from recdiff.models.ldiffrec import LatentConfig, LDiffRec, LDiffRecConfig
 from recdiff.models.sequential import SequentialRecommender
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.config import TrainConfig
 
 FAST = TrainConfig(lr=1e-2, batch_size=8, epochs=2, progress=False, seed=3)
 DIFFREC = DiffRecConfig(hidden_dims=[16], diffusion=DiffusionConfig(steps=5))

@@ -12,11 +12,12 @@ from recdiff.data.synthetic_sequences import demo_sequences, make_sequences
 from recdiff.diffusion.samplers import EachRowAlone
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.base import SavedModel
-from recdiff.models.dreamrec import DreamRec, DreamRecConfig, GuidedDiffusionConfig
+from recdiff.models.dreamrec import DreamRec
+from recdiff.models.dreamrec_config import DreamRecConfig, GuidedDiffusionConfig
 from recdiff.models.sasrec import SASRec, SASRecConfig
 from recdiff.nn.embeddings import timestep_embedding
+from recdiff.train.config import TrainConfig
 from recdiff.train.run_sequential import evaluate_sequential
-from recdiff.train.trainer import TrainConfig
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,10 @@ import torch
 
 from recdiff.data.synthetic_sequences import demo_sequences
 from recdiff.diffusion import DDIMSampler, DDPMSampler, GaussianDiffusion, NoiseSchedule, guided
-from recdiff.models.dreamrec import DreamRec, DreamRecConfig, GuidedDiffusionConfig
+from recdiff.models.dreamrec import DreamRec
+from recdiff.models.dreamrec_config import DreamRecConfig, GuidedDiffusionConfig
 from recdiff.nn import MLPDenoiser
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.config import TrainConfig
 
 DIM, COND_DIM, BATCH, STEPS = 8, 5, 6, 20
 HIDDEN = {"linear": [], "one hidden": [16], "two hidden": [16, 12]}

@@ -13,9 +13,10 @@ from unittest import mock
 from recdiff.config.loading import load_config
 from recdiff.data.synthetic_sequences import make_sequences
 from recdiff.diffusion.samplers import RowBlocks
-from recdiff.models.dreamrec import DreamRec, DreamRecConfig, GuidedDiffusionConfig
+from recdiff.models.dreamrec import DreamRec
+from recdiff.models.dreamrec_config import DreamRecConfig, GuidedDiffusionConfig
+from recdiff.train.config import TrainConfig
 from recdiff.train.run_sequential import evaluate_sequential
-from recdiff.train.trainer import TrainConfig
 
 
 def test_sequential_evaluation_samples_from_the_models_own_seed_and_device():

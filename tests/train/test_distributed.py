@@ -32,8 +32,9 @@ from recdiff.models.ldiffrec import LatentConfig, LDiffRec, LDiffRecConfig
 from recdiff.models.multvae import MultVAE, MultVAEConfig
 from recdiff.models.sasrec import SASRec, SASRecConfig
 from recdiff.train import distributed
+from recdiff.train.config import TrainConfig
 from recdiff.train.distributed import epoch_batches, shard
-from recdiff.train.trainer import TrainConfig, Trainer
+from recdiff.train.trainer import Trainer
 
 WORLD = 2
 TORCHRUN = [

@@ -8,7 +8,8 @@ import scipy.sparse as sp
 import torch
 from pydantic import ValidationError
 
-from recdiff.train.trainer import TrainConfig, Trainer
+from recdiff.train.config import TrainConfig
+from recdiff.train.trainer import Trainer
 
 
 class _LeastSquares:

@@ -314,13 +314,13 @@ def test_users_and_items_below_the_rating_bar_leave_the_catalogue(tmp_path):
 
 
 def test_a_run_saved_before_min_rating_dropped_emptied_ids_still_evaluates(monkeypatch, tmp_path):
-    from recdiff.train import run
+    from recdiff.train import run_rows
     from recdiff.train.datasets import load_splits
 
     settings = ["data.format=csv", f"data.source={_rated_table(tmp_path)}", "data.split=random",
                 "data.rating_col=rating", "data.min_rating=4"]  # fmt: skip
     config = load_config("demo-popularity", settings)
-    monkeypatch.setattr(run, "load_splits", lambda data: load_splits(data, drop_emptied=False))
+    monkeypatch.setattr(run_rows, "load_splits", lambda data: load_splits(data, drop_emptied=False))
     old = run_training(config, tmp_path / "runs", progress=False)
     monkeypatch.undo()
     predictor = Predictor.load(old.directory)

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from recdiff.cli.main import app
 from recdiff.cli.runs import _selection_line
-from recdiff.train.trainer import TrainConfig, Trainer, selection_summary
+from recdiff.train.config import TrainConfig, selection_summary
+from recdiff.train.trainer import Trainer
 
 
 class _Line:

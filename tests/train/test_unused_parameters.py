@@ -11,11 +11,12 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from recdiff.data import demo_splits
 from recdiff.data.synthetic_sequences import demo_sequences
 from recdiff.models.diffrec import DiffRec, DiffRecConfig, DiffusionConfig
-from recdiff.models.dreamrec import DreamRec, DreamRecConfig, GuidedDiffusionConfig
+from recdiff.models.dreamrec import DreamRec
+from recdiff.models.dreamrec_config import DreamRecConfig, GuidedDiffusionConfig
 from recdiff.models.ldiffrec import LatentConfig, LDiffRec, LDiffRecConfig
 from recdiff.models.multvae import MultVAE, MultVAEConfig
 from recdiff.models.sasrec import SASRec, SASRecConfig
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.config import TrainConfig
 
 TRAIN = TrainConfig(lr=1e-2, batch_size=16, epochs=2, progress=False, seed=0)
 LATENT = LatentConfig(n_clusters=2, latent_dim=8, svd_dim=4, epochs=2, dropout=0.2)

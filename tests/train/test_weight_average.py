@@ -10,7 +10,8 @@ import torch
 from pydantic import ValidationError
 
 from recdiff.train.averaging import WeightAverage
-from recdiff.train.trainer import TrainConfig, Trainer
+from recdiff.train.config import TrainConfig
+from recdiff.train.trainer import Trainer
 
 
 class _Recorder:

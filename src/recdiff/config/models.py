@@ -13,7 +13,7 @@ from recdiff.config.schema import (
     validation_problems,
 )
 from recdiff.models.base import SavedModel
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.config import TrainConfig
 
 __all__ = [
     "MODEL_NAMES",
@@ -71,7 +71,7 @@ def _mostpop_config(params: dict[str, Any]):
 
 
 def _dreamrec_config(params: dict[str, Any]):
-    from recdiff.models.dreamrec import DreamRecConfig
+    from recdiff.models.dreamrec_config import DreamRecConfig
 
     return DreamRecConfig(**params)
 

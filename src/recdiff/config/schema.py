@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from recdiff.train.trainer import TrainConfig
+from recdiff.train.config import TrainConfig
 
 __all__ = [
     "DataConfig",

@@ -33,7 +33,7 @@ def per_user_test_metrics(model: Any, config: RunConfig) -> dict[str, np.ndarray
         )
     from recdiff.eval.protocol import EvalTask
     from recdiff.train.datasets import load_splits
-    from recdiff.train.run import model_inputs
+    from recdiff.train.run_rows import model_inputs
 
     splits = load_splits(config.data)
     inputs = model_inputs(splits, config)
@@ -53,7 +53,7 @@ def per_user_test_metrics_from_run(run: str | Path) -> dict[str, np.ndarray]:
     """Per-user (per-example for next-item models) test metrics of a run directory: the ones
     the run stored, or, for runs written before runs stored them, :func:`per_user_test_metrics`."""
     from recdiff.serving.predictor import Predictor
-    from recdiff.train.run import PER_USER_FILE
+    from recdiff.train.run_files import PER_USER_FILE
 
     stored = Path(run) / PER_USER_FILE
     if stored.is_file():

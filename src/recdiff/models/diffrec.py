@@ -42,8 +42,9 @@ from recdiff.diffusion import (
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
 from recdiff.nn import MLPDenoiser
+from recdiff.train.config import TrainConfig, TrainResult
 from recdiff.train.distributed import gather_timestep_losses
-from recdiff.train.trainer import TrainConfig, Trainer, TrainResult, autocast
+from recdiff.train.trainer import Trainer, autocast
 
 __all__ = ["DiffRec", "DiffRecConfig", "DiffusionConfig"]
 

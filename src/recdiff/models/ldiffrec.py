@@ -41,8 +41,9 @@ from recdiff.models.item_clusters import cluster_items, item_embeddings
 from recdiff.nn import MLPDenoiser
 from recdiff.nn.autoencoders import ClusterAutoencoder
 from recdiff.train.batches import RowBatches, SparseRowBatches, sparse_rows
+from recdiff.train.config import MAX_EPOCHS, TrainConfig
 from recdiff.train.distributed import broadcast_object, init_from_env
-from recdiff.train.trainer import MAX_EPOCHS, TrainConfig, Trainer, autocast
+from recdiff.train.trainer import Trainer, autocast
 
 __all__ = ["ClusterAutoencoder", "LDiffRec", "LDiffRecConfig", "LatentConfig", "cluster_items"]
 

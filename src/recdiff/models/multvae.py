@@ -39,8 +39,9 @@ from recdiff.eval.metrics import ALL_METRICS
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender, check_train
 from recdiff.train.batches import RowBatches
+from recdiff.train.config import MAX_EPOCHS, TrainConfig, TrainResult
 from recdiff.train.distributed import init_from_env
-from recdiff.train.trainer import MAX_EPOCHS, TrainConfig, Trainer, TrainResult
+from recdiff.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,8 @@ from recdiff.eval.ranking import topk_items
 from recdiff.models.base import SavedModel
 from recdiff.nn.sequence import trim_left_padding
 from recdiff.train.batches import ExampleBatches
-from recdiff.train.trainer import OnEvent, TrainConfig, Trainer, TrainResult
+from recdiff.train.config import TrainConfig, TrainResult
+from recdiff.train.trainer import OnEvent, Trainer
 from recdiff.train.trainer import autocast as precision_context
 
 __all__ = ["SequentialRecommender", "seen_matrix"]

@@ -18,7 +18,9 @@ when it ended. So a resumed run draws the same numbers as one that was never sto
 with the same weights and metrics (a test checks it for every kind of model).
 
 :func:`resume_checkpoints` installs the checkpoints of one run for the trainers that run inside
-it; :class:`~recdiff.train.trainer.Trainer` saves into and restores from them.
+it; :class:`~recdiff.train.trainer.Trainer` saves into and restores from them, in the form that
+:func:`progress_state` and :func:`weights_state` give a stage's state (and the ``restore_*``
+functions take back), so that what a checkpoint holds is written and read in this one module.
 """
 
 from __future__ import annotations
@@ -30,14 +32,19 @@ import dataclasses
 import random
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from recdiff.atomic import atomic_path
+from recdiff.train.config import TrainResult
 from recdiff.train.distributed import gather_object, is_main_process, rank, world_size
 from recdiff.train.folders import CHECKPOINT_FILE
+
+if TYPE_CHECKING:  # the trainer imports this module
+    from recdiff.train.averaging import WeightAverage
+    from recdiff.train.trainer import Trainable
 
 __all__ = [
     "CHECKPOINT_FILE",
@@ -259,7 +266,7 @@ def restore_random_states(states: list[dict[str, Any]]) -> None:
 
 
 def result_state(result: Any) -> dict[str, Any]:
-    """A :class:`~recdiff.train.trainer.TrainResult` as plain values."""
+    """A :class:`~recdiff.train.config.TrainResult` as plain values."""
     return plain(dataclasses.asdict(result))
 
 
@@ -272,3 +279,75 @@ def plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def model_extra_state(model: Trainable) -> dict[str, torch.Tensor] | None:
+    """The model's state outside its module that belongs with its weights, if it keeps any."""
+    return model.extra_state() if hasattr(model, "extra_state") else None
+
+
+def weights_state(model: Trainable) -> dict[str, Any]:
+    """The module's weights and the model's state outside it, as a checkpoint keeps them
+    (:func:`restore_weights` puts them back)."""
+    training = plain(model.training_state()) if hasattr(model, "training_state") else None
+    return {
+        "module": model.module.state_dict(),
+        "extra": model_extra_state(model),
+        "training": training,
+    }
+
+
+def progress_state(
+    model: Trainable,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    average: WeightAverage | None,
+    result: TrainResult,
+    best: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A stage's state after an epoch, for :meth:`Checkpoints.save_progress`
+    (:func:`restore_progress` and :func:`restore_weights` put it back)."""
+    return {
+        **weights_state(model),
+        "optimizer": optimizer.state_dict(),
+        "shuffle": generator.get_state(),
+        "average": average.state() if average is not None else None,
+        "result": result_state(result),
+        "best": best,
+    }
+
+
+def restore_weights(model: Trainable, state: dict[str, Any], device: str) -> None:
+    model.module.load_state_dict(state["module"])
+    model.module.to(device)
+    if state["extra"] is not None:
+        model.load_extra_state(state["extra"])
+    if state["training"] is not None:
+        model.load_training_state(state["training"])
+
+
+def restore_progress(
+    saved: dict[str, Any],
+    model: Trainable,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    average: WeightAverage | None,
+) -> tuple[TrainResult, dict[str, Any] | None]:
+    """Put a stage's training state back as its last checkpoint left it (the weights are
+    :func:`restore_weights`'s); return its result so far and its best validated state. (The
+    checkpoint's config, EMA included, was checked against the run's when it was loaded.)"""
+    optimizer.load_state_dict(saved["optimizer"])
+    generator.set_state(saved["shuffle"])
+    if average is not None:
+        average.load_state(saved["average"])
+    restore_random_states(saved["rng"])
+    return TrainResult(**saved["result"]), saved["best"]
+
+
+def restore_ended(model: Trainable, ended: dict[str, Any], device: str) -> TrainResult:
+    """A stage that ended before the run was resumed: its final weights, result and the
+    generators' states as they were when it ended."""
+    restore_weights(model, ended, device)
+    model.module.eval()
+    restore_random_states(ended["rng"])
+    return TrainResult(**ended["result"])

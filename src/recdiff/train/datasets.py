@@ -1,9 +1,12 @@
-"""From a run config's ``data`` section to train/valid/test splits."""
+"""From a run config's ``data`` section to train/valid/test splits, and the check that a run
+has held-out data to select on and to report."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
+
+import numpy as np
 
 from recdiff.config.schema import DataConfig, resolve_source
 from recdiff.data import (
@@ -29,7 +32,13 @@ from recdiff.data.sequence_readers import (
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.data.synthetic_sequences import make_sequences
 
-__all__ = ["load_as_saved", "load_sequences", "load_splits"]
+__all__ = [
+    "held_out_left_out",
+    "load_as_saved",
+    "load_sequences",
+    "load_splits",
+    "require_held_out",
+]
 
 T = TypeVar("T")
 
@@ -162,4 +171,37 @@ def _table_sequences(data: DataConfig, drop_emptied: bool = True) -> UserSequenc
         rating_col=data.rating_col,
         min_rating=data.min_rating,
         file_format=data.format,
+    )
+
+
+def require_held_out(valid: int, test: int, unit: str, left_out: str = "") -> None:
+    """A run selects on validation and reports test: refuse data that leaves either empty.
+    ``left_out`` says what the split left out of them (:func:`held_out_left_out`), if anything."""
+    empty = [name for name, size in (("validation", valid), ("test", test)) if not size]
+    if empty:
+        raise ValueError(
+            f"the {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty (0 "
+            f"{unit}; validation {valid}, test {test}): check data.ratios and data.split, and "
+            "for a time split that users of the later periods also occur in training (only "
+            f"they can be evaluated){left_out}"
+        )
+
+
+def held_out_left_out(splits: DatasetSplits) -> str:
+    """What a split left out of validation and test because its user or item has no train
+    interaction (an item seen only in users' last interactions, say), for an error message;
+    "" when nothing was."""
+    dropped = splits.dropped
+    if dropped is None or not dropped.nnz:
+        return ""
+    cold_user = (splits.train.user_counts() == 0)[dropped.user_indices()]
+    cold_item = (splits.train.item_counts() == 0)[dropped.item_indices()] & ~cold_user
+    items = np.unique(dropped.item_indices()[cold_item])
+    shown = ", ".join(repr(x) for x in splits.items.ids[items[:5]].tolist())
+    more = f" and {items.size - 5} more" if items.size > 5 else ""
+    example = f": {shown}{more}" if items.size else ""
+    return (
+        f". {dropped.nnz} held-out interaction(s) were left out because their user "
+        f"({int(cold_user.sum())} of them) or their item ({int(cold_item.sum())}, of "
+        f"{items.size} item(s){example}) has no train interaction"
     )

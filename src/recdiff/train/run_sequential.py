@@ -31,8 +31,9 @@ from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.sequential import SequentialRecommender
-from recdiff.train.datasets import load_sequences
-from recdiff.train.trainer import selection_summary, stage_summaries
+from recdiff.train.config import selection_summary, stage_summaries
+from recdiff.train.datasets import load_sequences, require_held_out
+from recdiff.train.run_files import PER_USER_FILE, save_per_user
 
 __all__ = ["evaluate_sequential", "row_block_scorer", "run_sequential_into", "validation"]
 
@@ -99,8 +100,6 @@ def run_sequential_into(
     torchrun process other than rank 0, which only trains."""
     started = time.perf_counter()
     data, sequences = load_sequences(config.data)
-    from recdiff.train.run import require_held_out
-
     _require_leave_one_out_examples(data, sequences)
     require_held_out(len(data.valid), len(data.test), "next-item examples")
     data = data.with_layout("left")
@@ -142,8 +141,6 @@ def run_sequential_into(
     }
     model.save(work / "model")
     _save_sequence_data(work / "data", data, sequences)
-    from recdiff.train.run import PER_USER_FILE, save_per_user
-
     save_per_user(work / PER_USER_FILE, final["test"])
     return metrics, model
 

@@ -9,7 +9,9 @@ optimised and ``loss(batch)``. What a batch is comes from the training data (``T
 :mod:`recdiff.train.batches`): a dense block of user rows for the DiffRec family (``RowBatches``,
 built from a CSR), a dict of history/target tensors for next-item models (``ExampleBatches``).
 Selection uses the validation split only; other splits (e.g. test) may be evaluated in the same
-pass for the curves, never for choosing.
+pass for the curves, never for choosing. The settings and the result are
+:mod:`recdiff.train.config`'s types; what a resume checkpoint keeps of a stage is
+:mod:`recdiff.train.checkpoint`'s.
 
 Under torchrun the trainer is also where data-parallel training happens (:mod:`recdiff.train.
 distributed`): each process trains on its shard of every global batch through a DDP wrapper around
@@ -24,23 +26,28 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from recdiff.progress import progress_bar
 from recdiff.train.averaging import WeightAverage
 from recdiff.train.batches import RowBatches, TrainData
 from recdiff.train.checkpoint import (
     active_checkpoints,
-    plain,
-    restore_random_states,
+    model_extra_state,
+    progress_state,
+    restore_ended,
+    restore_progress,
+    restore_weights,
     result_state,
+    weights_state,
 )
+from recdiff.train.config import MAX_EPOCHS, TrainConfig, TrainResult
+from recdiff.train.config import selection_summary as selection_summary
+from recdiff.train.config import stage_summaries as stage_summaries
 from recdiff.train.distributed import (
     all_reduce_sum,
     broadcast_object,
@@ -65,73 +72,8 @@ __all__ = [
     "seed_everything",
 ]
 
-#: The most epochs a config may ask for (a bigger bound is a typo; progress bars overflow on it).
-MAX_EPOCHS = 10**6
-
-
-class TrainConfig(BaseModel):
-    """How a model is trained (the released DiffRec settings are the defaults)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    lr: float = Field(1e-3, gt=0, description="learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay (AdamW)")
-    optimizer: Literal["adamw", "adam"] = Field("adamw", description="optimizer")
-    batch_size: int = Field(
-        400,
-        ge=1,
-        description="examples per gradient step (last partial kept); under torchrun the global "
-        "batch over all processes, each taking about batch_size / world_size",
-    )
-    epochs: int = Field(1000, ge=1, le=MAX_EPOCHS, description="upper bound on epochs")
-    eval_every: int = Field(5, ge=1, description="validate every k epochs")
-    patience: int = Field(20, ge=0, description="stop after this many epochs without gain")
-    patience_steps: int | None = Field(
-        None,
-        ge=1,
-        description="and only once this many optimizer steps passed without gain (None: epochs "
-        "alone). An epoch of a small dataset is a few steps, so a patience in epochs alone stops "
-        "there long before the model has settled; the L-DiffRec presets set their patience x "
-        "their data's steps per epoch, which leaves their own runs as they were",
-    )
-    metric: str = Field("recall@20", description="validation metric that selects the epoch")
-    seed: int = Field(1, description="seed of initialisation, shuffling, dropout and noise")
-    precision: Literal["fp32", "bf16"] = Field(
-        "fp32",
-        description="bf16: autocast matmuls to bfloat16 (faster on CPUs with bf16 units, GPUs)",
-    )
-    device: str = Field("cpu", description="torch device, e.g. cpu or cuda")
-    ema_decay: float | None = Field(
-        None,
-        gt=0,
-        lt=1,
-        description="validate, select and keep an exponential moving average of the weights "
-        "(DDPM's EMA) with this decay per step, warmed up as min(decay, (1 + n) / (10 + n)) "
-        "over the first n steps; None: the weights as trained",
-    )
-    checkpoint_every: int | None = Field(
-        None,
-        ge=1,
-        description="write a resume checkpoint into the unfinished run folder every k epochs "
-        "(and when a stage ends), so that `recdiff resume RUN` continues an interrupted run to "
-        "the result it would have had; None: no checkpoints (an interrupted run is removed)",
-    )
-    progress: bool = Field(
-        True, description="show progress bars (on a terminal; never in a log file)"
-    )
-    tensorboard: bool = Field(
-        False,
-        description="also log each epoch's and evaluation's scalars for TensorBoard, into the "
-        "run directory's tensorboard/ (needs the tensorboard extra)",
-    )
-
-    @field_validator("metric")
-    @classmethod
-    def _metric_has_cutoff(cls, value: str) -> str:
-        name, _, k = value.partition("@")
-        if not name or not k.isdigit():
-            raise ValueError(f"metric must look like 'recall@20', got {value!r}")
-        return value
+# MAX_EPOCHS, TrainConfig, TrainResult and the summaries moved to recdiff.train.config; they stay
+# importable from here, where code written before the move imports them.
 
 
 class Trainable(Protocol):
@@ -166,48 +108,6 @@ class Trainable(Protocol):
     # - ``trains_every_parameter: bool``, True when every loss gives each trainable parameter a
     #   gradient. DDP then skips its per-step search for unused parameters (and its warning that
     #   it found none). Default: False, the search, right for any model.
-
-
-@dataclass
-class TrainResult:
-    """What happened: the selected epoch, its metrics, and the record of every evaluation."""
-
-    best_epoch: int = 0
-    best_metric: float = -math.inf
-    best_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    epochs_run: int = 0
-    steps: int = 0  # optimizer steps taken
-    best_step: int = 0  # ... when the selected weights were validated
-    seconds: float = 0.0
-    stopped_early: bool = False
-    diverged_epoch: int | None = None  # the epoch whose loss was not finite, if any
-    weight_average: bool = False  # the kept weights are a moving average (train.ema_decay)
-
-
-def selection_summary(result: TrainResult | None) -> dict[str, Any]:
-    """How a training chose its weights, as ``metrics.json`` records it (``None``: a model
-    without a training loop, e.g. EASE)."""
-    return {
-        "best_epoch": getattr(result, "best_epoch", None),
-        "epochs_run": getattr(result, "epochs_run", None),
-        # False: no validation ran, so best_epoch is the last epoch, not a selection
-        "validated": bool(getattr(result, "history", None)),
-        "stopped_early": getattr(result, "stopped_early", None),
-        "diverged_epoch": getattr(result, "diverged_epoch", None),
-        "weight_average": getattr(result, "weight_average", None),
-    }
-
-
-def stage_summaries(model: Any) -> dict[str, dict[str, Any]]:
-    """The same for each pre-training stage a model ran (``model.stage_results``: L-DiffRec's
-    autoencoders, DreamRec's SASRec items), with the validation metrics of the weights kept."""
-    stages = getattr(model, "stage_results", None) or {}
-    return {
-        name: {**selection_summary(result), "valid": result.best_metrics.get("valid", {})}
-        for name, result in stages.items()
-        if result is not None
-    }
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -294,7 +194,7 @@ class Trainer:
         stage = checkpoints.begin_stage() if checkpoints is not None else -1
         ended = checkpoints.finished_stage(stage) if checkpoints is not None else None
         if ended is not None:  # resumed after this stage had ended: it is not trained again
-            return _restore_ended(model, ended, cfg.device)
+            return restore_ended(model, ended, cfg.device)
         generator = seed_everything(cfg.seed)  # the same shuffling in every process
         if world > 1:
             torch.manual_seed(rank_seed(cfg.seed, this_rank))  # but each its own noise
@@ -308,8 +208,8 @@ class Trainer:
         first, seconds_before = 1, 0.0
         saved = checkpoints.progress(stage) if checkpoints is not None else None
         if saved is not None:  # resumed inside this stage: from its last checkpoint
-            result, best_state = _restore_progress(saved, model, optimizer, generator, average)
-            _restore_weights(model, saved, cfg.device)
+            result, best_state = restore_progress(saved, model, optimizer, generator, average)
+            restore_weights(model, saved, cfg.device)
             first, seconds_before = result.epochs_run + 1, result.seconds
         start = time.perf_counter() - seconds_before
         epochs = progress_bar(
@@ -368,15 +268,7 @@ class Trainer:
             if checkpoints is not None and epoch % checkpoints.every == 0 and epoch < cfg.epochs:
                 result.seconds = time.perf_counter() - start
                 checkpoints.save_progress(
-                    stage,
-                    {
-                        **_weights_state(model),
-                        "optimizer": optimizer.state_dict(),
-                        "shuffle": generator.get_state(),
-                        "average": average.state() if average is not None else None,
-                        "result": result_state(result),
-                        "best": best_state,
-                    },
+                    stage, progress_state(model, optimizer, generator, average, result, best_state)
                 )
         if best_state is not None:
             model.module.load_state_dict(best_state["module"])
@@ -404,7 +296,7 @@ class Trainer:
         result.seconds = time.perf_counter() - start
         if checkpoints is not None:
             checkpoints.finish_stage(
-                stage, {**_weights_state(model), "result": result_state(result)}
+                stage, {**weights_state(model), "result": result_state(result)}
             )
         return result
 
@@ -453,7 +345,7 @@ class Trainer:
         result.best_step = result.steps
         return {
             "module": copy.deepcopy(model.module.state_dict()),
-            "extra": copy.deepcopy(_extra_state(model)),
+            "extra": copy.deepcopy(model_extra_state(model)),
         }
 
     def _validate(self, model: Trainable) -> tuple[dict[str, dict[str, float]], float]:
@@ -463,50 +355,3 @@ class Trainer:
         with torch.no_grad():
             metrics = self.evaluate(model.score)
         return metrics, time.perf_counter() - eval_start
-
-
-def _extra_state(model: Trainable) -> dict[str, torch.Tensor] | None:
-    return model.extra_state() if hasattr(model, "extra_state") else None
-
-
-def _weights_state(model: Trainable) -> dict[str, Any]:
-    """The module's weights and the model's state outside it, as a checkpoint keeps them
-    (:func:`_restore_weights` puts them back)."""
-    training = plain(model.training_state()) if hasattr(model, "training_state") else None
-    return {"module": model.module.state_dict(), "extra": _extra_state(model), "training": training}
-
-
-def _restore_weights(model: Trainable, state: dict[str, Any], device: str) -> None:
-    model.module.load_state_dict(state["module"])
-    model.module.to(device)
-    if state["extra"] is not None:
-        model.load_extra_state(state["extra"])
-    if state["training"] is not None:
-        model.load_training_state(state["training"])
-
-
-def _restore_progress(
-    saved: dict[str, Any],
-    model: Trainable,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    average: WeightAverage | None,
-) -> tuple[TrainResult, dict[str, Any] | None]:
-    """Put a stage's training state back as its last checkpoint left it (the weights are
-    :func:`_restore_weights`'s); return its result so far and its best validated state. (The
-    checkpoint's config, EMA included, was checked against the run's when it was loaded.)"""
-    optimizer.load_state_dict(saved["optimizer"])
-    generator.set_state(saved["shuffle"])
-    if average is not None:
-        average.load_state(saved["average"])
-    restore_random_states(saved["rng"])
-    return TrainResult(**saved["result"]), saved["best"]
-
-
-def _restore_ended(model: Trainable, ended: dict[str, Any], device: str) -> TrainResult:
-    """A stage that ended before the run was resumed: its final weights, result and the
-    generators' states as they were when it ended."""
-    _restore_weights(model, ended, device)
-    model.module.eval()
-    restore_random_states(ended["rng"])
-    return TrainResult(**ended["result"])

@@ -1,0 +1,106 @@
+"""The files of a run folder that every kind of model writes the same way (the layout is in
+:mod:`recdiff.train.run`): the event log, ``metrics.json`` with the versions it was made with,
+the curves, and the per-user test metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import recdiff
+from recdiff.atomic import atomic_path, atomic_write_text
+from recdiff.config.schema import RunConfig
+from recdiff.eval.evaluator import EvalResult
+from recdiff.train.checkpoint import active_checkpoints
+from recdiff.train.trainer import OnEvent
+
+__all__ = ["PER_USER_FILE", "EventLog", "finish", "save_per_user", "versions"]
+
+PER_USER_FILE = "test_per_user.npz"
+
+
+class EventLog:
+    """Appends each event to ``events.jsonl`` and hands it to an optional listener (which may
+    raise to stop training, e.g. a hyper-parameter search pruning a hopeless trial)."""
+
+    def __init__(
+        self,
+        path: Path,
+        listener: OnEvent | None = None,
+        tensorboard: bool = False,
+        resume: bool = False,
+    ) -> None:
+        self.path = path
+        self.listener = listener
+        self.records: list[dict[str, Any]] = []
+        if resume and path.exists():  # the records of the run being resumed
+            lines = path.read_text(encoding="utf-8").splitlines()
+            self.records = [json.loads(line) for line in lines if line.strip()]
+        self.tensorboard = None
+        if tensorboard:
+            from recdiff.train.tensorboard import TensorBoardLog
+
+            self.tensorboard = TensorBoardLog(path.parent / "tensorboard")
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            self.tensorboard(record)
+        if self.listener is not None:
+            self.listener(record)
+
+    def truncate(self, count: int) -> None:
+        """Keep the first ``count`` records, in memory and in the file: those logged before the
+        checkpoint a run resumes from (the epochs after it run again)."""
+        self.records = self.records[:count]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+        if self.tensorboard is not None:
+            # The interrupted process's event file holds the dropped epochs too, which would show
+            # twice beside their rerun: write the scalars again from the records kept.
+            from recdiff.train.tensorboard import TensorBoardLog
+
+            self.tensorboard.close()
+            shutil.rmtree(self.path.parent / "tensorboard", ignore_errors=True)
+            self.tensorboard = TensorBoardLog(self.path.parent / "tensorboard")
+            for record in self.records:
+                self.tensorboard(record)
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+def save_per_user(path: Path, result: EvalResult) -> None:
+    """Per-user test metrics (NaN for users without test items), for paired tests."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **result.per_user)
+
+
+def versions() -> dict[str, str]:
+    return {
+        "recdiff": recdiff.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def finish(work: Path, metrics: dict[str, Any], log: EventLog, config: RunConfig) -> None:
+    """metrics.json and the curves, common to every kind of model."""
+    log.close()
+    # A resumed run's seconds count the resuming process only: say so beside them.
+    checkpoints = active_checkpoints()
+    metrics["resumed"] = checkpoints is not None and checkpoints.saved is not None
+    atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    if log.records:
+        from recdiff.train.curves import plot_curves
+
+        plot_curves(log.records, work / "curves.png", config.train.metric)

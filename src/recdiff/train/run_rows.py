@@ -1,0 +1,171 @@
+"""The run of a model that scores users' interaction rows (the DiffRec family, Mult-VAE, EASE,
+popularity): splits -> model inputs -> validation-selected fit -> valid/test -> files.
+
+It writes the run directory of :mod:`recdiff.train.run` with what inference needs under
+``data/``::
+
+    data/users.json, data/items.json   id vocabularies
+    data/inputs.npz                    the rows the model scores (time-weighted for T-DiffRec)
+    data/seen.npz                      every interaction each user had, to exclude at ranking
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recdiff.atomic import atomic_write_text
+from recdiff.config.models import build_model
+from recdiff.config.schema import RunConfig
+from recdiff.data import DatasetSplits, time_weights
+from recdiff.eval.multi import evaluate_many
+from recdiff.eval.protocol import EvalTask
+from recdiff.models.base import Recommender
+from recdiff.train.config import selection_summary, stage_summaries
+from recdiff.train.datasets import held_out_left_out, load_splits, require_held_out
+from recdiff.train.run_files import PER_USER_FILE, save_per_user
+
+__all__ = ["model_inputs", "run_rows_into"]
+
+
+def model_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
+    """The rows the model sees: binary train rows, or T-DiffRec's time-weighted ones."""
+    weights = config.data.time_weights
+    if weights is None:
+        return splits.train.binarize().matrix
+    return time_weights(splits.train, w_min=weights.w_min, w_max=weights.w_max)
+
+
+def _evaluate(model_score, inputs, tasks, config: RunConfig, averaging: str | None = None):
+    ev = config.eval
+    return evaluate_many(
+        model_score,
+        inputs,
+        tasks,
+        ks=ev.ks,
+        metrics=ev.metrics,
+        batch_size=ev.batch_size,
+        averaging=averaging or ev.averaging,
+        progress=config.train.progress,
+    )
+
+
+def _fit(
+    model: Recommender, inputs, splits: DatasetSplits, tasks, config: RunConfig, log
+) -> Recommender:
+    """Fit as the model needs (selection always on validation); returns the fitted model."""
+    name = config.model.name
+    valid = splits.valid.matrix if splits.valid.nnz else None
+    if name in ("diffrec", "ldiffrec"):
+        selection_tasks = tasks if valid is not None else {}
+        if name == "ldiffrec":  # an embedding table keyed by item id is matched through them
+            model.item_ids = splits.items.ids
+
+        def evaluate(score_fn):
+            results = _evaluate(score_fn, inputs, selection_tasks, config)
+            return {split: result.means for split, result in results.items()}
+
+        return model.fit(
+            inputs, valid, evaluate=evaluate if valid is not None else None, on_event=log
+        )
+    if valid is not None and _selects_lambda(config):
+        from recdiff.models.ease import DEFAULT_LAMBDA_GRID, select_ease_lambda
+
+        grid = config.model.params().get("l2_lambda_grid") or DEFAULT_LAMBDA_GRID
+        selection = select_ease_lambda(inputs, valid, grid, metric=config.train.metric)
+        log(
+            {
+                "event": "select",
+                "l2_lambda": selection.best_lambda,
+                "valid": {str(k): v for k, v in selection.valid_scores.items()},
+            }
+        )
+        return selection.model
+    if name == "multvae":
+        return model.fit(inputs, valid, on_event=log)
+    return model.fit(inputs, valid)
+
+
+def _selects_lambda(config: RunConfig) -> bool:
+    """Whether the run chooses EASE's lambda on validation (no ``model.l2_lambda`` set)."""
+    return config.model.name == "ease" and not config.model.params().get("l2_lambda")
+
+
+def run_rows_into(
+    config: RunConfig, work: Path | None, log, started: float
+) -> tuple[dict[str, Any], Recommender]:
+    """Train and evaluate as configured, writing into the run folder ``work``; ``None``: a
+    torchrun process other than rank 0, which only trains. ``started``: when the run began (its
+    total seconds count from there)."""
+    splits = load_splits(config.data)
+    require_held_out(splits.valid.nnz, splits.test.nnz, "interactions", held_out_left_out(splits))
+    inputs = model_inputs(splits, config)
+    tasks = {"valid": EvalTask.validation(inputs, splits.valid.matrix)}
+    tasks["test"] = EvalTask.test(inputs, splits.valid.matrix, splits.test.matrix)
+    model = build_model(config.model.name, config.model.params(), config.train)
+    fit_start = time.perf_counter()
+    model = _fit(model, inputs, splits, tasks, config, log)
+    fit_seconds = time.perf_counter() - fit_start
+    if work is None:
+        return {}, model
+    eval_start = time.perf_counter()
+    # One scoring pass, averaged both ways: a model whose scoring draws noise (DiffRec with
+    # T' > 0) then reports both averagings of the same draws.
+    results = _evaluate(model.score, inputs, tasks, config)
+    final = {
+        averaging: {
+            split: result.with_averaging(averaging).means for split, result in results.items()
+        }
+        for averaging in ("all_users", "test_users")
+    }
+    save_per_user(work / PER_USER_FILE, results["test"])
+    trained = getattr(model, "result", None)
+    metrics = {
+        "name": config.name,
+        "model": config.model.name,
+        "averaging": config.eval.averaging,
+        "valid": final[config.eval.averaging]["valid"],
+        "test": final[config.eval.averaging]["test"],
+        "by_averaging": final,
+        **selection_summary(trained),
+        "stages": stage_summaries(model),  # pre-training stages, each selected on its own
+        # settings chosen on validation without epochs (EASE's lambda, unless the config set it)
+        "selected": {"l2_lambda": model.config.l2_lambda} if _selects_lambda(config) else {},
+        "seconds": {
+            "fit": fit_seconds,
+            "final_eval": time.perf_counter() - eval_start,
+            "total": time.perf_counter() - started,
+        },
+        "data": {
+            "n_users": splits.n_users,
+            "n_items": splits.n_items,
+            "train": splits.train.nnz,
+            "valid": splits.valid.nnz,
+            "test": splits.test.nnz,
+            # users with held-out items: the others count as 0 under all_users averaging
+            "valid_users": int((splits.valid.user_counts() > 0).sum()),
+            "test_users": int((splits.test.user_counts() > 0).sum()),
+        },
+    }
+    model.save(work / "model")
+    _save_data(work / "data", splits, inputs)
+    return metrics, model
+
+
+def _save_data(folder: Path, splits: DatasetSplits, inputs: sp.csr_matrix) -> None:
+    """What inference needs besides the weights: id vocabularies, input rows and seen items."""
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "users.json", splits.users.to_json())
+    atomic_write_text(folder / "items.json", splits.items.to_json())
+    # Every interaction the user had, held-out ones a split dropped included (their user or
+    # item is not in train). Binary first: a rating of 0 is still one, and sums could cancel.
+    parts = (splits.train, splits.valid, splits.test, splits.dropped)
+    seen = sum(part.binarize().matrix for part in parts if part is not None)
+    seen = sp.csr_matrix(seen)
+    seen.data[:] = 1.0
+    sp.save_npz(folder / "inputs.npz", inputs.astype(np.float32))
+    sp.save_npz(folder / "seen.npz", seen.astype(np.float32))
