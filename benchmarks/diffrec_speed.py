@@ -47,7 +47,7 @@ def measure(precision: str, epochs: int, threads: int) -> dict:
     import torch
 
     from recdiff.config import load_config
-    from recdiff.config.schema import resolve_source
+    from recdiff.config.sources import resolve_source
     from recdiff.data import read_diffrec_splits
     from recdiff.models.diffrec import DiffRec, DiffRecConfig
     from recdiff.train.config import TrainConfig

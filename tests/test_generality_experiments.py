@@ -18,10 +18,11 @@ from typer.testing import CliRunner
 
 from recdiff.cli.main import app
 from recdiff.config import load_config
-from recdiff.config.schema import resolve_source
+from recdiff.config.sources import resolve_source
 from recdiff.experiments.experiment import ExperimentError, run_experiment
 from recdiff.experiments.space import SearchSpace, SpaceError
-from recdiff.experiments.tune import STUDY_NAME, trial_config, tune
+from recdiff.experiments.trials import trial_config
+from recdiff.experiments.tune import STUDY_NAME, tune
 from recdiff.train.run import RunResult
 
 runner = CliRunner()

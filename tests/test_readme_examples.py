@@ -112,7 +112,7 @@ def test_search_space_example_loads_and_fits_diffrec(tmp_path):
     (what `recdiff tune` checks before a search)."""
     from recdiff.config import load_config
     from recdiff.experiments.space import load_space
-    from recdiff.experiments.tune import _lookup_view, trial_config
+    from recdiff.experiments.trials import lookup_view, trial_config
 
     (block,) = YAML_BLOCKS
     path = tmp_path / "space.yaml"
@@ -121,10 +121,10 @@ def test_search_space_example_loads_and_fits_diffrec(tmp_path):
     assert list(space.params) == ["train.lr", "model.hidden_dims", "model.diffusion.steps"]
     config = load_config("demo-diffrec")
     base = config.model_dump(mode="json")
-    space.check_against(base, _lookup_view(config), lambda raw: trial_config(raw, {}, "x"))
+    space.check_against(base, lookup_view(config), lambda raw: trial_config(raw, {}, "x"))
     planted = tmp_path / "planted.yaml"  # the same check refuses a key DiffRec does not have
     planted.write_text(block.replace("model.diffusion.steps", "model.diffusion.stepz"))
     with pytest.raises(ValueError, match="stepz"):
         load_space(planted).check_against(
-            base, _lookup_view(config), lambda raw: trial_config(raw, {}, "x")
+            base, lookup_view(config), lambda raw: trial_config(raw, {}, "x")
         )

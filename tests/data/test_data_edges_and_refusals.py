@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from recdiff.config import ConfigError, load_config
-from recdiff.config.schema import check_source, resolve_source
+from recdiff.config.sources import check_source, resolve_source
 from recdiff.data import (
     DataFormatError,
     Interactions,

@@ -11,7 +11,7 @@ import torch
 from pydantic import ValidationError
 
 from recdiff.config.models import validate_model_params
-from recdiff.config.schema import ModelSettingsError
+from recdiff.config.problems import ModelSettingsError
 from recdiff.diffusion import (
     DDIMSampler,
     DDPMSampler,

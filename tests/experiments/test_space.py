@@ -12,7 +12,7 @@ from recdiff.experiments.space import (
     list_spaces,
     load_space,
 )
-from recdiff.experiments.tune import trial_config
+from recdiff.experiments.trials import trial_config
 
 
 def _write(tmp_path, text):
@@ -183,7 +183,7 @@ def test_keys_that_fit_no_config_are_caught_before_the_search():
 
 
 def test_fractions_resolve_against_model_defaults_when_the_config_omits_them():
-    from recdiff.experiments.tune import _lookup_view
+    from recdiff.experiments.trials import lookup_view
 
     config = load_config("demo-diffrec", ["model.diffusion={noise_scale: 0.01}"])  # no steps
     space = SearchSpace.from_dict(
@@ -195,5 +195,5 @@ def test_fractions_resolve_against_model_defaults_when_the_config_omits_them():
             }
         }
     )
-    settings = space.settings({"model.diffusion.inference_noise_steps": 0.5}, _lookup_view(config))
+    settings = space.settings({"model.diffusion.inference_noise_steps": 0.5}, lookup_view(config))
     assert settings == {"model.diffusion.inference_noise_steps": 20}  # half of the default T = 40

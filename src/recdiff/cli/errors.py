@@ -23,7 +23,8 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from recdiff.config.schema import RunConfig, validation_problems
+from recdiff.config.problems import validation_problems
+from recdiff.config.schema import RunConfig
 
 __all__ = ["check_device", "fail", "stopped", "user_errors"]
 

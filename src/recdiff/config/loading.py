@@ -9,12 +9,8 @@ from typing import Any, NoReturn
 import yaml
 from pydantic import ValidationError
 
-from recdiff.config.schema import (
-    BOOLEAN_FOR_NUMBER,
-    RunConfig,
-    coerced_booleans,
-    validation_problems,
-)
+from recdiff.config.problems import BOOLEAN_FOR_NUMBER, coerced_booleans, validation_problems
+from recdiff.config.schema import RunConfig
 from recdiff.config.yaml_io import load_yaml
 
 __all__ = ["ConfigError", "apply_overrides", "list_presets", "load_config"]

@@ -6,12 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recdiff.config.schema import (
-    ModelSettingsError,
-    resolve_source,
-    validate_dataclass,
-    validation_problems,
-)
+from recdiff.config.problems import ModelSettingsError, validate_dataclass, validation_problems
+from recdiff.config.sources import resolve_source
 from recdiff.models.base import SavedModel
 from recdiff.train.config import TrainConfig
 

@@ -3,26 +3,23 @@
 A run config is YAML (or a preset name) validated by pydantic: unknown keys and wrong types fail
 with the dotted path of the offending key. ``model`` names a recommender and carries its own
 settings; each model's settings class is the one its module defines.
+
+Reporting validation errors as ``(dotted key, message)`` problems lives in
+:mod:`recdiff.config.problems`; resolving ``data.source`` in :mod:`recdiff.config.sources`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+# Names re-exported from their former home here, so imports of them from this module still work.
+from recdiff.config.problems import BOOLEAN_FOR_NUMBER as BOOLEAN_FOR_NUMBER
+from recdiff.config.problems import ModelSettingsError, coerced_booleans, validation_problems
+from recdiff.config.problems import validate_dataclass as validate_dataclass
+from recdiff.config.sources import DATASETS_PREFIX as DATASETS_PREFIX
+from recdiff.config.sources import absolute_source, check_source, resolve_source
 from recdiff.train.config import TrainConfig
 
 __all__ = [
@@ -37,54 +34,6 @@ __all__ = [
     "resolve_source",
     "validation_problems",
 ]
-
-DATASETS_PREFIX = "datasets:"
-
-
-class ModelSettingsError(ValueError):
-    """Invalid settings in a run config's ``model`` section.
-
-    ``problems`` holds ``(dotted key, message)`` pairs with full paths (``model.diffusion``), so a
-    config error names the key the same way for every section.
-    """
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
-
-
-def validation_problems(
-    error: ValidationError, prefix: tuple[str, ...] = ()
-) -> list[tuple[str, str]]:
-    """``(dotted key, message)`` per problem of a pydantic error, without pydantic's type tags,
-    input dumps and links; ``prefix`` is prepended to each key. A key is "" for a problem of the
-    whole object, whose message names the keys itself."""
-    problems = []
-    for e in error.errors():
-        cause = (e.get("ctx") or {}).get("error")
-        if isinstance(cause, ModelSettingsError):
-            problems += cause.problems
-            continue
-        key = ".".join(str(part) for part in (*prefix, *e["loc"]))
-        if isinstance(e.get("input"), bool) and e["type"] in _BOUNDS:
-            # pydantic read true/false as 1/0 and then found it out of range
-            problems.append((key, BOOLEAN_FOR_NUMBER))
-            continue
-        problems.append((key, e["msg"].removeprefix("Value error, ")))
-    return problems
-
-
-BOOLEAN_FOR_NUMBER = "expected a number, not true/false"
-_BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of"}
-
-
-def absolute_source(source: str | None) -> str | None:
-    """A relative path made absolute where the config is read: the run's saved config must find
-    the file again from any folder (``recdiff evaluate`` elsewhere). A ``datasets:`` source
-    stays as written, portable between machines."""
-    if not source or source.startswith(DATASETS_PREFIX):
-        return source
-    return str(Path(source).expanduser().absolute())
 
 
 class TimeWeightConfig(BaseModel):
@@ -370,69 +319,3 @@ class RunConfig(BaseModel):
             params = multvae_params(params, self.train)
         validate_model_params(self.model.name, params)
         return self
-
-
-def validate_dataclass(cls: type, params: dict[str, Any], where: str) -> Any:
-    """Build a dataclass config, failing on unknown keys with the allowed ones listed."""
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
-    return TypeAdapter(cls).validate_python(params)
-
-
-def coerced_booleans(raw: Any, value: Any, key: str = "") -> list[str]:
-    """Dotted keys where ``raw`` holds a boolean (YAML true/false, yes/no) that validation
-    turned into a number (pydantic's lax mode reads ``true`` as 1); ``value`` is the validated
-    object (a pydantic model, dataclass, dict or list) built from ``raw``."""
-    if isinstance(raw, bool):
-        return [] if isinstance(value, bool) else [key]
-    found = []
-    if isinstance(raw, dict):
-        for name, item in raw.items():
-            if isinstance(value, dict):
-                validated = value.get(name, _MISSING)
-            elif isinstance(value, BaseModel) or dataclasses.is_dataclass(value):
-                validated = getattr(value, str(name), _MISSING)
-            else:
-                continue
-            if validated is not _MISSING:
-                found += coerced_booleans(item, validated, f"{key}.{name}" if key else str(name))
-    elif isinstance(raw, list | tuple) and isinstance(value, list | tuple):
-        for index, (item, validated) in enumerate(zip(raw, value, strict=False)):
-            found += coerced_booleans(item, validated, f"{key}.{index}")
-    return found
-
-
-_MISSING = object()
-
-
-def resolve_source(source: str) -> Path:
-    """A data path; ``datasets:REL`` is looked up under $RECDIFF_DATASETS, then ./shared/datasets
-    and ../shared/datasets."""
-    if not source.startswith(DATASETS_PREFIX):
-        return Path(source).expanduser()
-    relative = source[len(DATASETS_PREFIX) :]
-    given = os.environ.get("RECDIFF_DATASETS")
-    tried = []
-    for root in [given, "shared/datasets", "../shared/datasets"]:
-        if root and (Path(root) / relative).exists():
-            return Path(root) / relative
-        if root:  # named in full: the relative roots depend on the working folder
-            tried.append(os.path.abspath(Path(root) / relative))
-    unset = "" if given else " ($RECDIFF_DATASETS is not set)"
-    raise FileNotFoundError(
-        f"dataset {relative!r} not found: no {' or '.join(tried)}{unset}; put it there, set "
-        "RECDIFF_DATASETS to the folder that holds it, or pass --set data.source=PATH"
-    )
-
-
-def check_source(data: DataConfig) -> None:
-    """FileNotFoundError, naming the path, when ``data.source`` names nothing: a search or an
-    experiment checks every config before it trains any, rather than fail when a run's turn
-    comes."""
-    if data.source is None:  # the built-in demo data
-        return
-    path = resolve_source(data.source)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found")

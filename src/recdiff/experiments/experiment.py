@@ -43,7 +43,8 @@ import numpy as np
 
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.loading import ConfigError
-from recdiff.config.schema import RunConfig, check_source
+from recdiff.config.schema import RunConfig
+from recdiff.config.sources import check_source
 from recdiff.eval.metrics import PER_USER_METRICS
 from recdiff.experiments.workers import stoppable, worker_pool
 from recdiff.train.distributed import (

@@ -24,32 +24,39 @@ Output folder (re-running the same command continues the study)::
     trials.csv   every trial: state, validation metric, sampled settings, run directory
                  (relative to the output folder)
     best.yaml    the best trial's full config as a preset: ``recdiff train OUT/best.yaml``
+
+A trial's config is built in :mod:`~recdiff.experiments.trials`, the files above are written by
+:mod:`~recdiff.experiments.tune_outputs`, and the study is opened by
+:mod:`~recdiff.experiments.storage`; this module runs the search.
 """
 
 from __future__ import annotations
 
-import copy
-import csv
-import io
-import json
 import logging
-import math
 import os
-import re
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError
-
-from recdiff.atomic import atomic_write_text, sigterm_unwinds
-from recdiff.config.schema import RunConfig, check_source
+from recdiff.atomic import sigterm_unwinds
+from recdiff.config.schema import RunConfig
+from recdiff.config.sources import check_source
 from recdiff.experiments import storage
-from recdiff.experiments.space import SearchSpace, set_dotted
+from recdiff.experiments.space import SearchSpace
 from recdiff.experiments.storage import STUDY_NAME, TuneError, import_optuna
+from recdiff.experiments.trials import TrialConfigError, lookup_view, trial_config
+from recdiff.experiments.tune_outputs import (
+    TuneResult,
+    count_trials,
+    search_result,
+    trial_line,
+    write_outputs,
+)
+
+# Re-exported: their home was this module.
+from recdiff.experiments.tune_outputs import best_config_yaml as best_config_yaml
+from recdiff.experiments.tune_outputs import trials_table as trials_table
 
 __all__ = [
     "STUDY_NAME",
@@ -65,10 +72,6 @@ __all__ = [
 
 #: Invalid trials in a row after which the search gives up (the space hardly fits together).
 MAX_INVALID_STREAK = 25
-
-
-class TrialConfigError(ValueError):
-    """The sampled settings make an invalid config (the trial is skipped, the search goes on)."""
 
 
 def selection_metric(metric: str, config: RunConfig) -> str:
@@ -113,80 +116,6 @@ class PruningReporter:
             raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.key} {value:.4f})")
 
 
-def _describe(error: ValidationError) -> str:
-    """One line per problem, ``path: message``, without pydantic's links and type tags."""
-    parts = []
-    for e in error.errors():
-        where = ".".join(str(p) for p in e["loc"])
-        message = _flatten(e["msg"].removeprefix("Value error, "))
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
-
-
-def _flatten(message: str) -> str:
-    """A nested pydantic error text (a model's own settings) as one short line."""
-    message = re.sub(r"\s*\[type=[^\]]*\]", "", message)
-    message = re.sub(r"\s*For further information visit \S+", "", message)
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if len(lines) < 3 or len(lines) % 2 == 0:
-        return " ".join(lines)
-    head = re.sub(r":?\s*\d+ validation errors? for \w+$", "", lines[0])
-    details = [
-        f"{loc}: {text.removeprefix('Value error, ')}"
-        for loc, text in zip(lines[1::2], lines[2::2], strict=True)
-    ]
-    return f"{head}: " + "; ".join(details)
-
-
-def trial_config(base: dict[str, Any], settings: dict[str, Any], name: str) -> RunConfig:
-    """The base config (a ``model_dump``) with ``settings`` applied, validated."""
-    raw = copy.deepcopy(base)
-    for key, value in settings.items():
-        set_dotted(raw, key, value)
-    raw["name"] = name
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as error:
-        raise TrialConfigError(_describe(error)) from None
-
-
-def _lookup_view(config: RunConfig) -> dict[str, Any]:
-    """The config with the model's defaults filled in (for ``fraction_of`` references only:
-    trials apply settings to the config as written, so seeds etc. keep their usual source)."""
-    from pydantic import TypeAdapter
-
-    from recdiff.config.models import validate_model_params
-
-    view = config.model_dump(mode="json")
-    settings = validate_model_params(config.model.name, config.model.params())
-    resolved = TypeAdapter(type(settings)).dump_python(settings, mode="json")
-    view["model"] = _merged({"name": config.model.name, **resolved}, view["model"])
-    return view
-
-
-def _merged(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """``given`` over ``defaults``, section by section."""
-    out = dict(defaults)
-    for key, value in given.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merged(out[key], value) if both else value
-    return out
-
-
-@dataclass
-class TuneResult:
-    """What the search found; ``best_*`` are None while no trial has completed."""
-
-    out: Path
-    metric: str
-    counts: dict[str, int]
-    best_number: int | None = None
-    best_value: float | None = None
-    best_settings: dict[str, Any] | None = None
-    best_path: Path | None = None
-    trials_path: Path | None = None
-
-
 class _Search:
     """The objective and the after-trial bookkeeping of one ``tune`` call."""
 
@@ -197,7 +126,7 @@ class _Search:
         self.header = header
         self.base = config.model_dump(mode="json")
         self.base["train"]["progress"] = False
-        self.view = _lookup_view(config)
+        self.view = lookup_view(config)
         self.invalid_streak: list[str] = []
         self.current: Any = None  # the trial last started by this call
 
@@ -245,9 +174,9 @@ class _Search:
             self.invalid_streak.append(trial.user_attrs["error"])
         else:
             self.invalid_streak.clear()
-        self.report(_trial_line(trial, self.metric))
+        self.report(trial_line(trial, self.metric))
         write_outputs(study, self.space, self.base, self.metric, self.out, self.header)
-        counts = _count(study)
+        counts = count_trials(study)
         if counts["complete"] + counts["pruned"] >= self.trials:
             study.stop()
         elif len(self.invalid_streak) >= MAX_INVALID_STREAK:
@@ -277,33 +206,6 @@ def _stop_reason(stop: BaseException) -> str:
     if isinstance(stop, SystemExit) and stop.code == 128 + signal.SIGTERM:
         return "stopped by SIGTERM"
     return f"stopped by {type(stop).__name__}"
-
-
-def _state(trial: Any) -> str:
-    """COMPLETE, PRUNED, FAIL, RUNNING, WAITING, or INVALID (settings that do not fit)."""
-    return "INVALID" if trial.user_attrs.get("invalid") else trial.state.name
-
-
-def _trial_line(trial: Any, metric: str) -> str:
-    state = _state(trial)
-    settings = ", ".join(f"{k}={v}" for k, v in trial.user_attrs.get("settings", {}).items())
-    if state == "COMPLETE":
-        what = f"valid/{metric} {trial.value:.4f} in {trial.user_attrs.get('seconds')} s"
-    elif state == "PRUNED":
-        what = f"pruned at epoch {trial.last_step}"
-    elif state == "INVALID":
-        what = f"invalid settings, skipped: {trial.user_attrs['error']}"
-    else:
-        what = "failed"
-    return f"trial {trial.number}: {what} ({settings})"
-
-
-def _count(study: Any) -> dict[str, int]:
-    """Trials by state; ``pruned`` excludes the invalid ones (counted apart)."""
-    counts = {"complete": 0, "pruned": 0, "invalid": 0, "fail": 0, "running": 0, "waiting": 0}
-    for trial in study.get_trials(deepcopy=False):
-        counts[_state(trial).lower()] += 1
-    return counts
 
 
 def tune(
@@ -360,7 +262,7 @@ def tune(
                         f"trial {number}: its process stopped while it ran (no heartbeat for "
                         f"{storage.STALE_AFTER_SECONDS} s); marked FAIL, not counted"
                     )
-                done = _count(study)
+                done = count_trials(study)
                 if done["complete"] + done["pruned"] < trials:
                     study.optimize(
                         search.objective, timeout=timeout, callbacks=[search.after_trial]
@@ -372,100 +274,10 @@ def tune(
             write_outputs(study, space, search.base, name, out, command)
     finally:
         optuna.logging.set_verbosity(verbosity)
-    result = _result(study, space, search.base, name, out)
+    result = search_result(study, space, search.base, name, out)
     if len(search.invalid_streak) >= MAX_INVALID_STREAK:
         raise TuneError(
             f"{len(search.invalid_streak)} trials in a row had invalid settings; the last: "
             f"{search.invalid_streak[-1]}. Narrow the space so that its values fit together"
         )
     return result
-
-
-# --------------------------------------------------------------------------- outputs
-def _best(study: Any) -> Any:
-    optuna = import_optuna()
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not complete:
-        return None
-    return max(complete, key=lambda t: (t.value, -t.number))  # ties: the earlier trial
-
-
-def _result(study, space, base, metric, out: Path) -> TuneResult:
-    best = _best(study)
-    result = TuneResult(out, metric, _count(study), trials_path=out / "trials.csv")
-    if best is not None:
-        result.best_number, result.best_value = best.number, best.value
-        result.best_settings = best.user_attrs.get("settings")
-        result.best_path = out / "best.yaml"
-    return result
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return value
-
-
-def trials_table(study: Any, space: SearchSpace, metric: str) -> str:
-    """CSV text: one row per trial (number, state, valid metric, test metric, settings...)."""
-    keys = list(space.params)
-    columns = [
-        "number",
-        "state",
-        f"valid/{metric}",
-        f"test/{metric}",
-        "pruned_at_epoch",
-        *keys,
-        "best_epoch",
-        "seconds",
-        "run_dir",
-        "error",
-    ]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        settings = attrs.get("settings", {})
-        state = _state(trial)
-        row = [
-            trial.number,
-            state,
-            trial.value if state == "COMPLETE" else None,
-            attrs.get("test") if state == "COMPLETE" else None,
-            trial.last_step if state == "PRUNED" else None,
-            *(settings.get(k) for k in keys),
-            attrs.get("best_epoch"),
-            attrs.get("seconds"),
-            attrs.get("run_dir"),
-            attrs.get("error"),
-        ]
-        writer.writerow([_cell(v) for v in row])
-    return buffer.getvalue()
-
-
-def best_config_yaml(base: dict[str, Any], best: Any, metric: str, header: str | None) -> str:
-    """The best trial's config as preset YAML, with a comment on how it was chosen."""
-    name = f"{base['name']}-tuned"
-    config = trial_config(base, best.user_attrs["settings"], name)
-    data = config.model_dump(mode="json")
-    data["train"]["progress"] = True
-    lines = [
-        f"# {base['name']} tuned on VALIDATION {metric} = {best.value:.4f} (trial {best.number});",
-        "# not a paper setting. Test metrics were not used for choosing.",
-    ]
-    if header:
-        lines.append(f"# search: {header}")
-    return "\n".join(lines) + "\n" + yaml.safe_dump(data, sort_keys=False)
-
-
-def write_outputs(study, space, base, metric: str, out: Path, header: str | None) -> None:
-    """trials.csv always; best.yaml once a trial has completed."""
-    atomic_write_text(out / "trials.csv", trials_table(study, space, metric))
-    best = _best(study)
-    if best is not None:
-        atomic_write_text(out / "best.yaml", best_config_yaml(base, best, metric, header))

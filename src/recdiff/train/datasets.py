@@ -8,7 +8,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from recdiff.config.schema import DataConfig, resolve_source
+from recdiff.config.schema import DataConfig
+from recdiff.config.sources import resolve_source
 from recdiff.data import (
     DatasetSplits,
     Interactions,

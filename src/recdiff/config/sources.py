@@ -1,0 +1,61 @@
+"""Where a run's data is read from: ``data.source`` as a path, or ``datasets:REL`` looked up
+under the dataset roots, so that a config names a shared dataset portably between machines.
+
+A relative path is made absolute when the config is read (:func:`absolute_source`); a
+``datasets:`` source stays as written and is looked up when the data is read
+(:func:`resolve_source`), or beforehand by a command that checks every config first
+(:func:`check_source`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from recdiff.config.schema import DataConfig
+
+__all__ = ["DATASETS_PREFIX", "absolute_source", "check_source", "resolve_source"]
+
+DATASETS_PREFIX = "datasets:"
+
+
+def absolute_source(source: str | None) -> str | None:
+    """A relative path made absolute where the config is read: the run's saved config must find
+    the file again from any folder (``recdiff evaluate`` elsewhere). A ``datasets:`` source
+    stays as written, portable between machines."""
+    if not source or source.startswith(DATASETS_PREFIX):
+        return source
+    return str(Path(source).expanduser().absolute())
+
+
+def resolve_source(source: str) -> Path:
+    """A data path; ``datasets:REL`` is looked up under $RECDIFF_DATASETS, then ./shared/datasets
+    and ../shared/datasets."""
+    if not source.startswith(DATASETS_PREFIX):
+        return Path(source).expanduser()
+    relative = source[len(DATASETS_PREFIX) :]
+    given = os.environ.get("RECDIFF_DATASETS")
+    tried = []
+    for root in [given, "shared/datasets", "../shared/datasets"]:
+        if root and (Path(root) / relative).exists():
+            return Path(root) / relative
+        if root:  # named in full: the relative roots depend on the working folder
+            tried.append(os.path.abspath(Path(root) / relative))
+    unset = "" if given else " ($RECDIFF_DATASETS is not set)"
+    raise FileNotFoundError(
+        f"dataset {relative!r} not found: no {' or '.join(tried)}{unset}; put it there, set "
+        "RECDIFF_DATASETS to the folder that holds it, or pass --set data.source=PATH"
+    )
+
+
+def check_source(data: DataConfig) -> None:
+    """FileNotFoundError, naming the path, when ``data.source`` names nothing: a search or an
+    experiment checks every config before it trains any, rather than fail when a run's turn
+    comes."""
+    if data.source is None:  # the built-in demo data
+        return
+    path = resolve_source(data.source)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found")
