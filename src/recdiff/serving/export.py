@@ -7,6 +7,7 @@ batch by batch into a temporary file beside the target that replaces it only whe
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,10 +37,23 @@ class ExportResult:
     seconds: float
 
 
+#: Suffixes that make a ``--users`` value without a comma a file name, never an id.
+_LIST_FILES = (*FORMATS, ".txt")
+
+
 def read_user_list(spec: str) -> list[str]:
     """User ids from a file (one per line, or a CSV / Parquet file with a ``user`` column) or
-    from a comma-separated list; blank entries are skipped."""
+    from a comma-separated list; blank entries (and nulls of a Parquet column) are skipped.
+
+    A value without a comma that ends in .csv, .parquet or .txt is a file that must exist (read
+    as an id, a mistyped path would be "user ids are integers, got ['users.csv']")."""
     path = Path(spec)
+    if "," not in spec and path.suffix.lower() in _LIST_FILES and not path.is_file():
+        state = "is not a file" if path.exists() else f"does not exist (from {Path.cwd()})"
+        raise FileNotFoundError(
+            f"{path} {state}: give the path of a file of user ids, or the ids themselves, "
+            "comma-separated (1,2,3)"
+        )
     if path.suffix.lower() in FORMATS and path.is_file():
         # Ids as written: inferred as integers, "0001" and "01" would both become user 1.
         as_text = pa_csv.ConvertOptions(column_types={"user": pa.string()})
@@ -53,15 +67,28 @@ def read_user_list(spec: str) -> list[str]:
                 f"{path} has columns {table.column_names} but no 'user' column; name the column "
                 "of user ids 'user', or give a text file with one id per line"
             )
-        values = [str(v) for v in table.column("user").to_pylist()]
+        # A Parquet column of ids with a gap is float (pandas writes 7 as 7.0) or has nulls.
+        values = [_as_text(v) for v in table.column("user").to_pylist() if not _is_null(v)]
     elif path.is_file():
-        values = path.read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: without the byte-order mark some editors write, the first id is "\ufeff7"
+        values = path.read_text(encoding="utf-8-sig").splitlines()
     else:
         values = spec.split(",")
     users = [v.strip() for v in values if v.strip()]
     if not users:
         raise ValueError(f"no user ids in {spec!r}: give a file with one id per line or 1,2,3")
     return users
+
+
+def _is_null(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_text(value: Any) -> str:
+    """An id of a Parquet column as text: an integral float as the integer it holds."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def export_recommendations(

@@ -236,10 +236,14 @@ class SequencePredictor(Predictor):
     ) -> dict[str, dict[str, float]]:
         """Valid and test metrics of the model on the run's data, re-computed; with
         ``exclude_history`` set, each user's past items masked or not, whatever the run did."""
+        from recdiff.eval.metrics import AVERAGING_MODES
         from recdiff.train.datasets import load_as_saved, load_sequences
         from recdiff.train.run_sequential import evaluate_sequential
 
-        del averaging  # one target per example: both averagings agree
+        # One target per example: both averagings agree, but a value that is neither is a typo
+        # (refused as a row run refuses it, not silently taken for one of them).
+        if averaging not in AVERAGING_MODES:
+            raise ValueError(f"averaging must be one of {AVERAGING_MODES}, got {averaging!r}")
         data, sequences = load_as_saved(
             load_sequences, self.config.data, lambda loaded: loaded[0].items == self.items
         )
