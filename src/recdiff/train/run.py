@@ -6,12 +6,13 @@ only when complete, so an interrupted run leaves nothing half-written behind. (W
 :func:`resume_training` completes it; see :mod:`recdiff.train.checkpoint`.)::
 
     config.yaml     the resolved config (re-run it with ``recdiff train config.yaml``)
-    events.jsonl    one JSON line per epoch and per evaluation
+    events.jsonl    one JSON line per epoch and per evaluation (absent when there are none:
+                    popularity fits without epochs)
     metrics.json    selected epoch, valid/test metrics under both averagings, timings, versions
     test_per_user.npz  per-user test metrics (per example for next-item models)
     model/          the fitted recommender (config.json + weights.safetensors)
     data/           vocabularies (users.json, items.json), model inputs and seen items (.npz)
-    curves.png      training loss and validation/test metrics per epoch
+    curves.png      training loss and validation/test metrics per epoch (beside events.jsonl)
 
 This module is the folder's life: reserving it, the hidden folder, renaming, resuming. What runs
 inside is :mod:`recdiff.train.run_rows` or :mod:`recdiff.train.run_sequential`, by the kind of
