@@ -63,6 +63,9 @@ def test_comparison_lists_only_runs_on_the_same_data(runs):
     alone = build_report(sasrec).split("Runs on the same data (1)")[1].split("<h2>")[0]
     assert sasrec.name in alone and diffrec.name not in alone and "3 other run(s)" in alone
     assert "<th>test hit_rate@10</th>" in alone  # the metric the run was selected on
+    # One target per example: no averaging to name (both give the same number).
+    assert "every run's metrics, as this run reports them" in alone and "averaging" not in alone
+    assert "every run's metrics under all_users averaging" in table
     # EASE is fitted in closed form: no epochs, shown as "-" rather than "None".
     overview = build_report(ease).split("<h2>")[0]
     assert "<th>best epoch</th><td>-</td>" in overview and "None" not in overview

@@ -334,9 +334,11 @@ def _comparison(run: RunSummary, comparison: Comparison, folder: Path) -> str:
             ]
         )
     header = ["run", "model", "best epoch", f"valid {metric}", *(f"test {n}" for n in tested)]
+    # A next-item run has one target per example, so both averagings are the same number.
+    under = "" if is_next_item(run.config) else f" under {_e(averaging)} averaging"
     note = (
-        f"<p>Sorted by validation {_e(metric)}; every run's metrics under {_e(averaging)} "
-        f"averaging, as this run reports them; the highlighted row is this run. "
+        f"<p>Sorted by validation {_e(metric)}; every run's metrics{under}, as this run "
+        f"reports them; the highlighted row is this run. "
         f"{comparison.other_data} other run(s) in {_e(folder)} used different data and are "
         "left out.</p>"
     )
