@@ -53,6 +53,20 @@ def test_a_dotted_name_in_the_docs_resolves(name, doc):
     assert resolves(name), f"{doc} mentions {name}, which does not exist"
 
 
+ROLE = re.compile(r":(?:func|class|mod|meth|attr|data|exc):`~?(recdiff(?:\.[A-Za-z_]\w*)+)`")
+
+
+def test_docstring_cross_references_resolve():
+    """Sphinx roles in the source (``:func:`~recdiff.data.tables.canonical_ints```) too."""
+    checked, stale = 0, []
+    for source in sorted((ROOT / "src" / "recdiff").rglob("*.py")):
+        for name in ROLE.findall(source.read_text(encoding="utf-8")):
+            checked += 1
+            if not resolves(name):
+                stale.append(f"{source.relative_to(ROOT)}: {name}")
+    assert checked >= 50 and not stale, stale
+
+
 def test_a_stale_name_is_caught():
     assert resolves("recdiff.data.synthetic.make_large_synthetic")
     assert not resolves("recdiff.data.make_large_synthetic")  # what results.md said before
