@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from recdiff.cli.main import app
 from recdiff.config import load_config
 from recdiff.serving.export import read_user_list
+from recdiff.serving.ids import split_id_list
 from recdiff.train.run import run_training
 
 runner = CliRunner()
@@ -82,6 +83,15 @@ def test_a_users_text_file_with_a_byte_order_mark(tmp_path):
     path = tmp_path / "users.txt"
     path.write_bytes(b"\xef\xbb\xbf4\r\n5\r\n")
     assert read_user_list(str(path)) == ["4", "5"]
+
+
+def test_users_listed_inline_take_quotes_as_history_does():
+    # An id holding a comma is given quoted, as --history takes it; it was split on the comma.
+    assert read_user_list('"a,b", c,,7') == ["a,b", "c", "7"]
+    assert read_user_list(" 1,2 ,3") == ["1", "2", "3"]  # unquoted lists as before
+    # The one splitter both options use: --history keeps pieces as typed (a padded id exists).
+    assert split_id_list('"a,b",c', "--history") == ["a,b", "c"]
+    assert split_id_list(" 1, 2,,", "--history") == [" 1", " 2"]
 
 
 def test_evaluate_refuses_an_unknown_averaging_on_a_next_item_run(sasrec_run):

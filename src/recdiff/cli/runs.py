@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -229,6 +228,7 @@ def recommend(
     (e.g. the history holds every catalogue item); a note on stderr (in --json: "note") says why.
     """
     from recdiff.data.errors import UnknownIdError
+    from recdiff.serving.ids import split_id_list
 
     if (user is None) == (history is None):
         fail("give exactly one of --user ID or --history ITEM,ITEM,...")
@@ -251,7 +251,7 @@ def recommend(
                 ) from None
         else:
             recs = predictor.recommend(
-                history=_history_ids(history),
+                history=split_id_list(history, "--history"),
                 k=k,
                 exclude_seen=not include_seen,
                 ignore_unknown=ignore_unknown,
@@ -264,20 +264,6 @@ def recommend(
         typer.echo(f"{rank:>3}  {item!s:<12} {score:.4f}")
     if recs.note is not None:
         typer.echo(f"note: {recs.note}", err=True)
-
-
-def _history_ids(text: str) -> list[str]:
-    """The item ids of ``--history``, comma-separated; with double quotes, read as a line of CSV,
-    so that an id holding a comma is given quoted (``'"a,b",c'`` is the items ``a,b`` and
-    ``c``), as a CSV file writes it. Pieces are kept as typed (the predictor strips them unless
-    the data holds a padded id); empty ones are skipped."""
-    if '"' not in text:
-        return [piece for piece in text.split(",") if piece.strip()]
-    try:
-        fields = next(csv.reader([text], skipinitialspace=True), [])
-    except csv.Error as error:
-        raise ValueError(f"--history cannot be read as comma-separated item ids: {error}") from None
-    return [field for field in fields if field.strip()]
 
 
 def reproduce(

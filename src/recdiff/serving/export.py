@@ -20,6 +20,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from recdiff.atomic import atomic_path
+from recdiff.serving.ids import split_id_list
 from recdiff.serving.predictor import Predictor
 
 __all__ = ["ExportResult", "export_recommendations", "read_user_list"]
@@ -43,7 +44,8 @@ _LIST_FILES = (*FORMATS, ".txt")
 
 def read_user_list(spec: str) -> list[str]:
     """User ids from a file (one per line, or a CSV / Parquet file with a ``user`` column) or
-    from a comma-separated list; blank entries (and nulls of a Parquet column) are skipped.
+    from a comma-separated list (an id holding a comma quoted: ``'"a,b",c'``); blank entries
+    (and nulls of a Parquet column) are skipped.
 
     A value without a comma that ends in .csv, .parquet or .txt is a file that must exist (read
     as an id, a mistyped path would be "user ids are integers, got ['users.csv']")."""
@@ -73,7 +75,7 @@ def read_user_list(spec: str) -> list[str]:
         # utf-8-sig: without the byte-order mark some editors write, the first id is "\ufeff7"
         values = path.read_text(encoding="utf-8-sig").splitlines()
     else:
-        values = spec.split(",")
+        values = split_id_list(spec, "--users")  # '"a,b",c': quoted, as --history takes them
     users = [v.strip() for v in values if v.strip()]
     if not users:
         raise ValueError(f"no user ids in {spec!r}: give a file with one id per line or 1,2,3")

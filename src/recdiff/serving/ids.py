@@ -6,6 +6,7 @@ scripts' digits; string ids keep their exact form when the vocabulary holds it.
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -25,7 +26,23 @@ __all__ = [
     "parse_integer",
     "refuse_booleans",
     "shown",
+    "split_id_list",
 ]
+
+
+def split_id_list(text: str, option: str) -> list[str]:
+    """Ids written comma-separated on a command line (``option`` names it in errors); with
+    double quotes, read as a line of CSV, so that an id holding a comma is given quoted
+    (``'"a,b",c'`` is the ids ``a,b`` and ``c``), as a CSV file writes it. Pieces are kept as
+    typed; empty ones are skipped."""
+    if '"' not in text:
+        return [piece for piece in text.split(",") if piece.strip()]
+    try:
+        fields = next(csv.reader([text], skipinitialspace=True), [])
+    except csv.Error as error:
+        raise ValueError(f"{option} cannot be read as comma-separated ids: {error}") from None
+    return [field for field in fields if field.strip()]
+
 
 #: How many unknown ids an error message lists; the total count is always given.
 SHOWN = 10
