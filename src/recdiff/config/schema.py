@@ -76,6 +76,12 @@ class DataConfig(BaseModel):
     source: str | None = Field(
         None, description="file or folder; 'datasets:REL' resolves under $RECDIFF_DATASETS"
     )
+    sep: str | None = Field(
+        None,
+        min_length=1,
+        description="column separator of a csv or tsv file that uses another one, e.g. ';' "
+        "(None: the format's comma or tab)",
+    )
     user_col: str = Field(
         "user", description="user id column (tables; RecBole files: user_id unless set)"
     )
@@ -127,6 +133,15 @@ class DataConfig(BaseModel):
                 f"data.source is {self.source} but data.format is demo, the built-in data, which "
                 "reads no file: set data.format to the file's (csv, tsv, parquet, movielens, "
                 "recbole, sequences, diffrec or dreamrec)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sep_of_a_text_table(self) -> DataConfig:
+        if self.sep is not None and self.format not in ("csv", "tsv"):
+            raise ValueError(
+                f"data.sep sets the separator of a csv or tsv file, but data.format is "
+                f"{self.format!r}, which has its own layout: set data.format=csv or drop data.sep"
             )
         return self
 

@@ -28,9 +28,24 @@ def require_columns(
         keys = ", ".join(f"data.{arg}" for arg, _ in missing)
         raise DataFormatError(
             f"column(s) {[c for _, c in missing]} not found{describe_source(source)}; the data "
-            f"has columns {[str(c) for c in frame.columns]}. Pass the right names ({wanted} was "
-            f"asked for; {keys} in a run config) or rename the columns"
+            f"has columns {[str(c) for c in frame.columns]}. {_separator_hint(frame)}Pass the "
+            f"right names ({wanted} was asked for; {keys} in a run config) or rename the columns"
         )
+
+
+def _separator_hint(frame: pd.DataFrame) -> str:
+    """A sentence when the header was read as one column that holds another separator: a
+    semicolon-separated export (common where the comma is the decimal mark) read as CSV."""
+    if len(frame.columns) != 1:
+        return ""
+    header = str(frame.columns[0])
+    for sep, name in ((";", "semicolons"), ("|", "pipes"), ("\t", "tabs"), (",", "commas")):
+        if sep in header:
+            return (
+                f"The header reads as one column holding {name}: if the file is separated by "
+                f"them, set data.sep={sep!r} in a run config (sep={sep!r} from Python). "
+            )
+    return ""
 
 
 def interaction_columns(

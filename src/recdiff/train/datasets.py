@@ -54,7 +54,9 @@ def _read_table(data: DataConfig) -> Interactions:
     }
     if data.format == "recbole":
         return read_recbole_inter(path, duplicates=data.duplicates, **columns)
-    return read_interactions(path, file_format=data.format, duplicates=data.duplicates, **columns)
+    return read_interactions(
+        path, file_format=data.format, sep=data.sep, duplicates=data.duplicates, **columns
+    )
 
 
 def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
@@ -171,6 +173,7 @@ def _table_sequences(data: DataConfig, drop_emptied: bool = True) -> UserSequenc
         time_col=data.time_col,
         rating_col=data.rating_col,
         min_rating=data.min_rating,
+        sep=data.sep,
         file_format=data.format,
     )
 

@@ -1,0 +1,67 @@
+"""data.sep: a CSV separated by something else than commas (spreadsheets write semicolons where
+the comma is the decimal mark) is read when the config says so, and named when it does not."""
+
+import numpy as np
+import pytest
+
+from recdiff.config import ConfigError, load_config
+from recdiff.data.errors import DataFormatError
+from recdiff.train.datasets import load_splits
+
+ROWS = [("u1", "a", 5, 1), ("u1", "b", 4, 2), ("u2", "a", 3, 3), ("u2", "c", 5, 4)]
+
+
+def _config(path, *extra):
+    sets = [
+        "data.format=csv",
+        f"data.source={path}",
+        "data.time_col=t",
+        "data.split=random",
+        "data.ratios=[0.5, 0.25, 0.25]",
+        *extra,
+    ]
+    return load_config("demo-popularity", sets).data
+
+
+def _write(path, sep):
+    lines = [sep.join(["user", "item", "rating", "t"])]
+    lines += [sep.join(str(value) for value in row) for row in ROWS]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_semicolon_file_reads_as_its_comma_twin(tmp_path):
+    comma = load_splits(_config(_write(tmp_path / "comma.csv", ",")))
+    semicolon = load_splits(_config(_write(tmp_path / "semi.csv", ";"), "data.sep=;"))
+    train = semicolon.train
+    assert list(train.users.ids) == ["u1", "u2"] and list(train.items.ids) == ["a", "b", "c"]
+    for split in ("train", "valid", "test"):
+        mine, twin = getattr(semicolon, split), getattr(comma, split)
+        np.testing.assert_array_equal(mine.matrix.toarray(), twin.matrix.toarray())
+    parts = (semicolon.train, semicolon.valid, semicolon.test, semicolon.dropped)
+    assert sum(part.nnz for part in parts) == len(ROWS)  # dropped: held out, item not in train
+
+
+def test_a_semicolon_file_read_as_csv_names_the_setting(tmp_path):
+    with pytest.raises(DataFormatError) as error:
+        load_splits(_config(_write(tmp_path / "semi.csv", ";")))
+    message = str(error.value)
+    assert "the data has columns ['user;item;rating;t']" in message
+    assert "one column holding semicolons" in message and "data.sep=';'" in message
+
+
+def test_a_missing_column_of_a_well_read_file_gets_no_separator_hint(tmp_path):
+    path = _write(tmp_path / "comma.csv", ",")
+    with pytest.raises(DataFormatError) as error:
+        load_splits(_config(path, "data.user_col=customer"))
+    assert "column(s) ['customer'] not found" in str(error.value)
+    assert "data.sep" not in str(error.value)
+
+
+def test_sep_belongs_to_csv_and_tsv_files_only():
+    with pytest.raises(ConfigError, match=r"data.sep sets the separator of a csv or tsv file"):
+        load_config("demo-diffrec", ["data.sep=;"])
+    # An empty separator is refused (an empty --set value is null: the format's separator).
+    with pytest.raises(ConfigError, match=r"data.sep: String should have at least 1 character"):
+        load_config("demo-popularity", ["data.format=csv", "data.source=x.csv", "data.sep=''"])
+    assert load_config("demo-popularity", ["data.format=csv", "data.source=x.csv", "data.sep="])
