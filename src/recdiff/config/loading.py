@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import yaml
 from pydantic import ValidationError
 
-from recdiff.config.problems import BOOLEAN_FOR_NUMBER, coerced_booleans, validation_problems
+from recdiff.config.problems import BOOLEAN_FOR_NUMBER, validation_problems
 from recdiff.config.schema import RunConfig
 from recdiff.config.yaml_io import load_yaml
 
@@ -94,14 +94,14 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     given += [f"train.{key}" for key in _train_keys_written(raw)]
     raw = apply_overrides(raw, list(overrides or []))
     _multvae_reads_what_was_set(raw, given)
+    config, problems = None, []
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as error:
         problems = _problems(raw, error)
-        hidden = _booleans_for_numbers(raw, problems)
-        problems = [(key, BOOLEAN_FOR_NUMBER) for key in hidden] + problems
-        _invalid(preset_or_path, problems)
-    _refuse_booleans_as_numbers(preset_or_path, raw, config)
+    booleans = [(key, BOOLEAN_FOR_NUMBER) for key in _booleans_for_numbers(raw, problems)]
+    if booleans or problems:
+        _invalid(preset_or_path, booleans + problems)
     return config
 
 
@@ -147,11 +147,12 @@ def _problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[str, st
 
 
 def _booleans_for_numbers(raw: dict[str, Any], problems: list[tuple[str, str]]) -> list[str]:
-    """Keys holding a boolean where a number belongs, in a config that failed validation for
-    another reason. pydantic read such a boolean as 1 or 0 and so reported nothing there, and a
-    problem it caused downstream (``eval.ks=[true]`` lacks the metric's cut-off) would name the
-    wrong fix. Written as the text "true", a boolean still validates where a boolean belongs
-    and fails where a number does."""
+    """Keys holding a boolean where a number belongs, besides the ``problems`` validation
+    found. pydantic's lax mode reads such a boolean as 1 or 0 and reports nothing there:
+    ``train.epochs=true`` would train one epoch, and a problem it causes downstream
+    (``eval.ks=[true]`` lacks the metric's cut-off) would name the wrong fix. Written as the
+    text "true", a boolean still validates where a boolean belongs and fails where a number
+    does."""
     as_text, keys = _booleans_as_text(raw, "")
     if not keys:
         return []
@@ -198,20 +199,6 @@ def _model_problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[s
     except ValidationError as model_error:
         return [p for p in validation_problems(model_error) if p[0].startswith("model")]
     return []
-
-
-def _refuse_booleans_as_numbers(
-    preset_or_path: str, raw: dict[str, Any], config: RunConfig
-) -> None:
-    """pydantic reads ``true`` as 1 for a number: ``train.epochs=true`` would train one epoch."""
-    from recdiff.config.models import validate_model_params
-
-    keys = coerced_booleans(raw, config)
-    if isinstance(raw.get("model"), dict):
-        settings = validate_model_params(config.model.name, config.model.params())
-        keys += coerced_booleans(config.model.params(), settings, "model")
-    if keys:
-        _invalid(preset_or_path, [(key, BOOLEAN_FOR_NUMBER) for key in keys])
 
 
 def _invalid(preset_or_path: str, problems: list[tuple[str, str]]) -> NoReturn:

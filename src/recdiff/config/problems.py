@@ -1,5 +1,5 @@
 """Config validation reported as problems: ``(dotted key, message)`` pairs naming the key the
-same way for every section, and the booleans that pydantic's lax mode quietly read as numbers.
+same way for every section (loading names the booleans pydantic's lax mode reads as numbers).
 
 :class:`ModelSettingsError` carries a ``model`` section's problems through pydantic (a model's
 settings are validated by its own class, inside the run config's validation), so
@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 __all__ = [
     "BOOLEAN_FOR_NUMBER",
     "ModelSettingsError",
-    "coerced_booleans",
     "validate_dataclass",
     "validation_problems",
 ]
@@ -66,29 +65,3 @@ def validate_dataclass(cls: type, params: dict[str, Any], where: str) -> Any:
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
     return TypeAdapter(cls).validate_python(params)
-
-
-def coerced_booleans(raw: Any, value: Any, key: str = "") -> list[str]:
-    """Dotted keys where ``raw`` holds a boolean (YAML true/false, yes/no) that validation
-    turned into a number (pydantic's lax mode reads ``true`` as 1); ``value`` is the validated
-    object (a pydantic model, dataclass, dict or list) built from ``raw``."""
-    if isinstance(raw, bool):
-        return [] if isinstance(value, bool) else [key]
-    found = []
-    if isinstance(raw, dict):
-        for name, item in raw.items():
-            if isinstance(value, dict):
-                validated = value.get(name, _MISSING)
-            elif isinstance(value, BaseModel) or dataclasses.is_dataclass(value):
-                validated = getattr(value, str(name), _MISSING)
-            else:
-                continue
-            if validated is not _MISSING:
-                found += coerced_booleans(item, validated, f"{key}.{name}" if key else str(name))
-    elif isinstance(raw, list | tuple) and isinstance(value, list | tuple):
-        for index, (item, validated) in enumerate(zip(raw, value, strict=False)):
-            found += coerced_booleans(item, validated, f"{key}.{index}")
-    return found
-
-
-_MISSING = object()

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 # Names re-exported from their former home here, so imports of them from this module still work.
 from recdiff.config.problems import BOOLEAN_FOR_NUMBER as BOOLEAN_FOR_NUMBER
-from recdiff.config.problems import ModelSettingsError, coerced_booleans, validation_problems
+from recdiff.config.problems import ModelSettingsError, validation_problems
 from recdiff.config.problems import validate_dataclass as validate_dataclass
 from recdiff.config.sources import DATASETS_PREFIX as DATASETS_PREFIX
 from recdiff.config.sources import absolute_source, check_source, resolve_source
@@ -30,7 +30,6 @@ __all__ = [
     "RunConfig",
     "TimeWeightConfig",
     "check_source",
-    "coerced_booleans",
     "resolve_source",
     "validation_problems",
 ]
