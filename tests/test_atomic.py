@@ -108,3 +108,14 @@ def test_the_sigterm_handler_lives_exactly_as_long_as_the_write(tmp_path):
         raise KeyboardInterrupt
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+@pytest.mark.parametrize("name", ["r" * 251 + ".csv", "é" * 125 + ".csv"])
+def test_a_name_at_the_length_limit_still_gets_a_temporary_that_fits(tmp_path, name):
+    """A 255-byte name is legal, but ``.NAME.<16 hex>.tmp`` beside it would be 278 bytes: the
+    temporary name cuts NAME short (at a character boundary, "é" being two bytes in UTF-8)."""
+    assert len(os.fsencode(name)) in (254, 255)
+    target = tmp_path / name
+    atomic_write_text(target, "rows")
+    assert target.read_text() == "rows"
+    assert [p.name for p in tmp_path.iterdir()] == [name]

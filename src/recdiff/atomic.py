@@ -1,7 +1,7 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never half of one.
 
-The new file is written to a hidden temporary file beside the target (``.NAME.<random>.tmp``)
-that replaces the target only when complete. Whatever stops the write before that (an error,
+The new file is written to a hidden temporary file beside the target (``.NAME.<random>.tmp``,
+NAME cut short where the whole would pass the file system's 255-byte limit on a name) that replaces the target only when complete. Whatever stops the write before that (an error,
 Ctrl-C, ``SystemExit``, or SIGTERM, which unwinds like Ctrl-C while a write is open) removes the
 temporary file; only a signal that cannot be handled (SIGKILL) or a power cut can leave one.
 """
@@ -31,7 +31,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             # The name is known before the file exists, so that an exception at any point after
             # its creation (even one that lands before the next statement) finds it to remove.
             while tmp is None:
-                tmp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+                tmp = target.parent / f".{_stem_room(target.name)}.{secrets.token_hex(8)}.tmp"
                 try:
                     # Mode 0o666 less the umask: the mode a plain open() gives a new file.
                     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
@@ -44,6 +44,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
             raise
+
+
+# Bytes of the target's name that fit in a temporary name: 255 less ".", ".<16 hex>" and ".tmp".
+_NAME_ROOM = 255 - 1 - 17 - 4
+
+
+def _stem_room(name: str) -> str:
+    """``name``, cut at a character boundary to at most ``_NAME_ROOM`` bytes on disk, so that a
+    target whose own name fits the limit also gets a temporary name that fits."""
+    while len(os.fsencode(name)) > _NAME_ROOM:
+        name = name[:-1]
+    return name
 
 
 @contextlib.contextmanager
