@@ -14,6 +14,8 @@ only when complete, so an interrupted run leaves nothing half-written behind. (W
     data/           vocabularies (users.json, items.json), model inputs and seen items (.npz)
     curves.png      training loss and validation/test metrics per epoch (beside events.jsonl)
 
+Both JSON files are strict JSON: a non-finite number (a diverged epoch's loss) is ``null``.
+
 This module is the folder's life: reserving it, the hidden folder, renaming, resuming. What runs
 inside is :mod:`recdiff.train.run_rows` or :mod:`recdiff.train.run_sequential`, by the kind of
 model; the files every kind writes alike are :mod:`recdiff.train.run_files`'s.

@@ -6,6 +6,7 @@ the curves, and the per-user test metrics.
 from __future__ import annotations
 
 import json
+import math
 import platform
 import shutil
 from pathlib import Path
@@ -21,9 +22,26 @@ from recdiff.eval.evaluator import EvalResult
 from recdiff.train.checkpoint import active_checkpoints
 from recdiff.train.trainer import OnEvent
 
-__all__ = ["PER_USER_FILE", "EventLog", "finish", "save_per_user", "versions"]
+__all__ = ["PER_USER_FILE", "EventLog", "finish", "json_text", "save_per_user", "versions"]
 
 PER_USER_FILE = "test_per_user.npz"
+
+
+def json_text(value: Any, indent: int | None = None) -> str:
+    """``value`` as strict JSON, a non-finite float (a diverged epoch's loss, a mean over no
+    users) written as ``null``: Python reads ``NaN``, but JavaScript's ``JSON.parse`` and other
+    strict readers refuse the whole file."""
+
+    def finite(item: Any) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: finite(inner) for key, inner in item.items()}
+        if isinstance(item, list | tuple):
+            return [finite(inner) for inner in item]
+        return item
+
+    return json.dumps(finite(value), indent=indent, allow_nan=False)
 
 
 class EventLog:
@@ -52,7 +70,7 @@ class EventLog:
     def __call__(self, record: dict[str, Any]) -> None:
         self.records.append(record)
         with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(json_text(record) + "\n")
         if self.tensorboard is not None:
             self.tensorboard(record)
         if self.listener is not None:
@@ -62,7 +80,7 @@ class EventLog:
         """Keep the first ``count`` records, in memory and in the file: those logged before the
         checkpoint a run resumes from (the epochs after it run again)."""
         self.records = self.records[:count]
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+        atomic_write_text(self.path, "".join(json_text(r) + "\n" for r in self.records))
         if self.tensorboard is not None:
             # The interrupted process's event file holds the dropped epochs too, which would show
             # twice beside their rerun: write the scalars again from the records kept.
@@ -99,7 +117,7 @@ def finish(work: Path, metrics: dict[str, Any], log: EventLog, config: RunConfig
     # A resumed run's seconds count the resuming process only: say so beside them.
     checkpoints = active_checkpoints()
     metrics["resumed"] = checkpoints is not None and checkpoints.saved is not None
-    atomic_write_text(work / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(work / "metrics.json", json_text(metrics, indent=2) + "\n")
     if log.records:
         from recdiff.train.curves import plot_curves
 
