@@ -1,8 +1,9 @@
 """Atomic file writes: a reader sees the old file or the complete new one, never half of one.
 
 The new file is written to a hidden temporary file beside the target (``.NAME.<random>.tmp``,
-NAME cut short where the whole would pass the file system's 255-byte limit on a name) that replaces the target only when complete. Whatever stops the write before that (an error,
-Ctrl-C, ``SystemExit``, or SIGTERM, which unwinds like Ctrl-C while a write is open) removes the
+NAME cut short where the whole would pass the file system's 255-byte limit on a name) that
+replaces the target only when complete. Whatever stops the write before that (an error, Ctrl-C,
+``SystemExit``, or SIGTERM, which unwinds like Ctrl-C while a write is open) removes the
 temporary file; only a signal that cannot be handled (SIGKILL) or a power cut can leave one.
 """
 

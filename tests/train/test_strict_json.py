@@ -53,4 +53,3 @@ def test_a_diverged_epoch_in_the_event_log_reads_back_strictly_and_on_resume(tmp
         "epoch": 2,
         "loss": None,
     }
-
