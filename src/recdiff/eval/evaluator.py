@@ -146,7 +146,9 @@ def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(k) for k in values)
 
 
-def _check_options(ks: Sequence[int], averaging: str, batch_size: int) -> tuple[int, ...]:
+def check_options(ks: Sequence[int], averaging: str, batch_size: int) -> tuple[int, ...]:
+    """The cut-offs as positive integers, once an averaging and batch size that every evaluator
+    accepts are confirmed; a ValueError names what to fix otherwise."""
     ks = _check_ks(ks)
     if not ks or min(ks) < 1:
         raise ValueError(f"ks must be a non-empty sequence of positive cut-offs, got {ks}")
@@ -237,7 +239,7 @@ def _run(
     item_chunk: int | None = None,
 ) -> EvalResult:
     """Shared loop: ``scores_for(user_indices) -> [len(users), n_items]`` scores."""
-    ks = _check_options(ks, averaging, batch_size)
+    ks = check_options(ks, averaging, batch_size)
     accumulator = RankingAccumulator(truth, exclude, ks, metrics, item_chunk)
     n_users = accumulator.truth.shape[0]
     in_scope = np.ones(n_users, dtype=bool)

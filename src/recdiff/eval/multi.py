@@ -16,7 +16,7 @@ from recdiff.eval.evaluator import (
     DEFAULT_METRICS,
     EvalResult,
     RankingAccumulator,
-    _check_options,
+    check_options,
 )
 from recdiff.eval.metrics import Averaging
 from recdiff.eval.protocol import EvalTask
@@ -43,7 +43,7 @@ def evaluate_many(
     (with a progress bar over the batches if ``progress``); ``item_chunk`` splits the ranking
     of each block over items (see :func:`recdiff.eval.ranking.topk_items`).
     """
-    ks = _check_options(ks, averaging, batch_size)
+    ks = check_options(ks, averaging, batch_size)
     metrics = tuple(metrics)
     inputs = sp.csr_matrix(inputs)
     for name, task in tasks.items():

@@ -24,7 +24,7 @@ import torch
 from recdiff.data._ragged import concat_ranges
 from recdiff.data.batches import WindowedExamples
 from recdiff.data.vocab import integer_indices
-from recdiff.eval.evaluator import EvalResult, RankingAccumulator, _check_options
+from recdiff.eval.evaluator import EvalResult, RankingAccumulator, check_options
 from recdiff.eval.metrics import Averaging
 from recdiff.eval.ranking import ScoreBlock
 from recdiff.progress import progress_bar
@@ -116,7 +116,7 @@ def evaluate_next_item(
         averaging: every example has a target, so both modes agree; kept for the shared result.
         item_chunk: rank at most this many items at a time (None: all at once); same result.
     """
-    ks = _check_options(ks, averaging, batch_size)
+    ks = check_options(ks, averaging, batch_size)
     truth = target_matrix(examples.targets, n_items)
     exclude = past_items_matrix(examples, n_items) if exclude_history else None
     accumulator = RankingAccumulator(truth, exclude, ks, metrics, item_chunk)

@@ -215,7 +215,7 @@ class DiffRec(Recommender):
         ``evaluate`` (score_fn -> {"valid": metrics, ...}) overrides the default validation
         task (train masked, Recall@20 at all-users averaging).
         """
-        train = _check_rows(train, "train")
+        train = check_rows(train, "train")
         # Every fit starts fresh: new weights and an empty loss history for the timesteps.
         self.build(train.shape[1])
         self.timesteps = self.config.diffusion.timestep_sampler()
@@ -319,7 +319,7 @@ def _prefixed(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
-def _check_rows(matrix: sp.spmatrix, name: str) -> sp.csr_matrix:
+def check_rows(matrix: sp.spmatrix, name: str) -> sp.csr_matrix:
     """A float32 CSR copy of user rows; weights are kept (T-DiffRec), but must be finite and >= 0."""
     if not sp.issparse(matrix):
         raise TypeError(f"{name} must be a scipy sparse users x items matrix, got {type(matrix)}")

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from torch import nn
 
 from recdiff.eval.protocol import EvalTask
-from recdiff.models.diffrec import DiffRec, DiffusionConfig, _check_rows
+from recdiff.models.diffrec import DiffRec, DiffusionConfig, check_rows
 from recdiff.models.item_clusters import cluster_items, item_embeddings
 from recdiff.nn import MLPDenoiser
 from recdiff.nn.autoencoders import ClusterAutoencoder
@@ -334,7 +334,7 @@ class LDiffRec(DiffRec):
         return {"autoencoder": result} if result is not None else {}
 
     def fit(self, train, valid=None, evaluate=None, on_event=None) -> LDiffRec:
-        train = _check_rows(train, "train")
+        train = check_rows(train, "train")
         latent = self.config.latent
         embeddings = item_embeddings(train, latent, self.item_ids)
         labels = cluster_items(embeddings, latent.n_clusters, self.training.seed)
