@@ -31,7 +31,9 @@ def tune(
     ],
     trials: Annotated[
         int,
-        typer.Option(min=1, help="Finished (completed or pruned) trials the study should hold."),
+        typer.Option(
+            min=1, help="Finished (completed, pruned or diverged) trials the study should hold."
+        ),
     ] = 20,
     out: Annotated[
         Path | None, typer.Option(help="Output folder (default: tuning/<config name>).")
@@ -99,6 +101,7 @@ def tune(
     typer.echo(
         f"study {folder / 'study.db'}: {counts['complete']} complete, {counts['pruned']} pruned, "
         f"{counts['invalid']} invalid (skipped)"
+        + (f", {counts['diverged']} diverged" if counts["diverged"] else "")
         + (f", {counts['fail']} failed" if counts["fail"] else "")
         + (f", {counts['running']} left running" if counts["running"] else "")
     )
@@ -115,6 +118,11 @@ def tune(
     scoped = [part for item in sets for part in ("--set", f"{config}:{item}")]
     next_command = ["recdiff", "experiment", str(result.best_path), config, "--seeds", "5"]
     typer.echo(f"next: {shlex.join(next_command + scoped)}")
+
+
+def _bare_key(item: str) -> str:
+    """The setting an ``--set [CONFIG:]key=value`` entry names, without its config."""
+    return item.partition("=")[0].rpartition(":")[2].strip()
 
 
 def overrides_for(config: str, overrides: list[str], configs: list[str]) -> list[str]:
@@ -171,6 +179,14 @@ def experiment(
 
     if test not in ("wilcoxon", "ttest"):
         fail(f"--test must be wilcoxon or ttest, got {test!r}")
+    seeded = [item for item in overrides or [] if _bare_key(item) == "train.seed"]
+    if seeded:
+        # Each run's seed is its number: a train.seed given here would be silently replaced.
+        fail(
+            f"--set {seeded[0]!r}: experiment trains each config with train.seed 1 to --seeds "
+            f"(now {seeds}), so train.seed would be ignored: remove it (train one seed with "
+            "`recdiff train CONFIG --set train.seed=N`)"
+        )
     if metric and metric.startswith("test/"):
         # Not "not computed": it is; but test values must not choose the baseline.
         fail(

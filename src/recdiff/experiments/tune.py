@@ -8,10 +8,16 @@ the trial, and a median pruner stops trials that fall below the median of earlie
 same epoch. The trial's value is the run's validation metric at its selected epoch; test metrics
 are recorded for the report but never read for choosing.
 
-``trials`` counts completed and pruned trials only. A trial that raises (e.g. out of memory)
-stops the search, marked FAIL with its error; so does one stopped by Ctrl-C or SIGTERM. A
-running trial beats a heartbeat into the study; one whose process was killed (SIGKILL, a crash)
-stops beating, and the next command that opens the study marks it FAIL, says so and removes
+A trial whose sampled settings stop the config from computing the search's metric (an
+``eval.ks`` without its cut-off) is INVALID as well, before it trains. A trial whose loss turns
+NaN or infinite before any validation (a learning rate too high, say) is DIVERGED: a property of
+its settings, like a pruned trial's, so the search goes on (Optuna holds it as pruned, and TPE
+learns to avoid it).
+
+``trials`` counts completed, pruned and diverged trials. A trial that raises otherwise (e.g.
+out of memory) stops the search, marked FAIL with its error; so does one stopped by Ctrl-C or
+SIGTERM. A running trial beats a heartbeat into the study; one whose process was killed
+(SIGKILL, a crash) stops beating, and the next command that opens the study marks it FAIL, says so and removes
 what the process left of the trial's run. (Reopened within
 ``STALE_AFTER_SECONDS`` of the kill, the trial is still fresh; Optuna fails it later in the
 search without a line of its own, and ``trials.csv`` shows it.) Neither counts, and the same
@@ -49,6 +55,7 @@ from recdiff.experiments.trials import TrialConfigError, lookup_view, trial_conf
 from recdiff.experiments.tune_outputs import (
     TuneResult,
     count_trials,
+    finished_trials,
     search_result,
     trial_line,
     write_outputs,
@@ -83,14 +90,19 @@ def selection_metric(metric: str, config: RunConfig) -> str:
         raise TuneError(
             f"metric {metric!r}: the search selects on validation only; use valid/{name}"
         )
-    kind, _, k = name.partition("@")
-    if not k.isdigit() or kind not in config.eval.metrics or int(k) not in config.eval.ks:
+    if not _computes(config, name):
         raise TuneError(
             f"metric {metric!r} is not computed by this config: it evaluates "
             f"{config.eval.metrics} at {config.eval.ks}; use e.g. "
             f"valid/{config.eval.metrics[0]}@{config.eval.ks[-1]}"
         )
     return name
+
+
+def _computes(config: RunConfig, name: str) -> bool:
+    """Whether runs of ``config`` evaluate ``name`` (e.g. ``recall@20``)."""
+    kind, _, k = name.partition("@")
+    return k.isdigit() and kind in config.eval.metrics and int(k) in config.eval.ks
 
 
 class PruningReporter:
@@ -105,8 +117,11 @@ class PruningReporter:
     def __init__(self, trial: Any, metric: str) -> None:
         self.trial = trial
         self.key = f"valid/{metric}"
+        self.diverged = False  # the run logged a non-finite loss (it fails if none was validated)
 
     def __call__(self, record: dict[str, Any]) -> None:
+        if record.get("event") == "diverged":
+            self.diverged = True
         if record.get("event") != "eval" or self.key not in record or "stage" in record:
             return
         epoch, value = int(record["epoch"]), float(record[self.key])
@@ -136,6 +151,11 @@ class _Search:
         trial.set_user_attr("settings", settings)
         try:
             config = trial_config(self.base, settings, f"{self.config.name}-trial{trial.number}")
+            if not _computes(config, self.metric):  # sampled eval settings without it
+                raise TrialConfigError(
+                    f"the search selects on valid/{self.metric}, which eval.metrics "
+                    f"{config.eval.metrics} at eval.ks {config.eval.ks} do not compute"
+                )
         except TrialConfigError as error:
             # Pruned, not failed: TPE ranks pruned trials below completed ones, so it learns to
             # avoid the combination (failed trials it would ignore, and propose again).
@@ -144,13 +164,9 @@ class _Search:
             raise import_optuna().TrialPruned(str(error)) from None
         from recdiff.train.run import discard_resumable, run_training
 
+        reporter = PruningReporter(trial, self.metric)
         try:
-            result = run_training(
-                config,
-                self.out / "runs",
-                progress=False,
-                on_event=PruningReporter(trial, self.metric),
-            )
+            result = run_training(config, self.out / "runs", progress=False, on_event=reporter)
         except (KeyboardInterrupt, SystemExit) as stop:
             trial.set_user_attr("error", _stop_reason(stop))  # Optuna fails it on Ctrl-C
             # A failed trial is never resumed (the search samples new ones), so the folders
@@ -158,8 +174,16 @@ class _Search:
             discard_resumable(stop)
             raise
         except Exception as error:  # it ends the search; trials.csv keeps why
-            if not isinstance(error, import_optuna().TrialPruned):
-                trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+            optuna = import_optuna()
+            if isinstance(error, optuna.TrialPruned):
+                raise
+            if reporter.diverged and isinstance(error, ValueError):
+                # The sampled settings train to NaN: the next trial's may not. Pruned, as an
+                # invalid trial is, so that TPE learns to avoid them.
+                trial.set_user_attr("diverged", True)
+                trial.set_user_attr("error", str(error))
+                raise optuna.TrialPruned(str(error)) from None
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}")
             raise
         metrics = result.metrics
         # Relative to the tune folder, which may move or be read from another working folder.
@@ -176,8 +200,7 @@ class _Search:
             self.invalid_streak.clear()
         self.report(trial_line(trial, self.metric))
         write_outputs(study, self.space, self.base, self.metric, self.out, self.header)
-        counts = count_trials(study)
-        if counts["complete"] + counts["pruned"] >= self.trials:
+        if finished_trials(count_trials(study)) >= self.trials:
             study.stop()
         elif len(self.invalid_streak) >= MAX_INVALID_STREAK:
             study.stop()
@@ -222,7 +245,8 @@ def tune(
     command: str | None = None,
 ) -> TuneResult:
     """Search ``space`` around ``config`` until the study in ``out`` holds ``trials`` finished
-    (completed or pruned) trials, or ``timeout`` seconds pass; returns the best so far.
+    (completed, pruned or diverged) trials, or ``timeout`` seconds pass; returns the best so
+    far.
 
     Re-running with the same config, space and metric continues the study (a larger ``trials``
     extends it). ``report`` receives one line per trial. Pruning starts after 5 trials and,
@@ -262,8 +286,7 @@ def tune(
                         f"trial {number}: its process stopped while it ran (no heartbeat for "
                         f"{storage.STALE_AFTER_SECONDS} s); marked FAIL, not counted"
                     )
-                done = count_trials(study)
-                if done["complete"] + done["pruned"] < trials:
+                if finished_trials(count_trials(study)) < trials:
                     study.optimize(
                         search.objective, timeout=timeout, callbacks=[search.after_trial]
                     )

@@ -3,7 +3,8 @@ validation metric, sampled settings, run directory), ``best.yaml`` (the best tri
 as a preset), the one-line report of each trial, and the :class:`TuneResult`.
 
 A trial's state is Optuna's, except that a trial whose settings did not fit together is INVALID
-(Optuna holds it as pruned); counts keep the two apart. The best trial is chosen on the
+and one whose loss turned non-finite before any validation is DIVERGED (Optuna holds both as
+pruned); counts keep them apart. The best trial is chosen on the
 validation metric alone; its test value is recorded in ``trials.csv``, never read for choosing.
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "TuneResult",
     "best_config_yaml",
     "count_trials",
+    "finished_trials",
     "search_result",
     "trial_line",
     "trials_table",
@@ -50,8 +52,11 @@ class TuneResult:
 
 
 def _state(trial: Any) -> str:
-    """COMPLETE, PRUNED, FAIL, RUNNING, WAITING, or INVALID (settings that do not fit)."""
-    return "INVALID" if trial.user_attrs.get("invalid") else trial.state.name
+    """COMPLETE, PRUNED, FAIL, RUNNING, WAITING, INVALID (settings that do not fit) or DIVERGED
+    (a non-finite loss before any validation)."""
+    if trial.user_attrs.get("invalid"):
+        return "INVALID"
+    return "DIVERGED" if trial.user_attrs.get("diverged") else trial.state.name
 
 
 def trial_line(trial: Any, metric: str) -> str:
@@ -64,17 +69,26 @@ def trial_line(trial: Any, metric: str) -> str:
         what = f"pruned at epoch {trial.last_step}"
     elif state == "INVALID":
         what = f"invalid settings, skipped: {trial.user_attrs['error']}"
+    elif state == "DIVERGED":
+        what = f"diverged, skipped: {trial.user_attrs['error']}"
     else:
         what = "failed"
     return f"trial {trial.number}: {what} ({settings})"
 
 
 def count_trials(study: Any) -> dict[str, int]:
-    """Trials by state; ``pruned`` excludes the invalid ones (counted apart)."""
-    counts = {"complete": 0, "pruned": 0, "invalid": 0, "fail": 0, "running": 0, "waiting": 0}
+    """Trials by state; ``pruned`` excludes the invalid and diverged ones (counted apart)."""
+    counts = dict.fromkeys(
+        ("complete", "pruned", "diverged", "invalid", "fail", "running", "waiting"), 0
+    )
     for trial in study.get_trials(deepcopy=False):
         counts[_state(trial).lower()] += 1
     return counts
+
+
+def finished_trials(counts: dict[str, int]) -> int:
+    """The trials that ``--trials`` counts: those that trained to an end of their own."""
+    return counts["complete"] + counts["pruned"] + counts["diverged"]
 
 
 def _best(study: Any) -> Any:

@@ -1,0 +1,79 @@
+"""`recdiff tune` and `recdiff experiment` as a demanding user drives them: a sampled learning
+rate that diverges, sampled eval settings without the search's metric, and a train.seed that an
+experiment would replace."""
+
+import csv
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from recdiff.cli.main import app
+from recdiff.config import load_config
+from recdiff.experiments.space import SearchSpace
+from recdiff.experiments.tune import tune
+
+runner = CliRunner()
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_trial_that_diverges_is_skipped_and_the_search_goes_on(tmp_path):
+    """lr 1e8 turns Mult-VAE's loss NaN in its first epoch, before any validation: the run
+    fails, but the search goes on (it sampled that lr) and counts the trial as finished."""
+    pytest.importorskip("optuna")
+    space = SearchSpace.from_dict({"train.lr": {"type": "categorical", "choices": [1e-3, 1e8]}})
+    config = load_config("demo-multvae", ["train.epochs=1"])
+    result = tune(config, space, 3, tmp_path, seed=1, prune=False)
+    rows = _rows(tmp_path / "trials.csv")
+    assert len(rows) == 3  # diverged trials count towards --trials
+    for row in rows:
+        diverged = float(row["train.lr"]) == 1e8
+        assert row["state"] == ("DIVERGED" if diverged else "COMPLETE"), row
+        assert ("training diverged in epoch 1" in row["error"]) == diverged
+        assert (row["run_dir"] == "") == diverged  # a diverged trial leaves no run
+    n_diverged = sum(row["state"] == "DIVERGED" for row in rows)
+    assert n_diverged >= 1
+    assert result.counts["diverged"] == n_diverged
+    assert result.counts["complete"] == 3 - n_diverged >= 1
+    assert result.counts["fail"] == 0
+    best = next(r for r in rows if r["state"] == "COMPLETE")
+    assert result.best_number == int(best["number"])
+    assert load_config(str(tmp_path / "best.yaml")).train.lr == 1e-3
+    assert len(list((tmp_path / "runs").iterdir())) == 3 - n_diverged
+
+
+def test_sampled_eval_settings_without_the_searchs_metric_are_invalid(tmp_path):
+    """The search selects on ndcg@10; a trial whose eval.ks lacks 10 cannot report it: it is
+    skipped before training, as any invalid combination is, rather than ending the search with a
+    KeyError after training."""
+    pytest.importorskip("optuna")
+    ks = {"type": "categorical", "choices": [[20], [10, 20]]}
+    space = SearchSpace.from_dict({"eval.ks": ks})
+    result = tune(load_config("demo-ease"), space, 2, tmp_path, metric="valid/ndcg@10", seed=0)
+    rows = _rows(tmp_path / "trials.csv")
+    invalid = [r for r in rows if r["eval.ks"] == "[20]"]
+    complete = [r for r in rows if r["eval.ks"] == "[10, 20]"]
+    assert invalid and len(complete) == 2 and len(invalid) + 2 == len(rows)
+    for row in invalid:
+        assert row["state"] == "INVALID" and row["run_dir"] == ""
+        assert "valid/ndcg@10" in row["error"] and "eval.ks [20]" in row["error"]
+    assert all(r["state"] == "COMPLETE" for r in complete)
+    assert (result.counts["complete"], result.counts["invalid"]) == (2, len(invalid))
+    # EASE is deterministic: both complete trials score the same
+    assert float(complete[0]["valid/ndcg@10"]) == float(complete[1]["valid/ndcg@10"]) > 0
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+@pytest.mark.parametrize("setting", ["train.seed=7", "demo-ease:train.seed=7", " train.seed = 7"])
+def test_experiment_refuses_a_train_seed_it_would_replace(tmp_path, setting):
+    out = tmp_path / "out"
+    args = ["experiment", "demo-ease", "--seeds", "2", "--out", str(out), "--set", setting]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "train.seed 1 to --seeds (now 2)" in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()  # refused before anything trained
