@@ -77,3 +77,21 @@ def test_experiment_refuses_a_train_seed_it_would_replace(tmp_path, setting):
     assert "train.seed 1 to --seeds (now 2)" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()  # refused before anything trained
+
+
+def test_a_search_cut_short_by_its_timeout_says_so(tmp_path):
+    """--timeout 1 with 4 trials: a trial (a 3-epoch Mult-VAE, ~1-2 s here) outlasts it, so the
+    search stops short of 4; the summary says the timeout, not the trial count, ended it."""
+    pytest.importorskip("optuna")
+    space = tmp_path / "space.yaml"
+    space.write_text("train.lr: {type: float, low: 1.0e-4, high: 1.0e-3, log: true}\n")
+    out = tmp_path / "out"
+    args = ["tune", "demo-multvae", "--space", str(space), "--trials", "4", "--timeout", "1"]
+    args += ["--out", str(out), "--set", "train.epochs=3"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    finished = len(_rows(out / "trials.csv"))
+    assert finished < 4
+    assert f"--timeout 1 s reached: {finished} of the 4 trials finished; run the same" in (
+        result.output
+    )

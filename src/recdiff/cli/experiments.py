@@ -65,6 +65,7 @@ def tune(
     """
     from recdiff.experiments.space import load_space
     from recdiff.experiments.tune import tune as run_search
+    from recdiff.experiments.tune_outputs import finished_trials
 
     sets = list(overrides or [])
     try:
@@ -105,6 +106,11 @@ def tune(
         + (f", {counts['fail']} failed" if counts["fail"] else "")
         + (f", {counts['running']} left running" if counts["running"] else "")
     )
+    finished = finished_trials(counts)
+    if timeout is not None and finished < trials:
+        typer.echo(
+            f"--timeout {timeout:g} s reached: {finished} of the {trials} trials finished; {_AGAIN}"
+        )
     typer.echo(f"trials: {result.trials_path}")
     if result.best_number is None:
         typer.echo("no trial completed yet: nothing to select")
