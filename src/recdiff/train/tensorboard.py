@@ -2,7 +2,10 @@
 
 Every number of an epoch or evaluation record becomes a scalar at step = epoch: ``epoch/loss``,
 ``epoch/seconds``, ``valid/recall@20``... A staged model (L-DiffRec) prefixes its stage, e.g.
-``autoencoder/epoch/loss``. View with ``tensorboard --logdir runs``.
+``autoencoder/epoch/loss``. A run that sweeps a setting instead of training epochs (EASE's
+lambda on validation) logs the sweep: ``select/valid_by_l2_lambda`` at step = each value tried
+(its rank in the sweep where a value is not a whole number) and the chosen value as
+``select/l2_lambda``. View with ``tensorboard --logdir runs``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class TensorBoardLog:
         self.writer = SummaryWriter(log_dir=str(folder))
 
     def __call__(self, record: dict[str, Any]) -> None:
+        if record.get("event") == "select" and isinstance(record.get("valid"), dict):
+            self._sweep(record)
+            return
         step = record.get("epoch")
         if step is None:
             return
@@ -39,6 +45,19 @@ class TensorBoardLog:
                 continue
             tag = key if "/" in key else f"{event}/{key}"
             self.writer.add_scalar(prefix + tag, value, step)
+        self.writer.flush()
+
+    def _sweep(self, record: dict[str, Any]) -> None:
+        """The validation metric over a swept setting's values, and the value chosen."""
+        names = [key for key in record if key not in ("event", "valid")]
+        if len(names) != 1:
+            return
+        (name,) = names
+        values = sorted((float(key), score) for key, score in record["valid"].items())
+        whole = all(value.is_integer() for value, _ in values)
+        for rank, (value, score) in enumerate(values):
+            self.writer.add_scalar(f"select/valid_by_{name}", score, int(value) if whole else rank)
+        self.writer.add_scalar(f"select/{name}", float(record[name]), 0)
         self.writer.flush()
 
     def close(self) -> None:
