@@ -212,7 +212,14 @@ def recommend(
             "a comma in double quotes, as in CSV: '\"a,b\",c')."
         ),
     ] = None,
-    k: Annotated[int, typer.Option(min=1, help="How many items.")] = 10,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="How many items. Default: 10, or the catalogue's size when it holds fewer.",
+            show_default=False,
+        ),
+    ] = None,
     ignore_unknown: Annotated[
         bool, typer.Option(help="Drop unknown items from --history.")
     ] = False,

@@ -58,7 +58,14 @@ def export(
     out: Annotated[
         Path, typer.Option(help="Output file; .parquet or .csv (the format follows the suffix).")
     ],
-    k: Annotated[int, typer.Option(min=1, help="Items per user.")] = 20,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Items per user. Default: 20, or the catalogue's size when it holds fewer.",
+            show_default=False,
+        ),
+    ] = None,
     users: Annotated[
         str | None,
         typer.Option(
@@ -85,7 +92,7 @@ def export(
                 result = export_recommendations(
                     predictor,
                     out,
-                    k=k,
+                    k=min(20, len(predictor.items)) if k is None else k,
                     users=ids,
                     batch_size=batch_size,
                     exclude_seen=not include_seen,

@@ -37,7 +37,10 @@ from recdiff.serving.run_files import (
     read_vocabulary,
 )
 
-__all__ = ["Predictor"]
+__all__ = ["DEFAULT_K", "Predictor"]
+
+#: How many items a recommendation holds unless the caller says (fewer in a smaller catalogue).
+DEFAULT_K = 10
 
 
 def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
@@ -152,17 +155,21 @@ class Predictor(ExternalIds):
         self,
         user: Any = None,
         history: Sequence[Any] | None = None,
-        k: int = 10,
+        k: int | None = None,
         exclude_seen: bool = True,
         ignore_unknown: bool = False,
         seen_remedy: str = SEEN_REMEDY,
     ) -> Recommendations:
         """Top ``k`` items for a known ``user`` or a new user's ``history`` (external ids).
 
-        Fewer than ``k`` come back when fewer can be recommended (e.g. the history covers the
-        catalogue); their ``note`` then says why, ending with ``seen_remedy`` when including
-        the seen items would rank more.
+        ``k`` defaults to 10, or the catalogue's size when it holds fewer items (as the HTTP
+        service's default); a ``k`` given above the catalogue's size is an error. Fewer than
+        ``k`` come back when fewer can be recommended (e.g. the history covers the catalogue);
+        their ``note`` then says why, ending with ``seen_remedy`` when including the seen
+        items would rank more.
         """
+        if k is None:
+            k = min(DEFAULT_K, len(self.items))
         self.check_k(k)
         query = self.query(user, history, exclude_seen, ignore_unknown)
         return self.recommend_queries([query], [k], seen_remedy)[0]

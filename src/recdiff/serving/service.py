@@ -11,10 +11,13 @@ Every error answers ``{"detail": "<what is wrong and what to send instead>"}``:
 400    empty history
 404    unknown user id
 413    body larger than ``max_body_bytes``, history longer than ``max_history``
-422    malformed JSON, missing or extra fields, wrong types, ``k`` outside 1..max_k, unknown
-       history items (unless ``ignore_unknown``), ids of the wrong type or not Unicode text (a
-       lone surrogate escape), a user id for a run whose data hold no user ids
+422    malformed JSON (a body that is not UTF-8 text too), missing or extra fields, wrong
+       types, ``k`` outside 1..max_k, unknown history items (unless ``ignore_unknown``), ids of
+       the wrong type or not Unicode text (a lone surrogate escape), a user id for a run whose
+       data hold no user ids
 =====  =====================================================================================
+
+``GET`` endpoints answer ``HEAD`` too (monitors probe ``/health`` with it).
 
 Surrounding whitespace is stripped from ids sent as text, string and integer ids alike; an error
 names an id as it was sent. A valid request that leaves fewer than ``k`` items to recommend (a
@@ -33,9 +36,11 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import FastAPI, HTTPException, Request, Response
+    from fastapi.exception_handlers import http_exception_handler
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as error:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         f"the HTTP service needs FastAPI and uvicorn ({error}): pip install 'recdiff[serve]'"
@@ -54,14 +59,21 @@ from pydantic import (
 
 from recdiff.data.errors import UnknownIdError
 from recdiff.serving.batching import MicroBatcher
-from recdiff.serving.predictor import Predictor
+from recdiff.serving.predictor import DEFAULT_K, Predictor
 from recdiff.serving.recommendations import Query
 from recdiff.serving.run_files import with_name
 
 __all__ = ["RecommendRequest", "RecommendResponse", "create_app"]
 
 Id = StrictInt | StrictStr
-EXAMPLE = '{"user": 3, "k": 10} or {"history": [12, 7, 40], "k": 10}'
+
+
+def _example(max_k: int) -> str:
+    """A valid request body to show in errors: its ``k`` within this service's limit."""
+    k = min(DEFAULT_K, max_k)
+    return f'{{"user": 3, "k": {k}}} or {{"history": [12, 7, 40], "k": {k}}}'
+
+
 #: How a short list's note tells an HTTP client to rank the seen items too.
 HTTP_SEEN_REMEDY = 'send "exclude_seen": false'
 
@@ -212,7 +224,7 @@ def create_app(
     request_model = create_model(
         "RecommendRequest",
         __base__=RecommendRequest,
-        k=(StrictInt, Field(min(10, max_k), ge=1, le=max_k, description="how many items")),
+        k=(StrictInt, Field(min(DEFAULT_K, max_k), ge=1, le=max_k, description="how many items")),
     )
     batcher = MicroBatcher(
         predictor, max_rows=max_batch, max_wait_ms=max_wait_ms, seen_remedy=HTTP_SEEN_REMEDY
@@ -227,7 +239,9 @@ def create_app(
     app = FastAPI(title=f"recdiff: {info['run']}", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(StarletteHTTPException, _unreadable_body)
     app.state.predictor, app.state.batcher = predictor, batcher
+    app.state.example = _example(max_k)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -237,6 +251,10 @@ def create_app(
     @app.get("/model")
     def model() -> dict[str, Any]:
         return info
+
+    for path, endpoint in (("/health", health), ("/model", model)):
+        # monitors probe with HEAD (curl -I); FastAPI's GET routes do not answer it
+        app.add_api_route(path, endpoint, methods=["HEAD"], include_in_schema=False)
 
     @app.post(
         "/recommend",
@@ -361,5 +379,23 @@ async def _invalid_request(request: Request, error: RequestValidationError) -> J
         else:
             problems.append(f"{where}: {item['msg']}")
         errors.append({"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]})
-    detail = f"invalid request: {'; '.join(problems)}. Send a JSON object such as {EXAMPLE}"
+    detail = (
+        f"invalid request: {'; '.join(problems)}. "
+        f"Send a JSON object such as {request.app.state.example}"
+    )
     return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+
+async def _unreadable_body(request: Request, error: StarletteHTTPException) -> Response:
+    """A JSON body that is not UTF-8 text gets a 422 that says so (FastAPI answers only "There
+    was an error parsing the body", with a 400); other HTTP errors as FastAPI answers them."""
+    cause = error.__cause__
+    if not isinstance(cause, UnicodeDecodeError):
+        return await http_exception_handler(request, error)
+    byte = cause.object[cause.start]
+    detail = (
+        f"invalid request: the body is not valid JSON (it is not UTF-8 text: byte {byte:#04x} at "
+        f"position {cause.start}); send the JSON encoded as UTF-8. Send a JSON object such as "
+        f"{request.app.state.example}"
+    )
+    return JSONResponse({"detail": detail}, status_code=422)
