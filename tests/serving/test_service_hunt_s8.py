@@ -87,6 +87,21 @@ def test_export_defaults_to_the_whole_catalogue_when_it_holds_fewer_than_20_item
     ]  # fmt: skip
 
 
+def test_k_has_the_short_option_k(tiny_run, tmp_path):
+    result = runner.invoke(cli, ["recommend", str(tiny_run), "--user", "a", "-k", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["items"] == USER_A["items"][:2]
+    out = tmp_path / "recs.csv"
+    result = runner.invoke(cli, ["export", str(tiny_run), "--out", str(out), "-k", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    with out.open() as file:
+        assert [(r["user"], r["item"]) for r in csv.DictReader(file)] == [
+            ("a", "i2"),
+            ("b", "i1"),
+            ("c", "i2"),
+        ]
+
+
 def test_a_body_that_is_not_utf8_text_gets_a_422_that_says_so(http):
     # Latin-1 "café", as a shell or an editor on another locale writes it: before, a 400 that
     # said only "There was an error parsing the body".

@@ -215,6 +215,8 @@ def recommend(
     k: Annotated[
         int | None,
         typer.Option(
+            "--k",
+            "-k",
             min=1,
             help="How many items. Default: 10, or the catalogue's size when it holds fewer.",
             show_default=False,

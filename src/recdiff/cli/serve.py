@@ -61,6 +61,8 @@ def export(
     k: Annotated[
         int | None,
         typer.Option(
+            "--k",
+            "-k",
             min=1,
             help="Items per user. Default: 20, or the catalogue's size when it holds fewer.",
             show_default=False,
