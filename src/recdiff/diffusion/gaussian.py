@@ -340,7 +340,12 @@ class GaussianDiffusion(nn.Module):
         t: torch.Tensor | int,
         clip_x0: tuple[float, float] | None = None,
     ) -> ReverseStep:
-        """p_theta(x_{t-1} | x_t): the posterior mean at the predicted x0, with the fixed variance."""
+        """p_theta(x_{t-1} | x_t): the posterior mean at the predicted x0, with the fixed variance.
+
+        At t = 1 (index 0) the variance returned is beta~_2 under either variance choice (beta_1
+        when T = 1), the decoder variance of L_0, not beta~_1 = 0: a sampler adds no noise at
+        that step (Algorithm 2), as :class:`~recdiff.diffusion.DDPMSampler` does.
+        """
         clip_x0 = check_clip(clip_x0)
         return self._p_mean_variance(model_fn, x_t, self._checked(t, ("x_t", x_t)), clip_x0)
 

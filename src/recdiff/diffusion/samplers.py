@@ -280,9 +280,15 @@ class Sampler(abc.ABC):
 
     def _step_t(self, x: torch.Tensor, t: int) -> torch.Tensor:
         """The step as a 0-d tensor (one step for the whole batch), after checking ``x`` and
-        ``t``: a negative ``t`` would otherwise index the schedule from its end."""
+        ``t``: a negative ``t`` would otherwise index the schedule from its end, and a step per
+        row fail in the scalar lookups of the step without naming it."""
         check_data(x, "x_t")
-        return self.process._steps(t, x)
+        if isinstance(t, torch.Tensor) and t.numel() != 1:
+            raise ValueError(
+                f"a sampler step takes one step index for the whole batch (an int), got t of "
+                f"shape {tuple(t.shape)}: for one step per row use process.p_mean_variance"
+            )
+        return self.process._steps(t, x).reshape(())
 
 
 class DDPMSampler(Sampler):

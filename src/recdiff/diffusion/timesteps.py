@@ -120,6 +120,8 @@ class LossAwareSampler(TimestepSampler):
         return bool((self.counts >= self.history).all())
 
     def probabilities(self) -> torch.Tensor:
+        """p_t as DiffRec computes it once warmed up; uniform before, and also while the history
+        holds a non-finite loss (until it is pushed out) or only zeros."""
         uniform = torch.full((self.num_steps,), 1.0 / self.num_steps, dtype=torch.float64)
         if not self.warmed_up:
             return uniform

@@ -250,7 +250,8 @@ class MLPDenoiser(nn.Module):
         the item-space result is rebuilt once at the end from a running sum of the h's.
         On DiffRec's ML-1M network this replaces two 2,810 x 600 matmuls per step by one
         600 x 600 one, the same arithmetic regrouped (equal up to floating-point rounding).
-        Dropout must be inactive (``eval()``).
+        Dropout must be inactive (``eval()``). The result is float32 whatever the network's
+        dtype (float64 for a network cast to float64): the chain is accumulated at least there.
         """
         if self.training and self.dropout.p > 0:
             raise RuntimeError("reverse_mean_chain needs the denoiser in eval() mode")
@@ -261,27 +262,31 @@ class MLPDenoiser(nn.Module):
         if not isinstance(last, nn.Linear):
             raise ValueError("reverse_mean_chain needs at least one hidden layer")
         hidden = self.layers[1:-1]
+        # The chain is carried in float32, or float64 for a network cast to it; the hidden
+        # layers get their weights' dtype (autocast, where on, casts for them as before).
+        weights = first.weight_x.dtype
+        wide = torch.promote_types(weights, torch.float32)
         with torch.autocast(x.device.type, enabled=False):
-            w_x = first.weight_x.float()
-            through = w_x @ last.weight.float()  # M = W_x W_L: [h_1, h_L]
-            through_bias = w_x @ last.bias.float()
-        z = F.linear(x, first.weight_x).float()
-        offset = first.bias.float()
+            w_x = first.weight_x.to(wide)
+            through = w_x @ last.weight.to(wide)  # M = W_x W_L: [h_1, h_L]
+            through_bias = w_x @ last.bias.to(wide)
+        z = F.linear(x, first.weight_x).to(wide)
+        offset = first.bias.to(wide)
         if self.cond_dim:  # as forward: a condition counts only for a conditional denoiser
-            offset = offset + F.linear(cond.to(z.dtype), first.weight_c).float()
+            offset = offset + F.linear(cond.to(weights), first.weight_c).to(wide)
         model_steps = torch.tensor([t for t, _, _ in steps], dtype=torch.long, device=x.device)
         distinct, which = torch.unique(model_steps, return_inverse=True)
-        step_terms = F.linear(self.time_embedding(distinct), first.weight_t).float()
+        step_terms = F.linear(self.time_embedding(distinct), first.weight_t).to(wide)
         scale_x, scale_bias = 1.0, 0.0
-        summed = x.new_zeros((x.shape[0], last.in_features), dtype=torch.float32)
+        summed = x.new_zeros((x.shape[0], last.in_features), dtype=wide)
         for i, (_, a, b) in enumerate(steps):
-            h = hidden(z + offset + step_terms[which[i]]).float()
+            h = hidden((z + offset + step_terms[which[i]]).to(weights)).to(wide)
             if i + 1 < len(steps):  # the last step's z is never used
-                z = a * z + b * F.linear(h, through, through_bias).float()
+                z = a * z + b * F.linear(h, through, through_bias).to(wide)
             summed = summed.mul_(a).add_(h, alpha=b)
             scale_x, scale_bias = a * scale_x, a * scale_bias + b
-        out = F.linear(summed, last.weight).float() + scale_bias * last.bias.float()
-        return out if scale_x == 0 else out.add_(x.float(), alpha=scale_x)
+        out = F.linear(summed, last.weight.to(wide)).to(wide) + scale_bias * last.bias.to(wide)
+        return out if scale_x == 0 else out.add_(x.to(wide), alpha=scale_x)
 
 
 class InputLayer(nn.Module):

@@ -15,8 +15,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
 
     An odd ``dim`` is padded with one zero column.
     """
-    if dim < 1:
-        raise ValueError(f"embedding dim must be >= 1, got {dim}")
+    _check_dim(dim)
     half = dim // 2
     freqs = torch.exp(
         -math.log(max_period)
@@ -30,6 +29,13 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return emb
 
 
+def _check_dim(dim: int) -> None:
+    # One frequency needs a cosine and a sine: at dim 1 there is none, and the step would be
+    # embedded as an empty vector (a shape error far from here, in the first matmul).
+    if dim < 2:
+        raise ValueError(f"step embedding dim must be >= 2 (a cosine and a sine), got {dim}")
+
+
 class SinusoidalTimeEmbedding(nn.Module):
     """Sinusoids of ``t`` followed by a learned map: linear (DiffRec: size 10), or with
     ``hidden > 0`` an MLP ``dim -> hidden -> GELU -> dim`` (DreamRec's released step MLP, hidden
@@ -37,6 +43,7 @@ class SinusoidalTimeEmbedding(nn.Module):
 
     def __init__(self, dim: int, max_period: float = 10000.0, hidden: int = 0) -> None:
         super().__init__()
+        _check_dim(dim)
         if hidden < 0:
             raise ValueError(f"hidden must be >= 0, got {hidden}")
         self.dim = dim
