@@ -361,3 +361,14 @@ def test_dreamrec_and_trainer_settings_that_cannot_train_are_refused(overrides, 
     with pytest.raises(ConfigError) as caught:
         load_config("demo-dreamrec", overrides)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("preset", ["demo-diffrec", "demo-dreamrec", "ldiffrec-ml1m"])
+def test_a_step_embedding_of_one_unit_is_refused_by_the_config(preset):
+    """A sinusoidal step embedding needs a cosine and a sine: time_dim 1 fails when the config is
+    read, naming the key, not at the model's first matmul."""
+    with pytest.raises(
+        ConfigError, match=r"model\.time_dim: Input should be greater than or equal to 2"
+    ):
+        load_config(preset, ["model.time_dim=1"])
+    assert load_config(preset, ["model.time_dim=2"]).model.params()["time_dim"] == 2

@@ -126,7 +126,7 @@ class DiffRecConfig(BaseModel):
     hidden_dims: list[PositiveInt] = Field(
         [600, 200, 600], min_length=1, description="MLP widths; the paper's ML-1M 'dims [200,600]'"
     )
-    time_dim: int = Field(10, ge=1, description="size of the step embedding")
+    time_dim: int = Field(10, ge=2, description="size of the step embedding (a cosine and a sine)")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the input x_t")
     normalize_input: bool = Field(False, description="L2-normalise x_t before the MLP")
     chain_inference: bool = Field(

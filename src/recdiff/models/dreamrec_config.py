@@ -177,7 +177,7 @@ class DreamRecConfig(BaseModel):
     activation: Literal["tanh", "relu", "silu", "gelu", "sigmoid"] = Field(
         "gelu", description="denoiser activation"
     )
-    time_dim: int = Field(64, ge=1, description="size of the step embedding")
+    time_dim: int = Field(64, ge=2, description="size of the step embedding (a cosine and a sine)")
     time_mlp: bool = Field(
         True,
         description="map the step's sinusoids through an MLP (time_dim -> 2 time_dim -> GELU -> "

@@ -197,7 +197,7 @@ class LDiffRecConfig(BaseModel):
     hidden_dims: list[PositiveInt] = Field(
         [300], min_length=1, description="latent denoiser widths"
     )
-    time_dim: int = Field(10, ge=1, description="size of the step embedding")
+    time_dim: int = Field(10, ge=2, description="size of the step embedding (a cosine and a sine)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the latent x_t")
     chain_inference: bool = Field(
         True, description="as DiffRec's: the reverse steps in the denoiser's hidden width"
