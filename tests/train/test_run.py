@@ -151,6 +151,19 @@ def test_a_run_name_cannot_leave_the_runs_folder(tmp_path, name):
     assert [p.name for p in tmp_path.iterdir()] == []  # nothing written, not even runs/
 
 
+def test_a_run_name_too_long_for_its_folders_is_refused_before_anything_is_written(tmp_path):
+    """A 230-byte name would make the hidden folder ".NAME-<time>.incomplete" 256+ bytes: the
+    run failed with a traceback after reserving its empty final folder. Now it is refused first,
+    and the longest name allowed runs (with room for a "-NNNN" suffix on a clash)."""
+    runs = tmp_path / "runs"
+    config = load_config("demo-popularity", ["name=" + "n" * 230])
+    with pytest.raises(ValueError, match=r"230 bytes long: .* at most 222 bytes"):
+        run_training(config, runs, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == []
+    run = run_training(config.model_copy(update={"name": "é" * 111}), runs, progress=False)
+    assert run.directory.name.startswith("é" * 111)
+
+
 def test_sigterm_removes_the_partial_run(tmp_path):
     def terminate(record):
         if record.get("event") == "epoch":

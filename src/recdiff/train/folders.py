@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHECKPOINT_FILE",
+    "MAX_NAME_BYTES",
     "exclusive",
     "final_and_unfinished",
     "find_resumable_run",
@@ -31,6 +32,10 @@ __all__ = [
     "resumable_run",
     "unfinished",
 ]
+
+#: The longest run name (bytes on disk) whose hidden folder ".NAME-YYYYmmdd-HHMMSS-NNNN.incomplete"
+#: keeps to the 255-byte limit on a file name.
+MAX_NAME_BYTES = 255 - len(".-20261130-001040-9999.incomplete")
 
 #: The resume checkpoint's file name in an unfinished run folder.
 CHECKPOINT_FILE = "resume.pt"
@@ -163,6 +168,12 @@ def reserve(runs_dir: Path, name: str) -> Path:
         raise ValueError(
             f"the run name {name!r} must be a plain folder name (no '/' or '\\', not starting "
             "with '.'): set name to something like my-run"
+        )
+    if len(os.fsencode(name)) > MAX_NAME_BYTES:
+        raise ValueError(
+            f"the run name {name[:40]!r}... is {len(os.fsencode(name))} bytes long: its folder "
+            f"names would pass the file system's 255-byte limit; set a name of at most "
+            f"{MAX_NAME_BYTES} bytes"
         )
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
