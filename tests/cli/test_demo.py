@@ -1,7 +1,9 @@
 """The ``recdiff demo ddpm`` command writes its picture and rejects bad options clearly."""
 
+import pytest
 from typer.testing import CliRunner
 
+import recdiff
 from recdiff.cli.main import app
 
 runner = CliRunner()
@@ -28,6 +30,8 @@ def test_demo_rejects_unknown_options(tmp_path):
     assert not (tmp_path / "x.txt").exists()
 
 
-def test_version():
-    result = runner.invoke(app, ["version"])
-    assert result.exit_code == 0 and result.output.strip()
+@pytest.mark.parametrize("args", [["version"], ["--version"], ["--version", "train"]])
+def test_version(args):
+    """The command and the eager option print the package's version; the option stops there."""
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0 and result.output == f"{recdiff.__version__}\n"

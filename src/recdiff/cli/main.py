@@ -23,8 +23,24 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(recdiff.__version__)
+        raise typer.Exit()
+
+
 @app.callback()
-def _everywhere() -> None:
+def _everywhere(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the recdiff version and exit (as `recdiff version`).",
+        ),
+    ] = False,
+) -> None:
     # A user reads a warning as a line of advice, not as Python's file:line and source code.
     warnings.formatwarning = _warning_line
     # Under torchrun every process meets the same warnings; rank 0 alone says them, as it alone
