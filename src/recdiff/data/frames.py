@@ -28,7 +28,8 @@ def require_columns(
         keys = ", ".join(f"data.{arg}" for arg, _ in missing)
         raise DataFormatError(
             f"column(s) {[c for _, c in missing]} not found{describe_source(source)}; the data "
-            f"has columns {[str(c) for c in frame.columns]}. {_separator_hint(frame)}Pass the "
+            f"has columns {[str(c) for c in frame.columns]}. {_separator_hint(frame)}"
+            f"{_no_header_hint(frame)}Pass the "
             f"right names ({wanted} was asked for; {keys} in a run config) or rename the columns"
         )
 
@@ -46,6 +47,20 @@ def _separator_hint(frame: pd.DataFrame) -> str:
                 f"them, set data.sep={sep!r} in a run config (sep={sep!r} from Python). "
             )
     return ""
+
+
+def _no_header_hint(frame: pd.DataFrame) -> str:
+    """A sentence when column names are numbers: a file without a header line, whose first
+    interaction was read as one. Naming those "columns" would lose that interaction."""
+    names = pd.Series([c for c in frame.columns if isinstance(c, str)], dtype=object)
+    numbers = names[pd.to_numeric(names, errors="coerce").notna()].tolist()
+    if not numbers:
+        return ""
+    return (
+        f"The header holds numbers ({numbers[:3]}): if the file has no header line, add one "
+        "naming the columns (e.g. user,item,rating,timestamp), since its first line is read as "
+        "the header; MovieLens' u.data and ratings.dat have none: set data.format=movielens. "
+    )
 
 
 def interaction_columns(

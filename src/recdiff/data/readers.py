@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from recdiff.data.errors import DataFormatError
+from recdiff.data.frames import require_columns
 from recdiff.data.interactions import DuplicatePolicy, Interactions, UnknownPolicy
 from recdiff.data.splits import DatasetSplits
-from recdiff.data.tables import PathLike, TableFormat, canonical_ints, read_table
+from recdiff.data.tables import PathLike, TableFormat, canonical_ints, data_suffix, read_table
 from recdiff.data.vocab import Vocabulary
 
 _SPLIT_NAMES = ("train", "valid", "test")
@@ -168,11 +169,13 @@ def read_movielens(path: PathLike, duplicates: DuplicatePolicy = "raise") -> Int
     """MovieLens ratings with ratings and timestamps (matrix values are the ratings).
 
     Accepts ML-1M/10M ``ratings.dat`` (``user::item::rating::time``), ML-100K ``u.data``
-    (tab-separated, no header) and ML-20M+ ``ratings.csv`` (``userId,movieId,rating,timestamp``).
+    (tab-separated, no header) and ML-20M+ ``ratings.csv`` (``userId,movieId,rating,timestamp``),
+    each also compressed (``ratings.dat.gz``).
     """
     path = Path(path)
     cols = ["user", "item", "rating", "timestamp"]
-    if path.suffix.lower() == ".csv":
+    suffix = data_suffix(path)
+    if suffix == ".csv":
         return read_interactions(
             path,
             user_col="userId",
@@ -181,7 +184,7 @@ def read_movielens(path: PathLike, duplicates: DuplicatePolicy = "raise") -> Int
             time_col="timestamp",
             duplicates=duplicates,
         )
-    sep = "::" if path.suffix.lower() == ".dat" else "\t"
+    sep = "::" if suffix == ".dat" else "\t"
     return read_interactions(
         path,
         sep=sep,
@@ -205,7 +208,8 @@ def read_recbole_inter(
     """A RecBole atomic ``.inter`` file: tab-separated with a typed header ``name:type``.
 
     Token ids become ints when every token is a plain integer (``"196"``), else stay strings
-    (``"007"`` stays ``"007"``). ``rating_col``/``time_col`` are used only if the file has them.
+    (``"007"`` stays ``"007"``). ``rating_col``/``time_col`` left at RecBole's own names
+    (``rating``, ``timestamp``) are used only if the file has them; other names must be in it.
     """
     path = Path(path)
     frame, lines = read_table(path, sep="\t", dtype=str)
@@ -225,6 +229,10 @@ def read_recbole_inter(
         )
     frame.columns = names
     types = dict(fields)
+    # A column named other than RecBole's own name was asked for: its absence is an error,
+    # not a file without ratings or times (whose messages would ask for the setting made).
+    asked = [("rating_col", rating_col, "rating"), ("time_col", time_col, "timestamp")]
+    require_columns(frame, [(arg, col) for arg, col, own in asked if col != own], path)
     for name, kind in types.items():
         if kind == "token":
             frame[name] = canonical_ints(frame[name])

@@ -14,6 +14,7 @@ Pickles are read with :func:`~recdiff.data.safe_pickle.safe_load`, never ``pickl
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -152,6 +153,9 @@ def read_sequence_file(path: PathLike) -> UserSequences:
     text = _read_file(path)
     parts, line_no = _split_lines(text)
     if all(len(p) == 2 for p in parts) and len({p[0] for p in parts}) < len(parts):
+        if "\t" in text and re.search(r"\S +\S", text):  # tabs on some lines, spaces on others
+            tokens = _tokens_to_ids(np.array(parts).reshape(-1))
+            return UserSequences.from_pairs(tokens[0::2], tokens[1::2])
         # SASRec's pairs, read again by pandas' C parser: faster than building them from parts
         return read_user_item_lines(path, sep="\t" if "\t" in text else " ")
     return _user_lines(parts, line_no, path)

@@ -8,12 +8,16 @@ about it. Ids stay as written (:func:`canonical_ints`), because ``"007"`` and ``
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import csv
+import gzip
 import io
+import lzma
 import os
 import re
 import warnings
+import zipfile
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
@@ -39,17 +43,63 @@ _SUFFIX_FORMATS = {
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
 _SUFFIX_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
 
+# Compressions pandas reads by suffix (``ratings.csv.gz``); the text readers read them too.
+_COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+
 # An integer as str(int) writes it: no sign on 0, no leading zeros, no '+', no spaces.
 _CANONICAL_INT = r"0|-?[1-9][0-9]*"
 
 
+def data_suffix(path: Path) -> str:
+    """The suffix that names the data format, lower-cased: ``.dat`` of ``ratings.dat.gz`` too."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if len(suffixes) > 1 and (suffixes[-1] in _COMPRESSIONS or suffixes[-1] == ".zip"):
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of a file, decompressed when its suffix names a compression (as pandas does)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in _COMPRESSIONS:
+            return _COMPRESSIONS[suffix](path.read_bytes())
+        if suffix == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                members = [m for m in archive.namelist() if not m.endswith("/")]
+                if len(members) != 1:
+                    raise DataFormatError(
+                        f"{path} holds {len(members)} files; a zipped table must hold one"
+                    )
+                return archive.read(members[0])
+    except _UNREADABLE as err:
+        raise _cannot_read(path, err) from None
+    return path.read_bytes()
+
+
+# What reading a damaged compressed file raises (EOFError: a truncated one), or a file that
+# cannot be read at all; a command line would show a traceback, or click's bare "Aborted."
+_UNREADABLE = (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile)
+
+
+def _cannot_read(path: Path, err: BaseException) -> DataFormatError:
+    suffix = path.suffix.lower()
+    if suffix in _COMPRESSIONS or suffix == ".zip":
+        return DataFormatError(
+            f"cannot decompress {path} ({err}): its suffix {suffix} names the compression, so "
+            "the file must be a complete archive of that kind; compress it again, or rename it"
+        )
+    return DataFormatError(f"cannot read {path} ({err})")
+
+
 def read_text(path: Path, fallback: str | None = None) -> str:
-    """A text file as UTF-8, without the byte-order mark some editors write at its start.
+    """A text file as UTF-8, without the byte-order mark some editors write at its start;
+    decompressed when its suffix says so (``.gz``, ``.bz2``, ``.xz``, ``.zip``).
 
     ``fallback`` (e.g. ``"latin-1"``, which older MovieLens files use) decodes a file that is not
     UTF-8; without it such a file is a :class:`DataFormatError` naming the line.
     """
-    raw = path.read_bytes()
+    raw = _read_bytes(path)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -95,7 +145,7 @@ def _guess_format(
     """``("parquet", None)`` or ``("text", separator)`` from the format or the file name."""
     if file_format not in (None, *_SUFFIX_FORMATS.values()):
         raise ValueError(f"file_format must be csv, tsv or parquet, got {file_format!r}")
-    suffix = path.suffix.lower()
+    suffix = data_suffix(path)
     named = _SUFFIX_FORMATS.get(suffix)
     if file_format is not None and named is not None and named != file_format:
         raise DataFormatError(
@@ -148,10 +198,12 @@ def read_table(
     when every value is a plain integer (``"007"`` stays a string); spaces around them and around
     header names are dropped. Only empty fields are missing values (``NA`` or ``null`` is
     text). ``file_format`` (csv, tsv or parquet) overrides the suffix, which must not name
-    another format.
+    another format. A text file may be compressed (``log.csv.gz``, ``.bz2``, ``.xz``, ``.zip``).
     """
     path = Path(path)
     kind, sep = _guess_format(path, sep, file_format)
+    if path.is_dir():
+        raise DataFormatError(f"{path} is a folder, not a file; give the table file itself")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     if path.stat().st_size == 0:
@@ -159,11 +211,19 @@ def read_table(
     if names is not None and len(set(names)) < len(names):
         raise ValueError(f"names {names} repeat {_repeated(names)}; give every column its own name")
     if kind == "parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq  # pandas' engine: only the schema, before pandas reads
 
-        # pyarrow refuses a repeated column with an opaque "Multiple matches for FieldRef"
-        _refuse_repeated_columns(pq.read_schema(path).names, path, "")
-        frame = pd.read_parquet(path)
+        try:
+            schema = pq.read_schema(path)
+            # pyarrow refuses a repeated column with an opaque "Multiple matches for FieldRef"
+            _refuse_repeated_columns(schema.names, path, "")
+            frame = pd.read_parquet(path)
+        except (pa.ArrowException, OSError) as err:
+            raise DataFormatError(
+                f"{path} is not a readable Parquet file ({err}); write it again (e.g. pandas' "
+                "DataFrame.to_parquet), or, if it holds text, name it *.csv or *.tsv"
+            ) from None
         if names is not None:
             frame.columns = names
         return _non_empty(frame, path), RowNumbers.first(len(frame))
@@ -174,6 +234,8 @@ def read_table(
         sep = "\t"
     dtypes, canonical = _text_dtypes(dtype, ids)
     try:
+        if header and names is None and isinstance(dtypes, dict):
+            dtypes = _keyed_as_written(dtypes, source, sep)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", pd.errors.ParserWarning)
             frame = pd.read_csv(
@@ -205,7 +267,9 @@ def read_table(
             "that every line has the same number of fields"
         ) from None
     except UnicodeDecodeError:
-        raise _not_utf8(path, path.read_bytes()) from None
+        raise _not_utf8(path, _read_bytes(path)) from None
+    except _UNREADABLE as err:
+        raise _cannot_read(path, err) from None
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
         _refuse_extra_fields(source, path, sep, names, written)  # dropped fields: empty ones?
     if header and names is None:
@@ -218,6 +282,23 @@ def read_table(
         if col in frame.columns:
             frame[col] = canonical_ints(frame[col])
     return _non_empty(frame, path), line_numbers
+
+
+def _keyed_as_written(dtypes: dict[Any, Any], source: Any, sep: str) -> dict[Any, Any]:
+    """``dtypes`` also keyed by the header's names as written, spaces around them included:
+    pandas matches dtype keys exactly, so an id column headed ``user `` would be read as
+    numbers, and ``007`` merged into ``7``. Reads the header line only."""
+    written = pd.read_csv(
+        source, sep=sep, nrows=0, skipinitialspace=True, index_col=False, engine="c"
+    ).columns
+    if isinstance(source, io.StringIO):
+        source.seek(0)
+    spaced = {
+        col: dtypes[col.strip()]
+        for col in written
+        if isinstance(col, str) and col != col.strip() and col.strip() in dtypes
+    }
+    return {**dtypes, **spaced}
 
 
 def _refuse_extra_fields(

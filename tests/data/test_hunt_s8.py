@@ -1,0 +1,116 @@
+"""Bringing one's own files: what a researcher's real logs hold (spaces in a header, compressed
+files, a folder or a damaged file as the source, RecBole fields named otherwise, SASRec lines
+mixing tabs and spaces, a CSV without a header line). Expectations are written by hand."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recdiff.data import DataFormatError, read_interactions, read_movielens, read_recbole_inter
+from recdiff.data.sequence_readers import read_sequence_file
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def gzipped(path: Path, text: str) -> Path:
+    with gzip.open(path, "wt") as f:
+        f.write(text)
+    return path
+
+
+# ------------------------------------------------------------------------ header names
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("h.csv", "user ,item ,ts\n007,1,1\n7,2,2\n"),
+        ("h.csv", '"user ","item",ts\n007,1,1\n7,2,2\n'),
+        ("h.tsv", "user \titem\tts\n007\t1\t1\n7\t2\t2\n"),
+    ],
+)
+def test_a_space_after_an_id_column_name_keeps_ids_as_written(
+    tmp_path: Path, name: str, text: str
+) -> None:
+    # Before, pandas did not match "user " to the id columns read as text: it read them as
+    # numbers, and users 007 and 7 became one user 7.
+    data = read_interactions(write(tmp_path / name, text), time_col="ts")
+    assert data.users.ids.tolist() == ["007", "7"]
+    assert data.items.ids.tolist() == [1, 2]
+
+
+def test_a_csv_without_a_header_line_is_told_to_add_one(tmp_path: Path) -> None:
+    # The first interaction was read as the header; "pass the right names" alone would have
+    # had that row dropped without a word.
+    path = write(tmp_path / "log.csv", "196,242,3,881250949\n186,302,3,891717742\n")
+    with pytest.raises(DataFormatError) as info:
+        read_interactions(path)
+    message = str(info.value)
+    assert "The header holds numbers (['196', '242', '3'])" in message
+    assert "if the file has no header line, add one" in message
+
+
+# ------------------------------------------------------------------------ the source itself
+def test_a_folder_as_source_is_called_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    with pytest.raises(DataFormatError, match=r"logs is a folder, not a file"):
+        read_interactions(folder, file_format="csv")
+
+
+def test_compressed_movielens_and_sequence_files_read_as_the_plain_ones(tmp_path: Path) -> None:
+    text = "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978300761\n"
+    plain = read_movielens(write(tmp_path / "ratings.dat", text))
+    packed = read_movielens(gzipped(tmp_path / "ratings.dat.gz", text))
+    assert packed.users.ids.tolist() == [1, 2]
+    assert packed.items.ids.tolist() == [661, 1193]
+    assert (packed.matrix != plain.matrix).nnz == 0
+    np.testing.assert_array_equal(packed.ratings.data, [3.0, 5.0, 4.0])
+    sequences = read_sequence_file(gzipped(tmp_path / "seq.txt.gz", "1 5 6 7\n2 5 8\n"))
+    assert sequences.items.ids[sequences.sequence(0)].tolist() == [5, 6, 7]
+
+
+def test_a_damaged_compressed_file_is_a_data_error_naming_it(tmp_path: Path) -> None:
+    # A truncated gzip raised EOFError, which the command line showed as a bare "Aborted."
+    whole = gzipped(tmp_path / "whole.csv.gz", "user,item\n" + "1,2\n" * 200)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(whole.read_bytes()[:20])
+    with pytest.raises(DataFormatError, match=r"cannot decompress .*cut\.csv\.gz"):
+        read_interactions(cut, file_format="csv")
+    fake = write(tmp_path / "fake.csv.gz", "user,item\n1,2\n")
+    with pytest.raises(DataFormatError, match=r"cannot decompress .*fake\.csv\.gz"):
+        read_interactions(fake, file_format="csv")
+
+
+def test_a_file_that_is_not_parquet_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path / "log.parquet", "user,item\n1,2\n")
+    with pytest.raises(DataFormatError, match=r"log\.parquet is not a readable Parquet file"):
+        read_interactions(path)
+
+
+# ------------------------------------------------------------------------ RecBole, SASRec
+def test_recbole_rating_or_time_named_otherwise_must_be_in_the_file(tmp_path: Path) -> None:
+    # Before, a field the file lacks was dropped as if the file had no ratings (or times), and
+    # the threshold's (or split's) error then asked for the data.rating_col already set.
+    path = write(
+        tmp_path / "m.inter",
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t10\t4\t1\n",
+    )
+    for column in ("rating_col", "time_col"):
+        with pytest.raises(DataFormatError, match=r"column\(s\) \['stars'\] not found"):
+            read_recbole_inter(path, **{column: "stars"})
+    plain = write(tmp_path / "n.inter", "user_id:token\titem_id:token\n1\t10\n")
+    assert read_recbole_inter(plain).ratings is None  # RecBole's own names stay optional
+
+
+def test_sasrec_lines_may_mix_tabs_and_spaces(tmp_path: Path) -> None:
+    # Before, the tab on line 1 made every line tab-separated: line 2 read as a missing item.
+    sequences = read_sequence_file(write(tmp_path / "s.txt", "1\t5\n1 6\n2\t5\n2 8\n"))
+    assert sequences.users.ids.tolist() == [1, 2]
+    assert sequences.items.ids[sequences.sequence(0)].tolist() == [5, 6]
+    assert sequences.items.ids[sequences.sequence(1)].tolist() == [5, 8]
