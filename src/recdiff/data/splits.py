@@ -40,15 +40,18 @@ class DatasetSplits:
     ``valid`` may be empty (nnz 0) for protocols without a validation set. ``dropped`` holds the
     held-out interactions a split removed because their user or item is not in train (they
     cannot be evaluated, but the user did have them: a service must not recommend them back).
+    ``filtered`` holds, for the same reason, the interactions a data filter left out although
+    their user and item stayed (ratings below ``data.min_rating``: a film rated one star).
     """
 
     train: Interactions
     valid: Interactions
     test: Interactions
     dropped: Interactions | None = None
+    filtered: Interactions | None = None
 
     def __post_init__(self) -> None:
-        for name in ("valid", "test", "dropped"):
+        for name in ("valid", "test", "dropped", "filtered"):
             part: Interactions | None = getattr(self, name)
             if part is None:
                 continue

@@ -4,6 +4,7 @@ has held-out data to select on and to report."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 import numpy as np
@@ -25,6 +26,7 @@ from recdiff.data import (
     split_random,
     split_user_temporal,
 )
+from recdiff.data.prepare import ratings_at_least
 from recdiff.data.sequence_readers import (
     read_dreamrec,
     read_sequence_file,
@@ -78,12 +80,20 @@ def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
         interactions = _sequence_rows(data)
     else:
         interactions = _read_table(data)
+    read = interactions
     if data.min_rating is not None:
         # Users and items with no rating above the bar are not in the data any more (as in
         # DiffRec's ML-1M split, 2,810 of 3,706 items): catalogue and user counts follow.
         interactions = _filtered(interactions, data.min_rating, drop_emptied)
     if data.k_core:
         interactions = k_core(interactions, data.k_core)
+    splits = _split(interactions, data)
+    if data.min_rating is None:
+        return splits
+    return replace(splits, filtered=_below_min_rating(read, data.min_rating, splits))
+
+
+def _split(interactions: Interactions, data: DataConfig) -> DatasetSplits:
     if data.split == "random":
         return split_random(interactions, data.ratios, seed=data.seed, drop_unseen=True)
     if interactions.timestamps is None:
@@ -95,6 +105,21 @@ def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
     if data.split == "leave_one_out":
         return split_leave_one_out(interactions, drop_unseen=True)
     return split_global_temporal(interactions, data.ratios, drop_unseen=True)
+
+
+def _below_min_rating(read: Interactions, min_rating: float, splits: DatasetSplits) -> Interactions:
+    """The ratings under ``min_rating`` whose user and item are still in ``splits``: not trained
+    on or evaluated (the papers' protocol), but had, so never to be recommended back."""
+    below = ~ratings_at_least(read.ratings.data, min_rating)
+    users = read.users.ids[read.user_indices()[below]]
+    items = read.items.ids[read.matrix.indices[below]]
+    kept = splits.users.contains(users) & splits.items.contains(items)
+    return Interactions.from_indices(
+        splits.users,
+        splits.items,
+        splits.users.index(users[kept]),
+        splits.items.index(items[kept]),
+    )
 
 
 def _sequence_rows(data: DataConfig) -> Interactions:

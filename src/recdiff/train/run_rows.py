@@ -7,6 +7,7 @@ It writes the run directory of :mod:`recdiff.train.run` with what inference need
     data/users.json, data/items.json   id vocabularies
     data/inputs.npz                    the rows the model scores (time-weighted for T-DiffRec)
     data/seen.npz                      every interaction each user had, to exclude at ranking
+                                       (ratings under data.min_rating too)
 """
 
 from __future__ import annotations
@@ -161,9 +162,10 @@ def _save_data(folder: Path, splits: DatasetSplits, inputs: sp.csr_matrix) -> No
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "users.json", splits.users.to_json())
     atomic_write_text(folder / "items.json", splits.items.to_json())
-    # Every interaction the user had, held-out ones a split dropped included (their user or
-    # item is not in train). Binary first: a rating of 0 is still one, and sums could cancel.
-    parts = (splits.train, splits.valid, splits.test, splits.dropped)
+    # Every interaction the user had: held-out ones a split dropped (their user or item is not
+    # in train) and ratings under data.min_rating included. Binary first: a rating of 0 is
+    # still one, and sums could cancel.
+    parts = (splits.train, splits.valid, splits.test, splits.dropped, splits.filtered)
     seen = sum(part.binarize().matrix for part in parts if part is not None)
     seen = sp.csr_matrix(seen)
     seen.data[:] = 1.0
