@@ -1,4 +1,6 @@
-"""Bugs found using the DDPM core as a library, each checked against an independent computation."""
+"""The DDPM core as a library: the chained reverse pass in float64, float16 and bfloat16, a
+sampler step given one step per row, and step embeddings too small for a sinusoid, each checked
+against an independent computation."""
 
 from __future__ import annotations
 
