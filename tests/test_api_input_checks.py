@@ -189,9 +189,10 @@ def test_diffrec_scores_only_histories_fit_would_accept(value) -> None:
         model.score(history)
 
 
-@pytest.mark.parametrize("k", [2.5, None], ids=["fraction", "none"])
+@pytest.mark.parametrize("k", [2.5, "3", True], ids=["fraction", "text", "boolean"])
 def test_predictor_refuses_a_k_that_is_not_an_integer(predictor, k) -> None:
-    with pytest.raises((TypeError, ValueError), match=rf"k must be .*got {k}"):
+    # (None asks for the default: tests/serving/test_small_catalogue_and_http_edges.py)
+    with pytest.raises((TypeError, ValueError), match=rf"k must be .*got {k!r}"):
         predictor.recommend(user=0, k=k)
 
 
