@@ -73,3 +73,23 @@ def test_a_step_embedding_without_a_sinusoid_is_refused_when_the_denoiser_is_bui
     )
     odd = timestep_embedding(torch.tensor([2]), 3)
     torch.testing.assert_close(odd, torch.tensor([[math.cos(2.0), math.sin(2.0), 0.0]]))
+
+
+def test_a_bfloat16_ddpm_step_draws_noise_of_the_schedules_spread():
+    """x_t in bfloat16: sigma_t came from the log-variance rounded to bfloat16, 1.36% off at
+    step 28 of this schedule (log-variance -8.21, where bfloat16's spacing is 1/16). With x_t
+    = 0 and an x0 model predicting 0 the step is sigma_t z alone, which must now be within
+    bfloat16's rounding (2^-8) of the float64 sigma_t times the same z."""
+    from recdiff.diffusion import DDPMSampler, GaussianDiffusion, NoiseSchedule
+    from recdiff.diffusion.samplers import randn_rows
+
+    process = GaussianDiffusion(NoiseSchedule.linear(100, 1e-5, 1e-3), prediction="x0")
+    x_t = torch.zeros(64, 32, dtype=torch.bfloat16)
+    state = DDPMSampler(process).step(
+        lambda x, t: torch.zeros_like(x), x_t, 28, torch.Generator().manual_seed(0)
+    )
+    z = randn_rows((64, 32), torch.Generator().manual_seed(0), dtype=torch.bfloat16)
+    sigma = math.exp(0.5 * float(process.reverse_log_variance[28]))
+    assert state.sample.dtype == torch.bfloat16
+    error = (state.sample.double() / (sigma * z.double()) - 1).abs()
+    assert float(error.max()) <= 2.0**-8
