@@ -27,6 +27,7 @@ with ``sample_seed``), so a checkpoint gives the same scores every time. The set
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import numpy as np
@@ -114,6 +115,16 @@ def training_items(train, n_items: int) -> np.ndarray:
         history = np.asarray(train.history)
         items = np.concatenate([history[history < n_items], np.asarray(train.targets)])
     return np.bincount(items, minlength=n_items)[:n_items] > 0
+
+
+def _check_guidance_weight(w: object) -> None:
+    """Refuse a guidance weight that is not a finite number >= 0, naming the setting (the
+    process's own check says "guidance scale w"; True or "2" would be taken for 1 or fail
+    inside a comparison)."""
+    if isinstance(w, bool) or not isinstance(w, numbers.Real):
+        raise TypeError(f"guidance_weight must be a number (w >= 0), got {w!r}")
+    if not 0 <= w < float("inf"):
+        raise ValueError(f"guidance_weight must be a finite number >= 0 (w), got {w}")
 
 
 class DreamRec(SequentialRecommender):
@@ -250,8 +261,9 @@ class DreamRec(SequentialRecommender):
                 f"T), got {steps}"
             )
         steps = int(steps)
-        # Keyed by device too: a sampler's process tables must follow the net when it moves.
-        key = (kind, steps, self.device)
+        # Keyed by device too: a sampler's process tables must follow the net when it moves; and
+        # by the process settings, so that a changed config.diffusion (eta, for a sweep) is used.
+        key = (kind, steps, diffusion.model_dump_json(), self.device)
         if key not in self._samplers:
             schedule = diffusion.noise_schedule()
             if steps != schedule.num_steps:
@@ -277,6 +289,7 @@ class DreamRec(SequentialRecommender):
         between batch sizes)."""
         net = self._check_fitted()
         w = self.config.guidance_weight if guidance_weight is None else guidance_weight
+        _check_guidance_weight(w)
         if generator is None:
             seed = self.config.sample_seed
             generator = EachRowAlone(torch.Generator(device=history.device).manual_seed(seed))

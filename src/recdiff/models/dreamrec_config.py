@@ -194,7 +194,13 @@ class DreamRecConfig(BaseModel):
         "has shrunk the trained ones, those random vectors win every inner product (on Zhihu, "
         "87 such items take every top-20 slot); False ranks all items, as the paper does",
     )
-    sample_seed: int = Field(0, description="seed of inference sampling when none is given")
+    sample_seed: int = Field(
+        0,
+        ge=0,
+        lt=2**64,
+        description="seed of inference sampling when none is given (0 .. 2**64 - 1: evaluation "
+        "seeds its per-row noise blocks from it, which takes no negative seed)",
+    )
     diffusion: GuidedDiffusionConfig = Field(default_factory=GuidedDiffusionConfig)
     item_space: ItemSpaceConfig = Field(default_factory=ItemSpaceConfig)
 

@@ -30,6 +30,7 @@ from recdiff.serving.recommendations import (
 )
 from recdiff.serving.run_files import (
     check_items,
+    check_model_name,
     damaged,
     read_metrics,
     read_npz,
@@ -95,6 +96,7 @@ class Predictor(ExternalIds):
         ]
         config = read_run_config(run, needed)
         model = Recommender.load(run / "model")
+        check_model_name(run, model.model_name, config.model.name)
         users = read_vocabulary(run / "data/users.json")
         items = read_vocabulary(run / "data/items.json")
         check_items(run, model.n_items, len(items))

@@ -19,6 +19,7 @@ from recdiff.train.folders import CHECKPOINT_FILE, final_and_unfinished
 __all__ = [
     "DAMAGED",
     "check_items",
+    "check_model_name",
     "damaged",
     "read_metrics",
     "read_npz",
@@ -132,4 +133,16 @@ def check_items(run: Path, n_items: int, n_ids: int) -> None:
             run,
             f"holds {n_ids} item ids, but the model (model/config.json) scores {n_items} items",
             run / "data/items.json",
+        )
+
+
+def check_model_name(run: Path, model_name: str, config_name: str) -> None:
+    """Fail when the run's model folder holds another model than its config trains (another
+    run's ``model/`` copied over it): it would be evaluated and served under this run's name
+    and settings, with no error. Registered names may differ in case (``EASE``, ``ease``)."""
+    if model_name.lower() != config_name.lower():
+        raise damaged(
+            run,
+            f"holds a {model_name} model, but config.yaml trains a {config_name} (model.name)",
+            run / "model/config.json",
         )

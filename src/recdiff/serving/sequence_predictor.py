@@ -28,6 +28,7 @@ from recdiff.serving.predictor import Predictor
 from recdiff.serving.recommendations import Query
 from recdiff.serving.run_files import (
     check_items,
+    check_model_name,
     damaged,
     read_metrics,
     read_npz,
@@ -138,6 +139,7 @@ class SequencePredictor(Predictor):
                     *missing,
                 )
         model = SavedModel.load(run / "model")
+        check_model_name(run, model.model_name, config.model.name)
         items = read_vocabulary(run / "data/items.json")
         check_items(run, model.n_items, len(items))
         users, indptr, sequence_items = Vocabulary.range(0), np.zeros(1, np.int64), np.zeros(0)
