@@ -284,9 +284,11 @@ class DreamRec(SequentialRecommender):
     ) -> torch.Tensor:
         """The generated "oracle" embeddings ``[batch, dim]`` for left-padded histories;
         ``generator`` may be one per row (each row then samples as it would alone). By default
-        every row samples as it would alone from ``sample_seed``: a history gets the same oracle
-        in evaluation, in any batch, and from the service (up to float rounding, which differs
-        between batch sizes)."""
+        (the service, ``recommend``) every row samples as it would alone from ``sample_seed``: a
+        history gets the same oracle in any batch (up to float rounding, which differs between
+        batch sizes). A run's evaluation passes its own generators instead, one per block of
+        examples (:class:`~recdiff.diffusion.RowBlocks`), so its metrics do not depend on
+        ``eval.batch_size`` either, but a history's noise there is its block's draw."""
         net = self._check_fitted()
         w = self.config.guidance_weight if guidance_weight is None else guidance_weight
         _check_guidance_weight(w)
