@@ -41,6 +41,7 @@ except ImportError:
 KS = (10, 20)
 METRICS = ("recall", "ndcg")
 REPORTED = [f"{m}@{k}" for m in METRICS for k in KS]
+SPLITS = ("train", "valid", "test")  # DiffRec's {SPLIT}_list.npy files
 # DiffRec paper, Table 2 (ML-1M clean), for reference only.
 PAPER = {
     "MultVAE": {"recall@10": 0.1007, "recall@20": 0.1726, "ndcg@10": 0.0825, "ndcg@20": 0.1076}
@@ -214,6 +215,12 @@ def main() -> None:
         help="folder for the results files (default: benchmarks/results)",
     )
     args = parser.parse_args()
+    missing = [f"{n}_list.npy" for n in SPLITS if not (args.data / f"{n}_list.npy").is_file()]
+    if missing:  # before any work, as a usage message: where the data was looked for
+        parser.error(
+            f"--data {args.data} holds no {', '.join(missing)}: pass DiffRec's ml-1m_clean "
+            "folder with --data, or set RECDIFF_DATASETS to the folder above diffrec/ml-1m_clean"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("recdiff").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)

@@ -54,6 +54,9 @@ from _common import (
 )
 from torch import nn
 
+#: DreamRec's Zhihu split, as its released code reads it.
+DATA_FILES = ("data_statis.df", "train_data.df", "val_data.df", "test_data.df")
+
 
 def dataset_dir() -> Path:
     root = os.environ.get("RECDIFF_DATASETS")
@@ -219,10 +222,16 @@ def main() -> None:
             f"--eval-every {args.eval_every} must lie in 1..--epochs ({args.epochs}): the loop "
             "evaluates every --eval-every epochs, as the released code does"
         )
+    root = dataset_dir()
+    missing = [n for n in DATA_FILES if not (root / n).is_file()]
+    if missing:  # before any work, as a usage message: where the data was looked for
+        parser.error(
+            f"{root} holds no {', '.join(missing)}: set RECDIFF_DATASETS to the folder above "
+            "dreamrec/zhihu (default: ../shared/datasets)"
+        )
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
 
-    root = dataset_dir()
     statis = pd.read_pickle(root / "data_statis.df")
     n_items, length = int(statis["item_num"][0]), int(statis["seq_size"][0])
     train = load(root / "train_data.df")

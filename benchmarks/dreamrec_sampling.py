@@ -31,6 +31,7 @@ import torch
 from _common import (
     add_results_dir,
     check_model_kind,
+    machine,
     non_negative_float,
     positive_int,
     row_block_scorer,
@@ -165,7 +166,7 @@ def main() -> None:
             )
             print(json.dumps(rows[-1]), flush=True)
     sweep = []
-    for w in args.weights:
+    for w in sorted(set(args.weights)):  # in order: the plot joins them by a line
         means, seconds = _evaluate(model, data, "test", seed, config, guidance_weight=w)
         valid, _ = _evaluate(model, data, "valid", seed, config, guidance_weight=w)
         sweep.append({"w": w, "test": means, "valid": valid, "seconds": seconds})
@@ -180,6 +181,7 @@ def main() -> None:
         "benchmark": "dreamrec_sampling",
         "run": str(args.run),
         "threads": args.threads,
+        "machine": machine(args.threads),  # what the seconds belong to
         "sample_seed": seed,
         "configured": {
             "sampler": model.config.diffusion.sampler,

@@ -330,11 +330,10 @@ def reproduce(
     if not is_main_process():
         return
     mean = {m: float(np.mean([t[m] for t in tests])) for m in paper}
-    reference = _REFERENCE_LABEL.get(preset, "paper")
-    typer.echo(_table({reference: paper, f"recdiff (n={seeds})": mean}, list(paper)))
-    if seeds > 1:
-        std = {m: float(np.std([t[m] for t in tests], ddof=1)) for m in paper}
-        typer.echo(_table({"std": std}, list(paper)).splitlines()[1])
+    rows = {_REFERENCE_LABEL.get(preset, "paper"): paper, f"recdiff (n={seeds})": mean}
+    if seeds > 1:  # one table, so the std row keeps the columns of the labels above it
+        rows["std"] = {m: float(np.std([t[m] for t in tests], ddof=1)) for m in paper}
+    typer.echo(_table(rows, list(paper)))
     for note in notes:
         typer.echo(f"note: {note}", err=True)
 
