@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from recdiff.atomic import atomic_path, atomic_write_text
+from recdiff.train.run_files import json_text
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -113,9 +114,10 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> Path:
-    """``payload`` as indented JSON at ``path``, written atomically: a reader (or a run stopped
-    half-way) sees the previous file or the whole new one, never a truncated one."""
-    atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")  # paths, devices
+    """``payload`` as indented strict JSON at ``path`` (NaN written as null, as run folders
+    write it), written atomically: a reader (or a run stopped half-way) sees the previous file
+    or the whole new one, never a truncated one."""
+    atomic_write_text(path, json_text(payload, indent=2, default=str) + "\n")  # paths, devices
     return path
 
 

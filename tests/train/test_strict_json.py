@@ -53,3 +53,11 @@ def test_a_diverged_epoch_in_the_event_log_reads_back_strictly_and_on_resume(tmp
         "epoch": 2,
         "loss": None,
     }
+
+
+def test_a_default_serialises_what_json_cannot():
+    """Benchmarks write paths and devices beside their figures (as text), and NaN as null."""
+    from pathlib import PurePosixPath
+
+    text = json_text({"run": PurePosixPath("runs/a"), "hr": float("nan")}, default=str)
+    assert _strict(text) == {"run": "runs/a", "hr": None}

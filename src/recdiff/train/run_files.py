@@ -9,6 +9,7 @@ import json
 import math
 import platform
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,12 @@ __all__ = ["PER_USER_FILE", "EventLog", "finish", "json_text", "save_per_user", 
 PER_USER_FILE = "test_per_user.npz"
 
 
-def json_text(value: Any, indent: int | None = None) -> str:
+def json_text(
+    value: Any, indent: int | None = None, default: Callable[[Any], Any] | None = None
+) -> str:
     """``value`` as strict JSON, a non-finite float (a diverged epoch's loss, a mean over no
     users) written as ``null``: Python reads ``NaN``, but JavaScript's ``JSON.parse`` and other
-    strict readers refuse the whole file."""
+    strict readers refuse the whole file. ``default`` as for :func:`json.dumps`."""
 
     def finite(item: Any) -> Any:
         if isinstance(item, float) and not math.isfinite(item):
@@ -41,7 +44,7 @@ def json_text(value: Any, indent: int | None = None) -> str:
             return [finite(inner) for inner in item]
         return item
 
-    return json.dumps(finite(value), indent=indent, allow_nan=False)
+    return json.dumps(finite(value), indent=indent, allow_nan=False, default=default)
 
 
 class EventLog:
