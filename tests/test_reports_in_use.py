@@ -117,3 +117,21 @@ def test_guidance_sweep_is_drawn_in_order_of_w_and_records_the_machine(tmp_path)
     first_cells = [line.split(" | ")[0][2:] for line in table.splitlines() if line[:2] == "| "]
     assert [cell for cell in first_cells if cell.isdigit()] == ["0", "2", "4"]  # the w column
     assert (out / "dreamrec_guidance.png").is_file()
+
+
+def test_the_report_of_ease_names_the_lambda_validation_chose(tmp_path):
+    from recdiff.config import load_config
+    from recdiff.serving.report import build_report
+    from recdiff.train.run import run_training
+
+    run = run_training(load_config("demo-ease"), tmp_path / "runs", progress=False).directory
+    chosen = json.loads((run / "metrics.json").read_text())["selected"]["l2_lambda"]
+    assert f"validation recall@20 (l2_lambda {chosen:.4f})" in build_report(run)
+
+
+def test_a_null_validation_figure_sorts_last_among_compared_runs():
+    """metrics.json writes a non-finite mean as null: the comparison must still sort."""
+    from recdiff.serving.report import _sortable
+
+    figures = [0.2, None, float("nan"), 0.3]
+    assert sorted(figures, key=lambda v: -_sortable(v))[:2] == [0.3, 0.2]

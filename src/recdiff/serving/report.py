@@ -132,8 +132,14 @@ def comparable_runs(run: RunSummary, folder: str | Path) -> Comparison:
         else:
             same.append(candidate)
             splits[candidate.directory] = values
-    same.sort(key=lambda r: -float(splits[r.directory].get("valid", {}).get(metric, float("-inf"))))
+    same.sort(key=lambda r: -_sortable(splits[r.directory].get("valid", {}).get(metric)))
     return Comparison(same, splits, other_data, other_protocol)
+
+
+def _sortable(value: Any) -> float:
+    """A validation figure to sort by, best first; a missing or null one (strict JSON's NaN)
+    sorts last."""
+    return float("-inf") if value is None or value != value else float(value)
 
 
 def build_report(run: str | Path, compare: str | Path | None = None) -> str:
@@ -226,7 +232,10 @@ def _selected_on(run: RunSummary) -> str:
     such as popularity, or a training loop that never validated and kept its last epoch)."""
     metrics = run.metrics
     # Runs written before metrics.json recorded "validated" were validated runs.
-    if metrics.get("validated", True) or metrics.get("selected"):
+    if metrics.get("selected"):  # a setting swept on validation (EASE's lambda)
+        chosen = ", ".join(f"{key} {_number(value)}" for key, value in metrics["selected"].items())
+        return f"validation {run.selection_metric} ({chosen})"
+    if metrics.get("validated", True):
         return f"validation {run.selection_metric}"
     if metrics.get("best_epoch") is not None:
         return "nothing: no validation ran, the last epoch's weights are kept"
