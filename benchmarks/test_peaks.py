@@ -130,6 +130,8 @@ def run(preset: str, overrides: list[str], eval_dropout: bool = False, config=No
         "sample_seed": seed,
         "eval_dropout": eval_dropout,
         "metric_note": "the trainer selects on valid (train.metric); test is only recorded",
+        # the columns show HR@20; selection follows the config's metric, which may differ
+        "selected_on": f"valid {config.train.metric}",
         "untrained_items": int(untrained.sum()),
         "curve": curve,
         "best_valid": best,
@@ -152,7 +154,8 @@ def plot(result: dict, path) -> None:
         (("test", "hr_excluded"), "test HR@20, untrained items excluded"),
     ]:
         ax.plot(epochs, [100 * p[key[0]][key[1]] for p in result["curve"]], marker=".", label=label)
-    ax.axvline(result["best_valid"]["epoch"], color="grey", ls="--", lw=0.8, label="best valid")
+    best = f"best {result['selected_on']}"
+    ax.axvline(result["best_valid"]["epoch"], color="grey", ls="--", lw=0.8, label=best)
     ax.set_xlabel("epoch")
     ax.set_ylabel("%")
     ax.set_title(f"{result['preset']} {' '.join(result['overrides'])}", fontsize=8)
@@ -203,7 +206,7 @@ def main() -> None:
             pct(point["test"]["untrained_top_slots"]),
         ]
         for label, point in [
-            ("best valid", result["best_valid"]),
+            (f"best {result['selected_on']} (selected)", result["best_valid"]),
             ("best test", result["test_peak"]),
         ]
     ]

@@ -464,6 +464,13 @@ def test_test_peaks_names_a_yaml_file_by_its_stem_and_the_configs_seed(dreamrec_
     for split in ("valid", "test"):
         got = result["best_valid"][split]["all"]
         assert got["ndcg@20"] == pytest.approx(metrics[split]["ndcg@20"], abs=1e-12)
+    # The table's columns are HR@20; its selected row names the metric it was selected on.
+    from recdiff.config import load_config
+
+    metric = load_config(str(config)).train.metric
+    assert result["selected_on"] == f"valid {metric}"
+    table = (tmp_path / "out" / names[1]).read_text()
+    assert f"| best valid {metric} (selected) |" in table
 
 
 def test_untrained_selection_takes_a_name_and_a_results_dir(tmp_path):
