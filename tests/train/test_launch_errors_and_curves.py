@@ -145,3 +145,38 @@ def test_a_failed_drawing_leaves_the_old_file_and_no_temporary(monkeypatch, tmp_
         plot_curves([{"event": "epoch", "epoch": 1, "loss": 1.0}], path, "recall@20")
     assert path.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
+
+
+def test_the_epoch_validation_selected_is_marked(drawn, tmp_path):
+    records = [
+        {"event": "epoch", "epoch": 1, "loss": 0.9},
+        {"event": "eval", "epoch": 1, "valid/recall@20": 0.1},
+        {"event": "epoch", "epoch": 2, "loss": 0.5},
+        {"event": "eval", "epoch": 2, "valid/recall@20": 0.3},
+        {"event": "epoch", "epoch": 3, "loss": 0.4},
+        {"event": "eval", "epoch": 3, "valid/recall@20": 0.2},
+    ]
+    plot_curves(records, tmp_path / "c.png", "recall@20", selected=2)
+    ax_metric = drawn[0].axes[1]
+    marks = [line for line in ax_metric.lines if line.get_label().startswith("selected")]
+    assert [(m.get_label(), list(m.get_xdata())) for m in marks] == [("selected: epoch 2", [2, 2])]
+    plot_curves(records, tmp_path / "c.png", "recall@20")  # nothing selected: nothing marked
+    assert not [line for line in drawn[1].axes[1].lines if line.get_label().startswith("sel")]
+
+
+def test_a_run_marks_the_epoch_it_kept(drawn, tmp_path):
+    from recdiff.config import load_config
+    from recdiff.train.run import run_training
+
+    config = load_config(
+        "demo-diffrec",
+        [
+            "train.epochs=4",
+            "train.eval_every=1",
+            "model.hidden_dims=[16]",
+            "model.diffusion.steps=3",
+        ],
+    )
+    run = run_training(config, tmp_path, progress=False)
+    (mark,) = [line for line in drawn[-1].axes[1].lines if line.get_label().startswith("selected")]
+    assert list(mark.get_xdata()) == [run.metrics["best_epoch"]] * 2

@@ -20,11 +20,14 @@ __all__ = ["plot_curves"]
 
 
 def plot_curves(
-    records: Sequence[dict[str, Any]], path: str | os.PathLike[str], metric: str
+    records: Sequence[dict[str, Any]],
+    path: str | os.PathLike[str],
+    metric: str,
+    selected: int | None = None,
 ) -> None:
-    """Two panels: the training loss, and ``metric`` on every evaluated split. A run without
-    epochs but with a ``select`` record (EASE's lambda sweep) gets that sweep; a run with neither
-    gets no file."""
+    """Two panels: the training loss, and ``metric`` on every evaluated split, with the epoch
+    validation ``selected`` (the model's, not a stage's) marked. A run without epochs but with a
+    ``select`` record (EASE's lambda sweep) gets that sweep; a run with neither gets no file."""
     epochs = [r for r in records if r.get("event") == "epoch"]
     evals = [r for r in records if r.get("event") == "eval"]
     if not epochs and not evals:
@@ -60,6 +63,10 @@ def plot_curves(
             points = [(r["epoch"], r[key]) for r in stage_evals if key in r]
             style = "-" if split == "valid" else "--"
             _line(ax_metric, points, color=color, label=prefix + split, linestyle=style)
+    if selected is not None and ax_metric.lines:
+        ax_metric.axvline(
+            selected, color="grey", linestyle=":", label=f"selected: epoch {selected}"
+        )
     if ax_stage is not None:
         ax_stage.set_ylabel("stage loss")
         lines = ax_loss.lines + ax_stage.lines

@@ -124,4 +124,6 @@ def finish(work: Path, metrics: dict[str, Any], log: EventLog, config: RunConfig
     if log.records:
         from recdiff.train.curves import plot_curves
 
-        plot_curves(log.records, work / "curves.png", config.train.metric)
+        # The epoch whose weights were kept, when validation chose it (else the last is kept).
+        selected = metrics.get("best_epoch") if metrics.get("validated") else None
+        plot_curves(log.records, work / "curves.png", config.train.metric, selected)
