@@ -114,3 +114,18 @@ def test_sasrec_lines_may_mix_tabs_and_spaces(tmp_path: Path) -> None:
     assert sequences.users.ids.tolist() == [1, 2]
     assert sequences.items.ids[sequences.sequence(0)].tolist() == [5, 6]
     assert sequences.items.ids[sequences.sequence(1)].tolist() == [5, 8]
+
+
+def test_user_item_time_lines_are_told_to_be_read_as_a_table(tmp_path: Path) -> None:
+    path = tmp_path / "log.txt"
+    path.write_text("1 5 100\n1 6 101\n2 5 102\n")
+    with pytest.raises(DataFormatError, match=r"user 1 has several lines .* are a table, not a "):
+        read_sequence_file(path)
+    # the advice works: the same lines with a header, as a space-separated table
+    table = tmp_path / "log.csv"
+    table.write_text("user item time\n" + path.read_text())
+    data = read_interactions(table, user_col="user", item_col="item", time_col="time", sep=" ")
+    assert data.nnz == 3 and data.timestamps.data.tolist() == [100.0, 101.0, 102.0]
+    # ICLRec lines of three fields, one per user, are still a sequence file
+    path.write_text("1 5 6\n2 5 7\n")
+    assert read_sequence_file(path).lengths().tolist() == [2, 2]

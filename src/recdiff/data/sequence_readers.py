@@ -213,9 +213,17 @@ def _user_lines(parts: list[list[str]], line_no: np.ndarray, path: Path) -> User
     if (n_lines > 1).any():
         dup = unique[np.flatnonzero(n_lines > 1)[0]]
         rows = np.flatnonzero(inverse == np.flatnonzero(unique == dup)[0])
+        # Every line three fields long: a "user item time" table, not a sequence file.
+        table = (
+            "; lines of three fields (user item time?) are a table, not a sequence file: read "
+            "it as one (data.format=tsv, or csv with data.sep=' ' for spaces; a header line "
+            "naming the columns; data.time_col)"
+            if (counts == 3).all()
+            else ""
+        )
         raise DataFormatError(
             f"user {dup.item()!r} has several lines in {path} "
-            f"({describe_rows(rows, line_no)}); merge them into one line"
+            f"({describe_rows(rows, line_no)}); merge them into one line{table}"
         )
     sequences = UserSequences.from_pairs(np.repeat(user_ids, counts - 1), item_ids)
     if len(sequences.users) == len(user_ids):
