@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from recdiff.config.problems import BOOLEAN_FOR_NUMBER, validation_problems
 from recdiff.config.schema import RunConfig
-from recdiff.config.yaml_io import load_yaml
+from recdiff.config.yaml_io import ConfigLoader, load_yaml
 
 __all__ = ["ConfigError", "apply_overrides", "list_presets", "load_config"]
 
@@ -30,7 +30,7 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     try:
         data = load_yaml(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{where} is not valid YAML: {error}") from None
+        raise ConfigError(f"{where} is not valid YAML: {_yaml_problem(error, text)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -38,7 +38,29 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     return data
 
 
+def _yaml_problem(error: yaml.YAMLError, text: str) -> str:
+    """PyYAML's message on one line, with the line and column: its own spans several lines,
+    quotes the source and names the file "<unicode string>"."""
+    if isinstance(error, yaml.reader.ReaderError):  # a character YAML does not allow
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        where = f"line {line} column {column}"
+        return f"character {chr(error.character)!r} is not allowed in YAML ({where})"
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return str(error).splitlines()[0] if str(error) else type(error).__name__
+    mark = error.problem_mark
+    problem = error.problem or ""
+    if problem.startswith("but ") and error.context:  # "expected a single document ..."
+        problem = f"{error.context}, {problem}"
+    problem += f" (line {mark.line + 1} column {mark.column + 1})"
+    if "'\\t'" in (error.problem or ""):
+        problem += ": indent with spaces, not tabs"
+    return problem
+
+
 def _raw_config(preset_or_path: str) -> dict[str, Any]:
+    if not preset_or_path.strip():  # Path("") is the working folder
+        raise ConfigError("no config given: name a preset (recdiff presets) or a YAML file")
     path = Path(preset_or_path)
     is_file = path.suffix in {".yaml", ".yml"} or path.is_file()
     if is_file or (path.exists() and preset_or_path not in list_presets()):
@@ -54,7 +76,13 @@ def _raw_config(preset_or_path: str) -> dict[str, Any]:
             raise ConfigError(
                 f"{path} is not UTF-8 text ({error.reason} at byte {error.start})"
             ) from None
-        return _read_yaml(text, str(path))
+        raw = _read_yaml(text, str(path))
+        if not raw:  # all defaults: the demo DiffRec, surely not what an empty file meant
+            raise ConfigError(
+                f"{path} holds no settings: write them there (a preset's file is a start: "
+                "recdiff presets), or give a preset's name"
+            )
+        return raw
     if preset_or_path not in list_presets():
         raise ConfigError(
             f"{preset_or_path!r} is neither a config file nor a preset; presets: {list_presets()}"
@@ -64,15 +92,23 @@ def _raw_config(preset_or_path: str) -> dict[str, Any]:
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict, in place."""
+    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict, in place; a later
+    entry wins over an earlier one, and a mapping value replaces the whole section."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} must look like key.path=value")
         *parents, leaf = key.strip().split(".")
+        if not all(part.strip() for part in (*parents, leaf)):
+            raise ConfigError(
+                f"override {item!r}: the key {key.strip()!r} has an empty part; "
+                "write it as section.key=value"
+            )
         node = config
         for part in parents:
-            child = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or null as a resolved config writes it
+                node[part] = {}
+            child = node[part]
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
             node = child
@@ -82,9 +118,25 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
 
 def _read_value(text: str, item: str) -> Any:
     try:
-        return load_yaml(text) if text.strip() else None
+        value = load_yaml(text) if text.strip() else None
+        if "#" in text:
+            _no_comment(text, item)
     except yaml.YAMLError:
         raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+    return value
+
+
+def _no_comment(text: str, item: str) -> None:
+    """Refuse a value that YAML would cut at `` #`` (a comment): ``name=my run #2`` read as
+    ``my run`` without a word."""
+    node = yaml.compose(text, Loader=ConfigLoader)
+    rest = text[node.end_mark.index :] if node is not None else text
+    if rest.strip().startswith("#"):
+        key = item.partition("=")[0]
+        raise ConfigError(
+            f"override {item!r}: YAML reads {rest.strip()!r} as a comment and drops it: "
+            f"quote the value ({key}='{text.strip()}') or remove the comment"
+        )
 
 
 def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunConfig:
