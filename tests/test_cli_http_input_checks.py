@@ -60,7 +60,7 @@ def _refused(result) -> str:
             "model.diffusion: noise_min (0.02) must be smaller than noise_max (0.01)",
         ),
         ("demo-diffrec", "eval.ks=[true, 20]", "eval.ks.0: expected a number, not true/false"),
-        ("demo-diffrec", "train.nosuch=1", "train.nosuch: Extra inputs are not permitted"),
+        ("demo-diffrec", "train.nosuch=1", "train.nosuch: unknown key (this section takes: batch"),
         ("demo-diffrec", "train.epochs", "override 'train.epochs' must look like key.path=value"),
     ],
 )

@@ -194,7 +194,8 @@ def test_model_errors_name_the_full_key(tmp_path):
     lines = result.output.strip().splitlines()
     assert lines[1:] == [
         "  model.diffusion: noise_min (0.1) must be smaller than noise_max (0.01)",
-        "  model.foo: Extra inputs are not permitted",
+        "  model.foo: unknown key (this section takes: chain_inference, diffusion, dropout, "
+        "hidden_dims, name, normalize_input, time_dim)",
     ]
 
 

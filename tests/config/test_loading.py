@@ -93,7 +93,7 @@ def test_selection_metric_must_be_evaluated():
             ["model.diffusion.noise_min=0.1", "model.diffusion.noise_max=0.01"],
             "  model.diffusion: noise_min (0.1) must be smaller than noise_max (0.01)",
         ),
-        ("demo-diffrec", ["model.foo=1"], "  model.foo: Extra inputs are not permitted"),
+        ("demo-diffrec", ["model.foo=1"], "  model.foo: unknown key (this section takes: chain_"),
         ("demo-diffrec", ["model.dropout=2"], "  model.dropout: Input should be less than 1"),
         ("demo-diffrec", ["model.hidden_dims=[]"], "  model.hidden_dims: List should have"),
         ("demo-sasrec", ["model.dropout=2"], "  model.dropout: Input should be less than 1"),
@@ -372,3 +372,30 @@ def test_a_step_embedding_of_one_unit_is_refused_by_the_config(preset):
     ):
         load_config(preset, ["model.time_dim=1"])
     assert load_config(preset, ["model.time_dim=2"]).model.params()["time_dim"] == 2
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("trian.epochs=3", "trian: unknown key; did you mean 'train'? (this section takes: data, "),
+        ("train.epoch=3", "train.epoch: unknown key; did you mean 'epochs'? (this section takes: "),
+        ("data.time_column=ts", "data.time_column: unknown key; did you mean 'time_col'?"),
+        ("model.diffusion.stepz=3", "model.diffusion.stepz: unknown key; did you mean 'steps'?"),
+        ("model.hiden_dims=[8]", "model.hiden_dims: unknown key; did you mean 'hidden_dims'?"),
+        ("eval.k=[5]", "eval.k: unknown key; did you mean 'ks'?"),
+    ],
+)
+def test_an_unknown_key_names_what_its_section_takes(item, expected):
+    """A typo names the key it is probably a typo of, and the section's keys, at every level
+    (pydantic said only "Extra inputs are not permitted")."""
+    with pytest.raises(ConfigError) as caught:
+        load_config("demo-diffrec", [item])
+    assert f"\n  {expected}" in str(caught.value)
+
+
+def test_an_unknown_model_key_lists_the_models_own_settings():
+    with pytest.raises(ConfigError) as caught:
+        load_config("demo-sasrec", ["model.block=2"])
+    line = str(caught.value).splitlines()[1]
+    assert line.startswith("  model.block: unknown key; did you mean 'blocks'?")
+    assert "name" in line.partition("takes: ")[2].rstrip(")").split(", ")

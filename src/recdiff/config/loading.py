@@ -194,7 +194,7 @@ def _multvae_reads_what_was_set(raw: dict[str, Any], given: list[str]) -> None:
 
 
 def _problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[str, str]]:
-    problems = validation_problems(error)
+    problems = validation_problems(error, root=RunConfig)
     return problems + [p for p in _model_problems(raw, error) if p not in problems]
 
 
@@ -249,7 +249,8 @@ def _model_problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[s
     try:
         RunConfig.model_validate({"name": "model-check", "model": raw["model"]})
     except ValidationError as model_error:
-        return [p for p in validation_problems(model_error) if p[0].startswith("model")]
+        problems = validation_problems(model_error, root=RunConfig)
+        return [p for p in problems if p[0].startswith("model")]
     return []
 
 

@@ -36,53 +36,30 @@ class PopularitySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _diffrec_config(params: dict[str, Any]):
-    from recdiff.models.diffrec import DiffRecConfig
+def _settings_class(name: str) -> type:
+    """Model ``name``'s settings class, imported on first use (the model modules import torch)."""
+    if name in ("diffrec", "ldiffrec"):
+        from recdiff.models.diffrec import DiffRecConfig
+        from recdiff.models.ldiffrec import LDiffRecConfig
 
-    return DiffRecConfig(**params)
+        return DiffRecConfig if name == "diffrec" else LDiffRecConfig
+    if name in ("sasrec", "mostpop"):
+        from recdiff.models.sasrec import MostPopularConfig, SASRecConfig
 
+        return SASRecConfig if name == "sasrec" else MostPopularConfig
+    if name == "dreamrec":
+        from recdiff.models.dreamrec_config import DreamRecConfig
 
-def _ldiffrec_config(params: dict[str, Any]):
-    from recdiff.models.ldiffrec import LDiffRecConfig
+        return DreamRecConfig
+    if name == "multvae":
+        from recdiff.models.multvae import MultVAEConfig
 
-    return LDiffRecConfig(**params)
-
-
-def _multvae_config(params: dict[str, Any]):
-    from recdiff.models.multvae import MultVAEConfig
-
-    return validate_dataclass(MultVAEConfig, params, "model (multvae)")
-
-
-def _sasrec_config(params: dict[str, Any]):
-    from recdiff.models.sasrec import SASRecConfig
-
-    return SASRecConfig(**params)
+        return MultVAEConfig
+    return {"ease": EASESpec, "popularity": PopularitySpec}[name]
 
 
-def _mostpop_config(params: dict[str, Any]):
-    from recdiff.models.sasrec import MostPopularConfig
-
-    return MostPopularConfig(**params)
-
-
-def _dreamrec_config(params: dict[str, Any]):
-    from recdiff.models.dreamrec_config import DreamRecConfig
-
-    return DreamRecConfig(**params)
-
-
-_VALIDATORS = {
-    "dreamrec": _dreamrec_config,
-    "sasrec": _sasrec_config,
-    "mostpop": _mostpop_config,
-    "diffrec": _diffrec_config,
-    "ldiffrec": _ldiffrec_config,
-    "ease": lambda params: EASESpec(**params),
-    "multvae": _multvae_config,
-    "popularity": lambda params: PopularitySpec(**params),
-}
-MODEL_NAMES = tuple(sorted(_VALIDATORS))
+_MODELS = ("dreamrec", "sasrec", "mostpop", "diffrec", "ldiffrec", "ease", "multvae", "popularity")
+MODEL_NAMES = tuple(sorted(_MODELS))
 #: Models that score item sequences (next-item examples) rather than user rows.
 SEQUENTIAL_MODELS = frozenset({"sasrec", "dreamrec", "mostpop"})
 
@@ -90,14 +67,18 @@ SEQUENTIAL_MODELS = frozenset({"sasrec", "dreamrec", "mostpop"})
 def validate_model_params(name: str, params: dict[str, Any]) -> Any:
     """The model's own settings object; raises :class:`ModelSettingsError` (a ValueError) naming
     unknown models or the dotted keys (``model.diffusion.steps``) of invalid settings."""
-    if name not in _VALIDATORS:
+    if name not in MODEL_NAMES:
         raise ModelSettingsError(
             [("model.name", f"unknown model {name!r}; choose one of {list(MODEL_NAMES)}")]
         )
+    settings = _settings_class(name)
     try:
-        return _VALIDATORS[name](params)
+        if name == "multvae":  # a dataclass, with its own loop's settings
+            return validate_dataclass(settings, params, "model (multvae)")
+        return settings(**params)
     except ValidationError as error:
-        raise ModelSettingsError(validation_problems(error, ("model",))) from None
+        problems = validation_problems(error, ("model",), settings, root_keys=("name",))
+        raise ModelSettingsError(problems) from None
     except ModelSettingsError:
         raise
     except ValueError as error:  # e.g. validate_dataclass's unknown keys

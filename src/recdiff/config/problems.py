@@ -9,9 +9,12 @@ settings are validated by its own class, inside the run config's validation), so
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import types
+import typing
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 __all__ = [
     "BOOLEAN_FOR_NUMBER",
@@ -34,11 +37,16 @@ class ModelSettingsError(ValueError):
 
 
 def validation_problems(
-    error: ValidationError, prefix: tuple[str, ...] = ()
+    error: ValidationError,
+    prefix: tuple[str, ...] = (),
+    root: type[BaseModel] | None = None,
+    root_keys: tuple[str, ...] = (),
 ) -> list[tuple[str, str]]:
     """``(dotted key, message)`` per problem of a pydantic error, without pydantic's type tags,
     input dumps and links; ``prefix`` is prepended to each key. A key is "" for a problem of the
-    whole object, whose message names the keys itself."""
+    whole object, whose message names the keys itself. With the ``root`` model that failed, an
+    unknown key's message names the keys its section takes (and the one it may be a typo of);
+    ``root_keys`` are keys the root's section takes besides its fields (a model's ``name``)."""
     problems = []
     for e in error.errors():
         cause = (e.get("ctx") or {}).get("error")
@@ -46,12 +54,51 @@ def validation_problems(
             problems += cause.problems
             continue
         key = ".".join(str(part) for part in (*prefix, *e["loc"]))
+        if e["type"] == "extra_forbidden" and root is not None:
+            known = _section_keys(root, e["loc"][:-1])
+            if known and len(e["loc"]) == 1:
+                known += root_keys
+            if known:
+                problems.append((key, unknown_key_message(str(e["loc"][-1]), known)))
+                continue
         if isinstance(e.get("input"), bool) and e["type"] in _BOUNDS:
             # pydantic read true/false as 1/0 and then found it out of range
             problems.append((key, BOOLEAN_FOR_NUMBER))
             continue
         problems.append((key, e["msg"].removeprefix("Value error, ")))
     return problems
+
+
+def unknown_key_message(name: str, known: list[str]) -> str:
+    """ "unknown key; did you mean 'epochs'? (takes: ...)" for a key ``name`` among ``known``."""
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    guess = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown key{guess} (this section takes: {', '.join(sorted(known))})"
+
+
+def _section_keys(root: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """The field names of the section at ``path`` under ``root`` (``()``: root's own), or []
+    where the path leaves the typed models (a list's index, a free-form mapping)."""
+    model: Any = root
+    for part in path:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``X`` or ``X | None``), else None."""
+    options = (
+        typing.get_args(annotation)
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        else (annotation,)
+    )
+    models = [o for o in options if isinstance(o, type) and issubclass(o, BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 BOOLEAN_FOR_NUMBER = "expected a number, not true/false"
