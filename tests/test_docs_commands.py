@@ -658,7 +658,10 @@ def test_settings_shown_alone_are_checked_on_some_preset():
     ]
     assert not any(settings_problems(settings) for settings in shown)
     stale = settings_in("page.md", page.replace("svd_dim", "svd_dims").replace("=true", "=maybe"))
-    assert "model.latent.svd_dims: unknown key; did you mean 'svd_dim'?" in settings_problems(stale[0])[0]
+    assert (
+        "model.latent.svd_dims: unknown key; did you mean 'svd_dim'?"
+        in settings_problems(stale[0])[0]
+    )
     assert (
         "model.latent.bounded_encoder: Input should be a valid boolean"
         in (settings_problems(stale[1])[0])

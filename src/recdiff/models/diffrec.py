@@ -236,7 +236,12 @@ class DiffRec(Recommender):
     def score(
         self, history: sp.csr_matrix, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Reverse-process reconstruction of each history (higher = more likely next)."""
+        """Reverse-process reconstruction of each history (higher = more likely next).
+
+        Rows' values are kept (time weights stay weights). ``generator`` draws the noise of
+        ``inference_noise_steps`` T' > 0 (T' = 0, the default, draws none: scores are then
+        deterministic); a sequence of one generator per row makes each row's scores those it
+        would get scored alone."""
         history = self._check_history(history)
         x0 = torch.from_numpy(history.toarray().astype(np.float32, copy=False)).to(self.device)
         return self.reconstruct(x0, generator)

@@ -66,7 +66,10 @@ def item_embeddings(
     SVD of ``train`` with ``config.svd_dim`` dimensions."""
     if config.item_embeddings is None:
         k = min(config.svd_dim, min(train.shape) - 1)
-        _, s, vt = svds(train.astype(np.float64), k=k, random_state=0)
+        if k < 1:  # svds needs k < min(shape): one user's (or item's) matrix is its own SVD
+            _, s, vt = np.linalg.svd(train.toarray().astype(np.float64), full_matrices=False)
+        else:
+            _, s, vt = svds(train.astype(np.float64), k=k, random_state=0)
         return (vt.T * s).astype(np.float32)
     path = Path(config.item_embeddings)
     if path.suffix.lower() in TABLE_SUFFIXES:

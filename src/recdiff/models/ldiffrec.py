@@ -341,6 +341,9 @@ class LDiffRec(DiffRec):
         # Under DDP every process must build the same groups: rank 0's clustering decides.
         init_from_env(self.training.device)
         self.build(train.shape[1], broadcast_object(labels))
+        # As DiffRec's fit: an empty loss history for the timesteps, or a second fit would
+        # sample steps from the first one's losses (and differ from a fresh model's fit).
+        self.timesteps = self.config.diffusion.timestep_sampler()
         if evaluate is None and valid is not None:
             task = EvalTask.validation(train, valid)
             k = int(self.training.metric.split("@")[1])

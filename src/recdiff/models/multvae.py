@@ -8,8 +8,11 @@ g_phi (encoder)        ``MultVAENet.encoder``     L2-normalise, dropout, tanh ML
 z_u ~ N(mu, sigma^2)   ``z``                      reparameterised sample (training); mu at eval
 f_theta (decoder)      ``MultVAENet.decoder``     z -> tanh MLP -> logits over all items
 pi(z) = softmax(f(z))  ``log_softmax(logits)``    multinomial item probabilities
-beta                   ``beta``                   KL weight, annealed 0 -> beta_max over
-                                                  ``total_anneal_steps`` gradient steps (Eq. 9)
+beta                   ``beta``                   KL weight min(beta_max, step /
+                                                  ``total_anneal_steps``): it rises by
+                                                  1/total_anneal_steps a step, as the paper's
+                                                  code, and reaches beta_max after
+                                                  beta_max x total_anneal_steps steps
 =====================  =========================  ============================================
 
 Loss per batch (Eq. 6 with annealing): ``-mean_u sum_i x_ui log pi_i + beta * mean_u KL``.
@@ -58,7 +61,8 @@ class MultVAEConfig:
     dropout: float = 0.5
     #: Cap of the KL weight; the paper found partial regularisation (0.2) best.
     beta_max: float = 0.2
-    #: Gradient steps over which beta rises linearly from 0 to ``beta_max``.
+    #: beta = min(beta_max, step / total_anneal_steps) (the paper's code): beta would reach 1
+    #: after this many gradient steps, so the cap beta_max after beta_max x this many.
     total_anneal_steps: int = 200_000
     #: Adam learning rate.
     lr: float = 1e-3
@@ -184,7 +188,8 @@ class MultVAE(Recommender):
         valid: sp.csr_matrix | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> MultVAE:
-        """Train on ``train``; with ``valid``, early-stop on ``config.valid_metric``.
+        """Train on ``train`` (binarised: any stored entry is one interaction); with ``valid``,
+        early-stop on ``config.valid_metric``.
         ``on_event`` receives the trainer's records (epochs, evaluations), as other models'."""
         self._on_event = on_event
         train = check_train(train, valid)
@@ -267,7 +272,10 @@ class MultVAE(Recommender):
 
     @torch.no_grad()
     def score(self, history: sp.csr_matrix) -> torch.Tensor:
-        """Decoder logits ``[batch, n_items]`` (float32, on ``config.device``) at z = mu."""
+        """Decoder logits ``[batch, n_items]`` (float32, on ``config.device``) at z = mu.
+
+        Histories are binarised as in ``fit``: every stored entry counts as 1, so time weights
+        (T-DiffRec's rows) or ratings change nothing."""
         net = self._fitted_net()
         history = as_binary_csr(self._check_history(history), "history")
         net.eval()  # dropout off and z = mu, however the model was left

@@ -46,7 +46,10 @@ def _mlp(widths: list[int], bounded: bool = False) -> nn.Module:
 
 class ClusterAutoencoder(nn.Module):
     """One variational encoder per item group, latents concatenated in group order; one decoder
-    per group (from its own latent) or one shared decoder (from the whole latent)."""
+    per group (from its own latent) or one shared decoder (from the whole latent).
+
+    ``labels[i]`` is column i's group: 0..C-1, every group with at least one column.
+    """
 
     def __init__(
         self,
@@ -61,8 +64,18 @@ class ClusterAutoencoder(nn.Module):
     ) -> None:
         super().__init__()
         labels = np.asarray(labels, dtype=np.int64)
+        if labels.ndim != 1 or labels.size == 0 or labels.min() < 0:
+            raise ValueError(
+                "labels must be a non-empty 1-d array of group numbers >= 0, one per column"
+            )
         n_groups = int(labels.max()) + 1
         sizes = np.bincount(labels, minlength=n_groups)
+        if not sizes.all():
+            raise ValueError(
+                f"labels leave group(s) {np.flatnonzero(sizes == 0).tolist()} of 0..{n_groups - 1} "
+                "empty: number the groups 0..C-1 without gaps (e.g. np.unique(labels, "
+                "return_inverse=True)[1])"
+            )
         if latent_dim < n_groups:
             raise ValueError(f"latent_dim ({latent_dim}) must be >= n_clusters ({n_groups})")
         dims = split_units(latent_dim, sizes)
