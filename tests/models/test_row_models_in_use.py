@@ -148,3 +148,18 @@ def test_multvae_beta_rises_by_one_over_total_anneal_steps() -> None:
         model.loss(x)
         betas.append(model.beta)
     assert betas == [0.0, 0.1, 0.2, 0.2]  # min(0.2, step / 10)
+
+
+@pytest.mark.parametrize("value", [np.nan, -1.0, np.inf])
+def test_the_baselines_refuse_in_fit_what_their_scoring_refuses(value):
+    """fit counted a NaN or negative entry as an interaction, while score refused the same
+    value in a history "(as fit requires)"."""
+    from recdiff.models.ease import EASE
+    from recdiff.models.popularity import Popularity
+
+    train = sp.csr_matrix(np.array([[1.0, 0.0, value], [0.0, 1.0, 1.0]]))
+    for model in (Popularity(), EASE(l2_lambda=1.0)):
+        with pytest.raises(ValueError, match="negative or non-finite values"):
+            model.fit(train)
+    zeros = sp.csr_matrix(([0.0, 1.0], ([0, 1], [2, 0])), shape=(2, 3))  # a stored 0 counts
+    assert Popularity().fit(zeros).score(sp.csr_matrix((1, 3))).tolist() == [[1.0, 0.0, 1.0]]

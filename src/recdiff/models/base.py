@@ -210,15 +210,22 @@ class Recommender(SavedModel):
 
 
 def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_matrix:
-    """Validate fit() inputs (sparse, non-empty, same shape); return a binary float32 CSR copy.
+    """Validate fit() inputs (sparse, non-empty, same shape, weights >= 0 and finite, as every
+    model's scoring requires of a history); return a binary float32 CSR copy.
 
-    Implicit-feedback baselines treat any stored non-zero as one interaction; the copy means
-    fitting never changes the caller's matrix.
+    Implicit-feedback baselines treat any stored entry as one interaction (a stored 0 too); the
+    copy means fitting never changes the caller's matrix.
     """
     if not sp.issparse(train):
         raise TypeError(f"train must be a scipy sparse users x items matrix, got {type(train)}")
     if train.shape[0] == 0 or train.shape[1] == 0:
         raise ValueError(f"train must have users and items, got shape {train.shape}")
+    values = sp.csr_matrix(train).data
+    if values.size and (not np.all(np.isfinite(values)) or values.min() < 0):
+        raise ValueError(
+            "train holds negative or non-finite values: interaction weights must be >= 0 "
+            "(binarise ratings or drop the bad entries first)"
+        )
     if valid is not None:
         if not sp.issparse(valid):
             raise TypeError(f"valid must be a scipy sparse matrix or None, got {type(valid)}")
