@@ -15,8 +15,18 @@ slice of the inputs, never the whole matrix), and ``item_chunk`` also splits the
 items, so memory stays about ``batch_size x n_items`` scores plus ``batch_size x item_chunk`` of
 ranking temporaries. (EASE's item x item weight matrix is its model, not evaluation memory.)
 
-Held-out items that are also excluded can never be hit; the usual protocols keep the splits
-disjoint (see :mod:`recdiff.eval.protocol` for train/valid/test masking).
+Held-out items that are also excluded can never be hit, yet they still count as relevant (in
+recall's denominator and NDCG's ideal list), as DiffRec's code counts every test item; the usual
+protocols keep the splits disjoint (see :mod:`recdiff.eval.protocol` for train/valid/test
+masking). A user whose every item is excluded gets an empty (all-padding) list and 0 for every
+metric, under both averagings. In ``truth`` and ``exclude`` every stored entry counts, whatever
+its value (a stored 0 too), and a repeated entry counts once.
+
+Scores: ``-inf`` means "never recommend", exactly like a masked item. ``NaN`` is refused with a
+ValueError in every row that is ranked, even at an excluded item; rows that are not ranked (users
+without held-out items, or outside ``users``) are never looked at. Ties go to the lower item
+index, so the lists, and every metric, do not depend on ``batch_size``, on ``item_chunk`` or on
+the path (user rows here, next-item examples in :mod:`recdiff.eval.next_item`).
 """
 
 from __future__ import annotations
@@ -50,7 +60,10 @@ class EvalResult:
         means: metric name (``"recall@20"``) -> mean over users under ``averaging``; list-level
             metrics (``"coverage@20"``) appear here only.
         per_user: metric name -> float64 ``[n_users]`` (every row of ``truth``), NaN for users
-            without held-out items; aligned by user index for paired significance tests.
+            without held-out items and for users outside ``users``; aligned by user index for
+            paired significance tests. ``means`` is their NaN-skipping mean over ``in_scope``
+            (``"test_users"``) or their mean over ``in_scope`` with NaN read as 0
+            (``"all_users"``).
         n_relevant: int64 ``[n_users]`` held-out items per user.
         averaging: the averaging mode used for ``means``.
         ks: the cut-offs evaluated.
@@ -274,7 +287,8 @@ def evaluate(
         score_fn: maps a CSR batch of input rows (user histories) to ``[batch, n_items]``
             scores, numpy or torch; e.g. ``model.score``.
         inputs: users x items CSR of model inputs (for test: the train matrix).
-        truth: users x items CSR of held-out items (any non-zero counts as relevant).
+        truth: users x items CSR of held-out items (every stored entry counts as relevant,
+            even a stored 0; a repeated entry counts once).
         exclude: users x items CSR of items never to rank (for test: train + valid), or None.
         ks: cut-offs; every metric is computed at each.
         metrics: names from :data:`recdiff.eval.metrics.ALL_METRICS`.
