@@ -145,7 +145,10 @@ def _in_a_callback_when_stopped(folder: Path) -> None:
         pass
 
     def callback(_: object) -> None:
-        (folder / "in-callback").write_text(str(os.getpid()))
+        # Renamed into place: the test reads the pid as soon as the file exists, and a
+        # write_text seen between its create and its write read as "" (a flaky failure).
+        (folder / "in-callback.tmp").write_text(str(os.getpid()))
+        os.replace(folder / "in-callback.tmp", folder / "in-callback")
         time.sleep(5)
 
     thing = Thing()
