@@ -31,9 +31,11 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import scipy.sparse as sp
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from recdiff import __version__
+from recdiff.atomic import atomic_path
 from recdiff.eval.evaluator import as_binary_csr
 from recdiff.eval.ranking import ScoreBlock, topk_items
 
@@ -94,8 +96,18 @@ class SavedModel(abc.ABC):
         """Rebuild a fitted model from :meth:`_config` and :meth:`_tensors` output."""
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``weights.safetensors`` into ``directory`` (created)."""
+        """Write ``config.json`` and ``weights.safetensors`` into ``directory`` (created).
+
+        Each file is written beside its name and renamed into place when complete, the old
+        ``config.json`` removed just before: a save that fails (a full disk, Ctrl-C) leaves a
+        model saved there before as it was, and never its config beside new weights.
+        """
         directory = Path(directory)
+        if directory.exists() and not directory.is_dir():
+            raise FileExistsError(
+                f"{directory} is a file, not a folder: save the model into a folder (a new path, "
+                "or an existing model folder to replace)"
+            )
         directory.mkdir(parents=True, exist_ok=True)
         meta = {
             "model": self.model_name,
@@ -103,12 +115,17 @@ class SavedModel(abc.ABC):
             "recdiff_version": __version__,
             "config": self._config(),
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         tensors = {name: t.detach().cpu().contiguous() for name, t in self._tensors().items()}
-        save_file(tensors, str(directory / WEIGHTS_FILE))
-        # safetensors writes 0600 whatever the umask; give the weights config.json's mode (a
-        # plain file's), so whoever may read the run (a service account) may read its weights
-        os.chmod(directory / WEIGHTS_FILE, (directory / CONFIG_FILE).stat().st_mode & 0o777)
+        config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+        with atomic_path(config_path) as config_tmp, atomic_path(weights_path) as weights_tmp:
+            config_tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+            save_file(tensors, str(weights_tmp))
+            # safetensors writes 0600 whatever the umask; give the weights config.json's mode (a
+            # plain file's), so whoever may read the run (a service account) may read its weights
+            os.chmod(weights_tmp, config_tmp.stat().st_mode & 0o777)
+            # Between the two renames the folder holds no config.json (which load names),
+            # rather than the old one beside the new weights (which might load as a model).
+            config_path.unlink(missing_ok=True)
         return directory
 
     @classmethod
@@ -127,10 +144,16 @@ class SavedModel(abc.ABC):
                 f"{config_path} not found: is {directory} a saved model folder?"
             )
         meta = json.loads(config_path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(
+                f"{config_path} holds a {type(meta).__name__}, not the mapping a saved model's "
+                f"config.json is; the folder {directory} {_DAMAGED}"
+            )
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(
-                f"{config_path} has format_version {meta.get('format_version')}, this recdiff "
-                f"reads {FORMAT_VERSION}"
+                f"{config_path} has format_version {meta.get('format_version')!r}, this recdiff "
+                f"reads {FORMAT_VERSION}: load it with the recdiff version that saved it "
+                f"({meta.get('recdiff_version', 'unknown')}), or re-train the model"
             )
         name = meta.get("model")
         target = registered_models().get(name)
@@ -146,10 +169,11 @@ class SavedModel(abc.ABC):
                 f"{target.__name__}.load (from {target.__module__})"
             )
         weights_path = directory / WEIGHTS_FILE
-        tensors = load_file(str(weights_path))
+        tensors = _read_weights(weights_path, directory)
         try:
-            return target._from_saved(meta["config"], tensors)
-        except (KeyError, RuntimeError) as error:
+            model = target._from_saved(meta["config"], tensors)
+            _check_tensors(tensors, model._tensors())
+        except (KeyError, RuntimeError, _Mismatch) as error:
             # A tensor missing or of the wrong shape (torch: "Error(s) in loading state_dict"),
             # or a config without a key the model needs: the two files are not one model's.
             if isinstance(error, RuntimeError) and "state_dict" not in str(error):
@@ -157,9 +181,9 @@ class SavedModel(abc.ABC):
             reason = f"{error.args[0]!r} is missing" if isinstance(error, KeyError) else error
             raise ValueError(
                 f"{weights_path} and {config_path} do not describe the same {name} model "
-                f"({_one_line(str(reason))}); the folder {directory} looks damaged: re-train the "
-                "run or restore the folder from a backup"
+                f"({_one_line(str(reason))}); the folder {directory} {_DAMAGED}"
             ) from None
+        return model
 
 
 class Recommender(SavedModel):
@@ -235,6 +259,54 @@ def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_
                 "splits must share the users x items shape"
             )
     return as_binary_csr(train, "train")
+
+
+_DAMAGED = "looks damaged: re-train the run or restore the folder from a backup"
+
+
+class _Mismatch(Exception):
+    """Saved tensors that the rebuilt model does not hold as saved."""
+
+
+def _read_weights(path: Path, directory: Path) -> dict[str, torch.Tensor]:
+    """The saved tensors, with an error naming the file when it is missing or not safetensors
+    (safetensors' own error names neither the file nor a fix)."""
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: the folder {directory} holds a config.json but no weights; it "
+            f"{_DAMAGED}"
+        )
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise ValueError(
+            f"{path}: cannot be read ({_one_line(str(error))}); the folder {directory} {_DAMAGED}"
+        ) from None
+
+
+def _check_tensors(saved: dict[str, torch.Tensor], loaded: dict[str, torch.Tensor]) -> None:
+    """Fail when a saved tensor is one the model does not hold, or holds in another shape or
+    kind of number: models that copy their tensors in without ``load_state_dict`` (EASE,
+    Popularity) or take only some of them (DiffRec) would ignore it or cast integers to
+    floats (and floats to integers) silently. Floats of another precision load, as torch
+    copies them."""
+    unknown = sorted(set(saved) - set(loaded))
+    if unknown:
+        raise _Mismatch(f"unexpected tensor(s) {unknown}")
+    for name, tensor in saved.items():
+        expected = loaded[name]
+        if tuple(tensor.shape) != tuple(expected.shape):
+            raise _Mismatch(
+                f"{name!r} has shape {tuple(tensor.shape)}, the model's {tuple(expected.shape)}"
+            )
+        if _kind(tensor) != _kind(expected):
+            raise _Mismatch(f"{name!r} is {tensor.dtype}, the model holds {expected.dtype}")
+
+
+def _kind(tensor: torch.Tensor) -> str:
+    if tensor.dtype == torch.bool:
+        return "bool"
+    return "complex" if tensor.is_complex() else "float" if tensor.is_floating_point() else "int"
 
 
 def _one_line(text: str) -> str:
