@@ -31,6 +31,10 @@ class ExactIndex:
         queries = torch.as_tensor(queries, dtype=torch.float32, device=self.items.device)
         return topk_items(queries.detach() @ self.items.T, k)
 
+    def vectors(self) -> np.ndarray:
+        """The ``[n, dim]`` float32 vectors the index holds."""
+        return self.items.cpu().numpy()
+
 
 class FaissIndex:
     """Approximate top-K by inner product with a faiss HNSW index.
@@ -61,6 +65,10 @@ class FaissIndex:
         scores, ids = self.index.search(vectors, k)
         return ids.astype(np.int64), scores
 
+    def vectors(self) -> np.ndarray:
+        """The ``[n, dim]`` float32 vectors the index holds (a copy out of the graph's storage)."""
+        return self.index.reconstruct_n(0, self.index.ntotal)
+
 
 def _host_float32(vectors: np.ndarray | torch.Tensor) -> np.ndarray:
     """A C-contiguous float32 numpy copy of ``vectors`` for faiss, from any device (CUDA
@@ -90,6 +98,10 @@ def build_index(
     raise ValueError(f"unknown index kind {kind!r}; choose exact or faiss")
 
 
+#: Rows :meth:`ItemIndex.top_k` ranks exactly at a time when the index came short on them.
+_EXACT_ROWS = 64
+
+
 class ItemIndex:
     """Top-K recommendations through an index over a model's item vectors.
 
@@ -97,7 +109,13 @@ class ItemIndex:
     unranked, e.g. DreamRec's ``exclude_untrained_items``) under their own ids. ``top_k`` skips
     each row's excluded items (a user's seen ones) by asking the index for as many more
     candidates as the row excludes, so an exact index gives exactly the ranking of
-    :func:`~recdiff.eval.ranking.topk_items` over the full scores, ties aside.
+    :func:`~recdiff.eval.ranking.topk_items` over the full scores. Candidates are ordered by
+    score, then lower item id, whatever order the index found equal scores in. A row the index
+    comes short on (an HNSW graph need not reach every item: asked for all of them it returns
+    part, so a user who excludes most of the catalogue got fewer than ``k`` though more were
+    left) is ranked exactly. NaN in the vectors of usable items or in the queries is refused,
+    as :func:`~recdiff.eval.ranking.topk_items` refuses NaN scores (faiss dropped such items
+    and rows silently).
 
     Args:
         items: ``[n_items, dim]`` item vectors.
@@ -124,6 +142,14 @@ class ItemIndex:
             if mask.shape != (self.n_items,):
                 raise ValueError(f"usable must be [{self.n_items}] booleans, got {mask.shape}")
             self.ids, vectors = self.ids[mask], vectors[mask]
+        if np.isnan(vectors).any():
+            rows = self.ids[np.isnan(vectors).any(axis=1)]
+            raise ValueError(
+                f"item vectors contain NaN (items {rows[:5].tolist()}); check the model "
+                "(diverged training?) before ranking"
+            )
+        self.usable = np.zeros(self.n_items, dtype=bool)
+        self.usable[self.ids] = True
         self.kind = kind
         self.index = build_index(vectors, kind, **options) if len(vectors) else None
 
@@ -137,6 +163,8 @@ class ItemIndex:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         queries = _host_float32(queries)
         _check_queries(queries, self.dim)
+        if np.isnan(queries).any():
+            raise ValueError("queries contain NaN; check the model (diverged training?) first")
         rows = len(queries)
         if exclude is not None:
             exclude = self._checked_exclude(exclude, rows)
@@ -151,15 +179,38 @@ class ItemIndex:
         found, found_scores = self.index.search(queries, wanted)
         allowed = found >= 0  # faiss pads with -1
         ids = np.where(allowed, self.ids[np.maximum(found, 0)], -1)
+        found_scores = np.where(allowed, np.asarray(found_scores, dtype=np.float32), -np.inf)
+        # score descending, then id ascending (padding last): the exact ranking's tie order
+        order = np.lexsort((np.where(allowed, ids, self.n_items), -found_scores), axis=1)
+        ids, allowed = np.take_along_axis(ids, order, 1), np.take_along_axis(allowed, order, 1)
+        found_scores = np.take_along_axis(found_scores, order, 1)
+        offered = len(self.ids)
         if counts.any():  # one isin over all rows: (row, item) pairs as row * n_items + item
             offsets = np.arange(rows, dtype=np.int64)[:, None] * self.n_items
             seen = np.repeat(offsets[:, 0], counts) + exclude.indices[: exclude.indptr[-1]]
             allowed &= ~np.isin(ids + offsets, seen)
+            seen = np.unique(seen)
+            seen = seen[self.usable[seen % self.n_items]]  # excluded items the index holds
+            offered -= np.bincount(seen // self.n_items, minlength=rows)
         rank = np.cumsum(allowed, axis=1) - 1  # each candidate's place among its row's allowed
         row, column = np.nonzero(allowed & (rank < k))
         items[row, rank[row, column]] = ids[row, column]
-        scores[row, rank[row, column]] = np.asarray(found_scores, dtype=np.float32)[row, column]
+        scores[row, rank[row, column]] = found_scores[row, column]
+        short = np.flatnonzero(allowed.sum(axis=1) < np.minimum(offered, k))
+        if len(short):
+            self._rank_exactly(queries, k, exclude, short, items, scores)
         return items, scores
+
+    def _rank_exactly(self, queries, k, exclude, rows, items, scores) -> None:
+        """Fill ``rows`` of ``items`` and ``scores`` from the full scores of all usable items, a
+        few rows at a time (a block is ``rows x n_items``)."""
+        vectors = self.index.vectors()
+        for start in range(0, len(rows), _EXACT_ROWS):
+            part = rows[start : start + _EXACT_ROWS]
+            full = np.full((len(part), self.n_items), -np.inf, dtype=np.float32)
+            full[:, self.ids] = queries[part] @ vectors.T
+            excluded = None if exclude is None else exclude[part]
+            items[part], scores[part] = topk_items(full, k, excluded)
 
     def _checked_exclude(self, exclude, rows: int) -> sp.csr_matrix:
         """``exclude`` as CSR, refused when its entries would be read as other rows' items: its
