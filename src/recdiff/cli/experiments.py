@@ -10,14 +10,10 @@ import typer
 
 from recdiff.atomic import sigterm_unwinds
 from recdiff.cli.errors import check_device, fail, stopped, user_errors
+from recdiff.cli.options import SetOption
 from recdiff.config import ConfigError, load_config
 
 __all__ = ["register"]
-
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a setting, e.g. --set train.epochs=5 (repeatable)."),
-]
 
 
 #: What an interrupted search or experiment leaves to do.

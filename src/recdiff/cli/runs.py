@@ -9,15 +9,12 @@ from typing import Annotated, NoReturn
 import typer
 
 from recdiff.cli.errors import check_device, fail, stopped, user_errors
+from recdiff.cli.options import SetOption, top_k_option
 from recdiff.cli.serve import IndexKind, IndexOption, load_with_index
 from recdiff.config import ConfigError, list_presets, load_config
 
 __all__ = ["register"]
 
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a setting, e.g. --set train.epochs=5 (repeatable)."),
-]
 
 # The paper's numbers beside which `reproduce` prints recdiff's (PAPERS.md, Table 2 of DiffRec).
 _DIFFREC_ML1M = {"recall@10": 0.1058, "recall@20": 0.1787, "ndcg@10": 0.0901, "ndcg@20": 0.1148}
@@ -212,16 +209,7 @@ def recommend(
             "a comma in double quotes, as in CSV: '\"a,b\",c')."
         ),
     ] = None,
-    k: Annotated[
-        int | None,
-        typer.Option(
-            "--k",
-            "-k",
-            min=1,
-            help="How many items. Default: 10, or the catalogue's size when it holds fewer.",
-            show_default=False,
-        ),
-    ] = None,
+    k: top_k_option("How many items.", 10) = None,
     ignore_unknown: Annotated[
         bool, typer.Option(help="Drop unknown items from --history.")
     ] = False,

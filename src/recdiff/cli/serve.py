@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from recdiff.cli.errors import fail, stopped, user_errors
+from recdiff.cli.options import top_k_option
 
 __all__ = ["register"]
 
@@ -58,16 +59,7 @@ def export(
     out: Annotated[
         Path, typer.Option(help="Output file; .parquet or .csv (the format follows the suffix).")
     ],
-    k: Annotated[
-        int | None,
-        typer.Option(
-            "--k",
-            "-k",
-            min=1,
-            help="Items per user. Default: 20, or the catalogue's size when it holds fewer.",
-            show_default=False,
-        ),
-    ] = None,
+    k: top_k_option("Items per user.", 20) = None,
     users: Annotated[
         str | None,
         typer.Option(
