@@ -5,6 +5,7 @@ by the words that tell the user what to fix."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,20 @@ def test_dataset_sources_resolve_under_recdiff_datasets_or_list_where_they_were_
     config = load_config("demo-popularity", ["data.format=csv", "data.source=gone.csv"])
     with pytest.raises(FileNotFoundError, match=r"gone\.csv not found"):
         check_source(config.data)
+
+
+def test_a_dataset_found_outside_recdiff_datasets_is_said(tmp_path: Path, monkeypatch) -> None:
+    """$RECDIFF_DATASETS names a folder without the dataset, ./shared/datasets has it: that one
+    is read, as before, but no longer without a word (a mistyped variable read another copy)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shared" / "datasets" / "ml").mkdir(parents=True)
+    (tmp_path / "mine").mkdir()
+    monkeypatch.setenv("RECDIFF_DATASETS", str(tmp_path / "mine"))
+    with pytest.warns(
+        UserWarning, match=r"'ml' is not under \$RECDIFF_DATASETS \(.*mine\); reading"
+    ):
+        assert resolve_source("datasets:ml") == Path("shared/datasets/ml")
+    (tmp_path / "mine" / "ml").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert resolve_source("datasets:ml") == tmp_path / "mine" / "ml"

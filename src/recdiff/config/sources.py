@@ -10,6 +10,7 @@ A relative path is made absolute when the config is read (:func:`absolute_source
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ def absolute_source(source: str | None) -> str | None:
 
 def resolve_source(source: str) -> Path:
     """A data path; ``datasets:REL`` is looked up under $RECDIFF_DATASETS, then ./shared/datasets
-    and ../shared/datasets."""
+    and ../shared/datasets (with a warning when $RECDIFF_DATASETS is set but lacks it)."""
     if not source.startswith(DATASETS_PREFIX):
         return Path(source).expanduser()
     relative = source[len(DATASETS_PREFIX) :]
@@ -40,6 +41,12 @@ def resolve_source(source: str) -> Path:
     tried = []
     for root in [given, "shared/datasets", "../shared/datasets"]:
         if root and (Path(root) / relative).exists():
+            if given and root != given:  # the folder the user named lacks it: say which is read
+                warnings.warn(
+                    f"dataset {relative!r} is not under $RECDIFF_DATASETS ({given}); reading "
+                    f"{os.path.abspath(Path(root) / relative)} instead",
+                    stacklevel=2,
+                )
             return Path(root) / relative
         if root:  # named in full: the relative roots depend on the working folder
             tried.append(os.path.abspath(Path(root) / relative))
