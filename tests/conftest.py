@@ -33,6 +33,18 @@ def datasets_root() -> Path:
     return _datasets_root()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one intra-op thread for a module of tiny matrices, where thread hand-offs cost
+    more than they save (worst on a busy machine); the count is restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def torchrun_failing_job(tmp_path):
     """Run ``torchrun --standalone --nproc_per_node=2 ARGS...`` that is expected to fail, and

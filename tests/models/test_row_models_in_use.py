@@ -4,7 +4,6 @@ and hand-computed expectations for what the models pass to the diffusion core.""
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -19,13 +18,8 @@ from recdiff.models.multvae import MultVAE, MultVAENet
 from recdiff.nn.autoencoders import ClusterAutoencoder
 from recdiff.train.config import TrainConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Tiny matrices: one torch thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _rows(n_users: int, n_items: int, seed: int = 0) -> sp.csr_matrix:

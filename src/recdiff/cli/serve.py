@@ -59,7 +59,7 @@ def export(
     out: Annotated[
         Path, typer.Option(help="Output file; .parquet or .csv (the format follows the suffix).")
     ],
-    k: top_k_option("Items per user.", 20) = None,
+    k: top_k_option("Items per user.", 20) = None,  # export's DEFAULT_EXPORT_K
     users: Annotated[
         str | None,
         typer.Option(
@@ -86,7 +86,7 @@ def export(
                 result = export_recommendations(
                     predictor,
                     out,
-                    k=min(20, len(predictor.items)) if k is None else k,
+                    k=k,
                     users=ids,
                     batch_size=batch_size,
                     exclude_seen=not include_seen,

@@ -26,6 +26,8 @@ from recdiff.serving.predictor import Predictor
 __all__ = ["ExportResult", "export_recommendations", "read_user_list"]
 
 FORMATS = {".parquet": "parquet", ".csv": "csv"}
+#: Items per user unless the caller says (fewer in a smaller catalogue).
+DEFAULT_EXPORT_K = 20
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def _as_text(value: Any) -> str:
 def export_recommendations(
     predictor: Predictor,
     out: str | Path,
-    k: int = 20,
+    k: int | None = None,
     users: Sequence[Any] | np.ndarray | None = None,
     batch_size: int = 1024,
     exclude_seen: bool = True,
@@ -104,9 +106,10 @@ def export_recommendations(
 ) -> ExportResult:
     """Write the top ``k`` items of every known user (or of ``users``, external ids) to ``out``.
 
-    The format follows the suffix (``.parquet`` or ``.csv``). Unknown user ids raise before
-    anything is written; so do a ``k`` outside 1..n_items and a run without user ids (DreamRec's
-    example files). Duplicate ids are exported once.
+    The format follows the suffix (``.parquet`` or ``.csv``). ``k`` defaults to 20, or the
+    catalogue's size when it holds fewer. Unknown user ids raise before anything is written; so
+    do a ``k`` given outside 1..n_items and a run without user ids (DreamRec's example files).
+    Duplicate ids are exported once.
     """
     from recdiff.progress import progress_bar
 
@@ -117,6 +120,8 @@ def export_recommendations(
         raise ValueError(f"{out} must end in .parquet or .csv (the format follows the suffix)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if k is None:
+        k = min(DEFAULT_EXPORT_K, len(predictor.items))
     predictor.check_k(k)
     if len(predictor.users) == 0:  # else "no users to export", or "not among the 0 users"
         raise ValueError(
