@@ -53,6 +53,26 @@ def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
     return np.diff(matrix.indptr)
 
 
+#: The users x items matrices of a row run's ``data/`` folder.
+NPZ_ROWS = ("inputs", "seen")
+
+
+def read_user_rows(run: Path, name: str, n_users: int, n_items: int) -> sp.csr_matrix:
+    """The users x items matrix ``data/NAME.npz`` of ``run``, checked against its vocabularies
+    (the items were checked against the model: a row count off names users.json too)."""
+    path = run / f"data/{name}.npz"
+    rows = read_npz(path, sp.load_npz).tocsr()
+    if rows.shape != (n_users, n_items):
+        files = [path] if rows.shape[1] != n_items else [run / "data/users.json", path]
+        raise damaged(
+            run,
+            f"holds a {rows.shape[0]} x {rows.shape[1]} matrix, but the run has {n_users} users "
+            f"(data/users.json) and {n_items} items",
+            *files,
+        )
+    return rows
+
+
 class Predictor(ExternalIds):
     """Inference-only state of a run: the model, id vocabularies, input rows and seen items
     (ids are parsed and looked up as :class:`ExternalIds` says)."""
@@ -100,20 +120,7 @@ class Predictor(ExternalIds):
         users = read_vocabulary(run / "data/users.json")
         items = read_vocabulary(run / "data/items.json")
         check_items(run, model.n_items, len(items))
-        rows = {}
-        for name in ("inputs", "seen"):
-            path = run / f"data/{name}.npz"
-            rows[name] = read_npz(path, sp.load_npz).tocsr()
-            shape = rows[name].shape
-            if shape != (len(users), len(items)):
-                # Items were checked against the model: a row count off names users.json too.
-                files = [path] if shape[1] != len(items) else [run / "data/users.json", path]
-                raise damaged(
-                    run,
-                    f"holds a {shape[0]} x {shape[1]} matrix, but the run has {len(users)} users "
-                    f"(data/users.json) and {len(items)} items",
-                    *files,
-                )
+        rows = {name: read_user_rows(run, name, len(users), len(items)) for name in NPZ_ROWS}
         return cls(
             model,
             users,

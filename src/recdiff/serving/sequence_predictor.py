@@ -20,11 +20,12 @@ import scipy.sparse as sp
 
 from recdiff.config.schema import RunConfig
 from recdiff.data import Vocabulary
+from recdiff.eval.evaluator import as_binary_csr
 from recdiff.models.base import SavedModel
 from recdiff.models.sequential import SequentialRecommender, seen_matrix
 from recdiff.retrieval import ItemIndex
 from recdiff.serving.ids import as_python
-from recdiff.serving.predictor import Predictor
+from recdiff.serving.predictor import Predictor, read_user_rows
 from recdiff.serving.recommendations import Query
 from recdiff.serving.run_files import (
     check_items,
@@ -106,10 +107,13 @@ class SequencePredictor(Predictor):
         config: RunConfig,
         metrics: dict[str, Any],
         directory: Path | None = None,
+        low_ratings: sp.csr_matrix | None = None,
     ) -> None:
         self.model, self.users, self.items = model, users, items
         self.indptr, self.sequence_items = indptr, sequence_items
         self.config, self.metrics, self.directory = config, metrics, directory
+        # users x items: ratings under data.min_rating, which the sequences leave out
+        self.low_ratings = low_ratings
         self.index: ItemIndex | None = None  # None: exact scores over every item
         self.index_recall: float | None = None
         self.index_recall_k = 20
@@ -143,10 +147,14 @@ class SequencePredictor(Predictor):
         items = read_vocabulary(run / "data/items.json")
         check_items(run, model.n_items, len(items))
         users, indptr, sequence_items = Vocabulary.range(0), np.zeros(1, np.int64), np.zeros(0)
+        low_ratings = None
         if with_users:
             users = read_vocabulary(run / "data/users.json")
             indptr, sequence_items = read_npz(run / "data/sequences.npz", _read_sequences)
             _check_sequences(run, len(users), len(items), indptr, sequence_items)
+            # runs saved before 2026-11-30, or without data.min_rating, have no such file
+            if (run / "data/low_ratings.npz").is_file():
+                low_ratings = read_user_rows(run, "low_ratings", len(users), len(items))
         return cls(
             model,
             users,
@@ -156,13 +164,23 @@ class SequencePredictor(Predictor):
             config,
             read_metrics(run),
             run,
+            low_ratings,
         )
 
-    def _query_from(self, histories: list[np.ndarray], exclude_seen: bool, unknown=()) -> Query:
+    def _query_from(
+        self,
+        histories: list[np.ndarray],
+        exclude_seen: bool,
+        unknown=(),
+        also_seen: sp.csr_matrix | None = None,
+    ) -> Query:
+        """``also_seen``: rows of further items to exclude beside each history's own."""
         windows, _ = self.model.windows(histories)
         n_items = len(self.items)
         if exclude_seen:
             exclude = seen_matrix(histories, n_items)
+            if also_seen is not None:
+                exclude = as_binary_csr(exclude + also_seen, "seen")
         else:
             exclude = sp.csr_matrix((len(histories), n_items), dtype=np.float32)
         return Query(windows, exclude, tuple(as_python(x) for x in unknown))
@@ -185,7 +203,8 @@ class SequencePredictor(Predictor):
         self._check_has_users()
         rows = self.user_rows(users)
         histories = [self.sequence_items[self.indptr[r] : self.indptr[r + 1]] for r in rows]
-        return self._query_from(histories, exclude_seen)
+        low = None if self.low_ratings is None else self.low_ratings[rows]
+        return self._query_from(histories, exclude_seen, also_seen=low)
 
     def _check_has_users(self) -> None:
         if len(self.users) == 0:

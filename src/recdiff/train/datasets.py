@@ -14,6 +14,7 @@ from recdiff.config.sources import resolve_source
 from recdiff.data import (
     DatasetSplits,
     Interactions,
+    Vocabulary,
     demo_splits,
     filter_ratings,
     k_core,
@@ -41,7 +42,11 @@ __all__ = [
     "load_sequences",
     "load_splits",
     "require_held_out",
+    "sequences_below_min_rating",
 ]
+
+#: The formats read as a table of (user, item, rating, time) rows.
+TABLE_FORMATS = ("csv", "tsv", "parquet", "movielens", "recbole")
 
 T = TypeVar("T")
 
@@ -90,7 +95,8 @@ def load_splits(data: DataConfig, drop_emptied: bool = True) -> DatasetSplits:
     splits = _split(interactions, data)
     if data.min_rating is None:
         return splits
-    return replace(splits, filtered=_below_min_rating(read, data.min_rating, splits))
+    below = _below_min_rating(read, data.min_rating, splits.users, splits.items)
+    return replace(splits, filtered=below)
 
 
 def _split(interactions: Interactions, data: DataConfig) -> DatasetSplits:
@@ -107,19 +113,32 @@ def _split(interactions: Interactions, data: DataConfig) -> DatasetSplits:
     return split_global_temporal(interactions, data.ratios, drop_unseen=True)
 
 
-def _below_min_rating(read: Interactions, min_rating: float, splits: DatasetSplits) -> Interactions:
-    """The ratings under ``min_rating`` whose user and item are still in ``splits``: not trained
-    on or evaluated (the papers' protocol), but had, so never to be recommended back."""
+def _below_min_rating(
+    read: Interactions, min_rating: float, users: Vocabulary, items: Vocabulary
+) -> Interactions:
+    """The ratings under ``min_rating`` whose user and item are still in ``users`` and
+    ``items``: not trained on or evaluated (the papers' protocol), but had, so never to be
+    recommended back."""
     below = ~ratings_at_least(read.ratings.data, min_rating)
-    users = read.users.ids[read.user_indices()[below]]
-    items = read.items.ids[read.matrix.indices[below]]
-    kept = splits.users.contains(users) & splits.items.contains(items)
+    user_ids = read.users.ids[read.user_indices()[below]]
+    item_ids = read.items.ids[read.matrix.indices[below]]
+    kept = users.contains(user_ids) & items.contains(item_ids)
     return Interactions.from_indices(
-        splits.users,
-        splits.items,
-        splits.users.index(users[kept]),
-        splits.items.index(items[kept]),
+        users, items, users.index(user_ids[kept]), items.index(item_ids[kept])
     )
+
+
+def sequences_below_min_rating(data: DataConfig, sequences: UserSequences) -> Interactions | None:
+    """The ratings under ``data.min_rating`` of the users and items of a next-item run's
+    ``sequences`` (which leave them out, as the papers' protocol does): had all the same, so
+    never to be recommended back. None when ``data`` sets no ``min_rating``.
+
+    The table is read again, as an interaction matrix: a (user, item) rated several times
+    counts as its last rating, and an item of the user's sequence is excluded anyway."""
+    if data.min_rating is None or data.format not in TABLE_FORMATS:
+        return None
+    read = _read_table(data.model_copy(update={"duplicates": "last"}))
+    return _below_min_rating(read, data.min_rating, sequences.users, sequences.items)
 
 
 def _sequence_rows(data: DataConfig) -> Interactions:

@@ -6,6 +6,7 @@ sequence data inference needs under ``data/``::
     data/items.json         item vocabulary
     data/users.json         user vocabulary      (when the data has users)
     data/sequences.npz      users' full sequences (indptr, items; oldest first)
+    data/low_ratings.npz    users x items, 1 where a rating fell under data.min_rating (when set)
     test_per_user.npz       per-example test metrics (for paired significance tests)
 
 The epoch is selected on validation only; test is ranked once, after training. Diffusion models
@@ -22,17 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.models import build_model
-from recdiff.config.schema import RunConfig
+from recdiff.config.schema import DataConfig, RunConfig
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.train.config import selection_summary, stage_summaries
-from recdiff.train.datasets import load_sequences, require_held_out
+from recdiff.train.datasets import (
+    load_sequences,
+    require_held_out,
+    sequences_below_min_rating,
+)
 from recdiff.train.run_files import PER_USER_FILE, save_per_user
 
 __all__ = ["evaluate_sequential", "row_block_scorer", "run_sequential_into", "validation"]
@@ -140,7 +146,7 @@ def run_sequential_into(
         },
     }
     model.save(work / "model")
-    _save_sequence_data(work / "data", data, sequences)
+    _save_sequence_data(work / "data", data, sequences, config.data)
     save_per_user(work / PER_USER_FILE, final["test"])
     return metrics, model
 
@@ -185,7 +191,7 @@ def _warn_untrained_targets(model: SequentialRecommender, data: SequenceDataset)
 
 
 def _save_sequence_data(
-    folder: Path, data: SequenceDataset, sequences: UserSequences | None
+    folder: Path, data: SequenceDataset, sequences: UserSequences | None, source: DataConfig
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "items.json", data.items.to_json())
@@ -194,3 +200,7 @@ def _save_sequence_data(
     atomic_write_text(folder / "users.json", sequences.users.to_json())
     with atomic_path(folder / "sequences.npz") as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, indptr=sequences.indptr, items=sequences.item_idx)
+    below = sequences_below_min_rating(source, sequences)
+    if below is not None:  # serving excludes them with the sequence's own items
+        with atomic_path(folder / "low_ratings.npz") as tmp, open(tmp, "wb") as fh:
+            sp.save_npz(fh, below.binarize().matrix.astype(np.float32))
