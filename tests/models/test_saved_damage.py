@@ -69,3 +69,20 @@ def test_other_runtime_errors_keep_their_traceback(tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(Popularity, "_from_saved", broken)
     with pytest.raises(RuntimeError, match="a bug"):
         Recommender.load(saved)
+
+
+@pytest.mark.parametrize("kind", ["popularity", "ease"])
+def test_weights_of_another_catalogue_size_name_the_files(kind: str, tmp_path: Path) -> None:
+    """EASE and popularity check their weights against config.json's n_items themselves: a
+    mismatch named neither file nor the folder before."""
+    from recdiff.models import EASE
+
+    model = Popularity() if kind == "popularity" else EASE()
+    folder = model.fit(checkerboard()).save(tmp_path / kind)
+    name = "item_counts" if kind == "popularity" else "weights"
+    n = checkerboard().shape[1]
+    small = {"item_counts": torch.ones(n - 1), "weights": torch.zeros(n - 1, n - 1)}[name]
+    save_file({name: small}, str(folder / "weights.safetensors"))
+    with pytest.raises(ValueError, match=f"'{name}' has .*config.json's n_items") as caught:
+        Recommender.load(folder)
+    _assert_names_both_files(folder, caught)

@@ -173,7 +173,7 @@ class SavedModel(abc.ABC):
         try:
             model = target._from_saved(meta["config"], tensors)
             _check_tensors(tensors, model._tensors())
-        except (KeyError, RuntimeError, _Mismatch) as error:
+        except (KeyError, RuntimeError, WeightsMismatch) as error:
             # A tensor missing or of the wrong shape (torch: "Error(s) in loading state_dict"),
             # or a config without a key the model needs: the two files are not one model's.
             if isinstance(error, RuntimeError) and "state_dict" not in str(error):
@@ -264,8 +264,10 @@ def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_
 _DAMAGED = "looks damaged: re-train the run or restore the folder from a backup"
 
 
-class _Mismatch(Exception):
-    """Saved tensors that the rebuilt model does not hold as saved."""
+class WeightsMismatch(ValueError):
+    """Saved tensors that the rebuilt model does not hold as saved: raised by
+    :meth:`SavedModel.load`'s checks, or by a model's ``_from_saved`` that checks its own
+    (load then names both files and the folder)."""
 
 
 def _read_weights(path: Path, directory: Path) -> dict[str, torch.Tensor]:
@@ -292,15 +294,15 @@ def _check_tensors(saved: dict[str, torch.Tensor], loaded: dict[str, torch.Tenso
     copies them."""
     unknown = sorted(set(saved) - set(loaded))
     if unknown:
-        raise _Mismatch(f"unexpected tensor(s) {unknown}")
+        raise WeightsMismatch(f"unexpected tensor(s) {unknown}")
     for name, tensor in saved.items():
         expected = loaded[name]
         if tuple(tensor.shape) != tuple(expected.shape):
-            raise _Mismatch(
+            raise WeightsMismatch(
                 f"{name!r} has shape {tuple(tensor.shape)}, the model's {tuple(expected.shape)}"
             )
         if _kind(tensor) != _kind(expected):
-            raise _Mismatch(f"{name!r} is {tensor.dtype}, the model holds {expected.dtype}")
+            raise WeightsMismatch(f"{name!r} is {tensor.dtype}, the model holds {expected.dtype}")
 
 
 def _kind(tensor: torch.Tensor) -> str:

@@ -31,7 +31,7 @@ import torch
 
 from recdiff.eval.evaluator import as_binary_csr
 from recdiff.eval.protocol import EvalTask
-from recdiff.models.base import Recommender, check_train
+from recdiff.models.base import Recommender, WeightsMismatch, check_train
 
 DEFAULT_LAMBDA_GRID: tuple[float, ...] = (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0, 5000.0)
 
@@ -135,8 +135,9 @@ class EASE(Recommender):
         model = cls(EASEConfig(**config))
         model.weights = tensors["weights"].numpy()
         if model.weights.shape != (n_items, n_items):
-            raise ValueError(
-                f"saved weights have shape {model.weights.shape}, expected ({n_items}, {n_items})"
+            raise WeightsMismatch(
+                f"'weights' has shape {model.weights.shape}, but config.json's n_items "
+                f"{n_items} needs ({n_items}, {n_items})"
             )
         return model
 

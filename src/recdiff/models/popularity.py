@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recdiff.models.base import Recommender, check_train
+from recdiff.models.base import Recommender, WeightsMismatch, check_train
 
 
 class Popularity(Recommender):
@@ -53,5 +53,8 @@ class Popularity(Recommender):
         model = cls()
         model.item_counts = tensors["item_counts"].numpy().astype(np.float32)
         if len(model.item_counts) != config["n_items"]:
-            raise ValueError("saved item_counts do not match config n_items; the folder is corrupt")
+            raise WeightsMismatch(
+                f"'item_counts' has {len(model.item_counts)} entries, but config.json's n_items "
+                f"is {config['n_items']}"
+            )
         return model
