@@ -117,14 +117,28 @@ def _line(
     axis.plot(xs, ys, marker="o" if marked else None, markersize=4, markevery=marked, **style)
 
 
+def read_sweep(record: dict[str, Any]) -> tuple[str, float, list[tuple[float, float]]] | None:
+    """The setting a ``select`` record (EASE's lambda sweep) swept, the value chosen, and
+    (value, validation score) in increasing value; None when it is not one such sweep."""
+    if record.get("event") != "select" or not isinstance(record.get("valid"), dict):
+        return None
+    names = [key for key in record if key not in ("event", "valid")]
+    if len(names) != 1:
+        return None
+    values = sorted((float(key), score) for key, score in record["valid"].items())
+    return names[0], float(record[names[0]]), values
+
+
 def _plot_sweep(record: dict[str, Any], path: str | os.PathLike[str], metric: str) -> None:
     """Validation ``metric`` against each value of the one setting a ``select`` record swept."""
-    (name,) = [key for key in record if key not in ("event", "valid")]
-    values = sorted((float(key), score) for key, score in record["valid"].items())
+    sweep = read_sweep(record)
+    if sweep is None:
+        return
+    name, chosen, values = sweep
     fig = Figure(figsize=(5, 3.8))
     ax = fig.subplots()
     ax.plot(*zip(*values, strict=True), marker="o", label="valid")
-    ax.axvline(float(record[name]), color="tab:gray", linestyle="--", label="chosen")
+    ax.axvline(chosen, color="tab:gray", linestyle="--", label="chosen")
     ax.set_xscale("log")
     ax.set_xlabel(name)
     ax.set_ylabel(metric)

@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from recdiff.train.curves import read_sweep
+
 __all__ = ["TensorBoardLog"]
 
 _NOT_SCALARS = ("event", "epoch", "stage")
@@ -32,7 +34,7 @@ class TensorBoardLog:
         self.writer = SummaryWriter(log_dir=str(folder))
 
     def __call__(self, record: dict[str, Any]) -> None:
-        if record.get("event") == "select" and isinstance(record.get("valid"), dict):
+        if record.get("event") == "select":
             self._sweep(record)
             return
         step = record.get("epoch")
@@ -49,15 +51,14 @@ class TensorBoardLog:
 
     def _sweep(self, record: dict[str, Any]) -> None:
         """The validation metric over a swept setting's values, and the value chosen."""
-        names = [key for key in record if key not in ("event", "valid")]
-        if len(names) != 1:
+        sweep = read_sweep(record)
+        if sweep is None:
             return
-        (name,) = names
-        values = sorted((float(key), score) for key, score in record["valid"].items())
+        name, chosen, values = sweep
         whole = all(value.is_integer() for value, _ in values)
         for rank, (value, score) in enumerate(values):
             self.writer.add_scalar(f"select/valid_by_{name}", score, int(value) if whole else rank)
-        self.writer.add_scalar(f"select/{name}", float(record[name]), 0)
+        self.writer.add_scalar(f"select/{name}", chosen, 0)
         self.writer.flush()
 
     def close(self) -> None:
