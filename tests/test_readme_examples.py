@@ -92,10 +92,14 @@ def test_predictor_example_on_a_trained_run(tmp_path, monkeypatch):
     code = PLACEHOLDER_RUN.sub(f"Predictor.load({str(run)!r})", code)
     code += (  # keep the two answers the example computes
         "\nknown = predictor.recommend(user=3, k=10)"
-        "\nnew = predictor.recommend(history=[1, 2, 3], k=10)\n"
+        "\nnew = predictor.recommend(history=[1, 2, 3], k=10)"
+        "\nruled = predictor.recommend(user=3, k=10, exclude_items=[17, 40])"
+        "\nshort = predictor.recommend(user=3, k=3, candidates=[5, 9, 12, 30])\n"
     )
     ns = _run(code)
     assert len(ns["known"].items) == 10 and len(ns["new"].items) == 10
+    assert len(ns["ruled"].items) == 10 and not {17, 40} & set(ns["ruled"].items)
+    assert len(ns["short"].items) == 3 and set(ns["short"].items) <= {5, 9, 12, 30}
     assert not {1, 2, 3} & set(ns["new"].items)  # a new user's history is not recommended back
     scores = np.asarray(ns["known"].scores)
     assert np.all(np.diff(scores) <= 0)  # best first

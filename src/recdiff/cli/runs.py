@@ -218,6 +218,20 @@ def recommend(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     index: IndexOption = IndexKind.exact,
+    exclude_items: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated item ids never to return, e.g. out of stock (ids the "
+            "catalogue lacks are skipped)."
+        ),
+    ] = None,
+    candidates: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated item ids: rank only these, a shortlist (ids the catalogue "
+            "lacks are skipped)."
+        ),
+    ] = None,
 ) -> None:
     """Top-k items for a known user (--user) or a new user's history (--history).
 
@@ -230,7 +244,12 @@ def recommend(
     if (user is None) == (history is None):
         fail("give exactly one of --user ID or --history ITEM,ITEM,...")
     seen_remedy = "pass --include-seen"
+    lists = {"exclude_items": exclude_items, "candidates": candidates}
     with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
+        rules = {
+            name: None if text is None else split_id_list(text, f"--{name.replace('_', '-')}")
+            for name, text in lists.items()
+        }
         predictor = load_with_index(run, index)
         if user is not None:
             try:
@@ -239,6 +258,7 @@ def recommend(
                     k=k,
                     exclude_seen=not include_seen,
                     seen_remedy=seen_remedy,
+                    **rules,
                 )
             except UnknownIdError:
                 raise ValueError(
@@ -253,6 +273,7 @@ def recommend(
                 exclude_seen=not include_seen,
                 ignore_unknown=ignore_unknown,
                 seen_remedy=seen_remedy,
+                **rules,
             )
     if as_json:
         typer.echo(json.dumps(recs.to_dict()))

@@ -172,6 +172,24 @@ class ExternalIds:
             )
         return rows
 
+    def known_item_indices(self, ids: Any, what: str) -> np.ndarray:
+        """The distinct item indices of those of ``ids`` (external) the catalogue holds; the
+        others are skipped. ``what`` names the argument in the error for a bare string."""
+        if hasattr(ids, "tolist") and getattr(ids, "ndim", 1) == 1:
+            ids = ids.tolist()
+        if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
+            raise TypeError(
+                f"{what} must be a list of item ids, got the {type(ids).__name__} {ids!r}; "
+                f"pass a list, e.g. {what}=[12, 7]"
+            )
+        ids = list(ids)
+        parsed = self._parse_items(ids)
+        usable = [i for i in parsed if i is not None]
+        usable = [i for i, huge in zip(usable, beyond_int64(usable), strict=True) if not huge]
+        if not usable:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(self.items.index(usable, missing="drop", what="item id"))
+
     def history_indices(
         self, history: Sequence[Any], ignore_unknown: bool = False
     ) -> tuple[np.ndarray, list[Any]]:

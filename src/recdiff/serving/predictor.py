@@ -8,6 +8,7 @@ matters for time-weighted models), with no retraining.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from recdiff.config.schema import SAVED_RUN, RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
 from recdiff.data.vocab import is_integer
 from recdiff.models.base import Recommender
-from recdiff.serving.ids import ExternalIds, as_python
+from recdiff.serving.ids import ExternalIds, as_python, shown
 from recdiff.serving.recommendations import (
     EMPTY_INPUT_NOTE,
     SEEN_REMEDY,
@@ -168,6 +169,8 @@ class Predictor(ExternalIds):
         exclude_seen: bool = True,
         ignore_unknown: bool = False,
         seen_remedy: str = SEEN_REMEDY,
+        exclude_items: Sequence[Any] | None = None,
+        candidates: Sequence[Any] | None = None,
     ) -> Recommendations:
         """Top ``k`` items for a known ``user`` or a new user's ``history`` (external ids).
 
@@ -175,13 +178,59 @@ class Predictor(ExternalIds):
         service's default); a ``k`` given above the catalogue's size is an error. Fewer than
         ``k`` come back when fewer can be recommended (e.g. the history covers the catalogue);
         their ``note`` then says why, ending with ``seen_remedy`` when including the seen
-        items would rank more.
+        items would rank more. ``exclude_items`` and ``candidates`` are the caller's own rules
+        (items out of stock; a shortlist to rank), see :meth:`rule_out`.
         """
         if k is None:
             k = min(DEFAULT_K, len(self.items))
         self.check_k(k)
         query = self.query(user, history, exclude_seen, ignore_unknown)
+        query = self.rule_out(query, exclude_items, candidates)
         return self.recommend_queries([query], [k], seen_remedy)[0]
+
+    def rule_out(
+        self,
+        query: Query,
+        exclude_items: Sequence[Any] | None = None,
+        candidates: Sequence[Any] | None = None,
+    ) -> Query:
+        """``query`` with items the caller rules out for every one of its rows: those of
+        ``exclude_items``, and with ``candidates`` given, every item outside them (the list
+        ranks the candidates only). External ids; ids the catalogue lacks are skipped (an item
+        the model does not know is never recommended anyway), but ``candidates`` of which none
+        is in the catalogue are an error (a typo, or ids of another catalogue)."""
+        if exclude_items is None and candidates is None:
+            return query
+        n_items = len(self.items)
+        ruled = np.zeros(n_items, dtype=bool)
+        if exclude_items is not None:
+            ruled[self.known_item_indices(exclude_items, "exclude_items")] = True
+        if candidates is not None:
+            allowed = self.known_item_indices(candidates, "candidates")
+            if not len(candidates):
+                raise ValueError(
+                    "candidates is empty: give the item ids to rank, or none at all to rank "
+                    "the whole catalogue"
+                )
+            if not len(allowed):
+                raise ValueError(
+                    f"none of the {len(candidates)} candidates is in the catalogue of "
+                    f"{n_items} items (e.g. {shown(list(candidates))}): check the ids"
+                )
+            outside = np.ones(n_items, dtype=bool)
+            outside[allowed] = False
+            ruled |= outside
+        columns = np.flatnonzero(ruled)
+        rows = len(query)
+        ruled_out = sp.csr_matrix(
+            (
+                np.ones(rows * len(columns), dtype=np.float32),
+                np.tile(columns, rows),
+                np.arange(rows + 1, dtype=np.int64) * len(columns),
+            ),
+            shape=(rows, n_items),
+        )
+        return replace(query, ruled_out=ruled_out)
 
     def check_k(self, k: int) -> None:
         if not is_integer(k):
@@ -243,10 +292,10 @@ class Predictor(ExternalIds):
         from recdiff.eval.ranking import topk_items
 
         if len(queries) == 1:
-            inputs, exclude = queries[0].inputs, queries[0].exclude
+            inputs, exclude = queries[0].inputs, queries[0].never_returned()
         else:
             inputs = sp.vstack([q.inputs for q in queries], format="csr")
-            exclude = sp.vstack([q.exclude for q in queries], format="csr")
+            exclude = sp.vstack([q.never_returned() for q in queries], format="csr")
         return topk_items(self.model.score(inputs), k, exclude)
 
     def recommend_queries(
@@ -263,13 +312,25 @@ class Predictor(ExternalIds):
             raise ValueError(f"give one k per query row: {rows} rows but {len(ks)} values of k")
         items, scores = self.top_k(queries, max(ks))
         unknown = [q.unknown_items for q in queries for _ in range(len(q))]
-        unseen = len(self.items) - np.concatenate([_distinct_per_row(q.exclude) for q in queries])
+        n_items = len(self.items)
+        unseen = n_items - np.concatenate([_distinct_per_row(q.exclude) for q in queries])
+        allowed = n_items - np.concatenate(
+            [_distinct_per_row(q.never_returned()) for q in queries]
+        )
+        ruled = np.concatenate([np.full(len(q), q.ruled_out is not None) for q in queries])
         empty = np.concatenate([self.empty_inputs(q) for q in queries])
         results = []
         for row, k in enumerate(ks):
             keep = items[row, :k] >= 0
             returned = self.items.external(items[row, :k][keep]).tolist()
-            note = shortfall_note(len(returned), k, int(unseen[row]), seen_remedy, len(self.items))
+            note = shortfall_note(
+                len(returned),
+                k,
+                int(unseen[row]),
+                seen_remedy,
+                n_items,
+                int(allowed[row]) if ruled[row] else None,
+            )
             if note is None and empty[row]:  # a known user with nothing in the model's input
                 note = self.empty_input_note
             results.append(

@@ -9,6 +9,8 @@ from typing import Any
 
 import scipy.sparse as sp
 
+from recdiff.eval.evaluator import as_binary_csr
+
 __all__ = ["EMPTY_INPUT_NOTE", "SEEN_REMEDY", "Query", "Recommendations", "shortfall_note"]
 
 #: How a shortfall note tells a Python caller to rank the seen items too; the CLI and the HTTP
@@ -53,19 +55,30 @@ def shortfall_note(
     unseen: int,
     seen_remedy: str = SEEN_REMEDY,
     catalogue: int | None = None,
+    allowed: int | None = None,
 ) -> str | None:
     """Why a list holds ``returned`` items instead of ``k`` (None when it holds ``k``).
 
     ``unseen`` is the number of catalogue items left once the history's (or known user's) items
     are excluded, out of ``catalogue`` items in all; ``seen_remedy`` says how to rank those too.
+    ``allowed`` is the number left once the request's own rules (``exclude_items``,
+    ``candidates``) are applied too (None: the request had none).
     """
     if returned >= k:
         return None
-    if returned < unseen:  # the model declined some (a score of -inf, e.g. never-trained items)
+    left = unseen if allowed is None else allowed
+    if returned < left:  # the model declined some (a score of -inf, e.g. never-trained items)
         ranked = f"only {returned}" if returned else "none"
         return (
-            f"the model ranks {ranked} of the {unseen} catalogue items left for this input; it "
+            f"the model ranks {ranked} of the {left} catalogue items left for this input; it "
             "gives the others no score (e.g. items it never trained on)"
+        )
+    if left < unseen:  # the request's exclude_items or candidates ruled out the rest
+        verb = "is" if left == 1 else "are"
+        return (
+            f"only {left} catalogue item{'s' * (left != 1)} {verb} left to recommend once the "
+            "request's excluded items, the items outside its candidates and the history's "
+            "items are left out"
         )
     if unseen == catalogue:  # nothing was excluded: k is simply above the catalogue's size
         return f"the catalogue holds only {catalogue} item{'s' * (catalogue != 1)}"
@@ -88,8 +101,19 @@ class Query:
     """
 
     inputs: sp.csr_matrix  # [rows, n_items] model input rows
-    exclude: sp.csr_matrix  # [rows, n_items] items never to return (no entries: exclude nothing)
+    exclude: sp.csr_matrix  # [rows, n_items] the seen items never to return (no entries: none)
     unknown_items: tuple[Any, ...] = ()  # history ids dropped because the catalogue lacks them
+    #: [rows, n_items] further items the request rules out (its ``exclude_items``, or the items
+    #: outside its ``candidates``); None: none. Kept apart from ``exclude`` for the notes.
+    ruled_out: sp.csr_matrix | None = None
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
+
+    def never_returned(self) -> sp.csr_matrix:
+        """``[rows, n_items]``: every item not to return, the seen and the ruled out."""
+        if self.ruled_out is None:
+            return self.exclude
+        # binary first: a seen item stored as a 0 (a rating of 0) must not vanish in the sum
+        seen = as_binary_csr(self.exclude, "exclude")
+        return as_binary_csr(seen + as_binary_csr(self.ruled_out, "ruled_out"), "exclude")

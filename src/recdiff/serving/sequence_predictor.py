@@ -218,7 +218,7 @@ class SequencePredictor(Predictor):
         from recdiff.eval.ranking import topk_items
 
         windows = np.concatenate([q.inputs for q in queries])
-        exclude = sp.vstack([q.exclude for q in queries], format="csr")
+        exclude = sp.vstack([q.never_returned() for q in queries], format="csr")
         # DreamRec's default sampling draws each row as a lone request would (EachRowAlone)
         if self.index is not None:
             return self.index.top_k(self.model.query_vectors(windows), k, exclude)

@@ -90,13 +90,25 @@ class RecommendRequest(BaseModel):
     ignore_unknown: StrictBool = Field(
         False, description="drop history items the model does not know (else: 422)"
     )
+    exclude_items: list[Id] | None = Field(
+        None,
+        description="item ids never to return, e.g. out of stock (ids the catalogue lacks are "
+        "skipped)",
+    )
+    candidates: list[Id] | None = Field(
+        None,
+        description="rank only these item ids, a shortlist (ids the catalogue lacks are "
+        "skipped; 422 when it holds none of them)",
+    )
 
-    @field_validator("user", "history")
+    @field_validator("user", "history", "exclude_items", "candidates")
     @classmethod
     def _unicode_text(cls, value: Any, info: Any) -> Any:
         """JSON can escape a lone UTF-16 surrogate ("\\ud800"): no Unicode text, it could not
         be sent back (among ``unknown_items``) and the client would get a bare 500."""
         what = "user" if info.field_name == "user" else "history item"
+        if info.field_name in ("exclude_items", "candidates"):
+            what = f"{info.field_name} item"
         for id_ in value if isinstance(value, list) else [value]:
             if isinstance(id_, str) and not id_.isascii():
                 try:
@@ -263,6 +275,10 @@ def create_app(
     )
     async def recommend(request: request_model) -> RecommendResponse:  # type: ignore[valid-type]
         query = _query(predictor, request, max_history)
+        try:
+            query = predictor.rule_out(query, request.exclude_items, request.candidates)
+        except (TypeError, ValueError) as error:  # e.g. candidates the catalogue lacks all of
+            raise HTTPException(422, str(error)) from None
         result = await asyncio.wrap_future(batcher.submit(query, request.k))
         return RecommendResponse(
             items=result.items,
