@@ -8,7 +8,6 @@ matters for time-weighted models), with no retraining.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +31,9 @@ from recdiff.serving.recommendations import (
 from recdiff.serving.run_files import (
     check_items,
     check_model_name,
-    damaged,
     read_metrics,
-    read_npz,
     read_run_config,
+    read_user_rows,
     read_vocabulary,
 )
 
@@ -52,26 +50,6 @@ def _distinct_per_row(matrix: sp.csr_matrix) -> np.ndarray:
         matrix = matrix.copy()
         matrix.sum_duplicates()
     return np.diff(matrix.indptr)
-
-
-#: The users x items matrices of a row run's ``data/`` folder.
-NPZ_ROWS = ("inputs", "seen")
-
-
-def read_user_rows(run: Path, name: str, n_users: int, n_items: int) -> sp.csr_matrix:
-    """The users x items matrix ``data/NAME.npz`` of ``run``, checked against its vocabularies
-    (the items were checked against the model: a row count off names users.json too)."""
-    path = run / f"data/{name}.npz"
-    rows = read_npz(path, sp.load_npz).tocsr()
-    if rows.shape != (n_users, n_items):
-        files = [path] if rows.shape[1] != n_items else [run / "data/users.json", path]
-        raise damaged(
-            run,
-            f"holds a {rows.shape[0]} x {rows.shape[1]} matrix, but the run has {n_users} users "
-            f"(data/users.json) and {n_items} items",
-            *files,
-        )
-    return rows
 
 
 class Predictor(ExternalIds):
@@ -121,7 +99,9 @@ class Predictor(ExternalIds):
         users = read_vocabulary(run / "data/users.json")
         items = read_vocabulary(run / "data/items.json")
         check_items(run, model.n_items, len(items))
-        rows = {name: read_user_rows(run, name, len(users), len(items)) for name in NPZ_ROWS}
+        rows = {
+            name: read_user_rows(run, name, len(users), len(items)) for name in ("inputs", "seen")
+        }
         return cls(
             model,
             users,
@@ -220,17 +200,7 @@ class Predictor(ExternalIds):
             outside = np.ones(n_items, dtype=bool)
             outside[allowed] = False
             ruled |= outside
-        columns = np.flatnonzero(ruled)
-        rows = len(query)
-        ruled_out = sp.csr_matrix(
-            (
-                np.ones(rows * len(columns), dtype=np.float32),
-                np.tile(columns, rows),
-                np.arange(rows + 1, dtype=np.int64) * len(columns),
-            ),
-            shape=(rows, n_items),
-        )
-        return replace(query, ruled_out=ruled_out)
+        return query.ruling_out(np.flatnonzero(ruled), n_items)
 
     def check_k(self, k: int) -> None:
         if not is_integer(k):
@@ -314,9 +284,7 @@ class Predictor(ExternalIds):
         unknown = [q.unknown_items for q in queries for _ in range(len(q))]
         n_items = len(self.items)
         unseen = n_items - np.concatenate([_distinct_per_row(q.exclude) for q in queries])
-        allowed = n_items - np.concatenate(
-            [_distinct_per_row(q.never_returned()) for q in queries]
-        )
+        allowed = n_items - np.concatenate([_distinct_per_row(q.never_returned()) for q in queries])
         ruled = np.concatenate([np.full(len(q), q.ruled_out is not None) for q in queries])
         empty = np.concatenate([self.empty_inputs(q) for q in queries])
         results = []

@@ -4,9 +4,10 @@ personalised."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import scipy.sparse as sp
 
 from recdiff.eval.evaluator import as_binary_csr
@@ -109,6 +110,19 @@ class Query:
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
+
+    def ruling_out(self, items: np.ndarray, n_items: int) -> Query:
+        """This query with the item indices ``items`` ruled out for every row."""
+        rows = len(self)
+        ruled_out = sp.csr_matrix(
+            (
+                np.ones(rows * len(items), dtype=np.float32),
+                np.tile(items, rows),
+                np.arange(rows + 1, dtype=np.int64) * len(items),
+            ),
+            shape=(rows, n_items),
+        )
+        return replace(self, ruled_out=ruled_out)
 
     def never_returned(self) -> sp.csr_matrix:
         """``[rows, n_items]``: every item not to return, the seen and the ruled out."""

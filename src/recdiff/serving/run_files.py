@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import scipy.sparse as sp
 import yaml
 
 from recdiff.config.schema import SAVED_RUN, RunConfig
@@ -24,6 +25,7 @@ __all__ = [
     "read_metrics",
     "read_npz",
     "read_run_config",
+    "read_user_rows",
     "read_vocabulary",
     "unfinished_run",
     "with_name",
@@ -146,3 +148,19 @@ def check_model_name(run: Path, model_name: str, config_name: str) -> None:
             f"holds a {model_name} model, but config.yaml trains a {config_name} (model.name)",
             run / "model/config.json",
         )
+
+
+def read_user_rows(run: Path, name: str, n_users: int, n_items: int) -> sp.csr_matrix:
+    """The users x items matrix ``data/NAME.npz`` of ``run``, checked against its vocabularies
+    (the items were checked against the model: a row count off names users.json too)."""
+    path = run / f"data/{name}.npz"
+    rows = read_npz(path, sp.load_npz).tocsr()
+    if rows.shape != (n_users, n_items):
+        files = [path] if rows.shape[1] != n_items else [run / "data/users.json", path]
+        raise damaged(
+            run,
+            f"holds a {rows.shape[0]} x {rows.shape[1]} matrix, but the run has {n_users} users "
+            f"(data/users.json) and {n_items} items",
+            *files,
+        )
+    return rows

@@ -25,7 +25,7 @@ from recdiff.models.base import SavedModel
 from recdiff.models.sequential import SequentialRecommender, seen_matrix
 from recdiff.retrieval import ItemIndex
 from recdiff.serving.ids import as_python
-from recdiff.serving.predictor import Predictor, read_user_rows
+from recdiff.serving.predictor import Predictor
 from recdiff.serving.recommendations import Query
 from recdiff.serving.run_files import (
     check_items,
@@ -34,6 +34,7 @@ from recdiff.serving.run_files import (
     read_metrics,
     read_npz,
     read_run_config,
+    read_user_rows,
     read_vocabulary,
 )
 
