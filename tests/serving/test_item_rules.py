@@ -106,3 +106,23 @@ def test_http_takes_both_rules(run_dir, predictor, serve_app):
         assert "none of the 1 candidates" in refused.json()["detail"]
         refused = http.post("/recommend", json={"user": 3, "candidates": [True]})
         assert refused.status_code == 422
+
+
+def test_export_applies_both_rules_to_every_user(run_dir, predictor, tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "recs.csv"
+    args = ["export", str(run_dir), "--out", str(out), "--users", "3,4", "-k", "3", "--quiet"]
+    mine = [_everything(predictor, user=u) for u in (3, 4)]
+    shortlist = sorted({*mine[0][5:9], *mine[1][5:9]})
+    gone = [mine[0][5], mine[1][6]]
+    rules = ["--candidates", ",".join(map(str, shortlist))]
+    rules += ["--exclude-items", ",".join(map(str, gone))]
+    result = runner.invoke(cli, [*args, *rules])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(out)
+    for user, ranking in zip((3, 4), mine, strict=True):
+        expected = [i for i in ranking if i in shortlist and i not in gone][:3]
+        assert table[table.user == user].sort_values("rank").item.tolist() == expected
+    refused = runner.invoke(cli, [*args, "--candidates", "x"])
+    assert refused.exit_code == 2 and "none of the 1 candidates" in refused.output

@@ -9,7 +9,13 @@ from typing import Annotated, NoReturn
 import typer
 
 from recdiff.cli.errors import check_device, fail, stopped, user_errors
-from recdiff.cli.options import SetOption, top_k_option
+from recdiff.cli.options import (
+    CandidatesOption,
+    ExcludeItemsOption,
+    SetOption,
+    item_rules,
+    top_k_option,
+)
 from recdiff.cli.serve import IndexKind, IndexOption, load_with_index
 from recdiff.config import ConfigError, list_presets, load_config
 
@@ -218,20 +224,8 @@ def recommend(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     index: IndexOption = IndexKind.exact,
-    exclude_items: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated item ids never to return, e.g. out of stock (ids the "
-            "catalogue lacks are skipped)."
-        ),
-    ] = None,
-    candidates: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated item ids: rank only these, a shortlist (ids the catalogue "
-            "lacks are skipped)."
-        ),
-    ] = None,
+    exclude_items: ExcludeItemsOption = None,
+    candidates: CandidatesOption = None,
 ) -> None:
     """Top-k items for a known user (--user) or a new user's history (--history).
 
@@ -244,12 +238,8 @@ def recommend(
     if (user is None) == (history is None):
         fail("give exactly one of --user ID or --history ITEM,ITEM,...")
     seen_remedy = "pass --include-seen"
-    lists = {"exclude_items": exclude_items, "candidates": candidates}
     with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
-        rules = {
-            name: None if text is None else split_id_list(text, f"--{name.replace('_', '-')}")
-            for name, text in lists.items()
-        }
+        rules = item_rules(exclude_items, candidates)
         predictor = load_with_index(run, index)
         if user is not None:
             try:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from recdiff.cli.errors import fail, stopped, user_errors
-from recdiff.cli.options import top_k_option
+from recdiff.cli.options import CandidatesOption, ExcludeItemsOption, item_rules, top_k_option
 
 __all__ = ["register"]
 
@@ -73,6 +73,8 @@ def export(
     ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     index: IndexOption = IndexKind.exact,
+    exclude_items: ExcludeItemsOption = None,
+    candidates: CandidatesOption = None,
 ) -> None:
     """Write the top-k items of every (or each listed) user: columns user, rank, item, score."""
     from recdiff.data.errors import UnknownIdError
@@ -91,6 +93,7 @@ def export(
                     batch_size=batch_size,
                     exclude_seen=not include_seen,
                     progress=not quiet,
+                    **item_rules(exclude_items, candidates),
                 )
             except UnknownIdError as error:  # checked before a file is opened
                 raise ValueError(

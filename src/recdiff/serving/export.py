@@ -103,13 +103,16 @@ def export_recommendations(
     batch_size: int = 1024,
     exclude_seen: bool = True,
     progress: bool = True,
+    exclude_items: Sequence[Any] | None = None,
+    candidates: Sequence[Any] | None = None,
 ) -> ExportResult:
     """Write the top ``k`` items of every known user (or of ``users``, external ids) to ``out``.
 
     The format follows the suffix (``.parquet`` or ``.csv``). ``k`` defaults to 20, or the
     catalogue's size when it holds fewer. Unknown user ids raise before anything is written; so
     do a ``k`` given outside 1..n_items and a run without user ids (DreamRec's example files).
-    Duplicate ids are exported once.
+    Duplicate ids are exported once. ``exclude_items`` and ``candidates`` rule items out of
+    every user's list, as :meth:`Predictor.rule_out` says.
     """
     from recdiff.progress import progress_bar
 
@@ -135,6 +138,7 @@ def export_recommendations(
     if len(ids) == 0:
         raise ValueError("no users to export: give at least one user id")
     predictor.user_rows(ids)  # every id is checked before a file is opened
+    predictor.rule_out(predictor.query_users(ids[:1], exclude_seen), exclude_items, candidates)
     written = 0
     with atomic_path(out) as tmp, _TableWriter(tmp, kind) as writer:
         bar = progress_bar(total=len(ids), show=progress, unit="user", desc="export")
@@ -142,6 +146,7 @@ def export_recommendations(
             for start in range(0, len(ids), batch_size):
                 batch = ids[start : start + batch_size]
                 query = predictor.query_users(batch, exclude_seen)
+                query = predictor.rule_out(query, exclude_items, candidates)
                 items, scores = predictor.top_k([query], k)
                 written += writer.write(_table(predictor, batch, items, scores))
                 bar.update(len(batch))
