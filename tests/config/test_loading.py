@@ -399,3 +399,20 @@ def test_an_unknown_model_key_lists_the_models_own_settings():
     line = str(caught.value).splitlines()[1]
     assert line.startswith("  model.block: unknown key; did you mean 'blocks'?")
     assert "name" in line.partition("takes: ")[2].rstrip(")").split(", ")
+
+
+def test_a_mapping_override_merges_into_its_section():
+    """``--set model.diffusion={steps: 5}`` changes the steps only: it used to replace the
+    section, so the preset's noise settings silently fell back to the defaults."""
+    preset = load_config("demo-diffrec")
+    merged = load_config("demo-diffrec", ["model.diffusion={steps: 5}"])
+    assert merged.model.params()["diffusion"]["steps"] == 5
+    for key in ("noise_scale", "noise_min", "noise_max"):
+        assert merged.model.params()["diffusion"][key] == preset.model.params()["diffusion"][key]
+    assert merged == load_config("demo-diffrec", ["model.diffusion.steps=5"])
+    # nested mappings merge at every depth; null first replaces the whole section
+    assert load_config("demo-diffrec", ["model={diffusion: {steps: 5}}"]) == merged
+    replaced = load_config("demo-diffrec", ["model.diffusion=null", "model.diffusion={steps: 5}"])
+    assert replaced.model.params()["diffusion"] == {"steps": 5}
+    with pytest.raises(ConfigError, match="stepz: unknown key"):
+        load_config("demo-diffrec", ["model.diffusion={stepz: 5}"])

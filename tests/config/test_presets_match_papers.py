@@ -318,7 +318,13 @@ def test_set_values_may_hold_equals_signs_colons_lists_and_mappings():
         ["name=a=b:c", "eval.ks=[5, 10, 20]", "model.diffusion={steps: 7, noise_scale: 0.2}"],
     )
     assert config.name == "a=b:c" and config.eval.ks == [5, 10, 20]
-    assert config.model.params()["diffusion"] == {"steps": 7, "noise_scale": 0.2}
+    # merged into the preset's section: its noise_min and noise_max stay
+    assert config.model.params()["diffusion"] == {
+        "steps": 7,
+        "noise_scale": 0.2,
+        "noise_min": 0.005,
+        "noise_max": 0.01,
+    }
 
 
 def test_a_key_set_twice_on_the_command_line_takes_the_last_value():

@@ -185,7 +185,8 @@ def test_keys_that_fit_no_config_are_caught_before_the_search():
 def test_fractions_resolve_against_model_defaults_when_the_config_omits_them():
     from recdiff.experiments.trials import lookup_view
 
-    config = load_config("demo-diffrec", ["model.diffusion={noise_scale: 0.01}"])  # no steps
+    # null first: the preset's diffusion section goes, with its steps
+    config = load_config("demo-diffrec", ["model.diffusion=null", "model.diffusion={noise_scale: 0.01}"])
     space = SearchSpace.from_dict(
         {
             "model.diffusion.inference_noise_steps": {

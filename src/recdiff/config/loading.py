@@ -93,7 +93,9 @@ def _raw_config(preset_or_path: str) -> dict[str, Any]:
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict, in place; a later
-    entry wins over an earlier one, and a mapping value replaces the whole section."""
+    entry wins over an earlier one. A mapping value is merged into the section it names, key by
+    key (``model.diffusion={steps: 5}`` is ``model.diffusion.steps=5``: the section's other
+    settings stay); to replace a whole section, set it to null first."""
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -112,8 +114,17 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {part!r} is a value, not a section")
             node = child
-        node[leaf] = _read_value(text, item)
+        _merge_into(node, leaf, _read_value(text, item))
     return config
+
+
+def _merge_into(node: dict[str, Any], key: str, value: Any) -> None:
+    """``node[key] = value``, but a mapping into a mapping key by key, at every depth."""
+    if isinstance(value, dict) and isinstance(node.get(key), dict):
+        for inner, inner_value in value.items():
+            _merge_into(node[key], inner, inner_value)
+        return
+    node[key] = value
 
 
 def _read_value(text: str, item: str) -> Any:
