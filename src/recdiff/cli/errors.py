@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from recdiff.config.problems import validation_problems
 from recdiff.config.schema import RunConfig
 
-__all__ = ["check_device", "fail", "stopped", "user_errors"]
+__all__ = ["check_device", "check_extras", "fail", "stopped", "user_errors"]
 
 #: What a user can do about a run folder whose files cannot be read.
 _DAMAGED = "looks damaged: re-train the run or restore the folder from a backup"
@@ -108,6 +108,18 @@ def check_device(device: str, fix: str = "use --set train.device=cpu") -> None:
         fail(f"train.device {device!r}: recdiff cannot train on {kind.type}; use cpu or cuda")
     if not available():
         fail(f"train.device is {device!r}, but torch sees no {kind.type} device here: {fix}")
+
+
+def check_extras(config: RunConfig) -> None:
+    """Fail before training when a setting needs an optional package that is not installed
+    (``train.tensorboard``: the tensorboard extra), rather than with a traceback as it starts."""
+    if config.train.tensorboard:
+        from recdiff.train.tensorboard import summary_writer
+
+        try:
+            summary_writer()
+        except ImportError as error:
+            fail(str(error))
 
 
 # ----------------------------------------------------------------------------- files and folders

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from recdiff.atomic import sigterm_unwinds
-from recdiff.cli.errors import check_device, fail, stopped, user_errors
+from recdiff.cli.errors import check_device, check_extras, fail, stopped, user_errors
 from recdiff.cli.options import SetOption
 from recdiff.config import ConfigError, load_config
 
@@ -60,6 +60,7 @@ def tune(
     --trials extends it).
     """
     from recdiff.experiments.space import load_space
+    from recdiff.experiments.tune import import_optuna
     from recdiff.experiments.tune import tune as run_search
     from recdiff.experiments.tune_outputs import finished_trials
 
@@ -68,6 +69,8 @@ def tune(
         with sigterm_unwinds(), user_errors(ConfigError, FileNotFoundError, ValueError):
             base = load_config(config, sets)
             check_device(base.train.device)
+            check_extras(base)
+            import_optuna()  # without the tune extra: fail before announcing a study
             metric = metric or f"valid/{base.train.metric}"
             search_space = load_space(space)
             folder = out or Path("tuning") / base.name
@@ -200,6 +203,7 @@ def experiment(
             loaded = [load_config(c, overrides_for(c, overrides or [], configs)) for c in configs]
             for run_config in loaded:
                 check_device(run_config.train.device)
+                check_extras(run_config)
             labels = [label for label, _ in label_configs(loaded)]
             folder = out or Path("experiments") / "_".join(labels)[:100]
             result = run_experiment(

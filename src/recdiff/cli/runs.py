@@ -8,7 +8,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from recdiff.cli.errors import check_device, fail, stopped, user_errors
+from recdiff.cli.errors import check_device, check_extras, fail, stopped, user_errors
 from recdiff.cli.options import (
     CandidatesOption,
     ExcludeItemsOption,
@@ -69,6 +69,7 @@ def train(
         with user_errors(ConfigError, FileNotFoundError, ValueError):
             run_config = load_config(config, overrides or [])
             check_device(run_config.train.device)
+            check_extras(run_config)
             result = run_training(run_config, runs_dir, progress=not quiet)
     except (KeyboardInterrupt, SystemExit) as stop:
         every = run_config.train.checkpoint_every if run_config is not None else None
@@ -103,10 +104,12 @@ def resume(
     try:
         with user_errors(ConfigError, FileNotFoundError, ValueError):
             _, work = resumable_run(run)
+            run_config = load_config(str(work / "config.yaml"))
             check_device(
-                load_config(str(work / "config.yaml")).train.device,
+                run_config.train.device,
                 fix="resume it on a machine that has it (the run keeps the device it started on)",
             )
+            check_extras(run_config)
             result = resume_training(run, progress=not quiet)
     except (KeyboardInterrupt, SystemExit) as stop:
         _stopped_run(stop, f"the run was not resumed; resume it with: recdiff resume {run}")
@@ -320,6 +323,7 @@ def reproduce(
             with user_errors(ConfigError, FileNotFoundError, ValueError):
                 config = load_config(preset, [*(overrides or []), f"train.seed={seed}"])
                 check_device(config.train.device)
+                check_extras(config)
             result = _seed_run(config, runs_dir, quiet, f"seed {seed} of {seeds}", done)
         except (KeyboardInterrupt, SystemExit) as stop:
             stopped(stop, f"{done} (in {runs_dir})", during=f" during seed {seed}")

@@ -152,8 +152,11 @@ def serve(
         import uvicorn
 
         from recdiff.serving.service import create_app
-    except ImportError as error:
-        fail(f"{error}; `recdiff serve` needs the serve extra: pip install 'recdiff[serve]'")
+    except ImportError as error:  # the service's own message names the extra too: say it once
+        fail(
+            f"{error.__cause__ or error}; `recdiff serve` needs the serve extra: "
+            "pip install 'recdiff[serve]'"
+        )
     if threads is not None:
         import torch
 

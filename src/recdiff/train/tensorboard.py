@@ -15,23 +15,29 @@ from typing import Any
 
 from recdiff.train.curves import read_sweep
 
-__all__ = ["TensorBoardLog"]
+__all__ = ["TensorBoardLog", "summary_writer"]
 
 _NOT_SCALARS = ("event", "epoch", "stage")
+
+
+def summary_writer() -> type:
+    """torch's ``SummaryWriter`` class; an ImportError naming the extra when it cannot load
+    (the command line checks this before training, so a run fails before it starts)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:  # torch imports it lazily; the package is the optional extra
+        raise ImportError(
+            "train.tensorboard needs the tensorboard package: pip install 'recdiff[tensorboard]'"
+            " (or set train.tensorboard=false)"
+        ) from exc
+    return SummaryWriter
 
 
 class TensorBoardLog:
     """An event listener that writes scalars with torch's ``SummaryWriter``."""
 
     def __init__(self, folder: str | Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:  # torch imports it lazily; the package is the optional extra
-            raise ImportError(
-                "train.tensorboard needs the tensorboard package: pip install 'recdiff[tensorboard]'"
-                " (or set train.tensorboard=false)"
-            ) from exc
-        self.writer = SummaryWriter(log_dir=str(folder))
+        self.writer = summary_writer()(log_dir=str(folder))
 
     def __call__(self, record: dict[str, Any]) -> None:
         if record.get("event") == "select":
