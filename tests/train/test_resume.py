@@ -356,13 +356,13 @@ from recdiff.train import checkpoint
 
 writes, save = [], checkpoint.torch.save
 
-def killed_half_way(checkpoint, path):
-    writes.append(path)
+def killed_half_way(checkpoint, fh):  # the open temporary file
+    writes.append(fh)
     if len(writes) == 2:
-        with open(path, "wb") as fh:
-            fh.write(b"PK half a checkpoint")
+        fh.write(b"PK half a checkpoint")
+        fh.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-    save(checkpoint, path)
+    save(checkpoint, fh)
 
 checkpoint.torch.save = killed_half_way
 app(sys.argv[1:])

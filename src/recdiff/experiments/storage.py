@@ -28,6 +28,7 @@ __all__ = [
     "fail_stale_trials",
     "import_optuna",
     "open_study",
+    "study_write_error",
 ]
 
 STUDY_NAME = "recdiff-tune"
@@ -93,6 +94,9 @@ def open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, w
             load_if_exists=True,
         )
     except DatabaseError as error:  # e.g. another file saved as study.db
+        unwritable = study_write_error(path, error)
+        if unwritable is not None:
+            raise unwritable from None
         raise TuneError(
             f"{path}: cannot be opened as the search's study ({getattr(error, 'orig', error)}); "
             "if it is not the study.db of a `recdiff tune` run, move it away or pass another "
@@ -121,6 +125,32 @@ def open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, w
         else optuna.pruners.NopPruner()
     )
     return study
+
+
+# SQLite's result codes (sqlite3 names them from Python 3.11 on): what a full disk and a
+# read-only study (or file system) return, and what each asks of the user.
+_SQLITE_FULL, _SQLITE_READONLY = 13, 8
+_WRITE_FIXES = {
+    _SQLITE_FULL: "free some space, or pass another --out",
+    _SQLITE_READONLY: "make it writable, or pass another --out",
+}
+
+
+def study_write_error(path: Path, error: BaseException) -> TuneError | None:
+    """The error to raise when ``error`` is SQLite failing to write the study at ``path`` for
+    want of space or permission, which Optuna words as "invalid data in the commit" (the
+    SQLite error is in its chain); None for any other error."""
+    import sqlite3
+
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        code = getattr(cause, "sqlite_errorcode", None)
+        if isinstance(cause, sqlite3.Error) and code in _WRITE_FIXES:
+            return TuneError(f"cannot write the study {path} ({cause}): {_WRITE_FIXES[code]}")
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _changes(stored: Any, given: Any, key: str) -> list[str]:

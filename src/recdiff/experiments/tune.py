@@ -295,6 +295,11 @@ def tune(
             raise
         finally:  # also when a trial raised (no after_trial then): trials.csv shows it FAIL
             write_outputs(study, space, search.base, name, out, command)
+    except Exception as error:
+        unwritable = storage.study_write_error(out / "study.db", error)
+        if unwritable is None:
+            raise
+        raise unwritable from None
     finally:
         optuna.logging.set_verbosity(verbosity)
     result = search_result(study, space, search.base, name, out)

@@ -163,8 +163,17 @@ class Checkpoints:
             "progress": progress,
         }
         assert self.path is not None
-        with atomic_path(self.path) as tmp:
-            torch.save(checkpoint, tmp)
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+            try:
+                torch.save(checkpoint, fh)
+            except RuntimeError as error:
+                # torch words a failed write (a full disk) as its own RuntimeError, the file's
+                # OSError only its context (given a path, not even that): raise the OSError,
+                # which says what went wrong and where.
+                cause = error.__context__
+                if not isinstance(cause, OSError):
+                    raise
+                raise OSError(cause.errno, cause.strerror, str(self.path)) from error
 
 
 def run_settings(config: Any) -> dict[str, Any]:

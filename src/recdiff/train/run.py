@@ -126,7 +126,11 @@ def run_training(
     with failure_is_final():  # under torchrun, a failed rank 0 exits and stops the others
         final = reserve(Path(runs_dir), config.name)
         work = unfinished(final)
-        work.mkdir()
+        try:
+            work.mkdir()
+        except BaseException:  # no inode or quota left, say: the reserved name goes too
+            remove_unfinished(final)
+            raise
         return _train_into(config, final, work, on_event, resume=False)
 
 

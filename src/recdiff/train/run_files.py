@@ -62,7 +62,9 @@ class EventLog:
         self.listener = listener
         self.records: list[dict[str, Any]] = []
         if resume and path.exists():  # the records of the run being resumed
-            lines = path.read_text(encoding="utf-8").splitlines()
+            # What follows the last newline is a record whose write was cut short (a full disk,
+            # SIGKILL): logged after the last checkpoint, it is one truncate() drops anyway.
+            lines = path.read_text(encoding="utf-8").split("\n")[:-1]
             self.records = [json.loads(line) for line in lines if line.strip()]
         self.tensorboard = None
         if tensorboard:
