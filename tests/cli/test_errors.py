@@ -235,6 +235,11 @@ def test_a_full_or_read_only_disk_is_said_as_such(tmp_path):
     )
     assert describe(quota).startswith("cannot write the model weights (Disk quota exceeded (os")
     assert describe(OSError(5, "Input/output error")) is None  # not the user's to fix
+    # where writing elsewhere is no remedy (resume writes into its run), what to do instead
+    again = "resume it again: recdiff resume R"
+    assert describe(full, retry=again).endswith("device): free some space, then " + again)
+    assert describe(read_only, retry=again).endswith("system): make the folder writable, then " + again)
+    assert describe(weights, retry=again).endswith("(os error 28)): free some space, then " + again)
 
 
 def test_warnings_read_as_advice_not_as_python_source(tmp_path):

@@ -49,20 +49,27 @@ def stopped(stop: KeyboardInterrupt | SystemExit, after: str, during: str = "") 
 
 
 @contextmanager
-def user_errors(*expected: type[Exception], run: Path | None = None) -> Iterator[None]:
+def user_errors(
+    *expected: type[Exception], run: Path | None = None, retry: str | None = None
+) -> Iterator[None]:
     """Fail with one line on path mistakes, on a damaged ``run`` folder (files named) and on the
-    ``expected`` exception types (their message is the error); re-raise everything else."""
+    ``expected`` exception types (their message is the error); re-raise everything else.
+    ``retry`` is what to do once a full or read-only disk is fixed, where writing elsewhere is
+    no remedy (resuming a run in place); by default the message says to write elsewhere."""
     try:
         yield
     except Exception as error:
-        message = describe(error, expected, run)
+        message = describe(error, expected, run, retry)
         if message is None:
             raise
         fail(message)
 
 
 def describe(
-    error: Exception, expected: tuple[type[Exception], ...] = (), run: Path | None = None
+    error: Exception,
+    expected: tuple[type[Exception], ...] = (),
+    run: Path | None = None,
+    retry: str | None = None,
 ) -> str | None:
     """The one-line message for ``error``, or None when it is not a user's mistake."""
     if run is not None:
@@ -74,7 +81,7 @@ def describe(
         message = _path_problem(error)
         if message is not None:
             return message
-    full = _storage_problem(error)
+    full = _storage_problem(error, retry)
     if full is not None:
         return full
     if isinstance(error, expected):
@@ -151,24 +158,24 @@ def _path_problem(error: OSError) -> str | None:
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
-def _storage_problem(error: Exception) -> str | None:
+def _storage_problem(error: Exception, retry: str | None = None) -> str | None:
     """A full or read-only disk while writing, said as such (safetensors reports a full disk
-    in its own error's text)."""
+    in its own error's text); ``retry`` as for :func:`user_errors`."""
     from safetensors import SafetensorError
 
+    elsewhere = "write to another folder (--runs-dir, --out)"
     if isinstance(error, OSError) and error.errno in _STORAGE_ERRNOS:
         where = f" {os.fsdecode(error.filename)}" if error.filename is not None else ""
-        fix = "write" if error.errno == errno.EROFS else "free some space, or write"
-        return (
-            f"cannot write{where} ({error.strerror}): {fix} to another folder (--runs-dir, --out)"
-        )
+        if retry is not None:
+            fix = "make the folder writable" if error.errno == errno.EROFS else "free some space"
+            return f"cannot write{where} ({error.strerror}): {fix}, then {retry}"
+        fix = elsewhere if error.errno == errno.EROFS else f"free some space, or {elsewhere}"
+        return f"cannot write{where} ({error.strerror}): {fix}"
     if isinstance(error, SafetensorError) and any(
         f"(os error {code})" in str(error) for code in _STORAGE_ERRNOS
     ):
-        return (
-            f"cannot write the model weights ({str(error).rsplit(': ', 1)[-1]}): free some "
-            "space, or write to another folder (--runs-dir, --out)"
-        )
+        fix = f"free some space, then {retry}" if retry else f"free some space, or {elsewhere}"
+        return f"cannot write the model weights ({str(error).rsplit(': ', 1)[-1]}): {fix}"
     return None
 
 

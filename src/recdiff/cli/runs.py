@@ -102,7 +102,8 @@ def resume(
     from recdiff.train.run import resume_training
 
     try:
-        with user_errors(ConfigError, FileNotFoundError, ValueError):
+        again = f"resume it again: recdiff resume {run}"
+        with user_errors(ConfigError, FileNotFoundError, ValueError, retry=again):
             _, work = resumable_run(run)
             run_config = load_config(str(work / "config.yaml"))
             check_device(
