@@ -119,3 +119,23 @@ def test_a_name_at_the_length_limit_still_gets_a_temporary_that_fits(tmp_path, n
     atomic_write_text(target, "rows")
     assert target.read_text() == "rows"
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_an_error_on_the_temporary_names_the_target(tmp_path):
+    """A user knows the file they asked for, not ``.NAME.<hex>.tmp``: an OSError about the
+    temporary, or a full disk that names no file (a write through a handle), names the target;
+    other errors pass unchanged."""
+    import errno
+
+    target = tmp_path / "metrics.json"
+    with pytest.raises(PermissionError) as denied, atomic_path(target) as tmp:
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp))
+    assert denied.value.filename == str(target) and denied.value.errno == errno.EACCES
+    with pytest.raises(OSError) as full, atomic_path(target):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a failed flush says it
+    assert full.value.filename == str(target) and full.value.errno == errno.ENOSPC
+    other = tmp_path / "elsewhere"
+    with pytest.raises(FileNotFoundError) as missing, atomic_path(target):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(other))
+    assert missing.value.filename == str(other)
+    assert list(tmp_path.iterdir()) == []

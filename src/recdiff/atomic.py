@@ -10,6 +10,7 @@ temporary file; only a signal that cannot be handled (SIGKILL) or a power cut ca
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import signal
@@ -40,11 +41,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
                     tmp = None
             yield tmp
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as error:
             if tmp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+            if isinstance(error, OSError) and _about_the_temporary(error, tmp):
+                # the user knows the file they asked for, not its hidden temporary name
+                raise OSError(error.errno, error.strerror, os.fspath(target)) from error
             raise
+
+
+def _about_the_temporary(error: OSError, tmp: Path | None) -> bool:
+    """Whether ``error`` is the temporary file's: it names it, or it is a full disk that names
+    no file (a write or close through a handle names none)."""
+    if error.filename is None:
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return tmp is not None and os.fspath(error.filename) == os.fspath(tmp)
 
 
 # Bytes of the target's name that fit in a temporary name: 255 less ".", ".<16 hex>" and ".tmp".
