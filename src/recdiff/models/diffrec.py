@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from recdiff.diffusion import (
     DDPMSampler,
+    EachRowAlone,
     GaussianDiffusion,
     LossAwareSampler,
     NoiseSchedule,
@@ -239,9 +240,10 @@ class DiffRec(Recommender):
         """Reverse-process reconstruction of each history (higher = more likely next).
 
         Rows' values are kept (time weights stay weights). ``generator`` draws the noise of
-        ``inference_noise_steps`` T' > 0 (T' = 0, the default, draws none: scores are then
-        deterministic); a sequence of one generator per row makes each row's scores those it
-        would get scored alone."""
+        ``inference_noise_steps`` T' > 0 (T' = 0, the default, draws none); a sequence of one
+        generator per row makes each row's scores those it would get scored alone. Without one,
+        every row draws what it would draw alone from a generator seeded by ``train.seed``: the
+        scores are then a function of the history, whatever the batch and the call."""
         history = self._check_history(history)
         x0 = torch.from_numpy(history.toarray().astype(np.float32, copy=False)).to(self.device)
         return self.reconstruct(x0, generator)
@@ -281,6 +283,12 @@ class DiffRec(Recommender):
 
     def _denoise(self, x0: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         process = self._process_on(x0.device)
+        if generator is None:
+            # Not torch's global generator: a run's validation would take draws from the
+            # training's stream (what is trained would depend on train.eval_every), and its
+            # metrics on eval.batch_size and on what ran before (`recdiff evaluate` would not
+            # reproduce them). On the CPU, so a run reloaded there draws as it did on a GPU.
+            generator = EachRowAlone(torch.Generator().manual_seed(self.training.seed))
         x_t = noise_to(process, x0, self.config.diffusion.inference_noise_steps, generator)
         steps = process.num_steps
         if self.config.chain_inference and self.denoiser.chain_saves_work(x_t.shape[0], steps):
