@@ -11,9 +11,10 @@ them (``"test_users"``) or count them as 0 (``"all_users"``, the DiffRec paper's
 Coverage is computed over the lists of the evaluated users.
 
 Large catalogues: only ``batch_size`` users are scored at a time (the score function gets a CSR
-slice of the inputs, never the whole matrix), and ``item_chunk`` also splits the ranking over
-items, so memory stays about ``batch_size x n_items`` scores plus ``batch_size x item_chunk`` of
-ranking temporaries. (EASE's item x item weight matrix is its model, not evaluation memory.)
+slice of the inputs, never the whole matrix), and ``item_chunk`` (8,192 unless given) also splits
+the ranking over items, so memory stays about ``batch_size x n_items`` scores plus
+``batch_size x item_chunk`` of ranking temporaries. (EASE's item x item weight matrix is its
+model, not evaluation memory.)
 
 Held-out items that are also excluded can never be hit, yet they still count as relevant (in
 recall's denominator and NDCG's ideal list), as DiffRec's code counts every test item; the usual
@@ -47,7 +48,7 @@ from recdiff.eval.metrics import (
     metric_names,
     per_user_metrics,
 )
-from recdiff.eval.ranking import ScoreBlock, as_score_tensor, topk_items
+from recdiff.eval.ranking import ITEM_CHUNK, ScoreBlock, as_score_tensor, topk_items
 
 DEFAULT_METRICS: tuple[str, ...] = ("recall", "ndcg")
 
@@ -184,7 +185,7 @@ class RankingAccumulator:
         exclude: sp.csr_matrix | None,
         ks: Sequence[int],
         metrics: Iterable[str],
-        item_chunk: int | None = None,
+        item_chunk: int | None = ITEM_CHUNK,
     ) -> None:
         self.item_chunk = item_chunk
         self.truth = as_binary_csr(truth, "truth")
@@ -249,7 +250,7 @@ def _run(
     batch_size: int,
     averaging: Averaging,
     users: np.ndarray | None,
-    item_chunk: int | None = None,
+    item_chunk: int | None = ITEM_CHUNK,
 ) -> EvalResult:
     """Shared loop: ``scores_for(user_indices) -> [len(users), n_items]`` scores."""
     ks = check_options(ks, averaging, batch_size)
@@ -279,7 +280,7 @@ def evaluate(
     batch_size: int = 1024,
     averaging: Averaging = "test_users",
     users: np.ndarray | None = None,
-    item_chunk: int | None = None,
+    item_chunk: int | None = ITEM_CHUNK,
 ) -> EvalResult:
     """Evaluate a recommender by full ranking over all items.
 
@@ -296,8 +297,8 @@ def evaluate(
         averaging: ``"test_users"`` (skip users without held-out items) or ``"all_users"``
             (count them as 0, for parity with published numbers).
         users: optional subset of user rows to evaluate (e.g. a sample for quick validation).
-        item_chunk: rank at most this many items at a time (see :func:`topk_items`); for very
-            wide catalogues. None ranks each block whole.
+        item_chunk: rank at most this many items at a time (see :func:`topk_items`), so the
+            ranking's temporaries stay ``batch_size x item_chunk``. None ranks each block whole.
     """
     if not sp.issparse(inputs):
         raise TypeError(f"inputs must be a scipy sparse matrix, got {type(inputs).__name__}")
@@ -329,7 +330,7 @@ def evaluate_scores(
     batch_size: int = 2048,
     averaging: Averaging = "test_users",
     users: np.ndarray | None = None,
-    item_chunk: int | None = None,
+    item_chunk: int | None = ITEM_CHUNK,
 ) -> EvalResult:
     """Evaluate precomputed scores: a dense ``[n_users, n_items]`` array/tensor, or a callable
     mapping an int64 array of user rows to their ``[len(rows), n_items]`` scores.

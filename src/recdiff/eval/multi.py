@@ -20,7 +20,7 @@ from recdiff.eval.evaluator import (
 )
 from recdiff.eval.metrics import Averaging
 from recdiff.eval.protocol import EvalTask
-from recdiff.eval.ranking import ScoreBlock
+from recdiff.eval.ranking import ITEM_CHUNK, ScoreBlock
 from recdiff.progress import progress_bar
 
 __all__ = ["evaluate_many"]
@@ -35,7 +35,7 @@ def evaluate_many(
     batch_size: int = 1024,
     averaging: Averaging = "test_users",
     progress: bool = False,
-    item_chunk: int | None = None,
+    item_chunk: int | None = ITEM_CHUNK,
 ) -> dict[str, EvalResult]:
     """Evaluate every task from one scoring of ``inputs``; all tasks must use these inputs.
 

@@ -26,7 +26,7 @@ from recdiff.data.batches import WindowedExamples
 from recdiff.data.vocab import integer_indices
 from recdiff.eval.evaluator import EvalResult, RankingAccumulator, check_options
 from recdiff.eval.metrics import Averaging
-from recdiff.eval.ranking import ScoreBlock
+from recdiff.eval.ranking import ITEM_CHUNK, ScoreBlock
 from recdiff.progress import progress_bar
 
 __all__ = [
@@ -39,12 +39,6 @@ __all__ = [
 
 #: ``score(history [b, L] int64, lengths [b] int64) -> [b, n_items]`` scores.
 NextItemScorer = Callable[[torch.Tensor, torch.Tensor], ScoreBlock]
-
-#: Items ranked at a time (see :func:`~recdiff.eval.ranking.topk_items`): the same metrics, with
-#: the ranking's temporaries ``batch x ITEM_CHUNK`` rather than a few times the score block. At
-#: 4,096 examples x 100,000 items (a 1.6 GB block), evaluation peaks at 2.3 GB instead of 5.5
-#: (7.1 with ``exclude_history``), and ranks faster.
-ITEM_CHUNK = 8192
 
 
 def target_matrix(targets: np.ndarray, n_items: int) -> sp.csr_matrix:

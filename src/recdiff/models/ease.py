@@ -31,6 +31,7 @@ import torch
 
 from recdiff.eval.evaluator import as_binary_csr
 from recdiff.eval.protocol import EvalTask
+from recdiff.memory import require_memory
 from recdiff.models.base import Recommender, WeightsMismatch, check_train
 
 DEFAULT_LAMBDA_GRID: tuple[float, ...] = (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0, 5000.0)
@@ -48,6 +49,27 @@ class EASEConfig:
             raise ValueError(
                 f"l2_lambda must be positive (it keeps G + λI invertible), got {self.l2_lambda}"
             )
+
+
+#: Bytes per pair of items at the peak of a fit: the float64 Gram matrix, its float64 working
+#: copy and the float32 weights (see :func:`ease_weights`); choosing lambda on validation also
+#: keeps the best weights so far (float32).
+FIT_BYTES_PER_PAIR = 20
+SELECT_BYTES_PER_PAIR = 24
+
+
+def check_ease_memory(n_items: int, bytes_per_pair: int = FIT_BYTES_PER_PAIR) -> None:
+    """Refuse, before the Gram matrix is built, a catalogue whose dense items x items matrices
+    do not fit in the memory available (300,000 items need 1.8 TB): the allocation would fail
+    after minutes of work, or the OOM killer end the process without a word."""
+    require_memory(
+        bytes_per_pair * n_items**2,
+        f"EASE on {n_items:,} items (dense items x items matrices, {bytes_per_pair} bytes per "
+        "pair of items)",
+        "keep fewer items (data.k_core=K drops users and items with fewer than K interactions; "
+        "or filter rare items out of the data) or choose a model without an items x items "
+        "matrix (multvae, ldiffrec, popularity)",
+    )
 
 
 def gram_matrix(train: sp.csr_matrix) -> np.ndarray:
@@ -105,6 +127,7 @@ class EASE(Recommender):
     def fit(self, train: sp.csr_matrix, valid: sp.csr_matrix | None = None) -> EASE:
         """Solve for B on ``train``; ``valid`` is unused (see :func:`select_ease_lambda`)."""
         train = check_train(train, valid)
+        check_ease_memory(train.shape[1])
         self.weights = ease_weights(gram_matrix(train), self.config.l2_lambda)
         return self
 
@@ -172,6 +195,7 @@ def select_ease_lambda(
     name, _, k = metric.partition("@")
     if not k.isdigit():
         raise ValueError(f"metric must look like 'recall@20', got {metric!r}")
+    check_ease_memory(train.shape[1], SELECT_BYTES_PER_PAIR)
     task = EvalTask.validation(train, valid)
     gram = gram_matrix(train)
     scores: dict[float, float] = {}

@@ -26,6 +26,7 @@ from recdiff.serving.recommendations import (
     SEEN_REMEDY,
     Query,
     Recommendations,
+    mask_ruled_items,
     shortfall_note,
 )
 from recdiff.serving.run_files import (
@@ -200,7 +201,7 @@ class Predictor(ExternalIds):
             outside = np.ones(n_items, dtype=bool)
             outside[allowed] = False
             ruled |= outside
-        return query.ruling_out(np.flatnonzero(ruled), n_items)
+        return query.ruling_out(np.flatnonzero(ruled))
 
     def check_k(self, k: int) -> None:
         if not is_integer(k):
@@ -262,11 +263,11 @@ class Predictor(ExternalIds):
         from recdiff.eval.ranking import topk_items
 
         if len(queries) == 1:
-            inputs, exclude = queries[0].inputs, queries[0].never_returned()
+            inputs, exclude = queries[0].inputs, queries[0].exclude
         else:
             inputs = sp.vstack([q.inputs for q in queries], format="csr")
-            exclude = sp.vstack([q.never_returned() for q in queries], format="csr")
-        return topk_items(self.model.score(inputs), k, exclude)
+            exclude = sp.vstack([q.exclude for q in queries], format="csr")
+        return topk_items(mask_ruled_items(self.model.score(inputs), queries), k, exclude)
 
     def recommend_queries(
         self, queries: Sequence[Query], ks: Sequence[int], seen_remedy: str = SEEN_REMEDY
@@ -284,8 +285,8 @@ class Predictor(ExternalIds):
         unknown = [q.unknown_items for q in queries for _ in range(len(q))]
         n_items = len(self.items)
         unseen = n_items - np.concatenate([_distinct_per_row(q.exclude) for q in queries])
-        allowed = n_items - np.concatenate([_distinct_per_row(q.never_returned()) for q in queries])
-        ruled = np.concatenate([np.full(len(q), q.ruled_out is not None) for q in queries])
+        allowed = np.concatenate([q.allowed_per_row() for q in queries])
+        ruled = np.concatenate([np.full(len(q), q.ruled_items is not None) for q in queries])
         empty = np.concatenate([self.empty_inputs(q) for q in queries])
         results = []
         for row, k in enumerate(ks):

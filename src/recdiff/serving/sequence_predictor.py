@@ -26,7 +26,7 @@ from recdiff.models.sequential import SequentialRecommender, seen_matrix
 from recdiff.retrieval import ItemIndex
 from recdiff.serving.ids import as_python
 from recdiff.serving.predictor import Predictor
-from recdiff.serving.recommendations import Query
+from recdiff.serving.recommendations import Query, mask_ruled_items
 from recdiff.serving.run_files import (
     check_items,
     check_model_name,
@@ -219,11 +219,12 @@ class SequencePredictor(Predictor):
         from recdiff.eval.ranking import topk_items
 
         windows = np.concatenate([q.inputs for q in queries])
-        exclude = sp.vstack([q.never_returned() for q in queries], format="csr")
         # DreamRec's default sampling draws each row as a lone request would (EachRowAlone)
         if self.index is not None:
+            exclude = sp.vstack([q.never_returned() for q in queries], format="csr")
             return self.index.top_k(self.model.query_vectors(windows), k, exclude)
-        return topk_items(self.model.score(windows), k, exclude)
+        exclude = sp.vstack([q.exclude for q in queries], format="csr")
+        return topk_items(mask_ruled_items(self.model.score(windows), queries), k, exclude)
 
     def use_index(
         self, kind: str = "faiss", k: int = 20, sample: int = 256, **options: Any

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recdiff.memory import format_bytes, require_memory
 from recdiff.progress import progress_bar
 from recdiff.train.averaging import WeightAverage
 from recdiff.train.batches import RowBatches, TrainData
@@ -174,6 +175,31 @@ class Trainer:
         # than the per-tensor loop, which otherwise costs as much as the forward/backward here.
         return kind(groups, lr=self.config.lr, weight_decay=self.config.weight_decay, fused=True)
 
+    def _check_memory(self, model: Trainable) -> None:
+        """Refuse, before the first step, a model on the CPU whose training state alone does not
+        fit in the memory available: beside its weights, a gradient and Adam's two moments per
+        trainable weight, and copies of the weights for the best epoch and the average. (A
+        lower bound: the batches' activations come on top.) Mult-VAE's [600] layers over
+        1,000,000 items are 1.2 billion weights, 24 GB with that state: the kernel would kill
+        the process in the first epoch, without a word."""
+        if torch.device(self.config.device).type != "cpu":
+            return
+        weights = trainable = 0
+        for parameter in model.module.parameters():
+            size = parameter.numel() * parameter.element_size()
+            weights += size
+            trainable += size if parameter.requires_grad else 0
+        copies = (self.evaluate is not None) + bool(self.config.ema_decay)
+        count = sum(p.numel() for p in model.module.parameters())
+        require_memory(
+            3 * trainable + copies * weights,
+            f"training {type(model).__name__} ({count:,} weights, {format_bytes(weights)}) "
+            "for its gradients, Adam's moments and the best epoch's copy",
+            "train a smaller model: fewer items (data.k_core=K drops items with fewer than K "
+            "interactions), narrower layers (model.hidden_dims), L-DiffRec for a wide "
+            "catalogue; or train on a GPU (train.device=cuda)",
+        )
+
     def fit(self, model: Trainable, train: sp.csr_matrix | TrainData) -> TrainResult:
         """Train ``model`` on ``train``: a users x items CSR (rows may be weighted), or any
         :class:`TrainData`."""
@@ -199,6 +225,7 @@ class Trainer:
         if world > 1:
             torch.manual_seed(rank_seed(cfg.seed, this_rank))  # but each its own noise
         model.module.to(cfg.device)
+        self._check_memory(model)
         optimizer = self._optimizer(model)
         compute_loss = data_parallel_loss(model, cfg.device)  # model.loss in one process
         loss_weight = getattr(model, "loss_weight", None)
