@@ -70,3 +70,23 @@ def test_evaluate_reproduces_the_recorded_metrics_of_a_noised_run(tmp_path):
     again = Predictor.load(run.directory).evaluate(averaging=run.metrics["averaging"])
     assert again["valid"] == run.metrics["valid"]
     assert again["test"] == run.metrics["test"]
+
+
+def test_an_evaluation_pass_noises_each_user_with_draws_of_their_own(tmp_path):
+    """In a run's evaluation (and recdiff evaluate) every user's row gets its own T' noise, by
+    its row in the pass, as the released code's batch noise does: two users with the same
+    history do not share one draw, and how the pass is batched does not matter."""
+    import scipy.sparse as sp
+
+    from recdiff.train.run_rows import evaluation_scorer
+
+    run = _run(tmp_path, "a", "train.eval_every=2")
+    predictor = Predictor.load(run.directory)
+    model, row = predictor.model, predictor.inputs[:1]
+    twins = sp.vstack([row, row, predictor.inputs[1:4]], format="csr")
+    scores = evaluation_scorer(model, model.score)(twins)
+    assert not torch.equal(scores[0], scores[1])  # same history, different draws
+    torch.testing.assert_close(model.score(twins)[0], model.score(twins)[1])  # served: alike
+    in_two = evaluation_scorer(model, model.score)
+    torch.testing.assert_close(torch.cat([in_two(twins[:2]), in_two(twins[2:])]), scores)
+    assert torch.equal(evaluation_scorer(model, model.score)(twins), scores)  # a pass repeats

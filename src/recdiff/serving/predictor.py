@@ -325,6 +325,7 @@ class Predictor(ExternalIds):
         from recdiff.eval.multi import evaluate_many
         from recdiff.eval.protocol import EvalTask
         from recdiff.train.datasets import load_as_saved, load_splits
+        from recdiff.train.run_rows import evaluation_scorer
 
         def same_ids(splits) -> bool:
             return splits.items == self.items and splits.users == self.users
@@ -356,7 +357,7 @@ class Predictor(ExternalIds):
         }
         ev = self.config.eval
         results = evaluate_many(
-            self.model.score,
+            evaluation_scorer(self.model, self.model.score),  # the run's own draws
             self.inputs,
             tasks,
             ks=ev.ks,

@@ -13,6 +13,7 @@ It writes the run directory of :mod:`recdiff.train.run` with what inference need
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from recdiff.atomic import atomic_write_text
 from recdiff.config.models import build_model
 from recdiff.config.schema import RunConfig
 from recdiff.data import DatasetSplits, time_weights
+from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
@@ -30,7 +32,7 @@ from recdiff.train.config import selection_summary, stage_summaries
 from recdiff.train.datasets import held_out_left_out, load_splits, require_held_out
 from recdiff.train.run_files import PER_USER_FILE, save_per_user
 
-__all__ = ["model_inputs", "run_rows_into"]
+__all__ = ["evaluation_scorer", "model_inputs", "run_rows_into"]
 
 
 def model_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
@@ -41,8 +43,32 @@ def model_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
     return time_weights(splits.train, w_min=weights.w_min, w_max=weights.w_max)
 
 
+def evaluation_scorer(model: Recommender, score: Callable[..., Any]) -> Callable[..., Any]:
+    """``score`` as one evaluation pass over the users' rows, in order, calls it. A model that
+    noises each history first (DiffRec and L-DiffRec with ``inference_noise_steps`` T' > 0)
+    gets each user's noise from the :class:`RowBlocks` block of the user's row, seeded by
+    ``train.seed``: every user draws their own (as the released code's batch noise does, so a
+    metric averages over independent draws), and the metrics depend neither on
+    ``eval.batch_size`` nor on what ran before. Other models' ``score`` is returned as it is.
+    Make one per pass; ``recdiff evaluate`` scores through it too."""
+    diffusion = getattr(getattr(model, "config", None), "diffusion", None)
+    if not getattr(diffusion, "inference_noise_steps", 0):
+        return score
+    scored = [0]  # rows scored so far in this pass
+
+    def noised(history):
+        generator = RowBlocks(model.training.seed, scored[0], model.device)
+        scored[0] += history.shape[0]
+        return score(history, generator=generator)
+
+    return noised
+
+
 def _evaluate(model_score, inputs, tasks, config: RunConfig, averaging: str | None = None):
     ev = config.eval
+    model = getattr(model_score, "__self__", None)
+    if isinstance(model, Recommender):
+        model_score = evaluation_scorer(model, model_score)
     return evaluate_many(
         model_score,
         inputs,
