@@ -75,7 +75,11 @@ def demo_ddpm(
     dataset: Annotated[str, typer.Option(help="Toy distribution: mixture or moons.")] = "mixture",
     prediction: Annotated[str, typer.Option(help="Denoiser target: eps, x0 or v.")] = "eps",
     iterations: Annotated[int, typer.Option(min=1, help="Training iterations.")] = 4000,
-    steps: Annotated[int, typer.Option(min=2, help="Diffusion steps T.")] = 100,
+    steps: Annotated[
+        int,
+        # the toy's betas scale as 1000 / T: beta_T = 20 / T reaches 1 below 21 steps
+        typer.Option(min=21, help="Diffusion steps T (at least 21)."),
+    ] = 100,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Train a 2-D DDPM and draw the forward (data -> noise) and reverse (noise -> data) processes."""

@@ -196,12 +196,16 @@ def _multvae_reads_what_was_set(raw: dict[str, Any], given: list[str]) -> None:
     contradiction). A resolved config's keys stay ambiguous and keep the rule above."""
     from recdiff.config.models import MULTVAE_TRAIN_KEYS
 
-    model = raw.get("model")
+    model, train = raw.get("model"), raw.get("train")
     if not isinstance(model, dict) or model.get("name") != "multvae":
         return
+    if not isinstance(train, dict):  # train=null: left to validation, as for any model
+        return
     for key, field in MULTVAE_TRAIN_KEYS.items():
-        if f"train.{key}" in given and f"model.{field}" not in given and field not in model:
-            model[field] = raw["train"][key]
+        # ``key in train``: a key given, then dropped by train=null (a preset's), is not set
+        still_set = f"train.{key}" in given and key in train
+        if still_set and f"model.{field}" not in given and field not in model:
+            model[field] = train[key]
 
 
 def _problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[str, str]]:

@@ -119,7 +119,9 @@ def _below_min_rating(
     """The ratings under ``min_rating`` whose user and item are still in ``users`` and
     ``items``: not trained on or evaluated (the papers' protocol), but had, so never to be
     recommended back."""
-    below = ~ratings_at_least(read.ratings.data, min_rating)
+    # No ratings: the threshold's own error (a caller that did not read the data through
+    # load_splits or load_sequences, which fail there first).
+    below = ~ratings_at_least(None if read.ratings is None else read.ratings.data, min_rating)
     user_ids = read.users.ids[read.user_indices()[below]]
     item_ids = read.items.ids[read.matrix.indices[below]]
     kept = users.contains(user_ids) & items.contains(item_ids)
