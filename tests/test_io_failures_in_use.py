@@ -11,7 +11,9 @@ import os
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from typer.testing import CliRunner
 
@@ -229,3 +231,26 @@ def test_a_full_disk_under_the_study_says_so_and_the_search_continues_after(tmp_
     assert again.exit_code == 0, again.output
     states = [line.split(",")[1] for line in (out / "trials.csv").read_text().splitlines()[1:]]
     assert states.count("COMPLETE") == 3
+
+
+def test_a_first_save_on_a_full_disk_leaves_no_empty_model_folder(monkeypatch, tmp_path):
+    """SavedModel.save made its folder, then the weights met a full disk: the empty folder
+    stayed, and looked like a model folder that had lost its files."""
+    from recdiff.models import Popularity, base
+
+    model = Popularity().fit(sp.csr_matrix(np.eye(3, dtype=np.float32)))
+
+    def full(*args, **kwargs):
+        raise _disk_full()
+
+    monkeypatch.setattr(base, "save_file", full)
+    with pytest.raises(OSError, match="No space left"):
+        model.save(tmp_path / "new" / "model")
+    assert not (tmp_path / "new" / "model").exists()
+    saved = tmp_path / "kept"
+    monkeypatch.undo()
+    model.save(saved)
+    monkeypatch.setattr(base, "save_file", full)
+    with pytest.raises(OSError):
+        model.save(saved)  # a folder that was there before is left, with its model
+    assert Popularity.load(saved).n_items == 3

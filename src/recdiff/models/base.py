@@ -22,6 +22,7 @@ version, hyper-parameters) and ``weights.safetensors`` — no pickles, so loadin
 from __future__ import annotations
 
 import abc
+import contextlib
 import importlib
 import json
 import os
@@ -108,7 +109,18 @@ class SavedModel(abc.ABC):
                 f"{directory} is a file, not a folder: save the model into a folder (a new path, "
                 "or an existing model folder to replace)"
             )
+        made = not directory.exists()
         directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._write(directory)
+        except BaseException:
+            if made:  # a failed first save (a full disk, Ctrl-C) leaves no empty model folder
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+            raise
+        return directory
+
+    def _write(self, directory: Path) -> None:
         meta = {
             "model": self.model_name,
             "format_version": FORMAT_VERSION,
@@ -126,7 +138,6 @@ class SavedModel(abc.ABC):
             # Between the two renames the folder holds no config.json (which load names),
             # rather than the old one beside the new weights (which might load as a model).
             config_path.unlink(missing_ok=True)
-        return directory
 
     @classmethod
     def load(cls: type[R], directory: str | Path) -> R:
