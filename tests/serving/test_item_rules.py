@@ -126,3 +126,21 @@ def test_export_applies_both_rules_to_every_user(run_dir, predictor, tmp_path):
         assert table[table.user == user].sort_values("rank").item.tolist() == expected
     refused = runner.invoke(cli, [*args, "--candidates", "x"])
     assert refused.exit_code == 2 and "none of the 1 candidates" in refused.output
+
+
+def test_http_refuses_query_parameters_it_would_ignore(run_dir, serve_app):
+    """``/recommend?k=5`` with a body used to answer with k = 10, the ``?k=5`` dropped without
+    a word; without a body the 422 said only that no body was sent."""
+    pytest.importorskip("fastapi")
+    from recdiff.serving.service import create_app
+
+    with serve_app(create_app(run_dir)) as http:
+        refused = http.post("/recommend?k=5&exclude_seen=false", json={"user": 3})
+        assert refused.status_code == 422
+        detail = refused.json()["detail"]
+        assert "not query parameters (exclude_seen, k)" in detail and '"user": 3' in detail
+        bodiless = http.post("/recommend?user=3")
+        assert bodiless.status_code == 422
+        assert "no JSON body was sent" in bodiless.json()["detail"]
+        assert "not query parameters (user)" in bodiless.json()["detail"]
+        assert http.post("/recommend", json={"user": 3, "k": 5}).status_code == 200

@@ -273,7 +273,9 @@ def create_app(
         response_model=RecommendResponse,
         responses={code: {"description": text} for code, text in _ERRORS.items()},
     )
-    async def recommend(request: request_model) -> RecommendResponse:  # type: ignore[valid-type]
+    async def recommend(request: request_model, http: Request) -> RecommendResponse:  # type: ignore[valid-type]
+        if http.query_params:  # ?k=5 beside a body would be ignored without a word
+            raise HTTPException(422, _query_parameters(http))
         query = _query(predictor, request, max_history)
         try:
             query = predictor.rule_out(query, request.exclude_items, request.candidates)
@@ -362,6 +364,15 @@ def _model_info(predictor: Predictor, max_k: int, max_history: int) -> dict[str,
     }
 
 
+def _query_parameters(request: Request) -> str:
+    """Why a request's query parameters (``/recommend?user=3&k=5``) are refused."""
+    names = ", ".join(sorted(set(request.query_params.keys())))
+    return (
+        f"/recommend reads a JSON body only, not query parameters ({names}): send them in "
+        f"the body, e.g. {request.app.state.example}"
+    )
+
+
 async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
     """422 with one readable sentence per problem (FastAPI's list of errors kept in ``errors``)."""
     problems, errors = [], []
@@ -390,6 +401,8 @@ async def _invalid_request(request: Request, error: RequestValidationError) -> J
             problems.append(f"the body is not valid JSON ({reason} at character {at})")
         elif item["type"] == "missing" and where == "body":
             problems.append("no JSON body was sent")
+            if request.query_params:
+                problems.append(_query_parameters(request))
         elif item["type"] == "value_error":
             problems.append(item["msg"].removeprefix("Value error, "))
         else:
