@@ -144,3 +144,23 @@ def test_http_refuses_query_parameters_it_would_ignore(run_dir, serve_app):
         assert "no JSON body was sent" in bodiless.json()["detail"]
         assert "not query parameters (user)" in bodiless.json()["detail"]
         assert http.post("/recommend", json={"user": 3, "k": 5}).status_code == 200
+
+
+def test_a_shortlist_under_a_faiss_index_is_ranked_exactly(sasrec, monkeypatch):
+    """A candidates list rules out most of the catalogue: through the index that was a search
+    of nearly all of it with a row of exclusions per user; it is ranked exactly instead."""
+    pytest.importorskip("faiss")
+    indexed = Predictor.load(sasrec.directory)
+    indexed.use_index("faiss")
+    ranking = _everything(sasrec, user=3)
+    shortlist = [ranking[30], ranking[2], ranking[11]]
+    expected = sasrec.recommend(user=3, k=2, candidates=shortlist)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the index was searched for a shortlist")
+
+    monkeypatch.setattr(indexed.index, "top_k", no_search)
+    got = indexed.recommend(user=3, k=2, candidates=shortlist)
+    assert got.items == expected.items == [ranking[2], ranking[11]]
+    with pytest.raises(AssertionError, match="the index was searched"):
+        indexed.recommend(user=3, k=2, exclude_items=[ranking[0]])  # a few: through the index

@@ -220,11 +220,18 @@ class SequencePredictor(Predictor):
 
         windows = np.concatenate([q.inputs for q in queries])
         # DreamRec's default sampling draws each row as a lone request would (EachRowAlone)
-        if self.index is not None:
+        if self.index is not None and not self._shortlisted(queries):
             exclude = sp.vstack([q.never_returned() for q in queries], format="csr")
             return self.index.top_k(self.model.query_vectors(windows), k, exclude)
         exclude = sp.vstack([q.exclude for q in queries], format="csr")
         return topk_items(mask_ruled_items(self.model.score(windows), queries), k, exclude)
+
+    def _shortlisted(self, queries: Sequence[Query]) -> bool:
+        """Whether a query rules out most of the catalogue (a ``candidates`` shortlist): the
+        index would have to search nearly all of it to find k allowed items, with a row of
+        exclusions per user, where ranking exactly costs no more and is exact."""
+        half = len(self.items) // 2
+        return any(q.ruled_items is not None and len(q.ruled_items) > half for q in queries)
 
     def use_index(
         self, kind: str = "faiss", k: int = 20, sample: int = 256, **options: Any
