@@ -40,6 +40,24 @@ def test_large_catalog_at_a_small_size(tmp_path):
     assert "L-DiffRec" in (tmp_path / "large_catalog.md").read_text()
 
 
+def test_scale_limits_at_a_small_size(tmp_path):
+    _run(
+        "scale_limits.py",
+        *("--users", "600", "--items", "9000", "--rank-users", "100", "--candidates", "30"),
+        *("--windows", "4", "--max-len", "5", "--results-dir", str(tmp_path)),
+    )
+    result = json.loads((tmp_path / "scale_limits.json").read_text())
+    rows = result["rows"]
+    # 9,000 items: two chunks of 8,192 and one; the lists are those of the block ranked whole
+    assert rows["popularity_topk"]["lists_sha256"] == rows["popularity_whole"]["lists_sha256"]
+    assert rows["popularity_topk"]["listed"] == 100 * 20
+    assert rows["shortlist_columns"]["lists_sha256"] == rows["shortlist_rows"]["lists_sha256"]
+    assert 0 < rows["shortlist_columns"]["listed"] <= 100 * 20
+    assert rows["ease_refusal"]["refused"] is None  # 9,000 items fit in memory
+    assert rows["sasrec_loss"]["logits"] == 4 * 5 * 9000 and rows["sasrec_loss"]["chunks"] == 1
+    assert "ruled out as columns" in (tmp_path / "scale_limits.md").read_text()
+
+
 def test_checkpoint_cost_on_the_demo_data(tmp_path):
     _run(
         "checkpoint_cost.py",

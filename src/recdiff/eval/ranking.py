@@ -33,8 +33,8 @@ ScoreBlock = np.ndarray | torch.Tensor
 #: Items ranked at a time unless the caller says: the same lists, with the ranking's temporaries
 #: ``batch x ITEM_CHUNK`` rather than a few times the score block. At 4,096 examples x 100,000
 #: items (a 1.6 GB block), evaluation peaks at 2.3 GB instead of 5.5 (7.1 with seen items
-#: masked); Popularity's top 20 of 1,024 users x 286,099 items (a 1.1 GB block) peaks at 1.7 GB
-#: instead of 5.1, and ranks faster.
+#: masked); Popularity's top 20 of 1,024 users x 286,099 items (a 1.1 GB block) peaks at 1.8 GB
+#: instead of 4.0, in 4.1 s against 3.7 (``benchmarks/scale_limits.py``, one thread).
 ITEM_CHUNK = 8192
 
 
