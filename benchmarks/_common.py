@@ -57,6 +57,16 @@ def run_child(command: Sequence[str], timeout: float | None = None, **env: str) 
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def forwarded_options(args: argparse.Namespace) -> list[str]:
+    """The parsed options as ``--name=value`` for a child process of the same script (all but
+    ``--child``, ``--name`` and ``--results-dir``, which only the parent uses)."""
+    return [
+        f"--{name.replace('_', '-')}={value}"
+        for name, value in vars(args).items()
+        if name not in ("child", "name", "results_dir")
+    ]
+
+
 def python_child(script: str | Path, *args: str, timeout: float | None = None) -> dict[str, Any]:
     """:func:`run_child` of ``python3 script args``."""
     return run_child([sys.executable, str(script), *args], timeout=timeout)

@@ -31,6 +31,7 @@ import time
 
 from _common import (
     add_results_dir,
+    forwarded_options,
     machine,
     markdown_table,
     non_negative_int,
@@ -194,11 +195,7 @@ def main() -> None:
         measure = measure_ldiffrec if args.child == "ldiffrec" else measure_diffrec
         print(json.dumps(measure(args)))
         return
-    forwarded = [
-        f"--{name.replace('_', '-')}={value}"
-        for name, value in vars(args).items()
-        if name not in ("child", "name", "results_dir")
-    ]
+    forwarded = forwarded_options(args)
     rows = [python_child(__file__, *forwarded, "--child", "ldiffrec")]
     print(json.dumps(rows[-1]), flush=True)
     if args.diffrec_steps:

@@ -33,6 +33,7 @@ import time
 
 from _common import (
     add_results_dir,
+    forwarded_options,
     machine,
     markdown_table,
     peak_rss_mib,
@@ -51,6 +52,18 @@ def _train(args: argparse.Namespace):
     return make_large_synthetic(args.users, args.items, seed=args.seed)
 
 
+def _ranked(items, start: float, before: float) -> dict:
+    """A ranking step's figures: seconds since ``start``, peak memory (``before`` it), and the
+    lists' hash, which the old and the new way of a step must share."""
+    return {
+        "seconds": time.perf_counter() - start,
+        "peak_rss_mib": peak_rss_mib(),
+        "rss_before_mib": before,
+        "listed": int((items >= 0).sum()),
+        "lists_sha256": hashlib.sha256(items.tobytes()).hexdigest(),
+    }
+
+
 def _popularity(args: argparse.Namespace, chunked: bool) -> dict:
     from recdiff.eval.ranking import ITEM_CHUNK, topk_items
     from recdiff.models.popularity import Popularity
@@ -62,13 +75,7 @@ def _popularity(args: argparse.Namespace, chunked: bool) -> dict:
     start = time.perf_counter()
     chunk = ITEM_CHUNK if chunked else None
     items, _ = topk_items(model.score(history), 20, history, item_chunk=chunk)
-    return {
-        "seconds": time.perf_counter() - start,
-        "peak_rss_mib": peak_rss_mib(),
-        "rss_before_mib": before,
-        "listed": int((items >= 0).sum()),
-        "lists_sha256": hashlib.sha256(items.tobytes()).hexdigest(),  # the two ways must agree
-    }
+    return _ranked(items, start, before)
 
 
 def _shortlist(args: argparse.Namespace, as_columns: bool) -> dict:
@@ -94,13 +101,7 @@ def _shortlist(args: argparse.Namespace, as_columns: bool) -> dict:
     else:
         exclude = sp.csr_matrix(query.never_returned())
         items, _ = topk_items(model.score(history), 20, exclude)
-    return {
-        "seconds": time.perf_counter() - start,
-        "peak_rss_mib": peak_rss_mib(),
-        "rss_before_mib": before,
-        "listed": int((items >= 0).sum()),
-        "lists_sha256": hashlib.sha256(items.tobytes()).hexdigest(),  # the two ways must agree
-    }
+    return _ranked(items, start, before)
 
 
 def _ease_refusal(args: argparse.Namespace) -> dict:
@@ -173,11 +174,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args)))
         return
-    forwarded = [
-        f"--{name.replace('_', '-')}={value}"
-        for name, value in vars(args).items()
-        if name not in ("child", "name", "results_dir")
-    ]
+    forwarded = forwarded_options(args)
     rows = {}
     for child in CHILDREN:
         rows[child] = python_child(__file__, *forwarded, "--child", child)
