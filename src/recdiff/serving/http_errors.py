@@ -1,0 +1,146 @@
+"""How the HTTP service refuses what it cannot read: a body over the size limit (413, as it
+arrives), a request FastAPI cannot validate (422 with one readable sentence per problem), a body
+that is not UTF-8 text (422), and query parameters ``/recommend`` would not read. The service's
+own checks of ids and histories are in :mod:`recdiff.serving.service`."""
+
+# No ``from __future__ import annotations``, as in the service: FastAPI reads these handlers'
+# annotations at runtime.
+
+import json
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+__all__ = ["BodySizeLimit", "invalid_request", "query_parameters", "unreadable_body"]
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body over ``max_bytes``, by its Content-Length or as it arrives.
+
+    The body is read here (it is small by construction) and replayed to the app, so a client that
+    sends no Content-Length, or a wrong one, cannot get more than ``max_bytes`` through.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await self._refuse(scope, receive, send, 400, "Content-Length must be an integer")
+                return
+            if int(declared) > self.max_bytes:
+                await self._too_large(scope, receive, send, f"{int(declared)} bytes")
+                return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._too_large(scope, receive, send, f"over {self.max_bytes} bytes")
+                return
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: dict, receive: Any, send: Any, size: str) -> None:
+        await self._refuse(
+            scope,
+            receive,
+            send,
+            413,
+            f"the request body ({size}) exceeds this service's limit of {self.max_bytes} bytes; "
+            "send a shorter history (its most recent items)",
+        )
+
+    @staticmethod
+    async def _refuse(scope: dict, receive: Any, send: Any, status: int, detail: str) -> None:
+        # Close the connection: the rest of the refused body is never read.
+        response = JSONResponse({"detail": detail}, status, headers={"connection": "close"})
+        await response(scope, receive, send)
+
+
+def query_parameters(request: Request) -> str:
+    """Why a request's query parameters (``/recommend?user=3&k=5``) are refused."""
+    names = ", ".join(sorted(set(request.query_params.keys())))
+    return (
+        f"/recommend reads a JSON body only, not query parameters ({names}): send them in "
+        f"the body, e.g. {request.app.state.example}"
+    )
+
+
+async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 with one readable sentence per problem (FastAPI's list of errors kept in ``errors``)."""
+    problems, errors = [], []
+    # FastAPI parses a body as JSON only when its Content-Type says so (curl -d sends a form).
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    is_json = media == "application/json" or media.endswith("+json")
+    named_ids = set()
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
+        if item["loc"][-1] in ("int", "str") and len(item["loc"]) > 2:
+            # an id fails both branches of ``int | str``: one sentence naming what was sent
+            where = where.rsplit(".", 1)[0]
+            if where not in named_ids:
+                named_ids.add(where)
+                sent = json.dumps(item.get("input"))
+                problems.append(f"{where}: {sent} is not an id (ids are integers or strings)")
+        elif where == "body" and item["type"] != "missing" and not is_json:
+            sent = f"as {media}" if media else "without a Content-Type"
+            problems.append(
+                f"the body was sent {sent}, not as JSON; send the header Content-Type: "
+                "application/json (curl: -H 'content-type: application/json')"
+            )
+        elif item["type"] == "json_invalid":
+            reason = item.get("ctx", {}).get("error", "")
+            at = item["loc"][-1] if isinstance(item["loc"][-1], int) else "?"
+            problems.append(f"the body is not valid JSON ({reason} at character {at})")
+        elif item["type"] == "missing" and where == "body":
+            problems.append("no JSON body was sent")
+            if request.query_params:
+                problems.append(query_parameters(request))
+        elif item["type"] == "value_error":
+            problems.append(item["msg"].removeprefix("Value error, "))
+        else:
+            problems.append(f"{where}: {item['msg']}")
+        errors.append({"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]})
+    detail = (
+        f"invalid request: {'; '.join(problems)}. "
+        f"Send a JSON object such as {request.app.state.example}"
+    )
+    return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+
+async def unreadable_body(request: Request, error: StarletteHTTPException) -> Response:
+    """A JSON body that is not UTF-8 text gets a 422 that says so (FastAPI answers only "There
+    was an error parsing the body", with a 400); other HTTP errors as FastAPI answers them."""
+    cause = error.__cause__
+    if not isinstance(cause, UnicodeDecodeError):
+        return await http_exception_handler(request, error)
+    byte = cause.object[cause.start]
+    detail = (
+        f"invalid request: the body is not valid JSON (it is not UTF-8 text: byte {byte:#04x} at "
+        f"position {cause.start}); send the JSON encoded as UTF-8. Send a JSON object such as "
+        f"{request.app.state.example}"
+    )
+    return JSONResponse({"detail": detail}, status_code=422)
