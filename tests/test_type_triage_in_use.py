@@ -10,22 +10,22 @@ from typer.testing import CliRunner
 from recdiff.cli.main import app
 from recdiff.config import ConfigError, load_config
 from recdiff.config.schema import DataConfig
-from recdiff.data.synthetic_sequences import make_sequences
-from recdiff.train.datasets import sequences_below_min_rating
+from recdiff.train.datasets import load_sequences_and_low_ratings
 
 runner = CliRunner()
 
 
 def test_low_ratings_of_a_table_without_ratings_name_the_setting(tmp_path):
-    """``sequences_below_min_rating`` (exported) read ``read.ratings.data`` of a table read
-    without a rating column: AttributeError on None, where the loaders say which key to set."""
+    """The low ratings of a next-item run's table (exported) were read from
+    ``read.ratings.data`` of a table read without a rating column: AttributeError on None,
+    where the loaders say which key to set."""
     table = tmp_path / "log.csv"
     table.write_text("user,item,time\n1,1,1\n1,2,2\n1,3,3\n2,1,1\n2,3,2\n2,2,3\n")
     data = DataConfig(
         format="csv", source=str(table), time_col="time", min_rating=4, split="leave_one_out"
     )
     with pytest.raises(ValueError, match="rating column"):
-        sequences_below_min_rating(data, make_sequences(seed=0))
+        load_sequences_and_low_ratings(data)
 
 
 def test_multvae_train_section_set_to_null_is_a_config_error():

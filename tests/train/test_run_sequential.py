@@ -11,7 +11,7 @@ from recdiff.config.schema import DataConfig
 from recdiff.data.sequences import UserSequences
 from recdiff.models.base import SavedModel
 from recdiff.serving.predictor import Predictor
-from recdiff.train.datasets import load_sequences, load_splits
+from recdiff.train.datasets import load_sequences, load_sequences_and_low_ratings, load_splits
 from recdiff.train.run import run_training
 from recdiff.train.run_sequential import evaluate_sequential
 
@@ -215,9 +215,9 @@ def test_sequences_above_a_rating_bar_and_a_run_saved_before_it_dropped_emptied_
     assert (len(data.items), len(sequences.users)) == (6, 6)
 
     def as_before(data_config):
-        return load_sequences(data_config, drop_emptied=False)
+        return load_sequences_and_low_ratings(data_config, drop_emptied=False)
 
-    monkeypatch.setattr(run_sequential, "load_sequences", as_before)
+    monkeypatch.setattr(run_sequential, "load_sequences_and_low_ratings", as_before)
     old = run_training(config, tmp_path / "runs", progress=False)
     monkeypatch.undo()
     predictor = Predictor.load(old.directory)

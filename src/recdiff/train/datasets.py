@@ -28,25 +28,19 @@ from recdiff.data import (
     split_user_temporal,
 )
 from recdiff.data.prepare import ratings_at_least
-from recdiff.data.sequence_readers import (
-    read_dreamrec,
-    read_sequence_file,
-    read_table_sequences,
-)
+from recdiff.data.sequence_readers import read_dreamrec, read_sequence_file
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.data.synthetic_sequences import make_sequences
+from recdiff.data.tables import read_table
 
 __all__ = [
     "held_out_left_out",
     "load_as_saved",
     "load_sequences",
+    "load_sequences_and_low_ratings",
     "load_splits",
     "require_held_out",
-    "sequences_below_min_rating",
 ]
-
-#: The formats read as a table of (user, item, rating, time) rows.
-TABLE_FORMATS = ("csv", "tsv", "parquet", "movielens", "recbole")
 
 T = TypeVar("T")
 
@@ -130,19 +124,6 @@ def _below_min_rating(
     )
 
 
-def sequences_below_min_rating(data: DataConfig, sequences: UserSequences) -> Interactions | None:
-    """The ratings under ``data.min_rating`` of the users and items of a next-item run's
-    ``sequences`` (which leave them out, as the papers' protocol does): had all the same, so
-    never to be recommended back. None when ``data`` sets no ``min_rating``.
-
-    The table is read again, as an interaction matrix: a (user, item) rated several times
-    counts as its last rating, and an item of the user's sequence is excluded anyway."""
-    if data.min_rating is None or data.format not in TABLE_FORMATS:
-        return None
-    read = _read_table(data.model_copy(update={"duplicates": "last"}))
-    return _below_min_rating(read, data.min_rating, sequences.users, sequences.items)
-
-
 def _sequence_rows(data: DataConfig) -> Interactions:
     """A sequence file as interaction rows, each item's position in its user's sequence as its
     time (a repeated item keeps its latest). Positions order one user's items, not users."""
@@ -179,8 +160,20 @@ def load_sequences(
     """Next-item examples as configured, and the users' full sequences when the data has them
     (DreamRec folders hold examples only). Sequences are split leave-one-out.
     ``drop_emptied`` as for :func:`load_splits`."""
+    examples, sequences, _ = load_sequences_and_low_ratings(data, drop_emptied)
+    return examples, sequences
+
+
+def load_sequences_and_low_ratings(
+    data: DataConfig, drop_emptied: bool = True
+) -> tuple[SequenceDataset, UserSequences | None, Interactions | None]:
+    """:func:`load_sequences`, and the ratings under ``data.min_rating`` of the sequences'
+    users and items, read from the same table (None without ``min_rating``): the sequences
+    leave them out, as the papers' protocol does, but they were had, so a run keeps them never
+    to recommend them back."""
+    low = None
     if data.format == "dreamrec":
-        return read_dreamrec(resolve_source(data.source)).with_max_len(data.max_len), None
+        return read_dreamrec(resolve_source(data.source)).with_max_len(data.max_len), None, low
     if data.format == "demo":
         sequences = make_sequences(seed=data.seed)
     elif data.format == "sequences":
@@ -196,32 +189,51 @@ def load_sequences(
                 f"next-item models split each user's sequence: set data.split=leave_one_out "
                 f"(got {data.split!r})"
             )
-        sequences = _table_sequences(data, drop_emptied)
-    return sequences.leave_one_out(max_len=data.max_len), sequences
+        sequences, low = _table_sequences(data, drop_emptied)
+    return sequences.leave_one_out(max_len=data.max_len), sequences, low
 
 
-def _table_sequences(data: DataConfig, drop_emptied: bool = True) -> UserSequences:
-    """Each user's rows of a table in time order; repeated (user, item) rows are kept, since a
-    sequence is a history, not a set."""
+def _table_sequences(
+    data: DataConfig, drop_emptied: bool = True
+) -> tuple[UserSequences, Interactions | None]:
+    """Each user's rows of a table in time order (repeated (user, item) rows are kept, since a
+    sequence is a history, not a set), and the ratings under ``data.min_rating`` of its users
+    and items (None without one)."""
     if data.format in ("movielens", "recbole"):
-        interactions = _read_table(data)  # these formats hold one row per (user, item)
-        if data.min_rating is not None:
-            interactions = _filtered(interactions, data.min_rating, drop_emptied)
-        return UserSequences.from_interactions(interactions)
+        read = _read_table(data)  # these formats hold one row per (user, item)
+        if data.min_rating is None:
+            return UserSequences.from_interactions(read), None
+        sequences = UserSequences.from_interactions(_filtered(read, data.min_rating, drop_emptied))
+        return sequences, _below_min_rating(read, data.min_rating, sequences.users, sequences.items)
     if data.time_col is None:
         raise ValueError("next-item models order each user's rows by time: set data.time_col")
     if data.k_core:
         raise ValueError("data.k_core is not applied to sequences; filter the table first")
-    return read_table_sequences(
-        resolve_source(data.source),
-        user_col=data.user_col,
-        item_col=data.item_col,
-        time_col=data.time_col,
-        rating_col=data.rating_col,
-        min_rating=data.min_rating,
-        sep=data.sep,
-        file_format=data.format,
+    path = resolve_source(data.source)
+    frame, lines = read_table(
+        path, sep=data.sep, ids=(data.user_col, data.item_col), file_format=data.format
     )
+    columns = (data.user_col, data.item_col, data.time_col, data.rating_col)
+    sequences = UserSequences.from_frame(
+        frame, *columns, data.min_rating, source=path, line_numbers=lines
+    )
+    if data.min_rating is None:
+        return sequences, None
+    # the same rows as a matrix: a (user, item) rated several times counts as its last rating
+    # (an item of the user's sequence is excluded anyway)
+    read = Interactions.from_frame(
+        frame,
+        data.user_col,
+        data.item_col,
+        data.rating_col,
+        users=sequences.users,
+        items=sequences.items,
+        duplicates="last",
+        unknown="drop",
+        source=path,
+        line_numbers=lines,
+    )
+    return sequences, _below_min_rating(read, data.min_rating, sequences.users, sequences.items)
 
 
 def require_held_out(valid: int, test: int, unit: str, left_out: str = "") -> None:

@@ -27,18 +27,15 @@ import scipy.sparse as sp
 
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.models import build_model
-from recdiff.config.schema import DataConfig, RunConfig
+from recdiff.config.schema import RunConfig
+from recdiff.data import Interactions
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.sequential import SequentialRecommender
 from recdiff.train.config import selection_summary, stage_summaries
-from recdiff.train.datasets import (
-    load_sequences,
-    require_held_out,
-    sequences_below_min_rating,
-)
+from recdiff.train.datasets import load_sequences_and_low_ratings, require_held_out
 from recdiff.train.run_files import PER_USER_FILE, save_per_user
 
 __all__ = ["evaluate_sequential", "row_block_scorer", "run_sequential_into", "validation"]
@@ -105,7 +102,7 @@ def run_sequential_into(
     """Train and evaluate as configured, writing into the run folder ``work``; ``None``: a
     torchrun process other than rank 0, which only trains."""
     started = time.perf_counter()
-    data, sequences = load_sequences(config.data)
+    data, sequences, low_ratings = load_sequences_and_low_ratings(config.data)
     _require_leave_one_out_examples(data, sequences)
     require_held_out(len(data.valid), len(data.test), "next-item examples")
     data = data.with_layout("left")
@@ -146,7 +143,7 @@ def run_sequential_into(
         },
     }
     model.save(work / "model")
-    _save_sequence_data(work / "data", data, sequences, config.data)
+    _save_sequence_data(work / "data", data, sequences, low_ratings)
     save_per_user(work / PER_USER_FILE, final["test"])
     return metrics, model
 
@@ -191,7 +188,10 @@ def _warn_untrained_targets(model: SequentialRecommender, data: SequenceDataset)
 
 
 def _save_sequence_data(
-    folder: Path, data: SequenceDataset, sequences: UserSequences | None, source: DataConfig
+    folder: Path,
+    data: SequenceDataset,
+    sequences: UserSequences | None,
+    low_ratings: Interactions | None,
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "items.json", data.items.to_json())
@@ -200,7 +200,6 @@ def _save_sequence_data(
     atomic_write_text(folder / "users.json", sequences.users.to_json())
     with atomic_path(folder / "sequences.npz") as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, indptr=sequences.indptr, items=sequences.item_idx)
-    below = sequences_below_min_rating(source, sequences)
-    if below is not None:  # serving excludes them with the sequence's own items
+    if low_ratings is not None:  # serving excludes them with the sequence's own items
         with atomic_path(folder / "low_ratings.npz") as tmp, open(tmp, "wb") as fh:
-            sp.save_npz(fh, below.binarize().matrix.astype(np.float32))
+            sp.save_npz(fh, low_ratings.binarize().matrix.astype(np.float32))
