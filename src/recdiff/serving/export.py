@@ -138,7 +138,7 @@ def export_recommendations(
     if len(ids) == 0:
         raise ValueError("no users to export: give at least one user id")
     predictor.user_rows(ids)  # every id is checked before a file is opened
-    predictor.rule_out(predictor.query_users(ids[:1], exclude_seen), exclude_items, candidates)
+    ruled = predictor.ruled_items(exclude_items, candidates)  # and so are the rules
     written = 0
     with atomic_path(out) as tmp, _TableWriter(tmp, kind) as writer:
         bar = progress_bar(total=len(ids), show=progress, unit="user", desc="export")
@@ -146,7 +146,8 @@ def export_recommendations(
             for start in range(0, len(ids), batch_size):
                 batch = ids[start : start + batch_size]
                 query = predictor.query_users(batch, exclude_seen)
-                query = predictor.rule_out(query, exclude_items, candidates)
+                if ruled is not None:
+                    query = query.ruling_out(ruled)
                 items, scores = predictor.top_k([query], k)
                 written += writer.write(_table(predictor, batch, items, scores))
                 bar.update(len(batch))

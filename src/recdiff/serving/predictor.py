@@ -175,13 +175,20 @@ class Predictor(ExternalIds):
         exclude_items: Sequence[Any] | None = None,
         candidates: Sequence[Any] | None = None,
     ) -> Query:
-        """``query`` with items the caller rules out for every one of its rows: those of
-        ``exclude_items``, and with ``candidates`` given, every item outside them (the list
-        ranks the candidates only). External ids; ids the catalogue lacks are skipped (an item
-        the model does not know is never recommended anyway), but ``candidates`` of which none
-        is in the catalogue are an error (a typo, or ids of another catalogue)."""
+        """``query`` with the items :meth:`ruled_items` names ruled out for every row."""
+        ruled = self.ruled_items(exclude_items, candidates)
+        return query if ruled is None else query.ruling_out(ruled)
+
+    def ruled_items(
+        self, exclude_items: Sequence[Any] | None = None, candidates: Sequence[Any] | None = None
+    ) -> np.ndarray | None:
+        """The item indices a caller rules out (None: no rules): those of ``exclude_items``,
+        and with ``candidates`` given, every item outside them (the list ranks the candidates
+        only). External ids; ids the catalogue lacks are skipped (an item the model does not
+        know is never recommended anyway), but ``candidates`` of which none is in the
+        catalogue are an error (a typo, or ids of another catalogue)."""
         if exclude_items is None and candidates is None:
-            return query
+            return None
         n_items = len(self.items)
         ruled = np.zeros(n_items, dtype=bool)
         if exclude_items is not None:
@@ -201,7 +208,7 @@ class Predictor(ExternalIds):
             outside = np.ones(n_items, dtype=bool)
             outside[allowed] = False
             ruled |= outside
-        return query.ruling_out(np.flatnonzero(ruled))
+        return np.flatnonzero(ruled)
 
     def check_k(self, k: int) -> None:
         if not is_integer(k):
@@ -285,8 +292,7 @@ class Predictor(ExternalIds):
         unknown = [q.unknown_items for q in queries for _ in range(len(q))]
         n_items = len(self.items)
         unseen = n_items - np.concatenate([_distinct_per_row(q.exclude) for q in queries])
-        allowed = np.concatenate([q.allowed_per_row() for q in queries])
-        ruled = np.concatenate([np.full(len(q), q.ruled_items is not None) for q in queries])
+        allowed = unseen - np.concatenate([q.ruled_unseen() for q in queries])
         empty = np.concatenate([self.empty_inputs(q) for q in queries])
         results = []
         for row, k in enumerate(ks):
@@ -298,7 +304,7 @@ class Predictor(ExternalIds):
                 int(unseen[row]),
                 seen_remedy,
                 n_items,
-                int(allowed[row]) if ruled[row] else None,
+                int(allowed[row]),
             )
             if note is None and empty[row]:  # a known user with nothing in the model's input
                 note = self.empty_input_note

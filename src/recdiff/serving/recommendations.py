@@ -144,22 +144,21 @@ class Query:
             shape=(rows, self.exclude.shape[1]),
         )
 
-    def allowed_per_row(self) -> np.ndarray:
-        """How many items each row may return: neither seen nor ruled out (counted without the
-        ``rows x ruled`` matrix)."""
-        seen = as_binary_csr(self.exclude, "exclude")
-        n_items = seen.shape[1]
-        left = n_items - np.diff(seen.indptr)
+    def ruled_unseen(self) -> np.ndarray:
+        """How many ruled-out items each row has not seen (0 without rules): what the rules
+        take from the items the row may return (counted without the ``rows x ruled`` matrix)."""
         if self.ruled_items is None:
-            return left
-        ruled = np.zeros(n_items, dtype=bool)
+            return np.zeros(len(self), dtype=np.int64)
+        seen = as_binary_csr(self.exclude, "exclude")
+        ruled = np.zeros(seen.shape[1], dtype=bool)
         ruled[self.ruled_items] = True
-        both = sp.csr_matrix((ruled[seen.indices], seen.indices, seen.indptr), shape=seen.shape)
-        return left - int(ruled.sum()) + np.asarray(both.sum(axis=1)).ravel().astype(np.int64)
+        rows = np.repeat(np.arange(len(self)), np.diff(seen.indptr))
+        seen_and_ruled = np.bincount(rows[ruled[seen.indices]], minlength=len(self))
+        return int(ruled.sum()) - seen_and_ruled
 
     def never_returned(self) -> sp.csr_matrix:
         """``[rows, n_items]``: every item not to return, the seen and the ruled out."""
-        if self.ruled_out is None:
+        if self.ruled_items is None:
             return self.exclude
         # binary first: a seen item stored as a 0 (a rating of 0) must not vanish in the sum
         seen = as_binary_csr(self.exclude, "exclude")
