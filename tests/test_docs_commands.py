@@ -40,7 +40,7 @@ import typer
 
 from recdiff.cli.experiments import overrides_for
 from recdiff.cli.main import app
-from recdiff.cli.runs import PAPER_RESULTS
+from recdiff.cli.reproduce import PAPER_RESULTS
 from recdiff.config import ConfigError, list_presets, load_config
 from recdiff.experiments.space import load_space
 

@@ -156,7 +156,7 @@ def test_a_failed_trial_keeps_its_error_in_the_trials_table(monkeypatch, tmp_pat
 def test_reproduce_notes_name_only_the_data_settings_that_changed():
     """The preset reads a DiffRec folder, which ignores data.seed and data.ratios: on a CSV
     file the note must not call them changed from null (the preset holds the same values)."""
-    from recdiff.cli.runs import PAPER_RESULTS, _reproduce_notes
+    from recdiff.cli.reproduce import PAPER_RESULTS, _reproduce_notes
 
     preset = load_config("diffrec-ml1m")
     mine = ["data.format=csv", "data.source=/data/log.csv", "data.split=user_temporal"]

@@ -92,9 +92,9 @@ def test_a_train_seed_override_is_refused_rather_than_ignored(seeds_run, tmp_pat
 
 
 def test_table_rows_keep_long_labels_whole_and_columns_aligned():
-    from recdiff.cli.runs import _table
+    from recdiff.cli.results import metrics_table
 
-    text = _table(
+    text = metrics_table(
         {"paper": {"recall@20": 0.1787}, "recdiff (n=100)": {"recall@20": 0.17}}, ["recall@20"]
     )
     lines = text.splitlines()

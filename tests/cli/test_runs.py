@@ -229,10 +229,10 @@ def test_reproduce_shows_the_paper_metrics_it_computed_and_says_what_differs(tmp
     or the averaging: recdiff's row then shows what it computed, and notes say what is missing
     and that the paper's row is for other data and evaluation. None computed: refused before
     training. (EASE on the demo data stands in for a paper preset: a second's training.)"""
-    from recdiff.cli import runs
+    from recdiff.cli import reproduce
 
     paper = {"recall@10": 0.2, "recall@20": 0.3, "ndcg@10": 0.1, "ndcg@20": 0.15}
-    monkeypatch.setitem(runs.PAPER_RESULTS, "demo-ease", paper)
+    monkeypatch.setitem(reproduce.PAPER_RESULTS, "demo-ease", paper)
     args = ["reproduce", "demo-ease", "--runs-dir", str(tmp_path), "--quiet"]
     args += ["--set", "model.l2_lambda=500", "--set", "eval.ks=[5,20]"]
     result = runner.invoke(app, [*args, "--set", "data.seed=3"])

@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from recdiff.cli.main import app
-from recdiff.cli.runs import _selection_line
+from recdiff.cli.results import selection_line
 from recdiff.train.config import TrainConfig, selection_summary
 from recdiff.train.trainer import Trainer
 
@@ -85,7 +85,7 @@ def test_without_an_evaluation_function_best_epoch_is_the_last_one_too():
     ],
 )
 def test_the_selection_line_claims_a_best_epoch_only_when_validation_chose_it(metrics, line):
-    assert _selection_line(metrics) == line
+    assert selection_line(metrics) == line
 
 
 def test_recdiff_train_without_validation_says_the_last_epoch_is_kept(tmp_path):
