@@ -28,12 +28,9 @@ nothing and return rank 0's result.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import os
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,10 +39,17 @@ from typing import Any
 import numpy as np
 
 from recdiff.atomic import atomic_path, atomic_write_text
-from recdiff.config.loading import ConfigError
 from recdiff.config.schema import RunConfig
 from recdiff.config.sources import check_source
 from recdiff.eval.metrics import PER_USER_METRICS
+from recdiff.experiments.records import (
+    ExperimentError,
+    SeedRecord,
+    existing_record,
+    record_in,
+    record_paths,
+    results_table,
+)
 from recdiff.experiments.workers import stoppable, worker_pool
 from recdiff.train.distributed import (
     broadcast_object,
@@ -67,35 +71,6 @@ __all__ = [
 
 #: Models that count as baselines when picking the ones the others are tested against.
 BASELINE_MODELS = frozenset({"popularity", "ease", "multvae", "sasrec", "mostpop"})
-
-
-class ExperimentError(ConfigError):
-    """An experiment that cannot run as asked; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class SeedRecord:
-    """One trained (config, seed): its means, where it lives, and its per-user test values.
-    ``data``: the run's data statistics (``metrics.json``), which tell runs on other data apart;
-    None when not recorded."""
-
-    label: str
-    model: str
-    seed: int
-    run_dir: str
-    valid: dict[str, float]
-    test: dict[str, float]
-    per_user_path: str | None = None
-    per_user_error: str | None = None
-    per_user_gap: float = 0.0
-    data: dict[str, Any] | None = None
-
-    def per_user(self) -> dict[str, np.ndarray] | None:
-        """Per-user test metrics, or None when they could not be computed for this model."""
-        if self.per_user_path is None:
-            return None
-        with np.load(self.per_user_path) as data:
-            return {name: data[name] for name in data.files}
 
 
 @dataclass
@@ -135,32 +110,6 @@ def _seeded(config: RunConfig, label: str, seed: int) -> dict[str, Any]:
     return json.loads(json.dumps(raw))  # as it reads back from a record
 
 
-def _record_paths(out: Path, label: str, seed: int) -> tuple[Path, Path]:
-    folder = out / "records" / label
-    return folder / f"seed-{seed}.json", folder / f"seed-{seed}.npz"
-
-
-def _in_out(out: Path, data: dict[str, Any]) -> SeedRecord:
-    """The record ``data`` (as a record file or a finished task holds it) with its paths under
-    ``out`` as given now. The run is ``runs/NAME`` and the per-user values are the record's own
-    ``.npz``: found by name, also in records that stored paths from another working folder."""
-    data = dict(data)
-    data.pop("config", None)
-    data["run_dir"] = str(out / "runs" / Path(data["run_dir"]).name)
-    if data.get("per_user_path") is not None:
-        data["per_user_path"] = str(_record_paths(out, data["label"], data["seed"])[1])
-    if data.get("data") is None:  # a record written before records held the data statistics
-        data["data"] = _data_statistics(Path(data["run_dir"]))
-    return SeedRecord(**data)
-
-
-def _data_statistics(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("data")
-    except (OSError, ValueError, AttributeError):
-        return None  # the run was moved or damaged: the configs alone tell data apart
-
-
 def _run_one(task: dict[str, Any]) -> dict[str, Any]:
     """Train one (config, seed), score its users on test, write its record (a process-pool job)."""
     if task["threads"]:
@@ -173,7 +122,7 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
 
     config = RunConfig.model_validate(task["config"])
     out = Path(task["out"])
-    json_path, npz_path = _record_paths(out, task["label"], config.train.seed)
+    json_path, npz_path = record_paths(out, task["label"], config.train.seed)
     # A run of this config interrupted after a resume checkpoint (train.checkpoint_every)
     # continues where it stopped.
     interrupted = find_resumable_run(out / "runs", config)
@@ -204,52 +153,6 @@ def _run_one(task: dict[str, Any]) -> dict[str, Any]:
         record["per_user_path"] = npz_path.relative_to(out).as_posix()
         record["per_user_gap"] = check_against_run(per_user, result.metrics)
     atomic_write_text(json_path, json.dumps({**record, "config": task["config"]}, indent=2))
-    return record
-
-
-def _existing(
-    out: Path, json_path: Path, config: dict[str, Any], label: str, metric: str
-) -> SeedRecord | None:
-    """The record of a run done before with ``config``; None when there is none (or only one of
-    another config). A record that cannot be read fails, naming its file."""
-    if not json_path.is_file():
-        return None
-
-    def damaged(path: Path, reason: str) -> ExperimentError:
-        return ExperimentError(
-            f"{path}: {reason}; the record of {label} seed {config['train']['seed']} looks "
-            "damaged: delete it, and the same command trains that run again"
-        )
-
-    try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise damaged(json_path, f"not JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise damaged(json_path, f"holds a {type(data).__name__}, not a record")
-    if data.get("config") != config:
-        return None
-    missing = [key for key in ("label", "seed", "run_dir", "valid", "test") if key not in data]
-    if missing:
-        raise damaged(json_path, f"lacks {', '.join(map(repr, missing))}")
-    try:
-        record = _in_out(out, data)
-    except (TypeError, ValueError) as error:
-        raise damaged(json_path, f"not a record ({error})") from None
-    for split in ("valid", "test"):
-        values = getattr(record, split)
-        if not isinstance(values, dict) or not isinstance(values.get(metric), (int, float)):
-            raise damaged(json_path, f"its {split!r} holds no {metric}")
-    if record.per_user_path is None:
-        return record
-    if not Path(record.per_user_path).is_file():
-        return None
-    try:
-        per_user = record.per_user()
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise damaged(Path(record.per_user_path), f"cannot be read ({error})") from None
-    if metric not in per_user:
-        raise damaged(Path(record.per_user_path), f"holds no per-user {metric}")
     return record
 
 
@@ -326,8 +229,8 @@ def run_experiment(
             for seed in seed_list:
                 raw = _seeded(config, label, seed)
                 # Only rank 0's reading counts (broadcast below); the others need not read.
-                json_path = _record_paths(out, label, seed)[0]
-                done = _existing(out, json_path, raw, label, metric) if main else None
+                json_path = record_paths(out, label, seed)[0]
+                done = existing_record(out, json_path, raw, label, metric) if main else None
                 if done is not None:
                     records[label, seed] = done
                     report(f"{label} seed {seed}: done before ({done.run_dir})")
@@ -382,7 +285,7 @@ def _collect(
                 "finished keep their records (run the same command again to continue)"
             )
             raise
-        record = _in_out(out, data)
+        record = record_in(out, data)
         records[record.label, record.seed] = record
         report(
             f"{record.label} seed {record.seed}: valid {metric} {record.valid[metric]:.4f}, "
@@ -398,30 +301,3 @@ def _remove_unfinished_runs(runs: Path, tasks, records) -> None:
     for task in tasks:
         if (task["label"], task["config"]["train"]["seed"]) not in records:
             remove_unfinished_runs(runs, task["config"]["name"])
-
-
-def results_table(records: Sequence[SeedRecord]) -> str:
-    """CSV text: label, model, seed, run_dir (``runs/NAME``, relative to the output folder so
-    that the table stays true when the folder moves), then valid/* and test/* metrics."""
-    names: list[str] = []
-    for record in records:
-        for split in ("valid", "test"):
-            for name in getattr(record, split):
-                if f"{split}/{name}" not in names:
-                    names.append(f"{split}/{name}")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["label", "model", "seed", "run_dir", *names])
-    for record in records:
-        values = {f"valid/{k}": v for k, v in record.valid.items()}
-        values.update({f"test/{k}": v for k, v in record.test.items()})
-        writer.writerow(
-            [
-                record.label,
-                record.model,
-                record.seed,
-                f"runs/{Path(record.run_dir).name}",
-                *(repr(float(values[n])) if n in values else "" for n in names),
-            ]
-        )
-    return buffer.getvalue()
