@@ -1,6 +1,7 @@
 """Experiments on top of training runs: hyper-parameter search and multi-seed comparisons.
 
 ``space``        search spaces (YAML, dotted setting paths -> distributions), shipped ones by name
+``parameters``   the kinds of space entry (float, int, categorical) and their checks
 ``tune``         Optuna search selected on a validation metric, resumable, writes best.yaml
 ``trials``       a trial's config: the sampled settings applied to the base config, validated
 ``tune_outputs`` what a search writes and returns: trials.csv, best.yaml, one line per trial
