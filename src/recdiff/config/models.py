@@ -40,7 +40,7 @@ def _settings_class(name: str) -> type:
     """Model ``name``'s settings class, imported on first use (the model modules import torch)."""
     if name in ("diffrec", "ldiffrec"):
         from recdiff.models.diffrec import DiffRecConfig
-        from recdiff.models.ldiffrec import LDiffRecConfig
+        from recdiff.models.ldiffrec_config import LDiffRecConfig
 
         return DiffRecConfig if name == "diffrec" else LDiffRecConfig
     if name in ("sasrec", "mostpop"):

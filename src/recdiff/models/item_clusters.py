@@ -22,7 +22,7 @@ from recdiff.data.errors import DataFormatError
 from recdiff.data.vocab import as_id_array
 
 if TYPE_CHECKING:
-    from recdiff.models.ldiffrec import LatentConfig
+    from recdiff.models.ldiffrec_config import LatentConfig
 
 __all__ = ["KMEANS_ITERATIONS", "TABLE_SUFFIXES", "cluster_items", "item_embeddings"]
 
