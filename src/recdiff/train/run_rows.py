@@ -65,10 +65,8 @@ def evaluation_scorer(model: Recommender, score: Callable[..., Any]) -> Callable
 
 
 def _evaluate(model_score, inputs, tasks, config: RunConfig, averaging: str | None = None):
+    """One pass of ``model_score`` (made by :func:`evaluation_scorer`) over ``tasks``."""
     ev = config.eval
-    model = getattr(model_score, "__self__", None)
-    if isinstance(model, Recommender):
-        model_score = evaluation_scorer(model, model_score)
     return evaluate_many(
         model_score,
         inputs,
@@ -93,7 +91,8 @@ def _fit(
             model.item_ids = splits.items.ids
 
         def evaluate(score_fn):
-            results = _evaluate(score_fn, inputs, selection_tasks, config)
+            # score_fn is the model's own (its trainer's stage decides what it scores).
+            results = _evaluate(evaluation_scorer(model, score_fn), inputs, selection_tasks, config)
             return {split: result.means for split, result in results.items()}
 
         return model.fit(
@@ -142,7 +141,7 @@ def run_rows_into(
     eval_start = time.perf_counter()
     # One scoring pass, averaged both ways: a model whose scoring draws noise (DiffRec with
     # T' > 0) then reports both averagings of the same draws.
-    results = _evaluate(model.score, inputs, tasks, config)
+    results = _evaluate(evaluation_scorer(model, model.score), inputs, tasks, config)
     final = {
         averaging: {
             split: result.with_averaging(averaging).means for split, result in results.items()
