@@ -172,3 +172,19 @@ def test_string_round_trip_property(ids: list[str]) -> None:
     vocab = Vocabulary.from_ids(ids)
     assert vocab.external(vocab.index(ids)).tolist() == ids
     assert Vocabulary.from_json(vocab.to_json()) == vocab
+
+
+def test_float_ids_that_may_have_been_rounded_are_refused() -> None:
+    """float16 holds integers exactly only up to 2048 and float32 up to 2**24: id 2049 stored
+    as float16 reads back as 2048, another id, so such columns are refused rather than read."""
+    from recdiff.data.vocab import as_id_array, refuse_rounded_ids
+
+    assert np.float16(2049) == 2048  # the rounding this guards against
+    with pytest.raises(DataFormatError, match="float16 numbers, which hold integers exactly"):
+        as_id_array(np.array([1, 2], dtype=np.float16))
+    with pytest.raises(DataFormatError, match="float32 numbers up to 16777218"):
+        as_id_array(np.array([3, 2**24 + 2], dtype=np.float32))
+    assert as_id_array(np.array([3, 2**24], dtype=np.float32)).tolist() == [3, 2**24]
+    assert as_id_array(pd.Series([7.0, 9.0])).tolist() == [7, 9]  # float64: exact to 2**53
+    refuse_rounded_ids(np.zeros(0, dtype=np.float16), "ids")  # nothing given, nothing rounded
+    refuse_rounded_ids([1.0, 2.0], "ids")  # Python floats are float64

@@ -108,3 +108,27 @@ def test_evaluate_refuses_an_unknown_averaging_on_a_next_item_run(sasrec_run):
         assert result.exit_code == 0, result.output
         row = next(line for line in result.stdout.splitlines() if line.startswith("test"))
         assert f"{test['hit_rate@10']:.4f}" == row.split()[1]  # columns sorted: hit_rate@10 first
+
+
+def test_predictor_evaluate_repeats_the_run_under_its_own_averaging(tmp_path):
+    """``Predictor.evaluate()`` defaulted to all-users averaging whatever the run used, so on a
+    run trained with ``eval.averaging=test_users`` it disagreed with metrics.json (and with
+    ``recdiff evaluate``, which reads the run's setting)."""
+    from recdiff.serving.predictor import Predictor
+
+    # Users 0-9 have 12 items and users 10-29 two: a random split leaves many without test items.
+    lines = ["user,item"] + [f"{u},{(u * 7 + j) % 40}" for u in range(30) for j in range(12)]
+    lines = [line for line in lines[1:] if int(line.split(",")[0]) < 10 or line[-1] in "05"]
+    data = tmp_path / "log.csv"
+    data.write_text("user,item\n" + "\n".join(lines) + "\n")
+    settings = ["data.format=csv", f"data.source={data}", "data.split=random"]
+    config = load_config("demo-popularity", [*settings, "eval.averaging=test_users"])
+    run = run_training(config, tmp_path / "runs", progress=False)
+    recorded = json.loads((run.directory / "metrics.json").read_text())
+    assert recorded["data"]["test_users"] < recorded["data"]["n_users"]
+    predictor = Predictor.load(run.directory)
+    again = predictor.evaluate()
+    assert again["test"] == pytest.approx(recorded["test"])
+    assert again["valid"] == pytest.approx(recorded["valid"])
+    all_users = predictor.evaluate(averaging="all_users")["test"]["recall@20"]
+    assert all_users < again["test"]["recall@20"]  # the users without test items count as 0

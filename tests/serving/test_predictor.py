@@ -170,3 +170,20 @@ def test_booleans_are_not_ids(predictor, named_predictor):
         predictor.recommend(user=True, k=3)
     with pytest.raises(ValueError, match="user ids cannot be booleans"):
         predictor.parse_users([3, np.True_])
+
+
+def test_a_half_precision_history_is_refused_not_rounded_to_other_items(predictor):
+    """bfloat16 holds integers exactly only up to 256: a history [3, 257] given as a bfloat16
+    tensor was read as items 3 and 256 (both real), a silently different list."""
+    import torch
+
+    assert torch.tensor([257], dtype=torch.bfloat16).item() == 256
+    for dtype in (torch.bfloat16, torch.float16):
+        history = torch.tensor([3, 257], dtype=dtype)
+        with pytest.raises(TypeError, match=r"history came as .*float16 numbers"):
+            predictor.recommend(history=history, k=3)
+        with pytest.raises(TypeError, match=r"exclude_items came as"):
+            predictor.recommend(history=[3], k=3, exclude_items=history)
+    expected = predictor.recommend(history=[3, 257], k=3).items
+    assert predictor.recommend(history=torch.tensor([3, 257]), k=3).items == expected
+    assert predictor.recommend(history=torch.tensor([3.0, 257.0]), k=3).items == expected

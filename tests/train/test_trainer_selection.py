@@ -97,3 +97,38 @@ def test_recdiff_train_without_validation_says_the_last_epoch_is_kept(tmp_path):
     assert result.exit_code == 0, result.output
     assert "no validation ran: kept the weights of the last epoch (2), " in result.stdout
     assert "best epoch" not in result.output
+
+
+@pytest.mark.parametrize("metric", ["foo@20", "recall@0", "recall", "@20"])
+def test_a_selection_metric_that_names_no_metric_is_refused_before_training(metric):
+    """Before, ``foo@20`` and ``recall@0`` were accepted and failed only after the first
+    ``eval_every`` epochs had trained (a KeyError in the trainer)."""
+    with pytest.raises(ValueError, match="metric"):
+        TrainConfig(metric=metric)
+
+
+@pytest.mark.parametrize("model_name", ["diffrec", "ldiffrec"])
+def test_diffrec_fit_selects_on_any_metric_without_an_evaluate_callback(model_name):
+    """DiffRec's and L-DiffRec's own validation computed recall and NDCG only, so a
+    ``train.metric`` of hit_rate (or precision, MRR) failed with a KeyError after training."""
+    from recdiff.data import demo_splits
+    from recdiff.models.diffrec import DiffRec, DiffRecConfig, DiffusionConfig
+    from recdiff.models.ldiffrec import LatentConfig, LDiffRec, LDiffRecConfig
+
+    splits = demo_splits()
+    training = TrainConfig(
+        epochs=2, eval_every=1, batch_size=200, progress=False, metric="hit_rate@20"
+    )
+    diffusion = DiffusionConfig(steps=5)
+    if model_name == "diffrec":
+        model = DiffRec(DiffRecConfig(hidden_dims=[32], diffusion=diffusion), training)
+    else:
+        latent = LatentConfig(epochs=1, latent_dim=20)
+        model = LDiffRec(LDiffRecConfig(latent=latent, diffusion=diffusion), training)
+    model.fit(splits.train.matrix, splits.valid.matrix)
+    events = model.result.history
+    assert [[key for key in e if key.startswith("valid/")] for e in events] == [
+        ["valid/hit_rate@20"],
+        ["valid/hit_rate@20"],
+    ]
+    assert model.result.best_metric == max(e["valid/hit_rate@20"] for e in events) > 0

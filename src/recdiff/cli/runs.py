@@ -122,7 +122,7 @@ def evaluate(
 
     with user_errors(FileNotFoundError, ValueError, run=run):
         predictor = Predictor.load(run)
-        averaging = averaging or predictor.config.eval.averaging
+        averaging = predictor.config.eval.averaging if averaging is None else averaging
         results = predictor.evaluate(averaging=averaging, exclude_history=exclude_history)
     metrics = sorted({name for r in results.values() for name in r})
     typer.echo(metrics_table(results, metrics))

@@ -113,7 +113,7 @@ class DataConfig(BaseModel):
         10, ge=1, description="next-item models: the last N items kept as the history"
     )
     ratios: tuple[float, float, float] = Field((0.7, 0.1, 0.2), description="train/valid/test")
-    seed: int = Field(0, description="seed of the random split and the demo data")
+    seed: int = Field(0, ge=0, description="seed of the random split and the demo data")
     time_weights: TimeWeightConfig | None = Field(
         None, description="T-DiffRec: weight train rows by time order (None = binary)"
     )

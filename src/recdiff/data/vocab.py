@@ -101,6 +101,34 @@ def integer_indices(values: Any, what: str) -> np.ndarray:
     return idx.astype(np.int64, copy=False)
 
 
+#: Significand bits of the float types ids arrive in: such a float holds every integer up to
+#: 2**bits exactly, and rounds some of those beyond to a neighbour.
+_SIGNIFICAND_BITS = {"float16": 11, "bfloat16": 8, "float32": 24, "float64": 53}
+
+
+def refuse_rounded_ids(values: Any, what: str) -> None:
+    """Refuse an array or tensor of float ids that may have been rounded to other ids: every
+    float16 / bfloat16 one (exact integers only up to 2048 / 256: item 257 in bfloat16 is item
+    256, an existing item, so no lookup would notice), and float32 / float64 ones beyond 2**24 /
+    2**53. Integral floats below that are as good as ints (a pandas column that held a NaN)."""
+    name = str(getattr(values, "dtype", "")).removeprefix("torch.")
+    bits = _SIGNIFICAND_BITS.get(name)
+    if bits is None or not getattr(values, "shape", (0,)) or not len(values):
+        return
+    fix = "pass them as integers (an integer array or a long tensor)"
+    if bits < 24:
+        raise TypeError(
+            f"{what} came as {name} numbers, which hold integers exactly only up to {2**bits}: "
+            f"larger ids may have been rounded to other ids; {fix}"
+        )
+    largest = float(abs(values).max())
+    if largest > 2**bits:
+        raise TypeError(
+            f"{what} came as {name} numbers up to {largest:.0f}, but {name} holds integers "
+            f"exactly only up to {2**bits}: ids beyond it may have been rounded; {fix}"
+        )
+
+
 def is_integer(value: Any) -> bool:
     """A Python or numpy integer, not a boolean (``True`` is an int to Python, never a count or
     an index anybody meant)."""
@@ -118,6 +146,10 @@ def check_row(index: Any, n: int, what: str) -> int:
 
 
 def _integral_floats(arr: np.ndarray, what: str) -> np.ndarray:
+    try:
+        refuse_rounded_ids(arr, f"{what}s")
+    except TypeError as error:
+        raise DataFormatError(str(error)) from None
     frac = arr != np.round(arr)
     if frac.any():
         pos = np.flatnonzero(frac)

@@ -214,7 +214,7 @@ class DiffRec(Recommender):
         """Train on ``train`` rows (binary or time-weighted); select the epoch on ``valid``.
 
         ``evaluate`` (score_fn -> {"valid": metrics, ...}) overrides the default validation
-        task (train masked, Recall@20 at all-users averaging).
+        task (train masked, ``training.metric`` at all-users averaging).
         """
         train = check_rows(train, "train")
         # Every fit starts fresh: new weights and an empty loss history for the timesteps.
@@ -222,10 +222,12 @@ class DiffRec(Recommender):
         self.timesteps = self.config.diffusion.timestep_sampler()
         if evaluate is None and valid is not None:
             task = EvalTask.validation(train, valid)
-            k = int(self.training.metric.split("@")[1])
+            metric, _, k = self.training.metric.partition("@")
 
             def evaluate(score_fn):
-                result = task.evaluate(score_fn, ks=(k,), averaging="all_users")
+                result = task.evaluate(
+                    score_fn, ks=(int(k),), metrics=(metric,), averaging="all_users"
+                )
                 return {"valid": result.means}
 
         trainer = Trainer(self.training, evaluate, on_event)

@@ -187,10 +187,12 @@ class LDiffRec(DiffRec):
         self.timesteps = self.config.diffusion.timestep_sampler()
         if evaluate is None and valid is not None:
             task = EvalTask.validation(train, valid)
-            k = int(self.training.metric.split("@")[1])
+            metric, _, k = self.training.metric.partition("@")
 
             def evaluate(score_fn):
-                return {"valid": task.evaluate(score_fn, ks=(k,), averaging="all_users").means}
+                ks, metrics = (int(k),), (metric,)
+                result = task.evaluate(score_fn, ks=ks, metrics=metrics, averaging="all_users")
+                return {"valid": result.means}
 
         # Stage 1: the autoencoders alone, selected on validation of their own reconstruction.
         # Stage 2: DiffRec's process on the frozen latent means. Flags are restored on any exit.

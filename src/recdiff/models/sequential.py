@@ -26,6 +26,7 @@ from torch import nn
 
 from recdiff.data.batches import history_windows
 from recdiff.data.sequences import SequenceDataset
+from recdiff.data.vocab import refuse_rounded_ids
 from recdiff.diffusion.samplers import Generators
 from recdiff.eval.ranking import topk_items
 from recdiff.models.base import SavedModel
@@ -338,6 +339,8 @@ def _item_indices(histories: Sequence[Sequence[int]], count: int) -> np.ndarray:
     if all(isinstance(h, np.ndarray) and h.dtype.kind in "iu" for h in histories):
         # the predictors' arrays (known users' sequences): integers already, no look at each
         return np.fromiter(itertools.chain.from_iterable(histories), np.int64, count=count)
+    for history in histories:
+        refuse_rounded_ids(history, "item indices")
     values = [
         i.tolist() if isinstance(i, (np.generic, torch.Tensor)) else i for h in histories for i in h
     ]

@@ -15,6 +15,7 @@ import numpy as np
 
 from recdiff.data import Vocabulary
 from recdiff.data.errors import UnknownIdError
+from recdiff.data.vocab import refuse_rounded_ids
 
 __all__ = [
     "SHOWN",
@@ -176,6 +177,7 @@ class ExternalIds:
         """The distinct item indices of those of ``ids`` (external) the catalogue holds; the
         others are skipped. ``what`` names the argument in the error for a bare string."""
         if hasattr(ids, "tolist") and getattr(ids, "ndim", 1) == 1:
+            refuse_rounded_ids(ids, what)
             ids = ids.tolist()
         if isinstance(ids, (str, bytes)) or not hasattr(ids, "__len__"):
             raise TypeError(
@@ -196,6 +198,7 @@ class ExternalIds:
         """Item indices of a history of external ids (order and repeats kept), and the ids the
         catalogue lacks (an error, naming them as given, unless ``ignore_unknown``)."""
         if hasattr(history, "tolist") and getattr(history, "ndim", 1) == 1:
+            refuse_rounded_ids(history, "history")
             history = history.tolist()  # a numpy array or tensor: its numbers, as Python's
         if isinstance(history, (set, frozenset, dict)) and self.ordered_history:
             raise TypeError(

@@ -319,9 +319,12 @@ class Predictor(ExternalIds):
         return results
 
     def evaluate(
-        self, averaging: str = "all_users", exclude_history: bool | None = None
+        self, averaging: str | None = None, exclude_history: bool | None = None
     ) -> dict[str, dict[str, float]]:
-        """Valid and test metrics of the model on the run's data, re-computed."""
+        """Valid and test metrics of the model on the run's data, re-computed: ``averaging`` None
+        (the run's ``eval.averaging``) repeats the metrics the run recorded."""
+        if averaging is None:
+            averaging = self.config.eval.averaging
         if exclude_history is not None:
             raise ValueError(
                 "--exclude-history/--keep-history apply to next-item runs; this model ranks "

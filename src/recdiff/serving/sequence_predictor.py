@@ -262,10 +262,13 @@ class SequencePredictor(Predictor):
         return recall
 
     def evaluate(
-        self, averaging: str = "all_users", exclude_history: bool | None = None
+        self, averaging: str | None = None, exclude_history: bool | None = None
     ) -> dict[str, dict[str, float]]:
         """Valid and test metrics of the model on the run's data, re-computed; with
-        ``exclude_history`` set, each user's past items masked or not, whatever the run did."""
+        ``exclude_history`` set, each user's past items masked or not, whatever the run did.
+        ``averaging``: None for the run's ``eval.averaging``."""
+        if averaging is None:
+            averaging = self.config.eval.averaging
         from recdiff.eval.metrics import AVERAGING_MODES
         from recdiff.train.datasets import load_as_saved, load_sequences
         from recdiff.train.run_sequential import evaluate_sequential

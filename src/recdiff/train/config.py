@@ -50,7 +50,9 @@ class TrainConfig(BaseModel):
         "their data's steps per epoch, which leaves their own runs as they were",
     )
     metric: str = Field("recall@20", description="validation metric that selects the epoch")
-    seed: int = Field(1, description="seed of initialisation, shuffling, dropout and noise")
+    seed: int = Field(
+        1, ge=0, lt=2**64, description="seed of initialisation, shuffling, dropout and noise"
+    )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
         description="bf16: autocast matmuls to bfloat16 (faster on CPUs with bf16 units, GPUs)",
@@ -83,9 +85,13 @@ class TrainConfig(BaseModel):
     @field_validator("metric")
     @classmethod
     def _metric_has_cutoff(cls, value: str) -> str:
+        from recdiff.eval.metrics import ALL_METRICS  # imports torch: only when validating
+
         name, _, k = value.partition("@")
-        if not name or not k.isdigit():
-            raise ValueError(f"metric must look like 'recall@20', got {value!r}")
+        if not name or not k.isdigit() or int(k) < 1:
+            raise ValueError(f"metric must look like 'recall@20' (a cut-off >= 1), got {value!r}")
+        if name not in ALL_METRICS:  # else found only after the first epochs have trained
+            raise ValueError(f"metric {value!r} names no metric; choose from {list(ALL_METRICS)}")
         return value
 
 
