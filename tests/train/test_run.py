@@ -93,8 +93,10 @@ def test_predictor_matches_the_model_and_serves_new_users(run):
     predictor = Predictor.load(run.directory)
     user = predictor.users.external([7])[0]
     recs = predictor.recommend(user=user, k=5)
-    # Same as ranking the model's scores for the user's input row with every seen item masked.
-    expected, _ = topk_items(run.model.score(predictor.inputs[7]), 5, predictor.seen[7])
+    # Same as ranking the model's scores for the user's whole history (train, valid and test:
+    # what serving scores) with every seen item masked.
+    assert predictor.known_inputs[7].nnz > predictor.inputs[7].nnz
+    expected, _ = topk_items(run.model.score(predictor.known_inputs[7]), 5, predictor.seen[7])
     assert recs.items == predictor.items.external(expected[0]).tolist()
     history = predictor.items.external(predictor.inputs[7].indices[:4]).tolist()
     new_user = predictor.recommend(history=history, k=5)

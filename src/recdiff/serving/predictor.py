@@ -67,9 +67,16 @@ class Predictor(ExternalIds):
         config: RunConfig,
         metrics: dict[str, Any],
         directory: Path | None = None,
+        known_inputs: sp.csr_matrix | None = None,
     ) -> None:
         self.model, self.users, self.items = model, users, items
+        # inputs: the train rows, which evaluation scores; known_inputs: each user's whole
+        # history (train, valid, test), which serving scores (the train rows for runs saved
+        # before 2026-11-30, which lack data/known_inputs.npz).
         self.inputs, self.seen = inputs, seen
+        self.known_inputs = inputs if known_inputs is None else known_inputs
+        #: Items with a training interaction: a new user's history is read through these only.
+        self.trained_items = np.diff(sp.csc_matrix(inputs).indptr) > 0
         self.config, self.metrics, self.directory = config, metrics, directory
 
     @classmethod
@@ -100,9 +107,10 @@ class Predictor(ExternalIds):
         users = read_vocabulary(run / "data/users.json")
         items = read_vocabulary(run / "data/items.json")
         check_items(run, model.n_items, len(items))
-        rows = {
-            name: read_user_rows(run, name, len(users), len(items)) for name in ("inputs", "seen")
-        }
+        names = ["inputs", "seen"]
+        if (run / "data/known_inputs.npz").is_file():  # runs saved since 2026-11-30
+            names.append("known_inputs")
+        rows = {name: read_user_rows(run, name, len(users), len(items)) for name in names}
         return cls(
             model,
             users,
@@ -112,6 +120,7 @@ class Predictor(ExternalIds):
             config,
             read_metrics(run),
             run,
+            rows.get("known_inputs"),
         )
 
     def history_row(
@@ -119,6 +128,13 @@ class Predictor(ExternalIds):
     ) -> tuple[sp.csr_matrix, list[Any]]:
         """A model input row from external item ids, oldest first; returns it and unknown ids."""
         index, unknown = self.history_indices(history, ignore_unknown)
+        return self._input_row(index), unknown
+
+    def _input_row(self, index: np.ndarray) -> sp.csr_matrix:
+        """The model input of a history of item indices (oldest first, repeats allowed)."""
+        # Items the model never trained on carry nothing it learned (their input weights were
+        # never fitted to a 1): left out of the input, as they are from a known user's.
+        index = index[self.trained_items[index]]
         # The last occurrence of a repeated item is its most recent interaction: keep those, in
         # history order (np.unique on the reversed history finds each item's last position).
         _, from_end = np.unique(index[::-1], return_index=True)
@@ -131,8 +147,7 @@ class Predictor(ExternalIds):
             values = linear_time_weights(ranks, counts, weights.w_min, weights.w_max).astype(
                 np.float32
             )
-        row = sp.csr_matrix((values, (np.zeros_like(columns), columns)), shape=(1, len(self.items)))
-        return row, unknown
+        return _one_row(columns, values, len(self.items))
 
     # ---------------------------------------------------------------------- recommend
     #: The note on the list of a query row for which :meth:`empty_inputs` is true.
@@ -235,14 +250,19 @@ class Predictor(ExternalIds):
         self, history: Sequence[Any], exclude_seen: bool = True, ignore_unknown: bool = False
     ) -> Query:
         """The model input of a new user's ``history`` (external ids, oldest first)."""
-        inputs, unknown = self.history_row(history, ignore_unknown)
-        exclude = inputs if exclude_seen else sp.csr_matrix(inputs.shape, dtype=np.float32)
+        index, unknown = self.history_indices(history, ignore_unknown)
+        inputs = self._input_row(index)
+        if exclude_seen:  # every item of the history, those the input leaves out too
+            columns = np.unique(index)
+            exclude = _one_row(columns, np.ones(columns.size, np.float32), len(self.items))
+        else:
+            exclude = sp.csr_matrix(inputs.shape, dtype=np.float32)
         return Query(inputs, exclude, tuple(as_python(x) for x in unknown))
 
     def query_users(self, users: Sequence[Any] | np.ndarray, exclude_seen: bool = True) -> Query:
         """The model inputs of many known users at once (external ids)."""
         rows = self.user_rows(users)
-        inputs = self.inputs[rows]
+        inputs = self.known_inputs[rows]
         exclude = self.seen[rows] if exclude_seen else sp.csr_matrix(inputs.shape, dtype=np.float32)
         return Query(inputs, exclude)
 
@@ -322,88 +342,12 @@ class Predictor(ExternalIds):
         self, averaging: str | None = None, exclude_history: bool | None = None
     ) -> dict[str, dict[str, float]]:
         """Valid and test metrics of the model on the run's data, re-computed: ``averaging`` None
-        (the run's ``eval.averaging``) repeats the metrics the run recorded."""
-        if averaging is None:
-            averaging = self.config.eval.averaging
-        if exclude_history is not None:
-            raise ValueError(
-                "--exclude-history/--keep-history apply to next-item runs; this model ranks "
-                "interaction rows, and their seen items are always masked"
-            )
-        from recdiff.eval.evaluator import as_binary_csr
-        from recdiff.eval.multi import evaluate_many
-        from recdiff.eval.protocol import EvalTask
-        from recdiff.train.datasets import load_as_saved, load_splits
-        from recdiff.train.run_rows import evaluation_scorer
+        (the run's ``eval.averaging``) repeats the metrics the run recorded. Data changed since
+        training is refused (:mod:`recdiff.serving.reevaluate`)."""
+        from recdiff.serving.reevaluate import evaluate_rows
 
-        def same_ids(splits) -> bool:
-            return splits.items == self.items and splits.users == self.users
-
-        try:
-            splits = load_as_saved(load_splits, self.config.data, same_ids)
-        except FileNotFoundError as error:
-            config = "data.source in its config.yaml"
-            if self.directory is not None:
-                config = f"data.source in {self.directory / 'config.yaml'}"
-            raise FileNotFoundError(
-                f"{error}; the run was trained on it ({config}): put the data back, or set "
-                "data.source there to where it is now"
-            ) from None
-        if not same_ids(splits):
-            raise ValueError("the run's data changed since training: its vocabularies differ")
-        if (
-            splits.train.matrix.shape != self.inputs.shape
-            or (
-                # the stored entries, whatever their values (a rating of 0 is an interaction)
-                as_binary_csr(splits.train.matrix, "train") != as_binary_csr(self.inputs, "inputs")
-            ).nnz
-        ):
-            raise ValueError("the run's data changed since training: its train interactions differ")
-        self._check_held_out(splits)
-        tasks = {
-            "valid": EvalTask.validation(self.inputs, splits.valid.matrix),
-            "test": EvalTask.test(self.inputs, splits.valid.matrix, splits.test.matrix),
-        }
-        ev = self.config.eval
-        results = evaluate_many(
-            evaluation_scorer(self.model, self.model.score),  # the run's own draws
-            self.inputs,
-            tasks,
-            ks=ev.ks,
-            metrics=ev.metrics,
-            batch_size=ev.batch_size,
-            averaging=averaging,
-        )
-        return {split: result.means for split, result in results.items()}
-
-    def _check_held_out(self, splits) -> None:
-        """Refuse valid/test interactions other than the run's: each must be one the run saw
-        its user have, and there must be as many as the run recorded (if it did)."""
-        from recdiff.eval.evaluator import as_binary_csr
-
-        seen = as_binary_csr(self.seen, "seen")
-        for name, part in (("valid", splits.valid), ("test", splits.test)):
-            held_out = as_binary_csr(part.matrix, name)
-            new = held_out.nnz - held_out.multiply(seen).nnz
-            if new:
-                raise _data_changed(
-                    f"{new} of its {part.nnz} {name} interactions are new to the run"
-                )
-        self._check_recorded_sizes(
-            {"valid": splits.valid.nnz, "test": splits.test.nnz}, "interactions"
-        )
-
-    def _check_recorded_sizes(self, sizes: dict[str, int], unit: str) -> None:
-        """Refuse data whose split sizes differ from those the run recorded in metrics.json
-        (``data``), where it did."""
-        recorded = self.metrics.get("data") or {}
-        for name, size in sizes.items():
-            if recorded.get(name, size) != size:
-                raise _data_changed(f"it has {size} {name} {unit}, the run had {recorded[name]}")
+        return evaluate_rows(self, averaging, exclude_history)
 
 
-def _data_changed(problem: str) -> ValueError:
-    return ValueError(
-        f"the run's data changed since training: {problem}; evaluate it on the data it was "
-        "trained on (data.source in its config.yaml), or train again"
-    )
+def _one_row(columns: np.ndarray, values: np.ndarray, n_items: int) -> sp.csr_matrix:
+    return sp.csr_matrix((values, (np.zeros_like(columns), columns)), shape=(1, n_items))

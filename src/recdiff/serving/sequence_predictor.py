@@ -270,6 +270,7 @@ class SequencePredictor(Predictor):
         if averaging is None:
             averaging = self.config.eval.averaging
         from recdiff.eval.metrics import AVERAGING_MODES
+        from recdiff.serving.reevaluate import check_recorded_sizes
         from recdiff.train.datasets import load_as_saved, load_sequences
         from recdiff.train.run_sequential import evaluate_sequential
 
@@ -290,9 +291,8 @@ class SequencePredictor(Predictor):
         ):
             raise ValueError("the run's data changed since training: its users' sequences differ")
         # DreamRec's folders keep no users' sequences to compare: their example counts, at least
-        self._check_recorded_sizes(
-            {name: len(getattr(data, name)) for name in ("train", "valid", "test")}, "examples"
-        )
+        sizes = {name: len(getattr(data, name)) for name in ("train", "valid", "test")}
+        check_recorded_sizes(self.metrics, sizes, "examples")
         config = self.config
         if exclude_history is not None:
             protocol = config.eval.model_copy(update={"exclude_history": exclude_history})

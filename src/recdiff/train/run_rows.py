@@ -6,6 +6,8 @@ It writes the run directory of :mod:`recdiff.train.run` with what inference need
 
     data/users.json, data/items.json   id vocabularies
     data/inputs.npz                    the rows the model scores (time-weighted for T-DiffRec)
+    data/known_inputs.npz              each user's whole history (train, valid and test) as the
+                                       model reads it: what serving scores a known user from
     data/seen.npz                      every interaction each user had, to exclude at ranking
                                        (ratings under data.min_rating too)
 """
@@ -23,7 +25,7 @@ import scipy.sparse as sp
 from recdiff.atomic import atomic_write_text
 from recdiff.config.models import build_model
 from recdiff.config.schema import RunConfig
-from recdiff.data import DatasetSplits, time_weights
+from recdiff.data import DatasetSplits, Interactions, time_weights
 from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
@@ -32,7 +34,7 @@ from recdiff.train.config import selection_summary, stage_summaries
 from recdiff.train.datasets import held_out_left_out, load_splits, require_held_out
 from recdiff.train.run_files import PER_USER_FILE, save_per_user
 
-__all__ = ["evaluation_scorer", "model_inputs", "run_rows_into"]
+__all__ = ["evaluation_scorer", "known_user_inputs", "model_inputs", "run_rows_into"]
 
 
 def model_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
@@ -41,6 +43,44 @@ def model_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
     if weights is None:
         return splits.train.binarize().matrix
     return time_weights(splits.train, w_min=weights.w_min, w_max=weights.w_max)
+
+
+def known_user_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
+    """Each user's whole history as model input, to serve known users from: their train, valid
+    and test interactions (not the ratings under ``data.min_rating``, nor what the split dropped),
+    binary or time-weighted over the whole history as :func:`model_inputs` weights the train
+    rows. Evaluation scores the train rows alone; a deployed model should see what it knows.
+
+    Items without a training interaction are left out: the model learned nothing from them, and
+    their input weights were never fitted to a 1 (Mult-VAE's stay at their random start)."""
+    parts = [splits.train, splits.valid, splits.test]
+    trained = splits.train.item_counts() > 0
+    rows = np.concatenate([part.user_indices() for part in parts])
+    items = np.concatenate([part.matrix.indices for part in parts])
+    keep = trained[items]
+    weights = config.data.time_weights
+    timestamps = None
+    if weights is not None:
+        times = [part.timestamps.data for part in parts if part.timestamps is not None]
+        if len(times) != len(parts):
+            raise ValueError("time weights need timestamps on every split")
+        if config.data.format == "diffrec":
+            # DiffRec's files hold row positions, each from 0: a split's rows follow the
+            # earlier split's (the paper's splits are temporal), so order by split first.
+            ends = np.cumsum([t.max() + 1 if t.size else 0 for t in times])
+            times = [t + start for t, start in zip(times, [0, *ends[:-1]], strict=True)]
+        timestamps = np.concatenate(times)[keep]
+    history = Interactions.from_indices(
+        splits.users,
+        splits.items,
+        rows[keep],
+        items[keep],
+        timestamps=timestamps,
+        duplicates="last",  # a pair in two splits (data read with allow_overlap): once
+    )
+    if weights is None:
+        return history.matrix
+    return time_weights(history, w_min=weights.w_min, w_max=weights.w_max)
 
 
 def evaluation_scorer(model: Recommender, score: Callable[..., Any]) -> Callable[..., Any]:
@@ -178,11 +218,13 @@ def run_rows_into(
         },
     }
     model.save(work / "model")
-    _save_data(work / "data", splits, inputs)
+    _save_data(work / "data", splits, inputs, known_user_inputs(splits, config))
     return metrics, model
 
 
-def _save_data(folder: Path, splits: DatasetSplits, inputs: sp.csr_matrix) -> None:
+def _save_data(
+    folder: Path, splits: DatasetSplits, inputs: sp.csr_matrix, known_inputs: sp.csr_matrix
+) -> None:
     """What inference needs besides the weights: id vocabularies, input rows and seen items."""
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "users.json", splits.users.to_json())
@@ -195,4 +237,5 @@ def _save_data(folder: Path, splits: DatasetSplits, inputs: sp.csr_matrix) -> No
     seen = sp.csr_matrix(seen)
     seen.data[:] = 1.0
     sp.save_npz(folder / "inputs.npz", inputs.astype(np.float32))
+    sp.save_npz(folder / "known_inputs.npz", known_inputs.astype(np.float32))
     sp.save_npz(folder / "seen.npz", seen.astype(np.float32))
