@@ -10,7 +10,10 @@ depends on:
 - every random number generator the run draws from (torch, numpy, Python, the shuffling
   generator; under torchrun each process's own);
 - how many records ``events.jsonl`` held, so that the epochs run after the checkpoint are
-  dropped from the log and run again.
+  dropped from the log and run again;
+- a digest of the data the run trains and is evaluated on (:func:`data_digest`): a resume on
+  data changed since is refused, where it would fail to load weights of another shape, or
+  silently finish a run trained on two datasets.
 
 A stage that finished before the interruption (L-DiffRec's autoencoders, DreamRec's SASRec item
 stage) is not trained again: its weights, result and generator states are restored as they were
@@ -29,12 +32,14 @@ import contextlib
 import contextvars
 import copy
 import dataclasses
+import hashlib
 import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from recdiff.atomic import atomic_path
@@ -50,6 +55,8 @@ __all__ = [
     "CHECKPOINT_FILE",
     "Checkpoints",
     "active_checkpoints",
+    "check_run_data",
+    "data_digest",
     "resume_checkpoints",
     "run_settings",
 ]
@@ -108,6 +115,7 @@ class Checkpoints:
         self.path, self.every, self.events, self.settings = path, every, events, settings
         self.finished: list[dict[str, Any]] = []  # stages ended in this run, in order
         self.saved: dict[str, Any] | None = None
+        self.data: str | None = None  # the digest of the run's data (check_data)
         self._stages = 0
         if resume:
             self.saved = load_checkpoint(path)
@@ -121,6 +129,19 @@ class Checkpoints:
             self.finished = list(self.saved["finished"])
             if events is not None:
                 events.truncate(self.saved["events"])
+
+    def check_data(self, digest: str, source: str | None) -> None:
+        """Keep the digest of the data the run loaded; resuming, refuse data other than the
+        data the checkpoint was written on (``source``: where it was read from)."""
+        saved = self.saved.get("data") if self.saved else None
+        if saved is not None and saved != digest:
+            where = f" ({source})" if source else ""
+            raise ValueError(
+                f"the run's data{where} changed since its checkpoint {self.path} was written: a "
+                "resumed run continues on the data it began with, so put the data back as it "
+                "was, or train the run again"
+            )
+        self.data = digest
 
     def begin_stage(self) -> int:
         """The index of a trainer starting in this run (0, 1, ... in the order they start)."""
@@ -158,6 +179,7 @@ class Checkpoints:
             "format": _FORMAT,
             "world_size": world_size(),
             "settings": self.settings,
+            "data": self.data,
             "events": len(self.events.records) if self.events is not None else 0,
             "finished": self.finished,
             "progress": progress,
@@ -174,6 +196,28 @@ class Checkpoints:
                 if not isinstance(cause, OSError):
                     raise
                 raise OSError(cause.errno, cause.strerror, str(self.path)) from error
+
+
+def data_digest(*parts: Any) -> str:
+    """A SHA-256 fingerprint of a run's data: numpy arrays (vocabulary ids, example arrays)
+    and sparse matrices (interaction rows), each with its dtype and shape."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if sp.issparse(part):
+            part = sp.csr_matrix(part)
+        arrays = (part.indptr, part.indices, part.data) if sp.issparse(part) else (part,)
+        for array in arrays:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def check_run_data(*parts: Any, source: str | None = None) -> None:
+    """:meth:`Checkpoints.check_data` of the run being trained, if it keeps checkpoints."""
+    checkpoints = active_checkpoints()
+    if checkpoints is not None:
+        checkpoints.check_data(data_digest(*parts), source)
 
 
 def run_settings(config: Any) -> dict[str, Any]:

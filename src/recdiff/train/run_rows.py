@@ -30,6 +30,7 @@ from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
+from recdiff.train.checkpoint import check_run_data
 from recdiff.train.config import selection_summary, stage_summaries
 from recdiff.train.datasets import held_out_left_out, load_splits, require_held_out
 from recdiff.train.run_files import PER_USER_FILE, save_per_user
@@ -170,6 +171,9 @@ def run_rows_into(
     splits = load_splits(config.data)
     require_held_out(splits.valid.nnz, splits.test.nnz, "interactions", held_out_left_out(splits))
     inputs = model_inputs(splits, config)
+    # a resumed run must go on with the data it began with
+    data = (splits.users.ids, splits.items.ids, inputs, splits.valid.matrix, splits.test.matrix)
+    check_run_data(*data, source=config.data.source)
     tasks = {"valid": EvalTask.validation(inputs, splits.valid.matrix)}
     tasks["test"] = EvalTask.test(inputs, splits.valid.matrix, splits.test.matrix)
     model = build_model(config.model.name, config.model.params(), config.train)

@@ -34,6 +34,7 @@ from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.sequential import SequentialRecommender
+from recdiff.train.checkpoint import check_run_data
 from recdiff.train.config import selection_summary, stage_summaries
 from recdiff.train.datasets import load_sequences_and_low_ratings, require_held_out
 from recdiff.train.run_files import PER_USER_FILE, save_per_user
@@ -103,6 +104,13 @@ def run_sequential_into(
     torchrun process other than rank 0, which only trains."""
     started = time.perf_counter()
     data, sequences, low_ratings = load_sequences_and_low_ratings(config.data)
+    # a resumed run must go on with the data it began with
+    arrays = [data.items.ids]
+    for examples in (data.train, data.valid, data.test):
+        arrays += [value for value in vars(examples).values() if isinstance(value, np.ndarray)]
+    if sequences is not None:
+        arrays += [sequences.users.ids, sequences.indptr, sequences.item_idx]
+    check_run_data(*arrays, source=config.data.source)
     _require_leave_one_out_examples(data, sequences)
     require_held_out(len(data.valid), len(data.test), "next-item examples")
     data = data.with_layout("left")
