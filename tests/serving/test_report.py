@@ -75,6 +75,32 @@ def test_comparison_lists_only_runs_on_the_same_data(runs):
     assert "Runs on the same data (1)" in build_report(diffrec, compare=diffrec / "model")
 
 
+def test_next_item_metrics_are_one_table_averaged_over_examples(runs):
+    """A next-item run has one target per example: its all_users and test_users means are the
+    same numbers, shown before as two tables, "all_users averaging (reported)" and "test_users
+    averaging"."""
+    diffrec, sasrec = runs[0], runs[3]
+    metrics = json.loads((sasrec / "metrics.json").read_text())
+    assert metrics["by_averaging"]["all_users"] == metrics["by_averaging"]["test_users"]
+    page = build_report(sasrec)
+    tables = page.split("<h2>Metrics</h2>")[1].split("<h2>")[0]
+    assert re.findall(r"<h3>[^<]*</h3>", tables) == [
+        "<h3>averaged over examples, one target each</h3>"
+    ]
+    test = metrics["test"]["hit_rate@10"]
+    assert tables.count(f"<td>{test:.4f}</td>") == 1
+    overview = page.split("<h2>")[0]
+    assert "<th>averaging</th><td>over examples, one target each</td>" in overview
+    assert "user averaging" not in overview and "all_users" not in overview
+    # Runs of interaction rows keep a table per averaging, the reported one named.
+    rows = build_report(diffrec).split("<h2>Metrics</h2>")[1].split("<h2>")[0]
+    assert re.findall(r"<h3>[^<]*</h3>", rows) == [
+        "<h3>all_users averaging (reported)</h3>",
+        "<h3>test_users averaging</h3>",
+    ]
+    assert "<th>user averaging</th><td>all_users</td>" in build_report(diffrec).split("<h2>")[0]
+
+
 def test_damaged_runs_are_left_out_of_the_comparison_and_named_when_reported(runs, tmp_path):
     diffrec = runs[0]
     folder = tmp_path / "runs"

@@ -107,6 +107,21 @@ def test_http_service_answers_like_the_python_api(run_dir, predictor, serve_app)
         assert unknown.status_code == 422 and "not in the catalogue" in unknown.text
 
 
+def test_the_service_says_the_metrics_are_averaged_over_examples(run_dir, predictor, serve_app):
+    """One target per example: all_users and test_users agree, and GET /model said all_users."""
+    pytest.importorskip("fastapi")
+    from recdiff.serving.service import create_app
+
+    assert predictor.metrics["averaging"] == "all_users"
+    with serve_app(create_app(run_dir)) as http:
+        metrics = http.get("/model").json()["metrics"]
+    assert metrics["averaging"] == "examples"
+    assert metrics["averaging_description"] == (
+        "over examples, one target each (all_users and test_users agree)"
+    )
+    assert metrics["test"] == predictor.metrics["test"]
+
+
 def test_a_run_without_user_ids_answers_user_requests_with_a_422(predictor, serve_app):
     pytest.importorskip("fastapi")
     from recdiff.data import Vocabulary

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
@@ -280,3 +282,55 @@ def test_a_history_that_leaves_fewer_than_k_items_is_answered_with_a_note(
     schema = create_app(named_predictor).openapi()["components"]["schemas"]["RecommendResponse"]
     assert "note" not in schema["required"]  # optional: clients that ignore it keep working
     assert schema["properties"]["note"]["description"].startswith("why fewer than k items came")
+
+
+def test_model_says_how_the_metrics_were_averaged(client, run_dir):
+    metrics = client.get("/model").json()["metrics"]
+    assert json.loads((run_dir / "metrics.json").read_text())["averaging"] == "all_users"
+    assert metrics["averaging"] == "all_users"
+    assert metrics["averaging_description"] == (
+        "over every user, those without test items counted as 0"
+    )
+
+
+def test_a_user_id_of_the_wrong_type_gets_a_422_that_says_what_to_send(client):
+    # 422, not 404 (unknown user): text where the ids are integers names no user of this run
+    response = client.post("/recommend", json={"user": "abc"})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": "user ids of this run are integers, got 'abc'; send the id of one of its 1000 "
+        'users, or their items instead: {"history": [...]}'
+    }
+    assert client.post("/recommend", json={"user": " 3 "}).status_code == 200  # digits are ids
+
+
+def test_a_history_of_items_never_trained_on_gets_a_note_that_fits_it(predictor, serve_app):
+    """Items without a training interaction are left out of the input: a history of only such
+    items is an empty input, whose note said the user's interactions were "all held out, or left
+    out by the split", which a history's are not."""
+    untrained = predictor.items.index([4, 17])
+    keep = np.ones(len(predictor.items), dtype=np.float32)
+    keep[untrained] = 0
+    inputs = sp.csr_matrix(predictor.inputs @ sp.diags(keep))
+    inputs.eliminate_zeros()  # items 4 and 17: empty columns, as items only held out have
+    cold = Predictor(
+        predictor.model,
+        predictor.users,
+        predictor.items,
+        inputs,
+        predictor.seen,
+        predictor.config,
+        predictor.metrics,
+        known_inputs=predictor.known_inputs,
+    )
+    with serve_app(create_app(cold)) as http:
+        response = http.post("/recommend", json={"history": [4, 17], "k": 5})
+        assert response.status_code == 200, response.text
+        assert response.json()["note"] == (
+            "this user has no interactions in the model's input (their items are all held out, "
+            "left out by the split, or items the model never trained on), so the list is the "
+            "model's answer to an empty history, not personalised"
+        )
+        assert not {4, 17} & set(response.json()["items"])
+        response = http.post("/recommend", json={"history": [4, 17, 230], "k": 5})
+        assert response.json()["note"] is None  # item 230 was trained on: a personal list

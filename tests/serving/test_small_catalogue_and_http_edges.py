@@ -132,3 +132,25 @@ def test_the_example_request_in_an_error_is_one_this_service_accepts(http):
         detail
     )
     assert http.post("/recommend", json={"user": "a", "k": 5}).status_code == 200
+
+
+def test_a_wrong_method_gets_a_405_that_names_the_methods_and_shows_a_request(http):
+    # before: a bare {"detail": "Method Not Allowed"}, where every other mistake gets a hint
+    for method in ("GET", "PUT"):
+        response = http.request(method, "/recommend")
+        assert response.status_code == 405 and response.headers["allow"] == "POST"
+        assert response.json() == {
+            "detail": f"{method} /recommend is not allowed: /recommend takes POST. POST "
+            '/recommend takes a JSON object such as {"user": 3, "k": 5} or {"history": '
+            '[12, 7, 40], "k": 5}'
+        }
+    base = str(http.base_url).rstrip("/")
+    for path in ("/health", "/model"):
+        response = http.post(path, json={"user": "a"})
+        # GET and HEAD: FastAPI's header named GET only, the first of the path's routes
+        assert response.status_code == 405 and response.headers["allow"] == "GET, HEAD"
+        assert response.json() == {
+            "detail": f"POST {path} is not allowed: {path} takes GET or HEAD. GET {path} takes "
+            f"no body, e.g. curl -s {base}{path}"
+        }
+    assert http.get("/nowhere").json() == {"detail": "Not Found"}  # other errors as before

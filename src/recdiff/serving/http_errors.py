@@ -1,7 +1,8 @@
 """How the HTTP service refuses what it cannot read: a body over the size limit (413, as it
 arrives), a request FastAPI cannot validate (422 with one readable sentence per problem), a body
-that is not UTF-8 text (422), and query parameters ``/recommend`` would not read. The service's
-own checks of ids and histories are in :mod:`recdiff.serving.service`."""
+that is not UTF-8 text (422), query parameters ``/recommend`` would not read, and a method a path
+does not take (405, naming the ones it does). The service's own checks of ids and histories are
+in :mod:`recdiff.serving.service`."""
 
 # No ``from __future__ import annotations``, as in the service: FastAPI reads these handlers'
 # annotations at runtime.
@@ -14,8 +15,16 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-__all__ = ["BodySizeLimit", "invalid_request", "query_parameters", "unreadable_body"]
+__all__ = [
+    "BodySizeLimit",
+    "http_error",
+    "invalid_request",
+    "query_parameters",
+    "unreadable_body",
+    "wrong_method",
+]
 
 
 class BodySizeLimit:
@@ -129,6 +138,35 @@ async def invalid_request(request: Request, error: RequestValidationError) -> JS
         f"Send a JSON object such as {request.app.state.example}"
     )
     return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+
+
+async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+    """The HTTP errors FastAPI raises itself: a wrong method (:func:`wrong_method`), a body that
+    is not UTF-8 text (:func:`unreadable_body`), the others as FastAPI answers them."""
+    if error.status_code == 405:
+        return await wrong_method(request, error)
+    return await unreadable_body(request, error)
+
+
+async def wrong_method(request: Request, error: StarletteHTTPException) -> Response:
+    """405 that names the methods the path takes and shows a request it accepts (FastAPI
+    answers only "Method Not Allowed"). The Allow header lists the methods of every route of the
+    path: FastAPI's names the first route's only, GET where HEAD is answered too."""
+    allowed: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:  # the path matches
+            allowed |= getattr(route, "methods", None) or set()
+    if not allowed:  # no route of this app's raised it: as FastAPI answers
+        return await http_exception_handler(request, error)
+    methods = sorted(allowed)
+    path = request.url.path
+    if "POST" in allowed:
+        example = f"POST {path} takes a JSON object such as {request.app.state.example}"
+    else:
+        example = f"{methods[0]} {path} takes no body, e.g. curl -s {request.base_url}{path[1:]}"
+    takes = " or ".join([", ".join(methods[:-1]), methods[-1]] if len(methods) > 1 else methods)
+    detail = f"{request.method} {path} is not allowed: {path} takes {takes}. {example}"
+    return JSONResponse({"detail": detail}, 405, headers={"Allow": ", ".join(methods)})
 
 
 async def unreadable_body(request: Request, error: StarletteHTTPException) -> Response:

@@ -29,12 +29,14 @@ __all__ = [
 SEEN_REMEDY = "pass exclude_seen=False"
 
 
-#: The note on a list for a user whose model input is empty (a known user all of whose
-#: interactions fell in the held-out periods, or were left out with items the training data
-#: lacks): it is no one's list in particular.
+#: The note on a list for a user whose model input is empty: it is no one's list in particular.
+#: A known user's interactions may all be of items the model never trained on (which every input
+#: leaves out), left out by the split, or, in runs that serve the train rows (saved before
+#: 2026-11-30), all held out; a new user's history may hold only items the model never trained on.
 EMPTY_INPUT_NOTE = (
-    "this user has no interactions in the model's input (theirs are all held out, or left out "
-    "by the split), so the list is the model's answer to an empty history, not personalised"
+    "this user has no interactions in the model's input (their items are all held out, left out "
+    "by the split, or items the model never trained on), so the list is the model's answer to "
+    "an empty history, not personalised"
 )
 
 

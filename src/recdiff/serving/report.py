@@ -6,9 +6,11 @@ single file. Runs are compared when they have the same test targets and rank the
 (:mod:`recdiff.experiments.comparable`: equal data sections, time weights aside; the same kind
 of model, next-item or interaction rows, which read different data from one section; equal data
 statistics in ``metrics.json``; for next-item runs the same ``eval.exclude_history``). Every
-run's numbers are shown under this run's user averaging (runs record both). The comparison is
-sorted by the *validation* value of the run's selection metric; test numbers are shown beside
-it, never used to rank; a run that did not compute that metric is left out.
+run's numbers are shown under this run's user averaging (runs record both); a next-item run has
+one target per example, so its two averagings agree and its metrics are shown once, averaged over
+examples. The comparison is sorted by the *validation* value of the run's selection metric; test
+numbers are shown beside it, never used to rank; a run that did not compute that metric is left
+out.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from recdiff.experiments.comparable import difference, is_next_item
 from recdiff.serving.run_files import unfinished_run, with_name
 
 __all__ = ["Comparison", "RunSummary", "build_report", "comparable_runs", "write_report"]
+
+#: How a next-item run's means are averaged, as `recdiff evaluate` says it.
+OVER_EXAMPLES = "over examples, one target each"
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ def build_report(run: str | Path, compare: str | Path | None = None) -> str:
         f"<h1>{_e(title)}</h1>",
         _overview(summary),
         "<h2>Metrics</h2>",
-        _metric_tables(metrics),
+        _metric_tables(summary),
         _curves(summary.directory / "curves.png"),
         "<h2>Data</h2>",
         _data_table(summary),
@@ -221,7 +226,11 @@ def _overview(run: RunSummary) -> str:
             "selected on": _selected_on(run),
             "best epoch": _number(metrics.get("best_epoch")),  # None: fitted without epochs
             "epochs run": _number(metrics.get("epochs_run")),
-            "user averaging": metrics.get("averaging"),
+            **(
+                {"averaging": OVER_EXAMPLES}
+                if is_next_item(run.config)
+                else {"user averaging": metrics.get("averaging")}
+            ),
             "versions": ", ".join(f"{k} {v}" for k, v in metrics.get("versions", {}).items()),
         }
     )
@@ -242,10 +251,15 @@ def _selected_on(run: RunSummary) -> str:
     return "nothing: the model has no setting chosen on validation"
 
 
-def _metric_tables(metrics: dict[str, Any]) -> str:
-    by_averaging = metrics.get("by_averaging") or {
-        metrics.get("averaging", "?"): {s: metrics.get(s, {}) for s in ("valid", "test")}
-    }
+def _metric_tables(run: RunSummary) -> str:
+    """One table per user averaging the run recorded, or, for a next-item run, one table: it
+    has one target per example, so its all_users and test_users means are the same numbers."""
+    metrics = run.metrics
+    reported = {s: metrics.get(s, {}) for s in ("valid", "test")}
+    if is_next_item(run.config):
+        by_averaging = {OVER_EXAMPLES: reported}
+    else:
+        by_averaging = metrics.get("by_averaging") or {metrics.get("averaging", "?"): reported}
     parts = []
     for averaging, splits in by_averaging.items():
         names = list(dict.fromkeys(n for values in splits.values() for n in values))
@@ -253,8 +267,11 @@ def _metric_tables(metrics: dict[str, Any]) -> str:
             [_e(split), *(_number(values.get(n)) for n in names)]
             for split, values in splits.items()
         ]
-        chosen = " (reported)" if averaging == metrics.get("averaging") else ""
-        parts.append(f"<h3>{_e(averaging)} averaging{chosen}</h3>")
+        if averaging == OVER_EXAMPLES:
+            parts.append(f"<h3>averaged {OVER_EXAMPLES}</h3>")
+        else:
+            chosen = " (reported)" if averaging == metrics.get("averaging") else ""
+            parts.append(f"<h3>{_e(averaging)} averaging{chosen}</h3>")
         parts.append(_table(["split", *map(_e, names)], rows))
     return "\n".join(parts)
 

@@ -5,11 +5,21 @@ this module. :func:`create_app` loads the model once; requests are checked on th
 (cheap: id lookups and one sparse row) and scored by one worker thread that batches concurrent
 requests into one model call (:mod:`recdiff.serving.batching`), so no request blocks the loop.
 
+``GET /model`` describes the run: ``model``, ``name``, ``run`` (its folder's name), ``n_items``,
+``n_users``, ``metrics``, ``limits`` (``max_k``, ``max_history``) and ``index`` (``kind``, and its
+recall against exact ranking, ``recall@k``). ``metrics`` holds the run's ``valid`` and ``test``
+means, its ``best_epoch``, and how the means were averaged: ``averaging`` is ``"all_users"``
+(users without test items count as 0) or ``"test_users"`` (over the users with test items) for
+runs that score interaction rows, and ``"examples"`` for next-item runs (SASRec, DreamRec), which
+average over examples, one target each, so both averagings give the same numbers;
+``averaging_description`` says which in words (null when the run recorded none).
+
 Every error answers ``{"detail": "<what is wrong and what to send instead>"}``:
 
 =====  =====================================================================================
 400    empty history
 404    unknown user id
+405    a method the path does not take (``GET /recommend``); names the ones it takes
 413    body larger than ``max_body_bytes``, history longer than ``max_history``
 422    malformed JSON (a body that is not UTF-8 text too), missing or extra fields, wrong
        types, ``k`` outside 1..max_k, unknown history items (unless ``ignore_unknown``), ids of
@@ -59,13 +69,14 @@ from recdiff.data.errors import UnknownIdError
 from recdiff.serving.batching import MicroBatcher
 from recdiff.serving.http_errors import (
     BodySizeLimit,
+    http_error,
     invalid_request,
     query_parameters,
-    unreadable_body,
 )
 from recdiff.serving.predictor import DEFAULT_K, Predictor
 from recdiff.serving.recommendations import Query
 from recdiff.serving.run_files import with_name
+from recdiff.serving.sequence_predictor import SequencePredictor
 
 __all__ = ["RecommendRequest", "RecommendResponse", "create_app"]
 
@@ -193,7 +204,7 @@ def create_app(
     app = FastAPI(title=f"recdiff: {info['run']}", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, invalid_request)
-    app.add_exception_handler(StarletteHTTPException, unreadable_body)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.state.predictor, app.state.batcher = predictor, batcher
     app.state.example = _example(max_k)
 
@@ -238,7 +249,7 @@ _ERRORS = {
     400: "empty history",
     404: "unknown user",
     413: "body or history too large",
-    422: "invalid request, or unknown history items",
+    422: "invalid request, a user id of the wrong type, or unknown history items",
 }
 
 
@@ -255,7 +266,14 @@ def _query(predictor: Predictor, request: RecommendRequest, max_history: int) ->
                 'model; send their items instead: {"history": [...]}',
             ) from None
         except ValueError as error:  # not an id of this run's type, or a run without user ids
-            raise HTTPException(422, str(error)) from None
+            # 422, not 404 (unknown user): such a request cannot name any user of this run
+            instead = (
+                f"; send the id of one of its {len(predictor.users)} users, or their items "
+                'instead: {"history": [...]}'
+                if len(predictor.users)
+                else ""  # the error says what to send instead
+            )
+            raise HTTPException(422, f"{error}{instead}") from None
     history = request.history or []
     if not history:
         raise HTTPException(400, "history is empty: give at least one item id, oldest first")
@@ -282,9 +300,20 @@ def _query(predictor: Predictor, request: RecommendRequest, max_history: int) ->
         raise HTTPException(422, str(error)) from None
 
 
+#: ``GET /model``'s ``metrics.averaging``, in words.
+AVERAGING_DESCRIPTIONS = {
+    "all_users": "over every user, those without test items counted as 0",
+    "test_users": "over the users with test items",
+    "examples": "over examples, one target each (all_users and test_users agree)",
+}
+
+
 def _model_info(predictor: Predictor, max_k: int, max_history: int) -> dict[str, Any]:
     metrics = predictor.metrics
     directory = predictor.directory
+    averaging = metrics.get("averaging")
+    if isinstance(predictor, SequencePredictor):  # one target an example: the averagings agree
+        averaging = "examples"
     return {
         "model": metrics.get("model", predictor.config.model.name),
         "name": predictor.config.name,
@@ -292,7 +321,8 @@ def _model_info(predictor: Predictor, max_k: int, max_history: int) -> dict[str,
         "n_items": len(predictor.items),
         "n_users": len(predictor.users),
         "metrics": {
-            "averaging": metrics.get("averaging"),
+            "averaging": averaging,
+            "averaging_description": AVERAGING_DESCRIPTIONS.get(averaging),
             "best_epoch": metrics.get("best_epoch"),
             "valid": metrics.get("valid", {}),
             "test": metrics.get("test", {}),
