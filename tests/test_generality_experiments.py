@@ -73,7 +73,8 @@ def test_a_space_whose_values_fit_only_together_is_not_refused_before_the_search
         },
         "typo",
     )
-    with pytest.raises(SpaceError, match=r"no value of key 'model\.diffusion\.noise_mx'"):
+    typo_message = r"key 'model\.diffusion\.noise_mx': unknown key; did you mean 'noise_max'\?"
+    with pytest.raises(SpaceError, match=typo_message):
         typo.check_against(base, base, lambda raw: trial_config(raw, {}, "x"))
 
 

@@ -128,7 +128,9 @@ def test_a_resume_cut_short_by_a_full_disk_resumes_once_there_is_room(monkeypatc
     monkeypatch.setattr(Path, "open", open_on_a_full_disk)
     result = runner.invoke(app, ["resume", str(run), "--quiet"])
     # resuming writes into the run's own folder: "write to another folder" is no remedy there
-    _one_error_line(result, "No space left on device", f"then resume it again: recdiff resume {run}")
+    _one_error_line(
+        result, "No space left on device", f"then resume it again: recdiff resume {run}"
+    )
     assert "--runs-dir" not in result.output
     hidden = run.parent / f".{run.name}.incomplete"
     assert not (hidden / "events.jsonl").read_text().endswith("\n")  # the torn line

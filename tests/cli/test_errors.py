@@ -238,7 +238,9 @@ def test_a_full_or_read_only_disk_is_said_as_such(tmp_path):
     # where writing elsewhere is no remedy (resume writes into its run), what to do instead
     again = "resume it again: recdiff resume R"
     assert describe(full, retry=again).endswith("device): free some space, then " + again)
-    assert describe(read_only, retry=again).endswith("system): make the folder writable, then " + again)
+    assert describe(read_only, retry=again).endswith(
+        "system): make the folder writable, then " + again
+    )
     assert describe(weights, retry=again).endswith("(os error 28)): free some space, then " + again)
 
 

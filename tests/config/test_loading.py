@@ -1,6 +1,7 @@
 """Presets, YAML files and dotted overrides; unknown keys and bad values fail with their path."""
 
 import re
+import shlex
 
 import pytest
 import yaml
@@ -423,3 +424,150 @@ def test_a_mapping_override_merges_into_its_section():
     assert replaced.model.params()["diffusion"] == {"steps": 5}
     with pytest.raises(ConfigError, match="stepz: unknown key"):
         load_config("demo-diffrec", ["model.diffusion={stepz: 5}"])
+
+
+# ------------------------------------------------------------------------- --set values as text
+
+
+def _typed(message: str) -> str:
+    """The override a message says to type, as the shell passes it on (quotes removed)."""
+    typed = re.search(r"--set ('[^']*'|\"[^\"]*\")", message)
+    assert typed, message
+    return shlex.split(typed.group(1))[0]
+
+
+CSV = ["data.format=csv", "data.source=x.csv"]
+
+
+@pytest.mark.parametrize(
+    ("value", "syntax"),
+    [
+        ("|", "a block scalar"),
+        (">", "a folded block scalar"),
+        ("%", "a directive"),
+        ("@", "a reserved indicator"),
+        ("`", "a reserved indicator"),
+        ("!", "a tag"),
+        ("&a", "an anchor"),
+        ("-", "a list item"),
+        ("?", "a mapping key"),
+    ],
+)
+def test_a_set_value_yaml_reads_as_syntax_says_how_to_quote_it(value, syntax):
+    """``--set data.sep=|`` was a block scalar holding nothing, refused as "String should have
+    at least 1 character"; the message names the syntax and the quoting that works in a shell."""
+    with pytest.raises(ConfigError) as caught:
+        load_config("demo-popularity", [*CSV, f"data.sep={value}"])
+    message = str(caught.value)
+    assert message.startswith(
+        f"override 'data.sep={value}': YAML reads {value[0]!r} at the start of a value as "
+        f"syntax ({syntax}), not as text: quote the value (--set "
+    )
+    assert load_config("demo-popularity", [*CSV, _typed(message)]).data.sep == value
+
+
+def test_the_quoting_a_comment_message_suggests_works_when_typed():
+    with pytest.raises(ConfigError) as caught:
+        load_config("demo-diffrec", ["name=my run #2"])
+    assert """(--set "name='my run #2'")""" in str(caught.value)
+    assert load_config("demo-diffrec", [_typed(str(caught.value))]).name == "my run #2"
+
+
+def test_values_that_merely_contain_yaml_indicators_stay_as_written():
+    assert load_config("demo-popularity", [*CSV, "data.sep=a|b"]).data.sep == "a|b"
+    assert load_config("demo-popularity", [*CSV, "data.sep=;"]).data.sep == ";"
+    assert load_config("demo-popularity", [*CSV, "data.sep=!!str 5"]).data.sep == "5"
+    assert apply_overrides({}, ["a=-1e-3", "b=- 5", "c=!!null"]) == {
+        "a": -1e-3,
+        "b": [5],
+        "c": None,
+    }
+
+
+# ------------------------------------------------------------------------- relative paths in a file
+
+
+def _config_file(folder, source="ratings.csv", embeddings=None):
+    folder.mkdir(exist_ok=True)
+    config = {"data": {"format": "csv", "source": source, "split": "random"}}
+    config["model"] = {"name": "popularity"}
+    if embeddings is not None:
+        config["model"] = {"name": "ldiffrec", "latent": {"item_embeddings": embeddings}}
+    (folder / "run.yaml").write_text(yaml.safe_dump(config))
+    return folder / "run.yaml"
+
+
+def test_a_relative_source_in_a_config_file_names_the_working_directory(tmp_path, monkeypatch):
+    """Resolved against the working directory (kept: runs rely on it), which the "not found"
+    error never said; the file next to the config, if there is one, is named."""
+    monkeypatch.chdir(tmp_path)
+    path = _config_file(tmp_path / "project")
+    (tmp_path / "project" / "ratings.csv").write_text("user,item\n1,2\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config("project/run.yaml")
+    assert str(caught.value) == (
+        f"data.source 'ratings.csv' in project/run.yaml is resolved against the working "
+        f"directory, {tmp_path} (as a relative path in a config file is, not against the file's "
+        f"folder), and {tmp_path / 'ratings.csv'} does not exist: {path.parent / 'ratings.csv'} "
+        f"is next to the config file: write that path in it, or run recdiff from {path.parent}"
+    )
+    monkeypatch.chdir(path.parent)  # where the path is meant: read, as before
+    assert load_config("run.yaml").data.source == str(path.parent / "ratings.csv")
+
+
+def test_a_relative_source_found_nowhere_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _config_file(tmp_path / "project", source="../data/ratings.csv")
+    with pytest.raises(ConfigError) as caught:
+        load_config("project/run.yaml")
+    assert str(caught.value).endswith(
+        f"and {tmp_path.parent / 'data' / 'ratings.csv'} does not exist: write a path relative "
+        "to the working directory, or an absolute one"
+    )
+    # set on the command line, the path is the readers' to find (and report)
+    assert load_config("project/run.yaml", ["data.source=elsewhere.csv"]).data.source == str(
+        tmp_path / "elsewhere.csv"
+    )
+
+
+def test_relative_item_embeddings_in_a_config_file_are_named_the_same_way(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ratings.csv").write_text("user,item\n1,2\n")
+    path = _config_file(tmp_path / "project", embeddings="emb.npy")
+    (path.parent / "emb.npy").write_bytes(b"")
+    with pytest.raises(ConfigError) as caught:
+        load_config(str(path))
+    assert str(caught.value).startswith(
+        f"model.latent.item_embeddings 'emb.npy' in {path} is resolved against the working "
+        f"directory, {tmp_path} "
+    )
+    assert str(caught.value).endswith(
+        f"{path.parent / 'emb.npy'} is next to the config file: "
+        f"write that path in it, or run recdiff from {path.parent}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("preset", "sets"),
+    [
+        ("demo-diffrec", []),  # the demo's loader ignores ratios: this trained without a word
+        ("demo-popularity", ["data.format=csv", "data.source=x.csv", "data.split=random"]),
+    ],
+)
+def test_ratios_that_do_not_share_the_data_are_refused_by_every_config(preset, sets):
+    with pytest.raises(ConfigError) as caught:
+        load_config(preset, [*sets, "data.ratios=[0.5, 0.5, 0.5]"])
+    assert str(caught.value).splitlines()[1:] == [
+        "  data.ratios: [0.5, 0.5, 0.5] sums to 1.5, but the train, valid and test shares must "
+        'sum to 1: e.g. --set "data.ratios=[0.7, 0.1, 0.2]"'
+    ]
+    with pytest.raises(ConfigError, match=r"data\.ratios: \[-0\.1, 0\.6, 0\.5\] holds a negative"):
+        load_config(preset, [*sets, "data.ratios=[-0.1, 0.6, 0.5]"])
+    assert load_config(preset, [*sets, "data.ratios=[0.8, 0.2, 0]"]).data.ratios == (0.8, 0.2, 0)
+
+
+def test_a_saved_run_keeps_the_ratios_it_trained_with():
+    from recdiff.config.schema import SAVED_RUN, RunConfig
+
+    raw = {"name": "old", "data": {"ratios": [0.5, 0.5, 0.5]}}
+    assert RunConfig.model_validate(raw, context=SAVED_RUN).data.ratios == (0.5, 0.5, 0.5)

@@ -1,6 +1,9 @@
 """data.sep: a CSV separated by something else than commas (spreadsheets write semicolons where
 the comma is the decimal mark) is read when the config says so, and named when it does not."""
 
+import re
+import shlex
+
 import numpy as np
 import pytest
 
@@ -65,3 +68,19 @@ def test_sep_belongs_to_csv_and_tsv_files_only():
     with pytest.raises(ConfigError, match=r"data.sep: String should have at least 1 character"):
         load_config("demo-popularity", ["data.format=csv", "data.source=x.csv", "data.sep=''"])
     assert load_config("demo-popularity", ["data.format=csv", "data.source=x.csv", "data.sep="])
+
+
+@pytest.mark.parametrize(("sep", "name"), [("|", "pipes"), (";", "semicolons"), ("\t", "tabs")])
+def test_the_separator_the_hint_suggests_reads_the_file_when_typed(tmp_path, sep, name):
+    """The hint said ``set data.sep='|'``, which a shell passes on as ``data.sep=|``: YAML's
+    block scalar, an empty separator. The command-line form it gives now works as typed."""
+    path = _write(tmp_path / "other.csv", sep)
+    with pytest.raises(DataFormatError) as error:
+        load_splits(_config(path))
+    message = str(error.value)
+    assert f"one column holding {name}" in message
+    typed = re.search(r"set data\.sep: --set ('[^']*'|\"[^\"]*\") on the command line", message)
+    assert typed, message
+    read = load_splits(_config(path, shlex.split(typed.group(1))[0]))
+    twin = load_splits(_config(_write(tmp_path / "comma.csv", ",")))
+    np.testing.assert_array_equal(read.train.matrix.toarray(), twin.train.matrix.toarray())

@@ -5,6 +5,7 @@ mixing tabs and spaces, a CSV without a header line). Expectations are written b
 from __future__ import annotations
 
 import gzip
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,40 @@ def test_a_damaged_compressed_file_is_a_data_error_naming_it(tmp_path: Path) -> 
     fake = write(tmp_path / "fake.csv.gz", "user,item\n1,2\n")
     with pytest.raises(DataFormatError, match=r"cannot decompress .*fake\.csv\.gz"):
         read_interactions(fake, file_format="csv")
+
+
+def zipped(path: Path, files: dict[str, str]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_a_zip_holding_several_files_is_named_with_the_fix(tmp_path: Path) -> None:
+    # pandas said "Multiple files found in ZIP file. Only one file per ZIP: [...]": which zip?
+    both = {"a.csv": "user,item\n1,2\n", "b.csv": "user,item\n1,3\n"}
+    path = zipped(tmp_path / "log.csv.zip", both)
+    expected = (
+        f"{path} holds 2 files (a.csv, b.csv), but a zipped data file must hold exactly one: "
+        "keep only the one to read in the zip, or extract it (unzip) and give that file as the "
+        "source"
+    )
+    with pytest.raises(DataFormatError) as caught:
+        read_interactions(path)
+    assert str(caught.value) == expected
+    sequences = zipped(tmp_path / "seq.txt.zip", {"a.txt": "1 5 6\n", "b.txt": "2 5 6\n"})
+    with pytest.raises(DataFormatError, match=r"seq\.txt\.zip holds 2 files \(a\.txt, b\.txt\)"):
+        read_sequence_file(sequences)
+    empty = zipped(tmp_path / "empty.csv.zip", {})
+    with pytest.raises(DataFormatError, match=r"empty\.csv\.zip holds no file, but a zipped"):
+        read_interactions(empty)
+
+
+def test_a_zip_with_a_folder_entry_reads_its_one_file(tmp_path: Path) -> None:
+    # pandas counted the folder entry "logs/" as a second file and refused the zip
+    path = zipped(tmp_path / "log.csv.zip", {"logs/": "", "logs/log.csv": "user,item\n1,2\n"})
+    data = read_interactions(path)
+    assert data.users.ids.tolist() == [1] and data.items.ids.tolist() == [2]
 
 
 def test_a_file_that_is_not_parquet_is_named(tmp_path: Path) -> None:

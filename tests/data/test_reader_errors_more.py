@@ -203,3 +203,54 @@ def test_per_user_splits_name_their_own_cause() -> None:
         split_user_temporal(data, (0.8, 0.1, 0.1))
     with pytest.warns(UsersWithoutTrainWarning, match=r"split_random\(per_user=True\): 1 of"):
         split_random(data, (0.8, 0.1, 0.1), per_user=True)
+
+
+# ------------------------------------------------------------------------ negative ratings
+DISLIKES = "user,item,rating,t\na,1,1,1\na,2,-1,2\na,3,1,3\nb,1,1,4\nb,2,1,5\nb,3,-1,6\n"
+NEGATIVE = (
+    "2 of 6 rating(s){where} are negative (as low as -1) and are kept as interactions, like any "
+    "rated row: to drop them, set data.min_rating (e.g. --set data.min_rating=0, or 1; "
+    "min_rating=... or filter_ratings from Python)"
+)
+
+
+def test_negative_ratings_kept_as_interactions_are_warned_of(tmp_path: Path) -> None:
+    """A -1 "dislike" row was trained on as an interaction without a word."""
+    from recdiff.config.schema import DataConfig
+    from recdiff.data.prepare import NegativeRatingsWarning
+    from recdiff.train.datasets import load_splits
+
+    path = write(tmp_path / "likes.csv", DISLIKES)
+    columns = {"rating_col": "rating", "time_col": "t"}
+    config = DataConfig(format="csv", source=str(path), split="user_temporal", **columns)
+    with pytest.warns(NegativeRatingsWarning) as caught:
+        splits = load_splits(config)
+    assert [str(w.message) for w in caught] == [NEGATIVE.format(where="")]
+    parts = (splits.train, splits.valid, splits.test, splits.dropped)
+    assert sum(part.nnz for part in parts) == 6  # the dislikes kept, not dropped
+    with pytest.warns(NegativeRatingsWarning) as caught:
+        read_table_sequences(path, **columns)
+    assert [str(w.message) for w in caught] == [NEGATIVE.format(where=f" in {path}")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = read_interactions(path, **columns)  # no warning yet: min_rating may follow
+    with pytest.warns(NegativeRatingsWarning) as caught:
+        split_random(data, (0.5, 0.25, 0.25), drop_unseen=True)
+    negative = [w for w in caught if w.category is NegativeRatingsWarning]
+    assert len(negative) == 1 and negative[0].filename == __file__  # points at the caller
+
+
+def test_no_negative_ratings_warning_once_min_rating_drops_them(tmp_path: Path) -> None:
+    from recdiff.config.schema import DataConfig
+    from recdiff.train.datasets import load_splits
+
+    path = write(tmp_path / "likes.csv", DISLIKES)
+    columns = {"rating_col": "rating", "time_col": "t"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = DataConfig(format="csv", source=str(path), split="random", min_rating=0, **columns)
+        splits = load_splits(config)
+        read_table_sequences(path, min_rating=0, **columns)
+        zero = write(tmp_path / "zero.csv", DISLIKES.replace("-1", "0"))  # 0 is no dislike
+        read_table_sequences(zero, **columns)
+    assert splits.train.nnz + splits.valid.nnz + splits.test.nnz + splits.dropped.nnz == 4

@@ -380,8 +380,10 @@ def test_ml100k_above_a_rating_bar_split_per_user_in_time(datasets_root: Path) -
     assert splits.train.nnz == train.sum()
     dropped = splits.dropped
     assert splits.valid.nnz + splits.test.nnz + dropped.nnz == (n - train).sum()
-    assert (upto_valid - train).sum() - splits.valid.nnz == 61  # dropped, measured
-    assert (n - upto_valid).sum() - splits.test.nnz == 202
+    # dropped, measured (61 and 202 when ratings at the same second were ordered by item index
+    # rather than by the file's row order)
+    assert (upto_valid - train).sum() - splits.valid.nnz == 58
+    assert (n - upto_valid).sum() - splits.test.nnz == 198
     trained = splits.train.item_counts() > 0
     assert not trained[dropped.item_indices()].any()  # only items new after training go
     assert trained[splits.valid.item_indices()].all() and trained[splits.test.item_indices()].all()

@@ -133,6 +133,38 @@ def test_a_comma_separated_line_among_others_is_named(tmp_path: Path) -> None:
         read_user_sequences(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "shown", "token"),
+    [
+        ("user0, s7, s8, s9\nuser1, s8, s9\n", "user0, s7, s8, s9", "user0,"),
+        ("u0, s7\nu0, s8\nu1, s8\n", "u0, s7", "u0,"),  # SASRec's pairs, with commas
+        ("u0 s7, s8, s9\nu1 s8, s9\n", "u0 s7, s8, s9", "s7,"),  # most ids end in one
+    ],
+)
+def test_a_comma_separated_sequence_file_is_refused(
+    tmp_path: Path, text: str, shown: str, token: str
+) -> None:
+    # Split at spaces, "user0, s7, s8" trained without a word on users "user0," and items "s7,".
+    path = tmp_path / "x.txt"
+    path.write_text(text)
+    for read in (read_sequence_file, read_user_sequences):
+        with pytest.raises(DataFormatError) as caught:
+            read(path)
+        assert str(caught.value) == (
+            f"{path} line 1 reads {shown!r}: ids in a sequence file (data.format=sequences) are "
+            f"separated by spaces or tabs, not commas, so {token!r} would be an id; replace the "
+            "commas with spaces, or, for a table of one interaction per line with a header, set "
+            "data.format=csv with data.user_col, data.item_col and data.time_col naming its "
+            "columns"
+        )
+
+
+def test_an_id_that_happens_to_end_in_a_comma_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "x.txt"
+    path.write_text("1 5 6\n2 a, 7\n3 8 9\n")
+    assert "a," in read_sequence_file(path).items.ids.tolist()
+
+
 def test_user_item_lines(tmp_path: Path) -> None:
     path = tmp_path / "video.txt"
     path.write_text("1 9\n1 3\n2 3\n1 4\n")

@@ -158,3 +158,56 @@ def test_every_splitter_partitions_property(rows: list[tuple[int, int, int]], se
         split_random(data, seed=seed),
     ):
         assert_partition(data, splits)
+
+
+def test_interactions_at_the_same_time_split_in_the_order_they_were_read():
+    """Times that are dates tie within a day. Ties were ordered by item index, so each user's
+    alphabetically last items of their last day went to test, for every user (and items late in
+    the alphabet never trained). Now the table's row order decides, as in the log."""
+    from recdiff.data import split_leave_one_out, split_user_temporal
+
+    # user u's 10 rows, written in the order they happened, all on the same day
+    rows = [(u, f"i{(7 * t + u) % 10}", "2024-05-01") for u in range(3) for t in range(10)]
+    frame = pd.DataFrame(rows, columns=["user", "item", "day"])
+    frame["day"] = pd.to_datetime(frame["day"]).astype("int64") // 10**9
+    data = Interactions.from_frame(frame, time_col="day")
+    splits = split_user_temporal(data, (0.7, 0.1, 0.2))
+    for u in range(3):
+        logged = [f"i{(7 * t + u) % 10}" for t in range(10)]
+        row = splits.users.index([u])[0]
+        for part, expected in ((splits.train, logged[:7]), (splits.test, logged[8:])):
+            got = part.items.external(part.matrix[row].indices).tolist()
+            assert sorted(got) == sorted(expected)
+    loo = split_leave_one_out(data)
+    assert loo.items.external(loo.test.matrix[0].indices).tolist() == ["i3"]  # the last row
+    # interactions built without a row order (from indices) keep the item-index order
+    plain = Interactions.from_indices(
+        data.users,
+        data.items,
+        data.user_indices(),
+        data.matrix.indices,
+        timestamps=data.timestamps.data,
+    )
+    assert plain.order is None
+    assert plain.items.external(split_leave_one_out(plain).test.matrix[0].indices).tolist() == [
+        "i9"
+    ]
+
+
+def test_a_global_cut_through_tied_times_follows_the_row_order():
+    from recdiff.data import split_global_temporal
+
+    # 10 rows at one time: the cut at 7 / 8 takes the first 7 rows read, whatever their items
+    frame = pd.DataFrame({"user": [0, 1] * 5, "item": [9, 8, 7, 6, 5, 4, 3, 2, 1, 0], "t": 5})
+    splits = split_global_temporal(Interactions.from_frame(frame, time_col="t"), (0.7, 0.1, 0.2))
+    test = splits.test.to_frame()
+    assert sorted(zip(test["user"], test["item"], strict=True)) == [(0, 1), (1, 0)]
+
+
+def test_the_row_order_follows_the_kept_row_of_a_repeated_pair():
+    frame = pd.DataFrame({"user": [0, 0, 0], "item": [1, 2, 1], "t": [1.0, 1.0, 1.0]})
+    last = Interactions.from_frame(frame, time_col="t", duplicates="last")
+    first = Interactions.from_frame(frame, time_col="t", duplicates="first")
+    assert last.order.data.tolist() == [2.0, 1.0]  # item 1 from row 2, item 2 from row 1
+    assert first.order.data.tolist() == [0.0, 1.0]
+    assert last.time_order().tolist() == [1, 0] and first.time_order().tolist() == [0, 1]

@@ -182,11 +182,30 @@ def test_keys_that_fit_no_config_are_caught_before_the_search():
     assert get_dotted(diffrec, "model.diffusion.noise_min") == 0.005
 
 
+@pytest.mark.parametrize(
+    ("key", "guess"),
+    [("train.lrr", "lr"), ("model.hidden_dimz", "hidden_dims"), ("model.diffusion.stepz", "steps")],
+)
+def test_a_typo_in_a_space_key_gets_the_did_you_mean_of_set(key, guess):
+    """``train.lrr`` said "train.lrr: Extra inputs are not permitted"; --set said which key."""
+    space = SearchSpace.from_dict({key: {"type": "float", "low": 1e-5, "high": 1e-3}}, "sp.yaml")
+    base = load_config("demo-diffrec").model_dump(mode="json")
+    with pytest.raises(SpaceError) as caught:
+        space.check_against(base, base, lambda raw: trial_config(raw, {}, "x"))
+    with pytest.raises(ValueError) as set_caught:
+        load_config("demo-diffrec", [f"{key}=1e-4"])
+    said_by_set = str(set_caught.value).splitlines()[1].partition(f"{key}: ")[2]
+    assert said_by_set.startswith(f"unknown key; did you mean {guess!r}? (this section takes: ")
+    assert str(caught.value) == f"sp.yaml: key {key!r}: {said_by_set}"
+
+
 def test_fractions_resolve_against_model_defaults_when_the_config_omits_them():
     from recdiff.experiments.trials import lookup_view
 
     # null first: the preset's diffusion section goes, with its steps
-    config = load_config("demo-diffrec", ["model.diffusion=null", "model.diffusion={noise_scale: 0.01}"])
+    config = load_config(
+        "demo-diffrec", ["model.diffusion=null", "model.diffusion={noise_scale: 0.01}"]
+    )
     space = SearchSpace.from_dict(
         {
             "model.diffusion.inference_noise_steps": {

@@ -113,3 +113,22 @@ def test_a_run_clusters_the_items_of_a_table_keyed_by_external_id(tmp_path):
     group = dict(zip(predictor.items.ids.tolist(), labels.tolist(), strict=True))
     assert {group[i] for i in items[:10]} != {group[i] for i in items[10:]}
     assert len({group[i] for i in items[:10]}) == len({group[i] for i in items[10:]}) == 1
+
+
+def test_a_missing_datasets_embeddings_file_names_its_own_setting(tmp_path, monkeypatch):
+    """The preset's ``datasets:diffrec/ml-1m_clean/item_emb.npy`` under an empty dataset folder:
+    the message said "pass --set data.source=PATH", a setting that does not hold this path."""
+    from recdiff.config.models import build_model
+    from recdiff.train.config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECDIFF_DATASETS", str(tmp_path))
+    latent = {"item_embeddings": "datasets:diffrec/ml-1m_clean/item_emb.npy"}
+    with pytest.raises(FileNotFoundError) as caught:
+        build_model("ldiffrec", {"latent": latent}, TrainConfig())
+    message = str(caught.value)
+    assert "data.source" not in message
+    assert message.endswith(
+        "or pass --set model.latent.item_embeddings=PATH; model.latent.item_embeddings=null "
+        "derives the embeddings from the data instead (a truncated SVD of the training matrix)"
+    )

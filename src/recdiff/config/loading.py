@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from recdiff.config.problems import BOOLEAN_FOR_NUMBER, validation_problems
 from recdiff.config.schema import RunConfig
+from recdiff.config.sources import DATASETS_PREFIX
 from recdiff.config.yaml_io import ConfigLoader, load_yaml
 
 __all__ = ["ConfigError", "apply_overrides", "list_presets", "load_config"]
@@ -133,8 +135,61 @@ def _read_value(text: str, item: str) -> Any:
         if "#" in text:
             _no_comment(text, item)
     except yaml.YAMLError:
+        _no_syntax(text, item, failed=True)
         raise ConfigError(f"override {item!r}: the value is not valid YAML") from None
+    _no_syntax(text, item, value=value)
     return value
+
+
+# Characters YAML reads as syntax at the start of a value, not as text: ``data.sep=|`` was a
+# block scalar with nothing in it (''), refused as "at least 1 character"; ``@`` and the
+# backtick are reserved, ``%`` starts a directive. What each starts, for the message.
+_SYNTAX = {
+    "|": "a block scalar",
+    ">": "a folded block scalar",
+    "%": "a directive",
+    "@": "a reserved indicator",
+    "`": "a reserved indicator",
+    "!": "a tag",
+    "&": "an anchor",
+    "*": "an alias",
+    "-": "a list item",
+    "?": "a mapping key",
+    ":": "a mapping",
+    ",": "a separator",
+}
+# What YAML makes of such a value when it reads one at all: nothing, or an empty structure.
+_NOTHING = (None, "", [None], {None: None})
+
+
+def _no_syntax(text: str, item: str, value: Any = None, failed: bool = False) -> None:
+    """Refuse a value YAML reads as syntax rather than as the text written: one that starts
+    with a character of :data:`_SYNTAX` and fails to read, or reads as nothing (``|`` is '',
+    ``&x`` null, ``-`` a list holding null). ``!!str 5`` (an explicit tag) and a block of text
+    spanning lines read as written and pass."""
+    stripped = text.strip()
+    first = stripped[:1]
+    if first not in _SYNTAX or stripped.startswith("!!") or "\n" in stripped:
+        return
+    if not failed and not any(value == nothing for nothing in _NOTHING):
+        return
+    key = item.partition("=")[0].strip()
+    raise ConfigError(
+        f"override {item!r}: YAML reads {first!r} at the start of a value as syntax "
+        f"({_SYNTAX[first]}), not as text: quote the value ({_typed_as_text(key, stripped)})"
+    )
+
+
+def _typed_as_text(key: str, value: str) -> str:
+    """``--set "key='value'"``: how to type an override in a shell so that both the shell and
+    YAML leave ``value`` as written (the shell drops the outer quotes, YAML the inner ones)."""
+    if not set(value) & set('$`"\\!'):  # nothing a shell expands inside double quotes
+        inner = value.replace("'", "''")  # YAML's single quotes escape a quote by doubling it
+        return f"--set \"{key}='{inner}'\""
+    if "'" not in value:  # single quotes for the shell, YAML's double quotes inside
+        inner = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f"--set '{key}=\"{inner}\"'"
+    return f"in a run config file, {key}: '{value.replace(chr(39), chr(39) * 2)}'"
 
 
 def _no_comment(text: str, item: str) -> None:
@@ -143,16 +198,17 @@ def _no_comment(text: str, item: str) -> None:
     node = yaml.compose(text, Loader=ConfigLoader)
     rest = text[node.end_mark.index :] if node is not None else text
     if rest.strip().startswith("#"):
-        key = item.partition("=")[0]
+        key = item.partition("=")[0].strip()
         raise ConfigError(
             f"override {item!r}: YAML reads {rest.strip()!r} as a comment and drops it: "
-            f"quote the value ({key}='{text.strip()}') or remove the comment"
+            f"quote the value ({_typed_as_text(key, text.strip())}) or remove the comment"
         )
 
 
 def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunConfig:
     """Validate a preset or YAML file with overrides; errors name the offending key."""
     raw = _raw_config(preset_or_path)
+    written = _relative_paths(raw)
     given = [item.partition("=")[0].strip() for item in overrides or []]
     given += [f"train.{key}" for key in _train_keys_written(raw)]
     raw = apply_overrides(raw, list(overrides or []))
@@ -165,7 +221,50 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     booleans = [(key, BOOLEAN_FOR_NUMBER) for key in _booleans_for_numbers(raw, problems)]
     if booleans or problems:
         _invalid(preset_or_path, booleans + problems)
+    set_keys = [item.partition("=")[0].strip() for item in overrides or []]
+    _relative_paths_found(Path(preset_or_path), written, set_keys)
     return config
+
+
+# Settings that hold a path; a config file may write it relative to the working directory.
+_PATH_KEYS = (("data", "source"), ("model", "latent", "item_embeddings"))
+
+
+def _relative_paths(raw: dict[str, Any]) -> dict[str, str]:
+    """The relative paths of :data:`_PATH_KEYS` in a raw config, by dotted key."""
+    found = {}
+    for keys in _PATH_KEYS:
+        node: Any = raw
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, str) and node and not node.startswith(DATASETS_PREFIX):
+            if not Path(node).expanduser().is_absolute():
+                found[".".join(keys)] = node
+    return found
+
+
+def _relative_paths_found(path: Path, written: dict[str, str], set_keys: list[str]) -> None:
+    """Refuse a relative path a config file writes that names nothing. It is resolved against
+    the working directory, as a command line's paths are (and as many tools do; runs rely on
+    it), not against the file's folder: the message says so, and names the file next to the
+    config when there is one. Paths set with --set are the readers' to report."""
+    for key, value in written.items():
+        if any(key == k or key.startswith(f"{k}.") for k in set_keys):
+            continue  # replaced on the command line
+        if Path(value).expanduser().exists():
+            continue
+        beside = os.path.abspath(path.parent / value)
+        fix = (
+            f"{beside} is next to the config file: write that path in it, or run recdiff from "
+            f"{os.path.abspath(path.parent)}"
+            if os.path.exists(beside)
+            else "write a path relative to the working directory, or an absolute one"
+        )
+        raise ConfigError(
+            f"{key} {value!r} in {path} is resolved against the working directory, {Path.cwd()} "
+            f"(as a relative path in a config file is, not against the file's folder), and "
+            f"{os.path.abspath(value)} does not exist: {fix}"
+        )
 
 
 # Keys every resolved config (a run's config.yaml) has listed in its train section, whatever

@@ -165,10 +165,17 @@ def build_model(name: str, params: dict[str, Any], train: TrainConfig) -> SavedM
 
         return DiffRec(settings, train)
     if name == "ldiffrec":
+        from recdiff.models.item_clusters import EMBEDDINGS_FROM_DATA
         from recdiff.models.ldiffrec import LDiffRec
 
         if settings.latent.item_embeddings:  # "datasets:..." paths resolve like data sources
-            path = str(resolve_source(settings.latent.item_embeddings))
+            path = str(
+                resolve_source(
+                    settings.latent.item_embeddings,
+                    key="model.latent.item_embeddings",
+                    otherwise=EMBEDDINGS_FROM_DATA,
+                )
+            )
             latent = settings.latent.model_copy(update={"item_embeddings": path})
             settings = settings.model_copy(update={"latent": latent})
         return LDiffRec(settings, train)

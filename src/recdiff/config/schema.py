@@ -123,6 +123,29 @@ class DataConfig(BaseModel):
     def _absolute(cls, source: str | None) -> str | None:
         return absolute_source(source)
 
+    @field_validator("ratios")
+    @classmethod
+    def _ratios_share_the_data(
+        cls, ratios: tuple[float, float, float], info: ValidationInfo
+    ) -> tuple[float, float, float]:
+        """Checked here, not by the split alone: the demo's loader ignores them, so a config
+        saying [0.5, 0.5, 0.5] trained there and failed once pointed at a file. A saved run's
+        config (``context={"saved_run": True}``) is read as it trained."""
+        if (info.context or {}).get("saved_run"):
+            return ratios
+        example = '--set "data.ratios=[0.7, 0.1, 0.2]"'
+        if min(ratios) < 0:
+            raise ValueError(
+                f"{list(ratios)} holds a negative share; the train, valid and test shares are "
+                f"fractions of the data, each 0 or more, summing to 1: e.g. {example}"
+            )
+        if abs(sum(ratios) - 1.0) > 1e-6:
+            raise ValueError(
+                f"{list(ratios)} sums to {sum(ratios):g}, but the train, valid and test shares "
+                f"must sum to 1: e.g. {example}"
+            )
+        return ratios
+
     @model_validator(mode="after")
     def _source_needed(self) -> DataConfig:
         if self.format != "demo" and not self.source:

@@ -31,9 +31,11 @@ def absolute_source(source: str | None) -> str | None:
     return str(Path(source).expanduser().absolute())
 
 
-def resolve_source(source: str) -> Path:
+def resolve_source(source: str, key: str = "data.source", otherwise: str = "") -> Path:
     """A data path; ``datasets:REL`` is looked up under $RECDIFF_DATASETS, then ./shared/datasets
-    and ../shared/datasets (with a warning when $RECDIFF_DATASETS is set but lacks it)."""
+    and ../shared/datasets (with a warning when $RECDIFF_DATASETS is set but lacks it). ``key``
+    is the setting that holds ``source``, named when it is not found, with ``otherwise``: what
+    else that setting may be ("KEY=null derives ...")."""
     if not source.startswith(DATASETS_PREFIX):
         return Path(source).expanduser()
     relative = source[len(DATASETS_PREFIX) :]
@@ -53,7 +55,8 @@ def resolve_source(source: str) -> Path:
     unset = "" if given else " ($RECDIFF_DATASETS is not set)"
     raise FileNotFoundError(
         f"dataset {relative!r} not found: no {' or '.join(tried)}{unset}; put it there, set "
-        "RECDIFF_DATASETS to the folder that holds it, or pass --set data.source=PATH"
+        f"RECDIFF_DATASETS to the folder that holds it, or pass --set {key}=PATH"
+        + (f"; {otherwise}" if otherwise else "")
     )
 
 

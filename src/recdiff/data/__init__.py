@@ -25,7 +25,7 @@ from recdiff.data.batches import (
 )
 from recdiff.data.errors import DataFormatError, UnknownIdError, UnsafePickleError
 from recdiff.data.interactions import Interactions
-from recdiff.data.prepare import filter_ratings, k_core
+from recdiff.data.prepare import NegativeRatingsWarning, filter_ratings, k_core
 from recdiff.data.readers import (
     read_diffrec_splits,
     read_interactions,
@@ -65,6 +65,7 @@ __all__ = [
     "DataFormatError",
     "DatasetSplits",
     "Interactions",
+    "NegativeRatingsWarning",
     "Padding",
     "RestrictedUnpickler",
     "SequenceDataset",

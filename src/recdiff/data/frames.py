@@ -44,9 +44,20 @@ def _separator_hint(frame: pd.DataFrame) -> str:
         if sep in header:
             return (
                 f"The header reads as one column holding {name}: if the file is separated by "
-                f"them, set data.sep={sep!r} in a run config (sep={sep!r} from Python). "
+                f"them, set data.sep: --set {_SEP_WRITTEN[sep][1]} on the command line, sep: "
+                f"{_SEP_WRITTEN[sep][0]} in a run config's data section, sep={sep!r} from Python. "
             )
     return ""
+
+
+# Each separator as YAML reads it back (a bare | is YAML syntax, a block scalar; only double
+# quotes make \t a tab), and as a shell passes it on to YAML (the outer quotes are the shell's).
+_SEP_WRITTEN = {
+    ";": ("';'", "\"data.sep=';'\""),
+    "|": ("'|'", "\"data.sep='|'\""),
+    "\t": ('"\\t"', "'data.sep=\"\\t\"'"),
+    ",": ("','", "\"data.sep=','\""),
+}
 
 
 def _no_header_hint(frame: pd.DataFrame) -> str:

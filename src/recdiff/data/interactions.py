@@ -42,6 +42,9 @@ class Interactions:
         ratings: optional CSR (float32) with exactly the sparsity pattern of ``matrix``.
         timestamps: optional CSR (float64, seconds or any increasing order key) with the same
             pattern. Stored values may be 0; never call ``eliminate_zeros`` on it.
+        order: optional CSR (float64) with the same pattern: each entry's row position in the
+            table it was read from, which orders interactions logged at the same time (temporal
+            splits); None orders them by item index. Kept by tables read with a time column.
     """
 
     matrix: sp.csr_matrix
@@ -49,6 +52,7 @@ class Interactions:
     items: Vocabulary
     ratings: sp.csr_matrix | None = None
     timestamps: sp.csr_matrix | None = None
+    order: sp.csr_matrix | None = None
 
     def __post_init__(self) -> None:
         shape = (len(self.users), len(self.items))
@@ -61,7 +65,7 @@ class Interactions:
                 f"matrix shape {matrix.shape} does not match the vocabularies "
                 f"({len(self.users)} users x {len(self.items)} items)"
             )
-        has_side = self.ratings is not None or self.timestamps is not None
+        has_side = any(m is not None for m in (self.ratings, self.timestamps, self.order))
         if not matrix.has_canonical_format:
             if has_side:
                 raise ValueError(
@@ -71,7 +75,7 @@ class Interactions:
             matrix = matrix.copy()
             matrix.sum_duplicates()
         object.__setattr__(self, "matrix", matrix)
-        for name, dtype in (("ratings", np.float32), ("timestamps", np.float64)):
+        for name, dtype in (("ratings", np.float32), ("timestamps", np.float64), ("order", float)):
             side = getattr(self, name)
             if side is None:
                 continue
@@ -126,6 +130,18 @@ class Interactions:
         """Interactions per item (length ``n_items``): the popularity of every item."""
         return np.bincount(self.matrix.indices, minlength=self.n_items).astype(np.int64)
 
+    def time_order(self) -> np.ndarray:
+        """A key per entry (CSR order) that sorts the interactions by time, those logged at the
+        same time in the order of the rows they were read from (``order``), when known."""
+        if self.timestamps is None:
+            raise ValueError("these interactions have no timestamps to order them by")
+        times = self.timestamps.data
+        if self.order is None:
+            return times
+        rank = np.empty(self.nnz, dtype=np.int64)
+        rank[np.lexsort((self.order.data, times))] = np.arange(self.nnz)
+        return rank
+
     def row(self, user: int) -> np.ndarray:
         """Item indices of one user (sorted by item index)."""
         user = check_row(user, self.n_users, "user index")
@@ -176,6 +192,7 @@ class Interactions:
             self.items,
             side(self.ratings, np.float32),
             side(self.timestamps, np.float64),
+            side(self.order, np.float64),
         )
 
     def select_users(self, user_indices: np.ndarray) -> Interactions:
@@ -207,13 +224,14 @@ class Interactions:
             values=sub.matrix.data,
             ratings=ratings,
             timestamps=times,
+            order=None if sub.order is None else sub.order.data,
         )
 
     def binarize(self) -> Interactions:
         """Same entries with matrix values 1.0 (ratings and timestamps are kept)."""
         m = self.matrix.copy()
         m.data[:] = 1.0
-        return Interactions(m, self.users, self.items, self.ratings, self.timestamps)
+        return Interactions(m, self.users, self.items, self.ratings, self.timestamps, self.order)
 
     # ----------------------------------------------------------------------------- building
     @classmethod
@@ -230,6 +248,7 @@ class Interactions:
         duplicates: DuplicatePolicy = "raise",
         source: frames.Source = None,
         line_numbers: np.ndarray | None = None,
+        order: np.ndarray | None = None,
     ) -> Interactions:
         """Build from parallel arrays of contiguous indices (one entry per element).
 
@@ -237,7 +256,7 @@ class Interactions:
             values: matrix values (default: ``ratings`` if given, else 1.0).
             duplicates: repeated (user, item) pairs: ``"raise"`` (default) an error naming them,
                 keep the ``"first"`` or ``"last"`` row (input order), or ``"sum"`` the values and
-                ratings (timestamps keep the latest).
+                ratings (timestamps and ``order`` keep the latest).
             source, line_numbers: where the rows came from, for error messages.
         """
         u = integer_indices(user_idx, "user_idx")
@@ -249,6 +268,7 @@ class Interactions:
             raise ValueError(f"indices out of range for {n_u} users x {n_i} items")
         ratings = _entry_array(ratings, u.size, "ratings")
         timestamps = _entry_array(timestamps, u.size, "timestamps")
+        positions = _entry_array(order, u.size, "order")  # the name ``order`` is taken below
         if values is None:
             values = ratings if ratings is not None else np.ones(u.size, dtype=np.float32)
         values = _entry_array(values, u.size, "values")
@@ -257,7 +277,7 @@ class Interactions:
         order = np.argsort(u * n_i + i, kind="stable")  # row-major order; stable keeps file order
         keys = (u * n_i + i)[order]
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else keys
-        cols = {"v": values, "r": ratings, "t": timestamps}
+        cols = {"v": values, "r": ratings, "t": timestamps, "o": positions}
         if starts.size == keys.size:  # no duplicates
             picked = order
         elif duplicates == "raise":
@@ -272,6 +292,7 @@ class Interactions:
                 "v": np.add.reduceat(values[order], starts),
                 "r": None if ratings is None else np.add.reduceat(ratings[order], starts),
                 "t": None if timestamps is None else np.maximum.reduceat(timestamps[order], starts),
+                "o": None if positions is None else np.maximum.reduceat(positions[order], starts),
             }
             return cls._assemble(users, items, u[picked], i[picked], summed)
         taken = {k: None if v is None else v[picked] for k, v in cols.items()}
@@ -288,13 +309,14 @@ class Interactions:
     ) -> Interactions:
         shape = (len(users), len(items))
         indptr = indptr_from_counts(np.bincount(u, minlength=shape[0]))
-        r, t = cols["r"], cols["t"]
+        r, t, o = cols["r"], cols["t"], cols.get("o")
         return cls(
             _csr(cols["v"], i, indptr, shape, np.float32),
             users,
             items,
             None if r is None else _csr(r, i, indptr, shape, np.float32),
             None if t is None else _csr(t, i, indptr, shape, np.float64),
+            None if o is None else _csr(o, i, indptr, shape, np.float64),
         )
 
     @classmethod
@@ -324,6 +346,8 @@ class Interactions:
         )
         users = users if users is not None else Vocabulary.from_ids(user_ids)
         items = items if items is not None else Vocabulary.from_ids(item_ids)
+        # with times, each row's place in the frame: it orders the rows logged at the same time
+        rows = None if times is None else np.arange(len(user_ids), dtype=np.float64)
         known = users.contains(user_ids) & items.contains(item_ids)
         if not known.all():
             if unknown == "raise":
@@ -340,6 +364,7 @@ class Interactions:
             user_ids, item_ids = user_ids[keep], item_ids[keep]
             ratings = None if ratings is None else ratings[keep]
             times = None if times is None else times[keep]
+            rows = None if rows is None else rows[keep]
             if line_numbers is not None:
                 line_numbers = np.asanyarray(line_numbers)[keep]  # keeps RowNumbers
         return cls.from_indices(
@@ -352,6 +377,7 @@ class Interactions:
             duplicates=duplicates,
             source=source,
             line_numbers=line_numbers,
+            order=rows,
         )
 
     def to_frame(

@@ -6,6 +6,8 @@ benchmarks also keep only the k-core (every user and item with at least k intera
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from recdiff.data.errors import describe_source
@@ -51,6 +53,33 @@ def ratings_at_least(
             "from Python)"
         )
     return keep
+
+
+class NegativeRatingsWarning(UserWarning):
+    """Interactions with a negative rating (a "dislike" row) are kept as interactions: without
+    a rating threshold every row is one, whatever its rating."""
+
+
+def warn_negative_ratings(
+    ratings: np.ndarray | None, source: Source = None, stacklevel: int = 3
+) -> None:
+    """Warn, saying how many and which setting drops them, when ``ratings`` (of data no rating
+    threshold filtered) holds negative values: a -1 "dislike" row would silently become an
+    interaction, that is, a positive. Kept rather than dropped: ratings matter only through
+    ``data.min_rating``, and a rating of 0 is an interaction too."""
+    if ratings is None or not ratings.size:
+        return
+    negative = ratings < 0
+    if not negative.any():
+        return
+    warnings.warn(
+        f"{int(negative.sum())} of {ratings.size} rating(s){describe_source(source)} are "
+        f"negative (as low as {ratings.min():g}) and are kept as interactions, like any rated "
+        "row: to drop them, set data.min_rating (e.g. --set data.min_rating=0, or 1; "
+        "min_rating=... or filter_ratings from Python)",
+        NegativeRatingsWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def k_core(

@@ -152,6 +152,7 @@ def read_sequence_file(path: PathLike) -> UserSequences:
     path = Path(path)
     text = _read_file(path)
     parts, line_no = _split_lines(text)
+    _refuse_commas(parts, line_no, path)
     if all(len(p) == 2 for p in parts) and len({p[0] for p in parts}) < len(parts):
         if "\t" in text and re.search(r"\S +\S", text):  # tabs on some lines, spaces on others
             tokens = _tokens_to_ids(np.array(parts).reshape(-1))
@@ -169,7 +170,9 @@ def read_user_sequences(path: PathLike) -> UserSequences:
     strings. The file must be UTF-8 (a leading byte-order mark is ignored).
     """
     path = Path(path)
-    return _user_lines(*_split_lines(_read_file(path)), path)
+    parts, line_no = _split_lines(_read_file(path))
+    _refuse_commas(parts, line_no, path)
+    return _user_lines(parts, line_no, path)
 
 
 def _read_file(path: Path) -> str:
@@ -185,6 +188,26 @@ def _split_lines(text: str) -> tuple[list[list[str]], np.ndarray]:
     parts = [line.split() for line in text.splitlines()]  # one pass over the lines
     line_no = np.flatnonzero([bool(p) for p in parts]) + 1
     return [p for p in parts if p], line_no
+
+
+def _refuse_commas(parts: list[list[str]], line_no: np.ndarray, path: Path) -> None:
+    """Refuse comma-separated lines (``user0, s7, s8``): split at whitespace, their ids would
+    be ``"user0,"`` and ``"s7,"``, and a model would train on them without a word. Such a file
+    is told by every user id ending in a comma, or most ids of its first lines."""
+    firsts = [p[0] for p in parts if len(p) > 1]
+    inner = [tok for p in parts[:1000] for tok in p[:-1]]
+    every_user = bool(firsts) and all(tok.endswith(",") for tok in firsts)
+    most_ids = 2 * sum(tok.endswith(",") for tok in inner) > len(inner) > 0
+    if not (every_user or most_ids):
+        return
+    at, token = next((i, tok) for i, p in enumerate(parts) for tok in p[:-1] if tok.endswith(","))
+    raise DataFormatError(
+        f"{path} line {line_no[at]} reads {' '.join(parts[at])[:40]!r}: ids in a sequence file "
+        f"(data.format=sequences) are separated by spaces or tabs, not commas, so {token!r} "
+        "would be an id; replace the commas with spaces, or, for a table "
+        "of one interaction per line with a header, set data.format=csv with data.user_col, "
+        "data.item_col and data.time_col naming its columns"
+    )
 
 
 def _user_lines(parts: list[list[str]], line_no: np.ndarray, path: Path) -> UserSequences:
@@ -216,8 +239,8 @@ def _user_lines(parts: list[list[str]], line_no: np.ndarray, path: Path) -> User
         # Every line three fields long: a "user item time" table, not a sequence file.
         table = (
             "; lines of three fields (user item time?) are a table, not a sequence file: read "
-            "it as one (data.format=tsv, or csv with data.sep=' ' for spaces; a header line "
-            "naming the columns; data.time_col)"
+            "it as one (data.format=tsv, or csv with --set \"data.sep=' '\" for spaces; a "
+            "header line naming the columns; data.time_col)"
             if (counts == 3).all()
             else ""
         )

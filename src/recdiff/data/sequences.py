@@ -38,7 +38,7 @@ from recdiff.data.batches import (
     prefix_target_positions,
 )
 from recdiff.data.interactions import Interactions
-from recdiff.data.prepare import ratings_at_least
+from recdiff.data.prepare import ratings_at_least, warn_negative_ratings
 from recdiff.data.vocab import Vocabulary, as_id_array, check_row
 
 Examples = SequenceExamples | WindowedExamples
@@ -258,19 +258,23 @@ class UserSequences:
         keep = np.arange(len(frame))
         if min_rating is not None:
             keep = np.flatnonzero(ratings_at_least(ratings, min_rating, rating_col, source))
+        else:
+            warn_negative_ratings(ratings, source)
         order = keep[np.argsort(times[keep], kind="stable")]  # stable: ties keep frame order
         return cls.from_pairs(user_ids[order], item_ids[order])
 
     @classmethod
     def from_interactions(cls, data: Interactions) -> UserSequences:
-        """Each user's interactions ordered by timestamp (ties by item index)."""
+        """Each user's interactions ordered by timestamp (ties in the order the rows were read,
+        when the interactions know it, else by item index)."""
         if data.timestamps is None:
             raise ValueError(
                 "sequences need timestamps to order interactions: set data.time_col in the run "
                 "config (time_col=... when reading from Python)"
             )
+        warn_negative_ratings(None if data.ratings is None else data.ratings.data)
         rows = data.user_indices()
-        rank = rank_within_rows(rows, data.timestamps.data, data.n_users)
+        rank = rank_within_rows(rows, data.time_order(), data.n_users)
         ordered = np.empty(data.nnz, dtype=np.int64)
         ordered[data.matrix.indptr[rows] + rank] = data.matrix.indices
         return cls(data.matrix.indptr.astype(np.int64), ordered, data.users, data.items)

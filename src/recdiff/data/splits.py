@@ -5,8 +5,11 @@ so a user's row means the same thing in all three. Ratio splits cut at
 ``floor(n * cumulative_ratio)`` (DiffRec's ``int(0.7 * n)``), with a tiny tolerance so that
 ``0.7 + 0.1`` of 10 cuts at 8, not 7.
 
-Temporal splits need timestamps; ties keep a deterministic order (the CSR order, i.e. by user
-then item index), so the same data always splits the same way.
+Temporal splits need timestamps. Interactions logged at the same time keep the order of the rows
+they were read from (``Interactions.order``, which tables read with a time column keep), and the
+CSR order (by item index) where that is unknown, so the same data always splits the same way.
+Ordering ties by item index put a user's alphabetically last items of their last day in test,
+for every user, wherever times are dates.
 
 A split can leave a user with valid/test interactions but none in train (under
 ``global_temporal``, a user whose interactions all fall after the cut). ``drop_unseen=True``
@@ -24,6 +27,7 @@ import numpy as np
 
 from recdiff.data._ragged import rank_within_rows
 from recdiff.data.interactions import Interactions
+from recdiff.data.prepare import warn_negative_ratings
 from recdiff.data.vocab import Vocabulary
 
 _EPS = 1e-9
@@ -117,11 +121,18 @@ def _require_times(data: Interactions) -> np.ndarray:
     return data.timestamps.data
 
 
+def _time_order(data: Interactions) -> np.ndarray:
+    _require_times(data)  # its message says what to set
+    return data.time_order()
+
+
 def _from_labels(
     data: Interactions, label: np.ndarray, drop_unseen: bool, splitter: str
 ) -> DatasetSplits:
     """Split entries by ``label`` (0 train, 1 valid, 2 test; CSR order). ``splitter`` (a key of
-    ``_NO_TRAIN``) words the warning about users without train interactions."""
+    ``_NO_TRAIN``) words the warning about users without train interactions. Negative ratings
+    still in the data are warned of (:func:`~recdiff.data.prepare.warn_negative_ratings`)."""
+    warn_negative_ratings(None if data.ratings is None else data.ratings.data, stacklevel=4)
     train = data.select_entries(label == 0)
     valid_mask, test_mask = label == 1, label == 2
     if drop_unseen:
@@ -189,8 +200,7 @@ def split_global_temporal(
     (what DiffRec did).
     """
     r = _check_ratios(ratios)
-    times = _require_times(data)
-    order = np.argsort(times, kind="stable")
+    order = np.argsort(_time_order(data), kind="stable")
     train_end, valid_end = _cuts(data.nnz, r)
     label = np.empty(data.nnz, dtype=np.int8)
     label[order] = np.searchsorted([train_end, valid_end], np.arange(data.nnz), side="right")
@@ -215,7 +225,7 @@ def split_user_temporal(
     ``floor(n * (r_train + r_valid))`` train + valid ones; the rest are test.
     """
     r = _check_ratios(ratios)
-    labels = _per_user_labels(data, _require_times(data), r)
+    labels = _per_user_labels(data, _time_order(data), r)
     return _from_labels(data, labels, drop_unseen, "split_user_temporal")
 
 
@@ -224,7 +234,7 @@ def split_leave_one_out(data: Interactions, drop_unseen: bool = False) -> Datase
 
     Users with 2 interactions have no valid one; users with 1 only a train one.
     """
-    times = _require_times(data)
+    times = _time_order(data)
     rows = data.user_indices()
     counts = data.user_counts()
     from_end = counts[rows] - 1 - rank_within_rows(rows, times, data.n_users)  # 0 = newest

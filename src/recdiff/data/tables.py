@@ -66,15 +66,46 @@ def _read_bytes(path: Path) -> bytes:
             return _COMPRESSIONS[suffix](path.read_bytes())
         if suffix == ".zip":
             with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.namelist() if not m.endswith("/")]
-                if len(members) != 1:
-                    raise DataFormatError(
-                        f"{path} holds {len(members)} files; a zipped table must hold one"
-                    )
-                return archive.read(members[0])
+                return archive.read(_zip_member(path, archive))
     except _UNREADABLE as err:
         raise _cannot_read(path, err) from None
     return path.read_bytes()
+
+
+def _zip_member(path: Path, archive: zipfile.ZipFile) -> str:
+    """The one file a zip of data holds (folder entries aside), or an error naming the zip and
+    its files: pandas' own ("Multiple files found in ZIP file") named neither the zip nor a fix,
+    and counted folder entries as files."""
+    members = [m for m in archive.namelist() if not m.endswith("/")]
+    if len(members) == 1:
+        return members[0]
+    shown = ", ".join(members[:5]) + (f" and {len(members) - 5} more" if len(members) > 5 else "")
+    if not members:
+        raise DataFormatError(
+            f"{path} holds no file, but a zipped data file must hold exactly one: zip the data "
+            "file again, or give the file itself as the source"
+        )
+    raise DataFormatError(
+        f"{path} holds {len(members)} files ({shown}), but a zipped data file must hold exactly "
+        "one: keep only the one to read in the zip, or extract it (unzip) and give that file "
+        "as the source"
+    )
+
+
+def _zip_source(path: Path) -> Path | io.StringIO:
+    """What pandas reads of a text table: the path itself, or, for a zip that also holds folder
+    entries (which pandas counts as files), its one file's text. A zip holding several files
+    or none is an error naming it."""
+    if path.suffix.lower() != ".zip":
+        return path
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _zip_member(path, archive)  # exactly one file, or an error naming the zip
+            if len(archive.namelist()) == 1:
+                return path
+    except _UNREADABLE as err:
+        raise _cannot_read(path, err) from None
+    return io.StringIO(read_text(path))
 
 
 # What reading a damaged compressed file raises (EOFError: a truncated one), or a file that
@@ -227,7 +258,7 @@ def read_table(
         if names is not None:
             frame.columns = names
         return _non_empty(frame, path), RowNumbers.first(len(frame))
-    source: Any = path
+    source: Any = _zip_source(path)
     written = sep  # the file's separator, for messages
     if len(sep) > 1:  # e.g. MovieLens "::": map to a tab so pandas' fast C parser can read it
         source = io.StringIO(read_text(path, fallback="latin-1").replace(sep, "\t"))

@@ -194,6 +194,9 @@ class SearchSpace:
                     if context is None:  # about the key itself: the values it was given alone
                         errors.append(str(error))
             else:
+                unknown = _unknown_key(key, base, _first(p))
+                if unknown:
+                    raise SpaceError(f"{self.source}: key {key!r}: {unknown}")
                 raise SpaceError(
                     f"{self.source}: no value of key {key!r} gives a valid config (is the path "
                     f"right for this model?): {errors[-1]}"
@@ -216,6 +219,25 @@ class SearchSpace:
 
 #: Combinations of the other keys' values tried beside a key that fits none of the config's.
 _COMBINATIONS_TRIED = 64
+
+
+def _unknown_key(key: str, base: dict[str, Any], value: Any) -> str | None:
+    """The message ``--set`` gives a key that is no setting ("unknown key; did you mean 'lr'?
+    (this section takes: ...)"), when ``key`` (or a section on its path) is one in ``base``,
+    else None. pydantic's own said only "Extra inputs are not permitted"."""
+    from recdiff.config.problems import validation_problems
+    from recdiff.config.schema import RunConfig
+
+    raw = copy.deepcopy(base)
+    set_dotted(raw, key, value)
+    try:
+        RunConfig.model_validate(raw)
+    except ValidationError as error:
+        for where, message in validation_problems(error, root=RunConfig):
+            on_path = where == key or key.startswith(f"{where}.")
+            if on_path and message.startswith("unknown key"):
+                return message
+    return None
 
 
 def _first(param: FloatParam | IntParam | CategoricalParam) -> Any:

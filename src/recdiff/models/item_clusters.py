@@ -24,7 +24,19 @@ from recdiff.data.vocab import as_id_array
 if TYPE_CHECKING:
     from recdiff.models.ldiffrec_config import LatentConfig
 
-__all__ = ["KMEANS_ITERATIONS", "TABLE_SUFFIXES", "cluster_items", "item_embeddings"]
+__all__ = [
+    "EMBEDDINGS_FROM_DATA",
+    "KMEANS_ITERATIONS",
+    "TABLE_SUFFIXES",
+    "cluster_items",
+    "item_embeddings",
+]
+
+#: The other choice a missing embeddings file leaves, for messages that name the setting.
+EMBEDDINGS_FROM_DATA = (
+    "model.latent.item_embeddings=null derives the embeddings from the data instead (a truncated "
+    "SVD of the training matrix)"
+)
 
 #: Lloyd's iterations of the item clustering (it converges in far fewer on the papers' data).
 KMEANS_ITERATIONS = 300
@@ -99,7 +111,7 @@ def _load_array(path: Path) -> np.ndarray:
     try:
         emb = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise ValueError(f"{where}: no such file") from None
+        raise ValueError(f"{where}: no such file; {EMBEDDINGS_FROM_DATA}") from None
     except (ValueError, OSError):  # not an .npy file, or an object array (needs pickle)
         raise ValueError(
             f"{where} is not an .npy file of numbers: write the [items, dim] embeddings with "
@@ -125,7 +137,7 @@ def _read_table(path: Path) -> tuple[np.ndarray, pd.DataFrame]:
         else:
             table = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False)
     except FileNotFoundError:
-        raise ValueError(f"{where}: no such file") from None
+        raise ValueError(f"{where}: no such file; {EMBEDDINGS_FROM_DATA}") from None
     except (ValueError, OSError, pd.errors.ParserError) as error:
         raise ValueError(f"{where} cannot be read as a table: {error}") from None
     if table.shape[1] < 2:
