@@ -8,7 +8,7 @@ matrices built with the same vocabularies line up column for column.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NoReturn
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -16,10 +16,10 @@ import scipy.sparse as sp
 
 from recdiff.data import frames
 from recdiff.data._ragged import concat_ranges, indptr_from_counts, row_of_entries
-from recdiff.data.errors import DataFormatError, UnknownIdError, describe_rows, describe_source
+from recdiff.data.duplicates import DuplicatePolicy, one_row_per_pair
+from recdiff.data.errors import UnknownIdError, describe_rows, describe_source
 from recdiff.data.vocab import Vocabulary, check_row, integer_indices
 
-DuplicatePolicy = Literal["raise", "first", "last", "sum"]
 UnknownPolicy = Literal["raise", "drop"]
 
 
@@ -268,35 +268,14 @@ class Interactions:
             raise ValueError(f"indices out of range for {n_u} users x {n_i} items")
         ratings = _entry_array(ratings, u.size, "ratings")
         timestamps = _entry_array(timestamps, u.size, "timestamps")
-        positions = _entry_array(order, u.size, "order")  # the name ``order`` is taken below
+        positions = _entry_array(order, u.size, "order")
         if values is None:
             values = ratings if ratings is not None else np.ones(u.size, dtype=np.float32)
         values = _entry_array(values, u.size, "values")
-        if duplicates not in ("raise", "first", "last", "sum"):
-            raise ValueError(f"duplicates must be raise/first/last/sum, got {duplicates!r}")
-        order = np.argsort(u * n_i + i, kind="stable")  # row-major order; stable keeps file order
-        keys = (u * n_i + i)[order]
-        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if keys.size else keys
         cols = {"v": values, "r": ratings, "t": timestamps, "o": positions}
-        if starts.size == keys.size:  # no duplicates
-            picked = order
-        elif duplicates == "raise":
-            _raise_duplicates(users, items, u, i, order, keys, starts, source, line_numbers)
-        elif duplicates == "first":
-            picked = order[starts]
-        elif duplicates == "last":
-            picked = order[np.r_[starts[1:], keys.size] - 1]
-        else:  # "sum": reduce every column over its duplicate group
-            picked = order[starts]
-            summed = {
-                "v": np.add.reduceat(values[order], starts),
-                "r": None if ratings is None else np.add.reduceat(ratings[order], starts),
-                "t": None if timestamps is None else np.maximum.reduceat(timestamps[order], starts),
-                "o": None if positions is None else np.maximum.reduceat(positions[order], starts),
-            }
-            return cls._assemble(users, items, u[picked], i[picked], summed)
-        taken = {k: None if v is None else v[picked] for k, v in cols.items()}
-        return cls._assemble(users, items, u[picked], i[picked], taken)
+        where = (users, items, source, line_numbers)  # for the error naming repeated pairs
+        u, i, cols = one_row_per_pair(u, i, n_i, cols, duplicates, where)
+        return cls._assemble(users, items, u, i, cols)
 
     @classmethod
     def _assemble(
@@ -412,30 +391,3 @@ def _entry_array(values: np.ndarray | None, n: int, name: str) -> np.ndarray | N
     if arr.shape != (n,):
         raise ValueError(f"{name} must have one value per entry ({n}), got shape {arr.shape}")
     return arr
-
-
-def _raise_duplicates(
-    users: Vocabulary,
-    items: Vocabulary,
-    u: np.ndarray,
-    i: np.ndarray,
-    order: np.ndarray,
-    keys: np.ndarray,
-    starts: np.ndarray,
-    source: frames.Source,
-    line_numbers: np.ndarray | None,
-) -> NoReturn:
-    sizes = np.diff(np.r_[starts, keys.size])
-    groups = np.flatnonzero(sizes > 1)
-    examples = []
-    for g in groups[:3]:  # only formats the message: at most 3 iterations
-        rows = np.sort(order[starts[g] : starts[g] + sizes[g]])
-        pair = (users.ids[u[rows[0]]].item(), items.ids[i[rows[0]]].item())
-        examples.append(f"{pair} at {describe_rows(rows, line_numbers)}")
-    raise DataFormatError(
-        f"{groups.size} duplicate (user, item) pair(s){describe_source(source)}, e.g. "
-        + "; ".join(examples)
-        + ". Remove the repeated rows from the data, or choose what to do with them: "
-        "data.duplicates in a run config (duplicates=... from Python) set to 'last' or 'first' "
-        "keeps one row per pair, 'sum' adds them up"
-    )

@@ -8,12 +8,9 @@ about it. Ids stay as written (:func:`canonical_ints`), because ``"007"`` and ``
 
 from __future__ import annotations
 
-import bz2
 import codecs
 import csv
-import gzip
 import io
-import lzma
 import os
 import re
 import warnings
@@ -25,6 +22,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from recdiff.data.archives import (
+    UNREADABLE,
+    cannot_read,
+    data_suffix,
+    read_bytes,
+    zip_member,
+)
 from recdiff.data.errors import DataFormatError, RowNumbers
 
 PathLike = str | os.PathLike[str]
@@ -43,53 +47,8 @@ _SUFFIX_FORMATS = {
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
 _SUFFIX_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
 
-# Compressions pandas reads by suffix (``ratings.csv.gz``); the text readers read them too.
-_COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
-
 # An integer as str(int) writes it: no sign on 0, no leading zeros, no '+', no spaces.
 _CANONICAL_INT = r"0|-?[1-9][0-9]*"
-
-
-def data_suffix(path: Path) -> str:
-    """The suffix that names the data format, lower-cased: ``.dat`` of ``ratings.dat.gz`` too."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if len(suffixes) > 1 and (suffixes[-1] in _COMPRESSIONS or suffixes[-1] == ".zip"):
-        return suffixes[-2]
-    return suffixes[-1] if suffixes else ""
-
-
-def _read_bytes(path: Path) -> bytes:
-    """The bytes of a file, decompressed when its suffix names a compression (as pandas does)."""
-    suffix = path.suffix.lower()
-    try:
-        if suffix in _COMPRESSIONS:
-            return _COMPRESSIONS[suffix](path.read_bytes())
-        if suffix == ".zip":
-            with zipfile.ZipFile(path) as archive:
-                return archive.read(_zip_member(path, archive))
-    except _UNREADABLE as err:
-        raise _cannot_read(path, err) from None
-    return path.read_bytes()
-
-
-def _zip_member(path: Path, archive: zipfile.ZipFile) -> str:
-    """The one file a zip of data holds (folder entries aside), or an error naming the zip and
-    its files: pandas' own ("Multiple files found in ZIP file") named neither the zip nor a fix,
-    and counted folder entries as files."""
-    members = [m for m in archive.namelist() if not m.endswith("/")]
-    if len(members) == 1:
-        return members[0]
-    shown = ", ".join(members[:5]) + (f" and {len(members) - 5} more" if len(members) > 5 else "")
-    if not members:
-        raise DataFormatError(
-            f"{path} holds no file, but a zipped data file must hold exactly one: zip the data "
-            "file again, or give the file itself as the source"
-        )
-    raise DataFormatError(
-        f"{path} holds {len(members)} files ({shown}), but a zipped data file must hold exactly "
-        "one: keep only the one to read in the zip, or extract it (unzip) and give that file "
-        "as the source"
-    )
 
 
 def _zip_source(path: Path) -> Path | io.StringIO:
@@ -100,27 +59,12 @@ def _zip_source(path: Path) -> Path | io.StringIO:
         return path
     try:
         with zipfile.ZipFile(path) as archive:
-            _zip_member(path, archive)  # exactly one file, or an error naming the zip
+            zip_member(path, archive)  # exactly one file, or an error naming the zip
             if len(archive.namelist()) == 1:
                 return path
-    except _UNREADABLE as err:
-        raise _cannot_read(path, err) from None
+    except UNREADABLE as err:
+        raise cannot_read(path, err) from None
     return io.StringIO(read_text(path))
-
-
-# What reading a damaged compressed file raises (EOFError: a truncated one), or a file that
-# cannot be read at all; a command line would show a traceback, or click's bare "Aborted."
-_UNREADABLE = (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile)
-
-
-def _cannot_read(path: Path, err: BaseException) -> DataFormatError:
-    suffix = path.suffix.lower()
-    if suffix in _COMPRESSIONS or suffix == ".zip":
-        return DataFormatError(
-            f"cannot decompress {path} ({err}): its suffix {suffix} names the compression, so "
-            "the file must be a complete archive of that kind; compress it again, or rename it"
-        )
-    return DataFormatError(f"cannot read {path} ({err})")
 
 
 def read_text(path: Path, fallback: str | None = None) -> str:
@@ -130,7 +74,7 @@ def read_text(path: Path, fallback: str | None = None) -> str:
     ``fallback`` (e.g. ``"latin-1"``, which older MovieLens files use) decodes a file that is not
     UTF-8; without it such a file is a :class:`DataFormatError` naming the line.
     """
-    raw = _read_bytes(path)
+    raw = read_bytes(path)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -298,9 +242,9 @@ def read_table(
             "that every line has the same number of fields"
         ) from None
     except UnicodeDecodeError:
-        raise _not_utf8(path, _read_bytes(path)) from None
-    except _UNREADABLE as err:
-        raise _cannot_read(path, err) from None
+        raise _not_utf8(path, read_bytes(path)) from None
+    except UNREADABLE as err:
+        raise cannot_read(path, err) from None
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
         _refuse_extra_fields(source, path, sep, names, written)  # dropped fields: empty ones?
     if header and names is None:
