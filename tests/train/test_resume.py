@@ -42,18 +42,6 @@ CASES = {
 }
 
 
-def _interrupt_at(count: int):
-    seen = [0]
-
-    def listener(record):
-        if record["event"] == "epoch":
-            seen[0] += 1
-            if seen[0] == count:
-                raise KeyboardInterrupt
-
-    return listener
-
-
 def _events(run: Path) -> list[dict]:
     records = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
@@ -70,12 +58,12 @@ def _same_run(left: Path, right: Path) -> None:
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_resumed_run_ends_as_the_run_that_was_never_stopped(tmp_path, case):
+def test_a_resumed_run_ends_as_the_run_that_was_never_stopped(interrupt_at, tmp_path, case):
     preset, settings, stop_at = CASES[case]
     config = load_config(preset, [*settings, "train.checkpoint_every=2"])
     whole = run_training(config, tmp_path / "whole", progress=False)
     with pytest.raises(KeyboardInterrupt) as stop:
-        run_training(config, tmp_path / "cut", progress=False, on_event=_interrupt_at(stop_at))
+        run_training(config, tmp_path / "cut", progress=False, on_event=interrupt_at(stop_at))
     run = resumable_from(stop.value)
     assert run is not None and run.parent == tmp_path / "cut" and not any(run.iterdir())
     hidden = run.parent / f".{run.name}.incomplete"
@@ -90,25 +78,25 @@ def test_a_resumed_run_ends_as_the_run_that_was_never_stopped(tmp_path, case):
     assert not (run / CHECKPOINT_FILE).exists()  # a complete run carries no checkpoint
 
 
-def test_a_run_resumed_twice_and_from_its_hidden_folder_still_ends_the_same(tmp_path):
+def test_a_run_resumed_twice_and_from_its_hidden_folder_still_ends_the_same(interrupt_at, tmp_path):
     config = load_config("demo-diffrec", [*DIFFREC, "train.checkpoint_every=3"])
     whole = run_training(config, tmp_path / "whole", progress=False)
     with pytest.raises(KeyboardInterrupt) as stop:
-        run_training(config, tmp_path / "cut", progress=False, on_event=_interrupt_at(4))
+        run_training(config, tmp_path / "cut", progress=False, on_event=interrupt_at(4))
     run = resumable_from(stop.value)
     hidden = run.parent / f".{run.name}.incomplete"
     with pytest.raises(KeyboardInterrupt) as again:
-        resume_training(hidden, progress=False, on_event=_interrupt_at(4))  # epochs 4..7
+        resume_training(hidden, progress=False, on_event=interrupt_at(4))  # epochs 4..7
     assert resumable_from(again.value) == run
     resume_training(run, progress=False)
     _same_run(whole.directory, run)
 
 
-def test_without_a_checkpoint_an_interrupted_run_leaves_nothing(tmp_path):
+def test_without_a_checkpoint_an_interrupted_run_leaves_nothing(interrupt_at, tmp_path):
     # Interrupted in epoch 1, before the first checkpoint (after epoch 2): removed, as ever.
     config = load_config("demo-diffrec", [*DIFFREC, "train.checkpoint_every=2"])
     with pytest.raises(KeyboardInterrupt) as stop:
-        run_training(config, tmp_path, progress=False, on_event=_interrupt_at(1))
+        run_training(config, tmp_path, progress=False, on_event=interrupt_at(1))
     assert resumable_from(stop.value) is None
     assert list(tmp_path.iterdir()) == []
 
@@ -128,11 +116,11 @@ def test_an_error_other_than_an_interruption_removes_the_run_and_its_checkpoint(
 
 
 @pytest.fixture
-def interrupted(tmp_path):
+def interrupted(interrupt_at, tmp_path):
     """A demo DiffRec run interrupted in epoch 5 with a checkpoint of epoch 4: (reserved, hidden)."""
     config = load_config("demo-diffrec", [*DIFFREC, "train.checkpoint_every=2"])
     with pytest.raises(KeyboardInterrupt) as stop:
-        run_training(config, tmp_path, progress=False, on_event=_interrupt_at(5))
+        run_training(config, tmp_path, progress=False, on_event=interrupt_at(5))
     run = resumable_from(stop.value)
     return run, run.parent / f".{run.name}.incomplete"
 
@@ -283,7 +271,9 @@ def test_a_torchrun_job_resumes_under_torchrun_as_if_never_stopped(tmp_path):
     _same_run(done, run)
 
 
-def test_an_experiment_resumes_its_interrupted_run_instead_of_training_it_again(tmp_path):
+def test_an_experiment_resumes_its_interrupted_run_instead_of_training_it_again(
+    interrupt_at, tmp_path
+):
     from recdiff.experiments.experiment import _seeded, run_experiment
     from recdiff.train.folders import remove_unfinished_runs
 
@@ -291,7 +281,7 @@ def test_an_experiment_resumes_its_interrupted_run_instead_of_training_it_again(
     seeded = config.model_validate(_seeded(config, "diffrec", 1))  # as the experiment names it
     runs = tmp_path / "out" / "runs"
     with pytest.raises(KeyboardInterrupt) as stop:
-        run_training(seeded, runs, progress=False, on_event=_interrupt_at(5))
+        run_training(seeded, runs, progress=False, on_event=interrupt_at(5))
     run = resumable_from(stop.value)
     remove_unfinished_runs(runs, seeded.name)  # what a stopped experiment clears: not this one
     assert (runs / f".{run.name}.incomplete" / CHECKPOINT_FILE).is_file()
@@ -304,7 +294,7 @@ def test_an_experiment_resumes_its_interrupted_run_instead_of_training_it_again(
     _same_run(whole.directory, run)
 
 
-def test_a_resumed_runs_tensorboard_holds_each_epoch_once(tmp_path):
+def test_a_resumed_runs_tensorboard_holds_each_epoch_once(interrupt_at, tmp_path):
     """The interrupted process wrote the epochs after the checkpoint too; they are run again,
     and TensorBoard shows the records of events.jsonl, not both."""
     accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
@@ -312,7 +302,7 @@ def test_a_resumed_runs_tensorboard_holds_each_epoch_once(tmp_path):
         "demo-diffrec", [*DIFFREC, "train.checkpoint_every=2", "train.tensorboard=true"]
     )
     with pytest.raises(KeyboardInterrupt) as stop:
-        run_training(config, tmp_path, progress=False, on_event=_interrupt_at(5))
+        run_training(config, tmp_path, progress=False, on_event=interrupt_at(5))
     run = resume_training(resumable_from(stop.value), progress=False).directory
 
     scalars = accumulator.EventAccumulator(str(run / "tensorboard"))
@@ -473,14 +463,14 @@ def test_resuming_a_gpu_run_on_a_machine_without_one_says_so(interrupted, monkey
     assert (hidden / CHECKPOINT_FILE).is_file()  # nothing touched
 
 
-def test_an_ended_stage_is_kept_as_it_ended_while_later_stages_train_on(tmp_path):
+def test_an_ended_stage_is_kept_as_it_ended_while_later_stages_train_on(interrupt_at, tmp_path):
     """L-DiffRec trained jointly trains its autoencoders on after their own stage: the record of
     that stage keeps the weights it ended with, not the ones they have become."""
     config = load_config(
         "demo-diffrec", [*LDIFFREC, "train.checkpoint_every=2", "model.latent.joint=true"]
     )
     with pytest.raises(KeyboardInterrupt) as stop:  # in epoch 5 of the joint stage
-        run_training(config, tmp_path, progress=False, on_event=_interrupt_at(9))
+        run_training(config, tmp_path, progress=False, on_event=interrupt_at(9))
     run = resumable_from(stop.value)
     saved = torch.load(run.parent / f".{run.name}.incomplete" / CHECKPOINT_FILE, weights_only=True)
     (ended,) = saved["finished"]

@@ -12,18 +12,6 @@ from recdiff.train.checkpoint import data_digest
 from recdiff.train.run import resumable_from, resume_training, run_training
 
 
-def _interrupt_at(count: int):
-    seen = [0]
-
-    def listener(record):
-        if record["event"] == "epoch":
-            seen[0] += 1
-            if seen[0] == count:
-                raise KeyboardInterrupt
-
-    return listener
-
-
 def _write(path, rows) -> None:
     path.write_text("user,item,ts\n" + "".join(f"{u},{i},{t}\n" for u, i, t in rows))
 
@@ -42,7 +30,7 @@ MORE_ITEMS = [*ROWS, (0, 99, 20), (1, 98, 20)]
     ],
 )
 @pytest.mark.parametrize("changed", [SAME_SIZE, MORE_ITEMS], ids=["same-size", "more-items"])
-def test_resuming_on_changed_data_is_refused(tmp_path, preset, settings, changed):
+def test_resuming_on_changed_data_is_refused(interrupt_at, tmp_path, preset, settings, changed):
     log = tmp_path / "log.csv"
     _write(log, ROWS)
     split = "leave_one_out" if preset == "demo-sasrec" else "user_temporal"
@@ -51,7 +39,7 @@ def test_resuming_on_changed_data_is_refused(tmp_path, preset, settings, changed
         preset, [*data, *settings, "train.eval_every=1", "train.checkpoint_every=1"]
     )
     with pytest.raises(KeyboardInterrupt) as stop:
-        run_training(config, tmp_path / "runs", progress=False, on_event=_interrupt_at(2))
+        run_training(config, tmp_path / "runs", progress=False, on_event=interrupt_at(2))
     run = resumable_from(stop.value)
     _write(log, changed)
     with pytest.raises(ValueError, match=rf"the run's data \({log}\) changed since its checkpoint"):
