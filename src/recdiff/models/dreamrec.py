@@ -35,8 +35,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recdiff.data._ragged import concat_ranges
-from recdiff.data.batches import WindowedExamples
 from recdiff.diffusion import (
     DDIMSampler,
     DDPMSampler,
@@ -53,7 +51,11 @@ from recdiff.models.dreamrec_config import (
     ItemSpaceConfig,
 )
 from recdiff.models.sasrec import SASRec, SASRecConfig
-from recdiff.models.sequential import SequentialRecommender, check_sequence_dataset
+from recdiff.models.sequential import (
+    SequentialRecommender,
+    check_sequence_dataset,
+    training_items,
+)
 from recdiff.nn import MLPDenoiser
 from recdiff.nn.sequence import HistoryEncoder
 
@@ -103,18 +105,6 @@ class DreamRecNet(nn.Module):
             logits = out["pred_x0"] @ self.encoder.items.T.to(out["pred_x0"].dtype)
             loss = loss + self.config.rounding_weight * F.cross_entropy(logits.float(), targets)
         return loss
-
-
-def training_items(train, n_items: int) -> np.ndarray:
-    """Boolean ``[n_items]``: which items occur in the training examples (target or history)."""
-    if isinstance(train, WindowedExamples):  # per-user sequences: each user's items up to
-        last = train.last_per_user()  # their latest training target, without building windows
-        starts = last.indptr[last.users]
-        items = last.items[concat_ranges(starts, last.target_positions - starts + 1)]
-    else:
-        history = np.asarray(train.history)
-        items = np.concatenate([history[history < n_items], np.asarray(train.targets)])
-    return np.bincount(items, minlength=n_items)[:n_items] > 0
 
 
 def _check_guidance_weight(w: object) -> None:

@@ -24,7 +24,8 @@ import torch
 from pydantic import BaseModel
 from torch import nn
 
-from recdiff.data.batches import history_windows
+from recdiff.data._ragged import concat_ranges
+from recdiff.data.batches import WindowedExamples, history_windows
 from recdiff.data.sequences import SequenceDataset
 from recdiff.data.vocab import refuse_rounded_ids
 from recdiff.diffusion.samplers import Generators
@@ -36,7 +37,7 @@ from recdiff.train.config import TrainConfig, TrainResult
 from recdiff.train.trainer import OnEvent, Trainer
 from recdiff.train.trainer import autocast as precision_context
 
-__all__ = ["SequentialRecommender", "seen_matrix"]
+__all__ = ["SequentialRecommender", "seen_matrix", "training_items"]
 
 S = TypeVar("S", bound="SequentialRecommender")
 
@@ -369,3 +370,15 @@ def seen_matrix(histories: Sequence[Sequence[int]], n_items: int) -> sp.csr_matr
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return matrix
+
+
+def training_items(train, n_items: int) -> np.ndarray:
+    """Boolean ``[n_items]``: which items occur in the training examples (target or history)."""
+    if isinstance(train, WindowedExamples):  # per-user sequences: each user's items up to
+        last = train.last_per_user()  # their latest training target, without building windows
+        starts = last.indptr[last.users]
+        items = last.items[concat_ranges(starts, last.target_positions - starts + 1)]
+    else:
+        history = np.asarray(train.history)
+        items = np.concatenate([history[history < n_items], np.asarray(train.targets)])
+    return np.bincount(items, minlength=n_items)[:n_items] > 0

@@ -109,8 +109,12 @@ class SequencePredictor(Predictor):
         metrics: dict[str, Any],
         directory: Path | None = None,
         low_ratings: sp.csr_matrix | None = None,
+        trained_items: np.ndarray | None = None,
     ) -> None:
         self.model, self.users, self.items = model, users, items
+        #: Items the training examples hold: a history is read through these only (None: every
+        #: item, for runs saved before 2026-11-30, which lack data/trained_items.npy).
+        self.trained_items = trained_items
         self.indptr, self.sequence_items = indptr, sequence_items
         self.config, self.metrics, self.directory = config, metrics, directory
         # users x items: ratings under data.min_rating, which the sequences leave out
@@ -156,6 +160,15 @@ class SequencePredictor(Predictor):
             # runs saved before 2026-11-30, or without data.min_rating, have no such file
             if (run / "data/low_ratings.npz").is_file():
                 low_ratings = read_user_rows(run, "low_ratings", len(users), len(items))
+        trained = None
+        if (run / "data/trained_items.npy").is_file():
+            trained = read_npz(run / "data/trained_items.npy", np.load)
+            if trained.dtype != bool or trained.shape != (len(items),):
+                raise damaged(
+                    run,
+                    f"is not one true/false per item of data/items.json ({len(items)})",
+                    run / "data/trained_items.npy",
+                )
         return cls(
             model,
             users,
@@ -166,6 +179,7 @@ class SequencePredictor(Predictor):
             read_metrics(run),
             run,
             low_ratings,
+            trained,
         )
 
     def _query_from(
@@ -175,8 +189,13 @@ class SequencePredictor(Predictor):
         unknown=(),
         also_seen: sp.csr_matrix | None = None,
     ) -> Query:
-        """``also_seen``: rows of further items to exclude beside each history's own."""
-        windows, _ = self.model.windows(histories)
+        """``also_seen``: rows of further items to exclude beside each history's own. Items the
+        model never trained on are left out of the windows (their embeddings learned nothing: one
+        in a history moved the whole list), not out of the items excluded."""
+        inputs = histories
+        if self.trained_items is not None:
+            inputs = [h[self.trained_items[h]] for h in map(np.asarray, histories)]
+        windows, _ = self.model.windows(inputs)
         n_items = len(self.items)
         if exclude_seen:
             exclude = seen_matrix(histories, n_items)

@@ -4,6 +4,8 @@ It writes the same run directory as the user-row models (see :mod:`recdiff.train
 sequence data inference needs under ``data/``::
 
     data/items.json         item vocabulary
+    data/trained_items.npy  which items the training examples hold (serving reads histories
+                            through these only)
     data/users.json         user vocabulary      (when the data has users)
     data/sequences.npz      users' full sequences (indptr, items; oldest first)
     data/low_ratings.npz    users x items, 1 where a rating fell under data.min_rating (when set)
@@ -33,7 +35,7 @@ from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.next_item import evaluate_next_item
-from recdiff.models.sequential import SequentialRecommender
+from recdiff.models.sequential import SequentialRecommender, training_items
 from recdiff.train.checkpoint import check_run_data
 from recdiff.train.config import selection_summary, stage_summaries
 from recdiff.train.datasets import load_sequences_and_low_ratings, require_held_out
@@ -203,6 +205,9 @@ def _save_sequence_data(
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "items.json", data.items.to_json())
+    # which items the training examples hold: serving leaves the others out of a history
+    with atomic_path(folder / "trained_items.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, training_items(data.train, data.n_items))
     if sequences is None:
         return
     atomic_write_text(folder / "users.json", sequences.users.to_json())
