@@ -110,6 +110,10 @@ def test_ids_lose_surrounding_whitespace_for_every_id_kind(run_dir, tmp_path):
     # An unknown id is dropped under --ignore-unknown and named as typed, padding included.
     dropped = recommend(padded, "--history", " i001, i999x ", "--ignore-unknown")
     assert dropped["unknown_items"] == [" i999x "]
+    # the list as text says so too (before: only --json listed them)
+    args = ["recommend", str(padded), "--history", " i001, i999x ", "--ignore-unknown"]
+    text = runner.invoke(app, args)
+    assert text.exit_code == 0 and "note: ignored 1 unknown item(s): [' i999x ']\n" in text.stderr
     for run, user in [(named, " u9999 "), (run_dir, " 99999 ")]:
         result = runner.invoke(app, ["recommend", str(run), "--user", user])
         assert result.exit_code == 2

@@ -356,6 +356,8 @@ def test_an_invalid_config_lists_the_models_bad_keys_beside_the_others():
         (["model.embedding_std=.nan"], "model.embedding_std: Input should be a finite number"),
         (["train.lr=inf"], "train.lr: Input should be a finite number"),
         (["train.weight_decay=.inf"], "train.weight_decay: Input should be a finite number"),
+        (["model.p_uncond=0"], "never trains with p_uncond=0 (it keeps its random start)"),
+        (["data.duplicates=last"], "data.duplicates=last is not applied to sequences"),
         # a negative seed trained, then failed at evaluation with no key named (T' > 0 noise)
         (["train.seed=-1"], "train.seed: Input should be greater than or equal to 0"),
         (["data.seed=-1"], "data.seed: Input should be greater than or equal to 0"),

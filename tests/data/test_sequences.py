@@ -421,3 +421,16 @@ def test_real_video_and_diffurec_ml1m(datasets_root: Path) -> None:
     assert (video.n_users, video.n_items, int(video.lengths().sum())) == (31013, 23715, 287107)
     ml = read_diffurec(datasets_root / "diffurec" / "ml-1m" / "dataset.pkl")
     assert (ml.n_users, ml.n_items, int(ml.lengths().sum())) == (6040, 3706, 1000209)
+
+
+def test_sasrec_lines_with_stray_whitespace_read_as_the_clean_ones(tmp_path):
+    """A trailing space or tab, or two spaces between the ids, failed in pandas ("Expected 2
+    fields in line 3, saw 3"), though ICLRec's lines with the same whitespace read fine."""
+    from recdiff.data.sequence_readers import read_sequence_file
+
+    clean, messy = tmp_path / "clean.txt", tmp_path / "messy.txt"
+    clean.write_text("1 10\n1 11\n2 12\n2 10\n")
+    messy.write_text("1 10 \n1  11\n2\t12\t\n 2 10\r\n")
+    a, b = read_sequence_file(clean), read_sequence_file(messy)
+    assert a.users == b.users and a.items == b.items
+    assert a.indptr.tolist() == b.indptr.tolist() and a.item_idx.tolist() == b.item_idx.tolist()

@@ -199,6 +199,11 @@ def recommend(
         return
     for rank, (item, score) in enumerate(zip(recs.items, recs.scores, strict=True), start=1):
         typer.echo(f"{rank:>3}  {item!s:<12} {score:.4f}")
+    if recs.unknown_items:  # dropped by --ignore-unknown: said, as --json lists them
+        from recdiff.serving.ids import shown
+
+        count = len(recs.unknown_items)
+        typer.echo(f"note: ignored {count} unknown item(s): {shown(recs.unknown_items)}", err=True)
     if recs.note is not None:
         typer.echo(f"note: {recs.note}", err=True)
 

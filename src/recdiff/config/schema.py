@@ -320,6 +320,12 @@ class RunConfig(BaseModel):
                 )
         elif data.k_core is not None:
             raise ValueError("data.k_core is not applied to sequences; filter the table first")
+        if data.duplicates != "raise" and data.format not in ("movielens", "recbole"):
+            raise ValueError(
+                f"data.duplicates={data.duplicates} is not applied to sequences: a next-item "
+                "model keeps a repeated (user, item) row in the user's sequence (a history, not a "
+                "set); remove data.duplicates"
+            )
         if data.format in LEAVE_ONE_OUT_FORMATS and data.split != "leave_one_out":
             if data.split != "global_temporal":  # the default: nothing was asked
                 raise ValueError(

@@ -154,7 +154,10 @@ def read_sequence_file(path: PathLike) -> UserSequences:
     parts, line_no = _split_lines(text)
     _refuse_commas(parts, line_no, path)
     if all(len(p) == 2 for p in parts) and len({p[0] for p in parts}) < len(parts):
-        if "\t" in text and re.search(r"\S +\S", text):  # tabs on some lines, spaces on others
+        mixed = "\t" in text and re.search(r"\S +\S", text)  # tabs on some lines, spaces on others
+        # a space or tab at the start or end of a line, or two in a row: pandas would count fields
+        stray = re.search(r"(?m)^[ \t]|[ \t]\r?$|[ \t]{2}", text)
+        if mixed or stray:
             tokens = _tokens_to_ids(np.array(parts).reshape(-1))
             return UserSequences.from_pairs(tokens[0::2], tokens[1::2])
         # SASRec's pairs, read again by pandas' C parser: faster than building them from parts

@@ -220,4 +220,10 @@ class DreamRecConfig(BaseModel):
                 )
         if any(h < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be positive, got {self.hidden_dims}")
+        if self.p_uncond == 0 and self.guidance_weight > 0:
+            raise ValueError(
+                f"guidance_weight {self.guidance_weight:g} mixes in the prediction under the null "
+                "condition, which never trains with p_uncond=0 (it keeps its random start): set "
+                "p_uncond above 0 (the paper: 0.1), or guidance_weight=0"
+            )
         return self
