@@ -51,5 +51,5 @@ def test_a_run_saved_before_reads_every_item(run, tmp_path):
     (old / "data/trained_items.npy").unlink()
     assert Predictor.load(old).trained_items is None
     np.save(old / "data/trained_items.npy", np.ones(3, dtype=bool))  # of another catalogue
-    with pytest.raises(ValueError, match="trained_items.npy"):
+    with pytest.raises(ValueError, match=r"trained_items\.npy"):
         Predictor.load(old)
