@@ -434,3 +434,16 @@ def test_sasrec_lines_with_stray_whitespace_read_as_the_clean_ones(tmp_path):
     a, b = read_sequence_file(clean), read_sequence_file(messy)
     assert a.users == b.users and a.items == b.items
     assert a.indptr.tolist() == b.indptr.tolist() and a.item_idx.tolist() == b.item_idx.tolist()
+
+
+def test_a_header_line_above_integer_ids_is_refused(tmp_path):
+    """Read as data, "user_id item_id" was a user with a fake item, and every id a string."""
+    from recdiff.data import DataFormatError
+    from recdiff.data.sequence_readers import read_sequence_file
+
+    path = tmp_path / "seq.txt"
+    path.write_text("user_id item_id\n1 10\n1 11\n2 12\n")
+    with pytest.raises(DataFormatError, match="line 1 reads 'user_id item_id' above lines of"):
+        read_sequence_file(path)
+    path.write_text("alice x1 x2\nbob x2 x3\n")  # ids that are words: no header to suspect
+    assert read_sequence_file(path).users.ids.tolist() == ["alice", "bob"]

@@ -46,9 +46,11 @@ def load_with_index(run: Path, index: IndexKind, **options):
     if index is not IndexKind.exact:
         recall = predictor.use_index(index.value, **options)
         measured = "not measured: the run has no users" if recall is None else f"{recall:.4f}"
+        held = len(predictor.index.ids)  # the items the model may recommend
+        of = "" if held == len(predictor.items) else f" (of {len(predictor.items)})"
         typer.echo(
-            f"{index.value} index over {len(predictor.items)} items; recall@20 against the "
-            f"exact top-20: {measured}",
+            f"{index.value} index over {held} items{of}; recall@20 against the exact top-20: "
+            f"{measured}",
             err=True,
         )
     return predictor

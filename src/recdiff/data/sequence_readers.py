@@ -153,6 +153,7 @@ def read_sequence_file(path: PathLike) -> UserSequences:
     text = _read_file(path)
     parts, line_no = _split_lines(text)
     _refuse_commas(parts, line_no, path)
+    _refuse_header(parts, line_no, path)
     if all(len(p) == 2 for p in parts) and len({p[0] for p in parts}) < len(parts):
         mixed = "\t" in text and re.search(r"\S +\S", text)  # tabs on some lines, spaces on others
         # a space or tab at the start or end of a line, or two in a row: pandas would count fields
@@ -175,6 +176,7 @@ def read_user_sequences(path: PathLike) -> UserSequences:
     path = Path(path)
     parts, line_no = _split_lines(_read_file(path))
     _refuse_commas(parts, line_no, path)
+    _refuse_header(parts, line_no, path)
     return _user_lines(parts, line_no, path)
 
 
@@ -191,6 +193,20 @@ def _split_lines(text: str) -> tuple[list[list[str]], np.ndarray]:
     parts = [line.split() for line in text.splitlines()]  # one pass over the lines
     line_no = np.flatnonzero([bool(p) for p in parts]) + 1
     return [p for p in parts if p], line_no
+
+
+def _refuse_header(parts: list[list[str]], line_no: np.ndarray, path: Path) -> None:
+    """Refuse a first line of words above lines of integer ids (``user_id item_id``): read as
+    data it would be a user with a fake item, and turn every id of the file into a string."""
+    if len(parts) < 2 or any(re.fullmatch(r"-?\d+", tok) for tok in parts[0]):
+        return
+    if all(re.fullmatch(r"-?\d+", tok) for p in parts[1:1001] for tok in p):
+        raise DataFormatError(
+            f"{path} line {line_no[0]} reads {' '.join(parts[0])[:40]!r} above lines of integer "
+            "ids: a sequence file (data.format=sequences) has no header line; remove it, or, for "
+            "a table with a header, set data.format=csv (or tsv) with data.user_col, "
+            "data.item_col and data.time_col naming its columns"
+        )
 
 
 def _refuse_commas(parts: list[list[str]], line_no: np.ndarray, path: Path) -> None:
