@@ -33,7 +33,11 @@ def _ldiffrec(**latent) -> LDiffRec:
 
 def _dreamrec(p_uncond: float) -> DreamRec:
     config = DreamRecConfig(
-        dim=8, hidden_dims=[16], p_uncond=p_uncond, diffusion=GuidedDiffusionConfig(steps=5)
+        dim=8,
+        hidden_dims=[16],
+        p_uncond=p_uncond,
+        guidance_weight=4.0 if p_uncond else 0.0,  # guidance needs a trained null condition
+        diffusion=GuidedDiffusionConfig(steps=5),
     )
     return DreamRec(config, TRAIN.model_copy(update={"batch_size": 64}))
 
