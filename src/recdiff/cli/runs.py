@@ -126,10 +126,11 @@ def evaluate(
         results = predictor.evaluate(averaging=averaging, exclude_history=exclude_history)
     metrics = sorted({name for r in results.values() for name in r})
     typer.echo(metrics_table(results, metrics))
+    from recdiff.serving.report import OVER_EXAMPLES
     from recdiff.serving.sequence_predictor import SequencePredictor
 
     if isinstance(predictor, SequencePredictor):  # one target an example: averagings agree
-        typer.echo("averaging: over examples, one target each")
+        typer.echo(f"averaging: {OVER_EXAMPLES}")
     else:
         typer.echo(f"averaging: {averaging}")
 

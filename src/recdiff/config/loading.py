@@ -209,8 +209,8 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     """Validate a preset or YAML file with overrides; errors name the offending key."""
     raw = _raw_config(preset_or_path)
     written = _relative_paths(raw)
-    given = [item.partition("=")[0].strip() for item in overrides or []]
-    given += [f"train.{key}" for key in _train_keys_written(raw)]
+    set_keys = [item.partition("=")[0].strip() for item in overrides or []]
+    given = set_keys + [f"train.{key}" for key in _train_keys_written(raw)]
     raw = apply_overrides(raw, list(overrides or []))
     _multvae_reads_what_was_set(raw, given)
     config, problems = None, []
@@ -221,7 +221,6 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     booleans = [(key, BOOLEAN_FOR_NUMBER) for key in _booleans_for_numbers(raw, problems)]
     if booleans or problems:
         _invalid(preset_or_path, booleans + problems)
-    set_keys = [item.partition("=")[0].strip() for item in overrides or []]
     _relative_paths_found(Path(preset_or_path), written, set_keys)
     return config
 

@@ -288,7 +288,7 @@ class Interactions:
     ) -> Interactions:
         shape = (len(users), len(items))
         indptr = indptr_from_counts(np.bincount(u, minlength=shape[0]))
-        r, t, o = cols["r"], cols["t"], cols.get("o")
+        r, t, o = cols["r"], cols["t"], cols["o"]
         return cls(
             _csr(cols["v"], i, indptr, shape, np.float32),
             users,

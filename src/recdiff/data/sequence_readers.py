@@ -151,9 +151,7 @@ def read_sequence_file(path: PathLike) -> UserSequences:
     format a user on two lines is an error)."""
     path = Path(path)
     text = _read_file(path)
-    parts, line_no = _split_lines(text)
-    _refuse_commas(parts, line_no, path)
-    _refuse_header(parts, line_no, path)
+    parts, line_no = _checked_lines(text, path)
     if all(len(p) == 2 for p in parts) and len({p[0] for p in parts}) < len(parts):
         mixed = "\t" in text and re.search(r"\S +\S", text)  # tabs on some lines, spaces on others
         # a space or tab at the start or end of a line, or two in a row: pandas would count fields
@@ -174,10 +172,7 @@ def read_user_sequences(path: PathLike) -> UserSequences:
     strings. The file must be UTF-8 (a leading byte-order mark is ignored).
     """
     path = Path(path)
-    parts, line_no = _split_lines(_read_file(path))
-    _refuse_commas(parts, line_no, path)
-    _refuse_header(parts, line_no, path)
-    return _user_lines(parts, line_no, path)
+    return _user_lines(*_checked_lines(_read_file(path), path), path)
 
 
 def _read_file(path: Path) -> str:
@@ -193,6 +188,14 @@ def _split_lines(text: str) -> tuple[list[list[str]], np.ndarray]:
     parts = [line.split() for line in text.splitlines()]  # one pass over the lines
     line_no = np.flatnonzero([bool(p) for p in parts]) + 1
     return [p for p in parts if p], line_no
+
+
+def _checked_lines(text: str, path: Path) -> tuple[list[list[str]], np.ndarray]:
+    """:func:`_split_lines` of a sequence file that is neither comma-separated nor headed."""
+    parts, line_no = _split_lines(text)
+    _refuse_commas(parts, line_no, path)
+    _refuse_header(parts, line_no, path)
+    return parts, line_no
 
 
 def _refuse_header(parts: list[list[str]], line_no: np.ndarray, path: Path) -> None:

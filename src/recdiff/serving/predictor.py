@@ -76,7 +76,7 @@ class Predictor(ExternalIds):
         self.inputs, self.seen = inputs, seen
         self.known_inputs = inputs if known_inputs is None else known_inputs
         #: Items with a training interaction: a new user's history is read through these only.
-        self.trained_items = np.diff(sp.csc_matrix(inputs).indptr) > 0
+        self.trained_items = inputs.getnnz(axis=0) > 0
         self.config, self.metrics, self.directory = config, metrics, directory
 
     @classmethod

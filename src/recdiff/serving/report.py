@@ -30,7 +30,7 @@ from recdiff.serving.run_files import unfinished_run, with_name
 
 __all__ = ["Comparison", "RunSummary", "build_report", "comparable_runs", "write_report"]
 
-#: How a next-item run's means are averaged, as `recdiff evaluate` says it.
+#: How a next-item run's means are averaged (the report, ``recdiff evaluate``, GET /model).
 OVER_EXAMPLES = "over examples, one target each"
 
 

@@ -75,6 +75,7 @@ from recdiff.serving.http_errors import (
 )
 from recdiff.serving.predictor import DEFAULT_K, Predictor
 from recdiff.serving.recommendations import Query
+from recdiff.serving.report import OVER_EXAMPLES
 from recdiff.serving.run_files import with_name
 from recdiff.serving.sequence_predictor import SequencePredictor
 
@@ -304,7 +305,7 @@ def _query(predictor: Predictor, request: RecommendRequest, max_history: int) ->
 AVERAGING_DESCRIPTIONS = {
     "all_users": "over every user, those without test items counted as 0",
     "test_users": "over the users with test items",
-    "examples": "over examples, one target each (all_users and test_users agree)",
+    "examples": f"{OVER_EXAMPLES} (all_users and test_users agree)",
 }
 
 

@@ -204,8 +204,10 @@ def data_digest(*parts: Any) -> str:
     digest = hashlib.sha256()
     for part in parts:
         if sp.issparse(part):
-            part = sp.csr_matrix(part)
-        arrays = (part.indptr, part.indices, part.data) if sp.issparse(part) else (part,)
+            csr = sp.csr_matrix(part)
+            arrays = (csr.indptr, csr.indices, csr.data)
+        else:
+            arrays = (part,)
         for array in arrays:
             array = np.ascontiguousarray(array)
             digest.update(f"{array.dtype.str}{array.shape}".encode())

@@ -184,13 +184,13 @@ class Trainer:
         the process in the first epoch, without a word."""
         if torch.device(self.config.device).type != "cpu":
             return
-        weights = trainable = 0
+        count = weights = trainable = 0
         for parameter in model.module.parameters():
             size = parameter.numel() * parameter.element_size()
+            count += parameter.numel()
             weights += size
             trainable += size if parameter.requires_grad else 0
         copies = (self.evaluate is not None) + bool(self.config.ema_decay)
-        count = sum(p.numel() for p in model.module.parameters())
         require_memory(
             3 * trainable + copies * weights,
             f"training {type(model).__name__} ({count:,} weights, {format_bytes(weights)}) "
