@@ -140,8 +140,13 @@ class MicroBatcher:
                 [j.query for j in jobs], [j.k for j in jobs], self.seen_remedy
             )
         except Exception as error:  # every waiting request learns why, none hangs
-            for job in jobs:
-                job.future.set_exception(error)
+            if len(jobs) > 1:
+                # Each alone: one request's failure (its row scored NaN, say) is not the other
+                # requests' of its batch, which would have been answered had they come alone.
+                for job in jobs:
+                    self._score([job])
+                return
+            jobs[0].future.set_exception(error)
             return
         for job, result in zip(jobs, results, strict=True):
             job.future.set_result(result)

@@ -1,13 +1,15 @@
 """How the HTTP service refuses what it cannot read: a body over the size limit (413, as it
 arrives), a request FastAPI cannot validate (422 with one readable sentence per problem), a body
-that is not UTF-8 text (422), query parameters ``/recommend`` would not read, and a method a path
-does not take (405, naming the ones it does). The service's own checks of ids and histories are
-in :mod:`recdiff.serving.service`."""
+that is not UTF-8 text or that Python's JSON reader gives up on (422), a JSON object naming a key
+twice (422), query parameters ``/recommend`` would not read, and a method a path does not take
+(405, naming the ones it does); and how it answers its own failures (500, as JSON too). The
+service's own checks of ids and histories are in :mod:`recdiff.serving.service`."""
 
 # No ``from __future__ import annotations``, as in the service: FastAPI reads these handlers'
 # annotations at runtime.
 
 import json
+from collections import Counter
 from typing import Any
 
 from fastapi import Request, Response
@@ -19,9 +21,12 @@ from starlette.routing import Match
 
 __all__ = [
     "BodySizeLimit",
+    "duplicated_keys",
     "http_error",
+    "internal_error",
     "invalid_request",
     "query_parameters",
+    "refuse_duplicated_keys",
     "unreadable_body",
     "wrong_method",
 ]
@@ -98,12 +103,65 @@ def query_parameters(request: Request) -> str:
     )
 
 
+def _media_type(request: Request) -> str:
+    """The request's Content-Type without its parameters ("" when it sent none)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_json(media: str) -> bool:
+    # FastAPI parses a body as JSON only when its Content-Type says so (curl -d sends a form).
+    return media == "application/json" or media.endswith("+json")
+
+
+def duplicated_keys(body: bytes) -> dict[str, int]:
+    """The keys some object of the JSON ``body`` names more than once, with how many times
+    (empty for a body that is no JSON: its own error says so)."""
+    repeated: dict[str, int] = {}
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        for key, count in Counter(key for key, _ in items).items():
+            if count > 1:
+                repeated[key] = max(count, repeated.get(key, 0))
+        return dict(items)
+
+    try:
+        json.loads(body, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return {}
+    return repeated
+
+
+async def refuse_duplicated_keys(request: Request) -> None:
+    """A dependency of ``POST /recommend``: a 422 for a JSON body that names a key twice.
+
+    Python's JSON reader keeps the last of them without a word, so ``{"user": 3, "user": 4}``
+    would be answered for user 4, while a proxy or a log reading the first sees user 3. FastAPI
+    solves dependencies before it validates the body, so this is the error the client gets."""
+    media = _media_type(request)
+    if media and not _is_json(media):  # not read as JSON: the validation error says so
+        return
+    repeated = duplicated_keys(await request.body())
+    if repeated:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "duplicate_key",
+                    "loc": ("body", key),
+                    "msg": f"the body names the key {json.dumps(key)} "
+                    f"{'twice' if count == 2 else f'{count} times'}; a JSON reader keeps only "
+                    "one of them (which one differs between readers): send each key once",
+                    "input": key,
+                }
+                for key, count in repeated.items()
+            ]
+        )
+
+
 async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
     """422 with one readable sentence per problem (FastAPI's list of errors kept in ``errors``)."""
     problems, errors = [], []
-    # FastAPI parses a body as JSON only when its Content-Type says so (curl -d sends a form).
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    is_json = media == "application/json" or media.endswith("+json")
+    media = _media_type(request)
+    is_json = _is_json(media)
     named_ids = set()
     for item in error.errors():
         where = ".".join(str(part) for part in item["loc"] if part != "body") or "body"
@@ -130,6 +188,8 @@ async def invalid_request(request: Request, error: RequestValidationError) -> JS
                 problems.append(query_parameters(request))
         elif item["type"] == "value_error":
             problems.append(item["msg"].removeprefix("Value error, "))
+        elif item["type"] == "duplicate_key":
+            problems.append(item["msg"])
         else:
             problems.append(f"{where}: {item['msg']}")
         errors.append({"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]})
@@ -170,15 +230,40 @@ async def wrong_method(request: Request, error: StarletteHTTPException) -> Respo
 
 
 async def unreadable_body(request: Request, error: StarletteHTTPException) -> Response:
-    """A JSON body that is not UTF-8 text gets a 422 that says so (FastAPI answers only "There
-    was an error parsing the body", with a 400); other HTTP errors as FastAPI answers them."""
+    """A JSON body that Python's reader cannot read gets a 422 that says why, as malformed JSON
+    does (FastAPI answers only "There was an error parsing the body", with a 400): one that is
+    not UTF-8 text, a number of thousands of digits (Python reads at most 4300), arrays or objects
+    nested deeper than its recursion limit. Other HTTP errors as FastAPI answers them."""
     cause = error.__cause__
-    if not isinstance(cause, UnicodeDecodeError):
+    if isinstance(cause, UnicodeDecodeError):
+        byte = cause.object[cause.start]
+        problem = (
+            f"the body is not valid JSON (it is not UTF-8 text: byte {byte:#04x} at position "
+            f"{cause.start}); send the JSON encoded as UTF-8"
+        )
+    elif isinstance(cause, RecursionError):
+        problem = (
+            "the body cannot be read as JSON (its arrays or objects nest too deeply); ids are "
+            "integers or strings in a flat list"
+        )
+    elif isinstance(cause, ValueError):  # int(): "Exceeds the limit (4300 digits) ..."
+        problem = (
+            "the body cannot be read as JSON (a number in it has more than the 4300 digits "
+            "Python reads); no id or k is that long"
+        )
+    else:
         return await http_exception_handler(request, error)
-    byte = cause.object[cause.start]
-    detail = (
-        f"invalid request: the body is not valid JSON (it is not UTF-8 text: byte {byte:#04x} at "
-        f"position {cause.start}); send the JSON encoded as UTF-8. Send a JSON object such as "
-        f"{request.app.state.example}"
-    )
+    detail = f"invalid request: {problem}. Send a JSON object such as {request.app.state.example}"
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def internal_error(request: Request, error: Exception) -> JSONResponse:
+    """500 as JSON, as every other answer (Starlette's is the text "Internal Server Error");
+    the traceback goes to the service's log, not to the client. It says ``connection: close``:
+    uvicorn closes the connection after an error, and a client that kept it for its next
+    request would see that one reset."""
+    detail = (
+        f"internal error ({type(error).__name__}) answering {request.method} {request.url.path}; "
+        "the service's log holds the traceback"
+    )
+    return JSONResponse({"detail": detail}, status_code=500, headers={"connection": "close"})

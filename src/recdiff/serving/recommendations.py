@@ -87,11 +87,15 @@ def shortfall_note(
             "gives the others no score (e.g. items it never trained on)"
         )
     if left < unseen:  # the request's exclude_items or candidates ruled out the rest
-        verb = "is" if left == 1 else "are"
+        if left == 0:
+            how_many = "no catalogue item is"
+        elif left == 1:
+            how_many = "only 1 catalogue item is"
+        else:
+            how_many = f"only {left} catalogue items are"
         return (
-            f"only {left} catalogue item{'s' * (left != 1)} {verb} left to recommend once the "
-            "request's excluded items, the items outside its candidates and the history's "
-            "items are left out"
+            f"{how_many} left to recommend once the request's excluded items, the items outside "
+            "its candidates and the history's items are left out"
         )
     if unseen == catalogue:  # nothing was excluded: k is simply above the catalogue's size
         return f"the catalogue holds only {catalogue} item{'s' * (catalogue != 1)}"

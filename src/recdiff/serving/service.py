@@ -21,11 +21,13 @@ Every error answers ``{"detail": "<what is wrong and what to send instead>"}``:
 404    unknown user id
 405    a method the path does not take (``GET /recommend``); names the ones it takes
 413    body larger than ``max_body_bytes``, history longer than ``max_history``
-422    malformed JSON (a body that is not UTF-8 text too), missing or extra fields, wrong
-       types, ``k`` outside 1..max_k, unknown history items (unless ``ignore_unknown``), ids of
-       the wrong type or not Unicode text (a lone surrogate escape), a user id for a run whose
+422    malformed JSON (a body that is not UTF-8 text, or that Python's reader gives up on,
+       too), a key named twice in an object, missing or extra fields, wrong types, ``k``
+       outside 1..max_k, unknown history items (unless ``ignore_unknown``), ids of the
+       wrong type or not Unicode text (a lone surrogate escape), a user id for a run whose
        data hold no user ids, candidates none of which the catalogue holds, query parameters
        (``/recommend`` reads its JSON body only)
+500    the service's own failure (e.g. a model that scores NaN); its log holds the traceback
 =====  =====================================================================================
 
 ``GET`` endpoints answer ``HEAD`` too (monitors probe ``/health`` with it).
@@ -46,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from fastapi import FastAPI, HTTPException, Request
+    from fastapi import Depends, FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as error:  # pragma: no cover - depends on the installed extras
@@ -70,8 +72,10 @@ from recdiff.serving.batching import MicroBatcher
 from recdiff.serving.http_errors import (
     BodySizeLimit,
     http_error,
+    internal_error,
     invalid_request,
     query_parameters,
+    refuse_duplicated_keys,
 )
 from recdiff.serving.predictor import DEFAULT_K, Predictor
 from recdiff.serving.recommendations import Query
@@ -79,7 +83,7 @@ from recdiff.serving.report import OVER_EXAMPLES
 from recdiff.serving.run_files import with_name
 from recdiff.serving.sequence_predictor import SequencePredictor
 
-__all__ = ["RecommendRequest", "RecommendResponse", "create_app"]
+__all__ = ["ErrorBody", "RecommendRequest", "RecommendResponse", "create_app"]
 
 Id = StrictInt | StrictStr
 
@@ -159,6 +163,15 @@ class RecommendResponse(BaseModel):
     )
 
 
+class ErrorBody(BaseModel):
+    """What every error answers: what is wrong and what to send instead."""
+
+    detail: str
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="422s of a body that fails validation: each problem's loc, msg, type"
+    )
+
+
 def create_app(
     predictor_or_run_dir: Predictor | str | Path,
     max_history: int = 10_000,
@@ -206,6 +219,7 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
     app.state.predictor, app.state.batcher = predictor, batcher
     app.state.example = _example(max_k)
 
@@ -225,7 +239,10 @@ def create_app(
     @app.post(
         "/recommend",
         response_model=RecommendResponse,
-        responses={code: {"description": text} for code, text in _ERRORS.items()},
+        responses={
+            code: {"model": ErrorBody, "description": text} for code, text in _ERRORS.items()
+        },
+        dependencies=[Depends(refuse_duplicated_keys)],
     )
     async def recommend(request: request_model, http: Request) -> RecommendResponse:  # type: ignore[valid-type]
         if http.query_params:  # ?k=5 beside a body would be ignored without a word
@@ -250,7 +267,9 @@ _ERRORS = {
     400: "empty history",
     404: "unknown user",
     413: "body or history too large",
-    422: "invalid request, a user id of the wrong type, or unknown history items",
+    422: "invalid request (malformed JSON, a key named twice, wrong fields or types, k out of "
+    "range), a user id of the wrong type, or unknown history items",
+    500: "the service failed (its log holds the traceback)",
 }
 
 
