@@ -4,7 +4,7 @@ under the dataset roots, so that a config names a shared dataset portably betwee
 A relative path is made absolute when the config is read (:func:`absolute_source`); a
 ``datasets:`` source stays as written and is looked up when the data is read
 (:func:`resolve_source`), or beforehand by a command that checks every config first
-(:func:`check_source`).
+(:func:`check_sources`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from recdiff.config.schema import DataConfig
+    from recdiff.config.schema import DataConfig, RunConfig
 
-__all__ = ["DATASETS_PREFIX", "absolute_source", "check_source", "resolve_source"]
+__all__ = [
+    "DATASETS_PREFIX",
+    "absolute_source",
+    "check_source",
+    "check_sources",
+    "resolve_source",
+]
 
 DATASETS_PREFIX = "datasets:"
 
@@ -69,3 +75,20 @@ def check_source(data: DataConfig) -> None:
     path = resolve_source(data.source)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found")
+
+
+def check_sources(config: RunConfig) -> None:
+    """:func:`check_source`, and L-DiffRec's ``model.latent.item_embeddings`` file likewise: a
+    missing one would otherwise be found only once the data is read and the model built (in
+    an experiment, when that config's turn comes, after the others have trained)."""
+    check_source(config.data)
+    latent = getattr(config.model, "latent", None)  # the model's settings, validated as a dict
+    embeddings = latent.get("item_embeddings") if isinstance(latent, dict) else None
+    if config.model.name != "ldiffrec" or not embeddings:
+        return
+    from recdiff.models.item_clusters import EMBEDDINGS_FROM_DATA
+
+    key = "model.latent.item_embeddings"
+    path = resolve_source(embeddings, key=key, otherwise=EMBEDDINGS_FROM_DATA)
+    if not path.exists():
+        raise FileNotFoundError(f"{key} ({path}): no such file; {EMBEDDINGS_FROM_DATA}")

@@ -40,7 +40,7 @@ import numpy as np
 
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.schema import RunConfig
-from recdiff.config.sources import check_source
+from recdiff.config.sources import check_sources
 from recdiff.eval.metrics import PER_USER_METRICS
 from recdiff.experiments.records import (
     ExperimentError,
@@ -50,6 +50,7 @@ from recdiff.experiments.records import (
     record_paths,
     results_table,
 )
+from recdiff.experiments.stats import METHOD_NAMES
 from recdiff.experiments.workers import stoppable, worker_pool
 from recdiff.train.distributed import (
     broadcast_object,
@@ -184,6 +185,14 @@ def run_experiment(
     seed_list = list(range(1, seeds + 1)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ExperimentError("give at least one seed")
+    repeated = sorted({seed for seed in seed_list if seed_list.count(seed) > 1})
+    if repeated:
+        # The same run twice would count twice in the mean ± std and the per-user averages.
+        raise ExperimentError(
+            f"seeds {seed_list} repeat {', '.join(map(str, repeated))}: give each seed once"
+        )
+    if test not in METHOD_NAMES:  # before training, not once every run has finished
+        raise ExperimentError(f"test must be one of {sorted(METHOD_NAMES)}, got {test!r}")
     metric = metric or configs[0].train.metric
     labelled = label_configs(configs)
     for label, config in labelled:
@@ -195,7 +204,7 @@ def run_experiment(
             )
     for label, config in labelled:  # before any training, not when the config's turn comes
         try:
-            check_source(config.data)
+            check_sources(config)
         except FileNotFoundError as error:
             raise ExperimentError(f"config {label!r}: {error}") from None
     if metric.partition("@")[0] not in PER_USER_METRICS:

@@ -4,12 +4,18 @@ another search, naming the settings that differ) and failing the trials of kille
 A running trial beats a heartbeat into the study every ``HEARTBEAT_SECONDS``; one silent for
 ``STALE_AFTER_SECONDS`` was killed (SIGKILL, a crash) and is marked FAIL when the study is next
 opened.
+
+While a search runs, ``OUT/.study-reserve`` holds ``RESERVE_BYTES`` of the study's disk: when
+the disk fills up during a trial, every write to the study fails too, Optuna's own "FAIL" among
+them, and the trial would stay RUNNING until its heartbeat went stale. Freeing the reserve
+leaves room to record it FAIL with its error (:class:`SpaceReserve`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +28,10 @@ from recdiff.config.schema import RunConfig
 
 __all__ = [
     "HEARTBEAT_SECONDS",
+    "RESERVE_BYTES",
     "STALE_AFTER_SECONDS",
     "STUDY_NAME",
+    "SpaceReserve",
     "TuneError",
     "fail_stale_trials",
     "import_optuna",
@@ -34,6 +42,7 @@ __all__ = [
 STUDY_NAME = "recdiff-tune"
 HEARTBEAT_SECONDS = 60  # a running trial's sign of life in the study
 STALE_AFTER_SECONDS = 180  # a RUNNING trial silent this long was killed: FAIL
+RESERVE_BYTES = 1 << 20  # room kept to record a trial that failed on a full disk
 
 
 class TuneError(ConfigError):
@@ -151,6 +160,26 @@ def study_write_error(path: Path, error: BaseException) -> TuneError | None:
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
     return None
+
+
+class SpaceReserve:
+    """``RESERVE_BYTES`` held in ``OUT/.study-reserve`` until :meth:`free`; none when the disk is
+    too full for them already. Random bytes, so that a compressing file system stores them."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / ".study-reserve"
+        try:
+            self.path.write_bytes(os.urandom(RESERVE_BYTES))
+        except OSError:
+            self.path.unlink(missing_ok=True)
+
+    def free(self) -> bool:
+        """Give the bytes back; whether there were any to give."""
+        try:
+            self.path.unlink()
+        except OSError:
+            return False
+        return True
 
 
 def _changes(stored: Any, given: Any, key: str) -> list[str]:

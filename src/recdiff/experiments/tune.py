@@ -16,9 +16,10 @@ learns to avoid it).
 
 ``trials`` counts completed, pruned and diverged trials. A trial that raises otherwise (e.g.
 out of memory) stops the search, marked FAIL with its error; so does one stopped by Ctrl-C or
-SIGTERM. A running trial beats a heartbeat into the study; one whose process was killed
-(SIGKILL, a crash) stops beating, and the next command that opens the study marks it FAIL, says so and removes
-what the process left of the trial's run. (Reopened within
+SIGTERM, and one that filled the disk (room to record it is held in reserve, see
+:mod:`~recdiff.experiments.storage`). A running trial beats a heartbeat into the study; one
+whose process was killed (SIGKILL, a crash) stops beating, and the next command that opens the
+study marks it FAIL, says so and removes what the process left of the trial's run. (Reopened within
 ``STALE_AFTER_SECONDS`` of the kill, the trial is still fresh; Optuna fails it later in the
 search without a line of its own, and ``trials.csv`` shows it.) Neither counts, and the same
 command continues the search.
@@ -38,6 +39,7 @@ A trial's config is built in :mod:`~recdiff.experiments.trials`, the files above
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -47,7 +49,7 @@ from typing import Any
 
 from recdiff.atomic import sigterm_unwinds
 from recdiff.config.schema import RunConfig
-from recdiff.config.sources import check_source
+from recdiff.config.sources import check_sources
 from recdiff.experiments import storage
 from recdiff.experiments.space import SearchSpace
 from recdiff.experiments.storage import STUDY_NAME, TuneError, import_optuna
@@ -144,9 +146,10 @@ class _Search:
         self.view = lookup_view(config)
         self.invalid_streak: list[str] = []
         self.current: Any = None  # the trial last started by this call
+        self.reason: str | None = None  # why it failed, kept should the study refuse the text
 
     def objective(self, trial: Any) -> float:
-        self.current = trial
+        self.current, self.reason = trial, None
         settings = self.space.settings(self.space.suggest(trial), self.view)
         trial.set_user_attr("settings", settings)
         try:
@@ -168,7 +171,8 @@ class _Search:
         try:
             result = run_training(config, self.out / "runs", progress=False, on_event=reporter)
         except (KeyboardInterrupt, SystemExit) as stop:
-            trial.set_user_attr("error", _stop_reason(stop))  # Optuna fails it on Ctrl-C
+            self.reason = _stop_reason(stop)
+            trial.set_user_attr("error", self.reason)  # Optuna fails it on Ctrl-C
             # A failed trial is never resumed (the search samples new ones), so the folders
             # that train.checkpoint_every keeps for `recdiff resume` would only pile up.
             discard_resumable(stop)
@@ -183,7 +187,8 @@ class _Search:
                 trial.set_user_attr("diverged", True)
                 trial.set_user_attr("error", str(error))
                 raise optuna.TrialPruned(str(error)) from None
-            trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+            self.reason = f"{type(error).__name__}: {error}"
+            trial.set_user_attr("error", self.reason)  # on a full disk: fail_unfinished's
             raise
         metrics = result.metrics
         # Relative to the tune folder, which may move or be read from another working folder.
@@ -205,21 +210,34 @@ class _Search:
         elif len(self.invalid_streak) >= MAX_INVALID_STREAK:
             study.stop()
 
-    def fail_unfinished(self, study: Any, stop: BaseException) -> None:
-        """Mark FAIL the trial that ``stop`` left RUNNING. Optuna finishes a trial that raises an
+    def fail_unfinished(self, study: Any, stop: BaseException, free_space: Callable[[], bool]):
+        """Mark FAIL, with its error, the trial that ``stop`` left RUNNING: left so, it would
+        count as running until its heartbeat went stale. Optuna finishes a trial that raises an
         error or KeyboardInterrupt, but lets ``SystemExit`` (SIGTERM unwinding, see
-        :func:`recdiff.atomic.sigterm_unwinds`) pass with the trial still RUNNING: left so, it
-        would count as running until its heartbeat went stale."""
+        :func:`recdiff.atomic.sigterm_unwinds`) pass with the trial still RUNNING; and on a full
+        disk it cannot write FAIL, nor the objective the error. Then ``free_space`` frees the
+        reserve (:class:`~recdiff.experiments.storage.SpaceReserve`) for one more try; should
+        that fail too, ``stop`` (which says the disk is full) goes on alone."""
+        if self.current is None:  # stopped before a trial started
+            return
+        try:
+            self._fail_running(study, stop)
+        except Exception as error:
+            if storage.study_write_error(self.out / "study.db", error) is None:
+                raise
+            if free_space():
+                with contextlib.suppress(Exception):
+                    self._fail_running(study, stop)
+
+    def _fail_running(self, study: Any, stop: BaseException) -> None:
         optuna = import_optuna()
         trial = self.current
-        if trial is None:  # stopped before a trial started
-            return
         running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
         stored = next((t for t in running if t.number == trial.number), None)
         if stored is None:
             return
-        if "error" not in stored.user_attrs:  # stopped outside its training
-            trial.set_user_attr("error", _stop_reason(stop))
+        if "error" not in stored.user_attrs:  # stopped outside its training, or unwritten
+            trial.set_user_attr("error", self.reason or _stop_reason(stop))
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
@@ -267,7 +285,7 @@ def tune(
             "recdiff tune without torchrun"
         )
     name = selection_metric(metric, config)
-    check_source(config.data)  # before the study is opened: every trial would fail
+    check_sources(config)  # before the study is opened: every trial would fail
     out = Path(out)
     search = _Search(config, space, trials, out, name, report, command)
     space.check_against(search.base, search.view, lambda raw: trial_config(raw, {}, config.name))
@@ -277,6 +295,7 @@ def tune(
     optuna.logging.set_verbosity(logging.ERROR)  # one line per trial comes from `report`
     try:
         study = storage.open_study(out, fingerprint, seed, prune, warmup_epochs)
+        reserve = storage.SpaceReserve(out)
         try:
             with sigterm_unwinds():
                 for number in storage.fail_stale_trials(study):
@@ -291,9 +310,10 @@ def tune(
                         search.objective, timeout=timeout, callbacks=[search.after_trial]
                     )
         except BaseException as stop:
-            search.fail_unfinished(study, stop)
+            search.fail_unfinished(study, stop, reserve.free)
             raise
         finally:  # also when a trial raised (no after_trial then): trials.csv shows it FAIL
+            reserve.free()
             write_outputs(study, space, search.base, name, out, command)
     except Exception as error:
         unwritable = storage.study_write_error(out / "study.db", error)
