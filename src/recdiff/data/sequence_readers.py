@@ -33,6 +33,7 @@ PathLike = str | os.PathLike[str]
 
 # Column names of the two DreamRec releases: (history length, target).
 _DREAMREC_COLUMNS = (("seq_len", "tgt"), ("len_seq", "next"))
+_PICKLE_START = b"\x80"  # the PROTO opcode that starts every pickle of protocol 2 or later
 
 
 def _integral(values: pd.Series, path: Path, col: str) -> np.ndarray:
@@ -148,8 +149,13 @@ def read_sequence_file(path: PathLike) -> UserSequences:
     """A ``data.format=sequences`` file: ICLRec's ``user item item ...`` lines, one per user,
     or SASRec's ``user item`` lines, one per interaction, each user's in time order. A file
     whose lines all hold two ids, some user's on several lines, is SASRec's (in ICLRec's
-    format a user on two lines is an error)."""
+    format a user on two lines is an error). A pickle (its first byte is 0x80, which no UTF-8
+    text starts with) is DiffuRec's ``dataset.pkl`` (:func:`read_diffurec`)."""
     path = Path(path)
+    if path.is_file():
+        with path.open("rb") as fh:
+            if fh.read(1) == _PICKLE_START:
+                return read_diffurec(path)
     text = _read_file(path)
     parts, line_no = _checked_lines(text, path)
     if all(len(p) == 2 for p in parts) and len({p[0] for p in parts}) < len(parts):
