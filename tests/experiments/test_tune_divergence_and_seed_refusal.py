@@ -60,7 +60,9 @@ def test_sampled_eval_settings_without_the_searchs_metric_are_invalid(tmp_path):
     assert invalid and len(complete) == 2 and len(invalid) + 2 == len(rows)
     for row in invalid:
         assert row["state"] == "INVALID" and row["run_dir"] == ""
-        assert "valid/ndcg@10" in row["error"] and "eval.ks [20]" in row["error"]
+        # the trials select their epochs on the search's metric, which their eval must compute
+        assert "train.metric 'ndcg@10' selects the epoch" in row["error"]
+        assert "add 'ndcg' to eval.metrics and 10 to eval.ks" in row["error"]
     assert all(r["state"] == "COMPLETE" for r in complete)
     assert (result.counts["complete"], result.counts["invalid"]) == (2, len(invalid))
     # EASE is deterministic: both complete trials score the same

@@ -53,6 +53,7 @@ _KEY = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _RESERVED_KEYS = {
     "name": "a search names each trial's run itself (CONFIG-trialN), over the sampled value",
     "train.progress": "a search trains its trials without progress bars, over the sampled value",
+    "train.metric": "a search's trials select their epochs on its --metric, over the sampled value",
 }
 
 

@@ -153,12 +153,8 @@ class _Search:
         settings = self.space.settings(self.space.suggest(trial), self.view)
         trial.set_user_attr("settings", settings)
         try:
+            # sampled eval settings that leave out train.metric (the search's) are refused too
             config = trial_config(self.base, settings, f"{self.config.name}-trial{trial.number}")
-            if not _computes(config, self.metric):  # sampled eval settings without it
-                raise TrialConfigError(
-                    f"the search selects on valid/{self.metric}, which eval.metrics "
-                    f"{config.eval.metrics} at eval.ks {config.eval.ks} do not compute"
-                )
         except TrialConfigError as error:
             # Pruned, not failed: TPE ranks pruned trials below completed ones, so it learns to
             # avoid the combination (failed trials it would ignore, and propose again).
@@ -264,7 +260,8 @@ def tune(
 ) -> TuneResult:
     """Search ``space`` around ``config`` until the study in ``out`` holds ``trials`` finished
     (completed, pruned or diverged) trials, or ``timeout`` seconds pass; returns the best so
-    far.
+    far. Each trial's run selects its epoch on ``metric`` too (it replaces the config's
+    ``train.metric``), so a trial is ranked by the number its run maximised.
 
     Re-running with the same config, space and metric continues the study (a larger ``trials``
     extends it). ``report`` receives one line per trial. Pruning starts after 5 trials and,
@@ -286,6 +283,15 @@ def tune(
         )
     name = selection_metric(metric, config)
     check_sources(config)  # before the study is opened: every trial would fail
+    if config.train.metric != name:
+        # A trial's value is its validation `name` at the epoch its run selects: selected on
+        # another metric, the trials would be ranked by a number their runs did not maximise.
+        (report or (lambda line: None))(
+            f"trials select their epochs on valid/{name}, the search's metric (the config's "
+            f"train.metric is {config.train.metric})"
+        )
+        train = config.train.model_copy(update={"metric": name})
+        config = config.model_copy(update={"train": train})
     out = Path(out)
     search = _Search(config, space, trials, out, name, report, command)
     space.check_against(search.base, search.view, lambda raw: trial_config(raw, {}, config.name))
