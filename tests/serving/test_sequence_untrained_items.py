@@ -53,3 +53,8 @@ def test_a_run_saved_before_reads_every_item(run, tmp_path):
     np.save(old / "data/trained_items.npy", np.ones(3, dtype=bool))  # of another catalogue
     with pytest.raises(ValueError, match=r"trained_items\.npy"):
         Predictor.load(old)
+    (old / "data/trained_items.npy").write_bytes(b"")  # cut short (a full disk, say)
+    with pytest.raises(
+        ValueError, match=r"trained_items\.npy: cannot be read \(not a numpy \.npy "
+    ):
+        Predictor.load(old)

@@ -42,15 +42,18 @@ def with_name(run: Path) -> Path:
 
 
 def read_npz(path: Path, load: Callable[[Path], Any]) -> Any:
-    """``load(path)`` for an ``.npz`` of a run, with an error naming the file when it is damaged
-    (numpy says only "pickled data", advising to load it unsafely, or "not a zip file")."""
+    """``load(path)`` for an ``.npz`` or ``.npy`` of a run, with an error naming the file when it
+    is damaged (numpy says only "pickled data", advising to load it unsafely, or "not a zip
+    file")."""
     try:
         return load(path)
     except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
         # KeyError: no such array; EOFError: an empty file (a full disk, say)
         reason = str(error)
         if isinstance(error, EOFError | zipfile.BadZipFile) or "pickle" in reason:
-            reason = "not a numpy .npz archive"
+            reason = (
+                "not a numpy .npy file" if path.suffix == ".npy" else "not a numpy .npz archive"
+            )
         raise ValueError(
             f"{path}: cannot be read ({reason}); the run folder {path.parent.parent} {DAMAGED}"
         ) from None
