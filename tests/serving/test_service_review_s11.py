@@ -195,3 +195,28 @@ def test_a_request_that_fails_to_score_fails_alone_not_its_batch(serve_app):
         assert answer(fine.result()) == USER_B
         assert poisoned.result().status_code == 500
         assert client.get("/health").json()["scored"]["model_calls"] == 4  # 1, 2 together, 1+1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "hint"),
+    [
+        ("post", "/recommend/", " (without the trailing slash: /recommend)"),
+        ("get", "/health/", " (without the trailing slash: /health)"),
+        ("get", "/recommendations", ""),
+    ],
+)
+def test_a_path_the_service_has_not_is_a_404_naming_its_paths(http, method, path, hint):
+    """Not a 307 to the path without the slash: behind a proxy that ends TLS, Starlette's
+    redirect pointed the client at plain http."""
+    kwargs = {"json": {"user": "b"}} if method == "post" else {}
+    response = getattr(http, method)(path, follow_redirects=False, **kwargs)
+    assert response.status_code == 404
+    assert response.json() == {
+        "detail": f"no path {path} here{hint}: the service answers GET /health, GET /model, "
+        "POST /recommend"
+    }
+
+
+def test_an_unknown_user_is_still_its_own_404(http):
+    response = http.post("/recommend", json={"user": "z"})
+    assert response.status_code == 404 and "no path" not in response.json()["detail"]

@@ -205,7 +205,32 @@ async def http_error(request: Request, error: StarletteHTTPException) -> Respons
     is not UTF-8 text (:func:`unreadable_body`), the others as FastAPI answers them."""
     if error.status_code == 405:
         return await wrong_method(request, error)
+    if error.status_code == 404 and not _routes_of(request):
+        return unknown_path(request)
     return await unreadable_body(request, error)
+
+
+def _routes_of(request: Request) -> list[Any]:
+    """The app's routes whose path is the request's (whatever their methods)."""
+    routes = request.app.router.routes
+    return [route for route in routes if route.matches(request.scope)[0] is not Match.NONE]
+
+
+def unknown_path(request: Request) -> JSONResponse:
+    """404 for a path the service has not, naming the ones it has (FastAPI answers only "Not
+    Found"). A trailing slash is not redirected to the path without it: behind a proxy that
+    ends TLS, the redirect would send the client to plain http."""
+    paths = []
+    for route in request.app.router.routes:
+        methods = sorted((getattr(route, "methods", None) or set()) - {"HEAD"})
+        if methods and getattr(route, "include_in_schema", False):
+            paths.append(f"{'/'.join(methods)} {route.path}")
+    path = request.url.path
+    hint = ""
+    if path.endswith("/") and path.rstrip("/") in {r.path for r in request.app.router.routes}:
+        hint = f" (without the trailing slash: {path.rstrip('/')})"
+    detail = f"no path {path} here{hint}: the service answers {', '.join(paths)}"
+    return JSONResponse({"detail": detail}, status_code=404)
 
 
 async def wrong_method(request: Request, error: StarletteHTTPException) -> Response:
@@ -213,9 +238,8 @@ async def wrong_method(request: Request, error: StarletteHTTPException) -> Respo
     answers only "Method Not Allowed"). The Allow header lists the methods of every route of the
     path: FastAPI's names the first route's only, GET where HEAD is answered too."""
     allowed: set[str] = set()
-    for route in request.app.router.routes:
-        if route.matches(request.scope)[0] is not Match.NONE:  # the path matches
-            allowed |= getattr(route, "methods", None) or set()
+    for route in _routes_of(request):
+        allowed |= getattr(route, "methods", None) or set()
     if not allowed:  # no route of this app's raised it: as FastAPI answers
         return await http_exception_handler(request, error)
     methods = sorted(allowed)

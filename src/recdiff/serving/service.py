@@ -215,7 +215,7 @@ def create_app(
         yield
         await asyncio.get_running_loop().run_in_executor(None, batcher.close)
 
-    app = FastAPI(title=f"recdiff: {info['run']}", lifespan=lifespan)
+    app = FastAPI(title=f"recdiff: {info['run']}", lifespan=lifespan, redirect_slashes=False)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
