@@ -132,3 +132,12 @@ def test_predictor_evaluate_repeats_the_run_under_its_own_averaging(tmp_path):
     assert again["valid"] == pytest.approx(recorded["valid"])
     all_users = predictor.evaluate(averaging="all_users")["test"]["recall@20"]
     assert all_users < again["test"]["recall@20"]  # the users without test items count as 0
+
+
+def test_one_user_is_one_user(tmp_path, popularity_run):
+    (tmp_path / "one.txt").write_text("3\n")
+    out = tmp_path / "recs.csv"
+    args = ["export", str(popularity_run), "--out", str(out), "--users", str(tmp_path / "one.txt")]
+    result = runner.invoke(app, [*args, "--k", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"wrote 1 row for 1 user to {out}" in result.stdout  # was "1 rows for 1 users"

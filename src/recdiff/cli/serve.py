@@ -109,7 +109,8 @@ def export(
         kept = " (the file already there is left as it was)" if out.is_file() else ""
         stopped(stop, f"nothing was written to {out}{kept}")
     typer.echo(
-        f"wrote {result.rows:,} rows for {result.users:,} users to {result.path} "
+        f"wrote {result.rows:,} row{'s' * (result.rows != 1)} for {result.users:,} "
+        f"user{'s' * (result.users != 1)} to {result.path} "
         f"in {result.seconds:.1f} s"
     )
 
