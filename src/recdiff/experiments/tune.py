@@ -206,7 +206,9 @@ class _Search:
         elif len(self.invalid_streak) >= MAX_INVALID_STREAK:
             study.stop()
 
-    def fail_unfinished(self, study: Any, stop: BaseException, free_space: Callable[[], bool]):
+    def fail_unfinished(
+        self, study: Any, stop: BaseException, free_space: Callable[[], bool]
+    ) -> None:
         """Mark FAIL, with its error, the trial that ``stop`` left RUNNING: left so, it would
         count as running until its heartbeat went stale. Optuna finishes a trial that raises an
         error or KeyboardInterrupt, but lets ``SystemExit`` (SIGTERM unwinding, see

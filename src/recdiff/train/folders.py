@@ -8,6 +8,7 @@ hidden ``runs/.NAME.incomplete``, renamed to ``NAME`` once complete; a resume ch
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 import shutil
@@ -86,7 +87,8 @@ def find_resumable_run(runs_dir: Path, config: RunConfig) -> Path | None:
 
     wanted = run_settings(config)
     found = []
-    for hidden in Path(runs_dir).glob(f".{config.name}-*.incomplete"):
+    # A name may hold glob's own characters ("ml[1m]"): matched as written.
+    for hidden in Path(runs_dir).glob(f".{glob.escape(config.name)}-*.incomplete"):
         final = reserved(hidden)
         if not (hidden / CHECKPOINT_FILE).is_file() or unfinished(final) != hidden:
             continue

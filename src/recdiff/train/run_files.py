@@ -65,7 +65,9 @@ class EventLog:
             # What follows the last newline is a record whose write was cut short (a full disk,
             # SIGKILL): logged after the last checkpoint, it is one truncate() drops anyway.
             lines = path.read_text(encoding="utf-8").split("\n")[:-1]
-            self.records = [json.loads(line) for line in lines if line.strip()]
+            self.records = [
+                _record(path, n, line) for n, line in enumerate(lines, 1) if line.strip()
+            ]
         self.tensorboard = None
         if tensorboard:
             from recdiff.train.tensorboard import TensorBoardLog
@@ -100,6 +102,21 @@ class EventLog:
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+def _record(path: Path, number: int, line: str) -> dict[str, Any]:
+    """Line ``number`` of an event log being resumed, which must hold one JSON record."""
+    try:
+        record = json.loads(line)
+        problem = f"a {type(record).__name__}"
+    except json.JSONDecodeError as error:
+        record, problem = None, error.msg
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{path}, line {number}, is not an event record ({problem}): the run folder was "
+            "damaged since it was interrupted; put the line back as it was, or train the run again"
+        )
+    return record
 
 
 def save_per_user(path: Path, result: EvalResult) -> None:

@@ -271,7 +271,10 @@ class Trainer:
                     average.update()
                 total += float(loss.detach()) * terms
                 count += terms
-            total, count = all_reduce_sum([total, count], cfg.device)
+            # Non-finite weights behind a finite loss (a step whose gradient overflowed) would
+            # fail validation on NaN scores: a divergence too, decided alike on every rank.
+            non_finite = 0.0 if _finite_weights(model.module) else 1.0
+            total, count, non_finite = all_reduce_sum([total, count, non_finite], cfg.device)
             record = {
                 "epoch": epoch,
                 "loss": total / max(count, 1),
@@ -280,7 +283,7 @@ class Trainer:
             self.on_event({"event": "epoch", **record})
             epochs.set_postfix(loss=f"{record['loss']:.4f}")
             result.epochs_run = epoch
-            if not math.isfinite(record["loss"]):  # the same on every rank: an all-reduced sum
+            if not math.isfinite(record["loss"]) or non_finite:  # all-reduced: alike everywhere
                 self._diverged(epoch, record["loss"], result, best_state is not None)
                 break
             if self.evaluate is not None and epoch % cfg.eval_every == 0:
@@ -289,7 +292,8 @@ class Trainer:
                     kept = self._validate_and_select(model, epoch, result)
                 if kept is not None:
                     best_state = kept
-                elif self._patience_spent(epoch, result):
+                elif epoch < cfg.epochs and self._patience_spent(epoch, result):
+                    # (at the last epoch nothing is left to stop: not an early stop)
                     result.stopped_early = True
                     break
             if checkpoints is not None and epoch % checkpoints.every == 0 and epoch < cfg.epochs:
@@ -328,11 +332,13 @@ class Trainer:
         return result
 
     def _diverged(self, epoch: int, loss: float, result: TrainResult, kept: bool) -> None:
-        """A non-finite epoch loss: the weights are lost. Keep the best validated ones, with a
-        warning, or fail naming the epoch when none was validated."""
-        result.diverged_epoch, result.stopped_early = epoch, True
+        """A non-finite epoch loss or weights: the weights are lost. Keep the best validated
+        ones, with a warning, or fail naming the epoch when none was validated."""
+        result.diverged_epoch = epoch
+        result.stopped_early = epoch < self.config.epochs  # epochs were left to train
         self.on_event({"event": "diverged", "epoch": epoch, "loss": loss})
-        what = f"training diverged in epoch {epoch} (mean loss {loss})"
+        cause = f"mean loss {loss}" if not math.isfinite(loss) else "its weights turned non-finite"
+        what = f"training diverged in epoch {epoch} ({cause})"
         if not kept:
             raise ValueError(
                 f"{what}, before any validated epoch: lower {self._key('lr')} (now "
@@ -382,3 +388,11 @@ class Trainer:
         with torch.no_grad():
             metrics = self.evaluate(model.score)
         return metrics, time.perf_counter() - eval_start
+
+
+def _finite_weights(module: torch.nn.Module) -> bool:
+    """Whether every trainable weight is finite: one device sync, and no temporary the size of
+    a weight (the extremes are NaN or infinite when any entry is)."""
+    trained = [p.detach() for p in module.parameters() if p.requires_grad and p.numel()]
+    ends = [end.float() for p in trained for end in p.aminmax()]
+    return not ends or bool(torch.isfinite(torch.stack(ends)).all())
