@@ -43,6 +43,11 @@ class TimeWeightConfig(BaseModel):
 
     w_min: float = Field(0.1, gt=0, le=1, description="weight of a user's oldest interaction")
     w_max: float = Field(1.0, gt=0, le=1, description="weight of a user's newest interaction")
+    single: Literal["max", "min"] = Field(
+        "max",
+        description="weight of a user's only time (M = 1, where the formula divides by 0): "
+        "w_max, as the newest; min: w_min, as the released code's linspace gives",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeWeightConfig:

@@ -144,9 +144,9 @@ class Predictor(ExternalIds):
         if weights is not None:
             ranks = np.arange(columns.size)
             counts = np.full(columns.size, columns.size)
-            values = linear_time_weights(ranks, counts, weights.w_min, weights.w_max).astype(
-                np.float32
-            )
+            values = linear_time_weights(
+                ranks, counts, weights.w_min, weights.w_max, weights.single
+            ).astype(np.float32)
         return _one_row(columns, values, len(self.items))
 
     # ---------------------------------------------------------------------- recommend

@@ -43,7 +43,7 @@ def model_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
     weights = config.data.time_weights
     if weights is None:
         return splits.train.binarize().matrix
-    return time_weights(splits.train, w_min=weights.w_min, w_max=weights.w_max)
+    return time_weights(splits.train, weights.w_min, weights.w_max, weights.single)
 
 
 def known_user_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
@@ -81,7 +81,7 @@ def known_user_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix
     )
     if weights is None:
         return history.matrix
-    return time_weights(history, w_min=weights.w_min, w_max=weights.w_max)
+    return time_weights(history, weights.w_min, weights.w_max, weights.single)
 
 
 def evaluation_scorer(model: Recommender, score: Callable[..., Any]) -> Callable[..., Any]:
