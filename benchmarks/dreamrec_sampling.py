@@ -196,12 +196,15 @@ def main() -> None:
     folder = args.results_dir
     write_json(folder / f"{args.name}.json", result)
     default = args.name == "dreamrec_sampling"  # its plot keeps the name the docs cite
-    _plot(sweep, folder / ("dreamrec_guidance.png" if default else f"{args.name}_guidance.png"))
+    plot = folder / ("dreamrec_guidance.png" if default else f"{args.name}_guidance.png")
+    _plot(sweep, chosen["w"], plot)
     atomic_write_text(folder / f"{args.name}.md", _markdown(result))
     print(_markdown(result))
 
 
-def _plot(sweep, path: Path) -> None:
+def _plot(sweep, chosen_w: float, path: Path) -> None:
+    """HR@20 over w, valid solid and test dashed, with the w validation chose marked: test is
+    drawn beside it, never used to choose."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -209,8 +212,10 @@ def _plot(sweep, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     w = [row["w"] for row in sweep]
-    for split in ("valid", "test"):
-        ax.plot(w, [100 * row[split]["hit_rate@20"] for row in sweep], marker="o", label=split)
+    for split, style in (("valid", "-"), ("test", "--")):
+        values = [100 * row[split]["hit_rate@20"] for row in sweep]
+        ax.plot(w, values, marker="o", linestyle=style, label=split)
+    ax.axvline(chosen_w, color="grey", linestyle=":", label=f"chosen on valid: w = {chosen_w:g}")
     ax.set_xlabel("guidance weight w")
     ax.set_ylabel("HR@20 (%)")
     ax.set_title("DreamRec: HR@20 against guidance")

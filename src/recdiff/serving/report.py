@@ -16,7 +16,6 @@ out.
 from __future__ import annotations
 
 import base64
-import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,13 @@ import yaml
 
 from recdiff.atomic import atomic_write_text
 from recdiff.experiments.comparable import difference, is_next_item
+from recdiff.serving.report_html import PAGE as _PAGE
+from recdiff.serving.report_html import escape as _e
+from recdiff.serving.report_html import html_table as _table
+from recdiff.serving.report_html import key_values as _key_values
+from recdiff.serving.report_html import number_cell as _number
+from recdiff.serving.report_html import seconds_cell as _seconds
+from recdiff.serving.report_training import selected_on, stages_table, training_end
 from recdiff.serving.run_files import unfinished_run, with_name
 
 __all__ = ["Comparison", "RunSummary", "build_report", "comparable_runs", "write_report"]
@@ -160,6 +166,7 @@ def build_report(run: str | Path, compare: str | Path | None = None) -> str:
         _overview(summary),
         "<h2>Metrics</h2>",
         _metric_tables(summary),
+        stages_table(metrics, summary.selection_metric),
         _curves(summary.directory / "curves.png"),
         "<h2>Data</h2>",
         _data_table(summary),
@@ -183,49 +190,17 @@ def write_report(
 
 
 # ------------------------------------------------------------------------------------ sections
-def _e(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "-" if value is None else _e(value)
-
-
-def _seconds(value: Any) -> str:
-    return f"{value:.1f}" if isinstance(value, (int, float)) else "-"
-
-
-def _key_values(pairs: dict[str, Any]) -> str:
-    if not pairs:
-        return "<p>(not recorded)</p>"
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in pairs.items())
-    return f"<table>{rows}</table>"
-
-
-def _table(header: list[str], rows: list[list[str]], marked: int | None = None) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join(
-        f"<tr{' class=this' if i == marked else ''}>"
-        + "".join(f"<td>{c}</td>" for c in row)
-        + "</tr>"
-        for i, row in enumerate(rows)
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def _overview(run: RunSummary) -> str:
     metrics = run.metrics
+    ended = training_end(metrics, run.config.get("train", {}).get("patience"))
     return _key_values(
         {
             "run directory": run.directory,
             "model": metrics.get("model"),
-            "selected on": _selected_on(run),
+            "selected on": selected_on(metrics, run.selection_metric),
             "best epoch": _number(metrics.get("best_epoch")),  # None: fitted without epochs
             "epochs run": _number(metrics.get("epochs_run")),
+            **({"training": ended} if ended is not None else {}),
             **(
                 {"averaging": OVER_EXAMPLES}
                 if is_next_item(run.config)
@@ -234,21 +209,6 @@ def _overview(run: RunSummary) -> str:
             "versions": ", ".join(f"{k} {v}" for k, v in metrics.get("versions", {}).items()),
         }
     )
-
-
-def _selected_on(run: RunSummary) -> str:
-    """What chose the run's model: validation, or nothing (a model without settings to choose,
-    such as popularity, or a training loop that never validated and kept its last epoch)."""
-    metrics = run.metrics
-    # Runs written before metrics.json recorded "validated" were validated runs.
-    if metrics.get("selected"):  # a setting swept on validation (EASE's lambda)
-        chosen = ", ".join(f"{key} {_number(value)}" for key, value in metrics["selected"].items())
-        return f"validation {run.selection_metric} ({chosen})"
-    if metrics.get("validated", True):
-        return f"validation {run.selection_metric}"
-    if metrics.get("best_epoch") is not None:
-        return "nothing: no validation ran, the last epoch's weights are kept"
-    return "nothing: the model has no setting chosen on validation"
 
 
 def _metric_tables(run: RunSummary) -> str:
@@ -376,20 +336,3 @@ def _comparison(run: RunSummary, comparison: Comparison, folder: Path) -> str:
         )
     marked = comparison.runs.index(run)
     return _table([*map(_e, header), "fit s"], rows, marked=marked) + note
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1em; }}
-th, td {{ border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }}
-th {{ background: #f3f3f3; }} td:first-child, th:first-child {{ text-align: left; }}
-tr.this td {{ font-weight: bold; background: #fff7d6; }}
-pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
-img {{ max-width: 100%; }}
-</style></head>
-<body>
-{body}
-</body></html>
-"""

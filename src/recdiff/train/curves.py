@@ -24,10 +24,13 @@ def plot_curves(
     path: str | os.PathLike[str],
     metric: str,
     selected: int | None = None,
+    stopped_early: bool = False,
 ) -> None:
     """Two panels: the training loss, and ``metric`` on every evaluated split, with the epoch
-    validation ``selected`` (the model's, not a stage's) marked. A run without epochs but with a
-    ``select`` record (EASE's lambda sweep) gets that sweep; a run with neither gets no file."""
+    validation ``selected`` (the model's, not a stage's) marked, and, when ``stopped_early``
+    (``train.patience`` ran out), the model's last epoch, so that a short x axis is not taken
+    for the epochs configured. A run without epochs but with a ``select`` record (EASE's lambda
+    sweep) gets that sweep; a run with neither gets no file."""
     epochs = [r for r in records if r.get("event") == "epoch"]
     evals = [r for r in records if r.get("event") == "eval"]
     if not epochs and not evals:
@@ -67,30 +70,72 @@ def plot_curves(
         ax_metric.axvline(
             selected, color="grey", linestyle=":", label=f"selected: epoch {selected}"
         )
+    last = max((r["epoch"] for r in epochs if not r.get("stage")), default=None)
+    diverged = any(r.get("event") == "diverged" and not r.get("stage") for r in records)
+    if stopped_early and last is not None and not diverged:  # a divergence is marked already
+        axis = ax_metric if ax_metric.lines else ax_loss
+        axis.axvline(last, color="black", linestyle="--", label=f"stopped early: epoch {last}")
     if ax_stage is not None:
         ax_stage.set_ylabel("stage loss")
+        _log_scale_if_wide(ax_stage)
         lines = ax_loss.lines + ax_stage.lines
-        ax_loss.legend(lines, [line.get_label() for line in lines])
-    elif any(line.get_label() == "diverged" for line in ax_loss.lines):
-        ax_loss.legend()
+        _legend_above(ax_loss, lines)
+    elif any(line.get_label().startswith(("diverged", "stopped")) for line in ax_loss.lines):
+        _legend_above(ax_loss, ax_loss.lines)
+    _log_scale_if_wide(ax_loss)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("training loss")
-    ax_loss.set_title("loss")
     if ax_metric.lines:
-        ax_metric.legend()
+        _legend_above(ax_metric, ax_metric.lines)
     else:  # said, so that an empty panel is not taken for a drawing that failed
         ax_metric.text(
             0.5, 0.5, f"no evaluation computed {metric}", ha="center", transform=ax_metric.transAxes
         )
     ax_metric.set_xlabel("epoch")
     ax_metric.set_ylabel(metric)
-    ax_metric.set_title(f"{metric} (selection on valid)")
     for axis in (ax_loss, ax_metric):  # epochs are whole: no ticks at 1.5 or 0.98
         low, high = axis.get_xlim()
         if axis.lines and high - low < 2:  # one epoch: a range about it with whole numbers
             axis.set_xlim((low + high) / 2 - 1, (low + high) / 2 + 1)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, path)
+
+
+def _legend_above(axis: Any, lines: Sequence[Any]) -> None:
+    """The legend of ``lines`` above ``axis``, outside it: inside, even matplotlib's "best" place
+    can hide points (a test value under the box), and no place is free when lines fill the
+    panel. The panels have no titles for it; their y labels say what they show."""
+    lines = [line for line in lines if not line.get_label().startswith("_")]  # unlabelled
+    axis.legend(
+        lines,
+        [line.get_label() for line in lines],
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.01),
+        ncols=3 if len(lines) > 4 else 2,  # columns of two: valid over test, marks beside
+        frameon=False,
+        fontsize="small",
+        handlelength=3.0,  # long enough to tell a dashed test line from a solid one
+        borderaxespad=0.0,
+    )
+
+
+def _log_scale_if_wide(axis: Any) -> None:
+    """A log y axis when the axis's positive losses span two decades or more: on a linear one
+    the first epochs' loss (an early 1e13, say) flattens every later epoch onto zero."""
+    values = [
+        float(y)
+        for line in axis.lines
+        if not _is_mark(line)
+        for y in line.get_ydata()
+        if y is not None and math.isfinite(y)
+    ]
+    if values and min(values) > 0 and max(values) >= 100 * min(values):
+        axis.set_yscale("log")
+
+
+def _is_mark(line: Any) -> bool:
+    """A vertical mark (axvline: a selected or diverged epoch), not data."""
+    return line.get_transform() is not line.axes.transData and len(line.get_xdata()) == 2
 
 
 def _line(

@@ -145,4 +145,5 @@ def finish(work: Path, metrics: dict[str, Any], log: EventLog, config: RunConfig
 
         # The epoch whose weights were kept, when validation chose it (else the last is kept).
         selected = metrics.get("best_epoch") if metrics.get("validated") else None
-        plot_curves(log.records, work / "curves.png", config.train.metric, selected)
+        stopped = bool(metrics.get("stopped_early"))
+        plot_curves(log.records, work / "curves.png", config.train.metric, selected, stopped)
