@@ -54,9 +54,10 @@ def plot_forward_reverse(
             ax.set_xticks([])
             ax.set_yticks([])
             abar = 1.0 if t == 0 else float(process.alpha_bar[t - 1])
-            ax.set_title(f"t = {t}   (abar = {abar:.2f})", fontsize=9)
-    axes[0, 0].set_ylabel("forward q(x_t | x_0)\ndata -> noise", fontsize=10)
-    axes[1, 0].set_ylabel("reverse p_theta(x_{t-1} | x_t)\nnoise -> data", fontsize=10)
+            # two significant digits: the last steps' abar (1e-3 .. 1e-5) is not "0.00"
+            ax.set_title(rf"$t$ = {t}   ($\bar\alpha_t$ = {abar:.2g})", fontsize=9)
+    axes[0, 0].set_ylabel("forward $q(x_t \\mid x_0)$\ndata → noise", fontsize=10)
+    axes[1, 0].set_ylabel("reverse $p_\\theta(x_{t-1} \\mid x_t)$\nnoise → data", fontsize=10)
     cfg = model.config
     fig.suptitle(
         f"DDPM on a 2-D {cfg.dataset} ({cfg.prediction.value}-prediction, T = {T}): "
@@ -65,4 +66,4 @@ def plot_forward_reverse(
     )
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format=os.path.splitext(str(path))[1].lstrip(".") or "png")
+        fig.savefig(tmp, dpi=110, format=os.path.splitext(str(path))[1].lstrip(".") or "png")
