@@ -139,9 +139,9 @@ def test_dreamrec_warns_of_test_targets_it_never_trained_on(tmp_path: Path, excl
         assert not said
     else:
         assert said == [
-            "1 item never occurs in the training examples, yet it is 0.0% of the validation "
-            "targets and 5.0% of the test targets: no example fitted those embeddings, which can "
-            "fill top-k slots and score those hits by luck (set "
+            "1 item never occurs in the training examples, yet it is the target of 0 of 20 "
+            "(0.0%) validation and 1 of 20 (5.0%) test examples: no example fitted those "
+            "embeddings, which can fill top-k slots and score those hits by luck (set "
             "model.exclude_untrained_items=true to rank trained items only)"
         ]
 

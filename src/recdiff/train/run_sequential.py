@@ -183,16 +183,18 @@ def _warn_untrained_targets(model: SequentialRecommender, data: SequenceDataset)
     if getattr(model.config, "exclude_untrained_items", True):
         return
     untrained = ~model.net.trained.cpu().numpy()
-    shares = {name: untrained[getattr(data, name).targets].mean() for name in ("valid", "test")}
-    if not untrained.any() or not any(shares.values()):
+    hit = {name: untrained[getattr(data, name).targets] for name in ("valid", "test")}
+    if not untrained.any() or not any(h.any() for h in hit.values()):
         return
     n = int(untrained.sum())
     items = f"{n} items never occur" if n > 1 else "1 item never occurs"
+    # counts, not only shares: one target in 6,040 would read "0.0%"
+    share = {name: f"{int(h.sum()):,} of {h.size:,} ({h.mean():.1%})" for name, h in hit.items()}
     warnings.warn(
-        f"{items} in the training examples, yet {'they are' if n > 1 else 'it is'} "
-        f"{shares['valid']:.1%} of the validation targets and {shares['test']:.1%} of the test "
-        "targets: no example fitted those embeddings, which can fill top-k slots and score "
-        "those hits by luck (set model.exclude_untrained_items=true to rank trained items only)",
+        f"{items} in the training examples, yet {'they are' if n > 1 else 'it is'} the target "
+        f"of {share['valid']} validation and {share['test']} test examples: no example fitted "
+        "those embeddings, which can fill top-k slots and score those hits by luck (set "
+        "model.exclude_untrained_items=true to rank trained items only)",
         stacklevel=2,
     )
 
