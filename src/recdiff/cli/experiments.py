@@ -38,7 +38,7 @@ def tune(
         str | None,
         typer.Option(
             help="Validation metric to maximise, e.g. valid/recall@20 (default: the config's "
-            "train.metric, the one its runs select epochs on)."
+            "train.metric); each trial's run selects its epoch on it too."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
