@@ -82,9 +82,11 @@ def check_sources(config: RunConfig) -> None:
     missing one would otherwise be found only once the data is read and the model built (in
     an experiment, when that config's turn comes, after the others have trained)."""
     check_source(config.data)
+    if config.model.name != "ldiffrec":
+        return
     latent = getattr(config.model, "latent", None)  # the model's settings, validated as a dict
     embeddings = latent.get("item_embeddings") if isinstance(latent, dict) else None
-    if config.model.name != "ldiffrec" or not embeddings:
+    if not embeddings:
         return
     from recdiff.models.item_clusters import EMBEDDINGS_FROM_DATA
 

@@ -288,7 +288,8 @@ def tune(
     if config.train.metric != name:
         # A trial's value is its validation `name` at the epoch its run selects: selected on
         # another metric, the trials would be ranked by a number their runs did not maximise.
-        (report or (lambda line: None))(
+        report = report or (lambda line: None)
+        report(
             f"trials select their epochs on valid/{name}, the search's metric (the config's "
             f"train.metric is {config.train.metric})"
         )
