@@ -70,12 +70,22 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     format: Literal[
-        "demo", "diffrec", "dreamrec", "sequences", "csv", "tsv", "parquet", "movielens", "recbole"
+        "demo",
+        "diffrec",
+        "dreamrec",
+        "sequences",
+        "csv",
+        "tsv",
+        "parquet",
+        "jsonl",
+        "movielens",
+        "recbole",
     ] = Field(
         "demo",
         description="demo = built-in synthetic data; diffrec = train/valid/test_list.npy; "
         "dreamrec = train/val/test_data.df; sequences = 'user item item ...' lines; csv / tsv "
-        "set the separator (a file suffix naming another format is refused)",
+        "set the separator; jsonl = one JSON object a line (Amazon's and Yelp's review dumps, "
+        "*.json too); a file suffix naming another format is refused",
     )
     source: str | None = Field(
         None, description="file or folder; 'datasets:REL' resolves under $RECDIFF_DATASETS"
@@ -158,8 +168,8 @@ class DataConfig(BaseModel):
         if self.format == "demo" and self.source:
             raise ValueError(
                 f"data.source is {self.source} but data.format is demo, the built-in data, which "
-                "reads no file: set data.format to the file's (csv, tsv, parquet, movielens, "
-                "recbole, sequences, diffrec or dreamrec)"
+                "reads no file: set data.format to the file's (csv, tsv, parquet, jsonl, "
+                "movielens, recbole, sequences, diffrec or dreamrec)"
             )
         return self
 

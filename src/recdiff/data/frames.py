@@ -26,9 +26,11 @@ def require_columns(
     if missing:
         wanted = ", ".join(f"{arg}={col!r}" for arg, col in missing)
         keys = ", ".join(f"data.{arg}" for arg, _ in missing)
+        # a JSON Lines reader keeps only the fields asked for, and lists the file's in attrs
+        has = frame.attrs.get("fields") or [str(c) for c in frame.columns]
         raise DataFormatError(
             f"column(s) {[c for _, c in missing]} not found{describe_source(source)}; the data "
-            f"has columns {[str(c) for c in frame.columns]}. {_separator_hint(frame)}"
+            f"has columns {has}. {_separator_hint(frame)}"
             f"{_no_header_hint(frame)}Pass the "
             f"right names ({wanted} was asked for; {keys} in a run config) or rename the columns"
         )

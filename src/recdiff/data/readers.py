@@ -1,7 +1,8 @@
 """Readers for user-item interaction files.
 
 - :func:`read_diffrec_splits`: DiffRec's ``train_list.npy`` / ``valid_list.npy`` / ``test_list.npy``
-- :func:`read_interactions`: CSV, TSV, Parquet files or a DataFrame, with configurable columns
+- :func:`read_interactions`: CSV, TSV, Parquet or JSON Lines files, or a DataFrame, with
+  configurable columns
 - :func:`read_movielens`: MovieLens ``ratings.dat`` (``::``), ``u.data`` (tab), ``ratings.csv``
 - :func:`read_recbole_inter`: RecBole atomic ``.inter`` files (typed header ``user_id:token``)
 
@@ -130,7 +131,7 @@ def read_interactions(
     unknown: UnknownPolicy = "raise",
     file_format: TableFormat | None = None,
 ) -> Interactions:
-    """Read interactions from a CSV/TSV/Parquet file or a DataFrame.
+    """Read interactions from a CSV/TSV/Parquet/JSON Lines file or a DataFrame.
 
     Example: ``read_interactions("ratings.csv", user_col="userId", item_col="movieId",
     rating_col="rating", time_col="timestamp")``. The format comes from ``file_format`` or the
@@ -148,6 +149,7 @@ def read_interactions(
             dtype=dtype,
             ids=(user_col, item_col),
             file_format=file_format,
+            columns=_used(user_col, item_col, rating_col, time_col),
         )
         where = source
     return Interactions.from_frame(
@@ -163,6 +165,11 @@ def read_interactions(
         source=where,
         line_numbers=lines,
     )
+
+
+def _used(*columns: str | None) -> list[str]:
+    """The columns a reader uses: a JSON Lines file keeps only these of its fields."""
+    return [c for c in columns if c is not None]
 
 
 def read_movielens(path: PathLike, duplicates: DuplicatePolicy = "raise") -> Interactions:

@@ -5,7 +5,8 @@
 - :func:`read_user_sequences`: ICLRec/SASRec ``user item_1 ... item_n`` lines.
 - :func:`read_sequence_file`: either those or SASRec's ``user item`` lines, told apart.
 - :func:`read_user_item_lines`: SASRec's ``user item`` per line (e.g. ``Video.txt``).
-- :func:`read_table_sequences`: CSV/TSV/Parquet tables (or a DataFrame) ordered by a time column.
+- :func:`read_table_sequences`: CSV/TSV/Parquet/JSON Lines tables (or a DataFrame) ordered by a
+  time column.
 - :func:`read_diffurec`: DiffuRec's ``dataset.pkl`` dict (``train``, ``val``, ``test``, ...).
 
 Pickles are read with :func:`~recdiff.data.safe_pickle.safe_load`, never ``pickle.load``.
@@ -307,16 +308,17 @@ def read_table_sequences(
     sep: str | None = None,
     file_format: TableFormat | None = None,
 ) -> UserSequences:
-    """Each user's rows of a CSV/TSV/Parquet file (format from ``file_format`` or the suffix)
-    or a DataFrame, ordered by ``time_col``: the next-item counterpart of
+    """Each user's rows of a CSV/TSV/Parquet/JSON Lines file (format from ``file_format`` or the
+    suffix) or a DataFrame, ordered by ``time_col``: the next-item counterpart of
     :func:`~recdiff.data.readers.read_interactions`, with the same checks and messages (file
     and line). See :meth:`UserSequences.from_frame` for ``rating_col``/``min_rating``.
     """
     if isinstance(source, pd.DataFrame):
         frame, lines, where = source, None, None
     else:
+        used = [c for c in (user_col, item_col, time_col, rating_col) if c is not None]
         frame, lines = read_table(
-            source, sep=sep, ids=(user_col, item_col), file_format=file_format
+            source, sep=sep, ids=(user_col, item_col), file_format=file_format, columns=used
         )
         where = source
     return UserSequences.from_frame(

@@ -1,4 +1,5 @@
-"""Reading delimited text and Parquet tables into frames, with the file line of every row.
+"""Reading delimited text, JSON Lines and Parquet tables into frames, with the file line of every
+row.
 
 The interaction and sequence readers share this so that a malformed table gets the same
 :class:`~recdiff.data.errors.DataFormatError` from either: naming the file, the line (1-based,
@@ -30,9 +31,10 @@ from recdiff.data.archives import (
     zip_member,
 )
 from recdiff.data.errors import DataFormatError, RowNumbers
+from recdiff.data.json_lines import read_json_lines
 
 PathLike = str | os.PathLike[str]
-TableFormat = Literal["csv", "tsv", "parquet"]
+TableFormat = Literal["csv", "tsv", "parquet", "jsonl"]
 
 
 # --------------------------------------------------------------------------------- text
@@ -43,6 +45,9 @@ _SUFFIX_FORMATS = {
     ".tab": "tsv",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",  # Amazon's and Yelp's review dumps: JSON Lines named .json
 }
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
 _SUFFIX_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
@@ -117,9 +122,10 @@ def canonical_ints(series: pd.Series) -> pd.Series:
 def _guess_format(
     path: Path, sep: str | None, file_format: TableFormat | None
 ) -> tuple[str, str | None]:
-    """``("parquet", None)`` or ``("text", separator)`` from the format or the file name."""
+    """``("parquet", None)``, ``("jsonl", None)`` or ``("text", separator)`` from the format or
+    the file name."""
     if file_format not in (None, *_SUFFIX_FORMATS.values()):
-        raise ValueError(f"file_format must be csv, tsv or parquet, got {file_format!r}")
+        raise ValueError(f"file_format must be csv, tsv, parquet or jsonl, got {file_format!r}")
     suffix = data_suffix(path)
     named = _SUFFIX_FORMATS.get(suffix)
     if file_format is not None and named is not None and named != file_format:
@@ -129,16 +135,21 @@ def _guess_format(
             "rename the file"
         )
     kind = file_format or named
-    if kind == "parquet":
-        return "parquet", None
+    if kind in ("parquet", "jsonl"):
+        if sep is not None:
+            raise DataFormatError(
+                f"a separator (sep={sep!r}) was given for {path}, but a {kind} file has none: "
+                "drop data.sep, or set data.format=csv for a text table"
+            )
+        return kind, None
     if sep is not None:
         return "text", sep
     guessed = _SEPARATORS.get(kind) if kind else _SUFFIX_SEPARATORS.get(suffix)
     if guessed is None:
         raise DataFormatError(
             f"cannot tell the separator of {path} from its name; name the file *.csv (commas), "
-            "*.tsv (tabs) or *.parquet, set data.format to csv, tsv or parquet in a run config, "
-            "or pass sep=... from Python"
+            "*.tsv (tabs), *.parquet or *.jsonl (one JSON object a line), set data.format to "
+            "csv, tsv, parquet or jsonl in a run config, or pass sep=... from Python"
         )
     return "text", guessed
 
@@ -162,8 +173,10 @@ def read_table(
     dtype: Any = None,
     ids: Collection[str] = (),
     file_format: TableFormat | None = None,
+    columns: Collection[str] | None = None,
 ) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Read a delimited text or Parquet file into a frame, and the file line of every row.
+    """Read a delimited text, JSON Lines or Parquet file into a frame, and the file line of
+    every row.
 
     Blank lines are skipped (line numbers stay exact); Parquet has no lines, so its "line
     numbers" are :class:`~recdiff.data.errors.RowNumbers` (data rows counted from 1, and errors
@@ -172,8 +185,11 @@ def read_table(
     ``ids`` names the id columns: in a text file they are read as written, and become ints only
     when every value is a plain integer (``"007"`` stays a string); spaces around them and around
     header names are dropped. Only empty fields are missing values (``NA`` or ``null`` is
-    text). ``file_format`` (csv, tsv or parquet) overrides the suffix, which must not name
-    another format. A text file may be compressed (``log.csv.gz``, ``.bz2``, ``.xz``, ``.zip``).
+    text). ``file_format`` (csv, tsv, parquet or jsonl) overrides the suffix, which must not
+    name another format. A text file may be compressed (``log.csv.gz``, ``.bz2``, ``.xz``,
+    ``.zip``). A JSON Lines file (``.jsonl``, ``.ndjson``, or ``.json`` as Amazon's and Yelp's
+    review dumps are named) keeps only the fields in ``columns`` when given (its lines hold
+    review text too); see :func:`~recdiff.data.json_lines.read_json_lines`.
     """
     path = Path(path)
     kind, sep = _guess_format(path, sep, file_format)
@@ -185,6 +201,11 @@ def read_table(
         raise DataFormatError(f"{path} is empty; expected one interaction per line")
     if names is not None and len(set(names)) < len(names):
         raise ValueError(f"names {names} repeat {_repeated(names)}; give every column its own name")
+    if kind == "jsonl":
+        if names is not None or not header:
+            raise ValueError("a JSON Lines file names its fields on every line: drop names/header")
+        frame, lines = read_json_lines(path, columns, ids)
+        return _non_empty(frame, path), lines
     if kind == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq  # pandas' engine: only the schema, before pandas reads

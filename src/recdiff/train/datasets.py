@@ -210,10 +210,14 @@ def _table_sequences(
     if data.k_core:
         raise ValueError("data.k_core is not applied to sequences; filter the table first")
     path = resolve_source(data.source)
-    frame, lines = read_table(
-        path, sep=data.sep, ids=(data.user_col, data.item_col), file_format=data.format
-    )
     columns = (data.user_col, data.item_col, data.time_col, data.rating_col)
+    frame, lines = read_table(
+        path,
+        sep=data.sep,
+        ids=(data.user_col, data.item_col),
+        file_format=data.format,
+        columns=[c for c in columns if c is not None],
+    )
     sequences = UserSequences.from_frame(
         frame, *columns, data.min_rating, source=path, line_numbers=lines
     )

@@ -1,0 +1,165 @@
+"""JSON Lines logs (Amazon's and Yelp's review dumps): what is read, and what is refused with the
+line to fix. The known answers are written out by hand beside small files."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recdiff.config import load_config
+from recdiff.data.errors import DataFormatError, RowNumbers
+from recdiff.data.json_lines import read_json_lines
+from recdiff.data.readers import read_interactions
+from recdiff.data.sequence_readers import read_table_sequences
+from recdiff.data.tables import read_table
+from recdiff.train.datasets import load_splits
+
+# Amazon 2018's fields, with the review text and a nested "style" the reader must skip.
+AMAZON = [
+    {"reviewerID": "A1", "asin": "007", "overall": 5.0, "unixReviewTime": 30,
+     "reviewText": "great", "style": {"Format:": " Hardcover"}},
+    {"reviewerID": "A2", "asin": 7, "overall": 4.0, "unixReviewTime": 10},
+    {"reviewerID": "A1", "asin": "8", "overall": 2.0, "unixReviewTime": 20},
+]  # fmt: skip
+COLUMNS = {"user_col": "reviewerID", "item_col": "asin"}
+
+
+def _write(path: Path, records: list[dict], blank_after: int | None = None) -> Path:
+    lines = [json.dumps(r) for r in records]
+    if blank_after is not None:
+        lines.insert(blank_after, "")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_fields_ids_and_lines_are_read_as_written(tmp_path: Path) -> None:
+    path = _write(tmp_path / "reviews.json", AMAZON, blank_after=1)
+    frame, lines = read_table(path, ids=["reviewerID", "asin"], columns=["reviewerID", "asin"])
+    # only the asked-for fields; "007", 7 and "8" are three ids, as in a CSV file
+    assert list(frame.columns) == ["reviewerID", "asin"]
+    assert frame["asin"].tolist() == ["007", "7", "8"]
+    assert lines.tolist() == [1, 3, 4]  # the blank line 2 is skipped, the numbers stay exact
+    # every id a plain integer: ints, as a text reader makes them
+    ints, _ = read_table(_write(tmp_path / "i.jsonl", [{"u": "3", "i": 5}]), ids=["u", "i"])
+    assert ints["u"].tolist() == [3] and ints["i"].dtype == np.int64
+
+
+def test_interactions_from_an_amazon_dump(tmp_path: Path) -> None:
+    path = _write(tmp_path / "Books.json", AMAZON)
+    read = read_interactions(
+        path, rating_col="overall", time_col="unixReviewTime", **COLUMNS
+    )
+    assert read.users.ids.tolist() == ["A1", "A2"]
+    assert read.items.ids.tolist() == ["007", "7", "8"]
+    dense = read.matrix.toarray()
+    np.testing.assert_array_equal(dense, [[5.0, 0.0, 2.0], [0.0, 4.0, 0.0]])
+
+
+def test_compressed_zipped_and_array_files_read_alike(tmp_path: Path) -> None:
+    text = "".join(json.dumps(r) + "\n" for r in AMAZON)
+    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as f:
+        f.write(text)
+    (tmp_path / "a.ndjson.bz2").write_bytes(bz2.compress(text.encode()))
+    with zipfile.ZipFile(tmp_path / "a.json.zip", "w") as archive:
+        archive.writestr("a.json", text)
+    (tmp_path / "array.json").write_text(json.dumps(AMAZON, indent=2))
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    for name in ("a.jsonl.gz", "a.ndjson.bz2", "a.json.zip", "array.json", "bom.jsonl"):
+        read = read_interactions(tmp_path / name, **COLUMNS)
+        assert read.items.ids.tolist() == ["007", "7", "8"], name
+    # an array's records have no lines: errors count its records
+    _, rows = read_json_lines(tmp_path / "array.json", ["asin"])
+    assert isinstance(rows, RowNumbers) and rows.tolist() == [1, 2, 3]
+
+
+def test_a_yelp_dump_with_dates_orders_each_user_by_time(tmp_path: Path) -> None:
+    reviews = [
+        {"user_id": "u", "business_id": "b2", "stars": 5, "date": "2016-03-09 10:00:00"},
+        {"user_id": "u", "business_id": "b1", "stars": 4, "date": "2015-01-01 00:00:00"},
+        {"user_id": "v", "business_id": "b1", "stars": 1, "date": "2017-06-01 12:30:00"},
+    ]
+    sequences = read_table_sequences(
+        _write(tmp_path / "review.json", reviews),
+        user_col="user_id",
+        item_col="business_id",
+        time_col="date",
+    )
+    u = int(np.flatnonzero(sequences.users.ids == "u")[0])
+    assert sequences.items.ids[sequences.sequence(u)].tolist() == ["b1", "b2"]
+
+
+def test_a_run_config_reads_jsonl(tmp_path: Path) -> None:
+    records = [
+        {"user": f"u{u}", "item": f"i{(u + k) % 7}", "t": k}
+        for u in range(6)
+        for k in range(5)
+    ]
+    path = _write(tmp_path / "log.jsonl", records)
+    config = load_config(
+        "demo-diffrec",
+        [
+            "data.format=jsonl",
+            f"data.source={path}",
+            "data.time_col=t",
+            "data.split=user_temporal",
+        ],
+    )
+    splits = load_splits(config.data)
+    total = sum(part.matrix.nnz for part in (splits.train, splits.valid, splits.test))
+    assert total == 30 and splits.train.matrix.shape == (6, 7)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"reviewerID": "A1", "asin": "1"}\n{\'reviewerID\': \'A2\'}\n',
+         r"line 2 is not JSON .*Python's dict syntax \(single quotes\)"),
+        ('{\n  "reviewerID": "A1"\n}\n', r"line 1 is not JSON .*pretty-printed"),
+        ('{"reviewerID": "A1", "asin": "1"}\n"just text"\n',
+         r"line 2 holds the JSON value \"just text\", not an object"),
+        ('{"reviewerID": {"id": 1}, "asin": "1"}\n',
+         r"line 1: field 'reviewerID' holds a JSON object, but ids, ratings and times"),
+        ('{"reviewerID": "A1", "asin": "1"}\n\n{"asin": "2"}\n',
+         r"missing \(NaN/empty\) value\(s\) in id column 'reviewerID' .* at line 3"),
+        ('[{"reviewerID": "A1", "asin": "1"}, 3]', r"the array's record 2 is the JSON value 3"),
+        ("\n\n", r"holds no JSON object"),
+        ('{"user": "A1", "item": "1"}\n',
+         r"\['reviewerID', 'asin'\] not found.* has columns \['user', 'item'\]"),
+    ],
+)  # fmt: skip
+def test_what_is_refused_names_the_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(text)
+    with pytest.raises(DataFormatError, match=message):
+        read_interactions(path, **COLUMNS)
+
+
+def test_bytes_that_are_not_utf8_name_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin.jsonl"
+    path.write_bytes(b'{"reviewerID": "A1", "asin": "1"}\n{"reviewerID": "J\xe9", "asin": "2"}\n')
+    with pytest.raises(DataFormatError, match=r"latin\.jsonl line 2 is not UTF-8 text"):
+        read_interactions(path, **COLUMNS)
+
+
+def test_a_separator_or_another_format_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path / "r.json", AMAZON)
+    with pytest.raises(DataFormatError, match=r"a jsonl file has none: drop data\.sep"):
+        read_interactions(path, sep=",", **COLUMNS)
+    with pytest.raises(DataFormatError, match="named as a jsonl file, but the format asked for"):
+        read_interactions(path, file_format="csv", **COLUMNS)
+    with pytest.raises(ValueError, match=r"data\.sep sets the separator of a csv or tsv file"):
+        load_config("demo-diffrec", ["data.format=jsonl", f"data.source={path}", "data.sep=;"])
+
+
+def test_a_field_first_seen_late_is_missing_before(tmp_path: Path) -> None:
+    path = _write(tmp_path / "late.jsonl", [{"u": 1, "i": 2}, {"u": 1, "i": 3, "r": 4}])
+    every, _ = read_json_lines(path)  # every field of any line, None where a line lacks it
+    assert list(every.columns) == ["u", "i", "r"] and every["r"].tolist() == [None, 4]
+    with pytest.raises(DataFormatError, match=r"non-numeric or missing value\(s\) .* at line 1 "):
+        read_interactions(path, user_col="u", item_col="i", rating_col="r")
