@@ -7,13 +7,22 @@ still get their widget: tqdm.auto's notebook bar treats ``None`` as shown.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress_bar"]
+__all__ = ["note", "progress_bar"]
 
 
 def progress_bar(iterable: Any = None, *, show: bool, **options: Any) -> tqdm:
     """``tqdm(iterable, **options)``, hidden unless ``show`` and stderr is a terminal."""
     return tqdm(iterable, disable=None if show else True, **options)
+
+
+def note(text: str, *, show: bool) -> None:
+    """One line on stderr, where the bars draw, when ``show`` (a run's ``train.progress``):
+    said before a long step so that a user sees what it works on. Unlike a bar it is written
+    to logs too, once."""
+    if show:
+        tqdm.write(text, file=sys.stderr)

@@ -169,7 +169,7 @@ def experiment(
         ),
     ] = None,
     test: Annotated[str, typer.Option(help="Paired test: wilcoxon or ttest.")] = "wilcoxon",
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars, no data line.")] = False,
 ) -> None:
     """Train configs over seeds; write OUT/results.csv and OUT/results.md (mean ± std, p-values).
 

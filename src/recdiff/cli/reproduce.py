@@ -44,7 +44,7 @@ def reproduce(
     runs_dir: Annotated[
         Path, typer.Option(help="Folder that receives the run directories.")
     ] = Path("runs"),
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars, no data line.")] = False,
 ) -> None:
     """Run a paper's setting (over seeds) and print recdiff's test metrics beside the paper's."""
     import numpy as np

@@ -33,7 +33,7 @@ def train(
     runs_dir: Annotated[Path, typer.Option(help="Folder that receives the run directory.")] = Path(
         "runs"
     ),
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars, no data line.")] = False,
 ) -> None:
     """Train a model, select its epoch on validation, evaluate on test, write a run directory."""
     from recdiff.train.run import run_training
@@ -68,7 +68,7 @@ def resume(
             help="The run folder an interrupted `recdiff train` named (runs/NAME-STAMP)."
         ),
     ],
-    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars, no data line.")] = False,
 ) -> None:
     """Continue a run interrupted after a resume checkpoint (train.checkpoint_every) to the
     result it would have had."""

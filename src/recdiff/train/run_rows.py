@@ -30,6 +30,7 @@ from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
+from recdiff.progress import note
 from recdiff.train.checkpoint import check_run_data
 from recdiff.train.config import selection_summary, stage_summaries
 from recdiff.train.datasets import held_out_left_out, load_splits, require_held_out
@@ -176,6 +177,11 @@ def run_rows_into(
     check_run_data(*data, source=config.data.source)
     tasks = {"valid": EvalTask.validation(inputs, splits.valid.matrix)}
     tasks["test"] = EvalTask.test(inputs, splits.valid.matrix, splits.test.matrix)
+    note(
+        f"data: {splits.n_users:,} users, {splits.n_items:,} items; interactions "
+        f"{splits.train.nnz:,} train / {splits.valid.nnz:,} valid / {splits.test.nnz:,} test",
+        show=config.train.progress and work is not None,
+    )
     model = build_model(config.model.name, config.model.params(), config.train)
     fit_start = time.perf_counter()
     model = _fit(model, inputs, splits, tasks, config, log)

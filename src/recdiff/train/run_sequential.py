@@ -36,6 +36,7 @@ from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.sequential import SequentialRecommender, training_items
+from recdiff.progress import note
 from recdiff.train.checkpoint import check_run_data
 from recdiff.train.config import selection_summary, stage_summaries
 from recdiff.train.datasets import load_sequences_and_low_ratings, require_held_out
@@ -116,6 +117,12 @@ def run_sequential_into(
     _require_leave_one_out_examples(data, sequences)
     require_held_out(len(data.valid), len(data.test), "next-item examples")
     data = data.with_layout("left")
+    users = f"{sequences.n_users:,} users, " if sequences is not None else ""
+    note(
+        f"data: {users}{data.n_items:,} items; next-item examples {len(data.train):,} train / "
+        f"{len(data.valid):,} valid / {len(data.test):,} test, histories of {data.max_len}",
+        show=config.train.progress and work is not None,
+    )
     model = build_model(config.model.name, config.model.params(), config.train)
 
     fit_start = time.perf_counter()
