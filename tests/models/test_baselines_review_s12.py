@@ -340,7 +340,7 @@ def _sasrec_states(model: SASRec, history: np.ndarray) -> np.ndarray:
     E = M[s] + P (positions anchored so the newest item has the last one); a pre-norm block
     x + Attn(LN(x)), then y + FFN(LN(y)); a final LayerNorm. Query i attends keys j <= i that
     are items (a pad query only itself); scaled dot products per head. The FFN activation is
-    recdiff's GELU (nn/sequence.py), where the paper's FFN has a ReLU."""
+    the model's: GELU by default, ReLU (the paper's) with ``activation="relu"``."""
     encoder = model.net.encoder
     (block,) = encoder.blocks
     batch, length = history.shape
@@ -372,7 +372,10 @@ def _sasrec_states(model: SASRec, history: np.ndarray) -> np.ndarray:
     attended = np.concatenate(heads_out, axis=-1) @ _np(block.self_attn.out_proj.weight).T
     y = x + attended + _np(block.self_attn.out_proj.bias)
     hidden = _layer_norm(y, block.norm2) @ _np(block.linear1.weight).T + _np(block.linear1.bias)
-    hidden = 0.5 * hidden * (1 + erf(hidden / math.sqrt(2)))  # exact GELU
+    if model.config.activation == "relu":
+        hidden = np.maximum(hidden, 0.0)
+    else:
+        hidden = 0.5 * hidden * (1 + erf(hidden / math.sqrt(2)))  # exact GELU
     y = y + hidden @ _np(block.linear2.weight).T + _np(block.linear2.bias)
     return _layer_norm(y, encoder.norm)
 
@@ -380,8 +383,9 @@ def _sasrec_states(model: SASRec, history: np.ndarray) -> np.ndarray:
 HISTORIES = np.array([[PAD, 1, 3, 2], [4, 0, 0, 1], [PAD, PAD, PAD, 3]])
 
 
-def test_sasrec_forward_and_scores_by_a_numpy_rederivation() -> None:
-    model = _sasrec()
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_sasrec_forward_and_scores_by_a_numpy_rederivation(activation: str) -> None:
+    model = _sasrec(activation=activation)
     expected = _sasrec_states(model, HISTORIES)
     items = _np(model.net.encoder.item_embedding.weight)[:SEQ_ITEMS]  # the input table
     # Scores: the last state against the same item table (no output layer), every item ranked.

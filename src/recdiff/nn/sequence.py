@@ -64,6 +64,8 @@ class HistoryEncoder(nn.Module):
         ff_dim: feed-forward width (default ``dim``, as SASRec).
         embedding_std: initial std of the item embeddings (DreamRec diffuses them, so their
             scale against the unit noise matters: it uses 1).
+        activation: the feed-forward's non-linearity: ``"gelu"`` (the default) or ``"relu"``
+            (SASRec's paper).
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class HistoryEncoder(nn.Module):
         dropout: float = 0.1,
         ff_dim: int | None = None,
         embedding_std: float | None = None,
+        activation: str = "gelu",
     ) -> None:
         super().__init__()
         if n_items < 1 or dim < 1 or max_len < 1 or blocks < 0 or heads < 1:
@@ -96,7 +99,7 @@ class HistoryEncoder(nn.Module):
                 heads,
                 dim_feedforward=ff_dim or dim,
                 dropout=dropout,
-                activation="gelu",
+                activation=activation,
                 batch_first=True,
                 norm_first=True,
             )
