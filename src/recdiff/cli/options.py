@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-__all__ = ["CandidatesOption", "ExcludeItemsOption", "SetOption", "item_rules", "top_k_option"]
+__all__ = [
+    "CandidatesOption",
+    "ExcludeItemsOption",
+    "ItemFieldsOption",
+    "ItemInfoOption",
+    "SetOption",
+    "item_info",
+    "item_rules",
+    "top_k_option",
+]
 
 SetOption = Annotated[
     list[str] | None,
@@ -37,6 +47,24 @@ ExcludeItemsOption = Annotated[
     ),
 ]
 
+ItemInfoOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--item-info",
+        help="An item metadata table (CSV, TSV, Parquet, JSON Lines; MovieLens' movies.dat or "
+        "u.item; RecBole's .item) whose fields are shown beside each item: ids in the run's "
+        "data.item_col column, else the first.",
+    ),
+]
+
+ItemFieldsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="With --item-info: the comma-separated columns to show (default: all but the id; "
+        "MovieLens' title).",
+    ),
+]
+
 CandidatesOption = Annotated[
     str | None,
     typer.Option(
@@ -56,3 +84,17 @@ def item_rules(exclude_items: str | None, candidates: str | None) -> dict[str, l
         name: None if text is None else split_id_list(text, f"--{name.replace('_', '-')}")
         for name, text in given.items()
     }
+
+
+def item_info(path: Path | None, fields: str | None, predictor: Any) -> Any:
+    """The run's items' metadata table (an ItemInfo), or None without --item-info; --item-fields
+    alone is refused, since it would show nothing."""
+    if path is None:
+        if fields is not None:
+            raise ValueError("--item-fields picks columns of --item-info FILE: give that file too")
+        return None
+    from recdiff.serving.ids import split_id_list
+    from recdiff.serving.item_info import ItemInfo
+
+    chosen = None if fields is None else split_id_list(fields, "--item-fields")
+    return ItemInfo(path, chosen, item_col=predictor.config.data.item_col)

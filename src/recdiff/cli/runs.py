@@ -13,7 +13,10 @@ from recdiff.cli.errors import check_device, check_extras, fail, stopped, user_e
 from recdiff.cli.options import (
     CandidatesOption,
     ExcludeItemsOption,
+    ItemFieldsOption,
+    ItemInfoOption,
     SetOption,
+    item_info,
     item_rules,
     top_k_option,
 )
@@ -156,6 +159,8 @@ def recommend(
     index: IndexOption = IndexKind.exact,
     exclude_items: ExcludeItemsOption = None,
     candidates: CandidatesOption = None,
+    item_info_file: ItemInfoOption = None,
+    item_fields: ItemFieldsOption = None,
 ) -> None:
     """Top-k items for a known user (--user) or a new user's history (--history).
 
@@ -164,6 +169,7 @@ def recommend(
     """
     from recdiff.data.errors import UnknownIdError
     from recdiff.serving.ids import split_id_list
+    from recdiff.serving.item_info import describe_item
 
     if (user is None) == (history is None):
         fail("give exactly one of --user ID or --history ITEM,ITEM,...")
@@ -171,6 +177,7 @@ def recommend(
     with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
         rules = item_rules(exclude_items, candidates)
         predictor = load_with_index(run, index)
+        info = item_info(item_info_file, item_fields, predictor)
         if user is not None:
             try:
                 recs = predictor.recommend(
@@ -195,11 +202,15 @@ def recommend(
                 seen_remedy=seen_remedy,
                 **rules,
             )
+    details = info.lookup(recs.items) if info is not None else None
     if as_json:
-        typer.echo(json.dumps(recs.to_dict()))
+        typer.echo(json.dumps({**recs.to_dict(), **({} if details is None else {"info": details})}))
         return
     for rank, (item, score) in enumerate(zip(recs.items, recs.scores, strict=True), start=1):
-        typer.echo(f"{rank:>3}  {item!s:<12} {score:.4f}")
+        line = f"{rank:>3}  {item!s:<12} {score:.4f}"
+        if details is not None:
+            line += f"  {describe_item(details[rank - 1])}"
+        typer.echo(line)
     if recs.unknown_items:  # dropped by --ignore-unknown: said, as --json lists them
         from recdiff.serving.ids import shown
 

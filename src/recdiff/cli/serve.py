@@ -11,7 +11,15 @@ from typing import Annotated
 import typer
 
 from recdiff.cli.errors import fail, stopped, user_errors
-from recdiff.cli.options import CandidatesOption, ExcludeItemsOption, item_rules, top_k_option
+from recdiff.cli.options import (
+    CandidatesOption,
+    ExcludeItemsOption,
+    ItemFieldsOption,
+    ItemInfoOption,
+    item_info,
+    item_rules,
+    top_k_option,
+)
 
 __all__ = ["register"]
 
@@ -77,14 +85,18 @@ def export(
     index: IndexOption = IndexKind.exact,
     exclude_items: ExcludeItemsOption = None,
     candidates: CandidatesOption = None,
+    item_info_file: ItemInfoOption = None,
+    item_fields: ItemFieldsOption = None,
 ) -> None:
-    """Write the top-k items of every (or each listed) user: columns user, rank, item, score."""
+    """Write the top-k items of every (or each listed) user: columns user, rank, item, score
+    (and --item-info's fields)."""
     from recdiff.data.errors import UnknownIdError
     from recdiff.serving.export import export_recommendations, read_user_list
 
     try:
         with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
             predictor = load_with_index(run, index)
+            info = item_info(item_info_file, item_fields, predictor)
             try:
                 ids = None if users is None else predictor.parse_users(read_user_list(users))
                 result = export_recommendations(
@@ -96,6 +108,7 @@ def export(
                     exclude_seen=not include_seen,
                     progress=not quiet,
                     **item_rules(exclude_items, candidates),
+                    item_info=info,
                 )
             except UnknownIdError as error:  # checked before a file is opened
                 raise ValueError(

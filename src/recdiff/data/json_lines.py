@@ -52,7 +52,10 @@ def _open_binary(path: Path) -> Iterator[IO[bytes]]:
 
 
 def read_json_lines(
-    path: Path, columns: Collection[str] | None = None, ids: Collection[str] = ()
+    path: Path,
+    columns: Collection[str] | None = None,
+    ids: Collection[str] = (),
+    nested_as_text: bool = False,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """A JSON Lines file as a frame, and the file line of every row (blank lines skipped).
 
@@ -60,7 +63,9 @@ def read_json_lines(
     lacks is missing there (NaN), and a field no line has is no column, so the reader's column
     check names it. ``ids`` names the id fields, read as text ids (see the module docstring).
     A file whose first character is ``[`` is read as one JSON array of objects; its rows are
-    then numbered as records (:class:`~recdiff.data.errors.RowNumbers`), not lines.
+    then numbered as records (:class:`~recdiff.data.errors.RowNumbers`), not lines. A field
+    holding an object or an array is an error naming the line, or, with ``nested_as_text``
+    (item metadata, shown rather than read as data), its JSON text.
     """
     keep = None if columns is None else list(dict.fromkeys(columns))
     # a value of every row for each field (None where a line lacks it)
@@ -82,7 +87,9 @@ def read_json_lines(
                 for name, column in values.items():
                     value = record.get(name)
                     if isinstance(value, dict | list):
-                        raise _nested(value, name, path, number)
+                        if not nested_as_text:
+                            raise _nested(value, name, path, number)
+                        value = json.dumps(value, ensure_ascii=False)
                     column.append(value)
                 lines.append(number)
     except UNREADABLE as err:

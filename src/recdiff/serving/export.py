@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from recdiff.atomic import atomic_path
 from recdiff.serving.ids import split_id_list
+from recdiff.serving.item_info import ItemInfo
 from recdiff.serving.predictor import Predictor
 
 __all__ = ["ExportResult", "export_recommendations", "read_user_list"]
@@ -105,6 +106,7 @@ def export_recommendations(
     progress: bool = True,
     exclude_items: Sequence[Any] | None = None,
     candidates: Sequence[Any] | None = None,
+    item_info: ItemInfo | None = None,
 ) -> ExportResult:
     """Write the top ``k`` items of every known user (or of ``users``, external ids) to ``out``.
 
@@ -112,7 +114,8 @@ def export_recommendations(
     catalogue's size when it holds fewer. Unknown user ids raise before anything is written; so
     do a ``k`` given outside 1..n_items and a run without user ids (DreamRec's example files).
     Duplicate ids are exported once. ``exclude_items`` and ``candidates`` rule items out of
-    every user's list, as :meth:`Predictor.rule_out` says.
+    every user's list, as :meth:`Predictor.rule_out` says. ``item_info`` adds its fields as
+    text columns after ``score`` (empty for an item it lacks).
     """
     from recdiff.progress import progress_bar
 
@@ -139,6 +142,13 @@ def export_recommendations(
         raise ValueError("no users to export: give at least one user id")
     predictor.user_rows(ids)  # every id is checked before a file is opened
     ruled = predictor.ruled_items(exclude_items, candidates)  # and so are the rules
+    if item_info is not None:
+        clash = [name for name in item_info.fields if name in _COLUMNS]
+        if clash:
+            raise ValueError(
+                f"item fields {clash} would repeat the export's own columns {list(_COLUMNS)}: "
+                "leave them out of the fields shown"
+            )
     written = 0
     with atomic_path(out) as tmp, _TableWriter(tmp, kind) as writer:
         bar = progress_bar(total=len(ids), show=progress, unit="user", desc="export")
@@ -149,7 +159,7 @@ def export_recommendations(
                 if ruled is not None:
                     query = query.ruling_out(ruled)
                 items, scores = predictor.top_k([query], k)
-                written += writer.write(_table(predictor, batch, items, scores))
+                written += writer.write(_table(predictor, batch, items, scores, item_info))
                 bar.update(len(batch))
     return ExportResult(out, len(ids), written, time.perf_counter() - started)
 
@@ -160,18 +170,32 @@ def _unique(users: Sequence[Any] | np.ndarray) -> np.ndarray:
     return ids[np.sort(first)]
 
 
-def _table(predictor: Predictor, users: np.ndarray, items: np.ndarray, scores: np.ndarray):
-    """The long ``user, rank, item, score`` table of one batch (padding rows dropped)."""
+_COLUMNS = ("user", "rank", "item", "score")
+
+
+def _table(
+    predictor: Predictor,
+    users: np.ndarray,
+    items: np.ndarray,
+    scores: np.ndarray,
+    item_info: ItemInfo | None = None,
+):
+    """The long ``user, rank, item, score`` table of one batch (padding rows dropped), with
+    ``item_info``'s fields as text (one type in every batch, whatever the first one holds)."""
     keep = items >= 0
     k = items.shape[1]
-    return pa.table(
-        {
-            "user": np.repeat(users, k)[keep.ravel()],
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(users))[keep.ravel()],
-            "item": predictor.items.external(items[keep]),
-            "score": scores[keep].astype(np.float32),
-        }
-    )
+    columns = {
+        "user": np.repeat(users, k)[keep.ravel()],
+        "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(users))[keep.ravel()],
+        "item": predictor.items.external(items[keep]),
+        "score": scores[keep].astype(np.float32),
+    }
+    if item_info is not None:
+        found = item_info.lookup(columns["item"].tolist())
+        for name in item_info.fields:
+            values = [None if row is None or row[name] is None else str(row[name]) for row in found]
+            columns[name] = pa.array(values, type=pa.string())
+    return pa.table(columns)
 
 
 class _TableWriter:
