@@ -117,3 +117,20 @@ def test_recommend_and_export_show_the_fields(run_dir: Path, tmp_path: Path) -> 
     )
     assert refused.exit_code == 2 and "would repeat the export's own columns" in refused.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_the_service_answers_with_the_fields(run_dir: Path, tmp_path: Path, serve_app) -> None:
+    from recdiff.serving.service import create_app
+
+    info = tmp_path / "items.csv"
+    info.write_text("item,title\n" + "".join(f"{i},Item number {i}\n" for i in range(0, 500, 2)))
+    body = {"history": [1, 2, 3], "k": 4}
+    with serve_app(create_app(run_dir)) as http:
+        plain = http.post("/recommend", json=body).json()
+    with serve_app(create_app(run_dir, item_info=ItemInfo(info))) as http:
+        shown = http.post("/recommend", json=body).json()
+    assert "info" not in plain  # a service without an item file answers as before
+    assert shown == {
+        **plain,
+        "info": [{"title": f"Item number {i}"} if i % 2 == 0 else None for i in plain["items"]],
+    }

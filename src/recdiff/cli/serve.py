@@ -162,8 +162,12 @@ def serve(
             "slower; 128 measured recall@20 0.94 on 1M items, see benchmarks/README.md).",
         ),
     ] = 128,
+    item_info_file: ItemInfoOption = None,
+    item_fields: ItemFieldsOption = None,
 ) -> None:
-    """Serve a run over HTTP: GET /health, GET /model, POST /recommend (needs the serve extra)."""
+    """Serve a run over HTTP: GET /health, GET /model, POST /recommend (needs the serve extra).
+
+    With --item-info every answer also carries each item's fields, as "info"."""
     try:
         import uvicorn
 
@@ -179,6 +183,7 @@ def serve(
         torch.set_num_threads(threads)
     with user_errors(FileNotFoundError, ValueError, ImportError, run=run):
         predictor = load_with_index(run, index, ef_search=ef_search)
+        info = item_info(item_info_file, item_fields, predictor)
         app = create_app(
             predictor,
             max_history=max_history,
@@ -186,6 +191,7 @@ def serve(
             max_body_bytes=max_body_bytes,
             max_batch=max_batch,
             max_wait_ms=max_wait_ms,
+            item_info=info,
         )
     sock = _bound_socket(host, port)
     port = sock.getsockname()[1]  # the one the system picked for --port 0

@@ -77,6 +77,7 @@ from recdiff.serving.http_errors import (
     query_parameters,
     refuse_duplicated_keys,
 )
+from recdiff.serving.item_info import ItemInfo
 from recdiff.serving.predictor import DEFAULT_K, Predictor
 from recdiff.serving.recommendations import Query
 from recdiff.serving.report import OVER_EXAMPLES
@@ -161,6 +162,11 @@ class RecommendResponse(BaseModel):
         description='why fewer than k items came back, e.g. "every catalogue item is already '
         'in the history; send "exclude_seen": false to rank them"; null when k came back',
     )
+    info: list[dict[str, Any] | None] | None = Field(
+        None,
+        description="each item's fields from the service's item file (recdiff serve "
+        "--item-info), null for an item the file lacks; absent without one",
+    )
 
 
 class ErrorBody(BaseModel):
@@ -179,6 +185,7 @@ def create_app(
     max_body_bytes: int = 1_000_000,
     max_batch: int = 32,
     max_wait_ms: float = 10.0,
+    item_info: ItemInfo | None = None,
 ) -> FastAPI:
     """The FastAPI app serving one run (a run directory, loaded now, or a loaded Predictor).
 
@@ -188,6 +195,7 @@ def create_app(
         max_body_bytes: the largest request body (413 beyond).
         max_batch: the most requests scored in one model call (1: no batching).
         max_wait_ms: how long a batch may wait for as many requests as the previous one had.
+        item_info: item metadata whose fields every answer carries as ``info``.
     """
     for name, value in [("max_history", max_history), ("max_k", max_k)]:
         if value < 1:
@@ -239,6 +247,7 @@ def create_app(
     @app.post(
         "/recommend",
         response_model=RecommendResponse,
+        response_model_exclude_unset=True,  # "info" only from a service with an item file
         responses={
             code: {"model": ErrorBody, "description": text} for code, text in _ERRORS.items()
         },
@@ -253,11 +262,13 @@ def create_app(
         except (TypeError, ValueError) as error:  # e.g. candidates the catalogue lacks all of
             raise HTTPException(422, str(error)) from None
         result = await asyncio.wrap_future(batcher.submit(query, request.k))
+        shown = {} if item_info is None else {"info": item_info.lookup(result.items)}
         return RecommendResponse(
             items=result.items,
             scores=result.scores,
             unknown_items=result.unknown_items,
             note=result.note,
+            **shown,
         )
 
     return app
