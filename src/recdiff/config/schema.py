@@ -183,6 +183,28 @@ class DataConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _no_columns_in_a_sequence_file(self) -> DataConfig:
+        """A sequence file has no columns to name and no repeated rows to resolve: such a
+        setting would be ignored without a word. Judged by value, not by whether the key was
+        written, so a saved run's full config (every key written, at its default) reads."""
+        if self.format != "sequences":
+            return self
+        defaults = type(self).model_fields
+        given = [
+            key
+            for key in ("user_col", "item_col", "rating_col", "time_col", "duplicates")
+            if getattr(self, key) != defaults[key].default
+        ]
+        if given:
+            keys = ", ".join(f"data.{key}" for key in given)
+            raise ValueError(
+                f"{keys}: a sequence file (data.format=sequences) has no columns to name, and "
+                f"keeps each repeated item in its place, so this would be ignored: drop {keys}, "
+                "or read a table (data.format=csv, tsv, parquet or jsonl)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sum_is_no_rating(self) -> DataConfig:
         if self.duplicates == "sum" and self.min_rating is not None:
             raise ValueError(

@@ -7,9 +7,11 @@ Runs qualify when they read the same data the same way:
   the history length aside (``data.max_len`` cuts a next-item model's input; the examples and
   their targets are the same whatever it is), except in a DreamRec folder evaluated with
   ``eval.exclude_history``, where the cut history is what is masked;
-  on the built-in demo data and DiffRec folders, only the settings their loaders read
-  (:data:`DEMO_SETTINGS`, :data:`DIFFREC_SETTINGS`): the others (``data.ratios``,
-  ``data.split``, ``data.min_rating``...) change nothing there;
+  on the built-in demo data, DiffRec folders and sequence files, only the settings their
+  loaders read (:data:`DEMO_SETTINGS`, :data:`DIFFREC_SETTINGS`, :data:`SEQUENCES_SETTINGS`):
+  the others (``data.ratios``, ``data.split``, ``data.min_rating``...) change nothing there;
+  and of a file's split settings, only those its split reads: ``data.ratios`` unless it is
+  leave-one-out (a next-item model's always is), ``data.seed`` only when it is random;
 * the same kind of test targets: a next-item model is tested on (history, next item) examples,
   a model of interaction rows on users' held-out items, and the demo format gives each its own
   data (sequences of 200 items, rows of 500) from one and the same data section;
@@ -32,6 +34,7 @@ from recdiff.config.schema import UNFILTERED_FORMATS
 __all__ = [
     "DEMO_SETTINGS",
     "DIFFREC_SETTINGS",
+    "SEQUENCES_SETTINGS",
     "Difference",
     "data_section",
     "difference",
@@ -44,7 +47,10 @@ DEMO_SETTINGS = ("format", "seed")
 #: What a DiffRec folder (its own train/valid/test files) reads: the split, ratios, filters and
 #: column names are the folder's own, whatever the data section says.
 DIFFREC_SETTINGS = ("format", "source", "duplicates")
-_READ_ONLY = {"demo": DEMO_SETTINGS, "diffrec": DIFFREC_SETTINGS}
+#: What a sequence file reads: no column names and no ``data.duplicates`` (a model of rows keeps
+#: a repeated item's latest place, a next-item model the whole sequence).
+SEQUENCES_SETTINGS = ("format", "source", "split", "ratios", "seed", "k_core", "max_len")
+_READ_ONLY = {"demo": DEMO_SETTINGS, "diffrec": DIFFREC_SETTINGS, "sequences": SEQUENCES_SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,12 @@ def data_section(config: Mapping[str, Any]) -> dict[str, Any]:
     if read is not None:
         data = {key: value for key, value in data.items() if key in read}
     data.pop("time_weights", None)
+    if data.get("format") != "demo":  # the demo draws its data from data.seed, whatever the split
+        split = "leave_one_out" if is_next_item(config) else data.get("split")
+        if split == "leave_one_out":
+            data.pop("ratios", None)
+        if split != "random":
+            data.pop("seed", None)
     if not _history_decides_mask(config):
         data.pop("max_len", None)
     if is_next_item(config) and data.get("format") in UNFILTERED_FORMATS:

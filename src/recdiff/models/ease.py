@@ -30,6 +30,7 @@ import scipy.sparse as sp
 import torch
 
 from recdiff.eval.evaluator import as_binary_csr
+from recdiff.eval.metrics import Averaging
 from recdiff.eval.protocol import EvalTask
 from recdiff.memory import require_memory
 from recdiff.models.base import Recommender, WeightsMismatch, check_train
@@ -183,11 +184,14 @@ def select_ease_lambda(
     grid: Sequence[float] = DEFAULT_LAMBDA_GRID,
     metric: str = "recall@20",
     batch_size: int = 1024,
+    averaging: Averaging = "test_users",
 ) -> EASESelection:
     """Fit EASE for every lambda in ``grid`` and keep the best by a validation metric.
 
     Validation protocol: input = train rows, train items masked, truth = valid. Ties in the
-    metric go to the earlier grid value.
+    metric go to the earlier grid value. ``averaging``: over the users with valid items, or over
+    all users (a run passes its ``eval.averaging``, so the scores it logs are the ones it
+    reports; the choice is the same, the two differing by one factor).
     """
     if not grid:
         raise ValueError("grid must hold at least one lambda")
@@ -203,7 +207,9 @@ def select_ease_lambda(
     for l2_lambda in grid:
         model = EASE(l2_lambda=float(l2_lambda))
         model.weights = ease_weights(gram, model.config.l2_lambda)
-        result = task.evaluate(model.score, ks=(int(k),), metrics=(name,), batch_size=batch_size)
+        result = task.evaluate(
+            model.score, ks=(int(k),), metrics=(name,), batch_size=batch_size, averaging=averaging
+        )
         value = result[metric]
         scores[float(l2_lambda)] = value
         if best is None or value > scores[best.config.l2_lambda]:

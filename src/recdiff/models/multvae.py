@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdiff.eval.evaluator import as_binary_csr
-from recdiff.eval.metrics import ALL_METRICS
+from recdiff.eval.metrics import ALL_METRICS, Averaging
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender, check_train
 from recdiff.train.batches import RowBatches
@@ -187,9 +187,11 @@ class MultVAE(Recommender):
         train: sp.csr_matrix,
         valid: sp.csr_matrix | None = None,
         on_event: Callable[[dict[str, Any]], None] | None = None,
+        averaging: Averaging = "test_users",
     ) -> MultVAE:
         """Train on ``train`` (binarised: any stored entry is one interaction); with ``valid``,
-        early-stop on ``config.valid_metric``.
+        early-stop on ``config.valid_metric``, averaged over users as ``averaging`` says (a run
+        passes its ``eval.averaging``, so its logged validation is the one it reports).
         ``on_event`` receives the trainer's records (epochs, evaluations), as other models'."""
         self._on_event = on_event
         train = check_train(train, valid)
@@ -203,10 +205,12 @@ class MultVAE(Recommender):
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(cfg.seed)
             self.net = MultVAENet(train.shape[1], cfg.hidden_dims, cfg.latent_dim, cfg.dropout)
-            self._train(train, valid)
+            self._train(train, valid, averaging)
         return self
 
-    def _train(self, train: sp.csr_matrix, valid: sp.csr_matrix | None) -> None:
+    def _train(
+        self, train: sp.csr_matrix, valid: sp.csr_matrix | None, averaging: Averaging
+    ) -> None:
         cfg = self.config
         training = TrainConfig(
             lr=cfg.lr,
@@ -227,7 +231,10 @@ class MultVAE(Recommender):
             metric, _, k = cfg.valid_metric.partition("@")
 
             def evaluate(score_fn):
-                return {"valid": task.evaluate(score_fn, ks=(int(k),), metrics=(metric,)).means}
+                result = task.evaluate(
+                    score_fn, ks=(int(k),), metrics=(metric,), averaging=averaging
+                )
+                return {"valid": result.means}
 
         self.steps, self.beta, self.fit_log_ = 0, 0.0, []
         # Every user row, empty ones too: their KL term is part of the paper's objective.

@@ -77,11 +77,13 @@ def _check_sequences(
         )
 
 
-#: The note on the list of a known user whose recorded sequence is empty (a line of the sequence
-#: file holding only the user id).
+#: The note on the list of a window that is all padding: a known user whose recorded sequence is
+#: empty (a line of the sequence file holding only the user id), or a history (a new user's, or a
+#: known one's) of items the model never trained on only, which every input leaves out.
 EMPTY_SEQUENCE_NOTE = (
-    "this user's recorded sequence is empty, so the list is the model's answer to an empty "
-    "history, not personalised"
+    "this user's history is empty to the model (a recorded sequence without items, or only items "
+    "the model never trained on, which every input leaves out), so the list is the model's "
+    "answer to an empty history, not personalised"
 )
 
 #: Why a run of DreamRec's example files cannot serve a user id.

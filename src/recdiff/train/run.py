@@ -35,7 +35,7 @@ import yaml
 from recdiff.atomic import atomic_write_text, sigterm_unwinds
 from recdiff.config.loading import load_config
 from recdiff.config.models import SEQUENTIAL_MODELS, train_keys_chosen
-from recdiff.config.schema import RunConfig
+from recdiff.config.schema import DataConfig, RunConfig
 from recdiff.models.base import Recommender
 from recdiff.train.checkpoint import Checkpoints, resume_checkpoints, run_settings
 from recdiff.train.datasets import require_held_out as require_held_out
@@ -106,6 +106,19 @@ def _warn_ignored_train_settings(config: RunConfig) -> None:
         verb = "does" if len(ignored) == 1 else "do"
         warnings.warn(
             f"{names} {verb} not apply to {config.model.name} ({what}): ignored", stacklevel=3
+        )
+
+
+def _warn_unread_history_length(config: RunConfig) -> None:
+    """``data.max_len`` cuts a next-item model's history; a model of users' rows reads whole
+    rows, so a length moved from its default is named rather than silently dropped (a warning,
+    as for train.*: an experiment may set it for all its configs)."""
+    default = DataConfig.model_fields["max_len"].default
+    if config.model.name not in SEQUENTIAL_MODELS and config.data.max_len != default:
+        warnings.warn(
+            f"data.max_len ({config.data.max_len}) sets the history length of next-item "
+            f"models; {config.model.name} reads each user's whole row: ignored",
+            stacklevel=3,
         )
 
 
@@ -257,6 +270,7 @@ def _run_into(
 
 def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunResult:
     _warn_ignored_train_settings(config)
+    _warn_unread_history_length(config)
     if config.model.name in SEQUENTIAL_MODELS:
         from recdiff.train.run_sequential import run_sequential_into
 

@@ -144,7 +144,9 @@ def _fit(
         from recdiff.models.ease import DEFAULT_LAMBDA_GRID, select_ease_lambda
 
         grid = config.model.params().get("l2_lambda_grid") or DEFAULT_LAMBDA_GRID
-        selection = select_ease_lambda(inputs, valid, grid, metric=config.train.metric)
+        selection = select_ease_lambda(
+            inputs, valid, grid, metric=config.train.metric, averaging=config.eval.averaging
+        )
         log(
             {
                 "event": "select",
@@ -154,7 +156,7 @@ def _fit(
         )
         return selection.model
     if name == "multvae":
-        return model.fit(inputs, valid, on_event=log)
+        return model.fit(inputs, valid, on_event=log, averaging=config.eval.averaging)
     return model.fit(inputs, valid)
 
 
