@@ -163,3 +163,52 @@ def test_a_field_first_seen_late_is_missing_before(tmp_path: Path) -> None:
     assert list(every.columns) == ["u", "i", "r"] and every["r"].tolist() == [None, 4]
     with pytest.raises(DataFormatError, match=r"non-numeric or missing value\(s\) .* at line 1 "):
         read_interactions(path, user_col="u", item_col="i", rating_col="r")
+
+
+# ------------------------------------------------------------------ review: edge cases
+def test_an_array_after_blank_lines_is_still_one_array(tmp_path: Path) -> None:
+    path = tmp_path / "array.json"
+    path.write_text("\n\n" + json.dumps(AMAZON, indent=2))  # an editor's leading blank lines
+    assert read_interactions(path, **COLUMNS).items.ids.tolist() == ["007", "7", "8"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le"])  # with and without the BOM
+def test_utf16_is_refused_naming_the_encoding(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "w.jsonl"
+    path.write_bytes("".join(json.dumps(r) + "\n" for r in AMAZON).encode(encoding))
+    with pytest.raises(DataFormatError, match=r"w\.jsonl line 1 .*UTF-16.*save the file as UTF-8"):
+        read_interactions(path, **COLUMNS)
+
+
+def test_a_lone_surrogate_is_refused_only_in_a_field_read(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jsonl"
+    # review text cut inside an emoji's surrogate pair: not read, so no error
+    path.write_text('{"reviewerID": "A1", "asin": "1", "reviewText": "so good \\ud83d"}\n')
+    assert read_interactions(path, **COLUMNS).users.ids.tolist() == ["A1"]
+    path.write_text(path.read_text() + '{"reviewerID": "A\\uDC00", "asin": "2"}\n')
+    with pytest.raises(DataFormatError, match=r"cut\.jsonl line 2: field 'reviewerID' holds .*"
+                       r"surrogate"):  # fmt: skip
+        read_interactions(path, **COLUMNS)
+
+
+def test_a_missing_id_leaves_the_others_as_written(tmp_path: Path) -> None:
+    path = _write(tmp_path / "gap.jsonl", [{"i": None}, {"i": 12345678901234567}, {"i": 3}])
+    frame, _ = read_json_lines(path, ["i"], ids=["i"])
+    # the id check names line 1; the others are not turned into floats ("1.2345678901234568e+16")
+    assert frame["i"].isna().tolist() == [True, False, False]
+    assert frame["i"].tolist()[1:] == ["12345678901234567", "3"]
+
+
+@pytest.mark.parametrize("orient", ["columns", "index", "split"])
+def test_a_whole_table_in_one_object_names_the_layout(tmp_path: Path, orient: str) -> None:
+    import pandas as pd
+
+    path = tmp_path / "frame.json"
+    pd.DataFrame({"reviewerID": ["A1", "A2"], "asin": ["1", "2"]}).to_json(path, orient=orient)
+    with pytest.raises(DataFormatError, match=r"frame\.json holds one JSON object .*"
+                       r"orient='records', lines=True"):  # fmt: skip
+        read_interactions(path, **COLUMNS)
+    # two lines of objects of objects are two records, refused by field as before
+    path.write_text('{"reviewerID": {"a": 1}}\n{"reviewerID": {"a": 2}}\n')
+    with pytest.raises(DataFormatError, match=r"line 1: field 'reviewerID' holds a JSON object"):
+        read_interactions(path, **COLUMNS)

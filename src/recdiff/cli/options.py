@@ -61,7 +61,7 @@ ItemFieldsOption = Annotated[
     str | None,
     typer.Option(
         help="With --item-info: the comma-separated columns to show (default: all but the id; "
-        "MovieLens' title).",
+        "MovieLens' title and genres, or title and release date).",
     ),
 ]
 
@@ -96,5 +96,6 @@ def item_info(path: Path | None, fields: str | None, predictor: Any) -> Any:
     from recdiff.serving.ids import split_id_list
     from recdiff.serving.item_info import ItemInfo
 
-    chosen = None if fields is None else split_id_list(fields, "--item-fields")
+    # names as a header's are read: "title, price" is title and price, spaces dropped
+    chosen = None if fields is None else [f.strip() for f in split_id_list(fields, "--item-fields")]
     return ItemInfo(path, chosen, item_col=predictor.config.data.item_col)

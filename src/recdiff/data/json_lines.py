@@ -15,10 +15,13 @@ names the file and the line to fix.
 from __future__ import annotations
 
 import bz2
+import codecs
 import contextlib
 import gzip
+import itertools
 import json
 import lzma
+import math
 import zipfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
@@ -30,10 +33,13 @@ import pandas as pd
 from recdiff.data.archives import UNREADABLE, cannot_read, zip_member
 from recdiff.data.errors import DataFormatError, RowNumbers
 
-__all__ = ["read_json_lines"]
+__all__ = ["first_fields", "read_json_lines", "text_ids"]
 
 _OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _RECORDS = "pandas' DataFrame.to_json(orient='records', lines=True) writes it"
+_DECODE = json.JSONDecoder().decode  # json.loads without its per-call encoding sniffing
+# (line, or -(record number) in a JSON array; the object)
+Record = tuple[int, dict[str, Any]]
 
 
 @contextlib.contextmanager
@@ -62,10 +68,11 @@ def read_json_lines(
     ``columns`` names the fields to keep (None: every field any line has); a field a line
     lacks is missing there (NaN), and a field no line has is no column, so the reader's column
     check names it. ``ids`` names the id fields, read as text ids (see the module docstring).
-    A file whose first character is ``[`` is read as one JSON array of objects; its rows are
-    then numbered as records (:class:`~recdiff.data.errors.RowNumbers`), not lines. A field
-    holding an object or an array is an error naming the line, or, with ``nested_as_text``
-    (item metadata, shown rather than read as data), its JSON text.
+    A file whose first non-blank character is ``[`` is read (whole) as one JSON array of
+    objects; its rows are then numbered as records (:class:`~recdiff.data.errors.RowNumbers`),
+    not lines. A field holding an object or an array is an error naming the line, or, with
+    ``nested_as_text`` (item metadata, shown rather than read as data), its JSON text; a file
+    that is one object of such fields (a whole table, pandas' default ``to_json()``) is an error.
     """
     keep = None if columns is None else list(dict.fromkeys(columns))
     # a value of every row for each field (None where a line lacks it)
@@ -75,7 +82,7 @@ def read_json_lines(
     first: list[str] = []  # the first object's fields, for a message naming a missing one
     try:
         with _open_binary(path) as stream:
-            for number, record in _records(stream, path):
+            for number, record in _refuse_one_table(_records(stream, path), path):
                 if not lines:
                     first = list(record)
                 if keep is None:  # a field first seen here is missing on the rows before
@@ -90,6 +97,9 @@ def read_json_lines(
                         if not nested_as_text:
                             raise _nested(value, name, path, number)
                         value = json.dumps(value, ensure_ascii=False)
+                    # isascii is O(1): only text beyond ASCII may hold a lone surrogate
+                    if isinstance(value, str) and not value.isascii() and not _encodable(value):
+                        raise _surrogate(name, path, number)
                     column.append(value)
                 lines.append(number)
     except UNREADABLE as err:
@@ -107,32 +117,65 @@ def read_json_lines(
     frame.attrs["fields"] = first  # require_columns lists these when a field asked for is absent
     for name in ids:
         if name in frame.columns:
-            frame[name] = _text_ids(frame[name])
+            frame[name] = text_ids(frame[name])
     if lines[0] < 0:  # a JSON array: its records have no lines of their own
         return frame, RowNumbers.first(len(lines))
     return frame, np.asarray(lines, dtype=np.int64)
 
 
-def _records(stream: IO[bytes], path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def first_fields(path: Path) -> list[str]:
+    """The fields of the file's first object, read from its first line (none in a file without
+    one): which field holds the ids, known before the file is read for a few fields."""
+    try:
+        with _open_binary(path) as stream:
+            for _, record in _records(stream, path):
+                return list(record)
+    except UNREADABLE as err:
+        raise cannot_read(path, err) from None
+    return []
+
+
+def _records(stream: IO[bytes], path: Path) -> Iterator[Record]:
     """(line, object) for every non-blank line; for a JSON array, (-(record number), object),
     the sign telling :func:`read_json_lines` to number rows as records."""
+    seen = False  # a non-blank line: the array's '[' must be the first, blank lines aside
     for number, raw in enumerate(stream, start=1):
-        line = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
+        line = raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw
         text = line.strip()
         if not text:
             continue
-        if number == 1 and text.startswith(b"["):
+        if not seen and text.startswith(b"["):
             yield from _array(text + stream.read(), path)
             return
+        seen = True
         yield number, _object(text, path, f"line {number}")
 
 
-def _array(raw: bytes, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _refuse_one_table(records: Iterator[Record], path: Path) -> Iterator[Record]:
+    """``records``, unless the file is one object whose every field holds an object or an
+    array: a whole table, as pandas' ``DataFrame.to_json()`` writes it by default (a column of
+    values by row label; orient='index', 'split' and 'table' are alike). Read as JSON Lines,
+    it would be one row (an item file matching no item, silently) or an error about a field."""
+    head = list(itertools.islice(records, 2))
+    fields = head[0][1] if len(head) == 1 else {}
+    if fields and all(isinstance(value, dict | list) for value in fields.values()):
+        raise DataFormatError(
+            f"{path} holds one JSON object whose fields {list(fields)[:5]} all hold objects "
+            "or arrays: a whole table in one object, as pandas' DataFrame.to_json() writes by "
+            "default, not one object per line. Write it with to_json(orient='records', "
+            "lines=True), or save it as CSV or Parquet"
+        )
+    return itertools.chain(head, records)
+
+
+def _array(raw: bytes, path: Path) -> Iterator[Record]:
     """The objects of a file holding one JSON array (record n numbered -n)."""
     try:
-        records = json.loads(raw)
+        records = _DECODE(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise DataFormatError(f"{path} is not UTF-8 text; save the file as UTF-8") from None
+        raise DataFormatError(
+            f"{path} is not UTF-8 text{_utf16_hint(raw)}; save the file as UTF-8"
+        ) from None
     except json.JSONDecodeError as err:
         raise DataFormatError(
             f"{path} starts with '[' but is not one JSON array ({err.msg}, line {err.lineno} "
@@ -149,10 +192,13 @@ def _array(raw: bytes, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _object(text: bytes, path: Path, where: str) -> dict[str, Any]:
     try:
-        record = json.loads(text)
-    except UnicodeDecodeError:
-        raise DataFormatError(f"{path} {where} is not UTF-8 text; save the file as UTF-8") from None
-    except json.JSONDecodeError as err:
+        # decoded here, strictly: json.loads would take bytes for UTF-16 when they look so
+        record = _DECODE(text.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        if isinstance(err, UnicodeDecodeError) or _utf16_hint(text):  # UTF-16 may decode
+            raise DataFormatError(
+                f"{path} {where} is not UTF-8 text{_utf16_hint(text)}; save the file as UTF-8"
+            ) from None
         hint = ""
         if text.startswith(b"{'"):
             hint = (
@@ -184,15 +230,51 @@ def _nested(value: Any, name: str, path: Path, number: int) -> DataFormatError:
     )
 
 
-def _text_ids(series: pd.Series) -> pd.Series:
+def _utf16_hint(raw: bytes) -> str:
+    """Words for bytes that look like UTF-16 (a UTF-16 byte-order mark, or a NUL byte in about
+    every other place, as UTF-16 writes ASCII); else nothing. A few NULs (a file padded by a
+    crash) are no sign of it."""
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if utf16 or raw.count(b"\x00") * 3 >= len(raw):
+        return " (it looks like UTF-16, as Windows tools such as PowerShell write by default)"
+    return ""
+
+
+def _encodable(value: str) -> bool:
+    """Whether ``value`` is text UTF-8 can write: not a lone surrogate (``"\\ud83d"`` in JSON,
+    half of an emoji, cut), which no id, and no text pyarrow or a terminal takes, can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _surrogate(name: str, path: Path, number: int) -> DataFormatError:
+    """The error for a value holding a lone surrogate (``\\ud83d`` without its pair)."""
+    where = f"line {number}" if number > 0 else f"record {-number}"
+    return DataFormatError(
+        f"{path} {where}: field {name!r} holds a lone surrogate (a \\uD800-\\uDFFF escape "
+        "without its pair, e.g. an emoji cut in half), which is no text: fix or drop the value"
+    )
+
+
+def text_ids(series: pd.Series) -> pd.Series:
     """Ids as a text reader sees them: every value written out as JSON writes it (``7``,
-    ``7.0``, ``true``; strings as they are), then ints when every id is a plain integer."""
+    ``7.0``, ``true``; strings as they are), then ints when every id is a plain integer.
+    Missing values (None, NaN) stay missing, for the id check to name their lines."""
     from recdiff.data.tables import canonical_ints  # tables imports this module
 
-    missing = series.isna()
-    written = series.map(lambda v: json.dumps(v) if isinstance(v, bool | float) else v)
-    written = written.where(missing, written.astype(str))
-    return canonical_ints(written)
+    # value by value: Series.map would infer floats for [None, 3], writing 3 as "3.0"
+    written = [_written(value) for value in series.tolist()]
+    return canonical_ints(pd.Series(written, index=series.index, dtype=object))
+
+
+def _written(value: Any) -> str | None:
+    """A JSON value as a text file would hold it; None (missing) for null and NaN."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return json.dumps(value) if isinstance(value, bool | float) else str(value)
 
 
 def _kind(value: Any) -> str:

@@ -6,22 +6,26 @@ Any table the data readers read serves (CSV, TSV, Parquet, JSON Lines such as Am
 ``data.item_col`` names, else in its first column. Three files that datasets ship are read as
 they come: MovieLens' ``movies.dat`` (``id::title::genres``, no header) and ``u.item``
 (``|``-separated, no header), and RecBole's ``.item`` (a typed header, ``item_id:token``).
-Ids match as written (``"007"`` is not ``7``); an item the file lacks has no fields.
+Ids match as written (``"007"`` is not ``7``; a JSON file's as the JSON Lines reader reads them,
+so ``7.0`` is not ``7``); an item the file lacks has no fields. Cells are shown as JSON carries
+them: missing ones as None, lists and objects (JSON's, Parquet's) as JSON text, times as text.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from recdiff.data.archives import data_suffix
 from recdiff.data.errors import DataFormatError, describe_rows
-from recdiff.data.json_lines import read_json_lines
-from recdiff.data.tables import read_table
+from recdiff.data.json_lines import first_fields, read_json_lines, text_ids
+from recdiff.data.tables import read_table, read_text
 
 __all__ = ["ItemInfo", "describe_item"]
 
@@ -29,14 +33,15 @@ __all__ = ["ItemInfo", "describe_item"]
 # genre flags. Only the text fields are named; the flags are read and dropped.
 _U_ITEM = ["item", "title", "release_date", "video_release_date", "imdb_url"]
 _U_GENRES = 19
+_JSON = (".jsonl", ".ndjson", ".json")
 
 
 class ItemInfo:
     """An item metadata table, looked up by external item id.
 
-    ``fields`` picks the columns shown (default: every column but the id, or the title for
-    MovieLens' files); ``id_col`` names the id column (default: ``item_col`` when the file has
-    it, else the first column).
+    ``fields`` picks the columns shown (default: every column but the id; the title and genres
+    or release date of MovieLens' files); ``id_col`` names the id column (default: ``item_col``
+    when the file has it, else the first column).
     """
 
     def __init__(
@@ -47,25 +52,39 @@ class ItemInfo:
         item_col: str | None = None,
     ) -> None:
         self.path = Path(path)
-        frame, lines = _read(self.path)
+        if fields is not None:
+            fields = list(dict.fromkeys(fields))
+        json_file = data_suffix(self.path) in _JSON
+        frame, lines = _read(self.path, _json_columns(self.path, fields, id_col, item_col))
         columns = [str(c) for c in frame.columns]
+        # a JSON file read for the fields shown only lists all its fields (its first object's)
+        listed = list(dict.fromkeys([*frame.attrs.get("fields", []), *columns]))
+        if len(frame) == 0:  # a MovieLens file without a line; the table readers refuse it
+            raise DataFormatError(f"{self.path} holds no items; give the item file itself")
         if id_col is None:
-            id_col = item_col if item_col in columns else columns[0]
+            id_col = item_col if item_col in columns else listed[0]
         elif id_col not in columns:
             raise DataFormatError(
-                f"{self.path} has no column {id_col!r} for the item ids; its columns are "
-                f"{columns}"
+                f"{self.path} has no column {id_col!r} for the item ids; its columns are {listed}"
             )
         if fields is None:
             fields = _default_fields(self.path, columns, id_col)
         unknown = [f for f in fields if f not in columns]
         if unknown:
             raise DataFormatError(
-                f"{self.path} has no column(s) {unknown}; its columns are {columns}: name "
+                f"{self.path} has no column(s) {unknown}; its columns are {listed}: name "
                 "fields among them"
             )
         self.id_col, self.fields = id_col, list(fields)
-        ids = frame[id_col].map(_id_text)
+        written = text_ids(frame[id_col]) if json_file else frame[id_col]
+        missing = written.isna().to_numpy()
+        if missing.any():  # as text they would be an item "nan" (or "None"), and repeat
+            raise DataFormatError(
+                f"{self.path} has no item id in column {id_col!r} at "
+                f"{describe_rows(missing.nonzero()[0], lines)}; give every row its item's id, "
+                "or drop those rows"
+            )
+        ids = written.map(_id_text)
         repeated = ids.duplicated(keep=False).to_numpy()
         if repeated.any():
             rows = repeated.nonzero()[0]
@@ -92,36 +111,62 @@ def describe_item(fields: dict[str, Any] | None) -> str:
     return " | ".join("" if value is None else str(value) for value in fields.values())
 
 
-def _read(path: Path) -> tuple[pd.DataFrame, Any]:
+def _json_columns(
+    path: Path, fields: list[str] | None, id_col: str | None, item_col: str | None
+) -> list[str] | None:
+    """The fields to read of a JSON file when only some are shown: those, and the ids' (the
+    ``id_col``, else ``item_col`` and the first field, whichever the file has). Amazon's
+    ``meta_*.json`` runs to gigabytes of descriptions and image lists that would otherwise all
+    be held, each as JSON text. None (every field) for other files, or when every one is shown."""
+    if fields is None or data_suffix(path) not in _JSON:
+        return None
+    if id_col is not None:
+        return [id_col, *fields]
+    first = first_fields(path)  # its first line only
+    ids = [item_col] if item_col in first else [item_col, *first[:1]]  # item_col: a later line's?
+    return list(dict.fromkeys([*(c for c in ids if c is not None), *fields]))
+
+
+def _read(path: Path, json_columns: list[str] | None = None) -> tuple[pd.DataFrame, Any]:
     """The table, text read as written (ids such as ``007`` keep their zeros), with the layouts
-    of MovieLens' and RecBole's item files."""
+    of MovieLens' and RecBole's item files; of a JSON file, ``json_columns`` only (None: all)."""
     name = path.name.lower()
     if name.startswith("movies.dat"):
-        names = ["item", "title", "genres"]
-        return read_table(path, sep="::", header=False, names=names, dtype=str)
-    if name.startswith("u.item"):  # Latin-1, as ML-100K ships it
-        genres = [f"genre_{i}" for i in range(_U_GENRES)]
-        try:
-            frame = pd.read_csv(
-                path,
-                sep="|",
-                header=None,
-                names=_U_ITEM + genres,
-                dtype=str,
-                encoding="latin-1",
-                keep_default_na=False,
-                na_values=[""],
-            )
-        except (OSError, ValueError, pd.errors.ParserError) as err:
-            raise DataFormatError(f"cannot read {path} as MovieLens' u.item ({err})") from None
-        return frame[_U_ITEM], frame.index.to_numpy() + 1
-    if data_suffix(path) in (".jsonl", ".ndjson", ".json"):  # e.g. Amazon's meta_*.json
-        return read_json_lines(path, nested_as_text=True)  # categories lists shown as text
+        return _movielens(path, "::", ["item", "title", "genres"])
+    if name.startswith("u.item"):
+        frame, lines = _movielens(path, "|", _U_ITEM + [f"genre_{i}" for i in range(_U_GENRES)])
+        return frame[_U_ITEM], lines
+    if data_suffix(path) in _JSON:  # e.g. Amazon's meta_*.json, categories lists shown as text
+        return read_json_lines(path, columns=json_columns, nested_as_text=True)
     if data_suffix(path) == ".item":  # RecBole: tab-separated, each header field name:type
         frame, lines = read_table(path, sep="\t", dtype=str)
         frame.columns = [str(c).split(":", 1)[0] for c in frame.columns]
         return frame, lines
     return read_table(path, dtype=str)
+
+
+def _movielens(path: Path, sep: str, names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    """A MovieLens item file, each line split at ``sep``: these quote nothing, and a title may
+    begin with a quote (``"Great Performances" Cats (1998)``), which a CSV reader would take
+    for quoting and drop. UTF-8, else Latin-1 (as ML-100K and ML-1M ship); empty fields are
+    missing; blank lines are skipped, the line numbers staying exact."""
+    rows: list[list[str | None]] = []
+    lines: list[int] = []
+    # split at newlines only: str.splitlines also splits at \x85, which Latin-1 text may hold
+    for number, line in enumerate(read_text(path, fallback="latin-1").split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        fields = line.split(sep)
+        if len(fields) != len(names):
+            raise DataFormatError(
+                f"{path} line {number} has {len(fields)} fields separated by {sep!r}, but "
+                f"MovieLens' {path.name.split('.')[0]} files have {len(names)}: give the file "
+                "as MovieLens ships it, or name it *.csv with a header"
+            )
+        rows.append([field or None for field in fields])
+        lines.append(number)
+    return pd.DataFrame(rows, columns=names, dtype=object), np.asarray(lines, dtype=np.int64)
 
 
 def _default_fields(path: Path, columns: list[str], id_col: str) -> list[str]:
@@ -142,8 +187,23 @@ def _id_text(value: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """A cell as JSON can carry it: missing values (NaN, None) as None, numpy scalars as
-    Python values."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A cell as JSON carries it (``recommend --json``, the service's answers) and a person
+    reads it: missing values (None, NaN, pandas' NA and NaT) as None, numpy scalars as Python
+    values, lists and objects (Parquet's list and struct columns) as JSON text, as a JSON
+    file's are, and what JSON has no type for (times, decimals, infinities) as its text."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, list | tuple | dict | np.ndarray):
+        return json.dumps(value, ensure_ascii=False, default=_json_default)
+    if value is None or pd.isna(value):
         return None
-    return value.item() if hasattr(value, "item") and not isinstance(value, str) else value
+    if isinstance(value, str | bool | int) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    """What json.dumps cannot write by itself, inside a list or an object cell."""
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return str(value)
