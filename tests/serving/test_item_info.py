@@ -69,11 +69,13 @@ def test_json_metadata_shows_nested_fields_as_json(tmp_path: Path) -> None:
     ]
 
 
-def test_what_is_refused(tmp_path: Path) -> None:
+def test_what_is_refused_or_warned(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
-    path.write_text("item,title\n1,A\n2,B\n1,C\n")
-    with pytest.raises(DataFormatError, match=r"lists item '1' more than once \(at lines 2, 4\)"):
-        ItemInfo(path)
+    # repeated items (Amazon's meta files have some): the first row shown, the lines named
+    path.write_text("item,title\n1,A\n2,B\n1,C\n3,D\n2,E\n")
+    with pytest.warns(UserWarning, match=r"2 item\(s\) more than once \(e.g. '1' at lines 2, 4\)"):
+        repeated = ItemInfo(path)
+    assert repeated.lookup([1, 2, 3]) == [{"title": "A"}, {"title": "B"}, {"title": "D"}]
     path.write_text("item,title\n1,A\n")
     with pytest.raises(DataFormatError, match=r"no column\(s\) \['name'\]; its columns are"):
         ItemInfo(path, ["name"])

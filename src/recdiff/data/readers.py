@@ -25,7 +25,14 @@ from recdiff.data.errors import DataFormatError
 from recdiff.data.frames import require_columns
 from recdiff.data.interactions import DuplicatePolicy, Interactions, UnknownPolicy
 from recdiff.data.splits import DatasetSplits
-from recdiff.data.tables import PathLike, TableFormat, canonical_ints, data_suffix, read_table
+from recdiff.data.tables import (
+    SUFFIX_FORMATS,
+    PathLike,
+    TableFormat,
+    canonical_ints,
+    data_suffix,
+    read_table,
+)
 from recdiff.data.vocab import Vocabulary
 
 _SPLIT_NAMES = ("train", "valid", "test")
@@ -59,6 +66,27 @@ def _load_pairs(path: Path) -> np.ndarray:
     return pairs
 
 
+# A data file's suffix, as data.format names its format: the tables', RecBole's and MovieLens'.
+_FILE_FORMATS = {**SUFFIX_FORMATS, ".inter": "recbole", ".dat": "movielens"}
+
+
+def _file_for_a_split_folder(path: Path) -> str:
+    """Why a file is no DiffRec split folder, and the format to read it with (the paper presets
+    say ``data.format: diffrec``, so a table given as ``data.source`` alone lands here)."""
+    files = ", ".join(f"{name}_list.npy" for name in _SPLIT_NAMES)
+    named = _FILE_FORMATS.get(data_suffix(path))
+    fix = (
+        f"set data.format={named}"
+        if named
+        else "set data.format to the file's (csv, tsv, parquet, jsonl, movielens or recbole)"
+    )
+    return (
+        f"{path} is a file, but data.format=diffrec (the paper presets' format) reads a DiffRec "
+        f"split folder holding {files}: {fix}, and name its columns (data.user_col, "
+        "data.item_col, ...)"
+    )
+
+
 def read_diffrec_splits(
     folder: PathLike,
     *,
@@ -83,6 +111,8 @@ def read_diffrec_splits(
             :meth:`Interactions.from_indices` (by default an error naming the rows).
     """
     folder = Path(folder)
+    if folder.is_file():
+        raise DataFormatError(_file_for_a_split_folder(folder))
     pairs = {name: _load_pairs(folder / f"{name}_list.npy") for name in _SPLIT_NAMES}
     stacked = np.concatenate(list(pairs.values()))
     if stacked.size == 0:

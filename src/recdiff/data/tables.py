@@ -39,7 +39,7 @@ TableFormat = Literal["csv", "tsv", "parquet", "jsonl"]
 
 # --------------------------------------------------------------------------------- text
 # The format a suffix names outright; other suffixes (.txt, .log, .dat, ...) say nothing.
-_SUFFIX_FORMATS = {
+SUFFIX_FORMATS = {
     ".csv": "csv",
     ".tsv": "tsv",
     ".tab": "tsv",
@@ -124,10 +124,10 @@ def _guess_format(
 ) -> tuple[str, str | None]:
     """``("parquet", None)``, ``("jsonl", None)`` or ``("text", separator)`` from the format or
     the file name."""
-    if file_format not in (None, *_SUFFIX_FORMATS.values()):
+    if file_format not in (None, *SUFFIX_FORMATS.values()):
         raise ValueError(f"file_format must be csv, tsv, parquet or jsonl, got {file_format!r}")
     suffix = data_suffix(path)
-    named = _SUFFIX_FORMATS.get(suffix)
+    named = SUFFIX_FORMATS.get(suffix)
     if file_format is not None and named is not None and named != file_format:
         raise DataFormatError(
             f"{path} is named as a {named} file, but the format asked for is {file_format}: "

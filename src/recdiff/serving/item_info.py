@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -85,15 +86,19 @@ class ItemInfo:
                 "or drop those rows"
             )
         ids = written.map(_id_text)
-        repeated = ids.duplicated(keep=False).to_numpy()
-        if repeated.any():
-            rows = repeated.nonzero()[0]
-            raise DataFormatError(
-                f"{self.path} lists item {ids.iloc[rows[0]]!r} more than once (at "
-                f"{describe_rows(rows, lines)}); give each item one row"
+        later = ids.duplicated(keep="first").to_numpy()
+        if later.any():  # Amazon's meta files repeat some items: shown, not refused
+            example = ids.iloc[later.nonzero()[0][0]]
+            rows = (ids == example).to_numpy().nonzero()[0]
+            warnings.warn(
+                f"{self.path} lists {ids[later].nunique():,} item(s) more than once (e.g. "
+                f"{example!r} at {describe_rows(rows, lines)}): each item's first row is shown",
+                stacklevel=2,
             )
-        values = frame[self.fields].astype(object).to_numpy()
-        self._rows = {item: [_plain(v) for v in row] for item, row in zip(ids, values, strict=True)}
+        values = frame.loc[~later, self.fields].astype(object).to_numpy()
+        self._rows = {
+            item: [_plain(v) for v in row] for item, row in zip(ids[~later], values, strict=True)
+        }
 
     def __len__(self) -> int:
         return len(self._rows)

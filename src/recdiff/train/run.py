@@ -109,6 +109,24 @@ def _warn_ignored_train_settings(config: RunConfig) -> None:
         )
 
 
+# Row models that binarise their input (every stored entry is one interaction): T-DiffRec's time
+# weights reach them as ones. DiffRec and L-DiffRec read the weights.
+_BINARY_INPUT_MODELS = {"ease", "popularity", "multvae"}
+
+
+def _warn_unread_time_weights(config: RunConfig) -> None:
+    """``data.time_weights`` weights the rows DiffRec and L-DiffRec read (T-DiffRec); EASE, the
+    popularity counts and Mult-VAE binarise their input, so the weights change nothing there:
+    named rather than silently dropped (a warning, as for train.*: an experiment may set it
+    for all its configs)."""
+    if config.data.time_weights is not None and config.model.name in _BINARY_INPUT_MODELS:
+        warnings.warn(
+            f"data.time_weights weights the rows DiffRec and L-DiffRec read (T-DiffRec); "
+            f"{config.model.name} reads every interaction as 1: ignored",
+            stacklevel=3,
+        )
+
+
 def _warn_unread_history_length(config: RunConfig) -> None:
     """``data.max_len`` cuts a next-item model's history; a model of users' rows reads whole
     rows, so a length moved from its default is named rather than silently dropped (a warning,
@@ -271,6 +289,7 @@ def _run_into(
 def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunResult:
     _warn_ignored_train_settings(config)
     _warn_unread_history_length(config)
+    _warn_unread_time_weights(config)
     if config.model.name in SEQUENTIAL_MODELS:
         from recdiff.train.run_sequential import run_sequential_into
 

@@ -49,13 +49,17 @@ def model_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
 
 def known_user_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix:
     """Each user's whole history as model input, to serve known users from: their train, valid
-    and test interactions (not the ratings under ``data.min_rating``, nor what the split dropped),
-    binary or time-weighted over the whole history as :func:`model_inputs` weights the train
-    rows. Evaluation scores the train rows alone; a deployed model should see what it knows.
+    and test interactions, and the held-out ones the split dropped (a user who arrived after a
+    global time split's cut has only those: served from an empty input, their list was the
+    unpersonalised one), not the ratings under ``data.min_rating``; binary or time-weighted
+    over the whole history as :func:`model_inputs` weights the train rows. Evaluation scores
+    the train rows alone; a deployed model should see what it knows.
 
     Items without a training interaction are left out: the model learned nothing from them, and
     their input weights were never fitted to a 1 (Mult-VAE's stay at their random start)."""
     parts = [splits.train, splits.valid, splits.test]
+    if splits.dropped is not None and splits.dropped.nnz:
+        parts.append(splits.dropped)
     trained = splits.train.item_counts() > 0
     rows = np.concatenate([part.user_indices() for part in parts])
     items = np.concatenate([part.matrix.indices for part in parts])
@@ -181,7 +185,8 @@ def run_rows_into(
     tasks["test"] = EvalTask.test(inputs, splits.valid.matrix, splits.test.matrix)
     note(
         f"data: {splits.n_users:,} users, {splits.n_items:,} items; interactions "
-        f"{splits.train.nnz:,} train / {splits.valid.nnz:,} valid / {splits.test.nnz:,} test",
+        f"{splits.train.nnz:,} train / {splits.valid.nnz:,} valid / {splits.test.nnz:,} test"
+        f"{_left_out_note(splits)}",
         show=config.train.progress and work is not None,
     )
     model = build_model(config.model.name, config.model.params(), config.train)
@@ -232,6 +237,24 @@ def run_rows_into(
     model.save(work / "model")
     _save_data(work / "data", splits, inputs, known_user_inputs(splits, config))
     return metrics, model
+
+
+def _left_out_note(splits: DatasetSplits) -> str:
+    """For the data line: how many held-out interactions the split left out of valid and test
+    because their user or item has no train interaction ("" when none), which would otherwise
+    make the held-out counts look short of ``data.ratios``."""
+    dropped = splits.dropped
+    if dropped is None or not dropped.nnz:
+        return ""
+    users = np.unique(dropped.user_indices())
+    items = np.unique(dropped.item_indices())
+    cold_users = int((splits.train.user_counts()[users] == 0).sum())
+    cold_items = int((splits.train.item_counts()[items] == 0).sum())
+    return (
+        f"; {dropped.nnz:,} held-out interaction{'s' if dropped.nnz != 1 else ''} left out "
+        f"(their user or item has no train interaction: {cold_users:,} "
+        f"user{'s' if cold_users != 1 else ''}, {cold_items:,} item{'s' if cold_items != 1 else ''})"
+    )
 
 
 def _save_data(
