@@ -34,7 +34,7 @@ import yaml
 
 from recdiff.atomic import atomic_write_text, sigterm_unwinds
 from recdiff.config.loading import load_config
-from recdiff.config.models import SEQUENTIAL_MODELS, train_keys_chosen
+from recdiff.config.models import SEQUENTIAL_MODELS, train_keys_chosen, validate_model_params
 from recdiff.config.schema import DataConfig, RunConfig
 from recdiff.models.base import Recommender
 from recdiff.train.checkpoint import Checkpoints, resume_checkpoints, run_settings
@@ -123,6 +123,30 @@ def _warn_unread_time_weights(config: RunConfig) -> None:
         warnings.warn(
             f"data.time_weights weights the rows DiffRec and L-DiffRec read (T-DiffRec); "
             f"{config.model.name} reads every interaction as 1: ignored",
+            stacklevel=3,
+        )
+
+
+def _warn_uncapped_first_stage(config: RunConfig) -> None:
+    """``train.epochs`` caps the model's own training, not the stage before it (L-DiffRec's
+    autoencoders, DreamRec's SASRec item table), which has its own epochs: a cap set for a
+    short run would leave that stage at its full length without a word."""
+    name = config.model.name
+    if name not in ("ldiffrec", "dreamrec"):
+        return
+    settings = validate_model_params(name, config.model.params())  # with the defaults
+    if name == "ldiffrec":
+        capped, first = "L-DiffRec's diffusion stage", "its autoencoders train"
+        key, stage = "model.latent.epochs", settings.latent.epochs
+    elif settings.item_space.source == "sasrec":
+        capped, first = "DreamRec's own training", "its SASRec item stage trains"
+        key, stage = "model.item_space.epochs", settings.item_space.epochs
+    else:
+        return
+    if stage > config.train.epochs:
+        warnings.warn(
+            f"train.epochs ({config.train.epochs}) caps {capped}; {first} first, for up to "
+            f"{key} ({stage}) epochs: set that too for a short run",
             stacklevel=3,
         )
 
@@ -290,6 +314,7 @@ def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunR
     _warn_ignored_train_settings(config)
     _warn_unread_history_length(config)
     _warn_unread_time_weights(config)
+    _warn_uncapped_first_stage(config)
     if config.model.name in SEQUENTIAL_MODELS:
         from recdiff.train.run_sequential import run_sequential_into
 
