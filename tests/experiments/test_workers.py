@@ -19,8 +19,11 @@ AGAIN = "run the same command again to continue where it stopped"
 
 
 def _mark_and_wait(marker: Path) -> None:
-    """A task that says it runs (its pid in ``marker``), then runs long."""
-    marker.write_text(str(os.getpid()))
+    """A task that says it runs (its pid in ``marker``, renamed into place so that the test
+    never reads the file between its creation and its write), then runs long."""
+    written = marker.with_name(marker.name + ".tmp")
+    written.write_text(str(os.getpid()))
+    written.replace(marker)
     time.sleep(120)
 
 
