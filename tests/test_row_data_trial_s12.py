@@ -113,3 +113,23 @@ def test_a_paper_preset_given_a_table_file_says_to_set_its_format(
     with pytest.raises(DataFormatError, match=r"is a file, but data\.format=diffrec") as caught:
         run_training(config, tmp_path / "runs", progress=False)
     assert fix in str(caught.value) and "train_list.npy not found" not in str(caught.value)
+
+
+def test_recommend_keeps_scores_in_a_column_with_long_ids(tmp_path: Path) -> None:
+    """Yelp's 22-character ids pushed each score right by its id's length (found by the trial)."""
+    from typer.testing import CliRunner
+
+    from recdiff.cli.main import app
+
+    names = [f"item-{'x' * (n % 4) * 6}{n}" for n in range(12)]  # 6 to 25 characters
+    rows = [(f"u{u}", names[(u + j) % 12]) for u in range(30) for j in range(6)]
+    log = tmp_path / "log.csv"
+    log.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    settings = ["data.format=csv", f"data.source={log}", "data.split=random"]
+    run = run_training(load_config("demo-popularity", settings), tmp_path / "runs", False)
+    shown = CliRunner().invoke(app, ["recommend", str(run.directory), "--user", "u1", "--k", "6"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    starts = {line.rindex(" ") + 1 for line in lines}  # the score, after the id padded alike
+    assert len(lines) == 6 and len(starts) == 1
+    assert any(len(line.split()[1]) > 12 for line in lines)

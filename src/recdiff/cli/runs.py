@@ -206,8 +206,10 @@ def recommend(
     if as_json:
         typer.echo(json.dumps({**recs.to_dict(), **({} if details is None else {"info": details})}))
         return
+    # ids as wide as the longest (Yelp's run to 22 characters), so the scores stay in a column
+    width = max([12, *(len(str(item)) for item in recs.items)])
     for rank, (item, score) in enumerate(zip(recs.items, recs.scores, strict=True), start=1):
-        line = f"{rank:>3}  {item!s:<12} {score:.4f}"
+        line = f"{rank:>3}  {item!s:<{width}} {score:.4f}"
         if details is not None:
             line += f"  {describe_item(details[rank - 1])}"
         typer.echo(line)
