@@ -5,17 +5,29 @@ than one file."""
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import lzma
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from recdiff.data.errors import DataFormatError
 
-__all__ = ["COMPRESSIONS", "UNREADABLE", "cannot_read", "data_suffix", "read_bytes", "zip_member"]
+__all__ = [
+    "COMPRESSIONS",
+    "UNREADABLE",
+    "cannot_read",
+    "data_suffix",
+    "open_bytes",
+    "read_bytes",
+    "zip_member",
+]
 
-# Compressions pandas reads by suffix (``ratings.csv.gz``); the text readers read them too.
-COMPRESSIONS = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+# Compressions pandas reads by suffix (``ratings.csv.gz``), each with its opener: the text
+# readers read them too.
+COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
 def data_suffix(path: Path) -> str:
@@ -26,18 +38,29 @@ def data_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
+@contextlib.contextmanager
+def open_bytes(path: Path) -> Iterator[IO[bytes]]:
+    """The file's bytes as a stream, decompressed as it is read when its suffix names a
+    compression or a zip (of one file), so that a large file need not be held whole."""
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as archive, archive.open(zip_member(path, archive)) as member:
+            yield member
+    elif suffix in COMPRESSIONS:
+        with COMPRESSIONS[suffix](path, "rb") as stream:
+            yield stream
+    else:
+        with open(path, "rb") as stream:
+            yield stream
+
+
 def read_bytes(path: Path) -> bytes:
     """The bytes of a file, decompressed when its suffix names a compression (as pandas does)."""
-    suffix = path.suffix.lower()
     try:
-        if suffix in COMPRESSIONS:
-            return COMPRESSIONS[suffix](path.read_bytes())
-        if suffix == ".zip":
-            with zipfile.ZipFile(path) as archive:
-                return archive.read(zip_member(path, archive))
+        with open_bytes(path) as stream:
+            return stream.read()
     except UNREADABLE as err:
         raise cannot_read(path, err) from None
-    return path.read_bytes()
 
 
 def zip_member(path: Path, archive: zipfile.ZipFile) -> str:

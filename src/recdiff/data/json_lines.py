@@ -14,15 +14,10 @@ names the file and the line to fix.
 
 from __future__ import annotations
 
-import bz2
 import codecs
-import contextlib
-import gzip
 import itertools
 import json
-import lzma
 import math
-import zipfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -30,31 +25,15 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from recdiff.data.archives import UNREADABLE, cannot_read, zip_member
+from recdiff.data.archives import UNREADABLE, cannot_read, open_bytes
 from recdiff.data.errors import DataFormatError, RowNumbers
 
 __all__ = ["first_fields", "read_json_lines", "text_ids"]
 
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _RECORDS = "pandas' DataFrame.to_json(orient='records', lines=True) writes it"
 _DECODE = json.JSONDecoder().decode  # json.loads without its per-call encoding sniffing
 # (line, or -(record number) in a JSON array; the object)
 Record = tuple[int, dict[str, Any]]
-
-
-@contextlib.contextmanager
-def _open_binary(path: Path) -> Iterator[IO[bytes]]:
-    """The file's bytes as a stream, decompressed when its suffix names a compression."""
-    suffix = path.suffix.lower()
-    if suffix == ".zip":
-        with zipfile.ZipFile(path) as archive, archive.open(zip_member(path, archive)) as member:
-            yield member
-    elif suffix in _OPENERS:
-        with _OPENERS[suffix](path, "rb") as stream:
-            yield stream
-    else:
-        with open(path, "rb") as stream:
-            yield stream
 
 
 def read_json_lines(
@@ -81,7 +60,7 @@ def read_json_lines(
     lines: list[int] = []
     first: list[str] = []  # the first object's fields, for a message naming a missing one
     try:
-        with _open_binary(path) as stream:
+        with open_bytes(path) as stream:
             for number, record in _refuse_one_table(_records(stream, path), path):
                 if not lines:
                     first = list(record)
@@ -127,7 +106,7 @@ def first_fields(path: Path) -> list[str]:
     """The fields of the file's first object, read from its first line (none in a file without
     one): which field holds the ids, known before the file is read for a few fields."""
     try:
-        with _open_binary(path) as stream:
+        with open_bytes(path) as stream:
             for _, record in _records(stream, path):
                 return list(record)
     except UNREADABLE as err:
@@ -222,12 +201,16 @@ def _object(text: bytes, path: Path, where: str) -> dict[str, Any]:
 
 def _nested(value: Any, name: str, path: Path, number: int) -> DataFormatError:
     """The error for a field holding an object or an array: no id, rating or time."""
-    where = f"line {number}" if number > 0 else f"record {-number}"
     return DataFormatError(
-        f"{path} {where}: field {name!r} holds {_kind(value)}, but ids, ratings and times are "
-        f"numbers or strings: point the setting at another field, or write one interaction "
-        f"per line with plain values ({_RECORDS})"
+        f"{path} {_where(number)}: field {name!r} holds {_kind(value)}, but ids, ratings and "
+        "times are numbers or strings: point the setting at another field, or write one "
+        f"interaction per line with plain values ({_RECORDS})"
     )
+
+
+def _where(number: int) -> str:
+    """Where a record is: its line, or its place in a JSON array (numbered -n)."""
+    return f"line {number}" if number > 0 else f"record {-number}"
 
 
 def _utf16_hint(raw: bytes) -> str:
@@ -252,10 +235,10 @@ def _encodable(value: str) -> bool:
 
 def _surrogate(name: str, path: Path, number: int) -> DataFormatError:
     """The error for a value holding a lone surrogate (``\\ud83d`` without its pair)."""
-    where = f"line {number}" if number > 0 else f"record {-number}"
     return DataFormatError(
-        f"{path} {where}: field {name!r} holds a lone surrogate (a \\uD800-\\uDFFF escape "
-        "without its pair, e.g. an emoji cut in half), which is no text: fix or drop the value"
+        f"{path} {_where(number)}: field {name!r} holds a lone surrogate (a \\uD800-\\uDFFF "
+        "escape without its pair, e.g. an emoji cut in half), which is no text: fix or drop the "
+        "value"
     )
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 from recdiff.data.archives import data_suffix
 from recdiff.data.errors import DataFormatError, describe_rows
 from recdiff.data.json_lines import first_fields, read_json_lines, text_ids
-from recdiff.data.tables import read_table, read_text
+from recdiff.data.tables import SUFFIX_FORMATS, read_table, read_text
 
 __all__ = ["ItemInfo", "describe_item"]
 
@@ -34,7 +34,6 @@ __all__ = ["ItemInfo", "describe_item"]
 # genre flags. Only the text fields are named; the flags are read and dropped.
 _U_ITEM = ["item", "title", "release_date", "video_release_date", "imdb_url"]
 _U_GENRES = 19
-_JSON = (".jsonl", ".ndjson", ".json")
 
 
 class ItemInfo:
@@ -55,7 +54,7 @@ class ItemInfo:
         self.path = Path(path)
         if fields is not None:
             fields = list(dict.fromkeys(fields))
-        json_file = data_suffix(self.path) in _JSON
+        json_file = _is_json(self.path)
         frame, lines = _read(self.path, _json_columns(self.path, fields, id_col, item_col))
         columns = [str(c) for c in frame.columns]
         # a JSON file read for the fields shown only lists all its fields (its first object's)
@@ -116,6 +115,11 @@ def describe_item(fields: dict[str, Any] | None) -> str:
     return " | ".join("" if value is None else str(value) for value in fields.values())
 
 
+def _is_json(path: Path) -> bool:
+    """Whether the file's name says JSON Lines, as the table readers read names."""
+    return SUFFIX_FORMATS.get(data_suffix(path)) == "jsonl"
+
+
 def _json_columns(
     path: Path, fields: list[str] | None, id_col: str | None, item_col: str | None
 ) -> list[str] | None:
@@ -123,7 +127,7 @@ def _json_columns(
     ``id_col``, else ``item_col`` and the first field, whichever the file has). Amazon's
     ``meta_*.json`` runs to gigabytes of descriptions and image lists that would otherwise all
     be held, each as JSON text. None (every field) for other files, or when every one is shown."""
-    if fields is None or data_suffix(path) not in _JSON:
+    if fields is None or not _is_json(path):
         return None
     if id_col is not None:
         return [id_col, *fields]
@@ -141,7 +145,7 @@ def _read(path: Path, json_columns: list[str] | None = None) -> tuple[pd.DataFra
     if name.startswith("u.item"):
         frame, lines = _movielens(path, "|", _U_ITEM + [f"genre_{i}" for i in range(_U_GENRES)])
         return frame[_U_ITEM], lines
-    if data_suffix(path) in _JSON:  # e.g. Amazon's meta_*.json, categories lists shown as text
+    if _is_json(path):  # e.g. Amazon's meta_*.json, categories lists shown as text
         return read_json_lines(path, columns=json_columns, nested_as_text=True)
     if data_suffix(path) == ".item":  # RecBole: tab-separated, each header field name:type
         frame, lines = read_table(path, sep="\t", dtype=str)
