@@ -98,11 +98,16 @@ def test_the_table_is_the_stages_selected_epoch_and_trainable_again_after_fit(da
     assert weight.requires_grad  # frozen while DreamRec trained only, as a loaded model is
 
 
-def test_stage_messages_name_the_stages_settings(tmp_path):
+def test_the_stage_validates_its_last_epoch_whatever_its_eval_every(tmp_path):
+    """Before, one stage epoch with validation every two kept the stage unjudged, with a
+    warning naming model.item_space.eval_every."""
     settings = ["model.item_space.source=sasrec", "model.item_space.epochs=1"]
     settings += ["model.item_space.eval_every=2", "train.epochs=1", "train.eval_every=1"]
-    with pytest.warns(UserWarning, match=r"model\.item_space\.eval_every is 2"):
-        run_training(load_config("demo-dreamrec", settings), tmp_path, progress=False)
+    result = run_training(load_config("demo-dreamrec", settings), tmp_path, progress=False)
+    records = [json.loads(line) for line in (result.directory / "events.jsonl").open()]
+    stage_evals = [r for r in records if r.get("event") == "eval" and r.get("stage") == "items"]
+    assert [r["epoch"] for r in stage_evals] == [1]
+    assert result.metrics["stages"]["items"]["validated"] is True
 
 
 def test_the_stage_is_validated_on_its_own_scores(tmp_path):

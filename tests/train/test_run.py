@@ -205,8 +205,8 @@ def test_both_averagings_come_from_one_scoring_pass(tmp_path):
     assert run.metrics["data"]["test_users"] == run.metrics["data"]["n_users"]
     both = run.metrics["by_averaging"]
     assert both["all_users"] == both["test_users"]
-    # 2 epochs, validation every 5: the kept epoch is the last, and metrics.json says so
-    assert (run.metrics["best_epoch"], run.metrics["validated"]) == (2, False)
+    # 2 epochs, validation every 5: the last epoch is validated all the same, and kept
+    assert (run.metrics["best_epoch"], run.metrics["validated"]) == (2, True)
 
 
 def test_a_rating_of_zero_is_still_an_interaction(tmp_path):

@@ -1,6 +1,6 @@
-"""What the trainer keeps, and what it says it kept, when no validation ran (``train.epochs``
-below ``train.eval_every``, or no validation split): the last epoch's weights, or their moving
-average with ``train.ema_decay``, never a "best" epoch."""
+"""What the trainer keeps, and what it says it kept: the last epoch is validated whatever
+``train.eval_every``; without an evaluation function (or in a run written before that), the last
+epoch's weights, or their moving average with ``train.ema_decay``, never a "best" epoch."""
 
 from __future__ import annotations
 
@@ -36,24 +36,34 @@ def _rows() -> sp.csr_matrix:
 
 
 def _training(**update) -> TrainConfig:
-    return TrainConfig(lr=0.05, batch_size=4, epochs=2, eval_every=5, progress=False, **update)
+    settings = {"lr": 0.05, "batch_size": 4, "epochs": 2, "eval_every": 5, "progress": False}
+    return TrainConfig(**{**settings, **update})
 
 
-def _never_called(score_fn):
-    raise AssertionError("validation ran")
+def test_fewer_epochs_than_eval_every_still_validate_the_last_epoch_and_select_on_it():
+    """Before, two epochs with validation every five never validated: a warning said the last
+    epoch's weights (or their moving average) were kept unjudged."""
+    seen = []
 
+    def evaluate(score_fn):
+        seen.append(float(score_fn(torch.ones(1, 4))))
+        return {"valid": {"recall@20": 0.5}}
 
-def test_without_validation_the_warning_names_the_moving_average_it_keeps():
-    """Before, the warning said the last epoch's weights were kept, though with ema_decay the
-    trainer keeps their moving average."""
-    with pytest.warns(UserWarning) as caught:
-        result = Trainer(_training(ema_decay=0.9), _never_called).fit(_Line(), _rows())
-    (warning,) = caught
-    assert "no validation ran: 2 epoch(s) but train.eval_every is 5" in str(warning.message)
-    assert "the moving average of the weights (train.ema_decay)" in str(warning.message)
-    assert (result.best_epoch, result.history, result.weight_average) == (2, [], True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = Trainer(_training(ema_decay=0.9), evaluate).fit(_Line(), _rows())
+    assert len(seen) == 1 and [e["epoch"] for e in result.history] == [2]
+    assert (result.best_epoch, result.best_metric, result.weight_average) == (2, 0.5, True)
     summary = selection_summary(result)
-    assert (summary["validated"], summary["weight_average"]) == (False, True)
+    assert (summary["validated"], summary["weight_average"]) == (True, True)
+
+
+def test_validation_every_k_epochs_adds_the_last_one_when_k_does_not_divide_it():
+    result = Trainer(
+        _training(epochs=7, eval_every=3, patience=100),
+        lambda score_fn: {"valid": {"recall@20": 0.5}},
+    ).fit(_Line(), _rows())
+    assert [e["epoch"] for e in result.history] == [3, 6, 7]
 
 
 def test_without_an_evaluation_function_best_epoch_is_the_last_one_too():
@@ -88,15 +98,16 @@ def test_the_selection_line_claims_a_best_epoch_only_when_validation_chose_it(me
     assert selection_line(metrics) == line
 
 
-def test_recdiff_train_without_validation_says_the_last_epoch_is_kept(tmp_path):
-    """Before: the warning that no validation ran, then "best epoch 2" under the metrics."""
+def test_recdiff_train_with_fewer_epochs_than_eval_every_selects_the_last_epoch(tmp_path):
+    """Before: the warning that no validation ran, and "no validation ran: kept the weights of
+    the last epoch (2)" under the metrics."""
     settings = ["train.epochs=2", "train.eval_every=5", "model.hidden_dims=[32]"]
     command = ["train", "demo-diffrec", "--quiet", "--runs-dir", str(tmp_path)]
-    with pytest.warns(UserWarning, match="no validation ran: .* the last epoch's weights"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         result = CliRunner().invoke(app, [*command, *(f"--set={s}" for s in settings)])
     assert result.exit_code == 0, result.output
-    assert "no validation ran: kept the weights of the last epoch (2), " in result.stdout
-    assert "best epoch" not in result.output
+    assert "best epoch 2" in result.stdout and "no validation ran" not in result.output
 
 
 @pytest.mark.parametrize("metric", ["foo@20", "recall@0", "recall", "@20"])

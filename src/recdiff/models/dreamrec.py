@@ -173,10 +173,7 @@ class DreamRec(SequentialRecommender):
         log = on_event or (lambda record: None)
         stage_log = lambda record: log({**record, "stage": "items"})  # noqa: E731
         sasrec = SASRec(settings, space.training(self.training))
-        sasrec.trainer_settings = {
-            "lr": "model.item_space.lr",
-            "eval_every": "model.item_space.eval_every",
-        }
+        sasrec.trainer_settings = {"lr": "model.item_space.lr"}
         sasrec.fit(data, evaluate, stage_log)
         self.items_result = sasrec.result
         table = sasrec.net.encoder.item_embedding.weight.detach().float().clone()

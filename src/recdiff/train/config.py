@@ -39,7 +39,7 @@ class TrainConfig(BaseModel):
         "batch over all processes, each taking about batch_size / world_size",
     )
     epochs: int = Field(1000, ge=1, le=MAX_EPOCHS, description="upper bound on epochs")
-    eval_every: int = Field(5, ge=1, description="validate every k epochs")
+    eval_every: int = Field(5, ge=1, description="validate every k epochs, and after the last")
     patience: int = Field(20, ge=0, description="stop after this many epochs without gain")
     patience_steps: int | None = Field(
         None,

@@ -132,7 +132,8 @@ OnEvent = Callable[[dict[str, Any]], None]
 
 
 class Trainer:
-    """Epochs of shuffled mini-batches, validation every ``eval_every`` epochs, early stopping.
+    """Epochs of shuffled mini-batches, validation every ``eval_every`` epochs and after the
+    last, early stopping.
 
     Args:
         config: the training settings.
@@ -142,8 +143,8 @@ class Trainer:
         on_event: called with each epoch's and evaluation's record (for run logs), with the same
             records on every process (an epoch's loss is the mean over all processes' examples, or
             over the loss terms a model's ``loss_weight`` counts).
-        settings: the config keys its messages name for ``lr`` and ``eval_every``, where a
-            pre-training stage takes them from elsewhere (default ``train.lr``, ...).
+        settings: the config keys its messages name for ``lr``, where a pre-training stage
+            takes it from elsewhere (default ``train.lr``).
     """
 
     def __init__(
@@ -286,7 +287,9 @@ class Trainer:
             if not math.isfinite(record["loss"]) or non_finite:  # all-reduced: alike everywhere
                 self._diverged(epoch, record["loss"], result, best_state is not None)
                 break
-            if self.evaluate is not None and epoch % cfg.eval_every == 0:
+            # The last epoch is validated too, whatever eval_every: trained weights that
+            # selection never saw would be thrown away unjudged.
+            if self.evaluate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                 # With an average of the weights, it is what is validated and kept.
                 with average.applied() if average is not None else contextlib.nullcontext():
                     kept = self._validate_and_select(model, epoch, result)
@@ -310,19 +313,6 @@ class Trainer:
         result.weight_average = average is not None
         if not result.history:  # nothing selected: best_epoch names the weights kept
             result.best_epoch = result.epochs_run
-            if self.evaluate is not None:
-                kept = (
-                    f"the moving average of the weights ({self._key('ema_decay')}) at the last "
-                    "epoch is kept"
-                    if average is not None
-                    else "the last epoch's weights are kept"
-                )
-                warnings.warn(
-                    f"no validation ran: {result.epochs_run} epoch(s) but "
-                    f"{self._key('eval_every')} is {cfg.eval_every}; {kept} (lower "
-                    f"{self._key('eval_every')} to select on validation)",
-                    stacklevel=3,  # the caller of fit
-                )
         model.module.eval()
         result.seconds = time.perf_counter() - start
         if checkpoints is not None:
