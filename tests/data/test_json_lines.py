@@ -52,9 +52,7 @@ def test_fields_ids_and_lines_are_read_as_written(tmp_path: Path) -> None:
 
 def test_interactions_from_an_amazon_dump(tmp_path: Path) -> None:
     path = _write(tmp_path / "Books.json", AMAZON)
-    read = read_interactions(
-        path, rating_col="overall", time_col="unixReviewTime", **COLUMNS
-    )
+    read = read_interactions(path, rating_col="overall", time_col="unixReviewTime", **COLUMNS)
     assert read.users.ids.tolist() == ["A1", "A2"]
     assert read.items.ids.tolist() == ["007", "7", "8"]
     dense = read.matrix.toarray()
@@ -96,9 +94,7 @@ def test_a_yelp_dump_with_dates_orders_each_user_by_time(tmp_path: Path) -> None
 
 def test_a_run_config_reads_jsonl(tmp_path: Path) -> None:
     records = [
-        {"user": f"u{u}", "item": f"i{(u + k) % 7}", "t": k}
-        for u in range(6)
-        for k in range(5)
+        {"user": f"u{u}", "item": f"i{(u + k) % 7}", "t": k} for u in range(6) for k in range(5)
     ]
     path = _write(tmp_path / "log.jsonl", records)
     config = load_config(
@@ -161,8 +157,19 @@ def test_a_field_first_seen_late_is_missing_before(tmp_path: Path) -> None:
     path = _write(tmp_path / "late.jsonl", [{"u": 1, "i": 2}, {"u": 1, "i": 3, "r": 4}])
     every, _ = read_json_lines(path)  # every field of any line, None where a line lacks it
     assert list(every.columns) == ["u", "i", "r"] and every["r"].tolist() == [None, 4]
-    with pytest.raises(DataFormatError, match=r"non-numeric or missing value\(s\) .* at line 1 "):
+    with pytest.raises(
+        DataFormatError, match=r"non-numeric or missing value\(s\) .* at line 1 "
+    ) as err:
         read_interactions(path, user_col="u", item_col="i", rating_col="r")
+    assert "(values ['missing'])" in str(err.value)  # before: ['None'], as if the text None
+
+
+def test_a_csv_rating_that_is_text_or_empty_is_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text("u,i,r\n1,2,\n1,3,five\n1,4,4\n")
+    with pytest.raises(DataFormatError, match=r"2 non-numeric or missing") as err:
+        read_interactions(path, user_col="u", item_col="i", rating_col="r")
+    assert "(values ['missing', 'five'])" in str(err.value)
 
 
 # ------------------------------------------------------------------ review: edge cases

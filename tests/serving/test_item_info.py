@@ -107,8 +107,11 @@ def test_recommend_and_export_show_the_fields(run_dir: Path, tmp_path: Path) -> 
     )  # fmt: skip
     assert done.exit_code == 0, done.output
     table = pd.read_csv(out)
-    assert list(table.columns) == ["user", "rank", "item", "score", "title"]
-    for item, title in zip(table["item"], table["title"], strict=True):
+    assert list(table.columns) == ["user", "rank", "item", "score", "in_item_file", "title"]
+    for item, listed, title in zip(
+        table["item"], table["in_item_file"], table["title"], strict=True
+    ):
+        assert listed == (item % 2 == 0)  # an item the file lacks is told from an empty title
         assert (title == f"Item number {item}") if item % 2 == 0 else pd.isna(title)
     alone = runner.invoke(app, [*args, "--item-fields", "title"])
     assert alone.exit_code == 2 and "--item-fields picks columns of --item-info" in alone.output
@@ -136,3 +139,10 @@ def test_the_service_answers_with_the_fields(run_dir: Path, tmp_path: Path, serv
         **plain,
         "info": [{"title": f"Item number {i}"} if i % 2 == 0 else None for i in plain["items"]],
     }
+
+
+def test_a_value_holding_a_line_break_keeps_its_item_on_one_line() -> None:
+    """Before, a title holding a newline split ``recommend``'s line for that item in two."""
+    fields = {"title": "Two\nlines", "note": "tab\there\r\n"}
+    assert describe_item(fields) == "Two\\nlines | tab\\there\\r\\n"
+    assert "\n" not in describe_item(fields)

@@ -61,6 +61,8 @@ def test_metrics_select_on_validation_and_match_a_reload(run):
     per_example = np.load(run.directory / "test_per_user.npz")
     assert per_example["hit_rate@10"].mean() == pytest.approx(metrics["test"]["hit_rate@10"])
     assert len(per_example["hit_rate@10"]) == metrics["data"]["test"]
+    # one value an example: the means are over examples, whatever eval.averaging names
+    assert metrics["averaged_over"] == "examples"
 
 
 def test_saved_sequences_round_trip(run):

@@ -172,7 +172,9 @@ def _finite(
     bad = ~np.isfinite(values)
     if bad.any():
         pos = np.flatnonzero(bad)
-        examples = [str(v) for v in series.iloc[pos[:5]].tolist()]
+        # an absent value (an empty CSV cell, a JSON field left out or null) is "missing",
+        # not the text 'None' or 'nan' that str() makes of it
+        examples = ["missing" if pd.isna(v) else str(v) for v in series.iloc[pos[:5]].tolist()]
         raise DataFormatError(
             f"{pos.size} non-numeric or missing value(s) in column {col!r}"
             f"{describe_source(source)} at {describe_rows(pos, line_numbers)} (values {examples}); "

@@ -143,10 +143,11 @@ def export_recommendations(
     predictor.user_rows(ids)  # every id is checked before a file is opened
     ruled = predictor.ruled_items(exclude_items, candidates)  # and so are the rules
     if item_info is not None:
-        clash = [name for name in item_info.fields if name in _COLUMNS]
+        own = [*_COLUMNS, _IN_ITEM_FILE]
+        clash = [name for name in item_info.fields if name in own]
         if clash:
             raise ValueError(
-                f"item fields {clash} would repeat the export's own columns {list(_COLUMNS)}: "
+                f"item fields {clash} would repeat the export's own columns {own}: "
                 "leave them out of the fields shown"
             )
     written = 0
@@ -171,6 +172,9 @@ def _unique(users: Sequence[Any] | np.ndarray) -> np.ndarray:
 
 
 _COLUMNS = ("user", "rank", "item", "score")
+# With an item file: whether it lists the item, so that an item it lacks is not taken for one
+# whose fields are empty (both leave the field columns null).
+_IN_ITEM_FILE = "in_item_file"
 
 
 def _table(
@@ -181,7 +185,8 @@ def _table(
     item_info: ItemInfo | None = None,
 ):
     """The long ``user, rank, item, score`` table of one batch (padding rows dropped), with
-    ``item_info``'s fields as text (one type in every batch, whatever the first one holds)."""
+    ``item_info``'s fields as text (one type in every batch, whatever the first one holds)
+    after an ``in_item_file`` column."""
     keep = items >= 0
     k = items.shape[1]
     columns = {
@@ -192,6 +197,7 @@ def _table(
     }
     if item_info is not None:
         found = item_info.lookup(columns["item"].tolist())
+        columns[_IN_ITEM_FILE] = pa.array([row is not None for row in found], type=pa.bool_())
         for name in item_info.fields:
             values = [None if row is None or row[name] is None else str(row[name]) for row in found]
             columns[name] = pa.array(values, type=pa.string())

@@ -108,11 +108,18 @@ class ItemInfo:
         return [None if row is None else dict(zip(self.fields, row, strict=True)) for row in found]
 
 
+# Line breaks and tabs in a value shown as escapes, so that each item keeps one line.
+_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
 def describe_item(fields: dict[str, Any] | None) -> str:
-    """An item's fields on one line of text: the values, " | " between them."""
+    """An item's fields on one line of text: the values, " | " between them (a line break or
+    tab inside a value written as ``\\n``, ``\\r``, ``\\t``)."""
     if fields is None:
         return "(not in the item file)"
-    return " | ".join("" if value is None else str(value) for value in fields.values())
+    return " | ".join(
+        "" if value is None else str(value).translate(_ONE_LINE) for value in fields.values()
+    )
 
 
 def _is_json(path: Path) -> bool:

@@ -138,6 +138,8 @@ def run_sequential_into(
         "name": config.name,
         "model": config.model.name,
         "averaging": config.eval.averaging,
+        # the setting above: its means are over examples, where both averagings agree
+        "averaged_over": "examples",
         "exclude_history": config.eval.exclude_history,  # whether each past was masked
         "valid": valid,
         "test": test,
