@@ -8,6 +8,7 @@
 ``storage``      the search's Optuna study on disk: opened (or refused), killed trials failed
 ``experiment``   configs x seeds -> results.csv and results.md (mean ± std, paired tests)
 ``records``      each finished (config, seed)'s record, read back so a re-run skips it
+``reuse``        one run for all seeds of a deterministic config (popularity, EASE)
 ``workers``      the processes of ``experiment --jobs N``, which stop when the command stops
 ``per_user``     per-user test metrics of a fitted model or a run directory
 ``comparable``   whether two runs have the same test targets, ranked the same way (paired tests,

@@ -3,6 +3,11 @@ same way.
 
 Runs qualify when they read the same data the same way:
 
+* the same data: equal data fingerprints, where both runs recorded one (``metrics.json``'s
+  ``data.fingerprint``, a SHA-256 of the users, items and train/valid/test pairs, or of a
+  next-item run's sequences: :func:`recdiff.train.run_files.split_fingerprint`), whatever
+  file, format or settings the data came from. Otherwise (runs written before runs recorded
+  one, DreamRec folders) the data settings decide:
 * equal data sections, time weights aside (they reweight T-DiffRec's input, not the splits) and
   the history length aside (``data.max_len`` cuts a next-item model's input; the examples and
   their targets are the same whatever it is), except in a DreamRec folder evaluated with
@@ -111,10 +116,24 @@ def _history_decides_mask(config: Mapping[str, Any]) -> bool:
     )
 
 
-def _without_max_len(statistics: Mapping[str, Any]) -> dict[str, Any]:
-    """Next-item runs record their history length among the data statistics; it is an input
-    setting, not a property of the test examples."""
-    return {key: value for key, value in statistics.items() if key != "max_len"}
+def _counts(statistics: Mapping[str, Any]) -> dict[str, Any]:
+    """The data statistics that count the test examples: not the fingerprint (compared first)
+    nor a next-item run's history length, an input setting rather than a property of them."""
+    return {key: value for key, value in statistics.items() if key not in _NOT_COUNTS}
+
+
+_NOT_COUNTS = ("max_len", "fingerprint")
+
+
+def _fingerprints(
+    statistics_a: Mapping[str, Any] | None, statistics_b: Mapping[str, Any] | None
+) -> tuple[str, str] | None:
+    """Both runs' data fingerprints, when both recorded one in the same scheme (the text before
+    ``:``); None otherwise, and the data settings decide."""
+    a, b = ((statistics or {}).get("fingerprint") for statistics in (statistics_a, statistics_b))
+    if not isinstance(a, str) or not isinstance(b, str) or a.split(":")[0] != b.split(":")[0]:
+        return None
+    return a, b
 
 
 def _show(value: Any) -> str:
@@ -142,12 +161,19 @@ def difference(
     if next_a != next_b:
         kinds = {True: "next-item examples", False: "users' interaction rows"}
         return Difference("data", "test targets", kinds[next_a], kinds[next_b])
-    found = _first_difference("data", data_section(config_a), data_section(config_b), "data.")
+    fingerprints = _fingerprints(statistics_a, statistics_b)
+    if fingerprints is None:
+        found = _first_difference("data", data_section(config_a), data_section(config_b), "data.")
+    elif fingerprints[0] != fingerprints[1]:
+        # (their first digits: enough to tell them apart in a sentence)
+        found = Difference("data", "data fingerprint", *(f[:15] for f in fingerprints))
+    else:  # the same data, read from whichever file
+        found = None
     if found is None and statistics_a is not None and statistics_b is not None:
         found = _first_difference(
             "data",
-            _without_max_len(statistics_a),
-            _without_max_len(statistics_b),
+            _counts(statistics_a),
+            _counts(statistics_b),
             "data statistic ",
         )
     if found is None and next_a:

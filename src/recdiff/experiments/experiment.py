@@ -17,6 +17,10 @@ experiment continues where it stopped, whichever way the output folder is spelle
 their files relative to it; older records, which named them from the working folder of the
 time, are read by the files' names, which do not depend on it).
 
+A deterministic config (a model that draws no random numbers, on data the seed does not change:
+:mod:`recdiff.experiments.reuse`) trains one run; its other seeds' records repeat it
+(``same_as_seed``), also for seeds added when the experiment is continued with more.
+
 With ``jobs > 1`` the runs train in worker processes (:mod:`recdiff.experiments.workers`): a
 failed run, Ctrl-C or SIGTERM cancels the queued runs and stops the running ones at once, and a
 stopped run leaves no folder behind; workers whose command has died stop too.
@@ -50,6 +54,7 @@ from recdiff.experiments.records import (
     record_paths,
     results_table,
 )
+from recdiff.experiments.reuse import reuse_record, shared_run_key
 from recdiff.experiments.stats import METHOD_NAMES
 from recdiff.experiments.workers import stoppable, worker_pool
 from recdiff.train.distributed import (
@@ -234,19 +239,35 @@ def run_experiment(
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
         records: dict[tuple[str, int], SeedRecord] = {}
         tasks = []
+        # (label, seed whose run it repeats) -> the (seed, seeded config) of deterministic
+        # configs' other seeds
+        repeats: dict[tuple[str, int], list[tuple[int, dict[str, Any]]]] = {}
         for label, config in labelled:
-            for seed in seed_list:
-                raw = _seeded(config, label, seed)
+            seeded = {seed: _seeded(config, label, seed) for seed in seed_list}
+            for seed, raw in seeded.items():
                 # Only rank 0's reading counts (broadcast below); the others need not read.
                 json_path = record_paths(out, label, seed)[0]
                 done = existing_record(out, json_path, raw, label, metric) if main else None
                 if done is not None:
                     records[label, seed] = done
                     report(f"{label} seed {seed}: done before ({done.run_dir})")
+            # A deterministic config trains once: its other seeds repeat the run of one seed
+            # with the same key, done before (the seeds of a continued experiment come first)
+            # or trained now.
+            serving: dict[str, int] = {}
+            before = [seed for seed in seed_list if (label, seed) in records]
+            for seed in [*before, *(seed for seed in seed_list if seed not in before)]:
+                key = shared_run_key(seeded[seed])
+                if key is not None and key in serving and seed not in before:
+                    repeats.setdefault((label, serving[key]), []).append((seed, seeded[seed]))
+                    continue
+                if key is not None:
+                    serving.setdefault(key, seed)
+                if seed in before:
                     continue
                 tasks.append(
                     {
-                        "config": raw,
+                        "config": seeded[seed],
                         "label": label,
                         "out": str(out),
                         "threads": threads,
@@ -254,15 +275,18 @@ def run_experiment(
                     }
                 )
         # Rank 0's records decide which runs are left: every process must train the same ones.
-        tasks, records = broadcast_object((tasks, records))
+        tasks, records, repeats = broadcast_object((tasks, records, repeats))
+        if main:
+            for record in list(records.values()):  # seeds added to a config trained once
+                _repeat(out, record, repeats, records, report)
         if jobs == 1:
             finished = (_run_one(task) for task in tasks)
-            _collect(out, finished, tasks, records, metric, report)
+            _collect(out, finished, tasks, records, repeats, metric, report)
         else:
             try:
                 with worker_pool(jobs) as pool:
                     finished = pool.map(functools.partial(stoppable, _run_one), tasks)
-                    _collect(out, finished, tasks, records, metric, report)
+                    _collect(out, finished, tasks, records, repeats, metric, report)
             except BaseException:  # the workers have stopped: see what they left
                 _remove_unfinished_runs(out / "runs", tasks, records)
                 raise
@@ -280,10 +304,10 @@ def run_experiment(
 
 
 def _collect(
-    out: Path, finished, tasks, records, metric: str, report: Callable[[str], None]
+    out: Path, finished, tasks, records, repeats, metric: str, report: Callable[[str], None]
 ) -> None:
-    """Records of the ``finished`` runs, which come in the order of ``tasks``; a run that raised
-    is named before its error stops the experiment."""
+    """Records of the ``finished`` runs, which come in the order of ``tasks``, and of the seeds
+    that ``repeats`` them; a run that raised is named before its error stops the experiment."""
     finished = iter(finished)
     for task in tasks:
         try:
@@ -299,6 +323,19 @@ def _collect(
         report(
             f"{record.label} seed {record.seed}: valid {metric} {record.valid[metric]:.4f}, "
             f"test {metric} {record.test[metric]:.4f} ({record.run_dir})"
+        )
+        if is_main_process():  # (the others write nothing)
+            _repeat(out, record, repeats, records, report)
+
+
+def _repeat(out: Path, record: SeedRecord, repeats, records, report) -> None:
+    """Records of the seeds whose run is ``record``'s (a deterministic config's other seeds)."""
+    for seed, config in repeats.pop((record.label, record.seed), []):
+        repeat = reuse_record(out, record, seed, config)
+        records[record.label, seed] = repeat
+        report(
+            f"{record.label} seed {seed}: same as seed {repeat.same_as_seed or record.seed}: "
+            f"deterministic ({repeat.run_dir})"
         )
 
 

@@ -34,7 +34,9 @@ class ExperimentError(ConfigError):
 class SeedRecord:
     """One trained (config, seed): its means, where it lives, and its per-user test values.
     ``data``: the run's data statistics (``metrics.json``), which tell runs on other data apart;
-    None when not recorded."""
+    None when not recorded. ``same_as_seed``: the seed whose run this one repeats, for a
+    deterministic config trained once (:mod:`recdiff.experiments.reuse`); None when the seed
+    trained a run of its own."""
 
     label: str
     model: str
@@ -46,6 +48,7 @@ class SeedRecord:
     per_user_error: str | None = None
     per_user_gap: float = 0.0
     data: dict[str, Any] | None = None
+    same_as_seed: int | None = None
 
     def per_user(self) -> dict[str, np.ndarray] | None:
         """Per-user test metrics, or None when they could not be computed for this model."""

@@ -217,6 +217,16 @@ def render_markdown(
         "sample standard deviation (ddof = 1) over seeds; test metrics averaged over "
         f"{' / '.join(averaging)}. Selection metric: validation {metric}.",
         "",
+    ]
+    repeated = [label for label, group in groups.items() if any(r.same_as_seed for r in group)]
+    if repeated:
+        lines += [
+            f"Trained once: {', '.join(repeated)} (deterministic: the model draws no random "
+            "numbers and the seed does not change the data); each seed repeats that run, so "
+            "their standard deviations are 0.",
+            "",
+        ]
+    lines += [
         "| config | model | seeds | "
         + " | ".join([f"valid {metric}", *(f"test {m}" for m in shown)])
         + " |",

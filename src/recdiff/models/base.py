@@ -70,6 +70,11 @@ class SavedModel(abc.ABC):
 
     #: Name written to ``config.json``; defaults to the class name.
     model_name: ClassVar[str] = ""
+    #: Whether fitting draws no random numbers, so that ``train.seed`` changes nothing: the
+    #: same data gives the same model, to the bit. ``recdiff experiment`` trains such a model
+    #: once for all its seeds (when the seed does not change the data either) and reuses that
+    #: run. Set it only for a model whose fit, selection and scoring are free of randomness.
+    seed_independent: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

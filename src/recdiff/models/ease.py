@@ -120,6 +120,8 @@ def _mirror_lower(matrix: np.ndarray, block: int = 512) -> None:
 class EASE(Recommender):
     """EASE item-item model; ``score(history) = binary(history) @ B``."""
 
+    seed_independent = True  # closed form; lambda is chosen on validation, without draws
+
     def __init__(self, config: EASEConfig | None = None, **overrides: Any) -> None:
         base = asdict(config) if config is not None else {}
         self.config = EASEConfig(**{**base, **overrides})

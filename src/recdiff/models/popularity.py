@@ -18,6 +18,8 @@ from recdiff.models.base import Recommender, WeightsMismatch, check_train
 class Popularity(Recommender):
     """Scores each item by how many train users interacted with it (binary, duplicates once)."""
 
+    seed_independent = True  # counting draws no random numbers
+
     def __init__(self) -> None:
         self.item_counts: np.ndarray | None = None
 

@@ -183,6 +183,7 @@ class MostPopular(SequentialRecommender):
 
     model_name = "mostpop"
     config_class = MostPopularConfig
+    seed_independent = True  # counting draws no random numbers
 
     def _build_net(self, n_items: int, max_len: int) -> nn.Module:
         return _Counts(n_items)

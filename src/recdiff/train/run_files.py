@@ -1,17 +1,19 @@
 """The files of a run folder that every kind of model writes the same way (the layout is in
 :mod:`recdiff.train.run`): the event log, ``metrics.json`` with the versions it was made with,
-the curves, and the per-user test metrics.
+the curves, and the per-user test metrics; and the fingerprints of the data that runs record
+in ``metrics.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import platform
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,7 +25,20 @@ from recdiff.eval.evaluator import EvalResult
 from recdiff.train.checkpoint import active_checkpoints
 from recdiff.train.trainer import OnEvent
 
-__all__ = ["PER_USER_FILE", "EventLog", "finish", "json_text", "save_per_user", "versions"]
+if TYPE_CHECKING:
+    from recdiff.data import DatasetSplits
+    from recdiff.data.sequences import UserSequences
+
+__all__ = [
+    "PER_USER_FILE",
+    "EventLog",
+    "finish",
+    "json_text",
+    "save_per_user",
+    "sequence_fingerprint",
+    "split_fingerprint",
+    "versions",
+]
 
 PER_USER_FILE = "test_per_user.npz"
 
@@ -147,3 +162,40 @@ def finish(work: Path, metrics: dict[str, Any], log: EventLog, config: RunConfig
         selected = metrics.get("best_epoch") if metrics.get("validated") else None
         stopped = bool(metrics.get("stopped_early"))
         plot_curves(log.records, work / "curves.png", config.train.metric, selected, stopped)
+
+
+# ------------------------------------------------------------------------- data fingerprints
+#: Names how a fingerprint is computed: fingerprints of two schemes are not compared.
+FINGERPRINT_SCHEME = "v1"
+
+
+def split_fingerprint(splits: DatasetSplits) -> str:
+    """SHA-256 of what a run of users' rows is trained and tested on: the user and item ids and
+    the (user, item) pairs of train, valid and test, in the vocabularies' sorted external-id
+    order. Equal for the same interactions however they were stored (CSV, Parquet, JSON Lines,
+    in any row order); ratings, times and the held-out pairs a split dropped are not in it."""
+    arrays = [splits.users.ids, splits.items.ids]
+    for part in (splits.train, splits.valid, splits.test):
+        pairs = part.matrix.tocsr(copy=True)
+        pairs.sum_duplicates()  # one entry per pair, each row's items in order
+        arrays += [pairs.indptr, pairs.indices]
+    return _fingerprint("rows", arrays)
+
+
+def sequence_fingerprint(sequences: UserSequences) -> str:
+    """SHA-256 of the users' whole item sequences (ids and order) a next-item run splits
+    leave-one-out: its examples follow from them, histories cut to ``data.max_len`` or not."""
+    arrays = [sequences.users.ids, sequences.items.ids, sequences.indptr, sequences.item_idx]
+    return _fingerprint("sequences", arrays)
+
+
+def _fingerprint(kind: str, arrays: list[np.ndarray]) -> str:
+    digest = hashlib.sha256(kind.encode())
+    for array in arrays:
+        if array.dtype.kind == "U":  # external ids as text: JSON keeps their bounds
+            data = json.dumps(array.tolist()).encode()
+        else:  # indices and integer ids, in one width whatever the reader chose
+            data = np.ascontiguousarray(array, dtype=np.int64).tobytes()
+        digest.update(f"{array.dtype.kind}{len(data)}:".encode())
+        digest.update(data)
+    return f"{FINGERPRINT_SCHEME}:{digest.hexdigest()}"

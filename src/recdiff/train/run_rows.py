@@ -34,7 +34,7 @@ from recdiff.progress import note
 from recdiff.train.checkpoint import check_run_data
 from recdiff.train.config import selection_summary, stage_summaries
 from recdiff.train.datasets import held_out_left_out, load_splits, require_held_out
-from recdiff.train.run_files import PER_USER_FILE, save_per_user
+from recdiff.train.run_files import PER_USER_FILE, save_per_user, split_fingerprint
 
 __all__ = ["evaluation_scorer", "known_user_inputs", "model_inputs", "run_rows_into"]
 
@@ -232,6 +232,7 @@ def run_rows_into(
             # users with held-out items: the others count as 0 under all_users averaging
             "valid_users": int((splits.valid.user_counts() > 0).sum()),
             "test_users": int((splits.test.user_counts() > 0).sum()),
+            "fingerprint": split_fingerprint(splits),  # the same data, whatever file held it
         },
     }
     model.save(work / "model")

@@ -40,7 +40,7 @@ from recdiff.progress import note
 from recdiff.train.checkpoint import check_run_data
 from recdiff.train.config import selection_summary, stage_summaries
 from recdiff.train.datasets import load_sequences_and_low_ratings, require_held_out
-from recdiff.train.run_files import PER_USER_FILE, save_per_user
+from recdiff.train.run_files import PER_USER_FILE, save_per_user, sequence_fingerprint
 
 __all__ = ["evaluate_sequential", "row_block_scorer", "run_sequential_into", "validation"]
 
@@ -159,6 +159,8 @@ def run_sequential_into(
             "valid": len(data.valid),
             "test": len(data.test),
             "max_len": data.max_len,
+            # the same sequences, whatever file held them (a DreamRec folder holds none)
+            **({"fingerprint": sequence_fingerprint(sequences)} if sequences is not None else {}),
         },
     }
     model.save(work / "model")
