@@ -103,6 +103,21 @@ def test_table_rows_keep_long_labels_whole_and_columns_aligned():
     assert lines[1].split() == ["paper", "0.1787"]
 
 
+def test_a_table_of_many_metrics_continues_in_blocks_that_fit_a_terminal():
+    from recdiff.cli.results import metrics_table
+
+    names = [
+        f"{m}@{k}" for m in ("recall", "ndcg", "hit_rate", "precision", "mrr") for k in (10, 20)
+    ]
+    values = {name: i / 100 for i, name in enumerate(names)}
+    text = metrics_table({"valid": values, "test": values}, names)
+    first, second = (block.splitlines() for block in text.split("\n\n"))
+    assert first[0].split() == names[:5] and second[0].split() == names[5:]
+    assert first[2].split() == ["test", "0.0000", "0.0100", "0.0200", "0.0300", "0.0400"]
+    assert second[1].split() == ["valid", "0.0500", "0.0600", "0.0700", "0.0800", "0.0900"]
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
 def test_a_reference_row_that_is_not_a_papers_is_labelled_by_its_source(monkeypatch, tmp_path):
     """Most-popular on Zhihu is in no paper's table: its reference row is PAPERS.md's
     measurement, so it is not labelled "paper"."""

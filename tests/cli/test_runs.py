@@ -154,12 +154,27 @@ def test_a_history_that_leaves_fewer_than_k_items_gets_a_note(run_dir):
     )
 
 
+def _table_values(text: str) -> dict[str, dict[str, str]]:
+    """A printed metrics table, read back: {row label: {metric: value as printed}}, across its
+    blocks (a header line, then the rows; blocks a blank line apart)."""
+    values: dict[str, dict[str, str]] = {}
+    for block in text.split("\n\n"):
+        lines = [line for line in block.splitlines() if line.strip()]
+        names = lines[0].split()
+        for line in lines[1:]:
+            label, *cells = line.split()
+            if len(cells) == len(names):
+                values.setdefault(label, {}).update(zip(names, cells, strict=True))
+    return values
+
+
 def test_evaluate_reproduces_the_run_metrics(run_dir):
     result = runner.invoke(app, ["evaluate", str(run_dir)])
     assert result.exit_code == 0, result.output
     stored = json.loads((run_dir / "metrics.json").read_text())
-    test_line = next(line for line in result.output.splitlines() if line.startswith("test"))
-    assert f"{stored['test']['recall@20']:.4f}" in test_line
+    shown = _table_values(result.stdout)["test"]
+    assert shown["recall@20"] == f"{stored['test']['recall@20']:.4f}"
+    assert set(shown) == set(stored["test"])  # every metric the run recorded, none cut off
     result = runner.invoke(app, ["evaluate", str(run_dir), "--exclude-history"])
     assert result.exit_code == 2
     assert "--keep-history apply to next-item runs" in result.stderr
@@ -182,9 +197,8 @@ def test_evaluate_averages_as_the_run_did_unless_told(tmp_path):
     def test_recall(*options):
         result = runner.invoke(app, ["evaluate", str(run), *options])
         assert result.exit_code == 0, result.output
-        lines = result.stdout.splitlines()
-        header, test = lines[0].split(), next(x for x in lines if x.startswith("test")).split()
-        return test[1 + header.index("recall@20")], lines[-1]
+        table, last = result.stdout.rsplit("\n", 2)[0], result.stdout.splitlines()[-1]
+        return _table_values(table)["test"]["recall@20"], last
 
     for options, averaging in [((), "test_users"), (("--averaging", "all_users"), "all_users")]:
         value = f"{stored[averaging]['test']['recall@20']:.4f}"

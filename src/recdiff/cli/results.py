@@ -10,14 +10,23 @@ from recdiff.config import load_config
 __all__ = ["averaging_note", "metrics_table", "report_run", "selection_line"]
 
 
+#: Metric columns a table block holds: 14 + 5 x 13 characters fit an 80-column terminal.
+TABLE_COLUMNS = 5
+
+
 def metrics_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
+    """Rows of metric values under their names; more than :data:`TABLE_COLUMNS` metrics
+    continue in further blocks of the same rows, a blank line apart."""
     width = max([14, *(len(label) + 1 for label in rows)])  # labels whole ("recdiff (n=100)")
-    header = f"{'':<{width}}" + "".join(f"{m:>13}" for m in metrics)
-    lines = [header]
-    for label, values in rows.items():
-        cells = "".join(f"{values[m]:>13.4f}" if m in values else f"{'-':>13}" for m in metrics)
-        lines.append(f"{label:<{width}}{cells}")
-    return "\n".join(lines)
+    blocks = []
+    for start in range(0, max(len(metrics), 1), TABLE_COLUMNS):
+        block = metrics[start : start + TABLE_COLUMNS]
+        lines = [f"{'':<{width}}" + "".join(f"{m:>13}" for m in block)]
+        for label, values in rows.items():
+            cells = "".join(f"{values[m]:>13.4f}" if m in values else f"{'-':>13}" for m in block)
+            lines.append(f"{label:<{width}}{cells}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def report_run(result, run_config=None) -> None:
@@ -29,7 +38,7 @@ def report_run(result, run_config=None) -> None:
     if run_config is None:
         run_config = load_config(str(result.directory / "config.yaml"))
     metrics = result.metrics
-    shown = [f"{m}@{k}" for m in run_config.eval.metrics[:2] for k in run_config.eval.ks]
+    shown = [f"{m}@{k}" for m in run_config.eval.metrics for k in run_config.eval.ks]
     typer.echo(metrics_table({"valid": metrics["valid"], "test": metrics["test"]}, shown))
     typer.echo(f"{selection_line(metrics)}, {metrics['seconds']['total']:.1f} s")
     typer.echo(f"run: {result.directory}")
