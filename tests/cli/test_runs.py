@@ -175,6 +175,12 @@ def test_evaluate_reproduces_the_run_metrics(run_dir):
     shown = _table_values(result.stdout)["test"]
     assert shown["recall@20"] == f"{stored['test']['recall@20']:.4f}"
     assert set(shown) == set(stored["test"])  # every metric the run recorded, none cut off
+    as_json = runner.invoke(app, ["evaluate", str(run_dir), "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    parsed = json.loads(as_json.stdout)  # for scripts: the values unrounded
+    assert parsed["averaging"] == stored["averaging"]
+    assert parsed["test"] == pytest.approx(stored["test"])
+    assert parsed["valid"] == pytest.approx(stored["valid"])
     result = runner.invoke(app, ["evaluate", str(run_dir), "--exclude-history"])
     assert result.exit_code == 2
     assert "--keep-history apply to next-item runs" in result.stderr

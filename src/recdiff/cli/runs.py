@@ -119,23 +119,31 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help='Print JSON: {"valid": {...}, "test": {...}, "averaging": ...}.'
+        ),
+    ] = False,
 ) -> None:
     """Re-evaluate a saved run's model on its data (valid and test) and print the metrics."""
     from recdiff.serving.predictor import Predictor
+    from recdiff.serving.sequence_predictor import SequencePredictor
 
     with user_errors(FileNotFoundError, ValueError, run=run):
         predictor = Predictor.load(run)
         averaging = predictor.config.eval.averaging if averaging is None else averaging
         results = predictor.evaluate(averaging=averaging, exclude_history=exclude_history)
+    # one target an example: the averagings agree
+    over = "examples" if isinstance(predictor, SequencePredictor) else averaging
+    if as_json:
+        typer.echo(json.dumps({**results, "averaging": over}))
+        return
     metrics = sorted({name for r in results.values() for name in r})
     typer.echo(metrics_table(results, metrics))
     from recdiff.serving.report import OVER_EXAMPLES
-    from recdiff.serving.sequence_predictor import SequencePredictor
 
-    if isinstance(predictor, SequencePredictor):  # one target an example: averagings agree
-        typer.echo(f"averaging: {OVER_EXAMPLES}")
-    else:
-        typer.echo(f"averaging: {averaging}")
+    typer.echo(f"averaging: {OVER_EXAMPLES if over == 'examples' else over}")
 
 
 def recommend(
