@@ -139,8 +139,11 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps({**results, "averaging": over}))
         return
-    metrics = sorted({name for r in results.values() for name in r})
-    typer.echo(metrics_table(results, metrics))
+    # in the run's order (eval.metrics, each at eval.ks), as train printed them
+    names = {name for r in results.values() for name in r}
+    ev = predictor.config.eval
+    ordered = [f"{m}@{k}" for m in ev.metrics for k in ev.ks if f"{m}@{k}" in names]
+    typer.echo(metrics_table(results, ordered + sorted(names - set(ordered))))
     from recdiff.serving.report import OVER_EXAMPLES
 
     typer.echo(f"averaging: {OVER_EXAMPLES if over == 'examples' else over}")

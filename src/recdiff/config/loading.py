@@ -130,8 +130,12 @@ def _merge_into(node: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _read_value(text: str, item: str) -> Any:
+    if text and not text.strip():
+        # Spaces or a tab typed as the value mean themselves (``data.sep= ``); YAML would read
+        # them as null, and the setting would fall back to its default without a word.
+        return text
     try:
-        value = load_yaml(text) if text.strip() else None
+        value = load_yaml(text) if text else None
         if "#" in text:
             _no_comment(text, item)
     except yaml.YAMLError:

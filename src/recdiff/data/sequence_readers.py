@@ -159,6 +159,7 @@ def read_sequence_file(path: PathLike) -> UserSequences:
                 return read_diffurec(path)
     text = _read_file(path)
     parts, line_no = _checked_lines(text, path)
+    _refuse_stray_lines_among_pairs(parts, line_no, path)
     if all(len(p) == 2 for p in parts) and len({p[0] for p in parts}) < len(parts):
         mixed = "\t" in text and re.search(r"\S +\S", text)  # tabs on some lines, spaces on others
         # a space or tab at the start or end of a line, or two in a row: pandas would count fields
@@ -169,6 +170,30 @@ def read_sequence_file(path: PathLike) -> UserSequences:
         # SASRec's pairs, read again by pandas' C parser: faster than building them from parts
         return read_user_item_lines(path, sep="\t" if "\t" in text else " ")
     return _user_lines(parts, line_no, path)
+
+
+def _refuse_stray_lines_among_pairs(
+    parts: list[list[str]], line_no: np.ndarray, path: Path
+) -> None:
+    """A file of SASRec's ``user item`` pairs with a few lines of another length (a third
+    field, a lone id) is not ICLRec's one line a user: read as that, it failed on its first
+    user "on several lines", advice that would corrupt the file. Such lines are named instead,
+    when nine lines in ten or more are pairs and some user holds several of them (which
+    ICLRec's format never has)."""
+    pairs = np.fromiter((len(p) == 2 for p in parts), dtype=bool, count=len(parts))
+    if pairs.all() or pairs.sum() < 0.9 * len(parts):
+        return
+    users = [p[0] for p, pair in zip(parts, pairs, strict=True) if pair]
+    if len(set(users)) == len(users):
+        return
+    odd = np.flatnonzero(~pairs)
+    lengths = sorted({len(parts[i]) for i in odd[:5]})
+    raise DataFormatError(
+        f"{path} reads as SASRec's `user item` pairs ({int(pairs.sum()):,} of {len(parts):,} "
+        f"lines hold two ids), but {odd.size:,} line(s) hold {' or '.join(map(str, lengths))}: "
+        f"{describe_rows(odd, line_no)}; fix or delete those lines (one interaction a line), "
+        "or write the file in ICLRec's format, one line a user"
+    )
 
 
 def read_user_sequences(path: PathLike) -> UserSequences:

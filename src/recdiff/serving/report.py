@@ -175,9 +175,24 @@ def build_report(run: str | Path, compare: str | Path | None = None) -> str:
         f"<h2>Runs on the same data ({len(comparison.runs)})</h2>",
         _comparison(summary, comparison, folder),
         "<h2>Config</h2>",
+        *_config_note(summary.config),
         f"<pre>{_e(summary.config_text)}</pre>",
     ]
     return _PAGE.format(title=_e(title), body="\n".join(sections))
+
+
+def _config_note(config: dict[str, Any]) -> list[str]:
+    """What the config shown does not say by itself: Mult-VAE trains from its ``model.*``
+    settings, with Adam and a validation every epoch, and the resolved ``train`` section it
+    lists beside them (``eval_every: 5``, ``optimizer: adamw``) is not what it read."""
+    if (config.get("model") or {}).get("name") != "multvae":
+        return []
+    return [
+        "<p>Mult-VAE trains from its <code>model</code> settings (max_epochs, lr, batch_size, "
+        "patience, weight_decay), with Adam, validating every epoch: the <code>train</code> "
+        "section lists the trainer's defaults, which it does not read (a <code>train</code> "
+        "key set in the command or config file is copied into <code>model</code>).</p>"
+    ]
 
 
 def write_report(
