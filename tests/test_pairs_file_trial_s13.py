@@ -72,8 +72,10 @@ def test_an_explicit_split_other_than_leave_one_out_is_refused_for_next_item_mod
     source = ["data.format=sequences", f"data.source={_pairs_file(tmp_path / 'p.txt')}"]
     with pytest.raises(ConfigError, match=r"set data\.split=leave_one_out \(got 'global_temporal'"):
         load_config("mostpop-zhihu", [*source, "data.split=global_temporal"])
-    # not given: the default (global_temporal for rows) becomes leave-one-out, as before
+    # not given: the default (global_temporal for rows) becomes leave-one-out, as before;
+    # and so does the global_temporal a resolved config of a DreamRec folder run lists
     assert load_config("mostpop-zhihu", source).data.split == "leave_one_out"
+    assert load_config("dreamrec-zhihu-search", source).data.split == "leave_one_out"
 
 
 def test_a_separator_of_spaces_or_a_tab_is_kept_not_read_as_null(tmp_path: Path) -> None:

@@ -226,7 +226,29 @@ def load_config(preset_or_path: str, overrides: list[str] | None = None) -> RunC
     if booleans or problems:
         _invalid(preset_or_path, booleans + problems)
     _relative_paths_found(Path(preset_or_path), written, set_keys)
+    _split_set_for_next_item(preset_or_path, raw, config, set_keys)
     return config
+
+
+def _split_set_for_next_item(
+    preset_or_path: str, raw: dict[str, Any], config: RunConfig, set_keys: list[str]
+) -> None:
+    """A next-item model's sequences are split leave-one-out: validation takes the default
+    ``global_temporal`` (also what a resolved config of a DreamRec folder run lists) for "not
+    asked", and any other split is refused. Set on the command line, ``global_temporal`` was
+    asked for, and is refused as the others are, not dropped without a word."""
+    given = (raw.get("data") or {}).get("split")
+    if "data.split" in set_keys and given != config.data.split == "leave_one_out":
+        _invalid(
+            preset_or_path,
+            [
+                (
+                    "",
+                    "next-item models split each user's sequence leave-one-out: set "
+                    f"data.split=leave_one_out (got {given!r})",
+                )
+            ],
+        )
 
 
 # Settings that hold a path; a config file may write it relative to the working directory.

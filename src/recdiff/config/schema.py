@@ -364,8 +364,8 @@ class RunConfig(BaseModel):
                 "set); remove data.duplicates"
             )
         if data.format in LEAVE_ONE_OUT_FORMATS and data.split != "leave_one_out":
-            # the default, not asked for (given explicitly, it was ignored without a word)
-            if data.split != "global_temporal" or "split" in data.model_fields_set:
+            # the default: nothing was asked (a --set of it is refused by load_config)
+            if data.split != "global_temporal":
                 raise ValueError(
                     f"next-item models split each user's sequence leave-one-out: set "
                     f"data.split=leave_one_out (got {data.split!r})"
