@@ -7,7 +7,7 @@ import typer
 
 from recdiff.config import load_config
 
-__all__ = ["averaging_note", "metrics_table", "report_run", "selection_line"]
+__all__ = ["averaging_note", "metric_names", "metrics_table", "report_run", "selection_line"]
 
 
 #: Metric columns a table block holds: 14 + 5 x 13 characters fit an 80-column terminal.
@@ -29,6 +29,12 @@ def metrics_table(rows: dict[str, dict[str, float]], metrics: list[str]) -> str:
     return "\n\n".join(blocks)
 
 
+def metric_names(eval_config) -> list[str]:
+    """``metric@k`` for each of a run's ``eval.metrics`` at each of its ``eval.ks``, in that
+    order: the columns its tables show."""
+    return [f"{m}@{k}" for m in eval_config.metrics for k in eval_config.ks]
+
+
 def report_run(result, run_config=None) -> None:
     """The table of a finished run's metrics, what was selected, and where it was written."""
     from recdiff.train.distributed import is_main_process
@@ -38,7 +44,7 @@ def report_run(result, run_config=None) -> None:
     if run_config is None:
         run_config = load_config(str(result.directory / "config.yaml"))
     metrics = result.metrics
-    shown = [f"{m}@{k}" for m in run_config.eval.metrics for k in run_config.eval.ks]
+    shown = metric_names(run_config.eval)
     typer.echo(metrics_table({"valid": metrics["valid"], "test": metrics["test"]}, shown))
     typer.echo(f"{selection_line(metrics)}, {metrics['seconds']['total']:.1f} s")
     typer.echo(f"run: {result.directory}")

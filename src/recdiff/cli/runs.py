@@ -21,7 +21,7 @@ from recdiff.cli.options import (
     top_k_option,
 )
 from recdiff.cli.reproduce import reproduce
-from recdiff.cli.results import metrics_table, report_run
+from recdiff.cli.results import metric_names, metrics_table, report_run
 from recdiff.cli.serve import IndexKind, IndexOption, load_with_index
 from recdiff.config import ConfigError, list_presets, load_config
 
@@ -139,10 +139,9 @@ def evaluate(
     if as_json:
         typer.echo(json.dumps({**results, "averaging": over}))
         return
-    # in the run's order (eval.metrics, each at eval.ks), as train printed them
+    # in the run's order, as train printed them
     names = {name for r in results.values() for name in r}
-    ev = predictor.config.eval
-    ordered = [f"{m}@{k}" for m in ev.metrics for k in ev.ks if f"{m}@{k}" in names]
+    ordered = [name for name in metric_names(predictor.config.eval) if name in names]
     typer.echo(metrics_table(results, ordered + sorted(names - set(ordered))))
     from recdiff.serving.report import OVER_EXAMPLES
 

@@ -11,7 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from recdiff.config.problems import BOOLEAN_FOR_NUMBER, validation_problems
-from recdiff.config.schema import RunConfig
+from recdiff.config.schema import RunConfig, leave_one_out_only
 from recdiff.config.sources import DATASETS_PREFIX
 from recdiff.config.yaml_io import ConfigLoader, load_yaml
 
@@ -239,16 +239,7 @@ def _split_set_for_next_item(
     asked for, and is refused as the others are, not dropped without a word."""
     given = (raw.get("data") or {}).get("split")
     if "data.split" in set_keys and given != config.data.split == "leave_one_out":
-        _invalid(
-            preset_or_path,
-            [
-                (
-                    "",
-                    "next-item models split each user's sequence leave-one-out: set "
-                    f"data.split=leave_one_out (got {given!r})",
-                )
-            ],
-        )
+        _invalid(preset_or_path, [("", leave_one_out_only(given))])
 
 
 # Settings that hold a path; a config file may write it relative to the working directory.

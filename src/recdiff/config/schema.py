@@ -285,6 +285,16 @@ SAVED_RUN = {"saved_run": True}
 #: Data a next-item model splits leave-one-out whatever data.split says (a sequence file, the
 #: demo), and, with DreamRec's folders of split examples, data that holds no ratings to filter.
 LEAVE_ONE_OUT_FORMATS = frozenset({"sequences", "demo"})
+
+
+def leave_one_out_only(split: object) -> str:
+    """The refusal of a split other than leave-one-out for a next-item model's sequences."""
+    return (
+        "next-item models split each user's sequence leave-one-out: set "
+        f"data.split=leave_one_out (got {split!r})"
+    )
+
+
 UNFILTERED_FORMATS = LEAVE_ONE_OUT_FORMATS | {"dreamrec"}
 
 
@@ -366,10 +376,7 @@ class RunConfig(BaseModel):
         if data.format in LEAVE_ONE_OUT_FORMATS and data.split != "leave_one_out":
             # the default: nothing was asked (a --set of it is refused by load_config)
             if data.split != "global_temporal":
-                raise ValueError(
-                    f"next-item models split each user's sequence leave-one-out: set "
-                    f"data.split=leave_one_out (got {data.split!r})"
-                )
+                raise ValueError(leave_one_out_only(data.split))
             data.split = "leave_one_out"
         return self
 

@@ -35,6 +35,7 @@ from recdiff.data.tables import read_table
 
 __all__ = [
     "held_out_left_out",
+    "left_out_note",
     "load_as_saved",
     "load_sequences",
     "load_sequences_and_low_ratings",
@@ -253,15 +254,26 @@ def require_held_out(valid: int, test: int, unit: str, left_out: str = "") -> No
         )
 
 
+def _cold_dropped(splits: DatasetSplits) -> tuple[np.ndarray, np.ndarray] | None:
+    """For each held-out interaction the split left out (``splits.dropped``): whether its user,
+    and whether its item, has no train interaction; None when nothing was left out."""
+    dropped = splits.dropped
+    if dropped is None or not dropped.nnz:
+        return None
+    cold_user = (splits.train.user_counts() == 0)[dropped.user_indices()]
+    cold_item = (splits.train.item_counts() == 0)[dropped.item_indices()]
+    return cold_user, cold_item
+
+
 def held_out_left_out(splits: DatasetSplits) -> str:
     """What a split left out of validation and test because its user or item has no train
     interaction (an item seen only in users' last interactions, say), for an error message;
     "" when nothing was."""
-    dropped = splits.dropped
-    if dropped is None or not dropped.nnz:
+    cold = _cold_dropped(splits)
+    if cold is None:
         return ""
-    cold_user = (splits.train.user_counts() == 0)[dropped.user_indices()]
-    cold_item = (splits.train.item_counts() == 0)[dropped.item_indices()] & ~cold_user
+    dropped = splits.dropped
+    cold_user, cold_item = cold[0], cold[1] & ~cold[0]
     items = np.unique(dropped.item_indices()[cold_item])
     shown = ", ".join(repr(x) for x in splits.items.ids[items[:5]].tolist())
     more = f" and {items.size - 5} more" if items.size > 5 else ""
@@ -270,4 +282,21 @@ def held_out_left_out(splits: DatasetSplits) -> str:
         f". {dropped.nnz} held-out interaction(s) were left out because their user "
         f"({int(cold_user.sum())} of them) or their item ({int(cold_item.sum())}, of "
         f"{items.size} item(s){example}) has no train interaction"
+    )
+
+
+def left_out_note(splits: DatasetSplits) -> str:
+    """For the data line a run prints: how many held-out interactions the split left out of
+    valid and test because their user or item has no train interaction ("" when none), which
+    would otherwise make the held-out counts look short of ``data.ratios``."""
+    cold = _cold_dropped(splits)
+    if cold is None:
+        return ""
+    dropped = splits.dropped
+    cold_users = np.unique(dropped.user_indices()[cold[0]]).size
+    cold_items = np.unique(dropped.item_indices()[cold[1]]).size
+    return (
+        f"; {dropped.nnz:,} held-out interaction{'s' if dropped.nnz != 1 else ''} left out "
+        f"(their user or item has no train interaction: {cold_users:,} "
+        f"user{'s' if cold_users != 1 else ''}, {cold_items:,} item{'s' if cold_items != 1 else ''})"
     )

@@ -33,7 +33,12 @@ from recdiff.models.base import Recommender
 from recdiff.progress import note
 from recdiff.train.checkpoint import check_run_data
 from recdiff.train.config import selection_summary, stage_summaries
-from recdiff.train.datasets import held_out_left_out, load_splits, require_held_out
+from recdiff.train.datasets import (
+    held_out_left_out,
+    left_out_note,
+    load_splits,
+    require_held_out,
+)
 from recdiff.train.run_files import PER_USER_FILE, save_per_user, split_fingerprint
 
 __all__ = ["evaluation_scorer", "known_user_inputs", "model_inputs", "run_rows_into"]
@@ -186,7 +191,7 @@ def run_rows_into(
     note(
         f"data: {splits.n_users:,} users, {splits.n_items:,} items; interactions "
         f"{splits.train.nnz:,} train / {splits.valid.nnz:,} valid / {splits.test.nnz:,} test"
-        f"{_left_out_note(splits)}",
+        f"{left_out_note(splits)}",
         show=config.train.progress and work is not None,
     )
     model = build_model(config.model.name, config.model.params(), config.train)
@@ -238,24 +243,6 @@ def run_rows_into(
     model.save(work / "model")
     _save_data(work / "data", splits, inputs, known_user_inputs(splits, config))
     return metrics, model
-
-
-def _left_out_note(splits: DatasetSplits) -> str:
-    """For the data line: how many held-out interactions the split left out of valid and test
-    because their user or item has no train interaction ("" when none), which would otherwise
-    make the held-out counts look short of ``data.ratios``."""
-    dropped = splits.dropped
-    if dropped is None or not dropped.nnz:
-        return ""
-    users = np.unique(dropped.user_indices())
-    items = np.unique(dropped.item_indices())
-    cold_users = int((splits.train.user_counts()[users] == 0).sum())
-    cold_items = int((splits.train.item_counts()[items] == 0).sum())
-    return (
-        f"; {dropped.nnz:,} held-out interaction{'s' if dropped.nnz != 1 else ''} left out "
-        f"(their user or item has no train interaction: {cold_users:,} "
-        f"user{'s' if cold_users != 1 else ''}, {cold_items:,} item{'s' if cold_items != 1 else ''})"
-    )
 
 
 def _save_data(
