@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import warnings
@@ -120,6 +121,18 @@ def demo_ddpm(
         typer.echo(f"  {label:<18} {energy_distance(samples, held_out):.4f}")
     plot_forward_reverse(model, out, seed=seed)
     typer.echo(f"wrote {out} in {time.perf_counter() - start:.1f} s total")
+
+
+def _unwrap(doc: str) -> str:
+    """A docstring with each paragraph on one line: typer's help keeps the source's line breaks
+    inside paragraphs after the first, which then break mid-sentence beside the terminal's own."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+
+
+for _info in (*app.registered_commands, *demo_app.registered_commands):
+    if _info.help is None and _info.callback is not None and _info.callback.__doc__:
+        _info.help = _unwrap(_info.callback.__doc__)
 
 
 def main() -> None:  # pragma: no cover - the console script calls ``app`` directly

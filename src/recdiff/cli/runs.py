@@ -73,8 +73,9 @@ def resume(
     ],
     quiet: Annotated[bool, typer.Option(help="No progress bars, no data line.")] = False,
 ) -> None:
-    """Continue a run interrupted after a resume checkpoint (train.checkpoint_every) to the
-    result it would have had."""
+    """Continue an interrupted run to the result it would have had.
+
+    Needs a resume checkpoint, written every train.checkpoint_every epochs."""
     from recdiff.train.folders import resumable_run
     from recdiff.train.run import resume_training
 

@@ -88,8 +88,9 @@ def export(
     item_info_file: ItemInfoOption = None,
     item_fields: ItemFieldsOption = None,
 ) -> None:
-    """Write the top-k items of every (or each listed) user: columns user, rank, item, score
-    (and --item-info's fields)."""
+    """Write the top-k items of every (or each listed) user to a file.
+
+    Columns user, rank, item, score, and --item-info's fields."""
     from recdiff.data.errors import UnknownIdError
     from recdiff.serving.export import export_recommendations, read_user_list
 
