@@ -233,10 +233,49 @@ def recommend(
         typer.echo(f"note: {recs.note}", err=True)
 
 
-def presets() -> None:
-    """List the shipped presets."""
+def presets(
+    name: Annotated[
+        str | None, typer.Argument(help="A preset to show: its file, comment included.")
+    ] = None,
+    resolved: Annotated[
+        bool,
+        typer.Option(help="With NAME: every setting, defaults filled in (as a run's config.yaml)."),
+    ] = False,
+    names: Annotated[bool, typer.Option(help="Names only, one a line (for scripts).")] = False,
+) -> None:
+    """List the shipped presets: name, model and data; or show one (NAME)."""
+    import yaml
+
+    from recdiff.config import preset_text
+
+    with user_errors(ConfigError):
+        if name is None:
+            if resolved:
+                raise ConfigError("--resolved shows one preset: give its NAME")
+            _list_presets(names)
+        elif resolved:
+            config = load_config(name)
+            typer.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
+        else:
+            typer.echo(preset_text(name), nl=False)
+
+
+def _list_presets(names_only: bool) -> None:
+    from recdiff.config import preset_text
+    from recdiff.config.yaml_io import load_yaml
+
+    if names_only:
+        typer.echo("\n".join(list_presets()))
+        return
+    rows = [("preset", "model", "data")]
     for name in list_presets():
-        typer.echo(name)
+        raw = load_yaml(preset_text(name))  # the file alone: validating all takes seconds
+        source = (raw.get("data") or {}).get("source") or "built-in demo"
+        rows.append((name, raw["model"]["name"], source))
+    width = [max(len(row[i]) for row in rows) for i in range(2)]
+    for row in rows:
+        typer.echo(f"{row[0]:<{width[0]}}  {row[1]:<{width[1]}}  {row[2]}".rstrip())
+    typer.echo("\n`recdiff presets NAME` shows one: what it is, and where its settings come from.")
 
 
 def register(app: typer.Typer) -> None:

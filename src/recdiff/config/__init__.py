@@ -1,6 +1,12 @@
 """Typed run configs, YAML presets with the papers' released settings, dotted overrides."""
 
-from recdiff.config.loading import ConfigError, apply_overrides, list_presets, load_config
+from recdiff.config.loading import (
+    ConfigError,
+    apply_overrides,
+    list_presets,
+    load_config,
+    preset_text,
+)
 from recdiff.config.schema import DataConfig, EvalConfig, ModelSpec, RunConfig, TimeWeightConfig
 
 __all__ = [
@@ -13,4 +19,5 @@ __all__ = [
     "apply_overrides",
     "list_presets",
     "load_config",
+    "preset_text",
 ]

@@ -89,8 +89,15 @@ def _raw_config(preset_or_path: str) -> dict[str, Any]:
         raise ConfigError(
             f"{preset_or_path!r} is neither a config file nor a preset; presets: {list_presets()}"
         )
-    preset = resources.files("recdiff.config") / "presets" / f"{preset_or_path}.yaml"
-    return _read_yaml(preset.read_text(encoding="utf-8"), f"preset {preset_or_path}")
+    return _read_yaml(preset_text(preset_or_path), f"preset {preset_or_path}")
+
+
+def preset_text(name: str) -> str:
+    """A shipped preset's YAML file as written: its comment says what it is and where its
+    settings come from."""
+    if name not in list_presets():
+        raise ConfigError(f"no preset {name!r}; presets: {', '.join(list_presets())}")
+    return (resources.files("recdiff.config") / "presets" / f"{name}.yaml").read_text("utf-8")
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -1,0 +1,52 @@
+"""``recdiff presets``: a table of every preset's model and data, one preset's file, or its
+resolved settings."""
+
+from __future__ import annotations
+
+import yaml
+from typer.testing import CliRunner
+
+from recdiff.cli.main import app
+from recdiff.config import RunConfig, list_presets, load_config, preset_text
+
+runner = CliRunner()
+
+
+def test_the_table_names_each_presets_model_and_data():
+    result = runner.invoke(app, ["presets"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: line.split()[1:] for line in result.output.splitlines() if line}
+    assert rows["preset"] == ["model", "data"]
+    assert rows["ldiffrec-ml1m-tuned"] == ["ldiffrec", "datasets:diffrec/ml-1m_clean"]
+    assert rows["sasrec-beauty"] == ["sasrec", "datasets:iclrec/Beauty.txt"]
+    assert rows["demo-dreamrec"] == ["dreamrec", "built-in", "demo"]
+    assert set(list_presets()) <= set(rows)
+
+
+def test_names_only_for_scripts():
+    result = runner.invoke(app, ["presets", "--names"])
+    assert result.exit_code == 0 and result.output.split("\n")[:-1] == list_presets()
+
+
+def test_one_preset_is_its_file_comment_included():
+    result = runner.invoke(app, ["presets", "dreamrec-beauty"])
+    assert result.exit_code == 0
+    assert result.output == preset_text("dreamrec-beauty")
+    assert result.output.startswith("# DreamRec on Amazon Beauty")
+
+
+def test_resolved_lists_every_setting_as_a_runs_config_yaml():
+    result = runner.invoke(app, ["presets", "tdiffrec-ml1m", "--resolved"])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    assert shown["train"]["precision"] == "fp32"  # a default the preset file does not write
+    assert "precision" not in preset_text("tdiffrec-ml1m")
+    assert RunConfig.model_validate(shown) == load_config("tdiffrec-ml1m")
+
+
+def test_an_unknown_name_and_resolved_without_a_name_are_refused():
+    result = runner.invoke(app, ["presets", "difrec-ml1m"])
+    assert result.exit_code == 2 and "no preset 'difrec-ml1m'" in result.output
+    assert "diffrec-ml1m" in result.output
+    result = runner.invoke(app, ["presets", "--resolved"])
+    assert result.exit_code == 2 and "give its NAME" in result.output
