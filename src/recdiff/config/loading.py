@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from recdiff.config.problems import BOOLEAN_FOR_NUMBER, validation_problems
 from recdiff.config.schema import RunConfig, leave_one_out_only
@@ -332,7 +332,27 @@ def _multvae_reads_what_was_set(raw: dict[str, Any], given: list[str]) -> None:
 
 def _problems(raw: dict[str, Any], error: ValidationError) -> list[tuple[str, str]]:
     problems = validation_problems(error, root=RunConfig)
-    return problems + [p for p in _model_problems(raw, error) if p not in problems]
+    problems += [p for p in _model_problems(raw, error) if p not in problems]
+    return [(key, message + _other_section(key, message)) for key, message in problems]
+
+
+def _other_section(key: str, message: str) -> str:
+    """``"; max_len is a setting of another section: data.max_len"`` for an unknown key that
+    the data, train or eval section takes (``model.max_len``, SASRec's own name for the history
+    length, is ``data.max_len`` here), else "". (The model section's keys depend on the model,
+    and its validation names them.)"""
+    section, _, name = key.rpartition(".")
+    if not message.startswith("unknown key") or "." in section:
+        return ""
+    found = [
+        f"{other}.{name}"
+        for other, field in RunConfig.model_fields.items()
+        if other not in (section, "model")
+        and isinstance(field.annotation, type)
+        and issubclass(field.annotation, BaseModel)
+        and name in field.annotation.model_fields
+    ]
+    return f"; {name} is a setting of another section: {' or '.join(found)}" if found else ""
 
 
 def _booleans_for_numbers(raw: dict[str, Any], problems: list[tuple[str, str]]) -> list[str]:

@@ -12,6 +12,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+#: Advice for a sequence file given under another data.format (ICLRec's ``Yelp.txt`` read as
+#: CSV, as a DiffRec split folder or as a DreamRec folder).
+SEQUENCE_FILE = (
+    "a file of `user item item ...` lines (one user a line, items oldest first) or of "
+    "`user item` pairs is data.format=sequences"
+)
+
 
 class DataFormatError(ValueError):
     """Input data is malformed: missing columns, bad values, duplicates, empty files, ..."""

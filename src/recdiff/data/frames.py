@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from recdiff.data.errors import DataFormatError, describe_rows, describe_source
+from recdiff.data.errors import SEQUENCE_FILE, DataFormatError, describe_rows, describe_source
 from recdiff.data.vocab import as_id_array
 
 Source = str | os.PathLike[str] | None
@@ -49,6 +49,12 @@ def _separator_hint(frame: pd.DataFrame) -> str:
                 f"them, set data.sep: --set {_SEP_WRITTEN[sep][1]} on the command line, sep: "
                 f"{_SEP_WRITTEN[sep][0]} in a run config's data section, sep={sep!r} from Python. "
             )
+    if len(header.split()) > 1:  # e.g. ICLRec's "1 1 2 3 ..." or SASRec's "1 5" read as CSV
+        return (
+            f"The header reads as one column holding spaces: {SEQUENCE_FILE}; a table separated "
+            "by spaces needs --set \"data.sep= \" on the command line, sep: ' ' in a run "
+            "config's data section. "
+        )
     return ""
 
 

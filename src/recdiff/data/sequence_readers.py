@@ -24,7 +24,7 @@ import pandas as pd
 
 from recdiff.data import frames
 from recdiff.data.batches import SequenceExamples
-from recdiff.data.errors import DataFormatError, describe_rows
+from recdiff.data.errors import SEQUENCE_FILE, DataFormatError, describe_rows
 from recdiff.data.safe_pickle import SAFE_GLOBALS, safe_load
 from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.data.tables import TableFormat, canonical_ints, read_table, read_text
@@ -124,9 +124,11 @@ def read_dreamrec(
             problem = f"lacks {', '.join(missing)}"
         else:
             problem = "is not a folder" if folder.exists() else "not found"
+        file = f"; {SEQUENCE_FILE}, with data.split=leave_one_out" if folder.is_file() else ""
         raise FileNotFoundError(
             f"{folder} {problem}: a DreamRec data folder (data.format=dreamrec) holds "
             + ", ".join(names)
+            + file
         )
     statis = safe_load(folder / "data_statis.df", allowed)
     if not isinstance(statis, pd.DataFrame) or "item_num" not in statis.columns:

@@ -27,6 +27,7 @@ from recdiff.data import (
     split_random,
     split_user_temporal,
 )
+from recdiff.data.errors import SEQUENCE_FILE
 from recdiff.data.prepare import ratings_at_least
 from recdiff.data.sequence_readers import read_dreamrec, read_sequence_file
 from recdiff.data.sequences import SequenceDataset, UserSequences
@@ -207,7 +208,10 @@ def _table_sequences(
         sequences = UserSequences.from_interactions(_filtered(read, data.min_rating, drop_emptied))
         return sequences, _below_min_rating(read, data.min_rating, sequences.users, sequences.items)
     if data.time_col is None:
-        raise ValueError("next-item models order each user's rows by time: set data.time_col")
+        raise ValueError(
+            "next-item models order each user's rows by time: set data.time_col to the "
+            f"table's time column ({SEQUENCE_FILE}, not {data.format})"
+        )
     if data.k_core:
         raise ValueError("data.k_core is not applied to sequences; filter the table first")
     path = resolve_source(data.source)
