@@ -130,3 +130,34 @@ def test_a_missing_dreamrec_folder_gets_no_sequence_file_hint(tmp_path: Path) ->
     with pytest.raises(FileNotFoundError) as error:
         load_sequences(load_config("dreamrec-zhihu", [f"data.source={tmp_path / 'no'}"]).data)
     assert "not found" in str(error.value) and "sequences" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("preset", "sets", "why"),
+    [
+        ("sasrec-beauty", [], "data.split=leave_one_out holds out each user's last two items"),
+        ("diffrec-ml1m", [], "a diffrec folder (data.format=diffrec) holds its own split"),
+        ("dreamrec-zhihu", [], "a dreamrec folder (data.format=dreamrec) holds its own split"),
+        ("demo-sasrec", [], "the demo data has its own split"),
+    ],
+)
+def test_ratios_that_no_split_reads_are_refused(preset: str, sets: list[str], why: str) -> None:
+    """Found by the trial: ``--set data.ratios=...`` under leave-one-out trained as if unset."""
+    with pytest.raises(ConfigError) as error:
+        load_config(preset, [*sets, "data.ratios=[0.8, 0.1, 0.1]"])
+    assert f"data.ratios is [0.8, 0.1, 0.1], but {why}, so it would be ignored" in str(error.value)
+
+
+def test_ratios_are_kept_where_a_split_reads_them_and_in_a_saved_run() -> None:
+    from recdiff.config.schema import SAVED_RUN, RunConfig
+
+    sets = ["data.format=sequences", "data.source=x.txt", "data.ratios=[0.8, 0.1, 0.1]"]
+    for split in ("random", "user_temporal"):
+        config = load_config("demo-ease", [*sets, f"data.split={split}"])
+        assert config.data.ratios == (0.8, 0.1, 0.1)
+    # the default is no setting, under every split
+    assert load_config("sasrec-beauty").data.ratios == (0.7, 0.1, 0.2)
+    # an older run that trained with ignored ratios still loads as it trained
+    raw = load_config("sasrec-beauty").model_dump(mode="json")
+    raw["data"]["ratios"] = [0.8, 0.1, 0.1]
+    assert RunConfig.model_validate(raw, context=SAVED_RUN).data.ratios == (0.8, 0.1, 0.1)

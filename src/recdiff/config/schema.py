@@ -205,6 +205,34 @@ class DataConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _ratios_are_read(self, info: ValidationInfo) -> DataConfig:
+        """``data.ratios`` shares out the data of the temporal and random splits; anywhere else
+        it would be ignored without a word (found by a trial: ``--set data.ratios=...`` under
+        leave-one-out changed nothing). Judged by value, as the sequence files' columns are; a
+        saved run's config is read as it trained."""
+        default = tuple(type(self).model_fields["ratios"].default)
+        if (info.context or {}).get("saved_run") or tuple(self.ratios) == default:
+            return self
+        if self.format in ("diffrec", "dreamrec"):
+            why = f"a {self.format} folder (data.format={self.format}) holds its own split"
+        elif self.format == "demo":
+            why = "the demo data has its own split"  # rows 70/10/20 per user; sequences LOO
+        elif self.split == "leave_one_out":
+            why = "data.split=leave_one_out holds out each user's last two items"
+        else:
+            return self
+        other = (
+            ", or, for a model of users' rows, a split that reads it (data.split=user_temporal, "
+            "global_temporal or random)"
+            if self.split == "leave_one_out" and self.format not in ("diffrec", "dreamrec", "demo")
+            else ""
+        )
+        raise ValueError(
+            f"data.ratios is {list(self.ratios)}, but {why}, so it would be ignored: drop "
+            f"data.ratios{other}"
+        )
+
+    @model_validator(mode="after")
     def _sum_is_no_rating(self) -> DataConfig:
         if self.duplicates == "sum" and self.min_rating is not None:
             raise ValueError(
