@@ -252,6 +252,9 @@ def render_markdown(
     # one best baseline: its name heads its column, as before groups existed
     column = best if len(choice.references) == 1 else "baseline"
     lines += _choice_lines(choice, metric)
+    if not tests:  # every config is its group's best baseline: nothing to test against it
+        lines.append("No other config to test: each config is the best baseline of its group.")
+        return "\n".join(lines) + "\n", best, tests
     lines += [
         f"Two-sided {METHOD_NAMES[method]} on per-user test {metric}, each user's value averaged "
         "over seeds, over the users with test items; p-values are not corrected for multiple "
