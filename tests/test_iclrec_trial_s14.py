@@ -148,6 +148,21 @@ def test_ratios_that_no_split_reads_are_refused(preset: str, sets: list[str], wh
     assert f"data.ratios is [0.8, 0.1, 0.1], but {why}, so it would be ignored" in str(error.value)
 
 
+def test_ratios_under_the_split_a_next_item_model_resolves_to_are_refused() -> None:
+    """A sequence file's default split becomes leave-one-out for a next-item model only once
+    the model is known: the ratios are judged after that."""
+    sets = ["data.format=sequences", "data.source=x.txt", "data.ratios=[0.8, 0.1, 0.1]"]
+    with pytest.raises(ConfigError, match="data.split=leave_one_out holds out"):
+        load_config("mostpop-zhihu", sets)
+
+
+def test_max_len_set_for_a_model_of_rows_is_refused() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config("demo-ease", ["data.max_len=50"])
+    assert "ease reads each user's whole row, so it would be ignored" in str(error.value)
+    assert load_config("demo-sasrec", ["data.max_len=50"]).data.max_len == 50
+
+
 def test_ratios_are_kept_where_a_split_reads_them_and_in_a_saved_run() -> None:
     from recdiff.config.schema import SAVED_RUN, RunConfig
 
