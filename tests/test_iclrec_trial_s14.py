@@ -104,26 +104,24 @@ def test_a_typo_within_its_section_gets_no_other_section() -> None:
     assert "another section" not in str(error.value)
 
 
-def test_the_file_given_to_the_diffrec_yelp_preset_names_the_sequence_format(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("preset", "load", "error", "what"),
+    [
+        ("diffrec-yelp", load_splits, DataFormatError, "is a file, but data.format=diffrec"),
+        ("dreamrec-zhihu", load_sequences, FileNotFoundError, "is not a folder: a DreamRec data"),
+    ],
+)
+def test_the_file_given_to_a_folder_preset_names_the_sequence_format(
+    tmp_path: Path, preset: str, load, error: type[Exception], what: str
 ) -> None:
     """``diffrec-yelp`` is the preset a user with ICLRec's Yelp.txt reaches for; its DiffRec
-    folder format listed every table format as the fix, not the one that reads the file."""
+    folder format listed every table format as the fix, not the one that reads the file, and a
+    DreamRec preset described its folder only."""
     path = _iclrec_file(tmp_path / "Yelp.txt")
-    with pytest.raises(DataFormatError) as error:
-        load_splits(load_config("diffrec-yelp", [f"data.source={path}"]).data)
-    message = str(error.value)
-    assert "is a file, but data.format=diffrec" in message
-    assert "is data.format=sequences, with data.split=leave_one_out" in message
-
-
-def test_the_file_given_to_a_dreamrec_preset_names_the_sequence_format(tmp_path: Path) -> None:
-    path = _iclrec_file(tmp_path / "Yelp.txt")
-    with pytest.raises(FileNotFoundError) as error:
-        load_sequences(load_config("dreamrec-zhihu", [f"data.source={path}"]).data)
-    message = str(error.value)
-    assert "is not a folder: a DreamRec data folder" in message
-    assert "is data.format=sequences, with data.split=leave_one_out" in message
+    with pytest.raises(error) as caught:
+        load(load_config(preset, [f"data.source={path}"]).data)
+    assert what in str(caught.value)
+    assert "is data.format=sequences, with data.split=leave_one_out" in str(caught.value)
 
 
 def test_a_missing_dreamrec_folder_gets_no_sequence_file_hint(tmp_path: Path) -> None:
@@ -152,7 +150,7 @@ def test_ratios_under_the_split_a_next_item_model_resolves_to_are_refused() -> N
     """A sequence file's default split becomes leave-one-out for a next-item model only once
     the model is known: the ratios are judged after that."""
     sets = ["data.format=sequences", "data.source=x.txt", "data.ratios=[0.8, 0.1, 0.1]"]
-    with pytest.raises(ConfigError, match="data.split=leave_one_out holds out"):
+    with pytest.raises(ConfigError, match=r"data\.split=leave_one_out holds out"):
         load_config("mostpop-zhihu", sets)
 
 
