@@ -11,6 +11,7 @@ saying that the setting is ``data.max_len``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from recdiff.config import load_config
 from recdiff.config.loading import ConfigError
 from recdiff.data.errors import DataFormatError
 from recdiff.train.datasets import load_sequences, load_splits
+from recdiff.train.run import _warn_unread_data_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -134,43 +136,34 @@ def test_a_missing_dreamrec_folder_gets_no_sequence_file_hint(tmp_path: Path) ->
     ("preset", "sets", "why"),
     [
         ("sasrec-beauty", [], "data.split=leave_one_out holds out each user's last two items"),
+        # a sequence file's default split becomes leave-one-out once the model is known
+        (
+            "mostpop-zhihu",
+            ["data.format=sequences", "data.source=x.txt"],
+            "data.split=leave_one_out holds out each user's last two items",
+        ),
         ("diffrec-ml1m", [], "a diffrec folder (data.format=diffrec) holds its own split"),
         ("dreamrec-zhihu", [], "a dreamrec folder (data.format=dreamrec) holds its own split"),
         ("demo-sasrec", [], "the demo data has its own split"),
     ],
 )
-def test_ratios_that_no_split_reads_are_refused(preset: str, sets: list[str], why: str) -> None:
-    """Found by the trial: ``--set data.ratios=...`` under leave-one-out trained as if unset."""
-    with pytest.raises(ConfigError) as error:
-        load_config(preset, [*sets, "data.ratios=[0.8, 0.1, 0.1]"])
-    assert f"data.ratios is [0.8, 0.1, 0.1], but {why}, so it would be ignored" in str(error.value)
+def test_ratios_that_no_split_reads_are_named(preset: str, sets: list[str], why: str) -> None:
+    """Found by the trial: ``--set data.ratios=...`` under leave-one-out trained as if unset.
+    A warning, not a refusal, as for data.max_len: an experiment may set it for all its
+    configs, some of which split by it."""
+    config = load_config(preset, [*sets, "data.ratios=[0.8, 0.1, 0.1]"])
+    with pytest.warns(UserWarning) as caught:
+        _warn_unread_data_settings(config)
+    assert [str(w.message) for w in caught] == [f"data.ratios ([0.8, 0.1, 0.1]): {why}: ignored"]
 
 
-def test_ratios_under_the_split_a_next_item_model_resolves_to_are_refused() -> None:
-    """A sequence file's default split becomes leave-one-out for a next-item model only once
-    the model is known: the ratios are judged after that."""
+def test_ratios_a_split_reads_and_the_defaults_are_not_named() -> None:
     sets = ["data.format=sequences", "data.source=x.txt", "data.ratios=[0.8, 0.1, 0.1]"]
-    with pytest.raises(ConfigError, match=r"data\.split=leave_one_out holds out"):
-        load_config("mostpop-zhihu", sets)
-
-
-def test_max_len_set_for_a_model_of_rows_is_refused() -> None:
-    with pytest.raises(ConfigError) as error:
-        load_config("demo-ease", ["data.max_len=50"])
-    assert "ease reads each user's whole row, so it would be ignored" in str(error.value)
-    assert load_config("demo-sasrec", ["data.max_len=50"]).data.max_len == 50
-
-
-def test_ratios_are_kept_where_a_split_reads_them_and_in_a_saved_run() -> None:
-    from recdiff.config.schema import SAVED_RUN, RunConfig
-
-    sets = ["data.format=sequences", "data.source=x.txt", "data.ratios=[0.8, 0.1, 0.1]"]
-    for split in ("random", "user_temporal"):
-        config = load_config("demo-ease", [*sets, f"data.split={split}"])
-        assert config.data.ratios == (0.8, 0.1, 0.1)
-    # the default is no setting, under every split
-    assert load_config("sasrec-beauty").data.ratios == (0.7, 0.1, 0.2)
-    # an older run that trained with ignored ratios still loads as it trained
-    raw = load_config("sasrec-beauty").model_dump(mode="json")
-    raw["data"]["ratios"] = [0.8, 0.1, 0.1]
-    assert RunConfig.model_validate(raw, context=SAVED_RUN).data.ratios == (0.8, 0.1, 0.1)
+    configs = [
+        load_config("demo-ease", [*sets, f"data.split={s}"]) for s in ("random", "user_temporal")
+    ]
+    configs += [load_config(p) for p in ("sasrec-beauty", "diffrec-ml1m", "demo-diffrec")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for config in configs:
+            _warn_unread_data_settings(config)

@@ -565,12 +565,7 @@ def test_ratios_that_do_not_share_the_data_are_refused_by_every_config(preset, s
     ]
     with pytest.raises(ConfigError, match=r"data\.ratios: \[-0\.1, 0\.6, 0\.5\] holds a negative"):
         load_config(preset, [*sets, "data.ratios=[-0.1, 0.6, 0.5]"])
-    if sets:  # a table split at random reads them
-        config = load_config(preset, [*sets, "data.ratios=[0.8, 0.2, 0]"])
-        assert config.data.ratios == (0.8, 0.2, 0)
-    else:  # valid, but the demo's own split would ignore them
-        with pytest.raises(ConfigError, match="demo data has its own split"):
-            load_config(preset, [*sets, "data.ratios=[0.8, 0.2, 0]"])
+    assert load_config(preset, [*sets, "data.ratios=[0.8, 0.2, 0]"]).data.ratios == (0.8, 0.2, 0)
 
 
 def test_a_saved_run_keeps_the_ratios_it_trained_with():

@@ -381,44 +381,6 @@ class RunConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _data_settings_read(self, info: ValidationInfo) -> RunConfig:
-        """``data.ratios`` where no split shares the data by it, and ``data.max_len`` for a
-        model of rows, would be ignored without a word (the Yelp trial's ``--set
-        data.ratios=...`` under leave-one-out trained as if unset). Judged by value, once a
-        next-item model's split is resolved; a saved run's config is read as it trained."""
-        from recdiff.config.models import SEQUENTIAL_MODELS
-
-        if (info.context or {}).get("saved_run"):
-            return self
-        data, defaults = self.data, DataConfig.model_fields
-        if data.max_len != defaults["max_len"].default and self.model.name not in SEQUENTIAL_MODELS:
-            raise ValueError(
-                f"data.max_len cuts a next-item model's history "
-                f"({', '.join(sorted(SEQUENTIAL_MODELS))}); {self.model.name} reads each user's "
-                "whole row, so it would be ignored: remove data.max_len"
-            )
-        if tuple(data.ratios) == tuple(defaults["ratios"].default):
-            return self
-        if data.format in ("diffrec", "dreamrec"):
-            why = f"a {data.format} folder (data.format={data.format}) holds its own split"
-        elif data.format == "demo":
-            why = "the demo data has its own split"  # rows 70/10/20 per user; sequences LOO
-        elif data.split == "leave_one_out":
-            why = "data.split=leave_one_out holds out each user's last two items"
-        else:
-            return self
-        other = (  # a model of rows may split a file otherwise
-            ", or choose a split that reads it (data.split=user_temporal, global_temporal or "
-            "random)"
-            if self.model.name not in SEQUENTIAL_MODELS and why.startswith("data.split")
-            else ""
-        )
-        raise ValueError(
-            f"data.ratios is {list(data.ratios)}, but {why}, so it would be ignored: drop "
-            f"data.ratios{other}"
-        )
-
-    @model_validator(mode="after")
     def _device_known(self) -> RunConfig:
         import torch
 

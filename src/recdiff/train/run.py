@@ -151,17 +151,30 @@ def _warn_uncapped_first_stage(config: RunConfig) -> None:
         )
 
 
-def _warn_unread_history_length(config: RunConfig) -> None:
-    """``data.max_len`` cuts a next-item model's history; a model of users' rows reads whole
-    rows, so a length moved from its default is named rather than silently dropped (a warning,
-    as for train.*: an experiment may set it for all its configs)."""
-    default = DataConfig.model_fields["max_len"].default
-    if config.model.name not in SEQUENTIAL_MODELS and config.data.max_len != default:
+def _warn_unread_data_settings(config: RunConfig) -> None:
+    """Data settings moved from their default where nothing reads them are named rather than
+    silently dropped (a warning, as for train.*: an experiment may set them for all its
+    configs). ``data.max_len`` cuts a next-item model's history, and a model of users' rows
+    reads whole rows; ``data.ratios`` shares out the temporal and random splits only (the Yelp
+    trial's ``--set data.ratios`` under leave-one-out trained as if unset)."""
+    data, defaults = config.data, DataConfig.model_fields
+    if config.model.name not in SEQUENTIAL_MODELS and data.max_len != defaults["max_len"].default:
         warnings.warn(
-            f"data.max_len ({config.data.max_len}) sets the history length of next-item "
+            f"data.max_len ({data.max_len}) sets the history length of next-item "
             f"models; {config.model.name} reads each user's whole row: ignored",
             stacklevel=3,
         )
+    if tuple(data.ratios) == tuple(defaults["ratios"].default):
+        return
+    if data.format in ("diffrec", "dreamrec"):
+        why = f"a {data.format} folder (data.format={data.format}) holds its own split"
+    elif data.format == "demo":
+        why = "the demo data has its own split"  # rows 70/10/20 per user; sequences LOO
+    elif data.split == "leave_one_out":
+        why = "data.split=leave_one_out holds out each user's last two items"
+    else:
+        return
+    warnings.warn(f"data.ratios ({list(data.ratios)}): {why}: ignored", stacklevel=3)
 
 
 def run_training(
@@ -312,7 +325,7 @@ def _run_into(
 
 def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunResult:
     _warn_ignored_train_settings(config)
-    _warn_unread_history_length(config)
+    _warn_unread_data_settings(config)
     _warn_unread_time_weights(config)
     _warn_uncapped_first_stage(config)
     if config.model.name in SEQUENTIAL_MODELS:
