@@ -244,9 +244,8 @@ def presets(
     names: Annotated[bool, typer.Option(help="Names only, one a line (for scripts).")] = False,
 ) -> None:
     """List the shipped presets: name, model and data; or show one (NAME)."""
-    import yaml
-
     from recdiff.config import preset_text
+    from recdiff.config.loading import resolved_yaml
 
     with user_errors(ConfigError):
         if name is None:
@@ -254,8 +253,7 @@ def presets(
                 raise ConfigError("--resolved shows one preset: give its NAME")
             _list_presets(names)
         elif resolved:
-            config = load_config(name)
-            typer.echo(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), nl=False)
+            typer.echo(resolved_yaml(load_config(name)), nl=False)
         else:
             typer.echo(preset_text(name), nl=False)
 

@@ -100,6 +100,11 @@ def preset_text(name: str) -> str:
     return (resources.files("recdiff.config") / "presets" / f"{name}.yaml").read_text("utf-8")
 
 
+def resolved_yaml(config: RunConfig) -> str:
+    """Every setting of ``config``, defaults filled in: a run's ``config.yaml``."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict, in place; a later
     entry wins over an earlier one. A mapping value is merged into the section it names, key by

@@ -75,14 +75,13 @@ def _file_for_a_split_folder(path: Path) -> str:
     say ``data.format: diffrec``, so a table given as ``data.source`` alone lands here)."""
     files = ", ".join(f"{name}_list.npy" for name in _SPLIT_NAMES)
     named = _FILE_FORMATS.get(data_suffix(path))
-    if named:
-        fix = f"set data.format={named}, and name its columns (data.user_col, data.item_col, ...)"
-    else:  # e.g. ICLRec's Yelp.txt, which the preset diffrec-yelp's name invites
-        fix = (
-            "set data.format to the file's (csv, tsv, parquet, jsonl, movielens or recbole), "
-            f"and name its columns (data.user_col, data.item_col, ...); {SEQUENCE_FILE}, with "
-            "data.split=leave_one_out, user_temporal or random"
-        )
+    fix = (
+        f"set data.format={named}"
+        if named
+        else "set data.format to the file's (csv, tsv, parquet, jsonl, movielens or recbole)"
+    ) + ", and name its columns (data.user_col, data.item_col, ...)"
+    if not named:  # e.g. ICLRec's Yelp.txt, which the preset diffrec-yelp's name invites
+        fix += f"; {SEQUENCE_FILE}, with data.split=leave_one_out, user_temporal or random"
     return (
         f"{path} is a file, but data.format=diffrec (the paper presets' format) reads a DiffRec "
         f"split folder holding {files}: {fix}"

@@ -30,10 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from recdiff.atomic import atomic_write_text, sigterm_unwinds
-from recdiff.config.loading import load_config
+from recdiff.config.loading import load_config, resolved_yaml
 from recdiff.config.models import SEQUENTIAL_MODELS, train_keys_chosen, validate_model_params
 from recdiff.config.schema import DataConfig, RunConfig
 from recdiff.models.base import Recommender
@@ -303,7 +301,7 @@ def _run_into(
         if resume_from is None:
             atomic_write_text(
                 work / "config.yaml",
-                yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
+                resolved_yaml(config),
             )
         log = EventLog(
             work / "events.jsonl", on_event, config.train.tensorboard, resume_from is not None
