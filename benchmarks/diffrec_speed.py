@@ -14,11 +14,13 @@ With ``--reproduce`` it also times the whole `recdiff reproduce diffrec-ml1m` ru
 
 Run from the repository root (needs ../shared/datasets or $RECDIFF_DATASETS)::
 
-    python3 benchmarks/diffrec_speed.py [--epochs 3] [--threads 2] [--reproduce]
+    python3 benchmarks/diffrec_speed.py [--epochs 3] [--threads 2] [--reproduce] [--device cuda]
 
 Writes ``benchmarks/results/diffrec_speed.json`` and ``.md`` (``--name`` changes the file name,
 ``--results-dir`` the folder, where ``--reproduce`` also puts its runs). Targets (issue 4):
-epoch <= 0.5 s, evaluation pass <= 2 s.
+epoch <= 0.5 s, evaluation pass <= 2 s. With ``--device cuda`` everything runs on the GPU
+(``train.device=cuda``), timings wait for the GPU to finish, and the peak GPU memory that torch
+allocated is reported beside the process's resident memory.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from _common import (
 )
 
 
-def measure(precision: str, epochs: int, threads: int) -> dict:
+def measure(precision: str, epochs: int, threads: int, device: str) -> dict:
     """Runs inside the subprocess: one precision's timings and peak memory."""
     import torch
 
@@ -53,7 +55,10 @@ def measure(precision: str, epochs: int, threads: int) -> dict:
     from recdiff.train.config import TrainConfig
 
     torch.set_num_threads(threads)
-    config = load_config("diffrec-ml1m", [f"train.precision={precision}", "train.progress=false"])
+    config = load_config(
+        "diffrec-ml1m",
+        [f"train.precision={precision}", f"train.device={device}", "train.progress=false"],
+    )
     splits = read_diffrec_splits(resolve_source(config.data.source))
     train = splits.train.matrix
     seconds: list[float] = []
@@ -66,7 +71,8 @@ def measure(precision: str, epochs: int, threads: int) -> dict:
     for chain in (True, False):  # the chained reverse process, then step by step over all items
         model.config.chain_inference = chain
         start = time.perf_counter()
-        scores = [model.score(train[i : i + 1024]) for i in range(0, train.shape[0], 1024)]
+        # .cpu() waits for the device, so a GPU pass is timed to its end.
+        scores = [model.score(train[i : i + 1024]).cpu() for i in range(0, train.shape[0], 1024)]
         passes[chain] = (time.perf_counter() - start, torch.cat(scores))
         if chain:  # training plus one pass holding its scores; the comparison holds two
             peak = peak_rss_mib()
@@ -77,8 +83,10 @@ def measure(precision: str, epochs: int, threads: int) -> dict:
     top_stepwise = stepwise.topk(20).indices.sort().values
     finite = ~seen
     assert isinstance(model.training, TrainConfig)
+    on_gpu = torch.device(device).type == "cuda"
     return {
         "precision": precision,
+        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
         "epoch_seconds": median_after_warmup(seconds),
         "epoch_seconds_all": seconds,
         "eval_pass_seconds": passes[True][0],
@@ -87,10 +95,11 @@ def measure(precision: str, epochs: int, threads: int) -> dict:
         "max_abs_score": float(stepwise[finite].abs().max()),
         "users_with_same_top20": float((top_chained == top_stepwise).all(dim=1).float().mean()),
         "peak_rss_mib": peak,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None,
     }
 
 
-def reproduce_wall_time(precision: str, folder: Path) -> dict:
+def reproduce_wall_time(precision: str, device: str, folder: Path) -> dict:
     """Seconds of a whole `recdiff reproduce diffrec-ml1m` (one seed), its runs under
     ``folder/runs``."""
     start = time.perf_counter()
@@ -106,6 +115,8 @@ def reproduce_wall_time(precision: str, folder: Path) -> dict:
             str(folder / "runs"),
             "--set",
             f"train.precision={precision}",
+            "--set",
+            f"train.device={device}",
         ],
         capture_output=True,
         text=True,
@@ -121,12 +132,13 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads")
     parser.add_argument("--reproduce", action="store_true", help="also time a full reproduction")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     parser.add_argument("--name", default="diffrec_speed", help="results file name")
     add_results_dir(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child, args.epochs, args.threads)))
+        print(json.dumps(measure(args.child, args.epochs, args.threads, args.device)))
         return
     rows = []
     for precision in ("fp32", "bf16"):
@@ -138,9 +150,11 @@ def main() -> None:
             str(args.epochs),
             "--threads",
             str(args.threads),
+            "--device",
+            args.device,
         )
         if args.reproduce:
-            row["reproduce"] = reproduce_wall_time(precision, args.results_dir)
+            row["reproduce"] = reproduce_wall_time(precision, args.device, args.results_dir)
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "reproduce"}), flush=True)
     result = {
@@ -152,21 +166,25 @@ def main() -> None:
     table = markdown_table(
         [
             "precision",
+            "device",
             "s / epoch",
             "s / eval pass (T=40), chained",
             "same, step by step",
             "users with the same top-20",
             "peak RSS MiB",
+            "peak GPU MiB",
             "reproduce wall s",
         ],
         [
             [
                 row["precision"],
+                row["device"],
                 f"{row['epoch_seconds']:.2f}",
                 f"{row['eval_pass_seconds']:.2f}",
                 f"{row['eval_pass_seconds_stepwise']:.2f}",
                 f"{100 * row['users_with_same_top20']:.1f}%",
                 f"{row['peak_rss_mib']:.0f}",
+                "-" if row["peak_gpu_mib"] is None else f"{row['peak_gpu_mib']:.0f}",
                 f"{row['reproduce']['seconds']:.0f}" if "reproduce" in row else "-",
             ]
             for row in rows
