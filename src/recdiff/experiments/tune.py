@@ -297,7 +297,12 @@ def tune(
         config = config.model_copy(update={"train": train})
     out = Path(out)
     search = _Search(config, space, trials, out, name, report, command)
-    space.check_against(search.base, search.view, lambda raw: trial_config(raw, {}, config.name))
+    space.check_against(
+        search.base,
+        search.view,
+        lambda raw: trial_config(raw, {}, config.name),
+        warn=lambda line: search.report(f"warning: {line}"),
+    )
     out.mkdir(parents=True, exist_ok=True)
     fingerprint = {"config": search.base, "space": space.to_dict(), "metric": name}
     verbosity = optuna.logging.get_verbosity()
