@@ -31,6 +31,7 @@ def test_five_epochs_of_released_settings_beat_popularity(datasets_root):
     [
         ("ldiffrec-autoencoders", "ldiffrec-ml1m"),
         ("ldiffrec-shared-decoder", "ldiffrec-ml1m-tuned"),
+        ("ldiffrec-wide", "ldiffrec-ml1m-tuned"),
     ],
 )
 def test_every_l_diffrec_search_setting_stays_under_60_percent_of_diffrec(
@@ -69,7 +70,7 @@ def test_every_l_diffrec_search_setting_stays_under_60_percent_of_diffrec(
         for dims in params["model.hidden_dims"].choices
         for seed in (1, 2, 3)  # the clusters, hence the sizes, move with the seed
     ]
-    assert max(counts) / diffrec < 0.6, max(counts) / diffrec  # measured 0.586 and 0.534
+    assert max(counts) / diffrec < 0.6, max(counts) / diffrec  # measured 0.586, 0.534 and 0.590
 
 
 @pytest.mark.data
@@ -89,7 +90,7 @@ def test_item_clusters_are_a_k_means_fixed_point(datasets_root):
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("preset", ["ldiffrec-ml1m", "ldiffrec-ml1m-tuned"])
+@pytest.mark.parametrize("preset", ["ldiffrec-ml1m", "ldiffrec-ml1m-tuned", "ldiffrec-ml1m-search"])
 def test_l_diffrec_presets_stay_under_60_percent_of_diffrec(datasets_root, preset):
     """The issue's budget, for the clusters that seeds 1-3 draw (their sizes move the count)."""
     import numpy as np
@@ -108,4 +109,4 @@ def test_l_diffrec_presets_stay_under_60_percent_of_diffrec(datasets_root, prese
         / diffrec
         for seed in (1, 2, 3)
     ]
-    assert max(shares) < 0.6, shares  # measured 0.52-0.54
+    assert max(shares) < 0.6, shares  # measured 0.52-0.54 (search: 0.42)

@@ -26,6 +26,7 @@ PAPER_RESULTS = {
     "diffrec-ml1m-tuned": _DIFFREC_ML1M,
     "ldiffrec-ml1m": _LDIFFREC_ML1M,
     "ldiffrec-ml1m-tuned": _LDIFFREC_ML1M,
+    "ldiffrec-ml1m-search": _LDIFFREC_ML1M,
     "dreamrec-zhihu": {"hit_rate@20": 0.0226, "ndcg@20": 0.0079},
     "dreamrec-zhihu-sasrec-items": {"hit_rate@20": 0.0226, "ndcg@20": 0.0079},
     "sasrec-zhihu": {"hit_rate@20": 0.0162, "ndcg@20": 0.0060},
