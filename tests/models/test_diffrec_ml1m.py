@@ -55,6 +55,7 @@ def test_every_l_diffrec_search_setting_stays_under_60_percent_of_diffrec(
     sized = ("decoder", "hidden_dim", "decoder_hidden_dim", "latent_dim")
     names = [k for k in sized if f"model.latent.{k}" in params]
     sizes = [params[f"model.latent.{k}"].choices for k in names]
+    clusters = {seed: cluster_items(embeddings, 2, seed) for seed in (1, 2, 3)}
     counts = [
         LDiffRec(
             base.model_copy(
@@ -64,13 +65,14 @@ def test_every_l_diffrec_search_setting_stays_under_60_percent_of_diffrec(
                 }
             )
         )
-        .build(n_items, cluster_items(embeddings, 2, seed))
+        .build(n_items, clusters[seed])
         .parameter_count()
         for combo in itertools.product(*sizes)
         for dims in params["model.hidden_dims"].choices
-        for seed in (1, 2, 3)  # the clusters, hence the sizes, move with the seed
+        for seed in clusters  # the clusters, hence the sizes, move with the seed
     ]
-    assert max(counts) / diffrec < 0.6, max(counts) / diffrec  # measured 0.586, 0.534 and 0.590
+    # measured 0.586, 0.534 and 0.590 (wide)
+    assert max(counts) / diffrec < 0.6, max(counts) / diffrec
 
 
 @pytest.mark.data
