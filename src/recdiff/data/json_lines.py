@@ -31,7 +31,31 @@ from recdiff.data.errors import DataFormatError, RowNumbers
 __all__ = ["first_fields", "read_json_lines", "text_ids"]
 
 _RECORDS = "pandas' DataFrame.to_json(orient='records', lines=True) writes it"
-_DECODE = json.JSONDecoder().decode  # json.loads without its per-call encoding sniffing
+
+
+class _Repeated(dict):
+    """An object that names a field more than once: the last value, as Python's json keeps it,
+    and every value of each repeated field (JSON leaves open which one counts)."""
+
+    repeated: dict[str, list[Any]]
+
+
+def _fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) == len(pairs):
+        return record
+    marked = _Repeated(record)
+    names = [name for name, _ in pairs]
+    marked.repeated = {
+        name: [value for key, value in pairs if key == name]
+        for name in dict.fromkeys(names)
+        if names.count(name) > 1
+    }
+    return marked
+
+
+# json.loads without its per-call encoding sniffing; objects naming a field twice are marked
+_DECODE = json.JSONDecoder(object_pairs_hook=_fields).decode
 # (line, or -(record number) in a JSON array; the object)
 Record = tuple[int, dict[str, Any]]
 
@@ -70,6 +94,8 @@ def read_json_lines(
                             values[name] = [None] * len(lines)
                 elif absent:
                     absent -= record.keys()
+                if type(record) is _Repeated:
+                    _refuse_repeated(record, values, path, number)
                 for name, column in values.items():
                     value = record.get(name)
                     if isinstance(value, dict | list):
@@ -100,6 +126,23 @@ def read_json_lines(
     if lines[0] < 0:  # a JSON array: its records have no lines of their own
         return frame, RowNumbers.first(len(lines))
     return frame, np.asarray(lines, dtype=np.int64)
+
+
+def _refuse_repeated(
+    record: _Repeated, kept: Collection[str], path: Path, number: int
+) -> None:
+    """A field named twice in one object is an error where the read keeps it: which value
+    counts is the writer's guess (Python's json takes the last, others the first). Elsewhere
+    (review text, metadata nobody reads) it is left alone, so one odd line of a multi-GB dump
+    does not stop the read."""
+    for name, values in record.repeated.items():
+        if name in kept:
+            shown = " and ".join(json.dumps(v, ensure_ascii=False)[:40] for v in values[:2])
+            raise DataFormatError(
+                f"{path} {_where(number)} names the field {name!r} {len(values)} times ({shown}"
+                f"{' and more' if len(values) > 2 else ''}): JSON leaves open which value counts, "
+                "so the reader will not guess. Give the field once per object"
+            )
 
 
 def first_fields(path: Path) -> list[str]:
