@@ -78,11 +78,13 @@ def test_a_space_whose_values_fit_only_together_is_not_refused_before_the_search
         typo.check_against(base, base, lambda raw: trial_config(raw, {}, "x"))
 
 
-def test_a_choice_that_never_fits_is_named_before_the_search():
+def test_a_choice_that_is_never_valid_is_named_before_the_search():
     """``train.ema_decay: 0.0`` is no valid setting (off is null): every trial drawing it is
     skipped as invalid, and a measured search lost 21 of 73 trials so. The space check names the
-    choice and why before the search starts; null in its place, or a choice that fits only
-    beside another searched value (noise_max below the preset's noise_min), is not named."""
+    choice and why before the search starts. Not named: null in its place; a choice that fits
+    beside another searched value (noise_max below the preset's noise_min); and a clash with a
+    setting the search may move (noise_min 0.01 against the preset's noise_max 0.01), which the
+    trials report instead."""
     base = load_config("demo-diffrec").model_dump(mode="json")
 
     def warnings_of(params):
@@ -92,27 +94,34 @@ def test_a_choice_that_never_fits_is_named_before_the_search():
         return lines
 
     (line,) = warnings_of({"train.ema_decay": {"type": "categorical", "choices": [0.0, 0.99]}})
-    assert line.startswith("sp.yaml: key 'train.ema_decay': choice 0.0 never gives a valid config")
-    assert "greater than 0" in line and "skipped as invalid" in line
+    assert line == (
+        "sp.yaml: key 'train.ema_decay': choice 0.0 is never valid (train.ema_decay: Input "
+        "should be greater than 0); every trial that draws it is skipped as invalid: drop it or "
+        "give a valid value"
+    )
     assert warnings_of({"train.ema_decay": {"type": "categorical", "choices": [None, 0.99]}}) == []
-    (line,) = warnings_of({"model.hidden_dims": {"type": "categorical", "choices": [[200], [0]]}})
-    assert "choice [0] never gives" in line
+    lists = {"model.hidden_dims": {"type": "categorical", "choices": [[200], [0], [-1]]}}
+    first, second = warnings_of(lists)
+    assert "choice [0] is never valid (model.hidden_dims.0: " in first
+    assert "choice [-1] is never valid" in second
     together = {
         "model.diffusion.noise_min": {"type": "categorical", "choices": [1e-4, 5e-3]},
         "model.diffusion.noise_max": {"type": "categorical", "choices": [1e-3, 1e-2]},
     }
     assert warnings_of(together) == []
+    clash = {"model.diffusion.noise_min": {"type": "categorical", "choices": [1e-3, 1e-2]}}
+    assert warnings_of(clash) == []
 
 
-def test_tune_prints_the_dead_choice_warning_first(tmp_path):
+def test_tune_prints_the_never_valid_warning_first(tmp_path):
     pytest.importorskip("optuna")
     space = SearchSpace.from_dict(
-        {"model.diffusion.noise_min": {"type": "categorical", "choices": [1e-3, 1e-2]}}, "sp.yaml"
+        {"train.ema_decay": {"type": "categorical", "choices": [0.0, 0.9]}}, "sp.yaml"
     )
     config = load_config("demo-diffrec", ["train.epochs=1", "train.eval_every=1"])
     lines = []
     tune(config, space, 1, tmp_path, seed=0, prune=False, report=lines.append)
-    assert lines[0].startswith("warning: sp.yaml: key 'model.diffusion.noise_min': choice 0.01 ")
+    assert lines[0].startswith("warning: sp.yaml: key 'train.ema_decay': choice 0.0 is never ")
 
 
 def test_tune_suggests_an_experiment_on_the_same_data(monkeypatch, tmp_path):
