@@ -224,22 +224,31 @@ def test_a_whole_table_in_one_object_names_the_layout(tmp_path: Path, orient: st
 def test_a_field_read_and_named_twice_in_one_object_is_refused_with_its_line(tmp_path):
     """``{"user": 2, "item": 4, "item": 3}`` read as item 3 without a word (Python's json keeps
     the last value; JSON leaves open which counts): now the line, the field and its values are
-    named. A JSON array's record is refused alike. A field the read does not keep (review text)
-    may repeat: one odd line of a multi-GB dump must not stop the read."""
+    named. A JSON array's record is refused alike. Left alone: a repeat with one value, and a
+    field the read does not ask for (review text; every field when none is asked for, as item
+    metadata is shown, unless it holds the ids): one odd line of a dump must not stop the read."""
     path = tmp_path / "log.jsonl"
     path.write_text('{"user": 1, "item": 2}\n{"user": 2, "item": 4, "item": 3}\n')
     with pytest.raises(DataFormatError) as caught:
         read_interactions(path)
     assert str(caught.value) == (
-        f"{path} line 2 names the field 'item' 2 times (4 and 3): JSON leaves open which value "
-        "counts, so the reader will not guess. Give the field once per object"
+        f"{path} line 2 names the field 'item' 2 times with different values (4 and 3): JSON "
+        "leaves open which one counts, so the reader will not guess. Give the field once per "
+        "object"
     )
     array = tmp_path / "log.json"
-    array.write_text('[{"user": 1, "item": 2}, {"user": "u", "user": "v", "user": 5, "item": 3}]')
-    with pytest.raises(DataFormatError, match=r"record 2 names the field 'user' 3 times "):
+    long = "u" * 60
+    array.write_text(f'[{{"user": 1, "item": 2}}, {{"user": "{long}", "user": 5, "item": 3}}]')
+    with pytest.raises(DataFormatError, match=r"record 2 names the field 'user' 2 times") as c:
         read_interactions(array, file_format="jsonl")
-    path.write_text('{"user": 1, "item": 2, "text": "a", "text": "b"}\n{"user": 2, "item": 3}\n')
+    assert f'("{"u" * 35}..." and 5)' in str(c.value)
+    path.write_text(
+        '{"user": 1, "item": 2, "item": 2, "text": "a", "text": "b"}\n{"user": 2, "item": 3}\n'
+    )
     read = read_interactions(path)
     assert read.matrix.nnz == 2 and list(read.users.ids) == [1, 2]
-    with pytest.raises(DataFormatError, match=r"line 1 names the field 'text' 2 times"):
-        read_json_lines(path)  # every field kept: the repeated one too
+    frame, _ = read_json_lines(path)  # no field asked for: shown as read, the last value
+    assert list(frame["text"]) == ["b", None]
+    path.write_text('{"user": 1, "item": 2, "user": 3}\n')
+    with pytest.raises(DataFormatError, match=r"line 1 names the field 'user' 2 times"):
+        read_json_lines(path, ids=["user"])  # but the ids are checked

@@ -55,6 +55,7 @@ def _fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 # json.loads without its per-call encoding sniffing; objects naming a field twice are marked
+# (the hook costs ~20% of a read)
 _DECODE = json.JSONDecoder(object_pairs_hook=_fields).decode
 # (line, or -(record number) in a JSON array; the object)
 Record = tuple[int, dict[str, Any]]
@@ -83,6 +84,8 @@ def read_json_lines(
     absent = set(values)  # fields asked for and not yet seen: no column unless one line has it
     lines: list[int] = []
     first: list[str] = []  # the first object's fields, for a message naming a missing one
+    # fields whose repeats are refused: the ones asked for (all read, none asked: the ids only)
+    checked = set(ids) if keep is None else {*keep, *ids}
     try:
         with open_bytes(path) as stream:
             for number, record in _refuse_one_table(_records(stream, path), path):
@@ -95,7 +98,7 @@ def read_json_lines(
                 elif absent:
                     absent -= record.keys()
                 if type(record) is _Repeated:
-                    _refuse_repeated(record, values, path, number)
+                    _refuse_repeated(record, checked, path, number)
                 for name, column in values.items():
                     value = record.get(name)
                     if isinstance(value, dict | list):
@@ -128,21 +131,28 @@ def read_json_lines(
     return frame, np.asarray(lines, dtype=np.int64)
 
 
-def _refuse_repeated(
-    record: _Repeated, kept: Collection[str], path: Path, number: int
-) -> None:
-    """A field named twice in one object is an error where the read keeps it: which value
-    counts is the writer's guess (Python's json takes the last, others the first). Elsewhere
-    (review text, metadata nobody reads) it is left alone, so one odd line of a multi-GB dump
-    does not stop the read."""
+def _refuse_repeated(record: _Repeated, checked: Collection[str], path: Path, number: int) -> None:
+    """A field asked for that one object names twice, with different values, is an error: which
+    value counts is the writer's guess (Python's json takes the last, others the first).
+    Elsewhere (review text, metadata shown as it is) it is left alone, so one odd line of a
+    multi-GB dump does not stop the read."""
     for name, values in record.repeated.items():
-        if name in kept:
-            shown = " and ".join(json.dumps(v, ensure_ascii=False)[:40] for v in values[:2])
+        if name in checked and any(value != values[0] for value in values):
+            shown = " and ".join(_short(value) for value in values[:3])
             raise DataFormatError(
-                f"{path} {_where(number)} names the field {name!r} {len(values)} times ({shown}"
-                f"{' and more' if len(values) > 2 else ''}): JSON leaves open which value counts, "
-                "so the reader will not guess. Give the field once per object"
+                f"{path} {_where(number)} names the field {name!r} {len(values)} times with "
+                f"different values ({shown}{' and more' if len(values) > 3 else ''}): JSON "
+                "leaves open which one counts, so the reader will not guess. Give the field "
+                "once per object"
             )
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    if len(text) <= 40:
+        return text
+    closing = text[-1] if text[-1] in '"]}' else ""  # a cut string still reads as one
+    return f"{text[:36]}...{closing}"
 
 
 def first_fields(path: Path) -> list[str]:
