@@ -83,10 +83,11 @@ def measure(precision: str, epochs: int, threads: int, device: str) -> dict:
     top_stepwise = stepwise.topk(20).indices.sort().values
     finite = ~seen
     assert isinstance(model.training, TrainConfig)
-    on_gpu = torch.device(device).type == "cuda"
+    where = torch.device(device)
+    on_gpu = where.type == "cuda"
     return {
         "precision": precision,
-        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
+        "device": torch.cuda.get_device_name(where) if on_gpu else "cpu",
         "epoch_seconds": median_after_warmup(seconds),
         "epoch_seconds_all": seconds,
         "eval_pass_seconds": passes[True][0],
@@ -95,7 +96,8 @@ def measure(precision: str, epochs: int, threads: int, device: str) -> dict:
         "max_abs_score": float(stepwise[finite].abs().max()),
         "users_with_same_top20": float((top_chained == top_stepwise).all(dim=1).float().mean()),
         "peak_rss_mib": peak,
-        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None,
+        # training and both passes (the RSS above: training and the chained pass)
+        "peak_gpu_mib": torch.cuda.max_memory_allocated(where) / 2**20 if on_gpu else None,
     }
 
 
@@ -125,6 +127,23 @@ def reproduce_wall_time(precision: str, device: str, folder: Path) -> dict:
     return {"seconds": time.perf_counter() - start, "output": out.stdout}
 
 
+def _check_device(parser: argparse.ArgumentParser, name: str) -> None:
+    """A usage message for a device this machine cannot run, before any data is read."""
+    import torch
+
+    try:  # torch's own message for a bad string is a traceback listing every device type
+        device = torch.device(name)
+    except RuntimeError:
+        parser.error(f"--device must be cuda[:N] or cpu, got {name}")
+    if device.type not in ("cuda", "cpu"):
+        parser.error(f"--device must be cuda[:N] or cpu, got {name}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(
+            f"--device {name}: torch {torch.__version__} sees no CUDA device here; run it on a "
+            "CUDA machine, or leave --device at cpu"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -137,6 +156,7 @@ def main() -> None:
     add_results_dir(parser)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    _check_device(parser, args.device)
     if args.child:
         print(json.dumps(measure(args.child, args.epochs, args.threads, args.device)))
         return

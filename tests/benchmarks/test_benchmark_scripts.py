@@ -10,8 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+_HAS_CUDA = torch.cuda.is_available()
 
 
 def _run(script: str, *args: str, timeout: float = 240) -> None:
@@ -363,6 +366,14 @@ def test_median_after_warmup_refuses_a_lone_warmup_timing():
         ("run_all.py", ["--set", "typo:train.lr=1"], "unknown model 'typo'"),
         ("run_all.py", ["--models", "diffrec", "--set", "train.nope=1"], "train.nope"),
         ("cuda_check.py", ["--out", "OUT", "--device", "foo"], "cuda[:N] or cpu, got foo"),
+        ("diffrec_speed.py", ["--device", "foo"], "cuda[:N] or cpu, got foo"),
+        ("diffrec_speed.py", ["--device", "meta"], "cuda[:N] or cpu, got meta"),
+        pytest.param(
+            "diffrec_speed.py",
+            ["--device", "cuda"],
+            "sees no CUDA device here",
+            marks=pytest.mark.skipif(_HAS_CUDA, reason="this machine has a CUDA device"),
+        ),
     ],
 )
 def test_bad_arguments_end_in_a_usage_message(tmp_path, script, args, message):
