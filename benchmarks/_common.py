@@ -159,6 +159,20 @@ def add_results_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_device(parser: argparse.ArgumentParser, name: str) -> Any:
+    """``--device`` as a torch device, cuda[:N] or cpu; anything else ends in a usage message
+    (torch's own for a bad string is a traceback listing every device type)."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        parser.error(f"--device must be cuda[:N] or cpu, got {name}")
+    if device.type not in ("cuda", "cpu"):
+        parser.error(f"--device must be cuda[:N] or cpu, got {name}")
+    return device
+
+
 def int_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse ``type``: an integer >= ``minimum``. A bad value ends in a usage message
     (exit 2) before any work, not in a traceback minutes later."""

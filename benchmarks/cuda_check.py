@@ -115,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:  # torch's own message for a bad string is a traceback listing every device type
-        device = torch.device(args.device)
-    except RuntimeError:
-        parser.error(f"--device must be cuda[:N] or cpu, got {args.device}")
+    device = _common.parse_device(parser, args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print(
             f"cuda_check: --device {args.device} but torch {torch.__version__} sees no CUDA "
@@ -127,8 +124,6 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    if device.type not in ("cuda", "cpu"):
-        parser.error(f"--device must be cuda[:N] or cpu, got {args.device}")
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,7 @@ from _common import (
     machine,
     markdown_table,
     median_after_warmup,
+    parse_device,
     peak_rss_mib,
     positive_int,
     python_child,
@@ -131,13 +132,7 @@ def _check_device(parser: argparse.ArgumentParser, name: str) -> None:
     """A usage message for a device this machine cannot run, before any data is read."""
     import torch
 
-    try:  # torch's own message for a bad string is a traceback listing every device type
-        device = torch.device(name)
-    except RuntimeError:
-        parser.error(f"--device must be cuda[:N] or cpu, got {name}")
-    if device.type not in ("cuda", "cpu"):
-        parser.error(f"--device must be cuda[:N] or cpu, got {name}")
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if parse_device(parser, name).type == "cuda" and not torch.cuda.is_available():
         parser.error(
             f"--device {name}: torch {torch.__version__} sees no CUDA device here; run it on a "
             "CUDA machine, or leave --device at cpu"

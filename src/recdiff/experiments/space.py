@@ -219,26 +219,23 @@ class SearchSpace:
         """None if ``candidate`` for ``key`` gives a valid config beside the config's own
         values of the other keys or beside some values the space gives them; else why it does
         not (the error beside the config's own values)."""
-        contexts = itertools.chain([None], self._other_values(key))
-        first_error = None
-        for context in contexts:
-            values = {k: _first(q) for k, q in self.params.items()}
-            values.update(context or {})
-            values[key] = candidate
+        fraction_of = getattr(self.params[key], "fraction_of", None)
+        first = {k: _first(q) for k, q in self.params.items()}
+        error = None
+        for context in itertools.chain([None], self._other_values(key)):
+            values = {**first, **(context or {}), key: candidate}
             raw = copy.deepcopy(base)
             try:
                 settings = self.settings(values, lookup)
-                fraction_of = getattr(self.params[key], "fraction_of", None)
-                applied = list(settings) if context else [key, fraction_of]
-                for k in applied:
+                for k in list(settings) if context else [key, fraction_of]:
                     if k in settings:
                         set_dotted(raw, k, settings[k])
                 validate(raw)
                 return None
-            except ValueError as error:
+            except ValueError as failed:
                 if context is None:  # about the key itself: the values it was given alone
-                    first_error = str(error)
-        return first_error or "invalid beside every combination tried"
+                    error = str(failed)
+        return error
 
     def _other_values(self, key: str) -> Iterator[dict[str, Any]]:
         """Combinations of the candidates of the keys other than ``key``: all of them, or
