@@ -112,6 +112,16 @@ def test_diffrec_config_builds_eq4_with_the_first_beta_fixed_at_t_3_by_hand():
     assert process.prediction.value == "x0"  # DiffRec predicts x0
 
 
+def test_diffrec_linear_schedule_fixes_the_first_beta_as_released():
+    """The released code sets beta_1 = 1e-5 after building either schedule, its "linear" too."""
+    config = DiffusionConfig(
+        noise_schedule="linear", steps=3, noise_scale=0.1, noise_min=0.1, noise_max=0.5
+    )
+    process = DiffRec(DiffRecConfig(hidden_dims=[4], diffusion=config), TRAIN).process
+    # betas s a_min .. s a_max = 0.01, 0.03, 0.05; beta_1 fixed to 1e-5 (not 0.01)
+    np.testing.assert_allclose(process.betas.numpy(), [1e-5, 0.03, 0.05], rtol=1e-12)
+
+
 def test_diffrec_default_config_is_the_released_ml1m_schedule_at_every_step():
     process = DiffRec(training=TRAIN).process  # T 40, s 5e-3, a_min 5e-3, a_max 1e-2
     s, a_min, a_max, steps = 5e-3, 5e-3, 1e-2, 40

@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["NoiseSchedule", "ScheduleError"]
+__all__ = ["RELEASED_FIRST_BETA", "NoiseSchedule", "ScheduleError"]
+
+#: beta_1 in DiffRec's released code, for its "linear-var" (Eq. 4) and "linear" schedules alike.
+RELEASED_FIRST_BETA = 1e-5
 
 
 class ScheduleError(ValueError):
@@ -272,7 +275,7 @@ class NoiseSchedule:
         noise_scale: float,
         noise_min: float,
         noise_max: float,
-        first_beta: float | None = 1e-5,
+        first_beta: float | None = RELEASED_FIRST_BETA,
     ) -> NoiseSchedule:
         """DiffRec's linear-variance schedule (Wang et al. 2023, Eq. 4).
 

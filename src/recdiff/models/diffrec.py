@@ -40,6 +40,7 @@ from recdiff.diffusion import (
     UniformSampler,
     noise_to,
 )
+from recdiff.diffusion.schedules import RELEASED_FIRST_BETA
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
 from recdiff.nn import MLPDenoiser
@@ -105,9 +106,11 @@ class DiffusionConfig(BaseModel):
                 self.steps, self.noise_scale, self.noise_min, self.noise_max
             )
         if self.noise_schedule == "linear":  # DiffRec's "linear": betas s*a_min .. s*a_max
-            return NoiseSchedule.linear(
+            betas = NoiseSchedule.linear(
                 self.steps, self.noise_scale * self.noise_min, self.noise_scale * self.noise_max
-            )
+            ).betas.copy()
+            betas[0] = RELEASED_FIRST_BETA  # the released code fixes beta_1 for both schedules
+            return NoiseSchedule(betas, name="linear")
         return NoiseSchedule.cosine(self.steps)
 
     def process(self) -> GaussianDiffusion:
