@@ -52,6 +52,14 @@ def tune(
     warmup_epochs: Annotated[
         int, typer.Option(min=0, help="Epochs of a trial before it may be pruned.")
     ] = 0,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Trials run at once (processes, each with its share of the CPU threads and "
+            "its own sampler seed).",
+        ),
+    ] = 1,
     overrides: SetOption = None,
 ) -> None:
     """Search hyper-parameters with Optuna, selected on validation; writes OUT/best.yaml.
@@ -94,6 +102,7 @@ def tune(
                 warmup_epochs=warmup_epochs,
                 report=typer.echo,
                 command=command,
+                jobs=jobs,
             )
     except (KeyboardInterrupt, SystemExit) as stop:
         stopped(stop, _AGAIN)

@@ -43,6 +43,8 @@ STUDY_NAME = "recdiff-tune"
 HEARTBEAT_SECONDS = 60  # a running trial's sign of life in the study
 STALE_AFTER_SECONDS = 180  # a RUNNING trial silent this long was killed: FAIL
 RESERVE_BYTES = 1 << 20  # room kept to record a trial that failed on a full disk
+SQLITE_LOCK_SECONDS = 60  # how long a write waits for another process's lock on the study
+WORKER_SEED_STRIDE = 1000  # sampler seeds of one search's workers lie this far apart
 
 
 class TuneError(ConfigError):
@@ -65,8 +67,9 @@ def _sqlite_url(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def _heartbeats_are_fine(optuna: Any) -> Iterator[None]:
-    """Silences Optuna's ExperimentalWarning for heartbeats (experimental since 2.9)."""
+def _experimental_is_fine(optuna: Any) -> Iterator[None]:
+    """Silences Optuna's ExperimentalWarning for heartbeats (experimental since 2.9) and the
+    sampler's ``constant_liar`` (experimental before 5.0)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
@@ -84,17 +87,33 @@ def _current_form(config: Any) -> Any:
     return json.loads(json.dumps(current))
 
 
-def open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, warmup: int):
+def open_study(
+    out: Path,
+    fingerprint: dict[str, Any],
+    seed: int,
+    prune: bool,
+    warmup: int,
+    worker: int = 0,
+):
+    """The search's study in ``out``, created or continued (refused when its fingerprint, the
+    search's config, space and metric, differs). Its TPE sampler is seeded with ``seed`` plus the
+    trials already run, so a resumed search does not replay the first samples, plus
+    ``WORKER_SEED_STRIDE`` times ``worker``, so that the workers of one search sample apart. It
+    takes the running trials' settings to score badly (``constant_liar``, Optuna's default from
+    5.0 on), so that workers do not propose settings near each other's."""
     optuna = import_optuna()  # first: without the tune extra, sqlalchemy is missing too
     from sqlalchemy.exc import DatabaseError  # optuna's storage layer
 
     path = out / "study.db"
     try:
-        with _heartbeats_are_fine(optuna):
+        with _experimental_is_fine(optuna):
             storage = optuna.storages.RDBStorage(
                 _sqlite_url(path),
                 heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=STALE_AFTER_SECONDS,
+                # The workers of one search write to the file at once: wait for the lock
+                # rather than fail on SQLite's default 5 s.
+                engine_kwargs={"connect_args": {"timeout": SQLITE_LOCK_SECONDS}},
             )
         study = optuna.create_study(
             study_name=STUDY_NAME,
@@ -126,8 +145,12 @@ def open_study(out: Path, fingerprint: dict[str, Any], seed: int, prune: bool, w
             "continue it with the same command, or pass a new --out"
         )
     n_before = len(study.get_trials(deepcopy=False))
-    # Seeded by the trials already run, so a resumed search does not replay the first samples.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + n_before, n_startup_trials=5)
+    with _experimental_is_fine(optuna):
+        study.sampler = optuna.samplers.TPESampler(
+            seed=seed + n_before + WORKER_SEED_STRIDE * worker,
+            n_startup_trials=5,
+            constant_liar=True,
+        )
     study.pruner = (
         optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
         if prune
@@ -166,8 +189,9 @@ class SpaceReserve:
     """``RESERVE_BYTES`` held in ``OUT/.study-reserve`` until :meth:`free`; none when the disk is
     too full for them already. Random bytes, so that a compressing file system stores them."""
 
-    def __init__(self, out: Path) -> None:
-        self.path = out / ".study-reserve"
+    def __init__(self, out: Path, worker: int | None = None) -> None:
+        # A worker of a search with several (``tune(jobs=N)``) holds a reserve of its own.
+        self.path = out / (".study-reserve" if worker is None else f".study-reserve-{worker}")
         try:
             self.path.write_bytes(os.urandom(RESERVE_BYTES))
         except OSError:
@@ -199,7 +223,7 @@ def fail_stale_trials(study: Any) -> list[int]:
     optuna = import_optuna()
     running = (optuna.trial.TrialState.RUNNING,)
     before = {t.number for t in study.get_trials(deepcopy=False, states=running)}
-    with _heartbeats_are_fine(optuna):
+    with _experimental_is_fine(optuna):
         optuna.storages.fail_stale_trials(study)
     after = {t.number for t in study.get_trials(deepcopy=False, states=running)}
     return sorted(before - after)

@@ -81,6 +81,8 @@ __all__ = [
 
 #: Invalid trials in a row after which the search gives up (the space hardly fits together).
 MAX_INVALID_STREAK = 25
+#: How often a search with several workers looks for finished trials to report.
+POLL_SECONDS = 2.0
 
 
 def selection_metric(metric: str, config: RunConfig) -> str:
@@ -201,10 +203,21 @@ class _Search:
             self.invalid_streak.clear()
         self.report(trial_line(trial, self.metric))
         write_outputs(study, self.space, self.base, self.metric, self.out, self.header)
-        if finished_trials(count_trials(study)) >= self.trials:
+        counts = count_trials(study)
+        # Trials still running (other workers') count too: each will finish, and one more
+        # started here would overshoot ``trials``. Should one of them end invalid, the worker
+        # that ends it goes on.
+        if finished_trials(counts) + counts["running"] >= self.trials:
             study.stop()
         elif len(self.invalid_streak) >= MAX_INVALID_STREAK:
             study.stop()
+
+    def quiet(self) -> _Search:
+        """A copy for a worker process: the command reports trials as the study records them
+        (:func:`_optimize_in_workers`), so the worker's own lines would print them twice."""
+        copy = object.__new__(_Search)
+        copy.__dict__.update(self.__dict__, report=_no_report, invalid_streak=[], current=None)
+        return copy
 
     def fail_unfinished(
         self, study: Any, stop: BaseException, free_space: Callable[[], bool]
@@ -239,6 +252,70 @@ class _Search:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
+def _no_report(line: str) -> None:
+    pass
+
+
+def _optimize_in_workers(task: dict[str, Any], jobs: int, study: Any, search: _Search) -> list[str]:
+    """Run ``jobs`` workers on the study (:func:`_work`), reporting each trial as it finishes;
+    returns the longest run of invalid trials a worker ended with. A worker's error stops the
+    others (:func:`~recdiff.experiments.workers.worker_pool`) and is raised here."""
+    from concurrent.futures import FIRST_EXCEPTION, wait
+
+    from recdiff.experiments.workers import stoppable, worker_pool
+
+    def report_new() -> None:
+        for trial in study.get_trials(deepcopy=False):
+            if trial.state.is_finished() and trial.number not in reported:
+                reported.add(trial.number)
+                search.report(trial_line(trial, search.metric))
+
+    reported = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    try:
+        with worker_pool(jobs) as pool:
+            futures = [
+                pool.submit(stoppable, _work, {**task, "worker": worker}) for worker in range(jobs)
+            ]
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_EXCEPTION)
+                report_new()
+                if any(future.exception() is not None for future in done):
+                    break
+            streaks = [future.result() for future in futures]  # raises a worker's error
+    finally:  # the trials that the stopped workers failed on their way out
+        with contextlib.suppress(Exception):  # a read: never in the way of the error itself
+            report_new()
+    return max(streaks, key=len)
+
+
+def _work(task: dict[str, Any]) -> list[str]:
+    """One worker of ``tune(jobs=N)``: trials on the shared study until it holds enough."""
+    import torch
+
+    torch.set_num_threads(task["threads"])
+    optuna = import_optuna()
+    optuna.logging.set_verbosity(logging.ERROR)
+    search: _Search = task["search"]
+    study = storage.open_study(
+        search.out,
+        task["fingerprint"],
+        task["seed"],
+        task["prune"],
+        task["warmup"],
+        worker=task["worker"],
+    )
+    reserve = storage.SpaceReserve(search.out, worker=task["worker"])
+    try:
+        study.optimize(search.objective, timeout=task["timeout"], callbacks=[search.after_trial])
+    except BaseException as stop:
+        search.fail_unfinished(study, stop, reserve.free)
+        raise
+    finally:
+        reserve.free()
+    return search.invalid_streak
+
+
 def _stop_reason(stop: BaseException) -> str:
     if isinstance(stop, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
@@ -259,6 +336,7 @@ def tune(
     warmup_epochs: int = 0,
     report: Callable[[str], None] | None = None,
     command: str | None = None,
+    jobs: int = 1,
 ) -> TuneResult:
     """Search ``space`` around ``config`` until the study in ``out`` holds ``trials`` finished
     (completed, pruned or diverged) trials, or ``timeout`` seconds pass; returns the best so
@@ -268,10 +346,18 @@ def tune(
     Re-running with the same config, space and metric continues the study (a larger ``trials``
     extends it). ``report`` receives one line per trial. Pruning starts after 5 trials and,
     within a trial, after ``warmup_epochs`` epochs.
+
+    ``jobs > 1`` runs that many trials at once, each worker process with its share of the CPU
+    threads and its own sampler seed (TPE then assumes the running trials' settings score badly,
+    Optuna's ``constant_liar``, so that the workers do not propose the same settings). A worker
+    starts no new trial once the study's finished and running trials reach ``trials``; a trial
+    that fails stops every worker, as it stops a search of one.
     """
     optuna = import_optuna()
     if trials < 1:
         raise TuneError(f"trials must be at least 1, got {trials}")
+    if jobs < 1:
+        raise TuneError(f"jobs must be at least 1, got {jobs}")
     from recdiff.train.distributed import env_world_size
     from recdiff.train.folders import remove_unfinished_runs
 
@@ -320,9 +406,21 @@ def tune(
                         f"{storage.STALE_AFTER_SECONDS} s); marked FAIL, not counted"
                     )
                 if finished_trials(count_trials(study)) < trials:
-                    study.optimize(
-                        search.objective, timeout=timeout, callbacks=[search.after_trial]
-                    )
+                    if jobs == 1:
+                        study.optimize(
+                            search.objective, timeout=timeout, callbacks=[search.after_trial]
+                        )
+                    else:
+                        task = {
+                            "search": search.quiet(),
+                            "fingerprint": fingerprint,
+                            "seed": seed,
+                            "prune": prune,
+                            "warmup": warmup_epochs,
+                            "timeout": timeout,
+                            "threads": max(1, (os.cpu_count() or 1) // jobs),
+                        }
+                        search.invalid_streak = _optimize_in_workers(task, jobs, study, search)
         except BaseException as stop:
             search.fail_unfinished(study, stop, reserve.free)
             raise
