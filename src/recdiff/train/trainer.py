@@ -245,7 +245,10 @@ class Trainer:
         )
         for epoch in epochs:
             model.module.train()
-            epoch_start, total, count = time.perf_counter(), 0.0, 0
+            epoch_start, count = time.perf_counter(), 0
+            # Summed on the loss's device and read once an epoch: a float() every step would
+            # wait for a GPU to finish it (float64, the same sums as Python floats on a CPU).
+            total = torch.zeros((), dtype=torch.float64, device=cfg.device)
             order = torch.randperm(len(data), generator=generator).numpy()
             for index in epoch_batches(order, cfg.batch_size, world):
                 local = shard(index, this_rank, world)
@@ -270,12 +273,14 @@ class Trainer:
                 result.steps += 1
                 if average is not None:
                     average.update()
-                total += float(loss.detach()) * terms
+                total += loss.detach().double() * terms
                 count += terms
             # Non-finite weights behind a finite loss (a step whose gradient overflowed) would
             # fail validation on NaN scores: a divergence too, decided alike on every rank.
             non_finite = 0.0 if _finite_weights(model.module) else 1.0
-            total, count, non_finite = all_reduce_sum([total, count, non_finite], cfg.device)
+            total, count, non_finite = all_reduce_sum(
+                [float(total), count, non_finite], cfg.device
+            )
             record = {
                 "epoch": epoch,
                 "loss": total / max(count, 1),
