@@ -371,7 +371,9 @@ class RunConfig(BaseModel):
             raise ValueError(
                 f"data.duplicates={data.duplicates} is not applied to sequences: a next-item "
                 "model keeps a repeated (user, item) row in the user's sequence (a history, not a "
-                "set); remove data.duplicates"
+                "set); remove data.duplicates or set it to raise, the default (in `recdiff "
+                "experiment`, give it to the models of rows alone: --set "
+                "CONFIG:data.duplicates=first)"
             )
         if data.format in LEAVE_ONE_OUT_FORMATS and data.split != "leave_one_out":
             # the default: nothing was asked (a --set of it is refused by load_config)

@@ -171,9 +171,10 @@ def _finite(
     col: str,
     source: Source,
     line_numbers: np.ndarray | None,
+    rule: str | None = None,
 ) -> np.ndarray:
     """``numeric`` (``series`` read as numbers) as float64, or an error naming the values of
-    ``series`` that are not finite numbers."""
+    ``series`` that are not finite numbers (``rule``: what the values must be instead)."""
     values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -184,7 +185,7 @@ def _finite(
         raise DataFormatError(
             f"{pos.size} non-numeric or missing value(s) in column {col!r}"
             f"{describe_source(source)} at {describe_rows(pos, line_numbers)} (values {examples}); "
-            f"every {col!r} value must be a finite number: fix or drop those rows"
+            f"{rule or f'every {col!r} value must be a finite number'}: fix or drop those rows"
         )
     return values
 
@@ -223,7 +224,11 @@ def time_column(
                 f"(values {examples}): write them as seconds or as 2024-05-01T13:00:00"
             )
         return _datetime_seconds(parsed, col, source, line_numbers)
-    return _finite(numeric, series, col, source, line_numbers)
+    rule = (
+        f"every {col!r} value must be a time, all of one kind: seconds (a finite number) or "
+        "ISO 8601 dates such as 2024-05-01T13:00:00"
+    )
+    return _finite(numeric, series, col, source, line_numbers, rule)
 
 
 def _refuse_numbers_mixed_with_dates(

@@ -156,6 +156,12 @@ class SavedModel(abc.ABC):
         directory = Path(directory)
         config_path = directory / CONFIG_FILE
         if not config_path.is_file():
+            if (directory / "model" / CONFIG_FILE).is_file():  # a run folder holds its model
+                raise FileNotFoundError(
+                    f"{config_path} not found: {directory} is a run folder, whose model is in "
+                    f"{directory / 'model'}; load that, or the run with "
+                    f"recdiff.serving.Predictor.load({str(directory)!r}) to score external ids"
+                )
             raise FileNotFoundError(
                 f"{config_path} not found: is {directory} a saved model folder?"
             )

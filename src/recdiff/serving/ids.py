@@ -39,9 +39,14 @@ def split_id_list(text: str, option: str) -> list[str]:
     if '"' not in text:
         return [piece for piece in text.split(",") if piece.strip()]
     try:
-        fields = next(csv.reader([text], skipinitialspace=True), [])
+        # strict: an unclosed quote is an error, not an id running to the end of the line
+        fields = next(csv.reader([text], skipinitialspace=True, strict=True), [])
     except csv.Error as error:
-        raise ValueError(f"{option} cannot be read as comma-separated ids: {error}") from None
+        raise ValueError(
+            f"{option} cannot be read as comma-separated ids ({error}): a double quote opens "
+            """an id that may hold commas and must close right before the next comma or the end, """
+            """e.g. '"a,b",c'"""
+        ) from None
     return [field for field in fields if field.strip()]
 
 
