@@ -91,3 +91,42 @@ def test_divergence_before_any_validation_is_an_error_naming_the_lr():
     trainer = Trainer(training, lambda score: {"valid": {"recall@20": 0.1}})
     with pytest.raises(ValueError, match=r"diverged in epoch 2 .* lower train\.lr \(now 0\.01\)"):
         trainer.fit(_DivergesAt(step=4), rows)
+
+
+class _GrowsFrom(_LeastSquares):
+    """Least squares whose loss is multiplied by ``factor`` from optimizer step ``step`` on:
+    finite, but far above where training began."""
+
+    def __init__(self, step: int, factor: float) -> None:
+        super().__init__()
+        self.step, self.factor, self.calls = step, factor, 0
+
+    def loss(self, rows: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        loss = super().loss(rows)
+        return loss * self.factor if self.calls >= self.step else loss
+
+
+def _fit_model(model, epochs=4):
+    rows = sp.csr_matrix(np.random.default_rng(0).random((12, 3)))
+    training = TrainConfig(lr=0.01, batch_size=4, epochs=epochs, eval_every=1, progress=False)
+    return Trainer(training, lambda score: {"valid": {"recall@20": 0.1}}).fit(model, rows)
+
+
+def test_a_loss_grown_a_thousandfold_is_warned_of_once_naming_the_lr():
+    """A learning rate far too high can send the loss to 1e19 without a NaN: the run finished
+    with metrics that looked like a model's, and nothing said so."""
+    with pytest.warns(UserWarning, match=r"mean loss of epoch 3 .* times the first step's") as seen:
+        result = _fit_model(_GrowsFrom(step=7, factor=1e6))  # epoch 3 on
+    growth = [w for w in seen if "times the first step's" in str(w.message)]
+    assert len(growth) == 1 and "lower train.lr (now 0.01)" in str(growth[0].message)
+    assert result.epochs_run == 4 and result.diverged_epoch is None  # a warning, not a stop
+
+
+def test_a_loss_that_falls_or_grows_moderately_is_not_warned_of():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        _fit_model(_LeastSquares())
+        _fit_model(_GrowsFrom(step=7, factor=100.0))

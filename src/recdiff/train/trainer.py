@@ -73,6 +73,9 @@ __all__ = [
     "seed_everything",
 ]
 
+#: A mean epoch loss this many times the first step's is warned of as diverging.
+LOSS_GROWTH = 1e3
+
 # MAX_EPOCHS, TrainConfig, TrainResult and the summaries moved to recdiff.train.config; they stay
 # importable from here, where code written before the move imports them.
 
@@ -240,6 +243,7 @@ class Trainer:
             restore_weights(model, saved, cfg.device)
             first, seconds_before = result.epochs_run + 1, result.seconds
         start = time.perf_counter() - seconds_before
+        opening: float | None = None  # the loss of this call's first step, before any update
         epochs = progress_bar(
             range(first, cfg.epochs + 1), show=cfg.progress and this_rank == 0, desc="epochs"
         )
@@ -274,13 +278,13 @@ class Trainer:
                 if average is not None:
                     average.update()
                 total += loss.detach().double() * terms
+                if opening is None:  # read once a call: no wait for a GPU at every step
+                    opening = float(loss.detach())  # this process's shard: for a warning only
                 count += terms
             # Non-finite weights behind a finite loss (a step whose gradient overflowed) would
             # fail validation on NaN scores: a divergence too, decided alike on every rank.
             non_finite = 0.0 if _finite_weights(model.module) else 1.0
-            total, count, non_finite = all_reduce_sum(
-                [float(total), count, non_finite], cfg.device
-            )
+            total, count, non_finite = all_reduce_sum([float(total), count, non_finite], cfg.device)
             record = {
                 "epoch": epoch,
                 "loss": total / max(count, 1),
@@ -292,6 +296,10 @@ class Trainer:
             if not math.isfinite(record["loss"]) or non_finite:  # all-reduced: alike everywhere
                 self._diverged(epoch, record["loss"], result, best_state is not None)
                 break
+            if opening is not None and opening > 0 and record["loss"] > LOSS_GROWTH * opening:
+                # finite, but on its way to overflow: the metrics may still look like a model's
+                self._growing(opening, epoch, record["loss"])
+                opening = math.inf  # said once
             # The last epoch is validated too, whatever eval_every: trained weights that
             # selection never saw would be thrown away unjudged.
             if self.evaluate is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
@@ -343,6 +351,14 @@ class Trainer:
         warnings.warn(
             f"{what}; kept epoch {result.best_epoch}, the best validated before it (a lower "
             f"{self._key('lr')} than {self.config.lr} may train further)",
+            stacklevel=4,
+        )
+
+    def _growing(self, opening: float, epoch: int, loss: float) -> None:
+        warnings.warn(
+            f"the mean loss of epoch {epoch} ({loss:.4g}) is {loss / opening:.1e} times the "
+            f"first step's ({opening:.4g}): training is diverging; lower {self._key('lr')} "
+            f"(now {self.config.lr})",
             stacklevel=4,
         )
 
