@@ -118,9 +118,7 @@ def test_logged_validation_is_the_reported_one(tmp_path, averaging):
     assert chosen[-1]["valid/recall@20"] == pytest.approx(vae.metrics["valid"]["recall@20"])
     ease = run_training(load_config("demo-ease", settings), tmp_path, progress=False)
     (select,) = [
-        json.loads(line)
-        for line in (ease.directory / "events.jsonl").open()
-        if '"select"' in line
+        json.loads(line) for line in (ease.directory / "events.jsonl").open() if '"select"' in line
     ]
     best = select["valid"][str(select["l2_lambda"])]
     assert best == pytest.approx(ease.metrics["valid"]["recall@20"])

@@ -63,7 +63,9 @@ def test_a_missing_table_or_an_unknown_format_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"nothere\.csv not found"):
         read_interactions(tmp_path / "nothere.csv")
     (tmp_path / "r.csv").write_text("user,item\n1,2\n")
-    with pytest.raises(ValueError, match="file_format must be csv, tsv, parquet or jsonl, got 'xlsx'"):
+    with pytest.raises(
+        ValueError, match="file_format must be csv, tsv, parquet or jsonl, got 'xlsx'"
+    ):
         read_interactions(tmp_path / "r.csv", file_format="xlsx")  # type: ignore[arg-type]
 
 

@@ -247,7 +247,7 @@ def _object(text: bytes, path: Path, where: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise DataFormatError(
             f"{path} {where} holds {_kind(record)}, not an object: each line must hold one JSON "
-            f"object with the interaction's fields, e.g. {{\"user\": \"u1\", \"item\": \"i7\"}}"
+            f'object with the interaction\'s fields, e.g. {{"user": "u1", "item": "i7"}}'
         )
     return record
 
