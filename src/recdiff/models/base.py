@@ -160,7 +160,7 @@ class SavedModel(abc.ABC):
                 raise FileNotFoundError(
                     f"{config_path} not found: {directory} is a run folder, whose model is in "
                     f"{directory / 'model'}; load that, or the run with "
-                    f"recdiff.serving.Predictor.load({str(directory)!r}) to score external ids"
+                    f"recdiff.serving.predictor.Predictor.load({str(directory)!r}) to score external ids"
                 )
             raise FileNotFoundError(
                 f"{config_path} not found: is {directory} a saved model folder?"
