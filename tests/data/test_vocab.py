@@ -80,11 +80,18 @@ def test_pandas_inputs_and_integral_floats() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
-    [[1.5, 2.0], [1, None], [np.nan], [1, "a"], [True, False]],
+    ("bad", "message"),
+    [
+        ([1.5, 2.0], r"non-integral numbers such as \[1\.5\] at position\(s\) \[0\]"),
+        ([1, None], r"1 ids are missing \(NaN/None\), first at position\(s\) \[1\]"),
+        ([np.nan], r"1 ids are missing \(NaN/None\), first at position\(s\) \[0\]"),
+        ([1, "a"], "all integers or all strings, got 'mixed-integer' values"),
+        ([True, False], "all integers or all strings, got 'boolean' values"),
+    ],
+    ids=["float", "none", "nan", "mixed", "bool"],
 )
-def test_bad_ids_are_refused(bad: list[object]) -> None:
-    with pytest.raises(DataFormatError):
+def test_bad_ids_are_refused(bad: list[object], message: str) -> None:
+    with pytest.raises(DataFormatError, match=message):
         Vocabulary.from_ids(bad)
 
 
@@ -121,7 +128,7 @@ def test_external_out_of_range() -> None:
 
 def test_ids_are_read_only() -> None:
     vocab = Vocabulary.range(3)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         vocab.ids[0] = 5
 
 
@@ -143,17 +150,17 @@ def test_int_and_str_vocabularies_differ() -> None:
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "message"),
     [
-        '{"ids": [1]}',
-        '{"kind": "float", "ids": [1.5]}',
-        '{"kind": "int", "ids": ["1"]}',
-        '{"kind": "int", "ids": [true]}',
-        '{"kind": "int", "ids": [2, 1]}',
+        ('{"ids": [1]}', "exactly the keys 'kind' and 'ids'"),
+        ('{"kind": "float", "ids": [1.5]}', "must be 'int' or 'str'.*got kind='float'"),
+        ('{"kind": "int", "ids": ["1"]}', "ids of a 'int' vocabulary must be JSON ints"),
+        ('{"kind": "int", "ids": [true]}', "ids of a 'int' vocabulary must be JSON ints"),
+        ('{"kind": "int", "ids": [2, 1]}', "must be sorted and unique"),
     ],
 )
-def test_bad_json_is_refused(text: str) -> None:
-    with pytest.raises(ValueError):
+def test_bad_json_is_refused(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         Vocabulary.from_json(text)
 
 

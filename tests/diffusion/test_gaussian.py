@@ -184,7 +184,7 @@ def test_nll_bound_of_gaussian_data_with_the_optimal_denoiser(variance, slack):
 
 def test_prediction_enum_accepts_strings():
     assert GaussianDiffusion(NoiseSchedule.linear(5), "v").prediction is Prediction.V
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"prediction='score' is not one of 'eps', 'x0', 'v'"):
         GaussianDiffusion(NoiseSchedule.linear(5), "score")
 
 

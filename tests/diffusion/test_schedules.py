@@ -94,7 +94,7 @@ def test_invalid_parameters_raise_naming_the_parameter(build, names):
 
 def test_schedule_is_immutable():
     schedule = NoiseSchedule.linear(10)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         schedule.betas[0] = 0.5
 
 

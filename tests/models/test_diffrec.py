@@ -28,7 +28,24 @@ class TestDiffRec(RecommenderContract):
 def test_scores_are_deterministic_without_inference_noise():
     model = DiffRec(TINY, FAST.model_copy(update={"epochs": 2})).fit(checkerboard())
     history = checkerboard()[:4]
-    np.testing.assert_array_equal(to_numpy(model.score(history)), to_numpy(model.score(history)))
+    # By hand: from x_T = x0 (T' = 0, no noise), T steps of the posterior mean
+    # mu = c0 x0_hat + ct x_t, with the denoiser's x0_hat in eval mode (no dropout).
+    schedule = model.config.diffusion.schedule()
+    betas, abar, abar_prev = schedule.betas, schedule.alpha_bar, schedule.alpha_bar_prev
+    c0 = betas * np.sqrt(abar_prev) / (1 - abar)
+    ct = (1 - abar_prev) * np.sqrt(1 - betas) / (1 - abar)
+    model.module.eval()
+    x = torch.from_numpy(history.toarray())
+    with torch.no_grad():
+        for t in reversed(range(schedule.num_steps)):
+            x0_hat = model.denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long))
+            x = float(c0[t]) * x0_hat + float(ct[t]) * x
+    # score() must switch dropout off itself, even when someone left the module training.
+    model.module.train()
+    first = to_numpy(model.score(history))
+    model.module.train()
+    np.testing.assert_array_equal(first, to_numpy(model.score(history)))
+    np.testing.assert_allclose(first, x.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_importance_sampler_collects_losses_during_training():
@@ -61,8 +78,29 @@ def test_learns_the_demo_data_far_better_than_popularity(demo):
 def test_time_weighted_rows_train_and_score(demo):
     weighted = time_weights(demo.train, w_min=0.3)
     assert weighted.data.min() == pytest.approx(0.3) and weighted.data.max() == pytest.approx(1.0)
-    model = DiffRec(TINY, FAST.model_copy(update={"epochs": 2})).fit(weighted)
+    model = DiffRec(TINY, FAST.model_copy(update={"epochs": 2}))
+    fed = []
+    loss = model.loss
+
+    def spy(rows):
+        fed.append(rows.detach().cpu().numpy().copy())
+        return loss(rows)
+
+    model.loss = spy
+    model.fit(weighted)
+    # The loss saw the weighted rows themselves (values strictly between 0 and 1 included), not
+    # binarised ones: every non-empty row, each epoch.
+    fed = np.concatenate(fed)
+    rows = weighted.toarray()
+    rows = rows[rows.any(axis=1)]
+    assert fed.shape == (2 * len(rows), demo.n_items)
+    assert ((fed > 0) & (fed < 1)).any()
+    np.testing.assert_array_equal(np.unique(fed, axis=0), np.unique(rows, axis=0))
     assert to_numpy(model.score(weighted[:3])).shape == (3, demo.n_items)
+    # The same seed on the binary rows trains another model.
+    binary = DiffRec(TINY, FAST.model_copy(update={"epochs": 2})).fit(demo.train.matrix)
+    history = demo.train.matrix[:3]
+    assert not np.allclose(to_numpy(model.score(history)), to_numpy(binary.score(history)))
 
 
 def test_negative_weights_are_refused():

@@ -115,8 +115,24 @@ def test_item_embedding_files_that_cannot_be_used_name_the_setting(tmp_path, con
 def test_widths_too_small_for_the_groups_are_invalid_settings(settings, key):
     with pytest.raises(ValueError, match=rf"{key} \(\d+\) is shared out among the n_clusters"):
         LatentConfig(**settings)
-    # a shared decoder is not split by group, and 0 means no hidden layer
-    LatentConfig(n_clusters=5, decoder="shared", decoder_hidden_dim=3, hidden_dim=0)
+
+
+def test_shared_decoder_width_is_not_split_and_zero_means_no_hidden_layer():
+    # 3 decoder units among 5 groups would be too few if split; a shared decoder is not split,
+    # and hidden_dim=0 asks for no encoder hidden layer at all.
+    latent = LatentConfig(
+        n_clusters=5, latent_dim=10, decoder="shared", decoder_hidden_dim=3, hidden_dim=0
+    )
+    model = LDiffRec(TINY.model_copy(update={"latent": latent})).build(20)
+    linears = lambda m: [layer for layer in m if isinstance(layer, torch.nn.Linear)]  # noqa: E731
+    (decoder,) = model.autoencoder.decoders
+    assert [(layer.in_features, layer.out_features) for layer in linears(decoder)] == [
+        (10, 3),
+        (3, 20),
+    ]
+    assert len(model.autoencoder.encoders) == 5
+    for encoder in model.autoencoder.encoders:  # 4 items -> 2 x 2 latent units, no hidden layer
+        assert [(layer.in_features, layer.out_features) for layer in linears(encoder)] == [(4, 4)]
 
 
 def test_latents_split_by_group_size_and_decode_in_item_order():
@@ -127,6 +143,11 @@ def test_latents_split_by_group_size_and_decode_in_item_order():
     assert z.shape == (6, 6)
     out = autoencoder.decode(z)
     assert out.shape == (6, 6)
+    # z is group 0's 2 units then group 1's 4; each decoder's scores land on its group's items.
+    parts = {0: z[:, :2], 1: z[:, 2:]}
+    columns = {0: [0, 4], 1: [1, 2, 3, 5]}
+    for c, items in columns.items():
+        torch.testing.assert_close(out[:, items], autoencoder.decoders[c](parts[c]))
 
 
 def test_shared_decoder_scores_every_group_from_the_whole_latent():
@@ -272,6 +293,9 @@ def test_latent_split_always_sums_to_the_total():
 def test_build_without_labels_round_robins_items():
     model = LDiffRec(TINY).build(10)
     assert model.autoencoder.latent_dims == [4, 4] and model.n_items == 10
+    # item i goes to group i % 2
+    assert [g.tolist() for g in model.autoencoder.groups] == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+    assert model.autoencoder.labels.tolist() == [0, 1] * 5
 
 
 def test_reconstruction_weight_trains_decoders_but_not_encoders_in_stage_two():
@@ -384,9 +408,25 @@ def test_sparse_input_scores_like_dense_input_with_the_same_weights():
 
 
 def test_sparse_input_trains_in_bf16():
+    train = checkerboard()
     model = LDiffRec(SPARSE, FAST.model_copy(update={"epochs": 2, "precision": "bf16"}))
-    scores = model.fit(checkerboard()).score(checkerboard()[:3])
-    assert scores.shape == (3, N_ITEMS) and torch.isfinite(scores).all()
+    scores = model.fit(train).score(train)
+    assert scores.shape == (N_USERS, N_ITEMS) and torch.isfinite(scores).all()
+    # The contract's known answer: three first-half items bring the other seven on top.
+    history = sp.csr_matrix(
+        (np.ones(3, dtype=np.float32), ([0, 0, 0], [0, 1, 2])), shape=(1, N_ITEMS)
+    )
+    items, _ = model.recommend(history, k=N_ITEMS // 2 - 3)
+    assert set(items[0].tolist()) == set(range(3, N_ITEMS // 2))
+    half = N_ITEMS // 2
+    own = train.toarray()[:, :half].any(axis=1)
+    left, right = scores[:, :half].mean(dim=1), scores[:, half:].mean(dim=1)
+    np.testing.assert_array_equal((left > right).numpy(), own)
+    # The same run in float32: bf16 rounding shows (it was used), but only at bf16's precision
+    # (measured: 0.03 at most on scores of magnitude up to ~3).
+    fp32 = LDiffRec(SPARSE, FAST.model_copy(update={"epochs": 2})).fit(train).score(train)
+    assert not torch.equal(scores.float(), fp32)
+    torch.testing.assert_close(scores.float(), fp32, rtol=0.05, atol=0.1)
 
 
 def test_skipping_pre_training_needs_joint_training():

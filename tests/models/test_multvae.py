@@ -122,7 +122,7 @@ def test_config_rejects_bad_values() -> None:
         MultVAEConfig(dropout=1.0)
     with pytest.raises(ValueError, match="valid_metric"):
         MultVAEConfig(valid_metric="recall")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'not_a_field'"):
         MultVAE(not_a_field=1)
 
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from recdiff.config import load_config
 from recdiff.data.synthetic_sequences import demo_sequences, make_sequences
-from recdiff.diffusion.samplers import EachRowAlone
+from recdiff.diffusion.samplers import DDIMSampler, DDPMSampler, EachRowAlone
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.base import SavedModel
 from recdiff.models.dreamrec import DreamRec
@@ -114,10 +114,24 @@ def test_dreamrec_guidance_and_samplers_change_the_oracle(data, dreamrec):
     base = dreamrec.score_with(history, g(), guidance_weight=0.0)
     guided = dreamrec.score_with(history, g(), guidance_weight=4.0)
     ddim = dreamrec.score_with(history, g(), sampler="ddim", sampling_steps=10)
+    ddpm = dreamrec.score_with(history, g())  # the configured sampler: DDPM over all 50 steps
     assert not torch.allclose(base, guided)
     assert ddim.shape == base.shape and torch.isfinite(ddim).all()
+    # same seed, same guidance: deterministic DDIM on 10 steps draws another oracle than DDPM
+    assert not torch.allclose(ddim, ddpm, rtol=0.05, atol=0.5)
+    # DDIM with eta = 1 on every step has DDPM's mean and variance (Song et al., Eq. 16) and
+    # draws its noise at the same steps: the same oracle, up to float rounding.
+    full = dreamrec.sampler("ddpm")
+    assert isinstance(full, DDPMSampler) and full.process.num_steps == 50
+    as_ddpm = DDIMSampler(full.process, eta=1.0)
+    torch.testing.assert_close(
+        dreamrec.generate(history, g(), sampler=as_ddpm),
+        dreamrec.generate(history, g(), sampler=full),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     # the configured weight (2.0) through score_with equals score
-    assert torch.allclose(dreamrec.score_with(history, g()), dreamrec.score(history, None, g()))
+    assert torch.allclose(ddpm, dreamrec.score(history, None, g()))
 
 
 def test_respaced_ddim_keeps_most_of_the_accuracy(data, dreamrec):
@@ -303,7 +317,7 @@ def test_invalid_configs():
         GuidedDiffusionConfig(beta_start=0.1, beta_end=0.01)
     with pytest.raises(ValidationError, match="sampling_steps"):
         GuidedDiffusionConfig(steps=10, sampling_steps=20)
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match=r"p_uncond\s+Input should be less than 1"):
         DreamRecConfig(p_uncond=1.5)
 
 

@@ -83,10 +83,39 @@ def test_metrics_record_the_selected_epoch_and_both_averagings(run):
     assert metrics["valid"]["recall@20"] == pytest.approx(best["valid/recall@20"], abs=1e-9)
     assert metrics["test"]["recall@20"] == pytest.approx(best["test/recall@20"], abs=1e-9)
     assert set(metrics["by_averaging"]) == {"all_users", "test_users"}
-    # Users without test items count as 0 under all_users averaging, so it can only be lower.
-    assert metrics["by_averaging"]["all_users"]["test"]["recall@20"] <= (
-        metrics["by_averaging"]["test_users"]["test"]["recall@20"] + 1e-12
-    )
+    # On the demo data every user has test items: the share is 1, the averagings agree.
+    assert metrics["data"]["test_users"] == metrics["data"]["n_users"]
+    _check_all_users_averaging(metrics)
+
+
+def _check_all_users_averaging(metrics: dict) -> None:
+    """Users without held-out items count as 0 under all_users averaging: its means are the
+    test_users means scaled by the share of users with held-out items. Coverage is a property
+    of the lists, not a per-user mean: the same either way."""
+    data, both = metrics["data"], metrics["by_averaging"]
+    for split in ("valid", "test"):
+        share = data[f"{split}_users"] / data["n_users"]
+        assert both["all_users"][split].keys() == both["test_users"][split].keys()
+        for name, value in both["test_users"][split].items():
+            expected = value if name.startswith("coverage@") else value * share
+            assert both["all_users"][split][name] == pytest.approx(expected, rel=1e-9), (
+                split,
+                name,
+            )
+
+
+def test_all_users_averaging_scales_by_the_share_of_users_with_test_items(tmp_path):
+    # 3 to 8 items a user, split at random: some users get no validation or test item.
+    rows = [(u, i) for u in range(40) for i in range(u % 5, u % 5 + 3 + u % 6)]
+    log = tmp_path / "log.csv"
+    log.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in rows))
+    data = ["data.format=csv", f"data.source={log}", "data.split=random", "model.l2_lambda=10"]
+    run = run_training(load_config("demo-ease", data), tmp_path / "runs", progress=False)
+    metrics = json.loads((run.directory / "metrics.json").read_text())
+    n_users = metrics["data"]["n_users"]
+    assert 0 < metrics["data"]["valid_users"] < n_users  # the scaling is not the identity
+    assert 0 < metrics["data"]["test_users"] < n_users
+    _check_all_users_averaging(metrics)
 
 
 def test_predictor_matches_the_model_and_serves_new_users(run):
