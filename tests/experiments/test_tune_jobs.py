@@ -4,13 +4,19 @@ Tiny DiffRec runs on the demo data; a search of two workers takes ~10 s here.
 """
 
 import csv
+import json
+import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from recdiff.cli.main import app
+from recdiff.experiments.space import SearchSpace
 
 optuna = pytest.importorskip("optuna")
 runner = CliRunner()
@@ -146,3 +152,186 @@ def test_jobs_below_one_are_refused(tmp_path):
     with pytest.raises(TuneError, match="jobs must be at least 1, got 0"):
         tune(load_config("demo-diffrec"), space, 2, tmp_path / "out", jobs=0)
     assert not (tmp_path / "out").exists()
+
+
+def _first_sample(space: SearchSpace, seed: int, worker: int, before: int) -> dict:
+    """What a worker samples first in a study of ``before`` trials (its sampler seed: seed +
+    trials before + 1000 x worker)."""
+    sampler = optuna.samplers.TPESampler(
+        seed=seed + before + 1000 * worker, n_startup_trials=5, constant_liar=True
+    )
+    study = optuna.create_study(sampler=sampler, direction="maximize")
+    return space.suggest(study.ask())
+
+
+def _command(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """``recdiff ARGS`` in a session of its own, killed with its workers should it hang."""
+    job = subprocess.Popen(
+        [sys.executable, "-m", "recdiff", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    try:
+        out, err = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.communicate()
+        pytest.fail(f"still running after {timeout:.0f} s: {args}")
+    return subprocess.CompletedProcess(args, job.returncode, out, err)
+
+
+def test_a_failing_trial_in_the_second_worker_stops_the_first(tmp_path):
+    """The command waited on the first worker, whose trial trains for 100,000 epochs, before it
+    looked at the second's error: the search went on for as long as the first worker did."""
+    data = tmp_path / "good.csv"
+    data.write_text(
+        "user,item\n" + "".join(f"{u},{(u * 7 + k) % 40}\n" for u in range(60) for k in range(8))
+    )
+    missing = tmp_path / "missing.csv"
+    choices = {"type": "categorical", "choices": [str(data), str(missing)]}
+    space = SearchSpace.from_dict({"data.source": choices})
+    # A seed whose first worker trains (on the good file) and whose second fails at once,
+    # whichever of them opens the study first (0 or 1 trials before it).
+    seed = next(
+        s
+        for s in range(200)
+        if all(
+            _first_sample(space, s, worker, before)["data.source"] == str(source)
+            for worker, source in enumerate((data, missing))
+            for before in (0, 1)
+        )
+    )
+    (tmp_path / "space.yaml").write_text(f"data.source: {json.dumps(choices)}\n")
+    out = tmp_path / "out"
+    settings = ["data.format=csv", f"data.source={data}", "data.split=random"]
+    settings += ["train.epochs=100000"]
+    settings += ["train.patience=100000", "model.diffusion.steps=4"]
+    done = _command(
+        [
+            "tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--out", str(out),
+            "--trials", "4", "--jobs", "2", "--seed", str(seed), *_sets(settings),
+        ]
+    )  # fmt: skip
+    assert done.returncode != 0 and f"{missing} not found" in done.stderr, done.stderr[-2000:]
+    rows = {r["data.source"]: r for r in _rows(out / "trials.csv")}
+    assert rows[str(missing)]["state"] == "FAIL" and "not found" in rows[str(missing)]["error"]
+    if str(data) in rows:  # unless the first worker was stopped before its trial began
+        assert rows[str(data)]["state"] == "FAIL" and "stopped" in rows[str(data)]["error"]
+    assert list((out / "runs").iterdir()) == []
+    assert not list(out.glob(".study-reserve*"))
+
+
+def test_a_trial_left_running_by_a_killed_process_does_not_count(tmp_path):
+    """A killed command's trial stays RUNNING until its heartbeat is stale (3 minutes): the
+    search, continued at once, still runs as many trials as asked, with one worker or two."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        command = ["tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml")]
+        command += ["--out", str(out), "--jobs", jobs, *_sets(TINY)]
+        first = runner.invoke(app, [*command, "--trials", "1"])
+        assert first.exit_code == 0, first.output
+        _study(out).ask()  # as a process killed during its trial leaves it: RUNNING
+        again = runner.invoke(app, [*command, "--trials", "3"])
+        assert again.exit_code == 0, again.output
+        states = [t.state.name for t in _study(out).get_trials()]
+        assert states.count("COMPLETE") == 3 and states.count("RUNNING") == 1, (jobs, states)
+
+
+def test_no_more_workers_start_than_trials_are_left(tmp_path):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    out = tmp_path / "out"
+    command = ["tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--out", str(out)]
+    result = runner.invoke(app, [*command, "--trials", "2", "--jobs", "4", *_sets(TINY)])
+    assert result.exit_code == 0, result.output
+    assert [r["state"] for r in _rows(out / "trials.csv")] == ["COMPLETE", "COMPLETE"]
+
+
+def test_the_invalid_run_is_counted_in_the_order_trials_ended():
+    """With several workers, trial numbers are the order trials started, not ended: the run
+    of invalid trials that stops a search is read by the time each ended."""
+    import datetime
+
+    from recdiff.experiments.tune import invalid_run
+
+    start = datetime.datetime(2026, 1, 1)
+
+    def ended(number, minute, invalid):
+        attrs = {"invalid": True, "error": f"e{number}"} if invalid else {}
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED if invalid else optuna.trial.TrialState.COMPLETE,
+            value=None if invalid else 0.1,
+            user_attrs=attrs,
+        )
+        trial.number = number
+        trial.datetime_start = start
+        trial.datetime_complete = start + datetime.timedelta(minutes=minute)
+        return trial
+
+    # trial 1 (valid) ended last: no invalid run, though the highest numbers are invalid
+    trials = [ended(0, 1, True), ended(1, 9, False), ended(2, 2, True), ended(3, 3, True)]
+    assert invalid_run(trials) == []
+    trials = [ended(0, 1, False), ended(1, 2, True), ended(2, 4, True), ended(3, 3, True)]
+    assert invalid_run(trials) == ["e1", "e3", "e2"]
+    running = optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=0.1)
+    running.state = optuna.trial.TrialState.RUNNING
+    assert invalid_run([*trials, running]) == ["e1", "e3", "e2"]  # not ended: not counted
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The spawned worker processes among ``pid``'s children (not multiprocessing's tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[1]) == pid and "spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc to find workers")
+def test_a_worker_killed_outright_fails_every_trial_of_the_command(tmp_path):
+    """SIGKILL (or the out-of-memory killer) on one worker: the pool breaks, the other worker is
+    stopped. The command said so with a BrokenProcessPool traceback and left both trials
+    RUNNING; now one error line, both trials FAIL, no run folder and no reserve left."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    out = tmp_path / "out"
+    long = ["train.epochs=100000", "train.patience=100000", "model.diffusion.steps=4"]
+    args = ["tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--trials", "4"]
+    args += ["--out", str(out), "--jobs", "2", *_sets(long)]
+    job = subprocess.Popen(
+        [sys.executable, "-m", "recdiff", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while len(list((out / "runs").glob(".*.incomplete"))) < 2:
+            assert job.poll() is None and time.monotonic() < deadline, "never trained two at once"
+            time.sleep(0.1)
+        os.kill(_workers_of(job.pid)[0], signal.SIGKILL)
+        _, stderr = job.communicate(timeout=60)
+    except BaseException:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.communicate()
+        raise
+    assert job.returncode == 2, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert (
+        stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: a worker process of the search ended while it trained")
+    )
+    assert [t.state.name for t in _study(out).get_trials()] == ["FAIL", "FAIL"]
+    assert all(r["error"] for r in _rows(out / "trials.csv"))
+    assert list((out / "runs").iterdir()) == []
+    assert not list(out.glob(".study-reserve*"))

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +55,7 @@ from recdiff.experiments.records import (
 )
 from recdiff.experiments.reuse import reuse_record, shared_run_key
 from recdiff.experiments.stats import METHOD_NAMES
-from recdiff.experiments.workers import stoppable, worker_pool
+from recdiff.experiments.workers import cpu_share, stoppable, worker_pool
 from recdiff.train.distributed import (
     broadcast_object,
     env_world_size,
@@ -236,7 +235,7 @@ def run_experiment(
         out = Path(out)
         if main:
             out.mkdir(parents=True, exist_ok=True)
-        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+        threads = cpu_share(jobs) if jobs > 1 else None
         records: dict[tuple[str, int], SeedRecord] = {}
         tasks = []
         # (label, seed whose run it repeats) -> the (seed, seeded config) of deterministic

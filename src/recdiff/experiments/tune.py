@@ -43,6 +43,7 @@ import contextlib
 import logging
 import os
 import signal
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,6 @@ __all__ = [
 
 #: Invalid trials in a row after which the search gives up (the space hardly fits together).
 MAX_INVALID_STREAK = 25
-#: How often a search with several workers looks for finished trials to report.
-POLL_SECONDS = 2.0
 
 
 def selection_metric(metric: str, config: RunConfig) -> str:
@@ -146,12 +145,20 @@ class _Search:
         self.base = config.model_dump(mode="json")
         self.base["train"]["progress"] = False
         self.view = lookup_view(config)
-        self.invalid_streak: list[str] = []
+        # Tags this command's trials in the study: the running ones of its workers count
+        # towards ``trials``; a killed process's, left RUNNING, do not.
+        self.command_id = uuid.uuid4().hex
+        # A worker's hold on the right to start a trial (tune_jobs.TrialSlots): taken where it
+        # decides to start one, given back once that trial is RUNNING in the study.
+        self.slots: Any = None
         self.current: Any = None  # the trial last started by this call
         self.reason: str | None = None  # why it failed, kept should the study refuse the text
 
     def objective(self, trial: Any) -> float:
         self.current, self.reason = trial, None
+        trial.set_user_attr("command", self.command_id)
+        if self.slots is not None:
+            self.slots.give()  # this trial now counts as running for the other workers
         settings = self.space.settings(self.space.suggest(trial), self.view)
         trial.set_user_attr("settings", settings)
         try:
@@ -169,7 +176,7 @@ class _Search:
         try:
             result = run_training(config, self.out / "runs", progress=False, on_event=reporter)
         except (KeyboardInterrupt, SystemExit) as stop:
-            self.reason = _stop_reason(stop)
+            self.reason = stop_reason(stop)
             trial.set_user_attr("error", self.reason)  # Optuna fails it on Ctrl-C
             # A failed trial is never resumed (the search samples new ones), so the folders
             # that train.checkpoint_every keeps for `recdiff resume` would only pile up.
@@ -197,26 +204,34 @@ class _Search:
         return float(metrics["valid"][self.metric])
 
     def after_trial(self, study: Any, trial: Any) -> None:
-        if trial.user_attrs.get("invalid"):
-            self.invalid_streak.append(trial.user_attrs["error"])
-        else:
-            self.invalid_streak.clear()
         self.report(trial_line(trial, self.metric))
         write_outputs(study, self.space, self.base, self.metric, self.out, self.header)
-        counts = count_trials(study)
-        # Trials still running (other workers') count too: each will finish, and one more
-        # started here would overshoot ``trials``. Should one of them end invalid, the worker
-        # that ends it goes on.
-        if finished_trials(counts) + counts["running"] >= self.trials:
+        if self.slots is not None:
+            self.slots.take()
+        if self.enough(study) or len(invalid_run(self.ours(study))) >= MAX_INVALID_STREAK:
+            if self.slots is not None:
+                self.slots.give()
             study.stop()
-        elif len(self.invalid_streak) >= MAX_INVALID_STREAK:
-            study.stop()
+
+    def enough(self, study: Any) -> bool:
+        """Whether the study's finished trials and this command's running ones reach
+        ``trials``: those running will finish too, and one more would overshoot. (Should one of
+        them end invalid, its worker goes on.)"""
+        running = import_optuna().trial.TrialState.RUNNING
+        ours = sum(1 for t in self.ours(study) if t.state == running)
+        return finished_trials(count_trials(study)) + ours >= self.trials
+
+    def ours(self, study: Any) -> list[Any]:
+        """The study's trials started by this command (any of its workers)."""
+        trials = study.get_trials(deepcopy=False)
+        return [t for t in trials if t.user_attrs.get("command") == self.command_id]
 
     def quiet(self) -> _Search:
         """A copy for a worker process: the command reports trials as the study records them
-        (:func:`_optimize_in_workers`), so the worker's own lines would print them twice."""
+        (:func:`~recdiff.experiments.tune_jobs.optimize_in_workers`), so the worker's own lines
+        would print them twice."""
         copy = object.__new__(_Search)
-        copy.__dict__.update(self.__dict__, report=_no_report, invalid_streak=[], current=None)
+        copy.__dict__.update(self.__dict__, report=_no_report, current=None)
         return copy
 
     def fail_unfinished(
@@ -248,7 +263,7 @@ class _Search:
         if stored is None:
             return
         if "error" not in stored.user_attrs:  # stopped outside its training, or unwritten
-            trial.set_user_attr("error", self.reason or _stop_reason(stop))
+            trial.set_user_attr("error", self.reason or stop_reason(stop))
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
@@ -256,67 +271,24 @@ def _no_report(line: str) -> None:
     pass
 
 
-def _optimize_in_workers(task: dict[str, Any], jobs: int, study: Any, search: _Search) -> list[str]:
-    """Run ``jobs`` workers on the study (:func:`_work`), reporting each trial as it finishes;
-    returns the longest run of invalid trials a worker ended with. A worker's error stops the
-    others (:func:`~recdiff.experiments.workers.worker_pool`) and is raised here."""
-    from concurrent.futures import FIRST_EXCEPTION, wait
+def invalid_run(trials: list[Any]) -> list[str]:
+    """The errors of the invalid trials among ``trials`` that ended last, in a row (by the time
+    they ended: with several workers, trial numbers are not that order)."""
+    import datetime
 
-    from recdiff.experiments.workers import stoppable, worker_pool
-
-    def report_new() -> None:
-        for trial in study.get_trials(deepcopy=False):
-            if trial.state.is_finished() and trial.number not in reported:
-                reported.add(trial.number)
-                search.report(trial_line(trial, search.metric))
-
-    reported = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    try:
-        with worker_pool(jobs) as pool:
-            futures = [
-                pool.submit(stoppable, _work, {**task, "worker": worker}) for worker in range(jobs)
-            ]
-            pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_EXCEPTION)
-                report_new()
-                if any(future.exception() is not None for future in done):
-                    break
-            streaks = [future.result() for future in futures]  # raises a worker's error
-    finally:  # the trials that the stopped workers failed on their way out
-        with contextlib.suppress(Exception):  # a read: never in the way of the error itself
-            report_new()
-    return max(streaks, key=len)
-
-
-def _work(task: dict[str, Any]) -> list[str]:
-    """One worker of ``tune(jobs=N)``: trials on the shared study until it holds enough."""
-    import torch
-
-    torch.set_num_threads(task["threads"])
-    optuna = import_optuna()
-    optuna.logging.set_verbosity(logging.ERROR)
-    search: _Search = task["search"]
-    study = storage.open_study(
-        search.out,
-        task["fingerprint"],
-        task["seed"],
-        task["prune"],
-        task["warmup"],
-        worker=task["worker"],
+    ended = sorted(
+        (t for t in trials if t.state.is_finished()),
+        key=lambda t: (t.datetime_complete or datetime.datetime.min, t.number),
     )
-    reserve = storage.SpaceReserve(search.out, worker=task["worker"])
-    try:
-        study.optimize(search.objective, timeout=task["timeout"], callbacks=[search.after_trial])
-    except BaseException as stop:
-        search.fail_unfinished(study, stop, reserve.free)
-        raise
-    finally:
-        reserve.free()
-    return search.invalid_streak
+    errors: list[str] = []
+    for trial in reversed(ended):
+        if not trial.user_attrs.get("invalid"):
+            break
+        errors.append(trial.user_attrs.get("error", ""))
+    return errors[::-1]
 
 
-def _stop_reason(stop: BaseException) -> str:
+def stop_reason(stop: BaseException) -> str:
     if isinstance(stop, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
     if isinstance(stop, SystemExit) and stop.code == 128 + signal.SIGTERM:
@@ -350,8 +322,9 @@ def tune(
     ``jobs > 1`` runs that many trials at once, each worker process with its share of the CPU
     threads and its own sampler seed (TPE then assumes the running trials' settings score badly,
     Optuna's ``constant_liar``, so that the workers do not propose the same settings). A worker
-    starts no new trial once the study's finished and running trials reach ``trials``; a trial
-    that fails stops every worker, as it stops a search of one.
+    starts no new trial once the study's finished trials and this command's running ones reach
+    ``trials``; a trial that fails stops every worker, as it stops a search of one
+    (:mod:`~recdiff.experiments.tune_jobs`).
     """
     optuna = import_optuna()
     if trials < 1:
@@ -411,16 +384,11 @@ def tune(
                             search.objective, timeout=timeout, callbacks=[search.after_trial]
                         )
                     else:
-                        task = {
-                            "search": search.quiet(),
-                            "fingerprint": fingerprint,
-                            "seed": seed,
-                            "prune": prune,
-                            "warmup": warmup_epochs,
-                            "timeout": timeout,
-                            "threads": max(1, (os.cpu_count() or 1) // jobs),
-                        }
-                        search.invalid_streak = _optimize_in_workers(task, jobs, study, search)
+                        from recdiff.experiments.tune_jobs import optimize_in_workers
+
+                        optimize_in_workers(
+                            search, study, fingerprint, seed, prune, warmup_epochs, timeout, jobs
+                        )
         except BaseException as stop:
             search.fail_unfinished(study, stop, reserve.free)
             raise
@@ -435,9 +403,10 @@ def tune(
     finally:
         optuna.logging.set_verbosity(verbosity)
     result = search_result(study, space, search.base, name, out)
-    if len(search.invalid_streak) >= MAX_INVALID_STREAK:
+    invalid = invalid_run(search.ours(study))
+    if len(invalid) >= MAX_INVALID_STREAK and finished_trials(result.counts) < trials:
         raise TuneError(
-            f"{len(search.invalid_streak)} trials in a row had invalid settings; the last: "
-            f"{search.invalid_streak[-1]}. Narrow the space so that its values fit together"
+            f"{len(invalid)} trials in a row had invalid settings; the last: "
+            f"{invalid[-1]}. Narrow the space so that its values fit together"
         )
     return result

@@ -41,7 +41,14 @@ from typing import Any
 
 from recdiff.atomic import sigterm_unwinds
 
-__all__ = ["PARENT_CHECK_SECONDS", "STOP_GRACE_SECONDS", "stop_workers", "stoppable", "worker_pool"]
+__all__ = [
+    "PARENT_CHECK_SECONDS",
+    "STOP_GRACE_SECONDS",
+    "cpu_share",
+    "stop_workers",
+    "stoppable",
+    "worker_pool",
+]
 
 STOP_GRACE_SECONDS = 5.0  # from SIGTERM to SIGKILL: time for a run to remove its folder
 PARENT_CHECK_SECONDS = 1.0  # how often a worker checks that its parent is still there
@@ -64,6 +71,16 @@ def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     except BaseException:
         stop_workers(pool)
         raise
+
+
+def cpu_share(jobs: int) -> int:
+    """Torch threads for each of ``jobs`` processes: the CPUs this process may run on (its
+    affinity, which a container's or a scheduler's limit sets), shared out, at least one."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // jobs)
 
 
 def stop_workers(pool: ProcessPoolExecutor) -> None:
