@@ -62,6 +62,7 @@ OTHER_PROGRAMS = {
     "--nproc_per_node": "torchrun",
     "--diffuser_type": "DreamRec's released code",
     "--epoch": "DreamRec's released code",
+    "--check": "ruff format",
 }
 
 #: Fewest commands each document should yield, per kind: far fewer means the extraction broke.

@@ -335,3 +335,45 @@ def test_a_worker_killed_outright_fails_every_trial_of_the_command(tmp_path):
     assert all(r["error"] for r in _rows(out / "trials.csv"))
     assert list((out / "runs").iterdir()) == []
     assert not list(out.glob(".study-reserve*"))
+
+
+def test_a_command_reports_and_frees_only_what_is_its_own(tmp_path):
+    """Another command's trial on the same study ends while this one runs: it was reported as
+    this command's, and the reserves this command removed at its end went by worker number,
+    another command's with them."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    out = tmp_path / "out"
+    command = ["tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--out", str(out)]
+    long = ["train.epochs=30", "train.eval_every=1", "model.diffusion.steps=4"]
+    first = runner.invoke(app, [*command, "--trials", "1", *_sets(long)])
+    assert first.exit_code == 0, first.output
+    study = _study(out)
+    foreign = study.ask()  # another command's trial, RUNNING
+    theirs = [out / ".study-reserve-0", out / ".study-reserve-1"]  # as named before
+    for path in theirs:
+        path.write_bytes(b"x")
+    job = subprocess.Popen(
+        [sys.executable, "-m", "recdiff", *command, "--trials", "3", "--jobs", "2", *_sets(long)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not list((out / "runs").glob(".*.incomplete")):
+            assert job.poll() is None and time.monotonic() < deadline, "never trained"
+            time.sleep(0.1)
+        study.tell(foreign, 0.0)  # ends while this command's trials train (not the best)
+        stdout, stderr = job.communicate(timeout=120)
+    except BaseException:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.communicate()
+        raise
+    assert job.returncode == 0, stderr[-2000:]
+    reported = sorted(
+        line.split(":")[0] for line in stdout.splitlines() if line.startswith("trial ")
+    )
+    assert reported == ["trial 2", "trial 3"]  # trial 0: the first command's; 1: the foreign one
+    assert all(path.exists() for path in theirs)

@@ -189,18 +189,12 @@ class SpaceReserve:
     """``RESERVE_BYTES`` held in ``OUT/.study-reserve`` until :meth:`free`; none when the disk is
     too full for them already. Random bytes, so that a compressing file system stores them."""
 
-    def __init__(self, out: Path, worker: int | None = None) -> None:
-        self.path = self.path_of(out, worker)
+    def __init__(self, out: Path, name: str = ".study-reserve") -> None:
+        self.path = out / name
         try:
             self.path.write_bytes(os.urandom(RESERVE_BYTES))
         except OSError:
             self.path.unlink(missing_ok=True)
-
-    @staticmethod
-    def path_of(out: Path, worker: int | None = None) -> Path:
-        """Where the reserve lies; a worker of a search with several (``tune(jobs=N)``) holds
-        one of its own."""
-        return out / (".study-reserve" if worker is None else f".study-reserve-{worker}")
 
     def free(self) -> bool:
         """Give the bytes back; whether there were any to give."""

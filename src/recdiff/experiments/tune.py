@@ -208,22 +208,25 @@ class _Search:
         write_outputs(study, self.space, self.base, self.metric, self.out, self.header)
         if self.slots is not None:
             self.slots.take()
-        if self.enough(study) or len(invalid_run(self.ours(study))) >= MAX_INVALID_STREAK:
+        trials = study.get_trials(deepcopy=False)  # read once: a large study reads slowly
+        ours = self.ours(study, trials)
+        if self.enough(study, trials) or len(invalid_run(ours)) >= MAX_INVALID_STREAK:
             if self.slots is not None:
                 self.slots.give()
             study.stop()
 
-    def enough(self, study: Any) -> bool:
+    def enough(self, study: Any, trials: list[Any] | None = None) -> bool:
         """Whether the study's finished trials and this command's running ones reach
         ``trials``: those running will finish too, and one more would overshoot. (Should one of
-        them end invalid, its worker goes on.)"""
+        them end invalid, its worker goes on.) ``trials``: the study's, if read already."""
+        trials = study.get_trials(deepcopy=False) if trials is None else trials
         running = import_optuna().trial.TrialState.RUNNING
-        ours = sum(1 for t in self.ours(study) if t.state == running)
-        return finished_trials(count_trials(study)) + ours >= self.trials
+        ours = sum(1 for t in self.ours(study, trials) if t.state == running)
+        return finished_trials(count_trials(study, trials)) + ours >= self.trials
 
-    def ours(self, study: Any) -> list[Any]:
+    def ours(self, study: Any, trials: list[Any] | None = None) -> list[Any]:
         """The study's trials started by this command (any of its workers)."""
-        trials = study.get_trials(deepcopy=False)
+        trials = study.get_trials(deepcopy=False) if trials is None else trials
         return [t for t in trials if t.user_attrs.get("command") == self.command_id]
 
     def quiet(self) -> _Search:

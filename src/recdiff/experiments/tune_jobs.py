@@ -14,9 +14,10 @@ would; the command reports each trial as the study records it. The search's guar
   command still RUNNING is marked FAIL with the reason and its run folder removed, rather than
   left for the stale-heartbeat check of the next command.
 
-Each worker holds its own disk reserve (``OUT/.study-reserve-I``; the command removes those of
-workers that could not). Workers decide to start a trial one at a time (:class:`TrialSlots`,
-``OUT/.trial-slots``): two deciding at once would both count the same free place.
+Each worker holds its own disk reserve (``OUT/.study-reserve-C-I``, C naming the command; the
+command removes those of workers that could not). Workers decide to start a trial one at a
+time (:class:`TrialSlots`, ``OUT/.trial-slots``): two deciding at once would both count the
+same free place.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def optimize_in_workers(
 
     reported = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
 
-    def report_new() -> None:
-        for trial in study.get_trials(deepcopy=False):
+    def report_new() -> None:  # this command's trials: another's on the study report there
+        for trial in search.ours(study):
             if trial.state.is_finished() and trial.number not in reported:
                 reported.add(trial.number)
                 search.report(trial_line(trial, search.metric))
@@ -107,12 +108,19 @@ def optimize_in_workers(
         )
         raise
     finally:
-        # Every worker has ended: what is still RUNNING of theirs was cut off.
+        # Every worker has ended (worker_pool waits, a broken pool too): what is still RUNNING
+        # of theirs was cut off.
         with contextlib.suppress(Exception):  # never in the way of the error itself
             _fail_left_running(search, study, reason)
             report_new()
         for worker in range(workers):
-            storage.SpaceReserve.path_of(search.out, worker).unlink(missing_ok=True)
+            (search.out / _reserve_name(search, worker)).unlink(missing_ok=True)
+
+
+def _reserve_name(search: _Search, worker: int) -> str:
+    """A worker's disk reserve, named for its command too: two commands on one folder must not
+    free each other's."""
+    return f".study-reserve-{search.command_id[:12]}-{worker}"
 
 
 def _fail_left_running(search: _Search, study: Any, reason: str) -> None:
@@ -148,7 +156,7 @@ def _work(task: dict[str, Any]) -> None:
         task["warmup"],
         worker=task["worker"],
     )
-    reserve = storage.SpaceReserve(search.out, worker=task["worker"])
+    reserve = storage.SpaceReserve(search.out, _reserve_name(search, task["worker"]))
     search.slots = TrialSlots(search.out / SLOTS_FILE)
     try:
         search.slots.take()  # a worker that starts late may find the trials all taken
@@ -179,6 +187,9 @@ class TrialSlots:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without locks (ENOLCK on some NFS mounts)
+            os.close(fd)
+            return  # go on without: at worst a few trials too many
         except BaseException:
             os.close(fd)
             raise

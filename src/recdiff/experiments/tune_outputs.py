@@ -76,12 +76,13 @@ def trial_line(trial: Any, metric: str) -> str:
     return f"trial {trial.number}: {what} ({settings})"
 
 
-def count_trials(study: Any) -> dict[str, int]:
-    """Trials by state; ``pruned`` excludes the invalid and diverged ones (counted apart)."""
+def count_trials(study: Any, trials: list[Any] | None = None) -> dict[str, int]:
+    """Trials by state; ``pruned`` excludes the invalid and diverged ones (counted apart).
+    ``trials``: the study's, if read already."""
     counts = dict.fromkeys(
         ("complete", "pruned", "diverged", "invalid", "fail", "running", "waiting"), 0
     )
-    for trial in study.get_trials(deepcopy=False):
+    for trial in study.get_trials(deepcopy=False) if trials is None else trials:
         counts[_state(trial).lower()] += 1
     return counts
 

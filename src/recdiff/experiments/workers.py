@@ -44,7 +44,9 @@ from recdiff.atomic import sigterm_unwinds
 __all__ = [
     "PARENT_CHECK_SECONDS",
     "STOP_GRACE_SECONDS",
+    "await_exit",
     "cpu_share",
+    "pool_processes",
     "stop_workers",
     "stoppable",
     "worker_pool",
@@ -58,7 +60,7 @@ REDELIVER_SECONDS = 0.01  # from a stop lost in a callback to the signal sent ag
 @contextlib.contextmanager
 def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     """``jobs`` spawned worker processes; leaving the block by an exception stops them at once."""
-    pool = ProcessPoolExecutor(
+    pool = _Pool(
         max_workers=jobs,
         mp_context=multiprocessing.get_context("spawn"),  # no forked torch thread pools
         initializer=_start_worker,
@@ -86,12 +88,38 @@ def cpu_share(jobs: int) -> int:
 def stop_workers(pool: ProcessPoolExecutor) -> None:
     """Cancel the queued tasks, send SIGTERM to the workers, and SIGKILL to those still alive
     after ``STOP_GRACE_SECONDS``; returns once all have ended."""
-    # No public handle on the workers before Python 3.14 (terminate_workers()); read it before
-    # shutdown() drops it.
-    workers = list((getattr(pool, "_processes", None) or {}).values())
+    workers = pool_processes(pool)  # before shutdown() drops them
     pool.shutdown(wait=False, cancel_futures=True)
     for worker in workers:
         worker.terminate()
+    await_exit(workers)
+
+
+def pool_processes(pool: ProcessPoolExecutor) -> list[Any]:
+    """The pool's worker processes, those it started since it last broke included: a broken
+    pool (a worker killed outright) forgets them while it terminates the others itself,
+    without waiting for them to unwind."""
+    # No public handle on the workers before Python 3.14 (terminate_workers()).
+    now = {p.pid: p for p in (getattr(pool, "_processes", None) or {}).values()}
+    return list({**getattr(pool, "seen", {}), **now}.values())
+
+
+class _Pool(ProcessPoolExecutor):
+    """Keeps every worker process it starts (they start as tasks are submitted), for
+    :func:`stop_workers` to wait for even once the pool has broken."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: dict[int, Any] = {}
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().submit(*args, **kwargs)
+        self.seen.update((p.pid, p) for p in (getattr(self, "_processes", None) or {}).values())
+        return future
+
+
+def await_exit(workers: list[Any]) -> None:
+    """Wait for ``workers`` to exit, killing those still alive after ``STOP_GRACE_SECONDS``."""
     deadline = time.monotonic() + STOP_GRACE_SECONDS
     for worker in workers:
         worker.join(max(0.0, deadline - time.monotonic()))
