@@ -4,7 +4,6 @@ The end-to-end tests train tiny DiffRec models on the demo data; the selection a
 replace training by a stand-in whose validation and test numbers are chosen to disagree.
 """
 
-import csv
 import json
 import os
 import shutil
@@ -14,13 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+from tune_helpers import rows as _rows
+from tune_helpers import sets as _sets
+from tune_helpers import study_of as _study
 from typer.testing import CliRunner
 
 from recdiff.atomic import sigterm_unwinds
 from recdiff.cli.main import app
 from recdiff.config import load_config
 from recdiff.experiments.space import SearchSpace, get_dotted
-from recdiff.experiments.tune import STUDY_NAME, PruningReporter, TuneError, selection_metric, tune
+from recdiff.experiments.tune import PruningReporter, TuneError, selection_metric, tune
 from recdiff.train.run import RunResult
 
 optuna = pytest.importorskip("optuna")
@@ -33,19 +35,6 @@ model.diffusion.inference_noise_steps:
   {type: categorical, choices: [0, 0.5], fraction_of: model.diffusion.steps}
 """
 TINY = ["train.epochs=2", "train.eval_every=1", "model.diffusion.steps=4"]
-
-
-def _sets(overrides):
-    return [part for item in overrides for part in ("--set", item)]
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as fh:
-        return list(csv.DictReader(fh))
-
-
-def _study(out: Path):
-    return optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{out / 'study.db'}")
 
 
 @pytest.fixture(scope="module")

@@ -125,18 +125,20 @@ def _reserve_name(search: _Search, worker: int) -> str:
 
 def _fail_left_running(search: _Search, study: Any, reason: str) -> None:
     """Mark FAIL, with ``reason`` unless it has an error, each trial of this command left
-    RUNNING, and remove what its run left."""
+    RUNNING, and remove what any of its trials' runs left unfinished (a worker stopped after it
+    marked its trial FAIL, or killed before, may have left its run's folders)."""
     from recdiff.train.folders import remove_unfinished_runs
 
     optuna = import_optuna()
     for frozen in search.ours(study):
-        if frozen.state != optuna.trial.TrialState.RUNNING:
-            continue
-        if "error" not in frozen.user_attrs:
-            # Optuna's own way to a stored trial by id (as its fail_stale_trials does)
-            trial = optuna.trial.Trial(study, frozen._trial_id)
-            trial.set_user_attr("error", reason)
-        study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+        if frozen.state == optuna.trial.TrialState.RUNNING:
+            with contextlib.suppress(Exception):  # the next trial's cleanup must still run
+                if "error" not in frozen.user_attrs:
+                    # Optuna's own way to a stored trial by id (as its fail_stale_trials does)
+                    trial = optuna.trial.Trial(study, frozen._trial_id)
+                    trial.set_user_attr("error", reason)
+                study.tell(frozen.number, state=optuna.trial.TrialState.FAIL)
+        # a finished run is never touched, only hidden unfinished folders and empty reserves
         remove_unfinished_runs(search.out / "runs", f"{search.config.name}-trial{frozen.number}")
 
 
