@@ -347,3 +347,23 @@ def test_a_command_reports_and_frees_only_what_is_its_own(tmp_path):
     ours = [f"trial {t.number}" for t in study_of(out).get_trials() if t.number > foreign.number]
     assert reported == ours and ours[:1] == ["trial 2"]
     assert all(path.exists() for path in theirs)
+
+
+def test_ctrl_c_is_the_reason_the_workers_trials_give(tmp_path, signal_while_training):
+    """The workers ignore Ctrl-C and are stopped by SIGTERM: their trials said "stopped by
+    SIGTERM" though the user pressed Ctrl-C."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    out = tmp_path / "out"
+    long = ["train.epochs=100000", "train.patience=100000", "model.diffusion.steps=4"]
+    command = [
+        "tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--trials", "4",
+        "--out", str(out), "--jobs", "2",
+    ]  # fmt: skip
+    code, stderr = signal_while_training(
+        [*command, *sets(long)], out / "runs", training=2, sig=signal.SIGINT
+    )
+    assert code == 130, stderr[-2000:]
+    trials = csv_rows(out / "trials.csv")
+    assert [(r["state"], r["error"]) for r in trials] == [("FAIL", "interrupted (Ctrl-C)")] * 2
+    assert list((out / "runs").iterdir()) == []
+    assert not list(out.glob(".stopped-*")) and not list(out.glob(".study-reserve*"))

@@ -176,7 +176,7 @@ class _Search:
         try:
             result = run_training(config, self.out / "runs", progress=False, on_event=reporter)
         except (KeyboardInterrupt, SystemExit) as stop:
-            self.reason = stop_reason(stop)
+            self.reason = self.stopped_by() or stop_reason(stop)
             trial.set_user_attr("error", self.reason)  # Optuna fails it on Ctrl-C
             # A failed trial is never resumed (the search samples new ones), so the folders
             # that train.checkpoint_every keeps for `recdiff resume` would only pile up.
@@ -223,6 +223,18 @@ class _Search:
         running = import_optuna().trial.TrialState.RUNNING
         ours = sum(1 for t in self.ours(study, trials) if t.state == running)
         return finished_trials(count_trials(study, trials)) + ours >= self.trials
+
+    def stop_note(self) -> Path:
+        """Where the command of a search with several workers writes why it stops them: they
+        are stopped by SIGTERM whatever stopped the command (Ctrl-C, say)."""
+        return self.out / f".stopped-{self.command_id[:12]}"
+
+    def stopped_by(self) -> str | None:
+        """The reason the command wrote for its workers' trials, if it did."""
+        try:
+            return self.stop_note().read_text(encoding="utf-8") or None
+        except OSError:
+            return None
 
     def ours(self, study: Any, trials: list[Any] | None = None) -> list[Any]:
         """The study's trials started by this command (any of its workers)."""

@@ -33,6 +33,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
+from recdiff.atomic import atomic_write_text
 from recdiff.experiments import storage
 from recdiff.experiments.storage import TuneError, import_optuna
 from recdiff.experiments.tune import _Search, stop_reason
@@ -90,11 +91,17 @@ def optimize_in_workers(
                 for worker in range(workers)
             ]
             pending = set(futures)
-            while pending:
-                done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_EXCEPTION)
-                report_new()
-                for future in done:
-                    future.result()  # a worker's error: leaving the block stops the others
+            try:
+                while pending:
+                    done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_EXCEPTION)
+                    report_new()
+                    for future in done:
+                        future.result()  # a worker's error: leaving the block stops the others
+            except (KeyboardInterrupt, SystemExit) as stop:
+                # for the workers' trials: SIGTERM stops them, whatever stopped the command
+                with contextlib.suppress(OSError):
+                    atomic_write_text(search.stop_note(), stop_reason(stop))
+                raise
     except BrokenProcessPool:
         raise TuneError(
             "a worker process of the search ended while it trained (killed, or out of "
@@ -115,6 +122,7 @@ def optimize_in_workers(
             report_new()
         for worker in range(workers):
             (search.out / _reserve_name(search, worker)).unlink(missing_ok=True)
+        search.stop_note().unlink(missing_ok=True)
 
 
 def _reserve_name(search: _Search, worker: int) -> str:
