@@ -109,7 +109,16 @@ def test_a_failing_trial_in_a_worker_stops_the_search_and_is_listed(tmp_path):
     assert not list(out.glob(".study-reserve*"))
 
 
-def test_sigterm_stops_every_worker_and_fails_their_trials(tmp_path, signal_while_training):
+@pytest.mark.parametrize(
+    ("sig", "code", "reason"),
+    [(signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted (Ctrl-C)")],
+)
+def test_a_signal_stops_every_worker_and_fails_their_trials_with_its_reason(
+    tmp_path, signal_while_training, sig, code, reason
+):
+    """Workers ignore Ctrl-C and are stopped by SIGTERM: their trials said "stopped by SIGTERM"
+    though the user pressed Ctrl-C. Now the command's reason, its exit status, every trial FAIL
+    in trials.csv and the study, and nothing left in the folder."""
     (tmp_path / "space.yaml").write_text(SPACE)
     out = tmp_path / "out"
     long = ["train.epochs=100000", "train.patience=100000", "model.diffusion.steps=4"]
@@ -117,17 +126,19 @@ def test_sigterm_stops_every_worker_and_fails_their_trials(tmp_path, signal_whil
         "tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--trials", "4",
         "--out", str(out), "--jobs", "2",
     ]  # fmt: skip
-    code, stderr = signal_while_training(
-        [*command, *sets(long)], out / "runs", training=2, sig=signal.SIGTERM
+    status, stderr = signal_while_training(
+        [*command, *sets(long)], out / "runs", training=2, sig=sig
     )
-    assert code == 143, stderr[-2000:]
-    assert stderr.splitlines()[-1] == (
-        "error: stopped by SIGTERM; run the same command again to continue where it stopped"
-    )
-    rows = csv_rows(out / "trials.csv")
-    assert [(r["state"], r["error"]) for r in rows] == [("FAIL", "stopped by SIGTERM")] * 2
+    assert status == code, stderr[-2000:]
+    if sig == signal.SIGTERM:
+        assert stderr.splitlines()[-1] == (
+            "error: stopped by SIGTERM; run the same command again to continue where it stopped"
+        )
+    trials = csv_rows(out / "trials.csv")
+    assert [(r["state"], r["error"]) for r in trials] == [("FAIL", reason)] * 2
     assert [t.state.name for t in study_of(out).get_trials()] == ["FAIL", "FAIL"]
     assert list((out / "runs").iterdir()) == []
+    assert not list(out.glob(".stopped-*")) and not list(out.glob(".study-reserve*"))
 
 
 def test_jobs_below_one_are_refused(tmp_path):
@@ -347,23 +358,3 @@ def test_a_command_reports_and_frees_only_what_is_its_own(tmp_path):
     ours = [f"trial {t.number}" for t in study_of(out).get_trials() if t.number > foreign.number]
     assert reported == ours and ours[:1] == ["trial 2"]
     assert all(path.exists() for path in theirs)
-
-
-def test_ctrl_c_is_the_reason_the_workers_trials_give(tmp_path, signal_while_training):
-    """The workers ignore Ctrl-C and are stopped by SIGTERM: their trials said "stopped by
-    SIGTERM" though the user pressed Ctrl-C."""
-    (tmp_path / "space.yaml").write_text(SPACE)
-    out = tmp_path / "out"
-    long = ["train.epochs=100000", "train.patience=100000", "model.diffusion.steps=4"]
-    command = [
-        "tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--trials", "4",
-        "--out", str(out), "--jobs", "2",
-    ]  # fmt: skip
-    code, stderr = signal_while_training(
-        [*command, *sets(long)], out / "runs", training=2, sig=signal.SIGINT
-    )
-    assert code == 130, stderr[-2000:]
-    trials = csv_rows(out / "trials.csv")
-    assert [(r["state"], r["error"]) for r in trials] == [("FAIL", "interrupted (Ctrl-C)")] * 2
-    assert list((out / "runs").iterdir()) == []
-    assert not list(out.glob(".stopped-*")) and not list(out.glob(".study-reserve*"))
