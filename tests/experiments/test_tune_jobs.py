@@ -7,12 +7,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from tune_helpers import killed_on_failure, sets, start, study_of, wait_for_runs
 from tune_helpers import rows as csv_rows
-from tune_helpers import sets, start, study_of
 from typer.testing import CliRunner
 
 from recdiff.cli.main import app
@@ -164,13 +163,11 @@ def _first_sample(space: SearchSpace, seed: int, worker: int, before: int) -> di
 
 def _command(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     """``recdiff ARGS`` in a session of its own, killed with its workers should it hang."""
-    job = start(args)
-    try:
-        out, err = job.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.communicate()
-        pytest.fail(f"still running after {timeout:.0f} s: {args}")
+    with killed_on_failure(start(args)) as job:
+        try:
+            out, err = job.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running after {timeout:.0f} s: {args}")
     return subprocess.CompletedProcess(args, job.returncode, out, err)
 
 
@@ -296,18 +293,10 @@ def test_a_worker_killed_outright_fails_every_trial_of_the_command(tmp_path):
     long = ["train.epochs=100000", "train.patience=100000", "model.diffusion.steps=4"]
     args = ["tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--trials", "4"]
     args += ["--out", str(out), "--jobs", "2", *sets(long)]
-    job = start(args)
-    try:
-        deadline = time.monotonic() + 90
-        while len(list((out / "runs").glob(".*.incomplete"))) < 2:
-            assert job.poll() is None and time.monotonic() < deadline, "never trained two at once"
-            time.sleep(0.1)
+    with killed_on_failure(start(args)) as job:
+        wait_for_runs(job, out / "runs", 2)
         os.kill(_workers_of(job.pid)[0], signal.SIGKILL)
         _, stderr = job.communicate(timeout=60)
-    except BaseException:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.communicate()
-        raise
     assert job.returncode == 2, stderr[-2000:]
     assert "Traceback" not in stderr
     assert (
@@ -337,18 +326,10 @@ def test_a_command_reports_and_frees_only_what_is_its_own(tmp_path):
     theirs = [out / ".study-reserve-0", out / ".study-reserve-1"]  # as named before
     for path in theirs:
         path.write_bytes(b"x")
-    job = start([*command, "--trials", "3", "--jobs", "2", *sets(long)])
-    try:
-        deadline = time.monotonic() + 90
-        while not list((out / "runs").glob(".*.incomplete")):
-            assert job.poll() is None and time.monotonic() < deadline, "never trained"
-            time.sleep(0.1)
+    with killed_on_failure(start([*command, "--trials", "3", "--jobs", "2", *sets(long)])) as job:
+        wait_for_runs(job, out / "runs", 1)
         study.tell(foreign, 0.0)  # ends while this command's trials train (not the best)
         stdout, stderr = job.communicate(timeout=120)
-    except BaseException:
-        os.killpg(job.pid, signal.SIGKILL)
-        job.communicate()
-        raise
     assert job.returncode == 0, stderr[-2000:]
     reported = sorted(
         line.split(":")[0] for line in stdout.splitlines() if line.startswith("trial ")

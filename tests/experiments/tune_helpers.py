@@ -3,10 +3,14 @@ command started in a process group of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -39,3 +43,23 @@ def start(args: list[str]) -> subprocess.Popen:
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         start_new_session=True,
     )
+
+
+@contextlib.contextmanager
+def killed_on_failure(job: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """Kill ``job`` and its workers (its process group) should the block fail."""
+    try:
+        yield job
+    except BaseException:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.communicate()
+        raise
+
+
+def wait_for_runs(job: subprocess.Popen, runs: Path, count: int, seconds: float = 90) -> None:
+    """Wait until ``count`` runs train at once under ``runs`` (their hidden folders exist)."""
+    deadline = time.monotonic() + seconds
+    while len(list(runs.glob(".*.incomplete"))) < count:
+        assert job.poll() is None, f"the command ended (exit {job.returncode}) before {count} runs"
+        assert time.monotonic() < deadline, f"{count} runs never trained at once"
+        time.sleep(0.1)

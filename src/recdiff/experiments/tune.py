@@ -209,19 +209,17 @@ class _Search:
         if self.slots is not None:
             self.slots.take()
         trials = study.get_trials(deepcopy=False)  # read once: a large study reads slowly
-        ours = self.ours(study, trials)
-        if self.enough(study, trials) or len(invalid_run(ours)) >= MAX_INVALID_STREAK:
+        if self.enough(study, trials) or len(invalid_run(self.ours(trials))) >= MAX_INVALID_STREAK:
             if self.slots is not None:
                 self.slots.give()
             study.stop()
 
-    def enough(self, study: Any, trials: list[Any] | None = None) -> bool:
+    def enough(self, study: Any, trials: list[Any]) -> bool:
         """Whether the study's finished trials and this command's running ones reach
-        ``trials``: those running will finish too, and one more would overshoot. (Should one of
-        them end invalid, its worker goes on.) ``trials``: the study's, if read already."""
-        trials = study.get_trials(deepcopy=False) if trials is None else trials
+        ``self.trials``: those running will finish too, and one more would overshoot. (Should
+        one of them end invalid, its worker goes on.) ``trials``: the study's."""
         running = import_optuna().trial.TrialState.RUNNING
-        ours = sum(1 for t in self.ours(study, trials) if t.state == running)
+        ours = sum(1 for t in self.ours(trials) if t.state == running)
         return finished_trials(count_trials(study, trials)) + ours >= self.trials
 
     def stop_note(self) -> Path:
@@ -236,9 +234,8 @@ class _Search:
         except OSError:
             return None
 
-    def ours(self, study: Any, trials: list[Any] | None = None) -> list[Any]:
-        """The study's trials started by this command (any of its workers)."""
-        trials = study.get_trials(deepcopy=False) if trials is None else trials
+    def ours(self, trials: list[Any]) -> list[Any]:
+        """Those of a study's ``trials`` started by this command (any of its workers)."""
         return [t for t in trials if t.user_attrs.get("command") == self.command_id]
 
     def quiet(self) -> _Search:
@@ -418,7 +415,7 @@ def tune(
     finally:
         optuna.logging.set_verbosity(verbosity)
     result = search_result(study, space, search.base, name, out)
-    invalid = invalid_run(search.ours(study))
+    invalid = invalid_run(search.ours(study.get_trials(deepcopy=False)))
     if len(invalid) >= MAX_INVALID_STREAK and finished_trials(result.counts) < trials:
         raise TuneError(
             f"{len(invalid)} trials in a row had invalid settings; the last: "

@@ -68,7 +68,7 @@ def optimize_in_workers(
     reported = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
 
     def report_new() -> None:  # this command's trials: another's on the study report there
-        for trial in search.ours(study):
+        for trial in search.ours(study.get_trials(deepcopy=False)):
             if trial.state.is_finished() and trial.number not in reported:
                 reported.add(trial.number)
                 search.report(trial_line(trial, search.metric))
@@ -138,7 +138,7 @@ def _fail_left_running(search: _Search, study: Any, reason: str) -> None:
     from recdiff.train.folders import remove_unfinished_runs
 
     optuna = import_optuna()
-    for frozen in search.ours(study):
+    for frozen in search.ours(study.get_trials(deepcopy=False)):
         if frozen.state == optuna.trial.TrialState.RUNNING:
             with contextlib.suppress(Exception):  # the next trial's cleanup must still run
                 if "error" not in frozen.user_attrs:
@@ -170,7 +170,7 @@ def _work(task: dict[str, Any]) -> None:
     search.slots = TrialSlots(search.out / SLOTS_FILE)
     try:
         search.slots.take()  # a worker that starts late may find the trials all taken
-        if search.enough(study):
+        if search.enough(study, study.get_trials(deepcopy=False)):
             return
         study.optimize(search.objective, timeout=task["timeout"], callbacks=[search.after_trial])
     except BaseException as stop:

@@ -44,9 +44,7 @@ from recdiff.atomic import sigterm_unwinds
 __all__ = [
     "PARENT_CHECK_SECONDS",
     "STOP_GRACE_SECONDS",
-    "await_exit",
     "cpu_share",
-    "pool_processes",
     "stop_workers",
     "stoppable",
     "worker_pool",
@@ -88,16 +86,21 @@ def cpu_share(jobs: int) -> int:
 def stop_workers(pool: ProcessPoolExecutor) -> None:
     """Cancel the queued tasks, send SIGTERM to the workers, and SIGKILL to those still alive
     after ``STOP_GRACE_SECONDS``; returns once all have ended."""
-    workers = pool_processes(pool)  # before shutdown() drops them
+    workers = _processes(pool)  # before shutdown() drops them
     pool.shutdown(wait=False, cancel_futures=True)
     for worker in workers:
         worker.terminate()
-    await_exit(workers)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
 
 
-def pool_processes(pool: ProcessPoolExecutor) -> list[Any]:
-    """The pool's worker processes, those it started since it last broke included: a broken
-    pool (a worker killed outright) forgets them while it terminates the others itself,
+def _processes(pool: ProcessPoolExecutor) -> list[Any]:
+    """The pool's worker processes, with those a :class:`_Pool` started before it broke: a
+    broken pool (a worker killed outright) forgets them while it terminates the others itself,
     without waiting for them to unwind."""
     # No public handle on the workers before Python 3.14 (terminate_workers()).
     now = {p.pid: p for p in (getattr(pool, "_processes", None) or {}).values()}
@@ -116,16 +119,6 @@ class _Pool(ProcessPoolExecutor):
         future = super().submit(*args, **kwargs)
         self.seen.update((p.pid, p) for p in (getattr(self, "_processes", None) or {}).values())
         return future
-
-
-def await_exit(workers: list[Any]) -> None:
-    """Wait for ``workers`` to exit, killing those still alive after ``STOP_GRACE_SECONDS``."""
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
-    for worker in workers:
-        worker.join(max(0.0, deadline - time.monotonic()))
-        if worker.is_alive():
-            worker.kill()
-            worker.join()
 
 
 def stoppable(fn: Callable[[Any], Any], task: Any) -> Any:

@@ -44,8 +44,8 @@ def split_id_list(text: str, option: str) -> list[str]:
     except csv.Error as error:
         raise ValueError(
             f"{option} cannot be read as comma-separated ids ({error}): a double quote opens "
-            """an id that may hold commas and must close right before the next comma or the end, """
-            """e.g. '"a,b",c'"""
+            "an id that may hold commas and must close right before the next comma or the end, "
+            "e.g. '\"a,b\",c'"
         ) from None
     return [field for field in fields if field.strip()]
 
