@@ -17,8 +17,9 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_text", "sigterm_unwinds"]
+__all__ = ["atomic_path", "atomic_write_text", "sigterm_unwinds", "stops_deferred"]
 
 
 @contextlib.contextmanager
@@ -95,6 +96,51 @@ def sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+_deferring = False  # a stops_deferred block is open (in the main thread, the only one it acts in)
+
+
+@contextlib.contextmanager
+def stops_deferred() -> Iterator[None]:
+    """Inside the block, Ctrl-C and SIGTERM wait: the first to arrive acts as soon as the block
+    ends, as it would have acted inside it (its handler runs, or its default action). For calls
+    that must not be cut in the middle, such as a read of an SQLite file: cut there, it can leave
+    the read's lock held by the exception's traceback, and this process's next write waits for its
+    own lock until SQLite's timeout.
+
+    A block inside another changes nothing; a thread but the main one (Python runs handlers there
+    only) and a signal whose handler was not set from Python are left as they are.
+    """
+    global _deferring
+    if threading.current_thread() is not threading.main_thread() or _deferring:
+        yield
+        return
+    held: list[int] = []
+    before: dict[int, Any] = {}
+    try:
+        _deferring = True
+        for signum in _STOPS:
+            handler = signal.getsignal(signum)
+            if handler is not None:
+                before[signum] = handler
+                signal.signal(signum, lambda s, frame: held.append(s))
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        _deferring = False
+        if held:
+            _act(held[0], before[held[0]])
+
+
+def _act(signum: int, handler: Any) -> None:
+    """What ``signum`` does under ``handler``, once it has been restored."""
+    if callable(handler):
+        handler(signum, None)
+    elif handler == signal.SIG_DFL:
+        signal.raise_signal(signum)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -14,15 +14,18 @@ leaves room to record it FAIL with its error (:class:`SpaceReserve`).
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from recdiff.atomic import stops_deferred
 from recdiff.config.loading import ConfigError
 from recdiff.config.schema import RunConfig
 
@@ -60,6 +63,32 @@ def import_optuna() -> Any:
             "hyper-parameter search needs optuna: pip install 'recdiff[tune]'"
         ) from None
     return optuna
+
+
+@functools.cache
+def _uncut_storage(optuna: Any) -> type:
+    """Optuna's RDBStorage, with Ctrl-C and SIGTERM held until each of its calls returns
+    (:func:`recdiff.atomic.stops_deferred`). Cut inside a read, a call leaves SQLite's read lock
+    held by the exception's traceback, and the FAIL that the stop then writes (this process's own
+    write, under the lock it holds itself) waits for SQLite's timeout, 60 s, then fails: a stopped
+    search hung for a minute, or two with two trials, and left its trials RUNNING. Every method of
+    the class is held (the private ones too: Optuna's cache calls them), nested calls once."""
+    base = optuna.storages.RDBStorage
+
+    def uncut(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with stops_deferred():
+                return method(*args, **kwargs)
+
+        return call
+
+    methods = {
+        name: uncut(member)
+        for name, member in vars(base).items()
+        if inspect.isfunction(member) and (name == "__init__" or not name.startswith("__"))
+    }
+    return type("UncutRDBStorage", (base,), methods)
 
 
 def _sqlite_url(path: Path) -> str:
@@ -107,7 +136,7 @@ def open_study(
     path = out / "study.db"
     try:
         with _experimental_is_fine(optuna):
-            storage = optuna.storages.RDBStorage(
+            storage = _uncut_storage(optuna)(
                 _sqlite_url(path),
                 heartbeat_interval=HEARTBEAT_SECONDS,
                 grace_period=STALE_AFTER_SECONDS,

@@ -1,0 +1,90 @@
+"""Ctrl-C or SIGTERM inside a read of the study must not leave this process locked out of its
+own study: the FAIL a stopped search writes waited for SQLite's timeout (60 s), then failed.
+That hung ``tune --jobs 2`` for over a minute after a Ctrl-C in CI, with its trials RUNNING."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from recdiff.atomic import sigterm_unwinds, stops_deferred
+from recdiff.experiments import storage
+
+optuna = pytest.importorskip("optuna")
+sqlalchemy = pytest.importorskip("sqlalchemy")
+
+
+def test_a_stop_inside_the_block_acts_as_soon_as_it_ends():
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with stops_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # handlers run between bytecodes: this would have been cut
+            reached.append("end of the block")
+    assert reached == ["end of the block"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_sigterm_held_acts_through_the_handler_it_finds():
+    with pytest.raises(SystemExit) as stop:
+        with sigterm_unwinds(), stops_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+    assert stop.value.code == 128 + signal.SIGTERM
+
+
+def test_an_inner_block_does_not_deliver_early_and_no_stop_means_nothing_raised():
+    order = []
+    with pytest.raises(KeyboardInterrupt):
+        with stops_deferred():
+            with stops_deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+            order.append("after the inner block")
+    assert order == ["after the inner block"]
+    with stops_deferred():
+        pass  # nothing held: nothing raised
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_another_thread_leaves_the_handlers_alone():
+    seen = []
+
+    def inside() -> None:
+        with stops_deferred():
+            seen.append(signal.getsignal(signal.SIGINT))
+
+    thread = threading.Thread(target=inside)
+    thread.start()
+    thread.join()
+    assert seen == [signal.default_int_handler]
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # ask() outside optimize()
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_inside_a_read_of_the_study_leaves_its_writes_free(tmp_path, monkeypatch, sig):
+    """The signal lands after SQLite began the read and before its rows are fetched (a
+    deterministic stand-in for a stop at a random moment of a poll of the study)."""
+    monkeypatch.setattr(storage, "SQLITE_LOCK_SECONDS", 2)
+    study = storage.open_study(tmp_path, {"search": "x"}, seed=0, prune=False, warmup=0)
+    running = study.ask()
+    engine = getattr(study._storage, "_backend", study._storage).engine
+    armed = [True]
+
+    @sqlalchemy.event.listens_for(engine, "after_cursor_execute")
+    def stop_in_the_read(conn, cursor, statement, *args):
+        if armed[0] and statement.lstrip().upper().startswith("SELECT"):
+            armed[0] = False
+            os.kill(os.getpid(), sig)
+
+    with pytest.raises((KeyboardInterrupt, SystemExit)), sigterm_unwinds():
+        study.get_trials(deepcopy=False)
+    assert not armed[0]
+    start = time.monotonic()
+    study.tell(running, state=optuna.trial.TrialState.FAIL)  # waited 2 s, then failed
+    assert time.monotonic() - start < 1.0
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [optuna.trial.TrialState.FAIL]
