@@ -28,7 +28,7 @@ def signal_while_training():
     def run(
         args: list[str], runs: Path, training: int, sig: int, timeout: float = 60
     ) -> tuple[int, str]:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
         command = [sys.executable, "-m", "recdiff", *args]
         job = subprocess.Popen(
             command,
@@ -54,7 +54,10 @@ def signal_while_training():
             try:
                 _, stderr = job.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
-                pytest.fail(f"processes of the command still ran {timeout:.0f} s after {sig!r}")
+                pytest.fail(
+                    f"processes of the command still ran {timeout:.0f} s after {sig!r}; "
+                    f"where they were:\n{_stacks(job)}"
+                )
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(job.pid, signal.SIGKILL)  # its group: the command and its workers
@@ -63,6 +66,18 @@ def signal_while_training():
         return job.returncode, stderr
 
     return run
+
+
+def _stacks(job: subprocess.Popen) -> str:
+    """The Python stacks of a command's processes that did not stop: faulthandler (on through
+    PYTHONFAULTHANDLER) prints every thread's on SIGABRT, before the process aborts."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(job.pid, signal.SIGABRT)  # its group: the command and its workers
+    try:
+        _, stderr = job.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        return "(none printed within 15 s of SIGABRT)"
+    return stderr[-8000:]
 
 
 def _default_sigint() -> None:
