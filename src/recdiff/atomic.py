@@ -107,8 +107,8 @@ def stops_deferred() -> Iterator[None]:
     """Inside the block, Ctrl-C and SIGTERM wait: the first to arrive acts as soon as the block
     ends, as it would have acted inside it (its handler runs, or its default action). For calls
     that must not be cut in the middle, such as a read of an SQLite file: cut there, it can leave
-    the read's lock held by the exception's traceback, and this process's next write waits for its
-    own lock until SQLite's timeout.
+    the read's lock held (clearing the exception's frames does not release it), and this
+    process's next write waits for its own lock until SQLite's timeout.
 
     A block inside another changes nothing; a thread but the main one (Python runs handlers there
     only) and a signal whose handler was not set from Python are left as they are.

@@ -68,10 +68,10 @@ def import_optuna() -> Any:
 @functools.cache
 def _uncut_storage(optuna: Any) -> type:
     """Optuna's RDBStorage, with Ctrl-C and SIGTERM held until each of its calls returns
-    (:func:`recdiff.atomic.stops_deferred`). Cut inside a read, a call leaves SQLite's read lock
-    held by the exception's traceback, and the FAIL that the stop then writes (this process's own
-    write, under the lock it holds itself) waits for SQLite's timeout, 60 s, then fails: a stopped
-    search hung for a minute, or two with two trials, and left its trials RUNNING. Every method of
+    (:func:`recdiff.atomic.stops_deferred`). Cut inside a read, a call can leave SQLite's read
+    lock held, and the FAIL that the stop then writes (this process's own write, under the lock it
+    holds itself) waits for SQLite's timeout, 60 s, then fails: a stopped search hung for a
+    minute, or two with two trials, and left its trials RUNNING. Every method of
     the class is held (the private ones too: Optuna's cache calls them), nested calls once."""
     base = optuna.storages.RDBStorage
 
