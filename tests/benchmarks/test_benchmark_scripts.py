@@ -43,6 +43,8 @@ def test_large_catalog_at_a_small_size(tmp_path):
     assert "L-DiffRec" in (tmp_path / "large_catalog.md").read_text()
 
 
+# six child processes, ~15 s, for steps of milliseconds each
+@pytest.mark.slow
 def test_scale_limits_at_a_small_size(tmp_path):
     _run(
         "scale_limits.py",

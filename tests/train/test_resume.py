@@ -242,6 +242,8 @@ app(sys.argv[1:])
 """
 
 
+# three torchrun launches, ~19 s: resume and torchrun each have fast tests of their own
+@pytest.mark.slow
 def test_a_torchrun_job_resumes_under_torchrun_as_if_never_stopped(tmp_path):
     from tests.train.test_distributed import TORCHRUN
 
