@@ -34,15 +34,23 @@ def study_of(out: Path):
 
 def start(args: list[str]) -> subprocess.Popen:
     """``recdiff ARGS`` in a session of its own (one thread), so that a test can kill it and
-    its workers together (``os.killpg``)."""
+    its workers together (``os.killpg``). As from a terminal, Ctrl-C has its default action: a
+    shell starts background jobs with SIGINT ignored, and so may a CI runner, and the command
+    would inherit that (Python then installs no Ctrl-C handler). Faulthandler is on, for
+    :func:`stacks`."""
     return subprocess.Popen(
         [sys.executable, "-m", "recdiff", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"},
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -51,9 +59,23 @@ def killed_on_failure(job: subprocess.Popen) -> Iterator[subprocess.Popen]:
     try:
         yield job
     except BaseException:
-        os.killpg(job.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the group may have ended already
+            os.killpg(job.pid, signal.SIGKILL)
         job.communicate()
         raise
+
+
+def stacks(job: subprocess.Popen) -> str:
+    """The Python stacks of a command's processes that did not stop: faulthandler (on through
+    PYTHONFAULTHANDLER, see :func:`start`) prints every thread's on SIGABRT, before the process
+    aborts."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(job.pid, signal.SIGABRT)  # its group: the command and its workers
+    try:
+        _, stderr = job.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        return "(none printed within 15 s of SIGABRT)"
+    return stderr[-8000:]
 
 
 def wait_for_runs(job: subprocess.Popen, runs: Path, count: int, seconds: float = 90) -> None:
