@@ -1,4 +1,4 @@
-"""Item metadata (``--item-info``), reviewed: typed Parquet cells reach JSON answers and export
+"""Item metadata (``--item-info``): typed Parquet cells reach JSON answers and export
 text, rows without an id are refused rather than matching an item ``nan``, a JSON file's ids
 are read as the JSON Lines interaction reader reads them, and a large JSON file is read for the
 fields shown only."""

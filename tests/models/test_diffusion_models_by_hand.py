@@ -1,7 +1,7 @@
-"""Review s14: known answers pinning DiffRec, L-DiffRec and DreamRec to ../shared/docs/PAPERS.md
+"""Known answers pinning DiffRec, L-DiffRec and DreamRec to ../shared/docs/PAPERS.md
 (sections 3 and 4), computed by hand on small tensors with fixed weights.
 
-What earlier files already pin is not repeated here (see test_paper_fidelity_s11_models.py: the
+What earlier files already pin is not repeated here (see test_paper_fidelity.py: the
 SNR-weighted loss at t = 2 over T p_t, inference through all T steps with the posterior mean, the
 ML-1M layer sizes, dropout on x_t only, DreamRec's MSE under the dropped or kept guidance at
 p_u in {0, 1}, its uniform steps and its scores at T = 1). This file adds:
@@ -465,7 +465,7 @@ def test_dreamrec_drops_the_guidance_row_by_row_with_probability_p_u_and_trains_
 
 @pytest.mark.parametrize("w", [0.0, 2.0, 4.0])
 def test_dreamrec_guided_oracle_with_a_hidden_layer_by_hand(w):
-    """test_paper_fidelity_s11 checks the oracle with the released one-layer denoiser, where the
+    """test_paper_fidelity.py checks the oracle with the released one-layer denoiser, where the
     guidance is mixed inside the layer; here the two passes run through a hidden layer."""
     model = _dreamrec(steps=1)  # hidden_dims [8]
     net = model.net.eval()

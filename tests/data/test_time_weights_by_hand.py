@@ -1,4 +1,4 @@
-"""Review s14: T-DiffRec's weights w_m = w_min + (m-1)/(M-1) (w_max - w_min), m = 1..M oldest to
+"""T-DiffRec's weights w_m = w_min + (m-1)/(M-1) (w_max - w_min), m = 1..M oldest to
 newest (../shared/docs/PAPERS.md, section 3), by hand, and the rows a T-DiffRec run feeds its
 model.
 

@@ -1,4 +1,4 @@
-"""Review of comparing and tuning: a search whose disk fills up in the middle of a trial, and
+"""Comparing and tuning at their edges: a search whose disk fills up in the middle of a trial, and
 experiment requests that used to be found wrong only after training (or not at all)."""
 
 import csv

@@ -1,4 +1,4 @@
-"""Known-answer tests of the evaluation protocol (review s13).
+"""Known-answer tests of the evaluation protocol.
 
 Every expected number is worked out by hand in a comment next to it, from the definitions in
 ``recdiff.eval.metrics`` / README "Evaluation protocol" / PAPERS.md (DiffRec's released

@@ -1,4 +1,4 @@
-"""Known answers pinning the baselines to their papers (review s12).
+"""Known answers pinning the baselines to their papers.
 
 EASE (Steck, WWW 2019): B = I - P diagMat(1/diag(P)), P = (X^T X + lambda I)^-1, diag(B) = 0,
 scores X B; lambda chosen on validation only. Mult-VAE (Liang et al., WWW 2018): dropout on the

@@ -1,4 +1,4 @@
-"""Known-answer tests of the train/valid/test splits (review s13).
+"""Known-answer tests of the train/valid/test splits.
 
 Each expectation is worked out by hand in a comment: leave-one-out (last item test, the one
 before valid, the rest train), per-user temporal ratios cut at floor(n * cumulative ratio),
