@@ -146,3 +146,42 @@ def test_chained_inference_scores_equal_step_by_step_scores(demo):
     model.config.chain_inference = False
     stepwise = model.score(demo.train.matrix)
     torch.testing.assert_close(chained, stepwise, rtol=1e-4, atol=1e-5)
+
+
+LOUD = DiffusionConfig(
+    steps=5, inference_noise_steps=3, noise_scale=1.0, noise_min=0.1, noise_max=0.5
+)
+
+
+def test_pass_scorer_gives_each_user_their_own_noise_whatever_the_batching():
+    """``score`` alone draws every row as it would alone (a served history's scores do not
+    depend on its batch), so users alike get alike scores; ``pass_scorer`` draws each user's
+    noise from the user's row in the pass, as an evaluation should."""
+    model = DiffRec(
+        TINY.model_copy(update={"diffusion": LOUD}), FAST.model_copy(update={"epochs": 1})
+    )
+    train = sp.csr_matrix(np.tile(checkerboard()[:1].toarray(), (40, 1)))  # 40 alike users
+    model.fit(train)
+    shared = to_numpy(model.score(train))
+    np.testing.assert_array_equal(shared[0], shared[39])
+    own = to_numpy(model.pass_scorer(model.score)(train))
+    assert not np.array_equal(own[0], own[39])
+    scorer = model.pass_scorer(model.score)  # a new pass, batched otherwise
+    batched = np.concatenate([to_numpy(scorer(train[:15])), to_numpy(scorer(train[15:]))])
+    np.testing.assert_allclose(batched, own, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_validates_with_each_users_own_noise_as_a_run_does(demo):
+    """With T' > 0, ``fit``'s own validation scores through ``pass_scorer`` (as ``recdiff
+    train`` does), not with one draw shared by every user."""
+    config = DiffRecConfig(hidden_dims=[64], diffusion=LOUD)
+    training = FAST.model_copy(update={"epochs": 2, "eval_every": 1, "batch_size": 100})
+    model = DiffRec(config, training).fit(demo.train.matrix, demo.valid.matrix)
+    task = EvalTask.validation(demo.train.matrix, demo.valid.matrix)
+
+    def recall(score):
+        return task.evaluate(score, ks=(20,), metrics=("recall",)).means["recall@20"]
+
+    selected = model.result.best_metrics["valid"]["recall@20"]
+    assert selected == pytest.approx(recall(model.pass_scorer(model.score)), abs=1e-9)
+    assert selected != pytest.approx(recall(model.score), abs=1e-9)  # the draws matter here

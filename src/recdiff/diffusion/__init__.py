@@ -6,8 +6,8 @@
 - :mod:`recdiff.diffusion.elbo` -- L_T, L_{t-1}, L_0 and the full NLL bound in nats
 - :class:`UniformSampler`, :class:`LossAwareSampler` -- timestep sampling for training
 - :class:`DDPMSampler`, :class:`DDIMSampler`, :func:`noise_to` -- the reverse process;
-  :class:`EachRowAlone`, :class:`RowBlocks` (and the :data:`Generators` they belong to) --
-  per-row noise that does not depend on the batch
+  :class:`EachRowAlone`, :class:`RowBlocks` (and the :data:`Generators` they belong to),
+  :func:`row_block_pass` -- per-row noise that does not depend on the batch
 - :func:`guided`, :func:`drop_condition` -- classifier-free guidance
 """
 
@@ -32,6 +32,7 @@ from .samplers import (
     SamplerState,
     noise_to,
     randn_rows,
+    row_block_pass,
 )
 from .schedules import NoiseSchedule, ScheduleError
 from .timesteps import LossAwareSampler, TimestepSampler, UniformSampler
@@ -64,5 +65,6 @@ __all__ = [
     "normal_kl",
     "prior_kl",
     "randn_rows",
+    "row_block_pass",
     "vb_term",
 ]

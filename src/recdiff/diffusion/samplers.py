@@ -49,6 +49,7 @@ __all__ = [
     "draw_on_generator_device",
     "noise_to",
     "randn_rows",
+    "row_block_pass",
 ]
 
 
@@ -101,6 +102,22 @@ class RowBlocks:
 
 
 Generators = torch.Generator | Sequence[torch.Generator] | EachRowAlone | RowBlocks | None
+
+
+def row_block_pass(score: Callable[..., torch.Tensor], seed: int, device: torch.device | str):
+    """``score`` for one pass over a fixed sequence of rows (an evaluation set), batch after
+    batch in order: each call is given ``generator=RowBlocks(seed, rows scored before it,
+    device)``, so every row draws its own noise, whatever the batching. Make one per pass.
+    Other positional and keyword arguments go to ``score`` as given."""
+    scored = 0
+
+    def scored_in_order(rows, *args, **kwargs):
+        nonlocal scored
+        generator = RowBlocks(seed, scored, device)
+        scored += rows.shape[0]
+        return score(rows, *args, generator=generator, **kwargs)
+
+    return scored_in_order
 
 
 def randn_rows(

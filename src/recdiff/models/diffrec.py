@@ -22,6 +22,7 @@ p_t ~ sqrt(E[L_t^2])            ``importance_sampling=True``        Eq. 14
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -39,6 +40,7 @@ from recdiff.diffusion import (
     TimestepSampler,
     UniformSampler,
     noise_to,
+    row_block_pass,
 )
 from recdiff.diffusion.schedules import RELEASED_FIRST_BETA
 from recdiff.eval.protocol import EvalTask
@@ -229,7 +231,10 @@ class DiffRec(Recommender):
 
             def evaluate(score_fn):
                 result = task.evaluate(
-                    score_fn, ks=(int(k),), metrics=(metric,), averaging="all_users"
+                    self.pass_scorer(score_fn),
+                    ks=(int(k),),
+                    metrics=(metric,),
+                    averaging="all_users",
                 )
                 return {"valid": result.means}
 
@@ -238,6 +243,19 @@ class DiffRec(Recommender):
         return self
 
     # ------------------------------------------------------------------------- inference
+    def pass_scorer(self, score: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """``score`` (this model's, or a function like it) for one pass over a fixed sequence
+        of users, batch after batch in order, as an evaluation scores them. With T' > 0 each
+        user's noise comes from the :class:`~recdiff.diffusion.RowBlocks` block of their row,
+        seeded by ``train.seed``: every user draws their own (as the released code's batch noise
+        does, so a metric averages over independent draws), whatever the batching. ``score``
+        alone draws each row as it would alone, the same noise for every user (the service's
+        rule: a history's scores do not depend on its batch). With T' = 0 nothing is drawn and
+        ``score`` is returned. Make one per pass."""
+        if not self.config.diffusion.inference_noise_steps:
+            return score
+        return row_block_pass(score, self.training.seed, self.device)
+
     @torch.no_grad()
     def score(
         self, history: sp.csr_matrix, generator: torch.Generator | None = None

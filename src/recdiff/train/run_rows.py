@@ -26,7 +26,6 @@ from recdiff.atomic import atomic_write_text
 from recdiff.config.models import build_model
 from recdiff.config.schema import RunConfig
 from recdiff.data import DatasetSplits, Interactions, time_weights
-from recdiff.diffusion.samplers import RowBlocks
 from recdiff.eval.multi import evaluate_many
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender
@@ -95,24 +94,13 @@ def known_user_inputs(splits: DatasetSplits, config: RunConfig) -> sp.csr_matrix
 
 
 def evaluation_scorer(model: Recommender, score: Callable[..., Any]) -> Callable[..., Any]:
-    """``score`` as one evaluation pass over the users' rows, in order, calls it. A model that
-    noises each history first (DiffRec and L-DiffRec with ``inference_noise_steps`` T' > 0)
-    gets each user's noise from the :class:`RowBlocks` block of the user's row, seeded by
-    ``train.seed``: every user draws their own (as the released code's batch noise does, so a
-    metric averages over independent draws), and the metrics depend neither on
-    ``eval.batch_size`` nor on what ran before. Other models' ``score`` is returned as it is.
-    Make one per pass; ``recdiff evaluate`` scores through it too."""
-    diffusion = getattr(getattr(model, "config", None), "diffusion", None)
-    if not getattr(diffusion, "inference_noise_steps", 0):
-        return score
-    scored = [0]  # rows scored so far in this pass
-
-    def noised(history):
-        generator = RowBlocks(model.training.seed, scored[0], model.device)
-        scored[0] += history.shape[0]
-        return score(history, generator=generator)
-
-    return noised
+    """``score`` as one evaluation pass over the users' rows, in order, calls it: a model that
+    draws noise when it scores (DiffRec and L-DiffRec with ``inference_noise_steps`` T' > 0)
+    says how through its ``pass_scorer`` (every user draws their own, and the metrics depend
+    neither on ``eval.batch_size`` nor on what ran before); other models' ``score`` is returned
+    as it is. Make one per pass; ``recdiff evaluate`` scores through it too."""
+    pass_scorer = getattr(model, "pass_scorer", None)
+    return score if pass_scorer is None else pass_scorer(score)
 
 
 def _evaluate(model_score, inputs, tasks, config: RunConfig, averaging: str | None = None):

@@ -18,6 +18,7 @@ a checkpoint gives the same metrics.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from recdiff.config.models import build_model
 from recdiff.config.schema import RunConfig
 from recdiff.data import Interactions
 from recdiff.data.sequences import SequenceDataset, UserSequences
-from recdiff.diffusion.samplers import RowBlocks
+from recdiff.diffusion.samplers import row_block_pass
 from recdiff.eval.evaluator import EvalResult
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.sequential import SequentialRecommender, training_items
@@ -48,17 +49,11 @@ __all__ = ["evaluate_sequential", "row_block_scorer", "run_sequential_into", "va
 def row_block_scorer(model: SequentialRecommender, seed: int, **options: Any) -> Callable[..., Any]:
     """A ``score(history, lengths)`` for one pass over one split, in order (as
     evaluate_next_item takes the batches). A sampling model (DreamRec) draws each example's
-    noise by its row in the split, from its :class:`RowBlocks` block seeded with ``seed``, so
-    metrics do not depend on eval.batch_size and every row's draws are its own; the benchmarks
-    score with it too, to reproduce a run's metrics. ``options`` go to ``model.score``."""
-    scored = [0]  # rows scored so far
-
-    def score(history, lengths=None):
-        generator = RowBlocks(seed, scored[0], model.device)  # drawn where it samples
-        scored[0] += len(history)
-        return model.score(history, lengths, generator=generator, **options)
-
-    return score
+    noise by its row in the split, from its :class:`~recdiff.diffusion.RowBlocks` block seeded
+    with ``seed``, so metrics do not depend on eval.batch_size and every row's draws are its
+    own; the benchmarks score with it too, to reproduce a run's metrics. ``options`` go to
+    ``model.score``."""
+    return row_block_pass(functools.partial(model.score, **options), seed, model.device)
 
 
 def evaluate_sequential(
