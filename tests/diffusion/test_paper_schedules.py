@@ -8,9 +8,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from recdiff.diffusion import GaussianDiffusion, NoiseSchedule
+from recdiff.diffusion import GaussianDiffusion, NoiseSchedule, ScheduleError
 
 
 def test_exp_schedule_by_hand_at_every_step_of_t_3():
@@ -48,3 +49,37 @@ def test_snr_difference_weights_on_the_yelp_schedule_are_one_at_t_1():
     expected = [1.0] + [0.5 * (inverse[i - 1] - inverse[i]) for i in range(1, 5)]
     np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-7)
     assert math.isclose(float(weights[1]), 34615.3846, rel_tol=1e-8)
+
+
+def test_dreamrec_cosine_clips_its_betas_to_the_released_range():
+    """DreamRec's released cosine schedule clips betas to [1e-4, 0.9999] (Nichol & Dhariwal's
+    caps them at 0.999 only). At T 2000 (its KuaiRec setting) the first betas fall below 1e-4:
+    beta_1 = 1 - f(1/T)/f(0), f(tau) = cos^2((tau + 0.008)/1.008 pi/2), about 2.0e-5."""
+    from recdiff.models.dreamrec_config import GuidedDiffusionConfig
+
+    T = 2000
+
+    def f(tau):
+        return math.cos((tau + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    first = 1 - f(1 / T) / f(0)
+    assert 1.9e-5 < first < 2.1e-5
+    plain = NoiseSchedule.cosine(T)
+    assert math.isclose(plain.betas[0], first, rel_tol=1e-9)
+    assert plain.betas[-1] == 0.999
+
+    released = GuidedDiffusionConfig(steps=T, schedule="cosine").noise_schedule()
+    assert released.betas[0] == 1e-4 and released.betas.min() == 1e-4
+    assert released.betas[-1] == 0.9999  # beta_T = 1 - f(1)/f(1 - 1/T) ~ 1, clipped
+    inside = (plain.betas > 1e-4) & (plain.betas < 0.999)
+    np.testing.assert_array_equal(released.betas[inside], plain.betas[inside])
+    assert int((plain.betas < 1e-4).sum()) > 0
+
+
+def test_a_beta_floor_at_or_above_the_cap_is_refused():
+    with pytest.raises(
+        ScheduleError, match=r"min_beta must lie in \[0, max_beta=0.999\), got 0.999"
+    ):
+        NoiseSchedule.cosine(10, min_beta=0.999)
+    with pytest.raises(ScheduleError, match="min_beta must lie in"):
+        NoiseSchedule.cosine(10, min_beta=-1e-4)

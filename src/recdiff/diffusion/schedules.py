@@ -25,10 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["RELEASED_FIRST_BETA", "NoiseSchedule", "ScheduleError"]
+__all__ = ["DREAMREC_COSINE_BETAS", "RELEASED_FIRST_BETA", "NoiseSchedule", "ScheduleError"]
 
 #: beta_1 in DiffRec's released code, for its "linear-var" (Eq. 4) and "linear" schedules alike.
 RELEASED_FIRST_BETA = 1e-5
+
+#: (min_beta, max_beta) to which DreamRec's released code clips the betas of its cosine schedule.
+DREAMREC_COSINE_BETAS = (1e-4, 0.9999)
 
 
 class ScheduleError(ValueError):
@@ -228,15 +231,19 @@ class NoiseSchedule:
         steps: int,
         max_beta: float = 0.999,
         name: str = "alpha_bar",
+        min_beta: float = 0.0,
     ) -> NoiseSchedule:
         """Discretise a continuous abar(tau), tau in [0, 1]: beta_t = 1 - abar(t/T) / abar((t-1)/T).
 
         ``max_beta`` clips the last betas, which approach 1 when abar(1) ~ 0; abar(1) = 0 itself
         is allowed (beta_T = 1 is clipped to ``max_beta``), the earlier values must be positive.
+        ``min_beta`` raises the first, smallest betas to at least it (0: no floor).
         """
         _check_steps(steps)
         if not 0 < max_beta < 1:
             raise ScheduleError(f"max_beta must lie in (0, 1), got {max_beta}")
+        if not 0 <= min_beta < max_beta:
+            raise ScheduleError(f"min_beta must lie in [0, max_beta={max_beta}), got {min_beta}")
         tau = np.arange(steps + 1, dtype=np.float64) / steps
         abar = np.array([alpha_bar_fn(float(x)) for x in tau], dtype=np.float64)
         # Every abar but the last divides the next one, so only abar(1) may be 0.
@@ -254,19 +261,23 @@ class NoiseSchedule:
                 f"alpha_bar_fn increases from alpha_bar_fn({tau[i]:g}) = {first!r} to "
                 f"alpha_bar_fn({tau[i + 1]:g}) = {second!r}: it must be non-increasing on [0, 1]"
             )
-        betas = np.minimum(1.0 - abar[1:] / abar[:-1], max_beta)
+        betas = np.clip(1.0 - abar[1:] / abar[:-1], min_beta, max_beta)
         return cls(betas, name=name)
 
     @classmethod
-    def cosine(cls, steps: int, s: float = 0.008, max_beta: float = 0.999) -> NoiseSchedule:
-        """Nichol & Dhariwal's cosine schedule, abar(tau) proportional to cos^2((tau + s)/(1 + s) pi/2)."""
+    def cosine(
+        cls, steps: int, s: float = 0.008, max_beta: float = 0.999, min_beta: float = 0.0
+    ) -> NoiseSchedule:
+        """Nichol & Dhariwal's cosine schedule, abar(tau) proportional to cos^2((tau + s)/(1 + s) pi/2),
+        its betas clipped to [``min_beta``, ``max_beta``] (theirs: [0, 0.999]; DreamRec's
+        released code: [1e-4, 0.9999], :data:`DREAMREC_COSINE_BETAS`)."""
         if not 0 <= s < math.inf:  # NaN too: it would fail later as alpha_bar_fn(0) = nan
             raise ScheduleError(f"cosine offset s must be a finite number >= 0, got {s}")
 
         def f(tau: float) -> float:
             return math.cos((tau + s) / (1 + s) * math.pi / 2) ** 2
 
-        return cls.from_alpha_bar(f, steps, max_beta=max_beta, name="cosine")
+        return cls.from_alpha_bar(f, steps, max_beta=max_beta, name="cosine", min_beta=min_beta)
 
     @classmethod
     def diffrec(

@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from recdiff.diffusion import NoiseSchedule, ScheduleError
+from recdiff.diffusion.schedules import DREAMREC_COSINE_BETAS
 from recdiff.train.config import MAX_EPOCHS, TrainConfig
 
 __all__ = ["SAMPLERS", "DreamRecConfig", "GuidedDiffusionConfig", "ItemSpaceConfig"]
@@ -35,7 +36,9 @@ class GuidedDiffusionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     steps: int = Field(500, ge=1, description="T, diffusion steps")
-    schedule: Literal["linear", "cosine", "exp"] = Field("linear", description="beta schedule")
+    schedule: Literal["linear", "cosine", "exp"] = Field(
+        "linear", description="beta schedule (cosine: betas clipped to [1e-4, 0.9999], as released)"
+    )
     beta_start: float = Field(1e-4, gt=0, lt=1, description="linear: first beta")
     beta_end: float = Field(0.02, gt=0, lt=1, description="linear: last beta")
     beta_min: float = Field(0.1, gt=0, description="exp: b_min")
@@ -77,7 +80,8 @@ class GuidedDiffusionConfig(BaseModel):
             return NoiseSchedule.linear(self.steps, self.beta_start, self.beta_end)
         if self.schedule == "exp":
             return NoiseSchedule.exp(self.steps, self.beta_min, self.beta_max)
-        return NoiseSchedule.cosine(self.steps)
+        low, high = DREAMREC_COSINE_BETAS  # the released clip, not Nichol & Dhariwal's [0, 0.999]
+        return NoiseSchedule.cosine(self.steps, min_beta=low, max_beta=high)
 
 
 class ItemSpaceConfig(BaseModel):
