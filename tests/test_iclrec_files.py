@@ -11,7 +11,6 @@ saying that the setting is ``data.max_len``.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from recdiff.config import load_config
 from recdiff.config.loading import ConfigError
 from recdiff.data.errors import DataFormatError
 from recdiff.train.datasets import load_sequences, load_splits
-from recdiff.train.run import _warn_unread_data_settings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -130,40 +128,3 @@ def test_a_missing_dreamrec_folder_gets_no_sequence_file_hint(tmp_path: Path) ->
     with pytest.raises(FileNotFoundError) as error:
         load_sequences(load_config("dreamrec-zhihu", [f"data.source={tmp_path / 'no'}"]).data)
     assert "not found" in str(error.value) and "sequences" not in str(error.value)
-
-
-@pytest.mark.parametrize(
-    ("preset", "sets", "why"),
-    [
-        ("sasrec-beauty", [], "data.split=leave_one_out holds out each user's last two items"),
-        # a sequence file's default split becomes leave-one-out once the model is known
-        (
-            "mostpop-zhihu",
-            ["data.format=sequences", "data.source=x.txt"],
-            "data.split=leave_one_out holds out each user's last two items",
-        ),
-        ("diffrec-ml1m", [], "a diffrec folder (data.format=diffrec) holds its own split"),
-        ("dreamrec-zhihu", [], "a dreamrec folder (data.format=dreamrec) holds its own split"),
-        ("demo-sasrec", [], "the demo data has its own split"),
-    ],
-)
-def test_ratios_that_no_split_reads_are_named(preset: str, sets: list[str], why: str) -> None:
-    """Found by the trial: ``--set data.ratios=...`` under leave-one-out trained as if unset.
-    A warning, not a refusal, as for data.max_len: an experiment may set it for all its
-    configs, some of which split by it."""
-    config = load_config(preset, [*sets, "data.ratios=[0.8, 0.1, 0.1]"])
-    with pytest.warns(UserWarning) as caught:
-        _warn_unread_data_settings(config)
-    assert [str(w.message) for w in caught] == [f"data.ratios ([0.8, 0.1, 0.1]): {why}: ignored"]
-
-
-def test_ratios_a_split_reads_and_the_defaults_are_not_named() -> None:
-    sets = ["data.format=sequences", "data.source=x.txt", "data.ratios=[0.8, 0.1, 0.1]"]
-    configs = [
-        load_config("demo-ease", [*sets, f"data.split={s}"]) for s in ("random", "user_temporal")
-    ]
-    configs += [load_config(p) for p in ("sasrec-beauty", "diffrec-ml1m", "demo-diffrec")]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for config in configs:
-            _warn_unread_data_settings(config)

@@ -149,30 +149,52 @@ def _warn_uncapped_first_stage(config: RunConfig) -> None:
         )
 
 
+#: Data that holds its own users, items and split (what it is, for a message), and the keys of a
+#: table's loading (column names, filters, the split) it reads all the same.
+_HELD = {
+    "demo": ("the demo data has its own", ()),
+    "diffrec": ("a diffrec folder (data.format=diffrec) holds its own", ("duplicates",)),
+    "dreamrec": ("a dreamrec folder (data.format=dreamrec) holds its own", ()),
+}
+_TABLE_KEYS = ("user_col", "item_col", "rating_col", "time_col", "min_rating", "k_core")
+_TABLE_KEYS += ("duplicates", "split")
+
+
 def _warn_unread_data_settings(config: RunConfig) -> None:
     """Data settings moved from their default where nothing reads them are named rather than
     silently dropped (a warning, as for train.*: an experiment may set them for all its
     configs). ``data.max_len`` cuts a next-item model's history, and a model of users' rows
     reads whole rows; ``data.ratios`` shares out the temporal and random splits only (the Yelp
-    trial's ``--set data.ratios`` under leave-one-out trained as if unset)."""
+    trial's ``--set data.ratios`` under leave-one-out trained as if unset); the demo data and
+    the papers' folders hold their own users, items and split, so a table's column names,
+    filters and split are not read there (``--set data.k_core=5`` on the demo trained as if
+    unset)."""
     data, defaults = config.data, DataConfig.model_fields
-    if config.model.name not in SEQUENTIAL_MODELS and data.max_len != defaults["max_len"].default:
+    sequential = config.model.name in SEQUENTIAL_MODELS
+    if not sequential and data.max_len != defaults["max_len"].default:
         warnings.warn(
             f"data.max_len ({data.max_len}) sets the history length of next-item "
             f"models; {config.model.name} reads each user's whole row: ignored",
             stacklevel=3,
         )
-    if tuple(data.ratios) == tuple(defaults["ratios"].default):
-        return
-    if data.format in ("diffrec", "dreamrec"):
-        why = f"a {data.format} folder (data.format={data.format}) holds its own split"
-    elif data.format == "demo":
-        why = "the demo data has its own split"  # rows 70/10/20 per user; sequences LOO
+    if data.format in _HELD:
+        held, read = _HELD[data.format]
+        for key in _TABLE_KEYS:
+            value = getattr(data, key)
+            if key in read or value == defaults[key].default:
+                continue
+            if key == "split" and sequential and value == "leave_one_out":
+                continue  # how a next-item model's demo sequences are split
+            warnings.warn(
+                f"data.{key} ({value!r}): {held} users, items and split: ignored", stacklevel=3
+            )
+        why = f"{held} split"
     elif data.split == "leave_one_out":
         why = "data.split=leave_one_out holds out each user's last two items"
     else:
         return
-    warnings.warn(f"data.ratios ({list(data.ratios)}): {why}: ignored", stacklevel=3)
+    if tuple(data.ratios) != tuple(defaults["ratios"].default):
+        warnings.warn(f"data.ratios ({list(data.ratios)}): {why}: ignored", stacklevel=3)
 
 
 def run_training(
