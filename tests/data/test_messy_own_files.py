@@ -164,3 +164,32 @@ def test_user_item_time_lines_are_told_to_be_read_as_a_table(tmp_path: Path) -> 
     # ICLRec lines of three fields, one per user, are still a sequence file
     path.write_text("1 5 6\n2 5 7\n")
     assert read_sequence_file(path).lengths().tolist() == [2, 2]
+
+
+# ------------------------------------------------------------- text spanning lines
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_lines_named_in_errors_count_the_lines_of_quoted_text_before_them(
+    tmp_path: Path, newline: str
+) -> None:
+    """A review's text in quotes may span lines; an error names the line an editor shows.
+    By hand: the header is line 1, u1's review spans lines 3-5, u2's lines 6-7, so u3 is on
+    line 8 and u4 (no item) on line 9; the pair (u0, i1) repeats on lines 2 and 10."""
+    rows = [
+        "user,item,review",
+        "u0,i1,ok",
+        'u1,i2,"great',
+        "product",
+        'really"',
+        'u2,i3,"two',
+        'lines"',
+        "u3,i4,ok",
+        "u4,,ok",
+        "u0,i1,again",
+    ]
+    path = tmp_path / "reviews.csv"
+    path.write_bytes(newline.join(rows).encode() + newline.encode())
+    with pytest.raises(DataFormatError, match=r"in id column 'item' .* at line 9;"):
+        read_interactions(path, user_col="user", item_col="item")
+    path.write_bytes(path.read_bytes().replace(b"u4,,ok", b"u4,i5,ok"))
+    with pytest.raises(DataFormatError, match=r"\('u0', 'i1'\) at lines 2, 10"):
+        read_interactions(path, user_col="user", item_col="item")

@@ -272,12 +272,30 @@ def read_table(
         _refuse_repeated_header(source, path, sep, list(frame.columns))
     frame.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
     line_numbers = frame.index.to_numpy(dtype=np.int64) + (2 if header else 1)
+    line_numbers += _breaks_in_rows_before(frame)
     blank = frame.isna().all(axis=1).to_numpy()
     frame, line_numbers = frame.loc[~blank].reset_index(drop=True), line_numbers[~blank]
     for col in canonical:
         if col in frame.columns:
             frame[col] = canonical_ints(frame[col])
     return _non_empty(frame, path), line_numbers
+
+
+def _breaks_in_rows_before(frame: pd.DataFrame) -> np.ndarray:
+    """Per row, the line breaks inside quoted fields of the rows before it (a review's text may
+    span lines), by which its first line in the file lies below its position: so that a
+    message's "line N" is the line an editor shows. Zeros for the usual file, found by one
+    vectorised search per text column."""
+    breaks = np.zeros(len(frame), dtype=np.int64)
+    for col in frame.columns:
+        values = frame[col]
+        if not (pd.api.types.is_string_dtype(values) or values.dtype == object):
+            continue
+        text = values.astype("string")
+        if not text.str.contains("\n", regex=False).any():
+            continue
+        breaks += text.str.count("\n").fillna(0).to_numpy(dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(breaks)[:-1]]) if len(breaks) else breaks
 
 
 def _keyed_as_written(dtypes: dict[Any, Any], source: Any, sep: str) -> dict[Any, Any]:
