@@ -292,8 +292,18 @@ def test_file_format_chooses_the_separator_and_must_match_the_suffix(tmp_path: P
     with pytest.raises(DataFormatError, match=r"r\.tsv is named as a tsv file.*asked for is csv"):
         read_interactions(tsv, file_format="csv")
     csv = write(tmp_path / "r.csv", "user,item\n1,5\n")
-    with pytest.raises(DataFormatError, match=r"csv file.*asked for is parquet.*format=csv"):
+    with pytest.raises(DataFormatError, match=r"csv file.*asked for is parquet.*format=csv") as no:
         read_interactions(csv, file_format="parquet")
+    assert "data.sep" not in str(no.value)
+    # A tab-separated file named .csv: the separator that reads it, as the shell passes it on
+    tabs_named_csv = write(tmp_path / "t.csv", "user\titem\n1\t5\n")
+    with pytest.raises(DataFormatError) as caught:
+        read_interactions(tabs_named_csv, file_format="tsv")
+    assert str(caught.value).endswith(
+        "if it is separated by tabs whatever its name, set data.format=csv and data.sep "
+        "(--set 'data.sep=\"\\t\"')"
+    )
+    assert read_interactions(tabs_named_csv, file_format="csv", sep="\t").nnz == 1
 
 
 # ------------------------------------------------------------------------------- DiffRec npy

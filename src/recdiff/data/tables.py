@@ -31,6 +31,7 @@ from recdiff.data.archives import (
     zip_member,
 )
 from recdiff.data.errors import DataFormatError, RowNumbers
+from recdiff.data.frames import _SEP_WRITTEN
 from recdiff.data.json_lines import read_json_lines
 
 PathLike = str | os.PathLike[str]
@@ -50,6 +51,7 @@ SUFFIX_FORMATS = {
     ".json": "jsonl",  # Amazon's and Yelp's review dumps: JSON Lines named .json
 }
 _SEPARATORS = {"csv": ",", "tsv": "\t"}
+_SEP_NAMES = {",": "commas", "\t": "tabs"}
 _SUFFIX_SEPARATORS = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".inter": "\t", ".dat": "::"}
 
 # An integer as str(int) writes it: no sign on 0, no leading zeros, no '+', no spaces.
@@ -129,10 +131,17 @@ def _guess_format(
     suffix = data_suffix(path)
     named = SUFFIX_FORMATS.get(suffix)
     if file_format is not None and named is not None and named != file_format:
+        asked = _SEPARATORS.get(file_format)
+        separated = (
+            f"; if it is separated by {_SEP_NAMES[asked]} whatever its name, set "
+            f"data.format={named} and data.sep (--set {_SEP_WRITTEN[asked][1]})"
+            if asked is not None and named in _SEPARATORS
+            else ""
+        )
         raise DataFormatError(
             f"{path} is named as a {named} file, but the format asked for is {file_format}: "
             f"set data.format={named} in a run config (file_format={named!r} from Python), or "
-            "rename the file"
+            f"rename the file{separated}"
         )
     kind = file_format or named
     if kind in ("parquet", "jsonl"):
