@@ -3,11 +3,13 @@ resolved settings."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from recdiff.cli.main import app
 from recdiff.config import RunConfig, list_presets, load_config, preset_text
+from recdiff.config.models import validate_model_params
 
 runner = CliRunner()
 
@@ -41,7 +43,29 @@ def test_resolved_lists_every_setting_as_a_runs_config_yaml():
     shown = yaml.safe_load(result.output)
     assert shown["train"]["precision"] == "fp32"  # a default the preset file does not write
     assert "precision" not in preset_text("tdiffrec-ml1m")
-    assert RunConfig.model_validate(shown) == load_config("tdiffrec-ml1m")
+    # ... and the model's: DiffRec's step embedding and T' (the preset writes neither)
+    assert shown["model"]["time_dim"] == 10 and "time_dim" not in preset_text("tdiffrec-ml1m")
+    assert shown["model"]["diffusion"]["inference_noise_steps"] == 0
+    preset = load_config("tdiffrec-ml1m")
+    back = RunConfig.model_validate(shown)
+    assert back.model_dump(exclude={"model"}) == preset.model_dump(exclude={"model"})
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in list_presets() if load_config(n).model.name != "multvae"]
+)
+def test_every_presets_resolved_model_section_lists_all_its_settings_and_reads_back(name):
+    """A user's walk found the model section showing only what the preset wrote. The shown
+    settings build the model the preset builds (Mult-VAE's, read from train.* too, stay as
+    written)."""
+    result = runner.invoke(app, ["presets", name, "--resolved"])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)["model"]
+    preset = load_config(name).model
+    settings = validate_model_params(preset.name, preset.params())
+    assert set(shown) == {"name", *type(settings).model_fields}
+    again = validate_model_params(shown.pop("name"), shown)
+    assert again == settings
 
 
 def test_an_unknown_name_and_resolved_without_a_name_are_refused():

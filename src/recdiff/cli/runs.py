@@ -239,7 +239,10 @@ def presets(
     ] = None,
     resolved: Annotated[
         bool,
-        typer.Option(help="With NAME: every setting, defaults filled in (as a run's config.yaml)."),
+        typer.Option(
+            help="With NAME: every setting, defaults filled in (a run's config.yaml lists the "
+            "model settings set, its model/config.json all of them)."
+        ),
     ] = False,
     names: Annotated[bool, typer.Option(help="Names only, one a line (for scripts).")] = False,
 ) -> None:
@@ -253,7 +256,7 @@ def presets(
                 raise ConfigError("--resolved shows one preset: give its NAME")
             _list_presets(names)
         elif resolved:
-            typer.echo(resolved_yaml(load_config(name)), nl=False)
+            typer.echo(resolved_yaml(load_config(name), model_defaults=True), nl=False)
         else:
             typer.echo(preset_text(name), nl=False)
 

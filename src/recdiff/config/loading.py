@@ -100,9 +100,18 @@ def preset_text(name: str) -> str:
     return (resources.files("recdiff.config") / "presets" / f"{name}.yaml").read_text("utf-8")
 
 
-def resolved_yaml(config: RunConfig) -> str:
-    """Every setting of ``config``, defaults filled in: a run's ``config.yaml``."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+def resolved_yaml(config: RunConfig, model_defaults: bool = False) -> str:
+    """Every setting of ``config``, defaults filled in: a run's ``config.yaml``. Its model
+    section lists what was set (the model's own ``model/config.json`` has every setting), and,
+    with ``model_defaults``, every setting of the model too, as ``presets NAME --resolved``
+    shows it (not Mult-VAE's, whose loop reads train.* settings into its own)."""
+    settings = config.model_dump(mode="json")
+    if model_defaults and config.model.name != "multvae":
+        from recdiff.config.models import validate_model_params
+
+        filled = validate_model_params(config.model.name, config.model.params())
+        settings["model"] = {"name": config.model.name, **filled.model_dump(mode="json")}
+    return yaml.safe_dump(settings, sort_keys=False)
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
