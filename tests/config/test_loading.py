@@ -98,7 +98,28 @@ def test_selection_metric_must_be_evaluated():
         ("demo-diffrec", ["model.dropout=2"], "  model.dropout: Input should be less than 1"),
         ("demo-diffrec", ["model.hidden_dims=[]"], "  model.hidden_dims: List should have"),
         ("demo-sasrec", ["model.dropout=2"], "  model.dropout: Input should be less than 1"),
-        ("demo-multvae", ["model.foo=1"], "  model: unknown key(s) ['foo']"),
+        ("demo-multvae", ["model.foo=1"], "  model.foo: unknown key (this section takes: batch"),
+        ("demo-multvae", ["model.hiden_dims=[9]"], "  model.hiden_dims: unknown key; did you mean"),
+        (
+            "demo-popularity",
+            ["model.alpha=1"],
+            "  model.alpha: unknown key (this section takes: name)",
+        ),
+        # a text setting written as a number: the quotes that keep it text
+        (
+            "demo-diffrec",
+            ["name=2024"],
+            (
+                "  name: Input should be a valid string, and 2024 reads as a number: quote it to "
+                "keep it text (--set 'name=\"2024\"' on the command line, name: '2024' in a "
+                "config file)"
+            ),
+        ),
+        (
+            "demo-diffrec",
+            ["data.time_col=no", "data.user_col=true"],
+            "  data.user_col: Input should be a valid string, and true reads as a boolean",
+        ),
         ("demo-diffrec", ["model.name=transformer"], "  model.name: unknown model"),
         # caught before training, not after it
         ("demo-diffrec", ["eval.metrics=[recall,foo]"], "  eval.metrics: unknown metrics ['foo']"),

@@ -19,6 +19,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 __all__ = [
     "BOOLEAN_FOR_NUMBER",
     "ModelSettingsError",
+    "unknown_key_message",
     "validate_dataclass",
     "validation_problems",
 ]
@@ -56,7 +57,7 @@ def validation_problems(
         key = ".".join(str(part) for part in (*prefix, *e["loc"]))
         if e["type"] == "extra_forbidden" and root is not None:
             known = _section_keys(root, e["loc"][:-1])
-            if known and len(e["loc"]) == 1:
+            if len(e["loc"]) == 1:  # the root's own section: it also takes root_keys
                 known += root_keys
             if known:
                 problems.append((key, unknown_key_message(str(e["loc"][-1]), known)))
@@ -65,8 +66,23 @@ def validation_problems(
             # pydantic read true/false as 1/0 and then found it out of range
             problems.append((key, BOOLEAN_FOR_NUMBER))
             continue
+        if e["type"] == "string_type" and isinstance(e.get("input"), (bool, int, float)):
+            problems.append((key, _text_read_as_a_value(key, e["input"])))
+            continue
         problems.append((key, e["msg"].removeprefix("Value error, ")))
     return problems
+
+
+def _text_read_as_a_value(key: str, value: bool | int | float) -> str:
+    """A text setting written as a number or a boolean (``name=2024``) is read as one: say so,
+    with the quotes that keep it text."""
+    kind = "a boolean" if isinstance(value, bool) else "a number"
+    shown = str(value).lower() if isinstance(value, bool) else value
+    return (
+        f"Input should be a valid string, and {shown} reads as {kind}: quote it to keep it "
+        f"text (--set '{key}=\"{shown}\"' on the command line, {key.rsplit('.', 1)[-1]}: "
+        f"'{shown}' in a config file)"
+    )
 
 
 def unknown_key_message(name: str, known: list[str]) -> str:
