@@ -246,7 +246,7 @@ def run_experiment(
             for seed, raw in seeded.items():
                 # Only rank 0's reading counts (broadcast below); the others need not read.
                 json_path = record_paths(out, label, seed)[0]
-                done = existing_record(out, json_path, raw, label, metric) if main else None
+                done = existing_record(out, json_path, raw, label, metric, report) if main else None
                 if done is not None:
                     records[label, seed] = done
                     report(f"{label} seed {seed}: done before ({done.run_dir})")

@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from recdiff.config.loading import ConfigError
+from recdiff.train.checkpoint import describe_differences
 
 __all__ = [
     "ExperimentError",
@@ -85,10 +86,16 @@ def _data_statistics(run_dir: Path) -> dict[str, Any] | None:
 
 
 def existing_record(
-    out: Path, json_path: Path, config: dict[str, Any], label: str, metric: str
+    out: Path,
+    json_path: Path,
+    config: dict[str, Any],
+    label: str,
+    metric: str,
+    report: Callable[[str], None] | None = None,
 ) -> SeedRecord | None:
     """The record of a run done before with ``config``; None when there is none (or only one of
-    another config). A record that cannot be read fails, naming its file."""
+    another config, which ``report`` is told: the run is trained again, and its record
+    replaced). A record that cannot be read fails, naming its file."""
     if not json_path.is_file():
         return None
 
@@ -105,6 +112,13 @@ def existing_record(
     if not isinstance(data, dict):
         raise damaged(json_path, f"holds a {type(data).__name__}, not a record")
     if data.get("config") != config:
+        if report is not None and isinstance(data.get("config"), dict):
+            changed = describe_differences(data["config"], config, "there", "here")
+            report(
+                f"{label} seed {config['train']['seed']}: {json_path.name} in {json_path.parent} "
+                f"was made with other settings ({changed}); trained again with these (the run it "
+                f"named stays in {out / 'runs'})"
+            )
         return None
     missing = [key for key in ("label", "seed", "run_dir", "valid", "test") if key not in data]
     if missing:

@@ -236,16 +236,22 @@ def _check_settings(
     """Refuse to resume with a config other than the one the checkpoint was written under."""
     if saved is None or settings is None or saved == settings:
         return
-    changed = [
-        f"{key}: {_shown(before)} then, {_shown(after)} now"
-        for key, before, after in _differences(saved, settings)
-    ]
-    shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+    shown = describe_differences(saved, settings, "then", "now")
     raise ValueError(
         f"the run's config.yaml differs from the config its checkpoint {path} was written "
         f"under ({shown}): a resumed run continues the run it was, so put config.yaml back as "
         "it was, or train the changed config as a new run"
     )
+
+
+def describe_differences(before: Any, after: Any, then: str, now: str, limit: int = 5) -> str:
+    """``train.epochs: 3 then, 4 now; ...`` for the dotted keys whose values differ between two
+    nested dicts (a config as it was and as it is), at most ``limit`` of them named."""
+    changed = [
+        f"{key}: {_shown(a)} {then}, {_shown(b)} {now}" for key, a, b in _differences(before, after)
+    ]
+    more = len(changed) - limit
+    return "; ".join(changed[:limit]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _differences(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
