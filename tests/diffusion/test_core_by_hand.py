@@ -162,6 +162,25 @@ def test_kl_term_with_fixed_large_variance_by_formula():
     torch.testing.assert_close(term, per_dim.sum(1))
 
 
+@pytest.mark.parametrize(("prediction", "variance"), [("eps", "posterior"), ("v", "beta")])
+def test_kl_term_of_an_eps_or_v_output_by_formula(prediction, variance):
+    """t = 2 (abar 0.72) again, the network giving eps or v: its x0 follows as in the DDIM step
+    above, and the KL of N(mu~, beta~_2) to N(mu_theta, sigma^2) is the x0 case's with it."""
+    process = GaussianDiffusion(TWO, prediction, variance)
+    x0, x_t, out = _f64(1.0, -1.0)[None], _f64(0.3, 0.7)[None], _f64(0.4, -0.2)
+    if prediction == "eps":
+        x0_hat = (x_t - math.sqrt(0.28) * out) / math.sqrt(0.72)
+    else:
+        x0_hat = math.sqrt(0.72) * x_t - math.sqrt(0.28) * out
+    post_2, coef_x0 = 0.2 * 0.1 / 0.28, 0.2 * math.sqrt(0.9) / 0.28
+    sigma2 = post_2 if variance == "posterior" else 0.2
+    per_dim = 0.5 * (
+        math.log(sigma2 / post_2) + post_2 / sigma2 + coef_x0**2 * (x0 - x0_hat) ** 2 / sigma2 - 1
+    )
+    term = vb_term(process, _constant(out), x0, x_t, torch.tensor([1]))
+    torch.testing.assert_close(term, per_dim.sum(1))
+
+
 # -------------------------------------------------------------------------------- samplers
 @pytest.mark.parametrize(("variance", "sigma2"), [("posterior", 0.2 * 0.1 / 0.28), ("beta", 0.2)])
 def test_ddpm_step_is_algorithm_2(variance, sigma2):
@@ -191,6 +210,28 @@ def test_ddim_step_by_hand(eta):
     torch.testing.assert_close(state.sample, expected)
     # The last step returns the x0 prediction, noise-free, whatever eta.
     torch.testing.assert_close(sampler.step(_constant(x0_hat), x_t, 0).sample, x0_hat.expand(1, 2))
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_ddim_step_by_hand_from_an_eps_or_v_output(prediction):
+    """The same step at eta 0.5 when the network gives eps or v (Salimans & Ho: v = sqrt(abar)
+    eps - sqrt(1 - abar) x0), at t = 2: abar 0.72, so x0 = sqrt(.72) x_t - sqrt(.28) v and
+    eps = sqrt(.28) x_t + sqrt(.72) v; from eps, x0 = (x_t - sqrt(.28) eps) / sqrt(.72)."""
+    process = GaussianDiffusion(TWO, prediction)
+    x_t, out = _f64(0.3, -1.1)[None], _f64(0.5, 0.25)
+    if prediction == "eps":
+        eps_hat = out
+        x0_hat = (x_t - math.sqrt(0.28) * out) / math.sqrt(0.72)
+    else:
+        x0_hat = math.sqrt(0.72) * x_t - math.sqrt(0.28) * out
+        eps_hat = math.sqrt(0.28) * x_t + math.sqrt(0.72) * out
+    sigma = 0.5 * math.sqrt(0.1 / 0.28) * math.sqrt(1 - 0.72 / 0.9)
+    state = DDIMSampler(process, eta=0.5).step(
+        _constant(out), x_t, 1, torch.Generator().manual_seed(5)
+    )
+    expected = math.sqrt(0.9) * x0_hat + math.sqrt(0.1 - sigma**2) * eps_hat
+    torch.testing.assert_close(state.sample, expected + sigma * _randn(x_t.shape, 5))
+    torch.testing.assert_close(state.pred_x0, x0_hat)
 
 
 def test_ddim_on_a_respaced_schedule_uses_the_kept_alpha_bars_and_original_steps():
