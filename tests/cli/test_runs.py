@@ -119,7 +119,8 @@ def test_ids_lose_surrounding_whitespace_for_every_id_kind(run_dir, tmp_path):
         assert result.exit_code == 2
         assert result.stderr == (
             f"error: user {user!r} is not among the 1000 users of this model; check the id "
-            "(the raw data's user ids), or recommend from their items instead: "
+            "(the data's user ids; a user data.min_rating, data.k_core or the split left "
+            "without training items is not one), or recommend from their items instead: "
             "--history ITEM,ITEM,...\n"
         )
 

@@ -201,8 +201,9 @@ def recommend(
             except UnknownIdError:
                 raise ValueError(
                     f"user {user!r} is not among the {len(predictor.users)} users of this model; "
-                    "check the id (the raw data's user ids), or recommend from their items "
-                    "instead: --history ITEM,ITEM,..."
+                    "check the id (the data's user ids; a user data.min_rating, data.k_core or "
+                    "the split left without training items is not one), or recommend from "
+                    "their items instead: --history ITEM,ITEM,..."
                 ) from None
         else:
             recs = predictor.recommend(

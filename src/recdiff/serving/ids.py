@@ -171,8 +171,9 @@ class ExternalIds:
             unknown = list(dict.fromkeys(np.asarray(users)[rows < 0].tolist()))
             raise UnknownIdError(
                 f"{len(unknown)} user id(s) not among the {len(self.users)} users of this model: "
-                f"{shown(unknown)}; check the ids (the raw data's user ids), or score a new user "
-                "from their item history",
+                f"{shown(unknown)}; check the ids (the data's user ids; a user data.min_rating, "
+                "data.k_core or the split left without training items is not one), or score a "
+                "new user from their item history",
                 unknown=unknown[:SHOWN],
                 n_unknown=len(unknown),
             )
