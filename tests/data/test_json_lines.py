@@ -161,7 +161,7 @@ def test_a_field_first_seen_late_is_missing_before(tmp_path: Path) -> None:
         DataFormatError, match=r"non-numeric or missing value\(s\) .* at line 1 "
     ) as err:
         read_interactions(path, user_col="u", item_col="i", rating_col="r")
-    assert "(values ['missing'])" in str(err.value)  # before: ['None'], as if the text None
+    assert "(values: missing)" in str(err.value)  # before: ['None'], as if the text None
 
 
 def test_a_csv_rating_that_is_text_or_empty_is_named_as_such(tmp_path: Path) -> None:
@@ -169,7 +169,7 @@ def test_a_csv_rating_that_is_text_or_empty_is_named_as_such(tmp_path: Path) -> 
     path.write_text("u,i,r\n1,2,\n1,3,five\n1,4,4\n")
     with pytest.raises(DataFormatError, match=r"2 non-numeric or missing") as err:
         read_interactions(path, user_col="u", item_col="i", rating_col="r")
-    assert "(values ['missing', 'five'])" in str(err.value)
+    assert "(values: missing, 'five')" in str(err.value)  # not ['missing', ...]: no such text
 
 
 # ------------------------------------------------------------------ review: edge cases

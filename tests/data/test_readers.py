@@ -226,7 +226,7 @@ def test_ids_that_pandas_calls_missing_are_ids(tmp_path: Path) -> None:
     with pytest.raises(DataFormatError, match=r"missing .* 'item' in .*e\.csv at line 3;"):
         read_interactions(empty)
     rating = write(tmp_path / "n.csv", "user,item,rating\nu1,i1,NA\n")
-    with pytest.raises(DataFormatError, match=r"'rating' .* at line 2 \(values \['NA'\]\)"):
+    with pytest.raises(DataFormatError, match=r"'rating' .* at line 2 \(values: 'NA'\)"):
         read_interactions(rating, rating_col="rating")
 
 
@@ -417,6 +417,6 @@ def test_iso_dates_in_a_text_time_column_are_seconds(tmp_path):
     with pytest.raises(
         DataFormatError,
         match=r"mixes 1 number\(s\) and 2 ISO 8601 date\(s\).*the 1 number\(s\) at line 4 "
-        r"\(values \['1714567890'\]\)",
+        r"\(values: '1714567890'\)",
     ):
         read_interactions(path, user_col="user", item_col="item", time_col="when")

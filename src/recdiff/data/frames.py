@@ -181,10 +181,10 @@ def _finite(
         pos = np.flatnonzero(bad)
         # an absent value (an empty CSV cell, a JSON field left out or null) is "missing",
         # not the text 'None' or 'nan' that str() makes of it
-        examples = ["missing" if pd.isna(v) else str(v) for v in series.iloc[pos[:5]].tolist()]
+        examples = _shown_values(series.iloc[pos[:5]])
         raise DataFormatError(
             f"{pos.size} non-numeric or missing value(s) in column {col!r}"
-            f"{describe_source(source)} at {describe_rows(pos, line_numbers)} (values {examples}); "
+            f"{describe_source(source)} at {describe_rows(pos, line_numbers)} (values: {examples}); "
             f"{rule or f'every {col!r} value must be a finite number'}: fix or drop those rows"
         )
     return values
@@ -217,11 +217,11 @@ def time_column(
         parsed = pd.to_datetime(series, format="ISO8601", utc=True, errors="coerce")
         bad = np.flatnonzero(parsed.isna().to_numpy())
         if bad.size:
-            examples = [str(v) for v in series.iloc[bad[:5]].tolist()]
             raise DataFormatError(
                 f"{bad.size} time value(s) in column {col!r}{describe_source(source)} at "
                 f"{describe_rows(bad, line_numbers)} are neither numbers nor ISO 8601 dates "
-                f"(values {examples}): write them as seconds or as 2024-05-01T13:00:00"
+                f"(values: {_shown_values(series.iloc[bad[:5]])}): write them as seconds or as "
+                "2024-05-01T13:00:00"
             )
         return _datetime_seconds(parsed, col, source, line_numbers)
     rule = (
@@ -253,12 +253,19 @@ def _refuse_numbers_mixed_with_dates(
         return  # numbers and text that is no date: the numeric reading names the text
     odd, kind = (numbers, "number") if numbers.sum() <= dates.sum() else (dates, "ISO 8601 date")
     rows = np.flatnonzero(odd)
-    examples = [str(v) for v in series.iloc[rows[:5]].tolist()]
     raise DataFormatError(
         f"column {col!r}{describe_source(source)} mixes {int(numbers.sum())} number(s) and "
         f"{int(dates.sum())} ISO 8601 date(s); write every time one way: the {rows.size} "
-        f"{kind}(s) at {describe_rows(rows, line_numbers)} (values {examples}) stand out"
+        f"{kind}(s) at {describe_rows(rows, line_numbers)} (values: "
+        f"{_shown_values(series.iloc[rows[:5]])}) stand out"
     )
+
+
+def _shown_values(values: pd.Series) -> str:
+    """``'five', missing``: the cells as written, quoted, and an absent one (an empty CSV cell,
+    a JSON field left out or null) as the bare word missing, neither the text 'None' or 'nan'
+    that str() makes of it nor a quoted 'missing' that reads as if the cell held that word."""
+    return ", ".join("missing" if pd.isna(v) else repr(str(v)) for v in values.tolist())
 
 
 def _datetime_seconds(
