@@ -199,13 +199,18 @@ def run_experiment(
         raise ExperimentError(f"test must be one of {sorted(METHOD_NAMES)}, got {test!r}")
     metric = metric or configs[0].train.metric
     labelled = label_configs(configs)
+    kind, _, k = metric.partition("@")
     for label, config in labelled:
-        kind, _, k = metric.partition("@")
-        if kind not in config.eval.metrics or not k.isdigit() or int(k) not in config.eval.ks:
+        if (
+            kind not in config.eval.metrics
+            or not (k.isascii() and k.isdigit())
+            or int(k) not in config.eval.ks
+        ):
             raise ExperimentError(
                 f"metric {metric!r} is not computed by config {label!r} (eval.metrics "
                 f"{config.eval.metrics}, eval.ks {config.eval.ks}); pick one all configs compute"
             )
+    metric = f"{kind}@{int(k)}"  # as the evaluator names it: recall@020 is recall@20
     for label, config in labelled:  # before any training, not when the config's turn comes
         try:
             check_sources(config)

@@ -99,13 +99,14 @@ def selection_metric(metric: str, config: RunConfig) -> str:
             f"{config.eval.metrics} at {config.eval.ks}; use e.g. "
             f"valid/{config.eval.metrics[0]}@{config.eval.ks[-1]}"
         )
-    return name
+    kind, _, k = name.partition("@")
+    return f"{kind}@{int(k)}"  # as the evaluator names it: recall@020 is recall@20
 
 
 def _computes(config: RunConfig, name: str) -> bool:
     """Whether runs of ``config`` evaluate ``name`` (e.g. ``recall@20``)."""
     kind, _, k = name.partition("@")
-    return k.isdigit() and kind in config.eval.metrics and int(k) in config.eval.ks
+    return k.isascii() and k.isdigit() and kind in config.eval.metrics and int(k) in config.eval.ks
 
 
 class PruningReporter:

@@ -103,12 +103,14 @@ class MultVAEConfig:
         if self.max_epochs > MAX_EPOCHS:
             raise ValueError(f"max_epochs must be <= {MAX_EPOCHS}, got {self.max_epochs}")
         name, _, k = self.valid_metric.partition("@")
-        if not k.isdigit() or int(k) < 1:
+        if not (k.isascii() and k.isdigit()) or int(k) < 1:
             raise ValueError(f"valid_metric must look like 'recall@20', got {self.valid_metric!r}")
         if name not in ALL_METRICS:  # else found only after the first training epoch
             raise ValueError(
                 f"valid_metric {self.valid_metric!r} names no metric; choose from {list(ALL_METRICS)}"
             )
+        # as the evaluator names it: recall@020 is recall@20
+        object.__setattr__(self, "valid_metric", f"{name}@{int(k)}")
 
 
 class MultVAENet(nn.Module):

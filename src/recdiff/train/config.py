@@ -88,11 +88,11 @@ class TrainConfig(BaseModel):
         from recdiff.eval.metrics import ALL_METRICS  # imports torch: only when validating
 
         name, _, k = value.partition("@")
-        if not name or not k.isdigit() or int(k) < 1:
+        if not name or not (k.isascii() and k.isdigit()) or int(k) < 1:
             raise ValueError(f"metric must look like 'recall@20' (a cut-off >= 1), got {value!r}")
         if name not in ALL_METRICS:  # else found only after the first epochs have trained
             raise ValueError(f"metric {value!r} names no metric; choose from {list(ALL_METRICS)}")
-        return value
+        return f"{name}@{int(k)}"  # as the evaluator names it: recall@020 is recall@20
 
 
 @dataclass
