@@ -21,6 +21,28 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def test_a_sampled_setting_the_data_cannot_take_is_skipped_as_invalid(tmp_path):
+    """More item clusters than the demo's 500 items is a valid config that only the data
+    refuses: the trial is INVALID with the reason, and the search goes on (it used to end as a
+    FAIL, and again on every rerun of the same command)."""
+    pytest.importorskip("optuna")
+    choices = {"type": "categorical", "choices": [2, 600]}
+    space = SearchSpace.from_dict({"model.latent.n_clusters": choices})
+    sets = ["model.latent.item_embeddings=null", "model.latent.latent_dim=700"]
+    sets += ["model.latent.epochs=1", "train.epochs=1"]
+    config = load_config("ldiffrec-ml1m", [*sets, "data.format=demo", "data.source=null"])
+    result = tune(config, space, 2, tmp_path, seed=0, prune=False)
+    rows = _rows(tmp_path / "trials.csv")
+    states = {row["model.latent.n_clusters"]: row["state"] for row in rows}
+    assert states == {"2": "COMPLETE", "600": "INVALID"}, rows
+    invalid = next(row for row in rows if row["state"] == "INVALID")
+    assert invalid["error"] == (
+        "cannot cluster 500 items into 600 groups: set model.latent.n_clusters to at most 500, "
+        "the catalogue's size"
+    )
+    assert result.counts["complete"] == 2 and result.counts["invalid"] >= 1
+
+
 def test_a_trial_that_diverges_is_skipped_and_the_search_goes_on(tmp_path):
     """lr 1e8 turns Mult-VAE's loss NaN in its first epoch, before any validation: the run
     fails, but the search goes on (it sampled that lr) and counts the trial as finished."""

@@ -19,10 +19,17 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 __all__ = [
     "BOOLEAN_FOR_NUMBER",
     "ModelSettingsError",
+    "SettingsDoNotFitData",
     "unknown_key_message",
     "validate_dataclass",
     "validation_problems",
 ]
+
+
+class SettingsDoNotFitData(ValueError):
+    """Settings valid on their own that the data cannot take (more item clusters than items):
+    found only once the data is read. ``recdiff tune`` skips such a sampled trial as INVALID,
+    as it does a combination the config refuses, rather than ending the search."""
 
 
 class ModelSettingsError(ValueError):

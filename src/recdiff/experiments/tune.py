@@ -2,7 +2,8 @@
 
 Each trial samples settings from a :class:`~recdiff.experiments.space.SearchSpace`, applies them
 to the base config (re-validated: a combination such as ``noise_min >= noise_max`` is skipped
-as INVALID with the reason, and the search goes on), and trains with
+as INVALID with the reason, and the search goes on; so is a setting that only the data refuses,
+:class:`~recdiff.config.problems.SettingsDoNotFitData`), and trains with
 :func:`recdiff.train.run.run_training`. Every validation evaluation during training is reported to
 the trial, and a median pruner stops trials that fall below the median of earlier trials at the
 same epoch. The trial's value is the run's validation metric at its selected epoch; test metrics
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from recdiff.atomic import sigterm_unwinds
+from recdiff.config.problems import SettingsDoNotFitData
 from recdiff.config.schema import RunConfig
 from recdiff.config.sources import check_sources
 from recdiff.experiments import storage
@@ -183,6 +185,13 @@ class _Search:
             # that train.checkpoint_every keeps for `recdiff resume` would only pile up.
             discard_resumable(stop)
             raise
+        except SettingsDoNotFitData as error:
+            # Sampled settings the data cannot take (more clusters than items): skipped as
+            # INVALID, as a combination the config refuses is, so that TPE learns to avoid it
+            # rather than the search ending on it, and again on each rerun.
+            trial.set_user_attr("invalid", True)
+            trial.set_user_attr("error", str(error))
+            raise import_optuna().TrialPruned(str(error)) from None
         except Exception as error:  # it ends the search; trials.csv keeps why
             optuna = import_optuna()
             if isinstance(error, optuna.TrialPruned):

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from scipy.cluster.vq import kmeans2
 from scipy.sparse.linalg import svds
 
+from recdiff.config.problems import SettingsDoNotFitData
 from recdiff.data.errors import DataFormatError
 from recdiff.data.vocab import as_id_array
 
@@ -51,7 +52,7 @@ def cluster_items(embeddings: np.ndarray, n_clusters: int, seed: int) -> np.ndar
     scipy's default of 10 stopped short of it on ML-1M's LightGCN embeddings (2026-11-28: seed
     2 split 1862 / 948 items where the converged split is 1789 / 1021)."""
     if n_clusters > embeddings.shape[0]:
-        raise ValueError(
+        raise SettingsDoNotFitData(
             f"cannot cluster {embeddings.shape[0]} items into {n_clusters} groups: set "
             f"model.latent.n_clusters to at most {embeddings.shape[0]}, the catalogue's size"
         )
