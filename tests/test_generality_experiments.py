@@ -36,8 +36,8 @@ def _stand_in(calls: list[str]):
         directory = Path(runs_dir) / config.name
         directory.mkdir(parents=True)
         metrics = {
-            "valid": {"recall@20": config.train.lr},
-            "test": {"recall@20": 0.5},
+            "valid": {config.train.metric: config.train.lr},
+            "test": {config.train.metric: 0.5},
             "best_epoch": 1,
             "seconds": {"total": 0.0},
         }
@@ -143,6 +143,16 @@ def test_tune_suggests_an_experiment_on_the_same_data(monkeypatch, tmp_path):
     assert words[:4] == ["recdiff", "experiment", str(out / "best.yaml"), "demo-diffrec"]
     scoped = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
     assert scoped == ["demo-diffrec:data.seed=7", "demo-diffrec:train.epochs=1"]
+    # Searched on another --metric, best.yaml selects its epochs on it: the base must too, else
+    # the comparison handicaps it (a user's walk found the hint left it on recall@20).
+    other = runner.invoke(
+        app, [*command, "--out", str(tmp_path / "o2"), "--metric", "ndcg@10", "--set", sets[1]]
+    )
+    assert other.exit_code == 0, other.output
+    line = next(x for x in other.stdout.splitlines() if x.startswith("next: "))
+    words = shlex.split(line.removeprefix("next: "))
+    scoped = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    assert scoped == ["demo-diffrec:train.epochs=1", "demo-diffrec:train.metric=ndcg@10"]
 
 
 def test_a_missing_dataset_names_the_paths_looked_in(monkeypatch, tmp_path):

@@ -130,6 +130,8 @@ def tune(
     # best.yaml holds the --set overrides already; the base config needs them (scoped to it) to
     # run on the same data, else the comparison would be with the preset's own setting.
     scoped = [part for item in sets for part in ("--set", f"{config}:{item}")]
+    if result.metric != base.train.metric:  # --metric: best.yaml selects on it, so must the base
+        scoped += ["--set", f"{config}:train.metric={result.metric}"]
     next_command = ["recdiff", "experiment", str(result.best_path), config, "--seeds", "5"]
     typer.echo(f"next: {shlex.join(next_command + scoped)}")
 

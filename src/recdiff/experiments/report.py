@@ -215,7 +215,9 @@ def render_markdown(
         "",
         f"Seeds {', '.join(map(str, seeds))} (`train.seed`) per config. Cells are the mean ± "
         "sample standard deviation (ddof = 1) over seeds; test metrics averaged over "
-        f"{' / '.join(averaging)}. Selection metric: validation {metric}.",
+        f"{' / '.join(averaging)}. The best baseline is chosen on validation {metric}; each "
+        "run chose its epoch on its config's `train.metric` "
+        f"({', '.join(sorted({c.train.metric for c in configs}))}).",
         "",
     ]
     repeated = [label for label, group in groups.items() if any(r.same_as_seed for r in group)]
