@@ -73,6 +73,21 @@ def _write(tmp_path, text):
             "a: {type: categorical, choices: [0, true], fraction_of: model.diffusion.steps}",
             ["  a: with fraction_of", "choices must be numbers", "not true"],
         ),
+        # Before, Optuna warned before every trial and sampled a range cut short: 1e-4 alone,
+        # 50..150.
+        (
+            "train.lr: {type: float, low: 1e-4, high: 1e-3, step: 0.5}",
+            [
+                "train.lr: step 0.5 does not divide the range 0.0001..0.001, which would end at "
+                "0.0001: set high to 0.0001 or 0.5001, or change the step"
+            ],
+        ),
+        (
+            "train.batch_size: {type: int, low: 50, high: 200, step: 100}",
+            [
+                "step 100 does not divide the range 50..200, which would end at 150: set high to 150 "
+            ],
+        ),
     ],
 )
 def test_invalid_space_files_fail_naming_the_key(tmp_path, text, expected):
@@ -217,3 +232,10 @@ def test_fractions_resolve_against_model_defaults_when_the_config_omits_them():
     )
     settings = space.settings({"model.diffusion.inference_noise_steps": 0.5}, lookup_view(config))
     assert settings == {"model.diffusion.inference_noise_steps": 20}  # half of the default T = 40
+
+
+def test_steps_that_divide_the_range_decimally_are_kept(tmp_path):
+    text = "model.dropout: {type: float, low: 0.1, high: 0.9, step: 0.2}\n"
+    text += "train.batch_size: {type: int, low: 50, high: 250, step: 100}\n"
+    space = load_space(_write(tmp_path, text))  # 0.8 / 0.2 is not 4 in binary floating point
+    assert space.params["model.dropout"].step == 0.2

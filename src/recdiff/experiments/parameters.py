@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, model_validator
@@ -55,6 +56,11 @@ class FloatParam(BaseModel):
             raise ValueError(f"log: true needs low > 0, got low={self.low}")
         if self.log and self.step is not None:
             raise ValueError("step cannot be combined with log: true; drop one of them")
+        if self.step is not None:
+            # As Optuna judges it (decimally): else it warns before every trial and samples a
+            # range cut short, a step of 0.5 over 1e-4..1e-3 leaving 1e-4 alone.
+            low, high, step = (Decimal(str(v)) for v in (self.low, self.high, self.step))
+            _check_step(low, high, step)
         return self
 
     def candidates(self) -> list[Any]:
@@ -81,6 +87,7 @@ class IntParam(BaseModel):
             raise ValueError(f"log: true needs low >= 1, got low={self.low}")
         if self.log and self.step != 1:
             raise ValueError("step cannot be combined with log: true; drop one of them")
+        _check_step(Decimal(self.low), Decimal(self.high), Decimal(self.step))
         return self
 
     def candidates(self) -> list[Any]:
@@ -130,3 +137,13 @@ def _check_range(low: float, high: float) -> None:
 
 
 Parameter = Annotated[FloatParam | IntParam | CategoricalParam, Field(discriminator="type")]
+
+
+def _check_step(low: Decimal, high: Decimal, step: Decimal) -> None:
+    """The range must hold a whole number of steps: Optuna would cut it short otherwise."""
+    if (high - low) % step:
+        fitted = low + (high - low) // step * step
+        raise ValueError(
+            f"step {step} does not divide the range {low}..{high}, which would end at {fitted}: "
+            f"set high to {fitted} or {fitted + step}, or change the step"
+        )
