@@ -183,3 +183,18 @@ def test_a_stop_that_lands_in_a_callback_still_unwinds_the_task(tmp_path, capfd)
         raise RuntimeError("stop here")
     stderr = capfd.readouterr().err
     assert "Traceback" not in stderr and "SystemExit" not in stderr, stderr
+
+
+def test_workers_write_warnings_as_the_command_does(monkeypatch):
+    """A spawned worker starts with Python's warning format (file:line and source); it gets the
+    parent's instead, so `--jobs 2` prints the CLI's one `warning:` line as `--jobs 1` does."""
+    import warnings
+
+    from recdiff.cli.main import _warning_line
+
+    monkeypatch.setattr(warnings, "formatwarning", _warning_line)
+    # the worker's own warnings.formatwarning, looked up there
+    looked_up = "__import__('warnings').formatwarning('ignored', UserWarning, 'x.py', 1)"
+    with worker_pool(1) as pool:
+        shown = pool.submit(eval, looked_up).result()
+    assert shown == "warning: ignored\n"

@@ -35,6 +35,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -62,7 +63,8 @@ def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
         max_workers=jobs,
         mp_context=multiprocessing.get_context("spawn"),  # no forked torch thread pools
         initializer=_start_worker,
-        initargs=(os.getpid(),),
+        # the parent's way of writing a warning (the CLI's one line), which spawn does not pass
+        initargs=(os.getpid(), warnings.formatwarning),
     )
     try:
         with sigterm_unwinds():
@@ -136,7 +138,8 @@ def stoppable(fn: Callable[[Any], Any], task: Any) -> Any:
         os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
-def _start_worker(parent: int) -> None:
+def _start_worker(parent: int, formatwarning: Callable[..., str] = warnings.formatwarning) -> None:
+    warnings.formatwarning = formatwarning
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _unwind)
     sys.unraisablehook = _redeliver_stop
