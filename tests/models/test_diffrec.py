@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -185,3 +187,19 @@ def test_fit_validates_with_each_users_own_noise_as_a_run_does(demo):
     selected = model.result.best_metrics["valid"]["recall@20"]
     assert selected == pytest.approx(recall(model.pass_scorer(model.score)), abs=1e-9)
     assert selected != pytest.approx(recall(model.score), abs=1e-9)  # the draws matter here
+
+
+def test_rows_holding_ratings_are_named_not_read_silently():
+    """A library user's walk: an Interactions read with a rating column holds its ratings, and
+    DiffRec trained on 1-5 targets without a word where EASE and Mult-VAE binarise (and
+    recdiff train feeds binary rows). Weights up to 1 (T-DiffRec's) pass in silence."""
+    ratings = sp.csr_matrix(checkerboard().toarray() * 4.0)
+    model = DiffRec(TINY, FAST.model_copy(update={"epochs": 1}))
+    with pytest.warns(UserWarning, match=r"train holds values above 1 \(up to 4\).*binarize"):
+        model.fit(ratings)
+    with pytest.warns(UserWarning, match=r"history holds values above 1 \(up to 4\)"):
+        model.score(ratings[:2])
+    weighted = time_weights(demo_splits().train, 0.1, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DiffRec(TINY, FAST.model_copy(update={"epochs": 1})).fit(weighted).score(weighted[:3])

@@ -79,7 +79,8 @@ def test_diffrec_inference_runs_every_reverse_step_from_the_history_with_the_mea
     model = _diffrec_on_two_steps()  # T' = 0 (the released setting)
     denoiser = model.module = model.denoiser = _HalfOfInput()
     history = sp.csr_matrix(np.array([[1.0, 0.0, 0.5, 0.0], [0.0, 2.0, 0.0, 1.0]]))
-    scores = model.score(history)
+    with pytest.warns(UserWarning, match=r"history holds values above 1 \(up to 2\)"):
+        scores = model.score(history)  # read as they are: a weight of 2 is doubled, not 1
     # x_2 = x (no noise at T' = 0). Step t = 2: x0_hat = x / 2, posterior mean
     #   mu = beta_2 sqrt(abar_1) / (1 - abar_2) x0_hat + (1 - abar_1) sqrt(alpha_2) / (1 - abar_2) x_2
     #      = (5/7) sqrt(0.9) x / 2 + (5/14) sqrt(0.8) x = (5/14) (sqrt(0.9) + sqrt(0.8)) x.

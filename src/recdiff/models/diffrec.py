@@ -22,6 +22,7 @@ p_t ~ sqrt(E[L_t^2])            ``importance_sampling=True``        Eq. 14
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -268,6 +269,7 @@ class DiffRec(Recommender):
         every row draws what it would draw alone from a generator seeded by ``train.seed``: the
         scores are then a function of the history, whatever the batch and the call."""
         history = self._check_history(history)
+        warn_weights_above_one(history, "history")
         x0 = torch.from_numpy(history.toarray().astype(np.float32, copy=False)).to(self.device)
         return self.reconstruct(x0, generator)
 
@@ -366,4 +368,20 @@ def check_rows(matrix: sp.spmatrix, name: str) -> sp.csr_matrix:
         raise ValueError(
             f"{name} holds negative or non-finite values: interaction weights must be >= 0"
         )
+    warn_weights_above_one(rows, name)
     return rows
+
+
+def warn_weights_above_one(rows: sp.csr_matrix, name: str) -> None:
+    """DiffRec reads a row's values as they are: 1 for an interaction, or T-DiffRec's time
+    weights in (0, 1]. Values above 1 are most likely ratings or counts (an ``Interactions``
+    read with a rating column holds its ratings), which EASE, Mult-VAE and popularity would
+    binarise, and ``recdiff train`` does: say so, rather than fit or score on them silently."""
+    if rows.nnz and float(rows.data.max()) > 1:
+        warnings.warn(
+            f"{name} holds values above 1 (up to {float(rows.data.max()):g}), which DiffRec "
+            "reads as they are, e.g. ratings as targets; for interactions pass the binary "
+            "matrix (Interactions.binarize(), or matrix.sign()), as recdiff train does, or "
+            "T-DiffRec's time weights (recdiff.data.time_weights)",
+            stacklevel=3,
+        )

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdiff.eval.protocol import EvalTask
-from recdiff.models.diffrec import DiffRec, check_rows
+from recdiff.models.diffrec import DiffRec, check_rows, warn_weights_above_one
 from recdiff.models.item_clusters import cluster_items, item_embeddings
 from recdiff.models.ldiffrec_config import LatentConfig, LDiffRecConfig
 from recdiff.nn import MLPDenoiser
@@ -230,6 +230,7 @@ class LDiffRec(DiffRec):
         if not self.config.latent.sparse_input:
             return super().score(history, generator)
         history = self._check_history(history)
+        warn_weights_above_one(history, "history")
         return self.reconstruct(sparse_rows(history, self.device), generator)
 
     @torch.no_grad()
