@@ -10,6 +10,8 @@ Every model here is tiny (no training beyond one epoch on a few dozen users).
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -329,3 +331,23 @@ def test_faiss_index_names_queries_of_the_wrong_width() -> None:
     index = ItemIndex(ITEMS, "faiss")
     with pytest.raises(ValueError, match="queries"):
         index.top_k(np.ones((1, 3), dtype=np.float32), 2)
+
+
+def test_a_next_item_model_given_a_matrix_or_its_own_windows_says_what_it_reads(sasrec):
+    """A library user's walk: a row model's CSR input failed with scipy's "sparse array length
+    is ambiguous", and windows()' own output with "setting an array element with a sequence"."""
+    row = sp.csr_matrix(np.eye(1, sasrec.n_items))
+    for given, what in ((row, "a scipy sparse matrix"), (sasrec.windows([[1, 2]]), "windows()")):
+        with pytest.raises(
+            TypeError, match=rf"got {re.escape(what)}.*recommend\(\[\[3, 17, 42\]\]"
+        ):
+            sasrec.recommend(given, k=3)
+    # a tuple of histories is histories
+    assert sasrec.recommend(([1, 2], [3]), k=3)[0].shape == (2, 3)
+
+
+def test_recommend_leaves_out_the_history_as_the_models_of_rows_do(sasrec):
+    items, _ = sasrec.recommend([[1, 2, 3]], k=sasrec.n_items - 3)
+    assert not set(items[0].tolist()) & {1, 2, 3}
+    again, _ = sasrec.recommend([[1, 2, 3]], k=sasrec.n_items, exclude_seen=False)
+    assert {1, 2, 3} <= set(again[0].tolist())

@@ -259,6 +259,21 @@ class SequentialRecommender(SavedModel):
     def windows(self, histories: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Left-padded ``[n, max_len]`` windows (last ``max_len`` items) and lengths from
         lists of item indices, oldest first."""
+        windowed = (  # what windows() itself returns: (padded rows, lengths)
+            isinstance(histories, tuple)
+            and len(histories) == 2
+            and all(isinstance(part, np.ndarray) for part in histories)
+            and histories[0].ndim == 2
+        )
+        if sp.issparse(histories) or windowed:
+            given = "a scipy sparse matrix" if sp.issparse(histories) else "windows()' output"
+            raise TypeError(
+                f"histories must be a list of histories, each a list of item indices in time "
+                f"order, got {given}: a next-item model reads the order of a history, which "
+                "a users x items matrix (a model of rows' input) does not hold, and "
+                "windows() gives padded rows for score(), not for recommend(); e.g. "
+                "recommend([[3, 17, 42]], k=10)"
+            )
         for history in histories:
             if not hasattr(history, "__len__") or isinstance(history, str):
                 raise TypeError(
@@ -276,12 +291,13 @@ class SequentialRecommender(SavedModel):
         self,
         histories: Sequence[Sequence[int]],
         k: int,
-        exclude_seen: bool = False,
+        exclude_seen: bool = True,
         generator: Generators = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` items (indices, scores; ``[n, k]``) after each history (oldest first).
 
-        Items already in a history are ranked too unless ``exclude_seen`` (users re-consume).
+        Items already in a history are left out, as the models of rows and ``recdiff
+        recommend`` leave them out; ``exclude_seen=False`` ranks them too (users re-consume).
         """
         self._check_fitted()
         history, _ = self.windows(histories)
