@@ -351,3 +351,58 @@ def test_recommend_leaves_out_the_history_as_the_models_of_rows_do(sasrec):
     assert not set(items[0].tolist()) & {1, 2, 3}
     again, _ = sasrec.recommend([[1, 2, 3]], k=sasrec.n_items, exclude_seen=False)
     assert {1, 2, 3} <= set(again[0].tolist())
+
+
+def test_noise_of_another_dtype_than_x0_is_refused():
+    """Found by a library user's walk: float64 noise turned x_t float64 (the network then failed
+    on a dtype mismatch), integer noise was used as drawn."""
+    process = GaussianDiffusion(NoiseSchedule.linear(10))
+    x0, t = torch.rand(4, 8), torch.randint(0, 10, (4,))
+    for wrong in (torch.float64, torch.long, torch.bool):
+        noise = torch.ones(4, 8, dtype=wrong)
+        with pytest.raises(
+            TypeError, match=rf"noise must have x0's dtype torch.float32, got {wrong}"
+        ):
+            process.q_sample(x0, t, noise)
+        with pytest.raises(TypeError, match=r"torch\.randn_like"):
+            process.training_losses(lambda x, t: x, x0, t, noise)
+    noise = torch.randn(4, 8)
+    torch.testing.assert_close(process.q_sample(x0, t, noise), process.q_sample(x0, t, noise))
+
+
+def test_one_metric_name_as_a_string_is_told_to_be_a_list():
+    scores, truth = np.zeros((1, 4)), sp.csr_matrix(np.array([[0, 1, 0, 0]]))
+    with pytest.raises(TypeError, match=r"for one metric pass metrics=\['recall'\]"):
+        evaluate_scores(scores, truth, ks=[2], metrics="recall")
+
+
+def test_time_weights_single_must_be_max_or_min():
+    from recdiff.data.weighting import linear_time_weights
+
+    with pytest.raises(ValueError, match="single must be 'max' or 'min', got 'bogus'"):
+        linear_time_weights(np.array([0]), np.array([1]), 0.2, 1.0, single="bogus")
+    assert linear_time_weights(np.array([0]), np.array([1]), 0.2, 1.0, single="min") == [0.2]
+
+
+def test_mask_items_takes_numpy_scores_as_its_neighbours_do():
+    from recdiff.eval import mask_items
+
+    scores = np.arange(6, dtype=np.float32).reshape(2, 3)
+    masked = mask_items(scores, sp.csr_matrix(np.array([[1, 0, 0], [0, 0, 1]])))
+    assert masked.tolist() == [[float("-inf"), 1.0, 2.0], [3.0, 4.0, float("-inf")]]
+    assert scores[0, 0] == 0  # a copy by default
+    with pytest.raises(TypeError, match="scores must be a numpy array or torch tensor, got list"):
+        mask_items([[0.0, 1.0]], sp.csr_matrix((1, 2)))
+
+
+def test_an_unknown_id_in_a_read_names_the_readers_own_option():
+    import pandas as pd
+
+    from recdiff.data import read_interactions
+
+    items = Vocabulary.from_ids(["a", "b"])
+    frame = pd.DataFrame({"user": ["u"], "item": ["c"]})
+    with pytest.raises(KeyError, match="pass unknown='drop' to skip them") as caught:
+        read_interactions(frame, items=items)
+    assert "missing=" not in str(caught.value)
+    assert read_interactions(frame, items=items, unknown="drop").nnz == 0

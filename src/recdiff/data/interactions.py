@@ -336,9 +336,9 @@ class Interactions:
                     users.index(user_ids[bad], what=f"user id ({user_col!r})")
                     items.index(item_ids[bad], what=f"item id ({item_col!r})")
                 except UnknownIdError as err:
-                    raise UnknownIdError(
-                        f"{err.message}{where}", err.unknown, err.n_unknown
-                    ) from None
+                    # the reader's parameter, not Vocabulary.index's (missing='drop')
+                    message = err.message.replace("pass missing='drop'", "pass unknown='drop'")
+                    raise UnknownIdError(f"{message}{where}", err.unknown, err.n_unknown) from None
             keep = np.flatnonzero(known)
             user_ids, item_ids = user_ids[keep], item_ids[keep]
             ratings = None if ratings is None else ratings[keep]

@@ -48,6 +48,8 @@ def linear_time_weights(
     ``count == 1`` gives ``w_max`` (or ``w_min`` with ``single="min"``).
     """
     _check_bounds(w_min, w_max)
+    if single not in ("max", "min"):  # else anything but "max" read as "min"
+        raise ValueError(f"single must be 'max' or 'min', got {single!r}")
     rank = np.asarray(rank, dtype=np.float64)
     denom = np.asarray(counts, dtype=np.float64) - 1.0
     frac = np.divide(

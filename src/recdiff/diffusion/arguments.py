@@ -55,6 +55,13 @@ def _noise_for(x0: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         return torch.randn_like(x0)
     if noise.shape != x0.shape:
         raise ValueError(f"noise must have x0's shape {tuple(x0.shape)}, got {tuple(noise.shape)}")
+    if noise.dtype != x0.dtype:
+        # integer or boolean noise is no Gaussian draw; float64 noise would turn x_t (and the
+        # network's input) float64 beside a float32 x0
+        raise TypeError(
+            f"noise must have x0's dtype {x0.dtype}, got {noise.dtype}: draw it with "
+            "torch.randn_like(x0), or convert it with noise.to(x0.dtype)"
+        )
     return noise
 
 

@@ -195,6 +195,8 @@ class RankingAccumulator:
                 "both must be users x items over the same catalogue"
             )
         self.exclude = None if exclude is None else sp.csr_matrix(exclude)
+        if isinstance(metrics, (str, bytes)):
+            metric_names(metrics, ks)  # refuses one name given as a string, naming the fix
         self.ks, self.metrics = tuple(ks), tuple(metrics)
         self.names = metric_names(self.metrics, self.ks)
         n_users, n_items = self.truth.shape

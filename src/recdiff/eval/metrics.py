@@ -180,6 +180,11 @@ def average(per_user: np.ndarray, averaging: Averaging = "test_users") -> float:
 
 def metric_names(metrics: Iterable[str], ks: Iterable[int]) -> list[str]:
     """Names such as ``"recall@20"`` for every metric and cut-off, metric-major order."""
+    if isinstance(metrics, (str, bytes)):  # else read letter by letter: unknown metrics r, e, ...
+        raise TypeError(
+            f"metrics must be a sequence of metric names such as ('recall', 'ndcg'), got "
+            f"{metrics!r}: for one metric pass metrics=[{metrics!r}]"
+        )
     metrics, ks = list(metrics), list(ks)
     unknown = sorted(set(metrics) - set(ALL_METRICS))
     if unknown:

@@ -57,12 +57,20 @@ def as_score_tensor(scores: ScoreBlock) -> torch.Tensor:
     return scores.detach()
 
 
-def mask_items(scores: torch.Tensor, exclude: sp.csr_matrix, copy: bool = True) -> torch.Tensor:
+def mask_items(scores: ScoreBlock, exclude: sp.csr_matrix, copy: bool = True) -> torch.Tensor:
     """Set ``scores[u, i] = -inf`` for every stored entry ``(u, i)`` of ``exclude``.
 
     ``exclude`` must have the same shape as ``scores`` (one row per score row). Only the sparsity
-    pattern counts, not the stored values. With ``copy=False`` the tensor is changed in place.
+    pattern counts, not the stored values. ``scores`` may be a numpy array or a torch tensor;
+    the result is a tensor. With ``copy=False`` a float32/float64 block is changed in place (a
+    numpy one through the tensor that shares its memory).
     """
+    if isinstance(scores, np.ndarray):
+        scores = as_score_tensor(scores)
+    elif not isinstance(scores, torch.Tensor):
+        raise TypeError(
+            f"scores must be a numpy array or torch tensor, got {type(scores).__name__}"
+        )
     rows, cols = _excluded_entries(exclude, scores)
     if copy:
         scores = scores.clone()
