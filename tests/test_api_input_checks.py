@@ -406,3 +406,19 @@ def test_an_unknown_id_in_a_read_names_the_readers_own_option():
         read_interactions(frame, items=items)
     assert "missing=" not in str(caught.value)
     assert read_interactions(frame, items=items, unknown="drop").nnz == 0
+
+
+def test_models_take_their_settings_as_a_mapping_too():
+    """A library user's walk: DiffRec({"hidden_dims": [16]}) failed with "'dict' object has no
+    attribute 'diffusion'", where EASE and Mult-VAE take keywords."""
+    from recdiff.models.ldiffrec import LDiffRec
+
+    model = DiffRec({"hidden_dims": [16], "diffusion": {"steps": 5}}, {"epochs": 2})
+    assert model.config == DiffRecConfig(hidden_dims=[16], diffusion=DiffusionConfig(steps=5))
+    assert model.training.epochs == 2 and model.process.num_steps == 5
+    assert LDiffRec({"latent": {"n_clusters": 3}}).config.latent.n_clusters == 3
+    assert SASRec({"dim": 8}).config == SASRecConfig(dim=8)
+    with pytest.raises(TypeError, match="config must be a DiffRecConfig or a mapping"):
+        DiffRec([16])
+    with pytest.raises(TypeError, match="config must be a LDiffRecConfig or a mapping"):
+        LDiffRec(DiffRecConfig())  # another model's settings

@@ -26,6 +26,7 @@ import contextlib
 import importlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -253,6 +254,22 @@ class Recommender(SavedModel):
                 "(as fit requires)"
             )
         return rows
+
+
+def settings(config_class: type[Any], given: Any, what: str) -> Any:
+    """``given`` as a ``config_class`` (pydantic): itself, the defaults for None, or built from
+    a mapping of its settings (``DiffRec({"hidden_dims": [200]})``, as EASE and Mult-VAE take
+    keywords); anything else is refused, naming what to pass."""
+    if given is None:
+        return config_class()
+    if isinstance(given, config_class):
+        return given
+    if isinstance(given, Mapping):
+        return config_class(**given)
+    raise TypeError(
+        f"{what} must be a {config_class.__name__} or a mapping of its settings (e.g. "
+        f"{config_class.__name__}(...) or {{...}}), got {type(given).__name__}"
+    )
 
 
 def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_matrix:

@@ -45,7 +45,7 @@ from recdiff.diffusion import (
 )
 from recdiff.diffusion.schedules import RELEASED_FIRST_BETA
 from recdiff.eval.protocol import EvalTask
-from recdiff.models.base import Recommender
+from recdiff.models.base import Recommender, settings
 from recdiff.nn import MLPDenoiser
 from recdiff.train.config import TrainConfig, TrainResult
 from recdiff.train.distributed import gather_timestep_losses
@@ -158,8 +158,8 @@ class DiffRec(Recommender):
         config: DiffRecConfig | None = None,
         training: TrainConfig | None = None,
     ) -> None:
-        self.config = config or DiffRecConfig()
-        self.training = training or TrainConfig()
+        self.config = settings(self.config_class, config, "config")
+        self.training = settings(TrainConfig, training, "training")
         self.process = self.config.diffusion.process()
         self._process_copies: dict[torch.device, GaussianDiffusion] = {}  # see _process_on
         self.timesteps = self.config.diffusion.timestep_sampler()

@@ -56,7 +56,7 @@ class LDiffRec(DiffRec):
         self, config: LDiffRecConfig | None = None, training: TrainConfig | None = None
     ) -> None:
         # LDiffRecConfig keeps its process settings under ``diffusion`` as DiffRecConfig does.
-        super().__init__(config or LDiffRecConfig(), training)
+        super().__init__(config, training)
         self.autoencoder: ClusterAutoencoder | None = None
         self.stage = "diffusion"  # "autoencoder" while the autoencoders pre-train
         self.vae_steps = 0

@@ -30,7 +30,7 @@ from recdiff.data.sequences import SequenceDataset
 from recdiff.data.vocab import refuse_rounded_ids
 from recdiff.diffusion.samplers import Generators
 from recdiff.eval.ranking import topk_items
-from recdiff.models.base import SavedModel
+from recdiff.models.base import SavedModel, settings
 from recdiff.nn.sequence import trim_left_padding
 from recdiff.train.batches import ExampleBatches
 from recdiff.train.config import TrainConfig, TrainResult
@@ -51,8 +51,8 @@ class SequentialRecommender(SavedModel):
     config_class: ClassVar[type[BaseModel]]
 
     def __init__(self, config: BaseModel | None = None, training: TrainConfig | None = None):
-        self.config = config or self.config_class()
-        self.training = training or TrainConfig()
+        self.config = settings(self.config_class, config, "config")
+        self.training = settings(TrainConfig, training, "training")
         self.net: nn.Module | None = None
         self.module: nn.Module | None = None  # what the trainer optimises (the net)
         self.result: TrainResult | None = None
