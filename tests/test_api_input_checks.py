@@ -422,3 +422,30 @@ def test_models_take_their_settings_as_a_mapping_too():
         DiffRec([16])
     with pytest.raises(TypeError, match="config must be a LDiffRecConfig or a mapping"):
         LDiffRec(DiffRecConfig())  # another model's settings
+
+
+def test_core_calls_at_their_edges_answer_plainly():
+    """From a library user's walk: tracebacks that named torch's or numpy's internals."""
+    from recdiff.diffusion import LossAwareSampler
+
+    process = GaussianDiffusion(NoiseSchedule.linear(10))
+    empty = noise_to(process, torch.rand(0, 8), 3, generator=[])  # no rows, no generators
+    assert empty.shape == (0, 8)
+    with pytest.raises(TypeError, match=r"schedule must be a NoiseSchedule, got ndarray"):
+        GaussianDiffusion(np.linspace(1e-4, 0.02, 10))
+    sampler = LossAwareSampler(3, history=1)
+    sampler.update(torch.tensor([0, 1, 2]), np.array([1.0, 2.0, 3.0]))  # numpy losses
+    sampler.update(torch.tensor([0, 1, 2]), [1.0, 2.0, 3.0])  # a list of them
+    assert sampler.warmed_up
+
+
+def test_an_unknown_inference_option_is_named_with_the_models_own(sasrec):
+    """DreamRec.score(h, guidance=0.0) failed naming the private _query_batch."""
+    history = np.array([[1, 2]])
+    with pytest.raises(
+        TypeError, match="SASRec takes no inference option guidance; its options: none"
+    ):
+        sasrec.score(history, guidance=0.0)
+    from recdiff.models.dreamrec import DreamRec
+
+    assert DreamRec.inference_options == ("guidance_weight", "sampler", "sampling_steps")

@@ -63,6 +63,11 @@ class GaussianDiffusion(nn.Module):
         variance: VarianceType | str = VarianceType.POSTERIOR,
     ) -> None:
         super().__init__()
+        if not isinstance(schedule, NoiseSchedule):
+            raise TypeError(
+                f"schedule must be a NoiseSchedule, got {type(schedule).__name__}: for betas, "
+                "pass NoiseSchedule(betas); or e.g. NoiseSchedule.linear(1000)"
+            )
         self.schedule = schedule
         self.prediction = _choice(Prediction, prediction, "prediction")
         self.variance_type = _choice(VarianceType, variance, "variance")

@@ -146,6 +146,8 @@ def randn_rows(
         raise _not_a_generator(generator)
     if len(generator) != shape[0]:
         raise ValueError(f"{len(generator)} generators for {shape[0]} rows: give one per row")
+    if not generator:  # no rows, no generators: nothing to draw (torch.stack needs one)
+        return torch.empty(tuple(shape), device=device, dtype=dtype)
     return torch.stack(
         [
             draw_on_generator_device(torch.randn, (1, *shape[1:]), g, device, dtype)[0]

@@ -140,6 +140,8 @@ class LossAwareSampler(TimestepSampler):
         # Checked as the process checks steps: a float t would otherwise truncate (0.7 -> 0)
         # and a negative one break the per-step count.
         t = step_indices(t.detach().cpu() if isinstance(t, torch.Tensor) else t, self.num_steps)
+        if not isinstance(losses, torch.Tensor):  # a numpy array or a list of numbers
+            losses = torch.as_tensor(np.asarray(losses, dtype=np.float64))
         if losses.shape != t.shape:
             raise ValueError(
                 f"losses must hold one loss per step of t: got shape {tuple(losses.shape)} for "

@@ -122,6 +122,7 @@ class DreamRec(SequentialRecommender):
 
     model_name = "dreamrec"
     config_class = DreamRecConfig
+    inference_options = ("guidance_weight", "sampler", "sampling_steps")
 
     @property
     def trains_every_parameter(self) -> bool:

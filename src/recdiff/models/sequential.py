@@ -49,6 +49,8 @@ class SequentialRecommender(SavedModel):
 
     #: The pydantic settings class of the subclass.
     config_class: ClassVar[type[BaseModel]]
+    #: The keyword options ``score`` passes on to the model's inference (DreamRec's sampling).
+    inference_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: BaseModel | None = None, training: TrainConfig | None = None):
         self.config = settings(self.config_class, config, "config")
@@ -203,6 +205,13 @@ class SequentialRecommender(SavedModel):
         """``method(history, generator, **options)`` on checked, left-padded, non-empty rows,
         in evaluation mode, without gradients, at the training precision; float32 out."""
         net = self._check_fitted()
+        unknown = sorted(set(options) - set(self.inference_options))
+        if unknown:  # else a TypeError naming a private method
+            takes = ", ".join(self.inference_options) or "none"
+            raise TypeError(
+                f"{type(self).__name__} takes no inference option {', '.join(unknown)}; "
+                f"its options: {takes}"
+            )
         if history.shape[1] == 0:  # rows without a column are empty histories: one pad column
             history = torch.full((history.shape[0], 1), self.n_items, dtype=torch.long)
         history = trim_left_padding(history, self.n_items)
