@@ -24,6 +24,8 @@ def _run(script: str, *args: str, timeout: float = 240) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
 
 
+# a child process building 4,000-item models, ~13 s (the default run stays near 10 minutes)
+@pytest.mark.slow
 def test_large_catalog_at_a_small_size(tmp_path):
     _run(
         "large_catalog.py",
@@ -63,6 +65,8 @@ def test_scale_limits_at_a_small_size(tmp_path):
     assert "ruled out as columns" in (tmp_path / "scale_limits.md").read_text()
 
 
+# two trainings in a child process, ~6 s
+@pytest.mark.slow
 def test_checkpoint_cost_on_the_demo_data(tmp_path):
     _run(
         "checkpoint_cost.py",
@@ -480,6 +484,8 @@ def test_dreamrec_scoring_reproduces_the_runs_own_metrics(dreamrec_run, tmp_path
     assert (tmp_path / "dreamrec_guidance.png").is_file()
 
 
+# a DreamRec training in a child process, ~7 s
+@pytest.mark.slow
 def test_test_peaks_names_a_yaml_file_by_its_stem_and_the_configs_seed(dreamrec_run, tmp_path):
     # The same settings as the run (train.seed left at its default, 1), from a YAML file.
     config = tmp_path / "my-dreamrec.yaml"
