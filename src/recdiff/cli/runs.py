@@ -179,7 +179,7 @@ def recommend(
     (e.g. the history holds every catalogue item); a note on stderr (in --json: "note") says why.
     """
     from recdiff.data.errors import UnknownIdError
-    from recdiff.serving.ids import split_id_list
+    from recdiff.serving.ids import NOT_A_USER, split_id_list
     from recdiff.serving.item_info import describe_item
 
     if (user is None) == (history is None):
@@ -201,9 +201,8 @@ def recommend(
             except UnknownIdError:
                 raise ValueError(
                     f"user {user!r} is not among the {len(predictor.users)} users of this model; "
-                    "check the id (the data's user ids; a user data.min_rating, data.k_core or "
-                    "the split left without training items is not one), or recommend from "
-                    "their items instead: --history ITEM,ITEM,..."
+                    f"check the id ({NOT_A_USER}), or recommend from their items instead: "
+                    "--history ITEM,ITEM,..."
                 ) from None
         else:
             recs = predictor.recommend(

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from recdiff.config.problems import (
-    ModelSettingsError,
-    unknown_key_message,
-    validate_dataclass,
-    validation_problems,
-)
+from recdiff.config.problems import ModelSettingsError, validate_dataclass, validation_problems
 from recdiff.config.sources import resolve_source
 from recdiff.models.base import SavedModel
 from recdiff.train.config import TrainConfig
@@ -80,20 +74,14 @@ def validate_model_params(name: str, params: dict[str, Any]) -> Any:
     settings = _settings_class(name)
     try:
         if name == "multvae":  # a dataclass, with its own loop's settings
-            fields = [field.name for field in dataclasses.fields(settings)]
-            unknown = sorted(set(params) - set(fields))
-            if unknown:  # named as pydantic's sections name theirs
-                raise ModelSettingsError(
-                    [(f"model.{k}", unknown_key_message(k, [*fields, "name"])) for k in unknown]
-                )
-            return validate_dataclass(settings, params, "model (multvae)")
+            return validate_dataclass(settings, params, "model", also_takes=("name",))
         return settings(**params)
     except ValidationError as error:
         problems = validation_problems(error, ("model",), settings, root_keys=("name",))
         raise ModelSettingsError(problems) from None
     except ModelSettingsError:
         raise
-    except ValueError as error:  # e.g. validate_dataclass's unknown keys
+    except ValueError as error:  # e.g. a Mult-VAE setting its own checks refuse
         raise ModelSettingsError([("model", str(error))]) from None
 
 

@@ -128,10 +128,16 @@ BOOLEAN_FOR_NUMBER = "expected a number, not true/false"
 _BOUNDS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "multiple_of"}
 
 
-def validate_dataclass(cls: type, params: dict[str, Any], where: str) -> Any:
-    """Build a dataclass config, failing on unknown keys with the allowed ones listed."""
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - allowed)
+def validate_dataclass(
+    cls: type, params: dict[str, Any], section: str, also_takes: tuple[str, ...] = ()
+) -> Any:
+    """Build a dataclass config of a run config's ``section``; an unknown key fails named as
+    pydantic's sections name theirs (``model.KEY``: the keys the section takes, ``also_takes``
+    besides the fields, and a likely typo)."""
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; allowed: {sorted(allowed)}")
+        raise ModelSettingsError(
+            [(f"{section}.{k}", unknown_key_message(k, [*allowed, *also_takes])) for k in unknown]
+        )
     return TypeAdapter(cls).validate_python(params)

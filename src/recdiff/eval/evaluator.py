@@ -45,6 +45,7 @@ from recdiff.eval.metrics import (
     PER_USER_METRICS,
     Averaging,
     average,
+    metric_list,
     metric_names,
     per_user_metrics,
 )
@@ -195,9 +196,7 @@ class RankingAccumulator:
                 "both must be users x items over the same catalogue"
             )
         self.exclude = None if exclude is None else sp.csr_matrix(exclude)
-        if isinstance(metrics, (str, bytes)):
-            metric_names(metrics, ks)  # refuses one name given as a string, naming the fix
-        self.ks, self.metrics = tuple(ks), tuple(metrics)
+        self.ks, self.metrics = tuple(ks), tuple(metric_list(metrics))
         self.names = metric_names(self.metrics, self.ks)
         n_users, n_items = self.truth.shape
         self.n_relevant = np.diff(self.truth.indptr).astype(np.int64)

@@ -48,6 +48,37 @@ LIST_METRICS: tuple[str, ...] = ("coverage",)
 ALL_METRICS: tuple[str, ...] = PER_USER_METRICS + LIST_METRICS
 
 
+def metric_cutoff(name: str) -> tuple[str, int] | None:
+    """``"recall@20"`` -> ``("recall", 20)``, and ``"recall@020"`` too (as the evaluator names
+    its results, the cut-off is a number); None unless a name, ``@`` and ASCII digits."""
+    kind, _, k = name.partition("@")
+    if not kind or not (k.isascii() and k.isdigit()):
+        return None
+    return kind, int(k)
+
+
+def canonical_metric(value: str, key: str = "metric") -> str:
+    """``value`` as the evaluator names it (``recall@020`` is ``recall@20``), or a ValueError
+    naming ``key`` when it is no metric with a cut-off >= 1."""
+    parsed = metric_cutoff(value)
+    if parsed is None or parsed[1] < 1:
+        raise ValueError(f"{key} must look like 'recall@20' (a cut-off >= 1), got {value!r}")
+    if parsed[0] not in ALL_METRICS:  # else found only after the first epochs have trained
+        raise ValueError(f"{key} {value!r} names no metric; choose from {list(ALL_METRICS)}")
+    return f"{parsed[0]}@{parsed[1]}"
+
+
+def metric_list(metrics: Iterable[str]) -> list[str]:
+    """``metrics`` as a list of names; one name given as a string is refused (else it would be
+    read letter by letter: unknown metrics r, e, ...)."""
+    if isinstance(metrics, (str, bytes)):
+        raise TypeError(
+            f"metrics must be a sequence of metric names such as ('recall', 'ndcg'), got "
+            f"{metrics!r}: for one metric pass metrics=[{metrics!r}]"
+        )
+    return list(metrics)
+
+
 def _check(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate shapes and ``k``; return ``hits[:, :k]`` as bool and ``n_relevant`` as int64."""
     hits = np.asarray(hits)
@@ -180,12 +211,7 @@ def average(per_user: np.ndarray, averaging: Averaging = "test_users") -> float:
 
 def metric_names(metrics: Iterable[str], ks: Iterable[int]) -> list[str]:
     """Names such as ``"recall@20"`` for every metric and cut-off, metric-major order."""
-    if isinstance(metrics, (str, bytes)):  # else read letter by letter: unknown metrics r, e, ...
-        raise TypeError(
-            f"metrics must be a sequence of metric names such as ('recall', 'ndcg'), got "
-            f"{metrics!r}: for one metric pass metrics=[{metrics!r}]"
-        )
-    metrics, ks = list(metrics), list(ks)
+    metrics, ks = metric_list(metrics), list(ks)
     unknown = sorted(set(metrics) - set(ALL_METRICS))
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {ALL_METRICS}")

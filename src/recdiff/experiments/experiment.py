@@ -44,7 +44,7 @@ import numpy as np
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.schema import RunConfig
 from recdiff.config.sources import check_sources
-from recdiff.eval.metrics import PER_USER_METRICS
+from recdiff.eval.metrics import PER_USER_METRICS, metric_cutoff
 from recdiff.experiments.records import (
     ExperimentError,
     SeedRecord,
@@ -199,18 +199,18 @@ def run_experiment(
         raise ExperimentError(f"test must be one of {sorted(METHOD_NAMES)}, got {test!r}")
     metric = metric or configs[0].train.metric
     labelled = label_configs(configs)
-    kind, _, k = metric.partition("@")
+    parsed = metric_cutoff(metric)
     for label, config in labelled:
         if (
-            kind not in config.eval.metrics
-            or not (k.isascii() and k.isdigit())
-            or int(k) not in config.eval.ks
+            parsed is None
+            or parsed[0] not in config.eval.metrics
+            or parsed[1] not in config.eval.ks
         ):
             raise ExperimentError(
                 f"metric {metric!r} is not computed by config {label!r} (eval.metrics "
                 f"{config.eval.metrics}, eval.ks {config.eval.ks}); pick one all configs compute"
             )
-    metric = f"{kind}@{int(k)}"  # as the evaluator names it: recall@020 is recall@20
+    metric = f"{parsed[0]}@{parsed[1]}"  # as the evaluator names it: recall@020 is recall@20
     for label, config in labelled:  # before any training, not when the config's turn comes
         try:
             check_sources(config)

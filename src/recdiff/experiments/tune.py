@@ -53,6 +53,7 @@ from recdiff.atomic import sigterm_unwinds
 from recdiff.config.problems import SettingsDoNotFitData
 from recdiff.config.schema import RunConfig
 from recdiff.config.sources import check_sources
+from recdiff.eval.metrics import metric_cutoff
 from recdiff.experiments import storage
 from recdiff.experiments.space import SearchSpace
 from recdiff.experiments.storage import STUDY_NAME, TuneError, import_optuna
@@ -101,14 +102,14 @@ def selection_metric(metric: str, config: RunConfig) -> str:
             f"{config.eval.metrics} at {config.eval.ks}; use e.g. "
             f"valid/{config.eval.metrics[0]}@{config.eval.ks[-1]}"
         )
-    kind, _, k = name.partition("@")
-    return f"{kind}@{int(k)}"  # as the evaluator names it: recall@020 is recall@20
+    kind, k = metric_cutoff(name)  # as the evaluator names it: recall@020 is recall@20
+    return f"{kind}@{k}"
 
 
 def _computes(config: RunConfig, name: str) -> bool:
     """Whether runs of ``config`` evaluate ``name`` (e.g. ``recall@20``)."""
-    kind, _, k = name.partition("@")
-    return k.isascii() and k.isdigit() and kind in config.eval.metrics and int(k) in config.eval.ks
+    parsed = metric_cutoff(name)
+    return parsed is not None and parsed[0] in config.eval.metrics and parsed[1] in config.eval.ks
 
 
 class PruningReporter:

@@ -377,9 +377,10 @@ def warn_weights_above_one(rows: sp.csr_matrix, name: str) -> None:
     weights in (0, 1]. Values above 1 are most likely ratings or counts (an ``Interactions``
     read with a rating column holds its ratings), which EASE, Mult-VAE and popularity would
     binarise, and ``recdiff train`` does: say so, rather than fit or score on them silently."""
-    if rows.nnz and float(rows.data.max()) > 1:
+    largest = float(rows.data.max()) if rows.nnz else 0.0
+    if largest > 1:
         warnings.warn(
-            f"{name} holds values above 1 (up to {float(rows.data.max()):g}), which DiffRec "
+            f"{name} holds values above 1 (up to {largest:g}), which DiffRec "
             "reads as they are, e.g. ratings as targets; for interactions pass the binary "
             "matrix (Interactions.binarize(), or matrix.sign()), as recdiff train does, or "
             "T-DiffRec's time weights (recdiff.data.time_weights)",

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recdiff.eval.evaluator import as_binary_csr
-from recdiff.eval.metrics import ALL_METRICS, Averaging
+from recdiff.eval.metrics import Averaging, canonical_metric
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender, check_train
 from recdiff.train.batches import RowBatches
@@ -102,15 +102,8 @@ class MultVAEConfig:
             raise ValueError("batch_size, max_epochs and patience must be >= 1")
         if self.max_epochs > MAX_EPOCHS:
             raise ValueError(f"max_epochs must be <= {MAX_EPOCHS}, got {self.max_epochs}")
-        name, _, k = self.valid_metric.partition("@")
-        if not (k.isascii() and k.isdigit()) or int(k) < 1:
-            raise ValueError(f"valid_metric must look like 'recall@20', got {self.valid_metric!r}")
-        if name not in ALL_METRICS:  # else found only after the first training epoch
-            raise ValueError(
-                f"valid_metric {self.valid_metric!r} names no metric; choose from {list(ALL_METRICS)}"
-            )
-        # as the evaluator names it: recall@020 is recall@20
-        object.__setattr__(self, "valid_metric", f"{name}@{int(k)}")
+        metric = canonical_metric(self.valid_metric, "valid_metric")
+        object.__setattr__(self, "valid_metric", metric)
 
 
 class MultVAENet(nn.Module):

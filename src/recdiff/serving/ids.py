@@ -18,6 +18,7 @@ from recdiff.data.errors import UnknownIdError
 from recdiff.data.vocab import refuse_rounded_ids
 
 __all__ = [
+    "NOT_A_USER",
     "SHOWN",
     "ExternalIds",
     "as_known",
@@ -29,6 +30,13 @@ __all__ = [
     "shown",
     "split_id_list",
 ]
+
+
+#: Why an id of the data may still be no user of a model, for the messages of an unknown user.
+NOT_A_USER = (
+    "the data's user ids; a user data.min_rating, data.k_core or the split left without "
+    "training items is not one"
+)
 
 
 def split_id_list(text: str, option: str) -> list[str]:
@@ -171,9 +179,8 @@ class ExternalIds:
             unknown = list(dict.fromkeys(np.asarray(users)[rows < 0].tolist()))
             raise UnknownIdError(
                 f"{len(unknown)} user id(s) not among the {len(self.users)} users of this model: "
-                f"{shown(unknown)}; check the ids (the data's user ids; a user data.min_rating, "
-                "data.k_core or the split left without training items is not one), or score a "
-                "new user from their item history",
+                f"{shown(unknown)}; check the ids ({NOT_A_USER}), or score a new user from "
+                "their item history",
                 unknown=unknown[:SHOWN],
                 n_unknown=len(unknown),
             )

@@ -85,14 +85,9 @@ class TrainConfig(BaseModel):
     @field_validator("metric")
     @classmethod
     def _metric_has_cutoff(cls, value: str) -> str:
-        from recdiff.eval.metrics import ALL_METRICS  # imports torch: only when validating
+        from recdiff.eval.metrics import canonical_metric  # imports torch: only when validating
 
-        name, _, k = value.partition("@")
-        if not name or not (k.isascii() and k.isdigit()) or int(k) < 1:
-            raise ValueError(f"metric must look like 'recall@20' (a cut-off >= 1), got {value!r}")
-        if name not in ALL_METRICS:  # else found only after the first epochs have trained
-            raise ValueError(f"metric {value!r} names no metric; choose from {list(ALL_METRICS)}")
-        return f"{name}@{int(k)}"  # as the evaluator names it: recall@020 is recall@20
+        return canonical_metric(value, "metric")
 
 
 @dataclass
