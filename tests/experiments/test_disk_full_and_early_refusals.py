@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from recdiff.config import load_config
+from recdiff.experiments import storage
 from recdiff.experiments.experiment import ExperimentError, run_experiment
 from recdiff.experiments.space import SearchSpace
 from recdiff.experiments.storage import STUDY_NAME
@@ -86,7 +87,9 @@ def test_a_trial_that_fails_on_a_full_disk_ends_failed_with_its_error(monkeypatc
     error in the study and in trials.csv, the command says that the disk is full, and once
     there is room the same command completes the trials asked for."""
     disk, trained = _Disk(tmp_path), []
-    storage_class = optuna.storages.RDBStorage
+    # the class the study uses: a subclass made once per process, that captured the methods of
+    # RDBStorage when made (patching RDBStorage itself worked only when this test ran first)
+    storage_class = storage._uncut_storage(optuna)
     for name in ("set_trial_user_attr", "set_trial_state_values", "set_trial_intermediate_value"):
         monkeypatch.setattr(storage_class, name, disk.refusing(getattr(storage_class, name)))
     weights = tmp_path / "runs" / "weights.safetensors"

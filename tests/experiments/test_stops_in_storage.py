@@ -88,3 +88,46 @@ def test_a_stop_inside_a_read_of_the_study_leaves_its_writes_free(tmp_path, monk
     study.tell(running, state=optuna.trial.TrialState.FAIL)  # waited 2 s, then failed
     assert time.monotonic() - start < 1.0
     assert [t.state for t in study.get_trials(deepcopy=False)] == [optuna.trial.TrialState.FAIL]
+
+
+@pytest.mark.parametrize(
+    ("sig", "raised"), [(signal.SIGTERM, SystemExit), (signal.SIGINT, KeyboardInterrupt)]
+)
+def test_a_stop_while_optuna_creates_a_trial_still_fails_it_as_this_commands(
+    tmp_path, monkeypatch, sig, raised
+):
+    """Optuna writes a trial RUNNING before it calls the objective, which tags it as the
+    command's. A stop in between (a worker's SIGTERM when another trial failed; CI saw it once)
+    left it RUNNING and untagged: no one marked it FAIL and trials.csv listed it RUNNING. The
+    signal lands right after the trial's row is inserted; the stop now acts once it is tagged."""
+    from recdiff.config import load_config
+    from recdiff.experiments.space import SearchSpace
+    from recdiff.experiments.tune import tune
+
+    open_study = storage.open_study
+
+    def open_and_arm(*args, **kwargs):
+        study = open_study(*args, **kwargs)
+        engine = getattr(study._storage, "_backend", study._storage).engine
+
+        @sqlalchemy.event.listens_for(engine, "after_cursor_execute")
+        def stop_once_created(conn, cursor, statement, *rest):
+            if statement.lstrip().upper().startswith("INSERT INTO TRIALS "):
+                os.kill(os.getpid(), sig)
+
+        return study
+
+    def run_training(*args, **kwargs):
+        raise AssertionError("the trial trained though the stop came before it began")
+
+    monkeypatch.setattr(storage, "open_study", open_and_arm)
+    monkeypatch.setattr("recdiff.train.run.run_training", run_training)
+    space = SearchSpace.from_dict({"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2}})
+    with pytest.raises(raised), sigterm_unwinds():
+        tune(load_config("demo-diffrec"), space, 2, tmp_path)
+    (trial,) = optuna.load_study(
+        study_name=storage.STUDY_NAME, storage=f"sqlite:///{tmp_path / 'study.db'}"
+    ).get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert "command" in trial.user_attrs
+    assert "FAIL" in (tmp_path / "trials.csv").read_text().splitlines()[1].split(",")

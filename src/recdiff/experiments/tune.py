@@ -49,7 +49,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from recdiff.atomic import sigterm_unwinds
+from recdiff.atomic import sigterm_unwinds, stops_deferred
 from recdiff.config.problems import SettingsDoNotFitData
 from recdiff.config.schema import RunConfig
 from recdiff.config.sources import check_sources
@@ -157,10 +157,36 @@ class _Search:
         self.slots: Any = None
         self.current: Any = None  # the trial last started by this call
         self.reason: str | None = None  # why it failed, kept should the study refuse the text
+        self.held: contextlib.ExitStack | None = None  # see optimize()
+
+    def optimize(self, study: Any, timeout: float | None) -> None:
+        """``study.optimize`` with this search's objective and bookkeeping. Optuna writes a
+        trial RUNNING before it calls the objective, which tags it as this command's: a stop in
+        between (a worker's SIGTERM when another trial failed) left it RUNNING, untagged, for no
+        one to mark FAIL. So Ctrl-C and SIGTERM wait from before each trial is created until it
+        is tagged (:func:`~recdiff.atomic.stops_deferred`; an SQLite write or two)."""
+        self.hold_stops()
+        try:
+            study.optimize(self.objective, timeout=timeout, callbacks=[self.after_trial])
+        finally:
+            self.release_stops()
+
+    def hold_stops(self) -> None:
+        if self.held is None:
+            held = contextlib.ExitStack()
+            held.enter_context(stops_deferred())
+            self.held = held
+
+    def release_stops(self) -> None:
+        """A stop that came while held acts here."""
+        held, self.held = self.held, None
+        if held is not None:
+            held.close()
 
     def objective(self, trial: Any) -> float:
         self.current, self.reason = trial, None
         trial.set_user_attr("command", self.command_id)
+        self.release_stops()  # the trial is this command's now, for whoever stops it
         if self.slots is not None:
             self.slots.give()  # this trial now counts as running for the other workers
         settings = self.space.settings(self.space.suggest(trial), self.view)
@@ -224,6 +250,7 @@ class _Search:
             if self.slots is not None:
                 self.slots.give()
             study.stop()
+        self.hold_stops()  # until the next trial, if any, is tagged
 
     def enough(self, study: Any, trials: list[Any]) -> bool:
         """Whether the study's finished trials and this command's running ones reach
@@ -403,9 +430,7 @@ def tune(
                     )
                 if finished_trials(count_trials(study)) < trials:
                     if jobs == 1:
-                        study.optimize(
-                            search.objective, timeout=timeout, callbacks=[search.after_trial]
-                        )
+                        search.optimize(study, timeout)
                     else:
                         from recdiff.experiments.tune_jobs import optimize_in_workers
 

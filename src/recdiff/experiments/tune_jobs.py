@@ -8,7 +8,9 @@ would; the command reports each trial as the study records it. The search's guar
 - a worker starts no trial once the study's finished trials and this command's running ones
   reach ``trials`` (a trial left RUNNING by a killed process does not count);
 - a trial that fails stops every worker (its error is the command's);
-- Ctrl-C or SIGTERM stops the workers, each marking its trial FAIL as a single search does;
+- Ctrl-C or SIGTERM stops the workers, each marking its trial FAIL as a single search does
+  (a stop that comes while Optuna creates the trial waits until the trial is tagged as this
+  command's, :meth:`~recdiff.experiments.tune._Search.optimize`);
 - once the workers have ended, however they ended (a worker killed by SIGKILL or the kernel's
   out-of-memory killer, one that did not finish within the stop's grace), a trial of this
   command still RUNNING is marked FAIL with the reason and its run folder removed, rather than
@@ -172,7 +174,7 @@ def _work(task: dict[str, Any]) -> None:
         search.slots.take()  # a worker that starts late may find the trials all taken
         if search.enough(study, study.get_trials(deepcopy=False)):
             return
-        study.optimize(search.objective, timeout=task["timeout"], callbacks=[search.after_trial])
+        search.optimize(study, task["timeout"])
     except BaseException as stop:
         search.fail_unfinished(study, stop, reserve.free)
         raise
