@@ -9,14 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from recdiff.config.problems import ModelSettingsError, validate_dataclass, validation_problems
 from recdiff.config.sources import resolve_source
 from recdiff.models.base import SavedModel
-from recdiff.train.config import TrainConfig
+from recdiff.train.config import TrainConfig, chosen_keys
 
 __all__ = [
     "MODEL_NAMES",
     "SEQUENTIAL_MODELS",
     "build_model",
     "multvae_params",
-    "train_keys_chosen",
     "validate_model_params",
 ]
 
@@ -99,13 +98,6 @@ MULTVAE_TRAIN_KEYS = {
 _ANY_MODEL_TRAIN_KEYS = {"seed", "progress", "tensorboard", "checkpoint_every"}
 
 
-def train_keys_chosen(train: TrainConfig) -> set[str]:
-    """The ``train.*`` keys a config sets away from their defaults: the ones that say a choice
-    (a resolved config lists every key, defaults too)."""
-    defaults = TrainConfig.model_fields
-    return {k for k in train.model_fields_set if getattr(train, k) != defaults[k].default}
-
-
 def multvae_params(params: dict[str, Any], train: TrainConfig) -> dict[str, Any]:
     """Mult-VAE's model settings with the run config's ``train.*`` ones folded in: those the
     config sets away from their defaults (``train.epochs`` becomes ``max_epochs``, ...), and the
@@ -113,7 +105,7 @@ def multvae_params(params: dict[str, Any], train: TrainConfig) -> dict[str, Any]
     contradicts the ``model.*`` key it maps to, is an error rather than silently ignored. (A
     resolved config lists every ``train.*`` key; those at their defaults say nothing.)"""
     merged, problems = dict(params), []
-    chosen = train_keys_chosen(train)
+    chosen = chosen_keys(train)
     for key, field in MULTVAE_TRAIN_KEYS.items():
         if key not in chosen:
             continue

@@ -47,7 +47,7 @@ from recdiff.diffusion.schedules import RELEASED_FIRST_BETA
 from recdiff.eval.protocol import EvalTask
 from recdiff.models.base import Recommender, settings
 from recdiff.nn import MLPDenoiser
-from recdiff.train.config import TrainConfig, TrainResult
+from recdiff.train.config import TrainConfig, TrainResult, chosen_keys
 from recdiff.train.distributed import gather_timestep_losses
 from recdiff.train.trainer import Trainer, autocast
 
@@ -102,6 +102,14 @@ class DiffusionConfig(BaseModel):
                 f"{given} give an invalid {self.noise_schedule} noise schedule: {error}"
             ) from None
         return self
+
+    def unread_settings(self) -> dict[str, str]:
+        """Settings chosen (moved from their defaults) that this schedule does not read, each
+        with why, for a warning: refused, they would make saved runs holding them unreadable."""
+        if self.noise_schedule != "cosine":
+            return {}
+        unread = chosen_keys(self) & {"noise_scale", "noise_min", "noise_max"}
+        return {key: "the cosine schedule does not read it" for key in sorted(unread)}
 
     def schedule(self) -> NoiseSchedule:
         if self.noise_schedule == "diffrec":

@@ -22,12 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from recdiff.diffusion import NoiseSchedule, ScheduleError
 from recdiff.diffusion.schedules import DREAMREC_COSINE_BETAS
-from recdiff.train.config import MAX_EPOCHS, TrainConfig
+from recdiff.train.config import MAX_EPOCHS, TrainConfig, chosen_keys
 
 __all__ = ["SAMPLERS", "DreamRecConfig", "GuidedDiffusionConfig", "ItemSpaceConfig"]
 
 #: The reverse processes inference can run (the values of ``GuidedDiffusionConfig.sampler``).
 SAMPLERS = ("ddpm", "ddim")
+#: The settings each schedule reads (besides ``steps``).
+_SCHEDULE_READS = {"linear": {"beta_start", "beta_end"}, "exp": {"beta_min", "beta_max"}}
 
 
 class GuidedDiffusionConfig(BaseModel):
@@ -74,6 +76,19 @@ class GuidedDiffusionConfig(BaseModel):
                 f"({keys.get(self.schedule, 'steps')}) is not a usable noise schedule: {error}"
             ) from None
         return self
+
+    def unread_settings(self) -> dict[str, str]:
+        """Settings chosen (moved from their defaults) that this schedule and sampler do not
+        read, each with why, for a warning: refused, they would make saved runs holding them
+        unreadable."""
+        chosen = chosen_keys(self)
+        other = set().union(*_SCHEDULE_READS.values()) - _SCHEDULE_READS.get(self.schedule, set())
+        unread = {
+            k: f"the {self.schedule} schedule does not read it" for k in sorted(chosen & other)
+        }
+        if self.sampler == "ddpm" and "eta" in chosen:
+            unread["eta"] = "DDPM sampling does not read it (eta is DDIM's)"
+        return unread
 
     def noise_schedule(self) -> NoiseSchedule:
         if self.schedule == "linear":

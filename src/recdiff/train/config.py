@@ -16,9 +16,18 @@ __all__ = [
     "MAX_EPOCHS",
     "TrainConfig",
     "TrainResult",
+    "chosen_keys",
     "selection_summary",
     "stage_summaries",
 ]
+
+
+def chosen_keys(settings: BaseModel) -> set[str]:
+    """The keys of a settings object set away from their defaults: the ones that say a choice
+    (a resolved config lists every key, defaults too)."""
+    defaults = type(settings).model_fields
+    return {k for k in settings.model_fields_set if getattr(settings, k) != defaults[k].default}
+
 
 #: The most epochs a config may ask for (a bigger bound is a typo; progress bars overflow on it).
 MAX_EPOCHS = 10**6

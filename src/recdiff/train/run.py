@@ -32,10 +32,11 @@ from typing import Any
 
 from recdiff.atomic import atomic_write_text, sigterm_unwinds
 from recdiff.config.loading import load_config, resolved_yaml
-from recdiff.config.models import SEQUENTIAL_MODELS, train_keys_chosen, validate_model_params
+from recdiff.config.models import SEQUENTIAL_MODELS, validate_model_params
 from recdiff.config.schema import DataConfig, RunConfig
 from recdiff.models.base import Recommender
 from recdiff.train.checkpoint import Checkpoints, resume_checkpoints, run_settings
+from recdiff.train.config import chosen_keys
 from recdiff.train.datasets import require_held_out as require_held_out
 from recdiff.train.distributed import (
     broadcast_object,
@@ -97,7 +98,7 @@ def _warn_ignored_train_settings(config: RunConfig) -> None:
     reads = _CLOSED_FORM_READS.get(config.model.name)
     if reads is None:
         return
-    ignored = sorted(train_keys_chosen(config.train) - reads)
+    ignored = sorted(chosen_keys(config.train) - reads)
     if ignored:
         what = "solved in closed form" if config.model.name == "ease" else "counted, not trained"
         names = ", ".join(f"train.{key}" for key in ignored)
@@ -147,6 +148,18 @@ def _warn_uncapped_first_stage(config: RunConfig) -> None:
             f"{key} ({stage}) epochs: set that too for a short run",
             stacklevel=3,
         )
+
+
+def _warn_unread_diffusion_settings(config: RunConfig) -> None:
+    """Diffusion settings moved from their defaults that the chosen schedule or sampler does
+    not read (``noise_scale`` with DiffRec's cosine ablation, ``beta_min`` with a linear
+    schedule, ``eta`` with DDPM sampling) are named rather than silently dropped."""
+    if config.model.name not in ("diffrec", "ldiffrec", "dreamrec"):
+        return
+    diffusion = validate_model_params(config.model.name, config.model.params()).diffusion
+    for key, why in diffusion.unread_settings().items():
+        value = getattr(diffusion, key)
+        warnings.warn(f"model.diffusion.{key} ({value}): {why}: ignored", stacklevel=3)
 
 
 #: Data that holds its own users, items and split (what it is, for a message), and the keys of a
@@ -348,6 +361,7 @@ def _run_body(config: RunConfig, work: Path | None, log, started: float) -> RunR
     _warn_unread_data_settings(config)
     _warn_unread_time_weights(config)
     _warn_uncapped_first_stage(config)
+    _warn_unread_diffusion_settings(config)
     if config.model.name in SEQUENTIAL_MODELS:
         from recdiff.train.run_sequential import run_sequential_into
 
