@@ -186,9 +186,9 @@ class _Search:
     def objective(self, trial: Any) -> float:
         self.current, self.reason = trial, None
         trial.set_user_attr("command", self.command_id)
-        self.release_stops()  # the trial is this command's now, for whoever stops it
         if self.slots is not None:
             self.slots.give()  # this trial now counts as running for the other workers
+        self.release_stops()  # and it is this command's, for whoever stops it
         settings = self.space.settings(self.space.suggest(trial), self.view)
         trial.set_user_attr("settings", settings)
         try:
