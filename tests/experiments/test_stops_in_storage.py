@@ -130,4 +130,6 @@ def test_a_stop_while_optuna_creates_a_trial_still_fails_it_as_this_commands(
     ).get_trials()
     assert trial.state == optuna.trial.TrialState.FAIL
     assert "command" in trial.user_attrs
+    why = "stopped by SIGTERM" if sig == signal.SIGTERM else "interrupted (Ctrl-C)"
+    assert trial.user_attrs["error"] == why
     assert "FAIL" in (tmp_path / "trials.csv").read_text().splitlines()[1].split(",")

@@ -188,7 +188,21 @@ class _Search:
         trial.set_user_attr("command", self.command_id)
         if self.slots is not None:
             self.slots.give()  # this trial now counts as running for the other workers
-        self.release_stops()  # and it is this command's, for whoever stops it
+        try:
+            self.release_stops()  # and it is this command's, for whoever stops it
+            return self._train(trial)
+        except (KeyboardInterrupt, SystemExit) as stop:
+            from recdiff.train.run import discard_resumable
+
+            self.reason = self.stopped_by() or stop_reason(stop)
+            trial.set_user_attr("error", self.reason)  # Optuna fails it on Ctrl-C, without why
+            # A failed trial is never resumed (the search samples new ones), so the folders
+            # that train.checkpoint_every keeps for `recdiff resume` would only pile up.
+            discard_resumable(stop)
+            raise
+
+    def _train(self, trial: Any) -> float:
+        """The trial's settings sampled, its run trained; its validation metric."""
         settings = self.space.settings(self.space.suggest(trial), self.view)
         trial.set_user_attr("settings", settings)
         try:
@@ -200,18 +214,11 @@ class _Search:
             trial.set_user_attr("invalid", True)
             trial.set_user_attr("error", str(error))
             raise import_optuna().TrialPruned(str(error)) from None
-        from recdiff.train.run import discard_resumable, run_training
+        from recdiff.train.run import run_training
 
         reporter = PruningReporter(trial, self.metric)
         try:
             result = run_training(config, self.out / "runs", progress=False, on_event=reporter)
-        except (KeyboardInterrupt, SystemExit) as stop:
-            self.reason = self.stopped_by() or stop_reason(stop)
-            trial.set_user_attr("error", self.reason)  # Optuna fails it on Ctrl-C
-            # A failed trial is never resumed (the search samples new ones), so the folders
-            # that train.checkpoint_every keeps for `recdiff resume` would only pile up.
-            discard_resumable(stop)
-            raise
         except SettingsDoNotFitData as error:
             # Sampled settings the data cannot take (more clusters than items): skipped as
             # INVALID, as a combination the config refuses is, so that TPE learns to avoid it
