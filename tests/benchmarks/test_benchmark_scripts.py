@@ -367,6 +367,7 @@ def test_median_after_warmup_refuses_a_lone_warmup_timing():
         ("dreamrec_sampling.py", ["RUN", "--fast", "bogus"], "ddim:N or ddpm:N"),
         ("untrained_selection.py", ["--draws", "0"], "--draws: must be >= 1, got 0"),
         ("sampling_draws.py", ["RUN", "--seeds", "1"], "--seeds: must be >= 2, got 1"),
+        ("batch_consistency.py", ["RUN", "--users", "0"], "--users: must be >= 1, got 0"),
         ("run_all.py", ["--ddp-epochs", "1"], "--ddp-epochs: must be >= 2, got 1"),
         ("run_all.py", ["--epochs", "0"], "--epochs: must be >= 1, got 0"),
         ("run_all.py", ["--set", "typo:train.lr=1"], "unknown model 'typo'"),
@@ -404,6 +405,7 @@ def _fake_run(folder: Path, preset: str) -> Path:
     ("script", "args", "message"),
     [
         ("untrained_items.py", ["DIFFREC_RUN"], "needs a next-item run"),
+        ("batch_consistency.py", ["ZHIHU_RUN"], "needs a run with user ids"),
         ("sampling_draws.py", ["DIFFREC_RUN"], "needs a DreamRec run"),
         ("dreamrec_sampling.py", ["DIFFREC_RUN"], "needs a DreamRec run"),
         ("dreamrec_sampling.py", ["SASREC_RUN"], "needs a DreamRec run"),
@@ -416,6 +418,7 @@ def test_the_wrong_kind_of_run_or_preset_is_refused_up_front(tmp_path, script, a
     runs = {
         "DIFFREC_RUN": _fake_run(tmp_path / "diffrec", "demo-diffrec"),
         "SASREC_RUN": _fake_run(tmp_path / "sasrec", "demo-sasrec"),
+        "ZHIHU_RUN": _fake_run(tmp_path / "zhihu", "dreamrec-zhihu"),  # examples, no users
     }
     args = [str(runs.get(a, a)) for a in args]
     stderr = _usage_error(script, *args, "--results-dir", str(tmp_path))
@@ -517,3 +520,36 @@ def test_untrained_selection_takes_a_name_and_a_results_dir(tmp_path):
         *("--evaluations", "1", "5", "--name", "picked", "--results-dir", str(tmp_path)),
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["picked.json", "picked.md"]
+
+
+def test_batch_consistency_finds_no_difference_where_a_row_is_scored_alone(tmp_path):
+    from recdiff.config import load_config
+    from recdiff.train.run import run_training
+
+    runs = tmp_path / "runs"
+    ease = run_training(load_config("demo-ease"), runs, progress=False).directory
+    settings = ["train.epochs=2", "train.eval_every=1", "model.hidden_dims=[16]"]
+    diffrec = run_training(load_config("demo-diffrec", settings), runs, progress=False).directory
+    _run(
+        "batch_consistency.py",
+        *(str(ease), str(diffrec), "--users", "40", "--batch-size", "16", "--threads", "1"),
+        *("--results-dir", str(tmp_path)),
+    )
+    rows = json.loads((tmp_path / "batch_consistency.json").read_text())["rows"]
+    for row in rows:
+        assert row["users"] == 40 and row["k"] == 20 and row["batch_size"] == 16
+        assert row["lists_differ"] == row["order_only"] + row["other_items"]
+        assert row["lists_differ"] == sum(row["first_difference"].values()) <= 40
+        # the k-th score moves no more than any score does
+        assert row["max_abs_listed_score_diff"] <= row["max_abs_score_diff"]
+        assert row["seconds"]["batched"] > 0 and row["seconds"]["alone"] > 0
+    ease_row, diffrec_row = rows
+    assert (ease_row["model"], diffrec_row["model"]) == ("ease", "diffrec")
+    # EASE scores a row as a sparse row times its matrix: the same sums in any batch
+    assert ease_row["lists_differ"] == 0 and ease_row["examples"] == []
+    assert ease_row["max_abs_score_diff"] == 0 and ease_row["identical_score_rows"] == 40
+    # DiffRec with T' = 0 draws nothing: batched matmuls only round differently (a few float32
+    # ulps, 1.2e-7 each, over its 10 steps)
+    assert diffrec_row["max_rel_score_diff"] < 1e-5
+    table = (tmp_path / "batch_consistency.md").read_text()
+    assert "| top-20 lists differ |" in table and "| ease | 40 | 0 | 0 | 0 | - |" in table
