@@ -522,6 +522,7 @@ def test_untrained_selection_takes_a_name_and_a_results_dir(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["picked.json", "picked.md"]
 
 
+@pytest.mark.slow  # ~10 s: two trainings and the script in a child process
 def test_batch_consistency_finds_no_difference_where_a_row_is_scored_alone(tmp_path):
     from recdiff.config import load_config
     from recdiff.train.run import run_training
