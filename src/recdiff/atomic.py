@@ -19,7 +19,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_text", "sigterm_unwinds", "stops_deferred"]
+__all__ = [
+    "UNWINDING",
+    "atomic_path",
+    "atomic_write_text",
+    "sigterm_unwinds",
+    "stop_signal",
+    "stops_deferred",
+]
+
+#: The signals that :func:`sigterm_unwinds` turns into ``SystemExit(128 + N)``: SIGTERM (what
+#: ``kill``, ``timeout``, schedulers and ``docker stop`` send) and SIGHUP (the terminal closed, an
+#: SSH session dropped), where the platform has it.
+UNWINDING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 @contextlib.contextmanager
@@ -75,36 +87,47 @@ def _stem_room(name: str) -> str:
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
     """Inside the block, SIGTERM (what ``kill``, ``timeout``, schedulers and ``docker stop``
-    send) raises ``SystemExit(143)`` as Ctrl-C raises ``KeyboardInterrupt``, so that cleanup code
-    runs; the process still exits with 128 + 15, as an unhandled SIGTERM would make it.
+    send) and SIGHUP (a closed terminal) raise ``SystemExit(128 + N)`` as Ctrl-C raises
+    ``KeyboardInterrupt``, so that cleanup code runs; the process still exits with 128 + N, as
+    the unhandled signal would make it (143, 129).
 
-    A handler installed by someone else is left alone, and so is any thread but the main one
-    (Python delivers signals there only).
+    A handler installed by someone else is left alone (an ignored SIGHUP, as ``nohup`` sets it,
+    stays ignored), and so is any thread but the main one (Python delivers signals there only).
     """
-    if (
-        threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
-    ):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    ours = [signum for signum in UNWINDING if signal.getsignal(signum) is signal.SIG_DFL]
 
     def stop(signum, frame):
         raise SystemExit(128 + signum)
 
     try:  # installed inside: a Ctrl-C right after installing still restores the default
-        signal.signal(signal.SIGTERM, stop)
+        for signum in ours:
+            signal.signal(signum, stop)
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for signum in ours:
+            signal.signal(signum, signal.SIG_DFL)
 
 
-_STOPS = (signal.SIGINT, signal.SIGTERM)
+def stop_signal(stop: BaseException) -> str | None:
+    """The name of the signal (``SIGTERM``, ``SIGHUP``) that :func:`sigterm_unwinds` raised
+    ``stop`` for; None for anything else."""
+    if isinstance(stop, SystemExit) and isinstance(stop.code, int):
+        for signum in UNWINDING:
+            if stop.code == 128 + signum:
+                return signal.Signals(signum).name
+    return None
+
+
+_STOPS = (signal.SIGINT, *UNWINDING)
 _deferring = False  # a stops_deferred block is open (in the main thread, the only one it acts in)
 
 
 @contextlib.contextmanager
 def stops_deferred() -> Iterator[None]:
-    """Inside the block, Ctrl-C and SIGTERM wait: the first to arrive acts as soon as the block
+    """Inside the block, Ctrl-C, SIGTERM and SIGHUP wait: the first to arrive acts as soon as the block
     ends, as it would have acted inside it (its handler runs, or its default action). For calls
     that must not be cut in the middle, such as a read of an SQLite file: cut there, it can leave
     the read's lock held (clearing the exception's frames does not release it), and this

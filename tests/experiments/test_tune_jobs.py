@@ -140,6 +140,29 @@ def test_a_signal_stops_every_worker_and_fails_their_trials_with_its_reason(
     assert not list(out.glob(".stopped-*")) and not list(out.glob(".study-reserve*"))
 
 
+def test_a_hang_up_of_the_whole_group_stops_the_search_through_the_command(tmp_path):
+    """A closed terminal sends SIGHUP to the command and its workers at once. The workers ignore
+    it; the command unwinds, stops them with SIGTERM and fails their trials with its reason. (A
+    hang-up used to end every process on the spot: trials RUNNING, run folders left behind.)"""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    out = tmp_path / "out"
+    long = ["train.epochs=100000", "train.patience=100000", "model.diffusion.steps=4"]
+    command = [
+        "tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--trials", "4",
+        "--out", str(out), "--jobs", "2", *sets(long),
+    ]  # fmt: skip
+    with killed_on_failure(start(command)) as job:
+        wait_for_runs(job, out / "runs", 2)
+        os.killpg(job.pid, signal.SIGHUP)
+        _, stderr = job.communicate(timeout=60)
+    assert job.returncode == 128 + signal.SIGHUP, stderr[-2000:]
+    assert stderr.splitlines()[-1].startswith("error: stopped by SIGHUP")
+    trials = csv_rows(out / "trials.csv")
+    assert [(r["state"], r["error"]) for r in trials] == [("FAIL", "stopped by SIGHUP")] * 2
+    assert list((out / "runs").iterdir()) == []
+    assert not list(out.glob(".stopped-*")) and not list(out.glob(".study-reserve*"))
+
+
 def test_jobs_below_one_are_refused(tmp_path):
     from recdiff.config import load_config
     from recdiff.experiments.space import SearchSpace

@@ -34,10 +34,10 @@ def study_of(out: Path):
 
 def start(args: list[str]) -> subprocess.Popen:
     """``recdiff ARGS`` in a session of its own (one thread), so that a test can kill it and
-    its workers together (``os.killpg``). As from a terminal, Ctrl-C has its default action: a
-    shell starts background jobs with SIGINT ignored, and so may a CI runner, and the command
-    would inherit that (Python then installs no Ctrl-C handler). Faulthandler is on, for
-    :func:`stacks`."""
+    its workers together (``os.killpg``). As from a terminal, Ctrl-C and SIGHUP have their
+    default actions: a shell starts background jobs with SIGINT ignored, a CI runner may ignore
+    SIGHUP (nohup), and the command would inherit that (Python then installs no handler).
+    Faulthandler is on, for :func:`stacks`."""
     return subprocess.Popen(
         [sys.executable, "-m", "recdiff", *args],
         stdout=subprocess.PIPE,
@@ -45,12 +45,13 @@ def start(args: list[str]) -> subprocess.Popen:
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"},
         start_new_session=True,
-        preexec_fn=_default_sigint,
+        preexec_fn=_terminal_defaults,
     )
 
 
-def _default_sigint() -> None:
+def _terminal_defaults() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)  # a runner may start the tests under nohup
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from recdiff.atomic import stop_signal
 from recdiff.config.problems import validation_problems
 from recdiff.config.schema import RunConfig
 
@@ -38,13 +38,15 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def stopped(stop: KeyboardInterrupt | SystemExit, after: str, during: str = "") -> NoReturn:
-    """End a command that Ctrl-C or SIGTERM (``sigterm_unwinds`` raises it as
-    ``SystemExit(143)``) stopped: one line, ``interrupted{during}; {after}``, with the exit
-    status a shell gives the signal. Any other ``SystemExit`` goes on as it is."""
+    """End a command that Ctrl-C, SIGTERM or SIGHUP (``sigterm_unwinds`` raises those as
+    ``SystemExit(128 + N)``) stopped: one line, ``interrupted{during}; {after}`` or ``stopped by
+    SIGTERM...``, with the exit status a shell gives the signal. Any other ``SystemExit`` goes
+    on as it is."""
     if isinstance(stop, KeyboardInterrupt):
         fail(f"interrupted{during}; {after}", code=130)
-    if stop.code == 128 + signal.SIGTERM:
-        fail(f"stopped by SIGTERM{during}; {after}", code=stop.code)
+    name = stop_signal(stop)
+    if name is not None:
+        fail(f"stopped by {name}{during}; {after}", code=stop.code)
     raise stop
 
 

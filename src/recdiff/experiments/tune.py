@@ -43,13 +43,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from recdiff.atomic import sigterm_unwinds, stops_deferred
+from recdiff.atomic import sigterm_unwinds, stop_signal, stops_deferred
 from recdiff.config.problems import SettingsDoNotFitData
 from recdiff.config.schema import RunConfig
 from recdiff.config.sources import check_sources
@@ -348,9 +347,8 @@ def invalid_run(trials: list[Any]) -> list[str]:
 def stop_reason(stop: BaseException) -> str:
     if isinstance(stop, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
-    if isinstance(stop, SystemExit) and stop.code == 128 + signal.SIGTERM:
-        return "stopped by SIGTERM"
-    return f"stopped by {type(stop).__name__}"
+    name = stop_signal(stop)
+    return f"stopped by {name or type(stop).__name__}"
 
 
 def tune(

@@ -10,8 +10,11 @@ to PID 1) training the rest of the queue and writing results after the command h
   workers; a worker still alive ``STOP_GRACE_SECONDS`` later is killed;
 - in a worker, SIGTERM always unwinds as ``SystemExit(143)``: a run removes its unfinished
   folder, and the process exits through multiprocessing's own cleanup;
-- workers ignore Ctrl-C, which a terminal sends to every process of the command: the parent
-  decides, and stops them as above;
+- workers ignore Ctrl-C, which a terminal sends to every process of the command, and SIGHUP,
+  which a closed terminal sends to them all: the parent decides, and stops them as above. They
+  and multiprocessing's resource tracker start with SIGHUP blocked (the tracker ignores only
+  SIGINT and SIGTERM; killed by a hang-up, it was relaunched and printed a KeyError traceback
+  for each semaphore the workers released);
 - a worker whose parent is gone (even one killed by SIGKILL) sends itself SIGTERM within
   ``PARENT_CHECK_SECONDS``;
 - a worker that has begun to exit (told to by the pool as it stops) ignores SIGTERM: raised in
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.resource_tracker
 import multiprocessing.util
 import os
 import signal
@@ -59,6 +63,8 @@ REDELIVER_SECONDS = 0.01  # from a stop lost in a callback to the signal sent ag
 @contextlib.contextmanager
 def worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     """``jobs`` spawned worker processes; leaving the block by an exception stops them at once."""
+    with _hang_ups_blocked():
+        multiprocessing.resource_tracker.ensure_running()  # keeps the mask: SIGHUP never acts
     pool = _Pool(
         max_workers=jobs,
         mp_context=multiprocessing.get_context("spawn"),  # no forked torch thread pools
@@ -118,9 +124,24 @@ class _Pool(ProcessPoolExecutor):
         self.seen: dict[int, Any] = {}
 
     def submit(self, *args: Any, **kwargs: Any) -> Any:
-        future = super().submit(*args, **kwargs)
+        with _hang_ups_blocked():  # workers start here (spawn), until their initializer runs
+            future = super().submit(*args, **kwargs)
         self.seen.update((p.pid, p) for p in (getattr(self, "_processes", None) or {}).values())
         return future
+
+
+@contextlib.contextmanager
+def _hang_ups_blocked() -> Iterator[None]:
+    """SIGHUP blocked in this thread while it starts processes, which inherit the mask. This
+    process gets a hang-up that came meanwhile once the block ends."""
+    if not hasattr(signal, "SIGHUP") or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def stoppable(fn: Callable[[Any], Any], task: Any) -> Any:
@@ -141,6 +162,8 @@ def stoppable(fn: Callable[[Any], Any], task: Any) -> Any:
 def _start_worker(parent: int, formatwarning: Callable[..., str] = warnings.formatwarning) -> None:
     warnings.formatwarning = formatwarning
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):  # a closed terminal hangs up the group: the parent decides
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _unwind)
     sys.unraisablehook = _redeliver_stop
     # The first thing a worker does once its loop has ended (multiprocessing runs finalizers of
