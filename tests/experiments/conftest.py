@@ -3,6 +3,7 @@ of an experiment's results.md."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from tune_helpers import killed_on_failure, stacks, start, wait_for_runs
 
 @pytest.fixture
 def signal_while_training():
-    """Start ``recdiff ARGS...``, send its process (alone) ``sig`` once ``training`` runs are
+    """Start ``recdiff ARGS...``, send its process (alone, or with ``group`` its whole process
+    group) ``sig`` once ``training`` runs are
     being written under ``runs`` (their hidden folders exist), and return its exit status and
     stderr. The test fails if the output pipes are still open ``timeout`` seconds after the
     signal: every process of the command holds them, workers included. (Stopping takes 1-5 s;
@@ -22,11 +24,19 @@ def signal_while_training():
     that leaves workers running cannot leave them behind the test run as well."""
 
     def run(
-        args: list[str], runs: Path, training: int, sig: int, timeout: float = 60
+        args: list[str],
+        runs: Path,
+        training: int,
+        sig: int,
+        timeout: float = 60,
+        group: bool = False,
     ) -> tuple[int, str]:
         with killed_on_failure(start(args)) as job:
             wait_for_runs(job, runs, training)
-            job.send_signal(sig)
+            if group:  # as a closed terminal hangs up the command and its workers at once
+                os.killpg(job.pid, sig)
+            else:
+                job.send_signal(sig)
             try:
                 _, stderr = job.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -109,15 +109,21 @@ def test_a_failing_trial_in_a_worker_stops_the_search_and_is_listed(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("sig", "code", "reason"),
-    [(signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGINT, 130, "interrupted (Ctrl-C)")],
+    ("sig", "code", "reason", "group"),
+    [
+        (signal.SIGTERM, 143, "stopped by SIGTERM", False),
+        (signal.SIGINT, 130, "interrupted (Ctrl-C)", False),
+        (signal.SIGHUP, 129, "stopped by SIGHUP", True),
+    ],
 )
 def test_a_signal_stops_every_worker_and_fails_their_trials_with_its_reason(
-    tmp_path, signal_while_training, sig, code, reason
+    tmp_path, signal_while_training, sig, code, reason, group
 ):
     """Workers ignore Ctrl-C and are stopped by SIGTERM: their trials said "stopped by SIGTERM"
     though the user pressed Ctrl-C. Now the command's reason, its exit status, every trial FAIL
-    in trials.csv and the study, and nothing left in the folder."""
+    in trials.csv and the study, and nothing left in the folder. A closed terminal sends SIGHUP
+    to the command and its workers at once (``group``): the workers ignore it, and the command
+    stops them (a hang-up used to end every process on the spot)."""
     (tmp_path / "space.yaml").write_text(SPACE)
     out = tmp_path / "out"
     long = ["train.epochs=100000", "train.patience=100000", "model.diffusion.steps=4"]
@@ -126,39 +132,18 @@ def test_a_signal_stops_every_worker_and_fails_their_trials_with_its_reason(
         "--out", str(out), "--jobs", "2",
     ]  # fmt: skip
     status, stderr = signal_while_training(
-        [*command, *sets(long)], out / "runs", training=2, sig=sig
+        [*command, *sets(long)], out / "runs", training=2, sig=sig, group=group
     )
     assert status == code, stderr[-2000:]
     if sig == signal.SIGTERM:
         assert stderr.splitlines()[-1] == (
             "error: stopped by SIGTERM; run the same command again to continue where it stopped"
         )
+    if sig == signal.SIGHUP:
+        assert stderr.splitlines()[-1].startswith("error: stopped by SIGHUP")
     trials = csv_rows(out / "trials.csv")
     assert [(r["state"], r["error"]) for r in trials] == [("FAIL", reason)] * 2
     assert [t.state.name for t in study_of(out).get_trials()] == ["FAIL", "FAIL"]
-    assert list((out / "runs").iterdir()) == []
-    assert not list(out.glob(".stopped-*")) and not list(out.glob(".study-reserve*"))
-
-
-def test_a_hang_up_of_the_whole_group_stops_the_search_through_the_command(tmp_path):
-    """A closed terminal sends SIGHUP to the command and its workers at once. The workers ignore
-    it; the command unwinds, stops them with SIGTERM and fails their trials with its reason. (A
-    hang-up used to end every process on the spot: trials RUNNING, run folders left behind.)"""
-    (tmp_path / "space.yaml").write_text(SPACE)
-    out = tmp_path / "out"
-    long = ["train.epochs=100000", "train.patience=100000", "model.diffusion.steps=4"]
-    command = [
-        "tune", "demo-diffrec", "--space", str(tmp_path / "space.yaml"), "--trials", "4",
-        "--out", str(out), "--jobs", "2", *sets(long),
-    ]  # fmt: skip
-    with killed_on_failure(start(command)) as job:
-        wait_for_runs(job, out / "runs", 2)
-        os.killpg(job.pid, signal.SIGHUP)
-        _, stderr = job.communicate(timeout=60)
-    assert job.returncode == 128 + signal.SIGHUP, stderr[-2000:]
-    assert stderr.splitlines()[-1].startswith("error: stopped by SIGHUP")
-    trials = csv_rows(out / "trials.csv")
-    assert [(r["state"], r["error"]) for r in trials] == [("FAIL", "stopped by SIGHUP")] * 2
     assert list((out / "runs").iterdir()) == []
     assert not list(out.glob(".stopped-*")) and not list(out.glob(".study-reserve*"))
 

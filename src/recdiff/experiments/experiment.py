@@ -44,7 +44,7 @@ import numpy as np
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.schema import RunConfig
 from recdiff.config.sources import check_sources
-from recdiff.eval.metrics import PER_USER_METRICS, metric_cutoff
+from recdiff.eval.metrics import PER_USER_METRICS, canonical_metric, metric_cutoff
 from recdiff.experiments.records import (
     ExperimentError,
     SeedRecord,
@@ -210,7 +210,7 @@ def run_experiment(
                 f"metric {metric!r} is not computed by config {label!r} (eval.metrics "
                 f"{config.eval.metrics}, eval.ks {config.eval.ks}); pick one all configs compute"
             )
-    metric = f"{parsed[0]}@{parsed[1]}"  # as the evaluator names it: recall@020 is recall@20
+    metric = canonical_metric(metric)  # as the evaluator names it: recall@020 is recall@20
     for label, config in labelled:  # before any training, not when the config's turn comes
         try:
             check_sources(config)

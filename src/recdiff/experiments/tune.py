@@ -52,7 +52,7 @@ from recdiff.atomic import sigterm_unwinds, stop_signal, stops_deferred
 from recdiff.config.problems import SettingsDoNotFitData
 from recdiff.config.schema import RunConfig
 from recdiff.config.sources import check_sources
-from recdiff.eval.metrics import metric_cutoff
+from recdiff.eval.metrics import canonical_metric, metric_cutoff
 from recdiff.experiments import storage
 from recdiff.experiments.space import SearchSpace
 from recdiff.experiments.storage import STUDY_NAME, TuneError, import_optuna
@@ -101,8 +101,7 @@ def selection_metric(metric: str, config: RunConfig) -> str:
             f"{config.eval.metrics} at {config.eval.ks}; use e.g. "
             f"valid/{config.eval.metrics[0]}@{config.eval.ks[-1]}"
         )
-    kind, k = metric_cutoff(name)  # as the evaluator names it: recall@020 is recall@20
-    return f"{kind}@{k}"
+    return canonical_metric(name)  # as the evaluator names it: recall@020 is recall@20
 
 
 def _computes(config: RunConfig, name: str) -> bool:
