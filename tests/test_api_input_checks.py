@@ -449,3 +449,28 @@ def test_an_unknown_inference_option_is_named_with_the_models_own(sasrec):
     from recdiff.models.dreamrec import DreamRec
 
     assert DreamRec.inference_options == ("guidance_weight", "sampler", "sampling_steps")
+
+
+def _positional(cls) -> list[str]:
+    import inspect
+
+    return [
+        name
+        for name, p in inspect.signature(cls.fit).parameters.items()
+        if name != "self" and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+
+
+def test_fit_takes_only_the_data_by_position() -> None:
+    """The models' optional fit arguments differ (Mult-VAE has no ``evaluate``, DiffRec no
+    ``averaging``), so a third positional argument would mean one thing to one model and another
+    to the next: past the data, each is named."""
+    from recdiff.models.dreamrec import DreamRec
+    from recdiff.models.ease import EASE
+    from recdiff.models.ldiffrec import LDiffRec
+    from recdiff.models.multvae import MultVAE
+
+    for cls in (DiffRec, LDiffRec, MultVAE, EASE, Popularity):
+        assert _positional(cls) == ["train", "valid"], cls.__name__
+    for cls in (SASRec, DreamRec, MostPopular):
+        assert _positional(cls) == ["data"], cls.__name__

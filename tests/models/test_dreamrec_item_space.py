@@ -88,7 +88,7 @@ def test_the_table_is_the_stages_selected_epoch_and_trainable_again_after_fit(da
         diffusion=GuidedDiffusionConfig(steps=20),
         item_space={**STAGE, "rms": None, "eval_every": 1},
     )
-    model = DreamRec(config, _training(eval_every=1)).fit(data, evaluate)
+    model = DreamRec(config, _training(eval_every=1)).fit(data, evaluate=evaluate)
     assert scored == ["SASRec"] * 3 + ["DreamRec"] * 2
     assert (model.items_result.best_epoch, model.result.best_epoch) == (1, 1)
     # rms None: SASRec's rows as they were after its first epoch, the one selected.

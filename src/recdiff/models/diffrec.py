@@ -222,6 +222,7 @@ class DiffRec(Recommender):
         self,
         train: sp.csr_matrix,
         valid: sp.csr_matrix | None = None,
+        *,
         evaluate=None,
         on_event=None,
     ) -> DiffRec:

@@ -139,7 +139,7 @@ class DreamRec(SequentialRecommender):
         result = getattr(self, "items_result", None)
         return {"items": result} if result is not None else {}
 
-    def fit(self, data, evaluate=None, on_event=None) -> DreamRec:
+    def fit(self, data, *, evaluate=None, on_event=None) -> DreamRec:
         """Train on ``data.train`` (see :meth:`SequentialRecommender.fit`); with
         ``item_space.source=sasrec`` a SASRec stage runs first and gives the item table."""
         self.items_result = None
@@ -148,7 +148,7 @@ class DreamRec(SequentialRecommender):
         if self.config.item_space.source == "sasrec":
             self._pretrained_items = self._pretrain_items(data, evaluate, on_event)
         try:
-            return super().fit(data, evaluate, on_event)
+            return super().fit(data, evaluate=evaluate, on_event=on_event)
         finally:
             self._pretrained_items = None
             if self.net is not None:  # frozen for training only, as a loaded model is
@@ -175,7 +175,7 @@ class DreamRec(SequentialRecommender):
         stage_log = lambda record: log({**record, "stage": "items"})  # noqa: E731
         sasrec = SASRec(settings, space.training(self.training))
         sasrec.trainer_settings = {"lr": "model.item_space.lr"}
-        sasrec.fit(data, evaluate, stage_log)
+        sasrec.fit(data, evaluate=evaluate, on_event=stage_log)
         self.items_result = sasrec.result
         table = sasrec.net.encoder.item_embedding.weight.detach().float().clone()
         if space.rms is not None:

@@ -174,7 +174,7 @@ class LDiffRec(DiffRec):
         result = getattr(self, "vae_result", None)
         return {"autoencoder": result} if result is not None else {}
 
-    def fit(self, train, valid=None, evaluate=None, on_event=None) -> LDiffRec:
+    def fit(self, train, valid=None, *, evaluate=None, on_event=None) -> LDiffRec:
         train = check_rows(train, "train")
         latent = self.config.latent
         embeddings = item_embeddings(train, latent, self.item_ids)

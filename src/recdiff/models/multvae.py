@@ -181,6 +181,7 @@ class MultVAE(Recommender):
         self,
         train: sp.csr_matrix,
         valid: sp.csr_matrix | None = None,
+        *,
         on_event: Callable[[dict[str, Any]], None] | None = None,
         averaging: Averaging = "test_users",
     ) -> MultVAE:

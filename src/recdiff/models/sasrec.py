@@ -188,7 +188,7 @@ class MostPopular(SequentialRecommender):
     def _build_net(self, n_items: int, max_len: int) -> nn.Module:
         return _Counts(n_items)
 
-    def fit(self, data, evaluate=None, on_event=None):
+    def fit(self, data, *, evaluate=None, on_event=None):
         del evaluate, on_event  # nothing to select
         data = check_sequence_dataset(data)
         if len(data.train) == 0:  # no counts: the ranking would be the items' order

@@ -110,6 +110,7 @@ class SequentialRecommender(SavedModel):
     def fit(
         self: S,
         data: SequenceDataset,
+        *,
         evaluate: Evaluate | None = None,
         on_event: OnEvent | None = None,
     ) -> S:
