@@ -114,7 +114,10 @@ def test_json_metadata_reads_only_the_fields_shown(
 def test_item_fields_may_be_written_with_spaces(tmp_path: Path) -> None:
     path = tmp_path / "items.csv"
     path.write_text("item,title,price\n1,A,3\n")
-    predictor = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(item_col="item")))
+    predictor = SimpleNamespace(
+        config=SimpleNamespace(data=SimpleNamespace(item_col="item")),
+        items=SimpleNamespace(ids=np.array([1, 2])),
+    )
     info = item_info(path, "title, price,title", predictor)
     assert info.fields == ["title", "price"]  # as a header's names: spaces dropped, once each
 

@@ -11,6 +11,7 @@ __all__ = [
     "CandidatesOption",
     "ExcludeItemsOption",
     "ItemFieldsOption",
+    "ItemIdColOption",
     "ItemInfoOption",
     "SetOption",
     "item_info",
@@ -57,6 +58,14 @@ ItemInfoOption = Annotated[
     ),
 ]
 
+ItemIdColOption = Annotated[
+    str | None,
+    typer.Option(
+        help="With --item-info: the column that holds the item ids (default: the run's "
+        "data.item_col when the file has it, else the first column).",
+    ),
+]
+
 ItemFieldsOption = Annotated[
     str | None,
     typer.Option(
@@ -86,16 +95,34 @@ def item_rules(exclude_items: str | None, candidates: str | None) -> dict[str, l
     }
 
 
-def item_info(path: Path | None, fields: str | None, predictor: Any) -> Any:
+def item_info(
+    path: Path | None, fields: str | None, predictor: Any, id_col: str | None = None
+) -> Any:
     """The run's items' metadata table (an ItemInfo), or None without --item-info; --item-fields
-    alone is refused, since it would show nothing."""
+    or --item-id-col alone is refused, since it would show nothing. A file that lists none of
+    the run's items is refused too: its ids are most likely in another column (the first is
+    read when none is named like data.item_col) or written otherwise."""
     if path is None:
-        if fields is not None:
-            raise ValueError("--item-fields picks columns of --item-info FILE: give that file too")
+        for option, given in (
+            ("--item-fields picks columns", fields),
+            ("--item-id-col names a column", id_col),
+        ):
+            if given is not None:
+                raise ValueError(f"{option} of --item-info FILE: give that file too")
         return None
     from recdiff.serving.ids import split_id_list
     from recdiff.serving.item_info import ItemInfo
 
     # names as a header's are read: "title, price" is title and price, spaces dropped
     chosen = None if fields is None else [f.strip() for f in split_id_list(fields, "--item-fields")]
-    return ItemInfo(path, chosen, item_col=predictor.config.data.item_col)
+    info = ItemInfo(path, chosen, id_col=id_col, item_col=predictor.config.data.item_col)
+    items = predictor.items.ids
+    if len(items) and not any(row is not None for row in info.lookup(items.tolist())):
+        example = ", ".join(repr(str(item)) for item in items[:3])
+        raise ValueError(
+            f"none of the run's {len(items):,} items (e.g. {example}) is in column "
+            f"{info.id_col!r} of {path} (its columns: {info.columns}): name the column of item "
+            "ids with --item-id-col, or give the item file of this run's data (ids match as "
+            "written: '007' is not '7')"
+        )
+    return info

@@ -14,6 +14,7 @@ from recdiff.cli.options import (
     CandidatesOption,
     ExcludeItemsOption,
     ItemFieldsOption,
+    ItemIdColOption,
     ItemInfoOption,
     SetOption,
     item_info,
@@ -172,6 +173,7 @@ def recommend(
     candidates: CandidatesOption = None,
     item_info_file: ItemInfoOption = None,
     item_fields: ItemFieldsOption = None,
+    item_id_col: ItemIdColOption = None,
 ) -> None:
     """Top-k items for a known user (--user) or a new user's history (--history).
 
@@ -188,7 +190,7 @@ def recommend(
     with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
         rules = item_rules(exclude_items, candidates)
         predictor = load_with_index(run, index)
-        info = item_info(item_info_file, item_fields, predictor)
+        info = item_info(item_info_file, item_fields, predictor, item_id_col)
         if user is not None:
             try:
                 recs = predictor.recommend(

@@ -15,6 +15,7 @@ from recdiff.cli.options import (
     CandidatesOption,
     ExcludeItemsOption,
     ItemFieldsOption,
+    ItemIdColOption,
     ItemInfoOption,
     item_info,
     item_rules,
@@ -74,7 +75,8 @@ def export(
         str | None,
         typer.Option(
             help="Only these users: a comma-separated list, a file with one id per line, or a "
-            ".csv/.parquet file with a 'user' column. Default: every user of the run."
+            ".csv/.parquet file with a 'user' column (or one named as the run's data.user_col). "
+            "Default: every user of the run."
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Users scored per model call.")] = 1024,
@@ -87,6 +89,7 @@ def export(
     candidates: CandidatesOption = None,
     item_info_file: ItemInfoOption = None,
     item_fields: ItemFieldsOption = None,
+    item_id_col: ItemIdColOption = None,
 ) -> None:
     """Write the top-k items of every (or each listed) user to a file.
 
@@ -97,9 +100,15 @@ def export(
     try:
         with user_errors(FileNotFoundError, KeyError, ValueError, ImportError, run=run):
             predictor = load_with_index(run, index)
-            info = item_info(item_info_file, item_fields, predictor)
+            info = item_info(item_info_file, item_fields, predictor, item_id_col)
             try:
-                ids = None if users is None else predictor.parse_users(read_user_list(users))
+                ids = (
+                    None
+                    if users is None
+                    else predictor.parse_users(
+                        read_user_list(users, predictor.config.data.user_col)
+                    )
+                )
                 result = export_recommendations(
                     predictor,
                     out,
@@ -127,6 +136,14 @@ def export(
         f"user{'s' * (result.users != 1)} to {result.path} "
         f"in {result.seconds:.1f} s"
     )
+    if result.empty:  # absent from the file: say why, or they would read as users left out
+        who = f"{result.empty:,} of them" if result.users > 1 else "the user"
+        remedy = "" if include_seen else "; --include-seen ranks the items they have too"
+        typer.echo(
+            f"note: {who} got no row: no item was left to recommend (their history holds "
+            f"every item the rules allow){remedy}",
+            err=True,
+        )
 
 
 def serve(
@@ -165,6 +182,7 @@ def serve(
     ] = 128,
     item_info_file: ItemInfoOption = None,
     item_fields: ItemFieldsOption = None,
+    item_id_col: ItemIdColOption = None,
 ) -> None:
     """Serve a run over HTTP: GET /health, GET /model, POST /recommend (needs the serve extra).
 
@@ -184,7 +202,7 @@ def serve(
         torch.set_num_threads(threads)
     with user_errors(FileNotFoundError, ValueError, ImportError, run=run):
         predictor = load_with_index(run, index, ef_search=ef_search)
-        info = item_info(item_info_file, item_fields, predictor)
+        info = item_info(item_info_file, item_fields, predictor, item_id_col)
         app = create_app(
             predictor,
             max_history=max_history,

@@ -33,22 +33,26 @@ DEFAULT_EXPORT_K = 20
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What was written: the file, how many users and rows, and how long it took."""
+    """What was written: the file, how many users and rows, and how long it took; ``empty``
+    users have no row, since no item was left to recommend them (their history holds every
+    item the rules allow, unless seen items are ranked too)."""
 
     path: Path
     users: int
     rows: int
     seconds: float
+    empty: int = 0
 
 
 #: Suffixes that make a ``--users`` value without a comma a file name, never an id.
 _LIST_FILES = (*FORMATS, ".txt")
 
 
-def read_user_list(spec: str) -> list[str]:
-    """User ids from a file (one per line, or a CSV / Parquet file with a ``user`` column) or
-    from a comma-separated list (an id holding a comma quoted: ``'"a,b",c'``); blank entries
-    (and nulls of a Parquet column) are skipped.
+def read_user_list(spec: str, user_col: str | None = None) -> list[str]:
+    """User ids from a file (one per line, or a CSV / Parquet file with a ``user`` column, or
+    one named ``user_col``: the run's ``data.user_col``) or from a comma-separated list (an id
+    holding a comma quoted: ``'"a,b",c'``); blank entries (and nulls of a Parquet column) are
+    skipped.
 
     A value without a comma that ends in .csv, .parquet or .txt is a file that must exist (read
     as an id, a mistyped path would be "user ids are integers, got ['users.csv']")."""
@@ -60,20 +64,28 @@ def read_user_list(spec: str) -> list[str]:
             "comma-separated (1,2,3)"
         )
     if path.suffix.lower() in FORMATS and path.is_file():
+        names = list(dict.fromkeys(["user", *([user_col] if user_col else [])]))
         # Ids as written: inferred as integers, "0001" and "01" would both become user 1.
-        as_text = pa_csv.ConvertOptions(column_types={"user": pa.string()})
+        as_text = pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()))
         table = (
             pq.read_table(path)
             if path.suffix.lower() == ".parquet"
             else pa_csv.read_csv(path, convert_options=as_text)
         )
-        if "user" not in table.column_names:
+        found = [name for name in names if name in table.column_names]
+        if len(found) > 1:
             raise ValueError(
-                f"{path} has columns {table.column_names} but no 'user' column; name the column "
-                "of user ids 'user', or give a text file with one id per line"
+                f"{path} has both a 'user' and a {user_col!r} column: which holds the user ids "
+                "is unclear: keep only the one that does, or give a text file with one id per line"
+            )
+        if not found:
+            quoted = " or ".join(repr(name) for name in names)
+            raise ValueError(
+                f"{path} has columns {table.column_names} but no {quoted} column; name the "
+                f"column of user ids {quoted}, or give a text file with one id per line"
             )
         # A Parquet column of ids with a gap is float (pandas writes 7 as 7.0) or has nulls.
-        values = [_as_text(v) for v in table.column("user").to_pylist() if not _is_null(v)]
+        values = [_as_text(v) for v in table.column(found[0]).to_pylist() if not _is_null(v)]
     elif path.is_file():
         # utf-8-sig: without the byte-order mark some editors write, the first id is "\ufeff7"
         values = path.read_text(encoding="utf-8-sig").splitlines()
@@ -150,7 +162,7 @@ def export_recommendations(
                 f"item fields {clash} would repeat the export's own columns {own}: "
                 "leave them out of the fields shown"
             )
-    written = 0
+    written = empty = 0
     with atomic_path(out) as tmp, _TableWriter(tmp, kind) as writer:
         bar = progress_bar(total=len(ids), show=progress, unit="user", desc="export")
         with bar:
@@ -161,8 +173,9 @@ def export_recommendations(
                     query = query.ruling_out(ruled)
                 items, scores = predictor.top_k([query], k)
                 written += writer.write(_table(predictor, batch, items, scores, item_info))
+                empty += int((~(items >= 0).any(axis=1)).sum())
                 bar.update(len(batch))
-    return ExportResult(out, len(ids), written, time.perf_counter() - started)
+    return ExportResult(out, len(ids), written, time.perf_counter() - started, empty)
 
 
 def _unique(users: Sequence[Any] | np.ndarray) -> np.ndarray:

@@ -76,6 +76,8 @@ class ItemInfo:
                 "fields among them"
             )
         self.id_col, self.fields = id_col, list(fields)
+        #: every column the file has (a JSON file's as its first object names them)
+        self.columns = listed
         written = text_ids(frame[id_col]) if json_file else frame[id_col]
         missing = written.isna().to_numpy()
         if missing.any():  # as text they would be an item "nan" (or "None"), and repeat
