@@ -1,5 +1,6 @@
 """data.sep: a CSV separated by something else than commas (spreadsheets write semicolons where
-the comma is the decimal mark) is read when the config says so, and named when it does not."""
+the comma is the decimal mark) is read when the config says so, and named when it does not; and
+data.decimal: such a file's numbers, written 3,5, read as numbers."""
 
 import re
 import shlex
@@ -84,3 +85,36 @@ def test_the_separator_the_hint_suggests_reads_the_file_when_typed(tmp_path, sep
     read = load_splits(_config(path, shlex.split(typed.group(1))[0]))
     twin = load_splits(_config(_write(tmp_path / "comma.csv", ",")))
     np.testing.assert_array_equal(read.train.matrix.toarray(), twin.train.matrix.toarray())
+
+
+def test_a_comma_decimal_file_reads_its_ratings_with_data_decimal(tmp_path):
+    """A spreadsheet's CSV where the comma is the decimal mark: columns by semicolons, ratings
+    as 3,5. data.sep alone read them as text and refused them; data.decimal reads them."""
+    path = tmp_path / "semi.csv"
+    rows = [
+        ("u1", "a", "4,5", 1),
+        ("u1", "b", "3,5", 2),
+        ("u2", "a", "4", 3),
+        ("u2", "c", "5,0", 4),
+    ]
+    path.write_text("user;item;rating;t\n" + "".join(";".join(map(str, r)) + "\n" for r in rows))
+    keep = ["data.sep=;", "data.rating_col=rating", "data.min_rating=4"]
+    with pytest.raises(DataFormatError, match=r"values: '4,5', '3,5', '5,0'") as error:
+        load_splits(_config(path, *keep))
+    assert "set data.decimal=','" in str(error.value)
+    splits = load_splits(_config(path, *keep, "data.decimal=','"))
+    parts = (splits.train, splits.valid, splits.test, splits.dropped)
+    # 3,5 is below min_rating 4 (read as 35 it would be kept): u1's b is the one row dropped
+    assert sum(part.nnz for part in parts) == 3
+    assert list(splits.train.items.ids) == ["a", "c"]
+
+
+def test_decimal_needs_a_text_table_with_another_separator():
+    base = ["data.format=csv", "data.source=x.csv", "data.decimal=','"]
+    with pytest.raises(ConfigError, match=r"is also the column separator.*data.sep=';'"):
+        load_config("demo-popularity", base)
+    assert load_config("demo-popularity", [*base, "data.sep=;"]).data.decimal == ","
+    tsv = ["data.format=tsv", "data.source=x.tsv", "data.decimal=','"]
+    assert load_config("demo-popularity", tsv).data.decimal == ","
+    with pytest.raises(ConfigError, match=r"data.decimal sets the decimal mark of a csv or tsv"):
+        load_config("demo-popularity", ["data.format=parquet", "data.source=x.parquet", base[2]])

@@ -96,6 +96,11 @@ class DataConfig(BaseModel):
         description="column separator of a csv or tsv file that uses another one, e.g. ';' "
         "(None: the format's comma or tab)",
     )
+    decimal: Literal[".", ","] = Field(
+        ".",
+        description="decimal mark of a csv or tsv file's numbers (ratings, times): ',' for a "
+        "file written where the comma is one, its columns then separated otherwise (sep ';')",
+    )
     user_col: str = Field(
         "user", description="user id column (tables; RecBole files: user_id unless set)"
     )
@@ -179,6 +184,17 @@ class DataConfig(BaseModel):
             raise ValueError(
                 f"data.sep sets the separator of a csv or tsv file, but data.format is "
                 f"{self.format!r}, which has its own layout: set data.format=csv or drop data.sep"
+            )
+        if self.decimal != "." and self.format not in ("csv", "tsv"):
+            raise ValueError(
+                f"data.decimal sets the decimal mark of a csv or tsv file, but data.format is "
+                f"{self.format!r}, whose numbers have their own: drop data.decimal"
+            )
+        separator = self.sep or {"csv": ",", "tsv": "\t"}.get(self.format)
+        if self.decimal == separator:
+            raise ValueError(
+                f"data.decimal ({self.decimal!r}) is also the column separator: a comma-decimal "
+                "file separates its columns otherwise; set that separator, e.g. data.sep=';'"
             )
         return self
 

@@ -182,10 +182,19 @@ def _finite(
         # an absent value (an empty CSV cell, a JSON field left out or null) is "missing",
         # not the text 'None' or 'nan' that str() makes of it
         examples = _shown_values(series.iloc[pos[:5]])
+        # "3,5" from a spreadsheet written where the comma is the decimal mark
+        comma = series.iloc[pos[:5]].astype(str).str.fullmatch(r"\s*[-+]?\d*,\d+\s*").all()
+        decimal = (
+            " (if ',' is the file's decimal mark, set data.decimal=',' and a separator other "
+            "than the comma)"
+            if comma
+            else ""
+        )
         raise DataFormatError(
             f"{pos.size} non-numeric or missing value(s) in column {col!r}"
             f"{describe_source(source)} at {describe_rows(pos, line_numbers)} (values: {examples}); "
-            f"{rule or f'every {col!r} value must be a finite number'}: fix or drop those rows"
+            f"{rule or f'every {col!r} value must be a finite number'}: fix or drop those "
+            f"rows{decimal}"
         )
     return values
 

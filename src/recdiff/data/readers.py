@@ -153,6 +153,7 @@ def read_interactions(
     rating_col: str | None = None,
     time_col: str | None = None,
     sep: str | None = None,
+    decimal: str = ".",
     header: bool = True,
     names: list[str] | None = None,
     dtype: Any = None,
@@ -166,7 +167,7 @@ def read_interactions(
 
     Example: ``read_interactions("ratings.csv", user_col="userId", item_col="movieId",
     rating_col="rating", time_col="timestamp")``. The format comes from ``file_format`` or the
-    suffix; ids are kept as written (see :func:`read_table`). See
+    suffix; ids are kept as written (see :func:`read_table`, also for ``decimal``). See
     :meth:`Interactions.from_frame` for ``users``/``items``/``duplicates``/``unknown``.
     """
     if isinstance(source, pd.DataFrame):
@@ -175,6 +176,7 @@ def read_interactions(
         frame, lines = read_table(
             source,
             sep=sep,
+            decimal=decimal,
             header=header,
             names=names,
             dtype=dtype,

@@ -334,6 +334,7 @@ def read_table_sequences(
     min_rating: float | None = None,
     sep: str | None = None,
     file_format: TableFormat | None = None,
+    decimal: str = ".",
 ) -> UserSequences:
     """Each user's rows of a CSV/TSV/Parquet/JSON Lines file (format from ``file_format`` or the
     suffix) or a DataFrame, ordered by ``time_col``: the next-item counterpart of
@@ -345,7 +346,12 @@ def read_table_sequences(
     else:
         used = [c for c in (user_col, item_col, time_col, rating_col) if c is not None]
         frame, lines = read_table(
-            source, sep=sep, ids=(user_col, item_col), file_format=file_format, columns=used
+            source,
+            sep=sep,
+            decimal=decimal,
+            ids=(user_col, item_col),
+            file_format=file_format,
+            columns=used,
         )
         where = source
     return UserSequences.from_frame(

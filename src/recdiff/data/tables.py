@@ -177,6 +177,7 @@ def read_table(
     path: PathLike,
     *,
     sep: str | None = None,
+    decimal: str = ".",
     header: bool = True,
     names: list[str] | None = None,
     dtype: Any = None,
@@ -194,7 +195,8 @@ def read_table(
     ``ids`` names the id columns: in a text file they are read as written, and become ints only
     when every value is a plain integer (``"007"`` stays a string); spaces around them and around
     header names are dropped. Only empty fields are missing values (``NA`` or ``null`` is
-    text). ``file_format`` (csv, tsv, parquet or jsonl) overrides the suffix, which must not
+    text). ``decimal`` is a text file's decimal mark (``","``: ``3,5`` is 3.5; the separator
+    must then be another). ``file_format`` (csv, tsv, parquet or jsonl) overrides the suffix, which must not
     name another format. A text file may be compressed (``log.csv.gz``, ``.bz2``, ``.xz``,
     ``.zip``). A JSON Lines file (``.jsonl``, ``.ndjson``, or ``.json`` as Amazon's and Yelp's
     review dumps are named) keeps only the fields in ``columns`` when given (its lines hold
@@ -202,6 +204,11 @@ def read_table(
     """
     path = Path(path)
     kind, sep = _guess_format(path, sep, file_format)
+    if decimal != "." and (kind != "text" or decimal == sep or len(decimal) != 1):
+        raise ValueError(
+            f"decimal={decimal!r} is a text table's decimal mark, one character other than its "
+            f"separator ({sep!r}), for a {kind} file: give another separator, or drop decimal"
+        )
     if path.is_dir():
         raise DataFormatError(f"{path} is a folder, not a file; give the table file itself")
     if not path.is_file():
@@ -246,6 +253,7 @@ def read_table(
             frame = pd.read_csv(
                 source,
                 sep=sep,
+                decimal=decimal,
                 header=0 if header else None,
                 names=names,
                 dtype=dtypes,

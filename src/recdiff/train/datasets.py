@@ -58,7 +58,12 @@ def _read_table(data: DataConfig) -> Interactions:
     if data.format == "recbole":
         return read_recbole_inter(path, duplicates=data.duplicates, **columns)
     return read_interactions(
-        path, file_format=data.format, sep=data.sep, duplicates=data.duplicates, **columns
+        path,
+        file_format=data.format,
+        sep=data.sep,
+        decimal=data.decimal,
+        duplicates=data.duplicates,
+        **columns,
     )
 
 
@@ -219,6 +224,7 @@ def _table_sequences(
     frame, lines = read_table(
         path,
         sep=data.sep,
+        decimal=data.decimal,
         ids=(data.user_col, data.item_col),
         file_format=data.format,
         columns=[c for c in columns if c is not None],
