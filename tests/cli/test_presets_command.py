@@ -71,6 +71,11 @@ def test_every_presets_resolved_model_section_lists_all_its_settings_and_reads_b
 def test_an_unknown_name_and_resolved_without_a_name_are_refused():
     result = runner.invoke(app, ["presets", "difrec-ml1m"])
     assert result.exit_code == 2 and "no preset 'difrec-ml1m'" in result.output
+    assert "(did you mean 'diffrec-ml1m'?)" in result.output
+    # train says it too, and lists the presets as presets does (it printed a Python list)
+    result = runner.invoke(app, ["train", "difrec-ml1m"])
+    assert result.exit_code == 2
+    assert "nor a preset (did you mean 'diffrec-ml1m'?); presets: demo-diffrec, " in result.output
     assert "diffrec-ml1m" in result.output
     result = runner.invoke(app, ["presets", "--resolved"])
     assert result.exit_code == 2 and "give its NAME" in result.output

@@ -63,7 +63,8 @@ def test_recommend_can_include_the_seen_items(run_dir, who):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--history", "1,2,99999"], "not in the catalogue"),
+        # the remedy in the command's words (it said "pass ignore_unknown=True")
+        (["--history", "1,2,99999"], "from --history, or pass --ignore-unknown to drop them"),
         (["--user", "99999"], "99999"),
         (["--user", "99999999999999999999"], "user '99999999999999999999' is not among the 1000"),
         (["--history", "1,99999999999999999999"], "1 item id(s) not in the catalogue"),

@@ -207,14 +207,21 @@ def recommend(
                     "--history ITEM,ITEM,..."
                 ) from None
         else:
-            recs = predictor.recommend(
-                history=split_id_list(history, "--history"),
-                k=k,
-                exclude_seen=not include_seen,
-                ignore_unknown=ignore_unknown,
-                seen_remedy=seen_remedy,
-                **rules,
-            )
+            try:
+                recs = predictor.recommend(
+                    history=split_id_list(history, "--history"),
+                    k=k,
+                    exclude_seen=not include_seen,
+                    ignore_unknown=ignore_unknown,
+                    seen_remedy=seen_remedy,
+                    **rules,
+                )
+            except UnknownIdError as error:  # its own remedy names the Python argument
+                why = f" ({error.why})" if error.why else ""
+                raise ValueError(
+                    f"{error.n_unknown} item id(s) not in the catalogue: {error.listed}{why}; "
+                    "remove them from --history, or pass --ignore-unknown to drop them"
+                ) from None
     details = info.lookup(recs.items) if info is not None else None
     if as_json:
         typer.echo(json.dumps({**recs.to_dict(), **({} if details is None else {"info": details})}))

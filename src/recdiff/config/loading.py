@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from importlib import resources
 from pathlib import Path
@@ -87,16 +88,25 @@ def _raw_config(preset_or_path: str) -> dict[str, Any]:
         return raw
     if preset_or_path not in list_presets():
         raise ConfigError(
-            f"{preset_or_path!r} is neither a config file nor a preset; presets: {list_presets()}"
+            f"{preset_or_path!r} is neither a config file nor a preset{_closest(preset_or_path)}; "
+            f"presets: {', '.join(list_presets())}"
         )
     return _read_yaml(preset_text(preset_or_path), f"preset {preset_or_path}")
+
+
+def _closest(name: str) -> str:
+    """ "; did you mean 'demo-diffrec'?" for a mistyped preset name, else nothing."""
+    close = difflib.get_close_matches(name, list_presets(), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def preset_text(name: str) -> str:
     """A shipped preset's YAML file as written: its comment says what it is and where its
     settings come from."""
     if name not in list_presets():
-        raise ConfigError(f"no preset {name!r}; presets: {', '.join(list_presets())}")
+        raise ConfigError(
+            f"no preset {name!r}{_closest(name)}; presets: {', '.join(list_presets())}"
+        )
     return (resources.files("recdiff.config") / "presets" / f"{name}.yaml").read_text("utf-8")
 
 
