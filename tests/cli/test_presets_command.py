@@ -79,3 +79,35 @@ def test_an_unknown_name_and_resolved_without_a_name_are_refused():
     assert "diffrec-ml1m" in result.output
     result = runner.invoke(app, ["presets", "--resolved"])
     assert result.exit_code == 2 and "give its NAME" in result.output
+
+
+@pytest.mark.parametrize("name", ["demo-multvae", "multvae-ml1m", "demo-ease", "mostpop-zhihu"])
+def test_resolved_train_lists_only_what_the_model_reads(name):
+    """``--resolved`` showed Mult-VAE and EASE the whole train section (eval_every 5, the
+    optimizer, ...), settings they never read; Mult-VAE's own ones (max_epochs, ...) were not
+    shown at all. Now the left-out keys are named in a closing comment, and the view still reads
+    back as a config that builds the same model."""
+    from recdiff.config.models import multvae_params
+
+    result = runner.invoke(app, ["presets", name, "--resolved"])
+    assert result.exit_code == 0, result.output
+    shown = yaml.safe_load(result.output)
+    preset = load_config(name)
+    comment = " ".join(line[2:] for line in result.output.splitlines() if line.startswith("# "))
+    assert "eval_every" not in shown["train"] and "train.eval_every" in comment
+    assert "optimizer" not in shown["train"] and "train.optimizer" in comment
+    assert shown["train"]["seed"] == preset.train.seed
+    back = RunConfig.model_validate(shown)
+    if preset.model.name == "multvae":
+        want_epochs = {"demo-multvae": 100, "multvae-ml1m": 200}  # the preset's, the default
+        assert shown["model"]["max_epochs"] == want_epochs[name]
+        assert "train.epochs as model.max_epochs" in comment
+        assert "seed" not in shown["model"]  # train.seed's
+        again = validate_model_params("multvae", multvae_params(back.model.params(), back.train))
+        want = validate_model_params("multvae", multvae_params(preset.model.params(), preset.train))
+        assert again == want
+    else:
+        assert "no training loop" in comment
+        assert validate_model_params(back.model.name, back.model.params()) == (
+            validate_model_params(preset.model.name, preset.model.params())
+        )

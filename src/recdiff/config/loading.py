@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import textwrap
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
@@ -114,14 +115,21 @@ def resolved_yaml(config: RunConfig, model_defaults: bool = False) -> str:
     """Every setting of ``config``, defaults filled in: a run's ``config.yaml``. Its model
     section lists what was set (the model's own ``model/config.json`` has every setting), and,
     with ``model_defaults``, every setting of the model too, as ``presets NAME --resolved``
-    shows it (not Mult-VAE's, whose loop reads train.* settings into its own)."""
+    shows it. There the train section lists only what the model reads, and a closing comment
+    names the others (EASE's and the counts' ignored ones; Mult-VAE's, read into its model
+    section or not at all)."""
     settings = config.model_dump(mode="json")
-    if model_defaults and config.model.name != "multvae":
-        from recdiff.config.models import validate_model_params
+    note = ""
+    if model_defaults:
+        from recdiff.config.models import resolved_settings
 
-        filled = validate_model_params(config.model.name, config.model.params())
-        settings["model"] = {"name": config.model.name, **filled.model_dump(mode="json")}
-    return yaml.safe_dump(settings, sort_keys=False)
+        name = config.model.name
+        model, settings["train"], note = resolved_settings(
+            name, config.model.params(), config.train
+        )
+        settings["model"] = {"name": name, **model}
+    text = yaml.safe_dump(settings, sort_keys=False)
+    return text + "".join(f"# {line}\n" for line in textwrap.wrap(note, 94)) if note else text
 
 
 def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

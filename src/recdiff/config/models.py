@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -12,10 +14,12 @@ from recdiff.models.base import SavedModel
 from recdiff.train.config import TrainConfig, chosen_keys
 
 __all__ = [
+    "CLOSED_FORM_TRAIN_READS",
     "MODEL_NAMES",
     "SEQUENTIAL_MODELS",
     "build_model",
     "multvae_params",
+    "resolved_settings",
     "validate_model_params",
 ]
 
@@ -96,6 +100,46 @@ MULTVAE_TRAIN_KEYS = {
     "device": "device",
 }
 _ANY_MODEL_TRAIN_KEYS = {"seed", "progress", "tensorboard", "checkpoint_every"}
+
+#: The train.* settings the models without a training loop read (the others are ignored, with
+#: a warning when set).
+CLOSED_FORM_TRAIN_READS = {
+    "ease": {"seed", "progress", "tensorboard", "device", "metric"},  # metric selects lambda
+    "popularity": {"seed", "progress", "tensorboard", "device"},
+    # Next-item presets name hit_rate@20, the metric `recdiff experiment` compares them by.
+    "mostpop": {"seed", "progress", "tensorboard", "device", "metric"},
+}
+
+
+def resolved_settings(name: str, params: dict[str, Any], train: TrainConfig) -> tuple[Any, str]:
+    """The model section and the train section as the model reads them, for a resolved view
+    (``presets NAME --resolved``), and a comment naming the train.* settings left out: those
+    a model without a loop ignores, and Mult-VAE's, which reach its own loop as model.*
+    settings (shown there, filled in) or do not apply to it."""
+    shown = train.model_dump(mode="json")
+    if name == "multvae":
+        merged = multvae_params(params, train)
+        filled = dataclasses.asdict(validate_model_params(name, merged))
+        if "seed" not in params:  # train.seed's, and said there
+            filled.pop("seed")
+        model = json.loads(json.dumps(filled))  # tuples as lists
+        mapped = ", ".join(
+            f"train.{key} as model.{field}" for key, field in MULTVAE_TRAIN_KEYS.items()
+        )
+        unread = sorted(shown.keys() - MULTVAE_TRAIN_KEYS.keys() - _ANY_MODEL_TRAIN_KEYS)
+        note = (
+            f"Mult-VAE's own loop (Adam, fp32, validation every epoch) reads {mapped}; "
+            f"{', '.join(f'train.{k}' for k in unread)} do not apply to it"
+        )
+        train_shown = {k: v for k, v in shown.items() if k in _ANY_MODEL_TRAIN_KEYS}
+        return model, train_shown, note
+    model = validate_model_params(name, params).model_dump(mode="json")
+    reads = CLOSED_FORM_TRAIN_READS.get(name)
+    if reads is None:
+        return model, shown, ""
+    unread = sorted(shown.keys() - reads)
+    note = f"{', '.join(f'train.{k}' for k in unread)} do not apply to {name} (no training loop)"
+    return model, {k: v for k, v in shown.items() if k in reads}, note
 
 
 def multvae_params(params: dict[str, Any], train: TrainConfig) -> dict[str, Any]:

@@ -32,7 +32,11 @@ from typing import Any
 
 from recdiff.atomic import atomic_write_text, sigterm_unwinds
 from recdiff.config.loading import load_config, resolved_yaml
-from recdiff.config.models import SEQUENTIAL_MODELS, validate_model_params
+from recdiff.config.models import (
+    CLOSED_FORM_TRAIN_READS,
+    SEQUENTIAL_MODELS,
+    validate_model_params,
+)
 from recdiff.config.schema import DataConfig, RunConfig
 from recdiff.models.base import Recommender
 from recdiff.train.checkpoint import Checkpoints, resume_checkpoints, run_settings
@@ -82,12 +86,6 @@ class RunResult:
 
 
 # The train.* settings a model without a training loop still reads (besides where it runs).
-_CLOSED_FORM_READS = {
-    "ease": {"seed", "progress", "tensorboard", "device", "metric"},  # metric selects lambda
-    "popularity": {"seed", "progress", "tensorboard", "device"},
-    # Next-item presets name hit_rate@20, the metric `recdiff experiment` compares them by.
-    "mostpop": {"seed", "progress", "tensorboard", "device", "metric"},
-}
 
 
 def _warn_ignored_train_settings(config: RunConfig) -> None:
@@ -95,7 +93,7 @@ def _warn_ignored_train_settings(config: RunConfig) -> None:
     setting moved from its default is one the user expects to matter, so it is named rather than
     silently dropped. (A warning, not an error: ``recdiff experiment --set train.*`` applies
     one setting to every config of a comparison, EASE's included.)"""
-    reads = _CLOSED_FORM_READS.get(config.model.name)
+    reads = CLOSED_FORM_TRAIN_READS.get(config.model.name)
     if reads is None:
         return
     ignored = sorted(chosen_keys(config.train) - reads)
