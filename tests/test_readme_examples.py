@@ -61,6 +61,7 @@ def test_diffrec_example_excludes_seen_items():
         assert len(set(listed)) == 10
 
 
+@pytest.mark.slow  # moved out of the default run (~10 min on 2 cores); CI runs it
 def test_dreamrec_example_recommends_after_the_history():
     ns = _run(_block("DreamRec("))
     items = np.asarray(ns["items"])

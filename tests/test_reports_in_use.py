@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from typer.testing import CliRunner
 
 from recdiff.cli.main import app
@@ -95,6 +96,7 @@ def test_benchmarks_without_their_data_say_where_they_looked(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no results file
 
 
+@pytest.mark.slow  # moved out of the default run (~10 min on 2 cores); CI runs it
 def test_guidance_sweep_is_drawn_in_order_of_w_and_records_the_machine(tmp_path):
     """--weights 4 0 2 used to be joined in that order: a line from w = 4 back to 0, then to 2.
     The sweep also timed its passes without saying on what machine."""

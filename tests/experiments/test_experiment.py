@@ -222,6 +222,7 @@ def test_a_failed_run_is_named_and_the_finished_ones_are_kept(tmp_path):
     assert lines[0].startswith("demo-popularity seed 1: done before")
 
 
+@pytest.mark.slow  # moved out of the default run (~10 min on 2 cores); CI runs it
 def test_under_torchrun_only_rank_0_writes_and_reports(tmp_path):
     """``torchrun --nproc_per_node=2 -m recdiff experiment``: both processes train each run (the
     DiffRec one through DDP), but rank 0 alone writes the records and tables and prints, so each

@@ -179,6 +179,7 @@ def _command(args: list[str], timeout: float = 120) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(args, job.returncode, out, err)
 
 
+@pytest.mark.slow  # moved out of the default run (~10 min on 2 cores); CI runs it
 def test_a_failing_trial_in_the_second_worker_stops_the_first(tmp_path):
     """The command waited on the first worker, whose trial trains for 100,000 epochs, before it
     looked at the second's error: the search went on for as long as the first worker did."""
@@ -220,6 +221,7 @@ def test_a_failing_trial_in_the_second_worker_stops_the_first(tmp_path):
     assert not list(out.glob(".study-reserve*"))
 
 
+@pytest.mark.slow  # moved out of the default run (~10 min on 2 cores); CI runs it
 def test_a_trial_left_running_by_a_killed_process_does_not_count(tmp_path):
     """A killed command's trial stays RUNNING until its heartbeat is stale (3 minutes): the
     search, continued at once, still runs as many trials as asked, with one worker or two."""
@@ -319,6 +321,7 @@ def test_a_worker_killed_outright_fails_every_trial_of_the_command(tmp_path):
     assert not list(out.glob(".study-reserve*"))
 
 
+@pytest.mark.slow  # moved out of the default run (~10 min on 2 cores); CI runs it
 def test_a_command_reports_and_frees_only_what_is_its_own(tmp_path):
     """Another command's trial on the same study ends while this one runs: it was reported as
     this command's, and the reserves this command removed at its end went by worker number,

@@ -11,6 +11,7 @@ from recdiff.models.diffrec import DiffRec
 from recdiff.train.config import TrainConfig
 
 
+@pytest.mark.slow  # moved out of the default run (~10 min on 2 cores); CI runs it
 @pytest.mark.data
 def test_five_epochs_of_released_settings_beat_popularity(datasets_root):
     splits = read_diffrec_splits(datasets_root / "diffrec" / "ml-1m_clean")

@@ -7,6 +7,9 @@ import torch
 from recdiff.diffusion import Prediction
 from recdiff.toy import ToyConfig, energy_distance, gaussian_mixture, train_toy
 
+# ~45 s of training: out of the default run (~10 min on 2 cores); CI runs it with -m slow
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def held_out():

@@ -366,6 +366,7 @@ def test_torchrun_writes_one_run_directory(tmp_path):
     assert "find_unused_parameters" not in done.stderr
 
 
+@pytest.mark.slow  # moved out of the default run (~10 min on 2 cores); CI runs it
 def test_torchrun_trains_dreamrecs_sasrec_item_stage_then_dreamrec(tmp_path):
     """Both stages run under DDP, the frozen item table included, and rank 0 writes one run."""
     command = [*TORCHRUN, "-m", "recdiff", "train", "demo-dreamrec", "--quiet"]

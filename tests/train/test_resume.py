@@ -179,6 +179,7 @@ def _threads_of_this_process() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
 
 
+@pytest.mark.slow  # moved out of the default run (~10 min on 2 cores); CI runs it
 def test_ctrl_c_on_the_command_names_the_run_and_recdiff_resume_completes_it(tmp_path):
     """End to end: SIGINT to `recdiff train` once it has a checkpoint, then `recdiff resume`."""
     settings = ["train.epochs=200", "train.patience=1000", "train.checkpoint_every=2"]
