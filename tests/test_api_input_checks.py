@@ -474,3 +474,20 @@ def test_fit_takes_only_the_data_by_position() -> None:
         assert _positional(cls) == ["train", "valid"], cls.__name__
     for cls in (SASRec, DreamRec, MostPopular):
         assert _positional(cls) == ["data"], cls.__name__
+
+
+def test_model_recommend_refuses_a_k_beyond_the_catalogue_or_not_whole(sasrec) -> None:
+    """A k above the catalogue was padded with item -1 (numpy's last item, once mapped to ids),
+    and k=2.5 failed inside torch.topk; both are refused as Predictor refuses them. Padding
+    stays for lists that seen items shorten."""
+    model = Popularity().fit(ROWS)
+    n = ROWS.shape[1]
+    items, _ = model.recommend(ROWS, n)
+    assert (items[1] == -1).sum() == ROWS[1].nnz  # user 1's seen items leave padding
+    for k, error, words in [(n + 1, ValueError, f"k must lie in 1..{n} "), (2.5, TypeError, "k")]:
+        with pytest.raises(error, match=words):
+            model.recommend(ROWS, k)
+    m = sasrec.n_items
+    for k, error, words in [(m + 1, ValueError, f"k must lie in 1..{m} "), (2.5, TypeError, "k")]:
+        with pytest.raises(error, match=words):
+            sasrec.recommend([[1, 2]], k)

@@ -96,6 +96,17 @@ def _excluded_entries(
     return rows_t, cols_t
 
 
+def check_top_k(k: object, n_items: int) -> None:
+    """A list length a caller asks of a model: an integer in 1..n_items. (Above the catalogue,
+    the list would be padded with item -1, which numpy reads as the last item.)"""
+    from recdiff.data.vocab import is_integer
+
+    if not is_integer(k):
+        raise TypeError(f"k must be an integer in 1..{n_items}, got {k!r}")
+    if not 1 <= k <= n_items:
+        raise ValueError(f"k must lie in 1..{n_items} (the catalogue size), got {k}")
+
+
 def topk_items(
     scores: ScoreBlock,
     k: int,

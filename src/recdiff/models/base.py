@@ -39,7 +39,7 @@ from safetensors.torch import load_file, save_file
 from recdiff import __version__
 from recdiff.atomic import atomic_path
 from recdiff.eval.evaluator import as_binary_csr
-from recdiff.eval.ranking import ScoreBlock, topk_items
+from recdiff.eval.ranking import ScoreBlock, check_top_k, topk_items
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -228,8 +228,10 @@ class Recommender(SavedModel):
         """Top ``k`` items per history row, best first; ties go to the lower item index.
 
         Returns int64 item indices and their scores, both ``[batch, k]``; when fewer than ``k``
-        items can be recommended the rest is padded with item ``-1`` / score ``-inf``.
+        items can be recommended (seen items left out) the rest is padded with item ``-1`` /
+        score ``-inf``. ``k`` must lie in 1..n_items.
         """
+        check_top_k(k, self.n_items)
         history = self._check_history(history)
         return topk_items(self.score(history), k, exclude=history if exclude_seen else None)
 

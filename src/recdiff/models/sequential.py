@@ -29,7 +29,7 @@ from recdiff.data.batches import WindowedExamples, history_windows
 from recdiff.data.sequences import SequenceDataset
 from recdiff.data.vocab import refuse_rounded_ids
 from recdiff.diffusion.samplers import Generators
-from recdiff.eval.ranking import topk_items
+from recdiff.eval.ranking import check_top_k, topk_items
 from recdiff.models.base import SavedModel, settings
 from recdiff.nn.sequence import trim_left_padding
 from recdiff.train.batches import ExampleBatches
@@ -310,6 +310,7 @@ class SequentialRecommender(SavedModel):
         recommend`` leave them out; ``exclude_seen=False`` ranks them too (users re-consume).
         """
         self._check_fitted()
+        check_top_k(k, self.n_items)
         history, _ = self.windows(histories)
         scores = self.score(history, generator=generator)
         exclude = None

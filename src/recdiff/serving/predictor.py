@@ -18,7 +18,7 @@ import yaml
 from recdiff.config.models import SEQUENTIAL_MODELS
 from recdiff.config.schema import SAVED_RUN, RunConfig
 from recdiff.data import Vocabulary, linear_time_weights
-from recdiff.data.vocab import is_integer
+from recdiff.eval.ranking import check_top_k
 from recdiff.models.base import Recommender
 from recdiff.serving.ids import ExternalIds, as_python, shown
 from recdiff.serving.recommendations import (
@@ -226,10 +226,7 @@ class Predictor(ExternalIds):
         return np.flatnonzero(ruled)
 
     def check_k(self, k: int) -> None:
-        if not is_integer(k):
-            raise TypeError(f"k must be an integer in 1..{len(self.items)}, got {k!r}")
-        if not 1 <= k <= len(self.items):
-            raise ValueError(f"k must lie in 1..{len(self.items)} (the catalogue size), got {k}")
+        check_top_k(k, len(self.items))
 
     def query(
         self,
