@@ -24,7 +24,7 @@ from recdiff.data.sequences import SequenceDataset, UserSequences
 from recdiff.data.synthetic_sequences import make_sequences
 from recdiff.diffusion import GaussianDiffusion, NoiseSchedule, drop_condition, noise_to
 from recdiff.diffusion.schedules import ScheduleError
-from recdiff.eval import evaluate_scores
+from recdiff.eval import evaluate, evaluate_scores
 from recdiff.eval import metrics as M
 from recdiff.eval.next_item import evaluate_next_item
 from recdiff.models.diffrec import DiffRec, DiffRecConfig, DiffusionConfig
@@ -491,3 +491,29 @@ def test_model_recommend_refuses_a_k_beyond_the_catalogue_or_not_whole(sasrec) -
     for k, error, words in [(m + 1, ValueError, f"k must lie in 1..{m} "), (2.5, TypeError, "k")]:
         with pytest.raises(error, match=words):
             sasrec.recommend([[1, 2]], k)
+
+
+def test_evaluate_names_truth_over_another_catalogue() -> None:
+    """truth with 5 item columns against 6-item inputs was blamed on the scores ("shape (4, 6),
+    expected (4, 5)"); the same users over another catalogue is named as such."""
+    model = Popularity().fit(ROWS)
+    with pytest.raises(ValueError, match="inputs has 6 items but truth has 5: both must be"):
+        evaluate(model.score, ROWS, ROWS[:, :5])
+
+
+def test_a_missing_metric_names_the_ones_computed() -> None:
+    result = evaluate(Popularity().fit(ROWS).score, ROWS, ROWS, ks=(2,), metrics=("recall",))
+    assert result["recall@2"] == result.means["recall@2"]
+    with pytest.raises(KeyError, match=r"'mrr@5' was not computed; this result has \['recall@2'\]"):
+        result["mrr@5"]
+
+
+@pytest.mark.parametrize("model", [Popularity(), "ease"])
+def test_models_without_a_loop_refuse_train_without_interactions(model) -> None:
+    """EASE and the counts fitted an all-zero matrix and ranked every item as a tie; DiffRec
+    and Mult-VAE refused it. All refuse it now, in the same words."""
+    from recdiff.models.ease import EASE
+
+    model = EASE() if model == "ease" else model
+    with pytest.raises(ValueError, match="train has no interactions: every user row is empty"):
+        model.fit(sp.csr_matrix(ROWS.shape))

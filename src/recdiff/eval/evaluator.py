@@ -86,6 +86,11 @@ class EvalResult:
 
     def __getitem__(self, name: str) -> float:
         """Shortcut: ``result["recall@20"]`` is ``result.means["recall@20"]``."""
+        if name not in self.means:
+            raise KeyError(
+                f"{name!r} was not computed; this result has {list(self.means)} (ask for others "
+                "with evaluate's metrics= and ks=)"
+            )
         return self.means[name]
 
     def with_averaging(self, averaging: Averaging) -> EvalResult:
@@ -307,6 +312,11 @@ def evaluate(
         raise ValueError(
             f"inputs has {inputs.shape[0]} users but truth has {truth.shape[0]}: "
             "rows must be the same users in the same order"
+        )
+    if inputs.shape[1] != truth.shape[1]:  # else the scores' width is blamed
+        raise ValueError(
+            f"inputs has {inputs.shape[1]} items but truth has {truth.shape[1]}: both must be "
+            "users x items over the same catalogue"
         )
     inputs = sp.csr_matrix(inputs)
     return _run(

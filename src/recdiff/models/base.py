@@ -285,6 +285,9 @@ def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_
         raise TypeError(f"train must be a scipy sparse users x items matrix, got {type(train)}")
     if train.shape[0] == 0 or train.shape[1] == 0:
         raise ValueError(f"train must have users and items, got shape {train.shape}")
+    if train.nnz == 0:
+        # as the trained models refuse it: counts or a closed form of nothing rank all as ties
+        raise ValueError("train has no interactions: every user row is empty")
     values = sp.csr_matrix(train).data
     if values.size and (not np.all(np.isfinite(values)) or values.min() < 0):
         raise ValueError(
