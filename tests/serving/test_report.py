@@ -122,6 +122,14 @@ def test_default_output_is_in_the_run_and_errors_are_clear(runs, tmp_path):
     assert result.exit_code == 0 and (ease / "report.html").is_file()
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "not a complete run directory" in result.output
+    # a missing folder was "not a complete run directory (missing [...])" too
+    result = runner.invoke(app, ["report", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and f"{tmp_path / 'nope'} does not exist" in result.output
+    # an experiment's (or tune's) output folder points at its runs
+    shutil.copytree(ease, tmp_path / "experiment" / "runs" / ease.name)
+    result = runner.invoke(app, ["report", str(tmp_path / "experiment")])
+    assert result.exit_code == 2, result.output
+    assert f"its runs are in {tmp_path / 'experiment' / 'runs'}: pass one" in result.output
     result = runner.invoke(app, ["report", str(ease), "--compare", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "not a folder of run directories" in result.output
 

@@ -32,7 +32,7 @@ from recdiff.serving.report_html import key_values as _key_values
 from recdiff.serving.report_html import number_cell as _number
 from recdiff.serving.report_html import seconds_cell as _seconds
 from recdiff.serving.report_training import selected_on, stages_table, training_end
-from recdiff.serving.run_files import unfinished_run, with_name
+from recdiff.serving.run_files import check_run_files, with_name
 
 __all__ = ["Comparison", "RunSummary", "build_report", "comparable_runs", "write_report"]
 
@@ -52,13 +52,7 @@ class RunSummary:
     @classmethod
     def read(cls, directory: str | Path) -> RunSummary:
         directory = with_name(Path(directory))  # "." has no name, and the wrong neighbours
-        missing = [n for n in ("config.yaml", "metrics.json") if not (directory / n).is_file()]
-        if missing:
-            raise FileNotFoundError(
-                unfinished_run(directory)
-                or f"{directory} is not a complete run directory (missing {missing}); "
-                "pass a folder written by `recdiff train`"
-            )
+        check_run_files(directory, ("config.yaml", "metrics.json"))
         text = (directory / "config.yaml").read_text(encoding="utf-8")
         metrics = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
         config = yaml.safe_load(text) or {}

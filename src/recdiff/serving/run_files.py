@@ -90,18 +90,30 @@ def damaged(run: Path, reason: str, *files: Path) -> ValueError:
     return ValueError(f"{where}: {reason}; the run folder {run} {DAMAGED}")
 
 
-def read_run_config(run: Path, needed: Sequence[str]) -> RunConfig:
-    """The run's config, after checking that the files inference needs are all there."""
+def check_run_files(run: Path, needed: Sequence[str]) -> None:
+    """Refuse, saying why, a path that is no folder, or a folder without the ``needed`` files:
+    an unfinished run, the output folder of ``experiment`` or ``tune``, anything else."""
     if not run.is_dir():
         state = "is a file, not a folder" if run.exists() else "does not exist"
         raise FileNotFoundError(f"{run} {state}: pass a run folder written by `recdiff train`")
     missing = [name for name in needed if not (run / name).is_file()]
     if missing:
+        runs = run / "runs"
+        hint = (
+            f"; its runs are in {runs}: pass one of them"
+            if runs.is_dir() and any(p.is_dir() for p in runs.iterdir())
+            else ""
+        )
         raise FileNotFoundError(
             unfinished_run(run)
             or f"{run} is not a complete run directory (missing {missing}); "
-            "pass a folder written by `recdiff train`"
+            f"pass a folder written by `recdiff train`{hint}"
         )
+
+
+def read_run_config(run: Path, needed: Sequence[str]) -> RunConfig:
+    """The run's config, after checking that the files inference needs are all there."""
+    check_run_files(run, needed)
     return RunConfig.model_validate(
         yaml.safe_load((run / "config.yaml").read_text()), context=SAVED_RUN
     )
