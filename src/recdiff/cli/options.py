@@ -117,7 +117,7 @@ def item_info(
     chosen = None if fields is None else [f.strip() for f in split_id_list(fields, "--item-fields")]
     info = ItemInfo(path, chosen, id_col=id_col, item_col=predictor.config.data.item_col)
     items = predictor.items.ids
-    if len(items) and not any(row is not None for row in info.lookup(items.tolist())):
+    if len(items) and not any(item in info for item in items.tolist()):
         example = ", ".join(repr(str(item)) for item in items[:3])
         raise ValueError(
             f"none of the run's {len(items):,} items (e.g. {example}) is in column "

@@ -217,10 +217,10 @@ def recommend(
                     **rules,
                 )
             except UnknownIdError as error:  # its own remedy names the Python argument
-                why = f" ({error.why})" if error.why else ""
                 raise ValueError(
-                    f"{error.n_unknown} item id(s) not in the catalogue: {error.listed}{why}; "
-                    "remove them from --history, or pass --ignore-unknown to drop them"
+                    error.restated(
+                        "item", "remove them from --history, or pass --ignore-unknown to drop them"
+                    )
                 ) from None
     details = info.lookup(recs.items) if info is not None else None
     if as_json:

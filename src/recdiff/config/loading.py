@@ -96,7 +96,7 @@ def _raw_config(preset_or_path: str) -> dict[str, Any]:
 
 
 def _closest(name: str) -> str:
-    """ "; did you mean 'demo-diffrec'?" for a mistyped preset name, else nothing."""
+    """ " (did you mean 'demo-diffrec'?)" for a mistyped preset name, else nothing."""
     close = difflib.get_close_matches(name, list_presets(), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

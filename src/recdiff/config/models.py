@@ -111,7 +111,9 @@ CLOSED_FORM_TRAIN_READS = {
 }
 
 
-def resolved_settings(name: str, params: dict[str, Any], train: TrainConfig) -> tuple[Any, str]:
+def resolved_settings(
+    name: str, params: dict[str, Any], train: TrainConfig
+) -> tuple[dict[str, Any], dict[str, Any], str]:
     """The model section and the train section as the model reads them, for a resolved view
     (``presets NAME --resolved``), and a comment naming the train.* settings left out: those
     a model without a loop ignores, and Mult-VAE's, which reach its own loop as model.*

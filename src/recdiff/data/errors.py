@@ -52,6 +52,12 @@ class UnknownIdError(KeyError, ValueError):
         more = self.n_unknown - len(self.unknown)
         return f"{self.unknown}" + (f" (and {more} more)" if more > 0 else "")
 
+    def restated(self, what: str, remedy: str) -> str:
+        """The message in a caller's words: ``"2 history item id(s) not in the catalogue:
+        ['a', 'b']; " + remedy``, with ``why`` when some ids could not be ids at all."""
+        why = f" ({self.why})" if self.why else ""
+        return f"{self.n_unknown} {what} id(s) not in the catalogue: {self.listed}{why}; {remedy}"
+
 
 class UnsafePickleError(DataFormatError, pickle.UnpicklingError):
     """A pickle referenced a class or function outside the allow-list of the safe loader."""

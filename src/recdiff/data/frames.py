@@ -181,9 +181,10 @@ def _finite(
         pos = np.flatnonzero(bad)
         # an absent value (an empty CSV cell, a JSON field left out or null) is "missing",
         # not the text 'None' or 'nan' that str() makes of it
-        examples = _shown_values(series.iloc[pos[:5]])
+        first = series.iloc[pos[:5]]
+        examples = _shown_values(first)
         # "3,5" from a spreadsheet written where the comma is the decimal mark
-        comma = series.iloc[pos[:5]].astype(str).str.fullmatch(r"\s*[-+]?\d*,\d+\s*").all()
+        comma = first.astype(str).str.fullmatch(r"\s*[-+]?\d*,\d+\s*").all()
         decimal = (
             " (if ',' is the file's decimal mark, set data.decimal=',' and a separator other "
             "than the comma)"

@@ -289,7 +289,7 @@ def check_train(train: sp.spmatrix, valid: sp.spmatrix | None = None) -> sp.csr_
         # as the trained models refuse it: counts or a closed form of nothing rank all as ties
         raise ValueError("train has no interactions: every user row is empty")
     values = sp.csr_matrix(train).data
-    if values.size and (not np.all(np.isfinite(values)) or values.min() < 0):
+    if not np.all(np.isfinite(values)) or values.min() < 0:
         raise ValueError(
             "train holds negative or non-finite values: interaction weights must be >= 0 "
             "(binarise ratings or drop the bad entries first)"

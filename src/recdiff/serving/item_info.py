@@ -104,6 +104,10 @@ class ItemInfo:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def __contains__(self, item: object) -> bool:
+        """Whether the file lists ``item`` (matched as :meth:`lookup` matches it)."""
+        return _id_text(item) in self._rows
+
     def lookup(self, items: Sequence[Any]) -> list[dict[str, Any] | None]:
         """Each item's fields (None for an item the file lacks), in the order given."""
         found = (self._rows.get(_id_text(item)) for item in items)

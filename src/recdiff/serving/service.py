@@ -321,11 +321,11 @@ def _query(predictor: Predictor, request: RecommendRequest, max_history: int) ->
             ignore_unknown=request.ignore_unknown,
         )
     except UnknownIdError as error:
-        why = f" ({error.why})" if error.why else ""
         raise HTTPException(
             422,
-            f"{error.n_unknown} history item id(s) not in the catalogue: {error.listed}"
-            f'{why}; remove them, or send "ignore_unknown": true to drop them',
+            error.restated(
+                "history item", 'remove them, or send "ignore_unknown": true to drop them'
+            ),
         ) from None
     except ValueError as error:
         raise HTTPException(422, str(error)) from None
