@@ -117,8 +117,9 @@ def test_user_temporal_user_too_short_for_train_is_warned_and_kept_or_dropped():
         [_user_with(10, "u"), pd.DataFrame({"user": ["w"], "item": ["x0"], "t": [0]})]
     )
     data = Interactions.from_frame(frame, time_col="t")
-    with pytest.warns(UsersWithoutTrainWarning, match="1 of 2 user"):
+    with pytest.warns(UsersWithoutTrainWarning, match="1 of 2 user") as caught:
         s = split_user_temporal(data, (0.8, 0.1, 0.1))
+    assert caught[0].filename == __file__  # the caller's line, not the splitter's insides
     assert ("w", "x0") in pairs(s.test)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -195,10 +195,15 @@ def test_rows_holding_ratings_are_named_not_read_silently():
     recdiff train feeds binary rows). Weights up to 1 (T-DiffRec's) pass in silence."""
     ratings = sp.csr_matrix(checkerboard().toarray() * 4.0)
     model = DiffRec(TINY, FAST.model_copy(update={"epochs": 1}))
-    with pytest.warns(UserWarning, match=r"train holds values above 1 \(up to 4\).*binarize"):
+    with pytest.warns(
+        UserWarning, match=r"train holds values above 1 \(up to 4\).*binarize"
+    ) as fit:
         model.fit(ratings)
-    with pytest.warns(UserWarning, match=r"history holds values above 1 \(up to 4\)"):
+    with pytest.warns(UserWarning, match=r"history holds values above 1 \(up to 4\)") as score:
         model.score(ratings[:2])
+    # Both point at the caller's line, not recdiff's, though fit and score reach the check at
+    # different depths.
+    assert [w.filename for w in fit.list + score.list] == [__file__, __file__]
     weighted = time_weights(demo_splits().train, 0.1, 1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

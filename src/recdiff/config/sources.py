@@ -10,9 +10,10 @@ A relative path is made absolute when the config is read (:func:`absolute_source
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from recdiff._warnings import warn
 
 if TYPE_CHECKING:
     from recdiff.config.schema import DataConfig, RunConfig
@@ -50,10 +51,9 @@ def resolve_source(source: str, key: str = "data.source", otherwise: str = "") -
     for root in [given, "shared/datasets", "../shared/datasets"]:
         if root and (Path(root) / relative).exists():
             if given and root != given:  # the folder the user named lacks it: say which is read
-                warnings.warn(
+                warn(
                     f"dataset {relative!r} is not under $RECDIFF_DATASETS ({given}); reading "
-                    f"{os.path.abspath(Path(root) / relative)} instead",
-                    stacklevel=2,
+                    f"{os.path.abspath(Path(root) / relative)} instead"
                 )
             return Path(root) / relative
         if root:  # named in full: the relative roots depend on the working folder

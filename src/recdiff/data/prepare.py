@@ -6,10 +6,9 @@ benchmarks also keep only the k-core (every user and item with at least k intera
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
+from recdiff._warnings import warn
 from recdiff.data.errors import describe_source
 from recdiff.data.frames import Source
 from recdiff.data.interactions import Interactions
@@ -60,9 +59,7 @@ class NegativeRatingsWarning(UserWarning):
     a rating threshold every row is one, whatever its rating."""
 
 
-def warn_negative_ratings(
-    ratings: np.ndarray | None, source: Source = None, stacklevel: int = 3
-) -> None:
+def warn_negative_ratings(ratings: np.ndarray | None, source: Source = None) -> None:
     """Warn, saying how many and which setting drops them, when ``ratings`` (of data no rating
     threshold filtered) holds negative values: a -1 "dislike" row would silently become an
     interaction, that is, a positive. Kept rather than dropped: ratings matter only through
@@ -72,13 +69,12 @@ def warn_negative_ratings(
     negative = ratings < 0
     if not negative.any():
         return
-    warnings.warn(
+    warn(
         f"{int(negative.sum())} of {ratings.size} rating(s){describe_source(source)} are "
         f"negative (as low as {ratings.min():g}) and are kept as interactions, like any rated "
         "row: to drop them, set data.min_rating (e.g. --set data.min_rating=0, or 1; "
         "min_rating=... or filter_ratings from Python)",
         NegativeRatingsWarning,
-        stacklevel=stacklevel,
     )
 
 

@@ -19,12 +19,12 @@ an empty history, and the splitter warns (:class:`UsersWithoutTrainWarning`) say
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from recdiff._warnings import warn
 from recdiff.data._ragged import rank_within_rows
 from recdiff.data.interactions import Interactions
 from recdiff.data.prepare import warn_negative_ratings
@@ -132,7 +132,7 @@ def _from_labels(
     """Split entries by ``label`` (0 train, 1 valid, 2 test; CSR order). ``splitter`` (a key of
     ``_NO_TRAIN``) words the warning about users without train interactions. Negative ratings
     still in the data are warned of (:func:`~recdiff.data.prepare.warn_negative_ratings`)."""
-    warn_negative_ratings(None if data.ratings is None else data.ratings.data, stacklevel=4)
+    warn_negative_ratings(None if data.ratings is None else data.ratings.data)
     train = data.select_entries(label == 0)
     valid_mask, test_mask = label == 1, label == 2
     if drop_unseen:
@@ -179,14 +179,13 @@ def _warn_users_without_train(
     shown = ", ".join(repr(x) for x in data.users.ids[cold[:5]].tolist())
     more = f" and {cold.size - 5} more" if cold.size > 5 else ""
     why, other = _NO_TRAIN[splitter]
-    warnings.warn(
+    warn(
         f"{splitter}: {cold.size} of {held_out_users.size} user(s) with valid/test "
         f"interactions have no train interaction ({why}; e.g. users {shown}{more}). They stay "
         "in valid/test and are scored from an empty history: pass drop_unseen=True to move "
         "their held-out interactions to `dropped` (as DiffRec did, and as a run config always "
         f"does), or {other}",
         UsersWithoutTrainWarning,
-        stacklevel=4,
     )
 
 

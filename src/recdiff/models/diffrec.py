@@ -22,7 +22,6 @@ p_t ~ sqrt(E[L_t^2])            ``importance_sampling=True``        Eq. 14
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -31,6 +30,7 @@ import scipy.sparse as sp
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from recdiff._warnings import warn
 from recdiff.diffusion import (
     DDPMSampler,
     EachRowAlone,
@@ -388,10 +388,9 @@ def warn_weights_above_one(rows: sp.csr_matrix, name: str) -> None:
     binarise, and ``recdiff train`` does: say so, rather than fit or score on them silently."""
     largest = float(rows.data.max()) if rows.nnz else 0.0
     if largest > 1:
-        warnings.warn(
+        warn(
             f"{name} holds values above 1 (up to {largest:g}), which DiffRec "
             "reads as they are, e.g. ratings as targets; for interactions pass the binary "
             "matrix (Interactions.binarize(), or matrix.sign()), as recdiff train does, or "
-            "T-DiffRec's time weights (recdiff.data.time_weights)",
-            stacklevel=3,
+            "T-DiffRec's time weights (recdiff.data.time_weights)"
         )

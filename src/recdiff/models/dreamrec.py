@@ -28,13 +28,13 @@ with ``sample_seed``), so a checkpoint gives the same scores every time. The set
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recdiff._warnings import warn
 from recdiff.diffusion import (
     DDIMSampler,
     DDPMSampler,
@@ -166,10 +166,9 @@ class DreamRec(SequentialRecommender):
             all_positions=space.all_positions,
         )
         if evaluate is None:
-            warnings.warn(
+            warn(
                 f"the SASRec item stage trains all {space.epochs} epochs (item_space.epochs) "
-                "without selection: pass evaluate to fit to select its epoch on validation",
-                stacklevel=3,
+                "without selection: pass evaluate to fit to select its epoch on validation"
             )
         log = on_event or (lambda record: None)
         stage_log = lambda record: log({**record, "stage": "items"})  # noqa: E731
@@ -219,11 +218,10 @@ class DreamRec(SequentialRecommender):
             # Before eta was bounded by 1, a larger one was accepted (DDIM's sigma grew past
             # DDPM's). Only the ddim sampler reads it: a ddpm run loads unchanged with eta 1.
             if diffusion.get("sampler") == "ddim":
-                warnings.warn(
+                warn(
                     f"this DreamRec run was saved with diffusion.eta={diffusion['eta']}; eta "
                     "is now bounded by 1 and the run loads with eta=1, so its DDIM samples "
-                    "(and metrics) differ from those it recorded",
-                    stacklevel=2,
+                    "(and metrics) differ from those it recorded"
                 )
             diffusion = {**diffusion, "eta": 1.0}
             config = {**config, "settings": {**config["settings"], "diffusion": diffusion}}

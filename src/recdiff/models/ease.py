@@ -19,7 +19,6 @@ Gram matrix once for the whole grid.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,6 +28,7 @@ import scipy.linalg
 import scipy.sparse as sp
 import torch
 
+from recdiff._warnings import warn
 from recdiff.eval.evaluator import as_binary_csr
 from recdiff.eval.metrics import Averaging
 from recdiff.eval.protocol import EvalTask
@@ -219,7 +219,7 @@ def select_ease_lambda(
     assert best is not None
     note = grid_edge_note(best.config.l2_lambda, list(scores))
     if note:
-        warnings.warn(note, stacklevel=2)
+        warn(note)
     return EASESelection(best.config.l2_lambda, scores, metric, best)
 
 

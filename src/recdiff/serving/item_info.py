@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recdiff._warnings import warn
 from recdiff.data.archives import data_suffix
 from recdiff.data.errors import DataFormatError, describe_rows
 from recdiff.data.json_lines import first_fields, read_json_lines, text_ids
@@ -91,10 +91,9 @@ class ItemInfo:
         if later.any():  # Amazon's meta files repeat some items: shown, not refused
             example = ids.iloc[later.nonzero()[0][0]]
             rows = (ids == example).to_numpy().nonzero()[0]
-            warnings.warn(
+            warn(
                 f"{self.path} lists {ids[later].nunique():,} item(s) more than once (e.g. "
-                f"{example!r} at {describe_rows(rows, lines)}): each item's first row is shown",
-                stacklevel=2,
+                f"{example!r} at {describe_rows(rows, lines)}): each item's first row is shown"
             )
         values = frame.loc[~later, self.fields].astype(object).to_numpy()
         self._rows = {

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recdiff._warnings import warn
 from recdiff.atomic import atomic_write_text, sigterm_unwinds
 from recdiff.config.loading import load_config, resolved_yaml
 from recdiff.config.models import (
@@ -101,9 +101,7 @@ def _warn_ignored_train_settings(config: RunConfig) -> None:
         what = "solved in closed form" if config.model.name == "ease" else "counted, not trained"
         names = ", ".join(f"train.{key}" for key in ignored)
         verb = "does" if len(ignored) == 1 else "do"
-        warnings.warn(
-            f"{names} {verb} not apply to {config.model.name} ({what}): ignored", stacklevel=3
-        )
+        warn(f"{names} {verb} not apply to {config.model.name} ({what}): ignored")
 
 
 # Row models that binarise their input (every stored entry is one interaction): T-DiffRec's time
@@ -117,10 +115,9 @@ def _warn_unread_time_weights(config: RunConfig) -> None:
     named rather than silently dropped (a warning, as for train.*: an experiment may set it
     for all its configs)."""
     if config.data.time_weights is not None and config.model.name in _BINARY_INPUT_MODELS:
-        warnings.warn(
+        warn(
             f"data.time_weights weights the rows DiffRec and L-DiffRec read (T-DiffRec); "
-            f"{config.model.name} reads every interaction as 1: ignored",
-            stacklevel=3,
+            f"{config.model.name} reads every interaction as 1: ignored"
         )
 
 
@@ -141,10 +138,9 @@ def _warn_uncapped_first_stage(config: RunConfig) -> None:
     else:
         return
     if stage > config.train.epochs:
-        warnings.warn(
+        warn(
             f"train.epochs ({config.train.epochs}) caps {capped}; {first} first, for up to "
-            f"{key} ({stage}) epochs: set that too for a short run",
-            stacklevel=3,
+            f"{key} ({stage}) epochs: set that too for a short run"
         )
 
 
@@ -157,7 +153,7 @@ def _warn_unread_diffusion_settings(config: RunConfig) -> None:
     diffusion = validate_model_params(config.model.name, config.model.params()).diffusion
     for key, why in diffusion.unread_settings().items():
         value = getattr(diffusion, key)
-        warnings.warn(f"model.diffusion.{key} ({value}): {why}: ignored", stacklevel=3)
+        warn(f"model.diffusion.{key} ({value}): {why}: ignored")
 
 
 #: Data that holds its own users, items and split (what it is, for a message), and the keys of a
@@ -183,10 +179,9 @@ def _warn_unread_data_settings(config: RunConfig) -> None:
     data, defaults = config.data, DataConfig.model_fields
     sequential = config.model.name in SEQUENTIAL_MODELS
     if not sequential and data.max_len != defaults["max_len"].default:
-        warnings.warn(
+        warn(
             f"data.max_len ({data.max_len}) sets the history length of next-item "
-            f"models; {config.model.name} reads each user's whole row: ignored",
-            stacklevel=3,
+            f"models; {config.model.name} reads each user's whole row: ignored"
         )
     if data.format in _HELD:
         held, read = _HELD[data.format]
@@ -196,16 +191,14 @@ def _warn_unread_data_settings(config: RunConfig) -> None:
                 continue
             if key == "split" and sequential and value == "leave_one_out":
                 continue  # how a next-item model's demo sequences are split
-            warnings.warn(
-                f"data.{key} ({value!r}): {held} users, items and split: ignored", stacklevel=3
-            )
+            warn(f"data.{key} ({value!r}): {held} users, items and split: ignored")
         why = f"{held} split"
     elif data.split == "leave_one_out":
         why = "data.split=leave_one_out holds out each user's last two items"
     else:
         return
     if tuple(data.ratios) != tuple(defaults["ratios"].default):
-        warnings.warn(f"data.ratios ({list(data.ratios)}): {why}: ignored", stacklevel=3)
+        warn(f"data.ratios ({list(data.ratios)}): {why}: ignored")
 
 
 def run_training(

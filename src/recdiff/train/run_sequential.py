@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from recdiff._warnings import warn
 from recdiff.atomic import atomic_path, atomic_write_text
 from recdiff.config.models import build_model
 from recdiff.config.schema import RunConfig
@@ -196,12 +196,11 @@ def _warn_untrained_targets(model: SequentialRecommender, data: SequenceDataset)
     items = f"{n} items never occur" if n > 1 else "1 item never occurs"
     # counts, not only shares: one target in 6,040 would read "0.0%"
     share = {name: f"{int(h.sum()):,} of {h.size:,} ({h.mean():.1%})" for name, h in hit.items()}
-    warnings.warn(
+    warn(
         f"{items} in the training examples, yet {'they are' if n > 1 else 'it is'} the target "
         f"of {share['valid']} validation and {share['test']} test examples: no example fitted "
         "those embeddings, which can fill top-k slots and score those hits by luck (set "
-        "model.exclude_untrained_items=true to rank trained items only)",
-        stacklevel=2,
+        "model.exclude_untrained_items=true to rank trained items only)"
     )
 
 

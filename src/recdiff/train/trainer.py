@@ -24,7 +24,6 @@ import contextlib
 import copy
 import math
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -32,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recdiff._warnings import warn
 from recdiff.memory import format_bytes, require_memory
 from recdiff.progress import progress_bar
 from recdiff.train.averaging import WeightAverage
@@ -348,18 +348,16 @@ class Trainer:
                 f"{self.config.lr}), "
                 "or check the data for extreme values"
             )
-        warnings.warn(
+        warn(
             f"{what}; kept epoch {result.best_epoch}, the best validated before it (a lower "
-            f"{self._key('lr')} than {self.config.lr} may train further)",
-            stacklevel=4,
+            f"{self._key('lr')} than {self.config.lr} may train further)"
         )
 
     def _growing(self, opening: float, epoch: int, loss: float) -> None:
-        warnings.warn(
+        warn(
             f"the mean loss of epoch {epoch} ({loss:.4g}) is {loss / opening:.1e} times the "
             f"first step's ({opening:.4g}): training is diverging; lower {self._key('lr')} "
-            f"(now {self.config.lr})",
-            stacklevel=4,
+            f"(now {self.config.lr})"
         )
 
     def _patience_spent(self, epoch: int, result: TrainResult) -> bool:
