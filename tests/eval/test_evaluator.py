@@ -58,6 +58,7 @@ def problems(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     return scores, state == 1, state == 2, k
 
 
+@pytest.mark.filterwarnings("ignore:truth holds no held-out item")  # a drawn empty truth
 @settings(max_examples=150, deadline=None)
 @given(
     problems(),
@@ -137,7 +138,11 @@ def test_callable_scores_subset_and_empty_truth() -> None:
     assert res["recall@1"] == 1.0
     assert res.with_averaging("all_users")["recall@1"] == pytest.approx(2 / 3)
     assert res.n_users_evaluated == 2
-    empty = evaluate_scores(scores, sp.csr_matrix((4, 4)), ks=(1,))
+    with pytest.warns(UserWarning, match="no held-out item for any user") as caught:
+        empty = evaluate_scores(scores, sp.csr_matrix((4, 4)), ks=(1,))
+    assert caught[0].filename == __file__
+    with pytest.warns(UserWarning, match="no held-out item for the users given"):
+        evaluate_scores(scores, truth, ks=(1,), users=np.array([2]))
     assert np.isnan(empty["recall@1"])
     assert empty.with_averaging("all_users")["recall@1"] == 0.0
 

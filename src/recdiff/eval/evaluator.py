@@ -39,6 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from recdiff._warnings import warn
 from recdiff.data.vocab import integer_indices, is_integer
 from recdiff.eval.metrics import (
     AVERAGING_MODES,
@@ -270,6 +271,13 @@ def _run(
         in_scope[:] = False
         in_scope[users] = True
     candidates = np.flatnonzero((accumulator.n_relevant > 0) & in_scope)
+    if candidates.size == 0:
+        scope = "the users given" if users is not None else "any user"
+        warn(
+            f"truth holds no held-out item for {scope}: there is nothing to rank against, so "
+            "every metric is NaN (0 under all_users averaging); check that truth is the "
+            "valid or test matrix of these users"
+        )
     for start in range(0, len(candidates), batch_size):
         rows = candidates[start : start + batch_size]
         accumulator.add(rows, scores_for(rows))
