@@ -69,6 +69,8 @@ def test_comparison_lists_only_runs_on_the_same_data(runs):
     # EASE is fitted in closed form: no epochs, shown as "-" rather than "None".
     overview = build_report(ease).split("<h2>")[0]
     assert "<th>best epoch</th><td>-</td>" in overview and "None" not in overview
+    # Its lambda, chosen from a grid, reads as train printed it (300, not 300.0000).
+    assert "recall@20 (l2_lambda 300)</td>" in overview
     ease_test = json.loads((ease / "metrics.json").read_text())["test"]["recall@20"]
     assert f"<td>{ease_test:.4f}</td>" in table
     # --compare points at another folder: only the run itself is left.

@@ -18,7 +18,8 @@ def selected_on(metrics: dict[str, Any], metric: str) -> str:
     # Runs written before metrics.json recorded "validated" were validated runs.
     if metrics.get("selected"):  # a setting swept on validation (EASE's lambda)
         chosen = ", ".join(
-            f"{key} {number_cell(value)}" for key, value in metrics["selected"].items()
+            f"{key} {value:g}" if isinstance(value, float) else f"{key} {escape(value)}"
+            for key, value in metrics["selected"].items()
         )
         return f"validation {metric} ({chosen})"
     if metrics.get("validated", True):
