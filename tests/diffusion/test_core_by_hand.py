@@ -89,8 +89,9 @@ def test_two_step_process_buffers_by_hand():
     torch.testing.assert_close(small.posterior_coef_xt, _f64(0.0, 0.1 * math.sqrt(0.8) / 0.28))
     torch.testing.assert_close(small.reverse_variance, _f64(post_2, post_2))
     large = GaussianDiffusion(TWO, "x0", "beta")
-    torch.testing.assert_close(large.reverse_variance, _f64(post_2, 0.2))
-    torch.testing.assert_close(large.reverse_log_variance, _f64(math.log(post_2), math.log(0.2)))
+    # "Fixed large" is beta_t throughout, the decoder of L_0 too (DDPM's sigma_1^2 = beta_1).
+    torch.testing.assert_close(large.reverse_variance, _f64(0.1, 0.2))
+    torch.testing.assert_close(large.reverse_log_variance, _f64(math.log(0.1), math.log(0.2)))
     # At t = 1 the posterior is x_0 itself (coefficients 1 and 0).
     x0, x_t = _f64(0.3, -1.2)[None], _f64(2.0, 0.5)[None]
     torch.testing.assert_close(small.q_posterior(x0, x_t, torch.tensor([0])).mean, x0)

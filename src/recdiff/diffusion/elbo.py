@@ -8,6 +8,12 @@
 The data are treated as continuous: L_0 is the Gaussian negative log-density of x_0 under the decoder
 N(mu_theta(x_1, 1), sigma_1^2 I), so the bound is on a density (it can be negative). Every term is
 summed over the feature dimensions and returned per example.
+
+The reverse variance matters to the bound, not to the samplers' means: to estimate a likelihood,
+build the process with ``variance="beta"`` (sigma_t^2 = beta_t, and sigma_1^2 = beta_1). With the
+exact denoiser of Gaussian data its bound closes on -log p(x_0) as T grows (0.009 nat above at
+T = 1000 in tests/diffusion/test_gaussian.py); the posterior choice's smaller variances stay
+about 0.5-1 nat per dimension above there, however large T is.
 """
 
 from __future__ import annotations

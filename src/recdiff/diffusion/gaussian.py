@@ -95,10 +95,12 @@ class GaussianDiffusion(nn.Module):
             buffers["reverse_variance"] = clipped
             buffers["reverse_log_variance"] = np.log(clipped)
         else:
-            # "fixed large": beta_t, except at t = 1 where beta~_2 keeps the decoder well scaled.
-            large = np.concatenate([clipped[:1], s.betas[1:]])
-            buffers["reverse_variance"] = large
-            buffers["reverse_log_variance"] = np.log(large)
+            # "fixed large": beta_t at every t, the decoder of L_0 included (DDPM's sigma_1^2 =
+            # beta_1). That is x_0's spread given x_1 for data spread wider than sqrt(beta_1),
+            # so the bound approaches -log p(x_0) as T grows; improved-diffusion's beta~_2 there
+            # (about beta_1 / 2) overstates L_0 by ~0.15 nats per dimension.
+            buffers["reverse_variance"] = s.betas
+            buffers["reverse_log_variance"] = np.log(s.betas)
         for name, value in buffers.items():
             self.register_buffer(name, _as_tensor(value), persistent=False)
 
@@ -347,9 +349,10 @@ class GaussianDiffusion(nn.Module):
     ) -> ReverseStep:
         """p_theta(x_{t-1} | x_t): the posterior mean at the predicted x0, with the fixed variance.
 
-        At t = 1 (index 0) the variance returned is beta~_2 under either variance choice (beta_1
-        when T = 1), the decoder variance of L_0, not beta~_1 = 0: a sampler adds no noise at
-        that step (Algorithm 2), as :class:`~recdiff.diffusion.DDPMSampler` does.
+        At t = 1 (index 0) the variance returned is the decoder variance of L_0: beta_1 under
+        the ``beta`` choice, and beta~_2 under ``posterior`` (beta_1 when T = 1), not
+        beta~_1 = 0. A sampler adds no noise at that step (Algorithm 2), as
+        :class:`~recdiff.diffusion.DDPMSampler` does, so only the bound reads it.
         """
         clip_x0 = check_clip(clip_x0)
         return self._p_mean_variance(model_fn, x_t, self._checked(t, ("x_t", x_t)), clip_x0)

@@ -3,7 +3,10 @@
 Training: the condition c is replaced by a learned null embedding with probability p_u
 (:func:`drop_condition`). Sampling: the denoiser's output is combined as
 f~ = (1 + w) f(x_t, c, t) - w f(x_t, null, t) (:func:`guided`); w = 0 is purely conditional and
-skips the unconditional pass. Both passes run as one batch of twice the size. A denoiser may
+skips the unconditional pass. With w > 0 the samples move past the conditional ones, away from
+the unconditional prediction, and concentrate: for a mixture of two Gaussian classes the samples'
+mean moves beyond their class's mean and their spread shrinks as w grows, as the combination
+implies, not as a defect of the sampler. Both passes run as one batch of twice the size. A denoiser may
 offer a cheaper equivalent that shares the work both passes have in common; the checks of
 :func:`guided` are public so that it refuses the same inputs with the same words.
 """

@@ -12,6 +12,11 @@ plus one loop that calls the model. Respacing is a property of the process
 - :func:`noise_to`: start the reverse process from the input noised to step T' (DiffRec's
   acceleration) instead of from pure noise.
 
+Few steps cost spread, even with a perfect denoiser: with the exact denoiser of Gaussian data, a
+respaced DDPM's or a DDIM's samples have less variance than the data, the less the fewer the
+steps, as the exact law of the shortened chain says. A narrower sample from a fast sampler is not
+by itself a sign of an undertrained model.
+
 Every ``generator`` may also be a sequence of generators, one per row (:func:`randn_rows`): each
 row's draws then come from its own generator alone, so a row gets the same sample whatever batch
 it is scored in (a service answering concurrent requests in one call needs that). When every row
