@@ -128,7 +128,7 @@ def test_the_report_of_ease_names_the_lambda_validation_chose(tmp_path):
 
     run = run_training(load_config("demo-ease"), tmp_path / "runs", progress=False).directory
     chosen = json.loads((run / "metrics.json").read_text())["selected"]["l2_lambda"]
-    assert f"validation recall@20 (l2_lambda {chosen:.4f})" in build_report(run)
+    assert f"validation recall@20 (l2_lambda {chosen:g})" in build_report(run)
 
 
 def test_a_null_validation_figure_sorts_last_among_compared_runs():
